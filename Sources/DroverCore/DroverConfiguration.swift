@@ -1,0 +1,53 @@
+import Foundation
+
+/// Process-wide settings, read from the environment. Every field has an embedded default,
+/// so `drover` runs on a fresh machine with nothing set.
+public struct DroverConfiguration: Sendable {
+    /// `DROVER_REDIS_URL`. When nil, Drover starts a private `redis-server` in `dataDirectory`.
+    public var redisURL: String?
+    /// `DROVER_DATA_DIR`, default `./.drover`.
+    public var dataDirectory: URL
+    /// `DROVER_DB`, default `<dataDirectory>/drover.db`.
+    public var databasePath: URL
+    /// `DROVER_REDIS_POOL`, default 8: pooled connections per process (blocking reads use their own).
+    public var redisPoolSize: Int
+
+    public init(
+        redisURL: String? = nil,
+        dataDirectory: URL = URL(fileURLWithPath: ".drover"),
+        databasePath: URL? = nil,
+        redisPoolSize: Int = 8
+    ) {
+        self.redisURL = redisURL
+        self.dataDirectory = dataDirectory.standardizedFileURL
+        self.databasePath = (databasePath ?? dataDirectory.appendingPathComponent("drover.db")).standardizedFileURL
+        self.redisPoolSize = redisPoolSize
+    }
+
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigurationError) -> DroverConfiguration {
+        func nonEmpty(_ key: String) -> String? {
+            guard let value = environment[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+            return value
+        }
+        let dataDirectory = URL(fileURLWithPath: nonEmpty("DROVER_DATA_DIR") ?? ".drover")
+        var poolSize = 8
+        if let raw = nonEmpty("DROVER_REDIS_POOL") {
+            guard let value = Int(raw), (1...256).contains(value) else {
+                throw ConfigurationError(
+                    field: "DROVER_REDIS_POOL",
+                    message: "'\(raw)' is not a connection count",
+                    fix: "set it to a whole number from 1 to 256, or unset it for the default of 8"
+                )
+            }
+            poolSize = value
+        }
+        return DroverConfiguration(
+            redisURL: nonEmpty("DROVER_REDIS_URL"),
+            dataDirectory: dataDirectory,
+            databasePath: nonEmpty("DROVER_DB").map { URL(fileURLWithPath: $0) },
+            redisPoolSize: poolSize
+        )
+    }
+}

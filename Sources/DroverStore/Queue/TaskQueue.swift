@@ -1,0 +1,315 @@
+import DroverCore
+import Foundation
+
+/// A Redis task queue with fenced leases, in the manner of SQS visibility timeouts: a claimed task
+/// is invisible until its lease deadline, and comes back if the lease is not renewed.
+public struct TaskQueue: Sendable {
+    public struct Options: Sendable {
+        /// First retry delay after `fail(retryable: true)`; doubles per attempt, with jitter.
+        public var backoffBase: Duration = .seconds(1)
+        public var backoffCap: Duration = .seconds(300)
+        /// How long an acked task's hash stays readable, so that a retried ack is recognised.
+        public var completedRetention: Duration = .seconds(3600)
+        public var maximumPayloadBytes = 1 << 20
+        public init() {}
+    }
+
+    public let redis: RedisClient
+    public let options: Options
+
+    public init(redis: RedisClient, options: Options = Options()) {
+        self.redis = redis
+        self.options = options
+    }
+
+    // MARK: Producing
+
+    /// Queues a task. With a `dedupeKey`, a task under the same key that is still waiting (ready or
+    /// delayed) is returned instead of a new one. The id is made here, so retrying after a lost
+    /// reply cannot queue it twice.
+    public func enqueue(
+        _ queue: QueueName,
+        payload: String,
+        priority: Int = 0,
+        delay: Duration = .zero,
+        dedupeKey: String? = nil,
+        maxAttempts: Int = 3,
+        maxStalls: Int = 3,
+        id: String = Identifier.make(prefix: "task")
+    ) async throws(TaskQueueError) -> EnqueueResult {
+        do {
+            _ = try JSONValue.parse(payload)
+        } catch {
+            throw .invalidArgument(field: "payload", message: "the payload is \(error)", fix: "pass one JSON document, such as {\"item\": 1}")
+        }
+        guard payload.utf8.count <= options.maximumPayloadBytes else {
+            throw .invalidArgument(
+                field: "payload",
+                message: "the payload is \(payload.utf8.count) bytes, over the limit of \(options.maximumPayloadBytes)",
+                fix: "store large inputs elsewhere (a file, the session log) and queue a reference to them"
+            )
+        }
+        guard (0...1000).contains(priority) else {
+            throw .invalidArgument(field: "priority", message: "\(priority) is out of range", fix: "use 0 to 1000; higher runs first, 0 is the default")
+        }
+        guard delay >= .zero else {
+            throw .invalidArgument(field: "delay", message: "a delay cannot be negative", fix: "use 0 or more")
+        }
+        guard (1...1000).contains(maxAttempts) else {
+            throw .invalidArgument(field: "max_attempts", message: "\(maxAttempts) is out of range", fix: "use 1 to 1000")
+        }
+        guard (0...1000).contains(maxStalls) else {
+            throw .invalidArgument(field: "max_stalls", message: "\(maxStalls) is out of range", fix: "use 0 to 1000")
+        }
+        let keys = QueueKeys(queue)
+        let reply = try await run(TaskQueueScripts.enqueue, keys: [keys.ready, keys.delayed, keys.meta, keys.dedupe, keys.marker, keys.since], [
+            keys.taskPrefix, id, payload, String(priority), String(delay.milliseconds), dedupeKey ?? "",
+            String(maxAttempts), String(maxStalls),
+        ])
+        guard let fields = reply.array, fields.count == 3,
+              let outcome = fields[0].string.flatMap(EnqueueOutcome.init(rawValue:)),
+              let taskId = fields[1].string, let state = fields[2].string
+        else { throw .unexpectedReply("\(reply)") }
+        return EnqueueResult(taskId: taskId, outcome: outcome, state: state)
+    }
+
+    // MARK: Consuming
+
+    /// Claims up to `max` ready tasks at once, without waiting. `QueueConsumer` waits for work.
+    public func claim(_ queue: QueueName, workerId: String, leaseTTL: Duration, max: Int = 1) async throws(TaskQueueError) -> ClaimResult {
+        guard leaseTTL >= .milliseconds(10) else {
+            throw .invalidArgument(field: "lease_ttl", message: "a lease of \(leaseTTL) is too short", fix: "use at least 10 ms; workers heartbeat at a third of it")
+        }
+        guard (1...10_000).contains(max) else {
+            throw .invalidArgument(field: "max", message: "\(max) tasks per claim is out of range", fix: "use 1 to 10000")
+        }
+        let keys = QueueKeys(queue)
+        let reply = try await run(TaskQueueScripts.claim, keys: [keys.ready, keys.delayed, keys.leased, keys.meta, keys.marker, keys.since, keys.dedupe], [
+            keys.taskPrefix, workerId, String(leaseTTL.milliseconds), String(max),
+        ])
+        guard let fields = reply.array, fields.count >= 2, let now = fields[0].int, let hint = fields[1].int,
+              (fields.count - 2) % 5 == 0
+        else { throw .unexpectedReply("\(reply)") }
+        var leases: [TaskLease] = []
+        leases.reserveCapacity((fields.count - 2) / 5)
+        var index = 2
+        while index < fields.count {
+            guard let id = fields[index].string, let epoch = fields[index + 1].int, let deadline = fields[index + 2].int,
+                  let attempt = fields[index + 3].int, let payload = fields[index + 4].string
+            else { throw .unexpectedReply("\(reply)") }
+            leases.append(TaskLease(queue: queue, taskId: id, epoch: epoch, deadline: deadline, attempt: Int(attempt), payload: payload))
+            index += 5
+        }
+        return ClaimResult(
+            leases: leases,
+            now: now,
+            nextDueIn: hint >= 0 ? .milliseconds(hint) : nil,
+            paused: hint == -2
+        )
+    }
+
+    /// Extends the lease to `leaseTTL` from now, if it is still held under this epoch.
+    public func heartbeat(_ lease: inout TaskLease, leaseTTL: Duration) async throws(TaskQueueError) -> LeaseVerdict {
+        let keys = QueueKeys(lease.queue)
+        let reply = try await run(TaskQueueScripts.heartbeat, keys: [keys.leased], [
+            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(leaseTTL.milliseconds),
+        ])
+        let verdict = try Self.verdict(reply)
+        if verdict.isOK, let deadline = reply.array?[1].int { lease.deadline = deadline }
+        return verdict
+    }
+
+    /// Marks the task done. Refused for a lease that is no longer held.
+    public func ack(_ lease: TaskLease) async throws(TaskQueueError) -> LeaseVerdict {
+        let keys = QueueKeys(lease.queue)
+        let reply = try await run(TaskQueueScripts.ack, keys: [keys.leased, keys.meta], [
+            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(options.completedRetention.milliseconds),
+        ])
+        return try Self.verdict(reply)
+    }
+
+    /// Gives the task back. A retryable failure with attempts left comes back after an exponential
+    /// backoff with jitter; otherwise the task goes to the dead-letter set with `error`.
+    public func fail(_ lease: TaskLease, error: String, retryable: Bool) async throws(TaskQueueError) -> FailOutcome {
+        let keys = QueueKeys(lease.queue)
+        let reply = try await run(TaskQueueScripts.fail, keys: [keys.leased, keys.delayed, keys.dead, keys.meta, keys.marker], [
+            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(error.prefix(4096)),
+            retryable ? "1" : "0", String(backoff(attempt: lease.attempt).milliseconds),
+        ])
+        guard let fields = reply.array, let ok = fields.first?.int else { throw .unexpectedReply("\(reply)") }
+        if ok == 0 {
+            return .lost(fields.count > 1 ? LeaseProblem(rawValue: fields[1].string ?? "") ?? .gone : .gone)
+        }
+        guard fields.count == 3, let outcome = fields[1].string, let at = fields[2].int else { throw .unexpectedReply("\(reply)") }
+        return outcome == "retry" ? .retrying(at: at) : .dead
+    }
+
+    /// Full-jitter exponential backoff: a random delay in the upper half of base * 2^(attempt-1),
+    /// capped, so that a burst of failures does not come back as a burst.
+    public func backoff(attempt: Int) -> Duration {
+        let exponent = min(max(attempt - 1, 0), 30)
+        let raw = options.backoffBase * (1 << exponent)
+        let capped = min(raw, options.backoffCap)
+        return capped * Double.random(in: 0.5...1.0)
+    }
+
+    // MARK: Maintenance
+
+    /// Returns expired leases to the ready set (their next claim gets epoch + 1), and sends tasks
+    /// that stalled more than their `maxStalls` to the dead-letter set. A lock keeps it to once per
+    /// `interval` however many workers call it; an interval of zero runs it unconditionally.
+    public func sweep(_ queue: QueueName, interval: Duration, limit: Int = 1000) async throws(TaskQueueError) -> SweepResult {
+        let keys = QueueKeys(queue)
+        let reply = try await run(TaskQueueScripts.sweep, keys: [keys.leased, keys.ready, keys.dead, keys.meta, keys.marker, keys.since, keys.sweepLock], [
+            keys.taskPrefix, String(interval.milliseconds), Identifier.make(prefix: "sweep"), String(limit),
+        ])
+        guard let fields = reply.array, fields.count == 3, let ran = fields[0].int, let requeued = fields[1].int, let dead = fields[2].int
+        else { throw .unexpectedReply("\(reply)") }
+        return SweepResult(ran: ran == 1, requeued: Int(requeued), dead: Int(dead))
+    }
+
+    /// A paused queue keeps accepting tasks but hands none out.
+    public func pause(_ queue: QueueName) async throws(TaskQueueError) {
+        let keys = QueueKeys(queue)
+        _ = try await run(TaskQueueScripts.setPaused, keys: [keys.meta, keys.marker], ["1"])
+    }
+
+    public func resume(_ queue: QueueName) async throws(TaskQueueError) {
+        let keys = QueueKeys(queue)
+        _ = try await run(TaskQueueScripts.setPaused, keys: [keys.meta, keys.marker], ["0"])
+    }
+
+    public func stats(_ queue: QueueName) async throws(TaskQueueError) -> QueueStats {
+        let keys = QueueKeys(queue)
+        let reply = try await run(TaskQueueScripts.stats, keys: [keys.ready, keys.delayed, keys.leased, keys.dead, keys.meta, keys.since], [])
+        guard let f = reply.array?.compactMap(\.int), f.count == 11 else { throw .unexpectedReply("\(reply)") }
+        return QueueStats(
+            queue: queue.rawValue,
+            ready: Int(f[0]), delayed: Int(f[1]), leased: Int(f[2]), dead: Int(f[3]),
+            oldestReadyAgeMs: f[4] >= 0 ? f[4] : nil,
+            paused: f[5] == 1,
+            totals: .init(enqueued: Int(f[6]), acked: Int(f[7]), retried: Int(f[8]), dead: Int(f[9]), stalled: Int(f[10]))
+        )
+    }
+
+    /// The newest dead tasks first, with their last error.
+    public func deadTasks(_ queue: QueueName, limit: Int = 20) async throws(TaskQueueError) -> [DeadTask] {
+        let keys = QueueKeys(queue)
+        let reply = try await run(TaskQueueScripts.peekDead, keys: [keys.dead], [keys.taskPrefix, String(max(1, limit))])
+        guard let f = reply.array, f.count % 5 == 0 else { throw .unexpectedReply("\(reply)") }
+        return stride(from: 0, to: f.count, by: 5).map { i in
+            DeadTask(
+                id: f[i].string ?? "", diedAtMs: f[i + 1].int ?? 0, attempts: Int(f[i + 2].int ?? 0),
+                lastError: f[i + 3].string ?? "", payload: f[i + 4].string ?? ""
+            )
+        }
+    }
+
+    /// Puts a dead task back in the ready set with its attempts reset. Returns false, with the
+    /// task's state, if it is not dead.
+    public func requeue(_ queue: QueueName, taskId: String) async throws(TaskQueueError) -> (requeued: Bool, state: String) {
+        let keys = QueueKeys(queue)
+        let reply = try await run(TaskQueueScripts.requeue, keys: [keys.dead, keys.ready, keys.meta, keys.marker, keys.since], [keys.task(taskId), taskId])
+        guard let f = reply.array, let ok = f.first?.int else { throw .unexpectedReply("\(reply)") }
+        return ok == 1 ? (true, "ready") : (false, f.count > 1 ? f[1].string ?? "gone" : "gone")
+    }
+
+    /// Every field of one task, for inspection.
+    public func task(_ queue: QueueName, id: String) async throws(TaskQueueError) -> [String: String]? {
+        let reply: RedisValue
+        do {
+            reply = try await redis.send(["HGETALL", QueueKeys(queue).task(id)], idempotent: true)
+        } catch {
+            throw .redis(error)
+        }
+        guard let values = reply.array, !values.isEmpty else { return nil }
+        var fields: [String: String] = [:]
+        for i in stride(from: 0, to: values.count - 1, by: 2) {
+            fields[values[i].string ?? ""] = values[i + 1].string ?? ""
+        }
+        return fields
+    }
+
+    /// A consumer that waits for work without polling. Give each worker loop its own: it holds a
+    /// dedicated connection for the blocking wait.
+    public func consumer(_ queue: QueueName, workerId: String, sweepInterval: Duration = .seconds(1)) -> QueueConsumer {
+        QueueConsumer(queue: self, name: queue, workerId: workerId, sweepInterval: sweepInterval)
+    }
+
+    func markerKey(_ queue: QueueName) -> String { QueueKeys(queue).marker }
+
+    // MARK: Plumbing
+
+    private func run(_ script: RedisScript, keys: [String], _ arguments: [String]) async throws(TaskQueueError) -> RedisValue {
+        do {
+            return try await redis.eval(script, keys: keys, arguments: arguments)
+        } catch {
+            throw .redis(error)
+        }
+    }
+
+    private static func verdict(_ reply: RedisValue) throws(TaskQueueError) -> LeaseVerdict {
+        guard let fields = reply.array, let ok = fields.first?.int else { throw .unexpectedReply("\(reply)") }
+        if ok == 1 { return .ok }
+        return .lost(fields.count > 1 ? LeaseProblem(rawValue: fields[1].string ?? "") ?? .gone : .gone)
+    }
+}
+
+/// Waits for tasks on one queue without busy-polling: when nothing is ready it blocks in
+/// `BZPOPMIN` on the queue's marker key, which every enqueue, retry and requeue touches. Between
+/// waits it runs the lock-guarded sweep, so expired leases come back even on a quiet queue.
+public final class QueueConsumer: Sendable {
+    public let name: QueueName
+    public let workerId: String
+    private let queue: TaskQueue
+    private let connection: RedisBlockingConnection
+    private let sweepInterval: Duration
+    private let lastSweep = SendableBox(ContinuousClock.now - .seconds(3600))
+
+    init(queue: TaskQueue, name: QueueName, workerId: String, sweepInterval: Duration) {
+        self.queue = queue
+        self.name = name
+        self.workerId = workerId
+        self.sweepInterval = sweepInterval
+        self.connection = queue.redis.blockingConnection(name: "consumer-\(name.rawValue)")
+    }
+
+    /// Claims up to `max` tasks, waiting up to `wait` for the first. Returns an empty array when
+    /// the wait ran out. Cancelling the calling task ends the wait at once.
+    public func next(max: Int = 1, leaseTTL: Duration, wait: Duration) async throws -> [TaskLease] {
+        let clock = ContinuousClock()
+        let deadline = clock.now + wait
+        while true {
+            try Task.checkCancellation()
+            if clock.now - lastSweep.value >= sweepInterval {
+                lastSweep.value = clock.now
+                _ = try await queue.sweep(name, interval: sweepInterval)
+            }
+            let claimed = try await queue.claim(name, workerId: workerId, leaseTTL: leaseTTL, max: max)
+            if !claimed.leases.isEmpty { return claimed.leases }
+            let remaining = deadline - clock.now
+            if remaining <= .zero { return [] }
+            var block = min(remaining, sweepInterval)
+            if let due = claimed.nextDueIn, !claimed.paused { block = min(block, due) }
+            block = Swift.max(block, .milliseconds(1))
+            try await connection.send(["BZPOPMIN", queue.markerKey(name), String(format: "%.3f", block.seconds)])
+        }
+    }
+
+    public func close() {
+        connection.close()
+    }
+}
+
+/// A value guarded by a lock, for state a `Sendable` class mutates from one task at a time.
+final class SendableBox<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+
+    init(_ value: Value) { stored = value }
+
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}

@@ -1,0 +1,100 @@
+import DroverCore
+import DroverStore
+import Foundation
+
+/// A real `redis-server` for a test: its own temporary directory and unix socket, AOF on, and
+/// stopped (and its directory removed) by `shutdown()`.
+public final class RedisServerFixture: Sendable {
+    public let directory: URL
+    private let server: SendableServer
+
+    private final class SendableServer: @unchecked Sendable {
+        var current: EmbeddedRedis
+        init(_ server: EmbeddedRedis) { current = server }
+    }
+
+    public var url: RedisURL { server.current.url }
+    public var options: EmbeddedRedis.Options { server.current.options }
+
+    private init(directory: URL, server: EmbeddedRedis) {
+        self.directory = directory
+        self.server = SendableServer(server)
+    }
+
+    public static func start(password: String? = nil, tcpPort: Int = 0, appendFsync: String = "everysec") async throws -> RedisServerFixture {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("drover-test-\(Identifier.make(prefix: "r").suffix(12))")
+        var options = EmbeddedRedis.Options(dataDirectory: directory)
+        options.password = password
+        options.tcpPort = tcpPort
+        options.appendFsync = appendFsync
+        let server = try await EmbeddedRedis.start(options)
+        return RedisServerFixture(directory: directory, server: server)
+    }
+
+    public func client(poolSize: Int = 4, reconnectWindow: Duration = .seconds(15)) async throws -> RedisClient {
+        var options = RedisClientOptions()
+        options.poolSize = poolSize
+        options.reconnectWindow = reconnectWindow
+        return try await RedisClient.connect(url, options: options)
+    }
+
+    /// Stops the server cleanly (SIGTERM: the AOF is flushed) and starts it again on the same
+    /// files and socket.
+    public func restart(downtime: Duration = .milliseconds(200)) async throws {
+        await server.current.stop(force: true)
+        try await Task.sleep(for: downtime)
+        server.current = try await EmbeddedRedis.start(options)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would; `startAgain()` brings it back.
+    public func crash() async {
+        await server.current.crash()
+    }
+
+    public func startAgain() async throws {
+        await server.current.stop(force: true)
+        server.current = try await EmbeddedRedis.start(options)
+    }
+
+    public var processIdentifier: Int32? { server.current.processIdentifier }
+
+    public func shutdown() async {
+        await server.current.stop(force: true)
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// A unique queue name per test, so tests can share a server.
+public func uniqueQueueName(_ label: String = "test") -> String {
+    "\(label)-\(Identifier.make(prefix: "q").suffix(10).lowercased())"
+}
+
+/// Runs `body` with a fresh server, and stops the server however `body` ends.
+public func withRedisServer<T>(
+    password: String? = nil,
+    appendFsync: String = "everysec",
+    _ body: (RedisServerFixture) async throws -> T
+) async throws -> T {
+    let server = try await RedisServerFixture.start(password: password, appendFsync: appendFsync)
+    do {
+        let result = try await body(server)
+        await server.shutdown()
+        return result
+    } catch {
+        await server.shutdown()
+        throw error
+    }
+}
+
+/// Runs `body` with a fresh server and a client of it; both are closed afterwards.
+public func withRedisClient<T>(
+    poolSize: Int = 4,
+    _ body: (RedisClient, RedisServerFixture) async throws -> T
+) async throws -> T {
+    try await withRedisServer { server in
+        let client = try await server.client(poolSize: poolSize)
+        defer { client.close() }
+        return try await body(client, server)
+    }
+}

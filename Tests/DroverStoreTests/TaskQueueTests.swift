@@ -1,0 +1,395 @@
+import DroverCore
+import DroverStore
+import DroverTesting
+import Foundation
+import Synchronization
+import Testing
+
+private func withQueue<T>(
+    poolSize: Int = 4,
+    options: TaskQueue.Options = TaskQueue.Options(),
+    _ body: (TaskQueue, QueueName, RedisServerFixture) async throws -> T
+) async throws -> T {
+    try await withRedisClient(poolSize: poolSize) { client, server in
+        try await body(TaskQueue(redis: client, options: options), try QueueName(uniqueQueueName()), server)
+    }
+}
+
+@Suite("Task queue")
+struct TaskQueueTests {
+    @Test("an expired lease is claimed again with epoch + 1, and the old epoch is refused")
+    func leaseExpiry() async throws {
+        try await withQueue { queue, name, _ in
+            let enqueued = try await queue.enqueue(name, payload: #"{"n":1}"#)
+            var first = try #require(try await queue.claim(name, workerId: "w1", leaseTTL: .milliseconds(150)).leases.first)
+            #expect(first.taskId == enqueued.taskId)
+            #expect(first.attempt == 1)
+
+            // While held, nobody else gets it, and the holder can renew.
+            #expect(try await queue.claim(name, workerId: "w2", leaseTTL: .seconds(5)).leases.isEmpty)
+            #expect(try await queue.heartbeat(&first, leaseTTL: .milliseconds(150)) == .ok)
+
+            try await Task.sleep(for: .milliseconds(300))
+            // Past the deadline the lease is lost even before any sweep ran.
+            var stale = first
+            #expect(try await queue.heartbeat(&stale, leaseTTL: .seconds(5)) == .lost(.expired))
+
+            let swept = try await queue.sweep(name, interval: .zero)
+            #expect(swept == SweepResult(ran: true, requeued: 1, dead: 0))
+            let second = try #require(try await queue.claim(name, workerId: "w2", leaseTTL: .seconds(5)).leases.first)
+            #expect(second.taskId == first.taskId)
+            #expect(second.epoch == first.epoch + 1)
+            #expect(second.attempt == 2)
+
+            #expect(try await queue.heartbeat(&stale, leaseTTL: .seconds(5)) == .lost(.superseded))
+            #expect(try await queue.ack(first) == .lost(.superseded))
+            #expect(try await queue.fail(first, error: "late", retryable: true) == .lost(.superseded))
+            #expect(try await queue.ack(second) == .ok)
+            // A retried ack (reply lost in transit) is recognised, not refused.
+            #expect(try await queue.ack(second) == .ok)
+            let stats = try await queue.stats(name)
+            #expect(stats.leased == 0 && stats.ready == 0)
+            #expect(stats.totals.acked == 1 && stats.totals.stalled == 1)
+        }
+    }
+
+    @Test("8 claimers race over 10,000 tasks: each is claimed once, acked once, none lost")
+    func contention() async throws {
+        try await withQueue(poolSize: 12) { queue, name, _ in
+            let total = 10_000
+            let ids = try await withThrowingTaskGroup(of: [String].self) { group in
+                for producer in 0..<4 {
+                    group.addTask {
+                        var ids: [String] = []
+                        for n in stride(from: producer, to: total, by: 4) {
+                            ids.append(try await queue.enqueue(name, payload: "{\"n\":\(n)}").taskId)
+                        }
+                        return ids
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            #expect(Set(ids).count == total)
+
+            let claimed = try await withThrowingTaskGroup(of: ([String], Int).self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        var mine: [String] = []
+                        var refused = 0
+                        while true {
+                            let leases = try await queue.claim(name, workerId: "w\(worker)", leaseTTL: .seconds(60), max: 1 + worker % 4).leases
+                            if leases.isEmpty { break }
+                            for lease in leases {
+                                mine.append(lease.taskId)
+                                if try await queue.ack(lease) != .ok { refused += 1 }
+                            }
+                        }
+                        return (mine, refused)
+                    }
+                }
+                return try await group.reduce(into: ([String](), 0)) { $0.0 += $1.0; $0.1 += $1.1 }
+            }
+            #expect(claimed.1 == 0, "acks refused")
+            #expect(claimed.0.count == total, "claims: \(claimed.0.count)")
+            #expect(Set(claimed.0) == Set(ids))
+            let stats = try await queue.stats(name)
+            #expect(stats.ready == 0 && stats.leased == 0 && stats.dead == 0)
+            #expect(stats.totals.acked == total)
+        }
+    }
+
+    @Test("short leases under contention: a task is never held by two live leases, and each is acked once")
+    func contentionWithExpiry() async throws {
+        try await withQueue(poolSize: 12) { queue, name, _ in
+            let total = 600
+            for n in 0..<total { _ = try await queue.enqueue(name, payload: "{\"n\":\(n)}", maxStalls: 1000) }
+            // Each worker sometimes sleeps past its lease before acking, so tasks are swept and
+            // claimed again while the first holder still thinks it has them.
+            let ttl: Int64 = 40
+            let acked = LockedValue<[String: Int]>([:])
+            let leases = LockedValue<[TaskLease]>([])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        var idle = 0
+                        while idle < 20 {
+                            _ = try await queue.sweep(name, interval: .milliseconds(20))
+                            let claimed = try await queue.claim(name, workerId: "w\(worker)", leaseTTL: .milliseconds(ttl), max: 2).leases
+                            if claimed.isEmpty {
+                                idle += 1
+                                try await Task.sleep(for: .milliseconds(10))
+                                continue
+                            }
+                            idle = 0
+                            leases.withLock { $0 += claimed }
+                            for lease in claimed {
+                                if Int.random(in: 0..<10) == 0 { try await Task.sleep(for: .milliseconds(60)) }
+                                if try await queue.ack(lease) == .ok {
+                                    acked.withLock { $0[lease.taskId, default: 0] += 1 }
+                                }
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            // On Redis' clock, each lease of a task starts (deadline - ttl) no earlier than the
+            // previous one's deadline: no two live leases ever overlap.
+            let byTask = Dictionary(grouping: leases.value, by: \.taskId)
+            var overlaps = 0
+            var reclaimed = 0
+            for (_, held) in byTask {
+                let ordered = held.sorted { $0.epoch < $1.epoch }
+                #expect(Set(ordered.map(\.epoch)).count == ordered.count)
+                for (earlier, later) in zip(ordered, ordered.dropFirst()) {
+                    reclaimed += 1
+                    if later.deadline - ttl < earlier.deadline { overlaps += 1 }
+                }
+            }
+            #expect(overlaps == 0)
+            #expect(reclaimed > 0, "no lease expired, so the test proved nothing")
+            let counts = acked.value
+            #expect(counts.count == total)
+            #expect(counts.values.allSatisfy { $0 == 1 })
+            let stats = try await queue.stats(name)
+            #expect(stats.totals.acked == total)
+        }
+    }
+
+    @Test("higher priority first, FIFO within a priority")
+    func priorityOrder() async throws {
+        try await withQueue { queue, name, _ in
+            let low1 = try await queue.enqueue(name, payload: "1", priority: 0).taskId
+            let high = try await queue.enqueue(name, payload: "2", priority: 900).taskId
+            let low2 = try await queue.enqueue(name, payload: "3", priority: 0).taskId
+            let mid = try await queue.enqueue(name, payload: "4", priority: 10).taskId
+            let order = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 10).leases.map(\.taskId)
+            #expect(order == [high, mid, low1, low2])
+        }
+    }
+
+    @Test("a delayed task is not handed out before it is due")
+    func delay() async throws {
+        try await withQueue { queue, name, _ in
+            let result = try await queue.enqueue(name, payload: "{}", delay: .milliseconds(300))
+            #expect(result.state == "delayed")
+            let early = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+            #expect(early.leases.isEmpty)
+            let hint = try #require(early.nextDueIn)
+            #expect(hint > .zero && hint <= .milliseconds(300))
+            #expect(try await queue.stats(name).delayed == 1)
+            try await Task.sleep(for: .milliseconds(350))
+            let late = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+            #expect(late.leases.map(\.taskId) == [result.taskId])
+        }
+    }
+
+    @Test("a dedupe key returns the waiting task; once claimed, the key is free again")
+    func dedupe() async throws {
+        try await withQueue { queue, name, _ in
+            let first = try await queue.enqueue(name, payload: #"{"m":1}"#, dedupeKey: "session-1")
+            let second = try await queue.enqueue(name, payload: #"{"m":2}"#, dedupeKey: "session-1")
+            #expect(first.outcome == .enqueued)
+            #expect(second.outcome == .deduplicated)
+            #expect(second.taskId == first.taskId)
+            let other = try await queue.enqueue(name, payload: "{}", dedupeKey: "session-2")
+            #expect(other.taskId != first.taskId)
+            _ = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 10)
+            let third = try await queue.enqueue(name, payload: #"{"m":3}"#, dedupeKey: "session-1")
+            #expect(third.outcome == .enqueued)
+            #expect(third.taskId != first.taskId)
+            // A retried enqueue with the same id is recognised.
+            let again = try await queue.enqueue(name, payload: "{}", id: third.taskId)
+            #expect(again.outcome == .exists)
+            #expect(try await queue.stats(name).totals.enqueued == 3)
+        }
+    }
+
+    @Test("a task goes to the dead-letter set after maxAttempts, keeping its error; requeue brings it back")
+    func deadLetter() async throws {
+        var options = TaskQueue.Options()
+        options.backoffBase = .milliseconds(20)
+        try await withQueue(options: options) { queue, name, _ in
+            let id = try await queue.enqueue(name, payload: #"{"item":"a"}"#, maxAttempts: 3).taskId
+            var outcomes: [FailOutcome] = []
+            for attempt in 1...3 {
+                var lease: TaskLease?
+                for _ in 0..<100 where lease == nil {
+                    lease = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first
+                    if lease == nil { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                let held = try #require(lease)
+                #expect(held.attempt == attempt)
+                outcomes.append(try await queue.fail(held, error: "boom \(attempt)", retryable: true))
+                // A retried fail gets the same answer and changes nothing.
+                #expect(try await queue.fail(held, error: "boom again", retryable: true) == outcomes.last)
+            }
+            guard case .retrying = outcomes[0], case .retrying = outcomes[1] else {
+                Issue.record("expected two retries, got \(outcomes)")
+                return
+            }
+            #expect(outcomes[2] == .dead)
+            let dead = try await queue.deadTasks(name)
+            #expect(dead.map(\.id) == [id])
+            #expect(dead.first?.lastError == "boom 3")
+            #expect(dead.first?.attempts == 3)
+            #expect(dead.first?.payload == #"{"item":"a"}"#)
+
+            #expect(try await queue.requeue(name, taskId: id) == (true, "ready"))
+            #expect(try await queue.requeue(name, taskId: id) == (false, "ready"))
+            let again = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            #expect(again.taskId == id && again.attempt == 1)
+
+            // A non-retryable failure goes straight to the dead-letter set.
+            let other = try await queue.enqueue(name, payload: "{}", maxAttempts: 5).taskId
+            let lease = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            #expect(lease.taskId == other)
+            #expect(try await queue.fail(lease, error: "bad input", retryable: false) == .dead)
+        }
+    }
+
+    @Test("retries back off exponentially, with jitter, up to a cap")
+    func backoff() async throws {
+        try await withQueue { queue, _, _ in
+            for attempt in 1...6 {
+                let nominal = queue.options.backoffBase * (1 << (attempt - 1))
+                let delay = queue.backoff(attempt: attempt)
+                #expect(delay >= nominal / 2 && delay <= nominal)
+            }
+            #expect(queue.backoff(attempt: 40) <= queue.options.backoffCap)
+        }
+    }
+
+    @Test("a task that stalls more than maxStalls goes to the dead-letter set")
+    func stallLimit() async throws {
+        try await withQueue { queue, name, _ in
+            let id = try await queue.enqueue(name, payload: "{}", maxStalls: 1).taskId
+            for round in 1...2 {
+                _ = try #require(try await queue.claim(name, workerId: "crashy", leaseTTL: .milliseconds(30)).leases.first)
+                try await Task.sleep(for: .milliseconds(60))
+                let swept = try await queue.sweep(name, interval: .zero)
+                #expect(swept.requeued == (round == 1 ? 1 : 0))
+                #expect(swept.dead == (round == 2 ? 1 : 0))
+            }
+            let dead = try await queue.deadTasks(name)
+            #expect(dead.first?.id == id)
+            #expect(dead.first?.lastError.contains("lease expired 2 times") == true)
+            #expect(dead.first?.lastError.contains("crashy") == true)
+        }
+    }
+
+    @Test("the sweep runs once per interval however many callers")
+    func sweepLock() async throws {
+        try await withQueue { queue, name, _ in
+            let results = try await withThrowingTaskGroup(of: SweepResult.self) { group in
+                for _ in 0..<6 { group.addTask { try await queue.sweep(name, interval: .seconds(5)) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.filter(\.ran).count == 1)
+        }
+    }
+
+    @Test("a paused queue accepts tasks but hands none out until resumed")
+    func pauseResume() async throws {
+        try await withQueue { queue, name, _ in
+            try await queue.pause(name)
+            let id = try await queue.enqueue(name, payload: "{}").taskId
+            let paused = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+            #expect(paused.paused && paused.leases.isEmpty)
+            #expect(try await queue.stats(name).paused)
+            try await queue.resume(name)
+            #expect(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.map(\.taskId) == [id])
+        }
+    }
+
+    @Test("a waiting consumer wakes for a new task without polling, and gives up when the wait runs out")
+    func consumerWaits() async throws {
+        try await withQueue { queue, name, _ in
+            let consumer = queue.consumer(name, workerId: "w")
+            defer { consumer.close() }
+            #expect(try await consumer.next(leaseTTL: .seconds(5), wait: .milliseconds(200)).isEmpty)
+
+            let waiting = Task { try await consumer.next(leaseTTL: .seconds(5), wait: .seconds(30)) }
+            try await Task.sleep(for: .milliseconds(100))
+            let id = try await queue.enqueue(name, payload: "{}").taskId
+            let leases = try await waiting.value
+            #expect(leases.map(\.taskId) == [id])
+
+            // A delayed task wakes a waiting consumer when it falls due.
+            let delayed = try await queue.enqueue(name, payload: "{}", delay: .milliseconds(200)).taskId
+            #expect(try await consumer.next(leaseTTL: .seconds(5), wait: .seconds(30)).map(\.taskId) == [delayed])
+
+            // Cancelling a waiting consumer ends its wait.
+            let cancelled = Task { try await consumer.next(leaseTTL: .seconds(5), wait: .seconds(30)) }
+            try await Task.sleep(for: .milliseconds(50))
+            cancelled.cancel()
+            await #expect(throws: CancellationError.self) { try await cancelled.value }
+        }
+    }
+
+    @Test("Redis restarts (AOF) mid-run: no acknowledged enqueue is lost, clients reconnect by themselves")
+    func redisRestart() async throws {
+        try await withQueue { queue, name, server in
+            let accepted = LockedValue<[String]>([])
+            let producer = Task {
+                for n in 0..<1500 {
+                    let result = try await queue.enqueue(name, payload: "{\"n\":\(n)}")
+                    accepted.withLock { $0.append(result.taskId) }
+                }
+            }
+            while accepted.withLock({ $0.count }) < 300 { try await Task.sleep(for: .milliseconds(5)) }
+            try await server.restart()
+            try await producer.value
+            let ids = accepted.withLock { $0 }
+            #expect(ids.count == 1500)
+            let stats = try await queue.stats(name)
+            #expect(stats.ready == 1500)
+            #expect(stats.totals.enqueued == 1500)
+        }
+    }
+
+    @Test("Redis killed with SIGKILL under appendfsync always: acknowledged enqueues survive")
+    func redisCrash() async throws {
+        try await withRedisServer(appendFsync: "always") { server in
+            let client = try await server.client()
+            defer { client.close() }
+            let queue = TaskQueue(redis: client)
+            let name = try QueueName(uniqueQueueName())
+            var ids: [String] = []
+            for n in 0..<200 { ids.append(try await queue.enqueue(name, payload: "{\"n\":\(n)}").taskId) }
+            await server.crash()
+            try await server.startAgain()
+            let leases = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 1000).leases
+            #expect(leases.map(\.taskId) == ids)
+        }
+    }
+
+    @Test("bad input gets a clear error that names the field, and nothing already queued is lost")
+    func badInput() async throws {
+        try await withQueue { queue, name, _ in
+            let kept = try await queue.enqueue(name, payload: #"{"ok":true}"#).taskId
+            let cases: [(String, () async throws -> Void)] = [
+                ("payload", { _ = try await queue.enqueue(name, payload: "{not json") }),
+                ("payload", { _ = try await queue.enqueue(name, payload: "") }),
+                ("priority", { _ = try await queue.enqueue(name, payload: "{}", priority: 5000) }),
+                ("delay", { _ = try await queue.enqueue(name, payload: "{}", delay: .seconds(-1)) }),
+                ("max_attempts", { _ = try await queue.enqueue(name, payload: "{}", maxAttempts: 0) }),
+                ("lease_ttl", { _ = try await queue.claim(name, workerId: "w", leaseTTL: .zero) }),
+                ("queue", { _ = try QueueName("no spaces/allowed") }),
+                ("queue", { _ = try QueueName("") }),
+            ]
+            for (field, call) in cases {
+                do {
+                    try await call()
+                    Issue.record("accepted bad \(field)")
+                } catch let error as TaskQueueError {
+                    #expect(error.field == field)
+                    #expect(error.description.contains("Fix:"))
+                }
+            }
+            let big = "\"" + String(repeating: "x", count: 2 << 20) + "\""
+            await #expect(throws: TaskQueueError.self) { try await queue.enqueue(name, payload: big) }
+            #expect(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 10).leases.map(\.taskId) == [kept])
+        }
+    }
+}
