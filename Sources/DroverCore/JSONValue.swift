@@ -45,13 +45,22 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// Parses `text` as one JSON document, or throws a `JSONParseError` that says where it broke.
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+        try validate(text)
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-        } catch let DecodingError.dataCorrupted(context) {
-            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw JSONParseError(reason: underlying ?? context.debugDescription)
         } catch {
             throw JSONParseError(reason: "\(error)")
+        }
+    }
+
+    /// Checks that `text` is one JSON document without building it.
+    public static func validate(_ text: String) throws(JSONParseError) {
+        if text.allSatisfy(\.isWhitespace) { throw JSONParseError(reason: "it is empty") }
+        do {
+            _ = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        } catch {
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+            throw JSONParseError(reason: detail ?? "it does not parse")
         }
     }
 }
@@ -59,4 +68,16 @@ public enum JSONValue: Sendable, Hashable, Codable {
 public struct JSONParseError: Error, Sendable, CustomStringConvertible {
     public let reason: String
     public var description: String { "not valid JSON: \(reason)" }
+}
+
+extension JSONValue {
+    public var objectValue: [String: JSONValue]? {
+        if case .object(let value) = self { return value }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
 }

@@ -38,7 +38,7 @@ public struct TaskQueue: Sendable {
         id: String = Identifier.make(prefix: "task")
     ) async throws(TaskQueueError) -> EnqueueResult {
         do {
-            _ = try JSONValue.parse(payload)
+            try JSONValue.validate(payload)
         } catch {
             throw .invalidArgument(field: "payload", message: "the payload is \(error)", fix: "pass one JSON document, such as {\"item\": 1}")
         }

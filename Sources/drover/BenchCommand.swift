@@ -1,0 +1,231 @@
+import ArgumentParser
+import DroverCore
+import DroverStore
+import Foundation
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks that print JSON. Run them on a release build (`swift run -c release drover bench ...`).",
+        subcommands: [QueueBench.self]
+    )
+}
+
+struct QueueBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Measure enqueue/s, claim+ack/s and the idle claim latency of the task queue.",
+        discussion: """
+        Phases, in one run against the same server:
+          enqueue     --workers producers queue --tasks tasks, each enqueue one round trip;
+          claim_ack   --workers workers claim up to --batch at a time and ack each task;
+          idle_claim  --workers consumers wait (BZPOPMIN) on an empty queue; one task at a
+                      time is queued and the time from enqueue to claim is recorded.
+        With DROVER_REDIS_URL unset it uses a fresh embedded redis-server (AOF everysec, unix
+        socket) in a temporary directory, so it leaves nothing behind.
+        """
+    )
+
+    @Option(help: "Tasks to enqueue and then claim and ack.")
+    var tasks = 20_000
+
+    @Option(help: "Concurrent producers and workers.")
+    var workers = 4
+
+    @Option(help: "Tasks claimed per claim call in the claim+ack phase.")
+    var batch = 8
+
+    @Option(help: "Samples of idle claim latency.")
+    var idleSamples = 300
+
+    func validate() throws {
+        guard tasks > 0 else { throw ValidationError("--tasks must be at least 1") }
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
+        guard (1...1000).contains(batch) else { throw ValidationError("--batch must be 1 to 1000") }
+        guard idleSamples > 0 else { throw ValidationError("--idle-samples must be at least 1") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let configuration = try DroverConfiguration.fromEnvironment()
+            var options = RedisClientOptions()
+            options.poolSize = workers * 2 + 2
+            var embedded: EmbeddedRedis?
+            var scratch: URL?
+            let url: RedisURL
+            if let text = configuration.redisURL {
+                url = try RedisURL(parsing: text)
+            } else {
+                let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-\(getpid())")
+                scratch = directory
+                embedded = try await EmbeddedRedis.start(EmbeddedRedis.Options(dataDirectory: directory))
+                url = embedded!.url
+            }
+            let redis = try await RedisClient.connect(url, options: options)
+            defer { redis.close() }
+            do {
+                let report = try await measure(redis: redis, target: embedded == nil ? url.description : "embedded redis-server, unix socket, AOF everysec")
+                print(try encodeJSON(report))
+            } catch {
+                await embedded?.stop(force: true)
+                throw error
+            }
+            await embedded?.stop(force: true)
+            if let scratch { try? FileManager.default.removeItem(at: scratch) }
+        }
+    }
+
+    struct Report: Encodable {
+        let benchmark = "queue"
+        let redis: String
+        let redisVersion: String
+        let cores: Int
+        let tasks: Int
+        let workers: Int
+        let batch: Int
+        let enqueue: Throughput
+        let claimAck: Throughput
+        let idleClaimLatencyMs: Latency
+
+        enum CodingKeys: String, CodingKey {
+            case benchmark, redis, cores, tasks, workers, batch, enqueue
+            case redisVersion = "redis_version"
+            case claimAck = "claim_ack"
+            case idleClaimLatencyMs = "idle_claim_latency_ms"
+        }
+    }
+
+    struct Throughput: Encodable {
+        let operations: Int
+        let seconds: Double
+        let perSecond: Double
+
+        enum CodingKeys: String, CodingKey {
+            case operations, seconds
+            case perSecond = "per_second"
+        }
+    }
+
+    struct Latency: Encodable {
+        let samples: Int
+        let p50: Double
+        let p90: Double
+        let p99: Double
+        let max: Double
+    }
+
+    private func measure(redis: RedisClient, target: String) async throws -> Report {
+        let queue = TaskQueue(redis: redis)
+        let name = try QueueName("bench-\(Identifier.make(prefix: "b").suffix(8).lowercased())")
+        let info = try await redis.send(["INFO", "server"], idempotent: true).string ?? ""
+        let version = info.split(separator: "\r\n").first { $0.hasPrefix("redis_version:") }.map { String($0.dropFirst(14)) } ?? "unknown"
+        let clock = ContinuousClock()
+        let (tasks, workers, batch) = (self.tasks, self.workers, self.batch)
+
+        // Enqueue.
+        let enqueueStart = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for producer in 0..<workers {
+                group.addTask {
+                    for n in stride(from: producer, to: tasks, by: workers) {
+                        _ = try await queue.enqueue(name, payload: "{\"n\":\(n)}")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let enqueueSeconds = (clock.now - enqueueStart).seconds
+
+        // Claim and ack.
+        let claimStart = clock.now
+        let acked = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<workers {
+                group.addTask {
+                    var done = 0
+                    while true {
+                        let leases = try await queue.claim(name, workerId: "bench-\(worker)", leaseTTL: .seconds(60), max: batch).leases
+                        if leases.isEmpty { return done }
+                        for lease in leases where try await queue.ack(lease) == .ok { done += 1 }
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let claimSeconds = (clock.now - claimStart).seconds
+        guard acked == tasks else {
+            throw ValidationError("only \(acked) of \(tasks) tasks were acked; the queue is inconsistent")
+        }
+
+        // Idle claim latency: consumers block in BZPOPMIN; one task at a time.
+        let latencies = try await idleLatencies(queue: queue, name: name)
+
+        try await deleteQueue(redis: redis, name: name)
+        return Report(
+            redis: target, redisVersion: version, cores: ProcessInfo.processInfo.activeProcessorCount,
+            tasks: tasks, workers: workers, batch: batch,
+            enqueue: Throughput(operations: tasks, seconds: enqueueSeconds, perSecond: Double(tasks) / enqueueSeconds),
+            claimAck: Throughput(operations: tasks, seconds: claimSeconds, perSecond: Double(tasks) / claimSeconds),
+            idleClaimLatencyMs: latencies
+        )
+    }
+
+    private func idleLatencies(queue: TaskQueue, name: QueueName) async throws -> Latency {
+        let samples = idleSamples
+        let origin = ContinuousClock.now
+        let consumers = (0..<workers).map { queue.consumer(name, workerId: "idle-\($0)") }
+        defer { consumers.forEach { $0.close() } }
+        let results = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for consumer in consumers {
+                group.addTask {
+                    var seen: [Double] = []
+                    while true {
+                        let leases = try await consumer.next(leaseTTL: .seconds(60), wait: .seconds(5))
+                        if leases.isEmpty { return seen }
+                        for lease in leases {
+                            let received = (ContinuousClock.now - origin).seconds * 1000
+                            if case .number(let sent)? = try? JSONValue.parse(lease.payload).objectValue?["sent_ms"] {
+                                if sent < 0 { return seen }
+                                seen.append(received - sent)
+                            }
+                            _ = try await queue.ack(lease)
+                        }
+                    }
+                }
+            }
+            // Let every consumer reach its blocking wait before the first sample.
+            try await Task.sleep(for: .milliseconds(200))
+            for _ in 0..<samples {
+                let sent = (ContinuousClock.now - origin).seconds * 1000
+                _ = try await queue.enqueue(name, payload: "{\"sent_ms\":\(sent)}")
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            for _ in consumers { _ = try await queue.enqueue(name, payload: "{\"sent_ms\":-1}") }
+            return try await group.reduce(into: [Double]()) { $0 += $1 }
+        }
+        let sorted = results.sorted()
+        func percentile(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return .nan }
+            let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
+            return (sorted[max(0, index)] * 1000).rounded() / 1000
+        }
+        return Latency(samples: sorted.count, p50: percentile(50), p90: percentile(90), p99: percentile(99), max: percentile(100))
+    }
+
+    private func deleteQueue(redis: RedisClient, name: QueueName) async throws {
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:{q:\(name.rawValue)}:*", "COUNT", "5000"], idempotent: true)
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { return }
+            cursor = next
+            let keys = (parts[1].array ?? []).compactMap(\.string)
+            if !keys.isEmpty { try await redis.send(["UNLINK"] + keys) }
+        } while cursor != "0"
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (whole, fraction) = components
+        return Double(whole) + Double(fraction) / 1e18
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import DroverCore
+import DroverStore
+import Foundation
+
+@main
+struct Drover: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drover",
+        abstract: "A self-hosted runtime for long-running AI agents.",
+        discussion: """
+        Configuration comes from the environment:
+          DROVER_REDIS_URL   redis://[:password@]host:port/db or unix:///path?db=N.
+                             Unset: Drover starts a private redis-server (AOF on) in DROVER_DATA_DIR.
+          DROVER_DATA_DIR    where embedded state lives (default ./.drover).
+          DROVER_DB          the SQLite file (default $DROVER_DATA_DIR/drover.db).
+          DROVER_REDIS_POOL  pooled Redis connections per process (default 8).
+        """,
+        version: DroverVersion.string,
+        subcommands: [RunCommand.self, QueueCommand.self, BenchCommand.self, VersionCommand.self]
+    )
+}
+
+enum DroverVersion {
+    static let string = "0.1.0"
+}
+
+/// Turns Drover's errors into one clear line on standard error and a non-zero exit.
+func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as any ActionableError {
+        FileHandle.standardError.write(Data("drover: error: \(error.description)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as EmbeddedRedisError {
+        FileHandle.standardError.write(Data("drover: error: \(error.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}

@@ -1,0 +1,185 @@
+import ArgumentParser
+import DroverCore
+import DroverStore
+import Foundation
+
+struct QueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Inspect and operate task queues.",
+        subcommands: [Stats.self, Enqueue.self, Dead.self, Requeue.self, Pause.self, Resume.self]
+    )
+
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show ready, delayed, leased and dead counts, the oldest ready age, and totals.",
+            discussion: "With no names, shows every queue that exists in Redis."
+        )
+
+        @Argument(help: "Queue names (default: all).")
+        var queues: [String] = []
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let queue = TaskQueue(redis: runtime.redis)
+                var names = try queues.map { name throws(TaskQueueError) in try QueueName(name) }
+                if names.isEmpty { names = try await Self.allQueues(runtime.redis) }
+                var rows: [QueueStats] = []
+                for name in names { rows.append(try await queue.stats(name)) }
+                if json {
+                    print(try encodeJSON(rows))
+                    return
+                }
+                if rows.isEmpty {
+                    print("no queues yet")
+                    return
+                }
+                let header = ["QUEUE", "READY", "DELAYED", "LEASED", "DEAD", "OLDEST", "PAUSED", "ENQUEUED", "ACKED", "RETRIED", "STALLED"]
+                let table = rows.map { s in
+                    [s.queue, "\(s.ready)", "\(s.delayed)", "\(s.leased)", "\(s.dead)",
+                     s.oldestReadyAgeMs.map(formatMilliseconds) ?? "-", s.paused ? "yes" : "no",
+                     "\(s.totals.enqueued)", "\(s.totals.acked)", "\(s.totals.retried)", "\(s.totals.stalled)"]
+                }
+                printTable(header: header, rows: table)
+            }
+        }
+
+        static func allQueues(_ redis: RedisClient) async throws -> [QueueName] {
+            var cursor = "0"
+            var names = Set<String>()
+            repeat {
+                let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:{q:*}:meta", "COUNT", "1000"], idempotent: true)
+                guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
+                cursor = next
+                for key in parts[1].array ?? [] {
+                    guard let key = key.string, let open = key.range(of: "{q:"), let close = key.range(of: "}:meta") else { continue }
+                    names.insert(String(key[open.upperBound..<close.lowerBound]))
+                }
+            } while cursor != "0"
+            return names.sorted().compactMap { try? QueueName($0) }
+        }
+    }
+
+    struct Enqueue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Queue one task and print its id.")
+
+        @Argument(help: "The queue.")
+        var queue: String
+
+        @Option(help: "The task's JSON payload; '-' reads it from standard input.")
+        var payload: String
+
+        @Option(help: "0 to 1000; higher runs first.")
+        var priority = 0
+
+        @Option(name: .customLong("delay-ms"), help: "Hold the task back this many milliseconds.")
+        var delayMilliseconds = 0
+
+        @Option(help: "While a task with this key waits, enqueueing another returns it instead.")
+        var dedupeKey: String?
+
+        @Option(help: "Attempts before the task goes to the dead-letter set.")
+        var maxAttempts = 3
+
+        func run() async throws {
+            let body = payload == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : payload
+            try await withRuntime { runtime in
+                let result = try await TaskQueue(redis: runtime.redis).enqueue(
+                    try QueueName(queue), payload: body, priority: priority, delay: .milliseconds(delayMilliseconds),
+                    dedupeKey: dedupeKey, maxAttempts: maxAttempts
+                )
+                print("\(result.taskId)\t\(result.outcome.rawValue)\t\(result.state)")
+            }
+        }
+    }
+
+    struct Dead: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List dead tasks, newest first, with their last error.")
+
+        @Argument(help: "The queue.")
+        var queue: String
+
+        @Option(help: "How many to show.")
+        var limit = 20
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let dead = try await TaskQueue(redis: runtime.redis).deadTasks(try QueueName(queue), limit: limit)
+                if json {
+                    print(try encodeJSON(dead))
+                } else if dead.isEmpty {
+                    print("no dead tasks in \(queue)")
+                } else {
+                    printTable(
+                        header: ["TASK", "DIED", "ATTEMPTS", "LAST ERROR"],
+                        rows: dead.map { [$0.id, formatEpochMilliseconds($0.diedAtMs), "\($0.attempts)", String($0.lastError.prefix(80))] }
+                    )
+                }
+            }
+        }
+    }
+
+    struct Requeue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Put dead tasks back in the ready set with their attempts reset.")
+
+        @Argument(help: "The queue.")
+        var queue: String
+
+        @Argument(help: "Task ids.")
+        var tasks: [String] = []
+
+        @Flag(help: "Requeue every dead task of the queue.")
+        var all = false
+
+        func validate() throws {
+            if tasks.isEmpty && !all { throw ValidationError("name task ids, or pass --all") }
+            if !tasks.isEmpty && all { throw ValidationError("name task ids or pass --all, not both") }
+        }
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let queue = TaskQueue(redis: runtime.redis)
+                let name = try QueueName(self.queue)
+                var ids = tasks
+                if all { ids = try await queue.deadTasks(name, limit: 1_000_000).map(\.id) }
+                var failed = 0
+                for id in ids {
+                    let result = try await queue.requeue(name, taskId: id)
+                    print("\(id)\t\(result.requeued ? "requeued" : "not dead (\(result.state))")")
+                    if !result.requeued { failed += 1 }
+                }
+                if failed > 0 { throw ExitCode(1) }
+            }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop handing out tasks; enqueues are still accepted.")
+        @Argument(help: "The queue.") var queue: String
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                try await TaskQueue(redis: runtime.redis).pause(try QueueName(queue))
+                print("paused \(queue)")
+            }
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Hand out tasks again after a pause.")
+        @Argument(help: "The queue.") var queue: String
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                try await TaskQueue(redis: runtime.redis).resume(try QueueName(queue))
+                print("resumed \(queue)")
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import DroverCore
+import DroverStore
+import Foundation
+
+/// The Redis a command talks to: `DROVER_REDIS_URL`, or the embedded server in the data directory.
+final class RuntimeEnvironment: Sendable {
+    let configuration: DroverConfiguration
+    let redis: RedisClient
+    let embedded: EmbeddedRedis?
+
+    private init(configuration: DroverConfiguration, redis: RedisClient, embedded: EmbeddedRedis?) {
+        self.configuration = configuration
+        self.redis = redis
+        self.embedded = embedded
+    }
+
+    /// Connects, starting the embedded server when no URL is configured. `announce` prints which
+    /// Redis is in use on standard error, so that it never mixes with JSON on standard output.
+    static func open(poolSize: Int? = nil, announce: Bool = true) async throws -> RuntimeEnvironment {
+        let configuration = try DroverConfiguration.fromEnvironment()
+        var options = RedisClientOptions()
+        options.poolSize = poolSize ?? configuration.redisPoolSize
+        if let text = configuration.redisURL {
+            let url = try RedisURL(parsing: text)
+            let redis = try await RedisClient.connect(url, options: options)
+            return RuntimeEnvironment(configuration: configuration, redis: redis, embedded: nil)
+        }
+        let embedded = try await EmbeddedRedis.start(EmbeddedRedis.Options(dataDirectory: configuration.dataDirectory))
+        if announce {
+            let role = embedded.isOwner ? "started" : "sharing"
+            note("drover: \(role) embedded redis-server at \(embedded.socketPath) (AOF on; set DROVER_REDIS_URL to use your own)")
+        }
+        let redis = try await RedisClient.connect(embedded.url, options: options)
+        let environment = RuntimeEnvironment(configuration: configuration, redis: redis, embedded: embedded)
+        SignalCleanup.shared.register(environment)
+        return environment
+    }
+
+    func close() async {
+        redis.close()
+        await embedded?.stop()
+    }
+}
+
+/// Ctrl-C or SIGTERM during a command stops the embedded server before the process exits.
+final class SignalCleanup: @unchecked Sendable {
+    static let shared = SignalCleanup()
+    private var sources: [DispatchSourceSignal] = []
+    private var environments: [RuntimeEnvironment] = []
+    private let lock = NSLock()
+
+    func register(_ environment: RuntimeEnvironment) {
+        lock.withLock {
+            environments.append(environment)
+            guard sources.isEmpty else { return }
+            for signalNumber in [SIGINT, SIGTERM] {
+                signal(signalNumber, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+                source.setEventHandler { [self] in
+                    let pending = lock.withLock { environments }
+                    Task {
+                        for environment in pending { await environment.close() }
+                        exit(128 + signalNumber)
+                    }
+                }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
+}
+
+func note(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Runs `body` against the configured Redis and always closes it.
+func withRuntime<T>(poolSize: Int? = nil, announce: Bool = true, _ body: (RuntimeEnvironment) async throws -> T) async throws -> T {
+    try await reportingErrors {
+        let environment = try await RuntimeEnvironment.open(poolSize: poolSize, announce: announce)
+        do {
+            let result = try await body(environment)
+            await environment.close()
+            return result
+        } catch {
+            await environment.close()
+            throw error
+        }
+    }
+}
