@@ -98,3 +98,10 @@ public func withRedisClient<T>(
         return try await body(client, server)
     }
 }
+
+/// A fresh SQLite file in a temporary directory.
+public func temporaryDatabasePath() -> String {
+    URL(fileURLWithPath: NSTemporaryDirectory())
+        .appendingPathComponent("drover-db-\(Identifier.make(prefix: "d").suffix(12))")
+        .appendingPathComponent("drover.db").path
+}

@@ -1,0 +1,230 @@
+import DroverCore
+import Foundation
+import GRDB
+
+/// The SQLite side of the log: every event, mirrored by the recorder, plus the control-plane
+/// tables. WAL mode, so readers never block the recorder.
+public final class MirrorDatabase: Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    public init(path: String) throws(SessionLogError) {
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(
+                at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(10)
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch let error as SessionLogError {
+            throw error
+        } catch {
+            throw .database("cannot open \(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: sessions and events") { db in
+            try db.execute(sql: """
+                CREATE TABLE sessions (
+                    id TEXT PRIMARY KEY,
+                    workspace_id TEXT,
+                    status TEXT NOT NULL DEFAULT 'idle',
+                    last_seq INTEGER NOT NULL DEFAULT 0,
+                    max_epoch INTEGER NOT NULL DEFAULT 0,
+                    created_at TEXT,
+                    last_event_at TEXT,
+                    recorded_at REAL,
+                    trimmed_through INTEGER NOT NULL DEFAULT 0,
+                    resource TEXT
+                );
+                CREATE INDEX sessions_by_workspace ON sessions(workspace_id, created_at);
+                CREATE TABLE events (
+                    session_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    id TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    processed_at TEXT NOT NULL,
+                    epoch INTEGER NOT NULL DEFAULT 0,
+                    payload TEXT NOT NULL,
+                    PRIMARY KEY (session_id, seq)
+                ) WITHOUT ROWID;
+                CREATE UNIQUE INDEX events_by_id ON events(id);
+                CREATE INDEX events_by_type ON events(session_id, type, seq);
+                CREATE INDEX events_by_time ON events(session_id, processed_at);
+                """)
+        }
+        // The control plane: later work (API, jobs, schedules) fills these; each row keeps its
+        // resource as JSON beside the columns it is looked up by.
+        migrator.registerMigration("v1: control plane") { db in
+            try db.execute(sql: """
+                CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+                CREATE TABLE api_keys (
+                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+                    key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);
+                CREATE TABLE agents (
+                    id TEXT NOT NULL, version INTEGER NOT NULL, workspace_id TEXT NOT NULL,
+                    archived_at TEXT, created_at TEXT NOT NULL, resource TEXT NOT NULL,
+                    PRIMARY KEY (id, version));
+                CREATE TABLE environments (
+                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                CREATE TABLE batches (
+                    id TEXT PRIMARY KEY, workspace_id TEXT, job_file TEXT NOT NULL, status TEXT NOT NULL,
+                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                CREATE TABLE batch_items (
+                    batch_id TEXT NOT NULL REFERENCES batches(id), item_key TEXT NOT NULL,
+                    session_id TEXT, status TEXT NOT NULL, result TEXT,
+                    PRIMARY KEY (batch_id, item_key));
+                CREATE TABLE deployments (
+                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, status TEXT NOT NULL,
+                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                """)
+        }
+        return migrator
+    }
+
+    /// One event as the recorder received it from a mirror stream.
+    struct MirroredEvent: Sendable {
+        let session: String
+        let seq: Int64
+        let type: String
+        let epoch: Int64
+        let json: String
+        let processedAt: String
+        let id: String
+    }
+
+    /// Writes a batch in one transaction. Idempotent on (session_id, seq): a batch replayed after
+    /// a crash adds nothing twice. Returns how many rows were new.
+    @discardableResult
+    func record(_ batch: [MirroredEvent]) async throws -> Int {
+        guard !batch.isEmpty else { return 0 }
+        let now = Date().timeIntervalSince1970
+        return try await pool.write { db in
+            var inserted = 0
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO events (session_id, seq, id, type, processed_at, epoch, payload)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            for event in batch {
+                try insert.execute(arguments: [event.session, event.seq, event.id, event.type, event.processedAt, event.epoch, event.json])
+                inserted += db.changesCount
+            }
+            var latest: [String: MirroredEvent] = [:]
+            var statuses: [String: String] = [:]
+            for event in batch {
+                if let seen = latest[event.session], seen.seq >= event.seq { continue }
+                latest[event.session] = event
+            }
+            for event in batch.sorted(by: { $0.seq < $1.seq }) {
+                switch event.type {
+                case "session.status_running": statuses[event.session] = "running"
+                case "session.status_idle": statuses[event.session] = "idle"
+                case "session.status_rescheduled": statuses[event.session] = "rescheduling"
+                case "session.status_terminated": statuses[event.session] = "terminated"
+                default: break
+                }
+            }
+            let upsert = try db.cachedStatement(sql: """
+                INSERT INTO sessions (id, status, last_seq, max_epoch, created_at, last_event_at, recorded_at)
+                VALUES (?, COALESCE(?, 'idle'), ?, ?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET
+                    status = CASE WHEN excluded.last_seq >= sessions.last_seq THEN COALESCE(?, sessions.status) ELSE sessions.status END,
+                    last_seq = MAX(sessions.last_seq, excluded.last_seq),
+                    max_epoch = MAX(sessions.max_epoch, excluded.max_epoch),
+                    last_event_at = CASE WHEN excluded.last_seq >= sessions.last_seq THEN excluded.last_event_at ELSE sessions.last_event_at END,
+                    recorded_at = excluded.recorded_at
+                """)
+            for (session, event) in latest {
+                let status = statuses[session]
+                try upsert.execute(arguments: [session, status, event.seq, event.epoch, event.processedAt, event.processedAt, now, status])
+            }
+            return inserted
+        }
+    }
+
+    public func events(session: String, afterSeq: Int64, limit: Int) async throws(SessionLogError) -> [StoredEvent] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT seq, type, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?
+                    """, arguments: [session, afterSeq, limit]).map { row in
+                    StoredEvent(session: session, seq: row["seq"], type: row["type"], json: row["payload"])
+                }
+            }
+        } catch {
+            throw .database("\(error)")
+        }
+    }
+
+    public struct SessionRow: Sendable, Codable {
+        public let id: String
+        public let status: String
+        public let lastSeq: Int64
+        public let maxEpoch: Int64
+        public let createdAt: String?
+        public let lastEventAt: String?
+        public let trimmedThrough: Int64
+    }
+
+    public func session(_ id: String) async throws(SessionLogError) -> SessionRow? {
+        do {
+            return try await pool.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM sessions WHERE id = ?", arguments: [id]).map(Self.sessionRow)
+            }
+        } catch {
+            throw .database("\(error)")
+        }
+    }
+
+    public func sessions(limit: Int) async throws(SessionLogError) -> [SessionRow] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM sessions ORDER BY last_event_at DESC LIMIT ?", arguments: [limit]).map(Self.sessionRow)
+            }
+        } catch {
+            throw .database("\(error)")
+        }
+    }
+
+    /// Sessions whose last event is older than `idleSeconds`, with everything up to `last_seq`
+    /// recorded, and not yet trimmed from Redis that far.
+    func trimCandidates(idleSeconds: Double, limit: Int) async throws -> [(String, Int64)] {
+        let cutoff = Date().timeIntervalSince1970 - idleSeconds
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT id, last_seq FROM sessions
+                WHERE trimmed_through < last_seq AND recorded_at < ? AND status NOT IN ('running', 'rescheduling')
+                LIMIT ?
+                """, arguments: [cutoff, limit]).map { ($0["id"], $0["last_seq"]) }
+        }
+    }
+
+    func markTrimmed(_ session: String, through seq: Int64) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE sessions SET trimmed_through = MAX(trimmed_through, ?) WHERE id = ?", arguments: [seq, session])
+        }
+    }
+
+    public func eventCount(session: String? = nil) async throws -> Int {
+        try await pool.read { db in
+            if let session {
+                return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE session_id = ?", arguments: [session]) ?? 0
+            }
+            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") ?? 0
+        }
+    }
+
+    private static func sessionRow(_ row: Row) -> SessionRow {
+        SessionRow(
+            id: row["id"], status: row["status"], lastSeq: row["last_seq"], maxEpoch: row["max_epoch"],
+            createdAt: row["created_at"], lastEventAt: row["last_event_at"], trimmedThrough: row["trimmed_through"]
+        )
+    }
+}

@@ -1,0 +1,241 @@
+import DroverCore
+import Foundation
+import Logging
+
+/// Mirrors every session event from the Redis mirror streams into SQLite.
+///
+/// It reads all shards through one consumer group, writes each batch in one transaction
+/// (idempotent on `(session_id, seq)`), and acks and deletes the stream entries only after the
+/// commit. Killed at any point, it loses nothing: entries it had read but not acked are delivered
+/// again, to itself on restart or to another recorder after `claimIdle`.
+public final class Recorder: Sendable {
+    public struct Options: Sendable {
+        public var group = "recorder"
+        public var consumer = "recorder"
+        public var batchSize = 1000
+        public var block: Duration = .milliseconds(500)
+        /// Entries another consumer has held this long are taken over.
+        public var claimIdle: Duration = .seconds(30)
+        /// Sessions quiet this long, and fully mirrored, have their Redis streams trimmed.
+        public var retentionIdle: Duration = .seconds(600)
+        public var retentionInterval: Duration = .seconds(30)
+        public init() {}
+    }
+
+    public struct Stats: Sendable, Codable, Equatable {
+        public var eventsRecorded: Int = 0
+        public var batches: Int = 0
+        public var lastBatchSize: Int = 0
+        /// Time from append (the mirror entry's Redis timestamp) to SQLite commit.
+        public var lastLagMs: Double = 0
+        public var maxLagMs: Double = 0
+        public var trimmedSessions: Int = 0
+
+        enum CodingKeys: String, CodingKey {
+            case batches
+            case eventsRecorded = "events_recorded"
+            case lastBatchSize = "last_batch_size"
+            case lastLagMs = "last_lag_ms"
+            case maxLagMs = "max_lag_ms"
+            case trimmedSessions = "trimmed_sessions"
+        }
+    }
+
+    public let redis: RedisClient
+    public let database: MirrorDatabase
+    public let options: Options
+    private let log: SessionLog
+    private let statsBox = SendableBox(Stats())
+    private let logger = Logger(label: "drover.recorder")
+    /// Called with each batch's lags, for benchmarks.
+    private let lagObserver: (@Sendable ([Double]) -> Void)?
+
+    public init(redis: RedisClient, database: MirrorDatabase, options: Options = Options(), lagObserver: (@Sendable ([Double]) -> Void)? = nil) {
+        self.redis = redis
+        self.database = database
+        self.options = options
+        self.log = SessionLog(redis: redis, database: database)
+        self.lagObserver = lagObserver
+    }
+
+    public var stats: Stats { statsBox.value }
+
+    static var streams: [String] { (0..<mirrorShardCount).map(SessionKeys.mirror) }
+
+    /// Runs until the calling task is cancelled.
+    public func run() async throws {
+        try await createGroups()
+        _ = try await drainPending()
+        let connection = redis.blockingConnection(name: "recorder")
+        defer { connection.close() }
+        let clock = ContinuousClock()
+        var lastClaim = clock.now
+        var lastRetention = clock.now
+        while !Task.isCancelled {
+            let reply = try await connection.send(
+                ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize),
+                 "BLOCK", String(options.block.milliseconds), "STREAMS"] + Self.streams + Array(repeating: ">", count: mirrorShardCount)
+            )
+            try await record(reply)
+            if clock.now - lastClaim >= options.claimIdle {
+                lastClaim = clock.now
+                _ = try await claimAbandoned()
+            }
+            if clock.now - lastRetention >= options.retentionInterval {
+                lastRetention = clock.now
+                _ = try await applyRetention()
+            }
+        }
+    }
+
+    /// Records everything available now and returns how many entries it processed. For tests
+    /// and `drover recorder --once`.
+    @discardableResult
+    public func runOnce() async throws -> Int {
+        try await createGroups()
+        var total = try await drainPending()
+        while true {
+            let reply = try await redis.send(
+                ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize), "STREAMS"]
+                    + Self.streams + Array(repeating: ">", count: mirrorShardCount)
+            )
+            let count = try await record(reply)
+            total += count
+            if count == 0 { return total }
+        }
+    }
+
+    /// Entries delivered to this consumer before a crash and never acked.
+    private func drainPending() async throws -> Int {
+        var total = 0
+        while true {
+            let reply = try await redis.send(
+                ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize), "STREAMS"]
+                    + Self.streams + Array(repeating: "0", count: mirrorShardCount)
+            )
+            let count = try await record(reply)
+            total += count
+            if count == 0 { return total }
+        }
+    }
+
+    /// Takes over entries that another recorder read and then died holding.
+    func claimAbandoned() async throws -> Int {
+        var total = 0
+        for stream in Self.streams {
+            let reply = try await redis.send([
+                "XAUTOCLAIM", stream, options.group, options.consumer, String(options.claimIdle.milliseconds), "0-0",
+                "COUNT", String(options.batchSize),
+            ])
+            guard let parts = reply.array, parts.count >= 2 else { continue }
+            total += try await record(.array([.array([.bulk(Array(stream.utf8)), parts[1]])]))
+        }
+        return total
+    }
+
+    /// Trims the Redis streams of quiet sessions whose events SQLite holds in full.
+    public func applyRetention() async throws -> Int {
+        let idleSeconds = Int(options.retentionIdle.seconds)
+        var trimmed = 0
+        for (id, lastSeq) in try await database.trimCandidates(idleSeconds: options.retentionIdle.seconds, limit: 500) {
+            guard let session = try? SessionID(id) else { continue }
+            if try await log.trim(session, mirroredSeq: lastSeq, idleSeconds: idleSeconds) {
+                try await database.markTrimmed(id, through: lastSeq)
+                trimmed += 1
+            }
+        }
+        if trimmed > 0 {
+            statsBox.value.trimmedSessions += trimmed
+        }
+        return trimmed
+    }
+
+    private func createGroups() async throws {
+        for stream in Self.streams {
+            do {
+                try await redis.send(["XGROUP", "CREATE", stream, options.group, "0", "MKSTREAM"])
+            } catch let error as RedisError {
+                guard case .serverError(let code, _) = error, code == "BUSYGROUP" else { throw error }
+            }
+        }
+    }
+
+    /// Parses an XREADGROUP-shaped reply, commits it to SQLite, then acks and deletes it.
+    @discardableResult
+    private func record(_ reply: RedisValue) async throws -> Int {
+        guard let streams = reply.array else { return 0 }
+        var batch: [MirrorDatabase.MirroredEvent] = []
+        var entryIds: [String: [String]] = [:]
+        var lags: [Double] = []
+        let now = Date().timeIntervalSince1970 * 1000
+        for stream in streams {
+            guard let pair = stream.array, pair.count == 2, let key = pair[0].string, let entries = pair[1].array else { continue }
+            for entry in entries {
+                guard let parts = entry.array, parts.count == 2, let entryId = parts[0].string else { continue }
+                entryIds[key, default: []].append(entryId)
+                guard let fields = parts[1].array else { continue }   // deleted entry: ack only
+                var values: [String: String] = [:]
+                var index = 0
+                while index + 1 < fields.count {
+                    values[fields[index].string ?? ""] = fields[index + 1].string ?? ""
+                    index += 2
+                }
+                guard let session = values["s"], let seq = values["q"].flatMap({ Int64($0) }), let json = values["e"] else {
+                    logger.warning("skipping malformed mirror entry", metadata: ["stream": "\(key)", "entry": "\(entryId)"])
+                    continue
+                }
+                let stored = StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json)
+                batch.append(.init(
+                    session: session, seq: seq, type: stored.type, epoch: values["f"].flatMap { Int64($0) } ?? 0,
+                    json: json, processedAt: stored.processedAt, id: stored.id
+                ))
+                if let appendedMs = Double(entryId.prefix { $0 != "-" }) {
+                    lags.append(max(0, now - appendedMs))
+                }
+            }
+        }
+        let count = entryIds.values.reduce(0) { $0 + $1.count }
+        guard count > 0 else { return 0 }
+        try await database.record(batch)
+        let committed = Date().timeIntervalSince1970 * 1000
+        let commitCost = committed - now
+        lags = lags.map { $0 + commitCost }
+        var commands: [[String]] = []
+        for (stream, ids) in entryIds {
+            commands.append(["XACK", stream, options.group] + ids)
+            commands.append(["XDEL", stream] + ids)
+        }
+        _ = try await redis.pipeline(commands, idempotent: true)
+        statsBox.value = {
+            var stats = statsBox.value
+            stats.eventsRecorded += batch.count
+            stats.batches += 1
+            stats.lastBatchSize = batch.count
+            stats.lastLagMs = lags.max() ?? 0
+            stats.maxLagMs = max(stats.maxLagMs, stats.lastLagMs)
+            return stats
+        }()
+        lagObserver?(lags)
+        return count
+    }
+
+    /// Events appended but not yet recorded, per the consumer group (Redis 7 `lag` plus pending).
+    public static func backlog(_ redis: RedisClient, group: String = "recorder") async throws -> Int {
+        var total = 0
+        for stream in streams {
+            guard let reply = try? await redis.send(["XINFO", "GROUPS", stream], idempotent: true), let groups = reply.array else { continue }
+            for entry in groups {
+                guard let fields = entry.array else { continue }
+                var values: [String: RedisValue] = [:]
+                var index = 0
+                while index + 1 < fields.count {
+                    values[fields[index].string ?? ""] = fields[index + 1]
+                    index += 2
+                }
+                guard values["name"]?.string == group else { continue }
+                total += Int(values["pending"]?.int ?? 0) + Int(values["lag"]?.int ?? 0)
+            }
+        }
+        return total
+    }
+}

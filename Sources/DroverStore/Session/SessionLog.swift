@@ -1,0 +1,283 @@
+import DroverCore
+import Foundation
+
+/// The append-only event log of every session: Redis Streams while a session is hot, SQLite
+/// (mirrored by the recorder) always. Reads fall back to SQLite transparently.
+public final class SessionLog: Sendable {
+    public static let defaultMaximumEventBytes = 1 << 20
+
+    public let redis: RedisClient
+    public let database: MirrorDatabase?
+    public let maximumEventBytes: Int
+
+    public init(redis: RedisClient, database: MirrorDatabase?, maximumEventBytes: Int = SessionLog.defaultMaximumEventBytes) {
+        self.redis = redis
+        self.database = database
+        self.maximumEventBytes = maximumEventBytes
+    }
+
+    // MARK: Writing
+
+    /// Creates the session's log. Returns false if it existed already.
+    @discardableResult
+    public func create(_ session: SessionID) async throws(SessionLogError) -> Bool {
+        if let row = try await database?.session(session.rawValue) {
+            try await restore(session, from: row)
+            return false
+        }
+        let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [])
+        return reply.array?.first?.int == 1
+    }
+
+    /// Takes the session for one writer: from now on, appends under any earlier fence are refused.
+    public func takeFence(_ session: SessionID) async throws(SessionLogError) -> SessionFence {
+        for _ in 0..<2 {
+            let reply = try await run(SessionLogScripts.takeFence, keys: [SessionKeys(session).meta], [])
+            guard let fields = reply.array, let ok = fields.first?.int else { throw .unexpectedReply("\(reply)") }
+            if ok == 1, let epoch = fields[1].int { return SessionFence(session: session, epoch: epoch) }
+            try await warmUp(session)
+        }
+        throw .sessionNotFound(session.rawValue)
+    }
+
+    /// Appends events atomically and in order, assigning `seq`, `id` and `processed_at`.
+    ///
+    /// - `fence`: a worker's fence; refused once a newer one was taken (I1). `nil` for events
+    ///   from clients, which need no fence.
+    /// - `clientKey`: makes a retried append (after a timeout, say) a no-op that returns the
+    ///   first append's result.
+    public func append(
+        _ session: SessionID,
+        _ events: [NewEvent],
+        fence: SessionFence? = nil,
+        clientKey: String? = nil
+    ) async throws(SessionLogError) -> AppendResult {
+        guard !events.isEmpty else {
+            throw .invalidInput(field: "events", message: "nothing to append", fix: "pass at least one event")
+        }
+        for (index, event) in events.enumerated() where event.json.utf8.count > maximumEventBytes {
+            throw .eventTooLarge(index: index, bytes: event.json.utf8.count, limit: maximumEventBytes)
+        }
+        if let clientKey, clientKey.isEmpty || clientKey.utf8.count > 256 {
+            throw .invalidInput(field: "client_key", message: "must be 1 to 256 bytes", fix: "use a UUID or similar per logical append")
+        }
+        let keys = SessionKeys(session)
+        var arguments = [session.rawValue, session.idPart, String(fence?.epoch ?? -1), clientKey ?? "", String(events.count)]
+        arguments.reserveCapacity(5 + events.count * 2)
+        for event in events {
+            arguments.append(event.type)
+            arguments.append(event.json)
+        }
+        for _ in 0..<2 {
+            let reply = try await run(SessionLogScripts.append, keys: [keys.log, keys.meta, keys.idempotency, keys.mirror], arguments)
+            guard let fields = reply.array, let status = fields.first?.string else { throw .unexpectedReply("\(reply)") }
+            switch status {
+            case "ok", "duplicate":
+                guard fields.count == 4, let first = fields[1].int, let last = fields[2].int, let at = fields[3].string else {
+                    throw .unexpectedReply("\(reply)")
+                }
+                return AppendResult(firstSeq: first, lastSeq: last, processedAt: at, duplicate: status == "duplicate")
+            case "stale":
+                throw .staleFence(session: session.rawValue, fence: fence?.epoch ?? -1, current: fields[1].int ?? -1)
+            case "terminated":
+                throw .sessionTerminated(session.rawValue)
+            case "cold":
+                try await warmUp(session)
+            default:
+                throw .unexpectedReply("\(reply)")
+            }
+        }
+        throw .sessionNotFound(session.rawValue)
+    }
+
+    /// Brings a session whose Redis keys are gone back from SQLite.
+    private func warmUp(_ session: SessionID) async throws(SessionLogError) {
+        guard let row = try await database?.session(session.rawValue) else {
+            throw .sessionNotFound(session.rawValue)
+        }
+        try await restore(session, from: row)
+    }
+
+    private func restore(_ session: SessionID, from row: MirrorDatabase.SessionRow) async throws(SessionLogError) {
+        _ = try await run(SessionLogScripts.restore, keys: [SessionKeys(session).meta], [
+            String(row.lastSeq), String(row.maxEpoch + 1), row.status,
+        ])
+    }
+
+    // MARK: Reading
+
+    public struct Meta: Sendable, Equatable {
+        public let lastSeq: Int64
+        public let epoch: Int64
+        public let status: String
+        public let trimmedThrough: Int64
+    }
+
+    /// The session's state in Redis, or nil if Redis does not know it.
+    public func meta(_ session: SessionID) async throws(SessionLogError) -> Meta? {
+        let reply = try await send(["HMGET", SessionKeys(session).meta, "seq", "epoch", "status", "trimmed_through"])
+        return Self.meta(reply)
+    }
+
+    /// Events after `afterSeq`, oldest first, at most `limit`. Events trimmed from Redis, or lost
+    /// with it, come from SQLite.
+    public func read(_ session: SessionID, afterSeq: Int64 = 0, limit: Int = 1000) async throws(SessionLogError) -> [StoredEvent] {
+        let keys = SessionKeys(session)
+        let limit = max(1, limit)
+        let replies = try await pipeline([
+            ["HMGET", keys.meta, "seq", "epoch", "status", "trimmed_through"],
+            ["XRANGE", keys.log, "\(afterSeq + 1)-0", "+", "COUNT", String(limit)],
+        ])
+        guard let meta = Self.meta(replies[0]) else {
+            guard let database else { throw .sessionNotFound(session.rawValue) }
+            let events = try await database.events(session: session.rawValue, afterSeq: afterSeq, limit: limit)
+            if events.isEmpty, try await database.session(session.rawValue) == nil {
+                throw .sessionNotFound(session.rawValue)
+            }
+            return events
+        }
+        if afterSeq >= meta.trimmedThrough {
+            return try Self.events(session, replies[1])
+        }
+        guard let database else { return try Self.events(session, replies[1]) }
+        var events = try await database.events(session: session.rawValue, afterSeq: afterSeq, limit: limit)
+        if events.count < limit {
+            let from = events.last?.seq ?? afterSeq
+            let rest = try await send(["XRANGE", keys.log, "\(from + 1)-0", "+", "COUNT", String(limit - events.count)])
+            events += try Self.events(session, rest)
+        }
+        return events
+    }
+
+    /// Everything the brain needs to rebuild a session's context: its state and its whole log.
+    public func wake(_ session: SessionID) async throws(SessionLogError) -> SessionSnapshot {
+        let chunk = 20_000
+        var events: [StoredEvent] = []
+        var sources = Set<SessionSnapshot.Source>()
+        var meta = try await self.meta(session)
+        if meta == nil, let row = try await database?.session(session.rawValue) {
+            try await restore(session, from: row)
+            meta = try await self.meta(session)
+        }
+        guard let meta else { throw .sessionNotFound(session.rawValue) }
+        // The trimmed prefix lives in SQLite only; the rest is in the Redis stream.
+        if meta.trimmedThrough > 0, let database {
+            while let after = Optional(events.last?.seq ?? 0), after < meta.trimmedThrough {
+                let next = try await database.events(session: session.rawValue, afterSeq: after, limit: chunk)
+                sources.insert(.sqlite)
+                events += next
+                if next.count < chunk { break }
+            }
+        }
+        while true {
+            let after = events.last?.seq ?? 0
+            let reply = try await send(["XRANGE", SessionKeys(session).log, "\(after + 1)-0", "+", "COUNT", String(chunk)])
+            let next = try Self.events(session, reply)
+            if !next.isEmpty || sources.isEmpty { sources.insert(.redis) }
+            events += next
+            if next.count < chunk { break }
+        }
+        let source: SessionSnapshot.Source = sources.count > 1 ? .both : (sources.first ?? .redis)
+        return SessionSnapshot(session: session, status: meta.status, lastSeq: meta.lastSeq, epoch: meta.epoch, events: events, source: source)
+    }
+
+    /// Follows the log: first every event after `afterSeq` (from SQLite where needed), then new
+    /// ones as they are appended. Ends when the consumer stops iterating.
+    public func tail(_ session: SessionID, afterSeq: Int64 = 0) -> AsyncThrowingStream<StoredEvent, Error> {
+        let (stream, continuation) = AsyncThrowingStream<StoredEvent, Error>.makeStream(bufferingPolicy: .bufferingOldest(10_000))
+        let connection = redis.blockingConnection(name: "tail")
+        let task = Task {
+            defer { connection.close() }
+            do {
+                var last = afterSeq
+                while true {
+                    let batch = try await read(session, afterSeq: last, limit: 1000)
+                    for event in batch { continuation.yield(event) }
+                    last = batch.last?.seq ?? last
+                    if batch.count < 1000 { break }
+                }
+                let key = SessionKeys(session).log
+                while !Task.isCancelled {
+                    let reply = try await connection.send(["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", key, "\(last)-0"])
+                    guard let streams = reply.array, let entries = streams.first?.array, entries.count == 2 else { continue }
+                    for event in try Self.events(session, entries[1]) where event.seq > last {
+                        continuation.yield(event)
+                        last = event.seq
+                    }
+                }
+                continuation.finish()
+            } catch is CancellationError {
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// Removes the Redis copy of a quiet session's events once SQLite holds them all.
+    func trim(_ session: SessionID, mirroredSeq: Int64, idleSeconds: Int) async throws(SessionLogError) -> Bool {
+        let keys = SessionKeys(session)
+        let reply = try await run(SessionLogScripts.trim, keys: [keys.log, keys.meta], [String(mirroredSeq), String(idleSeconds)])
+        return reply.array?.first?.int == 1
+    }
+
+    // MARK: Plumbing
+
+    static func meta(_ reply: RedisValue) -> Meta? {
+        guard let fields = reply.array, fields.count == 4, let seq = fields[0].int else { return nil }
+        return Meta(lastSeq: seq, epoch: fields[1].int ?? 0, status: fields[2].string ?? "idle", trimmedThrough: fields[3].int ?? 0)
+    }
+
+    static func events(_ session: SessionID, _ reply: RedisValue) throws(SessionLogError) -> [StoredEvent] {
+        guard let entries = reply.array else {
+            if reply.isNull { return [] }
+            throw .unexpectedReply("\(reply)")
+        }
+        var events: [StoredEvent] = []
+        events.reserveCapacity(entries.count)
+        for entry in entries {
+            guard let pair = entry.array, pair.count == 2, let id = pair[0].string, let fields = pair[1].array else {
+                throw .unexpectedReply("\(entry)")
+            }
+            var type = "", json = ""
+            var index = 0
+            while index + 1 < fields.count {
+                switch fields[index].string {
+                case "t": type = fields[index + 1].string ?? ""
+                case "e": json = fields[index + 1].string ?? ""
+                default: break
+                }
+                index += 2
+            }
+            let seq = Int64(id.prefix { $0 != "-" }) ?? 0
+            events.append(StoredEvent(session: session.rawValue, seq: seq, type: type, json: json))
+        }
+        return events
+    }
+
+    private func run(_ script: RedisScript, keys: [String], _ arguments: [String]) async throws(SessionLogError) -> RedisValue {
+        do {
+            return try await redis.eval(script, keys: keys, arguments: arguments)
+        } catch {
+            throw .redis(error)
+        }
+    }
+
+    private func send(_ arguments: [String]) async throws(SessionLogError) -> RedisValue {
+        do {
+            return try await redis.send(arguments, idempotent: true)
+        } catch {
+            throw .redis(error)
+        }
+    }
+
+    private func pipeline(_ commands: [[String]]) async throws(SessionLogError) -> [RedisValue] {
+        do {
+            return try await redis.pipeline(commands, idempotent: true)
+        } catch {
+            throw .redis(error)
+        }
+    }
+}

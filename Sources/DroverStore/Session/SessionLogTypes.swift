@@ -1,0 +1,237 @@
+import DroverCore
+import Foundation
+
+/// A validated session id: letters, digits, '_' and '-', as in `sesn_01J...`.
+public struct SessionID: Sendable, Hashable, CustomStringConvertible, Codable {
+    public let rawValue: String
+
+    public init(_ rawValue: String) throws(SessionLogError) {
+        let allowed = rawValue.utf8.allSatisfy { byte in
+            (byte >= 97 && byte <= 122) || (byte >= 65 && byte <= 90) || (byte >= 48 && byte <= 57) || byte == 45 || byte == 95
+        }
+        guard !rawValue.isEmpty, rawValue.utf8.count <= 128, allowed else {
+            throw .invalidInput(field: "session_id", message: "'\(rawValue.prefix(80))' is not a session id", fix: "use an id such as sesn_01JX... (letters, digits, '_' and '-')")
+        }
+        self.rawValue = rawValue
+    }
+
+    public static func make() -> SessionID {
+        try! SessionID(Identifier.make(prefix: "sesn"))
+    }
+
+    public var description: String { rawValue }
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        self = try SessionID(raw)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    /// The part after the prefix, used inside event ids.
+    var idPart: String {
+        guard let underscore = rawValue.firstIndex(of: "_") else { return rawValue }
+        let rest = rawValue[rawValue.index(after: underscore)...]
+        return rest.isEmpty ? rawValue : String(rest)
+    }
+}
+
+/// Number of mirror shards. Part of the key layout: changing it moves every session's keys.
+let mirrorShardCount = 16
+
+/// A session's Redis keys. They carry the hash tag of the session's mirror shard, so that one
+/// script can append to the session's stream and to the shard's mirror stream atomically, within
+/// one Redis Cluster slot.
+struct SessionKeys: Sendable {
+    let shard: Int
+    let log, meta, idempotency, mirror: String
+
+    init(_ session: SessionID) {
+        var hash: UInt32 = 2_166_136_261
+        for byte in session.rawValue.utf8 {
+            hash = (hash ^ UInt32(byte)) &* 16_777_619
+        }
+        shard = Int(hash % UInt32(mirrorShardCount))
+        let tag = Self.tag(shard)
+        let base = "drover:\(tag):s:\(session.rawValue):"
+        log = base + "log"
+        meta = base + "meta"
+        idempotency = base + "idem"
+        mirror = Self.mirror(shard)
+    }
+
+    static func tag(_ shard: Int) -> String { "{sm:\(shard)}" }
+    static func mirror(_ shard: Int) -> String { "drover:\(tag(shard)):mirror" }
+}
+
+/// An event to append: its type and its fields, without `id` and `processed_at`, which the log
+/// assigns.
+public struct NewEvent: Sendable, Equatable {
+    public let type: String
+    /// Compact JSON object starting with `{"type":...`.
+    public let json: String
+
+    public init(type: SessionEventType, fields: [String: JSONValue] = [:]) {
+        self.init(validatedType: type.rawValue, fields: fields)
+    }
+
+    init(validatedType type: String, fields: [String: JSONValue]) {
+        self.type = type
+        var body = fields
+        body.removeValue(forKey: "id")
+        body.removeValue(forKey: "processed_at")
+        body.removeValue(forKey: "type")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let rest = (try? encoder.encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let typeField = "{\"type\":\"\(type)\""
+        json = rest == "{}" ? typeField + "}" : typeField + "," + rest.dropFirst()
+    }
+
+    /// Parses events a client sent (`{"events": [...]}` or a bare array): each must be a JSON
+    /// object whose `type` is one a client may send.
+    public static func parseClientEvents(_ text: String, maximumEventBytes: Int = SessionLog.defaultMaximumEventBytes) throws(SessionLogError) -> [NewEvent] {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(text)
+        } catch {
+            throw .invalidInput(field: "body", message: "the body is \(error)", fix: "send {\"events\": [{\"type\": \"user.message\", \"content\": [...]}]}")
+        }
+        let list: [JSONValue]
+        switch value {
+        case .array(let items): list = items
+        case .object(let object):
+            guard case .array(let items)? = object["events"] else {
+                throw .invalidInput(field: "events", message: "the field is missing or not an array", fix: "send {\"events\": [ ... ]}")
+            }
+            list = items
+        default:
+            throw .invalidInput(field: "body", message: "expected an object with an events array", fix: "send {\"events\": [ ... ]}")
+        }
+        guard !list.isEmpty else {
+            throw .invalidInput(field: "events", message: "the array is empty", fix: "send at least one event")
+        }
+        let sendable = SessionEventType.allCases.filter(\.isClientSendable).map(\.rawValue).sorted()
+        return try list.enumerated().map { (index, item) throws(SessionLogError) -> NewEvent in
+            guard case .object(let fields) = item else {
+                throw .invalidInput(field: "events[\(index)]", message: "an event must be a JSON object", fix: "send {\"type\": \"user.message\", ...}")
+            }
+            guard case .string(let type)? = fields["type"] else {
+                throw .invalidInput(field: "events[\(index)].type", message: "the field is missing or not a string", fix: "set it to one of \(sendable.joined(separator: ", "))")
+            }
+            guard let known = SessionEventType(rawValue: type), known.isClientSendable else {
+                let why = SessionEventType(rawValue: type) == nil ? "'\(type)' is not an event type" : "'\(type)' is written by Drover, not sent by clients"
+                throw .invalidInput(field: "events[\(index)].type", message: why, fix: "use one of \(sendable.joined(separator: ", "))")
+            }
+            let event = NewEvent(validatedType: known.rawValue, fields: fields)
+            guard event.json.utf8.count <= maximumEventBytes else {
+                throw .eventTooLarge(index: index, bytes: event.json.utf8.count, limit: maximumEventBytes)
+            }
+            return event
+        }
+    }
+}
+
+/// An event as the log holds it.
+public struct StoredEvent: Sendable, Equatable, Codable {
+    public let session: String
+    public let seq: Int64
+    public let type: String
+    /// The wire JSON, with `id` and `processed_at`.
+    public let json: String
+
+    public var id: String {
+        Self.field("id", in: json) ?? ""
+    }
+
+    public var processedAt: String {
+        Self.field("processed_at", in: json) ?? ""
+    }
+
+    public var value: JSONValue {
+        (try? JSONValue.parse(json)) ?? .null
+    }
+
+    /// The log writes `id` and `processed_at` first, so they can be read without parsing.
+    private static func field(_ name: String, in json: String) -> String? {
+        guard let range = json.range(of: "\"\(name)\":\"") else { return nil }
+        let tail = json[range.upperBound...]
+        guard let end = tail.firstIndex(of: "\"") else { return nil }
+        return String(tail[..<end])
+    }
+}
+
+public struct AppendResult: Sendable, Equatable {
+    public let firstSeq: Int64
+    public let lastSeq: Int64
+    public let processedAt: String
+    /// True when the client key had been seen: nothing new was written.
+    public let duplicate: Bool
+}
+
+/// The writer's claim on a session. Only the newest fence may append.
+public struct SessionFence: Sendable, Hashable {
+    public let session: SessionID
+    public let epoch: Int64
+}
+
+/// What the brain needs to resume a session.
+public struct SessionSnapshot: Sendable {
+    public let session: SessionID
+    public let status: String
+    public let lastSeq: Int64
+    public let epoch: Int64
+    public let events: [StoredEvent]
+    /// Where the events came from.
+    public let source: Source
+
+    public enum Source: String, Sendable {
+        case redis, sqlite, both
+    }
+}
+
+public enum SessionLogError: ActionableError, Equatable {
+    case invalidInput(field: String, message: String, fix: String)
+    case eventTooLarge(index: Int, bytes: Int, limit: Int)
+    /// The fence is older than the session's: another worker took the session over.
+    case staleFence(session: String, fence: Int64, current: Int64)
+    case sessionNotFound(String)
+    case sessionTerminated(String)
+    case redis(RedisError)
+    case database(String)
+    case unexpectedReply(String)
+
+    public var field: String? {
+        switch self {
+        case .invalidInput(let field, _, _): field
+        case .eventTooLarge(let index, _, _): "events[\(index)]"
+        default: nil
+        }
+    }
+
+    public var fix: String? {
+        switch self {
+        case .invalidInput(_, _, let fix): fix
+        case .eventTooLarge: "keep each event under the limit; put large content in a file and refer to it"
+        case .sessionTerminated: "create a new session"
+        case .redis(let error): error.fix
+        default: nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidInput(let field, let message, let fix): "\(field): \(message). Fix: \(fix)"
+        case .eventTooLarge(let index, let bytes, let limit): "events[\(index)]: the event is \(bytes) bytes, over the limit of \(limit). Fix: \(fix!)"
+        case .staleFence(let session, let fence, let current): "session \(session): fence epoch \(fence) is stale (current \(current)); another worker owns the session"
+        case .sessionNotFound(let id): "session \(id) does not exist"
+        case .sessionTerminated(let id): "session \(id) is terminated and accepts no events. Fix: \(fix!)"
+        case .redis(let error): error.description
+        case .database(let message): "SQLite: \(message)"
+        case .unexpectedReply(let text): "unexpected reply from a session-log script: \(text)"
+        }
+    }
+}

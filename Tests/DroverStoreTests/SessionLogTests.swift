@@ -1,0 +1,235 @@
+import DroverCore
+import DroverStore
+import DroverTesting
+import Foundation
+import Testing
+
+private func message(_ text: String) -> NewEvent {
+    NewEvent(type: .agentMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(text)])])])
+}
+
+private func withLog<T>(_ body: (SessionLog, MirrorDatabase, RedisClient, RedisServerFixture) async throws -> T) async throws -> T {
+    try await withRedisClient(poolSize: 8) { client, server in
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        let database = try MirrorDatabase(path: path)
+        return try await body(SessionLog(redis: client, database: database), database, client, server)
+    }
+}
+
+@Suite("Session log")
+struct SessionLogTests {
+    @Test("appends get gapless seq, ids and processed_at; the wire JSON carries them")
+    func appendAssignsSeq() async throws {
+        try await withLog { log, _, _, _ in
+            let session = SessionID.make()
+            #expect(try await log.create(session))
+            #expect(try await log.create(session) == false)
+            let first = try await log.append(session, [message("a"), message("b")])
+            #expect(first.firstSeq == 1 && first.lastSeq == 2 && !first.duplicate)
+            let second = try await log.append(session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])])
+            #expect(second.firstSeq == 3)
+            let events = try await log.read(session)
+            #expect(events.map(\.seq) == [1, 2, 3])
+            #expect(Set(events.map(\.id)).count == 3)
+            #expect(events[0].id.hasPrefix("sevt_"))
+            let json = try #require(events[0].value.objectValue)
+            #expect(json["type"] == .string("agent.message"))
+            #expect(json["processed_at"]?.stringValue == first.processedAt)
+            #expect(first.processedAt.range(of: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"#, options: .regularExpression) != nil)
+            // processed_at is Redis' clock: within a minute of ours.
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let parsed = try #require(formatter.date(from: String(first.processedAt.prefix(23)) + "Z"))
+            #expect(abs(parsed.timeIntervalSinceNow) < 60)
+            #expect(try await log.meta(session)?.status == "idle")
+        }
+    }
+
+    @Test("a stale fence is refused and leaves no trace in Redis or SQLite")
+    func fencing() async throws {
+        try await withLog { log, database, client, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            let old = try await log.takeFence(session)
+            _ = try await log.append(session, [message("from old")], fence: old)
+            let new = try await log.takeFence(session)
+            #expect(new.epoch == old.epoch + 1)
+            await #expect(throws: SessionLogError.staleFence(session: session.rawValue, fence: old.epoch, current: new.epoch)) {
+                try await log.append(session, [message("zombie write")], fence: old)
+            }
+            _ = try await log.append(session, [message("from new")], fence: new)
+            // Client events need no fence and are not affected.
+            _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([])])])
+            try await Recorder(redis: client, database: database).runOnce()
+            let fromRedis = try await log.read(session)
+            let fromSQLite = try await database.events(session: session.rawValue, afterSeq: 0, limit: 100)
+            for events in [fromRedis, fromSQLite] {
+                #expect(events.map(\.seq) == [1, 2, 3])
+                #expect(!events.contains { $0.json.contains("zombie") })
+            }
+        }
+    }
+
+    @Test("100 concurrent appenders on 100 sessions: every event lands once, seq gapless per session")
+    func concurrentAppenders() async throws {
+        try await withLog { log, database, client, _ in
+            let sessions = (0..<100).map { _ in SessionID.make() }
+            for session in sessions { try await log.create(session) }
+            let written = try await withThrowingTaskGroup(of: [String: Int].self) { group in
+                for appender in 0..<100 {
+                    group.addTask {
+                        var counts: [String: Int] = [:]
+                        for round in 0..<20 {
+                            let session = sessions[(appender * 7 + round * 13) % sessions.count]
+                            let size = 1 + (appender + round) % 3
+                            let events = (0..<size).map { message("a\(appender)-r\(round)-\($0)") }
+                            _ = try await log.append(session, events, clientKey: "a\(appender)-r\(round)")
+                            counts[session.rawValue, default: 0] += size
+                        }
+                        return counts
+                    }
+                }
+                return try await group.reduce(into: [String: Int]()) { total, part in total.merge(part, uniquingKeysWith: +) }
+            }
+            let recorder = Recorder(redis: client, database: database)
+            try await recorder.runOnce()
+            var total = 0
+            for session in sessions {
+                let expected = written[session.rawValue] ?? 0
+                total += expected
+                let events = try await log.read(session, limit: 10_000)
+                #expect(events.map(\.seq) == (0..<expected).map { Int64($0 + 1) })
+                #expect(Set(events.map(\.json)).count == expected)
+                let mirrored = try await database.events(session: session.rawValue, afterSeq: 0, limit: 10_000)
+                #expect(mirrored.map(\.seq) == events.map(\.seq))
+            }
+            #expect(try await database.eventCount() == total)
+            #expect(recorder.stats.eventsRecorded == total)
+        }
+    }
+
+    @Test("a retried append with the same client key writes nothing and returns the first result")
+    func idempotentAppend() async throws {
+        try await withLog { log, _, _, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            let first = try await log.append(session, [message("x"), message("y")], clientKey: "req-1")
+            let retry = try await log.append(session, [message("x"), message("y")], clientKey: "req-1")
+            #expect(retry.duplicate)
+            #expect(retry.firstSeq == first.firstSeq && retry.lastSeq == first.lastSeq && retry.processedAt == first.processedAt)
+            #expect(try await log.read(session).count == 2)
+        }
+    }
+
+    @Test("after FLUSHALL, wake rebuilds the session from SQLite alone, and the log continues")
+    func wakeFromSQLite() async throws {
+        try await withLog { log, database, client, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            let fence = try await log.takeFence(session)
+            for n in 0..<50 { _ = try await log.append(session, [message("m\(n)")], fence: fence) }
+            _ = try await log.append(session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])], fence: fence)
+            let before = try await log.wake(session)
+            #expect(before.source == .redis)
+            try await Recorder(redis: client, database: database).runOnce()
+
+            try await client.send("FLUSHALL")
+            #expect(try await log.meta(session) == nil)
+            let after = try await log.wake(session)
+            #expect(after.events == before.events)
+            #expect(after.lastSeq == 51)
+            #expect(after.status == "idle")
+            #expect(after.source == .sqlite)
+            // The old writer is fenced out; a new one continues the sequence without a gap.
+            await #expect(throws: SessionLogError.self) { try await log.append(session, [message("stale")], fence: fence) }
+            let next = try await log.takeFence(session)
+            #expect(next.epoch > fence.epoch)
+            #expect(try await log.append(session, [message("resumed")], fence: next).firstSeq == 52)
+            #expect(try await log.read(session, afterSeq: 50).map(\.seq) == [51, 52])
+        }
+    }
+
+    @Test("retention trims a quiet, fully mirrored session from Redis; reads fall back to SQLite")
+    func retention() async throws {
+        try await withLog { log, database, client, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            for n in 0..<30 { _ = try await log.append(session, [message("m\(n)")]) }
+            var options = Recorder.Options()
+            options.retentionIdle = .zero
+            let recorder = Recorder(redis: client, database: database, options: options)
+            try await recorder.runOnce()
+            #expect(try await recorder.applyRetention() == 1)
+            #expect(try await log.meta(session)?.trimmedThrough == 30)
+            let keys = try await client.send(["KEYS", "drover:*:s:\(session.rawValue):log"]).array ?? []
+            #expect(try await client.send(["XLEN", try #require(keys.first?.string)]).int == 0)
+            #expect(try await log.read(session, afterSeq: 10, limit: 5).map(\.seq) == [11, 12, 13, 14, 15])
+            _ = try await log.append(session, [message("new")])
+            #expect(try await log.read(session, afterSeq: 28).map(\.seq) == [29, 30, 31])
+            #expect(try await log.wake(session).source == .both)
+        }
+    }
+
+    @Test("tail replays what is there, then follows new appends")
+    func tail() async throws {
+        try await withLog { log, _, _, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            _ = try await log.append(session, [message("old")])
+            let stream = log.tail(session, afterSeq: 0)
+            let reader = Task {
+                var seen: [Int64] = []
+                for try await event in stream {
+                    seen.append(event.seq)
+                    if seen.count == 3 { break }
+                }
+                return seen
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            _ = try await log.append(session, [message("new1"), message("new2")])
+            #expect(try await reader.value == [1, 2, 3])
+        }
+    }
+
+    @Test("bad input gets a clear error naming the field; nothing appended before is lost")
+    func badInput() async throws {
+        try await withLog { log, _, _, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            _ = try await log.append(session, [message("kept")])
+            let huge = message(String(repeating: "x", count: SessionLog.defaultMaximumEventBytes))
+            await #expect(throws: SessionLogError.eventTooLarge(index: 1, bytes: huge.json.utf8.count, limit: SessionLog.defaultMaximumEventBytes)) {
+                try await log.append(session, [message("fine"), huge])
+            }
+            let cases: [(String, String)] = [
+                ("{not json", "body"),
+                (#"{"events": [{"type": "user.nonsense"}]}"#, "events[0].type"),
+                (#"{"events": [{"type": "user.message"}, {"type": "agent.message", "content": []}]}"#, "events[1].type"),
+                (#"{"events": [{"content": []}]}"#, "events[0].type"),
+                (#"{"events": []}"#, "events"),
+                (#"{"events": [42]}"#, "events[0]"),
+            ]
+            for (body, field) in cases {
+                do {
+                    _ = try NewEvent.parseClientEvents(body)
+                    Issue.record("accepted \(body)")
+                } catch let error as SessionLogError {
+                    #expect(error.field == field, "\(body): \(error)")
+                    #expect(error.description.contains("Fix:"))
+                }
+            }
+            let parsed = try NewEvent.parseClientEvents(#"{"events": [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]}"#)
+            _ = try await log.append(session, parsed)
+            await #expect(throws: SessionLogError.sessionNotFound("sesn_missing")) {
+                try await log.append(try SessionID("sesn_missing"), [message("x")])
+            }
+            #expect(throws: SessionLogError.self) { try SessionID("bad id/../") }
+            _ = try await log.append(session, [NewEvent(type: .sessionStatusTerminated)])
+            await #expect(throws: SessionLogError.sessionTerminated(session.rawValue)) {
+                try await log.append(session, [message("after the end")])
+            }
+            #expect(try await log.read(session).map(\.type) == ["agent.message", "user.message", "session.status_terminated"])
+        }
+    }
+}
