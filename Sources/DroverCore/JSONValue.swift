@@ -67,7 +67,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
 public struct JSONParseError: Error, Sendable, CustomStringConvertible {
     public let reason: String
-    public var description: String { "not valid JSON: \(reason)" }
+    public var description: String { "not valid JSON: \(reason.hasSuffix(".") ? String(reason.dropLast()) : reason)" }
 }
 
 extension JSONValue {

@@ -7,6 +7,7 @@ final class RuntimeEnvironment: Sendable {
     let configuration: DroverConfiguration
     let redis: RedisClient
     let embedded: EmbeddedRedis?
+    private let databaseBox = SendableLazy<MirrorDatabase>()
 
     private init(configuration: DroverConfiguration, redis: RedisClient, embedded: EmbeddedRedis?) {
         self.configuration = configuration
@@ -14,9 +15,20 @@ final class RuntimeEnvironment: Sendable {
         self.embedded = embedded
     }
 
+    /// The SQLite mirror at `DROVER_DB`, opened (and migrated) on first use.
+    func database() throws -> MirrorDatabase {
+        try databaseBox.get { try MirrorDatabase(path: configuration.databasePath.path) }
+    }
+
+    var sessionLog: SessionLog {
+        get throws { SessionLog(redis: redis, database: try database()) }
+    }
+
     /// Connects, starting the embedded server when no URL is configured. `announce` prints which
     /// Redis is in use on standard error, so that it never mixes with JSON on standard output.
-    static func open(poolSize: Int? = nil, announce: Bool = true) async throws -> RuntimeEnvironment {
+    /// `exitOnSignal`: Ctrl-C and SIGTERM stop the embedded server and exit. Long-running roles
+    /// pass false and shut down through their service group instead.
+    static func open(poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true) async throws -> RuntimeEnvironment {
         let configuration = try DroverConfiguration.fromEnvironment()
         var options = RedisClientOptions()
         options.poolSize = poolSize ?? configuration.redisPoolSize
@@ -32,7 +44,7 @@ final class RuntimeEnvironment: Sendable {
         }
         let redis = try await RedisClient.connect(embedded.url, options: options)
         let environment = RuntimeEnvironment(configuration: configuration, redis: redis, embedded: embedded)
-        SignalCleanup.shared.register(environment)
+        if exitOnSignal { SignalCleanup.shared.register(environment) }
         return environment
     }
 
@@ -75,9 +87,12 @@ func note(_ text: String) {
 }
 
 /// Runs `body` against the configured Redis and always closes it.
-func withRuntime<T>(poolSize: Int? = nil, announce: Bool = true, _ body: (RuntimeEnvironment) async throws -> T) async throws -> T {
+func withRuntime<T>(
+    poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true,
+    _ body: (RuntimeEnvironment) async throws -> T
+) async throws -> T {
     try await reportingErrors {
-        let environment = try await RuntimeEnvironment.open(poolSize: poolSize, announce: announce)
+        let environment = try await RuntimeEnvironment.open(poolSize: poolSize, announce: announce, exitOnSignal: exitOnSignal)
         do {
             let result = try await body(environment)
             await environment.close()
@@ -85,6 +100,21 @@ func withRuntime<T>(poolSize: Int? = nil, announce: Bool = true, _ body: (Runtim
         } catch {
             await environment.close()
             throw error
+        }
+    }
+}
+
+/// A value made once, on first use, by whichever caller gets there first.
+final class SendableLazy<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value?
+
+    func get(_ make: () throws -> Value) throws -> Value {
+        try lock.withLock {
+            if let value { return value }
+            let made = try make()
+            value = made
+            return made
         }
     }
 }

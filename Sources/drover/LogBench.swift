@@ -1,0 +1,169 @@
+import ArgumentParser
+import DroverCore
+import DroverStore
+import Foundation
+
+struct LogBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "Measure session-log appends/s with the recorder running, mirror lag, and wake time.",
+        discussion: """
+        Phases, in one run against one server and one SQLite file:
+          append  --appenders tasks append --events events to --sessions sessions, --per-append
+                  events per append (a turn appends a few at once), while an in-process recorder
+                  mirrors them into SQLite; mirror lag is append (Redis time) to SQLite commit.
+          wake    a session of --wake-events events is woken --wake-runs times from Redis, then
+                  trimmed from Redis and woken from SQLite alone.
+        With DROVER_REDIS_URL unset it uses a fresh embedded redis-server and a temporary SQLite file.
+        """
+    )
+
+    @Option(help: "Events to append in the append phase.") var events = 200_000
+    @Option(help: "Sessions they are spread over.") var sessions = 200
+    @Option(help: "Concurrent appenders.") var appenders = 8
+    @Option(help: "Events per append call.") var perAppend = 4
+    @Option(help: "Target events/s across appenders; 0 appends as fast as possible.") var rate = 30_000
+    @Option(help: "Events in the session that is woken.") var wakeEvents = 10_000
+    @Option(help: "Wake repetitions per source.") var wakeRuns = 7
+
+    func run() async throws {
+        try await reportingErrors {
+            let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-log-\(getpid())")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let configuration = try DroverConfiguration.fromEnvironment()
+            var embedded: EmbeddedRedis?
+            let url: RedisURL
+            if let text = configuration.redisURL {
+                url = try RedisURL(parsing: text)
+            } else {
+                embedded = try await EmbeddedRedis.start(EmbeddedRedis.Options(dataDirectory: directory.appendingPathComponent("redis")))
+                url = embedded!.url
+            }
+            var options = RedisClientOptions()
+            options.poolSize = appenders + 4
+            let redis = try await RedisClient.connect(url, options: options)
+            defer { redis.close() }
+            let database = try MirrorDatabase(path: directory.appendingPathComponent("drover.db").path)
+            do {
+                print(try encodeJSON(try await measure(redis: redis, database: database)))
+            } catch {
+                await embedded?.stop(force: true)
+                throw error
+            }
+            await embedded?.stop(force: true)
+        }
+    }
+
+    private func measure(redis: RedisClient, database: MirrorDatabase) async throws -> JSONValue {
+        let log = SessionLog(redis: redis, database: database)
+        let ids = (0..<sessions).map { _ in SessionID.make() }
+        for id in ids { try await log.create(id) }
+        let lags = LagCollector()
+        let recorder = Recorder(redis: redis, database: database, lagObserver: { lags.add($0) })
+        let recording = Task { try await recorder.run() }
+
+        let (events, appenders, perAppend, rate) = (self.events, self.appenders, self.perAppend, self.rate)
+        let body = NewEvent(type: .agentMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(String(repeating: "lorem ipsum ", count: 12))])])])
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for appender in 0..<appenders {
+                group.addTask {
+                    var done = 0, round = appender
+                    let share = events / appenders
+                    while done < share {
+                        if rate > 0 {
+                            // Paced: this appender's next append is due at its share of the rate.
+                            let due = start + .seconds(Double(done) * Double(appenders) / Double(rate))
+                            if due > clock.now { try await Task.sleep(until: due, clock: .continuous) }
+                        }
+                        let count = min(perAppend, share - done)
+                        _ = try await log.append(ids[round % ids.count], Array(repeating: body, count: count))
+                        done += count
+                        round += appenders
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let appendSeconds = (clock.now - start).seconds
+        let appended = (events / appenders) * appenders
+        while recorder.stats.eventsRecorded < appended {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let drainSeconds = (clock.now - start).seconds
+
+        // Wake: one long session, from Redis, then from SQLite alone.
+        let long = SessionID.make()
+        try await log.create(long)
+        var written = 0
+        while written < wakeEvents {
+            let count = min(50, wakeEvents - written)
+            _ = try await log.append(long, Array(repeating: body, count: count))
+            written += count
+        }
+        var fromRedis: [Double] = []
+        for _ in 0..<wakeRuns {
+            let started = clock.now
+            let snapshot = try await log.wake(long)
+            fromRedis.append((clock.now - started).seconds * 1000)
+            guard snapshot.events.count == wakeEvents, snapshot.source == .redis else { throw ValidationError("wake from Redis returned \(snapshot.events.count) events from \(snapshot.source)") }
+        }
+        while recorder.stats.eventsRecorded < appended + wakeEvents {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        recording.cancel()
+        _ = try? await recording.value
+        var trimming = Recorder.Options()
+        trimming.retentionIdle = .zero
+        _ = try await Recorder(redis: redis, database: database, options: trimming).applyRetention()
+        var fromSQLite: [Double] = []
+        for _ in 0..<wakeRuns {
+            let started = clock.now
+            let snapshot = try await log.wake(long)
+            fromSQLite.append((clock.now - started).seconds * 1000)
+            guard snapshot.events.count == wakeEvents, snapshot.source == .sqlite else { throw ValidationError("wake from SQLite returned \(snapshot.events.count) events from \(snapshot.source)") }
+        }
+
+        let lag = lags.sorted
+        return .object([
+            "benchmark": .string("log"),
+            "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
+            "append": .object([
+                "events": .number(Double(appended)), "sessions": .number(Double(sessions)),
+                "appenders": .number(Double(appenders)), "events_per_append": .number(Double(perAppend)),
+                "target_events_per_second": .number(Double(rate)),
+                "seconds": .number(round3(appendSeconds)),
+                "events_per_second": .number(round3(Double(appended) / appendSeconds)),
+                "appends_per_second": .number(round3(Double(appended) / Double(perAppend) / appendSeconds)),
+                "all_mirrored_after_seconds": .number(round3(drainSeconds)),
+            ]),
+            "mirror_lag_ms": .object([
+                "samples": .number(Double(lag.count)), "p50": .number(round3(percentile(lag, 50))),
+                "p99": .number(round3(percentile(lag, 99))), "max": .number(round3(lag.last ?? .nan)),
+            ]),
+            "wake_ms": .object([
+                "events": .number(Double(wakeEvents)), "runs": .number(Double(wakeRuns)),
+                "redis_median": .number(round3(percentile(fromRedis.sorted(), 50))),
+                "sqlite_median": .number(round3(percentile(fromSQLite.sorted(), 50))),
+            ]),
+        ])
+    }
+}
+
+/// Lags from the recorder's batches, collected across tasks.
+final class LagCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Double] = []
+
+    func add(_ lags: [Double]) { lock.withLock { values += lags } }
+    var sorted: [Double] { lock.withLock { values.sorted() } }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    let index = min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))
+    return sorted[index]
+}
+
+func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }

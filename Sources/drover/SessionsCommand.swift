@@ -1,0 +1,145 @@
+import ArgumentParser
+import DroverCore
+import DroverStore
+import Foundation
+
+struct SessionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sessions",
+        abstract: "Inspect session logs: list, show, events, export, replay.",
+        subcommands: [List.self, Show.self, Events.self, Export.self, Replay.self, Create.self, Send.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Sessions the SQLite mirror knows, most recent first.")
+
+        @Option(help: "How many.") var limit = 50
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let rows = try await runtime.database().sessions(limit: limit)
+                if json {
+                    print(try encodeJSON(rows))
+                } else if rows.isEmpty {
+                    print("no sessions recorded yet (is `drover recorder` running?)")
+                } else {
+                    printTable(header: ["SESSION", "STATUS", "EVENTS", "LAST EVENT"], rows: rows.map {
+                        [$0.id, $0.status, "\($0.lastSeq)", $0.lastEventAt ?? "-"]
+                    })
+                }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A session's state in Redis and in SQLite, as JSON.")
+        @Argument(help: "The session id.") var session: String
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let id = try SessionID(session)
+                let meta = try await runtime.sessionLog.meta(id)
+                let row = try await runtime.database().session(id.rawValue)
+                guard meta != nil || row != nil else { throw SessionLogError.sessionNotFound(session) }
+                var out: [String: JSONValue] = ["id": .string(session)]
+                if let meta {
+                    out["redis"] = .object([
+                        "last_seq": .number(Double(meta.lastSeq)), "fence_epoch": .number(Double(meta.epoch)),
+                        "status": .string(meta.status), "trimmed_through": .number(Double(meta.trimmedThrough)),
+                    ])
+                } else {
+                    out["redis"] = .null
+                }
+                if let row {
+                    out["sqlite"] = .object([
+                        "last_seq": .number(Double(row.lastSeq)), "status": .string(row.status),
+                        "last_event_at": row.lastEventAt.map(JSONValue.string) ?? .null,
+                    ])
+                } else {
+                    out["sqlite"] = .null
+                }
+                print(try encodeJSON(JSONValue.object(out)))
+            }
+        }
+    }
+
+    struct Events: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print events as JSON lines.")
+        @Argument(help: "The session id.") var session: String
+        @Option(help: "Only events after this seq.") var after: Int64 = 0
+        @Option(help: "At most this many.") var limit = 1000
+        @Option(name: .customLong("type"), help: "Only these event types (repeatable).") var types: [String] = []
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let log = try runtime.sessionLog
+                let wanted = Set(types)
+                for event in try await log.read(try SessionID(session), afterSeq: after, limit: limit)
+                where wanted.isEmpty || wanted.contains(event.type) {
+                    print(event.json)
+                }
+            }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a session's whole log.")
+        @Argument(help: "The session id.") var session: String
+        @Option(help: "Output format: jsonl (one wire event per line).") var format = "jsonl"
+
+        func validate() throws {
+            guard format == "jsonl" else { throw ValidationError("--format: '\(format)' is not supported; use jsonl") }
+        }
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                for event in try await runtime.sessionLog.wake(try SessionID(session)).events {
+                    print(event.json)
+                }
+            }
+        }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a session's timeline as a person reads it.")
+        @Argument(help: "The session id.") var session: String
+        @Option(help: "Characters per line for message and tool text.") var width = 100
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let snapshot = try await runtime.sessionLog.wake(try SessionID(session))
+                print("session \(session): \(snapshot.events.count) events, status \(snapshot.status) (from \(snapshot.source.rawValue))")
+                var renderer = TimelineRenderer(width: width)
+                for event in snapshot.events { print(renderer.render(event)) }
+            }
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an empty session log and print its id (the API creates sessions with an agent).")
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let id = SessionID.make()
+                try await runtime.sessionLog.create(id)
+                print(id.rawValue)
+            }
+        }
+    }
+
+    struct Send: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Append client events, given as the API's JSON body, to a session.")
+        @Argument(help: "The session id.") var session: String
+        @Argument(help: #"JSON: {"events": [...]}, or '-' for standard input."#) var body: String
+
+        func run() async throws {
+            let text = body == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : body
+            try await withRuntime { runtime in
+                let events = try NewEvent.parseClientEvents(text)
+                let result = try await runtime.sessionLog.append(try SessionID(session), events)
+                print("appended seq \(result.firstSeq)...\(result.lastSeq) at \(result.processedAt)")
+            }
+        }
+    }
+}
