@@ -59,13 +59,20 @@ struct RecorderCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show how many events wait to be mirrored, as JSON.")
+        static let configuration = CommandConfiguration(abstract: "Show the backlog, the mirrored count, and each live recorder's lag, as JSON.")
 
         func run() async throws {
             try await withRuntime { runtime in
                 let backlog = try await Recorder.backlog(runtime.redis)
                 let mirrored = try await runtime.database().eventCount()
-                print(#"{"backlog_events": \#(backlog), "mirrored_events": \#(mirrored)}"#)
+                let recorders = try await Recorder.published(runtime.redis).mapValues { fields in
+                    JSONValue.object(fields.mapValues { Double($0).map(JSONValue.number) ?? .string($0) })
+                }
+                print(try encodeJSON(JSONValue.object([
+                    "backlog_events": .number(Double(backlog)),
+                    "mirrored_events": .number(Double(mirrored)),
+                    "recorders": .object(recorders),
+                ])))
             }
         }
     }

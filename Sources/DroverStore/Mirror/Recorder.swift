@@ -200,13 +200,7 @@ public final class Recorder: Sendable {
         let committed = Date().timeIntervalSince1970 * 1000
         let commitCost = committed - now
         lags = lags.map { $0 + commitCost }
-        var commands: [[String]] = []
-        for (stream, ids) in entryIds {
-            commands.append(["XACK", stream, options.group] + ids)
-            commands.append(["XDEL", stream] + ids)
-        }
-        _ = try await redis.pipeline(commands, idempotent: true)
-        statsBox.value = {
+        let stats = {
             var stats = statsBox.value
             stats.eventsRecorded += batch.count
             stats.batches += 1
@@ -215,8 +209,45 @@ public final class Recorder: Sendable {
             stats.maxLagMs = max(stats.maxLagMs, stats.lastLagMs)
             return stats
         }()
+        statsBox.value = stats
+        var commands: [[String]] = []
+        for (stream, ids) in entryIds {
+            commands.append(["XACK", stream, options.group] + ids)
+            commands.append(["XDEL", stream] + ids)
+        }
+        // Published for `drover recorder status`; it expires if this recorder stops.
+        let statsKey = Self.statsKey(options.consumer)
+        commands.append([
+            "HSET", statsKey, "events_recorded", String(stats.eventsRecorded), "batches", String(stats.batches),
+            "last_batch_size", String(stats.lastBatchSize), "last_lag_ms", String(format: "%.1f", stats.lastLagMs),
+            "max_lag_ms", String(format: "%.1f", stats.maxLagMs), "last_commit_ms", String(Int64(committed)),
+        ])
+        commands.append(["EXPIRE", statsKey, "300"])
+        _ = try await redis.pipeline(commands, idempotent: true)
         lagObserver?(lags)
         return count
+    }
+
+    static func statsKey(_ consumer: String) -> String { "drover:recorder:\(consumer)" }
+
+    /// What each live recorder last published: consumer name to its fields.
+    public static func published(_ redis: RedisClient) async throws -> [String: [String: String]] {
+        var result: [String: [String: String]] = [:]
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:recorder:*", "COUNT", "100"], idempotent: true)
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
+            cursor = next
+            for key in (parts[1].array ?? []).compactMap(\.string) {
+                let values = try await redis.send(["HGETALL", key], idempotent: true).array ?? []
+                var fields: [String: String] = [:]
+                for index in stride(from: 0, to: values.count - 1, by: 2) {
+                    fields[values[index].string ?? ""] = values[index + 1].string ?? ""
+                }
+                result[String(key.dropFirst("drover:recorder:".count))] = fields
+            }
+        } while cursor != "0"
+        return result
     }
 
     /// Events appended but not yet recorded, per the consumer group (Redis 7 `lag` plus pending).
