@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "drover", targets: ["drover"]),
         .library(name: "DroverCore", targets: ["DroverCore"]),
         .library(name: "DroverStore", targets: ["DroverStore"]),
+        .library(name: "DroverBrain", targets: ["DroverBrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -44,6 +45,15 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DroverBrain",
+            dependencies: [
+                "CCurl",
+                "DroverCore",
+                "DroverStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "DroverTesting",
             dependencies: ["DroverCore", "DroverStore"]
         ),
@@ -52,6 +62,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "CHiredis",
+                "DroverBrain",
                 "DroverCore",
                 "DroverStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -60,8 +71,12 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "DroverBrainTests",
+            dependencies: ["DroverBrain", "DroverCore", "DroverTesting"]
+        ),
+        .testTarget(
             name: "DroverStoreTests",
-            dependencies: ["DroverStore", "DroverTesting", "DroverCore"]
+            dependencies: ["DroverStore", "DroverTesting", "DroverCore", "DroverBrain"]
         ),
     ]
 )

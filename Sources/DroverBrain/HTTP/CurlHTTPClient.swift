@@ -1,0 +1,194 @@
+import CCurl
+import Foundation
+import Synchronization
+
+public struct HTTPRequest: Sendable {
+    public var url: String
+    public var method: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+    public var connectTimeout: Duration
+    /// The longest the server may stay silent once connected (no byte of response).
+    public var readTimeout: Duration
+
+    public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
+                connectTimeout: Duration = .seconds(10), readTimeout: Duration = .seconds(120)) {
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.body = body
+        self.connectTimeout = connectTimeout
+        self.readTimeout = readTimeout
+    }
+}
+
+public enum HTTPStreamPart: Sendable, Equatable {
+    /// Status and headers (names lowercased), before any body.
+    case head(status: Int, headers: [String: String])
+    case body([UInt8])
+}
+
+public enum HTTPClientError: Error, Equatable, CustomStringConvertible {
+    case connectFailed(String)
+    case timedOut(String)
+    case transport(String)
+
+    public var description: String {
+        switch self {
+        case .connectFailed(let message): "cannot connect: \(message)"
+        case .timedOut(let message): "timed out: \(message)"
+        case .transport(let message): "transfer failed: \(message)"
+        }
+    }
+}
+
+/// HTTP over libcurl, streaming the response as it arrives. Each request's blocking transfer runs
+/// on a thread of its own, never on Swift's cooperative pool; cancelling the consuming task aborts
+/// the transfer at the next progress callback.
+public final class CurlHTTPClient: Sendable {
+    public static let shared = CurlHTTPClient()
+
+    private static let globalInit: Void = {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    }()
+
+    public init() {
+        _ = Self.globalInit
+    }
+
+    public func stream(_ request: HTTPRequest) -> AsyncThrowingStream<HTTPStreamPart, Error> {
+        let (stream, continuation) = AsyncThrowingStream<HTTPStreamPart, Error>.makeStream()
+        let transfer = Transfer(continuation: continuation)
+        continuation.onTermination = { _ in transfer.cancel() }
+        let thread = Thread { transfer.perform(request) }
+        thread.name = "drover-curl"
+        thread.stackSize = 512 << 10
+        thread.start()
+        return stream
+    }
+
+    /// The whole response at once.
+    public func send(_ request: HTTPRequest) async throws -> (status: Int, headers: [String: String], body: [UInt8]) {
+        var status = 0
+        var headers: [String: String] = [:]
+        var body: [UInt8] = []
+        for try await part in stream(request) {
+            switch part {
+            case .head(let code, let fields):
+                status = code
+                headers = fields
+            case .body(let bytes):
+                body += bytes
+            }
+        }
+        return (status, headers, body)
+    }
+}
+
+/// One transfer's state, shared between the curl thread and the consumer.
+private final class Transfer: @unchecked Sendable {
+    let continuation: AsyncThrowingStream<HTTPStreamPart, Error>.Continuation
+    private let cancelled = Atomic<Bool>(false)
+    var handle: UnsafeMutableRawPointer?
+    var headers: [String: String] = [:]
+    var headSent = false
+
+    init(continuation: AsyncThrowingStream<HTTPStreamPart, Error>.Continuation) {
+        self.continuation = continuation
+    }
+
+    func cancel() { cancelled.store(true, ordering: .relaxed) }
+    var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
+
+    func sendHeadIfNeeded() {
+        guard !headSent, let handle else { return }
+        headSent = true
+        continuation.yield(.head(status: drover_curl_response_code(handle), headers: headers))
+    }
+
+    func perform(_ request: HTTPRequest) {
+        guard let curl = curl_easy_init() else {
+            continuation.finish(throwing: HTTPClientError.transport("curl_easy_init failed"))
+            return
+        }
+        handle = curl
+        defer { curl_easy_cleanup(curl) }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for (name, value) in request.headers {
+            list = curl_slist_append(list, "\(name): \(value)")
+        }
+        // curl would otherwise send "Expect: 100-continue" for larger bodies and wait for it.
+        list = curl_slist_append(list, "Expect:")
+        defer { curl_slist_free_all(list) }
+
+        let context = Unmanaged.passRetained(self)
+        defer { context.release() }
+        let pointer = context.toOpaque()
+        _ = drover_curl_setopt_string(curl, CURLOPT_URL, request.url)
+        _ = drover_curl_setopt_string(curl, CURLOPT_CUSTOMREQUEST, request.method)
+        _ = drover_curl_setopt_slist(curl, CURLOPT_HTTPHEADER, list)
+        _ = drover_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
+        _ = drover_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.components.seconds * 1000 + request.connectTimeout.components.attoseconds / 1_000_000_000_000_000))
+        // A read timeout: abort when fewer than 1 byte/s arrive for readTimeout seconds.
+        _ = drover_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, 1)
+        _ = drover_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.readTimeout.components.seconds)))
+        if !request.body.isEmpty || request.method == "POST" {
+            _ = drover_curl_setopt_long(curl, CURLOPT_POSTFIELDSIZE, request.body.count)
+            request.body.withUnsafeBytes { buffer in
+                _ = drover_curl_setopt_pointer(curl, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+            }
+        }
+        _ = drover_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, pointer)
+        _ = drover_curl_setopt_data_callback(curl, CURLOPT_WRITEFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            if transfer.isCancelled { return 0 }
+            transfer.sendHeadIfNeeded()
+            let length = size * count
+            if length > 0, let data {
+                transfer.continuation.yield(.body(Array(UnsafeRawBufferPointer(start: data, count: length))))
+            }
+            return length
+        }
+        _ = drover_curl_setopt_pointer(curl, CURLOPT_HEADERDATA, pointer)
+        _ = drover_curl_setopt_data_callback(curl, CURLOPT_HEADERFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let length = size * count
+            guard let data else { return length }
+            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.hasPrefix("HTTP/") {
+                transfer.headers = [:]   // a new response (after 100 Continue or a redirect)
+            } else if let colon = line.firstIndex(of: ":") {
+                let name = line[..<colon].lowercased()
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                transfer.headers[name] = value
+            }
+            return length
+        }
+        _ = drover_curl_setopt_long(curl, CURLOPT_NOPROGRESS, 0)
+        _ = drover_curl_setopt_pointer(curl, CURLOPT_XFERINFODATA, pointer)
+        _ = drover_curl_setopt_progress_callback(curl) { context, _, _, _, _ in
+            Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().isCancelled ? 1 : 0
+        }
+
+        let code = curl_easy_perform(curl)
+        if code == CURLE_OK {
+            sendHeadIfNeeded()
+            continuation.finish()
+            return
+        }
+        if isCancelled {
+            continuation.finish(throwing: CancellationError())
+            return
+        }
+        let message = String(cString: curl_easy_strerror(code))
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT:
+            continuation.finish(throwing: HTTPClientError.timedOut(message))
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            continuation.finish(throwing: HTTPClientError.connectFailed(message))
+        default:
+            continuation.finish(throwing: HTTPClientError.transport(message))
+        }
+    }
+}
