@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverBrain
 import DroverCore
 import DroverStore
 import Foundation
@@ -129,7 +130,7 @@ struct SessionsCommand: AsyncParsableCommand {
     }
 
     struct Send: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Append client events, given as the API's JSON body, to a session.")
+        static let configuration = CommandConfiguration(abstract: "Append client events, given as the API's JSON body, to a session, and queue its turn.")
         @Argument(help: "The session id.") var session: String
         @Argument(help: #"JSON: {"events": [...]}, or '-' for standard input."#) var body: String
 
@@ -137,8 +138,13 @@ struct SessionsCommand: AsyncParsableCommand {
             let text = body == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : body
             try await withRuntime { runtime in
                 let events = try NewEvent.parseClientEvents(text)
-                let result = try await runtime.sessionLog.append(try SessionID(session), events)
+                let id = try SessionID(session)
+                let result = try await runtime.sessionLog.append(id, events)
                 print("appended seq \(result.firstSeq)...\(result.lastSeq) at \(result.processedAt)")
+                if events.contains(where: { $0.type != "user.interrupt" }) {
+                    let task = try await TurnQueue.enqueue(TaskQueue(redis: runtime.redis), session: id)
+                    print("turn task \(task.taskId) (\(task.outcome.rawValue))")
+                }
             }
         }
     }

@@ -248,6 +248,26 @@ struct TaskQueueTests {
         }
     }
 
+    @Test("release hands a lease back without spending an attempt, now or after a delay")
+    func release() async throws {
+        try await withQueue { queue, name, _ in
+            let id = try await queue.enqueue(name, payload: "{}", maxAttempts: 1).taskId
+            let first = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            #expect(try await queue.release(first) == .ok)
+            #expect(try await queue.release(first) == .ok)   // a retried release changes nothing
+            let second = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            #expect(second.taskId == id && second.attempt == 1 && second.epoch == first.epoch + 1)
+            #expect(try await queue.ack(first) == .lost(.superseded))
+            #expect(try await queue.release(second, delay: .milliseconds(200)) == .ok)
+            #expect(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.isEmpty)
+            try await Task.sleep(for: .milliseconds(250))
+            let third = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            #expect(third.attempt == 1)
+            // With max_attempts 1, a failure now is final: releases never spent the attempt.
+            #expect(try await queue.fail(third, error: "x", retryable: true) == .dead)
+        }
+    }
+
     @Test("retries back off exponentially, with jitter, up to a cap")
     func backoff() async throws {
         try await withQueue { queue, _, _ in

@@ -171,6 +171,22 @@ public final class MirrorDatabase: Sendable {
         public let createdAt: String?
         public let lastEventAt: String?
         public let trimmedThrough: Int64
+        /// The agent snapshot the session was created with (JSON).
+        public let resource: String?
+    }
+
+    /// Stores the session's agent snapshot, creating the row if the recorder has not yet.
+    func saveSessionResource(_ id: String, resource: String) async throws(SessionLogError) {
+        do {
+            try await pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO sessions (id, resource, created_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                    ON CONFLICT(id) DO UPDATE SET resource = excluded.resource
+                    """, arguments: [id, resource])
+            }
+        } catch {
+            throw .database("\(error)")
+        }
     }
 
     public func session(_ id: String) async throws(SessionLogError) -> SessionRow? {
@@ -224,7 +240,8 @@ public final class MirrorDatabase: Sendable {
     private static func sessionRow(_ row: Row) -> SessionRow {
         SessionRow(
             id: row["id"], status: row["status"], lastSeq: row["last_seq"], maxEpoch: row["max_epoch"],
-            createdAt: row["created_at"], lastEventAt: row["last_event_at"], trimmedThrough: row["trimmed_through"]
+            createdAt: row["created_at"], lastEventAt: row["last_event_at"], trimmedThrough: row["trimmed_through"],
+            resource: row["resource"]
         )
     }
 }

@@ -144,6 +144,15 @@ public struct TaskQueue: Sendable {
         return outcome == "retry" ? .retrying(at: at) : .dead
     }
 
+    /// Hands the task back without spending an attempt, ready now or after `delay`.
+    public func release(_ lease: TaskLease, delay: Duration = .zero) async throws(TaskQueueError) -> LeaseVerdict {
+        let keys = QueueKeys(lease.queue)
+        let reply = try await run(TaskQueueScripts.release, keys: [keys.leased, keys.delayed, keys.ready, keys.meta, keys.marker, keys.since], [
+            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(max(0, delay.milliseconds)),
+        ])
+        return try Self.verdict(reply)
+    }
+
     /// Full-jitter exponential backoff: a random delay in the upper half of base * 2^(attempt-1),
     /// capped, so that a burst of failures does not come back as a burst.
     public func backoff(attempt: Int) -> Duration {

@@ -173,6 +173,32 @@ enum TaskQueueScripts {
     return {1, 'dead', now}
     """#)
 
+    /// Gives a lease back without spending an attempt: for a worker draining on shutdown, or a
+    /// task that cannot run yet. KEYS: leased delayed ready meta marker since
+    /// ARGV: taskKey id epoch delayMs   Returns {1} or {0, problem}.
+    static let release = script("release", idempotent: true, #"""
+    local now = now_ms()
+    local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
+    local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release', 'priority', 'seq', 'enqueued_at')
+    if f[4] == 'release' and tonumber(f[2]) == epoch then return {1} end
+    local problem = lease_problem(f, epoch, now)
+    if problem then return {0, problem} end
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HINCRBY', key, 'attempts', -1)
+    local delay = tonumber(ARGV[4])
+    if delay > 0 then
+      redis.call('HSET', key, 'state', 'delayed', 'owner', '', 'release', 'release')
+      redis.call('ZADD', KEYS[2], fmt(now + delay), id)
+    else
+      redis.call('HSET', key, 'state', 'ready', 'owner', '', 'release', 'release')
+      redis.call('ZADD', KEYS[3], ready_score(f[5], f[6]), id)
+      redis.call('ZADD', KEYS[6], f[7], id)
+    end
+    redis.call('ZADD', KEYS[5], 0, '0')
+    redis.call('HINCRBY', KEYS[4], 'released', 1)
+    return {1}
+    """#)
+
     /// KEYS: leased ready dead meta marker since lock
     /// ARGV: taskKeyPrefix intervalMs token limit
     /// Returns {ran(0|1), requeued, dead}.

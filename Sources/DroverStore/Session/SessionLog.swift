@@ -18,26 +18,47 @@ public final class SessionLog: Sendable {
 
     // MARK: Writing
 
-    /// Creates the session's log. Returns false if it existed already.
+    /// Creates the session's log, with the agent snapshot its turns run (JSON). Returns false if
+    /// it existed already.
     @discardableResult
-    public func create(_ session: SessionID) async throws(SessionLogError) -> Bool {
+    public func create(_ session: SessionID, agent: String? = nil) async throws(SessionLogError) -> Bool {
         if let row = try await database?.session(session.rawValue) {
             try await restore(session, from: row)
             return false
         }
-        let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [])
+        if let agent, let database {
+            try await database.saveSessionResource(session.rawValue, resource: agent)
+        }
+        let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? ""])
         return reply.array?.first?.int == 1
     }
 
+    /// The agent snapshot the session was created with, as JSON.
+    public func agent(_ session: SessionID) async throws(SessionLogError) -> String? {
+        let reply = try await send(["HGET", SessionKeys(session).meta, "agent"])
+        if let agent = reply.string, !agent.isEmpty { return agent }
+        return try await database?.session(session.rawValue)?.resource
+    }
+
     /// Takes the session for one writer: from now on, appends under any earlier fence are refused.
-    public func takeFence(_ session: SessionID) async throws(SessionLogError) -> SessionFence {
+    /// With `task`, the session is taken for that turn task, and refused (`.busy`) while another
+    /// task's turn is running.
+    public func takeFence(_ session: SessionID, task: String? = nil) async throws(SessionLogError) -> SessionFence {
         for _ in 0..<2 {
-            let reply = try await run(SessionLogScripts.takeFence, keys: [SessionKeys(session).meta], [])
+            let reply = try await run(SessionLogScripts.takeFence, keys: [SessionKeys(session).meta], [task ?? ""])
             guard let fields = reply.array, let ok = fields.first?.int else { throw .unexpectedReply("\(reply)") }
             if ok == 1, let epoch = fields[1].int { return SessionFence(session: session, epoch: epoch) }
+            if fields.count > 1, fields[1].string == "busy" {
+                throw .sessionBusy(session: session.rawValue, task: fields.count > 2 ? fields[2].string ?? "" : "")
+            }
             try await warmUp(session)
         }
         throw .sessionNotFound(session.rawValue)
+    }
+
+    /// The id the log gives the event at `seq`.
+    public static func eventID(_ session: SessionID, seq: Int64) -> String {
+        "sevt_\(session.idPart)_\(String(format: "%06lld", seq))"
     }
 
     /// Appends events atomically and in order, assigning `seq`, `id` and `processed_at`.
@@ -100,7 +121,7 @@ public final class SessionLog: Sendable {
 
     private func restore(_ session: SessionID, from row: MirrorDatabase.SessionRow) async throws(SessionLogError) {
         _ = try await run(SessionLogScripts.restore, keys: [SessionKeys(session).meta], [
-            String(row.lastSeq), String(row.maxEpoch + 1), row.status,
+            String(row.lastSeq), String(row.maxEpoch + 1), row.status, row.resource ?? "",
         ])
     }
 

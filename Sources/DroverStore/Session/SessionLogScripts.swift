@@ -36,11 +36,12 @@ enum SessionLogScripts {
         RedisScript(name: name, idempotent: idempotent, source: preamble + body)
     }
 
-    /// KEYS: meta   ARGV: -   Returns {1} created, {0} existed.
+    /// KEYS: meta   ARGV: agentJSON ('' for none)   Returns {1} created, {0} existed.
     static let create = script("session_create", idempotent: true, #"""
     if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
     local sec = now_parts()
-    redis.call('HSET', KEYS[1], 'seq', 0, 'epoch', 0, 'status', 'idle', 'trimmed_through', 0, 'last_at', sec)
+    redis.call('HSET', KEYS[1], 'seq', 0, 'epoch', 0, 'status', 'idle', 'trimmed_through', 0, 'last_at', sec,
+      'agent', ARGV[1], 'turn_task', '')
     return {1}
     """#)
 
@@ -55,10 +56,18 @@ enum SessionLogScripts {
     return {1}
     """#)
 
-    /// Takes the fence: every earlier epoch is refused from now on.
-    /// KEYS: meta   Returns {1, epoch} or {0, 'cold'}.
+    /// Takes the fence: every earlier epoch is refused from now on. With a task id, refuses while
+    /// another task's turn is running, so that two workers never run one session at once; the
+    /// same task claimed again after a crash takes over.
+    /// KEYS: meta   ARGV: taskId ('' for none)   Returns {1, epoch}, {0, 'cold'} or {0, 'busy', task}.
     static let takeFence = script("session_take_fence", idempotent: false, #"""
     if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 'cold'} end
+    local f = redis.call('HMGET', KEYS[1], 'status', 'turn_task')
+    local task = ARGV[1]
+    if task ~= '' and (f[1] == 'running' or f[1] == 'rescheduling') and f[2] and f[2] ~= '' and f[2] ~= task then
+      return {0, 'busy', f[2]}
+    end
+    if task ~= '' then redis.call('HSET', KEYS[1], 'turn_task', task) end
     return {1, redis.call('HINCRBY', KEYS[1], 'epoch', 1)}
     """#)
 

@@ -200,6 +200,8 @@ public enum SessionLogError: ActionableError, Equatable {
     case staleFence(session: String, fence: Int64, current: Int64)
     case sessionNotFound(String)
     case sessionTerminated(String)
+    /// Another turn task is running the session.
+    case sessionBusy(session: String, task: String)
     case redis(RedisError)
     case database(String)
     case unexpectedReply(String)
@@ -228,6 +230,7 @@ public enum SessionLogError: ActionableError, Equatable {
         case .eventTooLarge(let index, let bytes, let limit): "events[\(index)]: the event is \(bytes) bytes, over the limit of \(limit). Fix: \(fix!)"
         case .staleFence(let session, let fence, let current): "session \(session): fence epoch \(fence) is stale (current \(current)); another worker owns the session"
         case .sessionNotFound(let id): "session \(id) does not exist"
+        case .sessionBusy(let id, let task): "session \(id) is running a turn for task \(task)"
         case .sessionTerminated(let id): "session \(id) is terminated and accepts no events. Fix: \(fix!)"
         case .redis(let error): error.description
         case .database(let message): "SQLite: \(message)"

@@ -1,0 +1,72 @@
+import DroverCore
+import DroverStore
+
+/// Rebuilds the model's conversation from the session log. Tool uses are identified by their
+/// event ids, which is what `agent.tool_result.tool_use_id` refers to.
+public enum ContextBuilder {
+    public static func messages(from events: [StoredEvent]) -> [ModelMessage] {
+        var messages: [ModelMessage] = []
+        func add(_ role: ModelMessage.Role, _ blocks: [ModelContentBlock]) {
+            guard !blocks.isEmpty else { return }
+            if messages.last?.role == role {
+                messages[messages.count - 1].content += blocks
+            } else {
+                messages.append(ModelMessage(role: role, content: blocks))
+            }
+        }
+        for event in events {
+            let fields = event.value.objectValue ?? [:]
+            switch event.type {
+            case "user.message":
+                add(.user, contentBlocks(fields["content"]))
+            case "agent.message":
+                add(.assistant, contentBlocks(fields["content"]))
+            case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
+                add(.assistant, [.toolUse(id: event.id, name: fields["name"]?.stringValue ?? "", input: fields["input"] ?? .object([:]))])
+            case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
+                let useId = fields["tool_use_id"]?.stringValue ?? fields["mcp_tool_use_id"]?.stringValue ?? fields["custom_tool_use_id"]?.stringValue ?? ""
+                var content = contentBlocks(fields["content"])
+                if content.isEmpty { content = [.text("(no output)")] }
+                add(.user, [.toolResult(toolUseId: useId, content: content, isError: fields["is_error"] == .bool(true))])
+            default:
+                break
+            }
+        }
+        return messages
+    }
+
+    /// `agent.tool_use` events (of any kind) that have no result yet.
+    public static func danglingToolUses(in events: [StoredEvent]) -> [StoredEvent] {
+        var open: [String: StoredEvent] = [:]
+        var order: [String] = []
+        for event in events {
+            let fields = event.value.objectValue ?? [:]
+            switch event.type {
+            case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
+                open[event.id] = event
+                order.append(event.id)
+            case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
+                let useId = fields["tool_use_id"]?.stringValue ?? fields["mcp_tool_use_id"]?.stringValue ?? fields["custom_tool_use_id"]?.stringValue ?? ""
+                open.removeValue(forKey: useId)
+            default:
+                break
+            }
+        }
+        return order.compactMap { open[$0] }
+    }
+
+    static func contentBlocks(_ value: JSONValue?) -> [ModelContentBlock] {
+        switch value {
+        case .string(let text)?:
+            return [.text(text)]
+        case .array(let blocks)?:
+            return blocks.compactMap { block in
+                let fields = block.objectValue ?? [:]
+                if fields["type"]?.stringValue == "text", let text = fields["text"]?.stringValue { return .text(text) }
+                return nil
+            }
+        default:
+            return []
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import DroverCore
+import DroverStore
+
+/// What a tool call runs under: the session, the writer's fence (a hand refuses stale epochs),
+/// and when it must be done.
+public struct ToolContext: Sendable {
+    public let session: SessionID
+    public let fence: SessionFence
+    public let deadline: ContinuousClock.Instant
+
+    public init(session: SessionID, fence: SessionFence, deadline: ContinuousClock.Instant) {
+        self.session = session
+        self.fence = fence
+        self.deadline = deadline
+    }
+}
+
+public struct ToolResult: Sendable, Equatable {
+    public var content: [ModelContentBlock]
+    public var isError: Bool
+
+    public init(content: [ModelContentBlock], isError: Bool = false) {
+        self.content = content
+        self.isError = isError
+    }
+
+    public static func text(_ text: String, isError: Bool = false) -> ToolResult {
+        ToolResult(content: [.text(text)], isError: isError)
+    }
+}
+
+/// Sandboxes, MCP servers and custom tools, behind one call. The brain does not care which.
+public protocol Hand: Sendable {
+    /// The tools this hand offers the model.
+    var tools: [ModelToolDefinition] { get }
+
+    /// Starts provisioning what the session's tools need, in the background. Called at wake; the
+    /// first model request never waits for it, only the first tool call does.
+    func prepare(session: SessionID) async
+
+    /// Runs one tool. Errors the model should see come back as `ToolResult(isError: true)`;
+    /// a thrown error means the hand itself failed.
+    func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult
+}

@@ -1,0 +1,63 @@
+import DroverCore
+import DroverStore
+import Foundation
+
+/// A minimal hand that runs a few harmless tools inside the worker process: `echo` and `sleep`.
+/// It stands in until the sandbox hands exist, so that the brain's loop, crash handling and
+/// interrupts can be exercised for real. It runs no user code.
+public final class InProcessHand: Hand {
+    /// How long `prepare` takes, to model slow sandbox provisioning in benchmarks.
+    public let provisioningDelay: Duration
+    private let prepared = SendableSet()
+
+    public init(provisioningDelay: Duration = .zero) {
+        self.provisioningDelay = provisioningDelay
+    }
+
+    public var tools: [ModelToolDefinition] {
+        [
+            ModelToolDefinition(
+                name: "echo", description: "Returns its text.",
+                inputSchema: .object(["type": .string("object"), "properties": .object(["text": .object(["type": .string("string")])]), "required": .array([.string("text")])])
+            ),
+            ModelToolDefinition(
+                name: "sleep", description: "Waits the given number of seconds, then returns.",
+                inputSchema: .object(["type": .string("object"), "properties": .object(["seconds": .object(["type": .string("number")])]), "required": .array([.string("seconds")])])
+            ),
+        ]
+    }
+
+    public func prepare(session: SessionID) async {
+        guard provisioningDelay > .zero, !prepared.contains(session.rawValue) else { return }
+        try? await Task.sleep(for: provisioningDelay)
+        prepared.insert(session.rawValue)
+    }
+
+    public func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult {
+        await prepare(session: context.session)
+        let fields = input.objectValue ?? [:]
+        switch name {
+        case "echo":
+            guard let text = fields["text"]?.stringValue else {
+                return .text("echo: input.text is required and must be a string", isError: true)
+            }
+            return .text(text)
+        case "sleep":
+            guard case .number(let seconds)? = fields["seconds"], seconds >= 0, seconds <= 3600 else {
+                return .text("sleep: input.seconds must be a number from 0 to 3600", isError: true)
+            }
+            try await Task.sleep(for: .seconds(seconds))
+            return .text("slept \(seconds)s")
+        default:
+            return .text("unknown tool '\(name)'; available: echo, sleep", isError: true)
+        }
+    }
+}
+
+final class SendableSet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values = Set<String>()
+
+    func contains(_ value: String) -> Bool { lock.withLock { values.contains(value) } }
+    func insert(_ value: String) { _ = lock.withLock { values.insert(value) } }
+}

@@ -1,0 +1,315 @@
+import DroverCore
+import DroverStore
+import Foundation
+import Logging
+
+/// How a turn ended.
+public struct TurnOutcome: Sendable, Equatable {
+    /// `end_turn`, `requires_action`, `retries_exhausted`, `budget_reached`, `interrupted`, or
+    /// `nothing_to_do` when the log held no pending input.
+    public let stopReason: String
+    public let modelRequests: Int
+}
+
+/// Runs one turn of a session from its log, and keeps nothing afterwards (I3).
+///
+/// Every event is appended under the worker's fence (I1). A model response is appended in one
+/// atomic append once complete, so a partial message never lands; a crash mid-stream simply
+/// makes the next worker call the model again. Tool uses are appended before they run and their
+/// results after, and a tool use found without a result on wake gets exactly one error result
+/// instead of running again (I2).
+public final class TurnRunner: Sendable {
+    public let log: SessionLog
+    public let model: any ModelClient
+    public let hand: any Hand
+    public let deltas: DeltaPublisher
+    public let defaultAgent: AgentSnapshot
+    private let logger = Logger(label: "drover.turn")
+
+    public static let crashInterruption = "interrupted by a worker crash; the sandbox may hold partial effects"
+    public static let userInterruption = "interrupted by user.interrupt"
+
+    public init(log: SessionLog, model: any ModelClient, hand: any Hand, deltas: DeltaPublisher, defaultAgent: AgentSnapshot) {
+        self.log = log
+        self.model = model
+        self.hand = hand
+        self.deltas = deltas
+        self.defaultAgent = defaultAgent
+    }
+
+    public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
+        let started = ContinuousClock.now
+        let snapshot = try await log.wake(session)
+        let agent = try await log.agent(session).flatMap { try? JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
+        // Lazy hands: provisioning starts now and runs beside the first model request.
+        Task { await hand.prepare(session: session) }
+
+        let state = TurnState(events: snapshot.events)
+        let dangling = ContextBuilder.danglingToolUses(in: snapshot.events)
+        if !dangling.isEmpty {
+            try await append(session, fence, state, dangling.map { Self.toolResult(for: $0, text: Self.crashInterruption) })
+        }
+        guard Self.needsTurn(state.events) else {
+            return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0)
+        }
+        if state.events.last(where: { $0.type.hasPrefix("session.status_") })?.type != "session.status_running" {
+            try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
+        }
+        let watchFrom = state.lastSeq
+        let sink = deltas.sink(for: session)
+        defer { sink.finish() }
+
+        enum End: Sendable { case finished(TurnOutcome), interrupted }
+        let end: End = try await withThrowingTaskGroup(of: End.self) { group in
+            group.addTask { .finished(try await self.loop(session, fence, agent, state, sink, started)) }
+            group.addTask {
+                for try await event in self.log.tail(session, afterSeq: watchFrom) where event.type == "user.interrupt" {
+                    return .interrupted
+                }
+                try await Task.sleep(for: .seconds(365 * 86400))
+                return .interrupted
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            return first
+        }
+        switch end {
+        case .finished(let outcome):
+            return outcome
+        case .interrupted:
+            try await state.refresh(log, session)
+            var closing: [NewEvent] = ContextBuilder.danglingToolUses(in: state.events).map { Self.toolResult(for: $0, text: Self.userInterruption) }
+            if let open = state.openModelRequest {
+                closing.append(Self.modelRequestEnd(start: open, usage: ModelUsage(), isError: true))
+            }
+            closing.append(NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])]))
+            try await append(session, fence, state, closing)
+            return TurnOutcome(stopReason: "interrupted", modelRequests: state.modelRequests)
+        }
+    }
+
+    private func loop(_ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ state: TurnState, _ sink: DeltaSink, _ started: ContinuousClock.Instant) async throws -> TurnOutcome {
+        while true {
+            if state.modelRequests >= agent.maxModelRequestsPerTurn {
+                try await finish(session, fence, state, started, stopReason: ["type": .string("budget_reached")])
+                return TurnOutcome(stopReason: "budget_reached", modelRequests: state.modelRequests)
+            }
+            state.modelRequests += 1
+            let startSeq = try await append(session, fence, state, [NewEvent(type: .spanModelRequestStart)]).firstSeq
+            let startId = SessionLog.eventID(session, seq: startSeq)
+            state.openModelRequest = startId
+            let request = ModelRequest(
+                model: agent.model, system: agent.system, messages: ContextBuilder.messages(from: state.events),
+                tools: hand.tools, maxTokens: agent.maxTokens
+            )
+            var response: ModelResponse?
+            var rescheduled = false
+            do {
+                for try await event in model.stream(request) {
+                    switch event {
+                    case .textDelta(let index, let text):
+                        sink.send(["type": .string("content_delta"), "index": .number(Double(index)), "text": .string(text)])
+                    case .retrying(let attempt, let delay, let reason):
+                        logger.info("model request retrying", metadata: ["session": "\(session)", "attempt": "\(attempt)", "reason": "\(reason)"])
+                        sink.send(["type": .string("reset")])
+                        try await append(session, fence, state, [NewEvent(type: .sessionStatusRescheduled)])
+                        rescheduled = true
+                        _ = delay
+                    case .started where rescheduled:
+                        rescheduled = false
+                        try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
+                    case .completed(let message):
+                        response = message
+                    default:
+                        break
+                    }
+                }
+            } catch let error as ModelError {
+                let exhausted: Bool
+                if case .retriesExhausted = error { exhausted = true } else { exhausted = false }
+                state.openModelRequest = nil
+                try await append(session, fence, state, [
+                    Self.modelRequestEnd(start: startId, usage: ModelUsage(), isError: true),
+                    NewEvent(type: .sessionError, fields: ["error": .object([
+                        "type": .string(error.description.contains("overloaded") ? "model_overloaded_error" : "model_request_failed_error"),
+                        "message": .string(error.description),
+                        "retry_status": .object(["type": .string(exhausted ? "exhausted" : "terminal")]),
+                    ])]),
+                ])
+                try await finish(session, fence, state, started, stopReason: ["type": .string("retries_exhausted")])
+                return TurnOutcome(stopReason: "retries_exhausted", modelRequests: state.modelRequests)
+            }
+            guard let response else { throw ModelError.malformedStream("the stream ended without a message") }
+            if rescheduled {
+                try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
+            }
+
+            var events: [NewEvent] = []
+            if response.content.contains(where: { if case .thinking = $0 { return true } else { return false } }) {
+                events.append(NewEvent(type: .agentThinking))
+            }
+            let texts: [JSONValue] = response.content.compactMap {
+                if case .text(let text) = $0, !text.isEmpty { return .object(["type": .string("text"), "text": .string(text)]) }
+                return nil
+            }
+            if !texts.isEmpty { events.append(NewEvent(type: .agentMessage, fields: ["content": .array(texts)])) }
+            let toolUses: [(name: String, input: JSONValue)] = response.content.compactMap {
+                if case .toolUse(_, let name, let input) = $0 { return (name, input) }
+                return nil
+            }
+            let firstToolIndex = events.count
+            for use in toolUses {
+                events.append(NewEvent(type: .agentToolUse, fields: [
+                    "name": .string(use.name), "input": use.input,
+                    "evaluated_permission": .string("allow"), "evaluation": .object(["type": .string("always_allow")]),
+                ]))
+            }
+            events.append(Self.modelRequestEnd(start: startId, usage: response.usage, isError: false))
+            let appended = try await append(session, fence, state, events)
+            state.openModelRequest = nil
+
+            guard !toolUses.isEmpty else {
+                let reason = response.stopReason == "refusal" ? "refusal" : "end_turn"
+                try await finish(session, fence, state, started, stopReason: ["type": .string(reason)])
+                return TurnOutcome(stopReason: reason, modelRequests: state.modelRequests)
+            }
+            for (offset, use) in toolUses.enumerated() {
+                let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
+                let result = await execute(use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
+                try await append(session, fence, state, [Self.toolResult(useId: useId, result: result)])
+            }
+        }
+    }
+
+    private func execute(_ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double) async -> ToolResult {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        let context = ToolContext(session: session, fence: fence, deadline: deadline)
+        do {
+            return try await withThrowingTaskGroup(of: ToolResult?.self) { group in
+                group.addTask { try await self.hand.execute(name: name, input: input, context: context) }
+                group.addTask {
+                    try await Task.sleep(until: deadline, clock: .continuous)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first ?? .text("\(name) timed out after \(timeout)s and was stopped", isError: true)
+            }
+        } catch is CancellationError {
+            return .text(Self.userInterruption, isError: true)
+        } catch {
+            return .text("\(name) failed: \(error)", isError: true)
+        }
+    }
+
+    private func finish(_ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, stopReason: [String: JSONValue]) async throws {
+        let usage = Self.cumulativeUsage(state.events)
+        let previousActive = state.events.last(where: { $0.type == "session.usage" })?.value.objectValue?["usage"]?.objectValue?["active_seconds"]
+        var active = 0.0
+        if case .number(let seconds)? = previousActive { active = seconds }
+        active += (ContinuousClock.now - started).secondsValue
+        try await append(session, fence, state, [
+            NewEvent(type: .sessionUsage, fields: ["usage": .object([
+                "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
+                "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
+                "active_seconds": .number((active * 1000).rounded() / 1000),
+            ])]),
+            NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(stopReason)]),
+        ])
+    }
+
+    @discardableResult
+    private func append(_ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ events: [NewEvent]) async throws -> AppendResult {
+        let result = try await log.append(session, events, fence: fence)
+        try await state.refresh(log, session)
+        return result
+    }
+
+    // MARK: Event shapes
+
+    static func toolResult(for use: StoredEvent, text: String) -> NewEvent {
+        let type: SessionEventType = use.type == "agent.mcp_tool_use" ? .agentMcpToolResult : .agentToolResult
+        let key = use.type == "agent.mcp_tool_use" ? "mcp_tool_use_id" : "tool_use_id"
+        return NewEvent(type: type, fields: [
+            key: .string(use.id), "is_error": .bool(true),
+            "content": .array([.object(["type": .string("text"), "text": .string(text)])]),
+        ])
+    }
+
+    static func toolResult(useId: String, result: ToolResult) -> NewEvent {
+        let content: [JSONValue] = result.content.compactMap {
+            if case .text(let text) = $0 { return .object(["type": .string("text"), "text": .string(text)]) }
+            return nil
+        }
+        return NewEvent(type: .agentToolResult, fields: [
+            "tool_use_id": .string(useId), "is_error": .bool(result.isError), "content": .array(content),
+        ])
+    }
+
+    static func modelRequestEnd(start: String, usage: ModelUsage, isError: Bool) -> NewEvent {
+        NewEvent(type: .spanModelRequestEnd, fields: [
+            "model_request_start_id": .string(start), "is_error": .bool(isError),
+            "model_usage": .object([
+                "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
+                "cache_creation_input_tokens": .number(Double(usage.cacheCreationInputTokens)),
+                "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
+            ]),
+        ])
+    }
+
+    static func cumulativeUsage(_ events: [StoredEvent]) -> ModelUsage {
+        var total = ModelUsage()
+        for event in events where event.type == "span.model_request_end" {
+            let usage = event.value.objectValue?["model_usage"]?.objectValue ?? [:]
+            total.inputTokens += usage["input_tokens"]?.intValue ?? 0
+            total.outputTokens += usage["output_tokens"]?.intValue ?? 0
+            total.cacheCreationInputTokens += usage["cache_creation_input_tokens"]?.intValue ?? 0
+            total.cacheReadInputTokens += usage["cache_read_input_tokens"]?.intValue ?? 0
+        }
+        return total
+    }
+
+    /// True when input arrived after the last idle, or a turn was cut off mid-way.
+    static func needsTurn(_ events: [StoredEvent]) -> Bool {
+        guard let lastIdle = events.lastIndex(where: { $0.type == "session.status_idle" || $0.type == "session.status_terminated" }) else {
+            return events.contains { $0.type.hasPrefix("user.") && $0.type != "user.interrupt" }
+        }
+        if events[lastIdle].type == "session.status_terminated" { return false }
+        return events[(lastIdle + 1)...].contains { event in
+            (event.type.hasPrefix("user.") && event.type != "user.interrupt") || event.type == "session.status_running"
+        }
+    }
+}
+
+/// The turn's view of the log, kept current after each append.
+final class TurnState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _events: [StoredEvent]
+    private var _openModelRequest: String?
+    private var _modelRequests = 0
+
+    init(events: [StoredEvent]) { _events = events }
+
+    var events: [StoredEvent] { lock.withLock { _events } }
+    var lastSeq: Int64 { lock.withLock { _events.last?.seq ?? 0 } }
+    var openModelRequest: String? {
+        get { lock.withLock { _openModelRequest } }
+        set { lock.withLock { _openModelRequest = newValue } }
+    }
+    var modelRequests: Int {
+        get { lock.withLock { _modelRequests } }
+        set { lock.withLock { _modelRequests = newValue } }
+    }
+
+    func refresh(_ log: SessionLog, _ session: SessionID) async throws {
+        let newer = try await log.read(session, afterSeq: lastSeq, limit: 10_000)
+        lock.withLock { _events += newer }
+    }
+}
+
+extension Duration {
+    var secondsValue: Double {
+        let (whole, fraction) = components
+        return Double(whole) + Double(fraction) / 1e18
+    }
+}

@@ -1,0 +1,147 @@
+import DroverCore
+import DroverStore
+import Foundation
+import Logging
+
+/// Claims turn tasks and runs them: many sessions at once, nothing kept between turns.
+///
+/// Each claimed task's lease is heartbeated beside the turn; a lease that is lost cancels the
+/// turn (the session's fence has moved on anyway). `drain()` stops claiming; turns still running
+/// after the drain timeout are cancelled and their leases handed back, so that another worker
+/// resumes them at once instead of after the lease expires.
+public final class Worker: Sendable {
+    public struct Options: Sendable {
+        public var concurrency = 4
+        public var leaseTTL: Duration = .seconds(30)
+        public var queue = TurnQueue.defaultName
+        public var workerId = "worker-\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        public var drainTimeout: Duration = .seconds(30)
+        public init() {}
+    }
+
+    public let queue: TaskQueue
+    public let runner: TurnRunner
+    public let options: Options
+    private let draining = SendableFlag()
+    private let logger = Logger(label: "drover.worker")
+
+    public init(queue: TaskQueue, runner: TurnRunner, options: Options = Options()) {
+        self.queue = queue
+        self.runner = runner
+        self.options = options
+    }
+
+    /// Runs `concurrency` claim loops until drained or cancelled.
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for slot in 0..<options.concurrency {
+                group.addTask { try await self.claimLoop(slot: slot) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Stops claiming new tasks. Turns in flight get `drainTimeout` to finish, then are cancelled
+    /// and handed back.
+    public func drain() {
+        draining.set(deadline: ContinuousClock.now + options.drainTimeout)
+    }
+
+    private func claimLoop(slot: Int) async throws {
+        let consumer = queue.consumer(options.queue, workerId: "\(options.workerId)/\(slot)")
+        defer { consumer.close() }
+        while !draining.isSet {
+            let leases: [TaskLease]
+            do {
+                leases = try await consumer.next(max: 1, leaseTTL: options.leaseTTL, wait: .seconds(1))
+            } catch is CancellationError {
+                return
+            }
+            for lease in leases {
+                await handle(lease)
+            }
+        }
+    }
+
+    private enum Ending: Sendable {
+        case turn(TurnOutcome)
+        case leaseLost(LeaseProblem)
+        case drained
+    }
+
+    func handle(_ lease: TaskLease) async {
+        guard let session = TurnQueue.session(from: lease.payload) else {
+            _ = try? await queue.fail(lease, error: "payload has no valid session id: \(lease.payload.prefix(200))", retryable: false)
+            return
+        }
+        let fence: SessionFence
+        do {
+            fence = try await runner.log.takeFence(session, task: lease.taskId)
+        } catch SessionLogError.sessionBusy {
+            _ = try? await queue.release(lease, delay: .milliseconds(500))
+            return
+        } catch SessionLogError.sessionNotFound {
+            _ = try? await queue.fail(lease, error: "session \(session) does not exist", retryable: false)
+            return
+        } catch {
+            _ = try? await queue.fail(lease, error: "cannot take the session: \(error)", retryable: true)
+            return
+        }
+        let ending: Result<Ending, Error> = await withTaskGroup(of: Result<Ending, Error>?.self) { group in
+            group.addTask {
+                do {
+                    return .success(.turn(try await self.runner.run(session: session, fence: fence)))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                var held = lease
+                let interval = self.options.leaseTTL / 3
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    if Task.isCancelled { return nil }
+                    if self.draining.deadlinePassed { return .success(.drained) }
+                    switch try? await self.queue.heartbeat(&held, leaseTTL: self.options.leaseTTL) {
+                    case .lost(let problem)?: return .success(.leaseLost(problem))
+                    default: continue
+                    }
+                }
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first ?? .success(.drained)
+        }
+        switch ending {
+        case .success(.turn(let outcome)):
+            logger.info("turn done", metadata: ["session": "\(session)", "stop_reason": "\(outcome.stopReason)", "model_requests": "\(outcome.modelRequests)"])
+            _ = try? await queue.ack(lease)
+        case .success(.leaseLost(let problem)):
+            logger.warning("lease lost; turn abandoned", metadata: ["session": "\(session)", "problem": "\(problem.rawValue)"])
+        case .success(.drained):
+            logger.info("draining: turn handed back", metadata: ["session": "\(session)"])
+            _ = try? await queue.release(lease)
+        case .failure(let error as SessionLogError):
+            if case .staleFence = error {
+                logger.warning("fenced out; another worker owns the session", metadata: ["session": "\(session)"])
+            } else {
+                _ = try? await queue.fail(lease, error: error.description, retryable: true)
+            }
+        case .failure(is CancellationError):
+            _ = try? await queue.release(lease)
+        case .failure(let error):
+            logger.error("turn failed", metadata: ["session": "\(session)", "error": "\(error)"])
+            _ = try? await queue.fail(lease, error: "\(error)", retryable: true)
+        }
+    }
+}
+
+final class SendableFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var deadline: ContinuousClock.Instant?
+
+    func set(deadline: ContinuousClock.Instant) { lock.withLock { if self.deadline == nil { self.deadline = deadline } } }
+    var isSet: Bool { lock.withLock { deadline != nil } }
+    var deadlinePassed: Bool { lock.withLock { deadline.map { ContinuousClock.now >= $0 } ?? false } }
+}
