@@ -203,11 +203,7 @@ struct QueueBench: AsyncParsableCommand {
             return try await group.reduce(into: [Double]()) { $0 += $1 }
         }
         let sorted = results.sorted()
-        func percentile(_ p: Double) -> Double {
-            guard !sorted.isEmpty else { return .nan }
-            let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
-            return (sorted[max(0, index)] * 1000).rounded() / 1000
-        }
+        func percentile(_ p: Double) -> Double { round3(drover.percentile(sorted, p)) }
         return Latency(samples: sorted.count, p50: percentile(50), p90: percentile(90), p99: percentile(99), max: percentile(100))
     }
 

@@ -28,39 +28,9 @@ public final class AnthropicMessagesClient: ModelClient {
     }
 
     public func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelStreamEvent, Error> {
-        let (stream, continuation) = AsyncThrowingStream<ModelStreamEvent, Error>.makeStream()
-        let task = Task { [configuration] in
-            let policy = configuration.retry
-            var attempt = 1
-            while true {
-                do {
-                    try await self.attempt(request, continuation)
-                    continuation.finish()
-                    return
-                } catch let error as ModelError where error.isRetryable {
-                    guard attempt < policy.maxAttempts else {
-                        continuation.finish(throwing: ModelError.retriesExhausted(attempts: attempt, last: error.description))
-                        return
-                    }
-                    var retryAfter: Duration?
-                    if case .api(_, _, _, let after) = error { retryAfter = after }
-                    let delay = policy.delay(attempt: attempt, retryAfter: retryAfter)
-                    continuation.yield(.retrying(attempt: attempt, delay: delay, reason: error.description))
-                    do {
-                        try await Task.sleep(for: delay)
-                    } catch {
-                        continuation.finish(throwing: error)
-                        return
-                    }
-                    attempt += 1
-                } catch {
-                    continuation.finish(throwing: error)
-                    return
-                }
-            }
+        RetryingModelStream.make(policy: configuration.retry) { continuation in
+            try await self.attempt(request, continuation)
         }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
     }
 
     private func attempt(_ request: ModelRequest, _ continuation: AsyncThrowingStream<ModelStreamEvent, Error>.Continuation) async throws {

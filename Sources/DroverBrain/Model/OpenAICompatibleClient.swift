@@ -28,32 +28,9 @@ public final class OpenAICompatibleClient: ModelClient {
     }
 
     public func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelStreamEvent, Error> {
-        let (stream, continuation) = AsyncThrowingStream<ModelStreamEvent, Error>.makeStream()
-        let task = Task { [configuration] in
-            var attempt = 1
-            while true {
-                do {
-                    try await self.attempt(request, continuation)
-                    continuation.finish()
-                    return
-                } catch let error as ModelError where error.isRetryable && attempt < configuration.retry.maxAttempts {
-                    var retryAfter: Duration?
-                    if case .api(_, _, _, let after) = error { retryAfter = after }
-                    let delay = configuration.retry.delay(attempt: attempt, retryAfter: retryAfter)
-                    continuation.yield(.retrying(attempt: attempt, delay: delay, reason: error.description))
-                    do { try await Task.sleep(for: delay) } catch { continuation.finish(throwing: error); return }
-                    attempt += 1
-                } catch let error as ModelError where error.isRetryable {
-                    continuation.finish(throwing: ModelError.retriesExhausted(attempts: attempt, last: error.description))
-                    return
-                } catch {
-                    continuation.finish(throwing: error)
-                    return
-                }
-            }
+        RetryingModelStream.make(policy: configuration.retry) { continuation in
+            try await self.attempt(request, continuation)
         }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
     }
 
     private struct ToolCallState {
