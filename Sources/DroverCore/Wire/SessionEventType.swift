@@ -46,11 +46,11 @@ public enum SessionEventType: String, Sendable, Codable, CaseIterable, Hashable 
     case workflowRunPhaseEnded = "workflow_run.phase_ended"
     case sessionDeleted = "session.deleted"
 
-    /// The types a client may send to `POST /v1/sessions/{id}/events`; the rest are written
-    /// by Drover itself.
+    /// The types a client may send to `POST /v1/sessions/{id}/events`
+    /// (`BetaManagedAgentsEventParams`); the rest are written by Drover itself.
     public var isClientSendable: Bool {
         switch self {
-        case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userDefineOutcome, .userToolResult: true
+        case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userDefineOutcome, .userToolResult, .systemMessage: true
         default: false
         }
     }
