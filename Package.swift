@@ -56,6 +56,11 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "DroverCoreTests",
+            dependencies: ["DroverCore"],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
             name: "DroverStoreTests",
             dependencies: ["DroverStore", "DroverTesting", "DroverCore"]
         ),
