@@ -75,6 +75,11 @@ let package = Package(
             dependencies: ["DroverBrain", "DroverCore", "DroverTesting"]
         ),
         .testTarget(
+            name: "DroverCoreTests",
+            dependencies: ["DroverCore"],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
             name: "DroverStoreTests",
             dependencies: ["DroverStore", "DroverTesting", "DroverCore", "DroverBrain"]
         ),

@@ -1,5 +1,7 @@
 /// Every event type of the Managed Agents wire format (`anthropic==2.10.0`,
-/// `BetaManagedAgentsSessionEventType`). Raw values are the wire strings.
+/// `BetaManagedAgentsSessionEventType`), plus `session.deleted`, which the SDK's event union
+/// (`BetaManagedAgentsSessionEvent`) carries but its type list lacks. Raw values are the wire
+/// strings.
 public enum SessionEventType: String, Sendable, Codable, CaseIterable, Hashable {
     case userMessage = "user.message"
     case userInterrupt = "user.interrupt"
@@ -42,12 +44,13 @@ public enum SessionEventType: String, Sendable, Codable, CaseIterable, Hashable 
     case workflowRunError = "workflow_run.error"
     case workflowRunPhaseStarted = "workflow_run.phase_started"
     case workflowRunPhaseEnded = "workflow_run.phase_ended"
+    case sessionDeleted = "session.deleted"
 
-    /// The types a client may send to `POST /v1/sessions/{id}/events`; the rest are written
-    /// by Drover itself.
+    /// The types a client may send to `POST /v1/sessions/{id}/events`
+    /// (`BetaManagedAgentsEventParams`); the rest are written by Drover itself.
     public var isClientSendable: Bool {
         switch self {
-        case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userDefineOutcome, .userToolResult: true
+        case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userDefineOutcome, .userToolResult, .systemMessage: true
         default: false
         }
     }
