@@ -205,10 +205,12 @@ struct SessionLogTests {
             let cases: [(String, String)] = [
                 ("{not json", "body"),
                 (#"{"events": [{"type": "user.nonsense"}]}"#, "events[0].type"),
-                (#"{"events": [{"type": "user.message"}, {"type": "agent.message", "content": []}]}"#, "events[1].type"),
+                (#"{"events": [{"type": "user.message", "content": []}, {"type": "agent.message", "content": []}]}"#, "events[1].type"),
                 (#"{"events": [{"content": []}]}"#, "events[0].type"),
                 (#"{"events": []}"#, "events"),
                 (#"{"events": [42]}"#, "events[0]"),
+                (#"{"events": [{"type": "user.message", "content": "not a list"}]}"#, "events[0].content"),
+                (#"{"events": [{"type": "user.message", "content": [{"type": "text"}]}]}"#, "events[0].content[0].text"),
             ]
             for (body, field) in cases {
                 do {

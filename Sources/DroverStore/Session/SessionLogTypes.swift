@@ -126,6 +126,15 @@ public struct NewEvent: Sendable, Equatable {
                 let why = SessionEventType(rawValue: type) == nil ? "'\(type)' is not an event type" : "'\(type)' is written by Drover, not sent by clients"
                 throw .invalidInput(field: "events[\(index)].type", message: why, fix: "use one of \(sendable.joined(separator: ", "))")
             }
+            // Field-level validation against the SDK's shapes; what is stored is the client's JSON.
+            do throws(WireDecodingError) {
+                _ = try IncomingSessionEvent(clientJSON: item, path: "events[\(index)]")
+            } catch {
+                throw .invalidInput(
+                    field: error.path, message: error.message,
+                    fix: "send the fields the Managed Agents API defines for \(known.rawValue)"
+                )
+            }
             let event = NewEvent(validatedType: known.rawValue, fields: fields)
             guard event.json.utf8.count <= maximumEventBytes else {
                 throw .eventTooLarge(index: index, bytes: event.json.utf8.count, limit: maximumEventBytes)
