@@ -22,7 +22,15 @@ final class RedisConnection {
     /// embedded server's owner can tell its own connections from other processes'.
     static let processClientName = "drover-\(getpid())"
 
+    /// hiredis writes with write(2), so a write to a socket the server already closed (a Redis
+    /// restart racing a command) raises SIGPIPE, whose default action kills the process. Ignored
+    /// once, process-wide, the write fails with EPIPE instead and becomes a reconnect.
+    private static let ignoreSIGPIPE: Void = {
+        signal(SIGPIPE, SIG_IGN)
+    }()
+
     static func open(_ url: RedisURL, connectTimeout: Duration, commandTimeout: Duration?) throws(RedisError) -> RedisConnection {
+        _ = ignoreSIGPIPE
         let connection = RedisConnection(url: url)
         let timeout = timeval(duration: connectTimeout)
         let context: UnsafeMutablePointer<redisContext>?
