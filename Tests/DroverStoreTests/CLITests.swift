@@ -1,22 +1,14 @@
 import DroverCore
 import DroverStore
 import Foundation
+import DroverTesting
 import Testing
 
 /// Runs the built `drover` binary, which sits beside the test bundle.
 struct CLI {
     let dataDirectory: URL
 
-    static let binary: URL = {
-        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        var candidate = bundle
-        while candidate.path != "/" {
-            let drover = candidate.appendingPathComponent("drover")
-            if FileManager.default.isExecutableFile(atPath: drover.path) { return drover }
-            candidate = candidate.deletingLastPathComponent()
-        }
-        return bundle.appendingPathComponent("drover")
-    }()
+    static var binary: URL { droverBinary }
 
     struct Result {
         let status: Int32

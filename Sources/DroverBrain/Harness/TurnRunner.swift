@@ -9,6 +9,11 @@ public struct TurnOutcome: Sendable, Equatable {
     /// `nothing_to_do` when the log held no pending input.
     public let stopReason: String
     public let modelRequests: Int
+
+    public init(stopReason: String, modelRequests: Int) {
+        self.stopReason = stopReason
+        self.modelRequests = modelRequests
+    }
 }
 
 /// Runs one turn of a session from its log, and keeps nothing afterwards (I3).

@@ -1,0 +1,199 @@
+import DroverCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// A real HTTP server on loopback that speaks the Anthropic Messages API (`POST /v1/messages`,
+/// streamed or not) and answers from a `ModelScript`. It is the only stand-in Drover's tests use,
+/// and how offline jobs run with no model key. Everything it produces is labelled: text starts
+/// with `[scripted]`, `model` reads `scripted/<requested model>`, and every response carries
+/// `x-drover-scripted: 1`.
+public final class ScriptedModelServer: Sendable {
+    public let script: ModelScript
+    public let port: Int
+    private let task: Task<Void, Error>
+    private let faults: FaultCounter
+
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    public static let label = "[scripted] "
+
+    private init(script: ModelScript, port: Int, task: Task<Void, Error>, faults: FaultCounter) {
+        self.script = script
+        self.port = port
+        self.task = task
+        self.faults = faults
+    }
+
+    /// Starts on 127.0.0.1 at `port` (0 picks a free one) and returns once it accepts connections.
+    public static func start(script: ModelScript, port: Int = 0) async throws -> ScriptedModelServer {
+        let faults = FaultCounter()
+        let router = Router()
+        router.get("/health") { _, _ in "ok" }
+        router.post("/v1/messages") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 32 << 20)
+            return await respond(script: script, faults: faults, body: String(buffer: body))
+        }
+        let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "drover.model-stub")
+        logger.logLevel = .warning
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "drover-scripted-model"),
+            onServerRunning: { channel in
+                readyContinuation.yield(channel.localAddress?.port ?? port)
+                readyContinuation.finish()
+            },
+            logger: logger
+        )
+        let task = Task { try await app.run() }
+        var bound: Int?
+        for await value in ready { bound = value }
+        guard let bound else {
+            task.cancel()
+            throw ModelScript.ScriptError(path: "127.0.0.1:\(port)", message: "the scripted model server did not start")
+        }
+        return ScriptedModelServer(script: script, port: bound, task: task, faults: faults)
+    }
+
+    public func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+
+    // MARK: Answering
+
+    static func respond(script: ModelScript, faults: FaultCounter, body: String) async -> Response {
+        guard let request = (try? JSONValue.parse(body))?.objectValue else {
+            return error(400, "invalid_request_error", "the body is not a JSON object")
+        }
+        guard let model = request["model"]?.stringValue else {
+            return error(400, "invalid_request_error", "model: required, a string")
+        }
+        guard case .array(let messages)? = request["messages"], !messages.isEmpty else {
+            return error(400, "invalid_request_error", "messages: required, a non-empty array")
+        }
+        guard case .number? = request["max_tokens"] else {
+            return error(400, "invalid_request_error", "max_tokens: required, a number")
+        }
+        let conversation = Conversation(messages: messages)
+        let turn: ModelScript.Turn
+        if let playbook = script.playbook, script.turns.isEmpty {
+            turn = conversation.playbookTurn(playbook)
+        } else if conversation.step < script.turns.count {
+            turn = script.turns[conversation.step]
+        } else {
+            return error(400, "invalid_request_error", "the script has \(script.turns.count) turns and this is request \(conversation.step + 1) of the conversation")
+        }
+        if let fault = turn.fault {
+            let seen = await faults.next("\(conversation.key)#\(conversation.step)")
+            if fault.times == nil || seen <= fault.times! {
+                var response = error(fault.status, faultType(fault.status), "scripted fault \(fault.status) (\(seen) of \(fault.times.map(String.init) ?? "every"))")
+                if let after = fault.retryAfterSeconds { response.headers[.retryAfter] = String(after) }
+                return response
+            }
+        }
+        let inputTokens = max(1, body.utf8.count / 4)
+        let message = MessagePlan(turn: turn, model: "scripted/\(model)", inputTokens: inputTokens)
+        if request["stream"] == .bool(true) {
+            var headers = HTTPFields()
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            headers[scriptedHeader] = "1"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                try await message.stream(into: &writer)
+            })
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[scriptedHeader] = "1"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: message.json())))
+    }
+
+    static let scriptedHeader = HTTPField.Name("x-drover-scripted")!
+
+    static func faultType(_ status: Int) -> String {
+        switch status {
+        case 429: "rate_limit_error"
+        case 529: "overloaded_error"
+        default: "api_error"
+        }
+    }
+
+    static func error(_ status: Int, _ type: String, _ message: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[scriptedHeader] = "1"
+        let body = encode(.object(["type": .string("error"), "error": .object(["type": .string(type), "message": .string(message)])]))
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    static func encode(_ value: JSONValue) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// Counts requests per conversation turn, for faults that happen N times.
+actor FaultCounter {
+    private var counts: [String: Int] = [:]
+
+    func next(_ key: String) -> Int {
+        counts[key, default: 0] += 1
+        return counts[key]!
+    }
+}
+
+/// What the request says about where the conversation is.
+struct Conversation {
+    let step: Int
+    let key: String
+    let userText: String
+    let results: [String]
+
+    init(messages: [JSONValue]) {
+        var assistants = 0
+        var userText = ""
+        var results: [String] = []
+        for message in messages {
+            let fields = message.objectValue ?? [:]
+            if fields["role"]?.stringValue == "assistant" { assistants += 1 }
+            let blocks: [JSONValue]
+            switch fields["content"] {
+            case .string(let text)?: blocks = [.object(["type": .string("text"), "text": .string(text)])]
+            case .array(let items)?: blocks = items
+            default: blocks = []
+            }
+            for block in blocks {
+                let b = block.objectValue ?? [:]
+                if fields["role"]?.stringValue == "user", userText.isEmpty, b["type"]?.stringValue == "text" {
+                    userText = b["text"]?.stringValue ?? ""
+                }
+                if b["type"]?.stringValue == "tool_result" {
+                    switch b["content"] {
+                    case .string(let text)?: results.append(text)
+                    case .array(let parts)?: results.append(parts.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: "\n"))
+                    default: results.append("")
+                    }
+                }
+            }
+        }
+        self.step = assistants
+        self.userText = userText
+        self.results = results
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in userText.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        self.key = String(hash, radix: 16)
+    }
+
+    func playbookTurn(_ playbook: Playbook) -> ModelScript.Turn {
+        let index = results.count
+        if index < playbook.steps.count {
+            let step = playbook.steps[index]
+            return ModelScript.Turn(toolUses: [(step.tool, Playbook.fill(step.input, userText: userText, results: results))])
+        }
+        return ModelScript.Turn(text: Playbook.fill(playbook.final, userText: userText, results: results))
+    }
+}

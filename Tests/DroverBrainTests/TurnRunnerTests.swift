@@ -1,0 +1,226 @@
+import DroverBrain
+import DroverCore
+import DroverStore
+import DroverTesting
+import Foundation
+import Testing
+
+/// A real Redis, a real SQLite file, and the scripted model over HTTP.
+struct BrainFixture {
+    let client: RedisClient
+    let server: RedisServerFixture
+    let log: SessionLog
+    let database: MirrorDatabase
+    let model: ScriptedModelServer
+
+    func runner(maxAttempts: Int = 4, hand: any Hand = InProcessHand()) -> TurnRunner {
+        var configuration = AnthropicConfiguration(baseURL: model.baseURL, apiKey: "scripted")
+        configuration.retry.maxAttempts = maxAttempts
+        configuration.retry.baseDelay = .milliseconds(10)
+        configuration.retry.maxDelay = .milliseconds(50)
+        return TurnRunner(
+            log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
+            deltas: DeltaPublisher(redis: client), defaultAgent: AgentSnapshot(model: "claude-test")
+        )
+    }
+
+    func newSession(saying text: String) async throws -> SessionID {
+        let session = SessionID.make()
+        try await log.create(session, agent: AgentSnapshot(model: "claude-test", system: "You grade code.").json)
+        _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(text)])])])])
+        return session
+    }
+
+    func types(_ session: SessionID) async throws -> [String] {
+        try await log.read(session, limit: 10_000).map(\.type)
+    }
+}
+
+func withBrain<T>(script yaml: String, _ body: (BrainFixture) async throws -> T) async throws -> T {
+    try await withRedisClient(poolSize: 8) { client, server in
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        let database = try MirrorDatabase(path: path)
+        let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: yaml))
+        do {
+            let result = try await body(BrainFixture(client: client, server: server, log: SessionLog(redis: client, database: database), database: database, model: model))
+            await model.stop()
+            return result
+        } catch {
+            await model.stop()
+            throw error
+        }
+    }
+}
+
+/// Every event decodes as the SDK's shape, so a wrong field name or type fails the test.
+func expectWireShapes(_ events: [StoredEvent], sourceLocation: SourceLocation = #_sourceLocation) {
+    for event in events {
+        do {
+            _ = try JSONDecoder().decode(SessionEvent.self, from: Data(event.json.utf8))
+        } catch {
+            Issue.record("event \(event.seq) \(event.type) does not match the wire format: \(error)\n\(event.json)", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+@Suite("Turn runner against the scripted model")
+struct TurnRunnerTests {
+    @Test("a turn with a tool call runs end to end, in the SDK's event shapes")
+    func toolTurn() async throws {
+        try await withBrain(script: """
+            turns:
+              - text: "Let me check."
+                tool_use: {name: echo, input: {text: "graded: 7/10"}}
+              - text: "The grade is 7/10."
+            """) { brain in
+            let session = try await brain.newSession(saying: "Grade submission 7")
+            let fence = try await brain.log.takeFence(session)
+            let outcome = try await brain.runner().run(session: session, fence: fence)
+            #expect(outcome == TurnOutcome(stopReason: "end_turn", modelRequests: 2))
+            let events = try await brain.log.read(session, limit: 1000)
+            #expect(events.map(\.type) == [
+                "user.message", "session.status_running",
+                "span.model_request_start", "agent.message", "agent.tool_use", "span.model_request_end", "agent.tool_result",
+                "span.model_request_start", "agent.message", "span.model_request_end",
+                "session.usage", "session.status_idle",
+            ])
+            expectWireShapes(events)
+            let use = try #require(events.first { $0.type == "agent.tool_use" })
+            let result = try #require(events.first { $0.type == "agent.tool_result" }?.value.objectValue)
+            #expect(result["tool_use_id"]?.stringValue == use.id)
+            #expect(result["is_error"] == .bool(false))
+            #expect(result["content"] == .array([.object(["type": .string("text"), "text": .string("graded: 7/10")])]))
+            let reply = try #require(events.last { $0.type == "agent.message" }?.value.objectValue)
+            #expect(reply["content"] == .array([.object(["type": .string("text"), "text": .string("[scripted] The grade is 7/10.")])]))
+            let usage = try #require(events.last { $0.type == "session.usage" }?.value.objectValue?["usage"]?.objectValue)
+            #expect((usage["input_tokens"]?.intValue ?? 0) > 0 && (usage["output_tokens"]?.intValue ?? 0) > 0)
+            let idle = try #require(events.last?.value.objectValue)
+            #expect(idle["stop_reason"] == .object(["type": .string("end_turn")]))
+            // Nothing left to do: a second run is a no-op.
+            let again = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(again.stopReason == "nothing_to_do")
+        }
+    }
+
+    @Test("a tool use left without a result by a crash gets exactly one error result and is not run again")
+    func danglingToolUse() async throws {
+        try await withBrain(script: """
+            turns:
+              - tool_use: {name: echo, input: {text: "side effect"}}
+              - text: "Recovered."
+            """) { brain in
+            let session = try await brain.newSession(saying: "go")
+            let crashed = try await brain.log.takeFence(session)
+            _ = try await brain.log.append(session, [
+                NewEvent(type: .sessionStatusRunning), NewEvent(type: .spanModelRequestStart),
+                NewEvent(type: .agentToolUse, fields: ["name": .string("echo"), "input": .object(["text": .string("side effect")])]),
+            ], fence: crashed)
+            let fence = try await brain.log.takeFence(session)
+            let outcome = try await brain.runner().run(session: session, fence: fence)
+            #expect(outcome.stopReason == "end_turn")
+            let events = try await brain.log.read(session, limit: 1000)
+            let results = events.filter { $0.type == "agent.tool_result" }
+            #expect(results.count == 1)
+            let result = try #require(results.first?.value.objectValue)
+            #expect(result["is_error"] == .bool(true))
+            #expect(TurnRunner.crashInterruption.contains("worker crash"))
+            #expect(results.first?.json.contains(TurnRunner.crashInterruption) == true)
+            #expect(!events.contains { $0.type == "agent.tool_result" && $0.json.contains("\"side effect\"") && !$0.json.contains("is_error\":true") })
+            #expect(events.last?.type == "session.status_idle")
+            expectWireShapes(events)
+            // The stale writer is fenced out.
+            await #expect(throws: SessionLogError.self) {
+                try await brain.log.append(session, [NewEvent(type: .agentMessage, fields: ["content": .array([])])], fence: crashed)
+            }
+        }
+    }
+
+    @Test("a 529 burst is recorded as session.status_rescheduled, then the turn succeeds")
+    func overloadThenSuccess() async throws {
+        try await withBrain(script: """
+            turns:
+              - fault: {status: 529, times: 2}
+                text: "After the storm."
+            """) { brain in
+            let session = try await brain.newSession(saying: "hello")
+            let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(outcome.stopReason == "end_turn")
+            let types = try await brain.types(session)
+            #expect(types.filter { $0 == "session.status_rescheduled" }.count == 2)
+            #expect(types.suffix(4) == ["agent.message", "span.model_request_end", "session.usage", "session.status_idle"])
+            #expect(types.firstIndex(of: "session.status_rescheduled")! < types.lastIndex(of: "session.status_running")!)
+            expectWireShapes(try await brain.log.read(session, limit: 1000))
+        }
+    }
+
+    @Test("exhausted retries end the turn with retries_exhausted and a session.error")
+    func retriesExhausted() async throws {
+        try await withBrain(script: """
+            turns:
+              - fault: {status: 529}
+                text: "never"
+            """) { brain in
+            let session = try await brain.newSession(saying: "hello")
+            let outcome = try await brain.runner(maxAttempts: 3).run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(outcome.stopReason == "retries_exhausted")
+            let events = try await brain.log.read(session, limit: 1000)
+            #expect(events.filter { $0.type == "session.status_rescheduled" }.count == 2)
+            let error = try #require(events.first { $0.type == "session.error" }?.value.objectValue?["error"]?.objectValue)
+            #expect(error["retry_status"] == .object(["type": .string("exhausted")]))
+            #expect(events.last?.value.objectValue?["stop_reason"] == .object(["type": .string("retries_exhausted")]))
+            #expect(!events.contains { $0.type == "agent.message" })
+            expectWireShapes(events)
+        }
+    }
+
+    @Test("a connection dropped mid-stream is retried as rescheduled, and no partial message is appended")
+    func droppedStream() async throws {
+        try await withBrain(script: """
+            turns:
+              - text: "This answer never arrives whole."
+                drop_after_bytes: 300
+            """) { brain in
+            let session = try await brain.newSession(saying: "hello")
+            let outcome = try await brain.runner(maxAttempts: 2).run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(outcome.stopReason == "retries_exhausted")
+            let events = try await brain.log.read(session, limit: 1000)
+            #expect(events.filter { $0.type == "session.status_rescheduled" }.count == 1)
+            #expect(!events.contains { $0.type == "agent.message" })
+            let ends = events.filter { $0.type == "span.model_request_end" }
+            #expect(ends.count == 1 && ends[0].json.contains("\"is_error\":true"))
+            #expect(events.first { $0.type == "session.error" }?.json.contains("message_stop") == true)
+            expectWireShapes(events)
+        }
+    }
+
+    @Test("user.interrupt during a 10 s tool call stops it within a second")
+    func interrupt() async throws {
+        try await withBrain(script: """
+            turns:
+              - tool_use: {name: sleep, input: {seconds: 10}}
+              - text: "unreachable"
+            """) { brain in
+            let session = try await brain.newSession(saying: "wait")
+            let fence = try await brain.log.takeFence(session)
+            let runner = brain.runner()
+            let running = Task { try await runner.run(session: session, fence: fence) }
+            while try await !brain.types(session).contains("agent.tool_use") {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            let sent = ContinuousClock.now
+            _ = try await brain.log.append(session, [NewEvent(type: .userInterrupt)])
+            let outcome = try await running.value
+            let took = ContinuousClock.now - sent
+            #expect(outcome.stopReason == "interrupted")
+            #expect(took < .seconds(1), "interrupt took \(took)")
+            let events = try await brain.log.read(session, limit: 1000)
+            let result = try #require(events.first { $0.type == "agent.tool_result" })
+            #expect(result.json.contains(TurnRunner.userInterruption))
+            #expect(events.last?.type == "session.status_idle")
+            #expect(!events.contains { $0.type == "agent.message" })
+            expectWireShapes(events)
+        }
+    }
+}
