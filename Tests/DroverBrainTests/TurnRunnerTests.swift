@@ -189,7 +189,7 @@ struct TurnRunnerTests {
             #expect(!events.contains { $0.type == "agent.message" })
             let ends = events.filter { $0.type == "span.model_request_end" }
             #expect(ends.count == 1 && ends[0].json.contains("\"is_error\":true"))
-            #expect(events.first { $0.type == "session.error" }?.json.contains("message_stop") == true)
+            #expect(events.first { $0.type == "session.error" }?.json.contains("partial") == true)
             expectWireShapes(events)
         }
     }
