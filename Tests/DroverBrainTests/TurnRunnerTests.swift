@@ -128,6 +128,10 @@ struct TurnRunnerTests {
             #expect(results.first?.json.contains(TurnRunner.crashInterruption) == true)
             #expect(!events.contains { $0.type == "agent.tool_result" && $0.json.contains("\"side effect\"") && !$0.json.contains("is_error\":true") })
             #expect(events.last?.type == "session.status_idle")
+            // The cut-off model request is closed, as failed, exactly once.
+            let starts = events.filter { $0.type == "span.model_request_start" }.map(\.id)
+            let ends = events.filter { $0.type == "span.model_request_end" }.compactMap { $0.value.objectValue?["model_request_start_id"]?.stringValue }
+            #expect(Set(starts) == Set(ends) && ends.count == starts.count)
             expectWireShapes(events)
             // The stale writer is fenced out.
             await #expect(throws: SessionLogError.self) {

@@ -55,6 +55,24 @@ public enum ContextBuilder {
         return order.compactMap { open[$0] }
     }
 
+    /// `span.model_request_start` events with no matching end: model calls a crash cut off.
+    public static func danglingModelRequests(in events: [StoredEvent]) -> [StoredEvent] {
+        var open: [String: StoredEvent] = [:]
+        var order: [String] = []
+        for event in events {
+            switch event.type {
+            case "span.model_request_start":
+                open[event.id] = event
+                order.append(event.id)
+            case "span.model_request_end":
+                if let start = event.value.objectValue?["model_request_start_id"]?.stringValue { open.removeValue(forKey: start) }
+            default:
+                break
+            }
+        }
+        return order.compactMap { open[$0] }
+    }
+
     static func contentBlocks(_ value: JSONValue?) -> [ModelContentBlock] {
         switch value {
         case .string(let text)?:

@@ -50,9 +50,13 @@ public final class TurnRunner: Sendable {
         Task { await hand.prepare(session: session) }
 
         let state = TurnState(events: snapshot.events)
-        let dangling = ContextBuilder.danglingToolUses(in: snapshot.events)
-        if !dangling.isEmpty {
-            try await append(session, fence, state, dangling.map { Self.toolResult(for: $0, text: Self.crashInterruption) })
+        // A crash can leave a model call and tool uses open: close each exactly once (I2).
+        var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map {
+            Self.modelRequestEnd(start: $0.id, usage: ModelUsage(), isError: true)
+        }
+        repairs += ContextBuilder.danglingToolUses(in: snapshot.events).map { Self.toolResult(for: $0, text: Self.crashInterruption) }
+        if !repairs.isEmpty {
+            try await append(session, fence, state, repairs)
         }
         guard Self.needsTurn(state.events) else {
             return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0)

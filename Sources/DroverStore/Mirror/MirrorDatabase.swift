@@ -228,6 +228,13 @@ public final class MirrorDatabase: Sendable {
         }
     }
 
+    /// The fence epoch each event was written under, in seq order.
+    public func epochs(session: String) async throws -> [Int64] {
+        try await pool.read { db in
+            try Int64.fetchAll(db, sql: "SELECT epoch FROM events WHERE session_id = ? ORDER BY seq", arguments: [session])
+        }
+    }
+
     public func eventCount(session: String? = nil) async throws -> Int {
         try await pool.read { db in
             if let session {
