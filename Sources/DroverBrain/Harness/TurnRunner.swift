@@ -29,17 +29,27 @@ public final class TurnRunner: Sendable {
     public let hand: any Hand
     public let deltas: DeltaPublisher
     public let defaultAgent: AgentSnapshot
+    /// Provision the session's hands before the first model request instead of beside it. Only
+    /// for comparison in benchmarks: lazy (false) is the point.
+    public let eagerHands: Bool
+    /// Called when a turn's first text delta arrives, for measuring time to first token.
+    public let onFirstToken: (@Sendable (SessionID) -> Void)?
     private let logger = Logger(label: "drover.turn")
 
     public static let crashInterruption = "interrupted by a worker crash; the sandbox may hold partial effects"
     public static let userInterruption = "interrupted by user.interrupt"
 
-    public init(log: SessionLog, model: any ModelClient, hand: any Hand, deltas: DeltaPublisher, defaultAgent: AgentSnapshot) {
+    public init(
+        log: SessionLog, model: any ModelClient, hand: any Hand, deltas: DeltaPublisher, defaultAgent: AgentSnapshot,
+        eagerHands: Bool = false, onFirstToken: (@Sendable (SessionID) -> Void)? = nil
+    ) {
         self.log = log
         self.model = model
         self.hand = hand
         self.deltas = deltas
         self.defaultAgent = defaultAgent
+        self.eagerHands = eagerHands
+        self.onFirstToken = onFirstToken
     }
 
     public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
@@ -47,7 +57,11 @@ public final class TurnRunner: Sendable {
         let snapshot = try await log.wake(session)
         let agent = try await log.agent(session).flatMap { try? JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
         // Lazy hands: provisioning starts now and runs beside the first model request.
-        Task { await hand.prepare(session: session) }
+        if eagerHands {
+            await hand.prepare(session: session)
+        } else {
+            Task { await hand.prepare(session: session) }
+        }
 
         let state = TurnState(events: snapshot.events)
         // A crash can leave a model call and tool uses open: close each exactly once (I2).
@@ -113,10 +127,15 @@ public final class TurnRunner: Sendable {
             )
             var response: ModelResponse?
             var rescheduled = false
+            var firstToken = state.modelRequests == 1
             do {
                 for try await event in model.stream(request) {
                     switch event {
                     case .textDelta(let index, let text):
+                        if firstToken {
+                            firstToken = false
+                            onFirstToken?(session)
+                        }
                         sink.send(["type": .string("content_delta"), "index": .number(Double(index)), "text": .string(text)])
                     case .retrying(let attempt, let delay, let reason):
                         logger.info("model request retrying", metadata: ["session": "\(session)", "attempt": "\(attempt)", "reason": "\(reason)"])

@@ -115,7 +115,7 @@ public final class Worker: Sendable {
         }
         switch ending {
         case .success(.turn(let outcome)):
-            logger.info("turn done", metadata: ["session": "\(session)", "stop_reason": "\(outcome.stopReason)", "model_requests": "\(outcome.modelRequests)"])
+            logger.debug("turn done", metadata: ["session": "\(session)", "stop_reason": "\(outcome.stopReason)", "model_requests": "\(outcome.modelRequests)"])
             _ = try? await queue.ack(lease)
         case .success(.leaseLost(let problem)):
             logger.warning("lease lost; turn abandoned", metadata: ["session": "\(session)", "problem": "\(problem.rawValue)"])
