@@ -228,3 +228,31 @@ struct TurnRunnerTests {
         }
     }
 }
+
+@Suite("OpenAI-compatible client against the scripted model")
+struct OpenAICompatibleTests {
+    @Test("a tool turn runs end to end over chat completions")
+    func toolTurn() async throws {
+        try await withBrain(script: """
+            turns:
+              - text: "Checking."
+                tool_use: {name: echo, input: {text: "from a local model"}}
+              - text: "Finished."
+            """) { brain in
+            let runner = TurnRunner(
+                log: brain.log, model: OpenAICompatibleClient(configuration: OpenAICompatibleConfiguration(baseURL: brain.model.baseURL)),
+                hand: InProcessHand(), deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "llama")
+            )
+            let session = try await brain.newSession(saying: "hi")
+            let outcome = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(outcome == TurnOutcome(stopReason: "end_turn", modelRequests: 2))
+            let events = try await brain.log.read(session, limit: 1000)
+            let result = try #require(events.first { $0.type == "agent.tool_result" })
+            #expect(result.json.contains("from a local model"))
+            #expect(events.last { $0.type == "agent.message" }?.json.contains("[scripted] Finished.") == true)
+            let usage = events.last { $0.type == "session.usage" }?.value.objectValue?["usage"]?.objectValue
+            #expect((usage?["input_tokens"]?.intValue ?? 0) > 0)
+            expectWireShapes(events)
+        }
+    }
+}

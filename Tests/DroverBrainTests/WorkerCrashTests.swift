@@ -93,3 +93,55 @@ struct WorkerCrashTests {
         }
     }
 }
+
+@Suite("Worker drain")
+struct WorkerDrainTests {
+    @Test("SIGTERM during a tool call hands the lease back at once: another worker resumes before the lease could expire")
+    func drainHandsBack() async throws {
+        try await withBrain(script: """
+            turns:
+              - tool_use: {name: sleep, input: {seconds: 20}}
+              - text: "Resumed elsewhere."
+            """) { brain in
+            var environment = ProcessInfo.processInfo.environment
+            environment["DROVER_REDIS_URL"] = brain.server.url.description
+            environment["DROVER_DB"] = brain.database.path
+            environment["ANTHROPIC_BASE_URL"] = brain.model.baseURL
+            environment["ANTHROPIC_API_KEY"] = "scripted"
+            let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
+            func startWorker(_ name: String) throws -> ChildProcess {
+                try ChildProcess(
+                    executable: droverBinary.path,
+                    // A 60 s lease: if the drain did not hand it back, nobody could resume within the test.
+                    arguments: ["worker", "--concurrency", "1", "--lease-seconds", "60", "--drain-seconds", "1"],
+                    environment: environment, outputPath: directory.appendingPathComponent("\(name).log").path
+                )
+            }
+            let session = try await brain.newSession(saying: "long job")
+            try await TurnQueue.enqueue(TaskQueue(redis: brain.client), session: session)
+            let first = try startWorker("a")
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await !brain.types(session).contains("agent.tool_use"), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            let stopping = ContinuousClock.now
+            first.signal(SIGTERM)
+            while first.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(25)) }
+            #expect(first.exitStatus == 0)
+            #expect(ContinuousClock.now - stopping < .seconds(8), "the drain did not cut the 20 s tool short")
+
+            let second = try startWorker("b")
+            while try await brain.types(session).last != "session.status_idle", ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            await second.terminate()
+            let events = try await brain.log.read(session, limit: 1000)
+            #expect(events.last?.type == "session.status_idle")
+            let results = events.filter { $0.type == "agent.tool_result" }
+            #expect(results.count == 1)
+            #expect(results.first?.json.contains(TurnRunner.crashInterruption) == true)
+            #expect(events.contains { $0.type == "agent.message" && $0.json.contains("Resumed elsewhere.") })
+            expectWireShapes(events)
+        }
+    }
+}

@@ -36,7 +36,7 @@ public final class TurnRunner: Sendable {
     public let onFirstToken: (@Sendable (SessionID) -> Void)?
     private let logger = Logger(label: "drover.turn")
 
-    public static let crashInterruption = "interrupted by a worker crash; the sandbox may hold partial effects"
+    public static let crashInterruption = "interrupted by a worker crash or shutdown; the sandbox may hold partial effects"
     public static let userInterruption = "interrupted by user.interrupt"
 
     public init(
@@ -203,13 +203,13 @@ public final class TurnRunner: Sendable {
             }
             for (offset, use) in toolUses.enumerated() {
                 let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
-                let result = await execute(use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
+                let result = try await execute(use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
                 try await append(session, fence, state, [Self.toolResult(useId: useId, result: result)])
             }
         }
     }
 
-    private func execute(_ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double) async -> ToolResult {
+    private func execute(_ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double) async throws -> ToolResult {
         let deadline = ContinuousClock.now + .seconds(timeout)
         let context = ToolContext(session: session, fence: fence, deadline: deadline)
         do {
@@ -224,7 +224,8 @@ public final class TurnRunner: Sendable {
                 return first ?? .text("\(name) timed out after \(timeout)s and was stopped", isError: true)
             }
         } catch is CancellationError {
-            return .text(Self.userInterruption, isError: true)
+            // An interrupt or a drain: whoever cancelled records why.
+            throw CancellationError()
         } catch {
             return .text("\(name) failed: \(error)", isError: true)
         }

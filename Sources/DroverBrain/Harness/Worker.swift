@@ -98,13 +98,16 @@ public final class Worker: Sendable {
             group.addTask {
                 var held = lease
                 let interval = self.options.leaseTTL / 3
+                var nextBeat = ContinuousClock.now + interval
+                // Wakes often enough to notice the drain deadline; heartbeats once per interval.
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: interval)
+                    try? await Task.sleep(for: min(interval, .milliseconds(200)))
                     if Task.isCancelled { return nil }
                     if self.draining.deadlinePassed { return .success(.drained) }
-                    switch try? await self.queue.heartbeat(&held, leaseTTL: self.options.leaseTTL) {
-                    case .lost(let problem)?: return .success(.leaseLost(problem))
-                    default: continue
+                    guard ContinuousClock.now >= nextBeat else { continue }
+                    nextBeat = ContinuousClock.now + interval
+                    if case .lost(let problem)? = try? await self.queue.heartbeat(&held, leaseTTL: self.options.leaseTTL) {
+                        return .success(.leaseLost(problem))
                     }
                 }
                 return nil

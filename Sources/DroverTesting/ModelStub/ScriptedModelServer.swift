@@ -35,6 +35,10 @@ public final class ScriptedModelServer: Sendable {
             let body = try await request.body.collect(upTo: 32 << 20)
             return await respond(script: script, faults: faults, body: String(buffer: body))
         }
+        router.post("/v1/chat/completions") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 32 << 20)
+            return respondChat(script: script, body: String(buffer: body))
+        }
         let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "drover.model-stub")
         logger.logLevel = .warning
@@ -109,6 +113,24 @@ public final class ScriptedModelServer: Sendable {
         headers[.contentType] = "application/json"
         headers[scriptedHeader] = "1"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: message.json())))
+    }
+
+    /// The OpenAI-style endpoint: streamed chat completions from the same script.
+    static func respondChat(script: ModelScript, body: String) -> Response {
+        guard let request = (try? JSONValue.parse(body))?.objectValue, let model = request["model"]?.stringValue,
+              case .array(let messages)? = request["messages"], !messages.isEmpty
+        else {
+            return error(400, "invalid_request_error", "model and a non-empty messages array are required")
+        }
+        let step = ChatCompletionsPlan.step(messages)
+        guard step < script.turns.count else {
+            return error(400, "invalid_request_error", "the script has \(script.turns.count) turns and this is request \(step + 1) of the conversation")
+        }
+        let plan = ChatCompletionsPlan(turn: script.turns[step], model: "scripted/\(model)", promptTokens: max(1, body.utf8.count / 4))
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[scriptedHeader] = "1"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in try await plan.stream(into: &writer) })
     }
 
     static let scriptedHeader = HTTPField.Name("x-drover-scripted")!
