@@ -86,7 +86,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverCoreTests",
-            dependencies: ["DroverCore"],
+            dependencies: ["DroverCore", "DroverTesting"],
             exclude: ["Fixtures"]
         ),
         .testTarget(

@@ -22,12 +22,14 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Starts `executable` with `arguments` (not including argv[0]). Standard input reads
-    /// /dev/null; standard output and error go to `outputPath` (appended) or /dev/null.
+    /// /dev/null; standard output goes to `outputPath` (appended) or /dev/null, and standard
+    /// error to `errorPath`, or with standard output.
     public init(
         executable: String,
         arguments: [String],
         environment: [String: String]? = nil,
-        outputPath: String? = nil
+        outputPath: String? = nil,
+        errorPath: String? = nil
     ) throws(SpawnError) {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -35,7 +37,11 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         let output = outputPath ?? "/dev/null"
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -24,16 +24,8 @@ struct ScriptedModelServerTests {
         defer { Task { await server.stop() } }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("sdk/stream_from_stub.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: venvPython!)
-        process.arguments = [script, server.baseURL]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try await runProgram(venvPython!, [script, server.baseURL], timeout: .seconds(60))
+        #expect(status == 0, "\(text)")
         #expect(text.contains("sdk stream ok: [scripted] Seven out of ten."))
     }
 

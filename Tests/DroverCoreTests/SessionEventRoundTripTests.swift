@@ -1,5 +1,6 @@
 import DroverCore
 import Foundation
+import DroverTesting
 import Testing
 
 @Suite struct SessionEventRoundTripTests {
@@ -114,12 +115,11 @@ import Testing
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: Fixtures.packageRoot.appendingPathComponent(".venv/bin/python").path)))
-    func fixturesMatchTheInstalledSDK() throws {
-        let process = Process()
-        process.executableURL = Fixtures.packageRoot.appendingPathComponent(".venv/bin/python")
-        process.arguments = [Fixtures.packageRoot.appendingPathComponent("Tests/fixtures/generate_session_events.py").path, "--check"]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "run Tests/fixtures/generate_session_events.py to regenerate the fixtures")
+    func fixturesMatchTheInstalledSDK() async throws {
+        let (status, output) = try await runProgram(
+            Fixtures.packageRoot.appendingPathComponent(".venv/bin/python").path,
+            [Fixtures.packageRoot.appendingPathComponent("Tests/fixtures/generate_session_events.py").path, "--check"]
+        )
+        #expect(status == 0, "run Tests/fixtures/generate_session_events.py to regenerate the fixtures: \(output)")
     }
 }

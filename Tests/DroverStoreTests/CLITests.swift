@@ -16,23 +16,13 @@ struct CLI {
         let stderr: String
     }
 
-    func run(_ arguments: String..., environment extra: [String: String] = [:]) throws -> Result {
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
+    func run(_ arguments: String..., environment extra: [String: String] = [:]) async throws -> Result {
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "DROVER_REDIS_URL")
         environment["DROVER_DATA_DIR"] = dataDirectory.path
         environment.merge(extra) { $1 }
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        let result = try await runProgramSeparately(Self.binary.path, arguments, environment: environment)
+        return Result(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
 }
 
@@ -41,15 +31,15 @@ struct CLITests {
     let cli = CLI(dataDirectory: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cli-\(Identifier.make(prefix: "c").suffix(10))"))
 
     @Test("enqueue and stats on the embedded server, which stops with the command and keeps the data")
-    func enqueueAndStats() throws {
+    func enqueueAndStats() async throws {
         defer { try? FileManager.default.removeItem(at: cli.dataDirectory) }
-        let enqueued = try cli.run("queue", "enqueue", "grading", "--payload", #"{"student":"ana"}"#, "--priority", "7")
+        let enqueued = try await cli.run("queue", "enqueue", "grading", "--payload", #"{"student":"ana"}"#, "--priority", "7")
         #expect(enqueued.status == 0, "\(enqueued.stderr)")
         #expect(enqueued.stdout.hasPrefix("task_"))
         #expect(enqueued.stderr.contains("embedded redis-server"))
         #expect(!FileManager.default.fileExists(atPath: cli.dataDirectory.appendingPathComponent("redis.sock").path))
 
-        let stats = try cli.run("queue", "stats", "--json")
+        let stats = try await cli.run("queue", "stats", "--json")
         #expect(stats.status == 0, "\(stats.stderr)")
         let rows = try JSONDecoder().decode([QueueStats].self, from: Data(stats.stdout.utf8))
         #expect(rows.map(\.queue) == ["grading"])
@@ -58,28 +48,28 @@ struct CLITests {
     }
 
     @Test("bad input exits non-zero with the field and the fix, and loses nothing")
-    func badInput() throws {
+    func badInput() async throws {
         defer { try? FileManager.default.removeItem(at: cli.dataDirectory) }
-        #expect(try cli.run("queue", "enqueue", "q", "--payload", "{}").status == 0)
-        let notJSON = try cli.run("queue", "enqueue", "q", "--payload", "{oops")
+        #expect(try await cli.run("queue", "enqueue", "q", "--payload", "{}").status == 0)
+        let notJSON = try await cli.run("queue", "enqueue", "q", "--payload", "{oops")
         #expect(notJSON.status == 1)
         #expect(notJSON.stderr.contains("payload"))
         #expect(notJSON.stderr.contains("Fix:"))
-        let badName = try cli.run("queue", "enqueue", "bad name", "--payload", "{}")
+        let badName = try await cli.run("queue", "enqueue", "bad name", "--payload", "{}")
         #expect(badName.status == 1)
         #expect(badName.stderr.contains("queue"))
-        let badURL = try cli.run("queue", "stats", environment: ["DROVER_REDIS_URL": "redis://:pw@localhost:notaport"])
+        let badURL = try await cli.run("queue", "stats", environment: ["DROVER_REDIS_URL": "redis://:pw@localhost:notaport"])
         #expect(badURL.status == 1)
         #expect(badURL.stderr.contains("DROVER_REDIS_URL") || badURL.stderr.contains("invalid Redis URL"))
         #expect(!badURL.stderr.contains(":pw@"))
-        let stats = try cli.run("queue", "stats", "q", "--json")
+        let stats = try await cli.run("queue", "stats", "q", "--json")
         #expect(try JSONDecoder().decode([QueueStats].self, from: Data(stats.stdout.utf8)).first?.ready == 1)
     }
 
     @Test("drover run says that batch jobs are not built yet, and fails")
-    func runIsNotBuilt() throws {
+    func runIsNotBuilt() async throws {
         defer { try? FileManager.default.removeItem(at: cli.dataDirectory) }
-        let result = try cli.run("run", "Jobs/grade-assignments.yaml")
+        let result = try await cli.run("run", "Jobs/grade-assignments.yaml")
         #expect(result.status == 3)
         #expect(result.stderr.contains("not built yet"))
     }

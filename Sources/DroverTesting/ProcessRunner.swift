@@ -1,0 +1,46 @@
+import DroverCore
+import Foundation
+
+/// Runs a program to completion without blocking a thread of Swift's cooperative pool (which,
+/// on a 2-core machine, has two): output goes to a file, and the exit is polled.
+public func runProgram(
+    _ executable: String,
+    _ arguments: [String],
+    environment: [String: String]? = nil,
+    timeout: Duration = .seconds(120)
+) async throws -> (status: Int32, output: String) {
+    let result = try await runProgramSeparately(executable, arguments, environment: environment, timeout: timeout, mergeErrors: true)
+    return (result.status, result.stdout)
+}
+
+/// As `runProgram`, with standard output and standard error kept apart.
+public func runProgramSeparately(
+    _ executable: String,
+    _ arguments: [String],
+    environment: [String: String]? = nil,
+    timeout: Duration = .seconds(120),
+    mergeErrors: Bool = false
+) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let base = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-run-\(Identifier.make(prefix: "p").suffix(12))").path
+    let log = base + ".out"
+    let errors = base + ".err"
+    defer {
+        try? FileManager.default.removeItem(atPath: log)
+        try? FileManager.default.removeItem(atPath: errors)
+    }
+    let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment, outputPath: log, errorPath: mergeErrors ? nil : errors)
+    let deadline = ContinuousClock.now + timeout
+    while child.isRunning {
+        if ContinuousClock.now > deadline {
+            await child.kill()
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    let errorOutput = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+    let raw = child.exitStatus ?? -1
+    // Decode the wait status: normal exit code, or 128 + signal.
+    let status: Int32 = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+    return (status, output, errorOutput)
+}
