@@ -256,3 +256,67 @@ struct OpenAICompatibleTests {
         }
     }
 }
+
+@Suite("Custom tools and budgets")
+struct CustomToolTests {
+    @Test("a custom tool call idles with requires_action; the client's results resume the turn, a partial set re-idles")
+    func customToolRoundTrip() async throws {
+        try await withBrain(script: """
+            turns:
+              - tool_uses:
+                  - {name: lookup_grade, input: {student: ana}}
+                  - {name: lookup_grade, input: {student: bo}}
+              - text: "Ana has 9, Bo has 6."
+            """) { brain in
+            let agent = AgentSnapshot(model: "m", customTools: [.init(name: "lookup_grade", description: "Looks up a grade", inputSchema: .object(["type": .string("object")]))])
+            let session = SessionID.make()
+            try await brain.log.create(session, agent: agent.json)
+            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("grades?")])])])])
+            let runner = brain.runner()
+            let first = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(first.stopReason == "requires_action")
+            var events = try await brain.log.read(session, limit: 1000)
+            let uses = events.filter { $0.type == "agent.custom_tool_use" }
+            #expect(uses.count == 2)
+            #expect(!events.contains { $0.type == "agent.tool_result" })
+            let idle = try #require(events.last?.value.objectValue?["stop_reason"])
+            #expect(idle == .object(["type": .string("requires_action"), "event_ids": .array(uses.map { .string($0.id) })]))
+
+            func result(_ use: StoredEvent, _ text: String) throws -> [NewEvent] {
+                try NewEvent.parseClientEvents(#"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"\#(use.id)","content":[{"type":"text","text":"\#(text)"}]}]}"#)
+            }
+            _ = try await brain.log.append(session, try result(uses[0], "9"))
+            let partial = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(partial.stopReason == "requires_action")
+            events = try await brain.log.read(session, limit: 1000)
+            #expect(events.last?.value.objectValue?["stop_reason"] == .object(["type": .string("requires_action"), "event_ids": .array([.string(uses[1].id)])]))
+
+            _ = try await brain.log.append(session, try result(uses[1], "6"))
+            let done = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(done.stopReason == "end_turn")
+            events = try await brain.log.read(session, limit: 1000)
+            #expect(events.last { $0.type == "agent.message" }?.json.contains("Ana has 9, Bo has 6.") == true)
+            expectWireShapes(events)
+        }
+    }
+
+    @Test("a turn that reaches its model-request budget stops with budget_reached")
+    func budget() async throws {
+        try await withBrain(script: """
+            turns:
+              - tool_use: {name: echo, input: {text: again}}
+              - tool_use: {name: echo, input: {text: again}}
+              - text: "never reached"
+            """) { brain in
+            let session = SessionID.make()
+            try await brain.log.create(session, agent: AgentSnapshot(model: "m", maxModelRequestsPerTurn: 2).json)
+            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("loop")])])])])
+            let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(outcome == TurnOutcome(stopReason: "budget_reached", modelRequests: 2))
+            let events = try await brain.log.read(session, limit: 1000)
+            #expect(events.last?.value.objectValue?["stop_reason"] == .object(["type": .string("budget_reached")]))
+            #expect(events.filter { $0.type == "agent.tool_result" }.count == 2)
+            expectWireShapes(events)
+        }
+    }
+}

@@ -10,13 +10,35 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
     public var maxModelRequestsPerTurn: Int
     /// Seconds one tool call may run.
     public var toolTimeoutSeconds: Double
+    /// Tools the client runs: a call idles the session with `requires_action` until the client
+    /// sends `user.custom_tool_result`.
+    public var customTools: [CustomTool]
 
-    public init(model: String, system: String? = nil, maxTokens: Int = 4096, maxModelRequestsPerTurn: Int = 50, toolTimeoutSeconds: Double = 600) {
+    public struct CustomTool: Sendable, Codable, Equatable {
+        public var name: String
+        public var description: String
+        public var inputSchema: JSONValue
+
+        public init(name: String, description: String, inputSchema: JSONValue) {
+            self.name = name
+            self.description = description
+            self.inputSchema = inputSchema
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, description
+            case inputSchema = "input_schema"
+        }
+    }
+
+    public init(model: String, system: String? = nil, maxTokens: Int = 4096, maxModelRequestsPerTurn: Int = 50,
+                toolTimeoutSeconds: Double = 600, customTools: [CustomTool] = []) {
         self.model = model
         self.system = system
         self.maxTokens = maxTokens
         self.maxModelRequestsPerTurn = maxModelRequestsPerTurn
         self.toolTimeoutSeconds = toolTimeoutSeconds
+        self.customTools = customTools
     }
 
     enum CodingKeys: String, CodingKey {
@@ -24,6 +46,7 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         case maxTokens = "max_tokens"
         case maxModelRequestsPerTurn = "max_model_requests_per_turn"
         case toolTimeoutSeconds = "tool_timeout_seconds"
+        case customTools = "custom_tools"
     }
 
     public init(from decoder: Decoder) throws {
@@ -33,6 +56,7 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? 4096
         maxModelRequestsPerTurn = try container.decodeIfPresent(Int.self, forKey: .maxModelRequestsPerTurn) ?? 50
         toolTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .toolTimeoutSeconds) ?? 600
+        customTools = try container.decodeIfPresent([CustomTool].self, forKey: .customTools) ?? []
     }
 
     public var json: String {

@@ -35,8 +35,18 @@ public enum ContextBuilder {
         return messages
     }
 
-    /// `agent.tool_use` events (of any kind) that have no result yet.
+    /// Tool uses Drover runs itself (`agent.tool_use`, `agent.mcp_tool_use`) with no result: a
+    /// crash cut them off. Custom tool uses are left out: the client answers those.
     public static func danglingToolUses(in events: [StoredEvent]) -> [StoredEvent] {
+        openToolUses(in: events).filter { $0.type != "agent.custom_tool_use" }
+    }
+
+    /// Custom tool uses still waiting for the client's `user.custom_tool_result`.
+    public static func pendingCustomToolUses(in events: [StoredEvent]) -> [StoredEvent] {
+        openToolUses(in: events).filter { $0.type == "agent.custom_tool_use" }
+    }
+
+    static func openToolUses(in events: [StoredEvent]) -> [StoredEvent] {
         var open: [String: StoredEvent] = [:]
         var order: [String] = []
         for event in events {

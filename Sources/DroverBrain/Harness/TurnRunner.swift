@@ -75,6 +75,12 @@ public final class TurnRunner: Sendable {
         guard Self.needsTurn(state.events) else {
             return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0)
         }
+        // Some custom tool results arrived but not all: idle again with the remainder.
+        let pending = ContextBuilder.pendingCustomToolUses(in: state.events)
+        if !pending.isEmpty {
+            try await append(session, fence, state, [Self.requiresAction(pending.map(\.id))])
+            return TurnOutcome(stopReason: "requires_action", modelRequests: 0)
+        }
         if state.events.last(where: { $0.type.hasPrefix("session.status_") })?.type != "session.status_running" {
             try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
         }
@@ -123,8 +129,10 @@ public final class TurnRunner: Sendable {
             state.openModelRequest = startId
             let request = ModelRequest(
                 model: agent.model, system: agent.system, messages: ContextBuilder.messages(from: state.events),
-                tools: hand.tools, maxTokens: agent.maxTokens
+                tools: hand.tools + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
+                maxTokens: agent.maxTokens
             )
+            let customNames = Set(agent.customTools.map(\.name))
             var response: ModelResponse?
             var rescheduled = false
             var firstToken = state.modelRequests == 1
@@ -187,10 +195,14 @@ public final class TurnRunner: Sendable {
             }
             let firstToolIndex = events.count
             for use in toolUses {
-                events.append(NewEvent(type: .agentToolUse, fields: [
-                    "name": .string(use.name), "input": use.input,
-                    "evaluated_permission": .string("allow"), "evaluation": .object(["type": .string("always_allow")]),
-                ]))
+                if customNames.contains(use.name) {
+                    events.append(NewEvent(type: .agentCustomToolUse, fields: ["name": .string(use.name), "input": use.input]))
+                } else {
+                    events.append(NewEvent(type: .agentToolUse, fields: [
+                        "name": .string(use.name), "input": use.input,
+                        "evaluated_permission": .string("allow"), "evaluation": .object(["type": .string("always_allow")]),
+                    ]))
+                }
             }
             events.append(Self.modelRequestEnd(start: startId, usage: response.usage, isError: false))
             let appended = try await append(session, fence, state, events)
@@ -201,10 +213,19 @@ public final class TurnRunner: Sendable {
                 try await finish(session, fence, state, started, stopReason: ["type": .string(reason)])
                 return TurnOutcome(stopReason: reason, modelRequests: state.modelRequests)
             }
+            var waitingOnClient: [String] = []
             for (offset, use) in toolUses.enumerated() {
                 let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
+                if customNames.contains(use.name) {
+                    waitingOnClient.append(useId)
+                    continue
+                }
                 let result = try await execute(use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
                 try await append(session, fence, state, [Self.toolResult(useId: useId, result: result)])
+            }
+            if !waitingOnClient.isEmpty {
+                try await finish(session, fence, state, started, stopReason: ["type": .string("requires_action"), "event_ids": .array(waitingOnClient.map(JSONValue.string))])
+                return TurnOutcome(stopReason: "requires_action", modelRequests: state.modelRequests)
             }
         }
     }
@@ -273,6 +294,10 @@ public final class TurnRunner: Sendable {
         return NewEvent(type: .agentToolResult, fields: [
             "tool_use_id": .string(useId), "is_error": .bool(result.isError), "content": .array(content),
         ])
+    }
+
+    static func requiresAction(_ ids: [String]) -> NewEvent {
+        NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("requires_action"), "event_ids": .array(ids.map(JSONValue.string))])])
     }
 
     static func modelRequestEnd(start: String, usage: ModelUsage, isError: Bool) -> NewEvent {
