@@ -58,26 +58,4 @@ public struct SearchResultCitations: WireCodable {
 }
 
 /// A text block inside a search result; only `"type": "text"` is allowed there.
-public struct SearchResultContent: WireCodable {
-    public var text: String
-    public var extras: WireExtras
-
-    public init(text: String, extras: WireExtras = WireExtras()) {
-        self.text = text
-        self.extras = extras
-    }
-
-    public init(wire value: JSONValue, path: String) throws(WireDecodingError) {
-        var reader = try WireReader(value, path: path, expected: "a text block object")
-        try reader.constant("type", "text")
-        text = try reader.required("text", .string)
-        extras = reader.extras
-    }
-
-    public var wireValue: JSONValue {
-        var writer = WireWriter(extras)
-        writer.set("type", "text")
-        writer.set("text", text)
-        return writer.value
-    }
-}
+public typealias SearchResultContent = TextBlock
