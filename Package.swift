@@ -57,6 +57,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DroverHands",
+            dependencies: ["DroverCore", "DroverBrain", "DroverStore"]
+        ),
+        .target(
             name: "DroverTesting",
             dependencies: [
                 "DroverCore",
@@ -83,6 +87,10 @@ let package = Package(
         .testTarget(
             name: "DroverBrainTests",
             dependencies: ["DroverBrain", "DroverCore", "DroverTesting"]
+        ),
+        .testTarget(
+            name: "DroverHandsTests",
+            dependencies: ["DroverHands", "DroverBrain", "DroverCore", "DroverTesting"]
         ),
         .testTarget(
             name: "DroverCoreTests",
