@@ -33,13 +33,29 @@ public struct SandboxRun: Sendable, Equatable {
 public struct Sandbox: Sendable {
     public let workspace: URL
     public let limits: SandboxLimits
+    /// Mounted read-write at /run/shell: where the bash tool keeps its directory and exports
+    /// between calls. Outside the workspace, so the agent's files stay its own.
+    public let shellState: URL?
 
-    public init(workspace: URL, limits: SandboxLimits = SandboxLimits()) throws {
+    public init(workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil) throws {
         self.workspace = workspace.standardizedFileURL
         self.limits = limits
-        // Owned by the caller: inside the user namespace uid 65534 maps to the caller's uid, so
-        // the sandbox can write here and nowhere else on the host.
+        self.shellState = shellState?.standardizedFileURL
         try FileManager.default.createDirectory(at: self.workspace, withIntermediateDirectories: true)
+        if let shellState { try FileManager.default.createDirectory(at: shellState, withIntermediateDirectories: true) }
+        // Inside the user namespace uid 65534 maps to whoever starts bubblewrap: the caller, or
+        // nobody when Drover runs as root (see `run`). The writable directories are theirs.
+        if getuid() == 0 {
+            chown(self.workspace.path, Self.unprivileged, Self.unprivileged)
+            if let shellState { chown(shellState.path, Self.unprivileged, Self.unprivileged) }
+        }
+    }
+
+    /// nobody: the host uid sandboxes run as when Drover itself runs as root.
+    static let unprivileged: UInt32 = 65534
+
+    static var setpriv: String? {
+        ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
     public static var bubblewrap: String? {
@@ -56,6 +72,7 @@ public struct Sandbox: Sendable {
         for path in Self.systemPaths where FileManager.default.fileExists(atPath: path) {
             arguments += ["--ro-bind", path, path]
         }
+        if let shellState { arguments += ["--bind", shellState.path, "/run/shell"] }
         arguments += [
             "--bind", workspace.path, "/workspace",
             // The root bubblewrap builds is a private tmpfs: make it read-only too, so that only
@@ -78,12 +95,27 @@ public struct Sandbox: Sendable {
     }
 
     /// Runs `command` with bash in the sandbox and returns its combined output.
-    public func run(_ command: String) async throws -> SandboxRun {
+    public func run(_ command: String, wallClock: Duration? = nil) async throws -> SandboxRun {
         guard let bwrap = Self.bubblewrap else { throw Unavailable() }
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("drover-sandbox-\(Identifier.make(prefix: "o").suffix(12)).log").path
         defer { unlink(log) }
-        let child = try ChildProcess(executable: bwrap, arguments: arguments(command: command), environment: [:], outputPath: log)
-        let deadline = ContinuousClock.now + limits.wallClock
+        // As root, bubblewrap starts as nobody, with no groups and no capabilities: the sandbox's
+        // process limit then counts sandboxes only, and code that escaped bubblewrap would hold
+        // nothing on the host.
+        var executable = bwrap
+        var arguments = arguments(command: command)
+        if getuid() == 0 {
+            guard let setpriv = Self.setpriv else { throw Unavailable() }
+            executable = setpriv
+            arguments = ["--reuid=\(Self.unprivileged)", "--regid=\(Self.unprivileged)", "--clear-groups",
+                         "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments
+        }
+        // The output file must be writable by nobody too: create it first, then hand it over.
+        FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600])
+        if getuid() == 0 { chown(log, Self.unprivileged, Self.unprivileged) }
+        let child = try ChildProcess(executable: executable, arguments: arguments, environment: [:], outputPath: log)
+        let limit = wallClock ?? limits.wallClock
+        let deadline = ContinuousClock.now + limit
         var timedOut = false
         var overflowed = false
         while child.isRunning {
@@ -116,7 +148,7 @@ public struct Sandbox: Sendable {
             text += "\n[drover: output truncated at \(limits.outputBytes) bytes]"
         }
         if timedOut {
-            text += "\n[drover: stopped after the wall-clock limit of \(limits.wallClock)]"
+            text += "\n[drover: stopped after the wall-clock limit of \(limit)]"
         }
         return SandboxRun(exitCode: timedOut ? 124 : exitCode, output: text, truncated: truncated || overflowed, timedOut: timedOut)
     }

@@ -185,6 +185,11 @@ public struct AppendResult: Sendable, Equatable {
 public struct SessionFence: Sendable, Hashable {
     public let session: SessionID
     public let epoch: Int64
+
+    public init(session: SessionID, epoch: Int64) {
+        self.session = session
+        self.epoch = epoch
+    }
 }
 
 /// What the brain needs to resume a session.

@@ -1,0 +1,232 @@
+import DroverBrain
+import DroverCore
+import DroverStore
+import Foundation
+
+/// The built-in toolset `agent_toolset_20260401` (`bash`, `read`, `write`, `edit`, `glob`,
+/// `grep`) over one bubblewrap sandbox per call, on the session's workspace.
+///
+/// The file tools run inside the sandbox too: a symlink the agent planted in its workspace can
+/// then only ever point at what the sandbox itself may see. `bash` keeps its working directory
+/// and exported variables between calls (saved to /run/shell after each call, restored before
+/// the next); `restart`, or a timeout, starts it afresh.
+///
+/// Fenced (I1): a call under an epoch older than one already seen for the session is refused,
+/// and a newer epoch cancels the calls older epochs still have running.
+public final class AgentToolset: Hand {
+    public let root: URL
+    public let limits: SandboxLimits
+    private let fences = FenceBook()
+
+    /// `root` holds `workspaces/SESSION` and `shells/SESSION`.
+    public init(root: URL, limits: SandboxLimits = SandboxLimits()) {
+        self.root = root.standardizedFileURL
+        self.limits = limits
+    }
+
+    public func workspace(_ session: SessionID) -> URL {
+        root.appendingPathComponent("workspaces").appendingPathComponent(session.rawValue)
+    }
+
+    private func sandbox(_ session: SessionID) throws -> Sandbox {
+        try Sandbox(workspace: workspace(session), limits: limits,
+                    shellState: root.appendingPathComponent("shells").appendingPathComponent(session.rawValue))
+    }
+
+    public var tools: [ModelToolDefinition] {
+        func schema(_ properties: [String: JSONValue], required: [String]) -> JSONValue {
+            .object(["type": .string("object"), "properties": .object(properties), "required": .array(required.map(JSONValue.string))])
+        }
+        let string: JSONValue = .object(["type": .string("string")])
+        return [
+            ModelToolDefinition(name: "bash", description: "Run a bash command in the session's sandbox (working directory and exports persist between calls).",
+                                inputSchema: schema(["command": string, "restart": .object(["type": .string("boolean")]), "timeout_ms": .object(["type": .string("integer")])], required: [])),
+            ModelToolDefinition(name: "read", description: "Read a file, optionally lines view_range [start, end] (1-based).",
+                                inputSchema: schema(["file_path": string, "view_range": .object(["type": .string("array"), "items": .object(["type": .string("integer")])])], required: ["file_path"])),
+            ModelToolDefinition(name: "write", description: "Write a file, creating directories.",
+                                inputSchema: schema(["file_path": string, "content": string], required: ["file_path", "content"])),
+            ModelToolDefinition(name: "edit", description: "Replace old_string with new_string in a file; old_string must match exactly once unless replace_all.",
+                                inputSchema: schema(["file_path": string, "old_string": string, "new_string": string, "replace_all": .object(["type": .string("boolean")])], required: ["file_path", "old_string", "new_string"])),
+            ModelToolDefinition(name: "glob", description: "List files matching a glob pattern (** recurses).",
+                                inputSchema: schema(["pattern": string, "path": string], required: ["pattern"])),
+            ModelToolDefinition(name: "grep", description: "Search file contents for an extended regular expression.",
+                                inputSchema: schema(["pattern": string, "path": string], required: ["pattern"])),
+        ]
+    }
+
+    public func prepare(session: SessionID) async {
+        _ = try? sandbox(session)
+    }
+
+    public func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult {
+        switch await fences.admit(context.fence) {
+        case .stale(let current):
+            return .text("refused: this call's fence epoch \(context.fence.epoch) is older than the session's (\(current)); another worker owns the session", isError: true)
+        case .admitted:
+            break
+        }
+        let fields = input.objectValue ?? [:]
+        let sandbox = try sandbox(context.session)
+        let task = Task { () throws -> ToolResult in
+            switch name {
+            case "bash": return try await bash(fields, sandbox)
+            case "read": return try await read(fields, sandbox)
+            case "write": return try await write(fields, sandbox)
+            case "edit": return try await edit(fields, sandbox)
+            case "glob": return try await glob(fields, sandbox)
+            case "grep": return try await grep(fields, sandbox)
+            default: return .text("unknown tool '\(name)'; the toolset has bash, read, write, edit, glob, grep", isError: true)
+            }
+        }
+        await fences.track(context.fence, task)
+        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+    }
+
+    // MARK: Tools
+
+    private func bash(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
+        if fields["restart"] == .bool(true) {
+            try? FileManager.default.removeItem(at: sandbox.shellState!)
+            try FileManager.default.createDirectory(at: sandbox.shellState!, withIntermediateDirectories: true)
+            if fields["command"] == nil { return .text("shell restarted") }
+        }
+        guard case .string(let command)? = fields["command"] else {
+            return .text("bash: input.command is required (a string), unless restart is true", isError: true)
+        }
+        var wallClock: Duration?
+        if let value = fields["timeout_ms"] {
+            guard case .number(let ms) = value, ms >= 1 else { return .text("bash: input.timeout_ms must be a positive integer", isError: true) }
+            wallClock = min(.milliseconds(Int64(ms)), limits.wallClock)
+        }
+        let script = """
+            cd "$(cat /run/shell/cwd 2>/dev/null || echo /workspace)" 2>/dev/null || cd /workspace
+            [ -f /run/shell/env ] && . /run/shell/env
+            eval "$(printf '%s' '\(Data(command.utf8).base64EncodedString())' | base64 -d)"
+            __drover_status=$?
+            pwd > /run/shell/cwd
+            export -p > /run/shell/env
+            exit $__drover_status
+            """
+        let run = try await sandbox.run(script, wallClock: wallClock)
+        if run.timedOut {
+            // The shell's state may be half-written: start afresh next time.
+            try? FileManager.default.removeItem(at: sandbox.shellState!.appendingPathComponent("env"))
+        }
+        let output = run.output.isEmpty ? "(no output)" : run.output
+        return .text(run.exitCode == 0 ? output : "\(output)\n[exit code \(run.exitCode)]", isError: run.exitCode != 0)
+    }
+
+    private func read(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
+        guard let path = fields["file_path"]?.stringValue, !path.isEmpty else {
+            return .text("read: input.file_path is required (a string)", isError: true)
+        }
+        var range = ""
+        if let value = fields["view_range"] {
+            guard case .array(let bounds) = value, bounds.count == 2, let start = bounds[0].intValue, let end = bounds[1].intValue,
+                  start >= 1, end == -1 || end >= start
+            else { return .text("read: input.view_range must be [start, end], 1-based, end >= start or -1 for the end of the file", isError: true) }
+            range = end == -1 ? "\(start),$" : "\(start),\(end)"
+        }
+        let file = Self.quote(path)
+        let run = try await sandbox.run("""
+            [ -f \(file) ] || { echo "read: \(Self.escaped(path)) is not a file" >&2; exit 2; }
+            \(range.isEmpty ? "cat -n -- \(file)" : "cat -n -- \(file) | sed -n '\(range)p'")
+            """)
+        return .text(run.output, isError: run.exitCode != 0)
+    }
+
+    private func write(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
+        guard let path = fields["file_path"]?.stringValue, !path.isEmpty else {
+            return .text("write: input.file_path is required (a string)", isError: true)
+        }
+        guard let content = fields["content"]?.stringValue else {
+            return .text("write: input.content is required (a string)", isError: true)
+        }
+        let file = Self.quote(path)
+        let run = try await sandbox.run("""
+            mkdir -p -- "$(dirname -- \(file))" && printf '%s' '\(Data(content.utf8).base64EncodedString())' | base64 -d > \(file) \
+            && echo "wrote \(content.utf8.count) bytes to \(Self.escaped(path))"
+            """)
+        return .text(run.output, isError: run.exitCode != 0)
+    }
+
+    private func edit(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
+        guard let path = fields["file_path"]?.stringValue, let old = fields["old_string"]?.stringValue,
+              let new = fields["new_string"]?.stringValue
+        else { return .text("edit: input.file_path, input.old_string and input.new_string are required (strings)", isError: true) }
+        guard !old.isEmpty else { return .text("edit: input.old_string must not be empty", isError: true) }
+        let all = fields["replace_all"] == .bool(true)
+        let program = """
+            import base64, sys
+            path, old, new, every = sys.argv[1], base64.b64decode(sys.argv[2]).decode(), base64.b64decode(sys.argv[3]).decode(), sys.argv[4] == "1"
+            try:
+                text = open(path, encoding="utf-8").read()
+            except FileNotFoundError:
+                sys.exit(f"edit: {path} does not exist")
+            count = text.count(old)
+            if count == 0:
+                sys.exit(f"edit: old_string was not found in {path}; read the file and copy the text exactly")
+            if count > 1 and not every:
+                sys.exit(f"edit: old_string occurs {count} times in {path}; add surrounding lines to make it unique, or set replace_all")
+            open(path, "w", encoding="utf-8").write(text.replace(old, new) if every else text.replace(old, new, 1))
+            print(f"replaced {count if every else 1} occurrence(s) in {path}")
+            """
+        let run = try await sandbox.run("""
+            python3 -c \(Self.quote(program)) \(Self.quote(path)) '\(Data(old.utf8).base64EncodedString())' '\(Data(new.utf8).base64EncodedString())' \(all ? "1" : "0")
+            """)
+        return .text(run.output, isError: run.exitCode != 0)
+    }
+
+    private func glob(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
+        guard let pattern = fields["pattern"]?.stringValue, !pattern.isEmpty else {
+            return .text("glob: input.pattern is required (a string)", isError: true)
+        }
+        let base = fields["path"]?.stringValue ?? "/workspace"
+        let run = try await sandbox.run("""
+            python3 -c 'import glob, sys; matches = sorted(glob.glob(sys.argv[1], root_dir=sys.argv[2], recursive=True)); print("\\n".join(matches) if matches else "(no matches)")' \(Self.quote(pattern)) \(Self.quote(base))
+            """)
+        return .text(run.output, isError: run.exitCode != 0)
+    }
+
+    private func grep(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
+        guard let pattern = fields["pattern"]?.stringValue, !pattern.isEmpty else {
+            return .text("grep: input.pattern is required (a string)", isError: true)
+        }
+        let base = fields["path"]?.stringValue ?? "/workspace"
+        let run = try await sandbox.run("grep -rnE -- \(Self.quote(pattern)) \(Self.quote(base)); status=$?; [ $status -eq 1 ] && echo '(no matches)' && exit 0; exit $status")
+        return .text(run.output, isError: run.exitCode != 0)
+    }
+
+    /// Single-quoted for bash.
+    static func quote(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    static func escaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "$", with: "\\$").replacingOccurrences(of: "`", with: "\\`")
+    }
+}
+
+/// The newest fence seen per session, and the calls running under each.
+actor FenceBook {
+    enum Admission { case admitted, stale(Int64) }
+    private var newest: [SessionID: Int64] = [:]
+    private var running: [SessionID: [(epoch: Int64, task: Task<ToolResult, Error>)]] = [:]
+
+    func admit(_ fence: SessionFence) -> Admission {
+        let current = newest[fence.session] ?? Int64.min
+        if fence.epoch < current { return .stale(current) }
+        if fence.epoch > current {
+            newest[fence.session] = fence.epoch
+            // A takeover: end what older epochs started in this session's sandbox.
+            for entry in running[fence.session] ?? [] where entry.epoch < fence.epoch { entry.task.cancel() }
+            running[fence.session]?.removeAll { $0.epoch < fence.epoch }
+        }
+        return .admitted
+    }
+
+    func track(_ fence: SessionFence, _ task: Task<ToolResult, Error>) {
+        running[fence.session, default: []].removeAll { $0.task.isCancelled }
+        running[fence.session, default: []].append((fence.epoch, task))
+    }
+}
