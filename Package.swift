@@ -77,6 +77,7 @@ let package = Package(
                 "CHiredis",
                 "DroverBrain",
                 "DroverCore",
+                "DroverHands",
                 "DroverStore",
                 "DroverTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

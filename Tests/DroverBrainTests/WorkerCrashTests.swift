@@ -28,7 +28,7 @@ struct WorkerCrashTests {
                 logs.append(log)
                 return try ChildProcess(
                     executable: droverBinary.path,
-                    arguments: ["worker", "--concurrency", "2", "--lease-seconds", "2", "--drain-seconds", "2"],
+                    arguments: ["worker", "--concurrency", "2", "--lease-seconds", "2", "--drain-seconds", "2", "--hands", "in-process"],
                     environment: environment, outputPath: log
                 )
             }
@@ -113,7 +113,7 @@ struct WorkerDrainTests {
                 try ChildProcess(
                     executable: droverBinary.path,
                     // A 60 s lease: if the drain did not hand it back, nobody could resume within the test.
-                    arguments: ["worker", "--concurrency", "1", "--lease-seconds", "60", "--drain-seconds", "1"],
+                    arguments: ["worker", "--concurrency", "1", "--lease-seconds", "60", "--drain-seconds", "1", "--hands", "in-process"],
                     environment: environment, outputPath: directory.appendingPathComponent("\(name).log").path
                 )
             }

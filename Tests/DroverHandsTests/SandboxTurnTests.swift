@@ -1,0 +1,40 @@
+import DroverBrain
+import DroverCore
+import DroverHands
+import DroverStore
+import DroverTesting
+import Foundation
+import Testing
+
+@Suite("A turn with real tools in the sandbox", .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
+struct SandboxTurnTests {
+    @Test("the model's bash call runs in the session's sandbox and its real output reaches the log")
+    func bashTurn() async throws {
+        try await withRedisClient(poolSize: 6) { client, _ in
+            let path = temporaryDatabasePath()
+            let root = URL(fileURLWithPath: path).deletingLastPathComponent()
+            defer { try? FileManager.default.removeItem(at: root) }
+            let log = SessionLog(redis: client, database: try MirrorDatabase(path: path))
+            let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
+                turns:
+                  - tool_use: {name: bash, input: {command: "echo $((6 * 7)) > answer.txt && cat answer.txt && whoami 2>&1; env | wc -l"}}
+                  - text: "The answer is in answer.txt."
+                """))
+            let toolset = AgentToolset(root: root.appendingPathComponent("hands"))
+            let runner = TurnRunner(
+                log: log, model: AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: model.baseURL, apiKey: "scripted")),
+                hand: toolset, deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "m")
+            )
+            let session = SessionID.make()
+            try await log.create(session)
+            _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("compute")])])])])
+            let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
+            await model.stop()
+            #expect(outcome.stopReason == "end_turn")
+            let result = try #require(try await log.read(session, limit: 100).first { $0.type == "agent.tool_result" })
+            #expect(result.json.contains("42"), "\(result.json)")
+            #expect(result.json.contains("\"is_error\":false"))
+            #expect(try String(contentsOf: toolset.workspace(session).appendingPathComponent("answer.txt"), encoding: .utf8) == "42\n")
+        }
+    }
+}
