@@ -129,7 +129,9 @@ public struct Sandbox: Sendable {
                 break
             }
             do {
-                try await Task.sleep(for: .milliseconds(5))
+                // Most calls are short: poll finely at first, then back off.
+                let elapsed = ContinuousClock.now - (deadline - limit)
+                try await Task.sleep(for: elapsed < .milliseconds(50) ? .milliseconds(1) : .milliseconds(5))
             } catch {
                 // Cancelled (an interrupt): end everything the command started.
                 await child.kill()

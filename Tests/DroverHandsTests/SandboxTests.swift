@@ -139,3 +139,23 @@ struct SandboxTests {
         #expect(ContinuousClock.now - started < .seconds(15))
     }
 }
+
+@Suite("Sandbox death", .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
+struct SandboxDeathTests {
+    @Test("the sandbox killed mid-call gives an error result; the workspace survives and the next call works")
+    func killedMidCall() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-death-\(Identifier.make(prefix: "d").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
+        let marker = "drover-death-\(Identifier.make(prefix: "m").suffix(8))"
+        let call = Task { try await sandbox.run("echo before > kept.txt; sleep 30 # \(marker)") }
+        try await Task.sleep(for: .milliseconds(300))
+        let killed = try await runProgram("/usr/bin/pkill", ["-KILL", "-f", "bwrap.*\(marker)"])
+        #expect(killed.status == 0, "no sandbox to kill")
+        let result = try await call.value
+        #expect(result.exitCode != 0 && !result.timedOut)
+        #expect(try String(contentsOf: root.appendingPathComponent("ws/kept.txt"), encoding: .utf8) == "before\n")
+        let next = try await sandbox.run("cat kept.txt")
+        #expect(next.exitCode == 0 && next.output == "before\n")
+    }
+}
