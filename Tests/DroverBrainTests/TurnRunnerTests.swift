@@ -300,6 +300,48 @@ struct CustomToolTests {
         }
     }
 
+    @Test("always_ask holds tool calls for user.tool_confirmation: allowed ones run, denied ones say why")
+    func confirmations() async throws {
+        try await withBrain(script: """
+            turns:
+              - tool_uses:
+                  - {name: echo, input: {text: "allowed output"}}
+                  - {name: echo, input: {text: "must not run"}}
+              - text: "Done."
+            """) { brain in
+            let toolset = AgentSnapshot.ToolsetConfig(configs: [.init(name: "echo", permissionPolicy: .init(type: "always_ask"))])
+            let session = SessionID.make()
+            try await brain.log.create(session, agent: AgentSnapshot(model: "m", toolset: toolset).json)
+            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
+            let runner = brain.runner()
+            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "requires_action")
+            var events = try await brain.log.read(session, limit: 1000)
+            let uses = events.filter { $0.type == "agent.tool_use" }
+            #expect(uses.count == 2)
+            #expect(uses.allSatisfy { $0.value.objectValue?["evaluated_permission"] == .string("ask") && $0.value.objectValue?["evaluation"] == .object(["type": .string("always_ask")]) })
+            #expect(!events.contains { $0.type == "agent.tool_result" })
+
+            func confirm(_ use: StoredEvent, _ body: String) async throws {
+                _ = try await brain.log.append(session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)",\#(body)}]}"#))
+            }
+            try await confirm(uses[0], #""result":"allow""#)
+            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "requires_action")
+            events = try await brain.log.read(session, limit: 1000)
+            #expect(events.last?.value.objectValue?["stop_reason"] == .object(["type": .string("requires_action"), "event_ids": .array([.string(uses[1].id)])]))
+
+            try await confirm(uses[1], #""result":"deny","deny_message":"not on student files""#)
+            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "end_turn")
+            events = try await brain.log.read(session, limit: 1000)
+            let results = events.filter { $0.type == "agent.tool_result" }
+            #expect(results.count == 2)
+            #expect(results.first { $0.json.contains(uses[0].id) }?.json.contains("allowed output") == true)
+            let denied = try #require(results.first { $0.json.contains(uses[1].id) })
+            #expect(denied.json.contains("denied") && denied.json.contains("not on student files") && denied.json.contains("\"is_error\":true"))
+            #expect(!events.contains { $0.json.contains("must not run") && $0.type == "agent.tool_result" })
+            expectWireShapes(events)
+        }
+    }
+
     @Test("a turn that reaches its model-request budget stops with budget_reached")
     func budget() async throws {
         try await withBrain(script: """

@@ -13,6 +13,66 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
     /// Tools the client runs: a call idles the session with `requires_action` until the client
     /// sends `user.custom_tool_result`.
     public var customTools: [CustomTool]
+    /// The built-in toolset's `default_config` and per-tool `configs`, as in the SDK's
+    /// `agent_toolset_20260401`: whether a tool is enabled, and its permission policy.
+    public var toolset: ToolsetConfig
+
+    public struct ToolsetConfig: Sendable, Codable, Equatable {
+        public struct Policy: Sendable, Codable, Equatable {
+            /// `always_allow` or `always_ask`.
+            public var type: String
+            public init(type: String) { self.type = type }
+        }
+
+        public struct DefaultConfig: Sendable, Codable, Equatable {
+            public var enabled: Bool
+            public var permissionPolicy: Policy
+            enum CodingKeys: String, CodingKey {
+                case enabled
+                case permissionPolicy = "permission_policy"
+            }
+            public init(enabled: Bool = true, permissionPolicy: Policy = Policy(type: "always_allow")) {
+                self.enabled = enabled
+                self.permissionPolicy = permissionPolicy
+            }
+        }
+
+        public struct ToolConfig: Sendable, Codable, Equatable {
+            public var name: String
+            public var enabled: Bool?
+            public var permissionPolicy: Policy?
+            enum CodingKeys: String, CodingKey {
+                case name, enabled
+                case permissionPolicy = "permission_policy"
+            }
+            public init(name: String, enabled: Bool? = nil, permissionPolicy: Policy? = nil) {
+                self.name = name
+                self.enabled = enabled
+                self.permissionPolicy = permissionPolicy
+            }
+        }
+
+        public var defaultConfig: DefaultConfig
+        public var configs: [ToolConfig]
+
+        enum CodingKeys: String, CodingKey {
+            case configs
+            case defaultConfig = "default_config"
+        }
+
+        public init(defaultConfig: DefaultConfig = DefaultConfig(), configs: [ToolConfig] = []) {
+            self.defaultConfig = defaultConfig
+            self.configs = configs
+        }
+
+        public func isEnabled(_ tool: String) -> Bool {
+            configs.first { $0.name == tool }?.enabled ?? defaultConfig.enabled
+        }
+
+        public func asks(_ tool: String) -> Bool {
+            (configs.first { $0.name == tool }?.permissionPolicy ?? defaultConfig.permissionPolicy).type == "always_ask"
+        }
+    }
 
     public struct CustomTool: Sendable, Codable, Equatable {
         public var name: String
@@ -32,7 +92,8 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
     }
 
     public init(model: String, system: String? = nil, maxTokens: Int = 4096, maxModelRequestsPerTurn: Int = 50,
-                toolTimeoutSeconds: Double = 600, customTools: [CustomTool] = []) {
+                toolTimeoutSeconds: Double = 600, customTools: [CustomTool] = [], toolset: ToolsetConfig = ToolsetConfig()) {
+        self.toolset = toolset
         self.model = model
         self.system = system
         self.maxTokens = maxTokens
@@ -47,6 +108,7 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         case maxModelRequestsPerTurn = "max_model_requests_per_turn"
         case toolTimeoutSeconds = "tool_timeout_seconds"
         case customTools = "custom_tools"
+        case toolset
     }
 
     public init(from decoder: Decoder) throws {
@@ -57,6 +119,7 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         maxModelRequestsPerTurn = try container.decodeIfPresent(Int.self, forKey: .maxModelRequestsPerTurn) ?? 50
         toolTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .toolTimeoutSeconds) ?? 600
         customTools = try container.decodeIfPresent([CustomTool].self, forKey: .customTools) ?? []
+        toolset = try container.decodeIfPresent(ToolsetConfig.self, forKey: .toolset) ?? ToolsetConfig()
     }
 
     public var json: String {

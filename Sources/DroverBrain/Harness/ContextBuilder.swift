@@ -38,7 +38,39 @@ public enum ContextBuilder {
     /// Tool uses Drover runs itself (`agent.tool_use`, `agent.mcp_tool_use`) with no result: a
     /// crash cut them off. Custom tool uses are left out: the client answers those.
     public static func danglingToolUses(in events: [StoredEvent]) -> [StoredEvent] {
-        openToolUses(in: events).filter { $0.type != "agent.custom_tool_use" }
+        let waiting = Set(awaitingConfirmation(in: events).map(\.id))
+        // A confirmed tool use runs after the session.status_running that follows its
+        // confirmation; without one, it has not started and is not a crash victim.
+        var confirmedAt: [String: Int64] = [:]
+        for event in events where event.type == "user.tool_confirmation" {
+            if let id = event.value.objectValue?["tool_use_id"]?.stringValue { confirmedAt[id] = event.seq }
+        }
+        let lastRunning = events.last { $0.type == "session.status_running" }?.seq ?? 0
+        return openToolUses(in: events).filter { use in
+            if use.type == "agent.custom_tool_use" || waiting.contains(use.id) { return false }
+            if let confirmed = confirmedAt[use.id], lastRunning < confirmed { return false }
+            return true
+        }
+    }
+
+    /// Tool uses held for `user.tool_confirmation` (evaluated_permission "ask") that no
+    /// confirmation has answered yet.
+    public static func awaitingConfirmation(in events: [StoredEvent]) -> [StoredEvent] {
+        let answered = Set(confirmations(in: events).keys)
+        return openToolUses(in: events).filter {
+            $0.type == "agent.tool_use" && $0.value.objectValue?["evaluated_permission"]?.stringValue == "ask" && !answered.contains($0.id)
+        }
+    }
+
+    /// The confirmations received, by tool use id: allowed, and the deny message if denied.
+    public static func confirmations(in events: [StoredEvent]) -> [String: (allow: Bool, message: String?)] {
+        var answers: [String: (allow: Bool, message: String?)] = [:]
+        for event in events where event.type == "user.tool_confirmation" {
+            let fields = event.value.objectValue ?? [:]
+            guard let id = fields["tool_use_id"]?.stringValue else { continue }
+            answers[id] = (fields["result"]?.stringValue == "allow", fields["deny_message"]?.stringValue)
+        }
+        return answers
     }
 
     /// Custom tool uses still waiting for the client's `user.custom_tool_result`.

@@ -75,14 +75,24 @@ public final class TurnRunner: Sendable {
         guard Self.needsTurn(state.events) else {
             return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0)
         }
-        // Some custom tool results arrived but not all: idle again with the remainder.
-        let pending = ContextBuilder.pendingCustomToolUses(in: state.events)
+        // Some answers arrived but not all: idle again with the remainder.
+        let pending = ContextBuilder.pendingCustomToolUses(in: state.events) + ContextBuilder.awaitingConfirmation(in: state.events)
         if !pending.isEmpty {
             try await append(session, fence, state, [Self.requiresAction(pending.map(\.id))])
             return TurnOutcome(stopReason: "requires_action", modelRequests: 0)
         }
         if state.events.last(where: { $0.type.hasPrefix("session.status_") })?.type != "session.status_running" {
             try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
+        }
+        // Confirmed tool uses run now; denied ones get the denial as their result.
+        let answers = ContextBuilder.confirmations(in: state.events)
+        for use in ContextBuilder.openToolUses(in: state.events) where use.type == "agent.tool_use" {
+            guard let answer = answers[use.id] else { continue }
+            let fields = use.value.objectValue ?? [:]
+            let result: ToolResult = answer.allow
+                ? try await execute(fields["name"]?.stringValue ?? "", fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
+                : .text("the user denied this tool call" + (answer.message.map { ": \($0)" } ?? ""), isError: true)
+            try await append(session, fence, state, [Self.toolResult(useId: use.id, result: result)])
         }
         let watchFrom = state.lastSeq
         let sink = deltas.sink(for: session)
@@ -129,7 +139,7 @@ public final class TurnRunner: Sendable {
             state.openModelRequest = startId
             let request = ModelRequest(
                 model: agent.model, system: agent.system, messages: ContextBuilder.messages(from: state.events),
-                tools: hand.tools + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
+                tools: hand.tools.filter { agent.toolset.isEnabled($0.name) } + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
                 maxTokens: agent.maxTokens
             )
             let customNames = Set(agent.customTools.map(\.name))
@@ -198,9 +208,11 @@ public final class TurnRunner: Sendable {
                 if customNames.contains(use.name) {
                     events.append(NewEvent(type: .agentCustomToolUse, fields: ["name": .string(use.name), "input": use.input]))
                 } else {
+                    let asks = agent.toolset.asks(use.name)
                     events.append(NewEvent(type: .agentToolUse, fields: [
                         "name": .string(use.name), "input": use.input,
-                        "evaluated_permission": .string("allow"), "evaluation": .object(["type": .string("always_allow")]),
+                        "evaluated_permission": .string(asks ? "ask" : "allow"),
+                        "evaluation": .object(["type": .string(asks ? "always_ask" : "always_allow")]),
                     ]))
                 }
             }
@@ -216,8 +228,12 @@ public final class TurnRunner: Sendable {
             var waitingOnClient: [String] = []
             for (offset, use) in toolUses.enumerated() {
                 let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
-                if customNames.contains(use.name) {
+                if customNames.contains(use.name) || agent.toolset.asks(use.name) {
                     waitingOnClient.append(useId)
+                    continue
+                }
+                if !agent.toolset.isEnabled(use.name) {
+                    try await append(session, fence, state, [Self.toolResult(useId: useId, result: .text("the tool \(use.name) is not enabled for this agent", isError: true))])
                     continue
                 }
                 let result = try await execute(use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
