@@ -103,6 +103,36 @@ struct TurnRunnerTests {
         }
     }
 
+    @Test("streamed deltas are published on the session's channel, in order, for previews")
+    func deltasPublished() async throws {
+        try await withBrain(script: """
+            turns:
+              - text: "one two three four five"
+                ttft_ms: 400
+                tokens_per_second: 50
+            """) { brain in
+            let session = try await brain.newSession(saying: "stream please")
+            guard case .unix(let socket) = brain.server.url.endpoint else { Issue.record("expected a unix socket"); return }
+            let capture = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent().appendingPathComponent("deltas.txt").path
+            let subscriber = try ChildProcess(
+                executable: "/usr/bin/redis-cli", arguments: ["-s", socket, "--no-raw", "SUBSCRIBE", DeltaPublisher.channel(session)],
+                outputPath: capture
+            )
+            defer { subscriber.signal(SIGKILL) }
+            try await Task.sleep(for: .milliseconds(200))   // subscribed before the first token (ttft 400 ms)
+            let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(outcome.stopReason == "end_turn")
+            try await Task.sleep(for: .milliseconds(200))
+            let published = (try? String(contentsOfFile: capture, encoding: .utf8)) ?? ""
+            let pieces = published.split(separator: "\n").compactMap { line -> String? in
+                guard let start = line.firstIndex(of: "{") else { return nil }
+                let json = String(line[start...]).replacingOccurrences(of: "\\\"", with: "\"").trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                return (try? JSONValue.parse(json))?.objectValue?["text"]?.stringValue
+            }
+            #expect(pieces.joined() == "[scripted] one two three four five", "\(published)")
+        }
+    }
+
     @Test("a tool use left without a result by a crash gets exactly one error result and is not run again")
     func danglingToolUse() async throws {
         try await withBrain(script: """
