@@ -58,8 +58,8 @@ struct LogBench: AsyncParsableCommand {
         let log = SessionLog(redis: redis, database: database)
         let ids = (0..<sessions).map { _ in SessionID.make() }
         for id in ids { try await log.create(id) }
-        let lags = LagCollector()
-        let recorder = Recorder(redis: redis, database: database, lagObserver: { lags.add($0) })
+        let lags = Locked<[Double]>([])
+        let recorder = Recorder(redis: redis, database: database, lagObserver: { batch in lags.withLock { $0 += batch } })
         let recording = Task { try await recorder.run() }
 
         let (events, appenders, perAppend, rate) = (self.events, self.appenders, self.perAppend, self.rate)
@@ -125,7 +125,7 @@ struct LogBench: AsyncParsableCommand {
             guard snapshot.events.count == wakeEvents, snapshot.source == .sqlite else { throw ValidationError("wake from SQLite returned \(snapshot.events.count) events from \(snapshot.source)") }
         }
 
-        let lag = lags.sorted
+        let lag = lags.value.sorted()
         return .object([
             "benchmark": .string("log"),
             "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
@@ -149,15 +149,6 @@ struct LogBench: AsyncParsableCommand {
             ]),
         ])
     }
-}
-
-/// Lags from the recorder's batches, collected across tasks.
-final class LagCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [Double] = []
-
-    func add(_ lags: [Double]) { lock.withLock { values += lags } }
-    var sorted: [Double] { lock.withLock { values.sorted() } }
 }
 
 func percentile(_ sorted: [Double], _ p: Double) -> Double {

@@ -7,7 +7,7 @@ final class RuntimeEnvironment: Sendable {
     let configuration: DroverConfiguration
     let redis: RedisClient
     let embedded: EmbeddedRedis?
-    private let databaseBox = SendableLazy<MirrorDatabase>()
+    private let databaseBox = Locked<MirrorDatabase?>(nil)
 
     private init(configuration: DroverConfiguration, redis: RedisClient, embedded: EmbeddedRedis?) {
         self.configuration = configuration
@@ -17,7 +17,12 @@ final class RuntimeEnvironment: Sendable {
 
     /// The SQLite mirror at `DROVER_DB`, opened (and migrated) on first use.
     func database() throws -> MirrorDatabase {
-        try databaseBox.get { try MirrorDatabase(path: configuration.databasePath.path) }
+        try databaseBox.withLock { database in
+            if let database { return database }
+            let opened = try MirrorDatabase(path: configuration.databasePath.path)
+            database = opened
+            return opened
+        }
     }
 
     var sessionLog: SessionLog {
@@ -100,21 +105,6 @@ func withRuntime<T>(
         } catch {
             await environment.close()
             throw error
-        }
-    }
-}
-
-/// A value made once, on first use, by whichever caller gets there first.
-final class SendableLazy<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value?
-
-    func get(_ make: () throws -> Value) throws -> Value {
-        try lock.withLock {
-            if let value { return value }
-            let made = try make()
-            value = made
-            return made
         }
     }
 }

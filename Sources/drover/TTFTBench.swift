@@ -65,13 +65,16 @@ struct TTFTBench: AsyncParsableCommand {
     private func measure(eager: Bool, redis: RedisClient, database: MirrorDatabase, model: ScriptedModelServer) async throws -> JSONValue {
         let log = SessionLog(redis: redis, database: database)
         let queue = TaskQueue(redis: redis)
-        let firstTokens = FirstTokenClock()
+        let firstTokens = Locked<[SessionID: ContinuousClock.Instant]>([:])
         let runner = TurnRunner(
             log: log,
             model: AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: model.baseURL, apiKey: "scripted")),
             hand: InProcessHand(provisioningDelay: .milliseconds(provisionMs)),
             deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "bench"),
-            eagerHands: eager, onFirstToken: { firstTokens.mark($0) }
+            eagerHands: eager, onFirstToken: { session in
+                let now = ContinuousClock.now
+                firstTokens.withLock { if $0[session] == nil { $0[session] = now } }
+            }
         )
         var workerOptions = Worker.Options()
         workerOptions.concurrency = concurrency
@@ -91,11 +94,11 @@ struct TTFTBench: AsyncParsableCommand {
                 try await TurnQueue.enqueue(queue, session: session)
             }
             let deadline = ContinuousClock.now + .seconds(60)
-            while started.contains(where: { firstTokens.time($0.0) == nil }) && ContinuousClock.now < deadline {
+            while started.contains(where: { firstTokens.value[$0.0] == nil }) && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(5))
             }
             for (session, at) in started {
-                guard let first = firstTokens.time(session) else { throw ValidationError("session \(session) got no first token within 60 s") }
+                guard let first = firstTokens.value[session] else { throw ValidationError("session \(session) got no first token within 60 s") }
                 latencies.append((first - at).seconds * 1000)
             }
             // Let the wave's turns finish before the next, so waves do not queue behind each other.
@@ -115,12 +118,4 @@ struct TTFTBench: AsyncParsableCommand {
             "orchestration_overhead_p95_ms": .number(round3(percentile(overhead, 95))),
         ])
     }
-}
-
-final class FirstTokenClock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var times: [SessionID: ContinuousClock.Instant] = [:]
-
-    func mark(_ session: SessionID) { lock.withLock { if times[session] == nil { times[session] = ContinuousClock.now } } }
-    func time(_ session: SessionID) -> ContinuousClock.Instant? { lock.withLock { times[session] } }
 }

@@ -27,7 +27,7 @@ struct RecorderCrashTests {
 
             let sessions = (0..<20).map { _ in SessionID.make() }
             for session in sessions { try await log.create(session) }
-            let appended = LockedValue([String: Int]())
+            let appended = Locked([String: Int]())
             func appendBatches(_ range: Range<Int>) async throws {
                 for round in range {
                     let session = sessions[round % sessions.count]

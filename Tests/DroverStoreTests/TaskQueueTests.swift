@@ -106,8 +106,8 @@ struct TaskQueueTests {
             // Each worker sometimes sleeps past its lease before acking, so tasks are swept and
             // claimed again while the first holder still thinks it has them.
             let ttl: Int64 = 40
-            let acked = LockedValue<[String: Int]>([:])
-            let leases = LockedValue<[TaskLease]>([])
+            let acked = Locked<[String: Int]>([:])
+            let leases = Locked<[TaskLease]>([])
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<8 {
                     group.addTask {
@@ -361,7 +361,7 @@ struct TaskQueueTests {
     @Test("Redis restarts (AOF) mid-run: no acknowledged enqueue is lost, clients reconnect by themselves")
     func redisRestart() async throws {
         try await withQueue { queue, name, server in
-            let accepted = LockedValue<[String]>([])
+            let accepted = Locked<[String]>([])
             let producer = Task {
                 for n in 0..<1500 {
                     let result = try await queue.enqueue(name, payload: "{\"n\":\(n)}")

@@ -8,7 +8,7 @@ import Foundation
 public final class InProcessHand: Hand {
     /// How long `prepare` takes, to model slow sandbox provisioning in benchmarks.
     public let provisioningDelay: Duration
-    private let prepared = SendableSet()
+    private let prepared = Locked(Set<String>())
 
     public init(provisioningDelay: Duration = .zero) {
         self.provisioningDelay = provisioningDelay
@@ -28,9 +28,9 @@ public final class InProcessHand: Hand {
     }
 
     public func prepare(session: SessionID) async {
-        guard provisioningDelay > .zero, !prepared.contains(session.rawValue) else { return }
+        guard provisioningDelay > .zero, !prepared.value.contains(session.rawValue) else { return }
         try? await Task.sleep(for: provisioningDelay)
-        prepared.insert(session.rawValue)
+        prepared.withLock { _ = $0.insert(session.rawValue) }
     }
 
     public func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult {
@@ -52,12 +52,4 @@ public final class InProcessHand: Hand {
             return .text("unknown tool '\(name)'; available: echo, sleep", isError: true)
         }
     }
-}
-
-final class SendableSet: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values = Set<String>()
-
-    func contains(_ value: String) -> Bool { lock.withLock { values.contains(value) } }
-    func insert(_ value: String) { _ = lock.withLock { values.insert(value) } }
 }

@@ -22,7 +22,8 @@ public final class Worker: Sendable {
     public let queue: TaskQueue
     public let runner: TurnRunner
     public let options: Options
-    private let draining = SendableFlag()
+    /// When draining began plus the drain timeout; nil while not draining.
+    private let drainDeadline = Locked<ContinuousClock.Instant?>(nil)
     private let logger = Logger(label: "drover.worker")
 
     public init(queue: TaskQueue, runner: TurnRunner, options: Options = Options()) {
@@ -44,13 +45,14 @@ public final class Worker: Sendable {
     /// Stops claiming new tasks. Turns in flight get `drainTimeout` to finish, then are cancelled
     /// and handed back.
     public func drain() {
-        draining.set(deadline: ContinuousClock.now + options.drainTimeout)
+        let deadline = ContinuousClock.now + options.drainTimeout
+        drainDeadline.withLock { if $0 == nil { $0 = deadline } }
     }
 
     private func claimLoop(slot: Int) async throws {
         let consumer = queue.consumer(options.queue, workerId: "\(options.workerId)/\(slot)")
         defer { consumer.close() }
-        while !draining.isSet {
+        while drainDeadline.value == nil {
             let leases: [TaskLease]
             do {
                 leases = try await consumer.next(max: 1, leaseTTL: options.leaseTTL, wait: .seconds(1))
@@ -103,7 +105,7 @@ public final class Worker: Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: min(interval, .milliseconds(200)))
                     if Task.isCancelled { return nil }
-                    if self.draining.deadlinePassed { return .success(.drained) }
+                    if let deadline = self.drainDeadline.value, ContinuousClock.now >= deadline { return .success(.drained) }
                     guard ContinuousClock.now >= nextBeat else { continue }
                     nextBeat = ContinuousClock.now + interval
                     if case .lost(let problem)? = try? await self.queue.heartbeat(&held, leaseTTL: self.options.leaseTTL) {
@@ -138,13 +140,4 @@ public final class Worker: Sendable {
             _ = try? await queue.fail(lease, error: "\(error)", retryable: true)
         }
     }
-}
-
-final class SendableFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var deadline: ContinuousClock.Instant?
-
-    func set(deadline: ContinuousClock.Instant) { lock.withLock { if self.deadline == nil { self.deadline = deadline } } }
-    var isSet: Bool { lock.withLock { deadline != nil } }
-    var deadlinePassed: Bool { lock.withLock { deadline.map { ContinuousClock.now >= $0 } ?? false } }
 }

@@ -45,7 +45,7 @@ public final class Recorder: Sendable {
     public let database: MirrorDatabase
     public let options: Options
     private let log: SessionLog
-    private let statsBox = SendableBox(Stats())
+    private let statsBox = Locked(Stats())
     private let logger = Logger(label: "drover.recorder")
     /// Called with each batch's lags, for benchmarks.
     private let lagObserver: (@Sendable ([Double]) -> Void)?
@@ -145,7 +145,7 @@ public final class Recorder: Sendable {
             }
         }
         if trimmed > 0 {
-            statsBox.value.trimmedSessions += trimmed
+            statsBox.withLock { $0.trimmedSessions += trimmed }
         }
         return trimmed
     }
@@ -154,7 +154,8 @@ public final class Recorder: Sendable {
         for stream in Self.streams {
             do {
                 try await redis.send(["XGROUP", "CREATE", stream, options.group, "0", "MKSTREAM"])
-            } catch let error as RedisError {
+            } catch {
+                // send throws RedisError only; BUSYGROUP means the group exists already.
                 guard case .serverError(let code, _) = error, code == "BUSYGROUP" else { throw error }
             }
         }
@@ -200,16 +201,15 @@ public final class Recorder: Sendable {
         let committed = Date().timeIntervalSince1970 * 1000
         let commitCost = committed - now
         lags = lags.map { $0 + commitCost }
-        let stats = {
-            var stats = statsBox.value
+        let lastLag = lags.max() ?? 0
+        let stats = statsBox.withLock { stats in
             stats.eventsRecorded += batch.count
             stats.batches += 1
             stats.lastBatchSize = batch.count
-            stats.lastLagMs = lags.max() ?? 0
-            stats.maxLagMs = max(stats.maxLagMs, stats.lastLagMs)
+            stats.lastLagMs = lastLag
+            stats.maxLagMs = max(stats.maxLagMs, lastLag)
             return stats
-        }()
-        statsBox.value = stats
+        }
         var commands: [[String]] = []
         for (stream, ids) in entryIds {
             commands.append(["XACK", stream, options.group] + ids)

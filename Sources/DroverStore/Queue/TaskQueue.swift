@@ -273,7 +273,7 @@ public final class QueueConsumer: Sendable {
     private let queue: TaskQueue
     private let connection: RedisBlockingConnection
     private let sweepInterval: Duration
-    private let lastSweep = SendableBox(ContinuousClock.now - .seconds(3600))
+    private let lastSweep = Locked(ContinuousClock.now - .seconds(3600))
 
     init(queue: TaskQueue, name: QueueName, workerId: String, sweepInterval: Duration) {
         self.queue = queue
@@ -291,7 +291,7 @@ public final class QueueConsumer: Sendable {
         while true {
             try Task.checkCancellation()
             if clock.now - lastSweep.value >= sweepInterval {
-                lastSweep.value = clock.now
+                lastSweep.withLock { $0 = clock.now }
                 _ = try await queue.sweep(name, interval: sweepInterval)
             }
             let claimed = try await queue.claim(name, workerId: workerId, leaseTTL: leaseTTL, max: max)
@@ -307,18 +307,5 @@ public final class QueueConsumer: Sendable {
 
     public func close() {
         connection.close()
-    }
-}
-
-/// A value guarded by a lock, for state a `Sendable` class mutates from one task at a time.
-final class SendableBox<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-
-    init(_ value: Value) { stored = value }
-
-    var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
     }
 }
