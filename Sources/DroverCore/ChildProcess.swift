@@ -96,6 +96,14 @@ public final class ChildProcess: @unchecked Sendable {
 
     public var isRunning: Bool { exitStatus == nil }
 
+    /// The exit code once the child has exited, as a shell reports it: its own code, or 128 plus
+    /// the signal that ended it.
+    public var exitCode: Int32? {
+        guard let raw = exitStatus else { return nil }
+        if raw == -1 { return -1 }
+        return (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+    }
+
     public func signal(_ signal: Int32) {
         if isRunning { Glibc.kill(pid, signal) }
     }

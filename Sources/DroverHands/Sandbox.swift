@@ -111,7 +111,7 @@ public struct Sandbox: Sendable {
                          "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments
         }
         // The output file must be writable by nobody too: create it first, then hand it over.
-        FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600])
         if getuid() == 0 { chown(log, Self.unprivileged, Self.unprivileged) }
         let child = try ChildProcess(executable: executable, arguments: arguments, environment: [:], outputPath: log)
         let limit = wallClock ?? limits.wallClock
@@ -142,8 +142,7 @@ public struct Sandbox: Sendable {
             // bubblewrap's pid 1 dying ends every process in the sandbox's pid namespace.
             await child.kill()
         }
-        let raw = child.exitStatus ?? -1
-        let exitCode: Int32 = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        let exitCode = child.exitCode ?? -1
         let (output, truncated) = Self.read(log, limit: limits.outputBytes)
         var text = output
         if truncated || overflowed {

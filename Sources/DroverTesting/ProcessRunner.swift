@@ -39,8 +39,5 @@ public func runProgramSeparately(
     }
     let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
     let errorOutput = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
-    let raw = child.exitStatus ?? -1
-    // Decode the wait status: normal exit code, or 128 + signal.
-    let status: Int32 = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
-    return (status, output, errorOutput)
+    return (child.exitCode ?? -1, output, errorOutput)
 }

@@ -218,10 +218,3 @@ struct QueueBench: AsyncParsableCommand {
         } while cursor != "0"
     }
 }
-
-extension Duration {
-    var seconds: Double {
-        let (whole, fraction) = components
-        return Double(whole) + Double(fraction) / 1e18
-    }
-}

@@ -1,3 +1,4 @@
+import DroverBrain
 import DroverCore
 import DroverStore
 import Foundation
@@ -36,7 +37,7 @@ struct TimelineRenderer {
             let kind = event.type == "agent.tool_use" ? "tool" : (event.type == "agent.mcp_tool_use" ? "mcp tool" : "custom tool")
             return line(kind, "\(name) \(Self.clip(Self.compact(fields["input"]), width - name.count - 1))")
         case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-            let useId = fields["tool_use_id"]?.stringValue ?? fields["mcp_tool_use_id"]?.stringValue ?? fields["custom_tool_use_id"]?.stringValue ?? ""
+            let useId = ContextBuilder.answeredToolUse(fields) ?? ""
             let started = toolStarts.removeValue(forKey: useId)
             let took = zip2(started?.at, at).map { String(format: " (%.2fs)", $1.timeIntervalSince($0)) } ?? ""
             let failed = fields["is_error"] == .bool(true)
@@ -80,9 +81,7 @@ struct TimelineRenderer {
     static func compact(_ value: JSONValue?) -> String {
         guard let value else { return "" }
         if case .string(let text) = value { return text }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return value.compactJSON
     }
 
     static func clip(_ text: String, _ limit: Int) -> String {

@@ -1,4 +1,5 @@
 import CCurl
+import DroverCore
 import Foundation
 import Synchronization
 
@@ -128,7 +129,7 @@ private final class Transfer: @unchecked Sendable {
         _ = drover_curl_setopt_string(curl, CURLOPT_CUSTOMREQUEST, request.method)
         _ = drover_curl_setopt_slist(curl, CURLOPT_HTTPHEADER, list)
         _ = drover_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
-        _ = drover_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.components.seconds * 1000 + request.connectTimeout.components.attoseconds / 1_000_000_000_000_000))
+        _ = drover_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds))
         // A read timeout: abort when fewer than 1 byte/s arrive for readTimeout seconds.
         _ = drover_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, 1)
         _ = drover_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.readTimeout.components.seconds)))

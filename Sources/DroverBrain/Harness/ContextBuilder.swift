@@ -24,7 +24,7 @@ public enum ContextBuilder {
             case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
                 add(.assistant, [.toolUse(id: event.id, name: fields["name"]?.stringValue ?? "", input: fields["input"] ?? .object([:]))])
             case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-                let useId = fields["tool_use_id"]?.stringValue ?? fields["mcp_tool_use_id"]?.stringValue ?? fields["custom_tool_use_id"]?.stringValue ?? ""
+                let useId = ContextBuilder.answeredToolUse(fields) ?? ""
                 var content = contentBlocks(fields["content"])
                 if content.isEmpty { content = [.text("(no output)")] }
                 add(.user, [.toolResult(toolUseId: useId, content: content, isError: fields["is_error"] == .bool(true))])
@@ -33,6 +33,12 @@ public enum ContextBuilder {
             }
         }
         return messages
+    }
+
+    /// The tool use a result answers: `tool_use_id` (agent.tool_result), `mcp_tool_use_id`
+    /// (agent.mcp_tool_result) or `custom_tool_use_id` (user.custom_tool_result).
+    public static func answeredToolUse(_ fields: [String: JSONValue]) -> String? {
+        fields["tool_use_id"]?.stringValue ?? fields["mcp_tool_use_id"]?.stringValue ?? fields["custom_tool_use_id"]?.stringValue
     }
 
     /// Tool uses Drover runs itself (`agent.tool_use`, `agent.mcp_tool_use`) with no result: a
@@ -88,7 +94,7 @@ public enum ContextBuilder {
                 open[event.id] = event
                 order.append(event.id)
             case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-                let useId = fields["tool_use_id"]?.stringValue ?? fields["mcp_tool_use_id"]?.stringValue ?? fields["custom_tool_use_id"]?.stringValue ?? ""
+                let useId = ContextBuilder.answeredToolUse(fields) ?? ""
                 open.removeValue(forKey: useId)
             default:
                 break

@@ -34,10 +34,7 @@ public struct DeltaSink: Sendable {
     let continuation: AsyncStream<String>.Continuation
 
     public func send(_ fields: [String: JSONValue]) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(JSONValue.object(fields)) else { return }
-        continuation.yield(String(decoding: data, as: UTF8.self))
+        continuation.yield(JSONValue.object(fields).compactJSON)
     }
 
     public func finish() { continuation.finish() }

@@ -273,7 +273,7 @@ public final class TurnRunner: Sendable {
         let previousActive = state.events.last(where: { $0.type == "session.usage" })?.value.objectValue?["usage"]?.objectValue?["active_seconds"]
         var active = 0.0
         if case .number(let seconds)? = previousActive { active = seconds }
-        active += (ContinuousClock.now - started).secondsValue
+        active += (ContinuousClock.now - started).seconds
         try await append(session, fence, state, [
             NewEvent(type: .sessionUsage, fields: ["usage": .object([
                 "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
@@ -374,12 +374,5 @@ final class TurnState: @unchecked Sendable {
     func refresh(_ log: SessionLog, _ session: SessionID) async throws {
         let newer = try await log.read(session, afterSeq: lastSeq, limit: 10_000)
         lock.withLock { _events += newer }
-    }
-}
-
-extension Duration {
-    var secondsValue: Double {
-        let (whole, fraction) = components
-        return Double(whole) + Double(fraction) / 1e18
     }
 }

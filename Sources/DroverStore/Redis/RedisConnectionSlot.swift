@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 import Synchronization
 
@@ -113,17 +114,5 @@ final class RedisConnectionSlot: @unchecked Sendable {
         connection?.close()
         connection = nil
         socket.withLock { $0 = -1 }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let (whole, fraction) = components
-        return Double(whole) + Double(fraction) / 1e18
-    }
-
-    var milliseconds: Int64 {
-        let (whole, fraction) = components
-        return whole * 1000 + fraction / 1_000_000_000_000_000
     }
 }

@@ -84,9 +84,7 @@ public struct NewEvent: Sendable, Equatable {
         body.removeValue(forKey: "id")
         body.removeValue(forKey: "processed_at")
         body.removeValue(forKey: "type")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let rest = (try? encoder.encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let rest = JSONValue.object(body).compactJSON
         let typeField = "{\"type\":\"\(type)\""
         json = rest == "{}" ? typeField + "}" : typeField + "," + rest.dropFirst()
     }

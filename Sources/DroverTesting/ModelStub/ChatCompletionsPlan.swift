@@ -17,7 +17,7 @@ struct ChatCompletionsPlan: Sendable {
 
     func stream(into writer: inout any ResponseBodyWriter) async throws {
         func send(_ value: JSONValue) async throws {
-            try await writer.write(ByteBuffer(string: "data: \(ScriptedModelServer.encode(value))\n\n"))
+            try await writer.write(ByteBuffer(string: "data: \(value.compactJSON)\n\n"))
         }
         func chunk(_ delta: JSONValue, finish: String? = nil) -> JSONValue {
             .object([
@@ -39,7 +39,7 @@ struct ChatCompletionsPlan: Sendable {
                 "index": .number(Double(index)), "id": .string("call_scripted_\(index)"), "type": .string("function"),
                 "function": .object(["name": .string(use.name), "arguments": .string("")]),
             ])])])))
-            for piece in MessagePlan.chunks(ScriptedModelServer.encode(use.input), size: 12) {
+            for piece in MessagePlan.chunks(use.input.compactJSON, size: 12) {
                 try await send(chunk(.object(["tool_calls": .array([.object([
                     "index": .number(Double(index)), "function": .object(["arguments": .string(piece)]),
                 ])])])))

@@ -18,7 +18,7 @@ struct MessagePlan: Sendable {
     }
 
     private var outputTokens: Int {
-        max(1, ((text?.utf8.count ?? 0) + (turn.thinking?.utf8.count ?? 0) + turn.toolUses.reduce(0) { $0 + ScriptedModelServer.encode($1.input).utf8.count }) / 4)
+        max(1, ((text?.utf8.count ?? 0) + (turn.thinking?.utf8.count ?? 0) + turn.toolUses.reduce(0) { $0 + ($1.input).compactJSON.utf8.count }) / 4)
     }
 
     private var stopReason: String { turn.toolUses.isEmpty ? "end_turn" : "tool_use" }
@@ -37,17 +37,17 @@ struct MessagePlan: Sendable {
         for (index, use) in turn.toolUses.enumerated() {
             content.append(.object(["type": .string("tool_use"), "id": .string(toolIds[index]), "name": .string(use.name), "input": use.input]))
         }
-        return ScriptedModelServer.encode(.object([
+        return (JSONValue.object([
             "id": .string(id), "type": .string("message"), "role": .string("assistant"), "model": .string(model),
             "content": .array(content), "stop_reason": .string(stopReason), "stop_sequence": .null, "usage": usage,
-        ]))
+        ])).compactJSON
     }
 
     /// Writes the SSE stream, pacing deltas and dropping the connection where the script says.
     func stream(into writer: inout any ResponseBodyWriter) async throws {
         var written = 0
         func send(_ name: String, _ data: JSONValue) async throws {
-            var chunk = "event: \(name)\ndata: \(ScriptedModelServer.encode(data))\n\n"
+            var chunk = "event: \(name)\ndata: \(data.compactJSON)\n\n"
             if let limit = turn.dropAfterBytes, written + chunk.utf8.count > limit {
                 chunk = String(decoding: Array(chunk.utf8).prefix(max(0, limit - written)), as: UTF8.self)
                 try await writer.write(ByteBuffer(string: chunk))
@@ -99,7 +99,7 @@ struct MessagePlan: Sendable {
         for (offset, use) in turn.toolUses.enumerated() {
             try await send("content_block_start", .object(["type": .string("content_block_start"), "index": .number(Double(index)),
                 "content_block": .object(["type": .string("tool_use"), "id": .string(toolIds[offset]), "name": .string(use.name), "input": .object([:])])]))
-            let json = ScriptedModelServer.encode(use.input)
+            let json = use.input.compactJSON
             for piece in Self.chunks(json, size: 16) {
                 try await beforeDelta()
                 try await send("content_block_delta", .object(["type": .string("content_block_delta"), "index": .number(Double(index)),

@@ -147,14 +147,8 @@ public final class ScriptedModelServer: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[scriptedHeader] = "1"
-        let body = encode(.object(["type": .string("error"), "error": .object(["type": .string(type), "message": .string(message)])]))
+        let body = (JSONValue.object(["type": .string("error"), "error": .object(["type": .string(type), "message": .string(message)])])).compactJSON
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
-
-    static func encode(_ value: JSONValue) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
     }
 }
 
