@@ -20,8 +20,7 @@ struct HandsBench: AsyncParsableCommand {
     @Option(help: "Calls per measurement.") var calls = 200
 
     func run() async throws {
-        guard let bwrap = Sandbox.bubblewrap else { throw ValidationError("bubblewrap is not installed: apt-get install -y bubblewrap") }
-        _ = bwrap
+        guard Sandbox.bubblewrap != nil else { throw ValidationError("bubblewrap is not installed: apt-get install -y bubblewrap") }
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-hands-\(getpid())")
         defer { try? FileManager.default.removeItem(at: root) }
         let clock = ContinuousClock()

@@ -72,10 +72,7 @@ public final class Recorder: Sendable {
         var lastClaim = clock.now
         var lastRetention = clock.now
         while !Task.isCancelled {
-            let reply = try await connection.send(
-                ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize),
-                 "BLOCK", String(options.block.milliseconds), "STREAMS"] + Self.streams + Array(repeating: ">", count: mirrorShardCount)
-            )
+            let reply = try await connection.send(readGroup(from: ">", block: options.block))
             try await record(reply)
             if clock.now - lastClaim >= options.claimIdle {
                 lastClaim = clock.now
@@ -93,30 +90,31 @@ public final class Recorder: Sendable {
     @discardableResult
     public func runOnce() async throws -> Int {
         try await createGroups()
-        var total = try await drainPending()
+        let pending = try await drainPending()
+        return try await recordUntilEmpty(from: ">") + pending
+    }
+
+    /// Entries delivered to this consumer before a crash and never acked.
+    private func drainPending() async throws -> Int {
+        try await recordUntilEmpty(from: "0")
+    }
+
+    /// Reads and records batches until a read comes back empty. `from` is ">" for entries never
+    /// delivered, or "0" for this consumer's pending ones.
+    private func recordUntilEmpty(from position: String) async throws -> Int {
+        var total = 0
         while true {
-            let reply = try await redis.send(
-                ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize), "STREAMS"]
-                    + Self.streams + Array(repeating: ">", count: mirrorShardCount)
-            )
-            let count = try await record(reply)
+            let count = try await record(try await redis.send(readGroup(from: position, block: nil)))
             total += count
             if count == 0 { return total }
         }
     }
 
-    /// Entries delivered to this consumer before a crash and never acked.
-    private func drainPending() async throws -> Int {
-        var total = 0
-        while true {
-            let reply = try await redis.send(
-                ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize), "STREAMS"]
-                    + Self.streams + Array(repeating: "0", count: mirrorShardCount)
-            )
-            let count = try await record(reply)
-            total += count
-            if count == 0 { return total }
-        }
+    /// XREADGROUP over every mirror shard, from the same position in each.
+    private func readGroup(from position: String, block: Duration?) -> [String] {
+        var command = ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize)]
+        if let block { command += ["BLOCK", String(block.milliseconds)] }
+        return command + ["STREAMS"] + Self.streams + Array(repeating: position, count: mirrorShardCount)
     }
 
     /// Takes over entries that another recorder read and then died holding.
