@@ -62,14 +62,15 @@ public struct Sandbox: Sendable {
         ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// The read-only parts of the host the sandbox sees.
+    /// The read-only parts of the host the sandbox sees: those of these that exist, looked up once.
     static let systemPaths = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc/alternatives",
                               "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/mime.types"]
+        .filter { FileManager.default.fileExists(atPath: $0) }
 
     func arguments(command: String) -> [String] {
         var arguments = ["--unshare-all", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
                          "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for path in Self.systemPaths where FileManager.default.fileExists(atPath: path) {
+        for path in Self.systemPaths {
             arguments += ["--ro-bind", path, path]
         }
         if let shellState { arguments += ["--bind", shellState.path, "/run/shell"] }
