@@ -61,12 +61,23 @@ let package = Package(
             dependencies: ["DroverCore", "DroverBrain", "DroverStore"]
         ),
         .target(
+            name: "DroverJobs",
+            dependencies: [
+                "DroverCore",
+                "DroverStore",
+                "DroverBrain",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
             name: "DroverTesting",
             dependencies: [
                 "DroverCore",
                 "DroverStore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
@@ -78,6 +89,7 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverHands",
+                "DroverJobs",
                 "DroverStore",
                 "DroverTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -97,6 +109,10 @@ let package = Package(
             name: "DroverCoreTests",
             dependencies: ["DroverCore", "DroverTesting"],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "DroverJobsTests",
+            dependencies: ["DroverJobs", "DroverStore", "DroverCore", "DroverTesting"]
         ),
         .testTarget(
             name: "DroverStoreTests",

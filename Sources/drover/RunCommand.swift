@@ -1,24 +1,150 @@
 import ArgumentParser
+import DroverBrain
+import DroverCore
+import DroverHands
+import DroverJobs
+import DroverStore
 import Foundation
 
-/// `drover run` belongs to the Jobs issue. Until it lands it says so, rather than pretending.
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run a batch job from Jobs/ (not built yet).",
+        abstract: "Run a batch job from Jobs/: one agent session per item, with a report.",
         discussion: """
-        Batch jobs (one agent session per item, with a report) are not built yet: they need the
-        session log, the brain and the hands first. Today Drover provides the task queue;
-        see `drover queue --help` and `drover bench queue --help`.
+        Each item becomes a session, fanned out through the task queue to workers in this
+        process, at the job's `concurrency`. Progress shows live; the report (report.csv,
+        report.json, summary.md) goes to the job's report folder (default reports/NAME/).
+        Exits 0 when every item succeeded, 1 when any failed, timed out or was skipped, 2 for a
+        bad job file.
+
+        Resumable: items are keyed by their content, and every outcome is saved as soon as it is
+        known. Run the same job again (or `drover batch resume ID`) and finished items are not
+        redone; an item that was running when the process died is picked up from its session.
+
+        With no ANTHROPIC_API_KEY the sessions use the scripted model, following the job's
+        `playbook:`; the tools, tests and files are real. The format: Jobs/README.md.
         """
     )
 
-    @Argument(help: "A job file, such as Jobs/grade-assignments.yaml.")
-    var job: String?
+    @Argument(help: "The job file, such as Jobs/grade-assignments.yaml.")
+    var job: String
+
+    @Flag(help: "Also redo items that finished as failed or timed out.")
+    var retryFailed = false
+
+    @Option(help: "Override the job's concurrency.")
+    var concurrency: Int?
+
+    @Option(help: "Write the report here instead of the job's report folder.")
+    var reportDir: String?
 
     func run() async throws {
-        note("drover run: batch jobs are not built yet (they need the session log, brain and hands).")
-        note("What works today: `drover queue stats`, `drover queue enqueue`, `drover bench queue`. See README.md, Status.")
-        throw ExitCode(3)
+        let code = try await JobRun(jobPath: job, retryFailed: retryFailed, concurrency: concurrency, reportDir: reportDir).execute()
+        if code != 0 { throw ExitCode(code) }
     }
+}
+
+/// One `drover run` (or `drover batch resume`), start to finish.
+struct JobRun {
+    let jobPath: String
+    var retryFailed = false
+    var concurrency: Int?
+    var reportDir: String?
+
+    /// The process exit code: 0 all succeeded, 1 some did not, 2 the job file is bad.
+    func execute() async throws -> Int32 {
+        var spec: JobSpec
+        do {
+            spec = try JobFileParser.load(path: jobPath)
+        } catch {
+            note("drover: error: \(error)")
+            return 2
+        }
+        if let concurrency {
+            guard (1...512).contains(concurrency) else {
+                note("drover: error: --concurrency: \(concurrency) is out of range. Fix: use 1 to 512")
+                return 2
+            }
+            spec.concurrency = concurrency
+        }
+        if let reportDir { spec.reportDirectory = URL(fileURLWithPath: reportDir).standardizedFileURL }
+        guard let bubblewrap = Sandbox.bubblewrap else {
+            note("drover: error: jobs run their tools in bubblewrap sandboxes, and bwrap is not installed. Fix: ./scripts/setup (or apt-get install -y bubblewrap)")
+            return 2
+        }
+        _ = bubblewrap
+
+        let model: JobModel
+        do {
+            model = try await JobModel.resolve(for: spec)
+        } catch {
+            note("drover: error: \(error)")
+            return 2
+        }
+        let configuration = try DroverConfiguration.fromEnvironment()
+        let defaults = configuration.redisURL == nil ? "embedded Redis and SQLite in \(configuration.dataDirectory.path)" : "Redis at DROVER_REDIS_URL"
+        say("drover run \(spec.name): \(model.label); \(defaults); bubblewrap sandboxes")
+
+        return try await withRuntime(poolSize: spec.concurrency * 3 + 8, announce: false) { runtime in
+            let database = try runtime.database()
+            let agentJSON: String
+            switch spec.agent {
+            case .inline(let agent):
+                agentJSON = agent.compactJSON
+            case .named(let name):
+                guard let stored = try await database.agentResource(named: name) else {
+                    note("drover: error: \(spec.file.path): agent: no stored agent is named `\(name)`. Fix: create it through the API (POST /v1/agents), or write the agent inline")
+                    return 2
+                }
+                agentJSON = stored
+            }
+            let items: [JobItem]
+            do {
+                items = try JobItems.expand(spec, agentJSON: agentJSON)
+            } catch {
+                note("drover: error: \(error)")
+                return 2
+            }
+            let handsRoot = try runtime.handsRoot()
+            let batchId = BatchPlan.batchId(forJob: spec.name)
+            let plan = BatchPlan(spec: spec, items: items, agentJSON: agentJSON, batchId: batchId, modelLabel: model.label)
+            let queueName = try QueueName("jobs.\(spec.name)")
+            let engine = BatchEngine(runtime: runtime, concurrency: spec.concurrency, model: model,
+                                     hand: AgentToolset(root: handsRoot), handsRoot: handsRoot, queueName: queueName)
+            let display = ProgressDisplay()
+            display.startTicking()
+            var options = BatchRunner.Options(handsRoot: handsRoot)
+            options.retryFailed = retryFailed
+            options.queue = queueName
+            let runnerOptions = options
+            say("batch \(batchId) · \(items.count) items · concurrency \(spec.concurrency) · timeout \(BatchRunnerFormatting.seconds(spec.timeoutSeconds)) per item")
+            let outcomes = try await engine.run { log, queue, database in
+                try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { display.handle($0) }.run(plan)
+            }
+            display.stop()
+            let report = BatchReport(plan: plan, outcomes: outcomes)
+            let files = try report.write()
+            let counts = report.counts
+            let order: [ItemOutcome.Status] = [.succeeded, .failed, .timedOut, .skipped]
+            say("finished: " + order.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
+            say("report: " + files.map { relativeToCurrentDirectory($0) }.joined(separator: ", "))
+            return report.succeeded ? 0 : 1
+        }
+    }
+}
+
+enum BatchRunnerFormatting {
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
+    }
+}
+
+func relativeToCurrentDirectory(_ url: URL) -> String {
+    let current = FileManager.default.currentDirectoryPath + "/"
+    return url.path.hasPrefix(current) ? String(url.path.dropFirst(current.count)) : url.path
+}
+
+/// A line on standard output, written at once (progress lines must not wait in a buffer).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

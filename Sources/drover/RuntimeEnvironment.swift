@@ -25,6 +25,27 @@ final class RuntimeEnvironment: Sendable {
         }
     }
 
+    /// `<data>/hands`, the sandboxes' workspaces. As root, sandboxes start as nobody, and
+    /// bubblewrap (running as nobody) must reach the workspace to bind it: the private data
+    /// directory becomes traverse-only (0711) for that, and what lies beside the workspaces (the
+    /// SQLite files, Redis' AOF) is made owner-only so that traversal reveals nothing.
+    func handsRoot() throws -> URL {
+        let data = configuration.dataDirectory.standardizedFileURL
+        let hands = data.appendingPathComponent("hands")
+        let manager = FileManager.default
+        try manager.createDirectory(at: hands, withIntermediateDirectories: true)
+        if getuid() == 0 {
+            chmod(data.path, 0o711)
+            chmod(hands.path, 0o711)
+            for name in ["drover.db", "drover.db-wal", "drover.db-shm", "redis.log"] where manager.fileExists(atPath: data.appendingPathComponent(name).path) {
+                chmod(data.appendingPathComponent(name).path, 0o600)
+            }
+            let aof = data.appendingPathComponent("appendonlydir").path
+            if manager.fileExists(atPath: aof) { chmod(aof, 0o700) }
+        }
+        return hands
+    }
+
     var sessionLog: SessionLog {
         get throws { SessionLog(redis: redis, database: try database()) }
     }

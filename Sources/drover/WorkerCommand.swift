@@ -51,7 +51,7 @@ struct WorkerCommand: AsyncParsableCommand {
         try await withRuntime(poolSize: concurrency * 3 + 4, exitOnSignal: false) { runtime in
             let log = try runtime.sessionLog
             let hand: any Hand = hands == "sandbox"
-                ? AgentToolset(root: runtime.configuration.dataDirectory.appendingPathComponent("hands"))
+                ? AgentToolset(root: try runtime.handsRoot())
                 : InProcessHand()
             let runner = TurnRunner(
                 log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,

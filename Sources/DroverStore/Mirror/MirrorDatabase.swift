@@ -86,6 +86,22 @@ public final class MirrorDatabase: Sendable {
                     created_at TEXT NOT NULL, resource TEXT NOT NULL);
                 """)
         }
+        // Batches: one row per job, one per item key. `session_origins` says which batch or
+        // deployment started a session, for metering.
+        migrator.registerMigration("v2: batch items and session origins") { db in
+            try db.execute(sql: """
+                ALTER TABLE batches ADD COLUMN name TEXT;
+                ALTER TABLE batches ADD COLUMN updated_at TEXT;
+                ALTER TABLE batch_items ADD COLUMN item_id TEXT;
+                ALTER TABLE batch_items ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE batch_items ADD COLUMN updated_at TEXT;
+                CREATE INDEX batch_items_by_session ON batch_items(session_id);
+                CREATE TABLE session_origins (
+                    session_id TEXT PRIMARY KEY, kind TEXT NOT NULL, origin_id TEXT NOT NULL,
+                    workspace_id TEXT, created_at TEXT NOT NULL);
+                CREATE INDEX session_origins_by_origin ON session_origins(kind, origin_id);
+                """)
+        }
         return migrator
     }
 

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 
 /// A real HTTP server on loopback that speaks the Anthropic Messages API (`POST /v1/messages`,
 /// streamed or not) and answers from a `ModelScript`. It is the only stand-in Drover's tests use,
@@ -14,15 +15,17 @@ public final class ScriptedModelServer: Sendable {
     public let script: ModelScript
     public let port: Int
     private let task: Task<Void, Error>
+    private let group: ServiceGroup
     private let faults: FaultCounter
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     public static let label = "[scripted] "
 
-    private init(script: ModelScript, port: Int, task: Task<Void, Error>, faults: FaultCounter) {
+    private init(script: ModelScript, port: Int, task: Task<Void, Error>, group: ServiceGroup, faults: FaultCounter) {
         self.script = script
         self.port = port
         self.task = task
+        self.group = group
         self.faults = faults
     }
 
@@ -51,18 +54,21 @@ public final class ScriptedModelServer: Sendable {
             },
             logger: logger
         )
-        let task = Task { try await app.run() }
+        // Run under a service group so that stop() can shut down gracefully: cancelling
+        // app.run() directly logs an error for every stop.
+        let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
+        let task = Task { try await group.run() }
         var bound: Int?
         for await value in ready { bound = value }
         guard let bound else {
             task.cancel()
             throw ModelScript.ScriptError(path: "127.0.0.1:\(port)", message: "the scripted model server did not start")
         }
-        return ScriptedModelServer(script: script, port: bound, task: task, faults: faults)
+        return ScriptedModelServer(script: script, port: bound, task: task, group: group, faults: faults)
     }
 
     public func stop() async {
-        task.cancel()
+        await group.triggerGracefulShutdown()
         _ = try? await task.value
     }
 

@@ -1,0 +1,70 @@
+import DroverCore
+import Foundation
+
+/// What became of one item: stored as the batch item's `result`, and one row of the report.
+public struct ItemOutcome: Sendable, Codable, Equatable {
+    public enum Status: String, Sendable, Codable {
+        case pending, running, succeeded, failed
+        case timedOut = "timed_out"
+        /// Not started because the budget was spent; a later run picks it up.
+        case skipped
+
+        /// Finished items are never redone by a rerun (unless asked to retry failures).
+        public var isFinished: Bool { self == .succeeded || self == .failed || self == .timedOut }
+    }
+
+    public var itemId: String
+    public var key: String
+    public var position: Int
+    public var status: Status
+    public var attempts: Int = 0
+    /// Every session started for the item, oldest first; the last one is the current one.
+    public var sessions: [String] = []
+    public var columns: [String: JSONValue] = [:]
+    public var error: String?
+    public var finalMessage: String?
+    public var inputTokens: Int = 0
+    public var outputTokens: Int = 0
+    public var activeSeconds: Double = 0
+    public var startedAt: String?
+    public var finishedAt: String?
+    public var durationSeconds: Double?
+    /// Set when this run found the item finished by an earlier run.
+    public var fromEarlierRun: Bool = false
+
+    public var sessionId: String? { sessions.last }
+
+    enum CodingKeys: String, CodingKey {
+        case itemId = "item_id", key, position, status, attempts, sessions, columns, error
+        case finalMessage = "final_message"
+        case inputTokens = "input_tokens", outputTokens = "output_tokens", activeSeconds = "active_seconds"
+        case startedAt = "started_at", finishedAt = "finished_at", durationSeconds = "duration_seconds"
+        case fromEarlierRun = "from_earlier_run"
+    }
+
+    public init(itemId: String, key: String, position: Int, status: Status) {
+        self.itemId = itemId
+        self.key = key
+        self.position = position
+        self.status = status
+    }
+
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    public static func decode(_ json: String) -> ItemOutcome? {
+        try? JSONDecoder().decode(ItemOutcome.self, from: Data(json.utf8))
+    }
+}
+
+/// Timestamps as the session log writes them.
+enum Timestamp {
+    static func now() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
+    }
+}

@@ -1,0 +1,59 @@
+import DroverCore
+import Foundation
+
+/// Turns what an agent produced into report columns: a JSON object in its final message, or a
+/// JSON file it wrote in its workspace.
+public enum OutputExtractor {
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    /// The first JSON object in `text`: a fenced ```json block, or the outermost braces.
+    public static func jsonObject(in text: String) -> [String: JSONValue]? {
+        var candidates: [Substring] = []
+        if let fence = text.range(of: "```json"), let end = text.range(of: "```", range: fence.upperBound..<text.endIndex) {
+            candidates.append(text[fence.upperBound..<end.lowerBound])
+        }
+        if let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close {
+            candidates.append(text[open...close])
+        }
+        for candidate in candidates {
+            if case .object(let object)? = try? JSONValue.parse(String(candidate)) { return object }
+        }
+        return nil
+    }
+
+    public static func columns(from object: [String: JSONValue], wanted: [String]) -> [String: JSONValue] {
+        guard !wanted.isEmpty else { return object }
+        var columns: [String: JSONValue] = [:]
+        for name in wanted { columns[name] = object[name] ?? .null }
+        return columns
+    }
+
+    public static func extract(_ output: JobSpec.Output, finalMessage: String?, workspace: URL) -> Result<[String: JSONValue], Failure> {
+        switch output.source {
+        case .finalMessage:
+            guard let finalMessage, !finalMessage.isEmpty else {
+                return .failure(Failure(description: "the agent sent no final message"))
+            }
+            guard let object = jsonObject(in: finalMessage) else {
+                let preview = finalMessage.prefix(160).replacingOccurrences(of: "\n", with: " ")
+                return .failure(Failure(description: "the final message holds no JSON object (it begins: \(preview))"))
+            }
+            return .success(columns(from: object, wanted: output.columns))
+        case .file:
+            let path = output.file ?? ""
+            let url = workspace.appendingPathComponent(path).standardizedFileURL
+            guard url.path.hasPrefix(workspace.standardizedFileURL.path + "/") else {
+                return .failure(Failure(description: "output.file `\(path)` is outside the workspace"))
+            }
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                return .failure(Failure(description: "the agent did not write \(path)"))
+            }
+            guard case .object(let object)? = try? JSONValue.parse(String(decoding: data, as: UTF8.self)) else {
+                return .failure(Failure(description: "\(path) is not a JSON object"))
+            }
+            return .success(columns(from: object, wanted: output.columns))
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+
+/// `{{field}}` placeholders over an item's fields. Nothing else: no logic in templates.
+public enum PromptTemplate {
+    public struct UnknownField: Error, CustomStringConvertible, Sendable {
+        public let field: String
+        public let available: [String]
+        public var description: String {
+            "{{\(field)}} names no field of the item; its fields are \(available.joined(separator: ", "))"
+        }
+    }
+
+    /// The placeholder names, in order of appearance.
+    static func placeholders(_ template: String) -> [String] {
+        var names: [String] = []
+        var rest = template[...]
+        while let open = rest.range(of: "{{") {
+            guard let close = rest.range(of: "}}", range: open.upperBound..<rest.endIndex) else { break }
+            names.append(rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces))
+            rest = rest[close.upperBound...]
+        }
+        return names
+    }
+
+    static func validate(_ template: String, reader: YAMLReader) throws(JobFileError) {
+        let opens = template.components(separatedBy: "{{").count - 1
+        let closes = template.components(separatedBy: "}}").count - 1
+        guard opens == closes else {
+            throw reader.error("has \(opens) `{{` but \(closes) `}}`", fix: "close every placeholder, as in {{name}}")
+        }
+        for name in placeholders(template) where name.isEmpty || name.contains(where: { $0.isWhitespace }) {
+            throw reader.error("has the placeholder {{\(name)}}", fix: "write a field name without spaces, as in {{name}}")
+        }
+    }
+
+    public static func render(_ template: String, fields: [String: String]) throws(UnknownField) -> String {
+        var output = ""
+        var rest = template[...]
+        while let open = rest.range(of: "{{"), let close = rest.range(of: "}}", range: open.upperBound..<rest.endIndex) {
+            output += rest[..<open.lowerBound]
+            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            guard let value = fields[name] else { throw UnknownField(field: name, available: fields.keys.sorted()) }
+            output += value
+            rest = rest[close.upperBound...]
+        }
+        return output + rest
+    }
+}

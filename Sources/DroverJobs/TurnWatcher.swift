@@ -1,0 +1,69 @@
+import DroverBrain
+import DroverCore
+import DroverStore
+import Foundation
+
+/// Waits for a session's turn to end by reading its log: the batch runner never talks to the
+/// worker that runs the turn, only to the log (so any worker, in any process, can run it).
+struct TurnWatcher {
+    enum Ending: Sendable {
+        /// The session went idle (or was terminated) with this stop reason.
+        case ended(stopReason: String)
+        case timedOut
+    }
+
+    let log: SessionLog
+
+    /// Every event after `afterSeq` until the session goes idle or is terminated, or until
+    /// `deadline`. Polls with a growing interval: quick turns are seen quickly, long ones cheaply.
+    func wait(_ session: SessionID, afterSeq: Int64, deadline: ContinuousClock.Instant) async throws -> (Ending, [StoredEvent]) {
+        var events: [StoredEvent] = []
+        var cursor = afterSeq
+        var interval = 0.02
+        while true {
+            let batch = try await log.read(session, afterSeq: cursor, limit: 1000)
+            events += batch
+            cursor = batch.last?.seq ?? cursor
+            if let end = batch.last(where: { $0.type == "session.status_idle" || $0.type == "session.status_terminated" }) {
+                let reason = end.type == "session.status_terminated"
+                    ? "terminated"
+                    : end.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue ?? "end_turn"
+                return (.ended(stopReason: reason), events)
+            }
+            if batch.count == 1000 { continue }
+            if ContinuousClock.now >= deadline { return (.timedOut, events) }
+            try await Task.sleep(for: .seconds(min(interval, max(0.001, (deadline - ContinuousClock.now).seconds))))
+            interval = min(interval * 1.5, 0.25)
+        }
+    }
+}
+
+/// Usage and the final message, read from a session's events.
+struct TurnReading {
+    var finalMessage: String?
+    var inputTokens = 0
+    var outputTokens = 0
+    var activeSeconds = 0.0
+    var lastError: String?
+
+    init(_ events: [StoredEvent]) {
+        for event in events {
+            let fields = event.value.objectValue ?? [:]
+            switch event.type {
+            case "agent.message":
+                guard case .array(let blocks)? = fields["content"] else { break }
+                finalMessage = blocks.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: "\n")
+            case "session.usage":
+                // Cumulative for the session: the last one wins.
+                let usage = fields["usage"]?.objectValue ?? [:]
+                inputTokens = usage["input_tokens"]?.intValue ?? inputTokens
+                outputTokens = usage["output_tokens"]?.intValue ?? outputTokens
+                if case .number(let seconds)? = usage["active_seconds"] { activeSeconds = seconds }
+            case "session.error":
+                lastError = fields["error"]?.objectValue?["message"]?.stringValue ?? fields["message"]?.stringValue ?? "session error"
+            default:
+                break
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Copies files into a session's workspace before its first turn, and out of it afterwards.
+enum WorkspaceFiles {
+    /// The uid sandboxes run as when Drover runs as root (see `Sandbox`): seeded files must be
+    /// theirs, or the agent could read its submission but not work next to it.
+    static let sandboxUser: UInt32 = 65534
+
+    static func seed(_ workspace: URL, with files: [(source: URL, destination: String)]) throws {
+        let manager = FileManager.default
+        try manager.createDirectory(at: workspace, withIntermediateDirectories: true)
+        for (source, destination) in files {
+            let target = workspace.appendingPathComponent(destination).standardizedFileURL
+            try manager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
+            try manager.copyItem(at: source, to: target)
+        }
+        if getuid() == 0 { giveToSandbox(workspace) }
+    }
+
+    static func giveToSandbox(_ root: URL) {
+        lchown(root.path, sandboxUser, sandboxUser)
+        let enumerator = FileManager.default.enumerator(atPath: root.path)
+        while let relative = enumerator?.nextObject() as? String {
+            lchown(root.path + "/" + relative, sandboxUser, sandboxUser)
+        }
+    }
+
+    /// Copies `from` (relative to the workspace) to `to` (relative to `destinationRoot`).
+    /// Returns false when the agent did not produce the file.
+    static func collect(from workspace: URL, path: String, to destinationRoot: URL, as destination: String) throws -> Bool {
+        let manager = FileManager.default
+        let source = workspace.appendingPathComponent(path).standardizedFileURL
+        guard source.path.hasPrefix(workspace.standardizedFileURL.path + "/"),
+              let attributes = try? manager.attributesOfItem(atPath: source.path),
+              attributes[.type] as? FileAttributeType != .typeSymbolicLink,
+              manager.fileExists(atPath: source.path) else { return false }
+        let target = destinationRoot.appendingPathComponent(destination).standardizedFileURL
+        try manager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
+        try manager.copyItem(at: source, to: target)
+        return true
+    }
+}

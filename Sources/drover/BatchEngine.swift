@@ -1,0 +1,78 @@
+import DroverBrain
+import DroverCore
+import DroverHands
+import DroverJobs
+import DroverStore
+import DroverTesting
+import Foundation
+
+/// The model a job's sessions call: the real one when ANTHROPIC_API_KEY is set, otherwise the
+/// scripted model server, in process, following the job's playbook.
+struct JobModel: Sendable {
+    let client: any ModelClient
+    /// For the report and the first line of output.
+    let label: String
+    let stub: ScriptedModelServer?
+
+    static func resolve(for spec: JobSpec, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> JobModel {
+        if let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty {
+            var configuration = AnthropicConfiguration(apiKey: key)
+            if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
+                configuration = AnthropicConfiguration(baseURL: base, apiKey: key)
+            }
+            return JobModel(client: AnthropicMessagesClient(configuration: configuration), label: "Anthropic Messages API at \(configuration.baseURL)", stub: nil)
+        }
+        guard let playbook = spec.playbook else {
+            throw JobFileError(file: spec.file.path, line: nil, field: "playbook",
+                               message: "no ANTHROPIC_API_KEY is set and the job has no playbook for the scripted model",
+                               fix: "export ANTHROPIC_API_KEY to use a real model, or add `playbook:` (see Jobs/README.md)")
+        }
+        let script = try ModelScript.parse(yaml: playbook.yaml, file: "\(spec.file.path): playbook")
+        let stub = try await ScriptedModelServer.start(script: script)
+        let client = AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: stub.baseURL, apiKey: "scripted"))
+        return JobModel(client: client, label: "scripted model (the job's playbook; no ANTHROPIC_API_KEY set)", stub: stub)
+    }
+}
+
+/// Runs a batch with the brain, the hands and the recorder in this process, over the runtime's
+/// Redis and SQLite: what `drover run` and `drover bench batch` share.
+struct BatchEngine {
+    let runtime: RuntimeEnvironment
+    let concurrency: Int
+    let model: JobModel
+    let hand: any Hand
+    let handsRoot: URL
+    let queueName: QueueName
+
+    /// Starts workers and the recorder, runs `body`, then drains the workers and records the
+    /// last events, so the SQLite mirror is complete when the report is written.
+    func run<T: Sendable>(_ body: @Sendable (SessionLog, TaskQueue, MirrorDatabase) async throws -> T) async throws -> T {
+        let log = try runtime.sessionLog
+        let database = try runtime.database()
+        let queue = TaskQueue(redis: runtime.redis)
+        let runner = TurnRunner(log: log, model: model.client, hand: hand, deltas: DeltaPublisher(redis: runtime.redis),
+                                defaultAgent: AgentSnapshot(model: "claude-sonnet-4-5"))
+        var options = Worker.Options()
+        options.concurrency = concurrency
+        options.queue = queueName
+        options.leaseTTL = .seconds(15)
+        options.drainTimeout = .seconds(2)
+        let worker = Worker(queue: queue, runner: runner, options: options)
+        let recorder = Recorder(redis: runtime.redis, database: database)
+        let result = try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await worker.run(); return nil }
+            group.addTask {
+                do { try await recorder.run() } catch is CancellationError {}
+                return nil
+            }
+            let value = try await body(log, queue, database)
+            worker.drain()
+            group.cancelAll()
+            while let _ = try? await group.next() {}
+            return value
+        }
+        _ = try? await recorder.runOnce()
+        await model.stub?.stop()
+        return result
+    }
+}
