@@ -59,7 +59,8 @@ public enum JobItems {
         for (index, row) in rows.enumerated() {
             var fields = row
             fields["index"] = String(index + 1)
-            let base = safeId(fields["name"] ?? fields["id"] ?? "item-\(index + 1)")
+            let label = fields["name"] ?? fields["id"] ?? fields["value"].flatMap { $0.count <= 40 ? $0 : nil }
+            let base = safeId(label ?? "item-\(index + 1)")
             var id = base
             var suffix = 2
             while !usedIds.insert(id).inserted {

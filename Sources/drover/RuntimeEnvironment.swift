@@ -1,3 +1,4 @@
+import Crypto
 import DroverCore
 import DroverStore
 import Foundation
@@ -25,24 +26,30 @@ final class RuntimeEnvironment: Sendable {
         }
     }
 
-    /// `<data>/hands`, the sandboxes' workspaces. As root, sandboxes start as nobody, and
-    /// bubblewrap (running as nobody) must reach the workspace to bind it: the private data
-    /// directory becomes traverse-only (0711) for that, and what lies beside the workspaces (the
-    /// SQLite files, Redis' AOF) is made owner-only so that traversal reveals nothing.
+    /// Where sandboxes keep their workspaces: `DROVER_HANDS_DIR`, else `<data>/hands`.
+    ///
+    /// As root, sandboxes start as nobody, and bubblewrap (running as nobody) must reach the
+    /// workspace to bind it; the data directory is private (0700) and often sits under /root.
+    /// So as root the default is `/var/tmp/drover-hands/<hash of the data directory>`: on disk,
+    /// kept across reboots, traversable but not listable, each workspace owned by nobody.
     func handsRoot() throws -> URL {
-        let data = configuration.dataDirectory.standardizedFileURL
-        let hands = data.appendingPathComponent("hands")
-        let manager = FileManager.default
-        try manager.createDirectory(at: hands, withIntermediateDirectories: true)
-        if getuid() == 0 {
-            chmod(data.path, 0o711)
-            chmod(hands.path, 0o711)
-            for name in ["drover.db", "drover.db-wal", "drover.db-shm", "redis.log"] where manager.fileExists(atPath: data.appendingPathComponent(name).path) {
-                chmod(data.appendingPathComponent(name).path, 0o600)
-            }
-            let aof = data.appendingPathComponent("appendonlydir").path
-            if manager.fileExists(atPath: aof) { chmod(aof, 0o700) }
+        if let explicit = ProcessInfo.processInfo.environment["DROVER_HANDS_DIR"], !explicit.isEmpty {
+            let url = URL(fileURLWithPath: explicit).standardizedFileURL
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            return url
         }
+        let data = configuration.dataDirectory.standardizedFileURL
+        guard getuid() == 0 else {
+            let hands = data.appendingPathComponent("hands")
+            try FileManager.default.createDirectory(at: hands, withIntermediateDirectories: true)
+            return hands
+        }
+        let digest = SHA256.hash(data: Data(data.path.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        let base = URL(fileURLWithPath: "/var/tmp/drover-hands")
+        let hands = base.appendingPathComponent(digest)
+        try FileManager.default.createDirectory(at: hands, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        chmod(base.path, 0o711)
+        chmod(hands.path, 0o711)
         return hands
     }
 

@@ -14,7 +14,7 @@ import Foundation
 ///
 /// The step is the number of tool results already in the conversation; placeholders are
 /// `{{user_text}}` (the first user message), `{{result_N}}` (the Nth tool result, from 1) and
-/// `{{last_result}}`. Inputs take the same placeholders.
+/// `{{last_result}}`. Inputs take the same placeholders. `ttft_ms` delays every answer.
 public struct Playbook: Sendable, Equatable {
     public struct Step: Sendable, Equatable {
         public var tool: String
@@ -23,6 +23,9 @@ public struct Playbook: Sendable, Equatable {
 
     public var steps: [Step]
     public var final: String
+    /// Milliseconds before each answer starts: a realistic model's thinking time, for
+    /// benchmarks and for tests that need turns to take a while.
+    public var ttftMilliseconds = 0
 
     static func parse(_ value: Any, path: String) throws -> Playbook {
         guard let map = value as? [String: Any] else { throw ModelScript.ScriptError(path: path, message: "must be a mapping with `steps` and `final`") }
@@ -34,7 +37,12 @@ public struct Playbook: Sendable, Equatable {
             }
             return Step(tool: tool, input: try ModelScript.json(step["input"] ?? [String: Any](), "\(path).steps[\(index)].input"))
         }
-        return Playbook(steps: steps, final: final)
+        var playbook = Playbook(steps: steps, final: final)
+        if let ttft = map["ttft_ms"] {
+            guard let value = ttft as? Int, value >= 0 else { throw ModelScript.ScriptError(path: "\(path).ttft_ms", message: "must be a whole number of milliseconds, 0 or more") }
+            playbook.ttftMilliseconds = value
+        }
+        return playbook
     }
 
     /// Fills `{{...}}` placeholders.

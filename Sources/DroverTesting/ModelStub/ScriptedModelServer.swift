@@ -212,10 +212,14 @@ struct Conversation {
 
     func playbookTurn(_ playbook: Playbook) -> ModelScript.Turn {
         let index = results.count
+        var turn: ModelScript.Turn
         if index < playbook.steps.count {
             let step = playbook.steps[index]
-            return ModelScript.Turn(toolUses: [(step.tool, Playbook.fill(step.input, userText: userText, results: results))])
+            turn = ModelScript.Turn(toolUses: [(step.tool, Playbook.fill(step.input, userText: userText, results: results))])
+        } else {
+            turn = ModelScript.Turn(text: Playbook.fill(playbook.final, userText: userText, results: results))
         }
-        return ModelScript.Turn(text: Playbook.fill(playbook.final, userText: userText, results: results))
+        turn.ttftMilliseconds = playbook.ttftMilliseconds
+        return turn
     }
 }

@@ -1,0 +1,170 @@
+import DroverCore
+@testable import DroverJobs
+import Foundation
+import Testing
+
+@Suite("Job files")
+struct JobFileTests {
+    let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-jobfile-\(Identifier.make(prefix: "j").suffix(10))")
+
+    static let valid = """
+        name: demo
+        agent:
+          model: claude-sonnet-4-5
+          tools: [{type: agent_toolset_20260401}]
+        items:
+          list:
+            - {name: one, topic: rivers}
+            - {name: two, topic: lakes}
+        prompt: "Write about {{topic}} for {{name}}"
+        concurrency: 3
+        timeout_seconds: 30
+        output: {columns: [title]}
+        playbook:
+          steps: [{tool: bash, input: {command: "echo hi"}}]
+          final: '{"title": "{{last_result}}"}'
+        """
+
+    func parse(_ text: String) throws(JobFileError) -> JobSpec {
+        try JobFileParser.parse(text, file: "Jobs/demo.yaml", workingDirectory: directory)
+    }
+
+    func failure(_ text: String) -> JobFileError? {
+        do {
+            _ = try parse(text)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test("a valid file parses into the spec, with its items rendered and keyed by content")
+    func valid() throws {
+        let spec = try parse(Self.valid)
+        #expect(spec.name == "demo")
+        #expect(spec.concurrency == 3)
+        #expect(spec.timeoutSeconds == 30)
+        #expect(spec.retries == 1)
+        #expect(spec.output.columns == ["title"])
+        #expect(spec.reportDirectory.path == directory.appendingPathComponent("reports/demo").path)
+        #expect(spec.playbook?.yaml.contains("echo hi") == true)
+        let items = try JobItems.expand(spec, agentJSON: "{}")
+        #expect(items.map(\.id) == ["one", "two"])
+        #expect(items[0].prompt == "Write about rivers for one")
+        #expect(items[0].key != items[1].key)
+        // The same content gives the same key; other content (here the agent) another.
+        #expect(try JobItems.expand(spec, agentJSON: "{}")[0].key == items[0].key)
+        #expect(try JobItems.expand(spec, agentJSON: "{\"model\":\"x\"}")[0].key != items[0].key)
+    }
+
+    @Test("malformed YAML names the file and the line")
+    func malformed() throws {
+        let error = try #require(failure("name: demo\nagent:\n  model: [unclosed\nprompt: x\n"))
+        #expect(error.file == "Jobs/demo.yaml")
+        #expect(error.line != nil)
+        #expect(error.description.contains("not valid YAML"))
+        #expect(error.description.contains("Fix:"))
+    }
+
+    @Test("a missing field says which and how to add it")
+    func missing() throws {
+        let error = try #require(failure(Self.valid.replacingOccurrences(of: "prompt: \"Write about {{topic}} for {{name}}\"\n", with: "")))
+        #expect(error.field == "prompt")
+        #expect(error.description.contains("is missing"))
+        #expect(error.fix.contains("prompt:"))
+        let noModel = try #require(failure(Self.valid.replacingOccurrences(of: "  model: claude-sonnet-4-5\n", with: "")))
+        #expect(noModel.field == "agent")
+        #expect(noModel.description.contains("model"))
+    }
+
+    @Test("an unknown key points at its line and suggests the right one")
+    func unknownKey() throws {
+        let error = try #require(failure(Self.valid + "\nconcurency: 4\n"))
+        #expect(error.field == "concurency")
+        #expect(error.line == 16)
+        #expect(error.fix.contains("did you mean `concurrency`"))
+    }
+
+    @Test("wrong types and ranges name the field")
+    func wrongTypes() throws {
+        let text = try #require(failure(Self.valid.replacingOccurrences(of: "concurrency: 3", with: "concurrency: lots")))
+        #expect(text.field == "concurrency")
+        #expect(text.description.contains("whole number"))
+        let range = try #require(failure(Self.valid.replacingOccurrences(of: "timeout_seconds: 30", with: "timeout_seconds: 0")))
+        #expect(range.field == "timeout_seconds")
+        #expect(range.description.contains("out of range"))
+        let items = try #require(failure(Self.valid.replacingOccurrences(of: "  list:", with: "  lst:")))
+        #expect(items.field == "items.lst")
+        let output = try #require(failure(Self.valid.replacingOccurrences(of: "output: {columns: [title]}", with: "output: {from: file}")))
+        #expect(output.description.contains("needs `file`"))
+    }
+
+    @Test("a placeholder that names no field fails with the item and the fields it has")
+    func unknownPlaceholder() throws {
+        let spec = try parse(Self.valid.replacingOccurrences(of: "{{topic}}", with: "{{subject}}"))
+        #expect(throws: JobItemError.self) { try JobItems.expand(spec, agentJSON: "{}") }
+        do {
+            _ = try JobItems.expand(spec, agentJSON: "{}")
+        } catch {
+            #expect("\(error)".contains("{{subject}}"))
+            #expect("\(error)".contains("topic"))
+        }
+        let unbalanced = try #require(failure(Self.valid.replacingOccurrences(of: "{{topic}}", with: "{{topic")))
+        #expect(unbalanced.field == "prompt")
+    }
+
+    @Test("glob and CSV items carry their fields and files")
+    func globAndCSV() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let data = directory.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data.appendingPathComponent("subs/ana"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: data.appendingPathComponent("subs/bo"), withIntermediateDirectories: true)
+        try Data("print(1)".utf8).write(to: data.appendingPathComponent("subs/ana/main.py"))
+        try Data("print(2)".utf8).write(to: data.appendingPathComponent("subs/bo/main.py"))
+        try Data("name,score\n\"Smith, Ana\",3\nBo,4\n".utf8).write(to: data.appendingPathComponent("rows.csv"))
+        let file = directory.appendingPathComponent("job.yaml").path
+        let globSpec = try JobFileParser.parse("""
+            name: g
+            agent: {model: m}
+            items: {glob: "data/subs/*/"}
+            prompt: "grade {{name}} at {{path}}"
+            """, file: file, workingDirectory: directory)
+        let globbed = try JobItems.expand(globSpec, agentJSON: "{}")
+        #expect(globbed.map(\.id) == ["ana", "bo"])
+        #expect(globbed[0].prompt == "grade ana at data/subs/ana")
+        #expect(globbed[0].files.map(\.destination) == ["ana"])
+        // Editing a submission changes its key and only its key.
+        let before = globbed.map(\.key)
+        try Data("print(3)".utf8).write(to: data.appendingPathComponent("subs/bo/main.py"))
+        let after = try JobItems.expand(globSpec, agentJSON: "{}").map(\.key)
+        #expect(after[0] == before[0])
+        #expect(after[1] != before[1])
+
+        let csvSpec = try JobFileParser.parse("""
+            name: c
+            agent: {model: m}
+            items: {csv: data/rows.csv}
+            prompt: "{{name}} scored {{score}}"
+            """, file: file, workingDirectory: directory)
+        let rows = try JobItems.expand(csvSpec, agentJSON: "{}")
+        #expect(rows.map(\.prompt) == ["Smith, Ana scored 3", "Bo scored 4"])
+        #expect(rows[0].id == "Smith--Ana")
+
+        let empty = try JobFileParser.parse("""
+            name: e
+            agent: {model: m}
+            items: {glob: "data/nothing/*"}
+            prompt: x
+            """, file: file, workingDirectory: directory)
+        #expect(throws: JobItemError.self) { try JobItems.expand(empty, agentJSON: "{}") }
+    }
+
+    @Test("the final message's JSON object becomes the columns")
+    func outputExtraction() {
+        #expect(OutputExtractor.jsonObject(in: "[scripted] {\"score\": 90, \"verdict\": \"fail\"}")?["score"] == .number(90))
+        #expect(OutputExtractor.jsonObject(in: "Here it is:\n```json\n{\"a\": 1}\n```\nDone {x}")?["a"] == .number(1))
+        #expect(OutputExtractor.jsonObject(in: "no json here") == nil)
+        let columns = OutputExtractor.columns(from: ["a": .number(1), "b": .number(2)], wanted: ["b", "c"])
+        #expect(columns == ["b": .number(2), "c": .null])
+    }
+}

@@ -1,0 +1,156 @@
+import DroverCore
+import DroverTesting
+import Foundation
+import Testing
+
+/// `drover run` end to end: the real binary, embedded Redis, SQLite, bubblewrap sandboxes and
+/// the scripted model following each job's playbook.
+@Suite("drover run", .serialized)
+struct JobRunTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-jobrun-\(Identifier.make(prefix: "r").suffix(10))")
+
+    func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        for key in ["DROVER_REDIS_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DROVER_DB"] { environment.removeValue(forKey: key) }
+        environment["DROVER_DATA_DIR"] = directory.appendingPathComponent("data").path
+        return environment.merging(extra) { $1 }
+    }
+
+    struct Report: Decodable {
+        struct Item: Decodable {
+            let item_id: String
+            let status: String
+            let attempts: Int
+            let sessions: [String]
+            let columns: [String: JSONValue]
+            let from_earlier_run: Bool
+        }
+        let items: [Item]
+        let model: String
+    }
+
+    func report(_ folder: URL) throws -> Report {
+        try JSONDecoder().decode(Report.self, from: Data(contentsOf: folder.appendingPathComponent("report.json")))
+    }
+
+    @Test("the main job grades every submission with real scores; the loop times out, the snoop finds nothing; a rerun redoes nothing")
+    func gradeAssignments() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let secret = "drover-test-secret-\(Identifier.make(prefix: "s").suffix(12))"
+        let reportDirectory = directory.appendingPathComponent("report")
+        let job = Self.repository.appendingPathComponent("Jobs/grade-assignments.yaml").path
+        let run = try await runProgramSeparately(droverBinary.path, ["run", job, "--report-dir", reportDirectory.path],
+                                                 environment: environment(["DROVER_GRADING_SECRET": secret]), timeout: .seconds(300))
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.hasPrefix("drover run grade-assignments: scripted model"))
+
+        let report = try report(reportDirectory)
+        #expect(report.model.contains("scripted"))
+        var scores: [String: Int] = [:]
+        for item in report.items {
+            #expect(item.status == "succeeded", "\(item.item_id)")
+            if case .number(let score)? = item.columns["score"] { scores[item.item_id] = Int(score) }
+        }
+        #expect(scores == ["ada": 100, "ben": 100, "chen": 90, "dara": 90, "eli": 90, "fay": 90, "gus": 90,
+                           "hana": 0, "ivan": 0, "jo": 20, "kim": 100, "lee": 80])
+        let byId = Dictionary(uniqueKeysWithValues: report.items.map { ($0.item_id, $0) })
+        #expect(byId["jo"]?.columns["verdict"] == .string("timeout"))
+        #expect(byId["hana"]?.columns["verdict"] == .string("error"))
+        #expect(byId["kim"]?.columns["notes"] == .string("LOOT: nothing"))
+        let csv = try String(contentsOf: reportDirectory.appendingPathComponent("report.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 13)
+        #expect(try String(contentsOf: reportDirectory.appendingPathComponent("summary.md"), encoding: .utf8).contains("| jo | succeeded | 20 |"))
+
+        // The secret was in drover's own environment: no report, event, log or file may hold it.
+        var leaks: [String] = []
+        let files = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey])
+        while let file = files?.nextObject() as? URL {
+            guard (try? file.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true,
+                  let data = try? Data(contentsOf: file) else { continue }
+            if data.range(of: Data(secret.utf8)) != nil { leaks.append(file.path) }
+        }
+        #expect(leaks.isEmpty, "the secret leaked into \(leaks)")
+
+        let rerun = try await runProgramSeparately(droverBinary.path, ["run", job, "--report-dir", reportDirectory.path],
+                                                   environment: environment(), timeout: .seconds(120))
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(rerun.stdout.contains("12 items: 12 finished in an earlier run, 0 to run"))
+        #expect(try self.report(reportDirectory).items.allSatisfy { $0.from_earlier_run && $0.sessions.count == 1 })
+    }
+
+    @Test("killed halfway, a rerun finishes the job without redoing finished items, and the report is complete")
+    func killAndResume() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let job = directory.appendingPathComponent("slow.yaml")
+        try Data("""
+            name: slow
+            agent: {model: claude-sonnet-4-5}
+            items:
+              list: [a, b, c, d, e, f, g, h]
+            prompt: "Process item {{value}}"
+            concurrency: 2
+            timeout_seconds: 60
+            output: {columns: [ok]}
+            playbook:
+              ttft_ms: 250
+              steps: [{tool: bash, input: {command: "sleep 0.2; echo processed"}}]
+              final: '{"ok": true}'
+            """.utf8).write(to: job)
+        let reportDirectory = directory.appendingPathComponent("report")
+        let output = directory.appendingPathComponent("first-run.out").path
+        let child = try ChildProcess(executable: droverBinary.path, arguments: ["run", job.path, "--report-dir", reportDirectory.path],
+                                     environment: environment(), outputPath: output)
+        var firstRun: [String] = []
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline, child.isRunning {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            firstRun = text.split(separator: "\n").filter { $0.hasPrefix("succeeded") }.map { String($0.split(separator: " ", omittingEmptySubsequences: true)[2]) }
+            if firstRun.count >= 3 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(child.isRunning, "the first run ended before it could be killed")
+        await child.kill()
+        let finishedBeforeKill = Set(firstRun)
+        #expect(finishedBeforeKill.count >= 3 && finishedBeforeKill.count < 8)
+
+        let second = try await runProgramSeparately(droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
+                                                    environment: environment(), timeout: .seconds(120))
+        #expect(second.status == 0, "\(second.stdout)\n\(second.stderr)")
+        let report = try report(reportDirectory)
+        #expect(report.items.map(\.item_id) == ["a", "b", "c", "d", "e", "f", "g", "h"])
+        #expect(report.items.allSatisfy { $0.status == "succeeded" && $0.columns["ok"] == .bool(true) })
+        let earlier = Set(report.items.filter(\.from_earlier_run).map(\.item_id))
+        // Everything the first run reported finished is taken as it was: same single session.
+        #expect(finishedBeforeKill.isSubset(of: earlier))
+        for item in report.items where finishedBeforeKill.contains(item.item_id) {
+            #expect(item.sessions.count == 1 && item.attempts == 1, "\(item.item_id) was redone")
+        }
+        #expect(second.stdout.contains("\(earlier.count) finished in an earlier run, \(8 - earlier.count) to run"))
+    }
+
+    @Test("a bad job file exits 2 with the file, the line and the fix, and starts nothing")
+    func badFile() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let job = directory.appendingPathComponent("bad.yaml")
+        try Data("name: bad\nagent: {model: m}\nitems: {list: [a]}\nprompt: hi\nretries: many\n".utf8).write(to: job)
+        let result = try await runProgramSeparately(droverBinary.path, ["run", job.path], environment: environment())
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("bad.yaml:5: retries: must be a whole number"), "\(result.stderr)")
+        #expect(result.stderr.contains("Fix:"))
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("data/drover.db").path))
+
+        let missing = try await runProgramSeparately(droverBinary.path, ["run", directory.appendingPathComponent("nope.yaml").path], environment: environment())
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("cannot read the file"))
+
+        try Data("name: np\nagent: {model: m}\nitems: {list: [a]}\nprompt: hi\n".utf8).write(to: job)
+        let noPlaybook = try await runProgramSeparately(droverBinary.path, ["run", job.path], environment: environment())
+        #expect(noPlaybook.status == 2)
+        #expect(noPlaybook.stderr.contains("playbook"))
+        #expect(noPlaybook.stderr.contains("ANTHROPIC_API_KEY"))
+    }
+}
