@@ -227,7 +227,8 @@ public final class BatchRunner: Sendable {
         let after = events.filter { $0.seq > message.seq }
         guard let end = after.last(where: { $0.type == "session.status_idle" }),
               end.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue == "end_turn" else {
-            await end(session)
+            // Its run died: no worker is watching this turn, so there is nothing to wait for.
+            await end(session, graceful: false)
             return nil
         }
         var adopted = outcome
@@ -242,9 +243,9 @@ public final class BatchRunner: Sendable {
 
     /// Stops a session's work for good: interrupt the turn, give it a moment to wind down, then
     /// terminate the session so that a redelivered turn task finds nothing to do.
-    private func end(_ session: SessionID) async {
+    private func end(_ session: SessionID, graceful: Bool = true) async {
         guard let meta = try? await log.meta(session), meta.status != "terminated" else { return }
-        if meta.status == "running" || meta.status == "rescheduling" {
+        if graceful && (meta.status == "running" || meta.status == "rescheduling") {
             _ = try? await log.append(session, [NewEvent(type: .userInterrupt)])
             _ = try? await TurnWatcher(log: log).wait(session, afterSeq: meta.lastSeq, deadline: .now + .seconds(5))
         }

@@ -118,8 +118,18 @@ struct JobRun {
             options.queue = queueName
             let runnerOptions = options
             say("batch \(batchId) · \(items.count) items · concurrency \(spec.concurrency) · timeout \(BatchRunnerFormatting.seconds(spec.timeoutSeconds)) per item")
-            let outcomes = try await engine.run { log, queue, database in
-                try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { display.handle($0) }.run(plan)
+            let lock = BatchLock(redis: runtime.redis, batchId: batchId)
+            do {
+                try await lock.acquire(batchId: batchId)
+            } catch let held as BatchLock.Held {
+                display.stop()
+                note("drover: error: \(held)")
+                return 3
+            }
+            let outcomes = try await lock.holding {
+                try await engine.run { log, queue, database in
+                    try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { display.handle($0) }.run(plan)
+                }
             }
             display.stop()
             let report = BatchReport(plan: plan, outcomes: outcomes)
