@@ -38,7 +38,9 @@ struct TurnWatcher {
     }
 }
 
-/// Usage and the final message, read from a session's events.
+/// Usage and the final message, read from a session's events. Tokens come from every model
+/// request and active time from the running status, as `drover report usage` counts them, so
+/// a turn cut off by a timeout still counts what it spent.
 struct TurnReading {
     var finalMessage: String?
     var inputTokens = 0
@@ -47,18 +49,24 @@ struct TurnReading {
     var lastError: String?
 
     init(_ events: [StoredEvent]) {
+        var runningSince: Date?
         for event in events {
             let fields = event.value.objectValue ?? [:]
             switch event.type {
             case "agent.message":
                 guard case .array(let blocks)? = fields["content"] else { break }
                 finalMessage = blocks.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: "\n")
-            case "session.usage":
-                // Cumulative for the session: the last one wins.
-                let usage = fields["usage"]?.objectValue ?? [:]
-                inputTokens = usage["input_tokens"]?.intValue ?? inputTokens
-                outputTokens = usage["output_tokens"]?.intValue ?? outputTokens
-                if case .number(let seconds)? = usage["active_seconds"] { activeSeconds = seconds }
+            case "span.model_request_end":
+                let usage = fields["model_usage"]?.objectValue ?? [:]
+                inputTokens += usage["input_tokens"]?.intValue ?? 0
+                outputTokens += usage["output_tokens"]?.intValue ?? 0
+            case "session.status_running":
+                if runningSince == nil { runningSince = MirrorDatabase.timestamp(event.processedAt) }
+            case "session.status_idle", "session.status_terminated", "session.status_rescheduled":
+                if let since = runningSince, let at = MirrorDatabase.timestamp(event.processedAt) {
+                    activeSeconds += max(0, at.timeIntervalSince(since))
+                }
+                runningSince = nil
             case "session.error":
                 lastError = fields["error"]?.objectValue?["message"]?.stringValue ?? fields["message"]?.stringValue ?? "session error"
             default:

@@ -31,6 +31,11 @@ struct JobRunTests {
         let model: String
     }
 
+    struct FullReport: Decodable {
+        struct Item: Decodable { let input_tokens: Int; let duration_seconds: Double }
+        let items: [Item]
+    }
+
     func report(_ folder: URL) throws -> Report {
         try JSONDecoder().decode(Report.self, from: Data(contentsOf: folder.appendingPathComponent("report.json")))
     }
@@ -72,6 +77,23 @@ struct JobRunTests {
             if data.range(of: Data(secret.utf8)) != nil { leaks.append(file.path) }
         }
         #expect(leaks.isEmpty, "the secret leaked into \(leaks)")
+
+        // Metering: the batch's tokens are the items' tokens; active time is running time only,
+        // so never more than the items' wall-clock time.
+        let usage = try await runProgramSeparately(droverBinary.path, ["report", "usage", "--json"], environment: environment())
+        #expect(usage.status == 0, "\(usage.stderr)")
+        struct Usage: Decodable {
+            struct Row: Decodable { let batch: String; let sessions: Int; let input_tokens: Int; let output_tokens: Int; let active_seconds: Double }
+            let batches: [Row]
+        }
+        let batchUsage = try #require(try JSONDecoder().decode(Usage.self, from: Data(usage.stdout.utf8)).batches.first)
+        let full = try JSONDecoder().decode(FullReport.self, from: Data(contentsOf: reportDirectory.appendingPathComponent("report.json")))
+        #expect(batchUsage.batch == "batch_grade_assignments")
+        #expect(batchUsage.sessions == 12)
+        #expect(batchUsage.input_tokens == full.items.reduce(0) { $0 + $1.input_tokens })
+        #expect(batchUsage.output_tokens > 0)
+        #expect(batchUsage.active_seconds > 0)
+        #expect(batchUsage.active_seconds <= full.items.reduce(0) { $0 + $1.duration_seconds } + 0.5)
 
         let rerun = try await runProgramSeparately(droverBinary.path, ["run", job, "--report-dir", reportDirectory.path],
                                                    environment: environment(), timeout: .seconds(120))
@@ -129,6 +151,38 @@ struct JobRunTests {
             #expect(item.sessions.count == 1 && item.attempts == 1, "\(item.item_id) was redone")
         }
         #expect(second.stdout.contains("\(earlier.count) finished in an earlier run, \(8 - earlier.count) to run"))
+    }
+
+    @Test("an item over its timeout is interrupted and reported as timed out; a budget stops new items; exit 1")
+    func timeoutAndBudget() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let job = directory.appendingPathComponent("stuck.yaml")
+        try Data("""
+            name: stuck
+            agent: {model: claude-sonnet-4-5}
+            items: {list: [one, two, three]}
+            prompt: "Item {{value}}"
+            concurrency: 1
+            timeout_seconds: 1.5
+            budget: {max_tokens: 1}
+            playbook:
+              steps: [{tool: bash, input: {command: "sleep 600"}}]
+              final: '{"never": true}'
+            """.utf8).write(to: job)
+        let reportDirectory = directory.appendingPathComponent("report")
+        let started = ContinuousClock.now
+        let result = try await runProgramSeparately(droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
+                                                    environment: environment(), timeout: .seconds(60))
+        #expect(result.status == 1, "\(result.stdout)\n\(result.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(30))
+        let report = try report(reportDirectory)
+        #expect(report.items.map(\.status) == ["timed_out", "skipped", "skipped"])
+        #expect(result.stdout.contains("budget: the budget of 1 tokens is spent"))
+        let session = try #require(report.items.first?.sessions.first)
+        let replay = try await runProgramSeparately(droverBinary.path, ["sessions", "events", session], environment: environment())
+        #expect(replay.stdout.contains("user.interrupt"), "\(replay.stdout)")
+        #expect(replay.stdout.contains("session.status_terminated"))
     }
 
     @Test("a bad job file exits 2 with the file, the line and the fix, and starts nothing")
