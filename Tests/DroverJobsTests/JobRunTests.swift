@@ -102,6 +102,33 @@ struct JobRunTests {
         #expect(try self.report(reportDirectory).items.allSatisfy { $0.from_earlier_run && $0.sessions.count == 1 })
     }
 
+    @Test("the wiki digest drafts into the review folder; the research run leaves a report, a plot and its analysis")
+    func shippedJobs() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let wiki = directory.appendingPathComponent("wiki")
+        let result = try await runProgramSeparately(droverBinary.path, ["run", Self.repository.appendingPathComponent("Jobs/wiki-digest.yaml").path, "--report-dir", wiki.path],
+                                                    environment: environment(), timeout: .seconds(120))
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let abstracts = try FileManager.default.contentsOfDirectory(atPath: Self.repository.appendingPathComponent("Jobs/data/wiki-digest/abstracts").path)
+        let drafts = try FileManager.default.contentsOfDirectory(atPath: wiki.appendingPathComponent("review").path)
+        #expect(Set(drafts) == Set(abstracts.map { $0.replacingOccurrences(of: ".txt", with: ".md") }))
+        let entry = try String(contentsOf: wiki.appendingPathComponent("review/cron-drift.md"), encoding: .utf8)
+        #expect(entry.hasPrefix("# Missed Runs and Thundering Herds in Cron Schedulers"))
+        #expect(entry.contains("83 percent"))
+        #expect(try report(wiki).items.allSatisfy { $0.columns["style"] == .string("ok") })
+
+        let research = directory.appendingPathComponent("research")
+        let run = try await runProgramSeparately(droverBinary.path, ["run", Self.repository.appendingPathComponent("Jobs/research-run.yaml").path, "--report-dir", research.path],
+                                                 environment: environment(), timeout: .seconds(120))
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        let item = try #require(try report(research).items.first)
+        #expect(item.columns["rows"] == .number(365))
+        #expect(item.columns["warmest_month"] == .string("2025-07"))
+        let plot = try String(contentsOf: research.appendingPathComponent("river-2025/plot.svg"), encoding: .utf8)
+        #expect(plot.contains("<polyline"))
+        #expect(try String(contentsOf: research.appendingPathComponent("river-2025/report.md"), encoding: .utf8).contains("| 2025-12 |"))
+    }
+
     @Test("killed halfway, a rerun finishes the job without redoing finished items, and the report is complete")
     func killAndResume() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }
