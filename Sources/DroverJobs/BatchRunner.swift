@@ -57,6 +57,7 @@ public final class BatchRunner: Sendable {
     public let database: MirrorDatabase
     public let options: Options
     private let progress: @Sendable (Progress) -> Void
+    private let notifier: SessionSettleNotifier
 
     public init(log: SessionLog, queue: TaskQueue, database: MirrorDatabase, options: Options, progress: @escaping @Sendable (Progress) -> Void) {
         self.log = log
@@ -64,6 +65,7 @@ public final class BatchRunner: Sendable {
         self.database = database
         self.options = options
         self.progress = progress
+        notifier = SessionSettleNotifier(log: log)
     }
 
     func workspace(_ session: String) -> URL {
@@ -187,7 +189,7 @@ public final class BatchRunner: Sendable {
         let appended = try await log.append(session, [message], clientKey: "batch-\(plan.batchId)-\(item.key.prefix(16))-\(outcome.attempts)")
         try await TurnQueue.enqueue(queue, session: session, name: options.queue)
         let deadline = ContinuousClock.now + .seconds(plan.spec.timeoutSeconds)
-        let (ending, events) = try await TurnWatcher(log: log).wait(session, afterSeq: appended.lastSeq, deadline: deadline)
+        let (ending, events) = try await TurnWatcher(log: log, notifier: notifier).wait(session, afterSeq: appended.lastSeq, deadline: deadline)
         return (ending, events, session)
     }
 

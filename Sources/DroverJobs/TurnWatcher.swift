@@ -13,9 +13,11 @@ struct TurnWatcher {
     }
 
     let log: SessionLog
+    var notifier: SessionSettleNotifier?
 
     /// Every event after `afterSeq` until the session goes idle or is terminated, or until
-    /// `deadline`. Polls with a growing interval: quick turns are seen quickly, long ones cheaply.
+    /// `deadline`. Between reads it waits for the notifier's hint that the session may have
+    /// settled (or, without one, polls with a growing interval).
     func wait(_ session: SessionID, afterSeq: Int64, deadline: ContinuousClock.Instant) async throws -> (Ending, [StoredEvent]) {
         var events: [StoredEvent] = []
         var cursor = afterSeq
@@ -31,10 +33,68 @@ struct TurnWatcher {
                 return (.ended(stopReason: reason), events)
             }
             if batch.count == 1000 { continue }
-            if ContinuousClock.now >= deadline { return (.timedOut, events) }
-            try await Task.sleep(for: .seconds(min(interval, max(0.001, (deadline - ContinuousClock.now).seconds))))
-            interval = min(interval * 1.5, 0.25)
+            let remaining = (deadline - ContinuousClock.now).seconds
+            if remaining <= 0 { return (.timedOut, events) }
+            if let notifier {
+                await notifier.settled(session, pastSeq: cursor, within: min(remaining, 5))
+            } else {
+                try await Task.sleep(for: .seconds(min(interval, remaining)))
+                interval = min(interval * 1.5, 0.25)
+            }
         }
+    }
+}
+
+/// Watches every session a batch is waiting on with one pipelined status read per tick, and
+/// wakes a waiter when its session is idle or terminated past the seq it has read. A hint, not
+/// a verdict: the waiter reads the log to see whether the turn really ended.
+actor SessionSettleNotifier {
+    private struct Waiter {
+        let session: SessionID
+        let pastSeq: Int64
+        let continuation: CheckedContinuation<Void, Never>
+        let deadline: ContinuousClock.Instant
+    }
+
+    private let log: SessionLog
+    private let tick: Duration
+    private var waiters: [UUID: Waiter] = [:]
+    private var loop: Task<Void, Never>?
+
+    init(log: SessionLog, tick: Duration = .milliseconds(10)) {
+        self.log = log
+        self.tick = tick
+    }
+
+    /// Returns when the session has settled past `pastSeq`, or after `within` seconds.
+    func settled(_ session: SessionID, pastSeq: Int64, within seconds: Double) async {
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                waiters[id] = Waiter(session: session, pastSeq: pastSeq, continuation: continuation, deadline: .now + .seconds(seconds))
+                if loop == nil { loop = Task { await self.run() } }
+            }
+        } onCancel: {
+            Task { await self.resume(id) }
+        }
+    }
+
+    private func resume(_ id: UUID) {
+        waiters.removeValue(forKey: id)?.continuation.resume()
+    }
+
+    private func run() async {
+        while !waiters.isEmpty {
+            try? await Task.sleep(for: tick)
+            let pending = Array(waiters)
+            let metas = (try? await log.metas(pending.map { $0.value.session })) ?? Array(repeating: nil, count: pending.count)
+            let now = ContinuousClock.now
+            for ((id, waiter), meta) in zip(pending, metas) {
+                let settled = meta.map { ($0.status == "idle" || $0.status == "terminated") && $0.lastSeq > waiter.pastSeq } ?? true
+                if settled || now >= waiter.deadline { resume(id) }
+            }
+        }
+        loop = nil
     }
 }
 

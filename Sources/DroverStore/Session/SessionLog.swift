@@ -140,6 +140,13 @@ public final class SessionLog: Sendable {
         return Self.meta(reply)
     }
 
+    /// The state of many sessions in one round trip (nil for a session Redis does not know).
+    public func metas(_ sessions: [SessionID]) async throws(SessionLogError) -> [Meta?] {
+        guard !sessions.isEmpty else { return [] }
+        let replies = try await pipeline(sessions.map { ["HMGET", SessionKeys($0).meta, "seq", "epoch", "status", "trimmed_through"] })
+        return replies.map(Self.meta)
+    }
+
     /// Events after `afterSeq`, oldest first, at most `limit`. Events trimmed from Redis, or lost
     /// with it, come from SQLite.
     public func read(_ session: SessionID, afterSeq: Int64 = 0, limit: Int = 1000) async throws(SessionLogError) -> [StoredEvent] {

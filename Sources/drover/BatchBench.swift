@@ -1,0 +1,100 @@
+import ArgumentParser
+import DroverBrain
+import DroverCore
+import DroverJobs
+import DroverStore
+import Foundation
+
+struct BatchBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batch",
+        abstract: "Measure batch orchestration: items/s, overhead per item, peak memory.",
+        discussion: """
+        Runs a job of --items items through the whole path `drover run` takes: a session per
+        item, the task queue, in-process workers, the recorder, and the scripted model (every
+        answer delayed by --model-delay-ms, a model's think time). Tools are not called, so it
+        measures orchestration, not sandboxes (`drover bench hands` measures those).
+
+        overhead_ms per item = the item's time from start to result minus the model delay: the
+        cost of creating the session, seeding it, queueing, claiming, rebuilding the context,
+        appending events and noticing the end. With DROVER_REDIS_URL unset it uses a fresh
+        embedded redis-server and SQLite file in a temporary directory.
+        """
+    )
+
+    @Option(help: "Items in the batch.") var items = 1000
+    @Option(help: "Items in flight at once (the job's concurrency).") var concurrency = 64
+    @Option(help: "Scripted model delay before each answer, in milliseconds.") var modelDelayMs = 200
+
+    func validate() throws {
+        guard (1...1_000_000).contains(items) else { throw ValidationError("--items: use 1 to 1000000") }
+        guard (1...512).contains(concurrency) else { throw ValidationError("--concurrency: use 1 to 512") }
+        guard (0...60_000).contains(modelDelayMs) else { throw ValidationError("--model-delay-ms: use 0 to 60000") }
+    }
+
+    func run() async throws {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-batch-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        setenv("DROVER_DATA_DIR", directory.path, 1)
+        unsetenv("DROVER_DB")
+        let jobFile = directory.appendingPathComponent("bench.yaml")
+        try Data("""
+            name: bench
+            agent: {model: claude-sonnet-4-5}
+            items: {list: [\((1...items).map { "i\($0)" }.joined(separator: ", "))]}
+            prompt: "Item {{value}}"
+            concurrency: \(concurrency)
+            timeout_seconds: 600
+            output: {columns: [ok]}
+            playbook:
+              ttft_ms: \(modelDelayMs)
+              final: '{"ok": true}'
+            """.utf8).write(to: jobFile)
+        let spec = try JobFileParser.load(path: jobFile.path)
+        var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: "ANTHROPIC_API_KEY")
+        let model = try await JobModel.resolve(for: spec, environment: environment)
+
+        let result: JSONValue = try await withRuntime(poolSize: concurrency * 2 + 8, announce: false) { runtime in
+            let agentJSON = JSONValue.object(["model": .string("claude-sonnet-4-5")]).compactJSON
+            let jobItems = try JobItems.expand(spec, agentJSON: agentJSON)
+            let plan = BatchPlan(spec: spec, items: jobItems, agentJSON: agentJSON, batchId: "batch_bench", modelLabel: model.label)
+            let handsRoot = try runtime.handsRoot()
+            let queueName = try QueueName("jobs.bench")
+            let engine = BatchEngine(runtime: runtime, concurrency: concurrency, model: model, hand: InProcessHand(),
+                                     handsRoot: handsRoot, queueName: queueName)
+            var options = BatchRunner.Options(handsRoot: handsRoot)
+            options.queue = queueName
+            let runnerOptions = options
+            let started = ContinuousClock.now
+            let outcomes = try await engine.run { log, queue, database in
+                try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { _ in }.run(plan)
+            }
+            let seconds = (ContinuousClock.now - started).seconds
+            let succeeded = outcomes.filter { $0.status == .succeeded }.count
+            // One model request per item, so each item's floor is one model delay.
+            let overheads = outcomes.compactMap(\.durationSeconds).map { $0 * 1000 - Double(modelDelayMs) }.sorted()
+            func percentile(_ p: Double) -> Double {
+                guard !overheads.isEmpty else { return 0 }
+                return (overheads[min(overheads.count - 1, Int(Double(overheads.count - 1) * p))] * 10).rounded() / 10
+            }
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            let ideal = Double(concurrency) * 1000 / Double(max(modelDelayMs, 1))
+            return .object([
+                "items": .number(Double(items)),
+                "succeeded": .number(Double(succeeded)),
+                "concurrency": .number(Double(concurrency)),
+                "model_delay_ms": .number(Double(modelDelayMs)),
+                "seconds": .number((seconds * 1000).rounded() / 1000),
+                "items_per_second": .number((Double(items) / seconds * 10).rounded() / 10),
+                "ideal_items_per_second": .number((min(ideal, 1e9) * 10).rounded() / 10),
+                "overhead_ms_per_item": .object(["p50": .number(percentile(0.5)), "p95": .number(percentile(0.95)), "p99": .number(percentile(0.99))]),
+                "peak_rss_mb": .number((Double(usage.ru_maxrss) / 1024 * 10).rounded() / 10),
+                "model": .string("scripted (in process)"),
+            ])
+        }
+        print(try encodeJSON(result))
+    }
+}
