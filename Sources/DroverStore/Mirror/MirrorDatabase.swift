@@ -102,6 +102,13 @@ public final class MirrorDatabase: Sendable {
                 CREATE INDEX session_origins_by_origin ON session_origins(kind, origin_id);
                 """)
         }
+        migrator.registerMigration("v3: job catalog") { db in
+            try db.execute(sql: """
+                CREATE TABLE jobs (
+                    name TEXT PRIMARY KEY, file TEXT NOT NULL, content_hash TEXT NOT NULL,
+                    resource TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT);
+                """)
+        }
         return migrator
     }
 
