@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "DroverCore", targets: ["DroverCore"]),
         .library(name: "DroverStore", targets: ["DroverStore"]),
         .library(name: "DroverBrain", targets: ["DroverBrain"]),
+        .library(name: "DroverSchedule", targets: ["DroverSchedule"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -61,6 +62,17 @@ let package = Package(
             dependencies: ["DroverCore", "DroverBrain", "DroverStore"]
         ),
         .target(
+            name: "DroverSchedule",
+            dependencies: [
+                "DroverBrain",
+                "DroverCore",
+                "DroverStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
             name: "DroverTesting",
             dependencies: [
                 "DroverCore",
@@ -78,6 +90,7 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverHands",
+                "DroverSchedule",
                 "DroverStore",
                 "DroverTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -97,6 +110,10 @@ let package = Package(
             name: "DroverCoreTests",
             dependencies: ["DroverCore", "DroverTesting"],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "DroverScheduleTests",
+            dependencies: ["DroverSchedule", "DroverBrain", "DroverCore", "DroverStore", "DroverTesting"]
         ),
         .testTarget(
             name: "DroverStoreTests",
