@@ -67,6 +67,7 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverStore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),

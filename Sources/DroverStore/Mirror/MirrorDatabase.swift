@@ -86,6 +86,7 @@ public final class MirrorDatabase: Sendable {
                     created_at TEXT NOT NULL, resource TEXT NOT NULL);
                 """)
         }
+        registerDeploymentMigrations(&migrator)
         return migrator
     }
 
