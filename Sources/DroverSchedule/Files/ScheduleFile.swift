@@ -132,7 +132,8 @@ public struct ScheduleFile: Sendable, Equatable {
             do throws(CronError) {
                 schedule = try CronExpression(expressionText, timeZone: zoneName)
             } catch {
-                throw expression.error(error.description.replacingOccurrences(of: ". Fix: \(error.fix ?? "")", with: ""), fix: error.fix ?? "")
+                let message = error.field == "expression" ? error.message : "\(error.field ?? "") field: \(error.message)"
+                throw expression.error(message, fix: error.fix ?? "")
             }
         }
 
