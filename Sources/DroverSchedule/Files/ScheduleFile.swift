@@ -48,7 +48,8 @@ public struct ScheduleFile: Sendable, Equatable {
         }
         var files: [ScheduleFile] = []
         for name in names.sorted() where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
-            let file = try load(URL(fileURLWithPath: directory).appendingPathComponent(name).path)
+            // The path as the user wrote it, so errors point where they look.
+            let file = try load(directory.hasSuffix("/") ? directory + name : directory + "/" + name)
             if let other = files.first(where: { $0.name == file.name }) {
                 throw ScheduleFileError(file: file.file, line: nil, field: "name", message: "'\(file.name)' is also the name in \(other.file)",
                                         fix: "give each schedule its own name")

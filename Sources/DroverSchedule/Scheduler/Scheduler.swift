@@ -112,8 +112,18 @@ public final class Scheduler: Sendable {
             }
             // A pause that landed since the list was read still stops the fire.
             guard try await store.find(row.id).status == "active" else { continue }
-            let run = try await firer.fire(row, scheduledAt: due, now: now)
-            try await lock.finish(deployment: row.id, occurrence: occurrence)
+            let run: JSONValue
+            do {
+                run = try await firer.fire(row, scheduledAt: due, now: now)
+                try await lock.finish(deployment: row.id, occurrence: occurrence)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                // Not marked done, so the next tick fires it again (idempotently); the other
+                // deployments still fire now.
+                logger.warning("firing \(row.name) for \(Timestamp.seconds(due)) failed: \(error)")
+                continue
+            }
             let session = run.objectValue?["session_id"]?.stringValue ?? ""
             result.append(Fire(deploymentID: row.id, scheduledAt: due, sessionID: session))
             firedCount.withLock { $0 += 1 }
