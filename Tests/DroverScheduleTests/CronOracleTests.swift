@@ -117,7 +117,7 @@ struct CronOracleTests {
         let zones = ["America/New_York", "Europe/Berlin", "UTC", "Asia/Kolkata"]
         let transitionsByZone = Dictionary(uniqueKeysWithValues: zones.map { ($0, transitions(TimeZone(identifier: $0)!)) })
         var cases: [Case] = []
-        for index in 0..<3000 {
+        for index in 0..<2400 {
             let zone = zones[index % zones.count]
             let start: Double
             if let near = transitionsByZone[zone], !near.isEmpty, generator.int(0...2) > 0 {
@@ -183,7 +183,7 @@ struct CronOracleTests {
                 mismatches.append("\(testCase.expression) in \(testCase.timezone): ours \(ours), croniter \(answer)")
             }
         }
-        #expect(compared > 2500, "too few cases compared: \(compared)")
+        #expect(compared > 2000, "too few cases compared: \(compared)")
         #expect(mismatches.isEmpty, "\(mismatches.count) mismatches, first: \(mismatches.prefix(8).joined(separator: "\n"))")
         #expect(ContinuousClock.now - started < .seconds(60))
     }

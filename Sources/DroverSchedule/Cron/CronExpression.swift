@@ -75,9 +75,9 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         let offset = timeZone.secondsFromGMT(for: date)
         let naiveNow = Civil.floorDiv(seconds + offset, 60)
         // Near a transition an instant after `date` can have an earlier local time (the repeated
-        // hour), so start three hours back in local time and keep the earliest instant after.
-        let nearTransition = timeZone.secondsFromGMT(for: date - 86_400) != timeZone.secondsFromGMT(for: date + 86_400)
-        var naive = nearTransition ? naiveNow - 180 : naiveNow + 1
+        // hour), so start that far back in local time and keep the earliest instant after.
+        let shift = abs(timeZone.secondsFromGMT(for: date - 86_400) - timeZone.secondsFromGMT(for: date + 86_400))
+        var naive = shift > 0 ? naiveNow - shift / 60 - 1 : naiveNow + 1
         var best: Int?
         var bestNaive = 0
         while let match = nextNaiveMatch(atOrAfter: naive) {
