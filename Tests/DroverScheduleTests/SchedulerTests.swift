@@ -118,7 +118,7 @@ struct SchedulerTests {
     func leaderKilled() async throws {
         try await SchedulerRig.with { rig in
             var schedulers: [(Scheduler, RedisClient)] = []
-            for index in 0..<3 { schedulers.append(try await rig.scheduler("schd_\(index)", lockTTL: .milliseconds(600))) }
+            for index in 0..<3 { schedulers.append(try await rig.scheduler("schd_\(index)", lockTTL: .milliseconds(800))) }
             defer { for (_, redis) in schedulers { redis.close() } }
             // Tick loops the test can kill outright: a killed scheduler releases nothing.
             let loops = schedulers.map { scheduler, _ in
@@ -142,7 +142,7 @@ struct SchedulerTests {
 
             rig.clock.set(minute(4) + 1)
             try await rig.waitForRun(minute(4))
-            #expect(ContinuousClock.now - killedAt >= .milliseconds(300), "took over before the lock could expire")
+            #expect(ContinuousClock.now - killedAt >= .milliseconds(500), "took over before the lock could expire")
             for n in 5...6 {
                 rig.clock.set(minute(n) + 1)
                 try await rig.waitForRun(minute(n))
@@ -153,7 +153,11 @@ struct SchedulerTests {
             // The old leader wakes up and tries to fire with its old fence: refused.
             let deployment = try await rig.store.find("every-minute").id
             let stale = try await leader.lock.begin(deployment: deployment, occurrence: Int64(minute(7).timeIntervalSince1970), epoch: oldEpoch)
-            #expect(stale == .stale(current: try #require(successor.leaderEpoch)))
+            guard case .stale(let current) = stale else {
+                Issue.record("a stale leader's fire was not refused: \(stale)")
+                return
+            }
+            #expect(current > oldEpoch)
             #expect(try await leader.tick().isEmpty)
 
             for loop in loops { loop.cancel() }
