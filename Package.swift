@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "DroverCore", targets: ["DroverCore"]),
         .library(name: "DroverStore", targets: ["DroverStore"]),
         .library(name: "DroverBrain", targets: ["DroverBrain"]),
+        .library(name: "DroverSchedule", targets: ["DroverSchedule"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -71,6 +72,18 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DroverSchedule",
+            dependencies: [
+                "DroverBrain",
+                "DroverCore",
+                "DroverStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
             name: "DroverTesting",
             dependencies: [
                 "DroverCore",
@@ -90,6 +103,7 @@ let package = Package(
                 "DroverCore",
                 "DroverHands",
                 "DroverJobs",
+                "DroverSchedule",
                 "DroverStore",
                 "DroverTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -114,6 +128,10 @@ let package = Package(
         .testTarget(
             name: "DroverJobsTests",
             dependencies: ["DroverJobs", "DroverStore", "DroverCore", "DroverTesting"]
+        ),
+        .testTarget(
+            name: "DroverScheduleTests",
+            dependencies: ["DroverSchedule", "DroverBrain", "DroverCore", "DroverStore", "DroverTesting"]
         ),
         .testTarget(
             name: "DroverStoreTests",

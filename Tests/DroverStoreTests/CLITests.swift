@@ -65,12 +65,4 @@ struct CLITests {
         let stats = try await cli.run("queue", "stats", "q", "--json")
         #expect(try JSONDecoder().decode([QueueStats].self, from: Data(stats.stdout.utf8)).first?.ready == 1)
     }
-
-    @Test("drover run says that batch jobs are not built yet, and fails")
-    func runIsNotBuilt() async throws {
-        defer { try? FileManager.default.removeItem(at: cli.dataDirectory) }
-        let result = try await cli.run("run", "Jobs/grade-assignments.yaml")
-        #expect(result.status == 3)
-        #expect(result.stderr.contains("not built yet"))
-    }
 }

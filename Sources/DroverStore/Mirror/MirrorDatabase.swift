@@ -109,6 +109,7 @@ public final class MirrorDatabase: Sendable {
                     resource TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT);
                 """)
         }
+        registerDeploymentMigrations(&migrator)
         return migrator
     }
 

@@ -1,0 +1,70 @@
+import Crypto
+import DroverBrain
+import DroverCore
+import DroverStore
+import Foundation
+
+/// Fires one deployment: a session with the deployment's agent snapshot, its initial events,
+/// a turn task, and a deployment run. A scheduled fire is idempotent: its session and run ids
+/// derive from (deployment, occurrence), so a fire redone after a crash adds nothing twice.
+public struct DeploymentFirer: Sendable {
+    public let store: DeploymentStore
+    public let sessionLog: SessionLog
+    public let queue: TaskQueue
+    public let turnQueue: QueueName
+
+    public init(store: DeploymentStore, sessionLog: SessionLog, queue: TaskQueue, turnQueue: QueueName = TurnQueue.defaultName) {
+        self.store = store
+        self.sessionLog = sessionLog
+        self.queue = queue
+        self.turnQueue = turnQueue
+    }
+
+    /// Fires `row` for the occurrence `scheduledAt` (nil: a manual run). Returns the run resource.
+    @discardableResult
+    public func fire(_ row: DeploymentRow, scheduledAt: Date?, now: Date) async throws -> JSONValue {
+        guard let spec = decodeSpec(row.spec) else {
+            throw DeploymentError(field: "deployment", message: "'\(row.name)' has no stored spec", fix: "run `drover apply Schedules/` again")
+        }
+        let session: SessionID
+        let runID: String
+        if let scheduledAt {
+            let digest = Self.digest("\(row.id)|\(Int64(scheduledAt.timeIntervalSince1970))")
+            session = try SessionID("sesn_" + digest)
+            runID = "drun_" + digest
+        } else {
+            session = SessionID.make()
+            runID = Identifier.make(prefix: "drun", now: now)
+        }
+        try await sessionLog.create(session, agent: spec.agentSnapshot.json)
+        try await store.database.saveSessionOrigin(session: session.rawValue, kind: "deployment", originId: row.id, workspaceId: row.workspaceID)
+        let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
+        _ = try await sessionLog.append(session, events, clientKey: "deployment-run:\(runID)")
+        try await TurnQueue.enqueue(queue, session: session, name: turnQueue)
+
+        let createdAt = Timestamp.string(now)
+        let trigger: JSONValue = scheduledAt.map {
+            .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))])
+        } ?? .object(["type": .string("manual")])
+        let resource: JSONValue = .object([
+            "id": .string(runID),
+            "type": .string("deployment_run"),
+            "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
+            "created_at": .string(createdAt),
+            "deployment_id": .string(row.id),
+            "error": .null,
+            "session_id": .string(session.rawValue),
+            "trigger_context": trigger,
+        ])
+        try await store.database.recordDeploymentRun(
+            id: runID, deploymentID: row.id, workspaceID: row.workspaceID,
+            scheduledAt: scheduledAt.map(Timestamp.seconds), sessionID: session.rawValue,
+            createdAt: createdAt, resource: resource.compactJSON)
+        return resource
+    }
+
+    /// 26 lowercase hex digits (104 bits) of SHA-256.
+    static func digest(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).prefix(13).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,118 @@
+import DroverStore
+import Foundation
+
+/// The scheduler's fenced leader lock in Redis. Every key shares the hash tag `{sched}`, so
+/// each script touches one Redis Cluster slot.
+///
+/// - `leader`: `TOKEN|EPOCH`, set NX with a TTL, renewed only by its holder.
+/// - `epoch`: raised by one on every new leader (the fence).
+/// - `done`: a hash of deployment id → the latest occurrence (epoch seconds) fired. A fire is
+///   begun only by the current leader under its epoch, and only for an occurrence later than
+///   `done`, so each occurrence is fired once, and a stale leader's fire is refused.
+public struct LeaderLock: Sendable {
+    public let redis: RedisClient
+    public let token: String
+    public let ttlMilliseconds: Int
+    let leaderKey, epochKey, doneKey: String
+
+    public init(redis: RedisClient, token: String, ttlMilliseconds: Int, prefix: String = "drover:{sched}") {
+        self.redis = redis
+        self.token = token
+        self.ttlMilliseconds = ttlMilliseconds
+        leaderKey = prefix + ":leader"
+        epochKey = prefix + ":epoch"
+        doneKey = prefix + ":done"
+    }
+
+    static let acquire = RedisScript(name: "scheduler-acquire", idempotent: true, source: """
+        local current = redis.call('GET', KEYS[1])
+        if current then
+          local sep = string.find(current, '|', 1, true)
+          if string.sub(current, 1, sep - 1) == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return tonumber(string.sub(current, sep + 1))
+          end
+          return 0
+        end
+        local epoch = redis.call('INCR', KEYS[2])
+        if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'NX', 'PX', ARGV[2]) then
+          return epoch
+        end
+        return 0
+        """)
+
+    static let release = RedisScript(name: "scheduler-release", idempotent: true, source: """
+        local current = redis.call('GET', KEYS[1])
+        if current == ARGV[1] .. '|' .. ARGV[2] then
+          redis.call('DEL', KEYS[1])
+          return 1
+        end
+        return 0
+        """)
+
+    static let beginFire = RedisScript(name: "scheduler-begin-fire", idempotent: true, source: """
+        local fence = ARGV[1] .. '|' .. ARGV[2]
+        if redis.call('GET', KEYS[1]) ~= fence or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+          return {'stale', redis.call('GET', KEYS[2]) or '0'}
+        end
+        local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
+        if done >= tonumber(ARGV[4]) then
+          return {'duplicate', tostring(done)}
+        end
+        return {'ok', tostring(done)}
+        """)
+
+    static let finishFire = RedisScript(name: "scheduler-finish-fire", idempotent: true, source: """
+        local done = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+        if done < tonumber(ARGV[2]) then
+          redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        end
+        return 1
+        """)
+
+    /// Takes or renews the lock; the fence epoch while this scheduler leads, nil otherwise.
+    public func acquireOrRenew() async throws -> Int64? {
+        let reply = try await redis.eval(Self.acquire, keys: [leaderKey, epochKey], arguments: [token, String(ttlMilliseconds)])
+        guard let epoch = reply.int, epoch > 0 else { return nil }
+        return epoch
+    }
+
+    /// Gives the lock up at once (a clean shutdown), so another scheduler need not wait the TTL.
+    public func release(epoch: Int64) async throws {
+        _ = try await redis.eval(Self.release, keys: [leaderKey], arguments: [token, String(epoch)])
+    }
+
+    public enum Begin: Equatable, Sendable {
+        case go
+        case duplicate
+        /// This scheduler no longer leads: another took the fence (`current` epoch).
+        case stale(current: Int64)
+    }
+
+    public func begin(deployment: String, occurrence: Int64, epoch: Int64) async throws -> Begin {
+        let reply = try await redis.eval(Self.beginFire, keys: [leaderKey, epochKey, doneKey],
+                                         arguments: [token, String(epoch), deployment, String(occurrence)])
+        switch reply.array?.first?.string {
+        case "ok": return .go
+        case "duplicate": return .duplicate
+        default: return .stale(current: reply.array?.last?.int ?? 0)
+        }
+    }
+
+    public func finish(deployment: String, occurrence: Int64) async throws {
+        _ = try await redis.eval(Self.finishFire, keys: [doneKey], arguments: [deployment, String(occurrence)])
+    }
+
+    /// The latest occurrence fired for each deployment.
+    public func fired() async throws -> [String: Int64] {
+        let reply = try await redis.send(["HGETALL", doneKey])
+        var result: [String: Int64] = [:]
+        let items = reply.array ?? []
+        var index = 0
+        while index + 1 < items.count {
+            if let key = items[index].string, let value = items[index + 1].int { result[key] = value }
+            index += 2
+        }
+        return result
+    }
+}

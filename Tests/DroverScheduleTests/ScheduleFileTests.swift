@@ -1,0 +1,98 @@
+import DroverSchedule
+import Foundation
+import Testing
+
+@Suite("Schedule files")
+struct ScheduleFileTests {
+    static let good = """
+        name: nightly
+        agent:
+          model: claude-sonnet-4-5
+          system: Be brief.
+          tools:
+            - type: agent_toolset_20260401
+              configs:
+                - {name: bash, permission_policy: {type: always_ask}}
+            - type: custom
+              name: lookup
+              description: Looks a word up.
+              input_schema: {type: object, properties: {word: {type: string}}}
+        environment: research
+        initial_events:
+          - type: user.message
+            content:
+              - {type: text, text: go}
+        schedule:
+          type: cron
+          expression: "30 2 * * *"
+          timezone: Europe/Berlin
+        jitter_seconds: 60
+        """
+
+    @Test("a good file gives the agent snapshot, events and schedule")
+    func good() throws {
+        let file = try ScheduleFile.parse(Self.good, file: "Schedules/nightly.yaml")
+        #expect(file.name == "nightly")
+        #expect(file.agentSnapshot.model == "claude-sonnet-4-5")
+        #expect(file.agentSnapshot.system == "Be brief.")
+        #expect(file.agentSnapshot.toolset.asks("bash"))
+        #expect(!file.agentSnapshot.toolset.asks("read"))
+        #expect(file.agentSnapshot.customTools.map(\.name) == ["lookup"])
+        #expect(file.schedule?.expression == "30 2 * * *")
+        #expect(file.schedule?.timeZone.identifier == "Europe/Berlin")
+        #expect(file.jitterSeconds == 60)
+        #expect(file.initialEvents.count == 1)
+        #expect(file.environment.objectValue?["name"]?.stringValue == "research")
+    }
+
+    @Test("the shipped Schedules/ files load")
+    func shipped() throws {
+        let files = try ScheduleFile.loadDirectory(projectRoot.appendingPathComponent("Schedules").path)
+        #expect(files.map(\.name) == ["nightly-research", "weekly-wiki-digest"])
+        #expect(files.last?.paused == true)
+    }
+
+    @Test("bad files name the file, the line, the field and the fix")
+    func badFiles() {
+        func replacing(_ old: String, _ new: String) -> String { Self.good.replacingOccurrences(of: old, with: new) }
+        let cases: [(String, String, [String])] = [
+            ("malformed YAML", replacing("  system: Be brief.", "  system: [Be brief."), ["bad.yaml:", "is not valid YAML"]),
+            ("unterminated quote", replacing("name: nightly", "name: \"nightly"), ["bad.yaml:", "not valid YAML"]),
+            ("missing agent", replacing("agent:\n  model: claude-sonnet-4-5\n", "agentx:\n  model: claude-sonnet-4-5\n"), ["bad.yaml:2:", "agentx: is not a known field"]),
+            ("missing initial_events", String(Self.good.split(separator: "\n").filter { !$0.contains("initial_events") && !$0.contains("- type: user.message") && !$0.contains("content:") && !$0.contains("{type: text, text: go}") }.joined(separator: "\n")), ["bad.yaml:1:", "initial_events: is missing", "Fix:"]),
+            ("missing model", replacing("  model: claude-sonnet-4-5\n", ""), ["bad.yaml:3:", "agent.model: is missing"]),
+            ("invalid cron", replacing("\"30 2 * * *\"", "\"61 2 * * *\""), ["bad.yaml:20:", "schedule.expression: minute field: 61 is out of range 0–59", "Fix:"]),
+            ("six fields", replacing("\"30 2 * * *\"", "\"0 30 2 * * *\""), ["bad.yaml:20:", "schedule.expression: '0 30 2 * * *' has 6 fields"]),
+            ("unknown timezone", replacing("Europe/Berlin", "Europe/Atlantis"), ["bad.yaml:21:", "schedule.timezone: 'Europe/Atlantis' is not an IANA timezone"]),
+            ("bad event type", replacing("- type: user.message", "- type: agent.message"), ["bad.yaml:15:", "'agent.message' cannot start"]),
+            ("bad jitter", replacing("jitter_seconds: 60", "jitter_seconds: soon"), ["bad.yaml:22:", "jitter_seconds: must be a whole number"]),
+            ("bad name", replacing("name: nightly", "name: night ly"), ["bad.yaml:1:", "'night ly' is not a usable name"]),
+        ]
+        for (label, text, expected) in cases {
+            do {
+                _ = try ScheduleFile.parse(text, file: "Schedules/bad.yaml")
+                Issue.record("\(label): accepted")
+            } catch {
+                #expect(error.line != nil, "\(label): no line in \(error.description)")
+                #expect(error.file == "Schedules/bad.yaml")
+                for part in expected {
+                    #expect(error.description.contains(part), "\(label): \(error.description)")
+                }
+            }
+        }
+    }
+
+    @Test("two files with one name are refused")
+    func duplicateNames() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("drover-sched-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Self.good.write(to: directory.appendingPathComponent("a.yaml"), atomically: true, encoding: .utf8)
+        try Self.good.write(to: directory.appendingPathComponent("b.yaml"), atomically: true, encoding: .utf8)
+        #expect {
+            try ScheduleFile.loadDirectory(directory.path)
+        } throws: { error in
+            "\(error)".contains("b.yaml") && "\(error)".contains("also the name in")
+        }
+    }
+}

@@ -1,0 +1,227 @@
+import DroverBrain
+import DroverCore
+@testable import DroverSchedule
+import DroverStore
+import DroverTesting
+import Foundation
+import Testing
+
+/// Deployments on a real SQLite file and schedulers on a real redis-server, with their own
+/// connections, over a simulated clock.
+struct SchedulerRig {
+    let server: RedisServerFixture
+    let databasePath: String
+    let clock: ManualSchedulerClock
+    let store: DeploymentStore
+    let redis: RedisClient
+
+    static let start = ISO8601DateFormatter().date(from: "2026-11-25T10:00:30Z")!
+
+    static func file(name: String = "every-minute", expression: String = "* * * * *", jitter: Int = 0) throws -> ScheduleFile {
+        try ScheduleFile.parse("""
+            name: \(name)
+            agent: {model: claude-sonnet-4-5, system: Be brief.}
+            initial_events:
+              - type: user.message
+                content: [{type: text, text: "what changed?"}]
+            schedule: {type: cron, expression: "\(expression)", timezone: UTC}
+            jitter_seconds: \(jitter)
+            """, file: "Schedules/\(name).yaml")
+    }
+
+    static func with<T>(_ files: [ScheduleFile]? = nil, _ body: (SchedulerRig) async throws -> T) async throws -> T {
+        try await withRedisServer { server in
+            let path = temporaryDatabasePath()
+            defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+            let clock = ManualSchedulerClock(start)
+            let store = DeploymentStore(database: try MirrorDatabase(path: path))
+            _ = try await store.apply(try files ?? [file()], now: start)
+            let redis = try await server.client()
+            defer { redis.close() }
+            return try await body(SchedulerRig(server: server, databasePath: path, clock: clock, store: store, redis: redis))
+        }
+    }
+
+    /// A scheduler as another process would have it: its own Redis client and SQLite handle.
+    func scheduler(_ token: String, lockTTL: Duration = .seconds(1)) async throws -> (Scheduler, RedisClient) {
+        let redis = try await server.client(poolSize: 2)
+        let database = try MirrorDatabase(path: databasePath)
+        let store = DeploymentStore(database: database)
+        var options = Scheduler.Options()
+        options.token = token
+        options.tick = .milliseconds(20)
+        options.lockTTL = lockTTL
+        let firer = DeploymentFirer(store: store, sessionLog: SessionLog(redis: redis, database: database), queue: TaskQueue(redis: redis))
+        return (Scheduler(redis: redis, store: store, firer: firer, clock: clock, options: options), redis)
+    }
+
+    func counts(_ name: String = "every-minute") async throws -> [String: Int] {
+        try await store.database.deploymentRunCounts(deploymentID: try await store.find(name).id)
+    }
+
+    /// Waits (real time) until the run for `occurrence` is recorded.
+    func waitForRun(_ occurrence: Date, timeout: Duration = .seconds(10)) async throws {
+        let key = Timestamp.seconds(occurrence)
+        let deadline = ContinuousClock.now + timeout
+        while try await counts()[key] == nil {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("no run for \(key) within \(timeout)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
+func minute(_ n: Int) -> Date { ISO8601DateFormatter().date(from: "2026-11-25T10:00:00Z")! + Double(n * 60) }
+
+@Suite("Scheduler")
+struct SchedulerTests {
+    @Test("three schedulers fire each occurrence exactly once, into a real session and turn task")
+    func threeSchedulers() async throws {
+        try await SchedulerRig.with { rig in
+            var schedulers: [(Scheduler, RedisClient)] = []
+            for index in 0..<3 { schedulers.append(try await rig.scheduler("schd_\(index)")) }
+            defer { for (_, redis) in schedulers { redis.close() } }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (scheduler, _) in schedulers { group.addTask { try await scheduler.run() } }
+                for n in 1...12 {
+                    rig.clock.set(minute(n) + 1)
+                    try await rig.waitForRun(minute(n))
+                }
+                // A few more ticks at the same instant must add nothing.
+                try await Task.sleep(for: .milliseconds(150))
+                group.cancelAll()
+            }
+            let counts = try await rig.counts()
+            #expect(counts == Dictionary(uniqueKeysWithValues: (1...12).map { (Timestamp.seconds(minute($0)), 1) }))
+            #expect(schedulers.map(\.0.fires).reduce(0, +) == 12)
+            #expect(schedulers.filter { $0.0.fires > 0 }.count == 1, "one leader fired: \(schedulers.map(\.0.fires))")
+
+            // Each run made a session with the agent snapshot and the initial event, and a turn task.
+            let runs = try await rig.store.runs("every-minute")
+            #expect(runs.count == 12)
+            let log = SessionLog(redis: rig.redis, database: rig.store.database)
+            for run in runs {
+                let session = try SessionID(run.objectValue?["session_id"]?.stringValue ?? "")
+                let events = try await log.read(session)
+                #expect(events.map(\.type) == ["user.message"])
+                #expect(try await log.agent(session)?.contains("claude-sonnet-4-5") == true)
+                #expect(run.objectValue?["trigger_context"]?.objectValue?["type"]?.stringValue == "schedule")
+            }
+            let stats = try await TaskQueue(redis: rig.redis).stats(TurnQueue.defaultName)
+            #expect(stats.ready == 12)
+        }
+    }
+
+    @Test("a killed leader's lock expires, another takes over without double firing, and the stale leader is refused")
+    func leaderKilled() async throws {
+        try await SchedulerRig.with { rig in
+            var schedulers: [(Scheduler, RedisClient)] = []
+            for index in 0..<3 { schedulers.append(try await rig.scheduler("schd_\(index)", lockTTL: .milliseconds(800))) }
+            defer { for (_, redis) in schedulers { redis.close() } }
+            // Tick loops the test can kill outright: a killed scheduler releases nothing.
+            let loops = schedulers.map { scheduler, _ in
+                Task {
+                    while !Task.isCancelled {
+                        _ = try? await scheduler.tick()
+                        try? await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+            }
+            for n in 1...3 {
+                rig.clock.set(minute(n) + 1)
+                try await rig.waitForRun(minute(n))
+            }
+            let leaderIndex = try #require(schedulers.firstIndex { $0.0.leaderEpoch != nil })
+            let leader = schedulers[leaderIndex].0
+            let oldEpoch = try #require(leader.leaderEpoch)
+            loops[leaderIndex].cancel()
+            _ = await loops[leaderIndex].result
+            let killedAt = ContinuousClock.now
+
+            rig.clock.set(minute(4) + 1)
+            try await rig.waitForRun(minute(4))
+            #expect(ContinuousClock.now - killedAt >= .milliseconds(500), "took over before the lock could expire")
+            for n in 5...6 {
+                rig.clock.set(minute(n) + 1)
+                try await rig.waitForRun(minute(n))
+            }
+            let successor = try #require(schedulers.first { $0.0 !== leader && $0.0.leaderEpoch != nil }?.0)
+            #expect(try #require(successor.leaderEpoch) > oldEpoch)
+
+            // The old leader wakes up and tries to fire with its old fence: refused.
+            let deployment = try await rig.store.find("every-minute").id
+            let stale = try await leader.lock.begin(deployment: deployment, occurrence: Int64(minute(7).timeIntervalSince1970), epoch: oldEpoch)
+            guard case .stale(let current) = stale else {
+                Issue.record("a stale leader's fire was not refused: \(stale)")
+                return
+            }
+            #expect(current > oldEpoch)
+            #expect(try await leader.tick().isEmpty)
+
+            for loop in loops { loop.cancel() }
+            for loop in loops { _ = await loop.result }
+            let counts = try await rig.counts()
+            #expect(counts == Dictionary(uniqueKeysWithValues: (1...6).map { (Timestamp.seconds(minute($0)), 1) }))
+        }
+    }
+
+    @Test("after downtime a missed stretch fires once, for its latest occurrence")
+    func missedOccurrenceOnce() async throws {
+        try await SchedulerRig.with { rig in
+            let (scheduler, redis) = try await rig.scheduler("schd_solo")
+            defer { redis.close() }
+            rig.clock.set(minute(1) + 5)
+            #expect(try await scheduler.tick().map(\.scheduledAt) == [minute(1)])
+            rig.clock.set(minute(31) + 5)  // 30 minutes down
+            #expect(try await scheduler.tick().map(\.scheduledAt) == [minute(31)])
+            #expect(try await scheduler.tick().isEmpty)
+            #expect(try await rig.counts().keys.sorted() == [Timestamp.seconds(minute(1)), Timestamp.seconds(minute(31))])
+            let row = try await rig.store.find("every-minute")
+            #expect(row.lastRunAt != nil)
+        }
+    }
+
+    @Test("a paused deployment does not fire, and unpausing owes nothing for the pause")
+    func paused() async throws {
+        try await SchedulerRig.with { rig in
+            let (scheduler, redis) = try await rig.scheduler("schd_solo")
+            defer { redis.close() }
+            _ = try await rig.store.pause("every-minute", now: rig.clock.now())
+            for n in 1...3 {
+                rig.clock.set(minute(n) + 5)
+                #expect(try await scheduler.tick().isEmpty)
+            }
+            _ = try await rig.store.unpause("every-minute", now: rig.clock.now())
+            #expect(try await scheduler.tick().isEmpty, "minute 3 fell in the pause")
+            rig.clock.set(minute(4) + 5)
+            #expect(try await scheduler.tick().map(\.scheduledAt) == [minute(4)])
+            #expect(try await rig.counts().count == 1)
+        }
+    }
+
+    @Test("jitter delays each deployment's fire by the same amount every time")
+    func jitter() async throws {
+        let file = try SchedulerRig.file(expression: "*/5 * * * *", jitter: 240)
+        try await SchedulerRig.with([file]) { rig in
+            let (scheduler, redis) = try await rig.scheduler("schd_solo")
+            defer { redis.close() }
+            let id = try await rig.store.find("every-minute").id
+            let delay = DeploymentSpec.jitter(deploymentID: id, maximum: 240)
+            #expect(delay == DeploymentSpec.jitter(deploymentID: id, maximum: 240))
+            #expect((0...240).contains(delay))
+            for occurrence in [minute(5), minute(10)] {
+                if delay > 0 {
+                    rig.clock.set(occurrence + Double(delay) - 1)
+                    #expect(try await scheduler.tick().isEmpty)
+                }
+                rig.clock.set(occurrence + Double(delay))
+                #expect(try await scheduler.tick().map(\.scheduledAt) == [occurrence])
+            }
+            // Different deployments spread out.
+            let spread = Set((0..<20).map { DeploymentSpec.jitter(deploymentID: "depl_\($0)", maximum: 240) })
+            #expect(spread.count > 10)
+        }
+    }
+}
