@@ -55,7 +55,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 : InProcessHand()
             let runner = TurnRunner(
                 log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
-                deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model)
+                deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),
+                mcp: MCPConnections()
             )
             var options = Worker.Options()
             options.concurrency = concurrency
