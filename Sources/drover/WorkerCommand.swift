@@ -53,10 +53,11 @@ struct WorkerCommand: AsyncParsableCommand {
             let hand: any Hand = hands == "sandbox"
                 ? AgentToolset(root: runtime.configuration.dataDirectory.appendingPathComponent("hands"))
                 : InProcessHand()
+            let mcp = MCPConnections()
             let runner = TurnRunner(
                 log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
                 deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),
-                mcp: MCPConnections()
+                mcp: mcp
             )
             var options = Worker.Options()
             options.concurrency = concurrency
@@ -70,6 +71,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 logger: Logger(label: "drover.worker")
             )
             try await group.run()
+            // Stdio MCP servers are this worker's children: stop them with it.
+            await mcp.shutdown()
             note("drover worker: drained")
         }
     }
