@@ -253,6 +253,20 @@ struct MCPTests {
         #expect(after == .text("the sum of 3 and 4 is 7"))
     }
 
+    @Test("a call past its deadline is cancelled with an error result, and the connection keeps working")
+    func deadline() async throws {
+        let server = try await MCPTestServer.start()
+        defer { Task { await server.stop() } }
+        let calc = MCPServerDefinition.url("calc", server.url)
+        let mcp = MCPConnections()
+        let started = ContinuousClock.now
+        let late = await mcp.callTool(calc, name: "slow", arguments: numbers(["seconds": 30]), deadline: .now + .seconds(1))
+        #expect(late.isError && late == .text("MCP tool slow on calc timed out and was cancelled", isError: true))
+        #expect(ContinuousClock.now - started < .seconds(10))
+        let next = await mcp.callTool(calc, name: "add", arguments: numbers(["a": 1, "b": 1]), deadline: .now + .seconds(20))
+        #expect(next == .text("the sum of 1 and 1 is 2"))
+    }
+
     @Test("MCP tools default to always_ask: the call waits for user.tool_confirmation, then runs")
     func alwaysAsk() async throws {
         let server = try await MCPTestServer.start()
