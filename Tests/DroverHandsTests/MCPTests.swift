@@ -47,7 +47,12 @@ private final class MCPTestServer: Sendable {
         let logPath = NSTemporaryDirectory() + "drover-mcp-\(Identifier.make(prefix: "s").suffix(10)).log"
         let process = try ChildProcess(executable: python, arguments: [serverScript, "http", "\(port)"], outputPath: logPath)
         let server = MCPTestServer(process: process, port: port, logPath: logPath)
-        try await server.waitForLog("Uvicorn running")
+        do {
+            try await server.waitForLog("Uvicorn running")
+        } catch {
+            await server.stop()
+            throw error
+        }
         return server
     }
 
@@ -66,6 +71,18 @@ private final class MCPTestServer: Sendable {
         await process.kill()
         try? FileManager.default.removeItem(atPath: logPath)
     }
+}
+
+/// Runs `body` with a fresh server, and stops the server before returning, whatever happens.
+private func withMCPServer(port: Int = freeLoopbackPort(), _ body: (MCPTestServer) async throws -> Void) async throws {
+    let server = try await MCPTestServer.start(port: port)
+    do {
+        try await body(server)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
 }
 
 private struct MCPTestError: Error, CustomStringConvertible {
@@ -155,63 +172,63 @@ struct MCPAgentConfigTests {
 struct MCPTests {
     @Test("the model is offered the server's tools and a call runs through a real turn, as agent.mcp_tool_use/result")
     func toolCallThroughTurn() async throws {
-        let server = try await MCPTestServer.start()
-        defer { Task { await server.stop() } }
-        let mcp = MCPConnections()
-        let tools = try await mcp.listTools(.url("calc", server.url))
-        #expect(Set(tools.map(\.name)) == ["add", "slow", "fail"])
-        #expect(tools.first { $0.name == "add" }?.inputSchema.objectValue?["properties"]?.objectValue?["a"] != nil)
+        try await withMCPServer { server in
+            let mcp = MCPConnections()
+            let tools = try await mcp.listTools(.url("calc", server.url))
+            #expect(Set(tools.map(\.name)) == ["add", "slow", "fail"])
+            #expect(tools.first { $0.name == "add" }?.inputSchema.objectValue?["properties"]?.objectValue?["a"] != nil)
 
-        try await withMCPTurn(script: """
-            turns:
-              - tool_use: {name: mcp__calc__add, input: {a: 2, b: 40}}
-              - tool_use: {name: mcp__calc__fail, input: {reason: "no such student"}}
-              - text: "The sum is 42."
-            """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll), mcp: mcp) { log, runner, session in
-            let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
-            #expect(outcome.stopReason == "end_turn")
-            let events = try await log.read(session, limit: 200)
-            let uses = events.filter { $0.type == "agent.mcp_tool_use" }
-            let results = events.filter { $0.type == "agent.mcp_tool_result" }
-            try #require(uses.count == 2 && results.count == 2, "\(events.map(\.json))")
-            let use = uses[0].value.objectValue ?? [:]
-            #expect(use["mcp_server_name"] == .string("calc") && use["name"] == .string("add"))
-            #expect(use["input"] == .object(["a": .number(2), "b": .number(40)]))
-            #expect(use["evaluated_permission"] == .string("allow"))
-            let result = results[0].value.objectValue ?? [:]
-            #expect(result["mcp_tool_use_id"] == .string(uses[0].id))
-            #expect(result["is_error"] == .bool(false))
-            #expect(results[0].json.contains("the sum of 2 and 40 is 42"))
-            // A tool that raises is the tool's error, not a broken connection.
-            #expect(results[1].value.objectValue?["is_error"] == .bool(true))
-            #expect(results[1].json.contains("no such student"))
-            #expect(!events.contains { $0.type == "agent.tool_use" || $0.type == "agent.tool_result" || $0.type == "session.error" })
-            expectWireShapes(events)
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__add, input: {a: 2, b: 40}}
+                  - tool_use: {name: mcp__calc__fail, input: {reason: "no such student"}}
+                  - text: "The sum is 42."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll), mcp: mcp) { log, runner, session in
+                let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
+                #expect(outcome.stopReason == "end_turn")
+                let events = try await log.read(session, limit: 200)
+                let uses = events.filter { $0.type == "agent.mcp_tool_use" }
+                let results = events.filter { $0.type == "agent.mcp_tool_result" }
+                try #require(uses.count == 2 && results.count == 2, "\(events.map(\.json))")
+                let use = uses[0].value.objectValue ?? [:]
+                #expect(use["mcp_server_name"] == .string("calc") && use["name"] == .string("add"))
+                #expect(use["input"] == .object(["a": .number(2), "b": .number(40)]))
+                #expect(use["evaluated_permission"] == .string("allow"))
+                let result = results[0].value.objectValue ?? [:]
+                #expect(result["mcp_tool_use_id"] == .string(uses[0].id))
+                #expect(result["is_error"] == .bool(false))
+                #expect(results[0].json.contains("the sum of 2 and 40 is 42"))
+                // A tool that raises is the tool's error, not a broken connection.
+                #expect(results[1].value.objectValue?["is_error"] == .bool(true))
+                #expect(results[1].json.contains("no such student"))
+                #expect(!events.contains { $0.type == "agent.tool_use" || $0.type == "agent.tool_result" || $0.type == "session.error" })
+                expectWireShapes(events)
+            }
         }
     }
 
     @Test("a server killed in the middle of a slow call gives an error result and the turn ends cleanly")
     func serverKilledMidCall() async throws {
-        let server = try await MCPTestServer.start()
-        defer { Task { await server.stop() } }
-        try await withMCPTurn(script: """
-            turns:
-              - tool_use: {name: mcp__calc__slow, input: {seconds: 60}}
-              - text: "The server went away."
-            """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
-            let fence = try await log.takeFence(session)
-            let started = ContinuousClock.now
-            async let outcome = runner.run(session: session, fence: fence)
-            try await server.waitForLog("slow call started")
-            await server.process.kill()
-            #expect(try await outcome.stopReason == "end_turn")
-            #expect(ContinuousClock.now - started < .seconds(30), "the turn waited for the tool's deadline instead of seeing the server die")
-            let events = try await log.read(session, limit: 200)
-            let result = try #require(events.first { $0.type == "agent.mcp_tool_result" })
-            #expect(result.value.objectValue?["is_error"] == .bool(true))
-            #expect(result.json.contains("MCP server calc failed during slow"), "\(result.json)")
-            #expect(events.last?.type == "session.status_idle")
-            expectWireShapes(events)
+        try await withMCPServer { server in
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__slow, input: {seconds: 60}}
+                  - text: "The server went away."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
+                let fence = try await log.takeFence(session)
+                let started = ContinuousClock.now
+                async let outcome = runner.run(session: session, fence: fence)
+                try await server.waitForLog("slow call started")
+                await server.process.kill()
+                #expect(try await outcome.stopReason == "end_turn")
+                #expect(ContinuousClock.now - started < .seconds(30), "the turn waited for the tool's deadline instead of seeing the server die")
+                let events = try await log.read(session, limit: 200)
+                let result = try #require(events.first { $0.type == "agent.mcp_tool_result" })
+                #expect(result.value.objectValue?["is_error"] == .bool(true))
+                #expect(result.json.contains("MCP server calc failed during slow"), "\(result.json)")
+                #expect(events.last?.type == "session.status_idle")
+                expectWireShapes(events)
+            }
         }
     }
 
@@ -246,74 +263,75 @@ struct MCPTests {
         await first.stop()
         let down = await mcp.callTool(server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + .seconds(20))
         #expect(down.isError)
-        let second = try await MCPTestServer.start(port: first.port)
-        defer { Task { await second.stop() } }
-        #expect(try await mcp.listTools(server).count == 3)
-        let after = await mcp.callTool(server, name: "add", arguments: numbers(["a": 3, "b": 4]), deadline: .now + .seconds(20))
-        #expect(after == .text("the sum of 3 and 4 is 7"))
+        try await withMCPServer(port: first.port) { _ in
+            let tools = try await mcp.listTools(server)
+            #expect(tools.count == 3)
+            let after = await mcp.callTool(server, name: "add", arguments: numbers(["a": 3, "b": 4]), deadline: .now + .seconds(20))
+            #expect(after == .text("the sum of 3 and 4 is 7"))
+        }
     }
 
     @Test("a call past its deadline is cancelled with an error result, and the connection keeps working")
     func deadline() async throws {
-        let server = try await MCPTestServer.start()
-        defer { Task { await server.stop() } }
-        let calc = MCPServerDefinition.url("calc", server.url)
-        let mcp = MCPConnections()
-        let started = ContinuousClock.now
-        let late = await mcp.callTool(calc, name: "slow", arguments: numbers(["seconds": 30]), deadline: .now + .seconds(1))
-        #expect(late.isError && late == .text("MCP tool slow on calc timed out and was cancelled", isError: true))
-        #expect(ContinuousClock.now - started < .seconds(10))
-        let next = await mcp.callTool(calc, name: "add", arguments: numbers(["a": 1, "b": 1]), deadline: .now + .seconds(20))
-        #expect(next == .text("the sum of 1 and 1 is 2"))
+        try await withMCPServer { server in
+            let calc = MCPServerDefinition.url("calc", server.url)
+            let mcp = MCPConnections()
+            let started = ContinuousClock.now
+            let late = await mcp.callTool(calc, name: "slow", arguments: numbers(["seconds": 30]), deadline: .now + .seconds(1))
+            #expect(late.isError && late == .text("MCP tool slow on calc timed out and was cancelled", isError: true))
+            #expect(ContinuousClock.now - started < .seconds(10))
+            let next = await mcp.callTool(calc, name: "add", arguments: numbers(["a": 1, "b": 1]), deadline: .now + .seconds(20))
+            #expect(next == .text("the sum of 1 and 1 is 2"))
+        }
     }
 
     @Test("MCP tools default to always_ask: the call waits for user.tool_confirmation, then runs")
     func alwaysAsk() async throws {
-        let server = try await MCPTestServer.start()
-        defer { Task { await server.stop() } }
-        try await withMCPTurn(script: """
-            turns:
-              - tool_use: {name: mcp__calc__add, input: {a: 20, b: 22}}
-              - text: "Done."
-            """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#)) { log, runner, session in
-            #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "requires_action")
-            var events = try await log.read(session, limit: 200)
-            let use = try #require(events.first { $0.type == "agent.mcp_tool_use" })
-            #expect(use.value.objectValue?["evaluated_permission"] == .string("ask"))
-            #expect(!events.contains { $0.type == "agent.mcp_tool_result" })
-            _ = try await log.append(session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)","result":"allow"}]}"#))
-            #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "end_turn")
-            events = try await log.read(session, limit: 200)
-            let results = events.filter { $0.type == "agent.mcp_tool_result" }
-            #expect(results.count == 1)
-            #expect(results.first?.json.contains("the sum of 20 and 22 is 42") == true)
-            expectWireShapes(events)
+        try await withMCPServer { server in
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__add, input: {a: 20, b: 22}}
+                  - text: "Done."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#)) { log, runner, session in
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "requires_action")
+                var events = try await log.read(session, limit: 200)
+                let use = try #require(events.first { $0.type == "agent.mcp_tool_use" })
+                #expect(use.value.objectValue?["evaluated_permission"] == .string("ask"))
+                #expect(!events.contains { $0.type == "agent.mcp_tool_result" })
+                _ = try await log.append(session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)","result":"allow"}]}"#))
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "end_turn")
+                events = try await log.read(session, limit: 200)
+                let results = events.filter { $0.type == "agent.mcp_tool_result" }
+                #expect(results.count == 1)
+                #expect(results.first?.json.contains("the sum of 20 and 22 is 42") == true)
+                expectWireShapes(events)
+            }
         }
     }
 
     @Test("a dangling agent.mcp_tool_use left by a crash gets exactly one error result and is not run again")
     func crashRepair() async throws {
-        let server = try await MCPTestServer.start()
-        defer { Task { await server.stop() } }
-        try await withMCPTurn(script: """
-            turns:
-              - tool_use: {name: mcp__calc__slow, input: {seconds: 1}}
-              - text: "I will not repeat it."
-            """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
-            let crashed = try await log.takeFence(session)
-            _ = try await log.append(session, [
-                NewEvent(type: .sessionStatusRunning),
-                NewEvent(type: .agentMcpToolUse, fields: ["mcp_server_name": .string("calc"), "name": .string("slow"), "input": .object(["seconds": .number(1)])]),
-            ], fence: crashed)
-            let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
-            #expect(outcome.stopReason == "end_turn")
-            #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "nothing_to_do")
-            let events = try await log.read(session, limit: 200)
-            let results = events.filter { $0.type == "agent.mcp_tool_result" }
-            #expect(results.count == 1)
-            #expect(results.first?.json.contains(TurnRunner.crashInterruption) == true)
-            #expect(!server.log.contains("slow call started"))
-            expectWireShapes(events)
+        try await withMCPServer { server in
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__slow, input: {seconds: 1}}
+                  - text: "I will not repeat it."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
+                let crashed = try await log.takeFence(session)
+                _ = try await log.append(session, [
+                    NewEvent(type: .sessionStatusRunning),
+                    NewEvent(type: .agentMcpToolUse, fields: ["mcp_server_name": .string("calc"), "name": .string("slow"), "input": .object(["seconds": .number(1)])]),
+                ], fence: crashed)
+                let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
+                #expect(outcome.stopReason == "end_turn")
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "nothing_to_do")
+                let events = try await log.read(session, limit: 200)
+                let results = events.filter { $0.type == "agent.mcp_tool_result" }
+                #expect(results.count == 1)
+                #expect(results.first?.json.contains(TurnRunner.crashInterruption) == true)
+                #expect(!server.log.contains("slow call started"))
+                expectWireShapes(events)
+            }
         }
     }
 
@@ -321,6 +339,16 @@ struct MCPTests {
     func stdioServer() async throws {
         let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
         let mcp = MCPConnections()
+        do {
+            try await stdioCalls(server, mcp)
+        } catch {
+            await mcp.shutdown()
+            throw error
+        }
+        await mcp.shutdown()
+    }
+
+    private func stdioCalls(_ server: MCPServerDefinition, _ mcp: MCPConnections) async throws {
         let tools = try await mcp.listTools(server)
         #expect(tools.map(\.name).contains("add"))
         let result = await mcp.callTool(server, name: "add", arguments: numbers(["a": 5, "b": 6]), deadline: .now + .seconds(20))
@@ -333,7 +361,6 @@ struct MCPTests {
         let dead = await slow
         #expect(dead.isError)
         #expect(ContinuousClock.now - started < .seconds(20))
-        await mcp.shutdown()
     }
 }
 
