@@ -13,8 +13,11 @@ import Glibc
 private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 private let python = packageRoot.appendingPathComponent(".venv/bin/python").path
 private let serverScript = packageRoot.appendingPathComponent("Tests/mcp/server.py").path
+/// scripts/setup installs `mcp` from Tests/requirements.txt into the venv, whatever its Python version.
 private let hasMCP = FileManager.default.isExecutableFile(atPath: python)
-    && FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent(".venv/lib/python3.11/site-packages/mcp").path)
+    && ((try? FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent(".venv/lib").path)) ?? []).contains {
+        FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent(".venv/lib/\($0)/site-packages/mcp/server/fastmcp").path)
+    }
 
 /// A port on loopback that nothing listens on right now.
 private func freeLoopbackPort() -> Int {
