@@ -341,7 +341,9 @@ struct MCPTests {
     @Test("a stdio server started by command is listed and called, and its death fails the call at once")
     func stdioServer() async throws {
         let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
-        let mcp = MCPConnections()
+        // Off by default: an agent's command would run on the worker's host.
+        await #expect { try await MCPConnections().listTools(server) } throws: { "\($0)".contains("--mcp-stdio") }
+        let mcp = MCPConnections(allowStdio: true)
         do {
             try await stdioCalls(server, mcp)
         } catch {

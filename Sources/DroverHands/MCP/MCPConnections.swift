@@ -16,10 +16,14 @@ public actor MCPConnections: MCPHand {
 
     private var connections: [MCPServerDefinition: Task<Connection, Error>] = [:]
     private let connectTimeout: Duration
+    private let allowStdio: Bool
     private let logger = Logger(label: "drover.mcp")
 
-    public init(connectTimeout: Duration = .seconds(10)) {
+    /// `allowStdio` lets agents start stdio servers: commands that run on the worker's host,
+    /// outside the sandbox. Off unless the operator turns it on (`drover worker --mcp-stdio`).
+    public init(connectTimeout: Duration = .seconds(10), allowStdio: Bool = false) {
         self.connectTimeout = connectTimeout
+        self.allowStdio = allowStdio
         // Writing to a stdio server that just died raises SIGPIPE, which would kill the worker.
         signal(SIGPIPE, SIG_IGN)
     }
@@ -87,6 +91,9 @@ public actor MCPConnections: MCPHand {
     private func connection(_ server: MCPServerDefinition, deadline: ContinuousClock.Instant) async throws -> Connection {
         if let existing = connections[server] {
             return try await existing.value
+        }
+        if server.type == .stdio && !allowStdio {
+            throw MCPConnectError("\(server.name) is a stdio server, which runs a command on the worker's host outside the sandbox; this worker does not allow them (start it with --mcp-stdio to allow)")
         }
         let task = Task { try await Self.connect(server, deadline: deadline) }
         connections[server] = task
