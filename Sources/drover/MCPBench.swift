@@ -46,11 +46,11 @@ struct MCPBench: AsyncParsableCommand {
             return samples.sorted()
         }
         let cold = try await time(connects) {
-            let fresh = MCPConnections()
+            let fresh = MCPConnections(allowStdio: true)
             _ = try await fresh.listTools(server)
             await fresh.shutdown()
         }
-        let mcp = MCPConnections()
+        let mcp = MCPConnections(allowStdio: true)
         let tools = try await mcp.listTools(server)
         guard tools.contains(where: { $0.name == tool }) else {
             throw ValidationError("--tool \(tool): the server lists \(tools.map(\.name).joined(separator: ", "))")
