@@ -1,7 +1,6 @@
 import DroverBrain
 import DroverCore
 import Foundation
-import Logging
 import MCP
 
 /// A worker's MCP servers, through the swift-sdk's `Client`: one connection per server, shared
@@ -17,7 +16,6 @@ public actor MCPConnections: MCPHand {
     private var connections: [MCPServerDefinition: Task<Connection, Error>] = [:]
     private let connectTimeout: Duration
     private let allowStdio: Bool
-    private let logger = Logger(label: "drover.mcp")
 
     /// `allowStdio` lets agents start stdio servers: commands that run on the worker's host,
     /// outside the sandbox. Off unless the operator turns it on (`drover worker --mcp-stdio`).
