@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
     ],
     targets: [
         .systemLibrary(
@@ -59,7 +60,13 @@ let package = Package(
         ),
         .target(
             name: "DroverHands",
-            dependencies: ["DroverCore", "DroverBrain", "DroverStore"]
+            dependencies: [
+                "CCurl",
+                "DroverCore",
+                "DroverBrain",
+                "DroverStore",
+                .product(name: "MCP", package: "swift-sdk"),
+            ]
         ),
         .target(
             name: "DroverJobs",

@@ -23,6 +23,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Sessions run at once.") var concurrency = 4
     @Option(help: "Lease length in seconds; heartbeats renew it every third.") var leaseSeconds = 30
     @Option(help: "Seconds running turns get to finish on SIGTERM before they are handed back.") var drainSeconds = 30
+    @Flag(help: "Let agents start stdio MCP servers: commands that run on this host, outside the sandbox.") var mcpStdio = false
     @Option(help: "Model for sessions created without an agent snapshot.") var model = "claude-sonnet-4-5"
     @Option(help: "Tools: sandbox (bubblewrap; the default where it is installed) or in-process (echo and sleep only).")
     var hands = Sandbox.bubblewrap == nil ? "in-process" : "sandbox"
@@ -53,9 +54,11 @@ struct WorkerCommand: AsyncParsableCommand {
             let hand: any Hand = hands == "sandbox"
                 ? AgentToolset(root: try runtime.handsRoot())
                 : InProcessHand()
+            let mcp = MCPConnections(allowStdio: mcpStdio)
             let runner = TurnRunner(
                 log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
-                deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model)
+                deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),
+                mcp: mcp
             )
             var options = Worker.Options()
             options.concurrency = concurrency
@@ -69,6 +72,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 logger: Logger(label: "drover.worker")
             )
             try await group.run()
+            // Stdio MCP servers are this worker's children: stop them with it.
+            await mcp.shutdown()
             note("drover worker: drained")
         }
     }

@@ -16,6 +16,9 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
     /// The built-in toolset's `default_config` and per-tool `configs`, as in the SDK's
     /// `agent_toolset_20260401`: whether a tool is enabled, and its permission policy.
     public var toolset: ToolsetConfig
+    /// The agent's MCP servers and their `mcp_toolset` policies (AgentSnapshot+MCP.swift).
+    public var mcpServers: [MCPServerDefinition] = []
+    public var mcpToolsets: [MCPToolsetConfig] = []
 
     public struct ToolsetConfig: Sendable, Codable, Equatable {
         public struct Policy: Sendable, Codable, Equatable {
@@ -109,6 +112,8 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         case toolTimeoutSeconds = "tool_timeout_seconds"
         case customTools = "custom_tools"
         case toolset
+        case mcpServers = "mcp_servers"
+        case mcpToolsets = "mcp_toolsets"
     }
 
     public init(from decoder: Decoder) throws {
@@ -120,6 +125,7 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         toolTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .toolTimeoutSeconds) ?? 600
         customTools = try container.decodeIfPresent([CustomTool].self, forKey: .customTools) ?? []
         toolset = try container.decodeIfPresent(ToolsetConfig.self, forKey: .toolset) ?? ToolsetConfig()
+        (mcpServers, mcpToolsets) = try Self.decodeMCP(from: decoder)
     }
 
     public var json: String {

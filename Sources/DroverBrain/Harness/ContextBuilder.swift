@@ -22,7 +22,12 @@ public enum ContextBuilder {
             case "agent.message":
                 add(.assistant, contentBlocks(fields["content"]))
             case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
-                add(.assistant, [.toolUse(id: event.id, name: fields["name"]?.stringValue ?? "", input: fields["input"] ?? .object([:]))])
+                var name = fields["name"]?.stringValue ?? ""
+                // The model knows an MCP tool by its qualified name, the log by server and tool.
+                if event.type == "agent.mcp_tool_use", let server = fields["mcp_server_name"]?.stringValue {
+                    name = MCPToolName.qualified(server: server, tool: name)
+                }
+                add(.assistant, [.toolUse(id: event.id, name: name, input: fields["input"] ?? .object([:]))])
             case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
                 let useId = ContextBuilder.answeredToolUse(fields) ?? ""
                 var content = contentBlocks(fields["content"])
@@ -64,7 +69,7 @@ public enum ContextBuilder {
     public static func awaitingConfirmation(in events: [StoredEvent]) -> [StoredEvent] {
         let answered = Set(confirmations(in: events).keys)
         return openToolUses(in: events).filter {
-            $0.type == "agent.tool_use" && $0.value.objectValue?["evaluated_permission"]?.stringValue == "ask" && !answered.contains($0.id)
+            ($0.type == "agent.tool_use" || $0.type == "agent.mcp_tool_use") && $0.value.objectValue?["evaluated_permission"]?.stringValue == "ask" && !answered.contains($0.id)
         }
     }
 

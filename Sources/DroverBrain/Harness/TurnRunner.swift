@@ -27,6 +27,8 @@ public final class TurnRunner: Sendable {
     public let log: SessionLog
     public let model: any ModelClient
     public let hand: any Hand
+    /// The worker's MCP connections; nil offers no MCP tools.
+    public let mcp: (any MCPHand)?
     public let deltas: DeltaPublisher
     public let defaultAgent: AgentSnapshot
     /// Provision the session's hands before the first model request instead of beside it. Only
@@ -41,8 +43,9 @@ public final class TurnRunner: Sendable {
 
     public init(
         log: SessionLog, model: any ModelClient, hand: any Hand, deltas: DeltaPublisher, defaultAgent: AgentSnapshot,
-        eagerHands: Bool = false, onFirstToken: (@Sendable (SessionID) -> Void)? = nil
+        eagerHands: Bool = false, onFirstToken: (@Sendable (SessionID) -> Void)? = nil, mcp: (any MCPHand)? = nil
     ) {
+        self.mcp = mcp
         self.log = log
         self.model = model
         self.hand = hand
@@ -84,15 +87,24 @@ public final class TurnRunner: Sendable {
         if state.events.last(where: { $0.type.hasPrefix("session.status_") })?.type != "session.status_running" {
             try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
         }
+        var hands = TurnHands(builtIn: hand, mcp: mcp, agent: agent)
+        await hands.listMCPTools()
+        if !hands.unreachable.isEmpty {
+            // As in Managed Agents: a server that cannot be reached is a session.error, not a failed session.
+            try await append(session, fence, state, hands.unreachable.map { Self.mcpConnectionFailed(server: $0.server, message: $0.message) })
+        }
         // Confirmed tool uses run now; denied ones get the denial as their result.
         let answers = ContextBuilder.confirmations(in: state.events)
-        for use in ContextBuilder.openToolUses(in: state.events) where use.type == "agent.tool_use" {
+        for use in ContextBuilder.openToolUses(in: state.events) where use.type == "agent.tool_use" || use.type == "agent.mcp_tool_use" {
             guard let answer = answers[use.id] else { continue }
             let fields = use.value.objectValue ?? [:]
+            let isMCP = use.type == "agent.mcp_tool_use"
+            var name = fields["name"]?.stringValue ?? ""
+            if isMCP { name = MCPToolName.qualified(server: fields["mcp_server_name"]?.stringValue ?? "", tool: name) }
             let result: ToolResult = answer.allow
-                ? try await execute(fields["name"]?.stringValue ?? "", fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
+                ? try await execute(hands, name, fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
                 : .text("the user denied this tool call" + (answer.message.map { ": \($0)" } ?? ""), isError: true)
-            try await append(session, fence, state, [Self.toolResult(useId: use.id, result: result)])
+            try await append(session, fence, state, [Self.toolResult(useId: use.id, result: result, mcp: isMCP)])
         }
         let watchFrom = state.lastSeq
         let sink = deltas.sink(for: session)
@@ -100,7 +112,7 @@ public final class TurnRunner: Sendable {
 
         enum End: Sendable { case finished(TurnOutcome), interrupted }
         let end: End = try await withThrowingTaskGroup(of: End.self) { group in
-            group.addTask { .finished(try await self.loop(session, fence, agent, state, sink, started)) }
+            group.addTask { [hands] in .finished(try await self.loop(session, fence, agent, hands, state, sink, started)) }
             group.addTask {
                 for try await event in self.log.tail(session, afterSeq: watchFrom) where event.type == "user.interrupt" {
                     return .interrupted
@@ -127,7 +139,7 @@ public final class TurnRunner: Sendable {
         }
     }
 
-    private func loop(_ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ state: TurnState, _ sink: DeltaSink, _ started: ContinuousClock.Instant) async throws -> TurnOutcome {
+    private func loop(_ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ hands: TurnHands, _ state: TurnState, _ sink: DeltaSink, _ started: ContinuousClock.Instant) async throws -> TurnOutcome {
         while true {
             if state.modelRequests >= agent.maxModelRequestsPerTurn {
                 try await finish(session, fence, state, started, stopReason: ["type": .string("budget_reached")])
@@ -139,7 +151,7 @@ public final class TurnRunner: Sendable {
             state.openModelRequest = startId
             let request = ModelRequest(
                 model: agent.model, system: agent.system, messages: ContextBuilder.messages(from: state.events),
-                tools: hand.tools.filter { agent.toolset.isEnabled($0.name) } + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
+                tools: hands.definitions + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
                 maxTokens: agent.maxTokens
             )
             let customNames = Set(agent.customTools.map(\.name))
@@ -208,12 +220,18 @@ public final class TurnRunner: Sendable {
                 if customNames.contains(use.name) {
                     events.append(NewEvent(type: .agentCustomToolUse, fields: ["name": .string(use.name), "input": use.input]))
                 } else {
-                    let asks = agent.toolset.asks(use.name)
-                    events.append(NewEvent(type: .agentToolUse, fields: [
+                    let route = hands.route(use.name)
+                    let asks = hands.asks(route, name: use.name)
+                    var fields: [String: JSONValue] = [
                         "name": .string(use.name), "input": use.input,
                         "evaluated_permission": .string(asks ? "ask" : "allow"),
                         "evaluation": .object(["type": .string(asks ? "always_ask" : "always_allow")]),
-                    ]))
+                    ]
+                    if case .mcp(let server, let tool) = route {
+                        fields["mcp_server_name"] = .string(server.name)
+                        fields["name"] = .string(tool)
+                    }
+                    events.append(NewEvent(type: route.isMCP ? .agentMcpToolUse : .agentToolUse, fields: fields))
                 }
             }
             events.append(Self.modelRequestEnd(start: startId, usage: response.usage, isError: false))
@@ -228,16 +246,17 @@ public final class TurnRunner: Sendable {
             var waitingOnClient: [String] = []
             for (offset, use) in toolUses.enumerated() {
                 let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
-                if customNames.contains(use.name) || agent.toolset.asks(use.name) {
+                let route = hands.route(use.name)
+                if customNames.contains(use.name) || hands.asks(route, name: use.name) {
                     waitingOnClient.append(useId)
                     continue
                 }
-                if !agent.toolset.isEnabled(use.name) {
-                    try await append(session, fence, state, [Self.toolResult(useId: useId, result: .text("the tool \(use.name) is not enabled for this agent", isError: true))])
+                if !hands.isEnabled(route, name: use.name) {
+                    try await append(session, fence, state, [Self.toolResult(useId: useId, result: .text("the tool \(use.name) is not enabled for this agent", isError: true), mcp: route.isMCP)])
                     continue
                 }
-                let result = try await execute(use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
-                try await append(session, fence, state, [Self.toolResult(useId: useId, result: result)])
+                let result = try await execute(hands, use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
+                try await append(session, fence, state, [Self.toolResult(useId: useId, result: result, mcp: route.isMCP)])
             }
             if !waitingOnClient.isEmpty {
                 try await finish(session, fence, state, started, stopReason: ["type": .string("requires_action"), "event_ids": .array(waitingOnClient.map(JSONValue.string))])
@@ -246,12 +265,12 @@ public final class TurnRunner: Sendable {
         }
     }
 
-    private func execute(_ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double) async throws -> ToolResult {
+    private func execute(_ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double) async throws -> ToolResult {
         let deadline = ContinuousClock.now + .seconds(timeout)
         let context = ToolContext(session: session, fence: fence, deadline: deadline)
         do {
             return try await withThrowingTaskGroup(of: ToolResult?.self) { group in
-                group.addTask { try await self.hand.execute(name: name, input: input, context: context) }
+                group.addTask { try await hands.execute(hands.route(name), name: name, input: input, context: context) }
                 group.addTask {
                     try await Task.sleep(until: deadline, clock: .continuous)
                     return nil
@@ -302,14 +321,22 @@ public final class TurnRunner: Sendable {
         ])
     }
 
-    static func toolResult(useId: String, result: ToolResult) -> NewEvent {
+    static func toolResult(useId: String, result: ToolResult, mcp: Bool = false) -> NewEvent {
         let content: [JSONValue] = result.content.compactMap {
             if case .text(let text) = $0 { return .object(["type": .string("text"), "text": .string(text)]) }
             return nil
         }
-        return NewEvent(type: .agentToolResult, fields: [
-            "tool_use_id": .string(useId), "is_error": .bool(result.isError), "content": .array(content),
+        return NewEvent(type: mcp ? .agentMcpToolResult : .agentToolResult, fields: [
+            (mcp ? "mcp_tool_use_id" : "tool_use_id"): .string(useId), "is_error": .bool(result.isError), "content": .array(content),
         ])
+    }
+
+    static func mcpConnectionFailed(server: String, message: String) -> NewEvent {
+        NewEvent(type: .sessionError, fields: ["error": .object([
+            "type": .string("mcp_connection_failed_error"), "mcp_server_name": .string(server),
+            "message": .string("cannot reach MCP server \(server): \(message)"),
+            "retry_status": .object(["type": .string("terminal")]),
+        ])])
     }
 
     static func requiresAction(_ ids: [String]) -> NewEvent {

@@ -177,12 +177,17 @@ public final class RedisBlockingConnection: Sendable {
     @discardableResult
     public func send(_ arguments: [String]) async throws -> RedisValue {
         try Task.checkCancellation()
+        // A cancel that lands while the slot is still connecting finds no socket to shut down;
+        // the flag stops the command from starting at all then.
+        let cancelled = Mutex(false)
         do {
             let result = try await withTaskCancellationHandler {
                 try await slot.perform(idempotent: false) { connection throws(RedisError) in
-                    try connection.command(arguments).throwingErrorReply()
+                    if cancelled.withLock({ $0 }) { throw .closed }
+                    return try connection.command(arguments).throwingErrorReply()
                 }
             } onCancel: {
+                cancelled.withLock { $0 = true }
                 slot.interrupt()
             }
             try Task.checkCancellation()

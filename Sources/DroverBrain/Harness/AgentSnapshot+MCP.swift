@@ -1,0 +1,124 @@
+import DroverCore
+import Foundation
+
+/// An MCP server an agent reaches, as the SDK's `mcp_servers` entries: `{"type": "url", "name",
+/// "url"}`. `{"type": "stdio", "name", "command": [...], "env": {...}}` is a Drover extension: a
+/// local server started by command, which the Managed Agents API does not have.
+public struct MCPServerDefinition: Sendable, Codable, Equatable, Hashable {
+    public enum Kind: String, Sendable, Codable, Hashable {
+        case url, stdio
+    }
+
+    public var name: String
+    public var type: Kind
+    public var url: String?
+    public var command: [String]?
+    public var env: [String: String]?
+
+    public static func url(_ name: String, _ url: String) -> MCPServerDefinition {
+        MCPServerDefinition(name: name, type: .url, url: url)
+    }
+
+    public static func stdio(_ name: String, command: [String], env: [String: String]? = nil) -> MCPServerDefinition {
+        MCPServerDefinition(name: name, type: .stdio, command: command, env: env)
+    }
+
+    public init(name: String, type: Kind, url: String? = nil, command: [String]? = nil, env: [String: String]? = nil) {
+        self.name = name
+        self.type = type
+        self.url = url
+        self.command = command
+        self.env = env
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        let rawType = try container.decode(String.self, forKey: .type)
+        guard let kind = Kind(rawValue: rawType) else {
+            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription:
+                "mcp_servers[].type \"\(rawType)\" is not supported: use \"url\" (with url) or \"stdio\" (with command, a Drover extension)")
+        }
+        type = kind
+        url = try container.decodeIfPresent(String.self, forKey: .url)
+        command = try container.decodeIfPresent([String].self, forKey: .command)
+        env = try container.decodeIfPresent([String: String].self, forKey: .env)
+        if kind == .url && (url ?? "").isEmpty {
+            throw DecodingError.dataCorruptedError(forKey: .url, in: container, debugDescription:
+                "mcp_servers[\"\(name)\"].url is missing: a url server needs its endpoint, e.g. http://127.0.0.1:8000/mcp")
+        }
+        if kind == .stdio && (command ?? []).isEmpty {
+            throw DecodingError.dataCorruptedError(forKey: .command, in: container, debugDescription:
+                "mcp_servers[\"\(name)\"].command is missing: a stdio server needs its program and arguments, e.g. [\"python3\", \"server.py\"]")
+        }
+    }
+}
+
+/// The SDK's `mcp_toolset` tool entry: which of one server's tools are enabled, and their
+/// permission policy (`always_allow` or `always_ask`).
+public struct MCPToolsetConfig: Sendable, Codable, Equatable {
+    public var mcpServerName: String
+    public var defaultConfig: AgentSnapshot.ToolsetConfig.DefaultConfig
+    public var configs: [AgentSnapshot.ToolsetConfig.ToolConfig]
+
+    /// The Managed Agents default for MCP tools: enabled, and asked for.
+    public static let defaultPolicy = AgentSnapshot.ToolsetConfig.DefaultConfig(enabled: true, permissionPolicy: .init(type: "always_ask"))
+
+    enum CodingKeys: String, CodingKey {
+        case mcpServerName = "mcp_server_name"
+        case defaultConfig = "default_config"
+        case configs
+    }
+
+    public init(mcpServerName: String, defaultConfig: AgentSnapshot.ToolsetConfig.DefaultConfig = MCPToolsetConfig.defaultPolicy,
+                configs: [AgentSnapshot.ToolsetConfig.ToolConfig] = []) {
+        self.mcpServerName = mcpServerName
+        self.defaultConfig = defaultConfig
+        self.configs = configs
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        mcpServerName = try container.decode(String.self, forKey: .mcpServerName)
+        defaultConfig = try container.decodeIfPresent(AgentSnapshot.ToolsetConfig.DefaultConfig.self, forKey: .defaultConfig) ?? Self.defaultPolicy
+        configs = try container.decodeIfPresent([AgentSnapshot.ToolsetConfig.ToolConfig].self, forKey: .configs) ?? []
+    }
+
+    var policy: AgentSnapshot.ToolsetConfig { .init(defaultConfig: defaultConfig, configs: configs) }
+}
+
+extension AgentSnapshot {
+    private enum MCPKeys: String, CodingKey {
+        case mcpServers = "mcp_servers"
+        case mcpToolsets = "mcp_toolsets"
+        case tools
+    }
+
+    private struct ToolEntry: Decodable {
+        var type: String
+    }
+
+    /// `mcp_servers`, and the `mcp_toolset` entries from either `mcp_toolsets` (the snapshot's own
+    /// key) or the SDK agent's `tools` list.
+    static func decodeMCP(from decoder: Decoder) throws -> (servers: [MCPServerDefinition], toolsets: [MCPToolsetConfig]) {
+        let container = try decoder.container(keyedBy: MCPKeys.self)
+        let servers = try container.decodeIfPresent([MCPServerDefinition].self, forKey: .mcpServers) ?? []
+        var toolsets = try container.decodeIfPresent([MCPToolsetConfig].self, forKey: .mcpToolsets) ?? []
+        if toolsets.isEmpty, let tools = try? container.decodeIfPresent([JSONValue].self, forKey: .tools) {
+            let data = try JSONEncoder().encode(tools.filter { $0.objectValue?["type"]?.stringValue == "mcp_toolset" })
+            toolsets = try JSONDecoder().decode([MCPToolsetConfig].self, from: data)
+        }
+        var seen = Set<String>()
+        for server in servers where !seen.insert(server.name).inserted {
+            throw DecodingError.dataCorrupted(.init(codingPath: [MCPKeys.mcpServers], debugDescription:
+                "mcp_servers: the name \"\(server.name)\" is used twice; give each server a unique name"))
+        }
+        return (servers, toolsets)
+    }
+
+    /// The enabled/permission policy for one server's tools; with no `mcp_toolset` entry, the
+    /// Managed Agents default (enabled, `always_ask`).
+    public func mcpPolicy(server: String) -> ToolsetConfig {
+        mcpToolsets.first { $0.mcpServerName == server }?.policy ?? ToolsetConfig(defaultConfig: MCPToolsetConfig.defaultPolicy)
+    }
+}

@@ -1,0 +1,46 @@
+import DroverCore
+
+/// One tool an MCP server lists.
+public struct MCPTool: Sendable, Equatable {
+    public var name: String
+    public var description: String
+    public var inputSchema: JSONValue
+
+    public init(name: String, description: String, inputSchema: JSONValue) {
+        self.name = name
+        self.description = description
+        self.inputSchema = inputSchema
+    }
+}
+
+/// The MCP servers of a worker: it connects, lists and calls. Implemented in DroverHands over the
+/// MCP swift-sdk; connections live as long as the worker and are reused across sessions.
+public protocol MCPHand: Sendable {
+    /// The server's tools. Throws when the server cannot be reached; the message says why.
+    func listTools(_ server: MCPServerDefinition) async throws -> [MCPTool]
+
+    /// Calls one tool. A server that is down, dies mid-call or misses the deadline gives an
+    /// `is_error` result; this never hangs past the deadline.
+    func callTool(_ server: MCPServerDefinition, name: String, arguments: JSONValue, deadline: ContinuousClock.Instant) async -> ToolResult
+}
+
+/// Names MCP tools for the model: `mcp__SERVER__TOOL`, so two servers' tools never collide with
+/// each other or with the built-in toolset.
+public enum MCPToolName {
+    public static func qualified(server: String, tool: String) -> String {
+        "mcp__\(server)__\(tool)"
+    }
+
+    /// The server and tool a qualified name points at, matched against the agent's servers.
+    public static func parse(_ name: String, servers: [MCPServerDefinition]) -> (server: MCPServerDefinition, tool: String)? {
+        guard name.hasPrefix("mcp__") else { return nil }
+        // The longest server name first, so `a` never steals `a__b`'s tools.
+        for server in servers.sorted(by: { $0.name.count > $1.name.count }) {
+            let prefix = "mcp__\(server.name)__"
+            if name.hasPrefix(prefix), name.count > prefix.count {
+                return (server, String(name.dropFirst(prefix.count)))
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,218 @@
+import DroverBrain
+import DroverCore
+import Foundation
+import MCP
+
+/// A worker's MCP servers, through the swift-sdk's `Client`: one connection per server, shared
+/// by every session and turn of the worker. A connection that fails is dropped, and the next
+/// listing or call connects afresh. A call is never repeated on another connection (I2): one
+/// that fails comes back as an `is_error` result and the model decides.
+public actor MCPConnections: MCPHand {
+    private struct Connection: Sendable {
+        let client: Client
+        let transport: any Transport
+    }
+
+    private var connections: [MCPServerDefinition: Task<Connection, Error>] = [:]
+    private let connectTimeout: Duration
+    private let allowStdio: Bool
+
+    /// `allowStdio` lets agents start stdio servers: commands that run on the worker's host,
+    /// outside the sandbox. Off unless the operator turns it on (`drover worker --mcp-stdio`).
+    public init(connectTimeout: Duration = .seconds(10), allowStdio: Bool = false) {
+        self.connectTimeout = connectTimeout
+        self.allowStdio = allowStdio
+        // Writing to a stdio server that just died raises SIGPIPE, which would kill the worker.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    public func listTools(_ server: MCPServerDefinition) async throws -> [MCPTool] {
+        let deadline = ContinuousClock.now + connectTimeout
+        do {
+            return try await listTools(server, on: try await connection(server, deadline: deadline), deadline: deadline)
+        } catch let error as MCPConnectError {
+            throw error
+        } catch {
+            // A kept connection can be stale (the server restarted): one fresh try.
+            await drop(server)
+            do {
+                return try await listTools(server, on: try await connection(server, deadline: deadline), deadline: deadline)
+            } catch {
+                await drop(server)
+                throw error
+            }
+        }
+    }
+
+    public func callTool(_ server: MCPServerDefinition, name: String, arguments: JSONValue, deadline: ContinuousClock.Instant) async -> ToolResult {
+        let connection: Connection
+        do {
+            connection = try await self.connection(server, deadline: min(deadline, .now + connectTimeout))
+        } catch {
+            return .text("MCP server \(server.name) is unreachable: \(error)", isError: true)
+        }
+        do {
+            let request = CallTool.request(.init(name: name, arguments: try Self.arguments(arguments)))
+            let context = try await connection.client.send(request)
+            guard let result = try await Self.await(context, on: connection.client, until: deadline) else {
+                return .text("MCP tool \(name) on \(server.name) timed out and was cancelled", isError: true)
+            }
+            return ToolResult(content: result.content.map(Self.block), isError: result.isError ?? false)
+        } catch is CancellationError where Task.isCancelled {
+            return .text("MCP tool \(name) on \(server.name) was cancelled", isError: true)
+        } catch let error as MCPError {
+            if case .methodNotFound = error {} else { await drop(server) }
+            return .text("MCP tool \(name) on \(server.name) failed: \(error.localizedDescription)", isError: true)
+        } catch {
+            await drop(server)
+            return .text("MCP server \(server.name) failed during \(name): \(error); the call may or may not have taken effect", isError: true)
+        }
+    }
+
+    /// The process of a connected stdio server, for operators and tests.
+    public func processID(of server: MCPServerDefinition) async -> pid_t? {
+        guard let task = connections[server], let connection = try? await task.value else { return nil }
+        return (connection.transport as? StdioServerTransport)?.pid
+    }
+
+    /// Closes every connection, for a worker that stops.
+    public func shutdown() async {
+        let all = connections
+        connections = [:]
+        for task in all.values {
+            if let connection = try? await task.value { await connection.client.disconnect() }
+        }
+    }
+
+    // MARK: Connections
+
+    private func connection(_ server: MCPServerDefinition, deadline: ContinuousClock.Instant) async throws -> Connection {
+        if let existing = connections[server] {
+            return try await existing.value
+        }
+        if server.type == .stdio && !allowStdio {
+            throw MCPConnectError("\(server.name) is a stdio server, which runs a command on the worker's host outside the sandbox; this worker does not allow them (start it with --mcp-stdio to allow)")
+        }
+        let task = Task { try await Self.connect(server, deadline: deadline) }
+        connections[server] = task
+        do {
+            return try await task.value
+        } catch {
+            if connections[server] == task { connections[server] = nil }
+            throw error
+        }
+    }
+
+    private func drop(_ server: MCPServerDefinition) async {
+        guard let task = connections.removeValue(forKey: server) else { return }
+        if let connection = try? await task.value { await connection.client.disconnect() }
+    }
+
+    private static func connect(_ server: MCPServerDefinition, deadline: ContinuousClock.Instant) async throws -> Connection {
+        let client = Client(name: "drover", version: "0.1")
+        let transport: any Transport
+        switch server.type {
+        case .url:
+            transport = StreamableHTTPTransport(endpoint: server.url ?? "")
+        case .stdio:
+            let stdio = try StdioServerTransport(command: server.command ?? [], environment: server.env ?? [:])
+            // A server that exits fails its waiting calls now, not at their deadline.
+            await stdio.whenClosed { await client.disconnect() }
+            transport = stdio
+        }
+        do {
+            let initialize = try await withTaskCancellationHandler {
+                try await withDeadline(deadline, onTimeout: { await client.disconnect() }) { try await client.connect(transport: transport) }
+            } onCancel: {
+                Task { await client.disconnect() }
+            }
+            guard let initialize else { throw MCPConnectError("\(server.name) did not finish the MCP handshake in time") }
+            if let http = transport as? StreamableHTTPTransport { await http.setProtocolVersion(initialize.protocolVersion) }
+            return Connection(client: client, transport: transport)
+        } catch let error as MCPConnectError {
+            await client.disconnect()
+            throw error
+        } catch {
+            await client.disconnect()
+            throw MCPConnectError("cannot connect to \(server.name) (\(server.url ?? server.command?.joined(separator: " ") ?? "")): \(error)")
+        }
+    }
+
+    private func listTools(_ server: MCPServerDefinition, on connection: Connection, deadline: ContinuousClock.Instant) async throws -> [MCPTool] {
+        var tools: [MCPTool] = []
+        var cursor: String?
+        repeat {
+            let request = cursor.map { ListTools.request(.init(cursor: $0)) } ?? ListTools.request(.init())
+            let context = try await connection.client.send(request)
+            guard let page = try await Self.await(context, on: connection.client, until: deadline) else {
+                throw MCPConnectError("\(server.name) did not list its tools in time")
+            }
+            tools += try page.tools.map { MCPTool(name: $0.name, description: $0.description ?? "", inputSchema: try Self.json($0.inputSchema)) }
+            cursor = page.nextCursor
+        } while cursor != nil
+        return tools
+    }
+
+    // MARK: Deadlines
+
+    /// The request's result, or nil at the deadline. The SDK's request task does not follow the
+    /// caller's cancellation, so a deadline or a cancellation cancels the request itself, which
+    /// resumes it at once.
+    private static func `await`<Result: Sendable>(_ context: RequestContext<Result>, on client: Client, until deadline: ContinuousClock.Instant) async throws -> Result? {
+        try await withTaskCancellationHandler {
+            try await withDeadline(deadline, onTimeout: { Task { try? await client.cancelRequest(context.requestID, reason: "deadline passed") } }) {
+                try await context.value
+            }
+        } onCancel: {
+            Task { try? await client.cancelRequest(context.requestID, reason: "cancelled") }
+        }
+    }
+
+    // MARK: Conversions
+
+    static func arguments(_ input: JSONValue) throws -> [String: Value]? {
+        guard case .object = input else { return nil }
+        return try JSONDecoder().decode([String: Value].self, from: JSONEncoder().encode(input))
+    }
+
+    static func json(_ value: Value) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+    }
+
+    static func block(_ content: Tool.Content) -> ModelContentBlock {
+        switch content {
+        case .text(let text, _, _):
+            return .text(text)
+        case .image(_, let mimeType, _, _):
+            return .text("[image \(mimeType) from the MCP tool; Drover passes on text only]")
+        case .audio(_, let mimeType, _, _):
+            return .text("[audio \(mimeType) from the MCP tool; Drover passes on text only]")
+        case .resource(let resource, _, _):
+            return .text(resource.text ?? "[resource \(resource.uri)]")
+        default:
+            return .text("[\(content) from the MCP tool]")
+        }
+    }
+}
+
+struct MCPConnectError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// `body`'s result, or nil once `deadline` passes first. `onTimeout` runs then, and must make
+/// `body` end (the SDK's requests do not follow task cancellation).
+func withDeadline<T: Sendable>(_ deadline: ContinuousClock.Instant, onTimeout: @Sendable () async -> Void = {},
+                               _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(until: deadline, clock: .continuous)
+            return nil
+        }
+        let first = try await group.next()!
+        if first == nil { await onTimeout() }
+        group.cancelAll()
+        return first
+    }
+}

@@ -1,0 +1,374 @@
+import DroverBrain
+import DroverCore
+import DroverHands
+import DroverStore
+import DroverTesting
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+private let python = packageRoot.appendingPathComponent(".venv/bin/python").path
+private let serverScript = packageRoot.appendingPathComponent("Tests/mcp/server.py").path
+/// scripts/setup installs `mcp` from Tests/requirements.txt into the venv, whatever its Python version.
+private let hasMCP = FileManager.default.isExecutableFile(atPath: python)
+    && ((try? FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent(".venv/lib").path)) ?? []).contains {
+        FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent(".venv/lib/\($0)/site-packages/mcp/server/fastmcp").path)
+    }
+
+/// A port on loopback that nothing listens on right now.
+private func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// The real FastMCP server of Tests/mcp/server.py, over streamable HTTP on loopback.
+private final class MCPTestServer: Sendable {
+    let process: ChildProcess
+    let port: Int
+    let logPath: String
+    var url: String { "http://127.0.0.1:\(port)/mcp" }
+
+    private init(process: ChildProcess, port: Int, logPath: String) {
+        self.process = process
+        self.port = port
+        self.logPath = logPath
+    }
+
+    static func start(port: Int = freeLoopbackPort()) async throws -> MCPTestServer {
+        let logPath = NSTemporaryDirectory() + "drover-mcp-\(Identifier.make(prefix: "s").suffix(10)).log"
+        let process = try ChildProcess(executable: python, arguments: [serverScript, "http", "\(port)"], outputPath: logPath)
+        let server = MCPTestServer(process: process, port: port, logPath: logPath)
+        do {
+            try await server.waitForLog("Uvicorn running")
+        } catch {
+            await server.stop()
+            throw error
+        }
+        return server
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func waitForLog(_ text: String, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !log.contains(text) {
+            guard process.isRunning else { throw MCPTestError("the MCP server exited: \(log)") }
+            guard ContinuousClock.now < deadline else { throw MCPTestError("no \"\(text)\" from the MCP server: \(log)") }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+    }
+
+    func stop() async {
+        await process.kill()
+        try? FileManager.default.removeItem(atPath: logPath)
+    }
+}
+
+/// Runs `body` with a fresh server, and stops the server before returning, whatever happens.
+private func withMCPServer(port: Int = freeLoopbackPort(), _ body: (MCPTestServer) async throws -> Void) async throws {
+    let server = try await MCPTestServer.start(port: port)
+    do {
+        try await body(server)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
+}
+
+private struct MCPTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+private func agentJSON(servers: String, toolsets: String = "") -> String {
+    #"{"model":"m","tool_timeout_seconds":60,"mcp_servers":[\#(servers)]"# + (toolsets.isEmpty ? "" : #","tools":[\#(toolsets)]"#) + "}"
+}
+
+private let allowAll = #"{"type":"mcp_toolset","mcp_server_name":"calc","default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}}}"#
+
+/// Runs `body` with a session log, a scripted model and a turn runner whose hands include MCP.
+private func withMCPTurn(script: String, agent: String, mcp: MCPConnections = MCPConnections(),
+                         _ body: @Sendable (SessionLog, TurnRunner, SessionID) async throws -> Void) async throws {
+    try await withRedisClient(poolSize: 6) { client, _ in
+        let path = temporaryDatabasePath()
+        defer { try? FileManager.default.removeItem(at: URL(fileURLWithPath: path).deletingLastPathComponent()) }
+        let log = SessionLog(redis: client, database: try MirrorDatabase(path: path))
+        let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: script))
+        let runner = TurnRunner(
+            log: log, model: AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: model.baseURL, apiKey: "scripted")),
+            hand: InProcessHand(), deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "m"), mcp: mcp
+        )
+        let session = SessionID.make()
+        try await log.create(session, agent: agent)
+        _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
+        do {
+            try await body(log, runner, session)
+        } catch {
+            await model.stop()
+            throw error
+        }
+        await model.stop()
+    }
+}
+
+private func expectWireShapes(_ events: [StoredEvent], sourceLocation: SourceLocation = #_sourceLocation) {
+    for event in events {
+        do {
+            _ = try JSONDecoder().decode(SessionEvent.self, from: Data(event.json.utf8))
+        } catch {
+            Issue.record("event \(event.seq) \(event.type) does not match the wire format: \(error)\n\(event.json)", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+@Suite("MCP agent config")
+struct MCPAgentConfigTests {
+    @Test("mcp_servers and mcp_toolset entries decode from the SDK's agent shape, stdio as an extension")
+    func decodes() throws {
+        let agent = try JSONDecoder().decode(AgentSnapshot.self, from: Data(#"""
+            {"model":"m","mcp_servers":[{"type":"url","name":"docs","url":"http://127.0.0.1:9/mcp"},
+                                        {"type":"stdio","name":"local","command":["python3","s.py"],"env":{"K":"v"}}],
+             "tools":[{"type":"agent_toolset_20260401"},
+                      {"type":"mcp_toolset","mcp_server_name":"docs","default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}},
+                       "configs":[{"name":"delete","enabled":false,"permission_policy":{"type":"always_ask"}}]}]}
+            """#.utf8))
+        #expect(agent.mcpServers == [.url("docs", "http://127.0.0.1:9/mcp"), .stdio("local", command: ["python3", "s.py"], env: ["K": "v"])])
+        #expect(!agent.mcpPolicy(server: "docs").asks("search") && agent.mcpPolicy(server: "docs").isEnabled("search"))
+        #expect(!agent.mcpPolicy(server: "docs").isEnabled("delete"))
+        // No mcp_toolset for a server: the Managed Agents default, always_ask.
+        #expect(agent.mcpPolicy(server: "local").asks("anything"))
+        // The snapshot's own JSON keeps it all.
+        #expect(try JSONDecoder().decode(AgentSnapshot.self, from: Data(agent.json.utf8)) == agent)
+        #expect(MCPToolName.parse("mcp__docs__search", servers: agent.mcpServers)?.tool == "search")
+        #expect(MCPToolName.parse("bash", servers: agent.mcpServers) == nil)
+    }
+
+    @Test("a bad mcp_servers entry names the field and the fix")
+    func badInput() {
+        for (json, expected) in [
+            (#"{"model":"m","mcp_servers":[{"type":"sse","name":"a","url":"x"}]}"#, "use \"url\""),
+            (#"{"model":"m","mcp_servers":[{"type":"url","name":"a"}]}"#, "mcp_servers[\"a\"].url is missing"),
+            (#"{"model":"m","mcp_servers":[{"type":"stdio","name":"a"}]}"#, "mcp_servers[\"a\"].command is missing"),
+            (#"{"model":"m","mcp_servers":[{"type":"url","name":"a","url":"x"},{"type":"url","name":"a","url":"y"}]}"#, "used twice"),
+        ] {
+            #expect {
+                try JSONDecoder().decode(AgentSnapshot.self, from: Data(json.utf8))
+            } throws: { "\($0)".contains(expected) }
+        }
+    }
+}
+
+@Suite("MCP servers as hands, against a real FastMCP server", .enabled(if: hasMCP, "needs .venv with mcp (scripts/setup)"))
+struct MCPTests {
+    @Test("the model is offered the server's tools and a call runs through a real turn, as agent.mcp_tool_use/result")
+    func toolCallThroughTurn() async throws {
+        try await withMCPServer { server in
+            let mcp = MCPConnections()
+            let tools = try await mcp.listTools(.url("calc", server.url))
+            #expect(Set(tools.map(\.name)) == ["add", "slow", "fail"])
+            #expect(tools.first { $0.name == "add" }?.inputSchema.objectValue?["properties"]?.objectValue?["a"] != nil)
+
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__add, input: {a: 2, b: 40}}
+                  - tool_use: {name: mcp__calc__fail, input: {reason: "no such student"}}
+                  - text: "The sum is 42."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll), mcp: mcp) { log, runner, session in
+                let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
+                #expect(outcome.stopReason == "end_turn")
+                let events = try await log.read(session, limit: 200)
+                let uses = events.filter { $0.type == "agent.mcp_tool_use" }
+                let results = events.filter { $0.type == "agent.mcp_tool_result" }
+                try #require(uses.count == 2 && results.count == 2, "\(events.map(\.json))")
+                let use = uses[0].value.objectValue ?? [:]
+                #expect(use["mcp_server_name"] == .string("calc") && use["name"] == .string("add"))
+                #expect(use["input"] == .object(["a": .number(2), "b": .number(40)]))
+                #expect(use["evaluated_permission"] == .string("allow"))
+                let result = results[0].value.objectValue ?? [:]
+                #expect(result["mcp_tool_use_id"] == .string(uses[0].id))
+                #expect(result["is_error"] == .bool(false))
+                #expect(results[0].json.contains("the sum of 2 and 40 is 42"))
+                // A tool that raises is the tool's error, not a broken connection.
+                #expect(results[1].value.objectValue?["is_error"] == .bool(true))
+                #expect(results[1].json.contains("no such student"))
+                #expect(!events.contains { $0.type == "agent.tool_use" || $0.type == "agent.tool_result" || $0.type == "session.error" })
+                expectWireShapes(events)
+            }
+        }
+    }
+
+    @Test("a server killed in the middle of a slow call gives an error result and the turn ends cleanly")
+    func serverKilledMidCall() async throws {
+        try await withMCPServer { server in
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__slow, input: {seconds: 60}}
+                  - text: "The server went away."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
+                let fence = try await log.takeFence(session)
+                let started = ContinuousClock.now
+                async let outcome = runner.run(session: session, fence: fence)
+                try await server.waitForLog("slow call started")
+                await server.process.kill()
+                #expect(try await outcome.stopReason == "end_turn")
+                #expect(ContinuousClock.now - started < .seconds(30), "the turn waited for the tool's deadline instead of seeing the server die")
+                let events = try await log.read(session, limit: 200)
+                let result = try #require(events.first { $0.type == "agent.mcp_tool_result" })
+                #expect(result.value.objectValue?["is_error"] == .bool(true))
+                #expect(result.json.contains("MCP server calc failed during slow"), "\(result.json)")
+                #expect(events.last?.type == "session.status_idle")
+                expectWireShapes(events)
+            }
+        }
+    }
+
+    @Test("a server that is down at the start gives session.error and an error result, never a failed turn")
+    func serverDownAtStart() async throws {
+        let url = "http://127.0.0.1:\(freeLoopbackPort())/mcp"
+        try await withMCPTurn(script: """
+            turns:
+              - tool_use: {name: mcp__calc__add, input: {a: 1, b: 1}}
+              - text: "The calculator is down."
+            """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(url)"}"#, toolsets: allowAll)) { log, runner, session in
+            let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
+            #expect(outcome.stopReason == "end_turn")
+            let events = try await log.read(session, limit: 200)
+            let error = try #require(events.first { $0.type == "session.error" })
+            #expect(error.value.objectValue?["error"]?.objectValue?["type"] == .string("mcp_connection_failed_error"))
+            #expect(error.value.objectValue?["error"]?.objectValue?["mcp_server_name"] == .string("calc"))
+            let result = try #require(events.first { $0.type == "agent.mcp_tool_result" })
+            #expect(result.value.objectValue?["is_error"] == .bool(true))
+            #expect(result.json.contains("MCP server calc is unreachable"), "\(result.json)")
+            expectWireShapes(events)
+        }
+    }
+
+    @Test("a connection reconnects after its server restarts")
+    func reconnects() async throws {
+        let first = try await MCPTestServer.start()
+        let server = MCPServerDefinition.url("calc", first.url)
+        let mcp = MCPConnections()
+        let before = await mcp.callTool(server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + .seconds(20))
+        #expect(before == .text("the sum of 1 and 2 is 3"))
+        await first.stop()
+        let down = await mcp.callTool(server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + .seconds(20))
+        #expect(down.isError)
+        try await withMCPServer(port: first.port) { _ in
+            let tools = try await mcp.listTools(server)
+            #expect(tools.count == 3)
+            let after = await mcp.callTool(server, name: "add", arguments: numbers(["a": 3, "b": 4]), deadline: .now + .seconds(20))
+            #expect(after == .text("the sum of 3 and 4 is 7"))
+        }
+    }
+
+    @Test("a call past its deadline is cancelled with an error result, and the connection keeps working")
+    func deadline() async throws {
+        try await withMCPServer { server in
+            let calc = MCPServerDefinition.url("calc", server.url)
+            let mcp = MCPConnections()
+            let started = ContinuousClock.now
+            let late = await mcp.callTool(calc, name: "slow", arguments: numbers(["seconds": 30]), deadline: .now + .seconds(1))
+            #expect(late.isError && late == .text("MCP tool slow on calc timed out and was cancelled", isError: true))
+            #expect(ContinuousClock.now - started < .seconds(10))
+            let next = await mcp.callTool(calc, name: "add", arguments: numbers(["a": 1, "b": 1]), deadline: .now + .seconds(20))
+            #expect(next == .text("the sum of 1 and 1 is 2"))
+        }
+    }
+
+    @Test("MCP tools default to always_ask: the call waits for user.tool_confirmation, then runs")
+    func alwaysAsk() async throws {
+        try await withMCPServer { server in
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__add, input: {a: 20, b: 22}}
+                  - text: "Done."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#)) { log, runner, session in
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "requires_action")
+                var events = try await log.read(session, limit: 200)
+                let use = try #require(events.first { $0.type == "agent.mcp_tool_use" })
+                #expect(use.value.objectValue?["evaluated_permission"] == .string("ask"))
+                #expect(!events.contains { $0.type == "agent.mcp_tool_result" })
+                _ = try await log.append(session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)","result":"allow"}]}"#))
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "end_turn")
+                events = try await log.read(session, limit: 200)
+                let results = events.filter { $0.type == "agent.mcp_tool_result" }
+                #expect(results.count == 1)
+                #expect(results.first?.json.contains("the sum of 20 and 22 is 42") == true)
+                expectWireShapes(events)
+            }
+        }
+    }
+
+    @Test("a dangling agent.mcp_tool_use left by a crash gets exactly one error result and is not run again")
+    func crashRepair() async throws {
+        try await withMCPServer { server in
+            try await withMCPTurn(script: """
+                turns:
+                  - tool_use: {name: mcp__calc__slow, input: {seconds: 1}}
+                  - text: "I will not repeat it."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
+                let crashed = try await log.takeFence(session)
+                _ = try await log.append(session, [
+                    NewEvent(type: .sessionStatusRunning),
+                    NewEvent(type: .agentMcpToolUse, fields: ["mcp_server_name": .string("calc"), "name": .string("slow"), "input": .object(["seconds": .number(1)])]),
+                ], fence: crashed)
+                let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
+                #expect(outcome.stopReason == "end_turn")
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "nothing_to_do")
+                let events = try await log.read(session, limit: 200)
+                let results = events.filter { $0.type == "agent.mcp_tool_result" }
+                #expect(results.count == 1)
+                #expect(results.first?.json.contains(TurnRunner.crashInterruption) == true)
+                #expect(!server.log.contains("slow call started"))
+                expectWireShapes(events)
+            }
+        }
+    }
+
+    @Test("a stdio server started by command is listed and called, and its death fails the call at once")
+    func stdioServer() async throws {
+        let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
+        // Off by default: an agent's command would run on the worker's host.
+        await #expect { try await MCPConnections().listTools(server) } throws: { "\($0)".contains("--mcp-stdio") }
+        let mcp = MCPConnections(allowStdio: true)
+        do {
+            try await stdioCalls(server, mcp)
+        } catch {
+            await mcp.shutdown()
+            throw error
+        }
+        await mcp.shutdown()
+    }
+
+    private func stdioCalls(_ server: MCPServerDefinition, _ mcp: MCPConnections) async throws {
+        let tools = try await mcp.listTools(server)
+        #expect(tools.map(\.name).contains("add"))
+        let result = await mcp.callTool(server, name: "add", arguments: numbers(["a": 5, "b": 6]), deadline: .now + .seconds(20))
+        #expect(result == .text("the sum of 5 and 6 is 11"))
+        let started = ContinuousClock.now
+        async let slow = mcp.callTool(server, name: "slow", arguments: numbers(["seconds": 60]), deadline: .now + .seconds(50))
+        try await Task.sleep(for: .milliseconds(500))
+        let pid = try #require(await mcp.processID(of: server))
+        kill(pid, SIGKILL)
+        let dead = await slow
+        #expect(dead.isError)
+        #expect(ContinuousClock.now - started < .seconds(20))
+    }
+}
+
+private func numbers(_ values: [String: Double]) -> JSONValue {
+    .object(values.mapValues { .number($0) })
+}
