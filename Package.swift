@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "DroverCore", targets: ["DroverCore"]),
         .library(name: "DroverStore", targets: ["DroverStore"]),
         .library(name: "DroverBrain", targets: ["DroverBrain"]),
+        .library(name: "DroverAPI", targets: ["DroverAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -61,6 +62,18 @@ let package = Package(
             dependencies: ["DroverCore", "DroverBrain", "DroverStore"]
         ),
         .target(
+            name: "DroverAPI",
+            dependencies: [
+                "DroverBrain",
+                "DroverCore",
+                "DroverStore",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "DroverTesting",
             dependencies: [
                 "DroverCore",
@@ -75,6 +88,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "CHiredis",
+                "DroverAPI",
                 "DroverBrain",
                 "DroverCore",
                 "DroverHands",

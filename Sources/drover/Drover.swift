@@ -17,7 +17,7 @@ struct Drover: AsyncParsableCommand {
           DROVER_REDIS_POOL  pooled Redis connections per process (default 8).
         """,
         version: DroverVersion.string,
-        subcommands: [RunCommand.self, QueueCommand.self, SessionsCommand.self, RecorderCommand.self, WorkerCommand.self, ModelStubCommand.self, BenchCommand.self, VersionCommand.self]
+        subcommands: [RunCommand.self, QueueCommand.self, SessionsCommand.self, RecorderCommand.self, WorkerCommand.self, APICommand.self, ServeCommand.self, KeysCommand.self, ModelStubCommand.self, BenchCommand.self, VersionCommand.self]
     )
 }
 
