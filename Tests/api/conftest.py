@@ -16,14 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DROVER = ROOT / ".build" / "debug" / "drover"
 BETA = "managed-agents-2026-04-01"
 
-# Every conversation: first a call of the custom tool get_weather, then a final answer. Sessions
-# whose agent lacks the tool get an error result for it and still reach the answer.
-SCRIPT = """
-turns:
-  - text: "Let me check the weather."
-    tool_use: {name: get_weather, input: {city: Paris}}
-  - text: "It is sunny in Paris."
-"""
+SCRIPT = Path(__file__).with_name("script.yaml")
 
 
 def free_port() -> int:
@@ -75,13 +68,12 @@ def server():
     assert DROVER.exists(), "build first: swift build"
     with tempfile.TemporaryDirectory(prefix="drover-api-") as tmp:
         tmp = Path(tmp)
-        (tmp / "script.yaml").write_text(SCRIPT)
         data = tmp / "data"
         env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
         env.pop("DROVER_REDIS_URL", None)
         stub_port, api_port = free_port(), free_port()
         stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
-        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(tmp / "script.yaml"), "--port", str(stub_port)],
+        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
                                 stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
         keys = {}
         for workspace in ("alpha", "beta"):
