@@ -12,12 +12,15 @@ public struct APIError: HTTPResponseError, Sendable {
     public let message: String
     /// The SDK's typed error code (`environment_archived`, ...), when there is one.
     public let errorCode: String?
+    /// Sent as `retry-after` (the SDK honours it on 429).
+    public let retryAfterSeconds: Int?
 
-    public init(_ status: HTTPResponse.Status, _ type: String, _ message: String, errorCode: String? = nil) {
+    public init(_ status: HTTPResponse.Status, _ type: String, _ message: String, errorCode: String? = nil, retryAfterSeconds: Int? = nil) {
         self.status = status
         self.type = type
         self.message = message
         self.errorCode = errorCode
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     /// 400 naming the field and the fix.
@@ -47,7 +50,9 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        jsonResponse(json, status: status)
+        var response = jsonResponse(json, status: status)
+        if let retryAfterSeconds { response.headers[.retryAfter] = String(retryAfterSeconds) }
+        return response
     }
 }
 
@@ -64,7 +69,7 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as APIError {
-            return jsonResponse(error.json, status: error.status)
+            return try error.response(from: request, context: context)
         } catch is NIOTooManyBytesError {
             return jsonResponse(APIError.tooLarge.json, status: .contentTooLarge)
         } catch let error as HTTPError {

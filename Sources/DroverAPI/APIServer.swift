@@ -15,6 +15,8 @@ public final class APIServer: Sendable {
         public var port = 8787
         /// How often an idle event stream gets a `ping`, which is also how a dropped client is noticed.
         public var pingInterval: Duration = .seconds(15)
+        /// Event streams one workspace may hold open; more answer 429.
+        public var maxStreamsPerWorkspace = 1000
         public init() {}
     }
 
@@ -24,8 +26,8 @@ public final class APIServer: Sendable {
     let redis: RedisClient
     public let options: Options
     let localWorkspaceID: String
-    /// Event streams open now, for `/health` and the leak test.
-    let openStreams = Locked(0)
+    /// Event streams open now per workspace, for the 429 limit, `/health` and the leak test.
+    let openStreams = Locked<[String: Int]>([:])
 
     public init(log: SessionLog, store: ControlPlaneStore, queue: TaskQueue, redis: RedisClient, options: Options, localWorkspaceID: String) {
         self.log = log
@@ -60,7 +62,7 @@ public final class APIServer: Sendable {
         router.middlewares.add(APIErrorMiddleware())
         router.middlewares.add(AuthenticationMiddleware(store: store, localWorkspaceID: localWorkspaceID))
         router.get("/health") { _, _ in
-            jsonResponse(.object(["status": "ok", "open_streams": .number(Double(self.openStreams.value))]))
+            jsonResponse(.object(["status": "ok", "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +)))]))
         }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         addAgentRoutes(router)

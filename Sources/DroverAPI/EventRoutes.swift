@@ -36,7 +36,7 @@ extension APIServer {
         }
         router.get("/v1/sessions/:session_id/events/stream") { request, context in
             let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
-            return try await self.eventStream(SessionID(row.id), request: request)
+            return try await self.eventStream(SessionID(row.id), workspace: context.workspace, request: request)
         }
     }
 

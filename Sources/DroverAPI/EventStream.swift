@@ -16,7 +16,13 @@ import ServiceLifecycle
 /// - `ping` every `pingInterval`. Writing the ping is also how a dropped client is noticed: the
 ///   write fails, and the stream's tasks and Redis connections end with it.
 extension APIServer {
-    func eventStream(_ session: SessionID, request: Request) async throws -> Response {
+    func eventStream(_ session: SessionID, workspace: String, request: Request) async throws -> Response {
+        // A soft cap, checked here and counted while the body runs, so a stream whose body never
+        // starts cannot leak a count.
+        guard openStreams.value[workspace, default: 0] < options.maxStreamsPerWorkspace else {
+            throw APIError(.tooManyRequests, "rate_limit_error",
+                           "this workspace has \(options.maxStreamsPerWorkspace) event streams open. Fix: close streams you no longer read, then retry", retryAfterSeconds: 1)
+        }
         let input = RequestInput(request)
         let deltas = Set(input.query["event_deltas"] ?? [])
         for type in deltas where type != "agent.message" && type != "agent.thinking" {
@@ -36,9 +42,9 @@ extension APIServer {
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         let log = self.log, redis = self.redis, ping = options.pingInterval, openStreams = self.openStreams
-        openStreams.withLock { $0 += 1 }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            defer { openStreams.withLock { $0 -= 1 } }
+            openStreams.withLock { $0[workspace, default: 0] += 1 }
+            defer { openStreams.withLock { $0[workspace, default: 0] -= 1 } }
             let (frames, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(100_000))
             let preview = Locked(Preview.closed)
             // On shutdown the stream ends cleanly instead of holding the server open.

@@ -10,6 +10,7 @@ import ServiceLifecycle
 struct APIOptions: ParsableArguments {
     @Option(help: "host:port to listen on (default: DROVER_API_ADDR, else 127.0.0.1:8787).") var address: String?
     @Option(help: "Seconds between ping keep-alives on idle event streams.") var pingSeconds: Double = 15
+    @Option(help: "Event streams one workspace may hold open at once; more answer 429.") var maxStreamsPerWorkspace = 1000
 
     /// Builds the server. With no API key configured it runs in single-user local mode, which
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
@@ -31,6 +32,8 @@ struct APIOptions: ParsableArguments {
         options.host = host
         options.port = port
         options.pingInterval = .milliseconds(Int(pingSeconds * 1000))
+        guard maxStreamsPerWorkspace > 0 else { throw ValidationError("--max-streams-per-workspace: must be positive") }
+        options.maxStreamsPerWorkspace = maxStreamsPerWorkspace
         return APIServer(log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
                          options: options, localWorkspaceID: local)
     }

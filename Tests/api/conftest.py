@@ -80,7 +80,7 @@ def server():
             keys[workspace] = subprocess.run([str(DROVER), "keys", "create", "--workspace", workspace], env=env, check=True,
                                              capture_output=True, text=True, timeout=30).stdout.strip()
         env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
-        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--ping-seconds", "0.5", "--hands", "in-process"],
+        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--ping-seconds", "0.5", "--max-streams-per-workspace", "60", "--hands", "in-process"],
                                  stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
         try:
             wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)

@@ -134,3 +134,35 @@ def test_stream_replays_from_last_event_id(server, agent_env):
             if event.id == logged[-1].id:
                 break
     assert replayed == [e.id for e in logged[2:]]
+
+
+def test_too_many_streams_is_429_and_counts_per_workspace(server):
+    import contextlib
+    client = server.client("beta")
+    agent = client.beta.agents.create(name="streams", model="claude-sonnet-4-5")
+    environment = client.beta.environments.create(name="streams")
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    url = f"{server.base_url}/v1/sessions/{session.id}/events/stream"
+    headers = {"anthropic-beta": BETA, "x-api-key": server.keys["beta"]}
+    with contextlib.ExitStack() as stack:
+        for _ in range(60):  # the suite's server allows 60 per workspace
+            response = stack.enter_context(httpx.stream("GET", url, headers=headers, timeout=10))
+            assert response.status_code == 200
+        deadline = time.monotonic() + 10
+        while server.raw("GET", "/health", workspace=None).json()["open_streams"] < 60 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        refused = httpx.get(url, headers=headers, timeout=10)
+        assert "streams" in error(refused, 429) and refused.headers["retry-after"] == "1"
+        with pytest.raises(anthropic.RateLimitError):
+            anthropic.Anthropic(base_url=server.base_url, api_key=server.keys["beta"], max_retries=0).beta.sessions.events.stream(session.id)
+        # Another workspace is not affected.
+        alpha = server.client("alpha")
+        alpha_session = alpha.beta.sessions.create(agent=alpha.beta.agents.create(name="a", model="m").id,
+                                                   environment_id=alpha.beta.environments.create(name="a").id)
+        with httpx.stream("GET", f"{server.base_url}/v1/sessions/{alpha_session.id}/events/stream",
+                          headers={"anthropic-beta": BETA, "x-api-key": server.keys["alpha"]}, timeout=10) as other:
+            assert other.status_code == 200
+    deadline = time.monotonic() + 15
+    while server.raw("GET", "/health", workspace=None).json()["open_streams"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.raw("GET", "/health", workspace=None).json()["open_streams"] == 0
