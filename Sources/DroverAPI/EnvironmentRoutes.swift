@@ -1,4 +1,6 @@
+import DroverBrain
 import DroverCore
+import Foundation
 import DroverStore
 import Hummingbird
 
@@ -42,6 +44,16 @@ extension APIServer {
             var environment = current.json
             environment["archived_at"] = .string(archivedAt)
             return jsonResponse(.object(environment))
+        }
+        // The local sandbox pool has one turn queue for every environment; this reports it.
+        router.get("/v1/environments/:environment_id/work/stats") { _, context in
+            _ = try await self.environment(context.parameters.require("environment_id"), workspace: context.workspace)
+            let stats = try await self.queue.stats(TurnQueue.defaultName)
+            let oldest = stats.oldestReadyAgeMs.map { JSONValue.string(ControlPlaneStore.timestamp(Date().addingTimeInterval(-Double($0) / 1000))) } ?? .null
+            return jsonResponse(.object([
+                "type": "work_queue_stats", "depth": .number(Double(stats.ready + stats.delayed)),
+                "pending": .number(Double(stats.leased)), "oldest_queued_at": oldest, "workers_polling": .null,
+            ]))
         }
         router.delete("/v1/environments/:environment_id") { _, context in
             let current = try await self.environment(context.parameters.require("environment_id"), workspace: context.workspace)

@@ -25,6 +25,7 @@ enum OpenAPIDocument {
         .init(method: "post", path: "/v1/environments/{environment_id}", summary: "Update an environment", model: "BetaEnvironment"),
         .init(method: "post", path: "/v1/environments/{environment_id}/archive", summary: "Archive an environment", model: "BetaEnvironment"),
         .init(method: "delete", path: "/v1/environments/{environment_id}", summary: "Delete an environment", model: "BetaEnvironmentDeleteResponse"),
+        .init(method: "get", path: "/v1/environments/{environment_id}/work/stats", summary: "The turn queue's depth and leases (one queue serves every environment)", model: "BetaSelfHostedWorkQueueStats"),
         .init(method: "post", path: "/v1/sessions", summary: "Create a session (snapshots the agent)", model: "BetaManagedAgentsSession"),
         .init(method: "get", path: "/v1/sessions", summary: "List sessions", model: "SyncPageCursor[BetaManagedAgentsSession]",
               query: ["limit", "page", "order", "include_archived", "agent_id", "agent_version", "statuses[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),

@@ -4,6 +4,7 @@ import asyncio
 import pytest
 from anthropic.lib.tools import beta_async_tool
 from anthropic.types.beta import BetaEnvironment, BetaEnvironmentDeleteResponse, BetaManagedAgentsAgent, BetaManagedAgentsSession
+from anthropic.types.beta.environments.beta_self_hosted_work_queue_stats import BetaSelfHostedWorkQueueStats
 from anthropic.types.beta.beta_managed_agents_deleted_session import BetaManagedAgentsDeletedSession
 from anthropic.types.beta.sessions.beta_managed_agents_send_session_events import BetaManagedAgentsSendSessionEvents
 from anthropic.types.beta.sessions.beta_managed_agents_session_event import BetaManagedAgentsSessionEvent
@@ -149,6 +150,10 @@ def test_environment_update_and_list(server):
     assert updated.config.packages.pip == ["requests"]
     listed = server.raw("GET", "/v1/environments?limit=100").json()
     assert environment.id in [validate(BetaEnvironment, e).id for e in listed["data"]]
+    stats = validate(BetaSelfHostedWorkQueueStats, server.raw("GET", f"/v1/environments/{environment.id}/work/stats").json())
+    assert stats.type == "work_queue_stats" and stats.depth >= 0 and stats.pending >= 0
+    assert client.beta.environments.work.stats(environment.id).type == "work_queue_stats"  # the SDK call parses it too
+    assert server.raw("POST", f"/v1/environments/{environment.id}/work/poll").status_code == 501
 
 
 def test_session_list_filters(server, agent_env):
