@@ -100,6 +100,13 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "DroverAPITests",
+            dependencies: [
+                "DroverAPI", "DroverBrain", "DroverCore", "DroverStore", "DroverTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "DroverBrainTests",
             dependencies: ["DroverBrain", "DroverCore", "DroverTesting"]
         ),
