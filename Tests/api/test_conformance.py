@@ -1,5 +1,8 @@
 """The SDK's view of Drover: resources round-trip through the anthropic SDK's own models."""
 import asyncio
+import os
+import subprocess
+import time
 
 import pytest
 from anthropic.lib.tools import beta_async_tool
@@ -10,7 +13,7 @@ from anthropic.types.beta.sessions.beta_managed_agents_send_session_events impor
 from anthropic.types.beta.sessions.beta_managed_agents_session_event import BetaManagedAgentsSessionEvent
 from pydantic import TypeAdapter
 
-from conftest import WEATHER_TOOL, validate
+from conftest import DROVER, WEATHER_TOOL, validate
 
 EVENT = TypeAdapter(BetaManagedAgentsSessionEvent)
 
@@ -216,3 +219,30 @@ def test_openapi_describes_served_routes(server):
     for path in ("/v1/agents", "/v1/sessions/{session_id}/events/stream", "/v1/environments/{environment_id}"):
         assert path in doc["paths"]
     assert "/v1/vaults" not in doc["paths"], "unbuilt endpoints are not advertised"
+
+
+def test_sessions_tail_follows_live_like_replay(server, agent_env):
+    client = server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    env = dict(os.environ, DROVER_DATA_DIR=str(server.data_dir))
+    tail = subprocess.Popen([str(DROVER), "sessions", "tail", session.id, "--until-idle"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        client.beta.sessions.events.send(session.id, events=[user_message("tail me")])
+        # The custom tool call idles with requires_action, which does not end the tail; the result does.
+        tool_uses = []
+        deadline = time.monotonic() + 20
+        while not tool_uses and time.monotonic() < deadline:
+            tool_uses = client.beta.sessions.events.list(session.id, limit=100, types=["agent.custom_tool_use"]).data
+            time.sleep(0.1)
+        client.beta.sessions.events.send(session.id, events=[{
+            "type": "user.custom_tool_result", "custom_tool_use_id": tool_uses[0].id, "content": [{"type": "text", "text": "sunny"}]}])
+        out, _ = tail.communicate(timeout=30)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0
+    assert "tail me" in out and "It is sunny in Paris." in out
+    # The same rendering as replay: the same lines after the time column.
+    replay = server.drover("sessions", "replay", session.id)
+    assert [line.split(None, 2)[1:] for line in out.splitlines()] == [line.split(None, 2)[1:] for line in replay.splitlines()[1:]]
