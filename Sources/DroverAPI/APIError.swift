@@ -24,8 +24,9 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     /// 400 naming the field and the fix.
-    public static func invalid(_ field: String, _ message: String, fix: String? = nil) -> APIError {
-        APIError(.badRequest, "invalid_request_error", "\(field): \(message)" + (fix.map { ". Fix: \($0)" } ?? ""))
+    /// 400 naming the field and the fix; `errorCode` selects the SDK's typed error class.
+    public static func invalid(_ field: String, _ message: String, fix: String? = nil, errorCode: String? = nil) -> APIError {
+        APIError(.badRequest, "invalid_request_error", "\(field): \(message)" + (fix.map { ". Fix: \($0)" } ?? ""), errorCode: errorCode)
     }
 
     public static func notFound(_ kind: String, _ id: String, errorCode: String? = nil) -> APIError {

@@ -37,7 +37,11 @@ enum AgentResource {
             agent[field] = text.flatMap { $0.isEmpty ? nil : JSONValue.string($0) } ?? .null
         }
         if let patch = try params.stringMap("metadata") { agent["metadata"] = try patchMetadata(agent["metadata"], patch) }
-        if params["tools"] != nil { agent["tools"] = .array(try (params.array("tools") ?? []).enumerated().map { try tool($1, path: "tools[\($0)]") }) }
+        if params["tools"] != nil {
+            let tools = try (params.array("tools") ?? []).enumerated().map { try tool($1, path: "tools[\($0)]") }
+            try checkNames(tools)
+            agent["tools"] = .array(tools)
+        }
         if let skills = try params.array("skills"), !skills.isEmpty {
             throw APIError.invalid("skills", "skills are not built yet in Drover", fix: "omit skills")
         }
@@ -50,6 +54,32 @@ enum AgentResource {
         if let identity = params["execution_identity"], identity != .null,
            identity.objectValue?["type"]?.stringValue != "service_account" {
             throw APIError.invalid("execution_identity", "only {\"type\": \"service_account\"} is supported", fix: "omit it")
+        }
+    }
+
+    /// One name per tool: custom tools must not repeat, nor take an enabled toolset tool's name.
+    static func checkNames(_ tools: [JSONValue]) throws {
+        var taken: [String: String] = [:]
+        for (index, tool) in tools.enumerated() {
+            let fields = tool.objectValue ?? [:]
+            var names: [String] = []
+            if fields["type"] == "custom", let name = fields["name"]?.stringValue { names = [name] }
+            if fields["type"] == "agent_toolset_20260401" {
+                if fields["configs"] != nil, fields["default_config"]?.objectValue?["enabled"] == .bool(true) {
+                    names = toolNames.filter { name in
+                        (fields["configs"]?.arrayValue ?? []).first { $0.objectValue?["name"]?.stringValue == name }?.objectValue?["enabled"] != .bool(false)
+                    }.sorted()
+                } else {
+                    names = (fields["configs"]?.arrayValue ?? []).compactMap { $0.objectValue?["enabled"] == .bool(true) ? $0.objectValue?["name"]?.stringValue : nil }
+                }
+            }
+            for name in names {
+                if let other = taken[name] {
+                    throw APIError.invalid("tools[\(index)]", "the tool name '\(name)' is already taken by \(other)",
+                                           fix: "give each tool its own name", errorCode: "tool_name_conflict")
+                }
+                taken[name] = "tools[\(index)]"
+            }
         }
     }
 
@@ -138,6 +168,11 @@ enum AgentResource {
 }
 
 extension JSONValue {
+    var arrayValue: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+
     var boolValue: Bool? {
         if case .bool(let flag) = self { return flag }
         return nil

@@ -83,21 +83,24 @@ extension Dictionary where Key == String, Value == JSONValue {
         }
     }
 
+    /// A metadata map (`name` is `metadata`): at most 16 keys of up to 64 characters, string
+    /// values of up to 512, null to delete in a patch. Errors carry the SDK's `invalid_metadata`.
     func stringMap(_ name: String) throws -> [String: JSONValue]? {
+        let code = "invalid_metadata"
         switch self[name] {
         case nil, .null?: return nil
         case .object(let map)?:
-            guard map.count <= 16 else { throw APIError.invalid(name, "at most 16 keys") }
+            guard map.count <= 16 else { throw APIError.invalid(name, "at most 16 keys", errorCode: code) }
             for (key, value) in map {
-                guard key.count <= 64 else { throw APIError.invalid("\(name).\(key)", "keys are at most 64 characters") }
+                guard key.count <= 64 else { throw APIError.invalid("\(name).\(key)", "keys are at most 64 characters", errorCode: code) }
                 switch value {
-                case .string(let text): if text.count > 512 { throw APIError.invalid("\(name).\(key)", "values are at most 512 characters") }
+                case .string(let text): if text.count > 512 { throw APIError.invalid("\(name).\(key)", "values are at most 512 characters", errorCode: code) }
                 case .null: break
-                default: throw APIError.invalid("\(name).\(key)", "must be a string, got \(value.kindName)")
+                default: throw APIError.invalid("\(name).\(key)", "must be a string, got \(value.kindName)", errorCode: code)
                 }
             }
             return map
-        case let other?: throw APIError.invalid(name, "must be an object of strings, got \(other.kindName)")
+        case let other?: throw APIError.invalid(name, "must be an object of strings, got \(other.kindName)", errorCode: code)
         }
     }
 
@@ -136,6 +139,6 @@ func patchMetadata(_ current: JSONValue?, _ patch: [String: JSONValue]) throws -
     for (key, value) in patch {
         if value == .null { merged.removeValue(forKey: key) } else { merged[key] = value }
     }
-    guard merged.count <= 16 else { throw APIError.invalid("metadata", "at most 16 keys after the update") }
+    guard merged.count <= 16 else { throw APIError.invalid("metadata", "at most 16 keys after the update", errorCode: "invalid_metadata") }
     return .object(merged)
 }

@@ -166,3 +166,26 @@ def test_too_many_streams_is_429_and_counts_per_workspace(server):
     while server.raw("GET", "/health", workspace=None).json()["open_streams"] > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert server.raw("GET", "/health", workspace=None).json()["open_streams"] == 0
+
+
+def test_the_sdk_raises_its_typed_errors(server):
+    from anthropic.types.tool_name_conflict_error import ToolNameConflictError
+    from anthropic.types.beta import BetaEnvironmentArchivedError, BetaEnvironmentNotFoundError, BetaInvalidMetadataError
+    client = server.client()
+    with pytest.raises(ToolNameConflictError) as conflict:
+        client.beta.agents.create(name="dup", model="m", tools=[
+            {"type": "agent_toolset_20260401"},
+            {"type": "custom", "name": "bash", "description": "mine", "input_schema": {"type": "object"}}])
+    assert conflict.value.error_code == "tool_name_conflict" and "bash" in str(conflict.value)
+    with pytest.raises(BetaInvalidMetadataError):
+        client.beta.agents.create(name="meta", model="m", metadata={f"k{i}": "v" for i in range(17)})
+    with pytest.raises(BetaInvalidMetadataError):
+        client.beta.environments.create(name="meta", metadata={"k": "v" * 513})
+    environment = client.beta.environments.create(name="archived")
+    client.beta.environments.archive(environment.id)
+    agent = client.beta.agents.create(name="typed", model="m")
+    with pytest.raises(BetaEnvironmentArchivedError):
+        client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    client.beta.environments.delete(environment.id)
+    with pytest.raises(BetaEnvironmentNotFoundError):
+        client.beta.environments.retrieve(environment.id)
