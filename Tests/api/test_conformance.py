@@ -246,3 +246,21 @@ def test_sessions_tail_follows_live_like_replay(server, agent_env):
     # The same rendering as replay: the same lines after the time column.
     replay = server.drover("sessions", "replay", session.id)
     assert [line.split(None, 2)[1:] for line in out.splitlines()] == [line.split(None, 2)[1:] for line in replay.splitlines()[1:]]
+
+
+def test_initial_events_start_a_turn(server, agent_env):
+    client = server.client()
+    _, environment = agent_env
+    plain = client.beta.agents.create(name="initial", model="claude-sonnet-4-5")
+    session = client.beta.sessions.create(agent=plain.id, environment_id=environment.id, initial_events=[user_message("start at once")])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        idle = client.beta.sessions.events.list(session.id, types=["session.status_idle"]).data
+        if idle:
+            break
+        time.sleep(0.1)
+    assert idle and idle[-1].stop_reason.type == "end_turn"
+    first = client.beta.sessions.events.list(session.id, limit=1).data[0]
+    assert first.type == "user.message" and first.content[0].text == "start at once"
+    bad = server.raw("POST", "/v1/sessions", body={"agent": plain.id, "environment_id": environment.id, "initial_events": [{"type": "user.dance"}]})
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("initial_events[0].type:")
