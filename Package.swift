@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "DroverStore", targets: ["DroverStore"]),
         .library(name: "DroverBrain", targets: ["DroverBrain"]),
         .library(name: "DroverSchedule", targets: ["DroverSchedule"]),
+        .library(name: "DroverAPI", targets: ["DroverAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -91,6 +92,18 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DroverAPI",
+            dependencies: [
+                "DroverBrain",
+                "DroverCore",
+                "DroverStore",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "DroverTesting",
             dependencies: [
                 "DroverCore",
@@ -106,6 +119,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "CHiredis",
+                "DroverAPI",
                 "DroverBrain",
                 "DroverCore",
                 "DroverHands",
@@ -117,6 +131,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "DroverAPITests",
+            dependencies: [
+                "DroverAPI", "DroverBrain", "DroverCore", "DroverStore", "DroverTesting",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

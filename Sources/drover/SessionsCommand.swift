@@ -8,7 +8,7 @@ struct SessionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessions",
         abstract: "Inspect session logs: list, show, events, export, replay.",
-        subcommands: [List.self, Show.self, Events.self, Export.self, Replay.self, Create.self, Send.self]
+        subcommands: [List.self, Show.self, Events.self, Export.self, Replay.self, Create.self, Send.self, Tail.self, Terminate.self]
     )
 
     struct List: AsyncParsableCommand {

@@ -1,8 +1,6 @@
 import ArgumentParser
 import DroverBrain
-import DroverCore
 import DroverHands
-import DroverStore
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -20,52 +18,13 @@ struct WorkerCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Sessions run at once.") var concurrency = 4
-    @Option(help: "Lease length in seconds; heartbeats renew it every third.") var leaseSeconds = 30
-    @Option(help: "Seconds running turns get to finish on SIGTERM before they are handed back.") var drainSeconds = 30
-    @Flag(help: "Let agents start stdio MCP servers: commands that run on this host, outside the sandbox.") var mcpStdio = false
-    @Option(help: "Model for sessions created without an agent snapshot.") var model = "claude-sonnet-4-5"
-    @Option(help: "Tools: sandbox (bubblewrap; the default where it is installed) or in-process (echo and sleep only).")
-    var hands = Sandbox.bubblewrap == nil ? "in-process" : "sandbox"
-
-    func validate() throws {
-        guard hands == "sandbox" || hands == "in-process" else { throw ValidationError("--hands: use sandbox or in-process") }
-        if hands == "sandbox" && Sandbox.bubblewrap == nil {
-            throw ValidationError("--hands sandbox needs bubblewrap: apt-get install -y bubblewrap")
-        }
-    }
+    @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        guard let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty else {
-            FileHandle.standardError.write(Data("""
-                drover: error: ANTHROPIC_API_KEY is not set. Fix: export ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL \
-                for a compatible server, such as `drover model-stub`).
-
-                """.utf8))
-            throw ExitCode(1)
-        }
-        var configuration = AnthropicConfiguration(apiKey: key)
-        if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
-            configuration = AnthropicConfiguration(baseURL: base, apiKey: key)
-        }
-        try await withRuntime(poolSize: concurrency * 3 + 4, exitOnSignal: false) { runtime in
-            let log = try runtime.sessionLog
-            let hand: any Hand = hands == "sandbox"
-                ? AgentToolset(root: try runtime.handsRoot())
-                : InProcessHand()
-            let mcp = MCPConnections(allowStdio: mcpStdio)
-            let runner = TurnRunner(
-                log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
-                deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),
-                mcp: mcp
-            )
-            var options = Worker.Options()
-            options.concurrency = concurrency
-            options.leaseTTL = .seconds(leaseSeconds)
-            options.drainTimeout = .seconds(drainSeconds)
-            let worker = Worker(queue: TaskQueue(redis: runtime.redis), runner: runner, options: options)
-            note("drover worker \(options.workerId): \(concurrency) slots, model at \(configuration.baseURL), \(hands) hands")
+        let configuration = try worker.modelConfiguration()
+        try await withRuntime(poolSize: worker.poolSize, exitOnSignal: false) { runtime in
+            let (worker, mcp) = try self.worker.makeWorker(runtime: runtime, model: configuration)
+            note("drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, model at \(configuration.baseURL), \(self.worker.hands) hands")
             let group = ServiceGroup(
                 services: [WorkerService(worker: worker)],
                 gracefulShutdownSignals: [.sigterm, .sigint],

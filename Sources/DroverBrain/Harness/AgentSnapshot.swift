@@ -116,9 +116,21 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         case mcpToolsets = "mcp_toolsets"
     }
 
+    /// Keys of the SDK's agent resource (`BetaManagedAgentsAgent`), also accepted when decoding.
+    enum ResourceKeys: String, CodingKey {
+        case model, tools
+    }
+
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        model = try container.decode(String.self, forKey: .model)
+        let resource = try decoder.container(keyedBy: ResourceKeys.self)
+        // `model` is a string here, or the SDK's model config `{"id": ..., ...}`.
+        if let id = try? container.decode(String.self, forKey: .model) {
+            model = id
+        } else {
+            model = try resource.decode(JSONValue.self, forKey: .model).objectValue?["id"]?.stringValue
+                ?? { throw DecodingError.dataCorruptedError(forKey: .model, in: resource, debugDescription: "model must be a string or {\"id\": ...}") }()
+        }
         system = try container.decodeIfPresent(String.self, forKey: .system)
         maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? 4096
         maxModelRequestsPerTurn = try container.decodeIfPresent(Int.self, forKey: .maxModelRequestsPerTurn) ?? 50
@@ -126,6 +138,49 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         customTools = try container.decodeIfPresent([CustomTool].self, forKey: .customTools) ?? []
         toolset = try container.decodeIfPresent(ToolsetConfig.self, forKey: .toolset) ?? ToolsetConfig()
         (mcpServers, mcpToolsets) = try Self.decodeMCP(from: decoder)
+        // The SDK's `tools` list: an `agent_toolset_20260401` entry and `custom` tools.
+        if let tools = try resource.decodeIfPresent([JSONValue].self, forKey: .tools) {
+            let sdk = Self.fromSDKTools(tools)
+            if !container.contains(.customTools) { customTools = sdk.custom }
+            // An SDK agent without the toolset entry has no built-in tools.
+            if !container.contains(.toolset) { toolset = sdk.toolset ?? ToolsetConfig(defaultConfig: .init(enabled: false)) }
+        }
+    }
+
+    static func fromSDKTools(_ tools: [JSONValue]) -> (custom: [CustomTool], toolset: ToolsetConfig?) {
+        var custom: [CustomTool] = []
+        var toolset: ToolsetConfig?
+        func policy(_ value: JSONValue?) -> ToolsetConfig.Policy? {
+            value?.objectValue?["type"]?.stringValue.map(ToolsetConfig.Policy.init(type:))
+        }
+        func flag(_ value: JSONValue?) -> Bool? {
+            if case .bool(let on)? = value { return on }
+            return nil
+        }
+        for tool in tools {
+            guard let fields = tool.objectValue else { continue }
+            switch fields["type"]?.stringValue {
+            case "custom":
+                guard let name = fields["name"]?.stringValue else { continue }
+                custom.append(CustomTool(name: name, description: fields["description"]?.stringValue ?? "", inputSchema: fields["input_schema"] ?? .object(["type": .string("object")])))
+            case "agent_toolset_20260401":
+                let defaults = fields["default_config"]?.objectValue ?? [:]
+                let defaultConfig = ToolsetConfig.DefaultConfig(
+                    enabled: flag(defaults["enabled"]) ?? true,
+                    permissionPolicy: policy(defaults["permission_policy"]) ?? ToolsetConfig.Policy(type: "always_allow"))
+                var configs: [ToolsetConfig.ToolConfig] = []
+                if case .array(let items)? = fields["configs"] {
+                    for item in items {
+                        guard let config = item.objectValue, let name = config["name"]?.stringValue else { continue }
+                        configs.append(ToolsetConfig.ToolConfig(name: name, enabled: flag(config["enabled"]), permissionPolicy: policy(config["permission_policy"])))
+                    }
+                }
+                toolset = ToolsetConfig(defaultConfig: defaultConfig, configs: configs)
+            default:
+                continue
+            }
+        }
+        return (custom, toolset)
     }
 
     public var json: String {

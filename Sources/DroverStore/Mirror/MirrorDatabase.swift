@@ -110,6 +110,15 @@ public final class MirrorDatabase: Sendable {
                 """)
         }
         registerDeploymentMigrations(&migrator)
+        // The HTTP API's session resources (agent snapshot, environment, metadata, archive state).
+        migrator.registerMigration("v2: api sessions") { db in
+            try db.execute(sql: """
+                CREATE TABLE api_sessions (
+                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                CREATE INDEX api_sessions_by_workspace ON api_sessions(workspace_id, created_at);
+                """)
+        }
         return migrator
     }
 

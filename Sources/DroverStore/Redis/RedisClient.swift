@@ -199,6 +199,26 @@ public final class RedisBlockingConnection: Sendable {
         }
     }
 
+    /// Waits for the next message of a subscription (after `SUBSCRIBE` was sent). A broken
+    /// connection throws: the subscription is gone with it.
+    public func receive() async throws -> RedisValue {
+        try Task.checkCancellation()
+        do {
+            let result = try await withTaskCancellationHandler {
+                try await slot.perform(idempotent: false) { connection throws(RedisError) in
+                    try connection.readReply()
+                }
+            } onCancel: {
+                slot.interrupt()
+            }
+            try Task.checkCancellation()
+            return result
+        } catch {
+            try Task.checkCancellation()
+            throw error
+        }
+    }
+
     public func close() {
         slot.close()
     }

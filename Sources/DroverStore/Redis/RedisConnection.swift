@@ -139,6 +139,19 @@ final class RedisConnection {
         return replies
     }
 
+    /// Reads one reply without sending anything: the next message of a subscription.
+    func readReply() throws(RedisError) -> RedisValue {
+        guard let context else { throw .closed }
+        var raw: UnsafeMutableRawPointer?
+        if redisGetReply(context, &raw) != REDIS_OK || raw == nil {
+            let reason = contextError
+            close()
+            throw .connectionLost(endpoint: url.description, reason: reason)
+        }
+        defer { freeReplyObject(raw) }
+        return Self.convert(raw!.assumingMemoryBound(to: redisReply.self))
+    }
+
     private var contextError: String {
         guard let context else { return "connection closed" }
         let message = withUnsafeBytes(of: context.pointee.errstr) { buffer in

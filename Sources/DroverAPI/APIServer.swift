@@ -1,0 +1,105 @@
+import DroverCore
+import DroverStore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The Managed Agents HTTP API over Drover's session log, queue and control plane.
+public final class APIServer: Sendable {
+    /// Bodies over this answer 413. One event may be up to 1 MB; a request carries a few.
+    public static let maximumBodyBytes = 4 << 20
+
+    public struct Options: Sendable {
+        public var host = "127.0.0.1"
+        public var port = 8787
+        /// How often an idle event stream gets a `ping`, which is also how a dropped client is noticed.
+        public var pingInterval: Duration = .seconds(15)
+        /// Event streams one workspace may hold open; more answer 429.
+        public var maxStreamsPerWorkspace = 1000
+        public init() {}
+    }
+
+    let log: SessionLog
+    let store: ControlPlaneStore
+    let queue: TaskQueue
+    let redis: RedisClient
+    public let options: Options
+    let localWorkspaceID: String
+    /// Event streams open now per workspace, for the 429 limit, `/health` and the leak test.
+    let openStreams = Locked<[String: Int]>([:])
+
+    public init(log: SessionLog, store: ControlPlaneStore, queue: TaskQueue, redis: RedisClient, options: Options, localWorkspaceID: String) {
+        self.log = log
+        self.store = store
+        self.queue = queue
+        self.redis = redis
+        self.options = options
+        self.localWorkspaceID = localWorkspaceID
+    }
+
+    /// Parses `host:port` as in `DROVER_API_ADDR`.
+    public static func address(_ text: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigurationError(field: "DROVER_API_ADDR", message: "'\(text)' is not host:port", fix: "use for example 127.0.0.1:8787")
+        }
+        let host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    /// The session's last sequence number, from Redis or, for a cold session, SQLite.
+    func lastSeq(_ session: SessionID) async throws -> Int64 {
+        if let seq = try await sessionLogCall({ try await self.log.meta(session)?.lastSeq }) { return seq }
+        return try await sessionLogCall { try await self.log.database?.session(session.rawValue)?.lastSeq } ?? 0
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    public func router() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        router.middlewares.add(APIErrorMiddleware())
+        router.middlewares.add(AuthenticationMiddleware(store: store, localWorkspaceID: localWorkspaceID))
+        router.get("/health") { _, _ in
+            jsonResponse(.object(["status": "ok", "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +)))]))
+        }
+        router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
+        addAgentRoutes(router)
+        addEnvironmentRoutes(router)
+        addSessionRoutes(router)
+        addEventRoutes(router)
+        UnbuiltRoutes.add(router)
+        return router
+    }
+
+    /// The Hummingbird application, a `Service` for a ServiceGroup. `onRunning` gets the bound port.
+    public func application(logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<APIRequestContext>> {
+        Application(
+            router: router(),
+            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "drover"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? self.options.port) },
+            logger: logger
+        )
+    }
+}
+
+/// Id checks: a malformed id is a 400 naming the parameter, not a lookup.
+enum ResourceID {
+    static func check(_ id: String, prefix: String, parameter: String) throws -> String {
+        let allowed = id.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 }
+        guard id.hasPrefix(prefix + "_"), id.utf8.count <= 128, allowed else {
+            throw APIError.invalid(parameter, "'\(id.prefix(80))' is not a valid id", fix: "pass an id that starts with \(prefix)_, as returned by the API")
+        }
+        return id
+    }
+}
+
+extension ControlPlaneStore.Row {
+    /// The stored JSON with the archive time the row holds.
+    var json: [String: JSONValue] {
+        var object = (try? JSONValue.parse(resource))?.objectValue ?? [:]
+        object["archived_at"] = archivedAt.map(JSONValue.string) ?? .null
+        return object
+    }
+}

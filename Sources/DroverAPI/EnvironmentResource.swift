@@ -1,0 +1,81 @@
+import DroverCore
+
+/// Builds and updates the SDK's `BetaEnvironment` JSON. The `cloud` config (packages,
+/// networking) is stored as given, resolved to the SDK's full shape, for the sandbox pool to read.
+enum EnvironmentResource {
+    static let fields: Set<String> = ["name", "config", "description", "metadata", "scope"]
+    static let packageManagers = ["apt", "cargo", "gem", "go", "npm", "pip"]
+
+    static func create(id: String, params: [String: JSONValue], now: String) throws -> [String: JSONValue] {
+        try params.rejectUnknown(fields)
+        guard let name = try params.string("name", required: true), !name.isEmpty else { throw APIError.invalid("name", "must be a non-empty string") }
+        var environment: [String: JSONValue] = [
+            "type": "environment", "id": .string(id), "name": .string(name), "created_at": .string(now), "updated_at": .string(now),
+            "archived_at": .null, "description": .null, "metadata": .object([:]), "scope": "organization",
+            "config": try config(nil),
+        ]
+        try apply(params, to: &environment)
+        return environment
+    }
+
+    static func apply(_ params: [String: JSONValue], to environment: inout [String: JSONValue]) throws {
+        if params["name"] != nil, let name = try params.string("name") {
+            guard !name.isEmpty else { throw APIError.invalid("name", "must be a non-empty string") }
+            environment["name"] = .string(name)
+        }
+        if params["description"] != nil { environment["description"] = try params.string("description").map(JSONValue.string) ?? .null }
+        if params["config"] != nil { environment["config"] = try config(params["config"]) }
+        if let patch = try params.stringMap("metadata") { environment["metadata"] = try patchMetadata(environment["metadata"], patch) }
+        if let scope = try params.string("scope") {
+            guard scope == "organization" || scope == "account" else { throw APIError.invalid("scope", "'\(scope)' is not organization or account") }
+            environment["scope"] = .string(scope)
+        }
+    }
+
+    static func config(_ value: JSONValue?) throws -> JSONValue {
+        let fields: [String: JSONValue]
+        switch value {
+        case nil, .null?: fields = ["type": "cloud"]
+        case .object(let object)?: fields = object
+        case let other?: throw APIError.invalid("config", "must be an object, got \(other.kindName)")
+        }
+        guard fields["type"]?.stringValue == "cloud" else {
+            throw APIError.invalid("config.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported", fix: "use {\"type\": \"cloud\"} (self_hosted is not built yet)")
+        }
+        try fields.rejectUnknown(["type", "networking", "packages"])
+        var packages: [String: JSONValue] = ["type": "packages"]
+        let given = fields["packages"]?.objectValue ?? [:]
+        if let packagesValue = fields["packages"], packagesValue != .null, packagesValue.objectValue == nil {
+            throw APIError.invalid("config.packages", "must be an object of package lists")
+        }
+        try given.rejectUnknown(Set(packageManagers + ["type"]))
+        for manager in packageManagers {
+            let list = try given.array(manager) ?? []
+            for (index, item) in list.enumerated() where item.stringValue == nil {
+                throw APIError.invalid("config.packages.\(manager)[\(index)]", "must be a string")
+            }
+            packages[manager] = .array(list)
+        }
+        let networking: JSONValue
+        switch fields["networking"] {
+        case nil, .null?: networking = .object(["type": "unrestricted"])
+        case .object(let net)?:
+            switch net["type"]?.stringValue {
+            case "unrestricted": networking = .object(["type": "unrestricted"])
+            case "limited":
+                let hosts = try net.array("allowed_hosts") ?? []
+                for (index, host) in hosts.enumerated() where host.stringValue == nil {
+                    throw APIError.invalid("config.networking.allowed_hosts[\(index)]", "must be a string")
+                }
+                networking = .object([
+                    "type": "limited", "allowed_hosts": .array(hosts),
+                    "allow_mcp_servers": .bool(try AgentResource.bool(net["allow_mcp_servers"], path: "config.networking.allow_mcp_servers") ?? false),
+                    "allow_package_managers": .bool(try AgentResource.bool(net["allow_package_managers"], path: "config.networking.allow_package_managers") ?? false),
+                ])
+            default: throw APIError.invalid("config.networking.type", "use unrestricted or limited")
+            }
+        case let other?: throw APIError.invalid("config.networking", "must be an object, got \(other.kindName)")
+        }
+        return .object(["type": "cloud", "packages": .object(packages), "networking": networking])
+    }
+}

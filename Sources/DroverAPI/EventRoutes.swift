@@ -1,0 +1,128 @@
+import DroverBrain
+import DroverCore
+import DroverStore
+import Foundation
+import Hummingbird
+
+/// `/v1/sessions/{id}/events`: list (cursor pages in either order) and send. A sent event
+/// enqueues a turn, so the brain answers it.
+extension APIServer {
+    func addEventRoutes(_ router: Router<APIRequestContext>) {
+        router.get("/v1/sessions/:session_id/events") { request, context in
+            let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            let input = RequestInput(request)
+            let query = try EventQuery(input)
+            let (events, next) = try await self.events(SessionID(row.id), query)
+            return jsonResponse(page(events.map(\.value), next: next))
+        }
+        router.post("/v1/sessions/:session_id/events") { request, context in
+            let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            guard row.archivedAt == nil else {
+                throw APIError.invalid("session_id", "session \(row.id) is archived and accepts no events", fix: "create a new session")
+            }
+            let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
+            let events = try Self.parseEvents(String(buffer: buffer))
+            let id = try SessionID(row.id)
+            let clientKey = request.headers[.init("idempotency-key")!]
+            let result = try await self.sessionLogCall { try await self.log.append(id, events, clientKey: clientKey) }
+            // An interrupt alone needs no turn: a running turn sees it, an idle session has none.
+            if events.contains(where: { $0.type != "user.interrupt" }) {
+                try await TurnQueue.enqueue(self.queue, session: id)
+            }
+            let stored = try await self.sessionLogCall {
+                try await self.log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
+            }
+            return jsonResponse(.object(["data": .array(stored.map(\.value))]))
+        }
+        router.get("/v1/sessions/:session_id/events/stream") { request, context in
+            let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            return try await self.eventStream(SessionID(row.id), workspace: context.workspace, request: request)
+        }
+    }
+
+    /// One page of a session's events. Sequence numbers are the cursor: `page` is `after_N`
+    /// (ascending) or `before_N` (descending).
+    func events(_ session: SessionID, _ query: EventQuery) async throws -> ([StoredEvent], String?) {
+        let lastSeq = try await lastSeq(session)
+        var matched: [StoredEvent] = []
+        let chunk = 500
+        if query.ascending {
+            var after = query.cursor ?? 0
+            while matched.count <= query.limit, after < lastSeq {
+                let batch = try await sessionLogCall { try await self.log.read(session, afterSeq: after, limit: chunk) }
+                if batch.isEmpty { break }
+                for event in batch where query.matches(event) {
+                    matched.append(event)
+                    if matched.count > query.limit { break }
+                }
+                after = batch.last!.seq
+            }
+        } else {
+            var before = min(query.cursor ?? (lastSeq + 1), lastSeq + 1)
+            while matched.count <= query.limit, before > 1 {
+                let from = max(0, before - 1 - Int64(chunk))
+                let batch = try await sessionLogCall { try await self.log.read(session, afterSeq: from, limit: Int(before - 1 - from)) }
+                if batch.isEmpty { break }
+                for event in batch.reversed() where query.matches(event) {
+                    matched.append(event)
+                    if matched.count > query.limit { break }
+                }
+                before = from + 1
+            }
+        }
+        let page = Array(matched.prefix(query.limit))
+        guard matched.count > query.limit, let last = page.last else { return (page, nil) }
+        return (page, query.ascending ? "after_\(last.seq)" : "before_\(last.seq)")
+    }
+}
+
+/// The filters and cursor of an event list.
+struct EventQuery {
+    let limit: Int
+    let ascending: Bool
+    let cursor: Int64?
+    let types: Set<String>
+    let createdAfter: (String, inclusive: Bool)?
+    let createdBefore: (String, inclusive: Bool)?
+
+    init(_ input: RequestInput) throws {
+        limit = try input.int("limit", default: 20, range: 1...1000)
+        ascending = try input.ascending(default: true)
+        if let page = input.string("page"), !page.isEmpty {
+            let parts = page.split(separator: "_", maxSplits: 1)
+            guard parts.count == 2, let seq = Int64(parts[1]), seq >= 0,
+                  (parts[0] == "after" && ascending) || (parts[0] == "before" && !ascending) else {
+                throw APIError.invalid("page", "'\(page.prefix(40))' is not a cursor for order=\(ascending ? "asc" : "desc")",
+                                       fix: "pass the next_page value of a previous response with the same order")
+            }
+            cursor = seq
+        } else {
+            cursor = nil
+        }
+        types = Set(input.query["types"] ?? [])
+        for type in types where SessionEventType(rawValue: type) == nil {
+            throw APIError.invalid("types", "'\(type)' is not an event type")
+        }
+        createdAfter = input.string("created_at[gt]").map { ($0, false) } ?? input.string("created_at[gte]").map { ($0, true) }
+        createdBefore = input.string("created_at[lt]").map { ($0, false) } ?? input.string("created_at[lte]").map { ($0, true) }
+        for (name, value) in [("created_at", createdAfter?.0), ("created_at", createdBefore?.0)] {
+            if let value, ISO8601DateFormatter.withFractions.date(from: value) == nil, ISO8601DateFormatter().date(from: value) == nil {
+                throw APIError.invalid(name, "'\(value)' is not an RFC 3339 time", fix: "use for example 2026-01-31T12:00:00Z")
+            }
+        }
+    }
+
+    func matches(_ event: StoredEvent) -> Bool {
+        if !types.isEmpty, !types.contains(event.type) { return false }
+        if createdAfter != nil || createdBefore != nil {
+            guard let at = Self.date(event.processedAt) else { return false }
+            if let (bound, inclusive) = createdAfter, let limit = Self.date(bound), inclusive ? at < limit : at <= limit { return false }
+            if let (bound, inclusive) = createdBefore, let limit = Self.date(bound), inclusive ? at > limit : at >= limit { return false }
+        }
+        return true
+    }
+
+    static func date(_ text: String) -> Date? {
+        ISO8601DateFormatter.withFractions.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+}

@@ -1,0 +1,89 @@
+import DroverCore
+
+/// `GET /v1/openapi.json`: the routes Drover serves, their parameters and statuses, so that
+/// clients and fuzzers can find them. Request and response bodies follow the `anthropic` SDK's
+/// `types/beta` models named in each operation's description.
+enum OpenAPIDocument {
+    struct Operation {
+        let method: String
+        let path: String
+        let summary: String
+        let model: String
+        var query: [String] = []
+    }
+
+    static let operations: [Operation] = [
+        .init(method: "post", path: "/v1/agents", summary: "Create an agent", model: "BetaManagedAgentsAgent"),
+        .init(method: "get", path: "/v1/agents", summary: "List agents", model: "SyncPageCursor[BetaManagedAgentsAgent]", query: ["limit", "page", "include_archived", "created_at[gte]", "created_at[lte]"]),
+        .init(method: "get", path: "/v1/agents/{agent_id}", summary: "Retrieve an agent", model: "BetaManagedAgentsAgent", query: ["version"]),
+        .init(method: "post", path: "/v1/agents/{agent_id}", summary: "Update an agent (a new version; `version` checks for 409)", model: "BetaManagedAgentsAgent"),
+        .init(method: "post", path: "/v1/agents/{agent_id}/archive", summary: "Archive an agent", model: "BetaManagedAgentsAgent"),
+        .init(method: "get", path: "/v1/agents/{agent_id}/versions", summary: "List an agent's versions", model: "SyncPageCursor[BetaManagedAgentsAgent]", query: ["limit", "page"]),
+        .init(method: "post", path: "/v1/environments", summary: "Create an environment", model: "BetaEnvironment"),
+        .init(method: "get", path: "/v1/environments", summary: "List environments", model: "SyncPageCursor[BetaEnvironment]", query: ["limit", "page", "include_archived"]),
+        .init(method: "get", path: "/v1/environments/{environment_id}", summary: "Retrieve an environment", model: "BetaEnvironment"),
+        .init(method: "post", path: "/v1/environments/{environment_id}", summary: "Update an environment", model: "BetaEnvironment"),
+        .init(method: "post", path: "/v1/environments/{environment_id}/archive", summary: "Archive an environment", model: "BetaEnvironment"),
+        .init(method: "delete", path: "/v1/environments/{environment_id}", summary: "Delete an environment", model: "BetaEnvironmentDeleteResponse"),
+        .init(method: "get", path: "/v1/environments/{environment_id}/work/stats", summary: "The turn queue's depth and leases (one queue serves every environment)", model: "BetaSelfHostedWorkQueueStats"),
+        .init(method: "post", path: "/v1/sessions", summary: "Create a session (snapshots the agent)", model: "BetaManagedAgentsSession"),
+        .init(method: "get", path: "/v1/sessions", summary: "List sessions", model: "SyncPageCursor[BetaManagedAgentsSession]",
+              query: ["limit", "page", "order", "include_archived", "agent_id", "agent_version", "statuses[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
+        .init(method: "get", path: "/v1/sessions/{session_id}", summary: "Retrieve a session with stats and usage", model: "BetaManagedAgentsSession"),
+        .init(method: "post", path: "/v1/sessions/{session_id}", summary: "Update a session's title and metadata", model: "BetaManagedAgentsSession"),
+        .init(method: "post", path: "/v1/sessions/{session_id}/archive", summary: "Archive a session", model: "BetaManagedAgentsSession"),
+        .init(method: "delete", path: "/v1/sessions/{session_id}", summary: "Delete a session", model: "BetaManagedAgentsDeletedSession"),
+        .init(method: "get", path: "/v1/sessions/{session_id}/events", summary: "List a session's events", model: "SyncPageCursor[BetaManagedAgentsSessionEvent]",
+              query: ["limit", "page", "order", "types[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
+        .init(method: "post", path: "/v1/sessions/{session_id}/events", summary: "Send events (a user.message enqueues a turn)", model: "BetaManagedAgentsSendSessionEvents"),
+        .init(method: "get", path: "/v1/sessions/{session_id}/events/stream", summary: "Stream events (SSE): replay from Last-Event-ID or after_id, then live", model: "BetaManagedAgentsStreamSessionEvents",
+              query: ["event_deltas[]", "after_id"]),
+    ]
+
+    static let document: JSONValue = {
+        var paths: [String: [String: JSONValue]] = [:]
+        for operation in operations {
+            var parameters: [JSONValue] = []
+            var rest = operation.path[...]
+            while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+                parameters.append(.object(["name": .string(String(rest[rest.index(after: open)..<close])), "in": "path", "required": .bool(true), "schema": .object(["type": "string"])]))
+                rest = rest[rest.index(after: close)...]
+            }
+            for name in operation.query {
+                parameters.append(.object(["name": .string(name), "in": "query", "required": .bool(false), "schema": .object(["type": "string"])]))
+            }
+            parameters.append(.object(["name": "anthropic-beta", "in": "header", "required": .bool(true), "schema": .object(["type": "string", "enum": .array(["managed-agents-2026-04-01"])])]))
+            let success: JSONValue = operation.path.hasSuffix("/stream")
+                ? .object(["description": .string("text/event-stream of \(operation.model)"), "content": .object(["text/event-stream": .object(["schema": .object(["type": "string"])])])])
+                : .object(["description": .string(operation.model), "content": .object(["application/json": .object(["schema": .object(["type": "object"])])])])
+            var responses: [String: JSONValue] = ["200": success]
+            for (status, meaning) in [("400", "invalid_request_error naming the field"), ("401", "authentication_error"), ("404", "not_found_error (also another workspace's id)"), ("409", "conflict"), ("413", "body over 4 MB")] {
+                responses[status] = .object(["description": .string(meaning), "content": .object(["application/json": .object(["schema": .object(["$ref": "#/components/schemas/Error"])])])])
+            }
+            paths[operation.path, default: [:]][operation.method] = .object([
+                "summary": .string(operation.summary), "description": .string("Body shapes: the anthropic SDK's \(operation.model)."),
+                "operationId": .string(operation.method + operation.path.replacingOccurrences(of: "/", with: "_")), "parameters": .array(parameters),
+                "responses": .object(responses),
+            ])
+        }
+        return .object([
+            "openapi": "3.1.0",
+            "info": .object(["title": "Drover Managed Agents API", "version": .string("managed-agents-2026-04-01")]),
+            "components": .object([
+                "securitySchemes": .object([
+                    "bearer": .object(["type": "http", "scheme": "bearer"]),
+                    "apiKey": .object(["type": "apiKey", "in": "header", "name": "X-Api-Key"]),
+                ]),
+                "schemas": .object(["Error": .object(["type": "object", "required": .array(["type", "error"]), "properties": .object([
+                    "type": .object(["type": "string", "enum": .array(["error"])]),
+                    "error": .object(["type": "object", "required": .array(["type", "message"]), "properties": .object([
+                        "type": .object(["type": "string"]), "message": .object(["type": "string"]),
+                    ])]),
+                    "request_id": .object(["type": "string"]),
+                ])])]),
+            ]),
+            "security": .array([.object(["bearer": .array([])]), .object(["apiKey": .array([])])]),
+            "paths": .object(paths.mapValues { .object($0) }),
+        ])
+    }()
+}

@@ -1,0 +1,217 @@
+import DroverBrain
+import DroverCore
+import DroverStore
+import Foundation
+import Hummingbird
+
+/// `/v1/sessions`: create (snapshots the agent into the session log), retrieve (with `stats` and
+/// `usage` from the log), update, list with filters, archive and delete.
+extension APIServer {
+    static let sessionAgentFields = ["id", "description", "execution_identity", "mcp_servers", "model", "multiagent", "name", "skills", "system", "tools", "type", "version"]
+
+    func addSessionRoutes(_ router: Router<APIRequestContext>) {
+        router.post("/v1/sessions") { request, context in
+            let params = try await RequestInput.body(request, context: context)
+            try params.rejectUnknown(["agent", "environment_id", "budget", "initial_events", "metadata", "resources", "title", "vault_ids"])
+            let agentRow = try await self.sessionAgent(params["agent"], workspace: context.workspace)
+            guard agentRow.archivedAt == nil else { throw APIError.invalid("agent", "agent \(agentRow.id) is archived", fix: "use an agent that is not archived") }
+            guard let environmentID = try params.string("environment_id", required: true) else { throw APIError.invalid("environment_id", "the field is required") }
+            let environment = try await self.environment(environmentID, workspace: context.workspace)
+            guard environment.archivedAt == nil else {
+                throw APIError(.badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived", errorCode: "environment_archived")
+            }
+            if let vaults = try params.array("vault_ids"), !vaults.isEmpty { throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids") }
+            if let resources = try params.array("resources"), !resources.isEmpty {
+                throw APIError.invalid("resources", "session resources (files, repositories) are not built yet in Drover", fix: "omit resources")
+            }
+            if let budget = params["budget"], budget != .null { throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget") }
+            let initialEvents = try params.array("initial_events").map { try Self.parseEvents(JSONValue.object(["events": .array($0)]).compactJSON, field: "initial_events") }
+            let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
+            let agentJSON = agentRow.json
+            let sessionAgent = JSONValue.object(agentJSON.filter { Self.sessionAgentFields.contains($0.key) })
+            let id = SessionID.make()
+            let now = ControlPlaneStore.timestamp()
+            let session: [String: JSONValue] = [
+                "type": "session", "id": .string(id.rawValue), "agent": sessionAgent, "environment_id": .string(environment.id),
+                "metadata": metadata, "title": try params.string("title").map(JSONValue.string) ?? .null,
+                "created_at": .string(now), "updated_at": .string(now), "resources": .array([]), "vault_ids": .array([]),
+                "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
+            ]
+            try await self.store.insert(.sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
+            _ = try await self.sessionLogCall { try await self.log.create(id, agent: sessionAgent.compactJSON) }
+            if let initialEvents, !initialEvents.isEmpty {
+                try await self.sessionLogCall { _ = try await self.log.append(id, initialEvents) }
+                try await TurnQueue.enqueue(self.queue, session: id)
+            }
+            return jsonResponse(try await self.sessionJSON(ControlPlaneStore.Row(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)))
+        }
+        router.get("/v1/sessions") { request, context in
+            let input = RequestInput(request)
+            let limit = try input.int("limit", default: 20, range: 1...100)
+            let offset = try input.pageOffset()
+            var conditions: [(path: String, value: String)] = []
+            if let agent = input.string("agent_id") { conditions.append(("$.agent.id", agent)) }
+            if let version = input.string("agent_version") {
+                _ = try input.int("agent_version", default: 1, range: 1...Int(Int32.max))
+                conditions.append(("$.agent.version", version))
+            }
+            for unbuilt in ["deployment_id", "memory_store_id"] where input.string(unbuilt) != nil {
+                throw APIError.notBuilt("filtering sessions by \(unbuilt)")
+            }
+            let statuses = input.query["statuses"] ?? []
+            for status in statuses where !["rescheduling", "running", "idle", "terminated"].contains(status) {
+                throw APIError.invalid("statuses", "'\(status)' is not rescheduling, running, idle or terminated")
+            }
+            let after = input.string("created_at[gte]") ?? input.string("created_at[gt]")
+            let before = input.string("created_at[lte]") ?? input.string("created_at[lt]")
+            // A status filter needs each session's live status, so it filters after the query.
+            let window = statuses.isEmpty ? (offset, limit + 1) : (0, 10_000)
+            let rows = try await self.store.list(
+                .sessions, workspace: context.workspace, includeArchived: try input.bool("include_archived"),
+                offset: window.0, limit: window.1, ascending: try input.ascending(default: false),
+                createdAfter: after, createdBefore: before, where: conditions)
+            var sessions: [JSONValue] = []
+            for row in rows {
+                let session = try await self.sessionJSON(row)
+                if !statuses.isEmpty, !statuses.contains(session.objectValue?["status"]?.stringValue ?? "") { continue }
+                sessions.append(session)
+            }
+            if !statuses.isEmpty { sessions = Array(sessions.dropFirst(offset).prefix(limit + 1)) }
+            return jsonResponse(page(Array(sessions.prefix(limit)), next: sessions.count > limit ? "page_\(offset + limit)" : nil))
+        }
+        router.get("/v1/sessions/:session_id") { _, context in
+            jsonResponse(try await self.sessionJSON(try await self.session(context.parameters.require("session_id"), workspace: context.workspace)))
+        }
+        router.post("/v1/sessions/:session_id") { request, context in
+            let params = try await RequestInput.body(request, context: context)
+            try params.rejectUnknown(["agent", "budget", "metadata", "title", "vault_ids"])
+            let current = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            for unbuilt in ["agent", "budget"] where params[unbuilt] != nil && params[unbuilt] != .null {
+                throw APIError.invalid(unbuilt, "updating a session's \(unbuilt) is not built yet in Drover", fix: "omit \(unbuilt)")
+            }
+            if let vaults = try params.array("vault_ids"), !vaults.isEmpty { throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids") }
+            var session = current.json
+            if params["title"] != nil { session["title"] = try params.string("title").map(JSONValue.string) ?? .null }
+            if let patch = try params.stringMap("metadata") { session["metadata"] = try patchMetadata(session["metadata"], patch) }
+            session["updated_at"] = .string(ControlPlaneStore.timestamp())
+            let resource = JSONValue.object(session).compactJSON
+            try await self.store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)
+            return jsonResponse(try await self.sessionJSON(.init(id: current.id, workspace: current.workspace, archivedAt: current.archivedAt, createdAt: current.createdAt, resource: resource)))
+        }
+        router.post("/v1/sessions/:session_id/archive") { _, context in
+            let current = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
+            try await self.store.update(.sessions, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
+            return jsonResponse(try await self.sessionJSON(.init(id: current.id, workspace: current.workspace, archivedAt: archivedAt, createdAt: current.createdAt, resource: current.resource)))
+        }
+        router.delete("/v1/sessions/:session_id") { _, context in
+            let current = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            if try await self.sessionStatus(current.id) == "running" {
+                throw APIError(.conflict, "invalid_request_error", "session \(current.id) is running. Fix: send a user.interrupt event and wait for session.status_idle, then delete")
+            }
+            _ = try await self.store.delete(.sessions, id: current.id, workspace: context.workspace)
+            return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
+        }
+    }
+
+    func session(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
+        let id = try ResourceID.check(id, prefix: "sesn", parameter: "session_id")
+        guard let row = try await store.find(.sessions, id: id, workspace: workspace) else { throw APIError.notFound("session", id) }
+        return row
+    }
+
+    /// The agent a new session runs: an id (latest version) or `{"type": "agent", "id", "version"}`.
+    private func sessionAgent(_ value: JSONValue?, workspace: String) async throws -> ControlPlaneStore.Row {
+        switch value {
+        case .string(let id)?:
+            return try await agent(id, workspace: workspace)
+        case .object(let fields)?:
+            guard fields["type"]?.stringValue == "agent" else {
+                throw APIError.invalid("agent.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported", fix: "use {\"type\": \"agent\", \"id\": ..., \"version\": ...} (agent_with_overrides is not built yet)")
+            }
+            try fields.rejectUnknown(["type", "id", "version"])
+            guard let id = fields["id"]?.stringValue else { throw APIError.invalid("agent.id", "the field is required") }
+            var version: Int?
+            if let asked = fields["version"], asked != .null {
+                guard case .number(let number) = asked, number >= 1, number == number.rounded() else { throw APIError.invalid("agent.version", "must be an integer of at least 1") }
+                version = Int(number)
+            }
+            return try await agent(id, workspace: workspace, version: version)
+        case nil, .null?:
+            throw APIError.invalid("agent", "the field is required", fix: "pass an agent id or {\"type\": \"agent\", \"id\": ...}")
+        case let other?:
+            throw APIError.invalid("agent", "must be an agent id or an object, got \(other.kindName)")
+        }
+    }
+
+    func sessionStatus(_ id: String) async throws -> String {
+        let session = try SessionID(id)
+        if let meta = try await log.meta(session) { return meta.status }
+        return try await log.database?.session(id)?.status ?? "idle"
+    }
+
+    /// The stored resource with the live parts: `status`, `usage` (the last `session.usage`
+    /// event) and `stats`.
+    func sessionJSON(_ row: ControlPlaneStore.Row) async throws -> JSONValue {
+        var session = row.json
+        let id = try SessionID(row.id)
+        session["status"] = .string(try await sessionStatus(row.id))
+        let lastSeq = try await lastSeq(id)
+        var usage: [String: JSONValue] = [:]
+        if lastSeq > 0 {
+            let recent = try await sessionLogCall { try await self.log.read(id, afterSeq: max(0, lastSeq - 500), limit: 500) }
+            if let last = recent.last(where: { $0.type == "session.usage" }), let fields = last.value.objectValue?["usage"]?.objectValue {
+                for key in ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"] where fields[key] != nil {
+                    usage[key] = fields[key]
+                }
+            }
+        }
+        session["usage"] = .object(usage)
+        let created = ISO8601DateFormatter.withFractions.date(from: row.createdAt) ?? Date()
+        session["stats"] = .object([
+            "duration_seconds": .number((Date().timeIntervalSince(created) * 1000).rounded() / 1000),
+            "active_seconds": usage["active_seconds"] ?? .number(0),
+        ])
+        return .object(session)
+    }
+
+    /// Runs a session-log call, turning its errors into API errors.
+    func sessionLogCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as SessionLogError {
+            throw APIError(sessionLogError: error)
+        }
+    }
+
+    static func parseEvents(_ text: String, field: String = "events") throws -> [NewEvent] {
+        do {
+            return try NewEvent.parseClientEvents(text)
+        } catch {
+            throw APIError(sessionLogError: error, field: field)
+        }
+    }
+}
+
+extension APIError {
+    init(sessionLogError error: SessionLogError, field: String? = nil) {
+        switch error {
+        case .invalidInput(let name, let message, let fix):
+            let named = field.map { name == "events" || name == "body" ? $0 : name.replacingOccurrences(of: "events[", with: "\($0)[") } ?? name
+            self = APIError.invalid(named, message, fix: fix)
+        case .eventTooLarge: self = APIError(.contentTooLarge, "invalid_request_error", error.description)
+        case .sessionNotFound(let id): self = APIError.notFound("session", id)
+        case .sessionTerminated: self = APIError(.conflict, "invalid_request_error", error.description)
+        case .sessionBusy, .staleFence: self = APIError(.conflict, "invalid_request_error", error.description)
+        case .redis, .database, .unexpectedReply: self = APIError(.serviceUnavailable, "api_error", error.description)
+        }
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let withFractions: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }()
+}

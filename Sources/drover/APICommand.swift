@@ -1,0 +1,115 @@
+import ArgumentParser
+import DroverAPI
+import DroverCore
+import DroverSchedule
+import DroverStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Where and how the HTTP API listens; shared by `drover api` and `drover serve`.
+struct APIOptions: ParsableArguments {
+    @Option(help: "host:port to listen on (default: DROVER_API_ADDR, else 127.0.0.1:8787).") var address: String?
+    @Option(help: "Seconds between ping keep-alives on idle event streams.") var pingSeconds: Double = 15
+    @Option(help: "Event streams one workspace may hold open at once; more answer 429.") var maxStreamsPerWorkspace = 1000
+
+    /// Builds the server. With no API key configured it runs in single-user local mode, which
+    /// listens on loopback only and puts everyone in the `default` workspace; it says so.
+    func makeServer(runtime: RuntimeEnvironment) async throws -> APIServer {
+        let text = address ?? ProcessInfo.processInfo.environment["DROVER_API_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:8787"
+        let (host, port) = try APIServer.address(text)
+        guard pingSeconds > 0 else { throw ValidationError("--ping-seconds: must be positive") }
+        let store = ControlPlaneStore(database: try runtime.database())
+        let local = try await store.workspace(named: "default")
+        if try await store.activeKeyCount() == 0 {
+            guard APIServer.isLoopback(host) else {
+                throw ConfigurationError(
+                    field: "DROVER_API_ADDR", message: "no API key is configured, so the API runs in single-user local mode, which listens on loopback only, not \(host)",
+                    fix: "create a key with `drover keys create --workspace NAME`, or listen on 127.0.0.1")
+            }
+            note("drover api: single-user local mode: no API key is configured, every caller is in workspace 'default', loopback only (create keys with `drover keys create --workspace NAME`)")
+        }
+        var options = APIServer.Options()
+        options.host = host
+        options.port = port
+        options.pingInterval = .milliseconds(Int(pingSeconds * 1000))
+        guard maxStreamsPerWorkspace > 0 else { throw ValidationError("--max-streams-per-workspace: must be positive") }
+        options.maxStreamsPerWorkspace = maxStreamsPerWorkspace
+        return APIServer(log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
+                         options: options, localWorkspaceID: local)
+    }
+}
+
+func apiService(_ server: APIServer, role: String) -> some Service {
+    var logger = Logger(label: "drover.api")
+    logger.logLevel = .warning
+    return server.application(logger: logger) { port in
+        note("drover \(role): listening on http://\(server.options.host):\(port)")
+    }
+}
+
+struct APICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "api",
+        abstract: "Serve the Managed Agents HTTP API (the anthropic SDK's client.beta.agents/environments/sessions).",
+        discussion: """
+        Listens on DROVER_API_ADDR (default 127.0.0.1:8787). Keys come from `drover keys`; with none,
+        it runs in single-user local mode on loopback. Turns run in `drover worker`s; `drover serve`
+        runs API, worker and recorder in one process.
+        """
+    )
+
+    @OptionGroup var api: APIOptions
+
+    func run() async throws {
+        try await withRuntime(exitOnSignal: false) { runtime in
+            let server = try await api.makeServer(runtime: runtime)
+            let group = ServiceGroup(services: [apiService(server, role: "api")], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "drover.api"))
+            try await group.run()
+        }
+    }
+}
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the API, a worker and the recorder in one process.",
+        discussion: """
+        One ServiceGroup: on SIGTERM or Ctrl-C the API stops first, then the worker drains (running
+        turns get --drain-seconds, then their leases are handed back), then the recorder finishes
+        its batch.
+        """
+    )
+
+    @OptionGroup var api: APIOptions
+    @OptionGroup var worker: WorkerOptions
+    @Flag(inversion: .prefixedNo, help: "Also run a scheduler (it contends for the leader lock with any others).") var scheduler = true
+
+    func run() async throws {
+        let model = try worker.modelConfiguration()
+        try await withRuntime(poolSize: worker.poolSize + 8, exitOnSignal: false) { runtime in
+            let server = try await api.makeServer(runtime: runtime)
+            let (worker, mcp) = try self.worker.makeWorker(runtime: runtime, model: model)
+            let database = try runtime.database()
+            let recorder = Recorder(redis: runtime.redis, database: database)
+            var services: [any Service] = [RecorderService(recorder: recorder), WorkerService(worker: worker)]
+            if scheduler {
+                let store = DeploymentStore(database: database)
+                let firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+                services.append(SchedulerService(scheduler: Scheduler(redis: runtime.redis, store: store, firer: firer, clock: SystemSchedulerClock(),
+                                                                      options: Scheduler.Options(), logger: Logger(label: "drover.scheduler"))))
+            }
+            services.append(apiService(server, role: "serve"))
+            note("drover serve: worker with \(self.worker.concurrency) slots, model at \(model.baseURL), \(self.worker.hands) hands; recorder into \(runtime.configuration.databasePath.path)\(scheduler ? "; scheduler" : "")")
+            // Shutdown runs in reverse: the API stops taking requests, the scheduler stops, the worker drains, the recorder finishes.
+            let group = ServiceGroup(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "drover.serve")
+            )
+            try await group.run()
+            await mcp.shutdown()
+            note("drover serve: stopped")
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import DroverCore
+import DroverStore
+import Foundation
+
+extension SessionsCommand {
+    struct Tail: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Follow a session live, rendered as `sessions replay` renders it (Ctrl-C stops).")
+        @Argument(help: "The session id.") var session: String
+        @Option(help: "Characters per line for message and tool text.") var width = 100
+        @Flag(help: "Start at the end of the log instead of replaying it first.") var fromEnd = false
+        @Flag(help: "Stop when the session goes idle (not waiting on a tool result) or terminates.") var untilIdle = false
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let log = try runtime.sessionLog
+                let id = try SessionID(session)
+                let start = fromEnd ? (try await log.meta(id)?.lastSeq ?? 0) : 0
+                var renderer = TimelineRenderer(width: width)
+                for try await event in log.tail(id, afterSeq: start) {
+                    FileHandle.standardOutput.write(Data((renderer.render(event) + "\n").utf8))
+                    if untilIdle, Self.endsTurn(event) { break }
+                }
+            }
+        }
+
+        static func endsTurn(_ event: StoredEvent) -> Bool {
+            if event.type == "session.status_terminated" { return true }
+            guard event.type == "session.status_idle" else { return false }
+            return event.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue != "requires_action"
+        }
+    }
+
+    struct Terminate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "End a session for good: it accepts no more events. A turn running now loses its fence and stops.")
+        @Argument(help: "The session id.") var session: String
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let log = try runtime.sessionLog
+                let id = try SessionID(session)
+                let fence = try await log.takeFence(id)
+                let result = try await log.append(id, [NewEvent(type: .sessionStatusTerminated)], fence: fence)
+                print("terminated \(id) at seq \(result.lastSeq)")
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import DroverBrain
+import DroverCore
+import DroverHands
+import DroverStore
+import Foundation
+
+/// The worker's options and construction, shared by `drover worker` and `drover serve`.
+struct WorkerOptions: ParsableArguments {
+    @Option(help: "Sessions run at once.") var concurrency = 4
+    @Option(help: "Lease length in seconds; heartbeats renew it every third.") var leaseSeconds = 30
+    @Option(help: "Seconds running turns get to finish on SIGTERM before they are handed back.") var drainSeconds = 30
+    @Flag(help: "Let agents start stdio MCP servers: commands that run on this host, outside the sandbox.") var mcpStdio = false
+    @Option(help: "Model for sessions created without an agent snapshot.") var model = "claude-sonnet-4-5"
+    @Option(help: "Tools: sandbox (bubblewrap; the default where it is installed) or in-process (echo and sleep only).")
+    var hands = Sandbox.bubblewrap == nil ? "in-process" : "sandbox"
+
+    func validate() throws {
+        guard hands == "sandbox" || hands == "in-process" else { throw ValidationError("--hands: use sandbox or in-process") }
+        if hands == "sandbox" && Sandbox.bubblewrap == nil {
+            throw ValidationError("--hands sandbox needs bubblewrap: apt-get install -y bubblewrap")
+        }
+    }
+
+    /// Redis connections the worker needs: three per slot, and a few for the rest.
+    var poolSize: Int { concurrency * 3 + 4 }
+
+    /// The model endpoint from ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY; exits with a fix when the key is missing.
+    func modelConfiguration() throws -> AnthropicConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        guard let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty else {
+            FileHandle.standardError.write(Data("""
+                drover: error: ANTHROPIC_API_KEY is not set. Fix: export ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL \
+                for a compatible server, such as `drover model-stub`).
+
+                """.utf8))
+            throw ExitCode(1)
+        }
+        if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
+            return AnthropicConfiguration(baseURL: base, apiKey: key)
+        }
+        return AnthropicConfiguration(apiKey: key)
+    }
+
+    /// The worker, and its MCP connections (stop them when the worker has drained: stdio
+    /// servers are this process's children).
+    func makeWorker(runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration) throws -> (Worker, MCPConnections) {
+        let hand: any Hand = hands == "sandbox"
+            ? AgentToolset(root: try runtime.handsRoot())
+            : InProcessHand()
+        let mcp = MCPConnections(allowStdio: mcpStdio)
+        let runner = TurnRunner(
+            log: try runtime.sessionLog, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
+            deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),
+            mcp: mcp
+        )
+        var options = Worker.Options()
+        options.concurrency = concurrency
+        options.leaseTTL = .seconds(leaseSeconds)
+        options.drainTimeout = .seconds(drainSeconds)
+        return (Worker(queue: TaskQueue(redis: runtime.redis), runner: runner, options: options), mcp)
+    }
+}

@@ -1,0 +1,79 @@
+import DroverAPI
+import DroverBrain
+import DroverCore
+import DroverStore
+import DroverTesting
+import Foundation
+import Logging
+import Testing
+
+/// The API in-process over real HTTP on loopback, with a real Redis and SQLite file.
+@Suite struct LocalModeTests {
+    func withAPI(_ body: (String, ControlPlaneStore) async throws -> Void) async throws {
+        try await withRedisClient(poolSize: 8) { redis, _ in
+            let database = try MirrorDatabase(path: temporaryDatabasePath())
+            let store = ControlPlaneStore(database: database)
+            var options = APIServer.Options()
+            options.port = 0
+            let server = APIServer(log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
+                                   redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
+            let (ready, continuation) = AsyncStream<Int>.makeStream()
+            var logger = Logger(label: "test.api")
+            logger.logLevel = .critical
+            let app = server.application(logger: logger) { port in
+                continuation.yield(port)
+                continuation.finish()
+            }
+            let serving = Task { try await app.run() }
+            defer { serving.cancel() }
+            var port = 0
+            for await bound in ready { port = bound }
+            try await body("http://127.0.0.1:\(port)", store)
+        }
+    }
+
+    func call(_ url: String, _ method: String = "GET", key: String? = nil, body: String = "") async throws -> (Int, JSONValue) {
+        var headers = [("anthropic-beta", "managed-agents-2026-04-01"), ("content-type", "application/json")]
+        if let key { headers.append(("authorization", "Bearer \(key)")) }
+        let response = try await CurlHTTPClient.shared.send(HTTPRequest(url: url, method: method, headers: headers, body: Array(body.utf8)))
+        return (response.status, (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))) ?? .null)
+    }
+
+    @Test func withoutKeysEveryCallerIsInTheDefaultWorkspaceUntilAKeyExists() async throws {
+        try await withAPI { base, store in
+            let (status, agent) = try await call(base + "/v1/agents", "POST", key: "anything", body: #"{"name": "a", "model": "m"}"#)
+            #expect(status == 200)
+            let id = try #require(agent.objectValue?["id"]?.stringValue)
+            #expect(try await store.find(.agents, id: id, workspace: "wrkspc_default") != nil)
+            #expect(try await call(base + "/v1/agents/\(id)").0 == 200)
+
+            let created = try await store.createKey(workspace: "team")
+            #expect(try await call(base + "/v1/agents/\(id)").0 == 401, "once a key exists, a key is required")
+            #expect(try await call(base + "/v1/agents/\(id)", key: created.key).0 == 404, "and the default workspace's agent is not the team's")
+            #expect(try await call(base + "/v1/agents/\(id)", key: "drv-guess").0 == 401)
+        }
+    }
+
+    @Test func addressesParseAndOnlyLoopbackCountsAsLocal() throws {
+        #expect(try APIServer.address("127.0.0.1:8787") == ("127.0.0.1", 8787))
+        #expect(try APIServer.address(":9000") == ("0.0.0.0", 9000))
+        #expect(try APIServer.address("[::1]:80") == ("::1", 80))
+        #expect(throws: ConfigurationError.self) { try APIServer.address("localhost") }
+        #expect(APIServer.isLoopback("127.0.0.1") && APIServer.isLoopback("::1") && !APIServer.isLoopback("0.0.0.0"))
+    }
+
+    @Test func keysAreStoredOnlyAsHashes() async throws {
+        let database = try MirrorDatabase(path: temporaryDatabasePath())
+        let store = ControlPlaneStore(database: database)
+        let created = try await store.createKey(workspace: "w")
+        #expect(try await store.workspace(forKey: created.key) == "wrkspc_w")
+        var files = Data()
+        for file in [database.path, database.path + "-wal"] {
+            files += (try? Data(contentsOf: URL(fileURLWithPath: file))) ?? Data()
+        }
+        #expect(files.range(of: Data(ControlPlaneStore.hash(key: created.key).utf8)) != nil, "the hash is where the key would be")
+        #expect(files.range(of: Data(created.key.utf8)) == nil, "the key itself is stored nowhere")
+        #expect(try await store.revokeKey(id: created.id))
+        #expect(try await store.workspace(forKey: created.key) == nil)
+    }
+}

@@ -1,0 +1,123 @@
+"""Starts a real `drover serve` (API + worker + recorder) against the scripted model server, with
+two API keys in two workspaces, and hands the tests SDK clients and a raw HTTP helper."""
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import anthropic
+import httpx2 as httpx  # the SDK's own HTTP client
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DROVER = ROOT / ".build" / "debug" / "drover"
+BETA = "managed-agents-2026-04-01"
+
+SCRIPT = Path(__file__).with_name("script.yaml")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up:\n{log.read_text()}")
+
+
+class Server:
+    def __init__(self, base_url: str, keys: dict, data_dir: Path):
+        self.base_url = base_url
+        self.keys = keys
+        self.data_dir = data_dir
+
+    def client(self, workspace: str = "alpha") -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.base_url, api_key=self.keys[workspace], max_retries=0)
+
+    def async_client(self, workspace: str = "alpha") -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(base_url=self.base_url, api_key=self.keys[workspace], max_retries=0)
+
+    def raw(self, method: str, path: str, workspace: str | None = "alpha", body=None, content=None, headers=None, **kw) -> httpx.Response:
+        h = {"anthropic-beta": BETA, "content-type": "application/json"}
+        if workspace:
+            h["x-api-key"] = self.keys[workspace]
+        h.update(headers or {})
+        return httpx.request(method, self.base_url + path, json=body, content=content, headers=h, timeout=30, **kw)
+
+    def drover(self, *args: str) -> str:
+        env = dict(os.environ, DROVER_DATA_DIR=str(self.data_dir))
+        return subprocess.run([str(DROVER), *args], env=env, check=True, capture_output=True, text=True, timeout=30).stdout
+
+
+@pytest.fixture(scope="session")
+def server():
+    assert DROVER.exists(), "build first: swift build"
+    with tempfile.TemporaryDirectory(prefix="drover-api-") as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data"
+        env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
+        env.pop("DROVER_REDIS_URL", None)
+        stub_port, api_port = free_port(), free_port()
+        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
+        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
+                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        keys = {}
+        for workspace in ("alpha", "beta"):
+            keys[workspace] = subprocess.run([str(DROVER), "keys", "create", "--workspace", workspace], env=env, check=True,
+                                             capture_output=True, text=True, timeout=30).stdout.strip()
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
+        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--ping-seconds", "0.5", "--max-streams-per-workspace", "60", "--hands", "in-process"],
+                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)
+            yield Server(f"http://127.0.0.1:{api_port}", keys, data)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                code = serve.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                code = "killed"
+            stub.send_signal(signal.SIGTERM)
+            stub.wait(timeout=10)
+            print(serve_log.read_text())
+            assert code == 0, f"drover serve did not drain cleanly on SIGTERM ({code})"
+
+
+def validate(model, body: dict):
+    """The SDK's pydantic model accepts the JSON, and the JSON has no field the model lacks."""
+    parsed = model.model_validate(body)
+    unknown = set(body) - set(model.model_fields)
+    assert not unknown, f"fields the SDK does not define on {model.__name__}: {unknown}"
+    return parsed
+
+
+WEATHER_TOOL = {
+    "type": "custom",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture
+def agent_env(server):
+    """An agent with the custom tool, and an environment, in workspace alpha."""
+    client = server.client()
+    agent = client.beta.agents.create(name="weather", model="claude-sonnet-4-5", system="Be brief.", tools=[WEATHER_TOOL])
+    environment = client.beta.environments.create(name="env")
+    return agent, environment

@@ -1,0 +1,191 @@
+"""Bad input gets a clear 4xx in the API's error shape, naming the field, and the server keeps serving."""
+import threading
+import time
+
+import anthropic
+import httpx2 as httpx
+import pytest
+from anthropic.types.beta_error_response import BetaErrorResponse
+
+from conftest import BETA, validate
+
+
+def error(response, status):
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    body = response.json()
+    validate(BetaErrorResponse, body)
+    return body["error"]["message"]
+
+
+def test_malformed_and_mistyped_bodies_name_the_field(server, agent_env):
+    agent, environment = agent_env
+    assert "body" in error(server.raw("POST", "/v1/agents", content=b"{not json"), 400)
+    assert "body" in error(server.raw("POST", "/v1/agents", content=b"[1, 2]"), 400)
+    assert error(server.raw("POST", "/v1/agents", body={"name": 5, "model": "m"}), 400).startswith("name:")
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x"}), 400).startswith("model:")
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "tools": [{"type": "bogus"}]}), 400).startswith("tools[0].type:")
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "nmae": "typo"}), 400).startswith("nmae:")
+    assert error(server.raw("POST", f"/v1/agents/{agent.id}", body={"version": "two"}), 400).startswith("version:")
+    assert error(server.raw("POST", "/v1/environments", body={"name": "e", "config": {"type": "cloud", "packages": {"pip": [1]}}}), 400).startswith("config.packages.pip[0]:")
+    assert error(server.raw("POST", "/v1/sessions", body={"agent": agent.id}), 400).startswith("environment_id:")
+    assert error(server.raw("GET", "/v1/agents?limit=1000"), 400).startswith("limit:")
+    assert error(server.raw("GET", "/v1/agents?page=garbage"), 400).startswith("page:")
+
+
+def test_bad_events(server, agent_env):
+    client = server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    path = f"/v1/sessions/{session.id}/events"
+    assert "events[0].type" in error(server.raw("POST", path, body={"events": [{"type": "user.dance"}]}), 400)
+    assert "events[0].type" in error(server.raw("POST", path, body={"events": [{"type": "agent.message", "content": []}]}), 400)
+    assert "events[0]" in error(server.raw("POST", path, body={"events": [{"type": "user.message", "content": "not a list"}]}), 400)
+    assert "events" in error(server.raw("POST", path, body={"events": []}), 400)
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.nope"}])
+    assert "types" in error(server.raw("GET", path + "?types[]=user.dance"), 400)
+    assert client.beta.sessions.events.list(session.id).data == [], "nothing bad was appended"
+
+
+def test_ten_megabyte_body_is_413(server, agent_env):
+    agent, environment = agent_env
+    session = server.client().beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    big = b'{"events": [{"type": "user.message", "content": [{"type": "text", "text": "' + b"x" * (10 << 20) + b'"}]}]}'
+    assert "body" in error(server.raw("POST", f"/v1/sessions/{session.id}/events", content=big), 413)
+    one_event_too_big = {"events": [{"type": "user.message", "content": [{"type": "text", "text": "y" * (2 << 20)}]}]}
+    error(server.raw("POST", f"/v1/sessions/{session.id}/events", body=one_event_too_big), 413)
+    assert server.raw("GET", f"/v1/sessions/{session.id}").status_code == 200
+
+
+def test_wrong_id_forms_and_unknown_routes(server):
+    for path, parameter in (("/v1/agents/sesn_123", "agent_id"), ("/v1/sessions/agent_1", "session_id"),
+                            ("/v1/environments/..%2F..", "environment_id"), ("/v1/sessions/sesn_%27%3B--/events", "session_id")):
+        assert error(server.raw("GET", path), 400).startswith(parameter + ":"), path
+    assert "not_found_error" == server.raw("GET", "/v1/agents/agent_01NOTTHERE").json()["error"]["type"]
+    error(server.raw("GET", "/v1/nothing-here"), 404)
+
+
+def test_missing_beta_header(server):
+    response = server.raw("GET", "/v1/agents", headers={"anthropic-beta": "something-else"})
+    assert "anthropic-beta" in error(response, 400)
+
+
+def test_unbuilt_endpoints_answer_501(server, agent_env):
+    _, _ = agent_env
+    for method, path in (("GET", "/v1/vaults"), ("POST", "/v1/deployments"), ("GET", "/v1/deployments/dep_1"),
+                         ("GET", "/v1/memory_stores"), ("GET", "/v1/skills"), ("POST", "/v1/sessions/sesn_1/threads"),
+                         ("GET", "/v1/deployment_runs")):
+        message = error(server.raw(method, path, body={} if method == "POST" else None), 501)
+        assert "not built yet" in message, path
+
+
+def test_sending_to_a_terminated_session_is_409(server, agent_env):
+    client = server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    assert "terminated" in server.drover("sessions", "terminate", session.id)
+    assert client.beta.sessions.retrieve(session.id).status == "terminated"
+    message = error(server.raw("POST", f"/v1/sessions/{session.id}/events", body={"events": [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]}), 409)
+    assert "terminated" in message
+    with pytest.raises(anthropic.ConflictError):
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}])
+
+
+def test_dropped_streams_cost_nothing(server, agent_env):
+    client = server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    headers = {"anthropic-beta": BETA, "x-api-key": server.keys["alpha"]}
+    url = f"{server.base_url}/v1/sessions/{session.id}/events/stream?event_deltas[]=agent.message"
+    for _ in range(50):
+        with httpx.stream("GET", url, headers=headers, timeout=10) as response:
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    # Each stream notices its client is gone at its next ping (0.5 s here) and releases everything.
+    deadline = time.monotonic() + 15
+    while server.raw("GET", "/health", workspace=None).json()["open_streams"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.raw("GET", "/health", workspace=None).json()["open_streams"] == 0
+    # Still serving, streams included.
+    events = []
+    with client.beta.sessions.events.stream(session.id) as stream:
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "still there?"}]}])
+        for event in stream:
+            events.append(event.type)
+            if event.type == "session.status_idle":
+                break
+    assert events[0] == "user.message"
+
+
+def test_stream_replays_from_last_event_id(server, agent_env):
+    client = server.client()
+    agent, environment = agent_env
+    plain = client.beta.agents.create(name="replay", model="claude-sonnet-4-5")
+    session = client.beta.sessions.create(agent=plain.id, environment_id=environment.id)
+    with client.beta.sessions.events.stream(session.id) as stream:
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}])
+        for event in stream:
+            if event.type == "session.status_idle":
+                break
+    logged = client.beta.sessions.events.list(session.id, limit=100).data
+    replayed = []
+    with client.beta.sessions.events.stream(session.id, extra_headers={"Last-Event-ID": logged[1].id}) as stream:
+        for event in stream:
+            replayed.append(event.id)
+            if event.id == logged[-1].id:
+                break
+    assert replayed == [e.id for e in logged[2:]]
+
+
+def test_too_many_streams_is_429_and_counts_per_workspace(server):
+    import contextlib
+    client = server.client("beta")
+    agent = client.beta.agents.create(name="streams", model="claude-sonnet-4-5")
+    environment = client.beta.environments.create(name="streams")
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    url = f"{server.base_url}/v1/sessions/{session.id}/events/stream"
+    headers = {"anthropic-beta": BETA, "x-api-key": server.keys["beta"]}
+    with contextlib.ExitStack() as stack:
+        for _ in range(60):  # the suite's server allows 60 per workspace
+            response = stack.enter_context(httpx.stream("GET", url, headers=headers, timeout=10))
+            assert response.status_code == 200
+        deadline = time.monotonic() + 10
+        while server.raw("GET", "/health", workspace=None).json()["open_streams"] < 60 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        refused = httpx.get(url, headers=headers, timeout=10)
+        assert "streams" in error(refused, 429) and refused.headers["retry-after"] == "1"
+        with pytest.raises(anthropic.RateLimitError):
+            anthropic.Anthropic(base_url=server.base_url, api_key=server.keys["beta"], max_retries=0).beta.sessions.events.stream(session.id)
+        # Another workspace is not affected.
+        alpha = server.client("alpha")
+        alpha_session = alpha.beta.sessions.create(agent=alpha.beta.agents.create(name="a", model="m").id,
+                                                   environment_id=alpha.beta.environments.create(name="a").id)
+        with httpx.stream("GET", f"{server.base_url}/v1/sessions/{alpha_session.id}/events/stream",
+                          headers={"anthropic-beta": BETA, "x-api-key": server.keys["alpha"]}, timeout=10) as other:
+            assert other.status_code == 200
+    deadline = time.monotonic() + 15
+    while server.raw("GET", "/health", workspace=None).json()["open_streams"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.raw("GET", "/health", workspace=None).json()["open_streams"] == 0
+
+
+def test_the_sdk_raises_its_typed_errors(server):
+    from anthropic.types.tool_name_conflict_error import ToolNameConflictError
+    from anthropic.types.beta import BetaEnvironmentArchivedError, BetaEnvironmentNotFoundError, BetaInvalidMetadataError
+    client = server.client()
+    with pytest.raises(ToolNameConflictError) as conflict:
+        client.beta.agents.create(name="dup", model="m", tools=[
+            {"type": "agent_toolset_20260401"},
+            {"type": "custom", "name": "bash", "description": "mine", "input_schema": {"type": "object"}}])
+    assert conflict.value.error_code == "tool_name_conflict" and "bash" in str(conflict.value)
+    with pytest.raises(BetaInvalidMetadataError):
+        client.beta.agents.create(name="meta", model="m", metadata={f"k{i}": "v" for i in range(17)})
+    with pytest.raises(BetaInvalidMetadataError):
+        client.beta.environments.create(name="meta", metadata={"k": "v" * 513})
+    environment = client.beta.environments.create(name="archived")
+    client.beta.environments.archive(environment.id)
+    agent = client.beta.agents.create(name="typed", model="m")
+    with pytest.raises(BetaEnvironmentArchivedError):
+        client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    client.beta.environments.delete(environment.id)
+    with pytest.raises(BetaEnvironmentNotFoundError):
+        client.beta.environments.retrieve(environment.id)
