@@ -39,6 +39,8 @@ extension APIServer {
             ]
             try await self.store.insert(.sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
             _ = try await self.sessionLogCall { try await self.log.create(id, agent: sessionAgent.compactJSON) }
+            // Who started the session, for `drover report usage` per workspace.
+            try await self.log.database?.saveSessionOrigin(session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
             if let initialEvents, !initialEvents.isEmpty {
                 try await self.sessionLogCall { _ = try await self.log.append(id, initialEvents) }
                 try await TurnQueue.enqueue(self.queue, session: id)
