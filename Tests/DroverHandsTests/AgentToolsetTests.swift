@@ -40,7 +40,7 @@ struct AgentToolsetTests {
         let state = try await f.call("bash", ["command": .string("pwd; echo grade=$GRADE")])
         #expect(f.text(state).contains("/workspace/sub") && f.text(state).contains("grade=A"), "\(f.text(state))")
         let failed = try await f.call("bash", ["command": .string("exit 3")])
-        #expect(failed.isError && f.text(failed).contains("exit code 3"))
+        #expect(failed.isError && f.text(failed).contains("exit code 3"), "\(f.text(failed))")
         _ = try await f.call("bash", ["restart": .bool(true)])
         let fresh = try await f.call("bash", ["command": .string("pwd; echo grade=$GRADE")])
         #expect(f.text(fresh).contains("/workspace\n") && f.text(fresh).contains("grade=\n"), "\(f.text(fresh))")
