@@ -182,7 +182,13 @@ public actor SandboxPool {
     private func provisionWarm(_ environment: EnvironmentConfig) async {
         let key = environment.key
         defer { warmInFlight[key, default: 1] -= 1 }
-        guard let layer = try? await layers.layer(for: environment), (try? await makeRoom(forWarm: true)) != nil else { return }
+        let layer: URL?
+        do {
+            layer = try await layers.layer(for: environment)
+            try await makeRoom(forWarm: true)
+        } catch {
+            return
+        }
         let name = ".warm-\(Identifier.make(prefix: "w").suffix(12))"
         provisioning += 1
         defer { provisioning -= 1 }
