@@ -189,7 +189,8 @@ public actor SandboxPool {
         } catch {
             return
         }
-        let name = ".warm-\(Identifier.make(prefix: "w").suffix(12))"
+        // The pid names the process that owns it, so that a later pool can tell a dead one's.
+        let name = ".warm-\(getpid())-\(Identifier.make(prefix: "w").suffix(12))"
         provisioning += 1
         defer { provisioning -= 1 }
         do {
@@ -261,12 +262,27 @@ public actor SandboxPool {
 
     private func startSweeper() {
         guard sweeper == nil else { return }
+        removeAbandonedWarmDirectories()
         let interval = min(settings.idleTimeToLive / 2, .seconds(30))
         sweeper = Task { [weak self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 guard let self else { return }
                 await self.evictIdle()
+            }
+        }
+    }
+
+    /// Warm directories of processes that died (a killed worker) are never adopted: remove them.
+    /// Several workers may share the data directory, so only those of dead pids go.
+    private func removeAbandonedWarmDirectories() {
+        for parent in ["workspaces", "shells"] {
+            let directory = root.appendingPathComponent(parent)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".warm-") {
+                let owner = name.split(separator: "-").dropFirst().first.flatMap { pid_t($0) }
+                if let owner, owner != getpid(), kill(owner, 0) != 0 && errno == ESRCH {
+                    try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+                }
             }
         }
     }

@@ -50,9 +50,10 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         try await withRuntime(poolSize: concurrency * 3 + 4, exitOnSignal: false) { runtime in
             let log = try runtime.sessionLog
-            let hand: any Hand = hands == "sandbox"
-                ? AgentToolset(root: runtime.configuration.dataDirectory.appendingPathComponent("hands"))
-                : InProcessHand()
+            let toolset = hands == "sandbox" ? AgentToolset(root: runtime.configuration.dataDirectory.appendingPathComponent("hands")) : nil
+            let hand: any Hand = toolset ?? InProcessHand()
+            // Warm sandboxes for sessions without an environment, ready before the first turn.
+            await toolset?.pool.prewarm()
             let runner = TurnRunner(
                 log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
                 deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model)
@@ -69,6 +70,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 logger: Logger(label: "drover.worker")
             )
             try await group.run()
+            await toolset?.pool.shutdown()
             note("drover worker: drained")
         }
     }

@@ -153,4 +153,20 @@ struct SandboxPoolTests {
         #expect(stats.inUse == 1 && stats.provisionTime.count == 1)
         await pool.shutdown()
     }
+
+    @Test("warm directories left by a dead worker are removed; those of live processes stay")
+    func abandonedWarmDirectories() async throws {
+        let root = poolRoot()
+        defer { try? FileManager.default.removeItem(at: root) }
+        var dead: pid_t = 999_999
+        while kill(dead, 0) == 0 { dead -= 1 }
+        let abandoned = root.appendingPathComponent("workspaces/.warm-\(dead)-abc")
+        let alive = root.appendingPathComponent("workspaces/.warm-1-abc")
+        for directory in [abandoned, alive] { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) }
+        let pool = SandboxPool(root: root, settings: settings(warm: 0))
+        await pool.prewarm()
+        #expect(!FileManager.default.fileExists(atPath: abandoned.path))
+        #expect(FileManager.default.fileExists(atPath: alive.path))
+        await pool.shutdown()
+    }
 }
