@@ -84,6 +84,7 @@ let package = Package(
             dependencies: [
                 "DroverBrain",
                 "DroverCore",
+                "DroverHands",
                 "DroverStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,6 +97,7 @@ let package = Package(
             dependencies: [
                 "DroverBrain",
                 "DroverCore",
+                "DroverHands",
                 "DroverStore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverHands
 
 /// Builds and updates the SDK's `BetaEnvironment` JSON. The `cloud` config (packages,
 /// networking) is stored as given, resolved to the SDK's full shape, for the sandbox pool to read.
@@ -58,7 +59,9 @@ enum EnvironmentResource {
         }
         let networking: JSONValue
         switch fields["networking"] {
-        case nil, .null?: networking = .object(["type": "unrestricted"])
+        // Drover's default is what its sandboxes honour today: no network. Asking for more
+        // answers 501 until the egress proxy exists (see `checkBuilt`).
+        case nil, .null?: networking = .object(["type": "limited", "allowed_hosts": .array([]), "allow_mcp_servers": .bool(false), "allow_package_managers": .bool(false)])
         case .object(let net)?:
             switch net["type"]?.stringValue {
             case "unrestricted": networking = .object(["type": "unrestricted"])
@@ -76,6 +79,20 @@ enum EnvironmentResource {
             }
         case let other?: throw APIError.invalid("config.networking", "must be an object, got \(other.kindName)")
         }
-        return .object(["type": "cloud", "packages": .object(packages), "networking": networking])
+        let config = JSONValue.object(["type": "cloud", "packages": .object(packages), "networking": networking])
+        try checkBuilt(config)
+        return config
+    }
+
+    /// The hands' reading of the config: what they cannot honour yet answers 501, never a
+    /// silent downgrade.
+    static func checkBuilt(_ config: JSONValue) throws {
+        do {
+            _ = try EnvironmentConfig.parse(config)
+        } catch let notBuilt as EnvironmentConfig.NotBuiltYet {
+            throw APIError(.notImplemented, "api_error", "\(notBuilt.field): \(notBuilt.detail)")
+        } catch let invalid as EnvironmentConfig.Invalid {
+            throw APIError.invalid("config", invalid.message)
+        }
     }
 }

@@ -38,7 +38,7 @@ extension APIServer {
                 "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
             ]
             try await self.store.insert(.sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
-            _ = try await self.sessionLogCall { try await self.log.create(id, agent: sessionAgent.compactJSON) }
+            _ = try await self.sessionLogCall { try await self.log.create(id, agent: sessionAgent.compactJSON, environment: environment.json["config"]?.compactJSON) }
             // Who started the session, for `drover report usage` per workspace.
             try await self.log.database?.saveSessionOrigin(session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
             if let initialEvents, !initialEvents.isEmpty {

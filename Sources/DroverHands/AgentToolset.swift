@@ -4,33 +4,33 @@ import DroverStore
 import Foundation
 
 /// The built-in toolset `agent_toolset_20260401` (`bash`, `read`, `write`, `edit`, `glob`,
-/// `grep`) over one bubblewrap sandbox per call, on the session's workspace.
+/// `grep`) over the session's sandbox from the pool, on the session's workspace.
 ///
-/// The file tools run inside the sandbox too: a symlink the agent planted in its workspace can
-/// then only ever point at what the sandbox itself may see. `bash` keeps its working directory
-/// and exported variables between calls (saved to /run/shell after each call, restored before
-/// the next); `restart`, or a timeout, starts it afresh.
+/// The file tools run inside the sandbox too (each in a subshell of the session's shell): a
+/// symlink the agent planted in its workspace can then only ever point at what the sandbox
+/// itself may see. `bash` runs in the session's one shell, so `cd`, variables, exports and
+/// functions persist; `restart`, or a timeout, starts a new shell.
 ///
 /// Fenced (I1): a call under an epoch older than one already seen for the session is refused,
-/// and a newer epoch cancels the calls older epochs still have running.
+/// and a newer epoch cancels the calls older epochs still have running, which ends the
+/// processes they started.
 public final class AgentToolset: Hand {
     public let root: URL
     public let limits: SandboxLimits
+    public let pool: SandboxPool
     private let fences = FenceBook()
 
-    /// `root` holds `workspaces/SESSION` and `shells/SESSION`.
-    public init(root: URL, limits: SandboxLimits = SandboxLimits()) {
+    /// `root` holds `workspaces/SESSION`, `shells/SESSION` and `packages/`.
+    public init(root: URL, limits: SandboxLimits = SandboxLimits(), pool settings: SandboxPoolSettings = SandboxPoolSettings()) {
         self.root = root.standardizedFileURL
         self.limits = limits
+        var settings = settings
+        settings.limits = limits
+        pool = SandboxPool(root: self.root, settings: settings)
     }
 
     public func workspace(_ session: SessionID) -> URL {
-        root.appendingPathComponent("workspaces").appendingPathComponent(session.rawValue)
-    }
-
-    private func sandbox(_ session: SessionID) throws -> Sandbox {
-        try Sandbox(workspace: workspace(session), limits: limits,
-                    shellState: root.appendingPathComponent("shells").appendingPathComponent(session.rawValue))
+        pool.workspace(session)
     }
 
     public var tools: [ModelToolDefinition] {
@@ -55,7 +55,12 @@ public final class AgentToolset: Hand {
     }
 
     public func prepare(session: SessionID) async {
-        _ = try? sandbox(session)
+        _ = try? await pool.checkout(session)
+    }
+
+    public func prepare(session: SessionID, environment: JSONValue?) async {
+        guard let config = try? EnvironmentConfig.parse(environment) else { return }
+        _ = try? await pool.checkout(session, environment: config)
     }
 
     public func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult {
@@ -66,7 +71,14 @@ public final class AgentToolset: Hand {
             break
         }
         let fields = input.objectValue ?? [:]
-        let sandbox = try sandbox(context.session)
+        let sandbox: Sandbox
+        do {
+            sandbox = try await pool.checkout(context.session, environment: try EnvironmentConfig.parse(context.environment))
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            return .text("\(error)", isError: true)
+        }
         let task = Task { () throws -> ToolResult in
             switch name {
             case "bash": return try await bash(fields, sandbox)
@@ -86,8 +98,7 @@ public final class AgentToolset: Hand {
 
     private func bash(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
         if fields["restart"] == .bool(true) {
-            try? FileManager.default.removeItem(at: sandbox.shellState!)
-            try FileManager.default.createDirectory(at: sandbox.shellState!, withIntermediateDirectories: true)
+            await sandbox.restartShell()
             if fields["command"] == nil { return .text("shell restarted") }
         }
         guard case .string(let command)? = fields["command"] else {
@@ -98,20 +109,7 @@ public final class AgentToolset: Hand {
             guard case .number(let ms) = value, ms >= 1 else { return .text("bash: input.timeout_ms must be a positive integer", isError: true) }
             wallClock = min(.milliseconds(Int64(ms)), limits.wallClock)
         }
-        let script = """
-            cd "$(cat /run/shell/cwd 2>/dev/null || echo /workspace)" 2>/dev/null || cd /workspace
-            [ -f /run/shell/env ] && . /run/shell/env
-            eval "$(printf '%s' '\(Data(command.utf8).base64EncodedString())' | base64 -d)"
-            __drover_status=$?
-            pwd > /run/shell/cwd
-            export -p > /run/shell/env
-            exit $__drover_status
-            """
-        let run = try await sandbox.run(script, wallClock: wallClock)
-        if run.timedOut {
-            // The shell's state may be half-written: start afresh next time.
-            try? FileManager.default.removeItem(at: sandbox.shellState!.appendingPathComponent("env"))
-        }
+        let run = try await sandbox.runInShell(command, wallClock: wallClock)
         let output = run.output.isEmpty ? "(no output)" : run.output
         return .text(run.exitCode == 0 ? output : "\(output)\n[exit code \(run.exitCode)]", isError: run.exitCode != 0)
     }

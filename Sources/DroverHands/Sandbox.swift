@@ -22,72 +22,66 @@ public struct SandboxRun: Sendable, Equatable {
     public let timedOut: Bool
 }
 
-/// Runs commands in a bubblewrap sandbox: new user, pid, ipc, uts, cgroup and net namespaces, the
-/// system read-only, the session's workspace read-write at /workspace, a private /tmp, an
-/// environment of PATH, HOME and LANG only, rlimits, and a wall-clock limit that ends every
-/// process the command started. No network: the net namespace has only its own loopback.
+
+/// A live bubblewrap sandbox: one long-lived process per session with one persistent `bash`
+/// inside, to which calls are sent one at a time. New user, pid, ipc, uts, cgroup and net
+/// namespaces; the system read-only; the session's workspace read-write at /workspace; a
+/// private /tmp; an environment of PATH, HOME and LANG only (plus PYTHONPATH with a packages
+/// layer); rlimits on everything inside; no network: the net namespace has only its own loopback.
+///
+/// A call that outlives its wall-clock limit, floods its output, or is cancelled (an interrupt,
+/// or a takeover by a newer fence epoch) ends the whole sandbox: every process any call started
+/// dies with its pid namespace, and the next call starts a new shell on the same workspace.
 ///
 /// bubblewrap itself starts with an empty environment. In the new pid namespace, pid 1 is
 /// bubblewrap's init, whose /proc/1/environ is bubblewrap's own: started with the host's
 /// environment, it would show the host's secrets to the sandbox.
-public struct Sandbox: Sendable {
-    public let workspace: URL
-    public let limits: SandboxLimits
-    /// Mounted read-write at /run/shell: where the bash tool keeps its directory and exports
-    /// between calls. Outside the workspace, so the agent's files stay its own.
-    public let shellState: URL?
+public actor Sandbox {
+    public private(set) var workspace: URL
+    public nonisolated let limits: SandboxLimits
+    /// Mounted read-write at /run/shell: the call the host hands the shell, and the shell's
+    /// directory and exports, saved after each call so that a new shell (after a timeout, an
+    /// eviction or on another worker) starts where the last one was. Outside the workspace,
+    /// so the agent's files stay its own.
+    public private(set) var shellState: URL
+    /// A pip `--target` directory, mounted read-only at /opt/drover/python and on PYTHONPATH.
+    public nonisolated let packages: URL?
+    private let ownsShellState: Bool
+    private var process: SandboxProcess?
+    private var busy = false
+    public private(set) var lastUsed = ContinuousClock.now
 
-    public init(workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil) throws {
+    public init(workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil) throws {
         self.workspace = workspace.standardizedFileURL
         self.limits = limits
-        self.shellState = shellState?.standardizedFileURL
-        try FileManager.default.createDirectory(at: self.workspace, withIntermediateDirectories: true)
-        if let shellState { try FileManager.default.createDirectory(at: shellState, withIntermediateDirectories: true) }
-        // Inside the user namespace uid 65534 maps to whoever starts bubblewrap: the caller, or
-        // nobody when Drover runs as root (see `run`). The writable directories are theirs.
-        if getuid() == 0 {
-            chown(self.workspace.path, Self.unprivileged, Self.unprivileged)
-            if let shellState { chown(shellState.path, Self.unprivileged, Self.unprivileged) }
+        self.packages = packages?.standardizedFileURL
+        ownsShellState = shellState == nil
+        self.shellState = (shellState ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent("drover-shell-\(Identifier.make(prefix: "s").suffix(12))")).standardizedFileURL
+        try Self.prepareDirectories(self.workspace, self.shellState)
+    }
+
+    static func prepareDirectories(_ directories: URL...) throws {
+        for directory in directories {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            // Inside the user namespace uid 65534 maps to whoever starts bubblewrap: the caller,
+            // or nobody when Drover runs as root (see `spawn`). The writable directories are theirs.
+            if getuid() == 0 { chown(directory.path, unprivileged, unprivileged) }
         }
     }
 
     /// nobody: the host uid sandboxes run as when Drover itself runs as root.
     static let unprivileged: UInt32 = 65534
 
-    static var setpriv: String? {
-        ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
+    static let setpriv: String? = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    public static var bubblewrap: String? {
-        ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
+    public static let bubblewrap: String? = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
 
     /// The read-only parts of the host the sandbox sees: those of these that exist, looked up once.
     static let systemPaths = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc/alternatives",
                               "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/mime.types"]
         .filter { FileManager.default.fileExists(atPath: $0) }
-
-    func arguments(command: String) -> [String] {
-        var arguments = ["--unshare-all", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
-                         "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for path in Self.systemPaths {
-            arguments += ["--ro-bind", path, path]
-        }
-        if let shellState { arguments += ["--bind", shellState.path, "/run/shell"] }
-        arguments += [
-            "--bind", workspace.path, "/workspace",
-            // The root bubblewrap builds is a private tmpfs: make it read-only too, so that only
-            // /workspace and /tmp take writes.
-            "--remount-ro", "/",
-            "--chdir", "/workspace",
-            "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/workspace",
-            "--setenv", "LANG", "C.UTF-8",
-            "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--as=\(limits.addressSpaceBytes)",
-            "--nproc=\(limits.processes)", "--fsize=\(limits.fileSizeBytes)", "--core=0", "--",
-            "/bin/bash", "--noprofile", "--norc", "-c", command,
-        ]
-        return arguments
-    }
 
     public struct Unavailable: Error, CustomStringConvertible {
         public var description: String {
@@ -95,71 +89,217 @@ public struct Sandbox: Sendable {
         }
     }
 
-    /// Runs `command` with bash in the sandbox and returns its combined output.
+    /// The shell's main loop. Each call is a file the host writes to /run/shell/.call and a line
+    /// on stdin saying how to run it: `shell` sources it in the shell itself (so `cd`, exports
+    /// and functions persist, and are saved), `sub` in a subshell at /workspace (the file tools).
+    /// The call's status goes to fd 3, so that output never has to be parsed for a sentinel.
+    static let shellLoop = #"""
+        [ -f /run/shell/env ] && . /run/shell/env >/dev/null 2>&1
+        __drover_cwd=/workspace
+        [ -f /run/shell/cwd ] && read -r __drover_cwd < /run/shell/cwd
+        cd "$__drover_cwd" 2>/dev/null || cd /workspace
+        unset __drover_cwd
+        while IFS= read -r __drover_mode; do
+          case $__drover_mode in
+            shell) . /run/shell/.call < /dev/null; __drover_status=$?
+                   { pwd > /run/shell/cwd; export -p > /run/shell/env; } 2>/dev/null ;;
+            sub) (cd /workspace && . /run/shell/.call) < /dev/null; __drover_status=$? ;;
+            *) __drover_status=0 ;;
+          esac
+          printf '%s\n' "$__drover_status" >&3
+        done
+        """#
+
+    func arguments() -> [String] {
+        var arguments = ["--unshare-all", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
+                         "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        for path in Self.systemPaths {
+            arguments += ["--ro-bind", path, path]
+        }
+        arguments += ["--bind", shellState.path, "/run/shell", "--bind", workspace.path, "/workspace"]
+        var path = "/usr/local/bin:/usr/bin:/bin"
+        var extra: [String] = []
+        if let packages {
+            arguments += ["--ro-bind", packages.path, "/opt/drover/python"]
+            path = "/opt/drover/python/bin:" + path
+            extra = ["--setenv", "PYTHONPATH", "/opt/drover/python"]
+        }
+        arguments += [
+            // The root bubblewrap builds is a private tmpfs: make it read-only too, so that only
+            // /workspace, /run/shell and /tmp take writes.
+            "--remount-ro", "/",
+            "--chdir", "/workspace",
+            "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/workspace", "--setenv", "LANG", "C.UTF-8",
+        ] + extra + [
+            "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--as=\(limits.addressSpaceBytes)",
+            "--nproc=\(limits.processes)", "--fsize=\(limits.fileSizeBytes)", "--core=0", "--",
+            "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop,
+        ]
+        return arguments
+    }
+
+    /// The host pid of the sandbox's bubblewrap process, while it runs.
+    public var pid: pid_t? { process.flatMap { $0.isRunning ? $0.pid : nil } }
+
+    public var isBusy: Bool { busy }
+
+    /// Starts the sandbox if it is not running, and waits until its shell answers.
+    public func start() async throws {
+        try await exclusive { _ = try await self.ensureStarted() }
+    }
+
+    /// Points the sandbox at its directories' new host paths after the pool renamed them (the
+    /// bind mounts follow the directories, so the running sandbox is unaffected).
+    func adopt(workspace: URL, shellState: URL) {
+        self.workspace = workspace.standardizedFileURL
+        self.shellState = shellState.standardizedFileURL
+    }
+
+    /// Runs `command` in a subshell at /workspace: state changes stay in the call.
     public func run(_ command: String, wallClock: Duration? = nil) async throws -> SandboxRun {
+        try await call(mode: "sub", command, wallClock: wallClock)
+    }
+
+    /// Runs `command` in the session's shell: `cd`, variables, exports and functions persist.
+    public func runInShell(_ command: String, wallClock: Duration? = nil) async throws -> SandboxRun {
+        try await call(mode: "shell", command, wallClock: wallClock)
+    }
+
+    /// Ends the shell and forgets its saved directory and exports: the next call starts afresh.
+    public func restartShell() async {
+        await process?.kill()
+        process = nil
+        forgetShellState()
+    }
+
+    /// Ends every process in the sandbox. The workspace stays on disk.
+    public func close() async {
+        await process?.kill()
+        process = nil
+        if ownsShellState { try? FileManager.default.removeItem(at: shellState) }
+    }
+
+    private func forgetShellState() {
+        for name in ["cwd", "env"] { try? FileManager.default.removeItem(at: shellState.appendingPathComponent(name)) }
+    }
+
+    /// One call at a time: the shell is one. Polling keeps a waiter cancellable.
+    private func exclusive<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        while busy { try await Task.sleep(for: .milliseconds(1)) }
+        busy = true
+        defer {
+            busy = false
+            lastUsed = .now
+        }
+        return try await body()
+    }
+
+    private func ensureStarted() async throws -> SandboxProcess {
+        if let process, process.isRunning { return process }
+        await process?.kill()
         guard let bwrap = Self.bubblewrap else { throw Unavailable() }
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("drover-sandbox-\(Identifier.make(prefix: "o").suffix(12)).log").path
-        defer { unlink(log) }
+        var executable = bwrap
+        var arguments = arguments()
         // As root, bubblewrap starts as nobody, with no groups and no capabilities: the sandbox's
         // process limit then counts sandboxes only, and code that escaped bubblewrap would hold
         // nothing on the host.
-        var executable = bwrap
-        var arguments = arguments(command: command)
         if getuid() == 0 {
             guard let setpriv = Self.setpriv else { throw Unavailable() }
             executable = setpriv
             arguments = ["--reuid=\(Self.unprivileged)", "--regid=\(Self.unprivileged)", "--clear-groups",
                          "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments
         }
-        // The output file must be writable by nobody too: create it first, then hand it over.
-        _ = FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600])
-        if getuid() == 0 { chown(log, Self.unprivileged, Self.unprivileged) }
-        let child = try ChildProcess(executable: executable, arguments: arguments, environment: [:], outputPath: log)
-        let limit = wallClock ?? limits.wallClock
-        let deadline = ContinuousClock.now + limit
-        var timedOut = false
-        var overflowed = false
-        while child.isRunning {
-            if ContinuousClock.now >= deadline {
-                timedOut = true
-                break
+        let started = try SandboxProcess(executable: executable, arguments: arguments)
+        process = started
+        let ready = try await exchange(started, mode: "ready", wallClock: .seconds(30))
+        guard !ready.died else {
+            process = nil
+            throw StartFailed(output: ready.run.output)
+        }
+        return started
+    }
+
+    public struct StartFailed: Error, CustomStringConvertible {
+        public let output: String
+        public var description: String { "the sandbox did not start: \(output.isEmpty ? "(no output)" : output)" }
+    }
+
+    private func call(mode: String, _ command: String, wallClock: Duration?) async throws -> SandboxRun {
+        try await exclusive {
+            let process = try await ensureStarted()
+            let file = shellState.appendingPathComponent(".call")
+            try Data(command.utf8).write(to: file)
+            if getuid() == 0 { chown(file.path, Self.unprivileged, Self.unprivileged) }
+            let outcome = try await exchange(process, mode: mode, wallClock: wallClock ?? limits.wallClock)
+            if outcome.run.timedOut { forgetShellState() }
+            return outcome.run
+        }
+    }
+
+    /// Sends one call and collects its output until its status arrives, the shell dies, the
+    /// wall clock runs out or the output floods.
+    private func exchange(_ process: SandboxProcess, mode: String, wallClock: Duration) async throws -> (run: SandboxRun, died: Bool) {
+        var output: [UInt8] = []
+        var total = 0
+        var statusBytes: [UInt8] = []
+        // What background processes printed between calls is not this call's.
+        while case .data = process.readOutput(into: &output) { output.removeAll(keepingCapacity: true) }
+        let started = ContinuousClock.now
+        let deadline = started + wallClock
+        var timedOut = false, overflowed = false, died = false
+        func collect() {
+            while case .data(let n) = process.readOutput(into: &output) {
+                total += n
+                if output.count > limits.outputBytes + 1 { output.removeLast(output.count - limits.outputBytes - 1) }
             }
+        }
+        if !process.send(mode) { died = true }
+        while !died {
+            collect()
+            if case .closed = process.readStatuses(into: &statusBytes) { died = true }
+            if statusBytes.contains(UInt8(ascii: "\n")) { break }
+            if !process.isRunning { died = true; break }
+            if ContinuousClock.now >= deadline { timedOut = true; break }
             // An output flood is stopped as soon as it passes a generous multiple of the cap.
-            if let size = try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int, size > limits.outputBytes * 16 {
-                overflowed = true
-                break
-            }
+            if total > limits.outputBytes * 16 { overflowed = true; break }
             do {
                 // Most calls are short: poll finely at first, then back off.
-                let elapsed = ContinuousClock.now - (deadline - limit)
-                try await Task.sleep(for: elapsed < .milliseconds(50) ? .milliseconds(1) : .milliseconds(5))
+                let elapsed = ContinuousClock.now - started
+                try await Task.sleep(for: elapsed < .milliseconds(20) ? .microseconds(250) : elapsed < .milliseconds(200) ? .milliseconds(1) : .milliseconds(5))
             } catch {
-                // Cancelled (an interrupt): end everything the command started.
-                await child.kill()
+                // Cancelled (an interrupt or a takeover): end everything the call started.
+                await process.kill()
+                self.process = nil
                 throw error
             }
         }
-        if child.isRunning {
-            // bubblewrap's pid 1 dying ends every process in the sandbox's pid namespace.
-            await child.kill()
+        collect()
+        if died {
+            // The shell closed its end: give bubblewrap a moment to exit with the shell's code.
+            let grace = ContinuousClock.now + .milliseconds(500)
+            while process.isRunning && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(1)) }
         }
-        let exitCode = child.exitCode ?? -1
-        let (output, truncated) = Self.read(log, limit: limits.outputBytes)
-        var text = output
-        if truncated || overflowed {
-            text += "\n[drover: output truncated at \(limits.outputBytes) bytes]"
+        if timedOut || overflowed || died {
+            await process.kill()
+            if self.process === process { self.process = nil }
+            collect()
         }
+        let truncated = output.count > limits.outputBytes || overflowed
+        var text = String(decoding: output.prefix(limits.outputBytes), as: UTF8.self)
+        if truncated { text += "\n[drover: output truncated at \(limits.outputBytes) bytes]" }
+        if timedOut { text += "\n[drover: stopped after the wall-clock limit of \(wallClock); the shell starts afresh on the next call]" }
+        var exitCode: Int32
         if timedOut {
-            text += "\n[drover: stopped after the wall-clock limit of \(limit)]"
+            exitCode = 124
+        } else if died {
+            exitCode = process.exitCode ?? -1
+            if exitCode == 0 { exitCode = -1 }
+            text += "\n[drover: the shell ended during the call (exit code \(exitCode)); the next call starts a new one on the same workspace]"
+        } else if overflowed {
+            exitCode = 141
+        } else {
+            exitCode = Int32(String(decoding: statusBytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)) ?? -1
         }
-        return SandboxRun(exitCode: timedOut ? 124 : exitCode, output: text, truncated: truncated || overflowed, timedOut: timedOut)
-    }
-
-    static func read(_ path: String, limit: Int) -> (String, Bool) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return ("", false) }
-        defer { try? handle.close() }
-        let data = (try? handle.read(upToCount: limit + 1)) ?? Data()
-        let truncated = data.count > limit
-        return (String(decoding: data.prefix(limit), as: UTF8.self), truncated)
+        return (SandboxRun(exitCode: exitCode, output: text, truncated: truncated, timedOut: timedOut), died)
     }
 }

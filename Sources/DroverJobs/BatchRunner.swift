@@ -10,6 +10,8 @@ public struct BatchPlan: Sendable {
     /// The agent JSON each session is created with (the SDK's agent shape).
     public let agentJSON: String
     public let batchId: String
+    /// The environment `config` each session's sandbox gets (JSON), or nil for the default.
+    public var environmentJSON: String?
     /// Shown in the report: which model produced the messages (`scripted (playbook)` offline).
     public let modelLabel: String
 
@@ -177,7 +179,7 @@ public final class BatchRunner: Sendable {
     private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> (TurnWatcher.Ending, [StoredEvent], SessionID) {
         let session = SessionID.make()
         try WorkspaceFiles.seed(workspace(session.rawValue), with: item.files)
-        try await log.create(session, agent: plan.agentJSON)
+        try await log.create(session, agent: plan.agentJSON, environment: plan.environmentJSON)
         try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
         outcome.sessions.append(session.rawValue)
         outcome.status = .running

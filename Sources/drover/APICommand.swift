@@ -89,7 +89,8 @@ struct ServeCommand: AsyncParsableCommand {
         let model = try worker.modelConfiguration()
         try await withRuntime(poolSize: worker.poolSize + 8, exitOnSignal: false) { runtime in
             let server = try await api.makeServer(runtime: runtime)
-            let (worker, mcp) = try self.worker.makeWorker(runtime: runtime, model: model)
+            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model)
+            await toolset?.pool.prewarm()
             let database = try runtime.database()
             let recorder = Recorder(redis: runtime.redis, database: database)
             var services: [any Service] = [RecorderService(recorder: recorder), WorkerService(worker: worker)]
@@ -109,6 +110,7 @@ struct ServeCommand: AsyncParsableCommand {
             )
             try await group.run()
             await mcp.shutdown()
+            await toolset?.pool.shutdown()
             note("drover serve: stopped")
         }
     }

@@ -8,12 +8,13 @@ import Foundation
 struct HandsBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hands",
-        abstract: "Sandbox start-up and tool-call overhead against running bash directly.",
+        abstract: "Sandbox provisioning, warm checkout, and tool-call overhead against running bash directly.",
         discussion: """
-        In one run, side by side, --calls times each: `bash -c true` run directly; `true` in a
-        fresh bubblewrap sandbox (cold provision: a sandbox is made per call, there is no warm
-        pool yet); and the toolset's execute("bash", "true"), which adds the shell-state
-        restore and save. Overhead is execute minus direct.
+        In one run, --calls times each: `bash -c true` run directly; cold provision (a new
+        bubblewrap sandbox started until its shell answers); warm checkout (a session takes a
+        warm sandbox from the pool: the rename of its workspace, not its start); and the
+        toolset's execute("bash", "true") in the session's persistent shell. Overhead is
+        execute minus the direct median. The pool's stats close the report.
         """
     )
 
@@ -37,24 +38,60 @@ struct HandsBench: AsyncParsableCommand {
             let child = try ChildProcess(executable: "/bin/bash", arguments: ["-c", "true"], environment: [:])
             while child.isRunning { try await Task.sleep(for: .milliseconds(1)) }
         }
-        let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
-        let cold = try await time { _ = try await sandbox.run("true") }
+        var index = 0
+        let cold = try await time {
+            index += 1
+            let sandbox = try Sandbox(workspace: root.appendingPathComponent("cold/\(index)"))
+            try await sandbox.start()
+            await sandbox.close()
+        }
+
+        // Warm checkout: each sample waits (untimed) for the pool to have a warm sandbox.
+        var settings = SandboxPoolSettings()
+        settings.warmPerConfiguration = 2
+        let pool = SandboxPool(root: root.appendingPathComponent("pool"), settings: settings)
+        await pool.prewarm()
+        var warm: [Double] = []
+        for _ in 0..<calls {
+            while await pool.stats.warm == 0 { try await Task.sleep(for: .milliseconds(1)) }
+            let session = SessionID.make()
+            let start = clock.now
+            let sandbox = try await pool.checkout(session)
+            warm.append((clock.now - start).seconds * 1000)
+            guard await sandbox.pid != nil else { throw ValidationError("a warm sandbox was not running") }
+            await pool.release(session)
+        }
+        warm.sort()
+        let poolStats = await pool.stats
+        await pool.shutdown()
+
         let toolset = AgentToolset(root: root.appendingPathComponent("hands"))
         let session = SessionID.make()
         let context = ToolContext(session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(3600))
+        _ = try await toolset.execute(name: "bash", input: .object(["command": .string("true")]), context: context)
         let execute = try await time { _ = try await toolset.execute(name: "bash", input: .object(["command": .string("true")]), context: context) }
+        await toolset.pool.shutdown()
         let overhead = execute.map { $0 - percentile(direct, 50) }.sorted()
         func summary(_ samples: [Double]) -> JSONValue {
             .object(["p50": .number(round3(percentile(samples, 50))), "p95": .number(round3(percentile(samples, 95))), "p99": .number(round3(percentile(samples, 99)))])
         }
+        let histogram = poolStats.provisionTime
         print(try encodeJSON(JSONValue.object([
             "benchmark": .string("hands"), "calls": .number(Double(calls)),
             "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
             "direct_bash_true_ms": summary(direct),
             "cold_provision_ms": summary(cold),
+            "warm_checkout_ms": summary(warm),
             "execute_bash_true_ms": summary(execute),
             "execute_overhead_ms": summary(overhead),
-            "warm_checkout_ms": .string("not measured: there is no warm pool yet; every call provisions a sandbox"),
+            "pool": .object([
+                "warm": .number(Double(poolStats.warm)), "in_use": .number(Double(poolStats.inUse)),
+                "evicted": .number(Double(poolStats.evicted)), "provisions": .number(Double(histogram.count)),
+                "provision_p50_ms": .number(round3(histogram.percentile(50) ?? .nan)),
+                "provision_p95_ms": .number(round3(histogram.percentile(95) ?? .nan)),
+                "provision_histogram_ms": .object(Dictionary(uniqueKeysWithValues: zip(
+                    LatencyHistogram.bounds.map { "le_\(Int($0))" } + ["more"], histogram.counts.map { JSONValue.number(Double($0)) }))),
+            ]),
         ])))
     }
 }

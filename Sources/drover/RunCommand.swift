@@ -105,9 +105,30 @@ struct JobRun {
                 note("drover: error: \(error)")
                 return 2
             }
+            let environmentConfig: JSONValue?
+            switch spec.environment {
+            case nil:
+                environmentConfig = nil
+            case .inline(let environment)?:
+                environmentConfig = environment.objectValue?["config"]
+            case .named(let name)?:
+                guard let stored = try await database.environmentResource(named: name) else {
+                    note("drover: error: \(spec.file.path): environment: no stored environment is named `\(name)`. Fix: create it through the API (POST /v1/environments), or write it inline as {name: ..., config: {...}}")
+                    return 2
+                }
+                environmentConfig = (try? JSONValue.parse(stored))?.objectValue?["config"]
+            }
+            do {
+                _ = try EnvironmentConfig.parse(environmentConfig)
+            } catch {
+                note("drover: error: \(spec.file.path): environment: \(error)")
+                return 2
+            }
             let handsRoot = try runtime.handsRoot()
             let batchId = BatchPlan.batchId(forJob: spec.name)
-            let plan = BatchPlan(spec: spec, items: items, agentJSON: agentJSON, batchId: batchId, modelLabel: model.label)
+            var planned = BatchPlan(spec: spec, items: items, agentJSON: agentJSON, batchId: batchId, modelLabel: model.label)
+            planned.environmentJSON = environmentConfig.flatMap { $0 == .null ? nil : $0.compactJSON }
+            let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
             let engine = BatchEngine(runtime: runtime, concurrency: spec.concurrency, model: model,
                                      hand: AgentToolset(root: handsRoot), handsRoot: handsRoot, queueName: queueName)

@@ -23,7 +23,9 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = try worker.modelConfiguration()
         try await withRuntime(poolSize: worker.poolSize, exitOnSignal: false) { runtime in
-            let (worker, mcp) = try self.worker.makeWorker(runtime: runtime, model: configuration)
+            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: configuration)
+            // Warm sandboxes for sessions without an environment, ready before the first turn.
+            await toolset?.pool.prewarm()
             note("drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, model at \(configuration.baseURL), \(self.worker.hands) hands")
             let group = ServiceGroup(
                 services: [WorkerService(worker: worker)],
@@ -31,8 +33,9 @@ struct WorkerCommand: AsyncParsableCommand {
                 logger: Logger(label: "drover.worker")
             )
             try await group.run()
-            // Stdio MCP servers are this worker's children: stop them with it.
+            // Stdio MCP servers are this worker's children, and sandboxes its grandchildren: stop them with it.
             await mcp.shutdown()
+            await toolset?.pool.shutdown()
             note("drover worker: drained")
         }
     }

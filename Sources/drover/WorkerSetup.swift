@@ -42,12 +42,11 @@ struct WorkerOptions: ParsableArguments {
         return AnthropicConfiguration(apiKey: key)
     }
 
-    /// The worker, and its MCP connections (stop them when the worker has drained: stdio
-    /// servers are this process's children).
-    func makeWorker(runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration) throws -> (Worker, MCPConnections) {
-        let hand: any Hand = hands == "sandbox"
-            ? AgentToolset(root: try runtime.handsRoot())
-            : InProcessHand()
+    /// The worker, its MCP connections and its sandbox toolset: stop both when the worker has
+    /// drained (stdio servers and sandboxes are this process's children).
+    func makeWorker(runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration) throws -> (Worker, MCPConnections, AgentToolset?) {
+        let toolset = hands == "sandbox" ? AgentToolset(root: try runtime.handsRoot()) : nil
+        let hand: any Hand = toolset ?? InProcessHand()
         let mcp = MCPConnections(allowStdio: mcpStdio)
         let runner = TurnRunner(
             log: try runtime.sessionLog, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
@@ -58,6 +57,6 @@ struct WorkerOptions: ParsableArguments {
         options.concurrency = concurrency
         options.leaseTTL = .seconds(leaseSeconds)
         options.drainTimeout = .seconds(drainSeconds)
-        return (Worker(queue: TaskQueue(redis: runtime.redis), runner: runner, options: options), mcp)
+        return (Worker(queue: TaskQueue(redis: runtime.redis), runner: runner, options: options), mcp, toolset)
     }
 }

@@ -40,7 +40,7 @@ struct AgentToolsetTests {
         let state = try await f.call("bash", ["command": .string("pwd; echo grade=$GRADE")])
         #expect(f.text(state).contains("/workspace/sub") && f.text(state).contains("grade=A"), "\(f.text(state))")
         let failed = try await f.call("bash", ["command": .string("exit 3")])
-        #expect(failed.isError && f.text(failed).contains("exit code 3"))
+        #expect(failed.isError && f.text(failed).contains("exit code 3"), "\(f.text(failed))")
         _ = try await f.call("bash", ["restart": .bool(true)])
         let fresh = try await f.call("bash", ["command": .string("pwd; echo grade=$GRADE")])
         #expect(f.text(fresh).contains("/workspace\n") && f.text(fresh).contains("grade=\n"), "\(f.text(fresh))")
@@ -48,6 +48,31 @@ struct AgentToolsetTests {
         #expect(slow.isError && f.text(slow).contains("wall-clock limit"))
         let bad = try await f.call("bash", [:])
         #expect(bad.isError && f.text(bad).contains("input.command"))
+    }
+
+    @Test("bash is one shell per session: functions and plain variables persist; a timeout or exit starts a new shell")
+    func oneShell() async throws {
+        let f = ToolsetFixture()
+        defer { f.cleanUp() }
+        _ = try await f.call("bash", ["command": .string("grade() { echo \"graded $1: $((score * 2))\"; }; score=21; set -o pipefail")])
+        let used = try await f.call("bash", ["command": .string("grade alice; echo pipefail=$(set -o | grep -c 'pipefail.*on')")])
+        #expect(f.text(used) == "graded alice: 42\npipefail=1\n", "\(f.text(used))")
+        let pid = try #require(await f.toolset.pool.checkout(f.session).pid)
+        _ = try await f.call("bash", ["command": .string("true")])
+        #expect(try await f.toolset.pool.checkout(f.session).pid == pid, "a call started a new sandbox")
+
+        let slow = try await f.call("bash", ["command": .string("sleep 30"), "timeout_ms": .number(300)])
+        #expect(slow.isError && f.text(slow).contains("wall-clock limit"))
+        let fresh = try await f.call("bash", ["command": .string("type grade 2>&1; echo score=$score")])
+        #expect(f.text(fresh).contains("not found") && f.text(fresh).contains("score=\n"), "\(f.text(fresh))")
+        #expect(try await f.toolset.pool.checkout(f.session).pid != pid, "the timed-out shell was not replaced")
+
+        _ = try await f.call("bash", ["command": .string("mkdir -p d && cd d && export KEEP=1")])
+        let exited = try await f.call("bash", ["command": .string("echo bye; exit 5")])
+        #expect(exited.isError && f.text(exited).contains("bye") && f.text(exited).contains("exit code 5"), "\(f.text(exited))")
+        let after = try await f.call("bash", ["command": .string("pwd; echo KEEP=$KEEP")])
+        #expect(f.text(after) == "/workspace/d\nKEEP=1\n", "\(f.text(after))")
+        await f.toolset.pool.shutdown()
     }
 
     @Test("write, read with a view range, edit with exact-match rules, glob and grep")

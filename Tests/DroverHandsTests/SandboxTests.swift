@@ -33,7 +33,10 @@ private struct HostileFixture {
         return result
     }
 
-    func cleanUp() { try? FileManager.default.removeItem(at: root) }
+    func cleanUp() async {
+        await sandbox.close()
+        try? FileManager.default.removeItem(at: root)
+    }
 }
 
 @Suite("Sandbox against hostile code", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
@@ -41,17 +44,18 @@ struct SandboxTests {
     @Test("the host environment is invisible: /proc/1/environ, env, /proc/self/environ")
     func environment() async throws {
         let fixture = try HostileFixture()
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         let result = try await fixture.run("cat /proc/1/environ | tr '\\0' '\\n'; echo ---; env; echo ---; tr '\\0' '\\n' < /proc/self/environ")
         #expect(result.exitCode == 0, "\(result.output)")
         let names = Set(result.output.split(separator: "\n").compactMap { $0.split(separator: "=").first.map(String.init) })
-        #expect(names.isSubset(of: ["PATH", "HOME", "LANG", "PWD", "SHLVL", "_", "---"]), "unexpected variables: \(names)")
+        // OLDPWD is the sandbox shell's own, set by its `cd`.
+        #expect(names.isSubset(of: ["PATH", "HOME", "LANG", "PWD", "OLDPWD", "SHLVL", "_", "---"]), "unexpected variables: \(names)")
     }
 
     @Test("host files, /root and another session's workspace cannot be read")
     func reading() async throws {
         let fixture = try HostileFixture()
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         let result = try await fixture.run("""
             cat \(fixture.hostFile.path) 2>&1; cat \(fixture.otherWorkspace.path)/secret.txt 2>&1; ls -a /root 2>&1; \
             ls \(fixture.root.path) 2>&1; grep -rl "\(secret.prefix(12))" /tmp /workspace /etc /proc/1/environ 2>/dev/null; echo done
@@ -62,7 +66,7 @@ struct SandboxTests {
     @Test("nothing outside /workspace can be written; the workspace can, and it lives on the host")
     func writing() async throws {
         let fixture = try HostileFixture()
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         let result = try await fixture.run("""
             for target in /usr/evil /etc/evil /evil /bin/evil /lib/evil \(fixture.root.path)/evil; do
               (echo x > $target) 2>/dev/null && echo "WROTE $target"
@@ -72,13 +76,14 @@ struct SandboxTests {
         #expect(!result.output.contains("WROTE"), "\(result.output)")
         #expect(result.output.contains("workspace-ok"))
         #expect(!FileManager.default.fileExists(atPath: fixture.root.appendingPathComponent("evil").path))
-        #expect(try String(contentsOf: fixture.sandbox.workspace.appendingPathComponent("result.txt"), encoding: .utf8) == "kept\n")
+        let workspace = await fixture.sandbox.workspace
+        #expect(try String(contentsOf: workspace.appendingPathComponent("result.txt"), encoding: .utf8) == "kept\n")
     }
 
     @Test("no network: a TCP connection to the host's loopback or the internet fails")
     func network() async throws {
         let fixture = try HostileFixture()
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         let listener = try await ScriptedModelServer.start(script: ModelScript(turns: [.init(text: "x")]))
         let result = try await fixture.run("""
             (exec 3<>/dev/tcp/127.0.0.1/\(listener.port)) 2>/dev/null && echo "CONNECTED loopback"
@@ -94,7 +99,7 @@ struct SandboxTests {
     @Test("an endless loop is stopped at the wall-clock limit, with every process it started")
     func endlessLoop() async throws {
         let fixture = try HostileFixture(wallClock: .seconds(1))
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         let started = ContinuousClock.now
         let result = try await fixture.run("sleep 1000 & while true; do :; done")
         #expect(result.timedOut && result.exitCode == 124)
@@ -112,7 +117,7 @@ struct SandboxTests {
     @Test("a fork bomb is contained, and the host still runs sandboxes afterwards")
     func forkBomb() async throws {
         let fixture = try HostileFixture(wallClock: .seconds(3))
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         _ = try await fixture.run("bomb() { bomb | bomb & }; bomb; sleep 10")
         let after = try await fixture.run("echo healthy")
         #expect(after.output.contains("healthy") && after.exitCode == 0)
@@ -121,7 +126,7 @@ struct SandboxTests {
     @Test("a memory bomb fails inside the sandbox")
     func memoryBomb() async throws {
         let fixture = try HostileFixture()
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         let result = try await fixture.run("python3 -c 'x = bytearray(8 * 1024 ** 3)' 2>&1; echo exit=$?")
         #expect(result.output.contains("MemoryError"), "\(result.output)")
         #expect(!result.timedOut)
@@ -130,7 +135,7 @@ struct SandboxTests {
     @Test("a 1 GB output flood is cut short, with a visible marker")
     func outputFlood() async throws {
         let fixture = try HostileFixture()
-        defer { fixture.cleanUp() }
+        defer { Task { await fixture.cleanUp() } }
         let started = ContinuousClock.now
         let result = try await fixture.run("head -c 1000000000 /dev/zero | tr '\\0' 'a'")
         #expect(result.truncated)
@@ -147,15 +152,17 @@ struct SandboxDeathTests {
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-death-\(Identifier.make(prefix: "d").suffix(10))")
         defer { try? FileManager.default.removeItem(at: root) }
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
-        let marker = "drover-death-\(Identifier.make(prefix: "m").suffix(8))"
-        let call = Task { try await sandbox.run("echo before > kept.txt; sleep 30 # \(marker)") }
+        let call = Task { try await sandbox.runInShell("echo before > kept.txt; sleep 30") }
         try await Task.sleep(for: .milliseconds(300))
-        let killed = try await runProgram("/usr/bin/pkill", ["-KILL", "-f", "bwrap.*\(marker)"])
-        #expect(killed.status == 0, "no sandbox to kill")
+        let pid = try #require(await sandbox.pid, "no sandbox to kill")
+        kill(pid, SIGKILL)
         let result = try await call.value
         #expect(result.exitCode != 0 && !result.timedOut)
         #expect(try String(contentsOf: root.appendingPathComponent("ws/kept.txt"), encoding: .utf8) == "before\n")
+        #expect(result.output.contains("the shell ended"))
         let next = try await sandbox.run("cat kept.txt")
         #expect(next.exitCode == 0 && next.output == "before\n")
+        #expect(await sandbox.pid != pid)
+        await sandbox.close()
     }
 }

@@ -212,6 +212,50 @@ struct JobRunTests {
         #expect(replay.stdout.contains("session.status_terminated"))
     }
 
+    @Test("a job's environment reaches every sandbox: its pip package imports; an environment the sandboxes cannot honour is refused")
+    func environment() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let wheels = directory.appendingPathComponent("wheels")
+        try FileManager.default.createDirectory(at: wheels, withIntermediateDirectories: true)
+        let made = try await runProgram("/usr/bin/python3", ["-c", """
+            import sys, zipfile
+            with zipfile.ZipFile(sys.argv[1] + "/jobtiny-1.0-py3-none-any.whl", "w") as z:
+                z.writestr("jobtiny/__init__.py", "ANSWER = 42\\n")
+                z.writestr("jobtiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: jobtiny\\nVersion: 1.0\\n")
+                z.writestr("jobtiny-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: drover-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+                z.writestr("jobtiny-1.0.dist-info/RECORD", "")
+            """, wheels.path])
+        #expect(made.status == 0, "\(made.output)")
+        let job = directory.appendingPathComponent("env.yaml")
+        func write(networking: String) throws {
+            try Data("""
+                name: env
+                agent: {model: claude-sonnet-4-5}
+                environment:
+                  name: tiny
+                  config: {type: cloud, packages: {pip: [jobtiny]}, networking: \(networking)}
+                items: {list: [a, b]}
+                prompt: "Item {{value}}"
+                output: {columns: [answer]}
+                playbook:
+                  steps: [{tool: bash, input: {command: "python3 -c 'import jobtiny; print(jobtiny.ANSWER)'"}}]
+                  final: '{"answer": {{result_1}}}'
+                """.utf8).write(to: job)
+        }
+        try write(networking: "{type: limited, allowed_hosts: []}")
+        let reportDirectory = directory.appendingPathComponent("report")
+        // pip runs outside the sandbox with the PIP_* settings of the host: a local wheel, no index.
+        let run = try await runProgramSeparately(droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
+                                                 environment: environment(["PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels.path]), timeout: .seconds(180))
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(try report(reportDirectory).items.map { $0.columns["answer"] } == [.number(42), .number(42)])
+
+        try write(networking: "{type: unrestricted}")
+        let refused = try await runProgramSeparately(droverBinary.path, ["run", job.path], environment: environment())
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("environment") && refused.stderr.contains("config.networking") && refused.stderr.contains("not built yet"), "\(refused.stderr)")
+    }
+
     @Test("a bad job file exits 2 with the file, the line and the fix, and starts nothing")
     func badFile() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }

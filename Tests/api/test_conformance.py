@@ -146,8 +146,8 @@ def test_archive_and_delete(server, agent_env):
 def test_environment_update_and_list(server):
     client = server.client()
     environment = client.beta.environments.create(
-        name="py", config={"type": "cloud", "packages": {"pip": ["requests"]}, "networking": {"type": "limited", "allowed_hosts": ["pypi.org"]}})
-    assert environment.config.packages.pip == ["requests"] and environment.config.networking.allowed_hosts == ["pypi.org"]
+        name="py", config={"type": "cloud", "packages": {"pip": ["requests"]}, "networking": {"type": "limited", "allowed_hosts": []}})
+    assert environment.config.packages.pip == ["requests"] and environment.config.networking.allowed_hosts == []
     updated = client.beta.environments.update(environment.id, description="with requests", metadata={"team": "grading"})
     assert updated.description == "with requests" and updated.metadata == {"team": "grading"}
     assert updated.config.packages.pip == ["requests"]
@@ -264,3 +264,24 @@ def test_initial_events_start_a_turn(server, agent_env):
     assert first.type == "user.message" and first.content[0].text == "start at once"
     bad = server.raw("POST", "/v1/sessions", body={"agent": plain.id, "environment_id": environment.id, "initial_events": [{"type": "user.dance"}]})
     assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("initial_events[0].type:")
+
+
+def test_environment_defaults_and_unbuilt_settings(server):
+    client = server.client()
+    # With no config, an environment gets what the sandboxes honour: no network.
+    plain = client.beta.environments.create(name="plain")
+    assert plain.config.networking.type == "limited" and plain.config.networking.allowed_hosts == []
+    # What needs the egress proxy, or a package manager other than pip, is 501: never a silent downgrade.
+    for config, field in [
+        ({"type": "cloud", "networking": {"type": "unrestricted"}}, "config.networking"),
+        ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["pypi.org"]}}, "config.networking"),
+        ({"type": "cloud", "packages": {"apt": ["ffmpeg"]}}, "config.packages.apt"),
+    ]:
+        response = server.raw("POST", "/v1/environments", body={"name": "x", "config": config})
+        assert response.status_code == 501, response.text
+        body = response.json()
+        assert body["type"] == "error" and body["error"]["message"].startswith(field + ":"), body
+    # The server keeps serving, and an update that asks for it is refused the same way.
+    refused = server.raw("POST", f"/v1/environments/{plain.id}", body={"config": {"type": "cloud", "networking": {"type": "unrestricted"}}})
+    assert refused.status_code == 501
+    assert client.beta.environments.retrieve(plain.id).config.networking.type == "limited"

@@ -7,11 +7,14 @@ public struct ToolContext: Sendable {
     public let session: SessionID
     public let fence: SessionFence
     public let deadline: ContinuousClock.Instant
+    /// The session's environment `config` (the SDK's `BetaCloudConfig`), if it has one.
+    public let environment: JSONValue?
 
-    public init(session: SessionID, fence: SessionFence, deadline: ContinuousClock.Instant) {
+    public init(session: SessionID, fence: SessionFence, deadline: ContinuousClock.Instant, environment: JSONValue? = nil) {
         self.session = session
         self.fence = fence
         self.deadline = deadline
+        self.environment = environment
     }
 }
 
@@ -38,7 +41,16 @@ public protocol Hand: Sendable {
     /// first model request never waits for it, only the first tool call does.
     func prepare(session: SessionID) async
 
+    /// `prepare(session:)` for a session with an environment `config`.
+    func prepare(session: SessionID, environment: JSONValue?) async
+
     /// Runs one tool. Errors the model should see come back as `ToolResult(isError: true)`;
     /// a thrown error means the hand itself failed.
     func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult
+}
+
+extension Hand {
+    public func prepare(session: SessionID, environment: JSONValue?) async {
+        await prepare(session: session)
+    }
 }

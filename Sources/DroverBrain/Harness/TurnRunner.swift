@@ -59,14 +59,15 @@ public final class TurnRunner: Sendable {
         let started = ContinuousClock.now
         let snapshot = try await log.wake(session)
         let agent = try await log.agent(session).flatMap { try? JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
+        let environment = try await log.environment(session).flatMap { try? JSONValue.parse($0) }
         // Lazy hands: provisioning starts now and runs beside the first model request.
         if eagerHands {
-            await hand.prepare(session: session)
+            await hand.prepare(session: session, environment: environment)
         } else {
-            Task { await hand.prepare(session: session) }
+            Task { await hand.prepare(session: session, environment: environment) }
         }
 
-        let state = TurnState(events: snapshot.events)
+        let state = TurnState(events: snapshot.events, environment: environment)
         // A crash can leave a model call and tool uses open: close each exactly once (I2).
         var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map {
             Self.modelRequestEnd(start: $0.id, usage: ModelUsage(), isError: true)
@@ -102,7 +103,7 @@ public final class TurnRunner: Sendable {
             var name = fields["name"]?.stringValue ?? ""
             if isMCP { name = MCPToolName.qualified(server: fields["mcp_server_name"]?.stringValue ?? "", tool: name) }
             let result: ToolResult = answer.allow
-                ? try await execute(hands, name, fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
+                ? try await execute(hands, name, fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
                 : .text("the user denied this tool call" + (answer.message.map { ": \($0)" } ?? ""), isError: true)
             try await append(session, fence, state, [Self.toolResult(useId: use.id, result: result, mcp: isMCP)])
         }
@@ -255,7 +256,7 @@ public final class TurnRunner: Sendable {
                     try await append(session, fence, state, [Self.toolResult(useId: useId, result: .text("the tool \(use.name) is not enabled for this agent", isError: true), mcp: route.isMCP)])
                     continue
                 }
-                let result = try await execute(hands, use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds)
+                let result = try await execute(hands, use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
                 try await append(session, fence, state, [Self.toolResult(useId: useId, result: result, mcp: route.isMCP)])
             }
             if !waitingOnClient.isEmpty {
@@ -265,9 +266,9 @@ public final class TurnRunner: Sendable {
         }
     }
 
-    private func execute(_ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double) async throws -> ToolResult {
+    private func execute(_ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double, environment: JSONValue?) async throws -> ToolResult {
         let deadline = ContinuousClock.now + .seconds(timeout)
-        let context = ToolContext(session: session, fence: fence, deadline: deadline)
+        let context = ToolContext(session: session, fence: fence, deadline: deadline, environment: environment)
         do {
             return try await withThrowingTaskGroup(of: ToolResult?.self) { group in
                 group.addTask { try await hands.execute(hands.route(name), name: name, input: input, context: context) }
@@ -385,7 +386,13 @@ final class TurnState: @unchecked Sendable {
     private var _openModelRequest: String?
     private var _modelRequests = 0
 
-    init(events: [StoredEvent]) { _events = events }
+    /// The session's environment `config`, handed to the tools.
+    let environment: JSONValue?
+
+    init(events: [StoredEvent], environment: JSONValue? = nil) {
+        _events = events
+        self.environment = environment
+    }
 
     var events: [StoredEvent] { lock.withLock { _events } }
     var lastSeq: Int64 { lock.withLock { _events.last?.seq ?? 0 } }

@@ -1,5 +1,6 @@
 import DroverBrain
 import DroverCore
+import DroverHands
 import DroverStore
 import Foundation
 import Yams
@@ -175,7 +176,16 @@ public struct ScheduleFile: Sendable, Equatable {
         }
         try node.onlyKeys(["name", "config", "description"])
         _ = try node.required("name", fix: "name the inline environment, e.g. name: research")
-        return try node.json()
+        let environment = try node.json()
+        // What the sandboxes cannot honour yet is refused here, not discovered at the first fire.
+        do {
+            _ = try EnvironmentConfig.parse(environment.objectValue?["config"])
+        } catch let notBuilt as EnvironmentConfig.NotBuiltYet {
+            throw node.error("\(notBuilt.field): \(notBuilt.detail)", fix: "see README.md, The hands: Environments", field: "environment.\(notBuilt.field)")
+        } catch {
+            throw node.error("\(error)", fix: "write config as the SDK's BetaCloudConfig: {type: cloud, packages: {pip: [...]}}", field: "environment.config")
+        }
+        return environment
     }
 
     private static func yamlError(_ error: YamlError, file: String) -> ScheduleFileError {

@@ -36,7 +36,7 @@ public struct DeploymentFirer: Sendable {
             session = SessionID.make()
             runID = Identifier.make(prefix: "drun", now: now)
         }
-        try await sessionLog.create(session, agent: spec.agentSnapshot.json)
+        try await sessionLog.create(session, agent: spec.agentSnapshot.json, environment: try await environmentConfig(spec.environment, workspace: row.workspaceID))
         try await store.database.saveSessionOrigin(session: session.rawValue, kind: "deployment", originId: row.id, workspaceId: row.workspaceID)
         let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
         _ = try await sessionLog.append(session, events, clientKey: "deployment-run:\(runID)")
@@ -61,6 +61,16 @@ public struct DeploymentFirer: Sendable {
             scheduledAt: scheduledAt.map(Timestamp.seconds), sessionID: session.rawValue,
             createdAt: createdAt, resource: resource.compactJSON)
         return resource
+    }
+
+    /// The environment's `config` for the sandboxes: written inline in the schedule, or the
+    /// stored environment's by name; nil for the default environment.
+    func environmentConfig(_ environment: JSONValue, workspace: String) async throws -> String? {
+        let fields = environment.objectValue ?? [:]
+        if let config = fields["config"], config != .null { return config.compactJSON }
+        guard let name = fields["name"]?.stringValue,
+              let found = try await store.database.environment(workspace: workspace, name: name) else { return nil }
+        return (try? JSONValue.parse(found.resource))?.objectValue?["config"]?.compactJSON
     }
 
     /// 26 lowercase hex digits (104 bits) of SHA-256.

@@ -21,7 +21,7 @@ public final class SessionLog: Sendable {
     /// Creates the session's log, with the agent snapshot its turns run (JSON). Returns false if
     /// it existed already.
     @discardableResult
-    public func create(_ session: SessionID, agent: String? = nil) async throws(SessionLogError) -> Bool {
+    public func create(_ session: SessionID, agent: String? = nil, environment: String? = nil) async throws(SessionLogError) -> Bool {
         if let row = try await database?.session(session.rawValue) {
             try await restore(session, from: row)
             return false
@@ -30,7 +30,19 @@ public final class SessionLog: Sendable {
             try await database.saveSessionResource(session.rawValue, resource: agent)
         }
         let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? ""])
-        return reply.array?.first?.int == 1
+        let created = reply.array?.first?.int == 1
+        if created, let environment {
+            _ = try await send(["HSET", SessionKeys(session).meta, "environment", environment])
+        }
+        return created
+    }
+
+    /// The environment `config` the session was created with, as JSON (Redis only for now: a
+    /// session restored from SQLite alone runs without it).
+    public func environment(_ session: SessionID) async throws(SessionLogError) -> String? {
+        let reply = try await send(["HGET", SessionKeys(session).meta, "environment"])
+        if let environment = reply.string, !environment.isEmpty { return environment }
+        return nil
     }
 
     /// The agent snapshot the session was created with, as JSON.

@@ -1,0 +1,106 @@
+import DroverCore
+import Foundation
+
+/// What the hands take from an environment's `config` (the SDK's `BetaCloudConfig` or
+/// `BetaSelfHostedConfig`): the pip packages its sandboxes get, and its network policy.
+public struct EnvironmentConfig: Sendable, Equatable, Hashable {
+    /// pip requirement specifiers, sorted, as given (`pandas==2.2.0`).
+    public var pip: [String] = []
+
+    public init(pip: [String] = []) {
+        self.pip = pip.sorted()
+    }
+
+    /// No packages, no network: what a session without an environment gets.
+    public static let none = EnvironmentConfig()
+
+    /// Identifies the configuration: sandboxes are pooled, and package layers cached, per key.
+    public var key: String {
+        let canonical = "pip:" + pip.joined(separator: "\n")
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in canonical.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16).leftPadded(to: 16)
+    }
+
+    /// A setting that Drover does not honour yet. The API answers it with 501.
+    public struct NotBuiltYet: Error, CustomStringConvertible {
+        public let field: String
+        public let detail: String
+        public var description: String { "environment \(field): \(detail)" }
+    }
+
+    /// Parses the environment's `config` object. Networking other than none (`limited` with no
+    /// hosts and nothing else allowed) and package managers other than pip are refused with
+    /// `NotBuiltYet`, naming the field; a malformed field with `DroverError`-style text.
+    public static func parse(_ config: JSONValue?) throws -> EnvironmentConfig {
+        guard let config, config != .null else { return .none }
+        guard let fields = config.objectValue else {
+            throw Invalid(message: "environment config must be an object such as {\"type\":\"cloud\",\"networking\":{\"type\":\"limited\",\"allowed_hosts\":[]},\"packages\":{\"pip\":[]}}")
+        }
+        switch fields["type"]?.stringValue {
+        case "self_hosted":
+            return .none
+        case "cloud", nil:
+            break
+        case let other:
+            throw Invalid(message: "config.type must be \"cloud\" or \"self_hosted\", not \(other.map { "\"\($0)\"" } ?? "a non-string")")
+        }
+        try checkNetworking(fields["networking"])
+        var pip: [String] = []
+        if let packages = fields["packages"], packages != .null {
+            guard let managers = packages.objectValue else { throw Invalid(message: "config.packages must be an object with lists such as {\"pip\": [\"requests==2.32.3\"]}") }
+            for (manager, value) in managers where manager != "type" {
+                guard case .array(let items) = value else {
+                    throw Invalid(message: "config.packages.\(manager) must be a list of strings")
+                }
+                let names = try items.map { item -> String in
+                    guard let name = item.stringValue, !name.trimmingCharacters(in: .whitespaces).isEmpty, !name.hasPrefix("-") else {
+                        throw Invalid(message: "config.packages.\(manager) must hold package specifiers such as \"requests==2.32.3\" (not options, not empty)")
+                    }
+                    return name
+                }
+                if manager == "pip" {
+                    pip = names
+                } else if !names.isEmpty {
+                    guard ["apt", "cargo", "gem", "go", "npm"].contains(manager) else {
+                        throw Invalid(message: "config.packages.\(manager) is not a package manager; use pip (apt, cargo, gem, go and npm are not built yet)")
+                    }
+                    throw NotBuiltYet(field: "config.packages.\(manager)", detail: "Drover installs pip packages only; \(manager) packages are not built yet. Fix: remove them, or install them in the host image")
+                }
+            }
+        }
+        return EnvironmentConfig(pip: pip)
+    }
+
+    private static func checkNetworking(_ value: JSONValue?) throws {
+        guard let value, value != .null else { return }
+        guard let fields = value.objectValue, let type = fields["type"]?.stringValue else {
+            throw Invalid(message: "config.networking must be {\"type\":\"unrestricted\"} or {\"type\":\"limited\",\"allowed_hosts\":[...]}")
+        }
+        switch type {
+        case "unrestricted":
+            throw NotBuiltYet(field: "config.networking", detail: "\"unrestricted\" needs the egress proxy, which is not built yet; sandboxes have no network. Fix: use {\"type\":\"limited\",\"allowed_hosts\":[]}")
+        case "limited":
+            var hosts: [JSONValue] = []
+            if case .array(let items)? = fields["allowed_hosts"] { hosts = items }
+            if !hosts.isEmpty || fields["allow_mcp_servers"] == .bool(true) || fields["allow_package_managers"] == .bool(true) {
+                throw NotBuiltYet(field: "config.networking", detail: "allowed hosts, MCP servers and package managers need the egress proxy, which is not built yet; sandboxes have no network. Fix: an empty allowed_hosts, with allow_mcp_servers and allow_package_managers false")
+            }
+        default:
+            throw Invalid(message: "config.networking.type must be \"unrestricted\" or \"limited\", not \"\(type)\"")
+        }
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { "invalid environment: \(message)" }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to length: Int) -> String {
+        count >= length ? self : String(repeating: "0", count: length - count) + self
+    }
+}

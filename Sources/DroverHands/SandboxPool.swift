@@ -1,0 +1,289 @@
+import DroverCore
+import DroverStore
+import Foundation
+
+public struct SandboxPoolSettings: Sendable {
+    /// Warm sandboxes kept ready per environment configuration.
+    public var warmPerConfiguration = 2
+    /// Live sandboxes at most, warm and assigned together; past it the least recently used idle
+    /// one is evicted.
+    public var capacity = 64
+    /// A sandbox nobody called for this long is ended (its workspace stays on disk).
+    public var idleTimeToLive: Duration = .seconds(600)
+    public var limits = SandboxLimits()
+    /// Extra `pip install` arguments for package layers (see `PackageLayers.pipOptions`).
+    public var pipOptions: [String] = []
+
+    public init() {}
+}
+
+public struct SandboxPoolStats: Sendable, Equatable {
+    /// Started and bound to a fresh workspace, waiting for a session.
+    public let warm: Int
+    /// Assigned to a session (sticky until evicted or released).
+    public let inUse: Int
+    /// Being provisioned now.
+    public let provisioning: Int
+    /// Sandboxes ended for idleness or for the capacity, since the pool started.
+    public let evicted: Int
+    /// From spawning bubblewrap to the shell's first answer, package layers excluded.
+    public let provisionTime: LatencyHistogram
+}
+
+/// Live sandboxes, keyed by environment configuration, sticky per session.
+///
+/// A warm sandbox is already running, bound to `workspaces/.warm-ID`. A session's checkout
+/// renames that directory to `workspaces/SESSION` (the bind mount follows the directory), moving
+/// in whatever was put there before, and refills the configuration's warm set in the
+/// background. A session that comes back after its sandbox was evicted, with its shell state
+/// saved, gets a new sandbox on its own directories instead.
+public actor SandboxPool {
+    public nonisolated let root: URL
+    public nonisolated let settings: SandboxPoolSettings
+    public nonisolated let layers: PackageLayers
+    private struct Assignment {
+        let sandbox: Sandbox
+        let key: String
+        var checkedOut: ContinuousClock.Instant
+    }
+    private struct Warm {
+        let sandbox: Sandbox
+        let name: String
+        let born: ContinuousClock.Instant
+    }
+    private var warm: [String: [Warm]] = [:]
+    private var assigned: [SessionID: Assignment] = [:]
+    private var pending: [SessionID: Task<Sandbox, Error>] = [:]
+    private var provisioning = 0
+    private var evicted = 0
+    private var histogram = LatencyHistogram()
+    private var sweeper: Task<Void, Never>?
+
+    /// `root` holds `workspaces/`, `shells/` and `packages/`.
+    public init(root: URL, settings: SandboxPoolSettings = SandboxPoolSettings()) {
+        self.root = root.standardizedFileURL
+        self.settings = settings
+        layers = PackageLayers(root: self.root.appendingPathComponent("packages"), pipOptions: settings.pipOptions)
+    }
+
+    deinit { sweeper?.cancel() }
+
+    public nonisolated func workspace(_ session: SessionID) -> URL {
+        root.appendingPathComponent("workspaces").appendingPathComponent(session.rawValue)
+    }
+
+    public nonisolated func shellState(_ session: SessionID) -> URL {
+        root.appendingPathComponent("shells").appendingPathComponent(session.rawValue)
+    }
+
+    public struct Full: Error, CustomStringConvertible {
+        public let capacity: Int
+        public var description: String {
+            "all \(capacity) sandboxes of this worker are running calls; retry later, or raise the pool's capacity"
+        }
+    }
+
+    public var stats: SandboxPoolStats {
+        SandboxPoolStats(warm: warm.values.reduce(0) { $0 + $1.count }, inUse: assigned.count, provisioning: provisioning,
+                         evicted: evicted, provisionTime: histogram)
+    }
+
+    /// The session's sandbox: its own if it has one (sticky), else a warm one of its
+    /// configuration, else a new one. Waits only for this session's sandbox.
+    public func checkout(_ session: SessionID, environment: EnvironmentConfig = .none) async throws -> Sandbox {
+        startSweeper()
+        if var assignment = assigned[session] {
+            assignment.checkedOut = .now
+            assigned[session] = assignment
+            return assignment.sandbox
+        }
+        if let running = pending[session] { return try await running.value }
+        let task = Task { try await self.acquire(session, environment) }
+        pending[session] = task
+        defer { pending[session] = nil }
+        return try await task.value
+    }
+
+    /// Fills the configuration's warm set in the background (for example at worker start).
+    public func prewarm(_ environment: EnvironmentConfig = .none) {
+        startSweeper()
+        refill(environment)
+    }
+
+    /// Ends the session's sandbox; its workspace and shell state stay on disk.
+    public func release(_ session: SessionID) async {
+        guard let assignment = assigned.removeValue(forKey: session) else { return }
+        await assignment.sandbox.close()
+    }
+
+    /// Ends every sandbox, warm or assigned.
+    public func shutdown() async {
+        sweeper?.cancel()
+        for assignment in assigned.values { await assignment.sandbox.close() }
+        assigned = [:]
+        for list in warm.values {
+            for entry in list { await close(entry) }
+        }
+        warm = [:]
+    }
+
+    private func acquire(_ session: SessionID, _ environment: EnvironmentConfig) async throws -> Sandbox {
+        let key = environment.key
+        let returning = FileManager.default.fileExists(atPath: shellState(session).path)
+        if !returning, var list = warm[key], !list.isEmpty {
+            let entry = list.removeFirst()
+            warm[key] = list
+            try await adopt(entry, session)
+            assigned[session] = Assignment(sandbox: entry.sandbox, key: key, checkedOut: .now)
+            refill(environment)
+            return entry.sandbox
+        }
+        let layer = try await layers.layer(for: environment)
+        try await makeRoom()
+        provisioning += 1
+        defer { provisioning -= 1 }
+        let sandbox = try Sandbox(workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer)
+        try await timed { try await sandbox.start() }
+        assigned[session] = Assignment(sandbox: sandbox, key: key, checkedOut: .now)
+        refill(environment)
+        return sandbox
+    }
+
+    /// Moves the warm sandbox's directories to the session's paths.
+    private func adopt(_ entry: Warm, _ session: SessionID) async throws {
+        let manager = FileManager.default
+        let from = root.appendingPathComponent("workspaces").appendingPathComponent(entry.name)
+        let target = workspace(session)
+        // Files put there before the first turn (a job's per-item files) move into the sandbox's.
+        if let existing = try? manager.contentsOfDirectory(atPath: target.path) {
+            for name in existing {
+                try manager.moveItem(at: target.appendingPathComponent(name), to: from.appendingPathComponent(name))
+            }
+            try manager.removeItem(at: target)
+        }
+        try manager.moveItem(at: from, to: target)
+        let shells = root.appendingPathComponent("shells")
+        try manager.moveItem(at: shells.appendingPathComponent(entry.name), to: shellState(session))
+        await entry.sandbox.adopt(workspace: target, shellState: shellState(session))
+    }
+
+    private func refill(_ environment: EnvironmentConfig) {
+        let key = environment.key
+        let missing = settings.warmPerConfiguration - (warm[key]?.count ?? 0) - warmInFlight[key, default: 0]
+        guard missing > 0 else { return }
+        warmInFlight[key, default: 0] += missing
+        for _ in 0..<missing {
+            Task { await self.provisionWarm(environment) }
+        }
+    }
+
+    private var warmInFlight: [String: Int] = [:]
+
+    private func provisionWarm(_ environment: EnvironmentConfig) async {
+        let key = environment.key
+        defer { warmInFlight[key, default: 1] -= 1 }
+        let layer: URL?
+        do {
+            layer = try await layers.layer(for: environment)
+            try await makeRoom(forWarm: true)
+        } catch {
+            return
+        }
+        // The pid names the process that owns it, so that a later pool can tell a dead one's.
+        let name = ".warm-\(getpid())-\(Identifier.make(prefix: "w").suffix(12))"
+        provisioning += 1
+        defer { provisioning -= 1 }
+        do {
+            let sandbox = try Sandbox(
+                workspace: root.appendingPathComponent("workspaces").appendingPathComponent(name), limits: settings.limits,
+                shellState: root.appendingPathComponent("shells").appendingPathComponent(name), packages: layer)
+            try await timed { try await sandbox.start() }
+            warm[key, default: []].append(Warm(sandbox: sandbox, name: name, born: .now))
+        } catch {
+            // The next checkout provisions its own and reports the error to the call.
+        }
+    }
+
+    private func timed(_ body: () async throws -> Void) async rethrows {
+        let started = ContinuousClock.now
+        try await body()
+        let elapsed = ContinuousClock.now - started
+        histogram.record(milliseconds: Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+    }
+
+    /// Keeps live sandboxes under the capacity: ends the least recently used idle assigned
+    /// sandbox, else (for a session, never for a warm refill) a warm one.
+    private func makeRoom(forWarm: Bool = false) async throws {
+        while live >= settings.capacity {
+            var idle: [(SessionID, ContinuousClock.Instant)] = []
+            for (session, assignment) in assigned where !(await assignment.sandbox.isBusy) {
+                idle.append((session, max(assignment.checkedOut, await assignment.sandbox.lastUsed)))
+            }
+            if !forWarm, let key = warm.first(where: { !$0.value.isEmpty })?.key {
+                await close(warm[key]!.removeFirst())
+                evicted += 1
+            } else if let (session, _) = idle.min(by: { $0.1 < $1.1 }), let assignment = assigned.removeValue(forKey: session) {
+                await assignment.sandbox.close()
+                evicted += 1
+            } else {
+                throw Full(capacity: settings.capacity)
+            }
+        }
+    }
+
+    private var live: Int { warm.values.reduce(0) { $0 + $1.count } + assigned.count + provisioning }
+
+    /// Ends sandboxes idle for longer than the time to live, warm ones included.
+    public func evictIdle() async {
+        let cutoff = ContinuousClock.now - settings.idleTimeToLive
+        for (session, assignment) in assigned {
+            let used = max(assignment.checkedOut, await assignment.sandbox.lastUsed)
+            if used < cutoff, !(await assignment.sandbox.isBusy), assigned[session]?.sandbox === assignment.sandbox {
+                assigned[session] = nil
+                await assignment.sandbox.close()
+                evicted += 1
+            }
+        }
+        for (key, list) in warm {
+            for entry in list where entry.born < cutoff {
+                warm[key]?.removeAll { $0.name == entry.name }
+                await close(entry)
+                evicted += 1
+            }
+        }
+    }
+
+    /// Ends a warm sandbox and removes its unused directories.
+    private func close(_ entry: Warm) async {
+        await entry.sandbox.close()
+        try? FileManager.default.removeItem(at: root.appendingPathComponent("workspaces").appendingPathComponent(entry.name))
+        try? FileManager.default.removeItem(at: root.appendingPathComponent("shells").appendingPathComponent(entry.name))
+    }
+
+    private func startSweeper() {
+        guard sweeper == nil else { return }
+        removeAbandonedWarmDirectories()
+        let interval = min(settings.idleTimeToLive / 2, .seconds(30))
+        sweeper = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard let self else { return }
+                await self.evictIdle()
+            }
+        }
+    }
+
+    /// Warm directories of processes that died (a killed worker) are never adopted: remove them.
+    /// Several workers may share the data directory, so only those of dead pids go.
+    private func removeAbandonedWarmDirectories() {
+        for parent in ["workspaces", "shells"] {
+            let directory = root.appendingPathComponent(parent)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".warm-") {
+                let owner = name.split(separator: "-").dropFirst().first.flatMap { pid_t($0) }
+                if let owner, owner != getpid(), kill(owner, 0) != 0 && errno == ESRCH {
+                    try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One long-lived bubblewrap process and the three channels to the shell inside it: commands in
+/// (writing to a dead shell fails with EPIPE rather than a SIGPIPE: MSG_NOSIGNAL), combined
+/// output out, and call statuses out on fd 3. The host ends are non-blocking and close-on-exec,
+/// so no other child Drover spawns holds them open.
+final class SandboxProcess: @unchecked Sendable {
+    let pid: pid_t
+    private let commands: Int32
+    private let output: Int32
+    private let statuses: Int32
+    private let lock = NSLock()
+    private var status: Int32?
+    private var closed = false
+
+    struct SpawnError: Error, CustomStringConvertible {
+        let step: String
+        let code: Int32
+        var description: String { "cannot start the sandbox (\(step)): \(String(cString: strerror(code)))" }
+    }
+
+    init(executable: String, arguments: [String]) throws(SpawnError) {
+        // Socket pairs rather than pipes: they are made close-on-exec atomically (Glibc's pipe2
+        // is not visible to Swift), so a child spawned meanwhile on another thread holds none.
+        func pair() throws(SpawnError) -> [Int32] {
+            var fds: [Int32] = [-1, -1]
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+                throw SpawnError(step: "socketpair", code: errno)
+            }
+            return fds
+        }
+        let commandPair = try pair()
+        let outputPipe = try pair()
+        let statusPipe = try pair()
+        let childEnds = [commandPair[1], outputPipe[1], statusPipe[1]]
+        defer { childEnds.forEach { Glibc.close($0) } }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 clears close-on-exec on the copies: fds 0 to 3 reach the shell, nothing else does.
+        posix_spawn_file_actions_adddup2(&actions, commandPair[1], 0)
+        posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 2)
+        posix_spawn_file_actions_adddup2(&actions, statusPipe[1], 3)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+        let argv = ([executable] + arguments).map { strdup($0) }
+        defer { argv.forEach { free($0) } }
+        // bubblewrap starts with an empty environment (see Sandbox).
+        let envp: [UnsafeMutablePointer<CChar>?] = [nil]
+        var child: pid_t = 0
+        let result = (argv + [nil]).withUnsafeBufferPointer { argvBuffer in
+            envp.withUnsafeBufferPointer { envBuffer in
+                posix_spawn(&child, executable, &actions, &attributes,
+                            UnsafeMutablePointer(mutating: argvBuffer.baseAddress!),
+                            UnsafeMutablePointer(mutating: envBuffer.baseAddress!))
+            }
+        }
+        guard result == 0 else {
+            [commandPair[0], outputPipe[0], statusPipe[0]].forEach { Glibc.close($0) }
+            throw SpawnError(step: "posix_spawn \(executable)", code: result)
+        }
+        pid = child
+        commands = commandPair[0]
+        output = outputPipe[0]
+        statuses = statusPipe[0]
+        for fd in [output, statuses] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+    }
+
+    deinit {
+        if isRunning { Glibc.kill(pid, SIGKILL) }
+        closeChannels()
+    }
+
+    var isRunning: Bool {
+        lock.withLock {
+            if status == nil {
+                var raw: Int32 = 0
+                let reaped = waitpid(pid, &raw, WNOHANG)
+                if reaped == pid { status = raw } else if reaped < 0 && errno == ECHILD { status = -1 }
+            }
+            return status == nil
+        }
+    }
+
+    /// The exit code once bubblewrap has exited, as a shell reports it.
+    var exitCode: Int32? {
+        guard !isRunning, let raw = lock.withLock({ status }) else { return nil }
+        if raw == -1 { return -1 }
+        return (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+    }
+
+    /// Sends one command line to the shell. False if the shell is gone.
+    func send(_ line: String) -> Bool {
+        var bytes = Array((line + "\n").utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.send(commands, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            sent += n
+        }
+        return true
+    }
+
+    enum Read { case data(Int), empty, closed }
+
+    /// Appends what the output pipe holds now (at most `limit` bytes) to `buffer`.
+    func readOutput(into buffer: inout [UInt8], limit: Int = 1 << 16) -> Read {
+        read(output, into: &buffer, limit: limit)
+    }
+
+    func readStatuses(into buffer: inout [UInt8]) -> Read {
+        read(statuses, into: &buffer, limit: 4096)
+    }
+
+    private func read(_ fd: Int32, into buffer: inout [UInt8], limit: Int) -> Read {
+        var chunk = [UInt8](repeating: 0, count: limit)
+        let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, limit) }
+        if n > 0 {
+            buffer.append(contentsOf: chunk[0..<n])
+            return .data(n)
+        }
+        if n == 0 { return .closed }
+        return .empty
+    }
+
+    /// SIGKILL to bubblewrap: its init, pid 1 of the sandbox, dies with it (--die-with-parent),
+    /// and the kernel ends every process in the sandbox's pid namespace.
+    func kill() async {
+        if isRunning { Glibc.kill(pid, SIGKILL) }
+        while isRunning { try? await Task.sleep(for: .milliseconds(1)) }
+        closeChannels()
+    }
+
+    private func closeChannels() {
+        lock.withLock {
+            guard !closed else { return }
+            closed = true
+            [commands, output, statuses].forEach { _ = Glibc.close($0) }
+        }
+    }
+}

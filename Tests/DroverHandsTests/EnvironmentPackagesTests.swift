@@ -1,0 +1,161 @@
+import DroverBrain
+import DroverCore
+import DroverHands
+import DroverStore
+import DroverTesting
+import Foundation
+import Testing
+
+/// Writes a one-module wheel, `drovertiny`, into `directory`: pip installs it with
+/// `--no-index --find-links`, so the tests need no network.
+func makeTinyWheel(in directory: URL) async throws {
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let program = """
+        import sys, zipfile
+        with zipfile.ZipFile(sys.argv[1] + "/drovertiny-1.0-py3-none-any.whl", "w") as z:
+            z.writestr("drovertiny/__init__.py", "def hello():\\n    return 'hello from drovertiny'\\n")
+            z.writestr("drovertiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: drovertiny\\nVersion: 1.0\\n")
+            z.writestr("drovertiny-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: drover-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+            z.writestr("drovertiny-1.0.dist-info/RECORD", "")
+        """
+    let made = try await runProgram("/usr/bin/python3", ["-c", program, directory.path])
+    #expect(made.status == 0, "\(made.output)")
+}
+
+private func cloudConfig(pip: [String] = [], extra: [String: JSONValue] = [:], networking: JSONValue? = nil) -> JSONValue {
+    var packages: [String: JSONValue] = ["type": .string("packages"), "pip": .array(pip.map(JSONValue.string))]
+    for (key, value) in extra { packages[key] = value }
+    return .object([
+        "type": .string("cloud"),
+        "networking": networking ?? .object(["type": .string("limited"), "allowed_hosts": .array([]),
+                                             "allow_mcp_servers": .bool(false), "allow_package_managers": .bool(false)]),
+        "packages": .object(packages),
+    ])
+}
+
+private func text(_ result: ToolResult) -> String {
+    result.content.compactMap { if case .text(let t) = $0 { t } else { nil } }.joined()
+}
+
+@Suite("Environment packages and networking", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
+struct EnvironmentPackagesTests {
+    @Test("pip packages are installed once per config into a read-only layer that every sandbox of that config imports")
+    func pipLayer() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pkgs-\(Identifier.make(prefix: "k").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try await makeTinyWheel(in: root.appendingPathComponent("wheels"))
+        var settings = SandboxPoolSettings()
+        settings.warmPerConfiguration = 1
+        settings.pipOptions = ["--no-index", "--find-links", root.appendingPathComponent("wheels").path]
+        let toolset = AgentToolset(root: root.appendingPathComponent("hands"), pool: settings)
+        let environment = cloudConfig(pip: ["drovertiny==1.0"])
+        func call(_ session: SessionID, _ command: String, environment: JSONValue?) async throws -> ToolResult {
+            try await toolset.execute(name: "bash", input: .object(["command": .string(command)]), context: ToolContext(
+                session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(60), environment: environment))
+        }
+        let first = SessionID.make()
+        let imported = try await call(first, "python3 -c 'import drovertiny; print(drovertiny.hello())'", environment: environment)
+        #expect(!imported.isError && text(imported) == "hello from drovertiny\n", "\(text(imported))")
+        let written = try await call(first, "touch /opt/drover/python/evil 2>&1; echo x > /opt/drover/python/drovertiny/__init__.py 2>&1; echo PYTHONPATH=$PYTHONPATH", environment: environment)
+        #expect(text(written).contains("Read-only file system") && text(written).contains("PYTHONPATH=/opt/drover/python"), "\(text(written))")
+
+        let packages = root.appendingPathComponent("hands/packages")
+        let layers = try FileManager.default.contentsOfDirectory(atPath: packages.path).filter { $0.hasPrefix("pip-") }
+        #expect(layers.count == 1)
+        let marker = packages.appendingPathComponent(layers[0]).appendingPathComponent(".drover-complete").path
+        let installedAt = try FileManager.default.attributesOfItem(atPath: marker)[.modificationDate] as? Date
+
+        // A second session of the same config gets the warm sandbox of that config, on the same layer.
+        let pool = toolset.pool
+        #expect(try await eventuallyWarm(pool))
+        let second = SessionID.make()
+        let again = try await call(second, "python3 -c 'import drovertiny; print(drovertiny.hello())'", environment: environment)
+        #expect(text(again) == "hello from drovertiny\n", "\(text(again))")
+        #expect(try FileManager.default.attributesOfItem(atPath: marker)[.modificationDate] as? Date == installedAt, "the layer was installed twice")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: packages.path).filter { $0.hasPrefix("pip-") }.count == 1)
+
+        // A session without the environment does not see the layer.
+        let plain = try await call(SessionID.make(), "python3 -c 'import drovertiny' 2>&1 | tail -1", environment: nil)
+        #expect(text(plain).contains("ModuleNotFoundError"), "\(text(plain))")
+        await pool.shutdown()
+    }
+
+    private func eventuallyWarm(_ pool: SandboxPool) async throws -> Bool {
+        for _ in 0..<3000 {
+            if await pool.stats.warm >= 1 { return true }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
+    @Test("unsupported package managers, networking and bad specifiers answer clear errors naming the field")
+    func refusals() async throws {
+        let cases: [(JSONValue, String)] = [
+            (cloudConfig(extra: ["npm": .array([.string("left-pad")])]), "config.packages.npm"),
+            (cloudConfig(extra: ["apt": .array([.string("curl")])]), "config.packages.apt"),
+            (cloudConfig(networking: .object(["type": .string("unrestricted")])), "config.networking"),
+            (cloudConfig(networking: .object(["type": .string("limited"), "allowed_hosts": .array([.string("pypi.org")])])), "config.networking"),
+        ]
+        for (config, field) in cases {
+            #expect {
+                try EnvironmentConfig.parse(config)
+            } throws: { error in
+                guard let error = error as? EnvironmentConfig.NotBuiltYet else { return false }
+                return error.field == field && error.description.contains("not built yet") && error.description.contains("Fix:")
+            }
+        }
+        for (config, mention) in [
+            (cloudConfig(pip: ["--index-url=http://evil"]), "config.packages.pip"),
+            (cloudConfig(networking: .object(["type": .string("open")])), "config.networking.type"),
+            (JSONValue.object(["type": .string("docker")]), "config.type"),
+        ] {
+            #expect {
+                try EnvironmentConfig.parse(config)
+            } throws: { error in
+                (error as? EnvironmentConfig.Invalid)?.description.contains(mention) == true
+            }
+        }
+        #expect(try EnvironmentConfig.parse(cloudConfig(pip: ["b", "a"])) == EnvironmentConfig(pip: ["a", "b"]))
+        #expect(try EnvironmentConfig.parse(.object(["type": .string("self_hosted")])) == .none)
+        #expect(try EnvironmentConfig.parse(cloudConfig(pip: ["a"])).key != EnvironmentConfig.none.key)
+
+        // Through the toolset: the tool result is the error, and nothing was provisioned.
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-refuse-\(Identifier.make(prefix: "r").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let toolset = AgentToolset(root: root)
+        let session = SessionID.make()
+        let result = try await toolset.execute(name: "bash", input: .object(["command": .string("echo hi")]), context: ToolContext(
+            session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(30),
+            environment: cloudConfig(networking: .object(["type": .string("unrestricted")]))))
+        #expect(result.isError && text(result).contains("not built yet") && !text(result).contains("hi\n"))
+        #expect(await toolset.pool.stats.inUse == 0)
+    }
+
+    @Test("a pip install that fails says which packages and what pip said")
+    func installFailure() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pipfail-\(Identifier.make(prefix: "f").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let layers = PackageLayers(root: root.appendingPathComponent("packages"), pipOptions: ["--no-index", "--find-links", root.path])
+        await #expect {
+            _ = try await layers.layer(for: EnvironmentConfig(pip: ["no-such-package-drover==9.9"]))
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("no-such-package-drover==9.9") && text.contains("config.packages.pip") && text.contains("No matching distribution")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("packages").path).filter { $0.hasPrefix("pip-") }.isEmpty)
+    }
+
+    @Test("a real package from PyPI (six) installs and imports", .enabled(if: ProcessInfo.processInfo.environment["DROVER_SKIP_PYPI"] == nil, "DROVER_SKIP_PYPI is set"))
+    func realPyPI() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pypi-\(Identifier.make(prefix: "y").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var settings = SandboxPoolSettings()
+        settings.warmPerConfiguration = 0
+        let pool = SandboxPool(root: root, settings: settings)
+        let sandbox = try await pool.checkout(SessionID.make(), environment: EnvironmentConfig(pip: ["six==1.16.0"]))
+        let run = try await sandbox.run("python3 -c 'import six; print(six.__version__, six.__file__)'")
+        #expect(run.output == "1.16.0 /opt/drover/python/six.py\n", "\(run.output)")
+        await pool.shutdown()
+    }
+}
