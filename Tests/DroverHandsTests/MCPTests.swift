@@ -279,6 +279,8 @@ struct MCPTests {
         try await withMCPServer { server in
             let calc = MCPServerDefinition.url("calc", server.url)
             let mcp = MCPConnections()
+            // Connect first, so the 1 s deadline below measures the call, not the handshake.
+            _ = try await mcp.listTools(calc)
             let started = ContinuousClock.now
             let late = await mcp.callTool(calc, name: "slow", arguments: numbers(["seconds": 30]), deadline: .now + .seconds(1))
             #expect(late.isError && late == .text("MCP tool slow on calc timed out and was cancelled", isError: true))

@@ -26,8 +26,14 @@ public actor MCPConnections: MCPHand {
         signal(SIGPIPE, SIG_IGN)
     }
 
+    /// A stdio server's handshake includes starting its process (a Python server imports its
+    /// framework first): it gets at least 30 s.
+    private func handshakeTimeout(_ server: MCPServerDefinition) -> Duration {
+        server.type == .stdio ? max(connectTimeout, .seconds(30)) : connectTimeout
+    }
+
     public func listTools(_ server: MCPServerDefinition) async throws -> [MCPTool] {
-        let deadline = ContinuousClock.now + connectTimeout
+        let deadline = ContinuousClock.now + handshakeTimeout(server)
         do {
             return try await listTools(server, on: try await connection(server, deadline: deadline), deadline: deadline)
         } catch let error as MCPConnectError {
@@ -47,7 +53,7 @@ public actor MCPConnections: MCPHand {
     public func callTool(_ server: MCPServerDefinition, name: String, arguments: JSONValue, deadline: ContinuousClock.Instant) async -> ToolResult {
         let connection: Connection
         do {
-            connection = try await self.connection(server, deadline: min(deadline, .now + connectTimeout))
+            connection = try await self.connection(server, deadline: min(deadline, .now + handshakeTimeout(server)))
         } catch {
             return .text("MCP server \(server.name) is unreachable: \(error)", isError: true)
         }
