@@ -96,6 +96,7 @@ let package = Package(
             dependencies: [
                 "DroverBrain",
                 "DroverCore",
+                "DroverSchedule",
                 "DroverStore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
