@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(
             name: "DroverAPITests",
             dependencies: [
-                "DroverAPI", "DroverBrain", "DroverCore", "DroverStore", "DroverTesting",
+                "DroverAPI", "DroverBrain", "DroverCore", "DroverSchedule", "DroverStore", "DroverTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
