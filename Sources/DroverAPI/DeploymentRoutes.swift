@@ -78,6 +78,10 @@ extension APIServer {
             guard var spec = DeploymentSpec.decode(row.spec), var resource = JSONValue.decode(row.resource).objectValue else {
                 throw APIError(.internalServerError, "api_error", "deployment \(row.id) has no stored spec")
             }
+            if let file = spec.sourceFile {
+                throw APIError.invalid("deployment_id", "deployment \(row.id) comes from the schedule file \(file), which `drover apply` keeps it equal to",
+                                       fix: "edit \(file) and run `drover apply`")
+            }
             let now = Date()
             if params["name"] != nil {
                 let name = try DeploymentParams.name(params)

@@ -24,6 +24,9 @@ extension LocalModeTests {
             guard case .array(let data)? = page.objectValue?["data"] else { Issue.record("no data in \(page)"); return }
             #expect(data.compactMap { $0.objectValue?["name"]?.stringValue } == ["from-file"])
             let id = try #require(data.first?.objectValue?["id"]?.stringValue)
+            let (editStatus, edit) = try await call(base + "/v1/deployments/\(id)", "POST", body: #"{"name": "renamed"}"#)
+            #expect(editStatus == 400)
+            #expect(edit.objectValue?["error"]?.objectValue?["message"]?.stringValue?.contains("from-file.yaml") == true)
             let (runStatus, run) = try await call(base + "/v1/deployments/\(id)/run", "POST")
             #expect(runStatus == 200)
             #expect(run.objectValue?["trigger_context"]?.objectValue?["type"]?.stringValue == "manual")
