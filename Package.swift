@@ -98,6 +98,7 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverHands",
+                "DroverSchedule",
                 "DroverStore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -138,7 +139,7 @@ let package = Package(
         .testTarget(
             name: "DroverAPITests",
             dependencies: [
-                "DroverAPI", "DroverBrain", "DroverCore", "DroverStore", "DroverTesting",
+                "DroverAPI", "DroverBrain", "DroverCore", "DroverSchedule", "DroverStore", "DroverTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -69,6 +69,7 @@ public final class APIServer: Sendable {
         addEnvironmentRoutes(router)
         addSessionRoutes(router)
         addEventRoutes(router)
+        addDeploymentRoutes(router)
         UnbuiltRoutes.add(router)
         return router
     }

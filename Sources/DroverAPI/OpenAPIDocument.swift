@@ -38,6 +38,18 @@ enum OpenAPIDocument {
         .init(method: "post", path: "/v1/sessions/{session_id}/events", summary: "Send events (a user.message enqueues a turn)", model: "BetaManagedAgentsSendSessionEvents"),
         .init(method: "get", path: "/v1/sessions/{session_id}/events/stream", summary: "Stream events (SSE): replay from Last-Event-ID or after_id, then live", model: "BetaManagedAgentsStreamSessionEvents",
               query: ["event_deltas[]", "after_id"]),
+        .init(method: "post", path: "/v1/deployments", summary: "Create a deployment (cron schedule checked; 400 names the field)", model: "BetaManagedAgentsDeployment"),
+        .init(method: "get", path: "/v1/deployments", summary: "List deployments", model: "SyncPageCursor[BetaManagedAgentsDeployment]",
+              query: ["limit", "page", "include_archived", "status", "agent_id", "created_at[gte]", "created_at[lte]"]),
+        .init(method: "get", path: "/v1/deployments/{deployment_id}", summary: "Retrieve a deployment with upcoming_runs_at and last_run_at", model: "BetaManagedAgentsDeployment"),
+        .init(method: "post", path: "/v1/deployments/{deployment_id}", summary: "Update a deployment", model: "BetaManagedAgentsDeployment"),
+        .init(method: "post", path: "/v1/deployments/{deployment_id}/archive", summary: "Archive a deployment (it never fires again)", model: "BetaManagedAgentsDeployment"),
+        .init(method: "post", path: "/v1/deployments/{deployment_id}/pause", summary: "Pause a deployment's schedule", model: "BetaManagedAgentsDeployment"),
+        .init(method: "post", path: "/v1/deployments/{deployment_id}/unpause", summary: "Unpause (missed occurrences are not owed)", model: "BetaManagedAgentsDeployment"),
+        .init(method: "post", path: "/v1/deployments/{deployment_id}/run", summary: "Run now: a session with the deployment's agent and initial events", model: "BetaManagedAgentsDeploymentRun"),
+        .init(method: "get", path: "/v1/deployment_runs", summary: "List deployment runs, newest first", model: "SyncPageCursor[BetaManagedAgentsDeploymentRun]",
+              query: ["limit", "page", "deployment_id", "trigger_type", "has_error", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
+        .init(method: "get", path: "/v1/deployment_runs/{deployment_run_id}", summary: "Retrieve a deployment run", model: "BetaManagedAgentsDeploymentRun"),
     ]
 
     static let document: JSONValue = {

@@ -123,7 +123,7 @@ extension APIServer {
     }
 
     /// The agent a new session runs: an id (latest version) or `{"type": "agent", "id", "version"}`.
-    private func sessionAgent(_ value: JSONValue?, workspace: String) async throws -> ControlPlaneStore.Row {
+    func sessionAgent(_ value: JSONValue?, workspace: String) async throws -> ControlPlaneStore.Row {
         switch value {
         case .string(let id)?:
             return try await agent(id, workspace: workspace)

@@ -5,8 +5,6 @@ import Hummingbird
 enum UnbuiltRoutes {
     static let prefixes: [(path: String, what: String)] = [
         ("/v1/vaults", "vaults"),
-        ("/v1/deployments", "deployments"),
-        ("/v1/deployment_runs", "deployment runs"),
         ("/v1/memory_stores", "memory stores"),
         ("/v1/skills", "skills"),
         ("/v1/files", "files"),

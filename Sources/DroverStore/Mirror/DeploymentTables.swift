@@ -116,6 +116,13 @@ extension MirrorDatabase {
     }
 
     /// Run resources (JSON), newest first.
+    /// One run's resource, if it is in the workspace.
+    public func deploymentRun(id: String, workspace: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT resource FROM deployment_runs WHERE id = ? AND workspace_id = ?", arguments: [id, workspace])
+        }
+    }
+
     public func deploymentRuns(deploymentID: String?, workspace: String, limit: Int = 100) async throws -> [String] {
         try await pool.read { db in
             if let deploymentID {
