@@ -16,7 +16,7 @@ struct StalledLeaderTests {
         try await withRedisServer { server in
             let redis = try await server.client()
             defer { redis.close() }
-            let stalled = LeaderLock(redis: redis, token: "schd_a", ttlMilliseconds: 150)
+            let stalled = LeaderLock(redis: redis, token: "schd_a", ttlMilliseconds: 10_000)
             let successor = LeaderLock(redis: redis, token: "schd_b", ttlMilliseconds: 10_000)
             let occurrence: Int64 = 1_795_000_000
 
@@ -24,7 +24,9 @@ struct StalledLeaderTests {
             #expect(try await stalled.begin(deployment: "depl_1", occurrence: occurrence, epoch: oldEpoch) == .go)
             #expect(try await successor.acquireOrRenew() == nil, "the lock is held")
 
-            // The stalled leader does not renew; its lock lapses in Redis' own time.
+            // The leader stalls: no renewal arrives, and its lock lapses in Redis' own time (cut
+            // to 50 ms here, so that the steps above have all the time a loaded machine needs).
+            _ = try await redis.send(["PEXPIRE", "drover:{sched}:leader", "50"])
             let deadline = ContinuousClock.now + .seconds(10)
             var taken: Int64?
             while taken == nil, ContinuousClock.now < deadline {
@@ -45,6 +47,26 @@ struct StalledLeaderTests {
             #expect(try await stalled.begin(deployment: "depl_1", occurrence: occurrence + 60, epoch: oldEpoch) == .stale(current: newEpoch))
             #expect(try await successor.begin(deployment: "depl_1", occurrence: occurrence, epoch: newEpoch) == .duplicate)
             #expect(try await successor.fired() == ["depl_1": occurrence])
+        }
+    }
+
+    @Test("a leader whose lock lapsed with no successor still commits: the epoch is unchanged")
+    func lapsedWithoutSuccessor() async throws {
+        try await withRedisServer { server in
+            let redis = try await server.client()
+            defer { redis.close() }
+            let lock = LeaderLock(redis: redis, token: "schd_a", ttlMilliseconds: 10_000)
+            let epoch = try #require(try await lock.acquireOrRenew())
+            #expect(try await lock.begin(deployment: "depl_1", occurrence: 60, epoch: epoch) == .go)
+            _ = try await redis.send(["PEXPIRE", "drover:{sched}:leader", "1"])
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await redis.send(["EXISTS", "drover:{sched}:leader"]).int != 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(try await lock.finish(deployment: "depl_1", occurrence: 60, epoch: epoch) == .committed)
+            // Once anyone takes the lock, the epoch rises and the old fence is refused.
+            let next = try #require(try await LeaderLock(redis: redis, token: "schd_b", ttlMilliseconds: 10_000).acquireOrRenew())
+            #expect(try await lock.begin(deployment: "depl_1", occurrence: 120, epoch: epoch) == .stale(current: next))
         }
     }
 

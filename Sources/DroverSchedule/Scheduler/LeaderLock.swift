@@ -12,6 +12,9 @@ import Foundation
 ///   epoch. A leader whose lock lapsed while it fired (a stalled process on a loaded machine)
 ///   is refused at the commit, so the new leader redoes the occurrence (the fire's effects are
 ///   idempotent) and each occurrence is committed once.
+/// - The fence is the epoch: a fire passes while `epoch` is still the caller's and `leader`
+///   holds the caller's token or has lapsed with no successor (every new leader raises `epoch`
+///   before it sets `leader`, so an unchanged epoch means no one else has led since).
 /// - `done-by`: deployment id → the `TOKEN|EPOCH` that committed `done`, so a commit retried
 ///   after a lost reply still answers `committed`.
 public struct LeaderLock: Sendable {
@@ -58,7 +61,8 @@ public struct LeaderLock: Sendable {
 
     static let beginFire = RedisScript(name: "scheduler-begin-fire", idempotent: true, source: """
         local fence = ARGV[1] .. '|' .. ARGV[2]
-        if redis.call('GET', KEYS[1]) ~= fence or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+        local holder = redis.call('GET', KEYS[1])
+        if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
           return {'stale', redis.call('GET', KEYS[2]) or '0'}
         end
         local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
@@ -75,7 +79,8 @@ public struct LeaderLock: Sendable {
         if done == tonumber(ARGV[4]) and redis.call('HGET', KEYS[4], ARGV[3]) == fence then
           return {'ok', tostring(done)}
         end
-        if redis.call('GET', KEYS[1]) ~= fence or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+        local holder = redis.call('GET', KEYS[1])
+        if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
           return {'stale', redis.call('GET', KEYS[2]) or '0'}
         end
         if done >= tonumber(ARGV[4]) then

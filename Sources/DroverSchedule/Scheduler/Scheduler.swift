@@ -153,7 +153,9 @@ public final class Scheduler: Sendable {
             }
             // A pause that landed since the list was read still stops the fire.
             guard try await store.find(row.id).status == "active" else { continue }
-            guard holds(fence) else {
+            var stillLeads = holds(fence)
+            if !stillLeads { stillLeads = try await renew() == fence }
+            guard stillLeads else {
                 logger.info("scheduler \(options.token) stalled past its lock; leaving \(row.name) to the next leader")
                 return result
             }
