@@ -43,7 +43,9 @@ struct SchedulerRig {
     }
 
     /// A scheduler as another process would have it: its own Redis client and SQLite handle.
-    func scheduler(_ token: String, lockTTL: Duration = .seconds(1)) async throws -> (Scheduler, RedisClient) {
+    /// The default TTL is long: tests with one scheduler are not about the lead, and a frozen
+    /// test process must not make its lock lapse mid-tick.
+    func scheduler(_ token: String, lockTTL: Duration = .seconds(30)) async throws -> (Scheduler, RedisClient) {
         let redis = try await server.client(poolSize: 2)
         let database = try MirrorDatabase(path: databasePath)
         let store = DeploymentStore(database: database)
@@ -53,6 +55,14 @@ struct SchedulerRig {
         options.lockTTL = lockTTL
         let firer = DeploymentFirer(store: store, sessionLog: SessionLog(redis: redis, database: database), queue: TaskQueue(redis: redis))
         return (Scheduler(redis: redis, store: store, firer: firer, clock: clock, options: options), redis)
+    }
+
+    /// The scheduler that holds the leader lock in Redis, and its epoch.
+    func lockHolder(_ schedulers: [Scheduler]) async throws -> (index: Int, epoch: Int64) {
+        let value = try #require(try await redis.send(["GET", "drover:{sched}:leader"]).string, "no scheduler holds the lock")
+        let parts = value.split(separator: "|").map(String.init)
+        let index = try #require(schedulers.firstIndex { $0.options.token == parts.first }, "unknown holder \(value)")
+        return (index, try #require(Int64(parts.last ?? "")))
     }
 
     func counts(_ name: String = "every-minute") async throws -> [String: Int] {
@@ -81,7 +91,7 @@ struct SchedulerTests {
     func threeSchedulers() async throws {
         try await SchedulerRig.with { rig in
             var schedulers: [(Scheduler, RedisClient)] = []
-            for index in 0..<3 { schedulers.append(try await rig.scheduler("schd_\(index)")) }
+            for index in 0..<3 { schedulers.append(try await rig.scheduler("schd_\(index)", lockTTL: .seconds(1))) }
             defer { for (_, redis) in schedulers { redis.close() } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (scheduler, _) in schedulers { group.addTask { try await scheduler.run() } }
@@ -93,14 +103,19 @@ struct SchedulerTests {
                 try await Task.sleep(for: .milliseconds(150))
                 group.cancelAll()
             }
+            // The clock stood at minute 12 + 1 s from the last step on, so exactly 12 occurrences
+            // were due. The runs table holds one row per (deployment, occurrence) (UNIQUE), so
+            // the fire counts are what shows a double fire. On a loaded machine the lead may
+            // pass between schedulers (a leader that misses its 1 s TTL); that is fine, as long
+            // as each occurrence is committed once in all.
             let counts = try await rig.counts()
             #expect(counts == Dictionary(uniqueKeysWithValues: (1...12).map { (Timestamp.seconds(minute($0)), 1) }))
-            #expect(schedulers.map(\.0.fires).reduce(0, +) == 12)
-            #expect(schedulers.filter { $0.0.fires > 0 }.count == 1, "one leader fired: \(schedulers.map(\.0.fires))")
+            #expect(schedulers.map(\.0.fires).reduce(0, +) == 12, "fires per scheduler: \(schedulers.map(\.0.fires))")
 
             // Each run made a session with the agent snapshot and the initial event, and a turn task.
             let runs = try await rig.store.runs("every-minute")
             #expect(runs.count == 12)
+            #expect(Set(runs.compactMap { $0.objectValue?["session_id"]?.stringValue }).count == 12)
             let log = SessionLog(redis: rig.redis, database: rig.store.database)
             for run in runs {
                 let session = try SessionID(run.objectValue?["session_id"]?.stringValue ?? "")
@@ -133,22 +148,27 @@ struct SchedulerTests {
                 rig.clock.set(minute(n) + 1)
                 try await rig.waitForRun(minute(n))
             }
-            let leaderIndex = try #require(schedulers.firstIndex { $0.0.leaderEpoch != nil })
+            // Kill whoever holds the lock in Redis now (under load the lead may have moved).
+            let (leaderIndex, oldEpoch) = try await rig.lockHolder(schedulers.map(\.0))
             let leader = schedulers[leaderIndex].0
-            let oldEpoch = try #require(leader.leaderEpoch)
             loops[leaderIndex].cancel()
             _ = await loops[leaderIndex].result
-            let killedAt = ContinuousClock.now
+            // The lock lapses TTL after the leader's last renewal ran in Redis, which was after
+            // the renewal was sent: no one may lead before then. (Measuring from the kill
+            // instead is wrong on a loaded machine: the last renewal can be long before it.)
+            let lastRenewal = try #require(leader.leaseRenewedAt)
 
             rig.clock.set(minute(4) + 1)
             try await rig.waitForRun(minute(4))
-            #expect(ContinuousClock.now - killedAt >= .milliseconds(500), "took over before the lock could expire")
+            // 10 ms off the 800 ms TTL for Redis' millisecond expiry clock.
+            #expect(ContinuousClock.now - lastRenewal >= .milliseconds(790), "took over before the lock could expire")
             for n in 5...6 {
                 rig.clock.set(minute(n) + 1)
                 try await rig.waitForRun(minute(n))
             }
-            let successor = try #require(schedulers.first { $0.0 !== leader && $0.0.leaderEpoch != nil }?.0)
-            #expect(try #require(successor.leaderEpoch) > oldEpoch)
+            let (successorIndex, newEpoch) = try await rig.lockHolder(schedulers.map(\.0))
+            #expect(successorIndex != leaderIndex)
+            #expect(newEpoch > oldEpoch)
 
             // The old leader wakes up and tries to fire with its old fence: refused.
             let deployment = try await rig.store.find("every-minute").id

@@ -6,7 +6,8 @@ import Foundation
 
 /// Fires one deployment: a session with the deployment's agent snapshot, its initial events,
 /// a turn task, and a deployment run. A scheduled fire is idempotent: its session and run ids
-/// derive from (deployment, occurrence), so a fire redone after a crash adds nothing twice.
+/// and turn task ids derive from (deployment, occurrence), so a fire redone after a crash, or
+/// by a new leader after the old one stalled, adds nothing twice.
 public struct DeploymentFirer: Sendable {
     public let store: DeploymentStore
     public let sessionLog: SessionLog
@@ -28,10 +29,12 @@ public struct DeploymentFirer: Sendable {
         }
         let session: SessionID
         let runID: String
+        var taskID = Identifier.make(prefix: "task")
         if let scheduledAt {
             let digest = Self.digest("\(row.id)|\(Int64(scheduledAt.timeIntervalSince1970))")
             session = try SessionID("sesn_" + digest)
             runID = "drun_" + digest
+            taskID = "task_" + digest
         } else {
             session = SessionID.make()
             runID = Identifier.make(prefix: "drun", now: now)
@@ -40,7 +43,7 @@ public struct DeploymentFirer: Sendable {
         try await store.database.saveSessionOrigin(session: session.rawValue, kind: "deployment", originId: row.id, workspaceId: row.workspaceID)
         let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
         _ = try await sessionLog.append(session, events, clientKey: "deployment-run:\(runID)")
-        try await TurnQueue.enqueue(queue, session: session, name: turnQueue)
+        try await TurnQueue.enqueue(queue, session: session, name: turnQueue, id: taskID)
 
         let createdAt = Timestamp.string(now)
         let trigger: JSONValue = scheduledAt.map {

@@ -8,12 +8,20 @@ import Foundation
 /// - `epoch`: raised by one on every new leader (the fence).
 /// - `done`: a hash of deployment id → the latest occurrence (epoch seconds) fired. A fire is
 ///   begun only by the current leader under its epoch, and only for an occurrence later than
-///   `done`, so each occurrence is fired once, and a stale leader's fire is refused.
+///   `done`; it is committed (written to `done`) only if that leader still holds the same
+///   epoch. A leader whose lock lapsed while it fired (a stalled process on a loaded machine)
+///   is refused at the commit, so the new leader redoes the occurrence (the fire's effects are
+///   idempotent) and each occurrence is committed once.
+/// - The fence is the epoch: a fire passes while `epoch` is still the caller's and `leader`
+///   holds the caller's token or has lapsed with no successor (every new leader raises `epoch`
+///   before it sets `leader`, so an unchanged epoch means no one else has led since).
+/// - `done-by`: deployment id → the `TOKEN|EPOCH` that committed `done`, so a commit retried
+///   after a lost reply still answers `committed`.
 public struct LeaderLock: Sendable {
     public let redis: RedisClient
     public let token: String
     public let ttlMilliseconds: Int
-    let leaderKey, epochKey, doneKey: String
+    let leaderKey, epochKey, doneKey, doneByKey: String
 
     public init(redis: RedisClient, token: String, ttlMilliseconds: Int, prefix: String = "drover:{sched}") {
         self.redis = redis
@@ -22,6 +30,7 @@ public struct LeaderLock: Sendable {
         leaderKey = prefix + ":leader"
         epochKey = prefix + ":epoch"
         doneKey = prefix + ":done"
+        doneByKey = prefix + ":done-by"
     }
 
     static let acquire = RedisScript(name: "scheduler-acquire", idempotent: true, source: """
@@ -52,7 +61,8 @@ public struct LeaderLock: Sendable {
 
     static let beginFire = RedisScript(name: "scheduler-begin-fire", idempotent: true, source: """
         local fence = ARGV[1] .. '|' .. ARGV[2]
-        if redis.call('GET', KEYS[1]) ~= fence or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+        local holder = redis.call('GET', KEYS[1])
+        if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
           return {'stale', redis.call('GET', KEYS[2]) or '0'}
         end
         local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
@@ -62,12 +72,23 @@ public struct LeaderLock: Sendable {
         return {'ok', tostring(done)}
         """)
 
+    /// KEYS: leader epoch done done-by   ARGV: token epoch deployment occurrence
     static let finishFire = RedisScript(name: "scheduler-finish-fire", idempotent: true, source: """
-        local done = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-        if done < tonumber(ARGV[2]) then
-          redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        local fence = ARGV[1] .. '|' .. ARGV[2]
+        local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
+        if done == tonumber(ARGV[4]) and redis.call('HGET', KEYS[4], ARGV[3]) == fence then
+          return {'ok', tostring(done)}
         end
-        return 1
+        local holder = redis.call('GET', KEYS[1])
+        if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
+          return {'stale', redis.call('GET', KEYS[2]) or '0'}
+        end
+        if done >= tonumber(ARGV[4]) then
+          return {'duplicate', tostring(done)}
+        end
+        redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+        redis.call('HSET', KEYS[4], ARGV[3], fence)
+        return {'ok', ARGV[4]}
         """)
 
     /// Takes or renews the lock; the fence epoch while this scheduler leads, nil otherwise.
@@ -99,8 +120,24 @@ public struct LeaderLock: Sendable {
         }
     }
 
-    public func finish(deployment: String, occurrence: Int64) async throws {
-        _ = try await redis.eval(Self.finishFire, keys: [doneKey], arguments: [deployment, String(occurrence)])
+    public enum Finish: Equatable, Sendable {
+        case committed
+        /// Another leader already committed this occurrence (or a later one).
+        case duplicate
+        /// This scheduler no longer leads: its fire is not committed, and the leader of
+        /// epoch `current` will redo it.
+        case stale(current: Int64)
+    }
+
+    /// Commits a begun fire, only while this scheduler still holds `epoch`.
+    public func finish(deployment: String, occurrence: Int64, epoch: Int64) async throws -> Finish {
+        let reply = try await redis.eval(Self.finishFire, keys: [leaderKey, epochKey, doneKey, doneByKey],
+                                         arguments: [token, String(epoch), deployment, String(occurrence)])
+        switch reply.array?.first?.string {
+        case "ok": return .committed
+        case "duplicate": return .duplicate
+        default: return .stale(current: reply.array?.last?.int ?? 0)
+        }
     }
 
     /// The latest occurrence fired for each deployment.

@@ -34,8 +34,17 @@ public final class Scheduler: Sendable {
     public let clock: any SchedulerClock
     public let options: Options
     let logger: Logger
-    private let epoch = Locked<Int64?>(nil)
+    private let lease = Locked<Lease?>(nil)
     private let firedCount = Locked(0)
+    private let lastRenewal = Locked<ContinuousClock.Instant?>(nil)
+
+    /// The lock as this scheduler holds it. Redis starts the TTL when it runs the renewal, which
+    /// is after `renewedAt` (when the renewal was sent), so the lock cannot lapse in Redis before
+    /// `renewedAt + lockTTL`: the leader stops acting a margin before that.
+    struct Lease {
+        let epoch: Int64
+        let renewedAt: ContinuousClock.Instant
+    }
 
     public init(redis: RedisClient, store: DeploymentStore, firer: DeploymentFirer, clock: any SchedulerClock = SystemSchedulerClock(),
                 options: Options = Options(), logger: Logger = Logger(label: "drover.scheduler")) {
@@ -49,9 +58,42 @@ public final class Scheduler: Sendable {
         self.logger = logger
     }
 
-    /// The fence epoch while this scheduler leads.
-    public var leaderEpoch: Int64? { epoch.value }
+    /// The fence epoch while this scheduler leads: nil once its lock may have lapsed, although
+    /// it has not ticked since.
+    public var leaderEpoch: Int64? {
+        lease.withLock { current in current.flatMap { isValid($0) ? $0.epoch : nil } }
+    }
+    /// When this scheduler last sent a renewal of its lock that succeeded (kept after it loses
+    /// the lead): the lock cannot lapse in Redis before this instant plus the TTL.
+    public var leaseRenewedAt: ContinuousClock.Instant? { lastRenewal.value }
+    /// Fires this scheduler committed.
     public var fires: Int { firedCount.value }
+
+    /// A tenth of the TTL early, to absorb clock-rate drift between this host and Redis'.
+    private func isValid(_ lease: Lease) -> Bool {
+        ContinuousClock.now < lease.renewedAt + options.lockTTL - options.lockTTL / 10
+    }
+
+    private func holds(_ fence: Int64) -> Bool {
+        lease.withLock { current in current.map { $0.epoch == fence && isValid($0) } ?? false }
+    }
+
+    private func dropLease() -> Bool {
+        lease.withLock { value -> Bool in defer { value = nil }; return value != nil }
+    }
+
+    /// Takes or renews the lock; the fence epoch if this scheduler leads.
+    private func renew() async throws -> Int64? {
+        let sentAt = ContinuousClock.now
+        guard let fence = try await lock.acquireOrRenew() else {
+            if dropLease() { logger.info("scheduler \(options.token) lost the lead") }
+            return nil
+        }
+        let previous = lease.withLock { value -> Int64? in defer { value = Lease(epoch: fence, renewedAt: sentAt) }; return value?.epoch }
+        lastRenewal.withLock { $0 = sentAt }
+        if previous != fence { logger.info("scheduler \(options.token) leads with epoch \(fence)") }
+        return fence
+    }
 
     /// Ticks until cancelled, then gives up the lock so another scheduler takes over at once.
     public func run() async throws {
@@ -74,23 +116,20 @@ public final class Scheduler: Sendable {
     }
 
     public func stepDown() async {
-        if let held = epoch.withLock({ value -> Int64? in defer { value = nil }; return value }) {
+        if let held = lease.withLock({ value -> Int64? in defer { value = nil }; return value?.epoch }) {
             try? await lock.release(epoch: held)
         }
     }
 
-    /// One pass: take or renew the lock, then fire what is due. Returns what it fired.
+    /// One pass: take or renew the lock, then fire what is due. Returns the fires it committed.
+    ///
+    /// Exactly once, under any load: a fire is begun under the fence, its effects are
+    /// idempotent (ids derive from the deployment and the occurrence), and it counts only once
+    /// committed under the same fence. A leader that stalls past its TTL mid-fire is refused at
+    /// the commit; the next leader redoes the occurrence onto the same session, run and task.
     @discardableResult
     public func tick() async throws -> [Fire] {
-        guard let fence = try await lock.acquireOrRenew() else {
-            if epoch.withLock({ value -> Bool in defer { value = nil }; return value != nil }) {
-                logger.info("scheduler \(options.token) lost the lead")
-            }
-            return []
-        }
-        if epoch.withLock({ value -> Bool in defer { value = fence }; return value != fence }) {
-            logger.info("scheduler \(options.token) leads with epoch \(fence)")
-        }
+        guard let fence = try await renew() else { return [] }
         let now = clock.now()
         let fired = try await lock.fired()
         var result: [Fire] = []
@@ -100,11 +139,13 @@ public final class Scheduler: Sendable {
             let since = max(row.fireAfter, fired[row.id].map(Double.init) ?? -.infinity)
             guard let due = cron.latest(after: Date(timeIntervalSince1970: since), through: now - Double(jitter)) else { continue }
             let occurrence = Int64(due.timeIntervalSince1970)
+            // Renewed per fire, so a long list of due deployments cannot outrun the TTL.
+            guard try await renew() == fence else { return result }
             switch try await lock.begin(deployment: row.id, occurrence: occurrence, epoch: fence) {
             case .duplicate:
                 continue
             case .stale(let current):
-                epoch.withLock { $0 = nil }
+                _ = dropLease()
                 logger.info("scheduler \(options.token) was superseded by epoch \(current); not firing")
                 return result
             case .go:
@@ -112,17 +153,34 @@ public final class Scheduler: Sendable {
             }
             // A pause that landed since the list was read still stops the fire.
             guard try await store.find(row.id).status == "active" else { continue }
+            var stillLeads = holds(fence)
+            if !stillLeads { stillLeads = try await renew() == fence }
+            guard stillLeads else {
+                logger.info("scheduler \(options.token) stalled past its lock; leaving \(row.name) to the next leader")
+                return result
+            }
             let run: JSONValue
+            let outcome: LeaderLock.Finish
             do {
                 run = try await firer.fire(row, scheduledAt: due, now: now)
-                try await lock.finish(deployment: row.id, occurrence: occurrence)
+                outcome = try await lock.finish(deployment: row.id, occurrence: occurrence, epoch: fence)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                // Not marked done, so the next tick fires it again (idempotently); the other
+                // Not committed, so the next tick fires it again (idempotently); the other
                 // deployments still fire now.
                 logger.warning("firing \(row.name) for \(Timestamp.seconds(due)) failed: \(error)")
                 continue
+            }
+            switch outcome {
+            case .committed:
+                break
+            case .duplicate:
+                continue
+            case .stale(let current):
+                _ = dropLease()
+                logger.info("scheduler \(options.token) lost its lock while firing \(row.name); epoch \(current) owns \(Timestamp.seconds(due))")
+                return result
             }
             let session = run.objectValue?["session_id"]?.stringValue ?? ""
             result.append(Fire(deploymentID: row.id, scheduledAt: due, sessionID: session))
