@@ -153,7 +153,12 @@ struct SandboxDeathTests {
         defer { try? FileManager.default.removeItem(at: root) }
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
         let call = Task { try await sandbox.runInShell("echo before > kept.txt; sleep 30") }
-        try await Task.sleep(for: .milliseconds(300))
+        // Kill only once the call is under way (its file exists), however slow the machine.
+        let kept = root.appendingPathComponent("ws/kept.txt").path
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: kept), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         let pid = try #require(await sandbox.pid, "no sandbox to kill")
         kill(pid, SIGKILL)
         let result = try await call.value
