@@ -177,13 +177,14 @@ public final class RedisBlockingConnection: Sendable {
     @discardableResult
     public func send(_ arguments: [String]) async throws -> RedisValue {
         try Task.checkCancellation()
+        let cancellation = RedisCallCancellation()
         do {
             let result = try await withTaskCancellationHandler {
-                try await slot.perform(idempotent: false) { connection throws(RedisError) in
+                try await slot.perform(idempotent: false, cancellation: cancellation) { connection throws(RedisError) in
                     try connection.command(arguments).throwingErrorReply()
                 }
             } onCancel: {
-                slot.interrupt()
+                slot.interrupt(cancellation)
             }
             try Task.checkCancellation()
             return result
