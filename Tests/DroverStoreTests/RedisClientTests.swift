@@ -157,6 +157,30 @@ struct RedisClientTests {
         }
     }
 
+    @Test("a blocking read cancelled at any moment, even before its connection is open, ends at once")
+    func blockingReadCancelsEarly() async throws {
+        // Cancelling 0-20 ms after the send lands before, during and after the lazy connect and
+        // the command write. A cancellation lost in any of those windows would run the full 30 s.
+        try await withRedisClient { client, _ in
+            let started = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for delay in [0, 1, 2, 5, 10, 20] {
+                    group.addTask {
+                        let blocking = client.blockingConnection(name: "early-\(delay)")
+                        defer { blocking.close() }
+                        let waiter = Task { try await blocking.send(["BLPOP", "never-\(delay)", "30"]) }
+                        try await Task.sleep(for: .milliseconds(delay))
+                        waiter.cancel()
+                        let result = await waiter.result
+                        #expect(throws: CancellationError.self, "cancelled after \(delay) ms") { try result.get() }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(ContinuousClock.now - started < .seconds(10))
+        }
+    }
+
     @Test("the client reconnects by itself after Redis restarts")
     func reconnects() async throws {
         try await withRedisClient(poolSize: 2) { client, server in

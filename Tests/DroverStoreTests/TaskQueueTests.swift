@@ -266,16 +266,34 @@ struct TaskQueueTests {
             let first = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
             #expect(try await queue.release(first) == .ok)
             #expect(try await queue.release(first) == .ok)   // a retried release changes nothing
-            let second = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            let secondClaim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+            let second = try #require(secondClaim.leases.first)
             #expect(second.taskId == id && second.attempt == 1 && second.epoch == first.epoch + 1)
             #expect(try await queue.ack(first) == .lost(.superseded))
-            #expect(try await queue.release(second, delay: .milliseconds(200)) == .ok)
-            #expect(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.isEmpty)
-            try await Task.sleep(for: .milliseconds(250))
-            let third = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
-            #expect(third.attempt == 1)
+
+            // A delayed release. On a loaded machine any one claim may come late, so none is
+            // assumed to come early: every claim is judged on Redis' own clock (`now`), and the
+            // task must come back, but never before the delay has passed since a moment before
+            // the release.
+            let delay = 200
+            #expect(try await queue.release(second, delay: .milliseconds(delay)) == .ok)
+            var third: TaskLease?
+            let giveUp = ContinuousClock.now + .seconds(10)
+            while third == nil, ContinuousClock.now < giveUp {
+                let claim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+                if let lease = claim.leases.first {
+                    #expect(claim.now >= secondClaim.now + Int64(delay), "claimed \(claim.now - secondClaim.now) ms after, before the \(delay) ms delay")
+                    third = lease
+                } else {
+                    let dueIn = try #require(claim.nextDueIn, "a released task waits in the delayed set")
+                    #expect(dueIn > .zero && dueIn <= .milliseconds(delay))
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let released = try #require(third, "the released task never came back within 10 s")
+            #expect(released.taskId == id && released.attempt == 1)
             // With max_attempts 1, a failure now is final: releases never spent the attempt.
-            #expect(try await queue.fail(third, error: "x", retryable: true) == .dead)
+            #expect(try await queue.fail(released, error: "x", retryable: true) == .dead)
         }
     }
 

@@ -177,18 +177,14 @@ public final class RedisBlockingConnection: Sendable {
     @discardableResult
     public func send(_ arguments: [String]) async throws -> RedisValue {
         try Task.checkCancellation()
-        // A cancel that lands while the slot is still connecting finds no socket to shut down;
-        // the flag stops the command from starting at all then.
-        let cancelled = Mutex(false)
+        let cancellation = RedisCallCancellation()
         do {
             let result = try await withTaskCancellationHandler {
-                try await slot.perform(idempotent: false) { connection throws(RedisError) in
-                    if cancelled.withLock({ $0 }) { throw .closed }
-                    return try connection.command(arguments).throwingErrorReply()
+                try await slot.perform(idempotent: false, cancellation: cancellation) { connection throws(RedisError) in
+                    try connection.command(arguments).throwingErrorReply()
                 }
             } onCancel: {
-                cancelled.withLock { $0 = true }
-                slot.interrupt()
+                slot.interrupt(cancellation)
             }
             try Task.checkCancellation()
             return result
@@ -203,13 +199,14 @@ public final class RedisBlockingConnection: Sendable {
     /// connection throws: the subscription is gone with it.
     public func receive() async throws -> RedisValue {
         try Task.checkCancellation()
+        let cancellation = RedisCallCancellation()
         do {
             let result = try await withTaskCancellationHandler {
-                try await slot.perform(idempotent: false) { connection throws(RedisError) in
+                try await slot.perform(idempotent: false, cancellation: cancellation) { connection throws(RedisError) in
                     try connection.readReply()
                 }
             } onCancel: {
-                slot.interrupt()
+                slot.interrupt(cancellation)
             }
             try Task.checkCancellation()
             return result

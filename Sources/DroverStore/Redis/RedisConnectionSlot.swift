@@ -24,8 +24,20 @@ final class RedisConnectionSlot: @unchecked Sendable {
     private let thread: DedicatedThread
     /// Only touched on `thread`.
     private var connection: RedisConnection?
-    /// Written on `thread`, read from cancellation handlers to `shutdown(2)` the socket.
-    private let socket = Mutex<Int32>(-1)
+    /// Shared between `thread` and cancellation handlers, which `shutdown(2)` the socket to break
+    /// a blocking read. One lock orders a cancellation against the call reaching the socket, so
+    /// it is never lost: either the call sees it before it starts, or the handler sees the call.
+    private let interruption = Mutex(Interruption())
+
+    private struct Interruption {
+        /// The live connection's socket, -1 when there is none. Set to -1 (under the lock)
+        /// before the connection closes, so a handler never shuts down a reused descriptor.
+        var socket: Int32 = -1
+        /// The call whose command is on the socket now.
+        var running: RedisCallCancellation?
+        /// A handler shut the socket down: the connection is finished, reconnect before reuse.
+        var shutDown = false
+    }
 
     init(url: RedisURL, options: RedisClientOptions, blocking: Bool, name: String) {
         self.url = url
@@ -36,17 +48,21 @@ final class RedisConnectionSlot: @unchecked Sendable {
 
     func close() {
         thread.submit { [self] in
-            connection?.close()
-            connection = nil
-            socket.withLock { $0 = -1 }
+            dropConnection()
         }
         thread.stop()
     }
 
-    /// Breaks a blocking read in progress; the slot reconnects on next use.
-    func interrupt() {
-        socket.withLock { fd in
-            if fd >= 0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+    /// Cancels `call`: a call still waiting for the thread or a connection never sends its
+    /// command, and one on the socket has its read broken at once by shutting the socket down.
+    /// The slot then reconnects on next use.
+    func interrupt(_ call: RedisCallCancellation) {
+        interruption.withLock { state in
+            call.request()
+            if state.running === call, state.socket >= 0 {
+                _ = Glibc.shutdown(state.socket, Int32(SHUT_RDWR))
+                state.shutDown = true
+            }
         }
     }
 
@@ -62,8 +78,12 @@ final class RedisConnectionSlot: @unchecked Sendable {
     /// A body that never reached the server (no connection, `LOADING` while Redis replays its AOF)
     /// is retried within the reconnect window. A connection that broke mid-command is retried only
     /// when `idempotent`, because the command may have run.
+    ///
+    /// With `cancellation`, `interrupt(_:)` ends the call: it throws `.cancelled` if it had not
+    /// sent its command yet, or `.connectionLost` from the broken read.
     func perform<T: Sendable>(
         idempotent: Bool,
+        cancellation: RedisCallCancellation? = nil,
         _ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> T
     ) async throws(RedisError) -> T {
         try await thread.run { [self] () throws(RedisError) -> T in
@@ -71,9 +91,17 @@ final class RedisConnectionSlot: @unchecked Sendable {
             var backoff = options.initialBackoff
             while true {
                 do throws(RedisError) {
+                    if cancellation?.isRequested == true { throw .cancelled }
                     let connection = try currentConnection()
+                    guard let cancellation else { return try body(connection) }
+                    try start(cancellation)
+                    defer { interruption.withLock { $0.running = nil } }
                     return try body(connection)
                 } catch {
+                    if cancellation?.isRequested == true {
+                        if case .connectionLost = error { dropConnection() }
+                        throw error
+                    }
                     let retry: Bool
                     switch error {
                     case .connectionLost:
@@ -95,8 +123,19 @@ final class RedisConnectionSlot: @unchecked Sendable {
         }
     }
 
+    /// Marks `call` as the one on the socket, unless it was cancelled already.
+    private func start(_ call: RedisCallCancellation) throws(RedisError) {
+        let cancelled = interruption.withLock { state in
+            if call.isRequested { return true }
+            state.running = call
+            return false
+        }
+        if cancelled { throw .cancelled }
+    }
+
     private func currentConnection() throws(RedisError) -> RedisConnection {
-        if let connection, connection.isOpen, blocking || !connection.looksStale {
+        let shutDown = interruption.withLock { $0.shutDown }
+        if !shutDown, let connection, connection.isOpen, blocking || !connection.looksStale {
             return connection
         }
         dropConnection()
@@ -106,13 +145,16 @@ final class RedisConnectionSlot: @unchecked Sendable {
             commandTimeout: blocking ? nil : options.commandTimeout
         )
         connection = fresh
-        socket.withLock { $0 = fresh.fileDescriptor }
+        interruption.withLock { $0.socket = fresh.fileDescriptor }
         return fresh
     }
 
     private func dropConnection() {
+        interruption.withLock { state in
+            state.socket = -1
+            state.shutDown = false
+        }
         connection?.close()
         connection = nil
-        socket.withLock { $0 = -1 }
     }
 }

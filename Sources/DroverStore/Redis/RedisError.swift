@@ -15,6 +15,8 @@ public enum RedisError: ActionableError, Equatable {
     case unexpectedReply(String)
     /// The client was closed.
     case closed
+    /// The awaiting task was cancelled before the reply came; the command may or may not have run.
+    case cancelled
 
     static func server(_ message: String) -> RedisError {
         let code = message.prefix { $0 != " " }
@@ -64,6 +66,8 @@ public enum RedisError: ActionableError, Equatable {
             "unexpected reply from Redis: \(text)"
         case .closed:
             "the Redis client is closed"
+        case .cancelled:
+            "the Redis command was cancelled before its reply came"
         }
     }
 }
