@@ -161,7 +161,6 @@ extension APIServer {
             let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "run")
             let firer = DeploymentFirer(store: self.deployments(context.workspace), sessionLog: self.log, queue: self.queue)
             let run = try await deploymentCall { try await self.sessionLogCall { try await firer.fire(row, scheduledAt: nil, now: Date()) } }
-            try await self.registerRunSession(run, deployment: row, workspace: context.workspace)
             return jsonResponse(run)
         }
         router.get("/v1/deployment_runs") { request, context in
@@ -242,21 +241,6 @@ extension APIServer {
         return (.object(["type": "agent", "id": .string(row.id), "version": .number(Double(row.version))]), row.version, snapshot)
     }
 
-    /// Makes a manual run's session visible under `/v1/sessions`, with its `deployment_id`.
-    private func registerRunSession(_ run: JSONValue, deployment row: DeploymentRow, workspace: String) async throws {
-        guard let sessionID = run.objectValue?["session_id"]?.stringValue, let spec = DeploymentSpec.decode(row.spec) else { return }
-        let agentRow = try await store.find(.agents, id: spec.agentID, workspace: workspace, version: spec.agentVersion)
-        let agent = agentRow.map { JSONValue.object($0.json.filter { Self.sessionAgentFields.contains($0.key) }) } ?? spec.agent
-        let resource = JSONValue.decode(row.resource).objectValue ?? [:]
-        let now = ControlPlaneStore.timestamp()
-        let session: JSONValue = .object([
-            "type": "session", "id": .string(sessionID), "agent": agent, "environment_id": resource["environment_id"] ?? .null,
-            "metadata": .object([:]), "title": .null, "created_at": .string(now), "updated_at": .string(now),
-            "resources": .array([]), "vault_ids": .array([]), "outcome_evaluations": .array([]), "budget": .null,
-            "deployment_id": .string(row.id),
-        ])
-        try await store.insert(.sessions, .init(id: sessionID, workspace: workspace, createdAt: now, resource: session.compactJSON))
-    }
 }
 
 /// Runs a `DeploymentStore`/`DeploymentFirer` call, turning its errors into 400s naming the field.

@@ -7,7 +7,7 @@ import Hummingbird
 /// `/v1/sessions`: create (snapshots the agent into the session log), retrieve (with `stats` and
 /// `usage` from the log), update, list with filters, archive and delete.
 extension APIServer {
-    static let sessionAgentFields = ["id", "description", "execution_identity", "mcp_servers", "model", "multiagent", "name", "skills", "system", "tools", "type", "version"]
+    static let sessionAgentFields = ControlPlaneStore.sessionAgentFields
 
     func addSessionRoutes(_ router: Router<APIRequestContext>) {
         router.post("/v1/sessions") { request, context in

@@ -123,6 +123,9 @@ struct SchedulerTests {
                 #expect(events.map(\.type) == ["user.message"])
                 #expect(try await log.agent(session)?.contains("claude-sonnet-4-5") == true)
                 #expect(run.objectValue?["trigger_context"]?.objectValue?["type"]?.stringValue == "schedule")
+                // Visible to the API under /v1/sessions, with the deployment it came from.
+                let indexed = try await ControlPlaneStore(database: rig.store.database).find(.sessions, id: session.rawValue, workspace: "wrkspc_default")
+                #expect(indexed?.resource.contains(#""deployment_id":""#) == true)
             }
             let stats = try await TaskQueue(redis: rig.redis).stats(TurnQueue.defaultName)
             #expect(stats.ready == 12)

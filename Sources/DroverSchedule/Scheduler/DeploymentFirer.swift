@@ -63,7 +63,27 @@ public struct DeploymentFirer: Sendable {
             id: runID, deploymentID: row.id, workspaceID: row.workspaceID,
             scheduledAt: scheduledAt.map(Timestamp.seconds), sessionID: session.rawValue,
             createdAt: createdAt, resource: resource.compactJSON)
+        try await registerSession(session, spec: spec, deployment: row, createdAt: createdAt)
         return resource
+    }
+
+    /// Makes the run's session visible under `/v1/sessions` with its `deployment_id`, whether a
+    /// cron or a person fired it. A fire redone after a crash finds it there already.
+    private func registerSession(_ session: SessionID, spec: DeploymentSpec, deployment row: DeploymentRow, createdAt: String) async throws {
+        let control = ControlPlaneStore(database: store.database)
+        guard try await control.find(.sessions, id: session.rawValue, workspace: row.workspaceID) == nil else { return }
+        let agentRow = try await control.find(.agents, id: spec.agentID, workspace: row.workspaceID, version: spec.agentVersion)
+        let agent = agentRow.flatMap { (try? JSONValue.parse($0.resource))?.objectValue }
+            .map { JSONValue.object($0.filter { ControlPlaneStore.sessionAgentFields.contains($0.key) }) } ?? spec.agent
+        let deployment = (try? JSONValue.parse(row.resource))?.objectValue ?? [:]
+        let resource: JSONValue = .object([
+            "type": .string("session"), "id": .string(session.rawValue), "agent": agent,
+            "environment_id": deployment["environment_id"] ?? .null,
+            "metadata": .object([:]), "title": .null, "created_at": .string(createdAt), "updated_at": .string(createdAt),
+            "resources": .array([]), "vault_ids": .array([]), "outcome_evaluations": .array([]), "budget": .null,
+            "deployment_id": .string(row.id),
+        ])
+        try await control.insert(.sessions, .init(id: session.rawValue, workspace: row.workspaceID, createdAt: createdAt, resource: resource.compactJSON))
     }
 
     /// The environment's `config` for the sandboxes: written inline in the schedule, or the
