@@ -71,7 +71,7 @@ struct JobFileTests {
         let error = try #require(failure(Self.valid.replacingOccurrences(of: "prompt: \"Write about {{topic}} for {{name}}\"\n", with: "")))
         #expect(error.field == "prompt")
         #expect(error.description.contains("is missing"))
-        #expect(error.fix.contains("prompt:"))
+        #expect(error.fix?.contains("prompt:") == true)
         let noModel = try #require(failure(Self.valid.replacingOccurrences(of: "  model: claude-sonnet-4-5\n", with: "")))
         #expect(noModel.field == "agent")
         #expect(noModel.description.contains("model"))
@@ -82,7 +82,7 @@ struct JobFileTests {
         let error = try #require(failure(Self.valid + "\nconcurency: 4\n"))
         #expect(error.field == "concurency")
         #expect(error.line == 16)
-        #expect(error.fix.contains("did you mean `concurrency`"))
+        #expect(error.fix?.contains("did you mean `concurrency`") == true)
     }
 
     @Test("wrong types and ranges name the field")
