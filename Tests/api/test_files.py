@@ -37,7 +37,10 @@ def files_server():
         script.write_text(PLAYBOOK)
         env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
         env.pop("DROVER_REDIS_URL", None)
-        env.pop("DROVER_HANDS_DIR", None)
+        # Sandboxes (as nobody, when root) must traverse to their workspaces; the whole tree is
+        # removed with the temporary directory.
+        tmp.chmod(0o711)
+        env["DROVER_HANDS_DIR"] = str(tmp / "hands")
         stub_port, api_port = free_port(), free_port()
         stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
         stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(script), "--port", str(stub_port)],
