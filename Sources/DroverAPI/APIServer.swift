@@ -17,6 +17,13 @@ public final class APIServer: Sendable {
         public var pingInterval: Duration = .seconds(15)
         /// Event streams one workspace may hold open; more answer 429.
         public var maxStreamsPerWorkspace = 1000
+        /// Where uploaded files' bytes live (`<data dir>/files`); nil: the Files API answers 501.
+        public var filesDirectory: URL?
+        /// Uploads over this answer 413.
+        public var maxFileBytes = 32 << 20
+        /// The sandboxes' root (`<hands root>/workspaces/SESSION`), where file resources are
+        /// copied before a session's first turn; nil: sessions with file resources answer 501.
+        public var handsRoot: URL?
         public init() {}
     }
 
@@ -70,6 +77,8 @@ public final class APIServer: Sendable {
         addSessionRoutes(router)
         addEventRoutes(router)
         addDeploymentRoutes(router)
+        addFileRoutes(router)
+        addSessionResourceRoutes(router)
         UnbuiltRoutes.add(router)
         return router
     }

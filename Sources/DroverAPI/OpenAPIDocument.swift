@@ -50,6 +50,13 @@ enum OpenAPIDocument {
         .init(method: "get", path: "/v1/deployment_runs", summary: "List deployment runs, newest first", model: "SyncPageCursor[BetaManagedAgentsDeploymentRun]",
               query: ["limit", "page", "deployment_id", "trigger_type", "has_error", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
         .init(method: "get", path: "/v1/deployment_runs/{deployment_run_id}", summary: "Retrieve a deployment run", model: "BetaManagedAgentsDeploymentRun"),
+        .init(method: "get", path: "/v1/sessions/{session_id}/resources", summary: "List a session's resources (files given at create)", model: "SyncPageCursor[BetaManagedAgentsSessionResource]", query: ["limit", "page"]),
+        .init(method: "get", path: "/v1/sessions/{session_id}/resources/{resource_id}", summary: "Retrieve a session resource", model: "BetaManagedAgentsFileResource"),
+        .init(method: "post", path: "/v1/files", summary: "Upload a file (multipart/form-data: file, expires_in_seconds)", model: "BetaFileMetadata"),
+        .init(method: "get", path: "/v1/files", summary: "List files", model: "SyncPageCursor[BetaFileMetadata]", query: ["limit", "page", "ids[]", "scope_id"]),
+        .init(method: "get", path: "/v1/files/{file_id}", summary: "Retrieve a file's metadata", model: "BetaFileMetadata"),
+        .init(method: "get", path: "/v1/files/{file_id}/content", summary: "Download a file's bytes", model: "binary"),
+        .init(method: "delete", path: "/v1/files/{file_id}", summary: "Delete a file", model: "BetaDeletedFile"),
     ]
 
     static let document: JSONValue = {

@@ -21,20 +21,20 @@ extension APIServer {
                 throw APIError(.badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived", errorCode: "environment_archived")
             }
             if let vaults = try params.array("vault_ids"), !vaults.isEmpty { throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids") }
-            if let resources = try params.array("resources"), !resources.isEmpty {
-                throw APIError.invalid("resources", "session resources (files, repositories) are not built yet in Drover", fix: "omit resources")
-            }
+            let now = ControlPlaneStore.timestamp()
+            let mounts = try await self.fileMounts(try params.array("resources") ?? [], workspace: context.workspace, now: now)
             if let budget = params["budget"], budget != .null { throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget") }
             let initialEvents = try params.array("initial_events").map { try Self.parseEvents(JSONValue.object(["events": .array($0)]).compactJSON, field: "initial_events") }
             let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
             let agentJSON = agentRow.json
             let sessionAgent = JSONValue.object(agentJSON.filter { Self.sessionAgentFields.contains($0.key) })
             let id = SessionID.make()
-            let now = ControlPlaneStore.timestamp()
+            // Before the session exists, so that its first turn always finds the files.
+            try self.copyFileMounts(mounts, session: id.rawValue, workspace: context.workspace)
             let session: [String: JSONValue] = [
                 "type": "session", "id": .string(id.rawValue), "agent": sessionAgent, "environment_id": .string(environment.id),
                 "metadata": metadata, "title": try params.string("title").map(JSONValue.string) ?? .null,
-                "created_at": .string(now), "updated_at": .string(now), "resources": .array([]), "vault_ids": .array([]),
+                "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)), "vault_ids": .array([]),
                 "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
             ]
             try await self.store.insert(.sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))

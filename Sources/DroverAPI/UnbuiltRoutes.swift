@@ -7,12 +7,10 @@ enum UnbuiltRoutes {
         ("/v1/vaults", "vaults"),
         ("/v1/memory_stores", "memory stores"),
         ("/v1/skills", "skills"),
-        ("/v1/files", "files"),
         ("/v1/dreams", "dreams"),
         ("/v1/tunnels", "tunnels"),
         ("/v1/user_profiles", "user profiles"),
         ("/v1/sessions/:session_id/threads", "session threads"),
-        ("/v1/sessions/:session_id/resources", "session resources"),
         ("/v1/environments/:environment_id/work", "self-hosted environment work"),
     ]
 

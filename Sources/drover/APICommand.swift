@@ -12,6 +12,7 @@ struct APIOptions: ParsableArguments {
     @Option(help: "host:port to listen on (default: DROVER_API_ADDR, else 127.0.0.1:8787).") var address: String?
     @Option(help: "Seconds between ping keep-alives on idle event streams.") var pingSeconds: Double = 15
     @Option(help: "Event streams one workspace may hold open at once; more answer 429.") var maxStreamsPerWorkspace = 1000
+    @Option(help: "Largest file the Files API accepts, in bytes; larger uploads answer 413.") var maxFileBytes = 32 << 20
 
     /// Builds the server. With no API key configured it runs in single-user local mode, which
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
@@ -35,6 +36,11 @@ struct APIOptions: ParsableArguments {
         options.pingInterval = .milliseconds(Int(pingSeconds * 1000))
         guard maxStreamsPerWorkspace > 0 else { throw ValidationError("--max-streams-per-workspace: must be positive") }
         options.maxStreamsPerWorkspace = maxStreamsPerWorkspace
+        guard maxFileBytes > 0 else { throw ValidationError("--max-file-bytes: must be positive") }
+        options.maxFileBytes = maxFileBytes
+        options.filesDirectory = runtime.configuration.dataDirectory.appendingPathComponent("files")
+        // Session file resources are copied where this host's sandboxes will find them.
+        options.handsRoot = try runtime.handsRoot()
         return APIServer(log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
                          options: options, localWorkspaceID: local)
     }

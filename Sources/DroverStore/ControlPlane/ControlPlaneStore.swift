@@ -21,6 +21,7 @@ public struct ControlPlaneStore: Sendable {
         case agents
         case environments
         case sessions = "api_sessions"
+        case files
     }
 
     public struct Row: Sendable, Equatable {

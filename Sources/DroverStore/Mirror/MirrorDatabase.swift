@@ -119,6 +119,15 @@ public final class MirrorDatabase: Sendable {
                 CREATE INDEX api_sessions_by_workspace ON api_sessions(workspace_id, created_at);
                 """)
         }
+        // Files API metadata; the bytes live under `<data>/files/<workspace>/<file id>`.
+        migrator.registerMigration("v4: files") { db in
+            try db.execute(sql: """
+                CREATE TABLE files (
+                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                CREATE INDEX files_by_workspace ON files(workspace_id, created_at);
+                """)
+        }
         return migrator
     }
 

@@ -1,0 +1,168 @@
+import DroverCore
+import DroverStore
+import Foundation
+import Hummingbird
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A session's `resources` of type file: checked at create, recorded on the session in the SDK's
+/// `BetaManagedAgentsFileResource` shape, and copied into the session's workspace
+/// (`<hands root>/workspaces/SESSION`, which the sandbox pool binds at /workspace) before the
+/// first turn is queued.
+extension APIServer {
+    /// Where a file goes without a `mount_path`. The SDK documents `/mnt/session/uploads/<file_id>`;
+    /// Drover's sandbox exposes only /workspace, so uploads go under it.
+    static let defaultMountDirectory = "uploads"
+    /// The uid sandboxes run as when Drover runs as root: mounted files must be theirs.
+    static let sandboxUser: UInt32 = 65534
+
+    struct FileMount {
+        let resource: JSONValue
+        let fileID: String
+        /// Relative to /workspace, already normalized.
+        let relativePath: String
+    }
+
+    /// Validates `resources` of a new session: each names a file of this workspace and a mount
+    /// path under /workspace, with no two at the same path.
+    func fileMounts(_ resources: [JSONValue], workspace: String, now: String) async throws -> [FileMount] {
+        var mounts: [FileMount] = []
+        for (index, value) in resources.enumerated() {
+            let field = "resources[\(index)]"
+            guard case .object(let fields) = value else { throw APIError.invalid(field, "must be an object, got \(value.kindName)") }
+            switch fields["type"]?.stringValue {
+            case "file": break
+            case "github_repository"?, "memory_store"?:
+                throw APIError.invalid("\(field).type", "\(fields["type"]!.stringValue!) resources are not built yet in Drover", fix: "use only resources of type file")
+            default:
+                throw APIError.invalid("\(field).type", "must be file", fix: "send {\"type\": \"file\", \"file_id\": ..., \"mount_path\": ...}")
+            }
+            try fields.rejectUnknown(["type", "file_id", "mount_path"], prefix: field)
+            guard case .string(let fileID)? = fields["file_id"] else {
+                throw APIError.invalid("\(field).file_id", "the field is required and must be a string", fix: "pass the id returned by client.beta.files.upload")
+            }
+            let row = try await file(fileID, workspace: workspace, parameter: "\(field).file_id")
+            let relative: String
+            switch fields["mount_path"] {
+            case nil, .null?: relative = Self.defaultMountDirectory + "/" + row.id
+            case .string(let text)?: relative = try Self.mountPath(text, field: "\(field).mount_path")
+            case let other?: throw APIError.invalid("\(field).mount_path", "must be a string, got \(other.kindName)")
+            }
+            if let clash = mounts.first(where: { $0.relativePath == relative || relative.hasPrefix($0.relativePath + "/") || $0.relativePath.hasPrefix(relative + "/") }) {
+                throw APIError.invalid("\(field).mount_path", "/workspace/\(relative) collides with /workspace/\(clash.relativePath) of another resource", fix: "give each file its own path")
+            }
+            let resource: JSONValue = .object([
+                "type": "file", "id": .string(Identifier.make(prefix: "sesrsc")), "file_id": .string(row.id),
+                "mount_path": .string("/workspace/" + relative), "created_at": .string(now), "updated_at": .string(now),
+            ])
+            mounts.append(FileMount(resource: resource, fileID: row.id, relativePath: relative))
+        }
+        return mounts
+    }
+
+    /// A mount path relative to /workspace, or absolute under it; `.` and empty parts are dropped,
+    /// `..` is refused. Returns the path relative to /workspace.
+    static func mountPath(_ text: String, field: String) throws -> String {
+        let fix = "use a path under /workspace such as /workspace/data/input.csv, or a relative one such as data/input.csv"
+        guard !text.isEmpty, text.utf8.count <= 1024, !text.contains("\0") else {
+            throw APIError.invalid(field, "must be a non-empty path of at most 1024 bytes", fix: fix)
+        }
+        var rest = Substring(text)
+        if text.hasPrefix("/") {
+            guard text.hasPrefix("/workspace/") else { throw APIError.invalid(field, "'\(text.prefix(200))' is outside /workspace", fix: fix) }
+            rest = rest.dropFirst("/workspace/".count)
+        }
+        let parts = rest.split(separator: "/").filter { $0 != "." }
+        guard !parts.contains("..") else { throw APIError.invalid(field, "'\(text.prefix(200))' contains '..'", fix: fix) }
+        guard !parts.isEmpty else { throw APIError.invalid(field, "'\(text.prefix(200))' names /workspace itself, not a file in it", fix: fix) }
+        return parts.joined(separator: "/")
+    }
+
+    /// Copies each file into the session's workspace. The workspace is new, so nothing in it can be
+    /// a symlink the agent planted; directories are still created one by one and checked.
+    func copyFileMounts(_ mounts: [FileMount], session: String, workspace: String) throws {
+        guard !mounts.isEmpty else { return }
+        guard let handsRoot = options.handsRoot else { throw APIError.notBuilt("session file resources without a hands root (Options.handsRoot)") }
+        let blobs = try fileBlobs()
+        let manager = FileManager.default
+        let root = handsRoot.appendingPathComponent("workspaces").appendingPathComponent(session)
+        do {
+            try manager.createDirectory(at: root, withIntermediateDirectories: true)
+            for mount in mounts {
+                var directory = root
+                let parts = mount.relativePath.split(separator: "/").map(String.init)
+                for part in parts.dropLast() {
+                    directory = directory.appendingPathComponent(part)
+                    var status = stat()
+                    if lstat(directory.path, &status) == 0 {
+                        guard (status.st_mode & S_IFMT) == S_IFDIR else {
+                            throw APIError.invalid("resources", "/workspace/\(mount.relativePath) needs a directory where another resource put a file", fix: "give each file its own path")
+                        }
+                    } else {
+                        try manager.createDirectory(at: directory, withIntermediateDirectories: false)
+                    }
+                }
+                let target = directory.appendingPathComponent(parts.last!)
+                try manager.copyItem(at: blobs.url(workspace: workspace, id: mount.fileID), to: target)
+            }
+            if getuid() == 0 { Self.giveToSandbox(root) }
+        } catch {
+            try? manager.removeItem(at: root)
+            throw error
+        }
+    }
+
+    static func giveToSandbox(_ root: URL) {
+        lchown(root.path, sandboxUser, sandboxUser)
+        let enumerator = FileManager.default.enumerator(atPath: root.path)
+        while let relative = enumerator?.nextObject() as? String {
+            lchown(root.path + "/" + relative, sandboxUser, sandboxUser)
+        }
+    }
+
+    /// `/v1/sessions/{id}/resources`: list and retrieve what the session was created with. Adding,
+    /// updating and deleting resources of a live session are not built (501).
+    func addSessionResourceRoutes(_ router: Router<APIRequestContext>) {
+        router.get("/v1/sessions/:session_id/resources") { request, context in
+            let session = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            let input = RequestInput(request)
+            let resources = session.json["resources"]?.arrayItems ?? []
+            let limit = try input.int("limit", default: 1000, range: 1...1000)
+            let offset = try input.pageOffset()
+            let slice = Array(resources.dropFirst(offset).prefix(limit))
+            return jsonResponse(page(slice, next: resources.count > offset + limit ? "page_\(offset + limit)" : nil))
+        }
+        router.get("/v1/sessions/:session_id/resources/:resource_id") { _, context in
+            let session = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
+            let id = try ResourceID.check(context.parameters.require("resource_id"), prefix: "sesrsc", parameter: "resource_id")
+            guard let resource = session.json["resources"]?.arrayItems?.first(where: { $0.objectValue?["id"]?.stringValue == id }) else {
+                throw APIError.notFound("session resource", id)
+            }
+            return jsonResponse(resource)
+        }
+        for pattern in ["/v1/sessions/:session_id/resources", "/v1/sessions/:session_id/resources/:resource_id"] {
+            for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
+                router.on(RouterPath(pattern), method: method) { _, _ -> Response in
+                    throw APIError.notBuilt("adding, updating or deleting resources of an existing session (pass them to sessions.create)")
+                }
+            }
+        }
+    }
+}
+
+extension Dictionary where Key == String, Value == JSONValue {
+    /// `rejectUnknown` for a nested object, naming the field with its path.
+    func rejectUnknown(_ known: Set<String>, prefix: String) throws {
+        if let unknown = keys.filter({ !known.contains($0) }).sorted().first {
+            throw APIError.invalid("\(prefix).\(unknown)", "unknown field", fix: "use only \(known.sorted().joined(separator: ", "))")
+        }
+    }
+}
+
+extension JSONValue {
+    var arrayItems: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+}

@@ -1,0 +1,211 @@
+"""The Files API and session resources of type file, through the SDK, against a `drover serve`
+with real bubblewrap sandboxes: the scripted model `cat`s the mount path it is given, so the
+session's events prove the uploaded bytes arrived in /workspace."""
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import anthropic
+import pytest
+from anthropic.types.beta import BetaFileMetadata, BetaManagedAgentsSession
+from anthropic.types.beta.beta_deleted_file import BetaDeletedFile
+from anthropic.types.beta.sessions.beta_managed_agents_file_resource import BetaManagedAgentsFileResource
+
+from conftest import BETA, DROVER, Server, free_port, validate, wait_for
+
+# The first user message is the path to read; the final answer quotes what `cat` printed.
+PLAYBOOK = """
+playbook:
+  steps:
+    - tool: bash
+      input: {command: "cat -- '{{user_text}}'"}
+  final: "CONTENT<{{result_1}}>"
+"""
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def files_server():
+    if subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode != 0:
+        pytest.skip("bubblewrap is not installed")
+    with tempfile.TemporaryDirectory(prefix="drover-files-") as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data"
+        script = tmp / "playbook.yaml"
+        script.write_text(PLAYBOOK)
+        env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
+        env.pop("DROVER_REDIS_URL", None)
+        # Sandboxes (as nobody, when root) must traverse to their workspaces; the whole tree is
+        # removed with the temporary directory.
+        tmp.chmod(0o711)
+        env["DROVER_HANDS_DIR"] = str(tmp / "hands")
+        stub_port, api_port = free_port(), free_port()
+        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
+        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(script), "--port", str(stub_port)],
+                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        keys = {w: subprocess.run([str(DROVER), "keys", "create", "--workspace", w], env=env, check=True, capture_output=True,
+                                  text=True, timeout=30).stdout.strip() for w in ("alpha", "beta")}
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
+        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "sandbox",
+                                  "--max-file-bytes", str(LIMIT), "--no-scheduler"],
+                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)
+            yield Server(f"http://127.0.0.1:{api_port}", keys, data)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                serve.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+            stub.send_signal(signal.SIGTERM)
+            stub.wait(timeout=10)
+            print(serve_log.read_text())
+
+
+@pytest.fixture(scope="module")
+def agent_env(files_server):
+    client = files_server.client()
+    agent = client.beta.agents.create(name="reader", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}])
+    environment = client.beta.environments.create(name="files")
+    return agent, environment
+
+
+def test_upload_list_retrieve_download_delete(files_server):
+    client = files_server.client()
+    content = b"name,score\nada,3\n\x00\xffbinary-safe\n"
+    uploaded = client.beta.files.upload(file=("../../etc/scores.csv", content, "text/csv"))
+    assert uploaded.id.startswith("file_") and uploaded.filename == "scores.csv", "only the final path component is kept"
+    assert uploaded.size_bytes == len(content) and uploaded.mime_type == "text/csv" and uploaded.type == "file"
+
+    raw = files_server.raw("GET", f"/v1/files/{uploaded.id}", headers={"anthropic-beta": "files-api-2025-04-14"})
+    assert raw.status_code == 200
+    validate(BetaFileMetadata, raw.json())
+    assert client.beta.files.retrieve_metadata(uploaded.id).size_bytes == len(content)
+    assert client.beta.files.download(uploaded.id).read() == content
+
+    stored = files_server.data_dir / "files"
+    blobs = [p for p in stored.rglob("*") if p.is_file()]
+    assert [p.name for p in blobs] == [uploaded.id], "bytes are stored under the file id, never the filename"
+    assert blobs[0].stat().st_mode & 0o777 == 0o600 and blobs[0].read_bytes() == content
+
+    more = [client.beta.files.upload(file=(f"f{i}.txt", f"file {i}".encode())) for i in range(3)]
+    first = client.beta.files.list(limit=2)
+    assert len(first.data) == 2 and first.next_page
+    every = [f.id for f in client.beta.files.list(limit=2).iter_pages() for f in f.data]
+    assert set(every) >= {uploaded.id, *(f.id for f in more)} and len(every) == len(set(every))
+    assert more[0].mime_type == "text/plain"
+    only = client.beta.files.list(ids=[more[1].id, "file_missing"])
+    assert [f.id for f in only.data] == [more[1].id] and only.next_page is None
+
+    deleted = files_server.raw("DELETE", f"/v1/files/{more[2].id}")
+    validate(BetaDeletedFile, deleted.json())
+    assert deleted.json() == {"id": more[2].id, "type": "file_deleted"}
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.files.retrieve_metadata(more[2].id)
+    assert not (stored / "wrkspc_alpha" / more[2].id).exists()
+
+
+def test_session_file_resource_is_readable_in_the_sandbox(files_server, agent_env):
+    client = files_server.client()
+    agent, environment = agent_env
+    secret = "line one\nthe bytes arrived: 42\n"
+    uploaded = client.beta.files.upload(file=("notes.txt", secret.encode()))
+    default = client.beta.files.upload(file=("other.txt", b"default mount"))
+    session = client.beta.sessions.create(
+        agent=agent.id, environment_id=environment.id,
+        resources=[{"type": "file", "file_id": uploaded.id, "mount_path": "data/notes.txt"}, {"type": "file", "file_id": default.id}])
+    raw = files_server.raw("GET", f"/v1/sessions/{session.id}").json()
+    validate(BetaManagedAgentsSession, raw)
+    mounts = {r["file_id"]: r for r in raw["resources"]}
+    assert mounts[uploaded.id]["mount_path"] == "/workspace/data/notes.txt"
+    assert mounts[default.id]["mount_path"] == f"/workspace/uploads/{default.id}"
+    for resource in raw["resources"]:
+        validate(BetaManagedAgentsFileResource, resource)
+
+    listed = client.beta.sessions.resources.list(session.id)
+    assert {r.file_id for r in listed.data} == {uploaded.id, default.id}
+    one = client.beta.sessions.resources.retrieve(mounts[uploaded.id]["id"], session_id=session.id)
+    assert one.mount_path == "/workspace/data/notes.txt"
+    added = files_server.raw("POST", f"/v1/sessions/{session.id}/resources", body={"type": "file", "file_id": uploaded.id})
+    assert added.status_code == 501
+
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/data/notes.txt"}]}])
+    answer = final_answer(client, session.id)
+    assert answer.endswith("CONTENT<line one\nthe bytes arrived: 42\n>"), answer
+
+
+def final_answer(client, session_id):
+    with client.beta.sessions.events.stream(session_id) as stream:
+        texts = []
+        for event in stream:
+            if event.type == "agent.message":
+                texts.append("".join(block.text for block in event.content))
+            if event.type == "session.status_idle":
+                break
+            if event.type == "session.status_terminated":
+                pytest.fail("the session terminated")
+    return texts[-1]
+
+
+def test_another_workspace_cannot_see_or_mount_a_file(files_server, agent_env):
+    alpha, beta = files_server.client("alpha"), files_server.client("beta")
+    uploaded = alpha.beta.files.upload(file=("private.txt", b"alpha only"))
+    for method, path in (("GET", f"/v1/files/{uploaded.id}"), ("GET", f"/v1/files/{uploaded.id}/content"), ("DELETE", f"/v1/files/{uploaded.id}")):
+        response = files_server.raw(method, path, workspace="beta")
+        assert response.status_code == 404 and response.json()["error"]["type"] == "not_found_error", path
+    assert uploaded.id not in [f.id for f in beta.beta.files.list(limit=1000).data]
+    agent = beta.beta.agents.create(name="thief", model="claude-sonnet-4-5")
+    environment = beta.beta.environments.create(name="thief")
+    with pytest.raises(anthropic.NotFoundError) as stolen:
+        beta.beta.sessions.create(agent=agent.id, environment_id=environment.id,
+                                  resources=[{"type": "file", "file_id": uploaded.id, "mount_path": "x.txt"}])
+    assert uploaded.id in str(stolen.value)
+    assert alpha.beta.files.download(uploaded.id).read() == b"alpha only", "beta's delete changed nothing"
+
+
+@pytest.mark.parametrize("mount_path, says", [
+    ("../escape.txt", "'..'"), ("/workspace/../etc/passwd", "'..'"), ("/etc/passwd", "outside /workspace"),
+    ("/workspace", "outside /workspace"), ("/workspace/./", "/workspace itself"),
+])
+def test_bad_mount_paths_name_the_field(files_server, agent_env, mount_path, says):
+    agent, environment = agent_env
+    uploaded = files_server.client().beta.files.upload(file=("a.txt", b"a"))
+    response = files_server.raw("POST", "/v1/sessions", body={
+        "agent": agent.id, "environment_id": environment.id,
+        "resources": [{"type": "file", "file_id": uploaded.id, "mount_path": mount_path}]})
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith("resources[0].mount_path:") and says in message and "Fix:" in message
+
+
+def test_bad_resources_and_uploads_are_clear(files_server, agent_env):
+    agent, environment = agent_env
+    uploaded = files_server.client().beta.files.upload(file=("a.txt", b"a"))
+    cases = [
+        ([{"type": "file", "file_id": "file_01NOSUCHFILE"}], 404, "resources[0].file_id: file file_01NOSUCHFILE was not found"),
+        ([{"type": "file", "file_id": "not-an-id"}], 400, "resources[0].file_id:"),
+        ([{"type": "file"}], 400, "resources[0].file_id:"),
+        ([{"type": "github_repository", "url": "https://github.com/x/y"}], 400, "resources[0].type: github_repository resources are not built"),
+        ([{"type": "file", "file_id": uploaded.id, "mount_path": "a.txt"}, {"type": "file", "file_id": uploaded.id, "mount_path": "./a.txt"}], 400, "resources[1].mount_path:"),
+        ([{"type": "file", "file_id": uploaded.id, "mountpath": "a.txt"}], 400, "resources[0].mountpath: unknown field"),
+    ]
+    for resources, status, says in cases:
+        response = files_server.raw("POST", "/v1/sessions", body={"agent": agent.id, "environment_id": environment.id, "resources": resources})
+        assert response.status_code == status and says in response.json()["error"]["message"], (resources, response.text)
+
+    client = files_server.client()
+    with pytest.raises(anthropic.APIStatusError) as large:
+        client.beta.files.upload(file=("big.bin", b"x" * (LIMIT + 1)))
+    assert large.value.status_code == 413 and f"over the limit of {LIMIT} bytes" in str(large.value)
+    exact = client.beta.files.upload(file=("exact.bin", b"x" * LIMIT))
+    assert exact.size_bytes == LIMIT
+
+    not_multipart = files_server.raw("POST", "/v1/files", body={"file": "x"})
+    assert not_multipart.status_code == 400 and "multipart/form-data" in not_multipart.json()["error"]["message"]
+    with pytest.raises(anthropic.BadRequestError, match="expires_in_seconds"):
+        client.beta.files.upload(file=("a.txt", b"a"), expires_in_seconds=5)
+    expiring = client.beta.files.upload(file=("a.txt", b"a"), expires_in_seconds=3600)
+    assert expiring.expires_at is not None and (expiring.expires_at - expiring.created_at).total_seconds() == pytest.approx(3600, abs=1)
