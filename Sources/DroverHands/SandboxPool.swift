@@ -220,11 +220,12 @@ public actor SandboxPool {
                 idle.append((session, max(assignment.checkedOut, await assignment.sandbox.lastUsed)))
             }
             if !forWarm, let key = warm.first(where: { !$0.value.isEmpty })?.key {
-                await close(warm[key]!.removeFirst())
+                let entry = warm[key]!.removeFirst()
                 evicted += 1
+                await close(entry)
             } else if let (session, _) = idle.min(by: { $0.1 < $1.1 }), let assignment = assigned.removeValue(forKey: session) {
-                await assignment.sandbox.close()
                 evicted += 1
+                await assignment.sandbox.close()
             } else {
                 throw Full(capacity: settings.capacity)
             }
@@ -239,16 +240,18 @@ public actor SandboxPool {
         for (session, assignment) in assigned {
             let used = max(assignment.checkedOut, await assignment.sandbox.lastUsed)
             if used < cutoff, !(await assignment.sandbox.isBusy), assigned[session]?.sandbox === assignment.sandbox {
+                // Counted before the await: another sweep reading the stats meanwhile must not
+                // see the sandbox neither in use nor evicted.
                 assigned[session] = nil
-                await assignment.sandbox.close()
                 evicted += 1
+                await assignment.sandbox.close()
             }
         }
         for (key, list) in warm {
             for entry in list where entry.born < cutoff {
                 warm[key]?.removeAll { $0.name == entry.name }
-                await close(entry)
                 evicted += 1
+                await close(entry)
             }
         }
     }
