@@ -316,6 +316,10 @@ struct CustomToolTests {
                 try NewEvent.parseClientEvents(#"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"\#(use.id)","content":[{"type":"text","text":"\#(text)"}]}]}"#)
             }
             _ = try await brain.log.append(session, try result(uses[0], "9"))
+            // Two clients racing past the API's check: a second answer, and one for no tool use.
+            _ = try await brain.log.append(session, try result(uses[0], "9 again"))
+            _ = try await brain.log.append(session, try NewEvent.parseClientEvents(
+                #"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"sevt_nothing_1","content":[]}]}"#))
             let partial = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
             #expect(partial.stopReason == "requires_action")
             events = try await brain.log.read(session, limit: 1000)
@@ -327,6 +331,9 @@ struct CustomToolTests {
             events = try await brain.log.read(session, limit: 1000)
             #expect(events.last { $0.type == "agent.message" }?.json.contains("Ana has 9, Bo has 6.") == true)
             expectWireShapes(events)
+            let blocks = ContextBuilder.messages(from: events).flatMap(\.content)
+            let answered = blocks.compactMap { if case .toolResult(let id, _, _) = $0 { id } else { nil } }
+            #expect(answered == uses.map(\.id), "one result per tool use reaches the model; the extra answers are left out")
         }
     }
 

@@ -14,6 +14,9 @@ public enum ContextBuilder {
                 messages.append(ModelMessage(role: role, content: blocks))
             }
         }
+        // A result for a tool use that is not open (two client answers raced past the API's
+        // check) is left out: the model API refuses a tool_result without its tool_use.
+        var open: Set<String> = []
         for event in events {
             let fields = event.value.objectValue ?? [:]
             switch event.type {
@@ -28,8 +31,10 @@ public enum ContextBuilder {
                     name = MCPToolName.qualified(server: server, tool: name)
                 }
                 add(.assistant, [.toolUse(id: event.id, name: name, input: fields["input"] ?? .object([:]))])
+                open.insert(event.id)
             case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
                 let useId = ContextBuilder.answeredToolUse(fields) ?? ""
+                guard open.remove(useId) != nil else { continue }
                 var content = contentBlocks(fields["content"])
                 if content.isEmpty { content = [.text("(no output)")] }
                 add(.user, [.toolResult(toolUseId: useId, content: content, isError: fields["is_error"] == .bool(true))])
