@@ -23,10 +23,14 @@ public struct APIError: HTTPResponseError, Sendable {
         self.retryAfterSeconds = retryAfterSeconds
     }
 
-    /// 400 naming the field and the fix.
     /// 400 naming the field and the fix; `errorCode` selects the SDK's typed error class.
     public static func invalid(_ field: String, _ message: String, fix: String? = nil, errorCode: String? = nil) -> APIError {
         APIError(.badRequest, "invalid_request_error", "\(field): \(message)" + (fix.map { ". Fix: \($0)" } ?? ""), errorCode: errorCode)
+    }
+
+    /// 422: well formed, but it does not fit the state it refers to.
+    public static func unprocessable(_ field: String, _ message: String, fix: String) -> APIError {
+        APIError(.unprocessableContent, "invalid_request_error", "\(field): \(message). Fix: \(fix)")
     }
 
     public static func notFound(_ kind: String, _ id: String, errorCode: String? = nil) -> APIError {

@@ -23,6 +23,7 @@ extension APIServer {
             let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
             let events = try Self.parseEvents(String(buffer: buffer))
             let id = try SessionID(row.id)
+            try await self.checkToolAnswers(events, session: id)
             let clientKey = request.headers[.init("idempotency-key")!]
             let result = try await self.sessionLogCall { try await self.log.append(id, events, clientKey: clientKey) }
             // An interrupt alone needs no turn: a running turn sees it, an idle session has none.
@@ -37,6 +38,41 @@ extension APIServer {
         router.get("/v1/sessions/:session_id/events/stream") { request, context in
             let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
             return try await self.eventStream(SessionID(row.id), workspace: context.workspace, request: request)
+        }
+    }
+
+    /// A `user.custom_tool_result` or `user.tool_confirmation` must answer a tool use that is
+    /// waiting for it. Appending one that does not would put a tool result with no tool use into
+    /// the model's context, and every later turn of the session would fail on it.
+    func checkToolAnswers(_ events: [NewEvent], session: SessionID) async throws {
+        let answers = try events.enumerated().compactMap { index, event -> (index: Int, type: String, id: String)? in
+            let field = event.type == "user.custom_tool_result" ? "custom_tool_use_id" : event.type == "user.tool_confirmation" ? "tool_use_id" : nil
+            guard let field else { return nil }
+            guard let id = try JSONValue.parse(event.json).objectValue?[field]?.stringValue else { return nil }
+            return (index, event.type, id)
+        }
+        guard !answers.isEmpty else { return }
+        var log: [StoredEvent] = []
+        while true {
+            let page = try await sessionLogCall { try await self.log.read(session, afterSeq: log.last?.seq ?? 0, limit: 1000) }
+            log += page
+            if page.count < 1000 { break }
+        }
+        var waitingForResult = Set(ContextBuilder.pendingCustomToolUses(in: log).map(\.id))
+        var waitingForConfirmation = Set(ContextBuilder.awaitingConfirmation(in: log).map(\.id))
+        let known = Dictionary(log.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })
+        for answer in answers {
+            let isResult = answer.type == "user.custom_tool_result"
+            let field = "events[\(answer.index)].\(isResult ? "custom_tool_use_id" : "tool_use_id")"
+            if isResult ? waitingForResult.remove(answer.id) != nil : waitingForConfirmation.remove(answer.id) != nil { continue }
+            let what = isResult ? "an agent.custom_tool_use" : "a tool use held for confirmation (evaluated_permission \"ask\")"
+            let why: String = switch known[answer.id] {
+            case nil: "session \(session.rawValue) has no event \(answer.id)"
+            case let type? where isResult ? type == "agent.custom_tool_use" : (type == "agent.tool_use" || type == "agent.mcp_tool_use"):
+                "\(answer.id) was already answered"
+            case let type?: "\(answer.id) is the session's \(type) event, not \(what)"
+            }
+            throw APIError.unprocessable(field, why, fix: "answer only the ids in the session's stop_reason.event_ids while it is idle with requires_action")
         }
     }
 

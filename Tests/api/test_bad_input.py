@@ -188,3 +188,47 @@ def test_the_sdk_raises_its_typed_errors(server):
     client.beta.environments.delete(environment.id)
     with pytest.raises(BetaEnvironmentNotFoundError):
         client.beta.environments.retrieve(environment.id)
+
+
+def test_tool_answers_must_answer_a_waiting_tool_use(server, agent_env):
+    """A result or confirmation for a tool use that is not waiting is 422, and is not appended: in the
+    log it would hand the model a tool result with no tool use, and every later turn would fail."""
+    client = server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    path = f"/v1/sessions/{session.id}/events"
+    sent = client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "weather?"}]}])
+    message_id = sent.data[0].id
+    deadline = time.monotonic() + 30
+    use = []
+    while not use and time.monotonic() < deadline:
+        use = client.beta.sessions.events.list(session.id, types=["agent.custom_tool_use"]).data
+        time.sleep(0.1)
+    assert use, "the scripted model calls the custom tool"
+    use_id = use[0].id
+
+    def result(use_id, text="sunny"):
+        return {"type": "user.custom_tool_result", "custom_tool_use_id": use_id, "content": [{"type": "text", "text": text}]}
+
+    before = len(client.beta.sessions.events.list(session.id, limit=100).data)
+    message = error(server.raw("POST", path, body={"events": [result(f"sevt_{session.id}_9999")]}), 422)
+    assert message.startswith("events[0].custom_tool_use_id:") and "has no event" in message
+    assert "is the session's user.message event" in error(server.raw("POST", path, body={"events": [result(message_id)]}), 422)
+    confirmation = {"type": "user.tool_confirmation", "tool_use_id": use_id, "result": "allow"}
+    assert error(server.raw("POST", path, body={"events": [confirmation]}), 422).startswith("events[0].tool_use_id:")
+    message = error(server.raw("POST", path, body={"events": [result(use_id), result(use_id, "twice")]}), 422)
+    assert message.startswith("events[1].custom_tool_use_id:") and "already answered" in message
+    with pytest.raises(anthropic.UnprocessableEntityError):
+        client.beta.sessions.events.send(session.id, events=[result("sevt_unknown_1")])
+    assert len(client.beta.sessions.events.list(session.id, limit=100).data) == before, "no refused answer was appended"
+
+    client.beta.sessions.events.send(session.id, events=[result(use_id)])
+    assert "already answered" in error(server.raw("POST", path, body={"events": [result(use_id, "again")]}), 422)
+    deadline = time.monotonic() + 30
+    idle = []
+    while time.monotonic() < deadline:
+        idle = client.beta.sessions.events.list(session.id, limit=100, types=["session.status_idle"]).data
+        if idle and idle[-1].stop_reason.type == "end_turn":
+            break
+        time.sleep(0.1)
+    assert idle and idle[-1].stop_reason.type == "end_turn", "the session was not poisoned and finished its turn"
