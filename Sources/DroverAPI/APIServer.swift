@@ -24,6 +24,8 @@ public final class APIServer: Sendable {
         /// The sandboxes' root (`<hands root>/workspaces/SESSION`), where file resources are
         /// copied before a session's first turn; nil: sessions with file resources answer 501.
         public var handsRoot: URL?
+        /// Each workspace's request budget; nil: unlimited.
+        public var rateLimit: (requestsPerSecond: Double, burst: Int)?
         public init() {}
     }
 
@@ -35,6 +37,7 @@ public final class APIServer: Sendable {
     let localWorkspaceID: String
     /// Event streams open now per workspace, for the 429 limit, `/health` and the leak test.
     let openStreams = Locked<[String: Int]>([:])
+    let limiter: RequestRateLimiter?
 
     public init(log: SessionLog, store: ControlPlaneStore, queue: TaskQueue, redis: RedisClient, options: Options, localWorkspaceID: String) {
         self.log = log
@@ -43,6 +46,7 @@ public final class APIServer: Sendable {
         self.redis = redis
         self.options = options
         self.localWorkspaceID = localWorkspaceID
+        limiter = options.rateLimit.map { RequestRateLimiter(requestsPerSecond: $0.requestsPerSecond, burst: $0.burst) }
     }
 
     /// Parses `host:port` as in `DROVER_API_ADDR`.
@@ -68,6 +72,7 @@ public final class APIServer: Sendable {
         let router = Router(context: APIRequestContext.self)
         router.middlewares.add(APIErrorMiddleware())
         router.middlewares.add(AuthenticationMiddleware(store: store, localWorkspaceID: localWorkspaceID))
+        if let limiter { router.middlewares.add(RateLimitMiddleware(limiter: limiter)) }
         router.get("/health") { _, _ in
             jsonResponse(.object(["status": "ok", "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +)))]))
         }

@@ -76,7 +76,13 @@ enum OpenAPIDocument {
                 ? .object(["description": .string("text/event-stream of \(operation.model)"), "content": .object(["text/event-stream": .object(["schema": .object(["type": "string"])])])])
                 : .object(["description": .string(operation.model), "content": .object(["application/json": .object(["schema": .object(["type": "object"])])])])
             var responses: [String: JSONValue] = ["200": success]
-            for (status, meaning) in [("400", "invalid_request_error naming the field"), ("401", "authentication_error"), ("404", "not_found_error (also another workspace's id)"), ("409", "conflict"), ("413", "body over 4 MB")] {
+            var errors = [("400", "invalid_request_error naming the field"), ("401", "authentication_error"), ("403", "permission_error (anthropic-workspace-id of another workspace)"),
+                          ("404", "not_found_error (also another workspace's id)"), ("409", "conflict"), ("413", "body over 4 MB"),
+                          ("429", "rate_limit_error, with retry-after")]
+            if operation.path == "/v1/sessions/{session_id}/events" && operation.method == "post" {
+                errors.append(("422", "a tool result or confirmation that answers no waiting tool use"))
+            }
+            for (status, meaning) in errors {
                 responses[status] = .object(["description": .string(meaning), "content": .object(["application/json": .object(["schema": .object(["$ref": "#/components/schemas/Error"])])])])
             }
             paths[operation.path, default: [:]][operation.method] = .object([

@@ -37,6 +37,8 @@ struct APIBench: AsyncParsableCommand {
             let store = ControlPlaneStore(database: database)
             var options = APIServer.Options()
             options.port = 0
+            // The limiter's middleware runs as in `drover serve`, with a budget this bench never spends.
+            options.rateLimit = (1_000_000, 1_000_000)
             let server = APIServer(log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
                                    redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
             var logger = Logger(label: "drover.bench.api")

@@ -13,6 +13,8 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Seconds between ping keep-alives on idle event streams.") var pingSeconds: Double = 15
     @Option(help: "Event streams one workspace may hold open at once; more answer 429.") var maxStreamsPerWorkspace = 1000
     @Option(help: "Largest file the Files API accepts, in bytes; larger uploads answer 413.") var maxFileBytes = 32 << 20
+    @Option(help: "Requests a second each workspace may make on average; more answer 429 with retry-after. 0: unlimited.") var requestsPerSecond: Double = 200
+    @Option(help: "Requests each workspace may make at once before --requests-per-second applies.") var requestBurst = 400
 
     /// Builds the server. With no API key configured it runs in single-user local mode, which
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
@@ -38,6 +40,9 @@ struct APIOptions: ParsableArguments {
         options.maxStreamsPerWorkspace = maxStreamsPerWorkspace
         guard maxFileBytes > 0 else { throw ValidationError("--max-file-bytes: must be positive") }
         options.maxFileBytes = maxFileBytes
+        guard requestsPerSecond >= 0, requestsPerSecond.isFinite else { throw ValidationError("--requests-per-second: must be 0 (unlimited) or more") }
+        guard requestBurst > 0 else { throw ValidationError("--request-burst: must be positive") }
+        options.rateLimit = requestsPerSecond > 0 ? (requestsPerSecond, requestBurst) : nil
         options.filesDirectory = runtime.configuration.dataDirectory.appendingPathComponent("files")
         // Session file resources are copied where this host's sandboxes will find them.
         options.handsRoot = try runtime.handsRoot()

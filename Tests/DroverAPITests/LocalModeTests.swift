@@ -9,12 +9,13 @@ import Testing
 
 /// The API in-process over real HTTP on loopback, with a real Redis and SQLite file.
 @Suite struct LocalModeTests {
-    func withAPI(_ body: (String, ControlPlaneStore) async throws -> Void) async throws {
+    func withAPI(configure: (inout APIServer.Options) -> Void = { _ in }, _ body: (String, ControlPlaneStore) async throws -> Void) async throws {
         try await withRedisClient(poolSize: 8) { redis, _ in
             let database = try MirrorDatabase(path: temporaryDatabasePath())
             let store = ControlPlaneStore(database: database)
             var options = APIServer.Options()
             options.port = 0
+            configure(&options)
             let server = APIServer(log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
                                    redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
             let (ready, continuation) = AsyncStream<Int>.makeStream()
@@ -52,6 +53,50 @@ import Testing
             #expect(try await call(base + "/v1/agents/\(id)", key: created.key).0 == 404, "and the default workspace's agent is not the team's")
             #expect(try await call(base + "/v1/agents/\(id)", key: "drv-guess").0 == 401)
         }
+    }
+
+    @Test("Each workspace has its own request budget: over it, 429 with retry-after; others are not slowed")
+    func requestRateIsLimitedPerWorkspace() async throws {
+        // Half a request a second refills too slowly to matter during the burst, however slow the machine.
+        try await withAPI(configure: { $0.rateLimit = (0.5, 3) }) { base, store in
+            let alpha = try await store.createKey(workspace: "alpha").key
+            let beta = try await store.createKey(workspace: "beta").key
+            var statuses: [Int] = []
+            var refused: (headers: [String: String], body: JSONValue)?
+            for _ in 0..<8 {
+                let response = try await CurlHTTPClient.shared.send(HTTPRequest(
+                    url: base + "/v1/agents", method: "GET",
+                    headers: [("anthropic-beta", "managed-agents-2026-04-01"), ("x-api-key", alpha)], body: []))
+                statuses.append(response.status)
+                if response.status == 200 {
+                    #expect(response.headers["anthropic-ratelimit-requests-limit"] == "3")
+                } else if refused == nil {
+                    refused = (response.headers, (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))) ?? .null)
+                }
+            }
+            #expect(Array(statuses.prefix(3)) == [200, 200, 200], "the burst is served")
+            #expect(statuses.filter { $0 == 429 }.count >= 4, "then the budget runs out: \(statuses)")
+            #expect(Set(statuses).isSubset(of: [200, 429]))
+            let error = try #require(refused).body.objectValue?["error"]?.objectValue
+            #expect(error?["type"] == "rate_limit_error")
+            #expect(error?["message"]?.stringValue?.contains("--requests-per-second") == true)
+            let retryAfter = try #require(refused?.headers["retry-after"].flatMap { Int($0) })
+            #expect((1...2).contains(retryAfter), "one token refills in 2 s")
+            #expect(try await call(base + "/v1/agents", key: beta).0 == 200, "another workspace keeps its own budget")
+            #expect(try await call(base + "/health").0 == 200, "health is not an API call")
+        }
+    }
+
+    @Test func tokenBucketRefillsAtTheConfiguredRate() {
+        let limiter = RequestRateLimiter(requestsPerSecond: 10, burst: 2)
+        let start = ContinuousClock.now
+        #expect(limiter.take("w", now: start).allowed && limiter.take("w", now: start).allowed)
+        let refused = limiter.take("w", now: start)
+        #expect(!refused.allowed && refused.retryAfterSeconds == 1)
+        #expect(!limiter.take("w", now: start + .milliseconds(50)).allowed, "half a token is not a request")
+        #expect(limiter.take("w", now: start + .milliseconds(110)).allowed, "one token after 100 ms")
+        let later = limiter.take("w", now: start + .seconds(60))
+        #expect(later.allowed && later.remaining == 1, "the bucket never holds more than the burst")
     }
 
     @Test func addressesParseAndOnlyLoopbackCountsAsLocal() throws {
