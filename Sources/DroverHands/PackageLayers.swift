@@ -64,7 +64,9 @@ public actor PackageLayers {
             let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw InstallFailed(packages: packages, output: String(output.suffix(2000)))
         }
-        FileManager.default.createFile(atPath: staging.appendingPathComponent(".drover-complete").path, contents: nil)
+        guard FileManager.default.createFile(atPath: staging.appendingPathComponent(".drover-complete").path, contents: nil) else {
+            throw InstallFailed(packages: packages, output: "could not write \(staging.path)/.drover-complete")
+        }
         // Everything readable (the sandbox runs as nobody), nothing writable but by the owner.
         _ = try? await runQuietly("/bin/chmod", ["-R", "a+rX,go-w", staging.path])
         do {
