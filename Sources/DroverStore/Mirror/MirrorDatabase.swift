@@ -128,6 +128,11 @@ public final class MirrorDatabase: Sendable {
                 CREATE INDEX files_by_workspace ON files(workspace_id, created_at);
                 """)
         }
+        // The environment config beside the agent snapshot, so a session restored from SQLite
+        // alone still gets its packages and networking.
+        migrator.registerMigration("v5: session environments") { db in
+            try db.execute(sql: "ALTER TABLE sessions ADD COLUMN environment TEXT")
+        }
         return migrator
     }
 
@@ -215,16 +220,20 @@ public final class MirrorDatabase: Sendable {
         public let trimmedThrough: Int64
         /// The agent snapshot the session was created with (JSON).
         public let resource: String?
+        /// The environment `config` the session was created with (JSON).
+        public let environment: String?
     }
 
-    /// Stores the session's agent snapshot, creating the row if the recorder has not yet.
-    func saveSessionResource(_ id: String, resource: String) async throws(SessionLogError) {
+    /// Stores the session's agent snapshot and environment config, creating the row if the
+    /// recorder has not yet.
+    func saveSessionResource(_ id: String, resource: String?, environment: String?) async throws(SessionLogError) {
         do {
             try await pool.write { db in
                 try db.execute(sql: """
-                    INSERT INTO sessions (id, resource, created_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                    ON CONFLICT(id) DO UPDATE SET resource = excluded.resource
-                    """, arguments: [id, resource])
+                    INSERT INTO sessions (id, resource, environment, created_at) VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                    ON CONFLICT(id) DO UPDATE SET resource = COALESCE(excluded.resource, resource),
+                        environment = COALESCE(excluded.environment, environment)
+                    """, arguments: [id, resource, environment])
             }
         } catch {
             throw .database("\(error)")
@@ -290,7 +299,7 @@ public final class MirrorDatabase: Sendable {
         SessionRow(
             id: row["id"], status: row["status"], lastSeq: row["last_seq"], maxEpoch: row["max_epoch"],
             createdAt: row["created_at"], lastEventAt: row["last_event_at"], trimmedThrough: row["trimmed_through"],
-            resource: row["resource"]
+            resource: row["resource"], environment: row["environment"]
         )
     }
 }

@@ -26,8 +26,8 @@ public final class SessionLog: Sendable {
             try await restore(session, from: row)
             return false
         }
-        if let agent, let database {
-            try await database.saveSessionResource(session.rawValue, resource: agent)
+        if agent != nil || environment != nil, let database {
+            try await database.saveSessionResource(session.rawValue, resource: agent, environment: environment)
         }
         let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? ""])
         let created = reply.array?.first?.int == 1
@@ -37,12 +37,11 @@ public final class SessionLog: Sendable {
         return created
     }
 
-    /// The environment `config` the session was created with, as JSON (Redis only for now: a
-    /// session restored from SQLite alone runs without it).
+    /// The environment `config` the session was created with, as JSON.
     public func environment(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "environment"])
         if let environment = reply.string, !environment.isEmpty { return environment }
-        return nil
+        return try await database?.session(session.rawValue)?.environment
     }
 
     /// The agent snapshot the session was created with, as JSON.
