@@ -45,7 +45,8 @@ struct SchedulerRig {
     /// A scheduler as another process would have it: its own Redis client and SQLite handle.
     /// The default TTL is long: tests with one scheduler are not about the lead, and a frozen
     /// test process must not make its lock lapse mid-tick.
-    func scheduler(_ token: String, lockTTL: Duration = .seconds(30)) async throws -> (Scheduler, RedisClient) {
+    func scheduler(_ token: String, lockTTL: Duration = .seconds(30),
+                   faultPoint: (@Sendable (String) throws -> Void)? = nil) async throws -> (Scheduler, RedisClient) {
         let redis = try await server.client(poolSize: 2)
         let database = try MirrorDatabase(path: databasePath)
         let store = DeploymentStore(database: database)
@@ -53,7 +54,8 @@ struct SchedulerRig {
         options.token = token
         options.tick = .milliseconds(20)
         options.lockTTL = lockTTL
-        let firer = DeploymentFirer(store: store, sessionLog: SessionLog(redis: redis, database: database), queue: TaskQueue(redis: redis))
+        var firer = DeploymentFirer(store: store, sessionLog: SessionLog(redis: redis, database: database), queue: TaskQueue(redis: redis))
+        firer.faultPoint = faultPoint
         return (Scheduler(redis: redis, store: store, firer: firer, clock: clock, options: options), redis)
     }
 
@@ -101,8 +103,7 @@ struct SchedulerTests {
                     // The run row is written before the fire commits, and on a loaded machine the
                     // lead can pass mid-fire (the commit is refused; the next leader redoes the
                     // fire onto the same session and commits it). Move the clock on only once
-                    // occurrence n is committed: a deployment owes only its latest occurrence,
-                    // so an uncommitted one would be skipped, not fired twice.
+                    // occurrence n is committed, so each step checks one occurrence.
                     let deadline = ContinuousClock.now + .seconds(30)
                     while schedulers.map(\.0.fires).reduce(0, +) < n, ContinuousClock.now < deadline {
                         try await Task.sleep(for: .milliseconds(20))
@@ -212,6 +213,61 @@ struct SchedulerTests {
             #expect(try await rig.counts().keys.sorted() == [Timestamp.seconds(minute(1)), Timestamp.seconds(minute(31))])
             let row = try await rig.store.find("every-minute")
             #expect(row.lastRunAt != nil)
+        }
+    }
+
+    struct InjectedFault: Error {}
+
+    @Test("a fire that fails partway is completed by the next tick, before any later occurrence")
+    func failedFireIsCompleted() async throws {
+        try await SchedulerRig.with { rig in
+            let failing = Locked(true)
+            let (scheduler, redis) = try await rig.scheduler("schd_solo") { step in if step == "enqueued", failing.value { throw InjectedFault() } }
+            defer { redis.close() }
+            let first = Int64(minute(1).timeIntervalSince1970)
+            rig.clock.set(minute(1) + 5)
+            #expect(try await scheduler.tick().isEmpty, "the fire failed after enqueueing its turn")
+            #expect(try await rig.counts().isEmpty, "and before recording its run")
+            #expect(try await scheduler.lock.pending().values.sorted() == [first])
+            rig.clock.set(minute(3) + 5)
+            #expect(try await scheduler.tick().isEmpty, "while minute 1 fails, nothing later fires ahead of it")
+
+            failing.withLock { $0 = false }
+            #expect(try await scheduler.tick().map(\.scheduledAt) == [minute(1), minute(3)], "minute 1 is completed, then the latest due")
+            #expect(try await scheduler.tick().isEmpty)
+            #expect(try await rig.counts().keys.sorted() == [Timestamp.seconds(minute(1)), Timestamp.seconds(minute(3))])
+            #expect(try await scheduler.lock.pending().isEmpty)
+            // Redone onto the same session and turn task: nothing twice.
+            let log = SessionLog(redis: rig.redis, database: rig.store.database)
+            for run in try await rig.store.runs("every-minute") {
+                let session = try SessionID(run.objectValue?["session_id"]?.stringValue ?? "")
+                #expect(try await log.read(session).map(\.type) == ["user.message"])
+            }
+            #expect(try await TaskQueue(redis: rig.redis).stats(TurnQueue.defaultName).ready == 2)
+        }
+    }
+
+    @Test("a fire that failed partway before a pause: completed after it if it had started its session, else dropped",
+          arguments: ["enqueued", "start"])
+    func failedFireThenPaused(step: String) async throws {
+        try await SchedulerRig.with { rig in
+            let failing = Locked(true)
+            let (scheduler, redis) = try await rig.scheduler("schd_solo") { at in if at == step, failing.value { throw InjectedFault() } }
+            defer { redis.close() }
+            rig.clock.set(minute(1) + 5)
+            #expect(try await scheduler.tick().isEmpty)
+            _ = try await rig.store.pause("every-minute", now: rig.clock.now())
+            failing.withLock { $0 = false }
+            rig.clock.set(minute(2) + 5)
+            #expect(try await scheduler.tick().isEmpty)
+            _ = try await rig.store.unpause("every-minute", now: rig.clock.now())
+            rig.clock.set(minute(3) + 5)
+            // Failed after enqueueing, minute 1's turn was on its way: its run is recorded now.
+            // Failed before writing anything, it is a slot that fell in the pause.
+            let expected = step == "enqueued" ? [minute(1), minute(3)] : [minute(3)]
+            #expect(try await scheduler.tick().map(\.scheduledAt) == expected)
+            #expect(try await rig.counts().keys.sorted() == expected.map(Timestamp.seconds))
+            #expect(try await scheduler.lock.pending().isEmpty)
         }
     }
 

@@ -13,6 +13,9 @@ public struct DeploymentFirer: Sendable {
     public let sessionLog: SessionLog
     public let queue: TaskQueue
     public let turnQueue: QueueName
+    /// Fault points for tests of a fire that fails partway: `start`, before anything is
+    /// written, and `enqueued`, after the turn is enqueued and before the run is recorded.
+    var faultPoint: (@Sendable (_ step: String) throws -> Void)?
 
     public init(store: DeploymentStore, sessionLog: SessionLog, queue: TaskQueue, turnQueue: QueueName = TurnQueue.defaultName) {
         self.store = store
@@ -27,12 +30,13 @@ public struct DeploymentFirer: Sendable {
         guard let spec = decodeSpec(row.spec) else {
             throw DeploymentError(field: "deployment", message: "'\(row.name)' has no stored spec", fix: "run `drover apply Schedules/` again")
         }
+        try faultPoint?("start")
         let session: SessionID
         let runID: String
         var taskID = Identifier.make(prefix: "task")
         if let scheduledAt {
             let digest = Self.digest("\(row.id)|\(Int64(scheduledAt.timeIntervalSince1970))")
-            session = try SessionID("sesn_" + digest)
+            session = try Self.session(deployment: row.id, occurrence: scheduledAt)
             runID = "drun_" + digest
             taskID = "task_" + digest
         } else {
@@ -44,6 +48,7 @@ public struct DeploymentFirer: Sendable {
         let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
         _ = try await sessionLog.append(session, events, clientKey: "deployment-run:\(runID)")
         try await TurnQueue.enqueue(queue, session: session, name: turnQueue, id: taskID)
+        try faultPoint?("enqueued")
 
         let createdAt = Timestamp.string(now)
         let trigger: JSONValue = scheduledAt.map {
@@ -65,6 +70,18 @@ public struct DeploymentFirer: Sendable {
             createdAt: createdAt, resource: resource.compactJSON)
         try await registerSession(session, spec: spec, deployment: row, createdAt: createdAt)
         return resource
+    }
+
+    /// The session a scheduled fire of this occurrence creates.
+    static func session(deployment: String, occurrence: Date) throws -> SessionID {
+        try SessionID("sesn_" + digest("\(deployment)|\(Int64(occurrence.timeIntervalSince1970))"))
+    }
+
+    /// Whether a fire of this occurrence got as far as creating its session: its turn may run.
+    func started(_ row: DeploymentRow, occurrence: Date) async throws -> Bool {
+        let session = try Self.session(deployment: row.id, occurrence: occurrence)
+        if try await sessionLog.meta(session) != nil { return true }
+        return try await sessionLog.database?.session(session.rawValue) != nil
     }
 
     /// Makes the run's session visible under `/v1/sessions` with its `deployment_id`, whether a

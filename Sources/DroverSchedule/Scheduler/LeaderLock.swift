@@ -17,11 +17,15 @@ import Foundation
 ///   before it sets `leader`, so an unchanged epoch means no one else has led since).
 /// - `done-by`: deployment id → the `TOKEN|EPOCH` that committed `done`, so a commit retried
 ///   after a lost reply still answers `committed`.
+/// - `pending`: deployment id → the occurrence begun and not yet committed. A fire that failed
+///   or stalled partway may have created its session and enqueued its turn without recording
+///   its run; the next leader redoes that occurrence before any later one, so it is completed
+///   rather than passed over.
 public struct LeaderLock: Sendable {
     public let redis: RedisClient
     public let token: String
     public let ttlMilliseconds: Int
-    let leaderKey, epochKey, doneKey, doneByKey: String
+    let leaderKey, epochKey, doneKey, doneByKey, pendingKey: String
 
     public init(redis: RedisClient, token: String, ttlMilliseconds: Int, prefix: String = "drover:{sched}") {
         self.redis = redis
@@ -31,6 +35,7 @@ public struct LeaderLock: Sendable {
         epochKey = prefix + ":epoch"
         doneKey = prefix + ":done"
         doneByKey = prefix + ":done-by"
+        pendingKey = prefix + ":pending"
     }
 
     static let acquire = RedisScript(name: "scheduler-acquire", idempotent: true, source: """
@@ -69,14 +74,20 @@ public struct LeaderLock: Sendable {
         if done >= tonumber(ARGV[4]) then
           return {'duplicate', tostring(done)}
         end
+        redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
         return {'ok', tostring(done)}
         """)
 
-    /// KEYS: leader epoch done done-by   ARGV: token epoch deployment occurrence
+    /// KEYS: leader epoch done done-by pending   ARGV: token epoch deployment occurrence
     static let finishFire = RedisScript(name: "scheduler-finish-fire", idempotent: true, source: """
         local fence = ARGV[1] .. '|' .. ARGV[2]
+        local function settle(done)
+          local pending = tonumber(redis.call('HGET', KEYS[5], ARGV[3]) or '-1')
+          if pending ~= -1 and pending <= done then redis.call('HDEL', KEYS[5], ARGV[3]) end
+        end
         local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
         if done == tonumber(ARGV[4]) and redis.call('HGET', KEYS[4], ARGV[3]) == fence then
+          settle(done)
           return {'ok', tostring(done)}
         end
         local holder = redis.call('GET', KEYS[1])
@@ -84,11 +95,21 @@ public struct LeaderLock: Sendable {
           return {'stale', redis.call('GET', KEYS[2]) or '0'}
         end
         if done >= tonumber(ARGV[4]) then
+          settle(done)
           return {'duplicate', tostring(done)}
         end
         redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
         redis.call('HSET', KEYS[4], ARGV[3], fence)
+        settle(tonumber(ARGV[4]))
         return {'ok', ARGV[4]}
+        """)
+
+    /// KEYS: pending   ARGV: deployment occurrence
+    static let dropPendingFire = RedisScript(name: "scheduler-drop-pending", idempotent: true, source: """
+        if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+          return redis.call('HDEL', KEYS[1], ARGV[1])
+        end
+        return 0
         """)
 
     /// Takes or renews the lock; the fence epoch while this scheduler leads, nil otherwise.
@@ -111,7 +132,7 @@ public struct LeaderLock: Sendable {
     }
 
     public func begin(deployment: String, occurrence: Int64, epoch: Int64) async throws -> Begin {
-        let reply = try await redis.eval(Self.beginFire, keys: [leaderKey, epochKey, doneKey],
+        let reply = try await redis.eval(Self.beginFire, keys: [leaderKey, epochKey, doneKey, pendingKey],
                                          arguments: [token, String(epoch), deployment, String(occurrence)])
         switch reply.array?.first?.string {
         case "ok": return .go
@@ -131,7 +152,7 @@ public struct LeaderLock: Sendable {
 
     /// Commits a begun fire, only while this scheduler still holds `epoch`.
     public func finish(deployment: String, occurrence: Int64, epoch: Int64) async throws -> Finish {
-        let reply = try await redis.eval(Self.finishFire, keys: [leaderKey, epochKey, doneKey, doneByKey],
+        let reply = try await redis.eval(Self.finishFire, keys: [leaderKey, epochKey, doneKey, doneByKey, pendingKey],
                                          arguments: [token, String(epoch), deployment, String(occurrence)])
         switch reply.array?.first?.string {
         case "ok": return .committed
@@ -142,7 +163,22 @@ public struct LeaderLock: Sendable {
 
     /// The latest occurrence fired for each deployment.
     public func fired() async throws -> [String: Int64] {
-        let reply = try await redis.send(["HGETALL", doneKey])
+        try await occurrences(doneKey)
+    }
+
+    /// Occurrences begun and not committed, by deployment.
+    public func pending() async throws -> [String: Int64] {
+        try await occurrences(pendingKey)
+    }
+
+    /// Forgets a pending occurrence that is no longer owed (its deployment was paused or its
+    /// schedule changed since), unless another fire has replaced it.
+    public func dropPending(deployment: String, occurrence: Int64) async throws {
+        _ = try await redis.eval(Self.dropPendingFire, keys: [pendingKey], arguments: [deployment, String(occurrence)])
+    }
+
+    private func occurrences(_ key: String) async throws -> [String: Int64] {
+        let reply = try await redis.send(["HGETALL", key])
         var result: [String: Int64] = [:]
         let items = reply.array ?? []
         var index = 0

@@ -9,6 +9,8 @@ import Logging
 /// - A due occurrence is the latest one in `(last fired or created/unpaused, now − jitter]`:
 ///   after downtime, a deployment that missed several slots fires once, for the latest.
 /// - A paused or archived deployment does not fire.
+/// - An occurrence whose fire failed or stalled partway is redone, before any later one; if it
+///   is no longer owed (paused or rescheduled since), only when it had created its session.
 /// - The jitter delays each deployment's fires by a fixed amount, derived from its id.
 public final class Scheduler: Sendable {
     public struct Options: Sendable {
@@ -127,66 +129,104 @@ public final class Scheduler: Sendable {
     /// idempotent (ids derive from the deployment and the occurrence), and it counts only once
     /// committed under the same fence. A leader that stalls past its TTL mid-fire is refused at
     /// the commit; the next leader redoes the occurrence onto the same session, run and task.
+    /// An occurrence begun and not committed (the fire failed or stalled partway) is redone
+    /// before a later one is considered, so no fire is left half done.
     @discardableResult
     public func tick() async throws -> [Fire] {
         guard let fence = try await renew() else { return [] }
         let now = clock.now()
         let fired = try await lock.fired()
+        let pending = try await lock.pending()
         var result: [Fire] = []
         for row in try await store.list() where row.status == "active" {
             guard let spec = decodeSpec(row.spec), let cron = spec.cron() else { continue }
             let jitter = DeploymentSpec.jitter(deploymentID: row.id, maximum: spec.jitterSeconds)
-            let since = max(row.fireAfter, fired[row.id].map(Double.init) ?? -.infinity)
-            guard let due = cron.latest(after: Date(timeIntervalSince1970: since), through: now - Double(jitter)) else { continue }
-            let occurrence = Int64(due.timeIntervalSince1970)
-            // Renewed per fire, so a long list of due deployments cannot outrun the TTL.
-            guard try await renew() == fence else { return result }
-            switch try await lock.begin(deployment: row.id, occurrence: occurrence, epoch: fence) {
-            case .duplicate:
-                continue
-            case .stale(let current):
-                _ = dropLease()
-                logger.info("scheduler \(options.token) was superseded by epoch \(current); not firing")
-                return result
-            case .go:
-                break
+            var since = max(row.fireAfter, fired[row.id].map(Double.init) ?? -.infinity)
+            var owed: [Date] = []
+            if let begun = pending[row.id] {
+                let occurrence = Date(timeIntervalSince1970: Double(begun))
+                let committed = Double(begun) <= (fired[row.id].map(Double.init) ?? -.infinity)
+                // Owed, or no longer owed (paused, or the schedule changed since) but far enough
+                // along that its turn may run: then its run is recorded too.
+                var owedStill = !committed && Double(begun) > since
+                if !committed, !owedStill { owedStill = try await firer.started(row, occurrence: occurrence) }
+                if owedStill {
+                    owed.append(occurrence)
+                    since = max(since, Double(begun))
+                } else {
+                    try await lock.dropPending(deployment: row.id, occurrence: begun)
+                }
             }
-            // A pause that landed since the list was read still stops the fire.
-            guard try await store.find(row.id).status == "active" else { continue }
-            var stillLeads = holds(fence)
-            if !stillLeads { stillLeads = try await renew() == fence }
-            guard stillLeads else {
-                logger.info("scheduler \(options.token) stalled past its lock; leaving \(row.name) to the next leader")
-                return result
+            if let due = cron.latest(after: Date(timeIntervalSince1970: since), through: now - Double(jitter)) { owed.append(due) }
+            occurrences: for due in owed {
+                switch try await fire(row, due: due, fence: fence, now: now) {
+                case .fired(let fire): result.append(fire)
+                case .skipped: continue
+                case .failed: break occurrences
+                case .lostLead: return result
+                }
             }
-            let run: JSONValue
-            let outcome: LeaderLock.Finish
-            do {
-                run = try await firer.fire(row, scheduledAt: due, now: now)
-                outcome = try await lock.finish(deployment: row.id, occurrence: occurrence, epoch: fence)
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                // Not committed, so the next tick fires it again (idempotently); the other
-                // deployments still fire now.
-                logger.warning("firing \(row.name) for \(Timestamp.seconds(due)) failed: \(error)")
-                continue
-            }
-            switch outcome {
-            case .committed:
-                break
-            case .duplicate:
-                continue
-            case .stale(let current):
-                _ = dropLease()
-                logger.info("scheduler \(options.token) lost its lock while firing \(row.name); epoch \(current) owns \(Timestamp.seconds(due))")
-                return result
-            }
-            let session = run.objectValue?["session_id"]?.stringValue ?? ""
-            result.append(Fire(deploymentID: row.id, scheduledAt: due, sessionID: session))
-            firedCount.withLock { $0 += 1 }
-            logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as \(session)")
         }
         return result
+    }
+
+    enum Step {
+        case fired(Fire)
+        /// Another leader committed it, or the deployment was paused meanwhile.
+        case skipped
+        /// Not committed; the next tick redoes it before anything later of this deployment.
+        case failed
+        case lostLead
+    }
+
+    private func fire(_ row: DeploymentRow, due: Date, fence: Int64, now: Date) async throws -> Step {
+        let occurrence = Int64(due.timeIntervalSince1970)
+        // Renewed per fire, so a long list of due deployments cannot outrun the TTL.
+        guard try await renew() == fence else { return .lostLead }
+        switch try await lock.begin(deployment: row.id, occurrence: occurrence, epoch: fence) {
+        case .duplicate:
+            return .skipped
+        case .stale(let current):
+            _ = dropLease()
+            logger.info("scheduler \(options.token) was superseded by epoch \(current); not firing")
+            return .lostLead
+        case .go:
+            break
+        }
+        // A pause that landed since the list was read still stops the fire.
+        guard try await store.find(row.id).status == "active" else { return .skipped }
+        var stillLeads = holds(fence)
+        if !stillLeads { stillLeads = try await renew() == fence }
+        guard stillLeads else {
+            logger.info("scheduler \(options.token) stalled past its lock; leaving \(row.name) to the next leader")
+            return .lostLead
+        }
+        let run: JSONValue
+        let outcome: LeaderLock.Finish
+        do {
+            run = try await firer.fire(row, scheduledAt: due, now: now)
+            outcome = try await lock.finish(deployment: row.id, occurrence: occurrence, epoch: fence)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // Not committed, so the next tick fires it again (idempotently); the other
+            // deployments still fire now.
+            logger.warning("firing \(row.name) for \(Timestamp.seconds(due)) failed: \(error)")
+            return .failed
+        }
+        switch outcome {
+        case .committed:
+            break
+        case .duplicate:
+            return .skipped
+        case .stale(let current):
+            _ = dropLease()
+            logger.info("scheduler \(options.token) lost its lock while firing \(row.name); epoch \(current) owns \(Timestamp.seconds(due))")
+            return .lostLead
+        }
+        let session = run.objectValue?["session_id"]?.stringValue ?? ""
+        firedCount.withLock { $0 += 1 }
+        logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as \(session)")
+        return .fired(Fire(deploymentID: row.id, scheduledAt: due, sessionID: session))
     }
 }
