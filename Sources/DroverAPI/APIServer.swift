@@ -38,6 +38,8 @@ public final class APIServer: Sendable {
     /// Event streams open now per workspace, for the 429 limit, `/health` and the leak test.
     let openStreams = Locked<[String: Int]>([:])
     let limiter: RequestRateLimiter?
+    /// One live tail per watched session, shared by its event streams.
+    let hub: SessionEventHub
 
     public init(log: SessionLog, store: ControlPlaneStore, queue: TaskQueue, redis: RedisClient, options: Options, localWorkspaceID: String) {
         self.log = log
@@ -46,6 +48,10 @@ public final class APIServer: Sendable {
         self.redis = redis
         self.options = options
         self.localWorkspaceID = localWorkspaceID
+        hub = SessionEventHub(log: log, redis: redis) { session in
+            if let seq = try await log.meta(session)?.lastSeq { return seq }
+            return try await log.database?.session(session.rawValue)?.lastSeq ?? 0
+        }
         limiter = options.rateLimit.map { RequestRateLimiter(requestsPerSecond: $0.requestsPerSecond, burst: $0.burst) }
     }
 
@@ -74,7 +80,9 @@ public final class APIServer: Sendable {
         router.middlewares.add(AuthenticationMiddleware(store: store, localWorkspaceID: localWorkspaceID))
         if let limiter { router.middlewares.add(RateLimitMiddleware(limiter: limiter)) }
         router.get("/health") { _, _ in
-            jsonResponse(.object(["status": "ok", "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +)))]))
+            jsonResponse(.object(["status": "ok", "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +))),
+                                  "live_tails": .number(Double(self.hub.liveTails)),
+                                  "live_delta_subscriptions": .number(Double(self.hub.liveDeltaSubscriptions))]))
         }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         addAgentRoutes(router)

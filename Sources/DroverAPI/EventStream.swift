@@ -15,6 +15,8 @@ import ServiceLifecycle
 ///   `content_delta` fragments from the brain's Redis pub/sub deltas, before the final event.
 /// - `ping` every `pingInterval`. Writing the ping is also how a dropped client is noticed: the
 ///   write fails, and the stream's tasks and Redis connections end with it.
+/// - The live parts come from `SessionEventHub`: all streams on one session share one log tail
+///   and one delta subscription.
 extension APIServer {
     func eventStream(_ session: SessionID, workspace: String, request: Request) async throws -> Response {
         // A soft cap, checked here and counted while the body runs, so a stream whose body never
@@ -41,7 +43,7 @@ extension APIServer {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
-        let log = self.log, redis = self.redis, ping = options.pingInterval, openStreams = self.openStreams
+        let hub = self.hub, ping = options.pingInterval, openStreams = self.openStreams
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             openStreams.withLock { $0[workspace, default: 0] += 1 }
             defer { openStreams.withLock { $0[workspace, default: 0] -= 1 } }
@@ -52,7 +54,7 @@ extension APIServer {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     do {
-                        for try await event in log.tail(session, afterSeq: start) {
+                        for try await event in hub.events(session, after: start) {
                             preview.withLock { $0 = $0.after(event.type) }
                             continuation.yield(Self.frame(event: event.type, id: event.id, data: event.json))
                         }
@@ -70,7 +72,7 @@ extension APIServer {
                     }
                 }
                 if deltas.contains("agent.message") {
-                    group.addTask { try await Self.followDeltas(session, redis: redis, preview: preview, into: continuation) }
+                    group.addTask { try await Self.followDeltas(hub.deltas(session), preview: preview, into: continuation) }
                 }
                 for await frame in frames {
                     try await writer.write(ByteBuffer(string: frame))
@@ -116,14 +118,9 @@ extension APIServer {
 
     /// Turns the brain's delta messages into `event_start`/`event_delta` previews. The preview id
     /// is Drover's own (`sevt_preview_...`): the final event's id is only known once it is appended.
-    static func followDeltas(_ session: SessionID, redis: RedisClient, preview: Locked<Preview>, into continuation: AsyncStream<String>.Continuation) async throws {
-        let connection = redis.blockingConnection(name: "deltas")
-        defer { connection.close() }
-        try await connection.send(["SUBSCRIBE", DeltaPublisher.channel(session)])
-        while !Task.isCancelled {
-            let message = try await connection.receive()
-            guard let parts = message.array, parts.count == 3, parts[0].string == "message", let payload = parts[2].string,
-                  let delta = (try? JSONValue.parse(payload))?.objectValue else { continue }
+    static func followDeltas(_ deltas: AsyncThrowingStream<String, Error>, preview: Locked<Preview>, into continuation: AsyncStream<String>.Continuation) async throws {
+        for try await payload in deltas {
+            guard let delta = (try? JSONValue.parse(payload))?.objectValue else { continue }
             switch delta["type"]?.stringValue {
             case "content_delta":
                 let next = preview.withLock { state -> (id: String, started: Bool)? in

@@ -10,6 +10,11 @@ import Testing
 /// The API in-process over real HTTP on loopback, with a real Redis and SQLite file.
 @Suite struct LocalModeTests {
     func withAPI(configure: (inout APIServer.Options) -> Void = { _ in }, _ body: (String, ControlPlaneStore) async throws -> Void) async throws {
+        try await withAPIAndRedis(configure: configure) { base, store, _ in try await body(base, store) }
+    }
+
+    func withAPIAndRedis(configure: (inout APIServer.Options) -> Void = { _ in },
+                         _ body: (String, ControlPlaneStore, RedisClient) async throws -> Void) async throws {
         try await withRedisClient(poolSize: 8) { redis, _ in
             let database = try MirrorDatabase(path: temporaryDatabasePath())
             let store = ControlPlaneStore(database: database)
@@ -29,7 +34,7 @@ import Testing
             defer { serving.cancel() }
             var port = 0
             for await bound in ready { port = bound }
-            try await body("http://127.0.0.1:\(port)", store)
+            try await body("http://127.0.0.1:\(port)", store, redis)
         }
     }
 
