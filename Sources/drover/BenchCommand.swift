@@ -7,7 +7,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON. Run them on a release build (`swift run -c release drover bench ...`).",
-        subcommands: [QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self]
+        subcommands: [QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self]
     )
 }
 

@@ -5,8 +5,58 @@ import DroverStore
 /// event ids, which is what `agent.tool_result.tool_use_id` refers to.
 public enum ContextBuilder {
     public static func messages(from events: [StoredEvent]) -> [ModelMessage] {
-        var messages: [ModelMessage] = []
-        func add(_ role: ModelMessage.Role, _ blocks: [ModelContentBlock]) {
+        var conversation = Conversation()
+        conversation.add(contentsOf: events)
+        return conversation.messages
+    }
+
+    /// The conversation built one event at a time: a turn keeps one and adds each event it
+    /// appends, so a long session's JSON is parsed once per turn, not once per model request.
+    public struct Conversation: Sendable {
+        public private(set) var messages: [ModelMessage] = []
+        /// Tool uses without a result yet. A result for a tool use that is not open (two
+        /// client answers raced past the API's check) is left out: the model API refuses a
+        /// tool_result without its tool_use.
+        private var open: Set<String> = []
+
+        public init() {}
+
+        public mutating func add(contentsOf events: some Sequence<StoredEvent>) {
+            for event in events { add(event) }
+        }
+
+        public mutating func add(_ event: StoredEvent) {
+            switch event.type {
+            case "user.message", "agent.message", "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use",
+                 "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
+                break
+            default:
+                return
+            }
+            let fields = event.value.objectValue ?? [:]
+            switch event.type {
+            case "user.message":
+                append(.user, ContextBuilder.contentBlocks(fields["content"]))
+            case "agent.message":
+                append(.assistant, ContextBuilder.contentBlocks(fields["content"]))
+            case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
+                var name = fields["name"]?.stringValue ?? ""
+                // The model knows an MCP tool by its qualified name, the log by server and tool.
+                if event.type == "agent.mcp_tool_use", let server = fields["mcp_server_name"]?.stringValue {
+                    name = MCPToolName.qualified(server: server, tool: name)
+                }
+                append(.assistant, [.toolUse(id: event.id, name: name, input: fields["input"] ?? .object([:]))])
+                open.insert(event.id)
+            default:
+                let useId = ContextBuilder.answeredToolUse(fields) ?? ""
+                guard open.remove(useId) != nil else { return }
+                var content = ContextBuilder.contentBlocks(fields["content"])
+                if content.isEmpty { content = [.text("(no output)")] }
+                append(.user, [.toolResult(toolUseId: useId, content: content, isError: fields["is_error"] == .bool(true))])
+            }
+        }
+
+        private mutating func append(_ role: ModelMessage.Role, _ blocks: [ModelContentBlock]) {
             guard !blocks.isEmpty else { return }
             if messages.last?.role == role {
                 messages[messages.count - 1].content += blocks
@@ -14,35 +64,6 @@ public enum ContextBuilder {
                 messages.append(ModelMessage(role: role, content: blocks))
             }
         }
-        // A result for a tool use that is not open (two client answers raced past the API's
-        // check) is left out: the model API refuses a tool_result without its tool_use.
-        var open: Set<String> = []
-        for event in events {
-            let fields = event.value.objectValue ?? [:]
-            switch event.type {
-            case "user.message":
-                add(.user, contentBlocks(fields["content"]))
-            case "agent.message":
-                add(.assistant, contentBlocks(fields["content"]))
-            case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
-                var name = fields["name"]?.stringValue ?? ""
-                // The model knows an MCP tool by its qualified name, the log by server and tool.
-                if event.type == "agent.mcp_tool_use", let server = fields["mcp_server_name"]?.stringValue {
-                    name = MCPToolName.qualified(server: server, tool: name)
-                }
-                add(.assistant, [.toolUse(id: event.id, name: name, input: fields["input"] ?? .object([:]))])
-                open.insert(event.id)
-            case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-                let useId = ContextBuilder.answeredToolUse(fields) ?? ""
-                guard open.remove(useId) != nil else { continue }
-                var content = contentBlocks(fields["content"])
-                if content.isEmpty { content = [.text("(no output)")] }
-                add(.user, [.toolResult(toolUseId: useId, content: content, isError: fields["is_error"] == .bool(true))])
-            default:
-                break
-            }
-        }
-        return messages
     }
 
     /// The tool use a result answers: `tool_use_id` (agent.tool_result), `mcp_tool_use_id`

@@ -151,7 +151,7 @@ public final class TurnRunner: Sendable {
             let startId = SessionLog.eventID(session, seq: startSeq)
             state.openModelRequest = startId
             let request = ModelRequest(
-                model: agent.model, system: agent.system, messages: ContextBuilder.messages(from: state.events),
+                model: agent.model, system: agent.system, messages: state.messages,
                 tools: hands.definitions + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
                 maxTokens: agent.maxTokens
             )
@@ -383,6 +383,7 @@ public final class TurnRunner: Sendable {
 final class TurnState: @unchecked Sendable {
     private let lock = NSLock()
     private var _events: [StoredEvent]
+    private var _conversation = ContextBuilder.Conversation()
     private var _openModelRequest: String?
     private var _modelRequests = 0
 
@@ -391,10 +392,13 @@ final class TurnState: @unchecked Sendable {
 
     init(events: [StoredEvent], environment: JSONValue? = nil) {
         _events = events
+        _conversation.add(contentsOf: events)
         self.environment = environment
     }
 
     var events: [StoredEvent] { lock.withLock { _events } }
+    /// The model's view of the log, kept current with it.
+    var messages: [ModelMessage] { lock.withLock { _conversation.messages } }
     var lastSeq: Int64 { lock.withLock { _events.last?.seq ?? 0 } }
     var openModelRequest: String? {
         get { lock.withLock { _openModelRequest } }
@@ -407,6 +411,9 @@ final class TurnState: @unchecked Sendable {
 
     func refresh(_ log: SessionLog, _ session: SessionID) async throws {
         let newer = try await log.read(session, afterSeq: lastSeq, limit: 10_000)
-        lock.withLock { _events += newer }
+        lock.withLock {
+            _events += newer
+            _conversation.add(contentsOf: newer)
+        }
     }
 }
