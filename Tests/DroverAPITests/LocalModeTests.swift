@@ -62,8 +62,8 @@ import Testing
 
     @Test("Each workspace has its own request budget: over it, 429 with retry-after; others are not slowed")
     func requestRateIsLimitedPerWorkspace() async throws {
-        // Half a request a second refills too slowly to matter during the burst, however slow the machine.
-        try await withAPI(configure: { $0.rateLimit = (0.5, 3) }) { base, store in
+        // One request per 100 s refills too slowly to matter during the test, however loaded the machine.
+        try await withAPI(configure: { $0.rateLimit = (0.01, 3) }) { base, store in
             let alpha = try await store.createKey(workspace: "alpha").key
             let beta = try await store.createKey(workspace: "beta").key
             var statuses: [Int] = []
@@ -79,14 +79,12 @@ import Testing
                     refused = (response.headers, (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))) ?? .null)
                 }
             }
-            #expect(Array(statuses.prefix(3)) == [200, 200, 200], "the burst is served")
-            #expect(statuses.filter { $0 == 429 }.count >= 4, "then the budget runs out: \(statuses)")
-            #expect(Set(statuses).isSubset(of: [200, 429]))
+            #expect(statuses == [200, 200, 200] + Array(repeating: 429, count: 5), "the burst is served, then the budget runs out")
             let error = try #require(refused).body.objectValue?["error"]?.objectValue
             #expect(error?["type"] == "rate_limit_error")
             #expect(error?["message"]?.stringValue?.contains("--requests-per-second") == true)
             let retryAfter = try #require(refused?.headers["retry-after"].flatMap { Int($0) })
-            #expect((1...2).contains(retryAfter), "one token refills in 2 s")
+            #expect((60...100).contains(retryAfter), "one token refills in 100 s: \(retryAfter)")
             #expect(try await call(base + "/v1/agents", key: beta).0 == 200, "another workspace keeps its own budget")
             #expect(try await call(base + "/health").0 == 200, "health is not an API call")
         }
