@@ -91,7 +91,10 @@ struct DeploymentsCommand: AsyncParsableCommand {
                         if case .array(let items) = value { return items.first?.stringValue }
                         return nil
                     } ?? "-"
-                    let status = row.archivedAt != nil ? "archived" : row.status
+                    var status = row.archivedAt != nil ? "archived" : row.status
+                    if row.archivedAt == nil, let error = resource["paused_reason"]?.objectValue?["error"]?.objectValue?["type"]?.stringValue {
+                        status += " (\(error))"
+                    }
                     return [row.name, status, expression, next, row.lastRunAt ?? "-", row.id]
                 })
             }

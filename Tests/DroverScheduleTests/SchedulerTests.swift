@@ -271,6 +271,69 @@ struct SchedulerTests {
         }
     }
 
+    /// Points the deployment at a stored environment by id, as an API deployment's `environment_id`.
+    func useStoredEnvironment(_ rig: SchedulerRig, config: String) async throws -> (ControlPlaneStore, DeploymentRow) {
+        var row = try await rig.store.find("every-minute")
+        let control = ControlPlaneStore(database: rig.store.database)
+        try await control.insert(.environments, .init(id: "env_research", workspace: row.workspaceID, createdAt: "2026-11-25T09:00:00Z",
+                                                      resource: #"{"type":"environment","id":"env_research","name":"research","config":\#(config)}"#))
+        var spec = try #require(decodeSpec(row.spec))
+        spec.environment = .object(["id": .string("env_research")])
+        row.spec = spec.encoded
+        try await rig.store.database.saveDeployment(row)
+        return (control, row)
+    }
+
+    @Test("a deployment runs in its environment by id; once that is archived, a fire records a failed run and pauses it")
+    func archivedEnvironmentPausesTheDeployment() async throws {
+        try await SchedulerRig.with { rig in
+            let (scheduler, redis) = try await rig.scheduler("schd_solo")
+            defer { redis.close() }
+            let config = #"{"packages":{"pip":["pytest"]},"type":"cloud"}"#
+            let (control, row) = try await useStoredEnvironment(rig, config: config)
+            rig.clock.set(minute(1) + 5)
+            let fired = try await scheduler.tick()
+            #expect(fired.map(\.scheduledAt) == [minute(1)])
+            let log = SessionLog(redis: rig.redis, database: rig.store.database)
+            #expect(try await log.environment(SessionID(fired.first?.sessionID ?? "")) == config, "the session gets the environment's config")
+
+            try await control.update(.environments, id: "env_research", workspace: row.workspaceID, resource: nil, archivedAt: "2026-11-25T10:01:30Z")
+            rig.clock.set(minute(2) + 5)
+            #expect(try await scheduler.tick().map(\.scheduledAt) == [minute(2)], "the occurrence is fired once, as a failed run")
+            let failed = try #require(try await rig.store.runs("every-minute").first?.objectValue)
+            #expect(failed["session_id"] == .null)
+            #expect(failed["error"]?.objectValue?["type"]?.stringValue == "environment_archived_error")
+            let paused = try await rig.store.find("every-minute")
+            #expect(paused.status == "paused")
+            #expect(rig.store.resource(paused).objectValue?["paused_reason"]
+                    == .object(["type": .string("error"), "error": .object(["type": .string("environment_archived_error")])]))
+            rig.clock.set(minute(3) + 5)
+            #expect(try await scheduler.tick().isEmpty, "paused: nothing more fires, and no failed run piles up")
+            #expect(try await rig.store.runs("every-minute").count == 2)
+            #expect(try await scheduler.lock.pending().isEmpty)
+
+            let unpaused = try await rig.store.unpause("every-minute", now: rig.clock.now())
+            #expect(rig.store.resource(unpaused).objectValue?["paused_reason"] == .null)
+            _ = try await rig.store.pause("every-minute", now: rig.clock.now())
+            #expect(rig.store.resource(try await rig.store.find("every-minute")).objectValue?["paused_reason"] == .object(["type": .string("manual")]))
+        }
+    }
+
+    @Test("a deployment whose agent was archived records agent_archived_error and pauses")
+    func archivedAgentPausesTheDeployment() async throws {
+        try await SchedulerRig.with { rig in
+            let (scheduler, redis) = try await rig.scheduler("schd_solo")
+            defer { redis.close() }
+            let row = try await rig.store.find("every-minute")
+            let spec = try #require(decodeSpec(row.spec))
+            try await ControlPlaneStore(database: rig.store.database).update(.agents, id: spec.agentID, workspace: row.workspaceID, resource: nil, archivedAt: "2026-11-25T10:00:40Z")
+            rig.clock.set(minute(1) + 5)
+            #expect(try await scheduler.tick().map(\.sessionID) == [""])
+            #expect(try await rig.store.runs("every-minute").first?.objectValue?["error"]?.objectValue?["type"]?.stringValue == "agent_archived_error")
+            #expect(try await rig.store.find("every-minute").status == "paused")
+        }
+    }
+
     @Test("a paused deployment does not fire, and unpausing owes nothing for the pause")
     func paused() async throws {
         try await SchedulerRig.with { rig in

@@ -213,3 +213,22 @@ def test_applied_schedules_are_in_the_local_workspace(server):
     assert len(applied) == 1 and applied[0].schedule.expression == "0 6 * * *"
     assert all(t.hour == 6 and t.minute == 0 for t in applied[0].schedule.upcoming_runs_at)
     assert "applied-from-file" not in [d.name for d in server.client("alpha").beta.deployments.list(limit=100).data]
+
+
+def test_a_run_whose_environment_is_gone_records_the_error_and_no_session(server, plain_agent_env):
+    client = server.client()
+    agent, _ = plain_agent_env
+    archived = client.beta.environments.create(name="short-lived")
+    deleted = client.beta.environments.create(name="shorter-lived")
+    first = create(client, agent, archived, "env-archived")
+    second = create(client, agent, deleted, "env-deleted")
+    client.beta.environments.archive(archived.id)
+    client.beta.environments.delete(deleted.id)
+    for deployment, error_type in ((first, "environment_archived_error"), (second, "environment_not_found_error")):
+        run = client.beta.deployments.run(deployment.id)
+        assert run.session_id is None and run.error is not None and run.error.type == error_type, run
+        assert "Fix:" in run.error.message
+        validate(BetaManagedAgentsDeploymentRun, server.raw("GET", f"/v1/deployment_runs/{run.id}").json())
+        assert [r.id for r in client.beta.deployment_runs.list(deployment_id=deployment.id, has_error=True).data] == [run.id]
+        # Only a scheduled fire pauses the deployment (the scheduler tests cover that).
+        assert client.beta.deployments.retrieve(deployment.id).status == "active"

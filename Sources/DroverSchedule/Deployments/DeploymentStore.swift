@@ -54,7 +54,9 @@ public final class DeploymentStore: Sendable {
     public func resource(_ row: DeploymentRow, now: Date = Date()) -> JSONValue {
         guard case .object(var fields) = JSONValue.decode(row.resource) else { return .null }
         fields["status"] = .string(row.status)
-        fields["paused_reason"] = row.status == "paused" ? .object(["type": .string("manual")]) : .null
+        fields["paused_reason"] = row.status == "paused"
+            ? (row.pausedReason.map(JSONValue.decode) ?? .object(["type": .string("manual")]))
+            : .null
         fields["archived_at"] = row.archivedAt.map(JSONValue.string) ?? .null
         fields["updated_at"] = .string(row.updatedAt)
         if case .object(var schedule)? = fields["schedule"], let spec = decodeSpec(row.spec), let cron = spec.cron() {
@@ -76,10 +78,23 @@ public final class DeploymentStore: Sendable {
     public func pause(_ nameOrID: String, now: Date = Date()) async throws -> DeploymentRow {
         var row = try await find(nameOrID)
         guard row.archivedAt == nil else { throw archived(row) }
+        if row.status != "paused" { row.pausedReason = nil }
         row.status = "paused"
         row.updatedAt = Timestamp.string(now)
         try await database.saveDeployment(row)
         return row
+    }
+
+    /// As the SDK does when a scheduled fire records a run that failed for a reason retrying
+    /// cannot fix (its environment or agent archived or gone): the deployment pauses, and its
+    /// `paused_reason` carries the error's type until it is unpaused.
+    public func pauseForError(_ id: String, errorType: String, now: Date = Date()) async throws {
+        var row = try await find(id)
+        guard row.archivedAt == nil, row.status == "active" else { return }
+        row.status = "paused"
+        row.pausedReason = JSONValue.object(["type": .string("error"), "error": .object(["type": .string(errorType)])]).compactJSON
+        row.updatedAt = Timestamp.string(now)
+        try await database.saveDeployment(row)
     }
 
     /// Unpausing owes nothing for the paused stretch: only occurrences after `now` fire.

@@ -24,7 +24,17 @@ public struct DeploymentFirer: Sendable {
         self.turnQueue = turnQueue
     }
 
-    /// Fires `row` for the occurrence `scheduledAt` (nil: a manual run). Returns the run resource.
+    /// A reason the run cannot start that retrying will not fix; the run records it as its
+    /// `error`, with no session.
+    struct RunFailure: Error {
+        /// The SDK's run error type (`environment_archived_error`, ...).
+        let type: String
+        let message: String
+    }
+
+    /// Fires `row` for the occurrence `scheduledAt` (nil: a manual run). Returns the run resource:
+    /// with a `session_id`, or with an `error` when its agent or environment was archived or is
+    /// gone. Other failures throw, and firing again retries them.
     @discardableResult
     public func fire(_ row: DeploymentRow, scheduledAt: Date?, now: Date) async throws -> JSONValue {
         guard let spec = decodeSpec(row.spec) else {
@@ -43,33 +53,57 @@ public struct DeploymentFirer: Sendable {
             session = SessionID.make()
             runID = Identifier.make(prefix: "drun", now: now)
         }
-        try await sessionLog.create(session, agent: spec.agentSnapshot.json, environment: try await environmentConfig(spec.environment, workspace: row.workspaceID))
+        let createdAt = Timestamp.string(now)
+        func run(session: JSONValue, error: JSONValue) -> JSONValue {
+            .object([
+                "id": .string(runID),
+                "type": .string("deployment_run"),
+                "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
+                "created_at": .string(createdAt),
+                "deployment_id": .string(row.id),
+                "error": error,
+                "session_id": session,
+                "trigger_context": scheduledAt.map { .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))]) }
+                    ?? .object(["type": .string("manual")]),
+            ])
+        }
+        // A fire redone after its session was made completes it, whatever changed since.
+        let resumed = try await scheduledAt.asyncMap { try await started(row, occurrence: $0) } ?? false
+        var environment: String?
+        if !resumed {
+            do {
+                try await checkAgent(spec, workspace: row.workspaceID)
+                environment = try await environmentConfig(spec.environment, workspace: row.workspaceID)
+            } catch let failure as RunFailure {
+                let resource = run(session: .null, error: .object(["type": .string(failure.type), "message": .string(failure.message)]))
+                try await store.database.recordDeploymentRun(
+                    id: runID, deploymentID: row.id, workspaceID: row.workspaceID,
+                    scheduledAt: scheduledAt.map(Timestamp.seconds), sessionID: nil, createdAt: createdAt, resource: resource.compactJSON)
+                return resource
+            }
+        }
+        try await sessionLog.create(session, agent: spec.agentSnapshot.json, environment: environment)
         try await store.database.saveSessionOrigin(session: session.rawValue, kind: "deployment", originId: row.id, workspaceId: row.workspaceID)
         let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
         _ = try await sessionLog.append(session, events, clientKey: "deployment-run:\(runID)")
         try await TurnQueue.enqueue(queue, session: session, name: turnQueue, id: taskID)
         try faultPoint?("enqueued")
 
-        let createdAt = Timestamp.string(now)
-        let trigger: JSONValue = scheduledAt.map {
-            .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))])
-        } ?? .object(["type": .string("manual")])
-        let resource: JSONValue = .object([
-            "id": .string(runID),
-            "type": .string("deployment_run"),
-            "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
-            "created_at": .string(createdAt),
-            "deployment_id": .string(row.id),
-            "error": .null,
-            "session_id": .string(session.rawValue),
-            "trigger_context": trigger,
-        ])
+        let resource = run(session: .string(session.rawValue), error: .null)
         try await store.database.recordDeploymentRun(
             id: runID, deploymentID: row.id, workspaceID: row.workspaceID,
             scheduledAt: scheduledAt.map(Timestamp.seconds), sessionID: session.rawValue,
             createdAt: createdAt, resource: resource.compactJSON)
         try await registerSession(session, spec: spec, deployment: row, createdAt: createdAt)
         return resource
+    }
+
+    /// The deployment pins an agent version; archiving the agent still stops its runs, as in the SDK.
+    private func checkAgent(_ spec: DeploymentSpec, workspace: String) async throws {
+        let agent = try await ControlPlaneStore(database: store.database).find(.agents, id: spec.agentID, workspace: workspace)
+        if let agent, agent.archivedAt != nil {
+            throw RunFailure(type: "agent_archived_error", message: "agent \(spec.agentID) was archived. Fix: point the deployment at another agent, then unpause it")
+        }
     }
 
     /// The session a scheduled fire of this occurrence creates.
@@ -103,11 +137,21 @@ public struct DeploymentFirer: Sendable {
         try await control.insert(.sessions, .init(id: session.rawValue, workspace: row.workspaceID, createdAt: createdAt, resource: resource.compactJSON))
     }
 
-    /// The environment's `config` for the sandboxes: written inline in the schedule, or the
-    /// stored environment's by name; nil for the default environment.
+    /// The environment's `config` for the sandboxes: written inline in the schedule, the stored
+    /// environment's by id (an API deployment's `environment_id`), or by name (a schedule file's,
+    /// where a name with no stored environment means the default one); nil for the default.
     func environmentConfig(_ environment: JSONValue, workspace: String) async throws -> String? {
         let fields = environment.objectValue ?? [:]
         if let config = fields["config"], config != .null { return config.compactJSON }
+        if let id = fields["id"]?.stringValue {
+            guard let found = try await ControlPlaneStore(database: store.database).find(.environments, id: id, workspace: workspace) else {
+                throw RunFailure(type: "environment_not_found_error", message: "environment \(id) no longer exists. Fix: point the deployment at another environment, then unpause it")
+            }
+            guard found.archivedAt == nil else {
+                throw RunFailure(type: "environment_archived_error", message: "environment \(id) was archived. Fix: point the deployment at another environment, then unpause it")
+            }
+            return (try? JSONValue.parse(found.resource))?.objectValue?["config"]?.compactJSON
+        }
         guard let name = fields["name"]?.stringValue,
               let found = try await store.database.environment(workspace: workspace, name: name) else { return nil }
         return (try? JSONValue.parse(found.resource))?.objectValue?["config"]?.compactJSON

@@ -226,6 +226,12 @@ public final class Scheduler: Sendable {
         }
         let session = run.objectValue?["session_id"]?.stringValue ?? ""
         firedCount.withLock { $0 += 1 }
+        if let error = run.objectValue?["error"]?.objectValue, let type = error["type"]?.stringValue {
+            // Every later fire would fail the same way: pause until someone fixes it.
+            logger.warning("\(row.name) for \(Timestamp.seconds(due)) recorded a failed run (\(error["message"]?.stringValue ?? type)); pausing it")
+            try await store.pauseForError(row.id, errorType: type, now: now)
+            return .fired(Fire(deploymentID: row.id, scheduledAt: due, sessionID: ""))
+        }
         logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as \(session)")
         return .fired(Fire(deploymentID: row.id, scheduledAt: due, sessionID: session))
     }

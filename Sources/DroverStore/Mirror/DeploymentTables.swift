@@ -20,9 +20,12 @@ public struct DeploymentRow: Sendable, Equatable {
     public var specHash: String
     public var resource: String
     public var spec: String
+    /// Why a paused deployment is paused, as the SDK's `paused_reason` JSON; nil: by hand.
+    public var pausedReason: String?
 
     public init(id: String, workspaceID: String, name: String, status: String, createdAt: String, updatedAt: String,
-                archivedAt: String?, lastRunAt: String?, fireAfter: Double, specHash: String, resource: String, spec: String) {
+                archivedAt: String?, lastRunAt: String?, fireAfter: Double, specHash: String, resource: String, spec: String,
+                pausedReason: String? = nil) {
         self.id = id
         self.workspaceID = workspaceID
         self.name = name
@@ -35,6 +38,7 @@ public struct DeploymentRow: Sendable, Equatable {
         self.specHash = specHash
         self.resource = resource
         self.spec = spec
+        self.pausedReason = pausedReason
     }
 }
 
@@ -86,14 +90,15 @@ extension MirrorDatabase {
     public func saveDeployment(_ row: DeploymentRow) async throws {
         try await pool.write { db in
             try db.execute(sql: """
-                INSERT INTO deployments (id, workspace_id, name, status, created_at, updated_at, archived_at, last_run_at, fire_after, spec_hash, resource, spec)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO deployments (id, workspace_id, name, status, created_at, updated_at, archived_at, last_run_at, fire_after, spec_hash, resource, spec, paused_reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET
                     name = excluded.name, status = excluded.status, updated_at = excluded.updated_at,
                     archived_at = excluded.archived_at, fire_after = excluded.fire_after,
-                    spec_hash = excluded.spec_hash, resource = excluded.resource, spec = excluded.spec
+                    spec_hash = excluded.spec_hash, resource = excluded.resource, spec = excluded.spec,
+                    paused_reason = excluded.paused_reason
                 """, arguments: [row.id, row.workspaceID, row.name, row.status, row.createdAt, row.updatedAt, row.archivedAt,
-                                 row.lastRunAt, row.fireAfter, row.specHash, row.resource, row.spec])
+                                 row.lastRunAt, row.fireAfter, row.specHash, row.resource, row.spec, row.status == "paused" ? row.pausedReason : nil])
         }
     }
 
@@ -187,6 +192,6 @@ extension MirrorDatabase {
             id: row["id"], workspaceID: row["workspace_id"], name: row["name"] ?? "", status: row["status"],
             createdAt: row["created_at"], updatedAt: row["updated_at"] ?? row["created_at"], archivedAt: row["archived_at"],
             lastRunAt: row["last_run_at"], fireAfter: row["fire_after"] ?? 0, specHash: row["spec_hash"] ?? "",
-            resource: row["resource"], spec: row["spec"] ?? "{}")
+            resource: row["resource"], spec: row["spec"] ?? "{}", pausedReason: row["paused_reason"])
     }
 }

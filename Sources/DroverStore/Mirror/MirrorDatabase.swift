@@ -133,6 +133,10 @@ public final class MirrorDatabase: Sendable {
         migrator.registerMigration("v5: session environments") { db in
             try db.execute(sql: "ALTER TABLE sessions ADD COLUMN environment TEXT")
         }
+        // Why a deployment was paused, when a failed scheduled run paused it.
+        migrator.registerMigration("v6: deployment paused reasons") { db in
+            try db.execute(sql: "ALTER TABLE deployments ADD COLUMN paused_reason TEXT")
+        }
         return migrator
     }
 
