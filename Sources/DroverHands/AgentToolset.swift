@@ -66,7 +66,7 @@ public final class AgentToolset: Hand {
     public func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult {
         switch await fences.admit(context.fence) {
         case .stale(let current):
-            return .text("refused: this call's fence epoch \(context.fence.epoch) is older than the session's (\(current)); another worker owns the session", isError: true)
+            return Self.refusal(context.fence, current: current)
         case .admitted:
             break
         }
@@ -79,7 +79,9 @@ public final class AgentToolset: Hand {
         } catch {
             return .text("\(error)", isError: true)
         }
-        let task = Task { () throws -> ToolResult in
+        // Admitted again as it starts: a takeover while this call waited for its sandbox
+        // found nothing of it to end, so it must not start now.
+        let started = await fences.start(context.fence) { [self] () throws -> ToolResult in
             switch name {
             case "bash": return try await bash(fields, sandbox)
             case "read": return try await read(fields, sandbox)
@@ -90,8 +92,18 @@ public final class AgentToolset: Hand {
             default: return .text("unknown tool '\(name)'; the toolset has bash, read, write, edit, glob, grep", isError: true)
             }
         }
-        await fences.track(context.fence, task)
+        let task: Task<ToolResult, Error>
+        switch started {
+        case .stale(let current):
+            return Self.refusal(context.fence, current: current)
+        case .started(let running):
+            task = running
+        }
         return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+    }
+
+    static func refusal(_ fence: SessionFence, current: Int64) -> ToolResult {
+        .text("refused: this call's fence epoch \(fence.epoch) is older than the session's (\(current)); another worker owns the session", isError: true)
     }
 
     // MARK: Tools
@@ -223,8 +235,16 @@ actor FenceBook {
         return .admitted
     }
 
-    func track(_ fence: SessionFence, _ task: Task<ToolResult, Error>) {
+    enum Start { case started(Task<ToolResult, Error>), stale(Int64) }
+
+    /// Starts `work` only if no newer epoch has come since this call was admitted, and tracks
+    /// it so that a later takeover ends it. The check and the start are one step of the actor.
+    func start(_ fence: SessionFence, _ work: @escaping @Sendable () async throws -> ToolResult) -> Start {
+        let current = newest[fence.session] ?? Int64.min
+        if fence.epoch < current { return .stale(current) }
+        let task = Task { try await work() }
         running[fence.session, default: []].removeAll { $0.task.isCancelled }
         running[fence.session, default: []].append((fence.epoch, task))
+        return .started(task)
     }
 }

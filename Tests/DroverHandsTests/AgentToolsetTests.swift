@@ -1,6 +1,6 @@
 import DroverBrain
 import DroverCore
-import DroverHands
+@testable import DroverHands
 import DroverStore
 import DroverTesting
 import Foundation
@@ -125,8 +125,13 @@ struct AgentToolsetTests {
     func fencing() async throws {
         let f = ToolsetFixture()
         defer { f.cleanUp() }
-        let old = Task { try await f.call("bash", ["command": .string("sleep 15; echo finished")], epoch: 1) }
-        try await Task.sleep(for: .milliseconds(300))
+        let old = Task { try await f.call("bash", ["command": .string("touch running; sleep 15; echo finished")], epoch: 1) }
+        // Taken over only once the old call runs (a loaded machine can take seconds to provision).
+        let marker = f.toolset.workspace(f.session).appendingPathComponent("running")
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: marker.path), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         let started = ContinuousClock.now
         let newer = try await f.call("bash", ["command": .string("echo takeover")], epoch: 2)
         #expect(f.text(newer).contains("takeover"))
@@ -134,5 +139,29 @@ struct AgentToolsetTests {
         #expect(ContinuousClock.now - started < .seconds(5))
         let stale = try await f.call("bash", ["command": .string("echo zombie")], epoch: 1)
         #expect(stale.isError && f.text(stale).contains("older than the session's"))
+    }
+}
+
+@Suite("Fence book")
+struct FenceBookTests {
+    @Test("a call admitted before a takeover, but not yet started, does not start after it")
+    func admittedThenOvertaken() async throws {
+        let fences = FenceBook()
+        let session = SessionID.make()
+        let ran = Locked(false)
+        guard case .admitted = await fences.admit(SessionFence(session: session, epoch: 1)) else { Issue.record("epoch 1 refused"); return }
+        // Meanwhile (the old call still waits for its sandbox) a newer worker takes the session.
+        guard case .admitted = await fences.admit(SessionFence(session: session, epoch: 2)) else { Issue.record("epoch 2 refused"); return }
+        let late = await fences.start(SessionFence(session: session, epoch: 1)) {
+            ran.withLock { $0 = true }
+            return .text("ran")
+        }
+        guard case .stale(let current) = late else { Issue.record("the overtaken call started"); return }
+        #expect(current == 2)
+        guard case .started(let task) = await fences.start(SessionFence(session: session, epoch: 2), { .text("newer") }) else {
+            Issue.record("the current epoch was refused"); return
+        }
+        #expect(try await task.value.content == [.text("newer")])
+        #expect(!ran.value)
     }
 }
