@@ -229,7 +229,12 @@ public final class Scheduler: Sendable {
         if let error = run.objectValue?["error"]?.objectValue, let type = error["type"]?.stringValue {
             // Every later fire would fail the same way: pause until someone fixes it.
             logger.warning("\(row.name) for \(Timestamp.seconds(due)) recorded a failed run (\(error["message"]?.stringValue ?? type)); pausing it")
-            try await store.pauseForError(row.id, errorType: type, now: now)
+            do {
+                try await store.pauseForError(row.id, errorType: type, now: now)
+            } catch {
+                // The run is recorded; the next occurrence fails the same way and pauses again.
+                logger.warning("pausing \(row.name) failed: \(error)")
+            }
             return .fired(Fire(deploymentID: row.id, scheduledAt: due, sessionID: ""))
         }
         logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as \(session)")
