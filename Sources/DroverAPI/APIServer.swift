@@ -48,10 +48,7 @@ public final class APIServer: Sendable {
         self.redis = redis
         self.options = options
         self.localWorkspaceID = localWorkspaceID
-        hub = SessionEventHub(log: log, redis: redis) { session in
-            if let seq = try await log.meta(session)?.lastSeq { return seq }
-            return try await log.database?.session(session.rawValue)?.lastSeq ?? 0
-        }
+        hub = SessionEventHub(log: log, redis: redis)
         limiter = options.rateLimit.map { RequestRateLimiter(requestsPerSecond: $0.requestsPerSecond, burst: $0.burst) }
     }
 
@@ -66,8 +63,7 @@ public final class APIServer: Sendable {
 
     /// The session's last sequence number, from Redis or, for a cold session, SQLite.
     func lastSeq(_ session: SessionID) async throws -> Int64 {
-        if let seq = try await sessionLogCall({ try await self.log.meta(session)?.lastSeq }) { return seq }
-        return try await sessionLogCall { try await self.log.database?.session(session.rawValue)?.lastSeq } ?? 0
+        try await sessionLogCall { try await self.log.lastSeq(session) }
     }
 
     public static func isLoopback(_ host: String) -> Bool {

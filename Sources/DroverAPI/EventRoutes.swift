@@ -52,12 +52,7 @@ extension APIServer {
             return (index, event.type, id)
         }
         guard !answers.isEmpty else { return }
-        var log: [StoredEvent] = []
-        while true {
-            let page = try await sessionLogCall { try await self.log.read(session, afterSeq: log.last?.seq ?? 0, limit: 1000) }
-            log += page
-            if page.count < 1000 { break }
-        }
+        let log = try await sessionLogCall { try await self.log.wake(session).events }
         var waitingForResult = Set(ContextBuilder.pendingCustomToolUses(in: log).map(\.id))
         var waitingForConfirmation = Set(ContextBuilder.awaitingConfirmation(in: log).map(\.id))
         let known = Dictionary(log.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })

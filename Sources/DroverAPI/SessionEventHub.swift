@@ -27,11 +27,11 @@ final class SessionEventHub: Sendable {
     private let tails: LiveFanout<LogItem>
     private let deltaSubscriptions: LiveFanout<String>
 
-    init(log: SessionLog, redis: RedisClient, lastSeq: @escaping @Sendable (SessionID) async throws -> Int64) {
+    init(log: SessionLog, redis: RedisClient) {
         self.log = log
         tails = LiveFanout(isSticky: { if case .ready = $0 { true } else { false } }) { key, emit in
             let session = try SessionID(key)
-            let start = try await lastSeq(session)
+            let start = try await log.lastSeq(session)
             emit(.ready(start))
             for try await event in log.tail(session, afterSeq: start) { emit(.event(event)) }
         }
@@ -67,14 +67,7 @@ final class SessionEventHub: Sendable {
                     case .item(.ready):
                         guard !replayed else { continue }
                         // Everything up to where the tail starts, and more if it is there already.
-                        while true {
-                            let batch = try await log.read(session, afterSeq: last, limit: 1000)
-                            for event in batch where event.seq > last {
-                                continuation.yield(event)
-                                last = event.seq
-                            }
-                            if batch.count < 1000 { break }
-                        }
+                        last = try await log.replay(session, afterSeq: last) { continuation.yield($0) }
                         replayed = true
                     case .item(.event(let event)):
                         guard replayed, event.seq > last else { continue }

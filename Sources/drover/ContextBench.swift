@@ -54,12 +54,7 @@ struct ContextBench: AsyncParsableCommand {
                     "tool_use_id": .string(use), "is_error": .bool(false), "content": .array([.object(["type": "text", "text": .string(output)])]),
                 ])])
             }
-            var events: [StoredEvent] = []
-            while true {
-                let batch = try await log.read(session, afterSeq: events.last?.seq ?? 0, limit: 10_000)
-                events += batch
-                if batch.count < 10_000 { break }
-            }
+            let events = try await log.wake(session).events
 
             var rebuilt: [Double] = [], kept: [Double] = [], whole: [Double] = []
             var checksum = (0, 0)

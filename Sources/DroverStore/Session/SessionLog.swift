@@ -145,6 +145,26 @@ public final class SessionLog: Sendable {
         public let trimmedThrough: Int64
     }
 
+    /// The session's last sequence number, from Redis or, for a cold session, SQLite; 0 if
+    /// neither knows it.
+    public func lastSeq(_ session: SessionID) async throws(SessionLogError) -> Int64 {
+        if let seq = try await meta(session)?.lastSeq { return seq }
+        return try await database?.session(session.rawValue)?.lastSeq ?? 0
+    }
+
+    /// Hands every event after `afterSeq` to `body`, oldest first, a page at a time (from SQLite
+    /// where needed). Returns the last sequence number handed over, or `afterSeq`.
+    @discardableResult
+    public func replay(_ session: SessionID, afterSeq: Int64, _ body: (StoredEvent) -> Void) async throws(SessionLogError) -> Int64 {
+        var last = afterSeq
+        while true {
+            let batch = try await read(session, afterSeq: last, limit: 1000)
+            for event in batch { body(event) }
+            last = batch.last?.seq ?? last
+            if batch.count < 1000 { return last }
+        }
+    }
+
     /// The session's state in Redis, or nil if Redis does not know it.
     public func meta(_ session: SessionID) async throws(SessionLogError) -> Meta? {
         let reply = try await send(["HMGET", SessionKeys(session).meta, "seq", "epoch", "status", "trimmed_through"])
@@ -228,13 +248,7 @@ public final class SessionLog: Sendable {
         let task = Task {
             defer { connection.close() }
             do {
-                var last = afterSeq
-                while true {
-                    let batch = try await read(session, afterSeq: last, limit: 1000)
-                    for event in batch { continuation.yield(event) }
-                    last = batch.last?.seq ?? last
-                    if batch.count < 1000 { break }
-                }
+                var last = try await replay(session, afterSeq: afterSeq) { continuation.yield($0) }
                 let key = SessionKeys(session).log
                 while !Task.isCancelled {
                     let reply = try await connection.send(["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", key, "\(last)-0"])
