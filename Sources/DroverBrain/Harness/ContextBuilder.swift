@@ -25,21 +25,14 @@ public enum ContextBuilder {
             for event in events { add(event) }
         }
 
+        /// Only the events the model sees are parsed.
         public mutating func add(_ event: StoredEvent) {
             switch event.type {
-            case "user.message", "agent.message", "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use",
-                 "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-                break
-            default:
-                return
-            }
-            let fields = event.value.objectValue ?? [:]
-            switch event.type {
-            case "user.message":
-                append(.user, ContextBuilder.contentBlocks(fields["content"]))
-            case "agent.message":
-                append(.assistant, ContextBuilder.contentBlocks(fields["content"]))
+            case "user.message", "agent.message":
+                let fields = event.value.objectValue ?? [:]
+                append(event.type == "user.message" ? .user : .assistant, ContextBuilder.contentBlocks(fields["content"]))
             case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
+                let fields = event.value.objectValue ?? [:]
                 var name = fields["name"]?.stringValue ?? ""
                 // The model knows an MCP tool by its qualified name, the log by server and tool.
                 if event.type == "agent.mcp_tool_use", let server = fields["mcp_server_name"]?.stringValue {
@@ -47,12 +40,15 @@ public enum ContextBuilder {
                 }
                 append(.assistant, [.toolUse(id: event.id, name: name, input: fields["input"] ?? .object([:]))])
                 open.insert(event.id)
-            default:
+            case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
+                let fields = event.value.objectValue ?? [:]
                 let useId = ContextBuilder.answeredToolUse(fields) ?? ""
                 guard open.remove(useId) != nil else { return }
                 var content = ContextBuilder.contentBlocks(fields["content"])
                 if content.isEmpty { content = [.text("(no output)")] }
                 append(.user, [.toolResult(toolUseId: useId, content: content, isError: fields["is_error"] == .bool(true))])
+            default:
+                return
             }
         }
 
