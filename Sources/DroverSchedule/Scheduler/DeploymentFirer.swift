@@ -45,8 +45,8 @@ public struct DeploymentFirer: Sendable {
         let runID: String
         var taskID = Identifier.make(prefix: "task")
         if let scheduledAt {
-            let digest = Self.digest("\(row.id)|\(Int64(scheduledAt.timeIntervalSince1970))")
-            session = try Self.session(deployment: row.id, occurrence: scheduledAt)
+            let digest = Self.digest(deployment: row.id, occurrence: scheduledAt)
+            session = try SessionID("sesn_" + digest)
             runID = "drun_" + digest
             taskID = "task_" + digest
         } else {
@@ -108,7 +108,12 @@ public struct DeploymentFirer: Sendable {
 
     /// The session a scheduled fire of this occurrence creates.
     static func session(deployment: String, occurrence: Date) throws -> SessionID {
-        try SessionID("sesn_" + digest("\(deployment)|\(Int64(occurrence.timeIntervalSince1970))"))
+        try SessionID("sesn_" + digest(deployment: deployment, occurrence: occurrence))
+    }
+
+    /// What a scheduled fire's session, run and task ids are made of.
+    static func digest(deployment: String, occurrence: Date) -> String {
+        digest("\(deployment)|\(Int64(occurrence.timeIntervalSince1970))")
     }
 
     /// Whether a fire of this occurrence got as far as creating its session: its turn may run.

@@ -141,11 +141,12 @@ public final class Scheduler: Sendable {
         for row in try await store.list() where row.status == "active" {
             guard let spec = decodeSpec(row.spec), let cron = spec.cron() else { continue }
             let jitter = DeploymentSpec.jitter(deploymentID: row.id, maximum: spec.jitterSeconds)
-            var since = max(row.fireAfter, fired[row.id].map(Double.init) ?? -.infinity)
+            let done = fired[row.id].map(Double.init) ?? -.infinity
+            var since = max(row.fireAfter, done)
             var owed: [Date] = []
             if let begun = pending[row.id] {
                 let occurrence = Date(timeIntervalSince1970: Double(begun))
-                let committed = Double(begun) <= (fired[row.id].map(Double.init) ?? -.infinity)
+                let committed = Double(begun) <= done
                 // Owed, or no longer owed (paused, or the schedule changed since) but far enough
                 // along that its turn may run: then its run is recorded too.
                 var owedStill = !committed && Double(begun) > since
