@@ -32,12 +32,12 @@ extension APIServer {
             try params.rejectUnknown(AgentResource.updateFields)
             let current = try await self.agent(context.parameters.require("agent_id"), workspace: context.workspace)
             if let asked = params["version"] {
-                guard case .number(let number) = asked, number >= 1, number == number.rounded() else {
-                    throw APIError.invalid("version", "must be an integer of at least 1")
+                guard case .number(let number) = asked, number >= 1, let whole = Int(exactly: number), whole <= Int(Int32.max) else {
+                    throw APIError.invalid("version", "must be an integer from 1 to \(Int32.max)")
                 }
-                guard Int(number) == current.version else {
+                guard whole == current.version else {
                     throw APIError(.conflict, "invalid_request_error",
-                                   "version: the agent is at version \(current.version), not \(Int(number)). Fix: retrieve the agent and retry with its current version")
+                                   "version: the agent is at version \(current.version), not \(whole). Fix: retrieve the agent and retry with its current version")
                 }
             }
             guard current.archivedAt == nil else {

@@ -19,9 +19,14 @@ struct RequestInput {
     static func body(_ request: Request, context: APIRequestContext) async throws -> [String: JSONValue] {
         let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
         if buffer.readableBytes == 0 { return [:] }
+        // Invalid UTF-8 is refused, never silently replaced: a replaced byte would change what
+        // the client sent without telling it.
+        guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
+            throw APIError.invalid("body", "the body is not valid UTF-8", fix: "send UTF-8 encoded JSON")
+        }
         let value: JSONValue
         do {
-            value = try JSONValue.parse(String(buffer: buffer))
+            value = try JSONValue.parse(text)
         } catch {
             throw APIError.invalid("body", "the body is \(error)", fix: "send a JSON object with Content-Type: application/json")
         }
@@ -58,13 +63,18 @@ struct RequestInput {
     }
 
     /// The page cursor of list endpoints backed by SQL: an offset, opaque to clients.
+    /// The offset a `page_N` cursor names. N is bounded well below where `offset + limit` could
+    /// overflow, so a hostile cursor is a 400 rather than a trap that stops the whole process.
     func pageOffset() throws -> Int {
         guard let page = string("page"), !page.isEmpty else { return 0 }
-        guard page.hasPrefix("page_"), let offset = Int(page.dropFirst(5)), offset >= 0 else {
-            throw APIError.invalid("page", "'\(page.prefix(40))' is not a page cursor", fix: "pass the next_page value of a previous response")
+        guard page.hasPrefix("page_"), let offset = Int(page.dropFirst(5)), Self.pageOffsets.contains(offset) else {
+            throw APIError.invalid("page", "'\(page.prefix(40))' is not a page cursor (page_N with N from 0 to \(Self.pageOffsets.upperBound))",
+                                   fix: "pass the next_page value of a previous response")
         }
         return offset
     }
+
+    static let pageOffsets = 0...1_000_000_000
 }
 
 /// A `SyncPageCursor` page: `data` and `next_page`.

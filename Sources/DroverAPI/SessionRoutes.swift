@@ -135,8 +135,10 @@ extension APIServer {
             guard let id = fields["id"]?.stringValue else { throw APIError.invalid("agent.id", "the field is required") }
             var version: Int?
             if let asked = fields["version"], asked != .null {
-                guard case .number(let number) = asked, number >= 1, number == number.rounded() else { throw APIError.invalid("agent.version", "must be an integer of at least 1") }
-                version = Int(number)
+                guard case .number(let number) = asked, number >= 1, let whole = Int(exactly: number), whole <= Int(Int32.max) else {
+                    throw APIError.invalid("agent.version", "must be an integer from 1 to \(Int32.max)")
+                }
+                version = whole
             }
             return try await agent(id, workspace: workspace, version: version)
         case nil, .null?:

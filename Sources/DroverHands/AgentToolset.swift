@@ -118,8 +118,9 @@ public final class AgentToolset: Hand {
         }
         var wallClock: Duration?
         if let value = fields["timeout_ms"] {
-            guard case .number(let ms) = value, ms >= 1 else { return .text("bash: input.timeout_ms must be a positive integer", isError: true) }
-            wallClock = min(.milliseconds(Int64(ms)), limits.wallClock)
+            guard case .number(let ms) = value, ms >= 1, ms.isFinite else { return .text("bash: input.timeout_ms must be a positive integer", isError: true) }
+            // Clamped before the conversion: Int64(_:) traps past Int64.max, and a model can ask for 1e300.
+            wallClock = min(.milliseconds(Int64(min(ms, 1e12))), limits.wallClock)
         }
         let run = try await sandbox.runInShell(command, wallClock: wallClock)
         let output = run.output.isEmpty ? "(no output)" : run.output

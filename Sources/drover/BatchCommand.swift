@@ -75,7 +75,7 @@ struct BatchCommand: AsyncParsableCommand {
 
 enum JobsFormatting {
     static func number(_ value: JSONValue?) -> String {
-        if case .number(let number)? = value { return number == number.rounded() ? String(Int64(number)) : String(format: "%.1f", number) }
+        if case .number(let number)? = value { return Int64(exactly: number).map(String.init) ?? String(format: "%.1f", number) }
         return "-"
     }
 }

@@ -97,7 +97,7 @@ final class ProgressDisplay: @unchecked Sendable {
         guard let value else { return "" }
         switch value {
         case .string(let text): return String(text.prefix(24))
-        case .number(let number): return number == number.rounded() ? String(Int64(number)) : String(format: "%.2f", number)
+        case .number(let number): return Int64(exactly: number).map(String.init) ?? String(format: "%.2f", number)
         case .bool(let flag): return String(flag)
         case .null: return "null"
         default: return String(value.compactJSON.prefix(24))

@@ -232,3 +232,51 @@ def test_tool_answers_must_answer_a_waiting_tool_use(server, agent_env):
             break
         time.sleep(0.1)
     assert idle and idle[-1].stop_reason.type == "end_turn", "the session was not poisoned and finished its turn"
+
+
+HOSTILE_INTEGERS = ("9223372036854775807", "9223372036854775808", "-1", "-9223372036854775808", "1e308", "NaN", "0x10", "99999999999999999999999")
+
+
+def test_hostile_numbers_are_400_on_every_list_endpoint(server, agent_env):
+    """Issue 12, hole 4: `page_9223372036854775807` once trapped on `offset + limit` and stopped the
+    whole of `drover serve` (API, worker, recorder and scheduler). Every list endpoint now answers
+    400 naming the parameter, and the server is still up after all of them."""
+    client = server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    lists = ["/v1/agents", f"/v1/agents/{agent.id}/versions", "/v1/environments", "/v1/sessions",
+             f"/v1/sessions/{session.id}/events", "/v1/deployments", "/v1/deployment_runs",
+             f"/v1/sessions/{session.id}/resources", "/v1/files"]
+    for path in lists:
+        for number in HOSTILE_INTEGERS:
+            for query in (f"page=page_{number}", f"limit={number}"):
+                response = server.raw("GET", f"{path}?{query}")
+                parameter = query.split("=")[0]
+                assert error(response, 400).startswith(parameter + ":"), (path, query)
+        # The largest offset a cursor may name is still a valid, empty page.
+        page = server.raw("GET", f"{path}?page=page_1000000000") if "events" not in path else server.raw("GET", f"{path}?page=after_9223372036854775807")
+        assert page.status_code == 200 and page.json()["data"] == [], (path, page.text[:200])
+    for path in (f"/v1/sessions/{session.id}/events?page=before_9223372036854775807&order=desc",):
+        assert server.raw("GET", path).status_code == 200
+    for version in (1e300, 9223372036854775807, 2 ** 70, -1, 0.5):
+        assert error(server.raw("POST", f"/v1/agents/{agent.id}", body={"version": version}), 400).startswith("version:"), version
+        body = {"agent": {"type": "agent", "id": agent.id, "version": version}, "environment_id": environment.id}
+        assert error(server.raw("POST", "/v1/sessions", body=body), 400).startswith("agent.version:"), version
+    assert server.raw("GET", "/health", workspace=None).status_code == 200
+
+
+def test_invalid_utf8_in_a_body_is_400_not_replaced(server, agent_env):
+    agent, environment = agent_env
+    session = server.client().beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    raw = b'{"events": [{"type": "user.message", "content": [{"type": "text", "text": "caf\xe9 \xff"}]}]}'
+    assert "UTF-8" in error(server.raw("POST", f"/v1/sessions/{session.id}/events", content=raw), 400)
+    assert server.client().beta.sessions.events.list(session.id).data == [], "nothing was appended"
+    assert "UTF-8" in error(server.raw("POST", "/v1/agents", content=b'{"name": "\xc3\x28", "model": "m"}'), 400)
+
+
+def test_deeply_nested_json_is_400_not_a_crash(server):
+    for depth in (10_000, 200_000):
+        nested = b'{"name": "n", "model": "m", "metadata": ' + b"[" * depth + b"]" * depth + b"}"
+        response = server.raw("POST", "/v1/agents", content=nested)
+        assert response.status_code in (400, 413), (depth, response.status_code)
+    assert server.raw("GET", "/health", workspace=None).status_code == 200

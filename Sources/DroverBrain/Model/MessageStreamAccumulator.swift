@@ -117,8 +117,10 @@ struct MessageStreamAccumulator {
 }
 
 extension JSONValue {
+    /// The number as an Int, or nil when it is not a whole number an Int can hold: `Int(_:)` on
+    /// a Double traps on NaN, infinities and anything past Int.max, and these come from peers.
     public var intValue: Int? {
-        if case .number(let value) = self { return Int(value) }
+        if case .number(let value) = self { return Int(exactly: value) }
         return nil
     }
 }
