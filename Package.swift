@@ -34,9 +34,11 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        .target(name: "CSpawn"),
         .target(
             name: "DroverCore",
             dependencies: [
+                "CSpawn",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

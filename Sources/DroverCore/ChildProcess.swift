@@ -4,7 +4,8 @@ import Foundation
 import Glibc
 #endif
 
-/// A child process started with `posix_spawn`, with a clean signal mask and default handlers.
+/// A child process started through `Spawn`: a clean signal mask and default handlers, and only
+/// the descriptors it is given.
 ///
 /// Foundation's `Process` spawns from whichever thread calls it, and a child inherits that
 /// thread's signal mask: from a libdispatch worker, SIGTERM and SIGINT arrive blocked and the
@@ -15,15 +16,11 @@ public final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var status: Int32?
 
-    public struct SpawnError: Error, CustomStringConvertible {
-        public let executable: String
-        public let code: Int32
-        public var description: String { "cannot start \(executable): \(String(cString: strerror(code)))" }
-    }
+    public typealias SpawnError = Spawn.Failure
 
     /// Starts `executable` with `arguments` (not including argv[0]). Standard input reads
     /// /dev/null; standard output goes to `outputPath` (appended) or /dev/null, and standard
-    /// error to `errorPath`, or with standard output.
+    /// error to `errorPath`, or with standard output. No other descriptor reaches the child.
     public init(
         executable: String,
         arguments: [String],
@@ -31,50 +28,12 @@ public final class ChildProcess: @unchecked Sendable {
         outputPath: String? = nil,
         errorPath: String? = nil
     ) throws(SpawnError) {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        let output = outputPath ?? "/dev/null"
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        if let errorPath {
-            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        } else {
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2] {
-            sigaddset(&defaults, signal)
-        }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        // Its own process group, so that a terminal's Ctrl-C reaches only Drover, which then stops
-        // the child in order.
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-        let argv = ([executable] + arguments).map { strdup($0) }
-        defer { argv.forEach { free($0) } }
-        let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") }
-        defer { env.forEach { free($0) } }
-
-        var child: pid_t = 0
-        let result = (argv + [nil]).withUnsafeBufferPointer { argvBuffer in
-            (env + [nil]).withUnsafeBufferPointer { envBuffer in
-                posix_spawn(&child, executable, &actions, &attributes,
-                            UnsafeMutablePointer(mutating: argvBuffer.baseAddress!),
-                            UnsafeMutablePointer(mutating: envBuffer.baseAddress!))
-            }
-        }
-        guard result == 0 else { throw SpawnError(executable: executable, code: result) }
-        self.pid = child
+        let output = Spawn.Source.file(outputPath ?? "/dev/null", flags: O_WRONLY | O_CREAT | O_APPEND)
+        let spawn = Spawn(executable: executable, arguments: arguments,
+                          environment: environment ?? ProcessInfo.processInfo.environment,
+                          descriptors: [0: .file("/dev/null", flags: O_RDONLY), 1: output,
+                                        2: errorPath.map { .file($0, flags: O_WRONLY | O_CREAT | O_APPEND) } ?? output])
+        self.pid = try spawn.start()
         self.executable = executable
     }
 

@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 
 #if canImport(Glibc)
@@ -39,43 +40,17 @@ final class SandboxProcess: @unchecked Sendable {
         let childEnds = [commandPair[1], outputPipe[1], statusPipe[1]]
         defer { childEnds.forEach { Glibc.close($0) } }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 clears close-on-exec on the copies: fds 0 to 3 reach the shell, nothing else does.
-        posix_spawn_file_actions_adddup2(&actions, commandPair[1], 0)
-        posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 2)
-        posix_spawn_file_actions_adddup2(&actions, statusPipe[1], 3)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-        let argv = ([executable] + arguments).map { strdup($0) }
-        defer { argv.forEach { free($0) } }
-        // bubblewrap starts with an empty environment (see Sandbox).
-        let envp: [UnsafeMutablePointer<CChar>?] = [nil]
-        var child: pid_t = 0
-        let result = (argv + [nil]).withUnsafeBufferPointer { argvBuffer in
-            envp.withUnsafeBufferPointer { envBuffer in
-                posix_spawn(&child, executable, &actions, &attributes,
-                            UnsafeMutablePointer(mutating: argvBuffer.baseAddress!),
-                            UnsafeMutablePointer(mutating: envBuffer.baseAddress!))
-            }
-        }
-        guard result == 0 else {
+        // fds 0 to 3 reach the shell, nothing else does. bubblewrap starts with an empty
+        // environment (see Sandbox).
+        let spawn = Spawn(executable: executable, arguments: arguments, environment: [:],
+                          descriptors: [0: .descriptor(commandPair[1]), 1: .descriptor(outputPipe[1]),
+                                        2: .descriptor(outputPipe[1]), 3: .descriptor(statusPipe[1])])
+        let child: pid_t
+        do {
+            child = try spawn.start()
+        } catch {
             [commandPair[0], outputPipe[0], statusPipe[0]].forEach { Glibc.close($0) }
-            throw SpawnError(step: "posix_spawn \(executable)", code: result)
+            throw SpawnError(step: "posix_spawn \(executable)", code: error.code)
         }
         pid = child
         commands = commandPair[0]
@@ -107,9 +82,9 @@ final class SandboxProcess: @unchecked Sendable {
         return (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
     }
 
-    /// Sends one command line to the shell. False if the shell is gone.
-    func send(_ line: String) -> Bool {
-        var bytes = Array((line + "\n").utf8)
+    /// Sends bytes to the shell's stdin, exactly as given. False if the shell is gone.
+    func send(_ text: String) -> Bool {
+        var bytes = Array(text.utf8)
         var sent = 0
         while sent < bytes.count {
             let n = bytes.withUnsafeMutableBytes { Glibc.send(commands, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }

@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 import Logging
 import MCP
@@ -25,50 +26,36 @@ actor StdioServerTransport: Transport {
     /// Drover's own secrets stay out of it (I5).
     init(command: [String], environment: [String: String]) throws {
         guard let program = command.first else { throw MCPTransportError("mcp_servers[].command is empty: give the program and its arguments") }
-        var stdinPipe: [Int32] = [0, 0]
-        var stdoutPipe: [Int32] = [0, 0]
-        guard pipe(&stdinPipe) == 0, pipe(&stdoutPipe) == 0 else { throw MCPTransportError("cannot create pipes: \(String(cString: strerror(errno)))") }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        for fd in stdinPipe + stdoutPipe { posix_spawn_file_actions_addclose(&actions, fd) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
-
+        let stdinPipe: (read: Int32, write: Int32)
+        let stdoutPipe: (read: Int32, write: Int32)
+        do {
+            stdinPipe = try Spawn.pipe()
+            stdoutPipe = try Spawn.pipe()
+        } catch {
+            throw MCPTransportError("cannot create pipes: \(error)")
+        }
         var env = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG"].contains($0.key) }
         env.merge(environment) { $1 }
-        let argv = command.map { strdup($0) }
-        defer { argv.forEach { free($0) } }
-        let envp = env.map { strdup("\($0.key)=\($0.value)") }
-        defer { envp.forEach { free($0) } }
-        var child: pid_t = 0
-        let result = (argv + [nil]).withUnsafeBufferPointer { argvBuffer in
-            (envp + [nil]).withUnsafeBufferPointer { envBuffer in
-                posix_spawnp(&child, program, &actions, &attributes,
-                             UnsafeMutablePointer(mutating: argvBuffer.baseAddress!),
-                             UnsafeMutablePointer(mutating: envBuffer.baseAddress!))
-            }
+        // Its pipes and /dev/null for errors, nothing else: no Redis socket, no listener.
+        var spawn = Spawn(executable: program, arguments: Array(command.dropFirst()), environment: env,
+                          descriptors: [0: .descriptor(stdinPipe.read), 1: .descriptor(stdoutPipe.write),
+                                        2: .file("/dev/null", flags: O_WRONLY)])
+        spawn.searchPath = true
+        defer {
+            close(stdinPipe.read)
+            close(stdoutPipe.write)
         }
-        close(stdinPipe[0])
-        close(stdoutPipe[1])
-        guard result == 0 else {
-            close(stdinPipe[1])
-            close(stdoutPipe[0])
-            throw MCPTransportError("cannot start \(program): \(String(cString: strerror(result)))")
+        let child: pid_t
+        do {
+            child = try spawn.start()
+        } catch {
+            close(stdinPipe.write)
+            close(stdoutPipe.read)
+            throw MCPTransportError("\(error)")
         }
         pid = child
-        toServer = stdinPipe[1]
-        fromServer = stdoutPipe[0]
+        toServer = stdinPipe.write
+        fromServer = stdoutPipe.read
         (messages, continuation) = AsyncThrowingStream.makeStream()
     }
 

@@ -1,5 +1,6 @@
 import CHiredis
 import Foundation
+import DroverCore
 
 /// A blocking connection to one Redis server over hiredis. Not thread-safe: one thread owns it.
 final class RedisConnection {
@@ -50,6 +51,10 @@ final class RedisConnection {
             throw .connectionFailed(endpoint: url.description, reason: reason)
         }
         connection.fileDescriptor = context.pointee.fd
+        // hiredis opens its socket without close-on-exec. Spawn closes it in every child anyway;
+        // this keeps a child started by anything else (a library, a future caller) from holding
+        // a raw line to the control plane.
+        Spawn.setCloseOnExec(context.pointee.fd)
         if url.endpoint.isTCP {
             _ = redisEnableKeepAlive(context)
         }
