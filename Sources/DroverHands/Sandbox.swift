@@ -48,6 +48,8 @@ public actor Sandbox {
     public nonisolated let packages: URL?
     private let ownsShellState: Bool
     private var process: SandboxProcess?
+    /// Whether the next shell should drop the saved directory and exports.
+    private var startFresh = false
     private var busy = false
     public private(set) var lastUsed = ContinuousClock.now
 
@@ -89,24 +91,41 @@ public actor Sandbox {
         }
     }
 
-    /// The shell's main loop. Each call is a file the host writes to /run/shell/.call and a line
-    /// on stdin saying how to run it: `shell` sources it in the shell itself (so `cd`, exports
-    /// and functions persist, and are saved), `sub` in a subshell at /workspace (the file tools).
-    /// The call's status goes to fd 3, so that output never has to be parsed for a sentinel.
+    /// The shell's main loop. Each call arrives on stdin as a line `MODE LENGTH` followed by
+    /// LENGTH bytes of command (counted in bytes: `LC_ALL=C` for that read). `shell` runs it in the
+    /// shell itself (so `cd`, exports and functions persist, and are saved), `sub` in a subshell
+    /// at /workspace (the file tools). The call's status goes to fd 3, so that output never has
+    /// to be parsed for a sentinel.
+    ///
+    /// The command never touches the file system on its way in. It once went through a file the
+    /// host wrote in /run/shell, a directory the sandbox can write: a symlink planted there made
+    /// the host (root) write and chown any host file. The host now writes nothing there, reads
+    /// nothing there and removes nothing there; forgetting the saved state is the shell's own job,
+    /// asked for by its first argument.
     static let shellLoop = #"""
+        if [ "$1" = fresh ]; then rm -f /run/shell/cwd /run/shell/env; fi
         [ -f /run/shell/env ] && . /run/shell/env >/dev/null 2>&1
         __drover_cwd=/workspace
-        [ -f /run/shell/cwd ] && read -r __drover_cwd < /run/shell/cwd
+        [ -f /run/shell/cwd ] && builtin read -r __drover_cwd < /run/shell/cwd
         cd "$__drover_cwd" 2>/dev/null || cd /workspace
         unset __drover_cwd
-        while IFS= read -r __drover_mode; do
+        set --
+        while IFS=' ' builtin read -r __drover_mode __drover_length; do
+          __drover_call=
+          case $__drover_length in
+            ''|*[!0-9]*) ;;
+            # read reads a socket a byte at a time: fine for a command, slow for a file the write
+            # tool carries. head reads in blocks and stops at exactly LENGTH bytes.
+            *) if [ "$__drover_length" -gt 65536 ]; then __drover_call=$(LC_ALL=C /usr/bin/head -c "$__drover_length")
+               elif [ "$__drover_length" -gt 0 ]; then LC_ALL=C IFS= builtin read -r -d '' -N "$__drover_length" __drover_call; fi ;;
+          esac
           case $__drover_mode in
-            shell) . /run/shell/.call < /dev/null; __drover_status=$?
+            shell) eval "$__drover_call" < /dev/null; __drover_status=$?
                    { pwd > /run/shell/cwd; export -p > /run/shell/env; } 2>/dev/null ;;
-            sub) (cd /workspace && . /run/shell/.call) < /dev/null; __drover_status=$? ;;
+            sub) (cd /workspace && eval "$__drover_call") < /dev/null; __drover_status=$? ;;
             *) __drover_status=0 ;;
           esac
-          printf '%s\n' "$__drover_status" >&3
+          builtin printf '%s\n' "$__drover_status" >&3
         done
         """#
 
@@ -133,7 +152,7 @@ public actor Sandbox {
         ] + extra + [
             "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--as=\(limits.addressSpaceBytes)",
             "--nproc=\(limits.processes)", "--fsize=\(limits.fileSizeBytes)", "--core=0", "--",
-            "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop,
+            "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop, "drover-shell", startFresh ? "fresh" : "resume",
         ]
         return arguments
     }
@@ -179,8 +198,10 @@ public actor Sandbox {
         if ownsShellState { try? FileManager.default.removeItem(at: shellState) }
     }
 
+    /// The next shell starts at /workspace with no saved exports. The files are the shell's to
+    /// remove (see `shellLoop`): the host never touches a path in /run/shell.
     private func forgetShellState() {
-        for name in ["cwd", "env"] { try? FileManager.default.removeItem(at: shellState.appendingPathComponent(name)) }
+        startFresh = true
     }
 
     /// One call at a time: the shell is one. Polling keeps a waiter cancellable.
@@ -211,6 +232,7 @@ public actor Sandbox {
         }
         let started = try SandboxProcess(executable: executable, arguments: arguments)
         process = started
+        startFresh = false
         let ready = try await exchange(started, mode: "ready", wallClock: .seconds(30))
         guard !ready.died else {
             process = nil
@@ -226,11 +248,12 @@ public actor Sandbox {
 
     private func call(mode: String, _ command: String, wallClock: Duration?) async throws -> SandboxRun {
         try await exclusive {
+            // bash variables cannot hold a NUL byte; refused here rather than cut short there.
+            guard !command.utf8.contains(0) else {
+                return SandboxRun(exitCode: 2, output: "[drover: the command contains a NUL byte, which a shell cannot run]", truncated: false, timedOut: false)
+            }
             let process = try await ensureStarted()
-            let file = shellState.appendingPathComponent(".call")
-            try Data(command.utf8).write(to: file)
-            if getuid() == 0 { chown(file.path, Self.unprivileged, Self.unprivileged) }
-            let outcome = try await exchange(process, mode: mode, wallClock: wallClock ?? limits.wallClock)
+            let outcome = try await exchange(process, mode: mode, command: command, wallClock: wallClock ?? limits.wallClock)
             if outcome.run.timedOut { forgetShellState() }
             return outcome.run
         }
@@ -238,7 +261,7 @@ public actor Sandbox {
 
     /// Sends one call and collects its output until its status arrives, the shell dies, the
     /// wall clock runs out or the output floods.
-    private func exchange(_ process: SandboxProcess, mode: String, wallClock: Duration) async throws -> (run: SandboxRun, died: Bool) {
+    private func exchange(_ process: SandboxProcess, mode: String, command: String = "", wallClock: Duration) async throws -> (run: SandboxRun, died: Bool) {
         var output: [UInt8] = []
         var total = 0
         var statusBytes: [UInt8] = []
@@ -253,7 +276,7 @@ public actor Sandbox {
                 if output.count > limits.outputBytes + 1 { output.removeLast(output.count - limits.outputBytes - 1) }
             }
         }
-        if !process.send(mode) { died = true }
+        if !process.send("\(mode) \(command.utf8.count)\n" + command) { died = true }
         while !died {
             collect()
             if case .closed = process.readStatuses(into: &statusBytes) { died = true }

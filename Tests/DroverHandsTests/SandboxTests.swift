@@ -171,3 +171,96 @@ struct SandboxDeathTests {
         await sandbox.close()
     }
 }
+
+/// Issue 12, holes 1 and 2: what the host hands a sandbox, and what it does in the sandbox's
+/// writable directories. Each test fails on the code before the fix.
+@Suite("Sandbox boundary exploits", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
+struct SandboxBoundaryTests {
+    /// A listening TCP socket and a unix socket opened the way a careless library would, without
+    /// close-on-exec: the stand-ins for the API's listener and a pooled Redis connection.
+    private static func leakySockets() throws -> (tcp: Int32, unix: Int32) {
+        let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(tcp, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(tcp >= 0 && bound == 0 && listen(tcp, 1) == 0)
+        var pair: [Int32] = [-1, -1]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        close(pair[1])
+        return (tcp, pair[0])
+    }
+
+    @Test("the shell holds exactly fds 0 to 3, though the host holds sockets without close-on-exec")
+    func descriptors() async throws {
+        let leaked = try Self.leakySockets()
+        defer { close(leaked.tcp); close(leaked.unix) }
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-fds-\(Identifier.make(prefix: "f").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
+        // While a command runs, its stdin is /dev/null and bash keeps its own stdin (the command
+        // channel) at fd 10, close-on-exec, to restore afterwards: no program the command runs gets it.
+        let shell = try await sandbox.runInShell("ls /proc/$$/fd | sort -n | tr '\\n' ' '; echo; readlink /proc/$$/fd/0; readlink /proc/$$/fd/10 | cut -d: -f1")
+        let lines = shell.output.split(separator: "\n").map(String.init)
+        #expect(lines.first == "0 1 2 3 10 ", "the shell's descriptors: \(shell.output)")
+        #expect(Array(lines.dropFirst()) == ["/dev/null", "socket"], "fd 0 and fd 10 during a command: \(shell.output)")
+        let subshell = try await sandbox.run("ls /proc/self/fd | wc -l")
+        // ls sees 0-3 and the directory it is reading.
+        #expect(subshell.output == "5\n", "a command's descriptors: \(subshell.output)")
+        await sandbox.close()
+    }
+
+    @Test("a symlink planted in /run/shell never makes the host write, chown or delete through it")
+    func shellStateSymlinks() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-call-\(Identifier.make(prefix: "c").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let canary = root.appendingPathComponent("host-canary")
+        try "untouched".write(to: canary, atomically: true, encoding: .utf8)
+        let missing = root.appendingPathComponent("host-created")
+        let keptDirectory = root.appendingPathComponent("host-dir")
+        try FileManager.default.createDirectory(at: keptDirectory, withIntermediateDirectories: true)
+        try "kept".write(to: keptDirectory.appendingPathComponent("file"), atomically: true, encoding: .utf8)
+        var limits = SandboxLimits()
+        limits.wallClock = .seconds(3)
+        let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"), limits: limits, shellState: root.appendingPathComponent("shell"))
+        // The link targets are host paths, as a sandbox reads them from /proc/self/mountinfo.
+        let plant = try await sandbox.runInShell("""
+            cd /run/shell && rm -f .call cwd env && ln -s \(canary.path) .call && ln -s \(missing.path) cwd \
+            && ln -s \(keptDirectory.path) env && ls -la /run/shell | grep -c -- '->'
+            """)
+        #expect(plant.exitCode == 0, "\(plant.output)")
+        // Every path through which the host once touched /run/shell: a call, a call in a
+        // subshell, a timeout (which forgot the saved state) and a restart.
+        _ = try await sandbox.run("echo the next command")
+        _ = try await sandbox.runInShell("echo another")
+        let slow = try await sandbox.runInShell("sleep 30")
+        #expect(slow.timedOut)
+        _ = try await sandbox.runInShell("echo after the timeout")
+        await sandbox.restartShell()
+        _ = try await sandbox.run("true")
+        #expect(try String(contentsOf: canary, encoding: .utf8) == "untouched")
+        var info = stat()
+        #expect(stat(canary.path, &info) == 0 && info.st_uid == getuid(), "the canary changed owner")
+        #expect(!FileManager.default.fileExists(atPath: missing.path), "the host created a file through a planted link")
+        #expect(try String(contentsOf: keptDirectory.appendingPathComponent("file"), encoding: .utf8) == "kept")
+        await sandbox.close()
+    }
+
+    @Test("commands travel intact: quotes, newlines, UTF-8, a megabyte, and NUL refused")
+    func commandsIntact() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cmd-\(Identifier.make(prefix: "c").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
+        let tricky = "printf '%s|' \"a b\" 'c\"d' $'e\\nf' \"é✓\"\necho done"
+        let run = try await sandbox.runInShell(tricky)
+        #expect(run.output == "a b|c\"d|e\nf|é✓|done\n", "\(run.output)")
+        let big = String(repeating: "x", count: 1 << 20)
+        let long = try await sandbox.run("s='\(big)'; echo ${#s}")
+        #expect(long.output == "\(1 << 20)\n", "\(long.output.prefix(200))")
+        let nul = try await sandbox.run("echo a\u{0}b")
+        #expect(nul.exitCode != 0 && nul.output.contains("NUL"))
+        #expect(try await sandbox.runInShell("echo still here").output == "still here\n")
+        await sandbox.close()
+    }
+}
