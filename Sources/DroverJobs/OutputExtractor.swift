@@ -47,8 +47,15 @@ public enum OutputExtractor {
             guard url.path.hasPrefix(workspace.standardizedFileURL.path + "/") else {
                 return .failure(Failure(description: "output.file `\(path)` is outside the workspace"))
             }
-            guard let data = FileManager.default.contents(atPath: url.path) else {
-                return .failure(Failure(description: "the agent did not write \(path)"))
+            // The workspace is the sandbox's: a link there to a host file must not become columns.
+            let data: Data
+            do {
+                guard let read = try SandboxWrittenFiles(root: workspace, maxBytes: 16 << 20).read(path) else {
+                    return .failure(Failure(description: "the agent did not write \(path)"))
+                }
+                data = read
+            } catch {
+                return .failure(Failure(description: "output.file \(error)"))
             }
             guard case .object(let object)? = try? JSONValue.parse(String(decoding: data, as: UTF8.self)) else {
                 return .failure(Failure(description: "\(path) is not a JSON object"))

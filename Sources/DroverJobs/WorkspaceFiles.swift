@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -30,18 +31,17 @@ enum WorkspaceFiles {
     }
 
     /// Copies `from` (relative to the workspace) to `to` (relative to `destinationRoot`).
-    /// Returns false when the agent did not produce the file.
+    /// Returns false when the agent did not produce the file. The workspace is the sandbox's, so
+    /// the copy follows no link the agent planted and reads through descriptors only
+    /// (`SandboxWrittenFiles`); `to` must stay inside `destinationRoot`.
     static func collect(from workspace: URL, path: String, to destinationRoot: URL, as destination: String) throws -> Bool {
         let manager = FileManager.default
-        let source = workspace.appendingPathComponent(path).standardizedFileURL
-        guard source.path.hasPrefix(workspace.standardizedFileURL.path + "/"),
-              let attributes = try? manager.attributesOfItem(atPath: source.path),
-              attributes[.type] as? FileAttributeType != .typeSymbolicLink,
-              manager.fileExists(atPath: source.path) else { return false }
-        let target = destinationRoot.appendingPathComponent(destination).standardizedFileURL
-        try manager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let root = destinationRoot.standardizedFileURL
+        let target = root.appendingPathComponent(destination).standardizedFileURL
+        guard target.path.hasPrefix(root.path + "/") else {
+            throw SandboxWrittenFiles.Refused(path: destination, reason: "collect.to leaves the report directory")
+        }
         if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
-        try manager.copyItem(at: source, to: target)
-        return true
+        return try SandboxWrittenFiles(root: workspace).copy(path, to: target)
     }
 }

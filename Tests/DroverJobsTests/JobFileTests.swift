@@ -167,4 +167,29 @@ struct JobFileTests {
         let columns = OutputExtractor.columns(from: ["a": .number(1), "b": .number(2)], wanted: ["b", "c"])
         #expect(columns == ["b": .number(2), "c": .null])
     }
+
+    @Test("output.file and collect: follow no link the agent planted, and collect.to stays in the report")
+    func workspaceLinks() throws {
+        let workspace = directory.appendingPathComponent("ws")
+        try FileManager.default.createDirectory(at: workspace, withIntermediateDirectories: true)
+        let hostFile = directory.appendingPathComponent("host.json")
+        try #"{"token": "host-only"}"#.write(to: hostFile, atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: workspace.appendingPathComponent("out.json").path, withDestinationPath: hostFile.path)
+        var output = JobSpec.Output()
+        output.source = .file
+        output.file = "out.json"
+        guard case .failure(let failure) = OutputExtractor.extract(output, finalMessage: nil, workspace: workspace) else {
+            Issue.record("a link to a host file became report columns")
+            return
+        }
+        #expect(failure.description.contains("symbolic link"), "\(failure.description)")
+        let report = directory.appendingPathComponent("report")
+        #expect(throws: (any Error).self) { try WorkspaceFiles.collect(from: workspace, path: "out.json", to: report, as: "files/out.json") }
+        #expect(!FileManager.default.fileExists(atPath: report.appendingPathComponent("files/out.json").path))
+        try "real".write(to: workspace.appendingPathComponent("real.txt"), atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try WorkspaceFiles.collect(from: workspace, path: "real.txt", to: report, as: "../escaped.txt") }
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("escaped.txt").path))
+        #expect(try WorkspaceFiles.collect(from: workspace, path: "real.txt", to: report, as: "files/real.txt"))
+        try? FileManager.default.removeItem(at: directory)
+    }
 }
