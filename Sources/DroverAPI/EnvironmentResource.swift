@@ -92,7 +92,7 @@ enum EnvironmentResource {
         } catch let notBuilt as EnvironmentConfig.NotBuiltYet {
             throw APIError(.notImplemented, "api_error", "\(notBuilt.field): \(notBuilt.detail)")
         } catch let invalid as EnvironmentConfig.Invalid {
-            throw APIError.invalid("config", invalid.message)
+            throw APIError.invalid(invalid.field ?? "config", invalid.message)
         }
     }
 }

@@ -62,6 +62,12 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
                     return name
                 }
                 if manager == "pip" {
+                    for (index, name) in names.enumerated() {
+                        if let problem = PipRequirement.problem(with: name) {
+                            throw Invalid(field: "config.packages.pip[\(index)]",
+                                          message: "'\(name.prefix(80))' \(problem). Fix: give a package name with optional version specifiers, such as \"requests==2.32.3\"; local paths, URLs, VCS specifiers and options are refused")
+                        }
+                    }
                     pip = names
                 } else if !names.isEmpty {
                     guard ["apt", "cargo", "gem", "go", "npm"].contains(manager) else {
@@ -94,8 +100,14 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
     }
 
     public struct Invalid: Error, CustomStringConvertible {
+        /// The field at fault, where one field is.
+        public let field: String?
         public let message: String
-        public var description: String { "invalid environment: \(message)" }
+        public init(field: String? = nil, message: String) {
+            self.field = field
+            self.message = message
+        }
+        public var description: String { "invalid environment: \(field.map { "\($0): " } ?? "")\(message)" }
     }
 }
 

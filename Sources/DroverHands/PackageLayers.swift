@@ -2,7 +2,7 @@ import DroverCore
 import Foundation
 
 /// Installs an environment's pip packages once per configuration into a cached directory
-/// (`pip install --target`, outside any sandbox), which sandboxes of that configuration mount
+/// (`pip install --target`, in a sandbox of its own), which sandboxes of that configuration mount
 /// read-only. Concurrent requests for one configuration share one install; a finished layer is
 /// found on disk by later processes too.
 public actor PackageLayers {
@@ -39,36 +39,76 @@ public actor PackageLayers {
         return try await task.value
     }
 
+    /// Where the layer being built is mounted inside the install sandbox.
+    static let layerMount = "/opt/drover/layer"
+
+    /// Host files the install sandbox needs beyond the system paths: name resolution and pip's
+    /// own configuration (an operator's index mirror lives there).
+    static let installFiles = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/pip.conf", "/etc/gai.conf"]
+        .filter { FileManager.default.fileExists(atPath: $0) }
+
+    /// pip runs in a bubblewrap sandbox of its own, as nobody: it sees the system read-only, its
+    /// staging directory read-write and nothing else of the host (no data directory, no hands
+    /// root, no workspace), with an environment of PATH, HOME, LANG and the operator's PIP_ and
+    /// proxy variables only. `--only-binary :all:` means no package's build code runs at all: a
+    /// wheel is unpacked, never executed. It keeps the host's network, since the registry is
+    /// reached from there until the egress proxy exists.
+    static func installArguments(_ packages: [String], staging: URL, options: [String]) -> (executable: String, arguments: [String], environment: [String: String])? {
+        guard let bwrap = Sandbox.bubblewrap else { return nil }
+        var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"]
+        for (name, value) in ProcessInfo.processInfo.environment
+        where name.hasPrefix("PIP_") || ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"].contains(name) {
+            environment[name] = value
+        }
+        var arguments = ["--unshare-all", "--share-net", "--die-with-parent", "--new-session",
+                         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        for path in Sandbox.systemPaths + installFiles { arguments += ["--ro-bind", path, path] }
+        // The operator's options may name local wheel directories (`--find-links DIR`).
+        for option in options where option.hasPrefix("/") && FileManager.default.fileExists(atPath: option) {
+            arguments += ["--ro-bind", option, option]
+        }
+        arguments += ["--bind", staging.path, layerMount, "--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) { arguments += ["--setenv", name, value] }
+        arguments += ["/usr/bin/python3", "-m", "pip", "install", "--target", layerMount, "--no-input", "--disable-pip-version-check",
+                      "--no-warn-script-location", "--no-cache-dir", "--only-binary", ":all:"] + options + ["--"] + packages
+        if getuid() == 0 {
+            guard let setpriv = Sandbox.setpriv else { return nil }
+            return (setpriv, ["--reuid=\(Sandbox.unprivileged)", "--regid=\(Sandbox.unprivileged)", "--clear-groups",
+                              "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments, [:])
+        }
+        return (bwrap, arguments, [:])
+    }
+
     static func install(_ packages: [String], into directory: URL, options: [String]) async throws -> URL {
         try FileManager.default.createDirectory(at: directory.deletingLastPathComponent(), withIntermediateDirectories: true)
         let staging = directory.deletingLastPathComponent().appendingPathComponent(".staging-\(Identifier.make(prefix: "p").suffix(10))")
+        // The log sits beside the staging directory, in the host-only packages folder: the
+        // sandbox cannot plant anything where the host opens it.
         let log = staging.path + ".log"
         defer {
             try? FileManager.default.removeItem(at: staging)
             unlink(log)
         }
-        // pip runs with a minimal environment: no host secret reaches a package's build (I5).
-        var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": directory.deletingLastPathComponent().path, "LANG": "C.UTF-8"]
-        for (name, value) in ProcessInfo.processInfo.environment
-        where name.hasPrefix("PIP_") || ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"].contains(name) {
-            environment[name] = value
-        }
-        // The sandbox's python is the system's: install for that interpreter.
-        let child = try ChildProcess(
-            executable: "/usr/bin/python3",
-            arguments: ["-m", "pip", "install", "--target", staging.path, "--no-input", "--disable-pip-version-check",
-                        "--no-warn-script-location", "--root-user-action=ignore"] + options + ["--"] + packages,
-            environment: environment, outputPath: log)
+        try Sandbox.prepareDirectories(staging)
+        guard let install = installArguments(packages, staging: staging, options: options) else { throw Sandbox.Unavailable() }
+        let child = try ChildProcess(executable: install.executable, arguments: install.arguments, environment: install.environment, outputPath: log)
         while child.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         guard child.exitCode == 0 else {
             let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw InstallFailed(packages: packages, output: String(output.suffix(2000)))
         }
-        guard FileManager.default.createFile(atPath: staging.appendingPathComponent(".drover-complete").path, contents: nil) else {
-            throw InstallFailed(packages: packages, output: "could not write \(staging.path)/.drover-complete")
-        }
-        // Everything readable (the sandbox runs as nobody), nothing writable but by the owner.
+        // The install sandbox is gone, so nothing races what follows. The layer becomes the
+        // host's: owned by root where Drover is root, readable by all, writable by no sandbox.
+        if getuid() == 0 { _ = try? await runQuietly("/bin/chown", ["-R", "-P", "-h", "0:0", staging.path]) }
         _ = try? await runQuietly("/bin/chmod", ["-R", "a+rX,go-w", staging.path])
+        // The marker is made fresh, never through whatever name pip's files left there.
+        let marker = staging.appendingPathComponent(".drover-complete").path
+        unlink(marker)
+        let fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw InstallFailed(packages: packages, output: "could not write \(marker): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
         do {
             try FileManager.default.moveItem(at: staging, to: directory)
         } catch where FileManager.default.fileExists(atPath: directory.appendingPathComponent(".drover-complete").path) {

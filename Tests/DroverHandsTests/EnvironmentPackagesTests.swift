@@ -37,6 +37,35 @@ private func text(_ result: ToolResult) -> String {
     result.content.compactMap { if case .text(let t) = $0 { t } else { nil } }.joined()
 }
 
+/// Issue 12, hole 3: a pip "requirement" that is a local path ran a build backend the agent wrote,
+/// as root, on the host. Only names with version specifiers are taken now.
+@Suite("pip requirements")
+struct PipRequirementTests {
+    @Test("names, extras and version specifiers are accepted")
+    func accepted() throws {
+        for spec in ["pytest", "requests==2.32.3", "requests[socks,security]>=2.31, <3", "numpy==2.1.*", "zope.interface~=6.0", "a-b_c.d!=1.0", "pkg===1.0+local"] {
+            #expect(PipRequirement.problem(with: spec) == nil, "\(spec)")
+            #expect(throws: Never.self) { try EnvironmentConfig.parse(cloudConfig(pip: [spec])) }
+        }
+    }
+
+    @Test("paths, URLs, VCS specifiers, direct references and options are refused, naming the index")
+    func refused() throws {
+        let hostile = ["/var/tmp/drover-hands/x/workspaces/sesn_1/pkg", "./pkg", "../pkg", "pkg @ file:///tmp/pkg", "git+https://example.invalid/x.git",
+                       "https://example.invalid/x.whl", "-e .", "--index-url=https://evil.invalid", "pkg; python_version>'3'",
+                       "pkg==1.0 --hash=sha256:00", "file:pkg", "pkg>=1,<", "pkg[extra", "C:\\pkg", "pkg==$(id)", ""]
+        for spec in hostile {
+            #expect(PipRequirement.problem(with: spec) != nil, "\(spec)")
+            do {
+                _ = try EnvironmentConfig.parse(cloudConfig(pip: ["pytest", spec]))
+                Issue.record("accepted \(spec)")
+            } catch let invalid as EnvironmentConfig.Invalid {
+                #expect(invalid.field == "config.packages.pip[1]" || spec.isEmpty || spec.hasPrefix("-"), "\(spec): \(invalid)")
+            }
+        }
+    }
+}
+
 @Suite("Environment packages and networking", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
 struct EnvironmentPackagesTests {
     @Test("pip packages are installed once per config into a read-only layer that every sandbox of that config imports")
