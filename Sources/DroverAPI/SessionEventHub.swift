@@ -2,6 +2,7 @@ import DroverBrain
 import DroverCore
 import DroverStore
 import Foundation
+import Logging
 
 /// The live parts of event streams, shared per session in one API process: one tail of the
 /// session's log, and one subscription to its message deltas, however many streams are open
@@ -12,6 +13,7 @@ import Foundation
 /// first says from which sequence number on it delivers everything (`ready`), the stream
 /// replays at least that far, and from then on takes live events past its replay.
 final class SessionEventHub: Sendable {
+    static let logger = Logger(label: "drover.api.events")
     enum LogItem: Sendable {
         /// The tail delivers every event after this sequence number.
         case ready(Int64)
@@ -38,11 +40,24 @@ final class SessionEventHub: Sendable {
         deltaSubscriptions = LiveFanout { key, emit in
             let connection = redis.blockingConnection(name: "deltas")
             defer { connection.close() }
-            try await connection.send(["SUBSCRIBE", DeltaPublisher.channel(try SessionID(key))])
+            let channel = DeltaPublisher.channel(try SessionID(key))
+            // Previews are best effort: after an outage the subscription is simply made again.
+            var outage = RedisOutage("a delta subscription")
+            var subscribed = false
             while !Task.isCancelled {
-                let message = try await connection.receive()
-                guard let parts = message.array, parts.count == 3, parts[0].string == "message", let payload = parts[2].string else { continue }
-                emit(payload)
+                do {
+                    if !subscribed {
+                        try await connection.send(["SUBSCRIBE", channel])
+                        subscribed = true
+                    }
+                    let message = try await connection.receive()
+                    outage.recovered(logger: SessionEventHub.logger)
+                    guard let parts = message.array, parts.count == 3, parts[0].string == "message", let payload = parts[2].string else { continue }
+                    emit(payload)
+                } catch where RedisOutage.isOutage(error) && !Task.isCancelled {
+                    subscribed = false
+                    try await outage.wait(after: error, logger: SessionEventHub.logger)
+                }
             }
         }
     }

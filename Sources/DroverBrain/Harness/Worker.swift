@@ -52,12 +52,17 @@ public final class Worker: Sendable {
     private func claimLoop(slot: Int) async throws {
         let consumer = queue.consumer(options.queue, workerId: "\(options.workerId)/\(slot)")
         defer { consumer.close() }
+        var outage = RedisOutage("worker slot \(slot)")
         while drainDeadline.value == nil {
             let leases: [TaskLease]
             do {
                 leases = try await consumer.next(max: 1, leaseTTL: options.leaseTTL, wait: .seconds(1))
+                outage.recovered(logger: logger)
             } catch is CancellationError {
                 return
+            } catch where RedisOutage.isOutage(error) {
+                do { try await outage.wait(after: error, logger: logger) } catch { return }
+                continue
             }
             for lease in leases {
                 await handle(lease)

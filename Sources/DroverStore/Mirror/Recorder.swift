@@ -71,16 +71,28 @@ public final class Recorder: Sendable {
         let clock = ContinuousClock()
         var lastClaim = clock.now
         var lastRetention = clock.now
+        var outage = RedisOutage("the recorder")
         while !Task.isCancelled {
-            let reply = try await connection.send(readGroup(from: ">", block: options.block))
-            try await record(reply)
-            if clock.now - lastClaim >= options.claimIdle {
-                lastClaim = clock.now
-                _ = try await claimAbandoned()
-            }
-            if clock.now - lastRetention >= options.retentionInterval {
-                lastRetention = clock.now
-                _ = try await applyRetention()
+            do {
+                if outage.isDown {
+                    // Back from an outage: the groups may be gone with a server that lost its data,
+                    // and entries delivered to this consumer just before the break are pending.
+                    try await createGroups()
+                    _ = try await drainPending()
+                }
+                let reply = try await connection.send(readGroup(from: ">", block: options.block))
+                try await record(reply)
+                outage.recovered(logger: logger)
+                if clock.now - lastClaim >= options.claimIdle {
+                    lastClaim = clock.now
+                    _ = try await claimAbandoned()
+                }
+                if clock.now - lastRetention >= options.retentionInterval {
+                    lastRetention = clock.now
+                    _ = try await applyRetention()
+                }
+            } catch where RedisOutage.isOutage(error) && !Task.isCancelled {
+                try await outage.wait(after: error, logger: logger)
             }
         }
     }

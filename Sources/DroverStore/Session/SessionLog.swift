@@ -1,9 +1,11 @@
 import DroverCore
 import Foundation
+import Logging
 
 /// The append-only event log of every session: Redis Streams while a session is hot, SQLite
 /// (mirrored by the recorder) always. Reads fall back to SQLite transparently.
 public final class SessionLog: Sendable {
+    static let logger = Logger(label: "drover.session-log")
     public static let defaultMaximumEventBytes = 1 << 20
 
     public let redis: RedisClient
@@ -250,8 +252,17 @@ public final class SessionLog: Sendable {
             do {
                 var last = try await replay(session, afterSeq: afterSeq) { continuation.yield($0) }
                 let key = SessionKeys(session).log
+                // XREAD is a read: after an outage it is simply asked again from the last seq seen.
+                var outage = RedisOutage("a session tail")
                 while !Task.isCancelled {
-                    let reply = try await connection.send(["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", key, "\(last)-0"])
+                    let reply: RedisValue
+                    do {
+                        reply = try await connection.send(["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", key, "\(last)-0"])
+                        outage.recovered(logger: Self.logger)
+                    } catch where RedisOutage.isOutage(error) && !Task.isCancelled {
+                        try await outage.wait(after: error, logger: Self.logger)
+                        continue
+                    }
                     guard let streams = reply.array, let entries = streams.first?.array, entries.count == 2 else { continue }
                     for event in try Self.events(session, entries[1]) where event.seq > last {
                         continuation.yield(event)
