@@ -21,7 +21,7 @@ extension APIServer {
                 throw APIError.invalid("session_id", "session \(row.id) is archived and accepts no events", fix: "create a new session")
             }
             let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
-            let events = try Self.parseEvents(String(buffer: buffer))
+            let events = try Self.parseEvents(try RequestInput.utf8Text(buffer))
             let id = try SessionID(row.id)
             try await self.checkToolAnswers(events, session: id)
             let clientKey = request.headers[.init("idempotency-key")!]

@@ -19,11 +19,7 @@ struct RequestInput {
     static func body(_ request: Request, context: APIRequestContext) async throws -> [String: JSONValue] {
         let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
         if buffer.readableBytes == 0 { return [:] }
-        // Invalid UTF-8 is refused, never silently replaced: a replaced byte would change what
-        // the client sent without telling it.
-        guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
-            throw APIError.invalid("body", "the body is not valid UTF-8", fix: "send UTF-8 encoded JSON")
-        }
+        let text = try utf8Text(buffer)
         let value: JSONValue
         do {
             value = try JSONValue.parse(text)
@@ -34,6 +30,15 @@ struct RequestInput {
             throw APIError.invalid("body", "expected a JSON object", fix: "send a JSON object such as {\"name\": ...}")
         }
         return fields
+    }
+
+    /// A body's text. Invalid UTF-8 is refused, never silently replaced: a replaced byte would
+    /// change what the client sent without telling it.
+    static func utf8Text(_ buffer: ByteBuffer) throws -> String {
+        guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
+            throw APIError.invalid("body", "the body is not valid UTF-8", fix: "send UTF-8 encoded JSON")
+        }
+        return text
     }
 
     func string(_ name: String) -> String? { query[name]?.last }
