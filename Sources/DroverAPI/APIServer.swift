@@ -76,9 +76,14 @@ public final class APIServer: Sendable {
         router.middlewares.add(AuthenticationMiddleware(store: store, localWorkspaceID: localWorkspaceID))
         if let limiter { router.middlewares.add(RateLimitMiddleware(limiter: limiter)) }
         router.get("/health") { _, _ in
-            jsonResponse(.object(["status": "ok", "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +))),
-                                  "live_tails": .number(Double(self.hub.liveTails)),
-                                  "live_delta_subscriptions": .number(Double(self.hub.liveDeltaSubscriptions))]))
+            // During a Redis outage the process stays up and says so: 503 with redis "down",
+            // until the clients have reconnected by themselves.
+            let redisUp = await self.redis.isReachable()
+            return jsonResponse(.object([
+                "status": .string(redisUp ? "ok" : "degraded"), "redis": .string(redisUp ? "up" : "down"),
+                "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +))),
+                "live_tails": .number(Double(self.hub.liveTails)),
+                "live_delta_subscriptions": .number(Double(self.hub.liveDeltaSubscriptions))]), status: redisUp ? .ok : .serviceUnavailable)
         }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         addAgentRoutes(router)

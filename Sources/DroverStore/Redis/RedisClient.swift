@@ -115,6 +115,23 @@ public final class RedisClient: Sendable {
         )
     }
 
+    /// Whether Redis answers a PING on a fresh connection within `timeout`: for `/health`, which
+    /// must answer at once during an outage rather than wait out the pool's reconnect window.
+    /// Runs on a Dispatch thread, since hiredis blocks.
+    public func isReachable(timeout: Duration = .seconds(1)) async -> Bool {
+        let url = self.url
+        return await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                guard let connection = try? RedisConnection.open(url, connectTimeout: timeout, commandTimeout: timeout) else {
+                    return continuation.resume(returning: false)
+                }
+                defer { connection.close() }
+                let answered = (try? connection.command(["PING"]))?.string == "PONG"
+                continuation.resume(returning: answered)
+            }
+        }
+    }
+
     // MARK: Pool
 
     private func withSlot<T: Sendable>(_ body: (RedisConnectionSlot) async throws(RedisError) -> T) async throws(RedisError) -> T {

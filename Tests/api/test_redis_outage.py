@@ -1,0 +1,94 @@
+"""Issue 12, hole 5: kill -9 of Redis, then a restart on its AOF, ended `drover serve` with "lost the
+connection to Redis". Now serve stays up, /health says redis "down" meanwhile, and turns run again
+once Redis is back."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import anthropic
+import httpx2 as httpx
+import pytest
+
+from conftest import DROVER, SCRIPT, free_port, wait_for
+
+
+def start_redis(directory: Path) -> subprocess.Popen:
+    socket_path = directory / "redis.sock"
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", "0", "--unixsocket", str(socket_path), "--dir", str(directory),
+                             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not socket_path.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
+        time.sleep(0.02)
+    return proc
+
+
+def health(base: str) -> httpx.Response:
+    return httpx.get(base + "/health", timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_serve_survives_five_redis_restarts():
+    with tempfile.TemporaryDirectory(prefix="drover-outage-") as tmp:
+        tmp = Path(tmp)
+        redis_dir = tmp / "redis"
+        redis_dir.mkdir()
+        redis = start_redis(redis_dir)
+        env = dict(os.environ, DROVER_DATA_DIR=str(tmp / "data"), ANTHROPIC_API_KEY="scripted",
+                   DROVER_REDIS_URL=f"unix://{redis_dir / 'redis.sock'}")
+        stub_port, api_port = free_port(), free_port()
+        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
+        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
+                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        key = subprocess.run([str(DROVER), "keys", "create", "--workspace", "outage"], env=env, check=True,
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
+        base = f"http://127.0.0.1:{api_port}"
+        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "in-process"],
+                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(base + "/health", serve, serve_log)
+            assert health(base).json()["redis"] == "up"
+            client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
+            agent = client.beta.agents.create(name="outage", model="claude-sonnet-4-5")
+            environment = client.beta.environments.create(name="outage")
+            for round in range(5):
+                session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+                client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": f"round {round}"}]}])
+                redis.send_signal(signal.SIGKILL)
+                redis.wait(timeout=10)
+                down = health(base)
+                assert down.status_code == 503 and down.json()["redis"] == "down", down.text
+                assert serve.poll() is None, serve_log.read_text()[-3000:]
+                time.sleep(0.5)
+                redis = start_redis(redis_dir)
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if client.beta.sessions.retrieve(session.id).status == "idle" and any(
+                                e.type == "session.status_idle" for e in client.beta.sessions.events.list(session.id, limit=100).data):
+                            break
+                    except anthropic.APIError:
+                        pass
+                    assert time.monotonic() < deadline, f"round {round} never finished:\n{serve_log.read_text()[-3000:]}"
+                    time.sleep(0.1)
+                assert health(base).json()["redis"] == "up"
+            assert serve.poll() is None
+            log = serve_log.read_text()
+            assert "Redis is unreachable" in log and "Redis is back" in log
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                code = serve.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                code = "killed"
+            stub.send_signal(signal.SIGTERM)
+            stub.wait(timeout=10)
+            redis.kill()
+            redis.wait(timeout=10)
+        assert code == 0, f"serve did not drain cleanly after the outages ({code}):\n{serve_log.read_text()[-3000:]}"
