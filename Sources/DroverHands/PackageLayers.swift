@@ -63,9 +63,11 @@ public actor PackageLayers {
         var arguments = ["--unshare-all", "--share-net", "--die-with-parent", "--new-session",
                          "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for path in Sandbox.systemPaths + installFiles { arguments += ["--ro-bind", path, path] }
-        // The operator's options may name local wheel directories (`--find-links DIR`).
-        for option in options where option.hasPrefix("/") && FileManager.default.fileExists(atPath: option) {
-            arguments += ["--ro-bind", option, option]
+        // The operator's options and PIP_ settings may name local wheel directories or files
+        // (`--find-links DIR`, PIP_FIND_LINKS, PIP_CONFIG_FILE): those are seen read-only.
+        let named = options + environment.filter { $0.key.hasPrefix("PIP_") }.values.flatMap { $0.split(separator: " ").map(String.init) }
+        for path in Set(named).sorted() where path.hasPrefix("/") && FileManager.default.fileExists(atPath: path) {
+            arguments += ["--ro-bind", path, path]
         }
         arguments += ["--bind", staging.path, layerMount, "--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) { arguments += ["--setenv", name, value] }

@@ -10,6 +10,8 @@ public struct SandboxLimits: Sendable, Equatable {
     public var fileSizeBytes = 512 << 20
     /// Output kept per call; the rest is dropped with a visible marker.
     public var outputBytes = 64 << 10
+    /// The size of the sandbox's /tmp, a tmpfs in host memory.
+    public var tmpBytes = 256 << 20
 
     public init() {}
 }
@@ -130,8 +132,10 @@ public actor Sandbox {
         """#
 
     func arguments() -> [String] {
-        var arguments = ["--unshare-all", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
-                         "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        // --disable-userns: code in the sandbox cannot make user namespaces of its own
+        // (`unshare -Ur`), the usual first step of kernel exploits. /tmp is RAM: its size is capped.
+        var arguments = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
+                         "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--size", String(limits.tmpBytes), "--tmpfs", "/tmp"]
         for path in Self.systemPaths {
             arguments += ["--ro-bind", path, path]
         }

@@ -200,7 +200,8 @@ struct SandboxBoundaryTests {
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
         // While a command runs, its stdin is /dev/null and bash keeps its own stdin (the command
         // channel) at fd 10, close-on-exec, to restore afterwards: no program the command runs gets it.
-        let shell = try await sandbox.runInShell("ls /proc/$$/fd | sort -n | tr '\\n' ' '; echo; readlink /proc/$$/fd/0; readlink /proc/$$/fd/10 | cut -d: -f1")
+        // No pipeline while listing: bash holds a pipeline's pipe ends while it forks its stages.
+        let shell = try await sandbox.runInShell("ls /proc/$$/fd > /tmp/fds; sort -n /tmp/fds | tr '\\n' ' '; echo; readlink /proc/$$/fd/0; readlink /proc/$$/fd/10 | cut -d: -f1")
         let lines = shell.output.split(separator: "\n").map(String.init)
         #expect(lines.first == "0 1 2 3 10 ", "the shell's descriptors: \(shell.output)")
         #expect(Array(lines.dropFirst()) == ["/dev/null", "socket"], "fd 0 and fd 10 during a command: \(shell.output)")
@@ -261,6 +262,20 @@ struct SandboxBoundaryTests {
         let nul = try await sandbox.run("echo a\u{0}b")
         #expect(nul.exitCode != 0 && nul.output.contains("NUL"))
         #expect(try await sandbox.runInShell("echo still here").output == "still here\n")
+        await sandbox.close()
+    }
+
+    @Test("no nested user namespaces, and /tmp is a small tmpfs rather than half the host's memory")
+    func namespacesAndTmp() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-ns-\(Identifier.make(prefix: "n").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
+        let nested = try await sandbox.run("unshare -Ur id 2>&1; echo status=$?")
+        #expect(!nested.output.contains("uid=0") && !nested.output.contains("status=0"), "\(nested.output)")
+        let size = try await sandbox.run("df -B1 --output=size /tmp | tail -1 | tr -d ' '")
+        #expect(Int(size.output.trimmingCharacters(in: .whitespacesAndNewlines)) == SandboxLimits().tmpBytes, "\(size.output)")
+        let fill = try await sandbox.run("head -c 300M /dev/zero 2>&1 > /tmp/fill; echo status=$?")
+        #expect(fill.output.contains("No space left") && !fill.output.contains("status=0"), "\(fill.output)")
         await sandbox.close()
     }
 }

@@ -244,7 +244,7 @@ struct JobRunTests {
         }
         try write(networking: "{type: limited, allowed_hosts: []}")
         let reportDirectory = directory.appendingPathComponent("report")
-        // pip runs outside the sandbox with the PIP_* settings of the host: a local wheel, no index.
+        // pip runs in its install sandbox with the PIP_* settings of the host: a local wheel, no index.
         let run = try await runProgramSeparately(droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
                                                  environment: environment(["PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels.path]), timeout: .seconds(180))
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
