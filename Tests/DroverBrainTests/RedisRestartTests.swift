@@ -19,11 +19,7 @@ struct RedisRestartTests {
               - text: "Graded."
             """) { brain in
             let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
-            var environment = ProcessInfo.processInfo.environment
-            environment["DROVER_REDIS_URL"] = brain.server.url.description
-            environment["DROVER_DB"] = brain.database.path
-            environment["ANTHROPIC_BASE_URL"] = brain.model.baseURL
-            environment["ANTHROPIC_API_KEY"] = "scripted"
+            let environment = brain.processEnvironment
             let workerLog = directory.appendingPathComponent("worker.log").path
             let recorderLog = directory.appendingPathComponent("recorder.log").path
             let worker = try ChildProcess(executable: droverBinary.path,

@@ -17,11 +17,7 @@ struct WorkerCrashTests {
               - text: "Done grading."
             """) { brain in
             let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
-            var environment = ProcessInfo.processInfo.environment
-            environment["DROVER_REDIS_URL"] = brain.server.url.description
-            environment["DROVER_DB"] = brain.database.path
-            environment["ANTHROPIC_BASE_URL"] = brain.model.baseURL
-            environment["ANTHROPIC_API_KEY"] = "scripted"
+            let environment = brain.processEnvironment
             var logs: [String] = []
             func startWorker(_ name: String) throws -> ChildProcess {
                 let log = directory.appendingPathComponent("\(name).log").path
@@ -103,11 +99,7 @@ struct WorkerDrainTests {
               - tool_use: {name: sleep, input: {seconds: 20}}
               - text: "Resumed elsewhere."
             """) { brain in
-            var environment = ProcessInfo.processInfo.environment
-            environment["DROVER_REDIS_URL"] = brain.server.url.description
-            environment["DROVER_DB"] = brain.database.path
-            environment["ANTHROPIC_BASE_URL"] = brain.model.baseURL
-            environment["ANTHROPIC_API_KEY"] = "scripted"
+            let environment = brain.processEnvironment
             let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
             func startWorker(_ name: String) throws -> ChildProcess {
                 try ChildProcess(

@@ -39,6 +39,19 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 30) -
     raise RuntimeError(f"{url} did not come up:\n{log.read_text()}")
 
 
+def stop(serve: subprocess.Popen, stub: subprocess.Popen):
+    """SIGTERM to `drover serve` (killed after 30 s) and to the model stub; serve's exit code, or "killed"."""
+    serve.send_signal(signal.SIGTERM)
+    try:
+        code = serve.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        code = "killed"
+    stub.send_signal(signal.SIGTERM)
+    stub.wait(timeout=10)
+    return code
+
+
 class Server:
     def __init__(self, base_url: str, keys: dict, data_dir: Path):
         self.base_url = base_url
@@ -86,14 +99,7 @@ def server():
             wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)
             yield Server(f"http://127.0.0.1:{api_port}", keys, data)
         finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                code = serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                code = "killed"
-            stub.send_signal(signal.SIGTERM)
-            stub.wait(timeout=10)
+            code = stop(serve, stub)
             print(serve_log.read_text())
             assert code == 0, f"drover serve did not drain cleanly on SIGTERM ({code})"
 

@@ -13,7 +13,7 @@ import anthropic
 import httpx2 as httpx
 import pytest
 
-from conftest import DROVER, SCRIPT, free_port, wait_for
+from conftest import DROVER, SCRIPT, free_port, stop, wait_for
 
 
 def start_redis(directory: Path) -> subprocess.Popen:
@@ -81,14 +81,7 @@ def test_serve_survives_five_redis_restarts():
             log = serve_log.read_text()
             assert "Redis is unreachable" in log and "Redis is back" in log
         finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                code = serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                code = "killed"
-            stub.send_signal(signal.SIGTERM)
-            stub.wait(timeout=10)
+            code = stop(serve, stub)
             redis.kill()
             redis.wait(timeout=10)
         assert code == 0, f"serve did not drain cleanly after the outages ({code}):\n{serve_log.read_text()[-3000:]}"
