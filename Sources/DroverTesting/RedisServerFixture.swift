@@ -28,6 +28,9 @@ public final class RedisServerFixture: Sendable {
         options.password = password
         options.tcpPort = tcpPort
         options.appendFsync = appendFsync
+        // A generous deadline, not a timing claim: a restart may land while another suite's fork
+        // bomb holds both cores.
+        options.startTimeout = .seconds(60)
         let server = try await EmbeddedRedis.start(options)
         return RedisServerFixture(directory: directory, server: server)
     }
