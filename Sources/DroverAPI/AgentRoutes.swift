@@ -31,10 +31,7 @@ extension APIServer {
             let params = try await RequestInput.body(request, context: context)
             try params.rejectUnknown(AgentResource.updateFields)
             let current = try await self.agent(context.parameters.require("agent_id"), workspace: context.workspace)
-            if let asked = params["version"] {
-                guard case .number(let number) = asked, number >= 1, let whole = Int(exactly: number), whole <= Int(Int32.max) else {
-                    throw APIError.invalid("version", "must be an integer from 1 to \(Int32.max)")
-                }
+            if let whole = try params.version("version", named: "version", nullable: false) {
                 guard whole == current.version else {
                     throw APIError(.conflict, "invalid_request_error",
                                    "version: the agent is at version \(current.version), not \(whole). Fix: retrieve the agent and retry with its current version")

@@ -67,9 +67,9 @@ struct RequestInput {
         return order == "asc"
     }
 
-    /// The page cursor of list endpoints backed by SQL: an offset, opaque to clients.
-    /// The offset a `page_N` cursor names. N is bounded well below where `offset + limit` could
-    /// overflow, so a hostile cursor is a 400 rather than a trap that stops the whole process.
+    /// The page cursor of list endpoints backed by SQL: an offset, opaque to clients. N in
+    /// `page_N` is bounded well below where `offset + limit` could overflow, so a hostile cursor
+    /// is a 400 rather than a trap that stops the whole process.
     func pageOffset() throws -> Int {
         guard let page = string("page"), !page.isEmpty else { return 0 }
         guard page.hasPrefix("page_"), let offset = Int(page.dropFirst(5)), Self.pageOffsets.contains(offset) else {
@@ -117,6 +117,16 @@ extension Dictionary where Key == String, Value == JSONValue {
             return map
         case let other?: throw APIError.invalid(name, "must be an object of strings, got \(other.kindName)", errorCode: code)
         }
+    }
+
+    /// An agent version (`name` as the error names it, `key` in this object): a whole number from
+    /// 1 to Int32.max, converted with `Int(exactly:)` so that 1e300 is a 400, never a trap.
+    func version(_ key: String, named name: String, nullable: Bool) throws -> Int? {
+        guard let asked = self[key], !(nullable && asked == .null) else { return nil }
+        guard case .number(let number) = asked, number >= 1, let whole = Int(exactly: number), whole <= Int(Int32.max) else {
+            throw APIError.invalid(name, "must be an integer from 1 to \(Int32.max)")
+        }
+        return whole
     }
 
     func array(_ name: String) throws -> [JSONValue]? {

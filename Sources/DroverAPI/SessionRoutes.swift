@@ -133,14 +133,7 @@ extension APIServer {
             }
             try fields.rejectUnknown(["type", "id", "version"])
             guard let id = fields["id"]?.stringValue else { throw APIError.invalid("agent.id", "the field is required") }
-            var version: Int?
-            if let asked = fields["version"], asked != .null {
-                guard case .number(let number) = asked, number >= 1, let whole = Int(exactly: number), whole <= Int(Int32.max) else {
-                    throw APIError.invalid("agent.version", "must be an integer from 1 to \(Int32.max)")
-                }
-                version = whole
-            }
-            return try await agent(id, workspace: workspace, version: version)
+            return try await agent(id, workspace: workspace, version: try fields.version("version", named: "agent.version", nullable: true))
         case nil, .null?:
             throw APIError.invalid("agent", "the field is required", fix: "pass an agent id or {\"type\": \"agent\", \"id\": ...}")
         case let other?:

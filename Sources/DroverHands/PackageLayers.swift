@@ -53,8 +53,7 @@ public actor PackageLayers {
     /// proxy variables only. `--only-binary :all:` means no package's build code runs at all: a
     /// wheel is unpacked, never executed. It keeps the host's network, since the registry is
     /// reached from there until the egress proxy exists.
-    static func installArguments(_ packages: [String], staging: URL, options: [String]) -> (executable: String, arguments: [String], environment: [String: String])? {
-        guard let bwrap = Sandbox.bubblewrap else { return nil }
+    static func installCommand(_ packages: [String], staging: URL, options: [String]) throws -> (executable: String, arguments: [String]) {
         var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"]
         for (name, value) in ProcessInfo.processInfo.environment
         where name.hasPrefix("PIP_") || ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"].contains(name) {
@@ -73,12 +72,7 @@ public actor PackageLayers {
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) { arguments += ["--setenv", name, value] }
         arguments += ["/usr/bin/python3", "-m", "pip", "install", "--target", layerMount, "--no-input", "--disable-pip-version-check",
                       "--no-warn-script-location", "--no-cache-dir", "--only-binary", ":all:"] + options + ["--"] + packages
-        if getuid() == 0 {
-            guard let setpriv = Sandbox.setpriv else { return nil }
-            return (setpriv, ["--reuid=\(Sandbox.unprivileged)", "--regid=\(Sandbox.unprivileged)", "--clear-groups",
-                              "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments, [:])
-        }
-        return (bwrap, arguments, [:])
+        return try Sandbox.bubblewrapCommand(arguments)
     }
 
     static func install(_ packages: [String], into directory: URL, options: [String]) async throws -> URL {
@@ -92,8 +86,9 @@ public actor PackageLayers {
             unlink(log)
         }
         try Sandbox.prepareDirectories(staging)
-        guard let install = installArguments(packages, staging: staging, options: options) else { throw Sandbox.Unavailable() }
-        let child = try ChildProcess(executable: install.executable, arguments: install.arguments, environment: install.environment, outputPath: log)
+        // bubblewrap starts with an empty environment; the sandbox's own is set by --setenv.
+        let install = try installCommand(packages, staging: staging, options: options)
+        let child = try ChildProcess(executable: install.executable, arguments: install.arguments, environment: [:], outputPath: log)
         while child.isRunning { try await Task.sleep(for: .milliseconds(20)) }
         guard child.exitCode == 0 else {
             let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""

@@ -82,6 +82,17 @@ public actor Sandbox {
     public static let bubblewrap: String? = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
         .first { FileManager.default.isExecutableFile(atPath: $0) }
 
+    /// How to start bubblewrap with `arguments`. As root, bubblewrap starts as nobody, with no
+    /// groups and no capabilities: the sandbox's process limit then counts sandboxes only, and
+    /// code that escaped bubblewrap would hold nothing on the host.
+    static func bubblewrapCommand(_ arguments: [String]) throws(Unavailable) -> (executable: String, arguments: [String]) {
+        guard let bwrap = bubblewrap else { throw Unavailable() }
+        guard getuid() == 0 else { return (bwrap, arguments) }
+        guard let setpriv else { throw Unavailable() }
+        return (setpriv, ["--reuid=\(unprivileged)", "--regid=\(unprivileged)", "--clear-groups",
+                          "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments)
+    }
+
     /// The read-only parts of the host the sandbox sees: those of these that exist, looked up once.
     static let systemPaths = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc/alternatives",
                               "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/mime.types"]
@@ -222,19 +233,8 @@ public actor Sandbox {
     private func ensureStarted() async throws -> SandboxProcess {
         if let process, process.isRunning { return process }
         await process?.kill()
-        guard let bwrap = Self.bubblewrap else { throw Unavailable() }
-        var executable = bwrap
-        var arguments = arguments()
-        // As root, bubblewrap starts as nobody, with no groups and no capabilities: the sandbox's
-        // process limit then counts sandboxes only, and code that escaped bubblewrap would hold
-        // nothing on the host.
-        if getuid() == 0 {
-            guard let setpriv = Self.setpriv else { throw Unavailable() }
-            executable = setpriv
-            arguments = ["--reuid=\(Self.unprivileged)", "--regid=\(Self.unprivileged)", "--clear-groups",
-                         "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments
-        }
-        let started = try SandboxProcess(executable: executable, arguments: arguments)
+        let command = try Self.bubblewrapCommand(arguments())
+        let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
         process = started
         startFresh = false
         let ready = try await exchange(started, mode: "ready", wallClock: .seconds(30))

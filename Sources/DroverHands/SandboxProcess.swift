@@ -25,8 +25,9 @@ final class SandboxProcess: @unchecked Sendable {
     }
 
     init(executable: String, arguments: [String]) throws(SpawnError) {
-        // Socket pairs rather than pipes: they are made close-on-exec atomically (Glibc's pipe2
-        // is not visible to Swift), so a child spawned meanwhile on another thread holds none.
+        // Socket pairs rather than pipes: `send` with MSG_NOSIGNAL turns a write to a dead shell
+        // into EPIPE rather than a SIGPIPE. Made close-on-exec atomically, so a child spawned
+        // meanwhile on another thread holds none.
         func pair() throws(SpawnError) -> [Int32] {
             var fds: [Int32] = [-1, -1]
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {

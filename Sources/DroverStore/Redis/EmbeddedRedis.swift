@@ -211,11 +211,7 @@ public final class EmbeddedRedis: Sendable {
     }
 
     private static func ping(_ url: RedisURL) -> Bool {
-        guard let connection = try? RedisConnection.open(url, connectTimeout: .milliseconds(500), commandTimeout: .seconds(2)) else {
-            return false
-        }
-        defer { connection.close() }
-        return (try? connection.command(["PING"])) == .status("PONG")
+        RedisConnection.answersPing(url, connectTimeout: .milliseconds(500), commandTimeout: .seconds(2))
     }
 
     private static func waitUntilReady(url: RedisURL, process: ChildProcess?, logPath: String?, timeout: Duration) async throws {

@@ -122,12 +122,7 @@ public final class RedisClient: Sendable {
         let url = self.url
         return await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
-                guard let connection = try? RedisConnection.open(url, connectTimeout: timeout, commandTimeout: timeout) else {
-                    return continuation.resume(returning: false)
-                }
-                defer { connection.close() }
-                let answered = (try? connection.command(["PING"]))?.string == "PONG"
-                continuation.resume(returning: answered)
+                continuation.resume(returning: RedisConnection.answersPing(url, connectTimeout: timeout, commandTimeout: timeout))
             }
         }
     }

@@ -103,6 +103,13 @@ final class RedisConnection {
     /// True when the server has closed an idle connection (or sent something unasked): the socket
     /// reads as ready although no reply is due. Checked before reuse, so a restart of Redis is
     /// noticed before a command is sent rather than after.
+    /// Whether a fresh connection to `url` answers PING, within the given timeouts. Blocks.
+    static func answersPing(_ url: RedisURL, connectTimeout: Duration, commandTimeout: Duration) -> Bool {
+        guard let connection = try? open(url, connectTimeout: connectTimeout, commandTimeout: commandTimeout) else { return false }
+        defer { connection.close() }
+        return (try? connection.command(["PING"])) == .status("PONG")
+    }
+
     var looksStale: Bool {
         guard fileDescriptor >= 0 else { return true }
         var pollfd = Glibc.pollfd(fd: fileDescriptor, events: Int16(POLLIN), revents: 0)
