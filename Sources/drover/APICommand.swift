@@ -104,14 +104,14 @@ struct ServeCommand: AsyncParsableCommand {
             await toolset?.pool.prewarm()
             let database = try runtime.database()
             let recorder = Recorder(redis: runtime.redis, database: database)
-            var services: [any Service] = [RecorderService(recorder: recorder), WorkerService(worker: worker)]
+            var services: [any Service] = [NamedService("the recorder", RecorderService(recorder: recorder)), NamedService("the worker", WorkerService(worker: worker))]
             if scheduler {
                 let store = DeploymentStore(database: database)
                 let firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
-                services.append(SchedulerService(scheduler: Scheduler(redis: runtime.redis, store: store, firer: firer, clock: SystemSchedulerClock(),
-                                                                      options: Scheduler.Options(), logger: Logger(label: "drover.scheduler"))))
+                services.append(NamedService("the scheduler", SchedulerService(scheduler: Scheduler(redis: runtime.redis, store: store, firer: firer, clock: SystemSchedulerClock(),
+                                                                                                      options: Scheduler.Options(), logger: Logger(label: "drover.scheduler")))))
             }
-            services.append(apiService(server, role: "serve"))
+            services.append(NamedService("the API", apiService(server, role: "serve")))
             note("drover serve: worker with \(self.worker.concurrency) slots, model at \(model.baseURL), \(self.worker.hands) hands; recorder into \(runtime.configuration.databasePath.path)\(scheduler ? "; scheduler" : "")")
             // Shutdown runs in reverse: the API stops taking requests, the scheduler stops, the worker drains, the recorder finishes.
             let group = ServiceGroup(
@@ -123,6 +123,27 @@ struct ServeCommand: AsyncParsableCommand {
             await mcp.shutdown()
             await toolset?.pool.shutdown()
             note("drover serve: stopped")
+        }
+    }
+}
+
+/// A service whose failure names it: one process runs several, and "lost the connection to
+/// Redis" alone does not say which of them gave up.
+struct NamedService<Wrapped: Service>: Service {
+    let name: String
+    let wrapped: Wrapped
+
+    init(_ name: String, _ wrapped: Wrapped) {
+        self.name = name
+        self.wrapped = wrapped
+    }
+
+    func run() async throws {
+        do {
+            try await wrapped.run()
+        } catch {
+            note("drover: \(name) stopped with an error: \(error)")
+            throw error
         }
     }
 }

@@ -189,4 +189,17 @@ struct RedisClientTests {
         #expect(try await client.send(["GET", "survives"], idempotent: true).string == "yes")
         }
     }
+
+    /// A claim script cut off by a restart throws `TaskQueueError.redis(.connectionLost)`; the
+    /// worker once took that for a fatal error and `drover serve` exited 1.
+    @Test("an outage is recognised inside the queue's and the session log's errors, a refused command is not")
+    func outageThroughWrappers() {
+        let lost = RedisError.connectionLost(endpoint: "unix:///x", reason: "Connection reset by peer")
+        #expect(RedisOutage.isOutage(lost))
+        #expect(RedisOutage.isOutage(TaskQueueError.redis(lost)))
+        #expect(RedisOutage.isOutage(SessionLogError.redis(lost)))
+        #expect(!RedisOutage.isOutage(TaskQueueError.redis(.serverError(code: "ERR", message: "unknown command"))))
+        #expect(!RedisOutage.isOutage(TaskQueueError.unexpectedReply("nil")))
+        #expect(!RedisOutage.isOutage(CancellationError()))
+    }
 }

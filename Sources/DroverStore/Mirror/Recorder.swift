@@ -91,7 +91,11 @@ public final class Recorder: Sendable {
                     lastRetention = clock.now
                     _ = try await applyRetention()
                 }
-            } catch where RedisOutage.isOutage(error) && !Task.isCancelled {
+            } catch where Task.isCancelled {
+                // Shutting down: whatever broke the last call (a read cut short, a Redis that
+                // restarted a moment ago) is not a failure of the recorder.
+                return
+            } catch where RedisOutage.isOutage(error) {
                 try await outage.wait(after: error, logger: logger)
             }
         }

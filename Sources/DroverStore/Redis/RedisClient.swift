@@ -214,7 +214,7 @@ public final class RedisBlockingConnection: Sendable {
         let cancellation = RedisCallCancellation()
         do {
             let result = try await withTaskCancellationHandler {
-                try await slot.perform(idempotent: false, cancellation: cancellation) { connection throws(RedisError) in
+                try await slot.perform(idempotent: false, cancellation: cancellation, expectsIdle: false) { connection throws(RedisError) in
                     try connection.readReply()
                 }
             } onCancel: {

@@ -84,6 +84,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
     func perform<T: Sendable>(
         idempotent: Bool,
         cancellation: RedisCallCancellation? = nil,
+        expectsIdle: Bool = true,
         _ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> T
     ) async throws(RedisError) -> T {
         try await thread.run { [self] () throws(RedisError) -> T in
@@ -92,7 +93,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
             while true {
                 do throws(RedisError) {
                     if cancellation?.isRequested == true { throw .cancelled }
-                    let connection = try currentConnection()
+                    let connection = try currentConnection(expectsIdle: expectsIdle)
                     guard let cancellation else { return try body(connection) }
                     try start(cancellation)
                     defer { interruption.withLock { $0.running = nil } }
@@ -133,9 +134,12 @@ final class RedisConnectionSlot: @unchecked Sendable {
         if cancelled { throw .cancelled }
     }
 
-    private func currentConnection() throws(RedisError) -> RedisConnection {
+    private func currentConnection(expectsIdle: Bool = true) throws(RedisError) -> RedisConnection {
         let shutDown = interruption.withLock { $0.shutDown }
-        if !shutDown, let connection, connection.isOpen, blocking || !connection.looksStale {
+        // A connection that is readable while idle was closed by the server (a restart, a kill).
+        // Blocking ones too, or the next blocking read fails in flight instead of reconnecting;
+        // but not one that waits for a subscription's next message, which is readable by design.
+        if !shutDown, let connection, connection.isOpen, !(expectsIdle && connection.looksStale) {
             return connection
         }
         dropConnection()

@@ -23,9 +23,12 @@ public struct RedisOutage: Sendable {
     }
 
     /// Whether `error` means Redis could not be reached (rather than a refused command or a bug):
-    /// a broken or refused connection, or a server still loading its data.
+    /// a broken or refused connection, or a server still loading its data. Errors of the queue
+    /// and the session log carry the Redis error they came from; it is looked for there too, or
+    /// a claim script cut off by a restart would end the worker instead of waiting.
     public static func isOutage(_ error: Error) -> Bool {
-        (error as? RedisError)?.isTransient == true
+        let redisError = (error as? RedisError) ?? (error as? CarriesRedisError)?.redisError
+        return redisError?.isTransient == true
     }
 
     public var isDown: Bool { since != nil }
@@ -49,5 +52,24 @@ public struct RedisOutage: Sendable {
         since = nil
         attempts = 0
         backoff = initialBackoff
+    }
+}
+
+/// An error that may have come from Redis, such as `TaskQueueError.redis`.
+public protocol CarriesRedisError: Error {
+    var redisError: RedisError? { get }
+}
+
+extension TaskQueueError: CarriesRedisError {
+    public var redisError: RedisError? {
+        if case .redis(let error) = self { return error }
+        return nil
+    }
+}
+
+extension SessionLogError: CarriesRedisError {
+    public var redisError: RedisError? {
+        if case .redis(let error) = self { return error }
+        return nil
     }
 }
