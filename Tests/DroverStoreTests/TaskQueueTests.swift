@@ -183,7 +183,9 @@ struct TaskQueueTests {
                 let hint = try #require(early.nextDueIn)
                 #expect(hint > .zero && hint <= .seconds(2))
             }
-            var late: [TaskLease] = []
+            // On a machine slow enough that the first claim ran after the due time, that claim
+            // rightly took the task: it will not be handed out twice.
+            var late: [TaskLease] = early.now >= before + 2000 ? early.leases : []
             let deadline = ContinuousClock.now + .seconds(10)
             while late.isEmpty && ContinuousClock.now < deadline {
                 let claim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
