@@ -1,19 +1,59 @@
 import DroverCore
 import Foundation
 
-/// Limits one sandboxed command runs under.
+/// Limits one sandbox runs under. Memory, processes and CPU hold for the sandbox as a whole,
+/// through its cgroup (see `SandboxCgroup`); the rest per process, through rlimits.
 public struct SandboxLimits: Sendable, Equatable {
     public var wallClock: Duration = .seconds(120)
     public var cpuSeconds = 120
-    public var addressSpaceBytes = 2 << 30
+    /// The sandbox's memory, its /tmp included. Per process (`RLIMIT_AS`) where no cgroup can be made.
+    public var memoryBytes = 2 << 30
+    /// Processes and threads in the sandbox at once. Per user where no cgroup can be made.
     public var processes = 256
+    /// CPU cores' worth of time the sandbox may use.
+    public var cpus = 1.0
     public var fileSizeBytes = 512 << 20
     /// Output kept per call; the rest is dropped with a visible marker.
     public var outputBytes = 64 << 10
-    /// The size of the sandbox's /tmp, a tmpfs in host memory.
+    /// The size of the sandbox's /tmp, a tmpfs in host memory (counted in `memoryBytes` too).
     public var tmpBytes = 256 << 20
 
     public init() {}
+
+    /// The defaults, overridden by `DROVER_SANDBOX_MEMORY` (such as `2GiB`), `DROVER_SANDBOX_PIDS`,
+    /// `DROVER_SANDBOX_CPUS` (such as `1.5`) and `DROVER_SANDBOX_TMP` (such as `256MiB`).
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigurationError) -> SandboxLimits {
+        var limits = SandboxLimits()
+        func value(_ key: String) -> String? {
+            guard let raw = environment[key]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            return raw
+        }
+        if let raw = value("DROVER_SANDBOX_MEMORY") {
+            guard let bytes = ByteCount.parse(raw), (64 << 20) <= bytes, bytes <= (1 << 40) else {
+                throw ConfigurationError(field: "DROVER_SANDBOX_MEMORY", message: "'\(raw)' is not a memory size from 64MiB to 1TiB", fix: "set it to a size such as 2GiB or 512MiB, or unset it for the default of 2GiB")
+            }
+            limits.memoryBytes = bytes
+        }
+        if let raw = value("DROVER_SANDBOX_TMP") {
+            guard let bytes = ByteCount.parse(raw), (1 << 20) <= bytes, bytes <= limits.memoryBytes else {
+                throw ConfigurationError(field: "DROVER_SANDBOX_TMP", message: "'\(raw)' is not a size from 1MiB to the sandbox's memory (\(ByteCount.describe(limits.memoryBytes)))", fix: "set it to a size such as 256MiB, or unset it for the default")
+            }
+            limits.tmpBytes = bytes
+        }
+        if let raw = value("DROVER_SANDBOX_PIDS") {
+            guard let count = Int(raw), (16...65536).contains(count) else {
+                throw ConfigurationError(field: "DROVER_SANDBOX_PIDS", message: "'\(raw)' is not a process count from 16 to 65536", fix: "set it to a whole number such as 256, or unset it for the default")
+            }
+            limits.processes = count
+        }
+        if let raw = value("DROVER_SANDBOX_CPUS") {
+            guard let cpus = Double(raw), cpus.isFinite, (0.01...1024).contains(cpus) else {
+                throw ConfigurationError(field: "DROVER_SANDBOX_CPUS", message: "'\(raw)' is not a number of cores from 0.01 to 1024", fix: "set it to a number such as 1 or 0.5, or unset it for the default of 1")
+            }
+            limits.cpus = cpus
+        }
+        return limits
+    }
 }
 
 /// The result of one command in the sandbox.
@@ -49,6 +89,8 @@ public actor Sandbox {
     /// A pip `--target` directory, mounted read-only at /opt/drover/python and on PYTHONPATH.
     public nonisolated let packages: URL?
     private let ownsShellState: Bool
+    /// Nil where the host gives no cgroups: then rlimits stand in (see `SandboxCgroup`).
+    public nonisolated let cgroup: SandboxCgroup?
     private var process: SandboxProcess?
     /// Whether the next shell should drop the saved directory and exports.
     private var startFresh = false
@@ -63,6 +105,7 @@ public actor Sandbox {
         self.shellState = (shellState ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("drover-shell-\(Identifier.make(prefix: "s").suffix(12))")).standardizedFileURL
         try Self.prepareDirectories(self.workspace, self.shellState)
+        cgroup = SandboxCgroup.make(limits: limits)
     }
 
     static func prepareDirectories(_ directories: URL...) throws {
@@ -85,12 +128,25 @@ public actor Sandbox {
     /// How to start bubblewrap with `arguments`. As root, bubblewrap starts as nobody, with no
     /// groups and no capabilities: the sandbox's process limit then counts sandboxes only, and
     /// code that escaped bubblewrap would hold nothing on the host.
-    static func bubblewrapCommand(_ arguments: [String]) throws(Unavailable) -> (executable: String, arguments: [String]) {
+    ///
+    /// With `cgroup`, a shell first writes its own pid into the cgroup and then becomes
+    /// bubblewrap: everything the sandbox ever runs starts inside the cgroup, with no moment
+    /// outside it for a fork to slip through. Only Drover's own paths reach that shell.
+    static func bubblewrapCommand(_ arguments: [String], cgroup: SandboxCgroup? = nil) throws(Unavailable) -> (executable: String, arguments: [String]) {
         guard let bwrap = bubblewrap else { throw Unavailable() }
-        guard getuid() == 0 else { return (bwrap, arguments) }
-        guard let setpriv else { throw Unavailable() }
-        return (setpriv, ["--reuid=\(unprivileged)", "--regid=\(unprivileged)", "--clear-groups",
-                          "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments)
+        var command: [String]
+        if getuid() == 0 {
+            guard let setpriv else { throw Unavailable() }
+            command = [setpriv, "--reuid=\(unprivileged)", "--regid=\(unprivileged)", "--clear-groups",
+                       "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments
+        } else {
+            command = [bwrap] + arguments
+        }
+        if let cgroup {
+            command = ["/bin/sh", "-c", #"while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#,
+                       "drover-cgroup-join"] + cgroup.processFiles + ["--"] + command
+        }
+        return (command[0], Array(command.dropFirst()))
     }
 
     /// The read-only parts of the host the sandbox sees: those of these that exist, looked up once.
@@ -165,11 +221,18 @@ public actor Sandbox {
             "--chdir", "/workspace",
             "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/workspace", "--setenv", "LANG", "C.UTF-8",
         ] + extra + [
-            "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--as=\(limits.addressSpaceBytes)",
-            "--nproc=\(limits.processes)", "--fsize=\(limits.fileSizeBytes)", "--core=0", "--",
-            "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop, "drover-shell", startFresh ? "fresh" : "resume",
+            "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--fsize=\(limits.fileSizeBytes)", "--core=0",
+        ] + fallbackRlimits + [
+            "--", "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop, "drover-shell", startFresh ? "fresh" : "resume",
         ]
         return arguments
+    }
+
+    /// Without a cgroup, the per-process and per-user stand-ins for its limits. With one they are
+    /// left off: the cgroup counts the whole sandbox, and an address-space cap breaks runtimes
+    /// that reserve far more than they use (Go, the JVM, V8).
+    private var fallbackRlimits: [String] {
+        cgroup == nil ? ["--as=\(limits.memoryBytes)", "--nproc=\(limits.processes)"] : []
     }
 
     /// The host pid of the sandbox's bubblewrap process, while it runs.
@@ -202,6 +265,7 @@ public actor Sandbox {
     /// Ends the shell and forgets its saved directory and exports: the next call starts afresh.
     public func restartShell() async {
         await process?.kill()
+        cgroup?.killAll()
         process = nil
         forgetShellState()
     }
@@ -209,6 +273,7 @@ public actor Sandbox {
     /// Ends every process in the sandbox. The workspace stays on disk.
     public func close() async {
         await process?.kill()
+        cgroup?.killAll()
         process = nil
         if ownsShellState { try? FileManager.default.removeItem(at: shellState) }
     }
@@ -233,7 +298,8 @@ public actor Sandbox {
     private func ensureStarted() async throws -> SandboxProcess {
         if let process, process.isRunning { return process }
         await process?.kill()
-        let command = try Self.bubblewrapCommand(arguments())
+        cgroup?.killAll()
+        let command = try Self.bubblewrapCommand(arguments(), cgroup: cgroup)
         let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
         process = started
         startFresh = false
@@ -271,6 +337,7 @@ public actor Sandbox {
         var statusBytes: [UInt8] = []
         // What background processes printed between calls is not this call's.
         while case .data = process.readOutput(into: &output) { output.removeAll(keepingCapacity: true) }
+        let countersBefore = cgroup?.counters
         let started = ContinuousClock.now
         let deadline = started + wallClock
         var timedOut = false, overflowed = false, died = false
@@ -296,6 +363,7 @@ public actor Sandbox {
             } catch {
                 // Cancelled (an interrupt or a takeover): end everything the call started.
                 await process.kill()
+                cgroup?.killAll()
                 self.process = nil
                 throw error
             }
@@ -308,12 +376,16 @@ public actor Sandbox {
         }
         if timedOut || overflowed || died {
             await process.kill()
+            cgroup?.killAll()
             if self.process === process { self.process = nil }
             collect()
         }
         let truncated = output.count > limits.outputBytes || overflowed
         var text = String(decoding: output.prefix(limits.outputBytes), as: UTF8.self)
         if truncated { text += "\n[drover: output truncated at \(limits.outputBytes) bytes]" }
+        if let cgroup, let countersBefore {
+            for note in cgroup.explain(before: countersBefore, after: cgroup.counters) { text += "\n[drover: \(note)]" }
+        }
         if timedOut { text += "\n[drover: stopped after the wall-clock limit of \(wallClock); the shell starts afresh on the next call]" }
         var exitCode: Int32
         if timedOut {

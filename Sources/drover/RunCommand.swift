@@ -131,7 +131,7 @@ struct JobRun {
             let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
             let engine = BatchEngine(runtime: runtime, concurrency: spec.concurrency, model: model,
-                                     hand: AgentToolset(root: handsRoot), handsRoot: handsRoot, queueName: queueName)
+                                     hand: AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment()), handsRoot: handsRoot, queueName: queueName)
             let display = ProgressDisplay()
             display.startTicking()
             var options = BatchRunner.Options(handsRoot: handsRoot)

@@ -45,7 +45,7 @@ struct WorkerOptions: ParsableArguments {
     /// The worker, its MCP connections and its sandbox toolset: stop both when the worker has
     /// drained (stdio servers and sandboxes are this process's children).
     func makeWorker(runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration) throws -> (Worker, MCPConnections, AgentToolset?) {
-        let toolset = hands == "sandbox" ? AgentToolset(root: try runtime.handsRoot()) : nil
+        let toolset = hands == "sandbox" ? AgentToolset(root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment()) : nil
         let hand: any Hand = toolset ?? InProcessHand()
         let mcp = MCPConnections(allowStdio: mcpStdio)
         let runner = TurnRunner(
