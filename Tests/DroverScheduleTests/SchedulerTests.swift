@@ -71,8 +71,10 @@ struct SchedulerRig {
         try await store.database.deploymentRunCounts(deploymentID: try await store.find(name).id)
     }
 
-    /// Waits (real time) until the run for `occurrence` is recorded.
-    func waitForRun(_ occurrence: Date, timeout: Duration = .seconds(10)) async throws {
+    /// Waits (real time) until the run for `occurrence` is recorded. Generous: with an 800 ms
+    /// lock and the whole suite running beside it, the lead can pass several times before a fire
+    /// lands (seen: epoch 10 and no run for minute 2 after 10 s).
+    func waitForRun(_ occurrence: Date, timeout: Duration = .seconds(60)) async throws {
         let key = Timestamp.seconds(occurrence)
         let deadline = ContinuousClock.now + timeout
         while try await counts()[key] == nil {
