@@ -265,7 +265,7 @@ public actor Sandbox {
     /// Ends the shell and forgets its saved directory and exports: the next call starts afresh.
     public func restartShell() async {
         await process?.kill()
-        cgroup?.killAll()
+        await cgroup?.killAll()
         process = nil
         forgetShellState()
     }
@@ -273,7 +273,7 @@ public actor Sandbox {
     /// Ends every process in the sandbox. The workspace stays on disk.
     public func close() async {
         await process?.kill()
-        cgroup?.killAll()
+        await cgroup?.killAll()
         process = nil
         if ownsShellState { try? FileManager.default.removeItem(at: shellState) }
     }
@@ -298,7 +298,7 @@ public actor Sandbox {
     private func ensureStarted() async throws -> SandboxProcess {
         if let process, process.isRunning { return process }
         await process?.kill()
-        cgroup?.killAll()
+        await cgroup?.killAll()
         let command = try Self.bubblewrapCommand(arguments(), cgroup: cgroup)
         let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
         process = started
@@ -363,7 +363,7 @@ public actor Sandbox {
             } catch {
                 // Cancelled (an interrupt or a takeover): end everything the call started.
                 await process.kill()
-                cgroup?.killAll()
+                await cgroup?.killAll()
                 self.process = nil
                 throw error
             }
@@ -376,7 +376,7 @@ public actor Sandbox {
         }
         if timedOut || overflowed || died {
             await process.kill()
-            cgroup?.killAll()
+            await cgroup?.killAll()
             if self.process === process { self.process = nil }
             collect()
         }

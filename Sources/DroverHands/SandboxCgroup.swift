@@ -115,30 +115,39 @@ public final class SandboxCgroup: Sendable {
     }
 
     /// SIGKILL to every process in the cgroup, until it is empty. The sandbox's pid namespace
-    /// already ends with its init; this also catches what a fork bomb spawns meanwhile.
-    public func killAll() {
-        if version == .v2, (try? write("1", to: directories[0], "cgroup.kill")) != nil { return }
-        for _ in 0..<100 {
-            var any = false
-            for file in processFiles {
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
-                for line in text.split(separator: "\n") {
-                    if let pid = pid_t(line) {
-                        any = true
-                        Glibc.kill(pid, SIGKILL)
-                    }
-                }
-            }
-            if !any { return }
-            usleep(1_000)
+    /// already ends with its init; this also catches what a fork bomb spawns meanwhile. A killed
+    /// process stays listed while the kernel frees its memory, so this waits (up to `patience`).
+    public func killAll(patience: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + patience
+        while signalMembers(), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(2))
         }
     }
 
-    /// Removes the cgroup once its processes are gone.
+    /// SIGKILL to every member; false when there were none.
+    private func signalMembers() -> Bool {
+        if version == .v2, (try? write("1", to: directories[0], "cgroup.kill")) != nil {
+            return Self.field("populated", in: directories[0].appendingPathComponent("cgroup.events")) != 0
+        }
+        var any = false
+        for file in processFiles {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                if let pid = pid_t(line) {
+                    any = true
+                    Glibc.kill(pid, SIGKILL)
+                }
+            }
+        }
+        return any
+    }
+
+    /// Removes the cgroup: the kernel refuses while a member is still being torn down, so a
+    /// few tries, then the directory is left for the sweep at the next start.
     public func remove() {
-        killAll()
+        _ = signalMembers()
         for directory in directories {
-            for _ in 0..<200 {
+            for _ in 0..<100 {
                 if rmdir(directory.path) == 0 || errno == ENOENT { break }
                 usleep(1_000)
             }
