@@ -355,6 +355,29 @@ struct MCPTests {
         await mcp.shutdown()
     }
 
+    /// Issue 12: a stdio server is a child of the worker, like a sandbox; it must not inherit the
+    /// worker's Redis connections or the API's listener either.
+    @Test("a stdio server holds none of the host's sockets, though the host holds them without close-on-exec")
+    func stdioDescriptors() async throws {
+        let leaked = try LeakySockets()
+        defer { leaked.close() }
+        let identities = leaked.identities
+        #expect(identities.count == 2 && identities.allSatisfy { $0.hasPrefix("socket:[") }, "\(identities)")
+        let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
+        let mcp = MCPConnections(allowStdio: true)
+        let result = await mcp.callTool(server, name: "open_descriptors", arguments: .object([:]), deadline: .now + .seconds(30))
+        await mcp.shutdown()
+        guard !result.isError, case .text(let listing)? = result.content.first else {
+            Issue.record("open_descriptors failed: \(result)")
+            return
+        }
+        let targets = listing.split(separator: "\n").map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? "" }
+        #expect(targets.count >= 3, "\(listing)")
+        for identity in identities {
+            #expect(!targets.contains(identity), "the stdio server holds the host's \(identity):\n\(listing)")
+        }
+    }
+
     private func stdioCalls(_ server: MCPServerDefinition, _ mcp: MCPConnections) async throws {
         let tools = try await mcp.listTools(server)
         #expect(tools.map(\.name).contains("add"))

@@ -181,25 +181,10 @@ struct SandboxDeathTests {
 /// writable directories. Each test fails on the code before the fix.
 @Suite("Sandbox boundary exploits", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
 struct SandboxBoundaryTests {
-    /// A listening TCP socket and a unix socket opened the way a careless library would, without
-    /// close-on-exec: the stand-ins for the API's listener and a pooled Redis connection.
-    private static func leakySockets() throws -> (tcp: Int32, unix: Int32) {
-        let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(tcp, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        try #require(tcp >= 0 && bound == 0 && listen(tcp, 1) == 0)
-        var pair: [Int32] = [-1, -1]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
-        close(pair[1])
-        return (tcp, pair[0])
-    }
-
     @Test("the shell holds exactly fds 0 to 3, though the host holds sockets without close-on-exec")
     func descriptors() async throws {
-        let leaked = try Self.leakySockets()
-        defer { close(leaked.tcp); close(leaked.unix) }
+        let leaked = try LeakySockets()
+        defer { leaked.close() }
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-fds-\(Identifier.make(prefix: "f").suffix(10))")
         defer { try? FileManager.default.removeItem(at: root) }
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
