@@ -141,8 +141,10 @@ extension APIServer {
             }
             return jsonResponse(resource)
         }
-        for pattern in ["/v1/sessions/:session_id/resources", "/v1/sessions/:session_id/resources/:resource_id"] {
-            for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
+        // The SDK's resources.add, .update and .delete: the routes it calls, and no others.
+        for (pattern, method) in [("/v1/sessions/:session_id/resources", HTTPRequest.Method.post),
+                                  ("/v1/sessions/:session_id/resources/:resource_id", .post), ("/v1/sessions/:session_id/resources/:resource_id", .delete)] {
+            do {
                 router.on(RouterPath(pattern), method: method) { _, _ -> Response in
                     throw APIError.notBuilt("adding, updating or deleting resources of an existing session (pass them to sessions.create)")
                 }

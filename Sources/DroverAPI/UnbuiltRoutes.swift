@@ -17,7 +17,7 @@ enum UnbuiltRoutes {
     static func add(_ router: Router<APIRequestContext>) {
         for (path, what) in prefixes {
             for pattern in [path, path + "/**"] {
-                for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
+                for method in [HTTPRequest.Method.get, .post, .delete] {
                     router.on(RouterPath(pattern), method: method) { _, _ -> Response in throw APIError.notBuilt(what) }
                 }
             }
