@@ -178,7 +178,7 @@ struct MCPTests {
         try await withMCPServer { server in
             let mcp = MCPConnections()
             let tools = try await mcp.listTools(.url("calc", server.url))
-            #expect(Set(tools.map(\.name)) == ["add", "slow", "fail"])
+            #expect(Set(tools.map(\.name)) == ["add", "slow", "fail", "open_descriptors"])
             #expect(tools.first { $0.name == "add" }?.inputSchema.objectValue?["properties"]?.objectValue?["a"] != nil)
 
             try await withMCPTurn(script: """
@@ -268,7 +268,7 @@ struct MCPTests {
         #expect(down.isError)
         try await withMCPServer(port: first.port) { _ in
             let tools = try await mcp.listTools(server)
-            #expect(tools.count == 3)
+            #expect(tools.count == 4)
             let after = await mcp.callTool(server, name: "add", arguments: numbers(["a": 3, "b": 4]), deadline: .now + .seconds(20))
             #expect(after == .text("the sum of 3 and 4 is 7"))
         }
