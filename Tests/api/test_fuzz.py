@@ -6,6 +6,7 @@ unbuilt part of the API answers with."""
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,15 @@ ST = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "st"
 @pytest.mark.skipif(not ST.exists(), reason="needs schemathesis (scripts/setup installs it)")
 def test_schemathesis_finds_no_server_error(server):
     key = server.drover("keys", "create", "--workspace", "fuzz").strip().splitlines()[-1]
+    # In a directory of its own: schemathesis keeps a cache of past failures where it runs, and
+    # each run must start from the same state.
+    workdir = tempfile.mkdtemp(prefix="drover-fuzz-")
     run = subprocess.run([str(ST), "run", server.base_url + "/v1/openapi.json",
                           "-H", f"x-api-key: {key}", "-H", f"anthropic-beta: {BETA}",
                           "--checks", "not_a_server_error", "--max-examples", "15", "--seed", "1", "--workers", "1",
                           "--no-color"],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, cwd=workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
     output = run.stdout + run.stderr
     generated = re.search(r"(\d+) generated", output)
     assert generated and int(generated.group(1)) > 1000, f"schemathesis did not run its cases:\n{output[-4000:]}"
