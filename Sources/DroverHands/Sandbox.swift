@@ -264,18 +264,23 @@ public actor Sandbox {
 
     /// Ends the shell and forgets its saved directory and exports: the next call starts afresh.
     public func restartShell() async {
-        await process?.kill()
-        await cgroup?.killAll()
+        await end(process)
         process = nil
         forgetShellState()
     }
 
     /// Ends every process in the sandbox. The workspace stays on disk.
     public func close() async {
-        await process?.kill()
-        await cgroup?.killAll()
+        await end(process)
         process = nil
         if ownsShellState { try? FileManager.default.removeItem(at: shellState) }
+    }
+
+    /// Ends a shell and everything it started: bubblewrap's pid namespace dies with it, and
+    /// the cgroup is emptied of whatever a fork bomb spawned meanwhile.
+    private func end(_ process: SandboxProcess?) async {
+        await process?.kill()
+        await cgroup?.killAll()
     }
 
     /// The next shell starts at /workspace with no saved exports. The files are the shell's to
@@ -297,8 +302,7 @@ public actor Sandbox {
 
     private func ensureStarted() async throws -> SandboxProcess {
         if let process, process.isRunning { return process }
-        await process?.kill()
-        await cgroup?.killAll()
+        await end(process)
         let command = try Self.bubblewrapCommand(arguments(), cgroup: cgroup)
         let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
         process = started
@@ -362,8 +366,7 @@ public actor Sandbox {
                 try await Task.sleep(for: elapsed < .milliseconds(20) ? .microseconds(250) : elapsed < .milliseconds(200) ? .milliseconds(1) : .milliseconds(5))
             } catch {
                 // Cancelled (an interrupt or a takeover): end everything the call started.
-                await process.kill()
-                await cgroup?.killAll()
+                await end(process)
                 self.process = nil
                 throw error
             }
@@ -375,8 +378,7 @@ public actor Sandbox {
             while process.isRunning && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(1)) }
         }
         if timedOut || overflowed || died {
-            await process.kill()
-            await cgroup?.killAll()
+            await end(process)
             if self.process === process { self.process = nil }
             collect()
         }

@@ -262,13 +262,17 @@ public enum CgroupSupport: Sendable, Equatable {
 
     static func reportFallbackOnce() {
         guard case .unavailable(let reason) = current else { return }
-        guard reported.withLock({ done in defer { done = true }; return !done }) else { return }
-        logger.warning("sandboxes run without cgroup limits (\(reason)); they fall back to rlimits: memory per process, processes per user")
+        warnOnce("sandboxes run without cgroup limits (\(reason))")
     }
 
     static func reportFailureOnce(_ error: Error) {
+        warnOnce("a sandbox cgroup could not be made (\(error))")
+    }
+
+    /// One warning per process, whichever way cgroups failed first.
+    private static func warnOnce(_ problem: String) {
         guard reported.withLock({ done in defer { done = true }; return !done }) else { return }
-        logger.warning("a sandbox cgroup could not be made (\(error)); sandboxes fall back to rlimits: memory per process, processes per user")
+        logger.warning("\(problem); sandboxes fall back to rlimits: memory per process, processes per user")
     }
 
     /// Removes the cgroups of Drover processes that are gone (a crash, a kill -9), killing what

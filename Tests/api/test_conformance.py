@@ -1,6 +1,8 @@
 """The SDK's view of Drover: resources round-trip through the anthropic SDK's own models."""
 import asyncio
 import os
+import json
+import re
 import subprocess
 import time
 
@@ -219,6 +221,13 @@ def test_openapi_describes_served_routes(server):
     for path in ("/v1/agents", "/v1/sessions/{session_id}/events/stream", "/v1/environments/{environment_id}"):
         assert path in doc["paths"]
     assert "/v1/vaults" not in doc["paths"], "unbuilt endpoints are not advertised"
+    # Request bodies are described, and every $ref names a schema the document holds (the
+    # schemas are parsed from text at start: a typo there would drop them all).
+    assert doc["paths"]["/v1/agents"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/AgentCreate"
+    schemas = doc["components"]["schemas"]
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/([A-Za-z]+)"', json.dumps(doc)))
+    assert {"AgentCreate", "SessionCreate", "EventsSend", "DeploymentCreate", "Error"} <= refs
+    assert refs <= set(schemas), f"unresolved: {refs - set(schemas)}"
 
 
 def test_sessions_tail_follows_live_like_replay(server, agent_env):
