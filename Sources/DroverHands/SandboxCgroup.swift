@@ -102,6 +102,12 @@ public final class SandboxCgroup: Sendable {
         }
     }
 
+    /// Processes and threads in the sandbox now (`pids.current`, the same in v1 and v2).
+    public func processCount() -> Int {
+        let text = (try? String(contentsOf: directories[0].appendingPathComponent("pids.current"), encoding: .utf8)) ?? ""
+        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
     /// What the kernel did to a call, in the words its result carries.
     public func explain(before: Counters, after: Counters) -> [String] {
         var notes: [String] = []

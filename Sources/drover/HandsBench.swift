@@ -15,15 +15,23 @@ struct HandsBench: AsyncParsableCommand {
         warm sandbox from the pool: the rename of its workspace, not its start); and the
         toolset's execute("bash", "true") in the session's persistent shell. Overhead is
         execute minus the direct median. The pool's stats close the report.
+
+        --noisy measures isolation instead: a quiet sandbox's calls (a short command in its
+        shell), first alone, then while a neighbour sandbox runs a fork bomb and a memory bomb
+        that is killed and restarted at its memory limit, --pause-ms apart. The ratio of the two p99s is the cost
+        one hostile session puts on another, under the default (or DROVER_SANDBOX_*) limits.
         """
     )
 
     @Option(help: "Calls per measurement.") var calls = 200
+    @Flag(help: "Time a quiet sandbox's calls alone and beside a fork bomb and a memory bomb.") var noisy = false
+    @Option(help: "With --noisy: milliseconds between the quiet sandbox's calls, so that they span the bombs' cycles.") var pauseMs = 10
 
     func run() async throws {
         guard Sandbox.bubblewrap != nil else { throw ValidationError("bubblewrap is not installed: apt-get install -y bubblewrap") }
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-hands-\(getpid())")
         defer { try? FileManager.default.removeItem(at: root) }
+        if noisy { return try await runNoisy(root: root) }
         let clock = ContinuousClock()
         func time(_ body: () async throws -> Void) async rethrows -> [Double] {
             var samples: [Double] = []
@@ -92,6 +100,73 @@ struct HandsBench: AsyncParsableCommand {
                 "provision_histogram_ms": .object(Dictionary(uniqueKeysWithValues: zip(
                     LatencyHistogram.bounds.map { "le_\(Int($0))" } + ["more"], histogram.counts.map { JSONValue.number(Double($0)) }))),
             ]),
+        ])))
+    }
+
+    /// The quiet sandbox's calls alone, then beside a bombing neighbour, side by side in one run.
+    private func runNoisy(root: URL) async throws {
+        var limits = try SandboxLimits.fromEnvironment()
+        // The bombs run until the quiet calls are done; the neighbour's wall clock only backstops.
+        limits.wallClock = .seconds(600)
+        let quiet = try Sandbox(workspace: root.appendingPathComponent("quiet"), limits: limits)
+        let neighbour = try Sandbox(workspace: root.appendingPathComponent("neighbour"), limits: limits)
+        try await quiet.start()
+        try await neighbour.start()
+        let clock = ContinuousClock()
+        func quietCalls() async throws -> [Double] {
+            var samples: [Double] = []
+            for index in 0..<calls {
+                let start = clock.now
+                let result = try await quiet.runInShell("echo $(( \(index) * 2 ))")
+                samples.append((clock.now - start).seconds * 1000)
+                guard result.exitCode == 0, result.output.hasPrefix("\(index * 2)") else {
+                    throw ValidationError("the quiet sandbox answered wrongly beside the bombs: \(result.output)")
+                }
+                try await Task.sleep(for: .milliseconds(pauseMs))
+            }
+            return samples.sorted()
+        }
+        _ = try await quiet.runInShell("true")
+        let alone = try await quietCalls()
+        let bombing = """
+            ( while :; do python3 -c 'x = b"x" * (\(limits.memoryBytes) + (512 << 20))' 2>/dev/null; done ) &
+            sleep 1; bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 600
+            """
+        let countersBefore = neighbour.cgroup?.counters
+        let bombs = Task { try await neighbour.run(bombing) }
+        // The bombs take a moment to fill the neighbour's process limit: wait until they have.
+        let filled = clock.now + .seconds(30)
+        while clock.now < filled, (neighbour.cgroup?.processCount() ?? limits.processes) < limits.processes / 2 {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let processesAtStart = neighbour.cgroup?.processCount() ?? 0
+        let beside = try await quietCalls()
+        let countersAfter = neighbour.cgroup?.counters
+        bombs.cancel()
+        await neighbour.close()
+        await quiet.close()
+        _ = try? await bombs.value
+        func summary(_ samples: [Double]) -> JSONValue {
+            .object(["p50": .number(round3(percentile(samples, 50))), "p95": .number(round3(percentile(samples, 95))), "p99": .number(round3(percentile(samples, 99)))])
+        }
+        print(try encodeJSON(JSONValue.object([
+            "benchmark": .string("hands-noisy"), "calls": .number(Double(calls)), "pause_ms": .number(Double(pauseMs)),
+            "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
+            "cgroups": .bool(neighbour.cgroup != nil),
+            "limits": .object([
+                "memory": .string(ByteCount.describe(limits.memoryBytes)), "pids": .number(Double(limits.processes)),
+                "cpus": .number(limits.cpus),
+            ]),
+            // Evidence that the bombs were going off while the quiet calls ran.
+            "neighbour": .object([
+                "processes_when_timing_began": .number(Double(processesAtStart)),
+                "memory_kills": .number(Double((countersAfter?.memoryKills ?? 0) - (countersBefore?.memoryKills ?? 0))),
+                "refused_forks": .number(Double((countersAfter?.refusedForks ?? 0) - (countersBefore?.refusedForks ?? 0))),
+            ]),
+            "quiet_alone_ms": summary(alone),
+            "quiet_beside_bombs_ms": summary(beside),
+            "p50_ratio": .number(round3(percentile(beside, 50) / percentile(alone, 50))),
+            "p99_ratio": .number(round3(percentile(beside, 99) / percentile(alone, 99))),
         ])))
     }
 }
