@@ -18,14 +18,20 @@ struct HandsBench: AsyncParsableCommand {
 
         --noisy measures isolation instead: a quiet sandbox's calls (a short command in its
         shell), first alone, then while a neighbour sandbox runs a fork bomb and a memory bomb
-        that is killed and restarted at its memory limit, --pause-ms apart. The ratio of the two p99s is the cost
-        one hostile session puts on another, under the default (or DROVER_SANDBOX_*) limits.
+        that is killed and restarted at its memory limit, the calls --pause-ms apart. The ratio
+        of the two p99s is the cost one hostile session puts on another, under the default (or
+        DROVER_SANDBOX_*) limits.
         """
     )
 
     @Option(help: "Calls per measurement.") var calls = 200
     @Flag(help: "Time a quiet sandbox's calls alone and beside a fork bomb and a memory bomb.") var noisy = false
     @Option(help: "With --noisy: milliseconds between the quiet sandbox's calls, so that they span the bombs' cycles.") var pauseMs = 10
+
+    func validate() throws {
+        guard calls >= 1 else { throw ValidationError("--calls must be at least 1") }
+        guard pauseMs >= 0 else { throw ValidationError("--pause-ms must be 0 or more") }
+    }
 
     func run() async throws {
         guard Sandbox.bubblewrap != nil else { throw ValidationError("bubblewrap is not installed: apt-get install -y bubblewrap") }
@@ -80,18 +86,15 @@ struct HandsBench: AsyncParsableCommand {
         let execute = try await time { _ = try await toolset.execute(name: "bash", input: .object(["command": .string("true")]), context: context) }
         await toolset.pool.shutdown()
         let overhead = execute.map { $0 - percentile(direct, 50) }.sorted()
-        func summary(_ samples: [Double]) -> JSONValue {
-            .object(["p50": .number(round3(percentile(samples, 50))), "p95": .number(round3(percentile(samples, 95))), "p99": .number(round3(percentile(samples, 99)))])
-        }
         let histogram = poolStats.provisionTime
         print(try encodeJSON(JSONValue.object([
             "benchmark": .string("hands"), "calls": .number(Double(calls)),
             "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
-            "direct_bash_true_ms": summary(direct),
-            "cold_provision_ms": summary(cold),
-            "warm_checkout_ms": summary(warm),
-            "execute_bash_true_ms": summary(execute),
-            "execute_overhead_ms": summary(overhead),
+            "direct_bash_true_ms": latencySummary(direct),
+            "cold_provision_ms": latencySummary(cold),
+            "warm_checkout_ms": latencySummary(warm),
+            "execute_bash_true_ms": latencySummary(execute),
+            "execute_overhead_ms": latencySummary(overhead),
             "pool": .object([
                 "warm": .number(Double(poolStats.warm)), "in_use": .number(Double(poolStats.inUse)),
                 "evicted": .number(Double(poolStats.evicted)), "provisions": .number(Double(histogram.count)),
@@ -142,13 +145,10 @@ struct HandsBench: AsyncParsableCommand {
         let processesAtStart = neighbour.cgroup?.processCount() ?? 0
         let beside = try await quietCalls()
         let countersAfter = neighbour.cgroup?.counters
-        bombs.cancel()
+        // Closing the neighbour kills the bombs, which ends their call.
         await neighbour.close()
         await quiet.close()
         _ = try? await bombs.value
-        func summary(_ samples: [Double]) -> JSONValue {
-            .object(["p50": .number(round3(percentile(samples, 50))), "p95": .number(round3(percentile(samples, 95))), "p99": .number(round3(percentile(samples, 99)))])
-        }
         print(try encodeJSON(JSONValue.object([
             "benchmark": .string("hands-noisy"), "calls": .number(Double(calls)), "pause_ms": .number(Double(pauseMs)),
             "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
@@ -163,8 +163,8 @@ struct HandsBench: AsyncParsableCommand {
                 "memory_kills": .number(Double((countersAfter?.memoryKills ?? 0) - (countersBefore?.memoryKills ?? 0))),
                 "refused_forks": .number(Double((countersAfter?.refusedForks ?? 0) - (countersBefore?.refusedForks ?? 0))),
             ]),
-            "quiet_alone_ms": summary(alone),
-            "quiet_beside_bombs_ms": summary(beside),
+            "quiet_alone_ms": latencySummary(alone),
+            "quiet_beside_bombs_ms": latencySummary(beside),
             "p50_ratio": .number(round3(percentile(beside, 50) / percentile(alone, 50))),
             "p99_ratio": .number(round3(percentile(beside, 99) / percentile(alone, 99))),
         ])))

@@ -158,3 +158,8 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 }
 
 func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+
+/// p50, p95 and p99 of sorted samples, as the benches print them.
+func latencySummary(_ sorted: [Double]) -> JSONValue {
+    .object(["p50": .number(round3(percentile(sorted, 50))), "p95": .number(round3(percentile(sorted, 95))), "p99": .number(round3(percentile(sorted, 99)))])
+}

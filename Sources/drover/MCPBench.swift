@@ -61,14 +61,11 @@ struct MCPBench: AsyncParsableCommand {
             if await mcp.callTool(server, name: tool, arguments: arguments, deadline: .now + .seconds(60)).isError { errors += 1 }
         }
         await mcp.shutdown()
-        func summary(_ samples: [Double]) -> JSONValue {
-            .object(["p50": .number(round3(percentile(samples, 50))), "p95": .number(round3(percentile(samples, 95))), "p99": .number(round3(percentile(samples, 99)))])
-        }
         print(try encodeJSON(JSONValue.object([
             "benchmark": .string("mcp"), "transport": .string(server.type.rawValue), "calls": .number(Double(calls)),
-            "connect_and_list_ms": summary(cold),
-            "warm_list_tools_ms": summary(list),
-            "warm_call_ms": summary(call),
+            "connect_and_list_ms": latencySummary(cold),
+            "warm_list_tools_ms": latencySummary(list),
+            "warm_call_ms": latencySummary(call),
             "call_errors": .number(Double(errors)),
         ])))
     }
