@@ -75,6 +75,7 @@ let package = Package(
             name: "DroverJobs",
             dependencies: [
                 "DroverCore",
+                "DroverHands",
                 "DroverStore",
                 "DroverBrain",
                 .product(name: "Crypto", package: "swift-crypto"),

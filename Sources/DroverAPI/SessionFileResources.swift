@@ -1,4 +1,5 @@
 import DroverCore
+import DroverHands
 import DroverStore
 import Foundation
 import Hummingbird
@@ -7,15 +8,13 @@ import Glibc
 #endif
 
 /// A session's `resources` of type file: checked at create, recorded on the session in the SDK's
-/// `BetaManagedAgentsFileResource` shape, and copied into the session's workspace
-/// (`<hands root>/workspaces/SESSION`, which the sandbox pool binds at /workspace) before the
-/// first turn is queued.
+/// `BetaManagedAgentsFileResource` shape, and staged for the session's workspace before the first
+/// turn is queued (`HandsLayout.staging`: the sandbox pool copies them into /workspace when the
+/// session's sandbox starts).
 extension APIServer {
     /// Where a file goes without a `mount_path`. The SDK documents `/mnt/session/uploads/<file_id>`;
     /// Drover's sandbox exposes only /workspace, so uploads go under it.
     static let defaultMountDirectory = "uploads"
-    /// The uid sandboxes run as when Drover runs as root: mounted files must be theirs.
-    static let sandboxUser: UInt32 = 65534
 
     struct FileMount {
         let resource: JSONValue
@@ -79,14 +78,14 @@ extension APIServer {
         return parts.joined(separator: "/")
     }
 
-    /// Copies each file into the session's workspace. The workspace is new, so nothing in it can be
-    /// a symlink the agent planted; directories are still created one by one and checked.
+    /// Copies each file into the session's staging directory, which only the host writes;
+    /// directories are still created one by one and checked.
     func copyFileMounts(_ mounts: [FileMount], session: String, workspace: String) throws {
         guard !mounts.isEmpty else { return }
         guard let handsRoot = options.handsRoot else { throw APIError.notBuilt("session file resources without a hands root (Options.handsRoot)") }
         let blobs = try fileBlobs()
         let manager = FileManager.default
-        let root = handsRoot.appendingPathComponent("workspaces").appendingPathComponent(session)
+        let root = HandsLayout(root: handsRoot).staging(session)
         do {
             try manager.createDirectory(at: root, withIntermediateDirectories: true)
             for mount in mounts {
@@ -106,18 +105,9 @@ extension APIServer {
                 let target = directory.appendingPathComponent(parts.last!)
                 try manager.copyItem(at: blobs.url(workspace: workspace, id: mount.fileID), to: target)
             }
-            if getuid() == 0 { Self.giveToSandbox(root) }
         } catch {
             try? manager.removeItem(at: root)
             throw error
-        }
-    }
-
-    static func giveToSandbox(_ root: URL) {
-        lchown(root.path, sandboxUser, sandboxUser)
-        let enumerator = FileManager.default.enumerator(atPath: root.path)
-        while let relative = enumerator?.nextObject() as? String {
-            lchown(root.path + "/" + relative, sandboxUser, sandboxUser)
         }
     }
 

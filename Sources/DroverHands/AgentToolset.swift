@@ -20,7 +20,7 @@ public final class AgentToolset: Hand {
     public let pool: SandboxPool
     private let fences = FenceBook()
 
-    /// `root` holds `workspaces/SESSION`, `shells/SESSION` and `packages/`.
+    /// `root` is the hands root (see `HandsLayout`).
     public init(root: URL, limits: SandboxLimits = SandboxLimits(), pool settings: SandboxPoolSettings = SandboxPoolSettings()) {
         self.root = root.standardizedFileURL
         self.limits = limits

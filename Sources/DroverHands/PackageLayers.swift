@@ -5,15 +5,23 @@ import Foundation
 /// (`pip install --target`, in a sandbox of its own), which sandboxes of that configuration mount
 /// read-only. Concurrent requests for one configuration share one install; a finished layer is
 /// found on disk by later processes too.
+///
+/// The layers live on a volume of their own (see `LoopVolume`), so that a sandbox's mountinfo
+/// shows a layer as `/pip-KEY` on a loop device, never the hands root's host path.
 public actor PackageLayers {
-    public let root: URL
+    public let volume: LoopVolume
+    public nonisolated var root: URL { volume.mountPoint }
     /// Extra `pip install` arguments, for example `--no-index --find-links DIR` for an offline
     /// wheel directory. Part of no cache key: change `root` when they change what gets installed.
     public let pipOptions: [String]
     private var installing: [String: Task<URL, Error>] = [:]
 
-    public init(root: URL, pipOptions: [String] = []) {
-        self.root = root.standardizedFileURL
+    /// The default size of the layers' volume: the most all configurations' packages take together.
+    public static let defaultVolumeBytes = 32 << 30
+
+    /// `directory` holds the layers' volume.
+    public init(directory: URL, volumeBytes: Int = defaultVolumeBytes, pipOptions: [String] = []) {
+        volume = LoopVolume(directory: directory, sizeBytes: volumeBytes)
         self.pipOptions = pipOptions
     }
 
@@ -28,6 +36,7 @@ public actor PackageLayers {
     /// The layer's directory for `config`, installed if needed; nil when it has no packages.
     public func layer(for config: EnvironmentConfig) async throws -> URL? {
         guard !config.pip.isEmpty else { return nil }
+        try await volume.open()
         let key = config.key
         let directory = root.appendingPathComponent("pip-\(key)")
         if FileManager.default.fileExists(atPath: directory.appendingPathComponent(".drover-complete").path) { return directory }

@@ -17,11 +17,15 @@ public struct SandboxLimits: Sendable, Equatable {
     public var outputBytes = 64 << 10
     /// The size of the sandbox's /tmp, a tmpfs in host memory (counted in `memoryBytes` too).
     public var tmpBytes = 256 << 20
+    /// The most a session's /workspace and /run/shell hold together: the size of its volume (see
+    /// `LoopVolume`). Sparse: a volume takes only the disk its files do.
+    public var diskBytes = 4 << 30
 
     public init() {}
 
     /// The defaults, overridden by `DROVER_SANDBOX_MEMORY` (such as `2GiB`), `DROVER_SANDBOX_PIDS`,
-    /// `DROVER_SANDBOX_CPUS` (such as `1.5`) and `DROVER_SANDBOX_TMP` (such as `256MiB`).
+    /// `DROVER_SANDBOX_CPUS` (such as `1.5`), `DROVER_SANDBOX_TMP` (such as `256MiB`) and
+    /// `DROVER_SANDBOX_DISK` (such as `4GiB`, or `off` for plain directories with no quota).
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigurationError) -> SandboxLimits {
         var limits = SandboxLimits()
         func value(_ key: String) -> String? {
@@ -39,6 +43,12 @@ public struct SandboxLimits: Sendable, Equatable {
                 throw ConfigurationError(field: "DROVER_SANDBOX_TMP", message: "'\(raw)' is not a size from 1MiB to the sandbox's memory (\(ByteCount.describe(limits.memoryBytes)))", fix: "set it to a size such as 256MiB, or unset it for the default")
             }
             limits.tmpBytes = bytes
+        }
+        if let raw = value("DROVER_SANDBOX_DISK"), raw.lowercased() != "off" {
+            guard let bytes = ByteCount.parse(raw), (16 << 20) <= bytes, bytes <= (16 << 40) else {
+                throw ConfigurationError(field: "DROVER_SANDBOX_DISK", message: "'\(raw)' is not a disk size from 16MiB to 16TiB", fix: "set it to a size such as 4GiB, to off for no workspace quota, or unset it for the default of 4GiB")
+            }
+            limits.diskBytes = bytes
         }
         if let raw = value("DROVER_SANDBOX_PIDS") {
             guard let count = Int(raw), (16...65536).contains(count) else {
@@ -88,6 +98,8 @@ public actor Sandbox {
     public private(set) var shellState: URL
     /// A pip `--target` directory, mounted read-only at /opt/drover/python and on PYTHONPATH.
     public nonisolated let packages: URL?
+    /// The volume holding the workspace and shell state, kept mounted while a shell starts.
+    public private(set) var volume: LoopVolume?
     private let ownsShellState: Bool
     /// Nil where the host gives no cgroups: then rlimits stand in (see `SandboxCgroup`).
     public nonisolated let cgroup: SandboxCgroup?
@@ -97,7 +109,8 @@ public actor Sandbox {
     private var busy = false
     public private(set) var lastUsed = ContinuousClock.now
 
-    public init(workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil) throws {
+    public init(workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil, volume: LoopVolume? = nil) throws {
+        self.volume = volume
         self.workspace = workspace.standardizedFileURL
         self.limits = limits
         self.packages = packages?.standardizedFileURL
@@ -247,7 +260,8 @@ public actor Sandbox {
 
     /// Points the sandbox at its directories' new host paths after the pool renamed them (the
     /// bind mounts follow the directories, so the running sandbox is unaffected).
-    func adopt(workspace: URL, shellState: URL) {
+    func adopt(workspace: URL, shellState: URL, volume: LoopVolume?) {
+        self.volume = volume
         self.workspace = workspace.standardizedFileURL
         self.shellState = shellState.standardizedFileURL
     }
@@ -303,6 +317,13 @@ public actor Sandbox {
     private func ensureStarted() async throws -> SandboxProcess {
         if let process, process.isRunning { return process }
         await end(process)
+        // The volume may have been unmounted on the host since the last shell (an eviction, a
+        // sweep by another worker): mounted again, and held until bubblewrap has bound it.
+        guard let volume else { return try await startShell() }
+        return try await volume.whileMounted { _ in try await startShell() }
+    }
+
+    private func startShell() async throws -> SandboxProcess {
         let command = try Self.bubblewrapCommand(arguments(), cgroup: cgroup)
         let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
         process = started
@@ -313,6 +334,17 @@ public actor Sandbox {
             throw StartFailed(output: ready.run.output)
         }
         return started
+    }
+
+    /// Says so when the workspace's volume is (nearly) full, so that a failed write is explained
+    /// by the quota rather than left as a bare "No space left on device".
+    private func workspaceFullNote() -> String? {
+        guard let volume, volume.isMounted else { return nil }
+        var usage = statvfs()
+        guard statvfs(volume.mountPoint.path, &usage) == 0 else { return nil }
+        let free = Int(usage.f_bavail) * Int(usage.f_frsize)
+        guard free < 1 << 20 else { return nil }
+        return "the workspace is full: /workspace and /run/shell hold at most \(ByteCount.describe(volume.sizeBytes)) (DROVER_SANDBOX_DISK); remove files to make room"
     }
 
     public struct StartFailed: Error, CustomStringConvertible {
@@ -388,6 +420,7 @@ public actor Sandbox {
         if let cgroup, let countersBefore {
             for note in cgroup.explain(before: countersBefore, after: cgroup.counters) { text += "\n[drover: \(note)]" }
         }
+        if let full = workspaceFullNote() { text += "\n[drover: \(full)]" }
         if timedOut { text += "\n[drover: stopped after the wall-clock limit of \(wallClock); the shell starts afresh on the next call]" }
         var exitCode: Int32
         if timedOut {

@@ -26,21 +26,23 @@ public struct SandboxPoolStats: Sendable, Equatable {
     public let provisioning: Int
     /// Sandboxes ended for idleness or for the capacity, since the pool started.
     public let evicted: Int
-    /// From spawning bubblewrap to the shell's first answer, package layers excluded.
+    /// From making the volume and spawning bubblewrap to the shell's first answer, package
+    /// layers excluded.
     public let provisionTime: LatencyHistogram
 }
 
 /// Live sandboxes, keyed by environment configuration, sticky per session.
 ///
-/// A warm sandbox is already running, bound to `workspaces/.warm-ID`. A session's checkout
-/// renames that directory to `workspaces/SESSION` (the bind mount follows the directory), moving
-/// in whatever was put there before, and refills the configuration's warm set in the
-/// background. A session that comes back after its sandbox was evicted, with its shell state
-/// saved, gets a new sandbox on its own directories instead.
+/// A warm sandbox is already running, on the volume `workspaces/.warm-ID` (see `HandsLayout`). A
+/// session's checkout copies in the files staged for it, renames that directory to
+/// `workspaces/SESSION` (the mount and the bind mounts follow the directory), and refills the
+/// configuration's warm set in the background. A session that comes back after its sandbox was
+/// evicted gets a new sandbox on its own volume instead.
 public actor SandboxPool {
     public nonisolated let root: URL
     public nonisolated let settings: SandboxPoolSettings
     public nonisolated let layers: PackageLayers
+    public nonisolated let layout: HandsLayout
     private struct Assignment {
         let sandbox: Sandbox
         let key: String
@@ -59,21 +61,22 @@ public actor SandboxPool {
     private var histogram = LatencyHistogram()
     private var sweeper: Task<Void, Never>?
 
-    /// `root` holds `workspaces/`, `shells/` and `packages/`.
+    /// `root` holds `workspaces/` and `layers/` (see `HandsLayout`).
     public init(root: URL, settings: SandboxPoolSettings = SandboxPoolSettings()) {
         self.root = root.standardizedFileURL
         self.settings = settings
-        layers = PackageLayers(root: self.root.appendingPathComponent("packages"), pipOptions: settings.pipOptions)
+        layout = HandsLayout(root: self.root, diskBytes: settings.limits.diskBytes)
+        layers = PackageLayers(directory: self.root.appendingPathComponent("layers"), pipOptions: settings.pipOptions)
     }
 
     deinit { sweeper?.cancel() }
 
     public nonisolated func workspace(_ session: SessionID) -> URL {
-        root.appendingPathComponent("workspaces").appendingPathComponent(session.rawValue)
+        layout.workspace(session.rawValue)
     }
 
     public nonisolated func shellState(_ session: SessionID) -> URL {
-        root.appendingPathComponent("shells").appendingPathComponent(session.rawValue)
+        layout.shellState(session.rawValue)
     }
 
     public struct Full: Error, CustomStringConvertible {
@@ -91,7 +94,7 @@ public actor SandboxPool {
     /// The session's sandbox: its own if it has one (sticky), else a warm one of its
     /// configuration, else a new one. Waits only for this session's sandbox.
     public func checkout(_ session: SessionID, environment: EnvironmentConfig = .none) async throws -> Sandbox {
-        startSweeper()
+        await startSweeper()
         if var assignment = assigned[session] {
             assignment.checkedOut = .now
             assigned[session] = assignment
@@ -105,21 +108,21 @@ public actor SandboxPool {
     }
 
     /// Fills the configuration's warm set in the background (for example at worker start).
-    public func prewarm(_ environment: EnvironmentConfig = .none) {
-        startSweeper()
+    public func prewarm(_ environment: EnvironmentConfig = .none) async {
+        await startSweeper()
         refill(environment)
     }
 
     /// Ends the session's sandbox; its workspace and shell state stay on disk.
     public func release(_ session: SessionID) async {
         guard let assignment = assigned.removeValue(forKey: session) else { return }
-        await assignment.sandbox.close()
+        await close(session, assignment)
     }
 
     /// Ends every sandbox, warm or assigned.
     public func shutdown() async {
         sweeper?.cancel()
-        for assignment in assigned.values { await assignment.sandbox.close() }
+        for (session, assignment) in assigned { await close(session, assignment) }
         assigned = [:]
         for list in warm.values {
             for entry in list { await close(entry) }
@@ -129,7 +132,8 @@ public actor SandboxPool {
 
     private func acquire(_ session: SessionID, _ environment: EnvironmentConfig) async throws -> Sandbox {
         let key = environment.key
-        let returning = FileManager.default.fileExists(atPath: shellState(session).path)
+        // A session whose volume exists has had a sandbox: its files and shell state are there.
+        let returning = layout.volume(session.rawValue).exists
         if !returning, var list = warm[key], !list.isEmpty {
             let entry = list.removeFirst()
             warm[key] = list
@@ -142,29 +146,30 @@ public actor SandboxPool {
         try await makeRoom()
         provisioning += 1
         defer { provisioning -= 1 }
-        let sandbox = try Sandbox(workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer)
-        try await timed { try await sandbox.start() }
+        let sandbox = try await timed { () async throws -> Sandbox in
+            let volume = layout.volume(session.rawValue)
+            try await volume.open()
+            let sandbox = try Sandbox(workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume)
+            try layout.moveStagedFiles(of: session.rawValue, into: workspace(session))
+            try await sandbox.start()
+            return sandbox
+        }
         assigned[session] = Assignment(sandbox: sandbox, key: key, checkedOut: .now)
         refill(environment)
         return sandbox
     }
 
-    /// Moves the warm sandbox's directories to the session's paths.
+    /// Gives the warm sandbox's volume to the session: its staged files are copied in, then the
+    /// volume's directory takes the session's name (the mount follows it).
     private func adopt(_ entry: Warm, _ session: SessionID) async throws {
         let manager = FileManager.default
-        let from = root.appendingPathComponent("workspaces").appendingPathComponent(entry.name)
-        let target = workspace(session)
-        // Files put there before the first turn (a job's per-item files) move into the sandbox's.
-        if let existing = try? manager.contentsOfDirectory(atPath: target.path) {
-            for name in existing {
-                try manager.moveItem(at: target.appendingPathComponent(name), to: from.appendingPathComponent(name))
-            }
-            try manager.removeItem(at: target)
-        }
+        let from = layout.volume(entry.name).directory
+        let target = layout.volume(session.rawValue).directory
+        // Files put there before the first turn (a job's per-item files) go into the sandbox's.
+        try layout.moveStagedFiles(of: session.rawValue, into: layout.workspace(entry.name))
+        if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
         try manager.moveItem(at: from, to: target)
-        let shells = root.appendingPathComponent("shells")
-        try manager.moveItem(at: shells.appendingPathComponent(entry.name), to: shellState(session))
-        await entry.sandbox.adopt(workspace: target, shellState: shellState(session))
+        await entry.sandbox.adopt(workspace: workspace(session), shellState: shellState(session), volume: layout.volume(session.rawValue))
     }
 
     private func refill(_ environment: EnvironmentConfig) {
@@ -194,21 +199,26 @@ public actor SandboxPool {
         provisioning += 1
         defer { provisioning -= 1 }
         do {
-            let sandbox = try Sandbox(
-                workspace: root.appendingPathComponent("workspaces").appendingPathComponent(name), limits: settings.limits,
-                shellState: root.appendingPathComponent("shells").appendingPathComponent(name), packages: layer)
-            try await timed { try await sandbox.start() }
+            let sandbox = try await timed { () async throws -> Sandbox in
+                let volume = layout.volume(name)
+                try await volume.open()
+                let sandbox = try Sandbox(workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer, volume: volume)
+                try await sandbox.start()
+                return sandbox
+            }
             warm[key, default: []].append(Warm(sandbox: sandbox, name: name, born: .now))
         } catch {
             // The next checkout provisions its own and reports the error to the call.
+            await layout.volume(name).remove()
         }
     }
 
-    private func timed(_ body: () async throws -> Void) async rethrows {
+    private func timed<T>(_ body: () async throws -> T) async rethrows -> T {
         let started = ContinuousClock.now
-        try await body()
+        let value = try await body()
         let elapsed = ContinuousClock.now - started
         histogram.record(milliseconds: Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+        return value
     }
 
     /// Keeps live sandboxes under the capacity: ends the least recently used idle assigned
@@ -225,7 +235,7 @@ public actor SandboxPool {
                 await close(entry)
             } else if let (session, _) = idle.min(by: { $0.1 < $1.1 }), let assignment = assigned.removeValue(forKey: session) {
                 evicted += 1
-                await assignment.sandbox.close()
+                await close(session, assignment)
             } else {
                 throw Full(capacity: settings.capacity)
             }
@@ -244,7 +254,7 @@ public actor SandboxPool {
                 // see the sandbox neither in use nor evicted.
                 assigned[session] = nil
                 evicted += 1
-                await assignment.sandbox.close()
+                await close(session, assignment)
             }
         }
         for (key, list) in warm {
@@ -256,16 +266,22 @@ public actor SandboxPool {
         }
     }
 
-    /// Ends a warm sandbox and removes its unused directories.
+    /// Ends a warm sandbox and removes its unused volume.
     private func close(_ entry: Warm) async {
         await entry.sandbox.close()
-        try? FileManager.default.removeItem(at: root.appendingPathComponent("workspaces").appendingPathComponent(entry.name))
-        try? FileManager.default.removeItem(at: root.appendingPathComponent("shells").appendingPathComponent(entry.name))
+        await layout.volume(entry.name).remove()
     }
 
-    private func startSweeper() {
+    /// Ends a session's sandbox and unmounts its volume: mounts are not held for sessions that
+    /// may never come back. The image stays, and the next checkout or host-side read mounts it.
+    private func close(_ session: SessionID, _ assignment: Assignment) async {
+        await assignment.sandbox.close()
+        await layout.volume(session.rawValue).unmount()
+    }
+
+    private func startSweeper() async {
         guard sweeper == nil else { return }
-        removeAbandonedWarmDirectories()
+        LoopVolumeSupport.reportOnce()
         let interval = min(settings.idleTimeToLive / 2, .seconds(30))
         sweeper = Task { [weak self] in
             while !Task.isCancelled {
@@ -274,18 +290,17 @@ public actor SandboxPool {
                 await self.evictIdle()
             }
         }
+        await removeAbandonedWarmDirectories()
     }
 
-    /// Warm directories of processes that died (a killed worker) are never adopted: remove them.
-    /// Several workers may share the data directory, so only those of dead pids go.
-    private func removeAbandonedWarmDirectories() {
-        for parent in ["workspaces", "shells"] {
-            let directory = root.appendingPathComponent(parent)
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".warm-") {
-                let owner = name.split(separator: "-").dropFirst().first.flatMap { pid_t($0) }
-                if let owner, owner != getpid(), kill(owner, 0) != 0 && errno == ESRCH {
-                    try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
-                }
+    /// Warm volumes of processes that died (a killed worker) are never adopted: unmount and
+    /// remove them. Several workers may share the data directory, so only those of dead pids go.
+    private func removeAbandonedWarmDirectories() async {
+        let directory = root.appendingPathComponent("workspaces")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".warm-") {
+            let owner = name.split(separator: "-").dropFirst().first.flatMap { pid_t($0) }
+            if let owner, owner != getpid(), kill(owner, 0) != 0 && errno == ESRCH {
+                await layout.volume(name).remove()
             }
         }
     }

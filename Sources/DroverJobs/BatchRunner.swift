@@ -1,5 +1,6 @@
 import DroverBrain
 import DroverCore
+import DroverHands
 import DroverStore
 import Foundation
 
@@ -70,9 +71,7 @@ public final class BatchRunner: Sendable {
         notifier = SessionSettleNotifier(log: log)
     }
 
-    func workspace(_ session: String) -> URL {
-        options.handsRoot.appendingPathComponent("workspaces").appendingPathComponent(session)
-    }
+    var layout: HandsLayout { HandsLayout(root: options.handsRoot) }
 
     public func run(_ plan: BatchPlan) async throws -> [ItemOutcome] {
         let earlier = Dictionary(
@@ -160,7 +159,7 @@ public final class BatchRunner: Sendable {
                     await end(session)
                     return await finish(outcome, started: started, plan: plan)
                 case .ended(let stopReason) where stopReason == "end_turn":
-                    if accept(&outcome, item: item, session: session, plan: plan) {
+                    if await accept(&outcome, item: item, session: session, plan: plan) {
                         return await finish(outcome, started: started, plan: plan)
                     }
                 case .ended(let stopReason):
@@ -178,7 +177,7 @@ public final class BatchRunner: Sendable {
     /// Creates the session, seeds its workspace, sends the prompt and waits for the turn.
     private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> (TurnWatcher.Ending, [StoredEvent], SessionID) {
         let session = SessionID.make()
-        try WorkspaceFiles.seed(workspace(session.rawValue), with: item.files)
+        try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files)
         try await log.create(session, agent: plan.agentJSON, environment: plan.environmentJSON)
         try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
         outcome.sessions.append(session.rawValue)
@@ -196,8 +195,21 @@ public final class BatchRunner: Sendable {
     }
 
     /// Output extraction and collection; false (with the error set) when the output is unusable.
-    private func accept(_ outcome: inout ItemOutcome, item: JobItem, session: SessionID, plan: BatchPlan) -> Bool {
-        let workspace = workspace(session.rawValue)
+    private func accept(_ outcome: inout ItemOutcome, item: JobItem, session: SessionID, plan: BatchPlan) async -> Bool {
+        var result = outcome
+        defer { outcome = result }
+        do {
+            // The sandbox may have been evicted (its volume unmounted) since the turn ended.
+            return try await layout.withWorkspace(session.rawValue) { workspace in
+                Self.accept(&result, item: item, plan: plan, workspace: workspace)
+            }
+        } catch {
+            result.error = "reading the session's workspace: \(error)"
+            return false
+        }
+    }
+
+    private static func accept(_ outcome: inout ItemOutcome, item: JobItem, plan: BatchPlan, workspace: URL) -> Bool {
         switch OutputExtractor.extract(plan.spec.output, finalMessage: outcome.finalMessage, workspace: workspace) {
         case .failure(let failure):
             outcome.error = failure.description
@@ -242,7 +254,7 @@ public final class BatchRunner: Sendable {
         adopted.outputTokens += reading.outputTokens
         adopted.activeSeconds += reading.activeSeconds
         adopted.finalMessage = reading.finalMessage.map { String($0.prefix(4000)) }
-        return accept(&adopted, item: item, session: session, plan: plan) ? adopted : nil
+        return await accept(&adopted, item: item, session: session, plan: plan) ? adopted : nil
     }
 
     /// Stops a session's work for good: interrupt the turn, give it a moment to wind down, then

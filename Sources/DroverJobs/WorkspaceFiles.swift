@@ -4,29 +4,18 @@ import Foundation
 import Glibc
 #endif
 
-/// Copies files into a session's workspace before its first turn, and out of it afterwards.
+/// Copies files for a session's workspace before its first turn, and out of it afterwards.
 enum WorkspaceFiles {
-    /// The uid sandboxes run as when Drover runs as root (see `Sandbox`): seeded files must be
-    /// theirs, or the agent could read its submission but not work next to it.
-    static let sandboxUser: UInt32 = 65534
-
-    static func seed(_ workspace: URL, with files: [(source: URL, destination: String)]) throws {
+    /// Stages the item's files in `staging` (host-only; see `HandsLayout.staging`): the sandbox
+    /// pool copies them into /workspace, owned by the sandbox's user, when the sandbox starts.
+    static func seed(_ staging: URL, with files: [(source: URL, destination: String)]) throws {
         let manager = FileManager.default
-        try manager.createDirectory(at: workspace, withIntermediateDirectories: true)
+        try manager.createDirectory(at: staging, withIntermediateDirectories: true)
         for (source, destination) in files {
-            let target = workspace.appendingPathComponent(destination).standardizedFileURL
+            let target = staging.appendingPathComponent(destination).standardizedFileURL
             try manager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
             if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
             try manager.copyItem(at: source, to: target)
-        }
-        if getuid() == 0 { giveToSandbox(workspace) }
-    }
-
-    static func giveToSandbox(_ root: URL) {
-        lchown(root.path, sandboxUser, sandboxUser)
-        let enumerator = FileManager.default.enumerator(atPath: root.path)
-        while let relative = enumerator?.nextObject() as? String {
-            lchown(root.path + "/" + relative, sandboxUser, sandboxUser)
         }
     }
 

@@ -130,8 +130,9 @@ struct JobRun {
             planned.environmentJSON = environmentConfig.flatMap { $0 == .null ? nil : $0.compactJSON }
             let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
+            let toolset = AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment())
             let engine = BatchEngine(runtime: runtime, concurrency: spec.concurrency, model: model,
-                                     hand: AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment()), handsRoot: handsRoot, queueName: queueName)
+                                     hand: toolset, handsRoot: handsRoot, queueName: queueName)
             let display = ProgressDisplay()
             display.startTicking()
             var options = BatchRunner.Options(handsRoot: handsRoot)
@@ -147,10 +148,18 @@ struct JobRun {
                 note("drover: error: \(held)")
                 return 3
             }
-            let outcomes = try await lock.holding {
-                try await engine.run { log, queue, database in
-                    try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { display.handle($0) }.run(plan)
+            let outcomes: [ItemOutcome]
+            do {
+                outcomes = try await lock.holding {
+                    try await engine.run { log, queue, database in
+                        try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { display.handle($0) }.run(plan)
+                    }
                 }
+                await toolset.pool.shutdown()
+            } catch {
+                // Ends the sandboxes and unmounts their volumes; the images stay, for a rerun.
+                await toolset.pool.shutdown()
+                throw error
             }
             display.stop()
             let report = BatchReport(plan: plan, outcomes: outcomes)

@@ -27,7 +27,7 @@ private struct ToolsetFixture {
         result.content.compactMap { if case .text(let t) = $0 { t } else { nil } }.joined()
     }
 
-    func cleanUp() { try? FileManager.default.removeItem(at: root) }
+    func cleanUp() { Task { [root] in await removeHandsRoot(root) } }
 }
 
 @Suite("Agent toolset in the sandbox", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))

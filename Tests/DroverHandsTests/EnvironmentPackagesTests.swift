@@ -71,7 +71,7 @@ struct EnvironmentPackagesTests {
     @Test("pip packages are installed once per config into a read-only layer that every sandbox of that config imports")
     func pipLayer() async throws {
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pkgs-\(Identifier.make(prefix: "k").suffix(10))")
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         try await makeTinyWheel(in: root.appendingPathComponent("wheels"))
         var settings = SandboxPoolSettings()
         settings.warmPerConfiguration = 1
@@ -88,7 +88,7 @@ struct EnvironmentPackagesTests {
         let written = try await call(first, "touch /opt/drover/python/evil 2>&1; echo x > /opt/drover/python/drovertiny/__init__.py 2>&1; echo PYTHONPATH=$PYTHONPATH", environment: environment)
         #expect(text(written).contains("Read-only file system") && text(written).contains("PYTHONPATH=/opt/drover/python"), "\(text(written))")
 
-        let packages = root.appendingPathComponent("hands/packages")
+        let packages = toolset.pool.layers.root
         let layers = try FileManager.default.contentsOfDirectory(atPath: packages.path).filter { $0.hasPrefix("pip-") }
         #expect(layers.count == 1)
         let marker = packages.appendingPathComponent(layers[0]).appendingPathComponent(".drover-complete").path
@@ -150,7 +150,7 @@ struct EnvironmentPackagesTests {
 
         // Through the toolset: the tool result is the error, and nothing was provisioned.
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-refuse-\(Identifier.make(prefix: "r").suffix(10))")
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         let toolset = AgentToolset(root: root)
         let session = SessionID.make()
         let result = try await toolset.execute(name: "bash", input: .object(["command": .string("echo hi")]), context: ToolContext(
@@ -163,22 +163,22 @@ struct EnvironmentPackagesTests {
     @Test("a pip install that fails says which packages and what pip said")
     func installFailure() async throws {
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pipfail-\(Identifier.make(prefix: "f").suffix(10))")
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let layers = PackageLayers(root: root.appendingPathComponent("packages"), pipOptions: ["--no-index", "--find-links", root.path])
+        let layers = PackageLayers(directory: root.appendingPathComponent("layers"), pipOptions: ["--no-index", "--find-links", root.path])
         await #expect {
             _ = try await layers.layer(for: EnvironmentConfig(pip: ["no-such-package-drover==9.9"]))
         } throws: { error in
             let text = "\(error)"
             return text.contains("no-such-package-drover==9.9") && text.contains("config.packages.pip") && text.contains("No matching distribution")
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("packages").path).filter { $0.hasPrefix("pip-") }.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: layers.root.path).filter { $0.hasPrefix("pip-") }.isEmpty)
     }
 
     @Test("a real package from PyPI (six) installs and imports", .enabled(if: ProcessInfo.processInfo.environment["DROVER_SKIP_PYPI"] == nil, "DROVER_SKIP_PYPI is set"))
     func realPyPI() async throws {
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pypi-\(Identifier.make(prefix: "y").suffix(10))")
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         var settings = SandboxPoolSettings()
         settings.warmPerConfiguration = 0
         let pool = SandboxPool(root: root, settings: settings)

@@ -33,7 +33,7 @@ struct SandboxPoolTests {
     @Test("a warm checkout hands over a running sandbox on workspaces/SESSION, keeps files put there first, and refills")
     func warmCheckout() async throws {
         let root = poolRoot()
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         let pool = SandboxPool(root: root, settings: settings(warm: 2))
         await pool.prewarm()
         #expect(try await eventually { await pool.stats.warm == 2 })
@@ -41,10 +41,11 @@ struct SandboxPoolTests {
         #expect(warmPids.count == 2 && warmPids.allSatisfy { $0.hasPrefix(".warm-") })
 
         let session = SessionID.make()
-        // A job copies a per-item file into the session's workspace before its first turn.
+        // A job stages a per-item file for the session's workspace before its first turn.
         let workspace = pool.workspace(session)
-        try FileManager.default.createDirectory(at: workspace, withIntermediateDirectories: true)
-        try "print('submitted')\n".write(to: workspace.appendingPathComponent("submission.py"), atomically: true, encoding: .utf8)
+        let staging = pool.layout.staging(session.rawValue)
+        try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+        try "print('submitted')\n".write(to: staging.appendingPathComponent("submission.py"), atomically: true, encoding: .utf8)
 
         let started = ContinuousClock.now
         let sandbox = try await pool.checkout(session)
@@ -58,6 +59,10 @@ struct SandboxPoolTests {
         #expect(run.output == "submitted\n/workspace\n", "\(run.output)")
         #expect(await sandbox.pid == pid, "the call started a new sandbox instead of using the warm one")
         #expect(try String(contentsOf: workspace.appendingPathComponent("made.txt"), encoding: .utf8) == "made\n")
+        // The warm sandbox's volume became the session's; the staged copy is gone.
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("workspaces").path))
+        #expect(names.contains(session.rawValue) && warmPids.subtracting(names).count == 1, "\(names)")
+        #expect(!FileManager.default.fileExists(atPath: staging.path))
 
         #expect(try await eventually { await pool.stats.warm == 2 })
         let stats = await pool.stats
@@ -70,7 +75,7 @@ struct SandboxPoolTests {
     @Test("a session's sandbox is sticky across turns: the same shell, functions and all")
     func sticky() async throws {
         let root = poolRoot()
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         let pool = SandboxPool(root: root, settings: settings(warm: 0))
         let session = SessionID.make()
         let first = try await pool.checkout(session)
@@ -88,7 +93,7 @@ struct SandboxPoolTests {
     @Test("idle sandboxes are evicted after the time to live; the workspace and the shell's directory and exports survive")
     func idleEviction() async throws {
         let root = poolRoot()
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         let pool = SandboxPool(root: root, settings: settings(warm: 0, ttl: .milliseconds(300)))
         let session = SessionID.make()
         let sandbox = try await pool.checkout(session)
@@ -113,7 +118,7 @@ struct SandboxPoolTests {
     @Test("the capacity evicts the least recently used idle sandbox, and refuses when every sandbox is busy")
     func capacity() async throws {
         let root = poolRoot()
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         let pool = SandboxPool(root: root, settings: settings(warm: 0, capacity: 2))
         let (a, b, c) = (SessionID.make(), SessionID.make(), SessionID.make())
         let sandboxA = try await pool.checkout(a)
@@ -147,7 +152,7 @@ struct SandboxPoolTests {
     @Test("concurrent checkouts of one session (prepare at wake and the first tool call) share one sandbox")
     func concurrentCheckout() async throws {
         let root = poolRoot()
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         let pool = SandboxPool(root: root, settings: settings(warm: 0))
         let session = SessionID.make()
         async let first = pool.checkout(session)
@@ -162,7 +167,7 @@ struct SandboxPoolTests {
     @Test("warm directories left by a dead worker are removed; those of live processes stay")
     func abandonedWarmDirectories() async throws {
         let root = poolRoot()
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { Task { await removeHandsRoot(root) } }
         var dead: pid_t = 999_999
         while kill(dead, 0) == 0 { dead -= 1 }
         let abandoned = root.appendingPathComponent("workspaces/.warm-\(dead)-abc")

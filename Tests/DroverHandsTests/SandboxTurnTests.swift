@@ -13,7 +13,7 @@ struct SandboxTurnTests {
         try await withRedisClient(poolSize: 6) { client, _ in
             let path = temporaryDatabasePath()
             let root = URL(fileURLWithPath: path).deletingLastPathComponent()
-            defer { try? FileManager.default.removeItem(at: root) }
+            defer { Task { await removeHandsRoot(root) } }
             let log = SessionLog(redis: client, database: try MirrorDatabase(path: path))
             let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
                 turns:
@@ -43,7 +43,7 @@ struct SandboxTurnTests {
         try await withRedisClient(poolSize: 6) { client, _ in
             let path = temporaryDatabasePath()
             let root = URL(fileURLWithPath: path).deletingLastPathComponent()
-            defer { try? FileManager.default.removeItem(at: root) }
+            defer { Task { await removeHandsRoot(root) } }
             try await makeTinyWheel(in: root.appendingPathComponent("wheels"))
             let log = SessionLog(redis: client, database: try MirrorDatabase(path: path))
             let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
