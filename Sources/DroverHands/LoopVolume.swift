@@ -73,11 +73,13 @@ public struct LoopVolume: Sendable {
     /// Unmounts the volume, keeping its image; a later `open` mounts it again. Something still
     /// using it (a file open on the host) leaves it mounted.
     public func unmount(isolation: isolated (any Actor)? = #isolation) async {
+        guard FileManager.default.fileExists(atPath: directory.path) else { return }
         try? await locked { unmountLocked(lazily: false) }
     }
 
     /// Unmounts the volume and deletes it with everything in it.
     public func remove(isolation: isolated (any Actor)? = #isolation) async {
+        guard FileManager.default.fileExists(atPath: directory.path) else { return }
         try? await locked {
             unmountLocked(lazily: true)
             // Never recurse into a file system still mounted: the sweep would empty it, not remove it.
@@ -94,16 +96,18 @@ public struct LoopVolume: Sendable {
         // over it would hide its files.
         if !hasImage && manager.fileExists(atPath: mountPoint.path) { return }
         if hasImage || LoopVolumeSupport.available {
-            if !hasImage { try await makeImage() }
-            try makeDirectory(mountPoint, mode: 0o711)
             do {
+                if !hasImage { try await makeImage() }
+                try makeDirectory(mountPoint, mode: 0o711)
                 try await Self.run(LoopVolumeSupport.mount, ["-t", "ext4", "-o", "loop,nosuid,nodev,noatime,noinit_itable,discard",
                                                               image.path, mountPoint.path], log: directory, step: "mounting \(image.path)")
             } catch {
                 guard !hasImage else { throw error }
-                // The first image this process ever made could not be mounted: no loop devices here.
+                // A new image could not be made or mounted: this host cannot (a container without
+                // loop devices, say). This volume and every later one are plain directories.
                 unlink(image.path)
                 LoopVolumeSupport.disable(reason: "\(error)")
+                try makeDirectory(mountPoint, mode: 0o711)
                 return
             }
             // The file system's root is the host's; only the directories made in it are the sandbox's.

@@ -148,9 +148,13 @@ public actor SandboxPool {
         defer { provisioning -= 1 }
         let sandbox = try await timed { () async throws -> Sandbox in
             let volume = layout.volume(session.rawValue)
-            try await volume.open()
-            let sandbox = try Sandbox(workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume)
-            try layout.moveStagedFiles(of: session.rawValue, into: workspace(session))
+            // Under the volume's lock: another worker's start-up sweep must not unmount it
+            // between making the directories and copying the staged files in.
+            let sandbox = try await volume.whileMounted { _ in
+                let sandbox = try Sandbox(workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume)
+                try layout.moveStagedFiles(of: session.rawValue, into: workspace(session))
+                return sandbox
+            }
             try await sandbox.start()
             return sandbox
         }
@@ -201,8 +205,9 @@ public actor SandboxPool {
         do {
             let sandbox = try await timed { () async throws -> Sandbox in
                 let volume = layout.volume(name)
-                try await volume.open()
-                let sandbox = try Sandbox(workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer, volume: volume)
+                let sandbox = try await volume.whileMounted { _ in
+                    try Sandbox(workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer, volume: volume)
+                }
                 try await sandbox.start()
                 return sandbox
             }
@@ -290,17 +295,25 @@ public actor SandboxPool {
                 await self.evictIdle()
             }
         }
-        await removeAbandonedWarmDirectories()
+        await sweepLeftVolumes()
     }
 
-    /// Warm volumes of processes that died (a killed worker) are never adopted: unmount and
-    /// remove them. Several workers may share the data directory, so only those of dead pids go.
-    private func removeAbandonedWarmDirectories() async {
+    /// Tidies what workers killed before they could shut down left behind. Their warm volumes
+    /// are never adopted: removed (several workers may share the hands root, so only those of
+    /// dead pids). Session volumes left mounted are unmounted: a session in use by another live
+    /// worker loses nothing by it, since its sandbox keeps its own view of the file system and
+    /// every host-side use (a shell starting, a job reading outputs) mounts the volume again
+    /// under its lock, reusing the same loop device.
+    private func sweepLeftVolumes() async {
         let directory = root.appendingPathComponent("workspaces")
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".warm-") {
-            let owner = name.split(separator: "-").dropFirst().first.flatMap { pid_t($0) }
-            if let owner, owner != getpid(), kill(owner, 0) != 0 && errno == ESRCH {
-                await layout.volume(name).remove()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] {
+            if name.hasPrefix(".warm-") {
+                let owner = name.split(separator: "-").dropFirst().first.flatMap { pid_t($0) }
+                if let owner, owner != getpid(), kill(owner, 0) != 0 && errno == ESRCH {
+                    await layout.volume(name).remove()
+                }
+            } else if let session = try? SessionID(name), assigned[session] == nil, pending[session] == nil, layout.volume(name).isMounted {
+                await layout.volume(name).unmount()
             }
         }
     }
