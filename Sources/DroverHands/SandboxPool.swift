@@ -121,7 +121,9 @@ public actor SandboxPool {
 
     /// Ends every sandbox, warm or assigned.
     public func shutdown() async {
+        isShutDown = true
         sweeper?.cancel()
+        for task in warmTasks.values { await task.value }
         for (session, assignment) in assigned { await close(session, assignment) }
         assigned = [:]
         for list in warm.values {
@@ -178,15 +180,25 @@ public actor SandboxPool {
 
     private func refill(_ environment: EnvironmentConfig) {
         let key = environment.key
+        guard !isShutDown else { return }
         let missing = settings.warmPerConfiguration - (warm[key]?.count ?? 0) - warmInFlight[key, default: 0]
         guard missing > 0 else { return }
         warmInFlight[key, default: 0] += missing
         for _ in 0..<missing {
-            Task { await self.provisionWarm(environment) }
+            nextWarmTask += 1
+            let id = nextWarmTask
+            warmTasks[id] = Task {
+                await self.provisionWarm(environment)
+                self.warmTasks[id] = nil
+            }
         }
     }
 
     private var warmInFlight: [String: Int] = [:]
+    /// Warm provisions under way, awaited by `shutdown` so that none outlives the pool.
+    private var warmTasks: [Int: Task<Void, Never>] = [:]
+    private var nextWarmTask = 0
+    private var isShutDown = false
 
     private func provisionWarm(_ environment: EnvironmentConfig) async {
         let key = environment.key
@@ -211,7 +223,9 @@ public actor SandboxPool {
                 try await sandbox.start()
                 return sandbox
             }
-            warm[key, default: []].append(Warm(sandbox: sandbox, name: name, born: .now))
+            let entry = Warm(sandbox: sandbox, name: name, born: .now)
+            guard !isShutDown else { return await close(entry) }
+            warm[key, default: []].append(entry)
         } catch {
             // The next checkout provisions its own and reports the error to the call.
             await layout.volume(name).remove()

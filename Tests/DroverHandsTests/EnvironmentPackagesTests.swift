@@ -87,6 +87,11 @@ struct EnvironmentPackagesTests {
         #expect(!imported.isError && text(imported) == "hello from drovertiny\n", "\(text(imported))")
         let written = try await call(first, "touch /opt/drover/python/evil 2>&1; echo x > /opt/drover/python/drovertiny/__init__.py 2>&1; echo PYTHONPATH=$PYTHONPATH", environment: environment)
         #expect(text(written).contains("Read-only file system") && text(written).contains("PYTHONPATH=/opt/drover/python"), "\(text(written))")
+        // The layer is bound from a volume of its own: the sandbox learns no host path from it.
+        if LoopVolumeSupport.unavailableReason == nil {
+            let mounts = try await call(first, "grep -E ' /opt/drover/python | /workspace ' /proc/self/mountinfo", environment: environment)
+            #expect(!text(mounts).contains(root.path) && text(mounts).contains(" /pip-") && text(mounts).contains("/dev/loop"), "\(text(mounts))")
+        }
 
         let packages = toolset.pool.layers.root
         let layers = try FileManager.default.contentsOfDirectory(atPath: packages.path).filter { $0.hasPrefix("pip-") }

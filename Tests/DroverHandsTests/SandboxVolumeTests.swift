@@ -100,6 +100,41 @@ struct SandboxVolumeTests {
         await pool.shutdown()
     }
 
+    @Test("another worker's start unmounts a volume in use; the running sandbox keeps working and the host sees its writes on one file system")
+    func sweepWhileInUse() async throws {
+        let root = volumeRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        let first = SandboxPool(root: root, settings: settings(disk: 64 << 20))
+        let session = SessionID.make()
+        let sandbox = try await first.checkout(session)
+        #expect(try await sandbox.run("echo before > a.txt").exitCode == 0)
+        let volume = first.layout.volume(session.rawValue)
+        #expect(volume.isMounted)
+
+        // A second worker on the same hands root (as after a crash) sweeps at its start.
+        let second = SandboxPool(root: root, settings: settings(disk: 64 << 20))
+        _ = try await second.checkout(SessionID.make())
+        #expect(!volume.isMounted, "the start-up sweep left the volume mounted")
+        let after = try await sandbox.run("echo after > b.txt && cat a.txt b.txt")
+        #expect(after.output == "before\nafter\n", "\(after.output)")
+        // Mounted again for the host: the same file system the sandbox writes (one loop device),
+        // so a write after the remount shows on both sides.
+        let seen = try await first.layout.withWorkspace(session.rawValue) { workspace in
+            try String(contentsOf: workspace.appendingPathComponent("b.txt"), encoding: .utf8)
+        }
+        #expect(seen == "after\n")
+        #expect(try await sandbox.run("echo later > c.txt").exitCode == 0)
+        let later = try await first.layout.withWorkspace(session.rawValue) { workspace in
+            try String(contentsOf: workspace.appendingPathComponent("c.txt"), encoding: .utf8)
+        }
+        #expect(later == "later\n")
+        let devices = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
+            .filter { $0.contains(volume.mountPoint.path) }
+        #expect(devices.count == 1, "\(devices)")
+        await second.shutdown()
+        await first.shutdown()
+    }
+
     @Test("a volume made as a plain directory stays one; an image that cannot be mounted is an error, never an empty workspace")
     func plainAndBroken() async throws {
         let root = volumeRoot()
