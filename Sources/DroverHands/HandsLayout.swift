@@ -42,6 +42,27 @@ public struct HandsLayout: Sendable {
         root.appendingPathComponent("workspaces").appendingPathComponent(session).appendingPathComponent("staged")
     }
 
+    /// Moves a session's directories from the layout before volumes (`workspaces/SESSION` as the
+    /// workspace itself, `shells/SESSION` beside it) into a plain volume, so that a session
+    /// started before an upgrade keeps its files. Only renames: nothing in the agent's tree is
+    /// read, copied or followed. Such a volume stays a plain directory, with no quota.
+    func migrateLegacyDirectories(of session: String) throws {
+        let manager = FileManager.default
+        let legacyShell = root.appendingPathComponent("shells").appendingPathComponent(session)
+        let directory = volume(session).directory
+        var status = stat()
+        // Only a sandbox ever made `shells/SESSION`, and only the old layout had it.
+        guard lstat(legacyShell.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR,
+              lstat(directory.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR,
+              !manager.fileExists(atPath: volume(session).mountPoint.path) else { return }
+        let moved = root.appendingPathComponent("workspaces").appendingPathComponent(".legacy-\(session)")
+        try manager.moveItem(at: directory, to: moved)
+        try manager.createDirectory(at: volume(session).mountPoint, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        chmod(directory.path, 0o711)
+        try manager.moveItem(at: moved, to: workspace(session))
+        try manager.moveItem(at: legacyShell, to: shellState(session))
+    }
+
     /// Runs `body` with the session's workspace mounted (mounting it again after a reboot or an
     /// eviction), and with no unmount meanwhile. A session that never had a sandbox has no
     /// workspace: `body` gets a path that does not exist.

@@ -134,6 +134,7 @@ public actor SandboxPool {
 
     private func acquire(_ session: SessionID, _ environment: EnvironmentConfig) async throws -> Sandbox {
         let key = environment.key
+        try layout.migrateLegacyDirectories(of: session.rawValue)
         // A session whose volume exists has had a sandbox: its files and shell state are there.
         let returning = layout.volume(session.rawValue).exists
         if !returning, var list = warm[key], !list.isEmpty {

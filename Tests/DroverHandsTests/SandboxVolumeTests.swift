@@ -135,6 +135,28 @@ struct SandboxVolumeTests {
         await first.shutdown()
     }
 
+    @Test("a session from before volumes (workspaces/SESSION and shells/SESSION) keeps its files and shell state")
+    func legacyLayout() async throws {
+        let root = volumeRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        let session = SessionID.make()
+        let old = root.appendingPathComponent("workspaces").appendingPathComponent(session.rawValue)
+        let oldShell = root.appendingPathComponent("shells").appendingPathComponent(session.rawValue)
+        try FileManager.default.createDirectory(at: old.appendingPathComponent("src"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: oldShell, withIntermediateDirectories: true)
+        try "work\n".write(to: old.appendingPathComponent("src/notes.txt"), atomically: true, encoding: .utf8)
+        try "/workspace/src\n".write(to: oldShell.appendingPathComponent("cwd"), atomically: true, encoding: .utf8)
+        for path in [old.path, old.path + "/src", old.path + "/src/notes.txt", oldShell.path, oldShell.path + "/cwd"] {
+            chown(path, 65534, 65534)
+        }
+        let pool = SandboxPool(root: root, settings: settings(disk: 64 << 20))
+        let sandbox = try await pool.checkout(session)
+        let run = try await sandbox.runInShell("pwd; cat notes.txt")
+        #expect(run.output == "/workspace/src\nwork\n", "\(run.output)")
+        #expect(!FileManager.default.fileExists(atPath: oldShell.path))
+        await pool.shutdown()
+    }
+
     @Test("a volume made as a plain directory stays one; an image that cannot be mounted is an error, never an empty workspace")
     func plainAndBroken() async throws {
         let root = volumeRoot()
