@@ -67,6 +67,7 @@ public struct HandsLayout: Sendable {
     /// eviction), and with no unmount meanwhile. A session that never had a sandbox has no
     /// workspace: `body` gets a path that does not exist.
     public func withWorkspace<T>(_ session: String, isolation: isolated (any Actor)? = #isolation, _ body: (URL) throws -> T) async throws -> T {
+        try migrateLegacyDirectories(of: session)
         let volume = volume(session)
         guard volume.exists else { return try body(workspace(session)) }
         return try await volume.whileMounted { _ in try body(workspace(session)) }
