@@ -93,9 +93,10 @@ public func withRedisServer<T>(
 /// Runs `body` with a fresh server and a client of it; both are closed afterwards.
 public func withRedisClient<T>(
     poolSize: Int = 4,
+    appendFsync: String = "everysec",
     _ body: (RedisClient, RedisServerFixture) async throws -> T
 ) async throws -> T {
-    try await withRedisServer { server in
+    try await withRedisServer(appendFsync: appendFsync) { server in
         let client = try await server.client(poolSize: poolSize)
         defer { client.close() }
         return try await body(client, server)

@@ -17,7 +17,7 @@ struct RedisRestartTests {
                 ttft_ms: 100
                 tool_use: {name: echo, input: {text: "checked"}}
               - text: "Graded."
-            """) { brain in
+            """, appendFsync: "always") { brain in
             let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
             let environment = brain.processEnvironment
             let workerLog = directory.appendingPathComponent("worker.log").path

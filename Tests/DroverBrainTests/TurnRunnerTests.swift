@@ -46,8 +46,11 @@ struct BrainFixture {
     }
 }
 
-func withBrain<T>(script yaml: String, _ body: (BrainFixture) async throws -> T) async throws -> T {
-    try await withRedisClient(poolSize: 8) { client, server in
+/// `appendFsync: "always"` for tests that kill Redis and count on every acknowledged write: with
+/// `everysec`, Redis answers before writing its AOF while a slow fsync is under way, and a kill -9
+/// then loses those writes (Redis' documented window of up to two seconds).
+func withBrain<T>(script yaml: String, appendFsync: String = "everysec", _ body: (BrainFixture) async throws -> T) async throws -> T {
+    try await withRedisClient(poolSize: 8, appendFsync: appendFsync) { client, server in
         let path = temporaryDatabasePath()
         defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
         let database = try MirrorDatabase(path: path)

@@ -88,10 +88,15 @@ public final class EmbeddedRedis: Sendable {
                 field: "DROVER_DATA_DIR", fix: "point DROVER_DATA_DIR at a writable directory"
             )
         }
-        let isOwner = flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0
-        if !isOwner {
+        let owns: Bool
+        do {
+            owns = try await lockOrFindServer(lockDescriptor, url: url, timeout: options.startTimeout)
+        } catch {
             close(lockDescriptor)
-            try await waitUntilReady(url: url, process: nil, logPath: nil, timeout: options.startTimeout)
+            throw error
+        }
+        if !owns {
+            close(lockDescriptor)
             return EmbeddedRedis(options: options, url: url, socketPath: socketPath, isOwner: false, process: nil, lockDescriptor: -1)
         }
 
@@ -212,6 +217,25 @@ public final class EmbeddedRedis: Sendable {
 
     private static func ping(_ url: RedisURL) -> Bool {
         RedisConnection.answersPing(url, connectTimeout: .milliseconds(500), commandTimeout: .seconds(2))
+    }
+
+    /// Takes the data directory's lock (true: this process starts or adopts the server), or
+    /// finds the server of the process holding it (false). A lock held but no server answering is
+    /// retried until `timeout`: a lock can be held for a moment by no owner at all. Another thread
+    /// spawning a child copies every descriptor, this one included, into the child until it execs,
+    /// and a lock lives as long as any copy of its descriptor.
+    private static func lockOrFindServer(_ descriptor: Int32, url: RedisURL, timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return true }
+            if ping(url) { return false }
+            guard ContinuousClock.now < deadline else {
+                throw EmbeddedRedisError(
+                    message: "another process holds the embedded redis-server's lock, but no server answers on \(url) within \(timeout)",
+                    field: "DROVER_DATA_DIR", fix: "stop the other drover using this data directory, or point DROVER_DATA_DIR elsewhere")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     private static func waitUntilReady(url: RedisURL, process: ChildProcess?, logPath: String?, timeout: Duration) async throws {
