@@ -46,17 +46,27 @@ private final class MCPTestServer: Sendable {
         self.logPath = logPath
     }
 
-    static func start(port: Int = freeLoopbackPort()) async throws -> MCPTestServer {
-        let logPath = NSTemporaryDirectory() + "drover-mcp-\(Identifier.make(prefix: "s").suffix(10)).log"
-        let process = try ChildProcess(executable: python, arguments: [serverScript, "http", "\(port)"], outputPath: logPath)
-        let server = MCPTestServer(process: process, port: port, logPath: logPath)
-        do {
-            try await server.waitForLog("Uvicorn running")
-        } catch {
-            await server.stop()
-            throw error
+    /// Starts the server on `port`, or on a free port. A free port is only free when it is
+    /// picked: another process (a parallel test) may bind it before the server does, so a server
+    /// that finds its address in use is started again, on a new port unless one was asked for.
+    static func start(port: Int? = nil) async throws -> MCPTestServer {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let chosen = port ?? freeLoopbackPort()
+            let logPath = NSTemporaryDirectory() + "drover-mcp-\(Identifier.make(prefix: "s").suffix(10)).log"
+            let process = try ChildProcess(executable: python, arguments: [serverScript, "http", "\(chosen)"], outputPath: logPath)
+            let server = MCPTestServer(process: process, port: chosen, logPath: logPath)
+            do {
+                try await server.waitForLog("Uvicorn running")
+                return server
+            } catch {
+                let taken = server.log.contains("address already in use")
+                await server.stop()
+                guard taken, attempt < 10 else { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
         }
-        return server
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
@@ -77,7 +87,7 @@ private final class MCPTestServer: Sendable {
 }
 
 /// Runs `body` with a fresh server, and stops the server before returning, whatever happens.
-private func withMCPServer(port: Int = freeLoopbackPort(), _ body: (MCPTestServer) async throws -> Void) async throws {
+private func withMCPServer(port: Int? = nil, _ body: (MCPTestServer) async throws -> Void) async throws {
     let server = try await MCPTestServer.start(port: port)
     do {
         try await body(server)
