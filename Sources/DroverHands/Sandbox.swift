@@ -283,6 +283,18 @@ public actor Sandbox {
         forgetShellState()
     }
 
+    /// Ends the sandbox's processes if no call is running and none ended after `cutoff` (any
+    /// idle time when nil), in one step: a call arriving meanwhile waits, then starts a new shell.
+    /// The pool evicts through this, so that it never kills a call that began after it looked.
+    public func endIfIdle(since cutoff: ContinuousClock.Instant? = nil) async -> Bool {
+        guard !busy, cutoff.map({ lastUsed < $0 }) ?? true else { return false }
+        busy = true
+        defer { busy = false }
+        await end(process)
+        process = nil
+        return true
+    }
+
     /// Ends every process in the sandbox. The workspace stays on disk.
     public func close() async {
         await end(process)

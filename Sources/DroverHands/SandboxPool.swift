@@ -253,12 +253,14 @@ public actor SandboxPool {
                 let entry = warm[key]!.removeFirst()
                 evicted += 1
                 await close(entry)
-            } else if let (session, _) = idle.min(by: { $0.1 < $1.1 }), let assignment = assigned.removeValue(forKey: session) {
-                evicted += 1
-                await close(session, assignment)
-            } else {
-                throw Full(capacity: settings.capacity)
+                continue
             }
+            var made = false
+            for (session, _) in idle.sorted(by: { $0.1 < $1.1 }) where await evict(session, idleSince: nil) {
+                made = true
+                break
+            }
+            guard made else { throw Full(capacity: settings.capacity) }
         }
     }
 
@@ -267,15 +269,8 @@ public actor SandboxPool {
     /// Ends sandboxes idle for longer than the time to live, warm ones included.
     public func evictIdle() async {
         let cutoff = ContinuousClock.now - settings.idleTimeToLive
-        for (session, assignment) in assigned {
-            let used = max(assignment.checkedOut, await assignment.sandbox.lastUsed)
-            if used < cutoff, !(await assignment.sandbox.isBusy), assigned[session]?.sandbox === assignment.sandbox {
-                // Counted before the await: another sweep reading the stats meanwhile must not
-                // see the sandbox neither in use nor evicted.
-                assigned[session] = nil
-                evicted += 1
-                await close(session, assignment)
-            }
+        for (session, assignment) in assigned where assignment.checkedOut < cutoff {
+            _ = await evict(session, idleSince: cutoff)
         }
         for (key, list) in warm {
             for entry in list where entry.born < cutoff {
@@ -284,6 +279,20 @@ public actor SandboxPool {
                 await close(entry)
             }
         }
+    }
+
+    /// Ends the session's sandbox if it is idle (and unused since `idleSince`), and gives up its
+    /// assignment. The sandbox decides idleness itself, in one step with ending its processes,
+    /// so a call that starts meanwhile is never killed; a checkout while it ends keeps the
+    /// assignment, and that session's next call starts a new shell.
+    private func evict(_ session: SessionID, idleSince cutoff: ContinuousClock.Instant?) async -> Bool {
+        guard let assignment = assigned[session], await assignment.sandbox.endIfIdle(since: cutoff),
+              let current = assigned[session], current.sandbox === assignment.sandbox,
+              current.checkedOut == assignment.checkedOut else { return false }
+        assigned[session] = nil
+        evicted += 1
+        await layout.volume(session.rawValue).unmount()
+        return true
     }
 
     /// Ends a warm sandbox and removes its unused volume.
