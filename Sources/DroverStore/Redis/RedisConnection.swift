@@ -137,10 +137,14 @@ final class RedisConnection {
         }
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
-        for _ in commands {
+        let sent = ContinuousClock.now
+        for arguments in commands {
             var raw: UnsafeMutableRawPointer?
             if redisGetReply(context, &raw) != REDIS_OK || raw == nil {
-                let reason = contextError
+                // Which command and how long it waited tell a server that stalled (a timeout after
+                // the full command timeout) from a socket that failed at once.
+                let waited = ContinuousClock.now - sent
+                let reason = "\(contextError) (waiting \(waited.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) for the reply to \(arguments.first ?? "?"))"
                 close()
                 throw .connectionLost(endpoint: url.description, reason: reason)
             }
