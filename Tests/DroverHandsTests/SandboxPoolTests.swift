@@ -94,18 +94,21 @@ struct SandboxPoolTests {
     func idleEviction() async throws {
         let root = poolRoot()
         defer { Task { await removeHandsRoot(root) } }
-        let pool = SandboxPool(root: root, settings: settings(warm: 0, ttl: .milliseconds(300)))
+        // A time to live far longer than a call and a sweep take even on a loaded machine.
+        let pool = SandboxPool(root: root, settings: settings(warm: 0, ttl: .seconds(2)))
         let session = SessionID.make()
         let sandbox = try await pool.checkout(session)
         _ = try await sandbox.runInShell("mkdir -p work && cd work && export MARK=kept && echo data > file.txt")
         await pool.evictIdle()
         #expect(await pool.stats.inUse == 1, "evicted before its time to live")
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(2200))
         await pool.evictIdle()
+        // The pool's own sweeper may be the one evicting it, still ending its processes: then
+        // this sweep leaves it to that one.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while await pool.stats.evicted == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         let stats = await pool.stats
         #expect(stats.inUse == 0 && stats.evicted == 1, "\(stats)")
-        // The pool's own sweeper may be the one evicting it, still ending its processes.
-        let deadline = ContinuousClock.now + .seconds(30)
         while await sandbox.pid != nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(await sandbox.pid == nil, "the evicted sandbox still runs")
         let again = try await pool.checkout(session)
