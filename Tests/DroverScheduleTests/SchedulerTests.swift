@@ -59,9 +59,17 @@ struct SchedulerRig {
         return (Scheduler(redis: redis, store: store, firer: firer, clock: clock, options: options), redis)
     }
 
-    /// The scheduler that holds the leader lock in Redis, and its epoch.
+    /// The scheduler that holds the leader lock in Redis, and its epoch. Under load the short
+    /// test lock can lapse between renewals with no one holding it for a moment: waits (real
+    /// time, generously) for a holder rather than reading that moment as a failure.
     func lockHolder(_ schedulers: [Scheduler]) async throws -> (index: Int, epoch: Int64) {
-        let value = try #require(try await redis.send(["GET", "drover:{sched}:leader"]).string, "no scheduler holds the lock")
+        let deadline = ContinuousClock.now + .seconds(60)
+        var held = try await redis.send(["GET", "drover:{sched}:leader"]).string
+        while held == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            held = try await redis.send(["GET", "drover:{sched}:leader"]).string
+        }
+        let value = try #require(held, "no scheduler holds the lock")
         let parts = value.split(separator: "|").map(String.init)
         let index = try #require(schedulers.firstIndex { $0.options.token == parts.first }, "unknown holder \(value)")
         return (index, try #require(Int64(parts.last ?? "")))
