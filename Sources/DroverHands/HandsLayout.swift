@@ -36,6 +36,9 @@ public struct HandsLayout: Sendable {
         volume(name).mountPoint.appendingPathComponent("shell")
     }
 
+    /// Holds the package layers' volume (see `PackageLayers`).
+    public var layersDirectory: URL { root.appendingPathComponent("layers") }
+
     /// Files for a session's workspace, written before it has a sandbox (a job's per-item files,
     /// the API's file resources). Host-only: the pool copies them in when the sandbox starts.
     public func staging(_ session: String) -> URL {
@@ -80,11 +83,8 @@ public struct HandsLayout: Sendable {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: workspaces.path)) ?? [] {
             await volume(name).unmount()
         }
-        await LoopVolume(directory: root.appendingPathComponent("layers"), sizeBytes: 0).unmount()
+        await LoopVolume(directory: layersDirectory, sizeBytes: 0).unmount()
     }
-
-    /// The uid sandboxes run as when Drover runs as root (see `Sandbox`).
-    static let sandboxUser: UInt32 = 65534
 
     /// Copies the session's staged files into the workspace `into` (the session's own, or a warm
     /// sandbox's about to become its own) and deletes them. The staged tree was written by the
@@ -105,10 +105,11 @@ public struct HandsLayout: Sendable {
 
     /// Hands a host-made tree to the sandbox's user, never following a link.
     static func giveToSandbox(_ tree: URL) {
-        lchown(tree.path, sandboxUser, sandboxUser)
+        let user = Sandbox.unprivileged
+        lchown(tree.path, user, user)
         let enumerator = FileManager.default.enumerator(atPath: tree.path)
         while let relative = enumerator?.nextObject() as? String {
-            lchown(tree.path + "/" + relative, sandboxUser, sandboxUser)
+            lchown(tree.path + "/" + relative, user, user)
         }
     }
 }

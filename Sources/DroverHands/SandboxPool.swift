@@ -66,7 +66,7 @@ public actor SandboxPool {
         self.root = root.standardizedFileURL
         self.settings = settings
         layout = HandsLayout(root: self.root, diskBytes: settings.limits.diskBytes)
-        layers = PackageLayers(directory: self.root.appendingPathComponent("layers"), pipOptions: settings.pipOptions)
+        layers = PackageLayers(directory: layout.layersDirectory, pipOptions: settings.pipOptions)
     }
 
     deinit { sweeper?.cancel() }
@@ -123,7 +123,7 @@ public actor SandboxPool {
     public func shutdown() async {
         isShutDown = true
         sweeper?.cancel()
-        for task in warmTasks.values { await task.value }
+        for provision in warmTasks.values { await provision.task.value }
         for (session, assignment) in assigned { await close(session, assignment) }
         assigned = [:]
         for list in warm.values {
@@ -182,28 +182,27 @@ public actor SandboxPool {
     private func refill(_ environment: EnvironmentConfig) {
         let key = environment.key
         guard !isShutDown else { return }
-        let missing = settings.warmPerConfiguration - (warm[key]?.count ?? 0) - warmInFlight[key, default: 0]
+        let inFlight = warmTasks.values.filter { $0.key == key }.count
+        let missing = settings.warmPerConfiguration - (warm[key]?.count ?? 0) - inFlight
         guard missing > 0 else { return }
-        warmInFlight[key, default: 0] += missing
         for _ in 0..<missing {
             nextWarmTask += 1
             let id = nextWarmTask
-            warmTasks[id] = Task {
+            warmTasks[id] = (key, Task {
                 await self.provisionWarm(environment)
                 self.warmTasks[id] = nil
-            }
+            })
         }
     }
 
-    private var warmInFlight: [String: Int] = [:]
-    /// Warm provisions under way, awaited by `shutdown` so that none outlives the pool.
-    private var warmTasks: [Int: Task<Void, Never>] = [:]
+    /// Warm provisions under way, by configuration: counted by `refill`, awaited by `shutdown` so
+    /// that none outlives the pool.
+    private var warmTasks: [Int: (key: String, task: Task<Void, Never>)] = [:]
     private var nextWarmTask = 0
     private var isShutDown = false
 
     private func provisionWarm(_ environment: EnvironmentConfig) async {
         let key = environment.key
-        defer { warmInFlight[key, default: 1] -= 1 }
         let layer: URL?
         do {
             layer = try await layers.layer(for: environment)
