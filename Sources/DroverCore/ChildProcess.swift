@@ -63,6 +63,18 @@ public final class ChildProcess: @unchecked Sendable {
         return (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
     }
 
+    /// Waits until the child has exited and returns its exit code. Polls without holding a
+    /// thread, and waits out a cancellation too, without spinning: a caller that must not leave
+    /// a child half done (a mount, a kill) gets its result either way.
+    @discardableResult
+    public func exitCodeWhenDone(polling interval: Duration = .milliseconds(2)) async -> Int32 {
+        // A task of its own is not cancelled with the caller, so its sleeps keep sleeping.
+        await Task {
+            while isRunning { try? await Task.sleep(for: interval) }
+        }.value
+        return exitCode ?? -1
+    }
+
     public func signal(_ signal: Int32) {
         if isRunning { Glibc.kill(pid, signal) }
     }
@@ -83,6 +95,6 @@ public final class ChildProcess: @unchecked Sendable {
     /// SIGKILL, then waits until reaped.
     public func kill() async {
         signal(SIGKILL)
-        while isRunning { try? await Task.sleep(for: .milliseconds(2)) }
+        await exitCodeWhenDone()
     }
 }

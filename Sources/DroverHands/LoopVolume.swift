@@ -189,10 +189,10 @@ public struct LoopVolume: Sendable {
         defer { unlink(log) }
         let child = try ChildProcess(executable: executable, arguments: arguments,
                                      environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"], outputPath: log)
-        while child.isRunning { try? await Task.sleep(for: .milliseconds(1)) }
-        guard child.exitCode == 0 else {
+        let code = await child.exitCodeWhenDone(polling: .milliseconds(1))
+        guard code == 0 else {
             let output = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            throw Failure(step: step, detail: "\(executable) exited with \(child.exitCode ?? -1)\(output.isEmpty ? "" : ": " + String(output.suffix(600)))")
+            throw Failure(step: step, detail: "\(executable) exited with \(code)\(output.isEmpty ? "" : ": " + String(output.suffix(600)))")
         }
     }
 }
