@@ -196,15 +196,13 @@ public final class BatchRunner: Sendable {
 
     /// Output extraction and collection; false (with the error set) when the output is unusable.
     private func accept(_ outcome: inout ItemOutcome, item: JobItem, session: SessionID, plan: BatchPlan) async -> Bool {
-        var result = outcome
-        defer { outcome = result }
         do {
             // The sandbox may have been evicted (its volume unmounted) since the turn ended.
             return try await layout.withWorkspace(session.rawValue) { workspace in
-                Self.accept(&result, item: item, plan: plan, workspace: workspace)
+                Self.accept(&outcome, item: item, plan: plan, workspace: workspace)
             }
         } catch {
-            result.error = "reading the session's workspace: \(error)"
+            outcome.error = "reading the session's workspace: \(error)"
             return false
         }
     }

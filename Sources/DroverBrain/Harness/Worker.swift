@@ -132,18 +132,16 @@ public final class Worker: Sendable {
         case .success(.drained):
             logger.info("draining: turn handed back", metadata: ["session": "\(session)"])
             _ = try? await queue.release(lease)
+        case .failure(SessionLogError.staleFence(_, let mine, let current)) where current < mine:
+            // The epoch went back: Redis lost writes it had acknowledged (a crash within its AOF
+            // fsync window), this fence's among them. Nobody else owns the session, so the turn is
+            // handed back to be run again rather than left to wait out its lease.
+            logger.warning("the session's fence went back (Redis lost writes); turn handed back", metadata: ["session": "\(session)", "epoch": "\(mine)", "now": "\(current)"])
+            _ = try? await queue.release(lease)
+        case .failure(SessionLogError.staleFence):
+            logger.warning("fenced out; another worker owns the session", metadata: ["session": "\(session)"])
         case .failure(let error as SessionLogError):
-            if case .staleFence(_, let mine, let current) = error, current < mine {
-                // The epoch went back: Redis lost writes it had acknowledged (a crash within its
-                // AOF fsync window), this fence's among them. Nobody else owns the session, so the
-                // turn is handed back to be run again rather than left to wait out its lease.
-                logger.warning("the session's fence went back (Redis lost writes); turn handed back", metadata: ["session": "\(session)", "epoch": "\(mine)", "now": "\(current)"])
-                _ = try? await queue.release(lease)
-            } else if case .staleFence = error {
-                logger.warning("fenced out; another worker owns the session", metadata: ["session": "\(session)"])
-            } else {
-                _ = try? await queue.fail(lease, error: error.description, retryable: true)
-            }
+            _ = try? await queue.fail(lease, error: error.description, retryable: true)
         case .failure(is CancellationError):
             _ = try? await queue.release(lease)
         case .failure(let error):
