@@ -2,6 +2,7 @@ import Crypto
 import DroverCore
 import DroverStore
 import Foundation
+import Logging
 
 /// The Redis a command talks to: `DROVER_REDIS_URL`, or the embedded server in the data directory.
 final class RuntimeEnvironment: Sendable {
@@ -9,11 +10,19 @@ final class RuntimeEnvironment: Sendable {
     let redis: RedisClient
     let embedded: EmbeddedRedis?
     private let databaseBox = Locked<MirrorDatabase?>(nil)
+    /// Starts the embedded server again if it dies while this command runs.
+    private let supervisor: Task<Void, Never>?
 
     private init(configuration: DroverConfiguration, redis: RedisClient, embedded: EmbeddedRedis?) {
         self.configuration = configuration
         self.redis = redis
         self.embedded = embedded
+        supervisor = embedded.map { server in
+            Task {
+                let logger = Logger(label: "drover.redis")
+                await server.keepRunning { logger.warning("\($0)") }
+            }
+        }
     }
 
     /// The SQLite mirror at `DROVER_DB`, opened (and migrated) on first use.
@@ -82,6 +91,8 @@ final class RuntimeEnvironment: Sendable {
     }
 
     func close() async {
+        supervisor?.cancel()
+        await supervisor?.value
         redis.close()
         await embedded?.stop()
     }

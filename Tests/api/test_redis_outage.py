@@ -93,3 +93,70 @@ def test_serve_survives_five_redis_restarts():
             redis.kill()
             redis.wait(timeout=10)
         assert code == 0, f"serve did not stop cleanly on SIGTERM after the outages ({code}):\n{serve_log.read_text()[-3000:]}"
+
+
+def redis_children(parent: int) -> list[int]:
+    """The redis-server processes whose parent is `parent`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if name == "redis-server" and int(rest[1]) == parent and rest[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_serve_starts_its_embedded_redis_again():
+    """The embedded redis-server under `drover serve` dies (OOM killer, kill -9): serve starts it
+    again on its AOF and turns run, where before every turn waited for a person to restart serve."""
+    with tempfile.TemporaryDirectory(prefix="drover-embedded-") as tmp:
+        tmp = Path(tmp)
+        env = dict(os.environ, DROVER_DATA_DIR=str(tmp / "data"), ANTHROPIC_API_KEY="scripted")
+        env.pop("DROVER_REDIS_URL", None)
+        stub_port, api_port = free_port(), free_port()
+        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
+        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
+                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        key = subprocess.run([str(DROVER), "keys", "create", "--workspace", "embedded"], env=env, check=True,
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
+        base = f"http://127.0.0.1:{api_port}"
+        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "in-process"],
+                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(base + "/health", serve, serve_log)
+            client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
+            agent = client.beta.agents.create(name="embedded", model="claude-sonnet-4-5")
+            environment = client.beta.environments.create(name="embedded")
+            pids = redis_children(serve.pid)
+            assert len(pids) == 1, f"serve should own one redis-server, found {pids}"
+            for round in range(3):
+                os.kill(pids[0], signal.SIGKILL)
+                deadline = time.monotonic() + 60
+                while True:
+                    fresh = redis_children(serve.pid)
+                    if fresh and fresh != pids and health(base).json().get("redis") == "up":
+                        break
+                    assert serve.poll() is None, serve_log.read_text()[-3000:]
+                    assert time.monotonic() < deadline, f"round {round}: no new redis-server answered\n{serve_log.read_text()[-3000:]}"
+                    time.sleep(0.1)
+                pids = fresh
+                session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+                client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": f"round {round}"}]}])
+                deadline = time.monotonic() + 60
+                while not any(e.type == "session.status_idle" for e in client.beta.sessions.events.list(session.id, limit=100).data):
+                    assert time.monotonic() < deadline, f"round {round}: the turn never finished\n{serve_log.read_text()[-3000:]}"
+                    time.sleep(0.1)
+            assert "was killed by signal 9; started it again" in serve_log.read_text()
+        finally:
+            code = stop(serve, stub)
+        assert code == 0, f"serve did not stop cleanly after its Redis was restarted ({code}):\n{serve_log.read_text()[-3000:]}"
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(tmp) in (p / "cmdline").read_bytes().decode(errors="replace")
+                if (p / "cmdline").exists()]
+        assert not left, f"serve left its redis-server running: {left}"

@@ -26,6 +26,9 @@ public struct EmbeddedRedisError: ActionableError {
 /// `redis.lock` and owns the server; the others connect as guests. The kernel drops the lock when
 /// its owner dies, even by `kill -9`, so the next `drover` adopts a server left behind instead of
 /// starting a second one on the same files.
+///
+/// `keepRunning` supervises the server for long-running roles: whichever process holds the lock
+/// starts it again on its AOF when it dies, and a guest whose owner is gone takes the lock over.
 public final class EmbeddedRedis: Sendable {
     public struct Options: Sendable {
         public var dataDirectory: URL
@@ -45,21 +48,29 @@ public final class EmbeddedRedis: Sendable {
     public let options: Options
     public let url: RedisURL
     public let socketPath: String
-    /// False when another process owns the server and this one only connects to it.
-    public let isOwner: Bool
     private let state: Mutex<State>
 
     private struct State: ~Copyable {
         var process: ChildProcess?
+        /// The data directory's lock while this process owns the server, else -1.
         var lockDescriptor: Int32
+        /// Set by `stop`: nothing starts the server again afterwards.
+        var stopped = false
     }
 
-    private init(options: Options, url: RedisURL, socketPath: String, isOwner: Bool, process: ChildProcess?, lockDescriptor: Int32) {
+    private var directory: URL { options.dataDirectory.standardizedFileURL }
+
+    private init(options: Options, url: RedisURL, socketPath: String, process: ChildProcess?, lockDescriptor: Int32) {
         self.options = options
         self.url = url
         self.socketPath = socketPath
-        self.isOwner = isOwner
         self.state = Mutex(State(process: process, lockDescriptor: lockDescriptor))
+    }
+
+    /// False when another process owns the server and this one only connects to it. A guest
+    /// becomes the owner when it takes over a server whose owner is gone (see `keepRunning`).
+    public var isOwner: Bool {
+        state.withLock { $0.lockDescriptor >= 0 }
     }
 
     public static func start(_ options: Options) async throws -> EmbeddedRedis {
@@ -97,20 +108,35 @@ public final class EmbeddedRedis: Sendable {
         }
         if !owns {
             close(lockDescriptor)
-            return EmbeddedRedis(options: options, url: url, socketPath: socketPath, isOwner: false, process: nil, lockDescriptor: -1)
+            return EmbeddedRedis(options: options, url: url, socketPath: socketPath, process: nil, lockDescriptor: -1)
         }
 
         // A server whose owner died keeps serving on the socket: adopt it.
         if ping(url) {
-            return EmbeddedRedis(options: options, url: url, socketPath: socketPath, isOwner: true, process: nil, lockDescriptor: lockDescriptor)
+            return EmbeddedRedis(options: options, url: url, socketPath: socketPath, process: nil, lockDescriptor: lockDescriptor)
         }
-        unlink(socketPath)
-
-        guard let executable = findExecutable("redis-server") else {
+        let process: ChildProcess
+        do {
+            process = try launch(options, socketPath: socketPath)
+        } catch {
             close(lockDescriptor)
-            throw EmbeddedRedisError.notInstalled
+            throw error
         }
-        let logPath = directory.appendingPathComponent("redis.log").path
+        let server = EmbeddedRedis(options: options, url: url, socketPath: socketPath, process: process, lockDescriptor: lockDescriptor)
+        do {
+            try await waitUntilReady(url: url, process: process, logPath: logPath(directory), timeout: options.startTimeout)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        return server
+    }
+
+    /// Starts `redis-server` on the data directory's files and socket. The caller holds the lock.
+    private static func launch(_ options: Options, socketPath: String) throws(EmbeddedRedisError) -> ChildProcess {
+        let directory = options.dataDirectory.standardizedFileURL
+        unlink(socketPath)
+        guard let executable = findExecutable("redis-server") else { throw EmbeddedRedisError.notInstalled }
         var arguments = [
             "--port", String(options.tcpPort),
             "--bind", "127.0.0.1",
@@ -121,27 +147,21 @@ public final class EmbeddedRedis: Sendable {
             "--appendfsync", options.appendFsync,
             "--save", "",
             "--daemonize", "no",
-            "--logfile", logPath,
+            "--logfile", logPath(directory),
             "--maxmemory-policy", "noeviction",
         ]
         if let password = options.password {
             arguments += ["--requirepass", password]
         }
-        let process: ChildProcess
         do {
-            process = try ChildProcess(executable: executable.path, arguments: arguments)
+            return try ChildProcess(executable: executable.path, arguments: arguments)
         } catch {
-            close(lockDescriptor)
             throw EmbeddedRedisError(message: error.description, field: nil, fix: nil)
         }
-        let server = EmbeddedRedis(options: options, url: url, socketPath: socketPath, isOwner: true, process: process, lockDescriptor: lockDescriptor)
-        do {
-            try await waitUntilReady(url: url, process: process, logPath: logPath, timeout: options.startTimeout)
-        } catch {
-            await server.stop()
-            throw error
-        }
-        return server
+    }
+
+    private static func logPath(_ directory: URL) -> String {
+        directory.appendingPathComponent("redis.log").path
     }
 
     /// The process id of the server this process started, if it started one.
@@ -153,14 +173,15 @@ public final class EmbeddedRedis: Sendable {
     /// another `drover` still uses is left running for that process (or the next one) to adopt.
     /// `force` stops it regardless, for tests.
     public func stop(force: Bool = false) async {
-        guard isOwner else { return }
         let (process, lockDescriptor) = state.withLock { state in
             let taken = (state.process, state.lockDescriptor)
+            state.stopped = true
             state.process = nil
             state.lockDescriptor = -1
             return taken
         }
-        guard lockDescriptor >= 0 || process != nil else { return }
+        // A guest leaves the server to its owner.
+        guard lockDescriptor >= 0 else { return }
         defer { if lockDescriptor >= 0 { close(lockDescriptor) } }
 
         if let connection = try? RedisConnection.open(url, connectTimeout: .seconds(1), commandTimeout: .seconds(2)) {
@@ -188,6 +209,111 @@ public final class EmbeddedRedis: Sendable {
     /// Ends the server with SIGKILL, as a crash would. For tests.
     public func crash() async {
         await state.withLock { $0.process }?.kill()
+    }
+
+    // MARK: Supervision
+
+    /// What one look at the server found, and did.
+    public enum Check: Equatable, Sendable {
+        /// Its process is alive (it may still be loading its AOF).
+        case running
+        /// It had died, and this process started it again.
+        case restarted(previous: String, pid: Int32)
+        /// It is down and another live process holds the lock: that one starts it.
+        case ownedElsewhere
+        /// It is down and could not be started.
+        case failed(String)
+        case stopped
+    }
+
+    /// Keeps the server up while the calling task runs: every `interval`, starts it again on its
+    /// AOF if it has died. A server that dies again at once is retried with a doubling pause, up
+    /// to 30 s. `report` hears of each restart and failure, and of recovery after a failure.
+    public func keepRunning(checkingEvery interval: Duration = .milliseconds(500), report: @Sendable (String) -> Void) async {
+        var pause = interval
+        var failing = false
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: pause) } catch { return }
+            switch checkAndRevive() {
+            case .running, .ownedElsewhere:
+                // A full connection only while recovering: the socket check above is enough otherwise.
+                guard failing || pause != interval else { continue }
+                if RedisConnection.answersPing(url, connectTimeout: .milliseconds(500), commandTimeout: .seconds(2)) {
+                    if failing { report("redis-server at \(socketPath) answers again") }
+                    failing = false
+                    pause = interval
+                }
+            case .restarted(let previous, let pid):
+                report("redis-server at \(socketPath) \(previous); started it again (pid \(pid)) on its AOF in \(directory.path)")
+                pause = min(pause * 2, .seconds(30))
+            case .failed(let reason):
+                if !failing { report("redis-server at \(socketPath) is down and cannot be started: \(reason). Retrying with backoff up to 30 s") }
+                failing = true
+                pause = min(pause * 2, .seconds(30))
+            case .stopped:
+                return
+            }
+        }
+    }
+
+    /// Looks at the server once and starts it again if it has died and no other process owns it.
+    /// Runs under the state's lock, so a `stop` meanwhile waits and nothing starts after it.
+    public func checkAndRevive() -> Check {
+        state.withLock { state -> Check in
+            if state.stopped { return .stopped }
+            var previous = "was gone"
+            if let process = state.process {
+                guard let status = process.exitStatus else { return .running }
+                previous = "(pid \(process.pid)) " + Self.describe(waitStatus: status)
+                state.process = nil
+            } else if Self.accepts(socketPath) {
+                return .running
+            } else if state.lockDescriptor < 0 {
+                // A guest: the owner is gone if its lock is free, and this process takes it over.
+                let descriptor = open(directory.appendingPathComponent("redis.lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+                guard descriptor >= 0 else { return .failed("cannot open redis.lock: \(String(cString: strerror(errno)))") }
+                guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+                    close(descriptor)
+                    return .ownedElsewhere
+                }
+                state.lockDescriptor = descriptor
+                previous = "lost its owner and was gone"
+                // The lock passed over while the old owner started a server: use that one.
+                if Self.accepts(socketPath) { return .running }
+            }
+            do {
+                let process = try Self.launch(options, socketPath: socketPath)
+                state.process = process
+                return .restarted(previous: previous, pid: process.pid)
+            } catch {
+                return .failed("\(error)")
+            }
+        }
+    }
+
+    /// Whether something listens on the unix socket; a server loading its AOF does.
+    private static func accepts(_ path: String) -> Bool {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+        }
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
+    private static func describe(waitStatus status: Int32) -> String {
+        if status == -1 { return "exited" }
+        let signal = status & 0x7f
+        return signal == 0 ? "exited with code \((status >> 8) & 0xff)" : "was killed by signal \(signal)"
     }
 
     // MARK: Helpers
