@@ -33,6 +33,21 @@ def health(base: str) -> httpx.Response:
     return httpx.get(base + "/health", timeout=10)
 
 
+def start_serve(tmp: Path, env: dict, workspace: str):
+    """The scripted model stub, a key for `workspace`, and `drover serve` with in-process hands,
+    all on `env`: (serve, stub, serve's log, base URL, key)."""
+    stub_port, api_port = free_port(), free_port()
+    stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
+    stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
+                            stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
+    key = subprocess.run([str(DROVER), "keys", "create", "--workspace", workspace], env=env, check=True,
+                         capture_output=True, text=True, timeout=30).stdout.strip()
+    env = dict(env, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{stub_port}")
+    base = f"http://127.0.0.1:{api_port}"
+    serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "in-process"],
+                             stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+    return serve, stub, serve_log, base, key
+
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_serve_survives_five_redis_restarts():
     with tempfile.TemporaryDirectory(prefix="drover-outage-") as tmp:
@@ -42,16 +57,7 @@ def test_serve_survives_five_redis_restarts():
         redis = start_redis(redis_dir)
         env = dict(os.environ, DROVER_DATA_DIR=str(tmp / "data"), ANTHROPIC_API_KEY="scripted",
                    DROVER_REDIS_URL=f"unix://{redis_dir / 'redis.sock'}")
-        stub_port, api_port = free_port(), free_port()
-        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
-        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
-                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
-        key = subprocess.run([str(DROVER), "keys", "create", "--workspace", "outage"], env=env, check=True,
-                             capture_output=True, text=True, timeout=30).stdout.strip()
-        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
-        base = f"http://127.0.0.1:{api_port}"
-        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "in-process"],
-                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        serve, stub, serve_log, base, key = start_serve(tmp, env, "outage")
         try:
             wait_for(base + "/health", serve, serve_log)
             assert health(base).json()["redis"] == "up"
@@ -119,16 +125,7 @@ def test_serve_starts_its_embedded_redis_again():
         tmp = Path(tmp)
         env = dict(os.environ, DROVER_DATA_DIR=str(tmp / "data"), ANTHROPIC_API_KEY="scripted")
         env.pop("DROVER_REDIS_URL", None)
-        stub_port, api_port = free_port(), free_port()
-        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
-        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
-                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
-        key = subprocess.run([str(DROVER), "keys", "create", "--workspace", "embedded"], env=env, check=True,
-                             capture_output=True, text=True, timeout=30).stdout.strip()
-        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
-        base = f"http://127.0.0.1:{api_port}"
-        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "in-process"],
-                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        serve, stub, serve_log, base, key = start_serve(tmp, env, "embedded")
         try:
             wait_for(base + "/health", serve, serve_log)
             client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
