@@ -91,13 +91,11 @@ public final class EmbeddedRedis: Sendable {
             url = RedisURL(endpoint: .tcp(host: "127.0.0.1", port: options.tcpPort), password: options.password)
         }
 
-        let lockPath = directory.appendingPathComponent("redis.lock").path
-        let lockDescriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockDescriptor >= 0 else {
-            throw EmbeddedRedisError(
-                message: "cannot open \(lockPath): \(String(cString: strerror(errno)))",
-                field: "DROVER_DATA_DIR", fix: "point DROVER_DATA_DIR at a writable directory"
-            )
+        let lockDescriptor: Int32
+        do {
+            lockDescriptor = try openLock(directory)
+        } catch {
+            throw EmbeddedRedisError(message: error.message, field: "DROVER_DATA_DIR", fix: "point DROVER_DATA_DIR at a writable directory")
         }
         let owns: Bool
         do {
@@ -158,6 +156,16 @@ public final class EmbeddedRedis: Sendable {
         } catch {
             throw EmbeddedRedisError(message: error.description, field: nil, fix: nil)
         }
+    }
+
+    /// Opens (creating it) the data directory's `redis.lock`, whose `flock` marks the owner.
+    private static func openLock(_ directory: URL) throws(EmbeddedRedisError) -> Int32 {
+        let path = directory.appendingPathComponent("redis.lock").path
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw EmbeddedRedisError(message: "cannot open \(path): \(String(cString: strerror(errno)))", field: nil, fix: nil)
+        }
+        return descriptor
     }
 
     private static func logPath(_ directory: URL) -> String {
@@ -270,8 +278,8 @@ public final class EmbeddedRedis: Sendable {
                 return .running
             } else if state.lockDescriptor < 0 {
                 // A guest: the owner is gone if its lock is free, and this process takes it over.
-                let descriptor = open(directory.appendingPathComponent("redis.lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-                guard descriptor >= 0 else { return .failed("cannot open redis.lock: \(String(cString: strerror(errno)))") }
+                let descriptor: Int32
+                do { descriptor = try Self.openLock(directory) } catch { return .failed("\(error)") }
                 guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
                     close(descriptor)
                     return .ownedElsewhere
