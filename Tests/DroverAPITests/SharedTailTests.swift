@@ -2,6 +2,7 @@ import DroverAPI
 import DroverBrain
 import DroverCore
 import DroverStore
+import DroverTesting
 import Foundation
 import Testing
 
@@ -40,14 +41,7 @@ extension LocalModeTests {
     }
 
     func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting until \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        #expect(try await eventually(within: timeout, polling: .milliseconds(20), condition), "timed out waiting until \(what)")
     }
 
     /// Clients blocked in XREAD on the server: the live tails.

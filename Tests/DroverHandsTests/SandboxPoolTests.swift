@@ -18,16 +18,6 @@ private func settings(warm: Int = 1, capacity: Int = 8, ttl: Duration = .seconds
     return settings
 }
 
-/// Waits (polling, never blocking) until `condition` holds, for at most `limit`.
-private func eventually(_ limit: Duration = .seconds(15), _ condition: () async -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-    return await condition()
-}
-
 @Suite("Sandbox pool", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
 struct SandboxPoolTests {
     @Test("a warm checkout hands over a running sandbox on workspaces/SESSION, keeps files put there first, and refills")

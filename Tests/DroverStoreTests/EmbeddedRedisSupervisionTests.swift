@@ -1,5 +1,6 @@
 import DroverCore
 import DroverStore
+import DroverTesting
 import Foundation
 import Testing
 
@@ -13,18 +14,6 @@ private func options(_ directory: URL) -> EmbeddedRedis.Options {
     options.appendFsync = "always"
     options.startTimeout = .seconds(60)
     return options
-}
-
-/// Waits for `condition` with a generous deadline; a deadline, not a timing claim.
-private func eventually(_ what: String, within limit: Duration = .seconds(60), _ condition: () async -> Bool) async throws {
-    let deadline = ContinuousClock.now + limit
-    while !(await condition()) {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("never happened: \(what)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(50))
-    }
 }
 
 /// The embedded redis-server under `drover serve`, `worker` and `run` is started again when it
@@ -50,14 +39,14 @@ struct EmbeddedRedisSupervisionTests {
 
         let first = try #require(server.processIdentifier)
         await server.crash()
-        try await eventually("a new server process") { server.processIdentifier.map { $0 != first } ?? false }
+        #expect(try await eventually(within: .seconds(60)) { server.processIdentifier.map { $0 != first } ?? false }, "no new server process")
         let value = try await client.send("GET", "kept")
         #expect(value == .bulk(Array("before the crash".utf8)), "\(value)")
         #expect(reports.withLock { $0 }.contains { $0.contains("(pid \(first)) was killed by signal 9") }, "\(reports.withLock { $0 })")
 
         await server.stop(force: true)
         #expect(server.checkAndRevive() == .stopped)
-        try await eventually("supervision ends with stop") { ended.withLock { $0 } }
+        #expect(try await eventually(within: .seconds(60)) { ended.withLock { $0 } }, "supervision did not end with stop")
         #expect(!supervisor.isCancelled)
         #expect(!(await client.isReachable()), "a stopped server was started again")
     }
