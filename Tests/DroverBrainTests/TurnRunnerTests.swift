@@ -252,24 +252,11 @@ struct TurnRunnerTests {
             let fence = try await brain.log.takeFence(session)
             let runner = brain.runner()
             let running = Task { try await runner.run(session: session, fence: fence) }
-            while try await !brain.types(session).contains("agent.tool_use") {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            #expect(try await eventually(within: .seconds(60)) { try await brain.types(session).contains("agent.tool_use") })
             _ = try await brain.log.append(session, [NewEvent(type: .userInterrupt)])
             // The tool would sleep an hour: the turn ending at all is the interrupt working. A
             // generous deadline keeps a broken interrupt from hanging the suite.
-            let outcome = try await withThrowingTaskGroup(of: TurnOutcome?.self) { group in
-                group.addTask { try await running.value }
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(120))
-                    running.cancel()
-                    return nil
-                }
-                let first = try await group.next()!
-                group.cancelAll()
-                return first
-            }
-            let ended = try #require(outcome, "the interrupt did not stop the hour-long tool call")
+            let ended = try await finishing(within: .seconds(120)) { try await running.value }
             #expect(ended.stopReason == "interrupted")
             let events = try await brain.log.read(session, limit: 1000)
             let result = try #require(events.first { $0.type == "agent.tool_result" })

@@ -163,7 +163,7 @@ struct SandboxCgroupTests {
             #expect {
                 try SandboxLimits.fromEnvironment([key: value])
             } throws: { error in
-                (error as? ConfigurationError)?.field == key && "\(error)".contains("set it")
+                (error as? FieldError)?.field == key && "\(error)".contains("set it")
             }
         }
     }

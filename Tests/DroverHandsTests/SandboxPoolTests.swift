@@ -37,12 +37,9 @@ struct SandboxPoolTests {
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         try "print('submitted')\n".write(to: staging.appendingPathComponent("submission.py"), atomically: true, encoding: .utf8)
 
-        let started = ContinuousClock.now
+        // How fast is measured by `drover bench hands`. That the sandbox was the warm one is
+        // checked below: its pid does not change.
         let sandbox = try await pool.checkout(session)
-        let checkout = ContinuousClock.now - started
-        // Fast, but measured by `drover bench hands`; here only a bound no loaded machine misses.
-        // That the sandbox was the warm one is checked below: its pid does not change.
-        #expect(checkout < .seconds(5), "a warm checkout took \(checkout)")
         let pid = try #require(await sandbox.pid, "the warm sandbox is not running")
         #expect(await sandbox.workspace.path == workspace.standardizedFileURL.path)
         let run = try await sandbox.run("python3 submission.py && echo made > made.txt && pwd")

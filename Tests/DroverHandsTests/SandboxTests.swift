@@ -100,10 +100,9 @@ struct SandboxTests {
     func endlessLoop() async throws {
         let fixture = try HostileFixture(wallClock: .seconds(1))
         defer { Task { await fixture.cleanUp() } }
-        let started = ContinuousClock.now
-        let result = try await fixture.run("sleep 1000 & while true; do :; done")
+        // The loop never ends by itself: only the limit can end the call.
+        let result = try await finishing(within: .seconds(60)) { try await fixture.run("sleep 1000 & while true; do :; done") }
         #expect(result.timedOut && result.exitCode == 124)
-        #expect(ContinuousClock.now - started < .seconds(10))
         #expect(result.output.contains("wall-clock limit"))
         // The kernel tears the pid namespace down just after bubblewrap's init dies.
         var survivor = true
@@ -137,16 +136,15 @@ struct SandboxTests {
         #expect(!result.timedOut)
     }
 
-    @Test("a 1 GB output flood is cut short, with a visible marker")
+    @Test("an endless output flood is cut short, with a visible marker")
     func outputFlood() async throws {
-        let fixture = try HostileFixture()
+        // An hour's wall clock: only the flood check can end this call within the test.
+        let fixture = try HostileFixture(wallClock: .seconds(3600))
         defer { Task { await fixture.cleanUp() } }
-        let started = ContinuousClock.now
-        let result = try await fixture.run("head -c 1000000000 /dev/zero | tr '\\0' 'a'")
-        #expect(result.truncated)
+        let result = try await finishing(within: .seconds(120)) { try await fixture.run("yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa") }
+        #expect(result.truncated && !result.timedOut && result.exitCode == 141, "exit \(result.exitCode)")
         #expect(result.output.utf8.count < 70_000)
         #expect(result.output.contains("[drover: output truncated"))
-        #expect(ContinuousClock.now - started < .seconds(15))
     }
 }
 

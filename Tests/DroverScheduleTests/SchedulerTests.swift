@@ -176,15 +176,19 @@ struct SchedulerTests {
             let leader = schedulers[leaderIndex].0
             loops[leaderIndex].cancel()
             _ = await loops[leaderIndex].result
-            // The lock lapses TTL after the leader's last renewal ran in Redis, which was after
-            // the renewal was sent: no one may lead before then. (Measuring from the kill
-            // instead is wrong on a loaded machine: the last renewal can be long before it.)
-            let lastRenewal = try #require(leader.leaseRenewedAt)
-
+            // No one may lead while the dead leader's lock is still in Redis: Redis' own clock
+            // decides when it lapses. Each look reads the runs before the lock, so a run seen
+            // while the old lock is still held was made under it.
+            let deadLock = "\(schedulers[leaderIndex].0.options.token)|\(oldEpoch)"
             rig.clock.set(minute(4) + 1)
+            let lapsed = try await eventually(within: .seconds(60), polling: .milliseconds(2)) {
+                let fired = try await rig.counts()[Timestamp.seconds(minute(4))] != nil
+                let held = try await rig.redis.send(["GET", "drover:{sched}:leader"]).string
+                if held == deadLock { #expect(!fired, "minute 4 fired while the dead leader's lock was still in Redis") }
+                return held != deadLock
+            }
+            #expect(lapsed, "the dead leader's lock never lapsed")
             try await rig.waitForRun(minute(4))
-            // 10 ms off the 800 ms TTL for Redis' millisecond expiry clock.
-            #expect(ContinuousClock.now - lastRenewal >= .milliseconds(790), "took over before the lock could expire")
             for n in 5...6 {
                 rig.clock.set(minute(n) + 1)
                 try await rig.waitForRun(minute(n))

@@ -38,7 +38,6 @@ public final class Scheduler: Sendable {
     let logger: Logger
     private let lease = Locked<Lease?>(nil)
     private let firedCount = Locked(0)
-    private let lastRenewal = Locked<ContinuousClock.Instant?>(nil)
 
     /// The lock as this scheduler holds it. Redis starts the TTL when it runs the renewal, which
     /// is after `renewedAt` (when the renewal was sent), so the lock cannot lapse in Redis before
@@ -65,9 +64,6 @@ public final class Scheduler: Sendable {
     public var leaderEpoch: Int64? {
         lease.withLock { current in current.flatMap { isValid($0) ? $0.epoch : nil } }
     }
-    /// When this scheduler last sent a renewal of its lock that succeeded (kept after it loses
-    /// the lead): the lock cannot lapse in Redis before this instant plus the TTL.
-    public var leaseRenewedAt: ContinuousClock.Instant? { lastRenewal.value }
     /// Fires this scheduler committed.
     public var fires: Int { firedCount.value }
 
@@ -92,7 +88,6 @@ public final class Scheduler: Sendable {
             return nil
         }
         let previous = lease.withLock { value -> Int64? in defer { value = Lease(epoch: fence, renewedAt: sentAt) }; return value?.epoch }
-        lastRenewal.withLock { $0 = sentAt }
         if previous != fence { logger.info("scheduler \(options.token) leads with epoch \(fence)") }
         return fence
     }
