@@ -57,7 +57,7 @@ enum DeploymentParams {
         if expression.trimmingCharacters(in: .whitespaces).hasPrefix("@") {
             throw APIError.invalid("schedule.expression", "'\(expression)' is a shortcut; the API takes 5 fields", fix: "write 5 fields, e.g. \"0 0 * * *\" for @daily")
         }
-        do throws(CronError) {
+        do throws(FieldError) {
             _ = try CronExpression(expression, timeZone: timezone)
         } catch {
             if error.field == "timezone" { throw APIError.invalid("schedule.timezone", error.message, fix: error.fix) }

@@ -7,7 +7,7 @@ import Hummingbird
 
 /// `/v1/deployments` (create, retrieve, update, list, archive, pause, unpause, run) and
 /// `/v1/deployment_runs` (list, retrieve): thin handlers over `DeploymentStore` and
-/// `DeploymentFirer`. A deployment belongs to the caller's workspace; another's id is a 404 (I7).
+/// `DeploymentFirer`. A deployment belongs to the caller's workspace; another's id is a 404 (I7, docs/ARCHITECTURE.md).
 /// Local mode's workspace is `wrkspc_default`, the one `drover apply` writes, so a local user sees
 /// the deployments of `Schedules/`.
 extension APIServer {
@@ -247,7 +247,7 @@ extension APIServer {
 func deploymentCall<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
-    } catch let error as DeploymentError {
+    } catch let error as FieldError {
         throw APIError.invalid(error.field ?? "deployment_id", error.message, fix: error.fix)
     }
 }

@@ -6,7 +6,7 @@ import NIOCore
 
 /// `/v1/files`: upload (multipart), list, retrieve metadata, download and delete. Metadata is a
 /// row in the `files` table; the bytes are in `FileBlobs`. Every lookup is scoped to the caller's
-/// workspace (I7), and an expired file is deleted when it is next looked at.
+/// workspace (I7, docs/ARCHITECTURE.md), and an expired file is deleted when it is next looked at.
 extension APIServer {
     static let fileUploadExpiry = 3600...7_776_000
 

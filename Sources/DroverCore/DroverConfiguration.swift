@@ -26,7 +26,7 @@ public struct DroverConfiguration: Sendable {
 
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws(ConfigurationError) -> DroverConfiguration {
+    ) throws(FieldError) -> DroverConfiguration {
         func nonEmpty(_ key: String) -> String? {
             guard let value = environment[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
             return value
@@ -35,7 +35,7 @@ public struct DroverConfiguration: Sendable {
         var poolSize = 8
         if let raw = nonEmpty("DROVER_REDIS_POOL") {
             guard let value = Int(raw), (1...256).contains(value) else {
-                throw ConfigurationError(
+                throw FieldError(
                     field: "DROVER_REDIS_POOL",
                     message: "'\(raw)' is not a connection count",
                     fix: "set it to a whole number from 1 to 256, or unset it for the default of 8"

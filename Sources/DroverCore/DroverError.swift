@@ -6,20 +6,23 @@ public protocol ActionableError: Error, CustomStringConvertible, Sendable {
     var fix: String? { get }
 }
 
-/// A configuration value that cannot be used.
-public struct ConfigurationError: ActionableError, Equatable {
+/// A value that cannot be used (a setting, an argument, a cron field, a deployment name): the
+/// field, what is wrong with it, and the fix. The one shape every module throws for this, so a
+/// caller that re-frames it (the API as a 400, a file as its line) reads the same three parts.
+public struct FieldError: ActionableError, Equatable {
     public let field: String?
     public let message: String
     public let fix: String?
 
-    public init(field: String, message: String, fix: String) {
+    public init(field: String?, message: String, fix: String?) {
         self.field = field
         self.message = message
         self.fix = fix
     }
 
     public var description: String {
-        var text = "\(field ?? "configuration"): \(message)"
+        var text = field.map { "\($0): " } ?? ""
+        text += message
         if let fix { text += ". Fix: \(fix)" }
         return text
     }

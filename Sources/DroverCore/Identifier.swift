@@ -31,3 +31,14 @@ public enum Identifier {
         return prefix + "_" + String(decoding: out, as: UTF8.self)
     }
 }
+
+/// The one rule for names and ids that become Redis keys, file names and URL parts (job and
+/// schedule names, session ids): ASCII letters, digits, '-' and '_', and not empty.
+public enum SafeName {
+    public static func allows(_ text: String, maxLength: Int) -> Bool {
+        !text.isEmpty && text.utf8.count <= maxLength && text.utf8.allSatisfy { byte in
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+        }
+    }
+}

@@ -11,7 +11,7 @@ import Foundation
 /// itself may see. `bash` runs in the session's one shell, so `cd`, variables, exports and
 /// functions persist; `restart`, or a timeout, starts a new shell.
 ///
-/// Fenced (I1): a call under an epoch older than one already seen for the session is refused,
+/// Fenced (I1, docs/ARCHITECTURE.md): a call under an epoch older than one already seen for the session is refused,
 /// and a newer epoch cancels the calls older epochs still have running, which ends the
 /// processes they started.
 public final class AgentToolset: Hand {

@@ -26,7 +26,7 @@ public struct SandboxLimits: Sendable, Equatable {
     /// The defaults, overridden by `DROVER_SANDBOX_MEMORY` (such as `2GiB`), `DROVER_SANDBOX_PIDS`,
     /// `DROVER_SANDBOX_CPUS` (such as `1.5`), `DROVER_SANDBOX_TMP` (such as `256MiB`) and
     /// `DROVER_SANDBOX_DISK` (such as `4GiB`, or `off` for plain directories with no quota).
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigurationError) -> SandboxLimits {
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(FieldError) -> SandboxLimits {
         var limits = SandboxLimits()
         func value(_ key: String) -> String? {
             guard let raw = environment[key]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
@@ -34,31 +34,31 @@ public struct SandboxLimits: Sendable, Equatable {
         }
         if let raw = value("DROVER_SANDBOX_MEMORY") {
             guard let bytes = ByteCount.parse(raw), (64 << 20) <= bytes, bytes <= (1 << 40) else {
-                throw ConfigurationError(field: "DROVER_SANDBOX_MEMORY", message: "'\(raw)' is not a memory size from 64MiB to 1TiB", fix: "set it to a size such as 2GiB or 512MiB, or unset it for the default of 2GiB")
+                throw FieldError(field: "DROVER_SANDBOX_MEMORY", message: "'\(raw)' is not a memory size from 64MiB to 1TiB", fix: "set it to a size such as 2GiB or 512MiB, or unset it for the default of 2GiB")
             }
             limits.memoryBytes = bytes
         }
         if let raw = value("DROVER_SANDBOX_TMP") {
             guard let bytes = ByteCount.parse(raw), (1 << 20) <= bytes, bytes <= limits.memoryBytes else {
-                throw ConfigurationError(field: "DROVER_SANDBOX_TMP", message: "'\(raw)' is not a size from 1MiB to the sandbox's memory (\(ByteCount.describe(limits.memoryBytes)))", fix: "set it to a size such as 256MiB, or unset it for the default")
+                throw FieldError(field: "DROVER_SANDBOX_TMP", message: "'\(raw)' is not a size from 1MiB to the sandbox's memory (\(ByteCount.describe(limits.memoryBytes)))", fix: "set it to a size such as 256MiB, or unset it for the default")
             }
             limits.tmpBytes = bytes
         }
         if let raw = value("DROVER_SANDBOX_DISK"), raw.lowercased() != "off" {
             guard let bytes = ByteCount.parse(raw), (16 << 20) <= bytes, bytes <= (16 << 40) else {
-                throw ConfigurationError(field: "DROVER_SANDBOX_DISK", message: "'\(raw)' is not a disk size from 16MiB to 16TiB", fix: "set it to a size such as 4GiB, to off for no workspace quota, or unset it for the default of 4GiB")
+                throw FieldError(field: "DROVER_SANDBOX_DISK", message: "'\(raw)' is not a disk size from 16MiB to 16TiB", fix: "set it to a size such as 4GiB, to off for no workspace quota, or unset it for the default of 4GiB")
             }
             limits.diskBytes = bytes
         }
         if let raw = value("DROVER_SANDBOX_PIDS") {
             guard let count = Int(raw), (16...65536).contains(count) else {
-                throw ConfigurationError(field: "DROVER_SANDBOX_PIDS", message: "'\(raw)' is not a process count from 16 to 65536", fix: "set it to a whole number such as 256, or unset it for the default")
+                throw FieldError(field: "DROVER_SANDBOX_PIDS", message: "'\(raw)' is not a process count from 16 to 65536", fix: "set it to a whole number such as 256, or unset it for the default")
             }
             limits.processes = count
         }
         if let raw = value("DROVER_SANDBOX_CPUS") {
             guard let cpus = Double(raw), cpus.isFinite, (0.01...1024).contains(cpus) else {
-                throw ConfigurationError(field: "DROVER_SANDBOX_CPUS", message: "'\(raw)' is not a number of cores from 0.01 to 1024", fix: "set it to a number such as 1 or 0.5, or unset it for the default of 1")
+                throw FieldError(field: "DROVER_SANDBOX_CPUS", message: "'\(raw)' is not a number of cores from 0.01 to 1024", fix: "set it to a number such as 1 or 0.5, or unset it for the default of 1")
             }
             limits.cpus = cpus
         }

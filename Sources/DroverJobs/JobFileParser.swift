@@ -31,7 +31,7 @@ public enum JobFileParser {
         let fileURL = URL(fileURLWithPath: file, relativeTo: workingDirectory).standardizedFileURL
 
         let name = try required("name", "add `name: my-job` (letters, digits, - and _)").string()
-        guard !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        guard SafeName.allows(name, maxLength: 64) else {
             throw fields["name"]!.error("`\(name)` is not a usable name", fix: "use 1 to 64 letters, digits, - and _")
         }
         let prompt = try required("prompt", "add `prompt: |` with the instructions for one item, using {{field}} placeholders").string()

@@ -26,7 +26,7 @@ struct APIOptions: ParsableArguments {
         let local = try await store.workspace(named: "default")
         if try await store.activeKeyCount() == 0 {
             guard APIServer.isLoopback(host) else {
-                throw ConfigurationError(
+                throw FieldError(
                     field: "DROVER_API_ADDR", message: "no API key is configured, so the API runs in single-user local mode, which listens on loopback only, not \(host)",
                     fix: "create a key with `drover keys create --workspace NAME`, or listen on 127.0.0.1")
             }

@@ -39,7 +39,7 @@ struct ApplyCommand: AsyncParsableCommand {
         try await reportingErrors {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                throw ConfigurationError(field: "path", message: "'\(path)' does not exist", fix: "pass a directory of schedule files, e.g. Schedules/")
+                throw FieldError(field: "path", message: "'\(path)' does not exist", fix: "pass a directory of schedule files, e.g. Schedules/")
             }
             if isDirectory.boolValue, JobCatalogCommand.holdsJobs(path) {
                 try await JobCatalogCommand.apply(directory: path, dryRun: dryRun, json: json)
@@ -146,7 +146,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
                 let store = DeploymentStore(database: try runtime.database())
                 let row = try await store.find(name)
                 guard row.archivedAt == nil else {
-                    throw DeploymentError(field: "deployment", message: "'\(name)' is archived", fix: "add its file back and run `drover apply`")
+                    throw FieldError(field: "deployment", message: "'\(name)' is archived", fix: "add its file back and run `drover apply`")
                 }
                 let firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
                 print(try encodeJSON(try await firer.fire(row, scheduledAt: nil, now: Date())))

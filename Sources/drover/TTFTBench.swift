@@ -13,8 +13,9 @@ struct TTFTBench: AsyncParsableCommand {
         Runs --sessions sessions through a real worker (embedded redis-server, SQLite, the scripted
         model over HTTP with --model-ttft-ms before its first token) in waves of --concurrency,
         once per mode. Latency is enqueue of the turn task to the first text delta; orchestration
-        overhead is that minus the scripted time to first token. Sandboxes are not built yet, so
-        provisioning is the in-process hand's --provision-ms delay, and the JSON says so.
+        overhead is that minus the scripted time to first token. Provisioning here is the
+        in-process hand's --provision-ms delay, not a bubblewrap sandbox, and the JSON says so;
+        `drover bench hands` measures real sandboxes.
         """
     )
 
@@ -39,7 +40,7 @@ struct TTFTBench: AsyncParsableCommand {
                 "benchmark": .string("ttft"), "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
                 "sessions_per_mode": .number(Double(sessions)), "concurrency": .number(Double(concurrency)),
                 "model_ttft_ms": .number(Double(modelTtftMs)), "provision_ms": .number(Double(provisionMs)),
-                "provisioning": .string("simulated: in-process hand delay (bubblewrap sandboxes are not built yet)"),
+                "provisioning": .string("simulated: an in-process hand delay of provision_ms, not a bubblewrap sandbox (drover bench hands measures those)"),
             ]
             do {
                 for eager in [false, true] {

@@ -9,18 +9,18 @@ struct CronExpressionTests {
     @Test("errors name the field, the value and the fix")
     func errors() {
         let cases: [(String, String, String)] = [
-            ("61 * * * *", "UTC", "minute field: 61 is out of range 0–59"),
-            ("0 24 * * *", "UTC", "hour field: 24 is out of range 0–23"),
-            ("0 0 0 * *", "UTC", "day-of-month field: 0 is out of range 1–31"),
-            ("0 0 * 13 *", "UTC", "month field: 13 is out of range 1–12"),
-            ("0 0 * * 8", "UTC", "day-of-week field: 8 is out of range 0–7"),
-            ("0 0 * * funday", "UTC", "day-of-week field: 'funday' is not a number or a name"),
+            ("61 * * * *", "UTC", "minute: 61 is out of range 0–59"),
+            ("0 24 * * *", "UTC", "hour: 24 is out of range 0–23"),
+            ("0 0 0 * *", "UTC", "day-of-month: 0 is out of range 1–31"),
+            ("0 0 * 13 *", "UTC", "month: 13 is out of range 1–12"),
+            ("0 0 * * 8", "UTC", "day-of-week: 8 is out of range 0–7"),
+            ("0 0 * * funday", "UTC", "day-of-week: 'funday' is not a number or a name"),
             ("0 0 * *", "UTC", "has 4 fields"),
             ("0 0 L * *", "UTC", "extended cron syntax"),
             ("*/0 * * * *", "UTC", "step '0' is not a positive number"),
             ("0 0 30 2 *", "UTC", "never occurs"),
             ("5-1 * * * *", "UTC", "runs backwards"),
-            ("0 9 * * *", "Mars/Olympus", "timezone field: 'Mars/Olympus' is not an IANA timezone"),
+            ("0 9 * * *", "Mars/Olympus", "timezone: 'Mars/Olympus' is not an IANA timezone"),
         ]
         for (expression, zone, expected) in cases {
             do {

@@ -16,13 +16,13 @@ public struct TurnOutcome: Sendable, Equatable {
     }
 }
 
-/// Runs one turn of a session from its log, and keeps nothing afterwards (I3).
+/// Runs one turn of a session from its log, and keeps nothing afterwards (I3, docs/ARCHITECTURE.md).
 ///
-/// Every event is appended under the worker's fence (I1). A model response is appended in one
+/// Every event is appended under the worker's fence (I1, docs/ARCHITECTURE.md). A model response is appended in one
 /// atomic append once complete, so a partial message never lands; a crash mid-stream simply
 /// makes the next worker call the model again. Tool uses are appended before they run and their
 /// results after, and a tool use found without a result on wake gets exactly one error result
-/// instead of running again (I2).
+/// instead of running again (I2, docs/ARCHITECTURE.md).
 public final class TurnRunner: Sendable {
     public let log: SessionLog
     public let model: any ModelClient
@@ -68,7 +68,7 @@ public final class TurnRunner: Sendable {
         }
 
         let state = TurnState(events: snapshot.events, environment: environment)
-        // A crash can leave a model call and tool uses open: close each exactly once (I2).
+        // A crash can leave a model call and tool uses open: close each exactly once (I2, docs/ARCHITECTURE.md).
         var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map {
             Self.modelRequestEnd(start: $0.id, usage: ModelUsage(), isError: true)
         }

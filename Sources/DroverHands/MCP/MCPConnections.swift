@@ -5,7 +5,7 @@ import MCP
 
 /// A worker's MCP servers, through the swift-sdk's `Client`: one connection per server, shared
 /// by every session and turn of the worker. A connection that fails is dropped, and the next
-/// listing or call connects afresh. A call is never repeated on another connection (I2): one
+/// listing or call connects afresh. A call is never repeated on another connection (I2, docs/ARCHITECTURE.md): one
 /// that fails comes back as an `is_error` result and the model decides.
 public actor MCPConnections: MCPHand {
     private struct Connection: Sendable {

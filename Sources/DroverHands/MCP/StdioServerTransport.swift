@@ -23,7 +23,7 @@ actor StdioServerTransport: Transport {
     private var closed = false
 
     /// The server gets only `PATH`, `HOME` and `LANG` from Drover's environment, plus `environment`:
-    /// Drover's own secrets stay out of it (I5).
+    /// Drover's own secrets stay out of it (I5, docs/ARCHITECTURE.md).
     init(command: [String], environment: [String: String]) throws {
         guard let program = command.first else { throw MCPTransportError("mcp_servers[].command is empty: give the program and its arguments") }
         let stdinPipe: (read: Int32, write: Int32)

@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 
 /// A 5-field POSIX cron expression (minute hour day-of-month month day-of-week) evaluated in an
@@ -26,27 +27,27 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
     ]
 
-    public init(_ expression: String, timeZone identifier: String = "UTC") throws(CronError) {
+    public init(_ expression: String, timeZone identifier: String = "UTC") throws(FieldError) {
         guard let zone = TimeZone(identifier: identifier), !identifier.isEmpty else {
-            throw CronError(field: "timezone", message: "'\(identifier)' is not an IANA timezone",
+            throw FieldError(field: "timezone", message: "'\(identifier)' is not an IANA timezone",
                             fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
         }
         try self.init(expression, timeZone: zone)
     }
 
-    public init(_ expression: String, timeZone: TimeZone) throws(CronError) {
+    public init(_ expression: String, timeZone: TimeZone) throws(FieldError) {
         let trimmed = expression.trimmingCharacters(in: .whitespaces)
         var text = trimmed
         if trimmed.hasPrefix("@") {
             guard let expanded = Self.macros[trimmed.lowercased()] else {
-                throw CronError(field: "expression", message: "'\(trimmed)' is not a known macro",
+                throw FieldError(field: "expression", message: "'\(trimmed)' is not a known macro",
                                 fix: "use one of \(Self.macros.keys.sorted().joined(separator: ", ")) or 5 fields")
             }
             text = expanded
         }
         let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard parts.count == 5 else {
-            throw CronError(field: "expression", message: "'\(trimmed)' has \(parts.count) fields; a POSIX cron has 5 (minute hour day-of-month month day-of-week)",
+            throw FieldError(field: "expression", message: "'\(trimmed)' has \(parts.count) fields; a POSIX cron has 5 (minute hour day-of-month month day-of-week)",
                             fix: "write 5 fields, e.g. '0 9 * * 1-5' for weekdays at 09:00 (no seconds or year field)")
         }
         self.expression = trimmed
@@ -60,7 +61,7 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
             // With AND semantics, day-of-month alone can rule out every date (31 in February).
             let longest = (1...12).filter(month.contains).map { Civil.daysIn(year: 2000, month: $0) }.max() ?? 0
             guard (1...longest).contains(where: dayOfMonth.contains) else {
-                throw CronError(field: "day-of-month", message: "'\(parts[2])' never occurs in month(s) '\(parts[3])'",
+                throw FieldError(field: "day-of-month", message: "'\(parts[2])' never occurs in month(s) '\(parts[3])'",
                                 fix: "pick days that exist in those months")
             }
         }

@@ -1,3 +1,5 @@
+import DroverCore
+
 /// One of the five fields of a POSIX cron expression, parsed into the set of values it allows.
 struct CronField: Sendable, Hashable {
     enum Kind: Int, Sendable, CaseIterable {
@@ -71,28 +73,28 @@ struct CronField: Sendable, Hashable {
         return bits
     }
 
-    init(_ text: String, kind: Kind) throws(CronError) {
+    init(_ text: String, kind: Kind) throws(FieldError) {
         self.kind = kind
         var bits: UInt64 = 0
         let field = kind.name
         guard !text.isEmpty else {
-            throw CronError(field: field, message: "is empty", fix: "give \(kind.example)")
+            throw FieldError(field: field, message: "is empty", fix: "give \(kind.example)")
         }
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             guard !part.isEmpty else {
-                throw CronError(field: field, message: "'\(text)' has an empty list item", fix: "remove the extra comma")
+                throw FieldError(field: field, message: "'\(text)' has an empty list item", fix: "remove the extra comma")
             }
             let pieces = part.split(separator: "/", omittingEmptySubsequences: false)
             guard pieces.count <= 2 else {
-                throw CronError(field: field, message: "'\(part)' has more than one '/'", fix: "write a step once, e.g. */15")
+                throw FieldError(field: field, message: "'\(part)' has more than one '/'", fix: "write a step once, e.g. */15")
             }
             var step = 1
             if pieces.count == 2 {
                 guard let value = Int(pieces[1]), value > 0 else {
-                    throw CronError(field: field, message: "step '\(pieces[1])' is not a positive number", fix: "write a step such as */5")
+                    throw FieldError(field: field, message: "step '\(pieces[1])' is not a positive number", fix: "write a step such as */5")
                 }
                 guard value <= kind.range.upperBound else {
-                    throw CronError(field: field, message: "step \(value) is larger than the field's range \(kind.range.lowerBound)–\(kind.range.upperBound)", fix: "use a step of at most \(kind.range.upperBound)")
+                    throw FieldError(field: field, message: "step \(value) is larger than the field's range \(kind.range.lowerBound)–\(kind.range.upperBound)", fix: "use a step of at most \(kind.range.upperBound)")
                 }
                 step = value
             }
@@ -105,13 +107,13 @@ struct CronField: Sendable, Hashable {
             } else {
                 let bounds = base.split(separator: "-", omittingEmptySubsequences: false)
                 guard bounds.count <= 2 else {
-                    throw CronError(field: field, message: "'\(base)' is not a value or a range", fix: "write a range as low-high, e.g. \(kind.example)")
+                    throw FieldError(field: field, message: "'\(base)' is not a value or a range", fix: "write a range as low-high, e.g. \(kind.example)")
                 }
                 low = try Self.value(bounds[0], kind: kind)
                 if bounds.count == 2 {
                     high = try Self.value(bounds[1], kind: kind)
                     guard low <= high else {
-                        throw CronError(field: field, message: "range \(base) runs backwards", fix: "write the smaller value first, or split it into two ranges joined by a comma")
+                        throw FieldError(field: field, message: "range \(base) runs backwards", fix: "write the smaller value first, or split it into two ranges joined by a comma")
                     }
                 } else {
                     // "5/15" means from 5 to the end of the range, every 15.
@@ -128,20 +130,20 @@ struct CronField: Sendable, Hashable {
         self.bits = bits
     }
 
-    private static func value(_ text: Substring, kind: Kind) throws(CronError) -> Int {
+    private static func value(_ text: Substring, kind: Kind) throws(FieldError) -> Int {
         if let number = Int(text) {
             guard kind.range.contains(number) else {
-                throw CronError(field: kind.name, message: "\(number) is out of range \(kind.range.lowerBound)–\(kind.range.upperBound)", fix: "use \(kind.example)")
+                throw FieldError(field: kind.name, message: "\(number) is out of range \(kind.range.lowerBound)–\(kind.range.upperBound)", fix: "use \(kind.example)")
             }
             return number
         }
         if let named = kind.names[text.lowercased()] { return named }
         if text.isEmpty {
-            throw CronError(field: kind.name, message: "a range is missing a value", fix: "write a range as low-high, e.g. \(kind.example)")
+            throw FieldError(field: kind.name, message: "a range is missing a value", fix: "write a range as low-high, e.g. \(kind.example)")
         }
         if "LW#?".contains(where: { text.contains($0) }) {
-            throw CronError(field: kind.name, message: "'\(text)' uses extended cron syntax (L, W, # or ?), which is not supported", fix: "use plain POSIX values: \(kind.example)")
+            throw FieldError(field: kind.name, message: "'\(text)' uses extended cron syntax (L, W, # or ?), which is not supported", fix: "use plain POSIX values: \(kind.example)")
         }
-        throw CronError(field: kind.name, message: "'\(text)' is not a number or a name", fix: "use \(kind.example)")
+        throw FieldError(field: kind.name, message: "'\(text)' is not a number or a name", fix: "use \(kind.example)")
     }
 }

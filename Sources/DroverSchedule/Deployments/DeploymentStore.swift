@@ -3,25 +3,6 @@ import DroverCore
 import DroverStore
 import Foundation
 
-/// A deployment that cannot be found or changed, with the fix.
-public struct DeploymentError: ActionableError, Equatable {
-    public let field: String?
-    public let message: String
-    public let fix: String?
-
-    public init(field: String?, message: String, fix: String?) {
-        self.field = field
-        self.message = message
-        self.fix = fix
-    }
-
-    public var description: String {
-        var text = "\(field.map { "\($0): " } ?? "")\(message)"
-        if let fix { text += ". Fix: \(fix)" }
-        return text
-    }
-}
-
 /// Deployments and their runs in SQLite, served in the SDK's `BetaManagedAgentsDeployment` and
 /// `BetaManagedAgentsDeploymentRun` shapes, so that an HTTP API needs only thin handlers.
 public final class DeploymentStore: Sendable {
@@ -44,7 +25,7 @@ public final class DeploymentStore: Sendable {
 
     public func find(_ nameOrID: String) async throws -> DeploymentRow {
         guard let row = try await database.deployment(workspace: workspace, nameOrID: nameOrID) else {
-            throw DeploymentError(field: "deployment", message: "'\(nameOrID)' is not a deployment", fix: "list them with `drover deployments list`, or run `drover apply Schedules/`")
+            throw FieldError(field: "deployment", message: "'\(nameOrID)' is not a deployment", fix: "list them with `drover deployments list`, or run `drover apply Schedules/`")
         }
         return row
     }
@@ -110,8 +91,8 @@ public final class DeploymentStore: Sendable {
         return row
     }
 
-    private func archived(_ row: DeploymentRow) -> DeploymentError {
-        DeploymentError(field: "deployment", message: "'\(row.name)' (\(row.id)) is archived", fix: "add its schedule file back and run `drover apply`")
+    private func archived(_ row: DeploymentRow) -> FieldError {
+        FieldError(field: "deployment", message: "'\(row.name)' (\(row.id)) is archived", fix: "add its schedule file back and run `drover apply`")
     }
 
     // MARK: Apply

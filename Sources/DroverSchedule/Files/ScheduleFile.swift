@@ -80,7 +80,7 @@ public struct ScheduleFile: Sendable, Equatable {
 
         let nameNode = try root.required("name", fix: "add name: my-schedule (letters, digits, '-' and '_')")
         let name = try nameNode.string(fix: "write the name as a string")
-        guard !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        guard SafeName.allows(name, maxLength: 64) else {
             throw nameNode.error("'\(name)' is not a usable name", fix: "use 1 to 64 letters, digits, '-' and '_'")
         }
         let description = try root.child("description")?.string(fix: "write the description as a string")
@@ -131,7 +131,7 @@ public struct ScheduleFile: Sendable, Equatable {
                 throw timezone.error("'\(zoneName)' is not an IANA timezone", fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
             }
             let expressionText = try expression.string(fix: "quote the expression, e.g. \"*/5 * * * *\"")
-            do throws(CronError) {
+            do throws(FieldError) {
                 schedule = try CronExpression(expressionText, timeZone: zoneName)
             } catch {
                 let message = error.field == "expression" ? error.message : "\(error.field ?? "") field: \(error.message)"

@@ -38,7 +38,7 @@ public struct DeploymentFirer: Sendable {
     @discardableResult
     public func fire(_ row: DeploymentRow, scheduledAt: Date?, now: Date) async throws -> JSONValue {
         guard let spec = decodeSpec(row.spec) else {
-            throw DeploymentError(field: "deployment", message: "'\(row.name)' has no stored spec", fix: "run `drover apply Schedules/` again")
+            throw FieldError(field: "deployment", message: "'\(row.name)' has no stored spec", fix: "run `drover apply Schedules/` again")
         }
         try faultPoint?("start")
         let session: SessionID

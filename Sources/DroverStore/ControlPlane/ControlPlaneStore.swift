@@ -5,7 +5,7 @@ import GRDB
 
 /// The control plane in SQLite: workspaces, hashed API keys, and the API's resources (agents
 /// with their versions, environments, sessions), each kept as JSON beside the columns it is
-/// looked up by. Every lookup is scoped to a workspace: another workspace's id is not found (I7).
+/// looked up by. Every lookup is scoped to a workspace: another workspace's id is not found (I7, docs/ARCHITECTURE.md).
 public struct ControlPlaneStore: Sendable {
     public let database: MirrorDatabase
 

@@ -76,7 +76,7 @@ public final class SessionLog: Sendable {
 
     /// Appends events atomically and in order, assigning `seq`, `id` and `processed_at`.
     ///
-    /// - `fence`: a worker's fence; refused once a newer one was taken (I1). `nil` for events
+    /// - `fence`: a worker's fence; refused once a newer one was taken (I1, docs/ARCHITECTURE.md). `nil` for events
     ///   from clients, which need no fence.
     /// - `clientKey`: makes a retried append (after a timeout, say) a no-op that returns the
     ///   first append's result.

@@ -6,10 +6,7 @@ public struct SessionID: Sendable, Hashable, CustomStringConvertible, Codable {
     public let rawValue: String
 
     public init(_ rawValue: String) throws(SessionLogError) {
-        let allowed = rawValue.utf8.allSatisfy { byte in
-            (byte >= 97 && byte <= 122) || (byte >= 65 && byte <= 90) || (byte >= 48 && byte <= 57) || byte == 45 || byte == 95
-        }
-        guard !rawValue.isEmpty, rawValue.utf8.count <= 128, allowed else {
+        guard SafeName.allows(rawValue, maxLength: 128) else {
             throw .invalidInput(field: "session_id", message: "'\(rawValue.prefix(80))' is not a session id", fix: "use an id such as sesn_01JX... (letters, digits, '_' and '-')")
         }
         self.rawValue = rawValue
