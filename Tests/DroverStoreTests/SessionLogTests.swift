@@ -71,6 +71,36 @@ struct SessionLogTests {
         }
     }
 
+    @Test("an append whose reply is lost after Redis ran it lands once, fenced or not, with or without a client key")
+    func lostReplyAppendsOnce() async throws {
+        try await withLog { log, _, _, server in
+            guard case .unix(let socket) = server.url.endpoint else { Issue.record("the fixture is not on a unix socket"); return }
+            let proxy = try ReplyDroppingProxy(upstream: socket, path: server.directory.appendingPathComponent("proxy.sock").path)
+            defer { proxy.close() }
+            var options = RedisClientOptions()
+            options.poolSize = 1
+            let client = try await RedisClient.connect(RedisURL(endpoint: .unix(path: proxy.path)), options: options)
+            defer { client.close() }
+            let flaky = SessionLog(redis: client, database: nil)
+            let session = SessionID.make()
+            try await flaky.create(session)
+            // Loads the script first: a NOSCRIPT reply is not the one to lose.
+            _ = try await flaky.append(session, [message("warm-up")])
+            let fence = try await flaky.takeFence(session)
+            let cases: [(String, SessionFence?, String?)] = [
+                ("fenced", fence, nil), ("unfenced", nil, nil), ("keyed", nil, "client-key-1"),
+            ]
+            for (label, fence, key) in cases {
+                proxy.dropNextReply()
+                let result = try await flaky.append(session, [message(label), message("\(label) 2")], fence: fence, clientKey: key)
+                #expect(!result.duplicate, "\(label): the caller's own append is not a duplicate of anything")
+            }
+            #expect(proxy.dropped == 3)
+            let texts = try await log.read(session).map(\.json).map { json in cases.map(\.0).filter { json.contains("\"\($0)\"") } }
+            #expect(texts.flatMap { $0 } == cases.map(\.0), "each append landed once, in order: \(texts)")
+        }
+    }
+
     @Test("100 concurrent appenders on 100 sessions: every event lands once, seq gapless per session")
     func concurrentAppenders() async throws {
         try await withLog { log, database, client, _ in

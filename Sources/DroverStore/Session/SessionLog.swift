@@ -96,8 +96,11 @@ public final class SessionLog: Sendable {
             throw .invalidInput(field: "client_key", message: "must be 1 to 256 bytes", fix: "use a UUID or similar per logical append")
         }
         let keys = SessionKeys(session)
-        var arguments = [session.rawValue, session.idPart, String(fence?.epoch ?? -1), clientKey ?? "", String(events.count)]
-        arguments.reserveCapacity(5 + events.count * 2)
+        // One per call, so that the script tells this call's own earlier attempt (sent again after
+        // a broken connection) from another caller's append under the same client key.
+        let nonce = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        var arguments = [session.rawValue, session.idPart, String(fence?.epoch ?? -1), clientKey ?? "", nonce, String(events.count)]
+        arguments.reserveCapacity(6 + events.count * 2)
         for event in events {
             arguments.append(event.type)
             arguments.append(event.json)
@@ -107,10 +110,11 @@ public final class SessionLog: Sendable {
             guard let fields = reply.array, let status = fields.first?.string else { throw .unexpectedReply("\(reply)") }
             switch status {
             case "ok", "duplicate":
-                guard fields.count == 4, let first = fields[1].int, let last = fields[2].int, let at = fields[3].string else {
+                guard fields.count >= 4, let first = fields[1].int, let last = fields[2].int, let at = fields[3].string else {
                     throw .unexpectedReply("\(reply)")
                 }
-                return AppendResult(firstSeq: first, lastSeq: last, processedAt: at, duplicate: status == "duplicate")
+                let own = fields.count > 4 && fields[4].string == nonce
+                return AppendResult(firstSeq: first, lastSeq: last, processedAt: at, duplicate: status == "duplicate" && !own)
             case "stale":
                 throw .staleFence(session: session.rawValue, fence: fence?.epoch ?? -1, current: fields[1].int ?? -1)
             case "terminated":

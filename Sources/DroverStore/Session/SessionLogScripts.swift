@@ -72,20 +72,28 @@ enum SessionLogScripts {
     """#)
 
     /// KEYS: log meta idem mirror
-    /// ARGV: sessionId idPart fence(-1 unfenced) clientKey count, then per event: type json
+    /// ARGV: sessionId idPart fence(-1 unfenced) clientKey nonce count, then per event: type json
     /// (a JSON object without id and processed_at, starting with '{').
-    /// Returns {'ok', first, last, processed_at} | {'duplicate', first, last, processed_at} |
+    /// Returns {'ok', first, last, processed_at} | {'duplicate', first, last, processed_at, nonce} |
     /// {'stale', epoch} | {'cold'} | {'terminated'}.
+    ///
+    /// Idempotent, so the client may send it again when the connection broke with the outcome
+    /// unknown. The nonce is one per call: a record holding the caller's own nonce is its own
+    /// earlier attempt. With a client key the record lives 24 h in the idempotency hash; a fenced
+    /// append keeps only its last record, in the session's meta, because its writer appends one
+    /// call at a time; an unfenced one without a key keys the hash by its nonce.
     static let append = script("session_append", idempotent: true, #"""
-    local sid, idpart, fence, key, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-    local meta = redis.call('HMGET', KEYS[2], 'seq', 'epoch', 'status')
+    local sid, idpart, fence, key, nonce, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+    local meta = redis.call('HMGET', KEYS[2], 'seq', 'epoch', 'status', 'last_append')
     if not meta[1] then return {'cold'} end
-    if key ~= '' then
-      local prior = redis.call('HGET', KEYS[3], key)
-      if prior then
-        local a, b, at = string.match(prior, '^(%d+):(%d+):(.*)$')
-        return {'duplicate', tonumber(a), tonumber(b), at}
-      end
+    local inMeta = key == '' and fence >= 0
+    if key == '' and not inMeta then key = '~' .. nonce end
+    local prior
+    if inMeta then prior = meta[4] else prior = redis.call('HGET', KEYS[3], key) end
+    if prior then
+      local a, b, at, n = string.match(prior, '^(%d+):(%d+):([^|]*)|(.*)$')
+      if not a then a, b, at = string.match(prior, '^(%d+):(%d+):(.*)$'); n = '' end
+      if not inMeta or n == nonce then return {'duplicate', tonumber(a), tonumber(b), at, n} end
     end
     if fence >= 0 and fence ~= tonumber(meta[2]) then return {'stale', tonumber(meta[2])} end
     if meta[3] == 'terminated' then return {'terminated'} end
@@ -96,7 +104,7 @@ enum SessionLogScripts {
     local status = meta[3]
     local epoch = meta[2]
     for i = 0, count - 1 do
-      local etype, body = ARGV[6 + i * 2], ARGV[7 + i * 2]
+      local etype, body = ARGV[7 + i * 2], ARGV[8 + i * 2]
       seq = seq + 1
       local head = '{"id":"' .. event_id(idpart, seq) .. '","processed_at":"' .. at .. '"'
       local json
@@ -108,9 +116,12 @@ enum SessionLogScripts {
       elseif etype == 'session.status_rescheduled' then status = 'rescheduling'
       elseif etype == 'session.status_terminated' then status = 'terminated' end
     end
-    redis.call('HSET', KEYS[2], 'seq', seq, 'status', status, 'last_at', sec)
-    if key ~= '' then
-      redis.call('HSET', KEYS[3], key, first .. ':' .. seq .. ':' .. at)
+    local record = first .. ':' .. seq .. ':' .. at .. '|' .. nonce
+    if inMeta then
+      redis.call('HSET', KEYS[2], 'seq', seq, 'status', status, 'last_at', sec, 'last_append', record)
+    else
+      redis.call('HSET', KEYS[2], 'seq', seq, 'status', status, 'last_at', sec)
+      redis.call('HSET', KEYS[3], key, record)
       redis.call('EXPIRE', KEYS[3], 86400)
     end
     return {'ok', first, seq, at}
