@@ -241,6 +241,28 @@ struct TurnRunnerTests {
         }
     }
 
+    @Test("a stored agent that cannot be read ends the session with a session.error; no other agent runs in its place")
+    func unreadableAgent() async throws {
+        try await withBrain(script: """
+            turns:
+              - text: "a default agent answered"
+            """) { brain in
+            let session = SessionID.make()
+            try await brain.log.create(session, agent: #"{"model": 42}"#)
+            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("hi")])])])])
+            let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(outcome.stopReason == "agent_unreadable" && outcome.modelRequests == 0)
+            let events = try await brain.log.read(session, limit: 100)
+            #expect(events.map(\.type) == ["user.message", "session.error", "session.status_terminated"], "\(events.map(\.type))")
+            #expect(events[1].json.contains("unknown_error") && events[1].json.contains("at agent.model"), "\(events[1].json)")
+            #expect(!events.contains { $0.json.contains("a default agent answered") })
+            // A turn queued again finds the session ended and does nothing.
+            let again = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
+            #expect(again.stopReason == "nothing_to_do")
+            expectWireShapes(events)
+        }
+    }
+
     @Test("user.interrupt during an hour-long tool call stops it without waiting for the tool")
     func interrupt() async throws {
         try await withBrain(script: """

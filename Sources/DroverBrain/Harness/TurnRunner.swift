@@ -5,7 +5,8 @@ import Logging
 
 /// How a turn ended.
 public struct TurnOutcome: Sendable, Equatable {
-    /// `end_turn`, `requires_action`, `retries_exhausted`, `budget_reached`, `interrupted`, or
+    /// `end_turn`, `requires_action`, `retries_exhausted`, `budget_reached`, `interrupted`,
+    /// `agent_unreadable` (the stored agent did not decode: the session ends with a session.error), or
     /// `nothing_to_do` when the log held no pending input.
     public let stopReason: String
     public let modelRequests: Int
@@ -58,8 +59,17 @@ public final class TurnRunner: Sendable {
     public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
         let started = ContinuousClock.now
         let snapshot = try await log.wake(session)
-        let agent = try await log.agent(session).flatMap { try? JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
         let environment = try await log.environment(session).flatMap { try? JSONValue.parse($0) }
+        let agent: AgentSnapshot
+        do {
+            agent = try await log.agent(session).map { try JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
+        } catch let error as DecodingError {
+            // Never another agent in its place: the session ends, saying why.
+            guard Self.needsTurn(snapshot.events) else { return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0) }
+            let state = TurnState(events: snapshot.events, environment: environment)
+            try await append(session, fence, state, [Self.unreadableAgent(error), NewEvent(type: .sessionStatusTerminated)])
+            return TurnOutcome(stopReason: "agent_unreadable", modelRequests: 0)
+        }
         // Lazy hands: provisioning starts now and runs beside the first model request.
         if eagerHands {
             await hand.prepare(session: session, environment: environment)
@@ -330,6 +340,21 @@ public final class TurnRunner: Sendable {
         return NewEvent(type: mcp ? .agentMcpToolResult : .agentToolResult, fields: [
             (mcp ? "mcp_tool_use_id" : "tool_use_id"): .string(useId), "is_error": .bool(result.isError), "content": .array(content),
         ])
+    }
+
+    static func unreadableAgent(_ error: DecodingError) -> NewEvent {
+        let path: String
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context), .dataCorrupted(let context):
+            path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        @unknown default:
+            path = ""
+        }
+        return NewEvent(type: .sessionError, fields: ["error": .object([
+            "type": .string("unknown_error"),
+            "message": .string("the session's stored agent cannot be read (at agent\(path)), so no turn runs: \(error.localizedDescription)"),
+            "retry_status": .object(["type": .string("terminal")]),
+        ])])
     }
 
     static func mcpConnectionFailed(server: String, message: String) -> NewEvent {
