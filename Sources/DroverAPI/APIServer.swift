@@ -1,3 +1,4 @@
+import DroverBrain
 import DroverCore
 import DroverStore
 import Foundation
@@ -32,6 +33,7 @@ public final class APIServer: Sendable {
     let log: SessionLog
     let store: ControlPlaneStore
     let queue: TaskQueue
+    var inbox: SessionInbox { SessionInbox(log: log, queue: queue) }
     let redis: RedisClient
     public let options: Options
     let localWorkspaceID: String

@@ -25,11 +25,7 @@ extension APIServer {
             let id = try SessionID(row.id)
             try await self.checkToolAnswers(events, session: id)
             let clientKey = request.headers[.init("idempotency-key")!]
-            let result = try await self.sessionLogCall { try await self.log.append(id, events, clientKey: clientKey) }
-            // An interrupt alone needs no turn: a running turn sees it, an idle session has none.
-            if events.contains(where: { $0.type != "user.interrupt" }) {
-                try await TurnQueue.enqueue(self.queue, session: id)
-            }
+            let result = try await self.sessionLogCall { try await self.inbox.send(events, to: id, clientKey: clientKey).appended }
             let stored = try await self.sessionLogCall {
                 try await self.log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
             }

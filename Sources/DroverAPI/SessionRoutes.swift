@@ -42,8 +42,7 @@ extension APIServer {
             // Who started the session, for `drover report usage` per workspace.
             try await self.log.database?.saveSessionOrigin(session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
             if let initialEvents, !initialEvents.isEmpty {
-                try await self.sessionLogCall { _ = try await self.log.append(id, initialEvents) }
-                try await TurnQueue.enqueue(self.queue, session: id)
+                try await self.sessionLogCall { try await self.inbox.send(initialEvents, to: id) }
             }
             return jsonResponse(try await self.sessionJSON(ControlPlaneStore.Row(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)))
         }

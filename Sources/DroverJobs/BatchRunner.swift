@@ -187,8 +187,8 @@ public final class BatchRunner: Sendable {
         let message = NewEvent(type: .userMessage, fields: [
             "content": .array([.object(["type": .string("text"), "text": .string(item.prompt)])]),
         ])
-        let appended = try await log.append(session, [message], clientKey: "batch-\(plan.batchId)-\(item.key.prefix(16))-\(outcome.attempts)")
-        try await TurnQueue.enqueue(queue, session: session, name: options.queue)
+        let appended = try await SessionInbox(log: log, queue: queue, turnQueue: options.queue)
+            .send([message], to: session, clientKey: "batch-\(plan.batchId)-\(item.key.prefix(16))-\(outcome.attempts)").appended
         let deadline = ContinuousClock.now + .seconds(plan.spec.timeoutSeconds)
         let (ending, events) = try await TurnWatcher(log: log, notifier: notifier).wait(session, afterSeq: appended.lastSeq, deadline: deadline)
         return (ending, events, session)

@@ -139,10 +139,10 @@ struct SessionsCommand: AsyncParsableCommand {
             try await withRuntime { runtime in
                 let events = try NewEvent.parseClientEvents(text)
                 let id = try SessionID(session)
-                let result = try await runtime.sessionLog.append(id, events)
+                let delivery = try await SessionInbox(log: runtime.sessionLog, queue: TaskQueue(redis: runtime.redis)).send(events, to: id)
+                let result = delivery.appended
                 print("appended seq \(result.firstSeq)...\(result.lastSeq) at \(result.processedAt)")
-                if events.contains(where: { $0.type != "user.interrupt" }) {
-                    let task = try await TurnQueue.enqueue(TaskQueue(redis: runtime.redis), session: id)
+                if let task = delivery.turn {
                     print("turn task \(task.taskId) (\(task.outcome.rawValue))")
                 }
             }

@@ -12,7 +12,7 @@ struct TTFTBench: AsyncParsableCommand {
         discussion: """
         Runs --sessions sessions through a real worker (embedded redis-server, SQLite, the scripted
         model over HTTP with --model-ttft-ms before its first token) in waves of --concurrency,
-        once per mode. Latency is enqueue of the turn task to the first text delta; orchestration
+        once per mode. Latency is sending the first message (append and turn task) to the first text delta; orchestration
         overhead is that minus the scripted time to first token. Provisioning here is the
         in-process hand's --provision-ms delay, not a bubblewrap sandbox, and the JSON says so;
         `drover bench hands` measures real sandboxes.
@@ -90,9 +90,9 @@ struct TTFTBench: AsyncParsableCommand {
             for _ in 0..<wave {
                 let session = SessionID.make()
                 try await log.create(session)
-                _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
                 started.append((session, ContinuousClock.now))
-                try await TurnQueue.enqueue(queue, session: session)
+                try await SessionInbox(log: log, queue: queue).send(
+                    [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])], to: session)
             }
             let deadline = ContinuousClock.now + .seconds(60)
             while started.contains(where: { firstTokens.value[$0.0] == nil }) && ContinuousClock.now < deadline {

@@ -241,6 +241,31 @@ struct TurnRunnerTests {
         }
     }
 
+    @Test("the inbox appends before it queues a turn; an interrupt alone queues none; a second message folds into the queued turn")
+    func inbox() async throws {
+        try await withBrain(script: """
+            turns:
+              - text: "never asked: no worker runs here"
+            """) { brain in
+            let session = SessionID.make()
+            try await brain.log.create(session)
+            let queue = TaskQueue(redis: brain.client)
+            let inbox = SessionInbox(log: brain.log, queue: queue)
+            let interrupt = try await inbox.send([NewEvent(type: .userInterrupt)], to: session)
+            #expect(interrupt.turn == nil && interrupt.appended.firstSeq == 1)
+            #expect(try await queue.stats(TurnQueue.defaultName).ready == 0)
+            let message = NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("hi")])])])
+            let first = try await inbox.send([message], to: session, clientKey: "k1")
+            #expect(first.turn?.outcome == .enqueued && first.appended.firstSeq == 2)
+            let second = try await inbox.send([message], to: session)
+            #expect(second.turn?.outcome == .deduplicated && second.appended.firstSeq == 3)
+            let resent = try await inbox.send([message], to: session, clientKey: "k1")
+            #expect(resent.appended.duplicate && resent.appended.firstSeq == 2)
+            #expect(try await queue.stats(TurnQueue.defaultName).ready == 1)
+            #expect(try await brain.types(session) == ["user.interrupt", "user.message", "user.message"])
+        }
+    }
+
     @Test("a stored agent that cannot be read ends the session with a session.error; no other agent runs in its place")
     func unreadableAgent() async throws {
         try await withBrain(script: """

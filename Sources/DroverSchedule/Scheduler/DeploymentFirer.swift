@@ -85,8 +85,7 @@ public struct DeploymentFirer: Sendable {
         try await sessionLog.create(session, agent: spec.agentSnapshot.json, environment: environment)
         try await store.database.saveSessionOrigin(session: session.rawValue, kind: "deployment", originId: row.id, workspaceId: row.workspaceID)
         let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
-        _ = try await sessionLog.append(session, events, clientKey: "deployment-run:\(runID)")
-        try await TurnQueue.enqueue(queue, session: session, name: turnQueue, id: taskID)
+        try await SessionInbox(log: sessionLog, queue: queue, turnQueue: turnQueue).send(events, to: session, clientKey: "deployment-run:\(runID)", turnID: taskID)
         try faultPoint?("enqueued")
 
         let resource = run(session: .string(session.rawValue), error: .null)
