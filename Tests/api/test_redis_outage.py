@@ -16,6 +16,21 @@ import pytest
 from conftest import DROVER, SCRIPT, free_port, stop, wait_for
 
 
+def processes_mentioning(text: str) -> list[str]:
+    """Pids whose command line contains `text`; a process that ends while we look is skipped."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text in command:
+            found.append(entry.name)
+    return found
+
+
 def start_redis(directory: Path) -> subprocess.Popen:
     # fsync always: with everysec, Redis answers before writing its AOF while a slow fsync is under
     # way, and a kill -9 loses those acknowledged writes; this test counts on every one of them.
@@ -154,6 +169,8 @@ def test_serve_starts_its_embedded_redis_again():
         finally:
             code = stop(serve, stub)
         assert code == 0, f"serve did not stop cleanly after its Redis was restarted ({code}):\n{serve_log.read_text()[-3000:]}"
-        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(tmp) in (p / "cmdline").read_bytes().decode(errors="replace")
-                if (p / "cmdline").exists()]
+        # serve asks its redis-server to shut down; it may take a moment to exit.
+        deadline = time.monotonic() + 30
+        while (left := processes_mentioning(str(tmp))) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not left, f"serve left its redis-server running: {left}"
