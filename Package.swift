@@ -40,6 +40,7 @@ let package = Package(
             dependencies: [
                 "CSpawn",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .target(

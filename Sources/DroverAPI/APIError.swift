@@ -75,6 +75,9 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return try error.response(from: request, context: context)
+        } catch let error as FieldError {
+            // The checks modules share (agents, metadata, names) name the field the same way.
+            return try APIError.invalid(error.field ?? "body", error.message, fix: error.fix, errorCode: error.code).response(from: request, context: context)
         } catch is NIOTooManyBytesError {
             return jsonResponse(APIError.tooLarge.json, status: .contentTooLarge)
         } catch let error as HTTPError {

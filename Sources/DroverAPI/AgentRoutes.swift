@@ -1,3 +1,4 @@
+import DroverBrain
 import DroverCore
 import DroverStore
 import Hummingbird
@@ -9,7 +10,7 @@ extension APIServer {
         router.post("/v1/agents") { request, context in
             let params = try await RequestInput.body(request, context: context)
             let now = ControlPlaneStore.timestamp()
-            let agent = try AgentResource.create(id: Identifier.make(prefix: "agent"), params: params, now: now)
+            let agent = try AgentParams.create(id: Identifier.make(prefix: "agent"), params: params, now: now)
             try await self.store.insert(.agents, .init(id: agent["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(agent).compactJSON))
             return jsonResponse(.object(agent))
         }
@@ -29,7 +30,7 @@ extension APIServer {
         }
         router.post("/v1/agents/:agent_id") { request, context in
             let params = try await RequestInput.body(request, context: context)
-            try params.rejectUnknown(AgentResource.updateFields)
+            try params.rejectUnknown(AgentParams.updateFields)
             let current = try await self.agent(context.parameters.require("agent_id"), workspace: context.workspace)
             if let whole = try params.version("version", named: "version", nullable: false) {
                 guard whole == current.version else {
@@ -43,7 +44,7 @@ extension APIServer {
             var agent = current.json
             var changes = params
             changes.removeValue(forKey: "version")
-            try AgentResource.apply(changes, to: &agent)
+            try AgentParams.apply(changes, to: &agent)
             if agent == current.json { return jsonResponse(.object(agent)) }
             let now = ControlPlaneStore.timestamp()
             agent["version"] = .number(Double(current.version + 1))

@@ -1,3 +1,4 @@
+import DroverBrain
 import DroverCore
 import DroverHands
 
@@ -72,8 +73,8 @@ enum EnvironmentResource {
                 }
                 networking = .object([
                     "type": "limited", "allowed_hosts": .array(hosts),
-                    "allow_mcp_servers": .bool(try AgentResource.bool(net["allow_mcp_servers"], path: "config.networking.allow_mcp_servers") ?? false),
-                    "allow_package_managers": .bool(try AgentResource.bool(net["allow_package_managers"], path: "config.networking.allow_package_managers") ?? false),
+                    "allow_mcp_servers": .bool(try AgentParams.bool(net["allow_mcp_servers"], path: "config.networking.allow_mcp_servers") ?? false),
+                    "allow_package_managers": .bool(try AgentParams.bool(net["allow_package_managers"], path: "config.networking.allow_package_managers") ?? false),
                 ])
             default: throw APIError.invalid("config.networking.type", "use unrestricted or limited")
             }

@@ -87,38 +87,8 @@ func page(_ items: [JSONValue], next: String?) -> JSONValue {
     .object(["data": .array(items), "next_page": next.map(JSONValue.string) ?? .null])
 }
 
-/// Field readers for request bodies: each throws a 400 naming the field.
+/// Field readers only the API has; the shared ones are in DroverCore's JSONFields.swift.
 extension Dictionary where Key == String, Value == JSONValue {
-    func string(_ name: String, required: Bool = false, nullable: Bool = true) throws -> String? {
-        switch self[name] {
-        case nil: if required { throw APIError.invalid(name, "the field is required") }; return nil
-        case .null?: if required || !nullable { throw APIError.invalid(name, "must be a string, not null") }; return nil
-        case .string(let value)?: return value
-        case let other?: throw APIError.invalid(name, "must be a string, got \(other.kindName)")
-        }
-    }
-
-    /// A metadata map (`name` is `metadata`): at most 16 keys of up to 64 characters, string
-    /// values of up to 512, null to delete in a patch. Errors carry the SDK's `invalid_metadata`.
-    func stringMap(_ name: String) throws -> [String: JSONValue]? {
-        let code = "invalid_metadata"
-        switch self[name] {
-        case nil, .null?: return nil
-        case .object(let map)?:
-            guard map.count <= 16 else { throw APIError.invalid(name, "at most 16 keys", errorCode: code) }
-            for (key, value) in map {
-                guard key.count <= 64 else { throw APIError.invalid("\(name).\(key)", "keys are at most 64 characters", errorCode: code) }
-                switch value {
-                case .string(let text): if text.count > 512 { throw APIError.invalid("\(name).\(key)", "values are at most 512 characters", errorCode: code) }
-                case .null: break
-                default: throw APIError.invalid("\(name).\(key)", "must be a string, got \(value.kindName)", errorCode: code)
-                }
-            }
-            return map
-        case let other?: throw APIError.invalid(name, "must be an object of strings, got \(other.kindName)", errorCode: code)
-        }
-    }
-
     /// An agent version (`name` as the error names it, `key` in this object): a whole number from
     /// 1 to Int32.max, converted with `Int(exactly:)` so that 1e300 is a 400, never a trap.
     func version(_ key: String, named name: String, nullable: Bool) throws -> Int? {
@@ -128,42 +98,4 @@ extension Dictionary where Key == String, Value == JSONValue {
         }
         return whole
     }
-
-    func array(_ name: String) throws -> [JSONValue]? {
-        switch self[name] {
-        case nil, .null?: return nil
-        case .array(let items)?: return items
-        case let other?: throw APIError.invalid(name, "must be an array, got \(other.kindName)")
-        }
-    }
-
-    /// Rejects fields the endpoint does not know, so that a typo is not silently ignored.
-    func rejectUnknown(_ known: Set<String>) throws {
-        if let unknown = keys.filter({ !known.contains($0) }).sorted().first {
-            throw APIError.invalid(unknown, "unknown field", fix: "use only \(known.sorted().joined(separator: ", "))")
-        }
-    }
-}
-
-extension JSONValue {
-    var kindName: String {
-        switch self {
-        case .null: "null"
-        case .bool: "a boolean"
-        case .number: "a number"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
-        }
-    }
-}
-
-/// Merges a metadata patch: a string upserts, null deletes.
-func patchMetadata(_ current: JSONValue?, _ patch: [String: JSONValue]) throws -> JSONValue {
-    var merged = current?.objectValue ?? [:]
-    for (key, value) in patch {
-        if value == .null { merged.removeValue(forKey: key) } else { merged[key] = value }
-    }
-    guard merged.count <= 16 else { throw APIError.invalid("metadata", "at most 16 keys after the update", errorCode: "invalid_metadata") }
-    return .object(merged)
 }

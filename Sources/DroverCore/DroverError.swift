@@ -13,11 +13,15 @@ public struct FieldError: ActionableError, Equatable {
     public let field: String?
     public let message: String
     public let fix: String?
+    /// A machine-readable kind where the SDK has one (`invalid_metadata`, `tool_name_conflict`):
+    /// the API passes it on as the error's `error_code`.
+    public let code: String?
 
-    public init(field: String?, message: String, fix: String?) {
+    public init(field: String?, message: String, fix: String?, code: String? = nil) {
         self.field = field
         self.message = message
         self.fix = fix
+        self.code = code
     }
 
     public var description: String {

@@ -1,3 +1,4 @@
+import DroverBrain
 import DroverCore
 import Foundation
 import Yams
@@ -77,9 +78,12 @@ public enum JobFileParser {
     static func agent(_ value: YAMLReader) throws(JobFileError) -> JobSpec.AgentSource {
         if case .scalar = value.node { return .named(try value.string()) }
         let object = try value.json()
-        let model = object.objectValue?["model"]
-        guard let id = model?.stringValue ?? model?.objectValue?["id"]?.stringValue, !id.isEmpty else {
-            throw value.error("has no `model`", fix: "add `model: claude-sonnet-4-5` (or `model: {id: ...}`), as in the SDK's agents.create")
+        // Checked as the API checks an agent; the file's own JSON is kept, so that item keys
+        // (which hash it) stay what they were.
+        do throws(FieldError) {
+            _ = try AgentParams.fileAgent(object)
+        } catch {
+            throw value.error(for: error)
         }
         return .inline(object)
     }

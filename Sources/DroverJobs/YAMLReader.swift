@@ -30,6 +30,13 @@ struct YAMLReader {
         JobFileError(file: file, line: line, field: path, message: message, fix: fix)
     }
 
+    /// A check's error about a field under this node, pointed at that field's line.
+    func error(for problem: FieldError) -> JobFileError {
+        let target = problem.field.map { node.descendant(at: $0) } ?? node
+        let field = problem.field.map { path.isEmpty ? $0 : "\(path).\($0)" } ?? path
+        return JobFileError(file: file, line: target.mark?.line ?? line, field: field, message: problem.message, fix: problem.fix)
+    }
+
     func child(_ key: String, _ value: Node) -> YAMLReader {
         YAMLReader(file: file, node: value, path: path.isEmpty ? key : "\(path).\(key)")
     }
@@ -52,8 +59,8 @@ struct YAMLReader {
         var result: [String: YAMLReader] = [:]
         for (key, value) in try mapping() {
             guard allowed.contains(key) else {
-                let near = allowed.min { Self.distance($0, key) < Self.distance($1, key) }
-                let hint = near.map { Self.distance($0, key) <= 2 ? "did you mean `\($0)`? " : "" } ?? ""
+                let near = allowed.min { editDistance($0, key) < editDistance($1, key) }
+                let hint = near.map { editDistance($0, key) <= 2 ? "did you mean `\($0)`? " : "" } ?? ""
                 throw value.error("unknown key `\(key)`", fix: "\(hint)allowed keys here: \(allowed.sorted().joined(separator: ", "))")
             }
             result[key] = value
@@ -146,18 +153,5 @@ struct YAMLReader {
     private static func summary(_ error: Error) -> String {
         let text = "\(error)"
         return text.split(separator: "\n").first.map(String.init) ?? text
-    }
-
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var previous = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in stride(from: 1, through: b.count, by: 1) {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            previous = current
-        }
-        return previous[b.count]
     }
 }

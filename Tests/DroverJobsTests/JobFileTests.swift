@@ -73,8 +73,28 @@ struct JobFileTests {
         #expect(error.description.contains("is missing"))
         #expect(error.fix?.contains("prompt:") == true)
         let noModel = try #require(failure(Self.valid.replacingOccurrences(of: "  model: claude-sonnet-4-5\n", with: "")))
-        #expect(noModel.field == "agent")
+        #expect(noModel.field == "agent.model")
         #expect(noModel.description.contains("model"))
+    }
+
+    @Test("an inline agent is checked as the API checks one: a misspelt field or tool type names its line and the fix")
+    func agentChecked() throws {
+        let typo = try #require(failure(Self.valid.replacingOccurrences(of: "  model: claude-sonnet-4-5\n", with: "  model: claude-sonnet-4-5\n  sytem: Grade it.\n")))
+        #expect(typo.field == "agent.sytem" && typo.line == 4, "\(typo)")
+        #expect(typo.fix?.contains("did you mean system?") == true, "\(typo)")
+        let tool = try #require(failure(Self.valid.replacingOccurrences(of: "agent_toolset_20260401", with: "agent_toolset_2026")))
+        #expect(tool.field == "agent.tools[0].type" && tool.line == 4, "\(tool)")
+        #expect(tool.description.contains("'agent_toolset_2026' is not a tool type"), "\(tool)")
+        let config = try #require(failure(Self.valid.replacingOccurrences(
+            of: "  tools: [{type: agent_toolset_20260401}]\n",
+            with: "  tools:\n    - type: agent_toolset_20260401\n      configs:\n        - {name: bash, enabeld: false}\n")))
+        #expect(config.field == "agent.tools[0].configs[0].enabeld" && config.line == 7, "\(config)")
+        // MCP servers are the operator's to name in a file; their shape is checked here too.
+        let server = try #require(failure(Self.valid.replacingOccurrences(
+            of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs}]\n")))
+        #expect(server.field?.hasPrefix("agent.mcp_servers[0]") == true && server.description.contains("url"), "\(server)")
+        _ = try parse(Self.valid.replacingOccurrences(
+            of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs, url: \"http://127.0.0.1:9/mcp\"}]\n"))
     }
 
     @Test("an unknown key points at its line and suggests the right one")

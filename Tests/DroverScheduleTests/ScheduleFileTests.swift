@@ -67,6 +67,10 @@ struct ScheduleFileTests {
             ("bad event type", replacing("- type: user.message", "- type: agent.message"), ["bad.yaml:15:", "'agent.message' cannot start"]),
             ("bad jitter", replacing("jitter_seconds: 60", "jitter_seconds: soon"), ["bad.yaml:22:", "jitter_seconds: must be a whole number"]),
             ("bad name", replacing("name: nightly", "name: night ly"), ["bad.yaml:1:", "'night ly' is not a usable name"]),
+            // The agent is checked by the API's own agent check, pointed at the line.
+            ("bad tool type", replacing("- type: custom", "- type: custon"), ["bad.yaml:9:", "agent.tools[1].type: 'custon' is not a tool type"]),
+            ("misspelt agent field", replacing("  system: Be brief.", "  sytem: Be brief."), ["bad.yaml:4:", "agent.sytem: unknown field", "did you mean system?"]),
+            ("bad policy", replacing("always_ask", "sometimes"), ["bad.yaml:8:", "agent.tools[0].configs[0].permission_policy.type"]),
         ]
         for (label, text, expected) in cases {
             do {
@@ -80,6 +84,14 @@ struct ScheduleFileTests {
                 }
             }
         }
+    }
+
+    @Test("an agent may name MCP servers in a schedule file, as in a job file; the snapshot carries them")
+    func mcpServers() throws {
+        let file = try ScheduleFile.parse(Self.good.replacingOccurrences(
+            of: "  system: Be brief.\n", with: "  system: Be brief.\n  mcp_servers: [{type: url, name: docs, url: \"http://127.0.0.1:9/mcp\"}]\n"),
+            file: "Schedules/mcp.yaml")
+        #expect(file.agentSnapshot.mcpServers == [.url("docs", "http://127.0.0.1:9/mcp")])
     }
 
     @Test("two files with one name are refused")

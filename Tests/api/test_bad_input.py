@@ -25,6 +25,15 @@ def test_malformed_and_mistyped_bodies_name_the_field(server, agent_env):
     assert error(server.raw("POST", "/v1/agents", body={"name": "x"}), 400).startswith("model:")
     assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "tools": [{"type": "bogus"}]}), 400).startswith("tools[0].type:")
     assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "nmae": "typo"}), 400).startswith("nmae:")
+    # The agent check job and schedule files share: nested fields are named in full, typos get a hint.
+    assert "did you mean system?" in error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "sytem": "s"}), 400)
+    toolset = {"type": "agent_toolset_20260401", "configs": [{"name": "bash", "enabeld": False}]}
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "tools": [toolset]}), 400).startswith("tools[0].configs[0].enabeld:")
+    custom = {"type": "custom", "name": "c", "input_schema": {"type": "object"}}
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "tools": [custom]}), 400).startswith("tools[0].description:")
+    # MCP servers are connections a worker opens from its host: not for API clients yet.
+    servers = [{"type": "url", "name": "docs", "url": "http://127.0.0.1:6379/"}]
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "mcp_servers": servers}), 400).startswith("mcp_servers:")
     assert error(server.raw("POST", f"/v1/agents/{agent.id}", body={"version": "two"}), 400).startswith("version:")
     assert error(server.raw("POST", "/v1/environments", body={"name": "e", "config": {"type": "cloud", "packages": {"pip": [1]}}}), 400).startswith("config.packages.pip[0]:")
     assert error(server.raw("POST", "/v1/sessions", body={"agent": agent.id}), 400).startswith("environment_id:")

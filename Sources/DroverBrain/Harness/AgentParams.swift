@@ -1,18 +1,28 @@
 import DroverCore
+import Foundation
 
-/// Builds and updates the SDK's `BetaManagedAgentsAgent` JSON from create/update params.
-enum AgentResource {
-    static let createFields: Set<String> = [
+/// The one check of an agent, in the SDK's create/update params shape, for every place an agent
+/// is written: the API's `/v1/agents`, and the inline agents of job and schedule files. It builds
+/// the SDK's `BetaManagedAgentsAgent` JSON, and errors name the field and the fix.
+public enum AgentParams {
+    /// Where the agent comes from. MCP servers are connections a worker opens from its host, so
+    /// only the operator's own files may name them until the egress policy of issue 14 decides
+    /// which hosts an API client may have a worker reach.
+    public enum Origin: Sendable {
+        case api, file
+    }
+
+    public static let createFields: Set<String> = [
         "model", "name", "description", "execution_identity", "mcp_servers", "metadata", "multiagent", "skills", "system", "tools",
     ]
-    static let updateFields = createFields.union(["version"])
+    public static let updateFields = createFields.union(["version"])
     static let toolNames: Set<String> = ["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"]
 
-    static func create(id: String, params: [String: JSONValue], now: String) throws -> [String: JSONValue] {
+    public static func create(id: String, params: [String: JSONValue], now: String, origin: Origin = .api) throws(FieldError) -> [String: JSONValue] {
         try params.rejectUnknown(createFields)
-        guard params["model"] != nil else { throw APIError.invalid("model", "the field is required", fix: "pass a model id such as claude-sonnet-4-5") }
-        guard let name = try params.string("name", required: true), !name.isEmpty else {
-            throw APIError.invalid("name", "must be a non-empty string")
+        guard params["model"] != nil else { throw FieldError(field: "model", message: "is missing", fix: "set a model id such as claude-sonnet-4-5") }
+        guard let name = try params.string("name", required: origin == .api) ?? (origin == .file ? "inline" : nil), !name.isEmpty else {
+            throw FieldError(field: "name", message: "must be a non-empty string", fix: nil)
         }
         var agent: [String: JSONValue] = [
             "type": "agent", "id": .string(id), "version": 1, "name": .string(name),
@@ -21,15 +31,15 @@ enum AgentResource {
             "skills": .array([]), "mcp_servers": .array([]), "multiagent": .null,
             "execution_identity": .object(["type": "service_account"]),
         ]
-        try apply(params, to: &agent)
+        try apply(params, to: &agent, origin: origin)
         return agent
     }
 
     /// Applies the fields present in `params` (create or update semantics: omitted fields stay).
-    static func apply(_ params: [String: JSONValue], to agent: inout [String: JSONValue]) throws {
+    public static func apply(_ params: [String: JSONValue], to agent: inout [String: JSONValue], origin: Origin = .api) throws(FieldError) {
         if params["model"] != nil { agent["model"] = try model(params["model"]!) }
         if params["name"] != nil {
-            guard let name = try params.string("name", nullable: false), !name.isEmpty else { throw APIError.invalid("name", "must be a non-empty string") }
+            guard let name = try params.string("name", nullable: false), !name.isEmpty else { throw FieldError(field: "name", message: "must be a non-empty string", fix: nil) }
             agent["name"] = .string(name)
         }
         for field in ["description", "system"] where params[field] != nil {
@@ -38,27 +48,35 @@ enum AgentResource {
         }
         if let patch = try params.stringMap("metadata") { agent["metadata"] = try patchMetadata(agent["metadata"], patch) }
         if params["tools"] != nil {
-            let tools = try (params.array("tools") ?? []).enumerated().map { try tool($1, path: "tools[\($0)]") }
+            var tools: [JSONValue] = []
+            for (index, item) in (try params.array("tools") ?? []).enumerated() { tools.append(try tool(item, path: "tools[\(index)]", origin: origin)) }
             try checkNames(tools)
             agent["tools"] = .array(tools)
         }
         if let skills = try params.array("skills"), !skills.isEmpty {
-            throw APIError.invalid("skills", "skills are not built yet in Drover", fix: "omit skills")
+            throw FieldError(field: "skills", message: "skills are not built yet in Drover", fix: "omit skills")
         }
         if let servers = try params.array("mcp_servers"), !servers.isEmpty {
-            throw APIError.invalid("mcp_servers", "MCP servers are not built yet in Drover's API", fix: "omit mcp_servers")
+            guard origin == .file else {
+                throw FieldError(field: "mcp_servers", message: "MCP servers are not open to the API yet: a worker would connect to them from its host",
+                                 fix: "omit mcp_servers, or name them in a job or schedule file")
+            }
+            for (index, server) in servers.enumerated() {
+                _ = try decoded(MCPServerDefinition.self, server, path: "mcp_servers[\(index)]")
+            }
+            agent["mcp_servers"] = .array(servers)
         }
         if let multiagent = params["multiagent"], multiagent != .null {
-            throw APIError.invalid("multiagent", "multiagent orchestration is not built yet in Drover", fix: "omit multiagent")
+            throw FieldError(field: "multiagent", message: "multiagent orchestration is not built yet in Drover", fix: "omit multiagent")
         }
         if let identity = params["execution_identity"], identity != .null,
            identity.objectValue?["type"]?.stringValue != "service_account" {
-            throw APIError.invalid("execution_identity", "only {\"type\": \"service_account\"} is supported", fix: "omit it")
+            throw FieldError(field: "execution_identity", message: "only {\"type\": \"service_account\"} is supported", fix: "omit it")
         }
     }
 
     /// One name per tool: custom tools must not repeat, nor take an enabled toolset tool's name.
-    static func checkNames(_ tools: [JSONValue]) throws {
+    static func checkNames(_ tools: [JSONValue]) throws(FieldError) {
         var taken: [String: String] = [:]
         for (index, tool) in tools.enumerated() {
             let fields = tool.objectValue ?? [:]
@@ -75,51 +93,55 @@ enum AgentResource {
             }
             for name in names {
                 if let other = taken[name] {
-                    throw APIError.invalid("tools[\(index)]", "the tool name '\(name)' is already taken by \(other)",
-                                           fix: "give each tool its own name", errorCode: "tool_name_conflict")
+                    throw FieldError(field: "tools[\(index)]", message: "the tool name '\(name)' is already taken by \(other)",
+                                     fix: "give each tool its own name", code: "tool_name_conflict")
                 }
                 taken[name] = "tools[\(index)]"
             }
         }
     }
 
-    static func model(_ value: JSONValue) throws -> JSONValue {
+    static func model(_ value: JSONValue) throws(FieldError) -> JSONValue {
         switch value {
         case .string(let id) where !id.isEmpty:
             return .object(["id": .string(id), "speed": "standard"])
         case .object(let fields):
-            guard case .string(let id)? = fields["id"], !id.isEmpty else { throw APIError.invalid("model.id", "must be a non-empty string") }
+            guard case .string(let id)? = fields["id"], !id.isEmpty else { throw FieldError(field: "model.id", message: "must be a non-empty string", fix: nil) }
             try fields.rejectUnknown(["id", "effort", "inference_geo", "speed"])
             var config: [String: JSONValue] = ["id": .string(id), "speed": fields["speed"] ?? "standard"]
             if let speed = config["speed"]?.stringValue, speed != "standard", speed != "fast" {
-                throw APIError.invalid("model.speed", "'\(speed)' is not standard or fast")
+                throw FieldError(field: "model.speed", message: "'\(speed)' is not standard or fast", fix: nil)
             }
             if let effort = fields["effort"], effort != .null { config["effort"] = effort }
             if let geo = fields["inference_geo"], geo != .null { config["inference_geo"] = geo }
             return .object(config)
         default:
-            throw APIError.invalid("model", "must be a model id string or {\"id\": ...}, got \(value.kindName)")
+            throw FieldError(field: "model", message: "must be a model id string or {\"id\": ...}, got \(value.kindName)", fix: nil)
         }
     }
 
-    static func tool(_ value: JSONValue, path: String) throws -> JSONValue {
-        guard case .object(let fields) = value else { throw APIError.invalid(path, "a tool must be an object") }
+    static func tool(_ value: JSONValue, path: String, origin: Origin) throws(FieldError) -> JSONValue {
+        guard case .object(let fields) = value else { throw FieldError(field: path, message: "a tool must be an object", fix: nil) }
+        let toolFix = "use one of \(toolNames.sorted().joined(separator: ", "))"
         switch fields["type"]?.stringValue {
         case "agent_toolset_20260401":
-            try fields.rejectUnknown(["type", "configs", "default_config"])
+            try at(path) { () throws(FieldError) in try fields.rejectUnknown(["type", "configs", "default_config"]) }
             let defaults = fields["default_config"]?.objectValue ?? [:]
+            try at("\(path).default_config") { () throws(FieldError) in try defaults.rejectUnknown(["enabled", "permission_policy"]) }
             let defaultConfig: JSONValue = .object([
                 "enabled": .bool(try bool(defaults["enabled"], path: "\(path).default_config.enabled") ?? true),
                 "permission_policy": try policy(defaults["permission_policy"], path: "\(path).default_config.permission_policy") ?? .object(["type": "always_allow"]),
             ])
             var configs: [JSONValue] = []
-            for (index, item) in (try fields.array("configs") ?? []).enumerated() {
+            let configItems = try at(path) { () throws(FieldError) -> [JSONValue]? in try fields.array("configs") } ?? []
+            for (index, item) in configItems.enumerated() {
                 let itemPath = "\(path).configs[\(index)]"
                 guard let config = item.objectValue, let name = config["name"]?.stringValue else {
-                    throw APIError.invalid("\(itemPath).name", "the field is required", fix: "use one of \(toolNames.sorted().joined(separator: ", "))")
+                    throw FieldError(field: "\(itemPath).name", message: "is missing", fix: toolFix)
                 }
+                try at(itemPath) { () throws(FieldError) in try config.rejectUnknown(["name", "enabled", "permission_policy"]) }
                 guard toolNames.contains(name) else {
-                    throw APIError.invalid("\(itemPath).name", "'\(name)' is not a toolset tool", fix: "use one of \(toolNames.sorted().joined(separator: ", "))")
+                    throw FieldError(field: "\(itemPath).name", message: "'\(name)' is not a toolset tool", fix: toolFix)
                 }
                 var resolved = config
                 resolved["type"] = .string(name)
@@ -130,56 +152,87 @@ enum AgentResource {
             }
             return .object(["type": "agent_toolset_20260401", "default_config": defaultConfig, "configs": .array(configs)])
         case "custom":
-            try fields.rejectUnknown(["type", "name", "description", "input_schema"])
-            guard let name = try fields.string("name", required: true), !name.isEmpty else { throw APIError.invalid("\(path).name", "must be a non-empty string") }
-            guard let description = try fields.string("description", required: true) else { throw APIError.invalid("\(path).description", "the field is required") }
+            let (name, description) = try at(path) { () throws(FieldError) -> (String?, String?) in
+                try fields.rejectUnknown(["type", "name", "description", "input_schema"])
+                return (try fields.string("name", required: true), try fields.string("description", required: true))
+            }
+            guard let name, !name.isEmpty else { throw FieldError(field: "\(path).name", message: "must be a non-empty string", fix: nil) }
+            guard let description else { throw FieldError(field: "\(path).description", message: "is missing", fix: "describe what the tool does") }
             guard case .object(let schema)? = fields["input_schema"] else {
-                throw APIError.invalid("\(path).input_schema", "must be a JSON Schema object", fix: "pass {\"type\": \"object\", \"properties\": {...}}")
+                throw FieldError(field: "\(path).input_schema", message: "must be a JSON Schema object", fix: "pass {\"type\": \"object\", \"properties\": {...}}")
             }
             var resolvedSchema = schema
             if resolvedSchema["type"] == nil { resolvedSchema["type"] = "object" }
             return .object(["type": "custom", "name": .string(name), "description": .string(description), "input_schema": .object(resolvedSchema)])
         case "mcp_toolset":
-            throw APIError.invalid("\(path).type", "mcp_toolset is not built yet in Drover's API", fix: "use agent_toolset_20260401 or custom tools")
+            guard origin == .file else {
+                throw FieldError(field: "\(path).type", message: "mcp_toolset is not open to the API yet, as mcp_servers are not", fix: "use agent_toolset_20260401 or custom tools")
+            }
+            _ = try decoded(MCPToolsetConfig.self, value, path: path)
+            return value
         case let other:
-            throw APIError.invalid("\(path).type", "'\(other ?? "missing")' is not a tool type", fix: "use agent_toolset_20260401 or custom")
+            throw FieldError(field: "\(path).type", message: "'\(other ?? "missing")' is not a tool type", fix: "use agent_toolset_20260401, custom or mcp_toolset")
         }
     }
 
-    static func bool(_ value: JSONValue?, path: String) throws -> Bool? {
+    /// Runs a check whose errors name fields of the object at `path`, and names them in full.
+    static func at<T>(_ path: String, _ check: () throws(FieldError) -> T) throws(FieldError) -> T {
+        do {
+            return try check()
+        } catch {
+            throw FieldError(field: error.field.map { "\(path).\($0)" } ?? path, message: error.message, fix: error.fix, code: error.code)
+        }
+    }
+
+    public static func bool(_ value: JSONValue?, path: String) throws(FieldError) -> Bool? {
         switch value {
         case nil, .null?: return nil
         case .bool(let flag)?: return flag
-        case let other?: throw APIError.invalid(path, "must be a boolean, got \(other.kindName)")
+        case let other?: throw FieldError(field: path, message: "must be a boolean, got \(other.kindName)", fix: nil)
         }
     }
 
-    static func policy(_ value: JSONValue?, path: String) throws -> JSONValue? {
+    static func policy(_ value: JSONValue?, path: String) throws(FieldError) -> JSONValue? {
         switch value {
         case nil, .null?: return nil
         case .object(let fields)?:
             guard let type = fields["type"]?.stringValue, ["always_allow", "always_ask"].contains(type) else {
-                throw APIError.invalid("\(path).type", "use always_allow or always_ask (auto is not built yet)")
+                throw FieldError(field: "\(path).type", message: "use always_allow or always_ask (auto is not built yet)", fix: nil)
             }
             return .object(["type": .string(type)])
-        case let other?: throw APIError.invalid(path, "must be an object, got \(other.kindName)")
+        case let other?: throw FieldError(field: path, message: "must be an object, got \(other.kindName)", fix: nil)
+        }
+    }
+
+    /// Checks an MCP entry by decoding it as the worker will, so that a file is refused when it
+    /// is read rather than when a session first runs.
+    static func decoded<T: Decodable>(_ type: T.Type, _ value: JSONValue, path: String) throws(FieldError) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(value.compactJSON.utf8))
+        } catch let DecodingError.dataCorrupted(context) {
+            throw FieldError(field: path + context.codingPath.map { ".\($0.stringValue)" }.joined(), message: context.debugDescription, fix: nil)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw FieldError(field: path + (context.codingPath + [key]).map { ".\($0.stringValue)" }.joined(), message: "is missing", fix: nil)
+        } catch let DecodingError.typeMismatch(expected, context) {
+            throw FieldError(field: path + context.codingPath.map { ".\($0.stringValue)" }.joined(), message: "must be \(expected)", fix: nil)
+        } catch {
+            throw FieldError(field: path, message: "\(error)", fix: nil)
         }
     }
 }
 
-extension JSONValue {
-    var arrayValue: [JSONValue]? {
-        if case .array(let items) = self { return items }
-        return nil
+extension AgentParams {
+    /// An inline agent from a job or schedule file, checked as the API checks one, and the
+    /// snapshot its sessions run.
+    public static func fileAgent(_ params: JSONValue) throws(FieldError) -> AgentSnapshot {
+        guard case .object(let fields) = params else {
+            throw FieldError(field: nil, message: "must be an inline agent (a mapping) or the name of a stored agent", fix: "write agent: {model: claude-sonnet-4-5, system: ...}")
+        }
+        let resource = try create(id: "agent_inline", params: fields, now: "", origin: .file)
+        do {
+            return try JSONDecoder().decode(AgentSnapshot.self, from: Data(JSONValue.object(resource).compactJSON.utf8))
+        } catch {
+            throw FieldError(field: nil, message: "cannot be read as an agent: \(error)", fix: nil)
+        }
     }
-
-    var boolValue: Bool? {
-        if case .bool(let flag) = self { return flag }
-        return nil
-    }
-}
-
-extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .number(Double(value)) }
 }

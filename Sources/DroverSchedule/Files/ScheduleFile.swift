@@ -89,8 +89,13 @@ public struct ScheduleFile: Sendable, Equatable {
         guard agentNode.node.mapping != nil else {
             throw agentNode.error("must be an inline agent (a mapping)", fix: "write agent: {model: claude-sonnet-4-5, system: ..., tools: [...]}")
         }
-        let snapshot = try AgentParams.snapshot(agentNode)
         var agent = try agentNode.json()
+        let snapshot: AgentSnapshot
+        do throws(FieldError) {
+            snapshot = try AgentParams.fileAgent(agent)
+        } catch {
+            throw agentNode.error(for: error)
+        }
         if case .object(var fields) = agent, fields["name"] == nil {
             fields["name"] = .string(name)
             agent = .object(fields)

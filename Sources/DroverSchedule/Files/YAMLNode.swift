@@ -14,6 +14,13 @@ struct YAMLNode {
         ScheduleFileError(file: file, line: line, field: field ?? path, message: message, fix: fix)
     }
 
+    /// A check's error about a field under this node, pointed at that field's line.
+    func error(for problem: FieldError) -> ScheduleFileError {
+        let target = problem.field.map { node.descendant(at: $0) } ?? node
+        let field = problem.field.map { path.isEmpty ? $0 : "\(path).\($0)" } ?? path
+        return ScheduleFileError(file: file, line: target.mark?.line ?? line, field: field, message: problem.message, fix: problem.fix)
+    }
+
     func child(_ key: String) -> YAMLNode? {
         guard let mapping = node.mapping else { return nil }
         for (name, value) in mapping where name.string == key {
