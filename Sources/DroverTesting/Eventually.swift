@@ -4,7 +4,7 @@ import DroverCore
 /// `limit` has passed, and says whether it held. Tests wait on conditions with generous
 /// deadlines; they never assert how long something took.
 public func eventually(
-    within limit: Duration = .seconds(15), polling interval: Duration = .milliseconds(5),
+    within limit: Duration = .seconds(60), polling interval: Duration = .milliseconds(5),
     _ condition: () async throws -> Bool
 ) async throws -> Bool {
     let deadline = ContinuousClock.now + limit

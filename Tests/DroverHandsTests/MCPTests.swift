@@ -110,7 +110,11 @@ private func agentJSON(servers: String, toolsets: String = "") -> String {
 private let allowAll = #"{"type":"mcp_toolset","mcp_server_name":"calc","default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}}}"#
 
 /// Runs `body` with a session log, a scripted model and a turn runner whose hands include MCP.
-private func withMCPTurn(script: String, agent: String, mcp: MCPConnections = MCPConnections(),
+/// A loaded machine can take longer than the production 10 s to get a FastMCP server's first
+/// tool list; the tests are not about that limit.
+private let testConnectTimeout: Duration = .seconds(60)
+
+private func withMCPTurn(script: String, agent: String, mcp: MCPConnections = MCPConnections(connectTimeout: testConnectTimeout),
                          _ body: @Sendable (SessionLog, TurnRunner, SessionID) async throws -> Void) async throws {
     try await withRedisClient(poolSize: 6) { client, _ in
         let path = temporaryDatabasePath()
@@ -186,7 +190,7 @@ struct MCPTests {
     @Test("the model is offered the server's tools and a call runs through a real turn, as agent.mcp_tool_use/result")
     func toolCallThroughTurn() async throws {
         try await withMCPServer { server in
-            let mcp = MCPConnections()
+            let mcp = MCPConnections(connectTimeout: testConnectTimeout)
             let tools = try await mcp.listTools(.url("calc", server.url))
             #expect(Set(tools.map(\.name)) == ["add", "slow", "fail", "open_descriptors"])
             #expect(tools.first { $0.name == "add" }?.inputSchema.objectValue?["properties"]?.objectValue?["a"] != nil)
@@ -270,7 +274,7 @@ struct MCPTests {
     func reconnects() async throws {
         let first = try await MCPTestServer.start()
         let server = MCPServerDefinition.url("calc", first.url)
-        let mcp = MCPConnections()
+        let mcp = MCPConnections(connectTimeout: testConnectTimeout)
         let before = await mcp.callTool(server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + .seconds(20))
         #expect(before == .text("the sum of 1 and 2 is 3"))
         await first.stop()
@@ -288,7 +292,7 @@ struct MCPTests {
     func deadline() async throws {
         try await withMCPServer { server in
             let calc = MCPServerDefinition.url("calc", server.url)
-            let mcp = MCPConnections()
+            let mcp = MCPConnections(connectTimeout: testConnectTimeout)
             // Connect first, so the 1 s deadline below measures the call, not the handshake.
             _ = try await mcp.listTools(calc)
             // Had the deadline not cut it, the call would end 30 s later with the tool's answer.
@@ -354,7 +358,7 @@ struct MCPTests {
         let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
         // Off by default: an agent's command would run on the worker's host.
         await #expect { try await MCPConnections().listTools(server) } throws: { "\($0)".contains("--mcp-stdio") }
-        let mcp = MCPConnections(allowStdio: true)
+        let mcp = MCPConnections(connectTimeout: testConnectTimeout, allowStdio: true)
         do {
             try await stdioCalls(server, mcp)
         } catch {
@@ -373,7 +377,7 @@ struct MCPTests {
         let identities = leaked.identities
         #expect(identities.count == 2 && identities.allSatisfy { $0.hasPrefix("socket:[") }, "\(identities)")
         let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
-        let mcp = MCPConnections(allowStdio: true)
+        let mcp = MCPConnections(connectTimeout: testConnectTimeout, allowStdio: true)
         let result = await mcp.callTool(server, name: "open_descriptors", arguments: .object([:]), deadline: .now + .seconds(30))
         await mcp.shutdown()
         guard !result.isError, case .text(let listing)? = result.content.first else {
