@@ -40,7 +40,7 @@ extension LocalModeTests {
         }
     }
 
-    func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
         #expect(try await eventually(within: timeout, polling: .milliseconds(20), condition), "timed out waiting until \(what)")
     }
 

@@ -153,14 +153,15 @@ struct JobRunTests {
         let child = try ChildProcess(executable: droverBinary.path, arguments: ["run", job.path, "--report-dir", reportDirectory.path],
                                      environment: environment(), outputPath: output)
         var firstRun: [String] = []
+        var text = ""
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline, child.isRunning {
-            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
             firstRun = text.split(separator: "\n").filter { $0.hasPrefix("succeeded") }.map { String($0.split(separator: " ", omittingEmptySubsequences: true)[2]) }
             if firstRun.count >= 3 { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(child.isRunning, "the first run ended before it could be killed")
+        #expect(child.isRunning, "the first run ended before it could be killed:\n\((try? String(contentsOfFile: output, encoding: .utf8)) ?? text)")
         await child.kill()
         let finishedBeforeKill = Set(firstRun)
         #expect(finishedBeforeKill.count >= 3 && finishedBeforeKill.count < 8)

@@ -10,7 +10,7 @@ public struct WireDecodingError: Error, Sendable, Hashable, CustomStringConverti
     }
 
     init(path: String, expected: String, got value: JSONValue?) {
-        self.init(path: path, message: value.map { "expected \(expected), got \($0.wireKind)" } ?? "missing; expected \(expected)")
+        self.init(path: path, message: value.map { "expected \(expected), got \($0.kindName)" } ?? "missing; expected \(expected)")
     }
 
     public var description: String { path.isEmpty ? message : "\(path): \(message)" }
@@ -24,20 +24,6 @@ enum WirePath {
     static func from(_ codingPath: [any CodingKey]) -> String {
         codingPath.reduce("") { path, key in
             key.intValue.map { index(path, $0) } ?? field(path, key.stringValue)
-        }
-    }
-}
-
-extension JSONValue {
-    /// How an error names a value it did not expect.
-    var wireKind: String {
-        switch self {
-        case .null: "null"
-        case .bool: "a boolean"
-        case .number: "a number"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
         }
     }
 }
