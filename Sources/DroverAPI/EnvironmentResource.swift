@@ -1,4 +1,3 @@
-import DroverBrain
 import DroverCore
 import DroverHands
 
@@ -73,8 +72,8 @@ enum EnvironmentResource {
                 }
                 networking = .object([
                     "type": "limited", "allowed_hosts": .array(hosts),
-                    "allow_mcp_servers": .bool(try AgentParams.bool(net["allow_mcp_servers"], path: "config.networking.allow_mcp_servers") ?? false),
-                    "allow_package_managers": .bool(try AgentParams.bool(net["allow_package_managers"], path: "config.networking.allow_package_managers") ?? false),
+                    "allow_mcp_servers": .bool(try JSONValue.bool(net["allow_mcp_servers"], path: "config.networking.allow_mcp_servers") ?? false),
+                    "allow_package_managers": .bool(try JSONValue.bool(net["allow_package_managers"], path: "config.networking.allow_package_managers") ?? false),
                 ])
             default: throw APIError.invalid("config.networking.type", "use unrestricted or limited")
             }

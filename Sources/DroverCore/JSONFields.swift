@@ -55,8 +55,7 @@ extension Dictionary where Key == String, Value == JSONValue {
     /// names the closest known field when one is a likely typo.
     public func rejectUnknown(_ known: Set<String>) throws(FieldError) {
         guard let unknown = keys.filter({ !known.contains($0) }).sorted().first else { return }
-        let near = known.min { editDistance($0, unknown) < editDistance($1, unknown) }
-        let hint = near.flatMap { editDistance($0, unknown) <= 2 ? "did you mean \($0)? " : nil } ?? ""
+        let hint = likelyMeant(unknown, among: known).map { "did you mean \($0)? " } ?? ""
         throw FieldError(field: unknown, message: "unknown field", fix: "\(hint)use only \(known.sorted().joined(separator: ", "))")
     }
 }
@@ -82,6 +81,15 @@ extension JSONValue {
         if case .bool(let flag) = self { return flag }
         return nil
     }
+
+    /// An optional boolean at `path`: absent or null is nil, anything but a boolean an error.
+    public static func bool(_ value: JSONValue?, path: String) throws(FieldError) -> Bool? {
+        switch value {
+        case nil, .null?: return nil
+        case .bool(let flag)?: return flag
+        case let other?: throw FieldError(field: path, message: "must be a boolean, got \(other.kindName)", fix: nil)
+        }
+    }
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
@@ -97,6 +105,11 @@ public func patchMetadata(_ current: JSONValue?, _ patch: [String: JSONValue]) t
     }
     guard merged.count <= 16 else { throw FieldError(field: "metadata", message: "at most 16 keys after the update", fix: nil, code: "invalid_metadata") }
     return .object(merged)
+}
+
+/// The known key a misspelt `key` most likely meant: the closest within two edits.
+public func likelyMeant(_ key: String, among known: some Collection<String>) -> String? {
+    known.min { editDistance($0, key) < editDistance($1, key) }.flatMap { editDistance($0, key) <= 2 ? $0 : nil }
 }
 
 /// Levenshtein distance, for "did you mean" hints on misspelt keys.

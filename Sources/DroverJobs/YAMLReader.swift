@@ -32,9 +32,7 @@ struct YAMLReader {
 
     /// A check's error about a field under this node, pointed at that field's line.
     func error(for problem: FieldError) -> JobFileError {
-        let target = problem.field.map { node.descendant(at: $0) } ?? node
-        let field = problem.field.map { path.isEmpty ? $0 : "\(path).\($0)" } ?? path
-        return JobFileError(file: file, line: target.mark?.line ?? line, field: field, message: problem.message, fix: problem.fix)
+        JobFileError(problem, under: node, at: path, file: file)
     }
 
     func child(_ key: String, _ value: Node) -> YAMLReader {
@@ -59,8 +57,7 @@ struct YAMLReader {
         var result: [String: YAMLReader] = [:]
         for (key, value) in try mapping() {
             guard allowed.contains(key) else {
-                let near = allowed.min { editDistance($0, key) < editDistance($1, key) }
-                let hint = near.map { editDistance($0, key) <= 2 ? "did you mean `\($0)`? " : "" } ?? ""
+                let hint = likelyMeant(key, among: allowed).map { "did you mean `\($0)`? " } ?? ""
                 throw value.error("unknown key `\(key)`", fix: "\(hint)allowed keys here: \(allowed.sorted().joined(separator: ", "))")
             }
             result[key] = value

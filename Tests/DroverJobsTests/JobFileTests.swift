@@ -93,6 +93,9 @@ struct JobFileTests {
         let server = try #require(failure(Self.valid.replacingOccurrences(
             of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs}]\n")))
         #expect(server.field?.hasPrefix("agent.mcp_servers[0]") == true && server.description.contains("url"), "\(server)")
+        let command = try #require(failure(Self.valid.replacingOccurrences(
+            of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: stdio, name: local, command: [python3, [1]]}]\n")))
+        #expect(command.field == "agent.mcp_servers[0].command[1]", "\(command)")
         _ = try parse(Self.valid.replacingOccurrences(
             of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs, url: \"http://127.0.0.1:9/mcp\"}]\n"))
     }

@@ -21,7 +21,9 @@ public enum AgentParams {
     public static func create(id: String, params: [String: JSONValue], now: String, origin: Origin = .api) throws(FieldError) -> [String: JSONValue] {
         try params.rejectUnknown(createFields)
         guard params["model"] != nil else { throw FieldError(field: "model", message: "is missing", fix: "set a model id such as claude-sonnet-4-5") }
-        guard let name = try params.string("name", required: origin == .api) ?? (origin == .file ? "inline" : nil), !name.isEmpty else {
+        // A required name is never nil (missing or null throws): "inline" names a file's agent.
+        let name = try params.string("name", required: origin == .api) ?? "inline"
+        guard !name.isEmpty else {
             throw FieldError(field: "name", message: "must be a non-empty string", fix: nil)
         }
         var agent: [String: JSONValue] = [
@@ -129,7 +131,7 @@ public enum AgentParams {
             let defaults = fields["default_config"]?.objectValue ?? [:]
             try at("\(path).default_config") { () throws(FieldError) in try defaults.rejectUnknown(["enabled", "permission_policy"]) }
             let defaultConfig: JSONValue = .object([
-                "enabled": .bool(try bool(defaults["enabled"], path: "\(path).default_config.enabled") ?? true),
+                "enabled": .bool(try JSONValue.bool(defaults["enabled"], path: "\(path).default_config.enabled") ?? true),
                 "permission_policy": try policy(defaults["permission_policy"], path: "\(path).default_config.permission_policy") ?? .object(["type": "always_allow"]),
             ])
             var configs: [JSONValue] = []
@@ -145,7 +147,7 @@ public enum AgentParams {
                 }
                 var resolved = config
                 resolved["type"] = .string(name)
-                resolved["enabled"] = .bool(try bool(config["enabled"], path: "\(itemPath).enabled") ?? defaultConfig.objectValue!["enabled"]!.boolValue!)
+                resolved["enabled"] = .bool(try JSONValue.bool(config["enabled"], path: "\(itemPath).enabled") ?? defaultConfig.objectValue!["enabled"]!.boolValue!)
                 resolved["permission_policy"] = try policy(config["permission_policy"], path: "\(itemPath).permission_policy")
                     ?? defaultConfig.objectValue!["permission_policy"]!
                 configs.append(.object(resolved))
@@ -184,14 +186,6 @@ public enum AgentParams {
         }
     }
 
-    public static func bool(_ value: JSONValue?, path: String) throws(FieldError) -> Bool? {
-        switch value {
-        case nil, .null?: return nil
-        case .bool(let flag)?: return flag
-        case let other?: throw FieldError(field: path, message: "must be a boolean, got \(other.kindName)", fix: nil)
-        }
-    }
-
     static func policy(_ value: JSONValue?, path: String) throws(FieldError) -> JSONValue? {
         switch value {
         case nil, .null?: return nil
@@ -207,14 +201,18 @@ public enum AgentParams {
     /// Checks an MCP entry by decoding it as the worker will, so that a file is refused when it
     /// is read rather than when a session first runs.
     static func decoded<T: Decodable>(_ type: T.Type, _ value: JSONValue, path: String) throws(FieldError) -> T {
+        func under(_ codingPath: [any CodingKey]) -> String {
+            let inner = WirePath.from(codingPath)
+            return inner.isEmpty ? path : inner.hasPrefix("[") ? path + inner : "\(path).\(inner)"
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(value.compactJSON.utf8))
         } catch let DecodingError.dataCorrupted(context) {
-            throw FieldError(field: path + context.codingPath.map { ".\($0.stringValue)" }.joined(), message: context.debugDescription, fix: nil)
+            throw FieldError(field: under(context.codingPath), message: context.debugDescription, fix: nil)
         } catch let DecodingError.keyNotFound(key, context) {
-            throw FieldError(field: path + (context.codingPath + [key]).map { ".\($0.stringValue)" }.joined(), message: "is missing", fix: nil)
+            throw FieldError(field: under(context.codingPath + [key]), message: "is missing", fix: nil)
         } catch let DecodingError.typeMismatch(expected, context) {
-            throw FieldError(field: path + context.codingPath.map { ".\($0.stringValue)" }.joined(), message: "must be \(expected)", fix: nil)
+            throw FieldError(field: under(context.codingPath), message: "must be \(expected)", fix: nil)
         } catch {
             throw FieldError(field: path, message: "\(error)", fix: nil)
         }

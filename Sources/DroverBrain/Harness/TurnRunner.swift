@@ -346,13 +346,13 @@ public final class TurnRunner: Sendable {
         let path: String
         switch error {
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context), .dataCorrupted(let context):
-            path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            path = WirePath.field("agent", WirePath.from(context.codingPath))
         @unknown default:
-            path = ""
+            path = "agent"
         }
         return NewEvent(type: .sessionError, fields: ["error": .object([
             "type": .string("unknown_error"),
-            "message": .string("the session's stored agent cannot be read (at agent\(path)), so no turn runs: \(error.localizedDescription)"),
+            "message": .string("the session's stored agent cannot be read (at \(path)), so no turn runs: \(error.localizedDescription)"),
             "retry_status": .object(["type": .string("terminal")]),
         ])])
     }

@@ -16,12 +16,12 @@ public struct WireDecodingError: Error, Sendable, Hashable, CustomStringConverti
     public var description: String { path.isEmpty ? message : "\(path): \(message)" }
 }
 
-enum WirePath {
-    static func field(_ base: String, _ key: String) -> String { base.isEmpty ? key : "\(base).\(key)" }
+public enum WirePath {
+    public static func field(_ base: String, _ key: String) -> String { base.isEmpty ? key : "\(base).\(key)" }
     static func index(_ base: String, _ index: Int) -> String { "\(base)[\(index)]" }
 
     /// `[_JSONKey("events"), _JSONKey(index 0)]` as `events[0]`.
-    static func from(_ codingPath: [any CodingKey]) -> String {
+    public static func from(_ codingPath: [any CodingKey]) -> String {
         codingPath.reduce("") { path, key in
             key.intValue.map { index(path, $0) } ?? field(path, key.stringValue)
         }

@@ -16,9 +16,7 @@ struct YAMLNode {
 
     /// A check's error about a field under this node, pointed at that field's line.
     func error(for problem: FieldError) -> ScheduleFileError {
-        let target = problem.field.map { node.descendant(at: $0) } ?? node
-        let field = problem.field.map { path.isEmpty ? $0 : "\(path).\($0)" } ?? path
-        return ScheduleFileError(file: file, line: target.mark?.line ?? line, field: field, message: problem.message, fix: problem.fix)
+        ScheduleFileError(problem, under: node, at: path, file: file)
     }
 
     func child(_ key: String) -> YAMLNode? {
