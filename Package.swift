@@ -54,21 +54,30 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DroverHTTP",
+            dependencies: ["CCurl", "DroverCore"]
+        ),
+        .target(
+            name: "DroverTools",
+            dependencies: ["DroverCore", "DroverStore"]
+        ),
+        .target(
             name: "DroverBrain",
             dependencies: [
-                "CCurl",
                 "DroverCore",
+                "DroverHTTP",
                 "DroverStore",
+                "DroverTools",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "DroverHands",
             dependencies: [
-                "CCurl",
                 "DroverCore",
-                "DroverBrain",
+                "DroverHTTP",
                 "DroverStore",
+                "DroverTools",
                 .product(name: "MCP", package: "swift-sdk"),
             ]
         ),
@@ -129,11 +138,13 @@ let package = Package(
                 "DroverAPI",
                 "DroverBrain",
                 "DroverCore",
+                "DroverHTTP",
                 "DroverHands",
                 "DroverJobs",
                 "DroverSchedule",
                 "DroverStore",
                 "DroverTesting",
+                "DroverTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -143,17 +154,17 @@ let package = Package(
         .testTarget(
             name: "DroverAPITests",
             dependencies: [
-                "DroverAPI", "DroverBrain", "DroverCore", "DroverSchedule", "DroverStore", "DroverTesting",
+                "DroverAPI", "DroverBrain", "DroverCore", "DroverHTTP", "DroverSchedule", "DroverStore", "DroverTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "DroverBrainTests",
-            dependencies: ["DroverBrain", "DroverCore", "DroverTesting"]
+            dependencies: ["DroverBrain", "DroverCore", "DroverHTTP", "DroverTesting", "DroverTools"]
         ),
         .testTarget(
             name: "DroverHandsTests",
-            dependencies: ["DroverHands", "DroverBrain", "DroverCore", "DroverTesting"]
+            dependencies: ["DroverHands", "DroverBrain", "DroverCore", "DroverTesting", "DroverTools"]
         ),
         .testTarget(
             name: "DroverCoreTests",

@@ -251,9 +251,3 @@ func deploymentCall<T>(_ body: () async throws -> T) async throws -> T {
         throw APIError.invalid(error.field ?? "deployment_id", error.message, fix: error.fix)
     }
 }
-
-extension JSONValue {
-    static func decode(_ text: String) -> JSONValue {
-        (try? JSONValue.parse(text)) ?? .null
-    }
-}

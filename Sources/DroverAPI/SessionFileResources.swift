@@ -117,7 +117,7 @@ extension APIServer {
         router.get("/v1/sessions/:session_id/resources") { request, context in
             let session = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
             let input = RequestInput(request)
-            let resources = session.json["resources"]?.arrayItems ?? []
+            let resources = session.json["resources"]?.arrayValue ?? []
             let limit = try input.int("limit", default: 1000, range: 1...1000)
             let offset = try input.pageOffset()
             let slice = Array(resources.dropFirst(offset).prefix(limit))
@@ -126,7 +126,7 @@ extension APIServer {
         router.get("/v1/sessions/:session_id/resources/:resource_id") { _, context in
             let session = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
             let id = try ResourceID.check(context.parameters.require("resource_id"), prefix: "sesrsc", parameter: "resource_id")
-            guard let resource = session.json["resources"]?.arrayItems?.first(where: { $0.objectValue?["id"]?.stringValue == id }) else {
+            guard let resource = session.json["resources"]?.arrayValue?.first(where: { $0.objectValue?["id"]?.stringValue == id }) else {
                 throw APIError.notFound("session resource", id)
             }
             return jsonResponse(resource)
@@ -149,12 +149,5 @@ extension Dictionary where Key == String, Value == JSONValue {
         if let unknown = keys.filter({ !known.contains($0) }).sorted().first {
             throw APIError.invalid("\(prefix).\(unknown)", "unknown field", fix: "use only \(known.sorted().joined(separator: ", "))")
         }
-    }
-}
-
-extension JSONValue {
-    var arrayItems: [JSONValue]? {
-        if case .array(let items) = self { return items }
-        return nil
     }
 }

@@ -80,6 +80,18 @@ extension JSONValue {
         if case .string(let value) = self { return value }
         return nil
     }
+
+    /// The number as an Int, or nil when it is not a whole number an Int can hold: `Int(_:)` on
+    /// a Double traps on NaN, infinities and anything past Int.max, and these come from peers.
+    public var intValue: Int? {
+        if case .number(let value) = self { return Int(exactly: value) }
+        return nil
+    }
+
+    /// Stored JSON read back; `.null` when the text does not parse.
+    public static func decode(_ text: String) -> JSONValue {
+        (try? JSONValue.parse(text)) ?? .null
+    }
 }
 
 extension JSONValue {

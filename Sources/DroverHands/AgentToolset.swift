@@ -1,6 +1,6 @@
-import DroverBrain
 import DroverCore
 import DroverStore
+import DroverTools
 import Foundation
 
 /// The built-in toolset `agent_toolset_20260401` (`bash`, `read`, `write`, `edit`, `glob`,

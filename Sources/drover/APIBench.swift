@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverAPI
 import DroverBrain
 import DroverCore
+import DroverHTTP
 import DroverStore
 import Foundation
 import Logging

@@ -4,6 +4,7 @@ import DroverHands
 import DroverJobs
 import DroverStore
 import DroverTesting
+import DroverTools
 import Foundation
 
 /// The model a job's sessions call: the real one when ANTHROPIC_API_KEY is set, otherwise the

@@ -3,6 +3,7 @@ import DroverBrain
 import DroverCore
 import DroverHands
 import DroverStore
+import DroverTools
 import Foundation
 
 struct HandsBench: AsyncParsableCommand {

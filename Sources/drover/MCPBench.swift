@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverBrain
 import DroverCore
 import DroverHands
+import DroverTools
 import Foundation
 
 struct MCPBench: AsyncParsableCommand {

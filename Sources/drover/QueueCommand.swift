@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverCore
 import DroverStore
+import DroverTools
 import Foundation
 
 struct QueueCommand: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import DroverBrain
 import DroverCore
 import DroverHands
 import DroverStore
+import DroverTools
 import Foundation
 
 /// The worker's options and construction, shared by `drover worker` and `drover serve`.

@@ -1,6 +1,7 @@
 import DroverAPI
 import DroverBrain
 import DroverCore
+import DroverHTTP
 import DroverStore
 import DroverTesting
 import Foundation

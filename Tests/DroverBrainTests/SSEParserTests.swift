@@ -1,5 +1,6 @@
 @testable import DroverBrain
 import DroverCore
+@testable import DroverHTTP
 import Testing
 
 @Suite("SSE parser and message stream")

@@ -2,6 +2,7 @@ import DroverBrain
 import DroverCore
 import DroverStore
 import DroverTesting
+import DroverTools
 import Foundation
 import Testing
 

@@ -3,6 +3,7 @@ import DroverCore
 @testable import DroverHands
 import DroverStore
 import DroverTesting
+import DroverTools
 import Foundation
 import Testing
 

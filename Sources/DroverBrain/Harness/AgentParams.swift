@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTools
 import Foundation
 
 /// The one check of an agent, in the SDK's create/update params shape, for every place an agent

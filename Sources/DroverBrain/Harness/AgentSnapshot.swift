@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTools
 import Foundation
 
 /// The parts of an agent a turn needs, frozen when the session was created.

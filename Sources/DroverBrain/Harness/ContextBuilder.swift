@@ -1,5 +1,6 @@
 import DroverCore
 import DroverStore
+import DroverTools
 
 /// Rebuilds the model's conversation from the session log. Tool uses are identified by their
 /// event ids, which is what `agent.tool_result.tool_use_id` refers to.

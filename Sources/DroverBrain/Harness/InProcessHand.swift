@@ -1,5 +1,6 @@
 import DroverCore
 import DroverStore
+import DroverTools
 import Foundation
 
 /// A minimal hand that runs a few harmless tools inside the worker process: `echo` and `sleep`.

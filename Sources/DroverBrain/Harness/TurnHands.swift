@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTools
 
 /// The hands of one turn: the worker's built-in hand (the sandbox toolset) and the agent's MCP
 /// servers, behind one routing table. MCP tools are listed once per turn, concurrently, and the

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverStore
+import DroverTools
 import Foundation
 import Logging
 

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTools
 import Foundation
 
 /// Folds the Messages API's stream events (`message_start`, `content_block_*`, `message_delta`,
@@ -113,14 +114,5 @@ struct MessageStreamAccumulator {
             }
         }
         return ModelResponse(id: id, model: model, content: content, stopReason: stopReason ?? "end_turn", usage: usage)
-    }
-}
-
-extension JSONValue {
-    /// The number as an Int, or nil when it is not a whole number an Int can hold: `Int(_:)` on
-    /// a Double traps on NaN, infinities and anything past Int.max, and these come from peers.
-    public var intValue: Int? {
-        if case .number(let value) = self { return Int(exactly: value) }
-        return nil
     }
 }

@@ -1,4 +1,6 @@
 import DroverCore
+import DroverHTTP
+import DroverTools
 import Foundation
 
 public struct OpenAICompatibleConfiguration: Sendable {

@@ -1,5 +1,5 @@
-import DroverBrain
 import DroverCore
+import DroverTools
 import Foundation
 import MCP
 

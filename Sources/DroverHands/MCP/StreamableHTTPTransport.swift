@@ -1,4 +1,4 @@
-import DroverBrain
+import DroverHTTP
 import Foundation
 import Logging
 import MCP

@@ -50,15 +50,6 @@ enum Timestamp {
     }
 }
 
-extension JSONValue {
-    var compactJSON: String {
-        String(decoding: (try? encoded()) ?? Data("null".utf8), as: UTF8.self)
-    }
-
-    static func decode(_ text: String) -> JSONValue {
-        (try? JSONValue.parse(text)) ?? .null
-    }
-}
 
 func encodeSpec(_ spec: DeploymentSpec) -> String {
     let encoder = JSONEncoder()
