@@ -120,15 +120,19 @@ let package = Package(
             ]
         ),
         .target(
-            name: "DroverTesting",
+            name: "DroverModelStub",
             dependencies: [
                 "DroverCore",
-                "DroverStore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
+        ),
+        .target(
+            name: "DroverTesting",
+            dependencies: ["DroverCore", "DroverStore"]
         ),
         .executableTarget(
             name: "drover",
@@ -141,9 +145,9 @@ let package = Package(
                 "DroverHTTP",
                 "DroverHands",
                 "DroverJobs",
+                "DroverModelStub",
                 "DroverSchedule",
                 "DroverStore",
-                "DroverTesting",
                 "DroverTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -160,11 +164,11 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverBrainTests",
-            dependencies: ["DroverBrain", "DroverCore", "DroverHTTP", "DroverTesting", "DroverTools"]
+            dependencies: ["DroverBrain", "DroverCore", "DroverHTTP", "DroverModelStub", "DroverTesting", "DroverTools"]
         ),
         .testTarget(
             name: "DroverHandsTests",
-            dependencies: ["DroverHands", "DroverBrain", "DroverCore", "DroverTesting", "DroverTools"]
+            dependencies: ["DroverHands", "DroverBrain", "DroverCore", "DroverModelStub", "DroverTesting", "DroverTools"]
         ),
         .testTarget(
             name: "DroverCoreTests",

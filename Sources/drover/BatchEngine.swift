@@ -2,8 +2,8 @@ import DroverBrain
 import DroverCore
 import DroverHands
 import DroverJobs
+import DroverModelStub
 import DroverStore
-import DroverTesting
 import DroverTools
 import Foundation
 

@@ -1,5 +1,5 @@
 import ArgumentParser
-import DroverTesting
+import DroverModelStub
 import Foundation
 import Logging
 import ServiceLifecycle

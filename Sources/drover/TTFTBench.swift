@@ -1,8 +1,8 @@
 import ArgumentParser
 import DroverBrain
 import DroverCore
+import DroverModelStub
 import DroverStore
-import DroverTesting
 import Foundation
 
 struct TTFTBench: AsyncParsableCommand {

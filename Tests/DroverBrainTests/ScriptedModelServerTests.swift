@@ -1,5 +1,6 @@
 import DroverBrain
 import DroverCore
+import DroverModelStub
 import DroverTesting
 import Foundation
 import Testing

@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverHands
+import DroverModelStub
 import DroverStore
 import DroverTesting
 import DroverTools

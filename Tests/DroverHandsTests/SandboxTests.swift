@@ -1,5 +1,6 @@
 import DroverCore
 import DroverHands
+import DroverModelStub
 import DroverTesting
 import Foundation
 import Testing
