@@ -134,11 +134,24 @@ let package = Package(
             name: "DroverTesting",
             dependencies: ["DroverCore", "DroverStore"]
         ),
-        .executableTarget(
-            name: "drover",
+        .target(
+            name: "DroverRuntime",
             dependencies: [
-                "CCurl",
-                "CHiredis",
+                "DroverBrain",
+                "DroverCore",
+                "DroverHands",
+                "DroverJobs",
+                "DroverModelStub",
+                "DroverStore",
+                "DroverTools",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "DroverBench",
+            dependencies: [
                 "DroverAPI",
                 "DroverBrain",
                 "DroverCore",
@@ -146,11 +159,30 @@ let package = Package(
                 "DroverHands",
                 "DroverJobs",
                 "DroverModelStub",
+                "DroverRuntime",
+                "DroverStore",
+                "DroverTools",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "drover",
+            dependencies: [
+                "CCurl",
+                "CHiredis",
+                "DroverAPI",
+                "DroverBench",
+                "DroverBrain",
+                "DroverCore",
+                "DroverHands",
+                "DroverJobs",
+                "DroverModelStub",
+                "DroverRuntime",
                 "DroverSchedule",
                 "DroverStore",
                 "DroverTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverAPI
 import DroverCore
+import DroverRuntime
 import DroverSchedule
 import DroverStore
 import Foundation

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverCore
 import DroverJobs
+import DroverRuntime
 import DroverStore
 import Foundation
 

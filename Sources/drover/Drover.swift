@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverBench
 import DroverCore
 import DroverStore
 import Foundation
@@ -24,17 +25,4 @@ struct Drover: AsyncParsableCommand {
 
 enum DroverVersion {
     static let string = "0.1.0"
-}
-
-/// Turns Drover's errors into one clear line on standard error and a non-zero exit.
-func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
-    do {
-        return try await body()
-    } catch let error as any ActionableError {
-        FileHandle.standardError.write(Data("drover: error: \(error.description)\n".utf8))
-        throw ExitCode(1)
-    } catch let error as EmbeddedRedisError {
-        FileHandle.standardError.write(Data("drover: error: \(error.description)\n".utf8))
-        throw ExitCode(1)
-    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverCore
 import DroverJobs
+import DroverRuntime
 import Foundation
 
 /// `drover apply Jobs/`: the job-catalog half of `apply`.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverCore
+import DroverRuntime
 import DroverStore
 import DroverTools
 import Foundation

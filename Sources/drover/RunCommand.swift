@@ -3,6 +3,7 @@ import DroverBrain
 import DroverCore
 import DroverHands
 import DroverJobs
+import DroverRuntime
 import DroverStore
 import Foundation
 

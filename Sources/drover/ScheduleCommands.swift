@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverCore
+import DroverRuntime
 import DroverSchedule
 import DroverStore
 import Foundation

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverBrain
 import DroverHands
+import DroverRuntime
 import Foundation
 import Logging
 import ServiceLifecycle

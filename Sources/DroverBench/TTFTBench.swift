@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverBrain
 import DroverCore
 import DroverModelStub
+import DroverRuntime
 import DroverStore
 import Foundation
 

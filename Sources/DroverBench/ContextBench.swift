@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverBrain
 import DroverCore
+import DroverRuntime
 import DroverStore
 import Foundation
 

@@ -1,10 +1,14 @@
 import ArgumentParser
 import DroverCore
+import DroverRuntime
 import DroverStore
 import Foundation
 
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `drover bench ...`: its own module, so the benchmarks do not live among the commands users run.
+public struct BenchCommand: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON. Run them on a release build (`swift run -c release drover bench ...`).",
         subcommands: [QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self]
@@ -203,7 +207,7 @@ struct QueueBench: AsyncParsableCommand {
             return try await group.reduce(into: [Double]()) { $0 += $1 }
         }
         let sorted = results.sorted()
-        func percentile(_ p: Double) -> Double { round3(drover.percentile(sorted, p)) }
+        func percentile(_ p: Double) -> Double { round3(DroverBench.percentile(sorted, p)) }
         return Latency(samples: sorted.count, p50: percentile(50), p90: percentile(90), p99: percentile(99), max: percentile(100))
     }
 

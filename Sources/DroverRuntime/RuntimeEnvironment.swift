@@ -5,10 +5,10 @@ import Foundation
 import Logging
 
 /// The Redis a command talks to: `DROVER_REDIS_URL`, or the embedded server in the data directory.
-final class RuntimeEnvironment: Sendable {
-    let configuration: DroverConfiguration
-    let redis: RedisClient
-    let embedded: EmbeddedRedis?
+public final class RuntimeEnvironment: Sendable {
+    public let configuration: DroverConfiguration
+    public let redis: RedisClient
+    public let embedded: EmbeddedRedis?
     private let databaseBox = Locked<MirrorDatabase?>(nil)
     /// Starts the embedded server again if it dies while this command runs.
     private let supervisor: Task<Void, Never>?
@@ -26,7 +26,7 @@ final class RuntimeEnvironment: Sendable {
     }
 
     /// The SQLite mirror at `DROVER_DB`, opened (and migrated) on first use.
-    func database() throws -> MirrorDatabase {
+    public func database() throws -> MirrorDatabase {
         try databaseBox.withLock { database in
             if let database { return database }
             let opened = try MirrorDatabase(path: configuration.databasePath.path)
@@ -41,7 +41,7 @@ final class RuntimeEnvironment: Sendable {
     /// workspace to bind it; the data directory is private (0700) and often sits under /root.
     /// So as root the default is `/var/tmp/drover-hands/<hash of the data directory>`: on disk,
     /// kept across reboots, traversable but not listable, each workspace owned by nobody.
-    func handsRoot() throws -> URL {
+    public func handsRoot() throws -> URL {
         if let explicit = ProcessInfo.processInfo.environment["DROVER_HANDS_DIR"], !explicit.isEmpty {
             let url = URL(fileURLWithPath: explicit).standardizedFileURL
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -62,7 +62,7 @@ final class RuntimeEnvironment: Sendable {
         return hands
     }
 
-    var sessionLog: SessionLog {
+    public var sessionLog: SessionLog {
         get throws { SessionLog(redis: redis, database: try database()) }
     }
 
@@ -70,7 +70,7 @@ final class RuntimeEnvironment: Sendable {
     /// Redis is in use on standard error, so that it never mixes with JSON on standard output.
     /// `exitOnSignal`: Ctrl-C and SIGTERM stop the embedded server and exit. Long-running roles
     /// pass false and shut down through their service group instead.
-    static func open(poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true) async throws -> RuntimeEnvironment {
+    public static func open(poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true) async throws -> RuntimeEnvironment {
         let configuration = try DroverConfiguration.fromEnvironment()
         var options = RedisClientOptions()
         options.poolSize = poolSize ?? configuration.redisPoolSize
@@ -90,7 +90,7 @@ final class RuntimeEnvironment: Sendable {
         return environment
     }
 
-    func close() async {
+    public func close() async {
         supervisor?.cancel()
         await supervisor?.value
         redis.close()
@@ -99,13 +99,13 @@ final class RuntimeEnvironment: Sendable {
 }
 
 /// Ctrl-C or SIGTERM during a command stops the embedded server before the process exits.
-final class SignalCleanup: @unchecked Sendable {
-    static let shared = SignalCleanup()
+public final class SignalCleanup: @unchecked Sendable {
+    public static let shared = SignalCleanup()
     private var sources: [DispatchSourceSignal] = []
     private var environments: [RuntimeEnvironment] = []
     private let lock = NSLock()
 
-    func register(_ environment: RuntimeEnvironment) {
+    public func register(_ environment: RuntimeEnvironment) {
         lock.withLock {
             environments.append(environment)
             guard sources.isEmpty else { return }
@@ -126,12 +126,12 @@ final class SignalCleanup: @unchecked Sendable {
     }
 }
 
-func note(_ text: String) {
+public func note(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
 /// Runs `body` against the configured Redis and always closes it.
-func withRuntime<T>(
+public func withRuntime<T>(
     poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true,
     _ body: (RuntimeEnvironment) async throws -> T
 ) async throws -> T {

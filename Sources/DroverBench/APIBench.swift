@@ -3,6 +3,7 @@ import DroverAPI
 import DroverBrain
 import DroverCore
 import DroverHTTP
+import DroverRuntime
 import DroverStore
 import Foundation
 import Logging

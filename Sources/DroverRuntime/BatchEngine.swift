@@ -9,13 +9,13 @@ import Foundation
 
 /// The model a job's sessions call: the real one when ANTHROPIC_API_KEY is set, otherwise the
 /// scripted model server, in process, following the job's playbook.
-struct JobModel: Sendable {
-    let client: any ModelClient
+public struct JobModel: Sendable {
+    public let client: any ModelClient
     /// For the report and the first line of output.
-    let label: String
-    let stub: ScriptedModelServer?
+    public let label: String
+    public let stub: ScriptedModelServer?
 
-    static func resolve(for spec: JobSpec, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> JobModel {
+    public static func resolve(for spec: JobSpec, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> JobModel {
         if let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty {
             var configuration = AnthropicConfiguration(apiKey: key)
             if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
@@ -37,17 +37,26 @@ struct JobModel: Sendable {
 
 /// Runs a batch with the brain, the hands and the recorder in this process, over the runtime's
 /// Redis and SQLite: what `drover run` and `drover bench batch` share.
-struct BatchEngine {
-    let runtime: RuntimeEnvironment
-    let concurrency: Int
-    let model: JobModel
-    let hand: any Hand
-    let handsRoot: URL
-    let queueName: QueueName
+public struct BatchEngine {
+    public let runtime: RuntimeEnvironment
+    public let concurrency: Int
+    public let model: JobModel
+    public let hand: any Hand
+    public let handsRoot: URL
+    public let queueName: QueueName
+
+    public init(runtime: RuntimeEnvironment, concurrency: Int, model: JobModel, hand: any Hand, handsRoot: URL, queueName: QueueName) {
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self.model = model
+        self.hand = hand
+        self.handsRoot = handsRoot
+        self.queueName = queueName
+    }
 
     /// Starts workers and the recorder, runs `body`, then drains the workers and records the
     /// last events, so the SQLite mirror is complete when the report is written.
-    func run<T: Sendable>(_ body: @Sendable (SessionLog, TaskQueue, MirrorDatabase) async throws -> T) async throws -> T {
+    public func run<T: Sendable>(_ body: @Sendable (SessionLog, TaskQueue, MirrorDatabase) async throws -> T) async throws -> T {
         let log = try runtime.sessionLog
         let database = try runtime.database()
         let queue = TaskQueue(redis: runtime.redis)

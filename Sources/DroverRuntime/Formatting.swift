@@ -1,12 +1,12 @@
 import Foundation
 
-func encodeJSON<T: Encodable>(_ value: T) throws -> String {
+public func encodeJSON<T: Encodable>(_ value: T) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
-func printTable(header: [String], rows: [[String]]) {
+public func printTable(header: [String], rows: [[String]]) {
     var widths = header.map(\.count)
     for row in rows {
         for (index, cell) in row.enumerated() where index < widths.count {
@@ -22,14 +22,14 @@ func printTable(header: [String], rows: [[String]]) {
     for row in rows { print(line(row)) }
 }
 
-func formatMilliseconds(_ ms: Int64) -> String {
+public func formatMilliseconds(_ ms: Int64) -> String {
     if ms < 1000 { return "\(ms)ms" }
     if ms < 60_000 { return String(format: "%.1fs", Double(ms) / 1000) }
     if ms < 3_600_000 { return String(format: "%.1fm", Double(ms) / 60_000) }
     return String(format: "%.1fh", Double(ms) / 3_600_000)
 }
 
-func formatEpochMilliseconds(_ ms: Int64) -> String {
+public func formatEpochMilliseconds(_ ms: Int64) -> String {
     let formatter = ISO8601DateFormatter()
     return formatter.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverBrain
 import DroverCore
 import DroverHands
+import DroverRuntime
 import DroverTools
 import Foundation
 
