@@ -7,7 +7,10 @@ let package = Package(
     products: [
         .executable(name: "drover", targets: ["drover"]),
         .library(name: "DroverCore", targets: ["DroverCore"]),
-        .library(name: "DroverStore", targets: ["DroverStore"]),
+        .library(name: "DroverRedis", targets: ["DroverRedis"]),
+        .library(name: "DroverQueue", targets: ["DroverQueue"]),
+        .library(name: "DroverSessionLog", targets: ["DroverSessionLog"]),
+        .library(name: "DroverDatabase", targets: ["DroverDatabase"]),
         .library(name: "DroverBrain", targets: ["DroverBrain"]),
         .library(name: "DroverSchedule", targets: ["DroverSchedule"]),
         .library(name: "DroverAPI", targets: ["DroverAPI"]),
@@ -44,12 +47,32 @@ let package = Package(
             ]
         ),
         .target(
-            name: "DroverStore",
+            name: "DroverRedis",
             dependencies: [
                 "CHiredis",
                 "DroverCore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "DroverQueue",
+            dependencies: ["DroverCore", "DroverRedis"]
+        ),
+        .target(
+            name: "DroverDatabase",
+            dependencies: [
+                "DroverCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .target(
+            name: "DroverSessionLog",
+            dependencies: [
+                "DroverCore",
+                "DroverDatabase",
+                "DroverRedis",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -59,14 +82,16 @@ let package = Package(
         ),
         .target(
             name: "DroverTools",
-            dependencies: ["DroverCore", "DroverStore"]
+            dependencies: ["DroverCore"]
         ),
         .target(
             name: "DroverBrain",
             dependencies: [
                 "DroverCore",
                 "DroverHTTP",
-                "DroverStore",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSessionLog",
                 "DroverTools",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -76,7 +101,6 @@ let package = Package(
             dependencies: [
                 "DroverCore",
                 "DroverHTTP",
-                "DroverStore",
                 "DroverTools",
                 .product(name: "MCP", package: "swift-sdk"),
             ]
@@ -84,10 +108,13 @@ let package = Package(
         .target(
             name: "DroverJobs",
             dependencies: [
-                "DroverCore",
-                "DroverHands",
-                "DroverStore",
                 "DroverBrain",
+                "DroverCore",
+                "DroverDatabase",
+                "DroverHands",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSessionLog",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -97,8 +124,11 @@ let package = Package(
             dependencies: [
                 "DroverBrain",
                 "DroverCore",
+                "DroverDatabase",
                 "DroverHands",
-                "DroverStore",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSessionLog",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,9 +140,12 @@ let package = Package(
             dependencies: [
                 "DroverBrain",
                 "DroverCore",
+                "DroverDatabase",
                 "DroverHands",
+                "DroverQueue",
+                "DroverRedis",
                 "DroverSchedule",
-                "DroverStore",
+                "DroverSessionLog",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -132,17 +165,20 @@ let package = Package(
         ),
         .target(
             name: "DroverTesting",
-            dependencies: ["DroverCore", "DroverStore"]
+            dependencies: ["DroverCore", "DroverRedis"]
         ),
         .target(
             name: "DroverRuntime",
             dependencies: [
                 "DroverBrain",
                 "DroverCore",
+                "DroverDatabase",
                 "DroverHands",
                 "DroverJobs",
                 "DroverModelStub",
-                "DroverStore",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSessionLog",
                 "DroverTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -155,12 +191,15 @@ let package = Package(
                 "DroverAPI",
                 "DroverBrain",
                 "DroverCore",
-                "DroverHTTP",
+                "DroverDatabase",
                 "DroverHands",
+                "DroverHTTP",
                 "DroverJobs",
                 "DroverModelStub",
+                "DroverQueue",
+                "DroverRedis",
                 "DroverRuntime",
-                "DroverStore",
+                "DroverSessionLog",
                 "DroverTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,12 +214,15 @@ let package = Package(
                 "DroverBench",
                 "DroverBrain",
                 "DroverCore",
+                "DroverDatabase",
                 "DroverHands",
                 "DroverJobs",
                 "DroverModelStub",
+                "DroverQueue",
+                "DroverRedis",
                 "DroverRuntime",
                 "DroverSchedule",
-                "DroverStore",
+                "DroverSessionLog",
                 "DroverTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -190,17 +232,46 @@ let package = Package(
         .testTarget(
             name: "DroverAPITests",
             dependencies: [
-                "DroverAPI", "DroverBrain", "DroverCore", "DroverHTTP", "DroverSchedule", "DroverStore", "DroverTesting",
+                "DroverAPI",
+                "DroverBrain",
+                "DroverCore",
+                "DroverDatabase",
+                "DroverHTTP",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSchedule",
+                "DroverSessionLog",
+                "DroverTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "DroverBrainTests",
-            dependencies: ["DroverBrain", "DroverCore", "DroverHTTP", "DroverModelStub", "DroverTesting", "DroverTools"]
+            dependencies: [
+                "DroverBrain",
+                "DroverCore",
+                "DroverDatabase",
+                "DroverHTTP",
+                "DroverModelStub",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSessionLog",
+                "DroverTesting",
+                "DroverTools",
+            ]
         ),
         .testTarget(
             name: "DroverHandsTests",
-            dependencies: ["DroverHands", "DroverBrain", "DroverCore", "DroverModelStub", "DroverTesting", "DroverTools"]
+            dependencies: [
+                "DroverBrain",
+                "DroverCore",
+                "DroverDatabase",
+                "DroverHands",
+                "DroverModelStub",
+                "DroverSessionLog",
+                "DroverTesting",
+                "DroverTools",
+            ]
         ),
         .testTarget(
             name: "DroverCoreTests",
@@ -209,15 +280,32 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverJobsTests",
-            dependencies: ["DroverJobs", "DroverStore", "DroverCore", "DroverTesting"]
+            dependencies: ["DroverCore", "DroverDatabase", "DroverJobs", "DroverTesting"]
         ),
         .testTarget(
             name: "DroverScheduleTests",
-            dependencies: ["DroverSchedule", "DroverBrain", "DroverCore", "DroverStore", "DroverTesting"]
+            dependencies: [
+                "DroverBrain",
+                "DroverCore",
+                "DroverDatabase",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSchedule",
+                "DroverSessionLog",
+                "DroverTesting",
+            ]
         ),
         .testTarget(
-            name: "DroverStoreTests",
-            dependencies: ["DroverStore", "DroverTesting", "DroverCore", "DroverBrain"]
+            name: "DroverQueueTests",
+            dependencies: ["DroverCore", "DroverQueue", "DroverTesting"]
+        ),
+        .testTarget(
+            name: "DroverRedisTests",
+            dependencies: ["DroverCore", "DroverQueue", "DroverRedis", "DroverSessionLog", "DroverTesting"]
+        ),
+        .testTarget(
+            name: "DroverSessionLogTests",
+            dependencies: ["DroverCore", "DroverDatabase", "DroverRedis", "DroverSessionLog", "DroverTesting"]
         ),
     ]
 )

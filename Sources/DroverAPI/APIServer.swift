@@ -1,6 +1,9 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverQueue
+import DroverRedis
+import DroverSessionLog
 import Foundation
 import Hummingbird
 import Logging

@@ -1,6 +1,6 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverDatabase
 import Hummingbird
 
 /// `/v1/agents`: create, retrieve, update (a new version, with an optimistic `version` check),

@@ -1,4 +1,4 @@
-import DroverStore
+import DroverDatabase
 import Hummingbird
 
 /// Resolves the caller's workspace from the key the SDK sends (`Authorization: Bearer`, or

@@ -1,7 +1,6 @@
 import DroverBrain
 import DroverCore
 import DroverSchedule
-import DroverStore
 import Foundation
 
 /// Reading and checking `/v1/deployments` request bodies and query filters, each error a 400

@@ -1,7 +1,7 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverSchedule
-import DroverStore
 import Foundation
 import Hummingbird
 

@@ -1,7 +1,7 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import Foundation
-import DroverStore
 import Hummingbird
 
 /// `/v1/environments`: create, retrieve, update, list, archive and delete.

@@ -1,6 +1,6 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverSessionLog
 import Foundation
 import Hummingbird
 

@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverDatabase
 import Foundation
 import Hummingbird
 import NIOCore

@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverRedis
+import DroverSessionLog
 import Foundation
 import Logging
 

@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverSessionLog
 import Foundation
 import Hummingbird
 

@@ -2,9 +2,12 @@ import ArgumentParser
 import DroverAPI
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverHTTP
+import DroverQueue
+import DroverRedis
 import DroverRuntime
-import DroverStore
+import DroverSessionLog
 import Foundation
 import Logging
 

@@ -2,8 +2,8 @@ import ArgumentParser
 import DroverBrain
 import DroverCore
 import DroverJobs
+import DroverQueue
 import DroverRuntime
-import DroverStore
 import Foundation
 
 struct BatchBench: AsyncParsableCommand {

@@ -1,7 +1,8 @@
 import ArgumentParser
 import DroverCore
+import DroverQueue
+import DroverRedis
 import DroverRuntime
-import DroverStore
 import Foundation
 
 /// `drover bench ...`: its own module, so the benchmarks do not live among the commands users run.

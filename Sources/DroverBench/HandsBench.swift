@@ -3,7 +3,6 @@ import DroverBrain
 import DroverCore
 import DroverHands
 import DroverRuntime
-import DroverStore
 import DroverTools
 import Foundation
 

@@ -1,7 +1,9 @@
 import ArgumentParser
 import DroverCore
+import DroverDatabase
+import DroverRedis
 import DroverRuntime
-import DroverStore
+import DroverSessionLog
 import Foundation
 
 struct LogBench: AsyncParsableCommand {

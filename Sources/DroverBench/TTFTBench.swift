@@ -1,9 +1,12 @@
 import ArgumentParser
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverModelStub
+import DroverQueue
+import DroverRedis
 import DroverRuntime
-import DroverStore
+import DroverSessionLog
 import Foundation
 
 struct TTFTBench: AsyncParsableCommand {

@@ -1,5 +1,4 @@
 import DroverCore
-import DroverStore
 import Foundation
 
 public struct SandboxPoolSettings: Sendable {

@@ -1,4 +1,4 @@
-import DroverStore
+import DroverRedis
 import Foundation
 
 /// One run of a batch at a time: two processes working the same items would each start the

@@ -1,7 +1,9 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverHands
-import DroverStore
+import DroverQueue
+import DroverSessionLog
 import Foundation
 
 /// Everything one run of a job needs, resolved: the items, and the agent each session snapshots.

@@ -1,6 +1,6 @@
 import Crypto
 import DroverCore
-import DroverStore
+import DroverDatabase
 import Foundation
 
 /// `drover apply Jobs/`: checks every job file and makes the stored catalog match the folder,

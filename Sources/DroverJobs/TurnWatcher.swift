@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverSessionLog
 import Foundation
 
 /// Waits for a session's turn to end by reading its log: the batch runner never talks to the

@@ -1,9 +1,11 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverHands
 import DroverJobs
 import DroverModelStub
-import DroverStore
+import DroverQueue
+import DroverSessionLog
 import DroverTools
 import Foundation
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import DroverCore
-import DroverStore
+import DroverRedis
 import Foundation
 
 /// Turns Drover's errors into one clear line on standard error and a non-zero exit.

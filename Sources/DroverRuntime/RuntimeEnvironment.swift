@@ -1,6 +1,8 @@
 import Crypto
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverRedis
+import DroverSessionLog
 import Foundation
 import Logging
 

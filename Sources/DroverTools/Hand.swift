@@ -1,5 +1,4 @@
 import DroverCore
-import DroverStore
 
 /// What a tool call runs under: the session, the writer's fence (a hand refuses stale epochs),
 /// and when it must be done.

@@ -1,9 +1,11 @@
 import ArgumentParser
 import DroverAPI
 import DroverCore
+import DroverDatabase
+import DroverQueue
 import DroverRuntime
 import DroverSchedule
-import DroverStore
+import DroverSessionLog
 import Foundation
 import Logging
 import ServiceLifecycle

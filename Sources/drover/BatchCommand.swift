@@ -2,7 +2,6 @@ import ArgumentParser
 import DroverCore
 import DroverJobs
 import DroverRuntime
-import DroverStore
 import Foundation
 
 struct BatchCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import DroverBench
 import DroverCore
-import DroverStore
 import Foundation
 
 @main

@@ -1,7 +1,7 @@
 import ArgumentParser
 import DroverCore
+import DroverDatabase
 import DroverRuntime
-import DroverStore
 import Foundation
 
 struct KeysCommand: AsyncParsableCommand {

@@ -1,7 +1,8 @@
 import ArgumentParser
 import DroverCore
+import DroverQueue
+import DroverRedis
 import DroverRuntime
-import DroverStore
 import DroverTools
 import Foundation
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 import DroverCore
 import DroverRuntime
-import DroverStore
+import DroverSessionLog
 import Foundation
 import Logging
 import ServiceLifecycle

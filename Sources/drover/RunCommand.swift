@@ -3,8 +3,8 @@ import DroverBrain
 import DroverCore
 import DroverHands
 import DroverJobs
+import DroverQueue
 import DroverRuntime
-import DroverStore
 import Foundation
 
 struct RunCommand: AsyncParsableCommand {

@@ -1,8 +1,10 @@
 import ArgumentParser
 import DroverCore
+import DroverDatabase
+import DroverQueue
 import DroverRuntime
 import DroverSchedule
-import DroverStore
+import DroverSessionLog
 import Foundation
 import Logging
 import ServiceLifecycle

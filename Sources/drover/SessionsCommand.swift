@@ -1,8 +1,9 @@
 import ArgumentParser
 import DroverBrain
 import DroverCore
+import DroverQueue
 import DroverRuntime
-import DroverStore
+import DroverSessionLog
 import Foundation
 
 struct SessionsCommand: AsyncParsableCommand {

@@ -1,6 +1,5 @@
 import DroverBrain
 import DroverCore
-import DroverStore
 import Foundation
 
 /// Renders session events as a person reads them: who said what, which tool ran with which

@@ -2,8 +2,8 @@ import ArgumentParser
 import DroverBrain
 import DroverCore
 import DroverHands
+import DroverQueue
 import DroverRuntime
-import DroverStore
 import DroverTools
 import Foundation
 

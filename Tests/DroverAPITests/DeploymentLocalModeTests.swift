@@ -1,7 +1,6 @@
 import DroverAPI
 import DroverCore
 import DroverSchedule
-import DroverStore
 import Testing
 
 extension LocalModeTests {

@@ -1,8 +1,11 @@
 import DroverAPI
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverHTTP
-import DroverStore
+import DroverQueue
+import DroverRedis
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Logging

@@ -2,7 +2,7 @@ import DroverAPI
 import DroverBrain
 import DroverCore
 import DroverHTTP
-import DroverStore
+import DroverRedis
 import DroverTesting
 import Foundation
 import Testing

@@ -1,6 +1,6 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverQueue
 import DroverTesting
 import Foundation
 import Testing

@@ -1,7 +1,10 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverModelStub
-import DroverStore
+import DroverQueue
+import DroverRedis
+import DroverSessionLog
 import DroverTesting
 import DroverTools
 import Foundation

@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverQueue
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing

@@ -1,7 +1,6 @@
 import DroverBrain
 import DroverCore
 @testable import DroverHands
-import DroverStore
 import DroverTesting
 import DroverTools
 import Foundation

@@ -1,6 +1,5 @@
 import DroverCore
 import DroverHands
-import DroverStore
 import DroverTesting
 import Foundation
 import Testing

@@ -1,8 +1,9 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverHands
 import DroverModelStub
-import DroverStore
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing

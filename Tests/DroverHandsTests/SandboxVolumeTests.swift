@@ -1,6 +1,5 @@
 import DroverCore
 import DroverHands
-import DroverStore
 import Foundation
 import Testing
 

@@ -1,6 +1,6 @@
 import DroverCore
+import DroverDatabase
 import DroverJobs
-import DroverStore
 import DroverTesting
 import Foundation
 import Testing

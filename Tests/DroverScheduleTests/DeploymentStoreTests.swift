@@ -1,6 +1,6 @@
 import DroverCore
+import DroverDatabase
 @testable import DroverSchedule
-import DroverStore
 import DroverTesting
 import Foundation
 import Testing

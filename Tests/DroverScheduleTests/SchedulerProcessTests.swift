@@ -1,6 +1,7 @@
 import DroverCore
+import DroverDatabase
+import DroverRedis
 @testable import DroverSchedule
-import DroverStore
 import DroverTesting
 import Foundation
 import Testing

@@ -1,7 +1,10 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
+import DroverQueue
+import DroverRedis
 @testable import DroverSchedule
-import DroverStore
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing

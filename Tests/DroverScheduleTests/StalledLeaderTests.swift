@@ -1,7 +1,8 @@
 import DroverBrain
 import DroverCore
+import DroverQueue
 @testable import DroverSchedule
-import DroverStore
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing

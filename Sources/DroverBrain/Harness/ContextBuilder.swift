@@ -1,5 +1,4 @@
 import DroverCore
-import DroverStore
 import DroverTools
 
 /// Rebuilds the model's conversation from the session log. Tool uses are identified by their

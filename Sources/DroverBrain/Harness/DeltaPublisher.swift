@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverRedis
 import Foundation
 
 /// Publishes streamed deltas on Redis pub/sub (`drover:deltas:SESSION`), in order, so that the

@@ -1,5 +1,4 @@
 import DroverCore
-import DroverStore
 import DroverTools
 import Foundation
 

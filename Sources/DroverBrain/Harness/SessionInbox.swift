@@ -1,5 +1,6 @@
 import DroverCore
-import DroverStore
+import DroverQueue
+import DroverSessionLog
 
 /// The one way events reach a session from outside its turn (the API, the CLI, schedules,
 /// batches): they are appended to the log, then a turn is queued to answer them. Appending first

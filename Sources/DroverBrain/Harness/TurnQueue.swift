@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverQueue
 
 /// Turn tasks: one queued task per session at most, so a burst of messages gives one turn.
 public enum TurnQueue {

@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverSessionLog
 import DroverTools
 import Foundation
 import Logging

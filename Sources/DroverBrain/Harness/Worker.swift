@@ -1,5 +1,7 @@
 import DroverCore
-import DroverStore
+import DroverQueue
+import DroverRedis
+import DroverSessionLog
 import Foundation
 import Logging
 

@@ -1,6 +1,6 @@
 import Crypto
 import DroverCore
-import DroverStore
+import DroverDatabase
 import Foundation
 
 /// Deployments and their runs in SQLite, served in the SDK's `BetaManagedAgentsDeployment` and

@@ -1,7 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverHands
-import DroverStore
+import DroverSessionLog
 import Foundation
 import Yams
 

@@ -1,7 +1,9 @@
 import Crypto
 import DroverBrain
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverQueue
+import DroverSessionLog
 import Foundation
 
 /// Fires one deployment: a session with the deployment's agent snapshot, its initial events,

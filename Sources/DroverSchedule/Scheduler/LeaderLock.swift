@@ -1,4 +1,4 @@
-import DroverStore
+import DroverRedis
 import Foundation
 
 /// The scheduler's fenced leader lock in Redis. Every key shares the hash tag `{sched}`, so

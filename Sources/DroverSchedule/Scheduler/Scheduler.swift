@@ -1,5 +1,6 @@
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverRedis
 import Foundation
 import Logging
 

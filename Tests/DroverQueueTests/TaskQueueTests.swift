@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverQueue
 import DroverTesting
 import Foundation
 import Synchronization

@@ -2,13 +2,26 @@ import DroverCore
 import Foundation
 import GRDB
 
+/// What SQLite refused, with its message.
+public struct DatabaseError: ActionableError, Equatable {
+    public let message: String
+    public var field: String? { nil }
+    public var fix: String? { nil }
+
+    public init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { "SQLite: \(message)" }
+}
+
 /// The SQLite side of the log: every event, mirrored by the recorder, plus the control-plane
 /// tables. WAL mode, so readers never block the recorder.
 public final class MirrorDatabase: Sendable {
     public let path: String
     let pool: DatabasePool
 
-    public init(path: String) throws(SessionLogError) {
+    public init(path: String) throws(DatabaseError) {
         self.path = path
         do {
             try FileManager.default.createDirectory(
@@ -20,10 +33,8 @@ public final class MirrorDatabase: Sendable {
             }
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
-        } catch let error as SessionLogError {
-            throw error
         } catch {
-            throw .database("cannot open \(path): \(error)")
+            throw DatabaseError("cannot open \(path): \(error)")
         }
     }
 
@@ -141,20 +152,30 @@ public final class MirrorDatabase: Sendable {
     }
 
     /// One event as the recorder received it from a mirror stream.
-    struct MirroredEvent: Sendable {
-        let session: String
-        let seq: Int64
-        let type: String
-        let epoch: Int64
-        let json: String
-        let processedAt: String
-        let id: String
+    public struct MirroredEvent: Sendable {
+        public let session: String
+        public let seq: Int64
+        public let type: String
+        public let epoch: Int64
+        public let json: String
+        public let processedAt: String
+        public let id: String
+
+        public init(session: String, seq: Int64, type: String, epoch: Int64, json: String, processedAt: String, id: String) {
+            self.session = session
+            self.seq = seq
+            self.type = type
+            self.epoch = epoch
+            self.json = json
+            self.processedAt = processedAt
+            self.id = id
+        }
     }
 
     /// Writes a batch in one transaction. Idempotent on (session_id, seq): a batch replayed after
     /// a crash adds nothing twice. Returns how many rows were new.
     @discardableResult
-    func record(_ batch: [MirroredEvent]) async throws -> Int {
+    public func record(_ batch: [MirroredEvent]) async throws -> Int {
         guard !batch.isEmpty else { return 0 }
         let now = Date().timeIntervalSince1970
         return try await pool.write { db in
@@ -200,7 +221,7 @@ public final class MirrorDatabase: Sendable {
         }
     }
 
-    public func events(session: String, afterSeq: Int64, limit: Int) async throws(SessionLogError) -> [StoredEvent] {
+    public func events(session: String, afterSeq: Int64, limit: Int) async throws(DatabaseError) -> [StoredEvent] {
         do {
             return try await pool.read { db in
                 try Row.fetchAll(db, sql: """
@@ -210,7 +231,7 @@ public final class MirrorDatabase: Sendable {
                 }
             }
         } catch {
-            throw .database("\(error)")
+            throw DatabaseError("\(error)")
         }
     }
 
@@ -230,7 +251,7 @@ public final class MirrorDatabase: Sendable {
 
     /// Stores the session's agent snapshot and environment config, creating the row if the
     /// recorder has not yet.
-    func saveSessionResource(_ id: String, resource: String?, environment: String?) async throws(SessionLogError) {
+    public func saveSessionResource(_ id: String, resource: String?, environment: String?) async throws(DatabaseError) {
         do {
             try await pool.write { db in
                 try db.execute(sql: """
@@ -240,33 +261,33 @@ public final class MirrorDatabase: Sendable {
                     """, arguments: [id, resource, environment])
             }
         } catch {
-            throw .database("\(error)")
+            throw DatabaseError("\(error)")
         }
     }
 
-    public func session(_ id: String) async throws(SessionLogError) -> SessionRow? {
+    public func session(_ id: String) async throws(DatabaseError) -> SessionRow? {
         do {
             return try await pool.read { db in
                 try Row.fetchOne(db, sql: "SELECT * FROM sessions WHERE id = ?", arguments: [id]).map(Self.sessionRow)
             }
         } catch {
-            throw .database("\(error)")
+            throw DatabaseError("\(error)")
         }
     }
 
-    public func sessions(limit: Int) async throws(SessionLogError) -> [SessionRow] {
+    public func sessions(limit: Int) async throws(DatabaseError) -> [SessionRow] {
         do {
             return try await pool.read { db in
                 try Row.fetchAll(db, sql: "SELECT * FROM sessions ORDER BY last_event_at DESC LIMIT ?", arguments: [limit]).map(Self.sessionRow)
             }
         } catch {
-            throw .database("\(error)")
+            throw DatabaseError("\(error)")
         }
     }
 
     /// Sessions whose last event is older than `idleSeconds`, with everything up to `last_seq`
     /// recorded, and not yet trimmed from Redis that far.
-    func trimCandidates(idleSeconds: Double, limit: Int) async throws -> [(String, Int64)] {
+    public func trimCandidates(idleSeconds: Double, limit: Int) async throws -> [(String, Int64)] {
         let cutoff = Date().timeIntervalSince1970 - idleSeconds
         return try await pool.read { db in
             try Row.fetchAll(db, sql: """
@@ -277,7 +298,7 @@ public final class MirrorDatabase: Sendable {
         }
     }
 
-    func markTrimmed(_ session: String, through seq: Int64) async throws {
+    public func markTrimmed(_ session: String, through seq: Int64) async throws {
         try await pool.write { db in
             try db.execute(sql: "UPDATE sessions SET trimmed_through = MAX(trimmed_through, ?) WHERE id = ?", arguments: [seq, session])
         }

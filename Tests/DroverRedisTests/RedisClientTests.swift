@@ -1,4 +1,6 @@
-import DroverStore
+import DroverQueue
+import DroverRedis
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing

@@ -1,4 +1,6 @@
 import DroverCore
+import DroverDatabase
+import DroverRedis
 import Foundation
 import Logging
 

@@ -59,17 +59,3 @@ public struct RedisOutage: Sendable {
 public protocol CarriesRedisError: Error {
     var redisError: RedisError? { get }
 }
-
-extension TaskQueueError: CarriesRedisError {
-    public var redisError: RedisError? {
-        if case .redis(let error) = self { return error }
-        return nil
-    }
-}
-
-extension SessionLogError: CarriesRedisError {
-    public var redisError: RedisError? {
-        if case .redis(let error) = self { return error }
-        return nil
-    }
-}

@@ -1,3 +1,5 @@
+import DroverRedis
+
 /// The session log's Lua scripts. A session's keys and its mirror shard's stream share one hash
 /// tag, so each script touches a single Redis Cluster slot.
 ///

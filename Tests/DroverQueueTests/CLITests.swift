@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverQueue
 import Foundation
 import DroverTesting
 import Testing

@@ -1,5 +1,7 @@
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverRedis
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing
@@ -259,7 +261,12 @@ struct SessionLogTests {
             await #expect(throws: SessionLogError.sessionNotFound("sesn_missing")) {
                 try await log.append(try SessionID("sesn_missing"), [message("x")])
             }
-            #expect(throws: SessionLogError.self) { try SessionID("bad id/../") }
+            do {
+                _ = try SessionID("bad id/../")
+                Issue.record("a session id with '/' and a space was accepted")
+            } catch let error as FieldError {
+                #expect(error.field == "session_id" && error.description.contains("Fix:"))
+            }
             _ = try await log.append(session, [NewEvent(type: .sessionStatusTerminated)])
             await #expect(throws: SessionLogError.sessionTerminated(session.rawValue)) {
                 try await log.append(session, [message("after the end")])

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverRedis
 import Foundation
 
 /// A Redis task queue with fenced leases, in the manner of SQS visibility timeouts: a claimed task

@@ -1,5 +1,6 @@
 import DroverCore
-import DroverStore
+import DroverDatabase
+import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing
@@ -18,7 +19,7 @@ struct RecorderCrashTests {
             environment["DROVER_DB"] = databasePath
             func startRecorder() throws -> ChildProcess {
                 try ChildProcess(
-                    executable: CLI.binary.path,
+                    executable: droverBinary.path,
                     arguments: ["recorder", "run", "--batch-size", "50"],
                     environment: environment,
                     outputPath: URL(fileURLWithPath: databasePath).deletingLastPathComponent().appendingPathComponent("recorder.log").path

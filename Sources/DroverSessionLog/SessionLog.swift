@@ -1,4 +1,6 @@
 import DroverCore
+import DroverDatabase
+import DroverRedis
 import Foundation
 import Logging
 
@@ -24,12 +26,12 @@ public final class SessionLog: Sendable {
     /// it existed already.
     @discardableResult
     public func create(_ session: SessionID, agent: String? = nil, environment: String? = nil) async throws(SessionLogError) -> Bool {
-        if let row = try await database?.session(session.rawValue) {
+        if let row = try await mirrored({ try await database?.session(session.rawValue) }) {
             try await restore(session, from: row)
             return false
         }
         if agent != nil || environment != nil, let database {
-            try await database.saveSessionResource(session.rawValue, resource: agent, environment: environment)
+            try await mirrored { try await database.saveSessionResource(session.rawValue, resource: agent, environment: environment) }
         }
         let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? ""])
         let created = reply.array?.first?.int == 1
@@ -43,14 +45,14 @@ public final class SessionLog: Sendable {
     public func environment(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "environment"])
         if let environment = reply.string, !environment.isEmpty { return environment }
-        return try await database?.session(session.rawValue)?.environment
+        return try await mirrored { try await database?.session(session.rawValue)?.environment }
     }
 
     /// The agent snapshot the session was created with, as JSON.
     public func agent(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "agent"])
         if let agent = reply.string, !agent.isEmpty { return agent }
-        return try await database?.session(session.rawValue)?.resource
+        return try await mirrored { try await database?.session(session.rawValue)?.resource }
     }
 
     /// Takes the session for one writer: from now on, appends under any earlier fence are refused.
@@ -130,7 +132,7 @@ public final class SessionLog: Sendable {
 
     /// Brings a session whose Redis keys are gone back from SQLite.
     private func warmUp(_ session: SessionID) async throws(SessionLogError) {
-        guard let row = try await database?.session(session.rawValue) else {
+        guard let row = try await mirrored({ try await database?.session(session.rawValue) }) else {
             throw .sessionNotFound(session.rawValue)
         }
         try await restore(session, from: row)
@@ -155,7 +157,7 @@ public final class SessionLog: Sendable {
     /// neither knows it.
     public func lastSeq(_ session: SessionID) async throws(SessionLogError) -> Int64 {
         if let seq = try await meta(session)?.lastSeq { return seq }
-        return try await database?.session(session.rawValue)?.lastSeq ?? 0
+        return try await mirrored { try await database?.session(session.rawValue)?.lastSeq } ?? 0
     }
 
     /// Hands every event after `afterSeq` to `body`, oldest first, a page at a time (from SQLite
@@ -195,8 +197,8 @@ public final class SessionLog: Sendable {
         ])
         guard let meta = Self.meta(replies[0]) else {
             guard let database else { throw .sessionNotFound(session.rawValue) }
-            let events = try await database.events(session: session.rawValue, afterSeq: afterSeq, limit: limit)
-            if events.isEmpty, try await database.session(session.rawValue) == nil {
+            let events = try await mirrored { try await database.events(session: session.rawValue, afterSeq: afterSeq, limit: limit) }
+            if events.isEmpty, try await mirrored { try await database.session(session.rawValue) } == nil {
                 throw .sessionNotFound(session.rawValue)
             }
             return events
@@ -205,7 +207,7 @@ public final class SessionLog: Sendable {
             return try Self.events(session, replies[1])
         }
         guard let database else { return try Self.events(session, replies[1]) }
-        var events = try await database.events(session: session.rawValue, afterSeq: afterSeq, limit: limit)
+        var events = try await mirrored { try await database.events(session: session.rawValue, afterSeq: afterSeq, limit: limit) }
         if events.count < limit {
             let from = events.last?.seq ?? afterSeq
             let rest = try await send(["XRANGE", keys.log, "\(from + 1)-0", "+", "COUNT", String(limit - events.count)])
@@ -220,7 +222,7 @@ public final class SessionLog: Sendable {
         var events: [StoredEvent] = []
         var sources = Set<SessionSnapshot.Source>()
         var meta = try await self.meta(session)
-        if meta == nil, let row = try await database?.session(session.rawValue) {
+        if meta == nil, let row = try await mirrored { try await database?.session(session.rawValue) } {
             try await restore(session, from: row)
             meta = try await self.meta(session)
         }
@@ -228,7 +230,7 @@ public final class SessionLog: Sendable {
         // The trimmed prefix lives in SQLite only; the rest is in the Redis stream.
         if meta.trimmedThrough > 0, let database {
             while let after = Optional(events.last?.seq ?? 0), after < meta.trimmedThrough {
-                let next = try await database.events(session: session.rawValue, afterSeq: after, limit: chunk)
+                let next = try await mirrored { try await database.events(session: session.rawValue, afterSeq: after, limit: chunk) }
                 sources.insert(.sqlite)
                 events += next
                 if next.count < chunk { break }
@@ -346,6 +348,17 @@ public final class SessionLog: Sendable {
             return try await redis.pipeline(commands, idempotent: true)
         } catch {
             throw .redis(error)
+        }
+    }
+
+    /// Runs a read or write on the SQLite mirror, reporting its failure as the log's own error.
+    private func mirrored<T>(_ body: () async throws -> T) async throws(SessionLogError) -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            throw .database(error.message)
+        } catch {
+            throw .database("\(error)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverRedis
 
 /// The queue's Lua scripts. Each operation is one script, so it is atomic; every time comes from
 /// Redis' `TIME`, never from a worker's clock.

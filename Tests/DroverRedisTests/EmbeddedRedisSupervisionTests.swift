@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverRedis
 import DroverTesting
 import Foundation
 import Testing

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverRedis
 
 /// A validated queue name. It becomes part of a Redis hash tag, so it is kept to a safe alphabet.
 public struct QueueName: Sendable, Hashable, CustomStringConvertible {
@@ -182,5 +183,12 @@ public enum TaskQueueError: ActionableError, Equatable {
         case .redis(let error): error.description
         case .unexpectedReply(let text): "unexpected reply from a queue script: \(text)"
         }
+    }
+}
+
+extension TaskQueueError: CarriesRedisError {
+    public var redisError: RedisError? {
+        if case .redis(let error) = self { return error }
+        return nil
     }
 }

@@ -1,0 +1,83 @@
+import Foundation
+
+/// A validated session id: letters, digits, '_' and '-', as in `sesn_01J...`.
+public struct SessionID: Sendable, Hashable, CustomStringConvertible, Codable {
+    public let rawValue: String
+
+    public init(_ rawValue: String) throws(FieldError) {
+        guard SafeName.allows(rawValue, maxLength: 128) else {
+            throw FieldError(field: "session_id", message: "'\(rawValue.prefix(80))' is not a session id", fix: "use an id such as sesn_01JX... (letters, digits, '_' and '-')")
+        }
+        self.rawValue = rawValue
+    }
+
+    public static func make() -> SessionID {
+        try! SessionID(Identifier.make(prefix: "sesn"))
+    }
+
+    public var description: String { rawValue }
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        self = try SessionID(raw)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    /// The part after the prefix, used inside event ids.
+    public var idPart: String {
+        guard let underscore = rawValue.firstIndex(of: "_") else { return rawValue }
+        let rest = rawValue[rawValue.index(after: underscore)...]
+        return rest.isEmpty ? rawValue : String(rest)
+    }
+}
+
+/// The writer's claim on a session. Only the newest fence may append.
+public struct SessionFence: Sendable, Hashable {
+    public let session: SessionID
+    public let epoch: Int64
+
+    public init(session: SessionID, epoch: Int64) {
+        self.session = session
+        self.epoch = epoch
+    }
+}
+
+/// An event as the log holds it.
+public struct StoredEvent: Sendable, Equatable, Codable {
+    public let session: String
+    public let seq: Int64
+    public let type: String
+    /// The wire JSON, with `id` and `processed_at`.
+    public let json: String
+
+    public init(session: String, seq: Int64, type: String, json: String) {
+        self.session = session
+        self.seq = seq
+        self.type = type
+        self.json = json
+    }
+
+    public var id: String {
+        Self.field("id", in: json) ?? ""
+    }
+
+    public var processedAt: String {
+        Self.field("processed_at", in: json) ?? ""
+    }
+
+    public var value: JSONValue {
+        (try? JSONValue.parse(json)) ?? .null
+    }
+
+    /// The log writes `id` and `processed_at` first, so they can be read without parsing.
+    private static func field(_ name: String, in json: String) -> String? {
+        guard let range = json.range(of: "\"\(name)\":\"") else { return nil }
+        let tail = json[range.upperBound...]
+        guard let end = tail.firstIndex(of: "\"") else { return nil }
+        return String(tail[..<end])
+    }
+}
