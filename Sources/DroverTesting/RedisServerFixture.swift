@@ -1,5 +1,5 @@
 import DroverCore
-import DroverStore
+import DroverRedis
 import Foundation
 
 /// A real `redis-server` for a test: its own temporary directory and unix socket, AOF on, and
@@ -22,8 +22,7 @@ public final class RedisServerFixture: Sendable {
     }
 
     public static func start(password: String? = nil, tcpPort: Int = 0, appendFsync: String = "everysec") async throws -> RedisServerFixture {
-        let directory = URL(fileURLWithPath: NSTemporaryDirectory())
-            .appendingPathComponent("drover-test-\(Identifier.make(prefix: "r").suffix(12))")
+        let directory = scratchRoot.appendingPathComponent("drover-test-\(Identifier.make(prefix: "r").suffix(12))")
         var options = EmbeddedRedis.Options(dataDirectory: directory)
         options.password = password
         options.tcpPort = tcpPort
@@ -39,6 +38,9 @@ public final class RedisServerFixture: Sendable {
         var options = RedisClientOptions()
         options.poolSize = poolSize
         options.reconnectWindow = reconnectWindow
+        // A generous deadline, not the production 30 s: no test is about a stalled server, and
+        // a loaded machine has stalled one for longer than that.
+        options.commandTimeout = .seconds(120)
         return try await RedisClient.connect(url, options: options)
     }
 
@@ -67,6 +69,16 @@ public final class RedisServerFixture: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 }
+
+/// Where test servers keep their files: memory (`/dev/shm`) when the machine has it. The suite
+/// also runs sandboxes that flood the disk on purpose, and behind that writeback a server on disk
+/// once took over 30 s to answer one command. A crash test still replays the AOF, which a killed
+/// process does not lose from memory.
+let scratchRoot: URL = {
+    let shm = URL(fileURLWithPath: "/dev/shm")
+    if access(shm.path, W_OK) == 0 { return shm }
+    return URL(fileURLWithPath: NSTemporaryDirectory())
+}()
 
 /// A unique queue name per test, so tests can share a server.
 public func uniqueQueueName(_ label: String = "test") -> String {
