@@ -296,6 +296,15 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "DroverDatabaseTests",
+            dependencies: [
+                "DroverCore",
+                "DroverDatabase",
+                "DroverTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
             name: "DroverQueueTests",
             dependencies: ["DroverCore", "DroverQueue", "DroverTesting"]
         ),

@@ -2,6 +2,40 @@ import DroverCore
 import Foundation
 import GRDB
 
+/// Batches (one row per run of a job), their items (one per item key), and which batch or
+/// deployment started each session, for metering.
+enum BatchTables: TableGroup {
+    static func registerMigrations(in migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("batches: runs, items and session origins", merging: ["v2: batch items and session origins"]) { db, applied in
+            if try !db.tableExists("batches") {
+                try db.execute(sql: """
+                    CREATE TABLE batches (
+                        id TEXT PRIMARY KEY, workspace_id TEXT, job_file TEXT NOT NULL, status TEXT NOT NULL,
+                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                    CREATE TABLE batch_items (
+                        batch_id TEXT NOT NULL REFERENCES batches(id), item_key TEXT NOT NULL,
+                        session_id TEXT, status TEXT NOT NULL, result TEXT,
+                        PRIMARY KEY (batch_id, item_key));
+                    """)
+            }
+            if !applied.contains("v2: batch items and session origins") {
+                try db.execute(sql: """
+                    ALTER TABLE batches ADD COLUMN name TEXT;
+                    ALTER TABLE batches ADD COLUMN updated_at TEXT;
+                    ALTER TABLE batch_items ADD COLUMN item_id TEXT;
+                    ALTER TABLE batch_items ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE batch_items ADD COLUMN updated_at TEXT;
+                    CREATE INDEX batch_items_by_session ON batch_items(session_id);
+                    CREATE TABLE session_origins (
+                        session_id TEXT PRIMARY KEY, kind TEXT NOT NULL, origin_id TEXT NOT NULL,
+                        workspace_id TEXT, created_at TEXT NOT NULL);
+                    CREATE INDEX session_origins_by_origin ON session_origins(kind, origin_id);
+                    """)
+            }
+        }
+    }
+}
+
 /// Batches and their items in SQLite: what a rerun of a job reads to skip finished work.
 extension MirrorDatabase {
     public struct BatchRow: Sendable, Equatable {
@@ -51,13 +85,13 @@ extension MirrorDatabase {
 
     public func batch(_ id: String) async throws -> BatchRow? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM batches WHERE id = ?", arguments: [id]).map(Self.batchRow)
+            try BatchRow.fetchOne(db, sql: "SELECT * FROM batches WHERE id = ?", arguments: [id])
         }
     }
 
     public func batches(limit: Int = 100) async throws -> [BatchRow] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM batches ORDER BY COALESCE(updated_at, created_at) DESC LIMIT ?", arguments: [limit]).map(Self.batchRow)
+            try BatchRow.fetchAll(db, sql: "SELECT * FROM batches ORDER BY COALESCE(updated_at, created_at) DESC LIMIT ?", arguments: [limit])
         }
     }
 
@@ -75,10 +109,7 @@ extension MirrorDatabase {
 
     public func batchItems(_ batchId: String) async throws -> [BatchItemRow] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM batch_items WHERE batch_id = ? ORDER BY position, item_id", arguments: [batchId]).map { row in
-                BatchItemRow(batchId: row["batch_id"], itemKey: row["item_key"], itemId: row["item_id"] ?? "",
-                             position: row["position"] ?? 0, sessionId: row["session_id"], status: row["status"], result: row["result"])
-            }
+            try BatchItemRow.fetchAll(db, sql: "SELECT * FROM batch_items WHERE batch_id = ? ORDER BY position, item_id", arguments: [batchId])
         }
     }
 
@@ -112,8 +143,18 @@ extension MirrorDatabase {
         }
     }
 
-    private static func batchRow(_ row: Row) -> BatchRow {
-        BatchRow(id: row["id"], name: row["name"] ?? "", jobFile: row["job_file"], status: row["status"],
-                 createdAt: row["created_at"], updatedAt: row["updated_at"], resource: row["resource"])
+}
+
+extension MirrorDatabase.BatchRow: FetchableRecord {
+    public init(row: Row) throws {
+        self.init(id: row["id"], name: row["name"] ?? "", jobFile: row["job_file"], status: row["status"],
+                  createdAt: row["created_at"], updatedAt: row["updated_at"], resource: row["resource"])
+    }
+}
+
+extension MirrorDatabase.BatchItemRow: FetchableRecord {
+    public init(row: Row) throws {
+        self.init(batchId: row["batch_id"], itemKey: row["item_key"], itemId: row["item_id"] ?? "",
+                  position: row["position"] ?? 0, sessionId: row["session_id"], status: row["status"], result: row["result"])
     }
 }

@@ -3,6 +3,52 @@ import DroverCore
 import Foundation
 import GRDB
 
+/// Workspaces, API keys, and the API's resources: agents (one row per version), environments,
+/// sessions and files, each kept as JSON beside the columns it is looked up by.
+enum ControlPlaneTables: TableGroup {
+    static func registerMigrations(in migrator: inout DatabaseMigrator) {
+        migrator.registerMigration(
+            "control plane: workspaces, keys and the API's resources",
+            merging: ["v1: control plane", "v2: api sessions", "v4: files"]
+        ) { db, applied in
+            // `v1: control plane` also made the batch and deployment tables; `BatchTables` and
+            // `DeploymentTables` make them when they are missing.
+            if !applied.contains("v1: control plane") {
+                try db.execute(sql: """
+                    CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+                    CREATE TABLE api_keys (
+                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+                        key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);
+                    CREATE TABLE agents (
+                        id TEXT NOT NULL, version INTEGER NOT NULL, workspace_id TEXT NOT NULL,
+                        archived_at TEXT, created_at TEXT NOT NULL, resource TEXT NOT NULL,
+                        PRIMARY KEY (id, version));
+                    CREATE TABLE environments (
+                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                    """)
+            }
+            if !applied.contains("v2: api sessions") {
+                try db.execute(sql: """
+                    CREATE TABLE api_sessions (
+                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                    CREATE INDEX api_sessions_by_workspace ON api_sessions(workspace_id, created_at);
+                    """)
+            }
+            // Files API metadata; the bytes live under `<data>/files/<workspace>/<file id>`.
+            if !applied.contains("v4: files") {
+                try db.execute(sql: """
+                    CREATE TABLE files (
+                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                    CREATE INDEX files_by_workspace ON files(workspace_id, created_at);
+                    """)
+            }
+        }
+    }
+}
+
 /// The control plane in SQLite: workspaces, hashed API keys, and the API's resources (agents
 /// with their versions, environments, sessions), each kept as JSON beside the columns it is
 /// looked up by. Every lookup is scoped to a workspace: another workspace's id is not found (I7, docs/ARCHITECTURE.md).
@@ -90,9 +136,7 @@ public struct ControlPlaneStore: Sendable {
 
     public func keys() async throws -> [APIKeyRecord] {
         try await database.pool.read { db in
-            try GRDB.Row.fetchAll(db, sql: "SELECT * FROM api_keys ORDER BY created_at").map {
-                APIKeyRecord(id: $0["id"], workspace: $0["workspace_id"], createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
-            }
+            try APIKeyRecord.fetchAll(db, sql: "SELECT * FROM api_keys ORDER BY created_at")
         }
     }
 
@@ -174,7 +218,7 @@ public struct ControlPlaneStore: Sendable {
                 arguments += [version]
             default: sql = "SELECT * FROM \(table.rawValue) WHERE id = ? AND workspace_id = ?"
             }
-            return try GRDB.Row.fetchOne(db, sql: sql, arguments: arguments).map { Self.row($0, table) }
+            return try Row.fetchOne(db, sql: sql, arguments: arguments)
         }
     }
 
@@ -199,16 +243,16 @@ public struct ControlPlaneStore: Sendable {
             }
             sql += " ORDER BY created_at \(ascending ? "ASC" : "DESC"), id \(ascending ? "ASC" : "DESC") LIMIT ? OFFSET ?"
             arguments += [limit, offset]
-            return try GRDB.Row.fetchAll(db, sql: sql, arguments: arguments).map { Self.row($0, table) }
+            return try Row.fetchAll(db, sql: sql, arguments: arguments)
         }
     }
 
     /// An agent's versions, newest first.
     public func agentVersions(id: String, workspace: String, offset: Int, limit: Int) async throws -> [Row] {
         try await database.pool.read { db in
-            try GRDB.Row.fetchAll(db, sql: """
+            try Row.fetchAll(db, sql: """
                 SELECT * FROM agents WHERE id = ? AND workspace_id = ? ORDER BY version DESC LIMIT ? OFFSET ?
-                """, arguments: [id, workspace, limit, offset]).map { Self.row($0, .agents) }
+                """, arguments: [id, workspace, limit, offset])
         }
     }
 
@@ -220,8 +264,18 @@ public struct ControlPlaneStore: Sendable {
         }
     }
 
-    private static func row(_ row: GRDB.Row, _ table: Table) -> Row {
-        Row(id: row["id"], workspace: row["workspace_id"], version: table == .agents ? row["version"] : 1,
-            archivedAt: row["archived_at"], createdAt: row["created_at"], resource: row["resource"])
+}
+
+extension ControlPlaneStore.Row: FetchableRecord {
+    /// Only agents have versions; a row of any other table is version 1.
+    public init(row: GRDB.Row) throws {
+        self.init(id: row["id"], workspace: row["workspace_id"], version: row["version"] ?? 1,
+                  archivedAt: row["archived_at"], createdAt: row["created_at"], resource: row["resource"])
+    }
+}
+
+extension ControlPlaneStore.APIKeyRecord: FetchableRecord {
+    public init(row: GRDB.Row) throws {
+        self.init(id: row["id"], workspace: row["workspace_id"], createdAt: row["created_at"], revokedAt: row["revoked_at"])
     }
 }

@@ -42,48 +42,67 @@ public struct DeploymentRow: Sendable, Equatable {
     }
 }
 
-func registerDeploymentMigrations(_ migrator: inout DatabaseMigrator) {
-    migrator.registerMigration("v2: deployments by name, and deployment runs") { db in
-        try db.execute(sql: """
-            ALTER TABLE deployments ADD COLUMN name TEXT;
-            ALTER TABLE deployments ADD COLUMN updated_at TEXT;
-            ALTER TABLE deployments ADD COLUMN archived_at TEXT;
-            ALTER TABLE deployments ADD COLUMN last_run_at TEXT;
-            ALTER TABLE deployments ADD COLUMN fire_after REAL NOT NULL DEFAULT 0;
-            ALTER TABLE deployments ADD COLUMN spec_hash TEXT;
-            ALTER TABLE deployments ADD COLUMN spec TEXT;
-            CREATE UNIQUE INDEX deployments_by_name ON deployments(workspace_id, name) WHERE archived_at IS NULL;
-            CREATE TABLE deployment_runs (
-                id TEXT PRIMARY KEY,
-                deployment_id TEXT NOT NULL REFERENCES deployments(id),
-                workspace_id TEXT NOT NULL,
-                scheduled_at TEXT,
-                session_id TEXT,
-                created_at TEXT NOT NULL,
-                resource TEXT NOT NULL);
-            -- At most one run per (deployment, scheduled occurrence), as the SDK promises.
-            CREATE UNIQUE INDEX deployment_runs_by_occurrence ON deployment_runs(deployment_id, scheduled_at);
-            CREATE INDEX deployment_runs_by_time ON deployment_runs(deployment_id, created_at);
-            """)
+/// Deployments (cron schedules) and the runs they fired, at most one per scheduled occurrence.
+enum DeploymentTables: TableGroup {
+    static func registerMigrations(in migrator: inout DatabaseMigrator) {
+        migrator.registerMigration(
+            "deployments: schedules and their runs",
+            merging: ["v2: deployments by name, and deployment runs", "v6: deployment paused reasons"]
+        ) { db, applied in
+            if try !db.tableExists("deployments") {
+                try db.execute(sql: """
+                    CREATE TABLE deployments (
+                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, status TEXT NOT NULL,
+                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                    """)
+            }
+            if !applied.contains("v2: deployments by name, and deployment runs") {
+                try db.execute(sql: """
+                    ALTER TABLE deployments ADD COLUMN name TEXT;
+                    ALTER TABLE deployments ADD COLUMN updated_at TEXT;
+                    ALTER TABLE deployments ADD COLUMN archived_at TEXT;
+                    ALTER TABLE deployments ADD COLUMN last_run_at TEXT;
+                    ALTER TABLE deployments ADD COLUMN fire_after REAL NOT NULL DEFAULT 0;
+                    ALTER TABLE deployments ADD COLUMN spec_hash TEXT;
+                    ALTER TABLE deployments ADD COLUMN spec TEXT;
+                    CREATE UNIQUE INDEX deployments_by_name ON deployments(workspace_id, name) WHERE archived_at IS NULL;
+                    CREATE TABLE deployment_runs (
+                        id TEXT PRIMARY KEY,
+                        deployment_id TEXT NOT NULL REFERENCES deployments(id),
+                        workspace_id TEXT NOT NULL,
+                        scheduled_at TEXT,
+                        session_id TEXT,
+                        created_at TEXT NOT NULL,
+                        resource TEXT NOT NULL);
+                    -- At most one run per (deployment, scheduled occurrence), as the SDK promises.
+                    CREATE UNIQUE INDEX deployment_runs_by_occurrence ON deployment_runs(deployment_id, scheduled_at);
+                    CREATE INDEX deployment_runs_by_time ON deployment_runs(deployment_id, created_at);
+                    """)
+            }
+            // Why a deployment was paused, when a failed scheduled run paused it.
+            if !applied.contains("v6: deployment paused reasons") {
+                try db.execute(sql: "ALTER TABLE deployments ADD COLUMN paused_reason TEXT")
+            }
+        }
     }
 }
 
 extension MirrorDatabase {
     public func deployments(workspace: String, includeArchived: Bool = false) async throws -> [DeploymentRow] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: """
+            try DeploymentRow.fetchAll(db, sql: """
                 SELECT * FROM deployments WHERE workspace_id = ? \(includeArchived ? "" : "AND archived_at IS NULL") ORDER BY name, created_at
-                """, arguments: [workspace]).map(Self.deploymentRow)
+                """, arguments: [workspace])
         }
     }
 
     /// The live (not archived) deployment with this name, or the deployment with this id.
     public func deployment(workspace: String, nameOrID: String) async throws -> DeploymentRow? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: """
+            try DeploymentRow.fetchOne(db, sql: """
                 SELECT * FROM deployments WHERE workspace_id = ? AND ((name = ? AND archived_at IS NULL) OR id = ?)
                 ORDER BY archived_at IS NULL DESC LIMIT 1
-                """, arguments: [workspace, nameOrID, nameOrID]).map(Self.deploymentRow)
+                """, arguments: [workspace, nameOrID, nameOrID])
         }
     }
 
@@ -187,8 +206,11 @@ extension MirrorDatabase {
         }
     }
 
-    private static func deploymentRow(_ row: Row) -> DeploymentRow {
-        DeploymentRow(
+}
+
+extension DeploymentRow: FetchableRecord {
+    public init(row: Row) throws {
+        self.init(
             id: row["id"], workspaceID: row["workspace_id"], name: row["name"] ?? "", status: row["status"],
             createdAt: row["created_at"], updatedAt: row["updated_at"] ?? row["created_at"], archivedAt: row["archived_at"],
             lastRunAt: row["last_run_at"], fireAfter: row["fire_after"] ?? 0, specHash: row["spec_hash"] ?? "",

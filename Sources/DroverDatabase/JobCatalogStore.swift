@@ -1,6 +1,20 @@
 import Foundation
 import GRDB
 
+/// The job catalog: the job files `drover apply Jobs/` last saw.
+enum JobCatalogTables: TableGroup {
+    static func registerMigrations(in migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("jobs: the job catalog", merging: ["v3: job catalog"]) { db, applied in
+            guard !applied.contains("v3: job catalog") else { return }
+            try db.execute(sql: """
+                CREATE TABLE jobs (
+                    name TEXT PRIMARY KEY, file TEXT NOT NULL, content_hash TEXT NOT NULL,
+                    resource TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT);
+                """)
+        }
+    }
+}
+
 /// The job files `drover apply Jobs/` last saw: what the next apply compares against.
 extension MirrorDatabase {
     public struct JobRow: Sendable, Equatable {
@@ -13,9 +27,7 @@ extension MirrorDatabase {
 
     public func jobs() async throws -> [JobRow] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY name").map {
-                JobRow(name: $0["name"], file: $0["file"], contentHash: $0["content_hash"], resource: $0["resource"], removedAt: $0["removed_at"])
-            }
+            try JobRow.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY name")
         }
     }
 
@@ -37,7 +49,11 @@ extension MirrorDatabase {
     }
 }
 
-extension MirrorDatabase.JobRow {
+extension MirrorDatabase.JobRow: FetchableRecord {
+    public init(row: Row) throws {
+        self.init(name: row["name"], file: row["file"], contentHash: row["content_hash"], resource: row["resource"], removedAt: row["removed_at"])
+    }
+
     public init(name: String, file: String, contentHash: String, resource: String) {
         self.init(name: name, file: file, contentHash: contentHash, resource: resource, removedAt: nil)
     }

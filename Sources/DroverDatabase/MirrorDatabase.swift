@@ -2,6 +2,50 @@ import DroverCore
 import Foundation
 import GRDB
 
+/// The event mirror: every event of every session, and one row per session with its status,
+/// its last seq and how far Redis has been trimmed.
+enum SessionMirrorTables: TableGroup {
+    static func registerMigrations(in migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("sessions: events and session rows", merging: ["v1: sessions and events", "v5: session environments"]) { db, applied in
+            if !applied.contains("v1: sessions and events") {
+                try db.execute(sql: """
+                    CREATE TABLE sessions (
+                        id TEXT PRIMARY KEY,
+                        workspace_id TEXT,
+                        status TEXT NOT NULL DEFAULT 'idle',
+                        last_seq INTEGER NOT NULL DEFAULT 0,
+                        max_epoch INTEGER NOT NULL DEFAULT 0,
+                        created_at TEXT,
+                        last_event_at TEXT,
+                        recorded_at REAL,
+                        trimmed_through INTEGER NOT NULL DEFAULT 0,
+                        resource TEXT
+                    );
+                    CREATE INDEX sessions_by_workspace ON sessions(workspace_id, created_at);
+                    CREATE TABLE events (
+                        session_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        id TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        processed_at TEXT NOT NULL,
+                        epoch INTEGER NOT NULL DEFAULT 0,
+                        payload TEXT NOT NULL,
+                        PRIMARY KEY (session_id, seq)
+                    ) WITHOUT ROWID;
+                    CREATE UNIQUE INDEX events_by_id ON events(id);
+                    CREATE INDEX events_by_type ON events(session_id, type, seq);
+                    CREATE INDEX events_by_time ON events(session_id, processed_at);
+                    """)
+            }
+            // The environment config beside the agent snapshot, so a session restored from
+            // SQLite alone still gets its packages and networking.
+            if !applied.contains("v5: session environments") {
+                try db.execute(sql: "ALTER TABLE sessions ADD COLUMN environment TEXT")
+            }
+        }
+    }
+}
+
 /// What SQLite refused, with its message.
 public struct DatabaseError: ActionableError, Equatable {
     public let message: String
@@ -32,123 +76,10 @@ public final class MirrorDatabase: Sendable {
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            try DatabaseSchema.migrator.migrate(pool)
         } catch {
             throw DatabaseError("cannot open \(path): \(error)")
         }
-    }
-
-    static var migrator: DatabaseMigrator {
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1: sessions and events") { db in
-            try db.execute(sql: """
-                CREATE TABLE sessions (
-                    id TEXT PRIMARY KEY,
-                    workspace_id TEXT,
-                    status TEXT NOT NULL DEFAULT 'idle',
-                    last_seq INTEGER NOT NULL DEFAULT 0,
-                    max_epoch INTEGER NOT NULL DEFAULT 0,
-                    created_at TEXT,
-                    last_event_at TEXT,
-                    recorded_at REAL,
-                    trimmed_through INTEGER NOT NULL DEFAULT 0,
-                    resource TEXT
-                );
-                CREATE INDEX sessions_by_workspace ON sessions(workspace_id, created_at);
-                CREATE TABLE events (
-                    session_id TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    id TEXT NOT NULL,
-                    type TEXT NOT NULL,
-                    processed_at TEXT NOT NULL,
-                    epoch INTEGER NOT NULL DEFAULT 0,
-                    payload TEXT NOT NULL,
-                    PRIMARY KEY (session_id, seq)
-                ) WITHOUT ROWID;
-                CREATE UNIQUE INDEX events_by_id ON events(id);
-                CREATE INDEX events_by_type ON events(session_id, type, seq);
-                CREATE INDEX events_by_time ON events(session_id, processed_at);
-                """)
-        }
-        // The control plane: later work (API, jobs, schedules) fills these; each row keeps its
-        // resource as JSON beside the columns it is looked up by.
-        migrator.registerMigration("v1: control plane") { db in
-            try db.execute(sql: """
-                CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
-                CREATE TABLE api_keys (
-                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
-                    key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);
-                CREATE TABLE agents (
-                    id TEXT NOT NULL, version INTEGER NOT NULL, workspace_id TEXT NOT NULL,
-                    archived_at TEXT, created_at TEXT NOT NULL, resource TEXT NOT NULL,
-                    PRIMARY KEY (id, version));
-                CREATE TABLE environments (
-                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
-                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                CREATE TABLE batches (
-                    id TEXT PRIMARY KEY, workspace_id TEXT, job_file TEXT NOT NULL, status TEXT NOT NULL,
-                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                CREATE TABLE batch_items (
-                    batch_id TEXT NOT NULL REFERENCES batches(id), item_key TEXT NOT NULL,
-                    session_id TEXT, status TEXT NOT NULL, result TEXT,
-                    PRIMARY KEY (batch_id, item_key));
-                CREATE TABLE deployments (
-                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, status TEXT NOT NULL,
-                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                """)
-        }
-        // Batches: one row per job, one per item key. `session_origins` says which batch or
-        // deployment started a session, for metering.
-        migrator.registerMigration("v2: batch items and session origins") { db in
-            try db.execute(sql: """
-                ALTER TABLE batches ADD COLUMN name TEXT;
-                ALTER TABLE batches ADD COLUMN updated_at TEXT;
-                ALTER TABLE batch_items ADD COLUMN item_id TEXT;
-                ALTER TABLE batch_items ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
-                ALTER TABLE batch_items ADD COLUMN updated_at TEXT;
-                CREATE INDEX batch_items_by_session ON batch_items(session_id);
-                CREATE TABLE session_origins (
-                    session_id TEXT PRIMARY KEY, kind TEXT NOT NULL, origin_id TEXT NOT NULL,
-                    workspace_id TEXT, created_at TEXT NOT NULL);
-                CREATE INDEX session_origins_by_origin ON session_origins(kind, origin_id);
-                """)
-        }
-        migrator.registerMigration("v3: job catalog") { db in
-            try db.execute(sql: """
-                CREATE TABLE jobs (
-                    name TEXT PRIMARY KEY, file TEXT NOT NULL, content_hash TEXT NOT NULL,
-                    resource TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT);
-                """)
-        }
-        registerDeploymentMigrations(&migrator)
-        // The HTTP API's session resources (agent snapshot, environment, metadata, archive state).
-        migrator.registerMigration("v2: api sessions") { db in
-            try db.execute(sql: """
-                CREATE TABLE api_sessions (
-                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
-                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                CREATE INDEX api_sessions_by_workspace ON api_sessions(workspace_id, created_at);
-                """)
-        }
-        // Files API metadata; the bytes live under `<data>/files/<workspace>/<file id>`.
-        migrator.registerMigration("v4: files") { db in
-            try db.execute(sql: """
-                CREATE TABLE files (
-                    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
-                    created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                CREATE INDEX files_by_workspace ON files(workspace_id, created_at);
-                """)
-        }
-        // The environment config beside the agent snapshot, so a session restored from SQLite
-        // alone still gets its packages and networking.
-        migrator.registerMigration("v5: session environments") { db in
-            try db.execute(sql: "ALTER TABLE sessions ADD COLUMN environment TEXT")
-        }
-        // Why a deployment was paused, when a failed scheduled run paused it.
-        migrator.registerMigration("v6: deployment paused reasons") { db in
-            try db.execute(sql: "ALTER TABLE deployments ADD COLUMN paused_reason TEXT")
-        }
-        return migrator
     }
 
     /// One event as the recorder received it from a mirror stream.
@@ -268,7 +199,7 @@ public final class MirrorDatabase: Sendable {
     public func session(_ id: String) async throws(DatabaseError) -> SessionRow? {
         do {
             return try await pool.read { db in
-                try Row.fetchOne(db, sql: "SELECT * FROM sessions WHERE id = ?", arguments: [id]).map(Self.sessionRow)
+                try SessionRow.fetchOne(db, sql: "SELECT * FROM sessions WHERE id = ?", arguments: [id])
             }
         } catch {
             throw DatabaseError("\(error)")
@@ -278,7 +209,7 @@ public final class MirrorDatabase: Sendable {
     public func sessions(limit: Int) async throws(DatabaseError) -> [SessionRow] {
         do {
             return try await pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM sessions ORDER BY last_event_at DESC LIMIT ?", arguments: [limit]).map(Self.sessionRow)
+                try SessionRow.fetchAll(db, sql: "SELECT * FROM sessions ORDER BY last_event_at DESC LIMIT ?", arguments: [limit])
             }
         } catch {
             throw DatabaseError("\(error)")
@@ -320,8 +251,11 @@ public final class MirrorDatabase: Sendable {
         }
     }
 
-    private static func sessionRow(_ row: Row) -> SessionRow {
-        SessionRow(
+}
+
+extension MirrorDatabase.SessionRow: FetchableRecord {
+    public init(row: Row) throws {
+        self.init(
             id: row["id"], status: row["status"], lastSeq: row["last_seq"], maxEpoch: row["max_epoch"],
             createdAt: row["created_at"], lastEventAt: row["last_event_at"], trimmedThrough: row["trimmed_through"],
             resource: row["resource"], environment: row["environment"]
