@@ -6,9 +6,6 @@ import Yams
 /// Reads `Jobs/*.yaml` into a `JobSpec`, refusing anything it does not understand with the
 /// file, the line and the fix.
 public enum JobFileParser {
-    static let topKeys: Set = ["name", "description", "agent", "environment", "items", "prompt", "files", "collect",
-                               "concurrency", "retries", "timeout_seconds", "budget", "output", "report", "playbook"]
-
     public static func load(path: String, workingDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws(JobFileError) -> JobSpec {
         let text: String
         do {
@@ -21,135 +18,206 @@ public enum JobFileParser {
     }
 
     public static func parse(_ text: String, file: String, workingDirectory: URL) throws(JobFileError) -> JobSpec {
-        let root = try YAMLReader.load(text, file: file)
-        let fields = try root.fields(allowed: topKeys)
-        func required(_ key: String, _ fix: String) throws(JobFileError) -> YAMLReader {
-            guard let value = fields[key] else {
-                throw JobFileError(file: file, line: root.line, field: key, message: "is missing", fix: fix)
-            }
-            return value
-        }
+        let content = try SourceFileDecoder.decode(JobFile.self, from: text, file: file, emptyFix: "see Jobs/README.md for the format")
         let fileURL = URL(fileURLWithPath: file, relativeTo: workingDirectory).standardizedFileURL
-
-        let name = try required("name", "add `name: my-job` (letters, digits, - and _)").string()
-        guard SafeName.allows(name, maxLength: 64) else {
-            throw fields["name"]!.error("`\(name)` is not a usable name", fix: "use 1 to 64 letters, digits, - and _")
-        }
-        let prompt = try required("prompt", "add `prompt: |` with the instructions for one item, using {{field}} placeholders").string()
-        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw fields["prompt"]!.error("is empty", fix: "write the instructions for one item")
-        }
-
         var spec = JobSpec(
-            name: name,
-            description: try fields["description"]?.string(),
+            name: content.name,
+            description: content.description,
             file: fileURL,
-            agent: try agent(try required("agent", "add `agent:` with at least `model:`, or the name of a stored agent")),
-            environment: try fields["environment"].map { value throws(JobFileError) in try environment(value) },
-            items: try items(try required("items", "add `items:` with one of `glob:`, `csv:` or `list:`")),
-            prompt: prompt,
-            files: try copies(fields["files"]),
-            collect: try copies(fields["collect"]),
-            concurrency: try fields["concurrency"]?.int(range: 1...512) ?? 4,
-            retries: try fields["retries"]?.int(range: 0...10) ?? 1,
-            timeoutSeconds: try fields["timeout_seconds"]?.double(range: 1...86_400) ?? 600,
-            budget: try budget(fields["budget"]),
-            output: try output(fields["output"]),
-            reportDirectory: workingDirectory.appendingPathComponent("reports").appendingPathComponent(name),
-            playbook: nil
+            agent: content.agent,
+            environment: content.environment,
+            items: content.items,
+            prompt: content.prompt,
+            files: content.files,
+            collect: content.collect,
+            concurrency: content.concurrency,
+            retries: content.retries,
+            timeoutSeconds: content.timeoutSeconds,
+            budget: content.budget,
+            output: content.output,
+            reportDirectory: workingDirectory.appendingPathComponent("reports").appendingPathComponent(content.name),
+            playbook: content.playbook
         )
-        if let report = fields["report"] {
-            let reportFields = try report.fields(allowed: ["dir"])
-            if let dir = try reportFields["dir"]?.string() {
-                spec.reportDirectory = URL(fileURLWithPath: dir, relativeTo: workingDirectory).standardizedFileURL
-            }
+        if let dir = content.reportDirectory {
+            spec.reportDirectory = URL(fileURLWithPath: dir, relativeTo: workingDirectory).standardizedFileURL
         }
-        if let playbook = fields["playbook"] {
-            _ = try playbook.fields(allowed: ["steps", "final", "ttft_ms"])
-            guard let yaml = try? Yams.dump(object: ["playbook": playbook.any]) else {
-                throw playbook.error("cannot be re-read", fix: "write `steps:` (a list of {tool, input}) and `final:` (a template)")
-            }
-            spec.playbook = PlaybookText(yaml: yaml)
-        }
-        try PromptTemplate.validate(prompt, reader: fields["prompt"]!)
         return spec
     }
+}
 
-    static func agent(_ value: YAMLReader) throws(JobFileError) -> JobSpec.AgentSource {
-        if case .scalar = value.node { return .named(try value.string()) }
-        let object = try value.json()
+/// A job file as written, checked field by field as it is decoded.
+struct JobFile: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case name, description, agent, environment, items, prompt, files, collect, concurrency, retries
+        case timeoutSeconds = "timeout_seconds", budget, output, report, playbook
+    }
+
+    var name: String
+    var description: String?
+    var agent: JobSpec.AgentSource
+    var environment: JobSpec.EnvironmentSource?
+    var items: JobSpec.ItemSource
+    var prompt: String
+    var files: [JobSpec.Copy]
+    var collect: [JobSpec.Copy]
+    var concurrency: Int
+    var retries: Int
+    var timeoutSeconds: Double
+    var budget: JobSpec.Budget
+    var output: JobSpec.Output
+    var reportDirectory: String?
+    var playbook: PlaybookText?
+
+    init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: Keys.self)
+        name = try fields.require(String.self, .name, fix: "add `name: my-job` (letters, digits, - and _)")
+        guard SafeName.allows(name, maxLength: 64) else {
+            throw decoder.problem(Keys.name, "`\(name)` is not a usable name", fix: "use 1 to 64 letters, digits, - and _")
+        }
+        prompt = try fields.require(String.self, .prompt, fix: "add `prompt: |` with the instructions for one item, using {{field}} placeholders")
+        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw decoder.problem(Keys.prompt, "is empty", fix: "write the instructions for one item")
+        }
+        description = try fields.decodeIfPresent(String.self, forKey: .description)
+        agent = try Self.agent(fields)
+        environment = try Self.environment(fields)
+        items = try fields.require(ItemsField.self, .items, fix: "add `items:` with one of `glob:`, `csv:` or `list:`").source
+        files = try fields.decodeIfPresent([CopyField].self, forKey: .files)?.map(\.copy) ?? []
+        collect = try fields.decodeIfPresent([CopyField].self, forKey: .collect)?.map(\.copy) ?? []
+        concurrency = try fields.decodeIfPresent(Int.self, .concurrency, in: 1...512) ?? 4
+        retries = try fields.decodeIfPresent(Int.self, .retries, in: 0...10) ?? 1
+        timeoutSeconds = try fields.decodeIfPresent(Double.self, .timeoutSeconds, in: 1...86_400) ?? 600
+        budget = try fields.decodeIfPresent(BudgetField.self, forKey: .budget)?.budget ?? JobSpec.Budget()
+        output = try fields.decodeIfPresent(OutputField.self, forKey: .output)?.output ?? JobSpec.Output()
+        reportDirectory = try fields.decodeIfPresent(ReportField.self, forKey: .report)?.dir
+        if let playbook = try fields.decodeIfPresent(PlaybookField.self, forKey: .playbook) {
+            self.playbook = PlaybookText(yaml: playbook.yaml)
+        }
+        try PromptTemplate.validate(prompt, at: decoder.codingPath + [Keys.prompt])
+    }
+
+    private static func agent(_ fields: KeyedDecodingContainer<Keys>) throws -> JobSpec.AgentSource {
+        let fix = "add `agent:` with at least `model:`, or the name of a stored agent"
+        if fields.isScalar(.agent) { return .named(try fields.require(String.self, .agent, fix: fix)) }
+        let object = try fields.require(JSONValue.self, .agent, fix: fix)
         // Checked as the API checks an agent; the file's own JSON is kept, so that item keys
         // (which hash it) stay what they were.
         do throws(FieldError) {
             _ = try AgentParams.fileAgent(object)
         } catch {
-            throw value.error(for: error)
+            throw SourceFileProblem(error, under: fields.codingPath + [Keys.agent])
         }
         return .inline(object)
     }
 
-    static func environment(_ value: YAMLReader) throws(JobFileError) -> JobSpec.EnvironmentSource {
-        if case .scalar = value.node { return .named(try value.string()) }
-        _ = try value.fields(allowed: ["name", "description", "config", "metadata"])
-        return .inline(try value.json())
+    private static func environment(_ fields: KeyedDecodingContainer<Keys>) throws -> JobSpec.EnvironmentSource? {
+        guard fields.contains(.environment) else { return nil }
+        if fields.isScalar(.environment) { return .named(try fields.decode(String.self, forKey: .environment)) }
+        enum EnvironmentKeys: String, CodingKey, CaseIterable { case name, description, config, metadata }
+        _ = try fields.nestedContainer(keyedBy: EnvironmentKeys.self, forKey: .environment)
+        return .inline(try fields.decode(JSONValue.self, forKey: .environment))
     }
+}
 
-    static func items(_ value: YAMLReader) throws(JobFileError) -> JobSpec.ItemSource {
-        let fields = try value.fields(allowed: ["glob", "csv", "list"])
-        guard fields.count == 1, let (kind, source) = fields.first else {
-            throw value.error("needs exactly one of `glob`, `csv` or `list`", fix: "for example `items: {glob: \"submissions/*/\"}`")
+private struct ItemsField: Decodable {
+    enum Keys: String, CodingKey, CaseIterable { case glob, csv, list }
+    let source: JobSpec.ItemSource
+
+    init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: Keys.self)
+        guard fields.allKeys.count == 1, let kind = fields.allKeys.first else {
+            throw decoder.problem(nil, "needs exactly one of `glob`, `csv` or `list`", fix: "for example `items: {glob: \"submissions/*/\"}`")
         }
         switch kind {
-        case "glob": return .glob(try source.string())
-        case "csv": return .csv(try source.string())
-        default:
-            let list = try source.list()
-            guard !list.isEmpty else { throw source.error("is empty", fix: "add at least one item") }
-            var items: [JSONValue] = []
-            for item in list { items.append(try item.json()) }
-            return .list(items)
+        case .glob: source = .glob(try fields.decode(String.self, forKey: .glob))
+        case .csv: source = .csv(try fields.decode(String.self, forKey: .csv))
+        case .list:
+            let list = try fields.decode([JSONValue].self, forKey: .list)
+            guard !list.isEmpty else { throw decoder.problem(Keys.list, "is empty", fix: "add at least one item") }
+            source = .list(list)
         }
     }
+}
 
-    static func copies(_ value: YAMLReader?) throws(JobFileError) -> [JobSpec.Copy] {
-        guard let value else { return [] }
-        var copies: [JobSpec.Copy] = []
-        for item in try value.list() {
-            if case .scalar = item.node {
-                copies.append(JobSpec.Copy(from: try item.string(), to: nil))
-                continue
-            }
-            let fields = try item.fields(allowed: ["from", "to"])
-            guard let from = fields["from"] else { throw item.error("has no `from`", fix: "write `- {from: path, to: path}`") }
-            copies.append(JobSpec.Copy(from: try from.string(), to: try fields["to"]?.string()))
+/// `- path` or `- {from: path, to: path}`.
+private struct CopyField: Decodable {
+    enum Keys: String, CodingKey, CaseIterable { case from, to }
+    let copy: JobSpec.Copy
+
+    init(from decoder: any Decoder) throws {
+        if let path = try? decoder.singleValueContainer().decode(String.self) {
+            copy = JobSpec.Copy(from: path, to: nil)
+            return
         }
-        return copies
+        let fields = try decoder.container(keyedBy: Keys.self)
+        copy = JobSpec.Copy(from: try fields.require(String.self, .from, fix: "write `- {from: path, to: path}`"),
+                            to: try fields.decodeIfPresent(String.self, forKey: .to))
     }
+}
 
-    static func budget(_ value: YAMLReader?) throws(JobFileError) -> JobSpec.Budget {
-        guard let value else { return JobSpec.Budget() }
-        let fields = try value.fields(allowed: ["max_tokens", "max_active_seconds"])
-        return JobSpec.Budget(
-            maxTokens: try fields["max_tokens"]?.int(range: 1...Int(Int32.max)),
-            maxActiveSeconds: try fields["max_active_seconds"]?.double(range: 1...10_000_000)
-        )
+private struct BudgetField: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case maxTokens = "max_tokens", maxActiveSeconds = "max_active_seconds"
     }
+    let budget: JobSpec.Budget
 
-    static func output(_ value: YAMLReader?) throws(JobFileError) -> JobSpec.Output {
-        guard let value else { return JobSpec.Output() }
-        let fields = try value.fields(allowed: ["from", "file", "columns"])
-        var output = JobSpec.Output()
-        if let from = fields["from"] {
-            guard let source = JobSpec.Output.Source(rawValue: try from.string()) else {
-                throw from.error("must be final_message or file", fix: "use `from: final_message` (JSON in the agent's last message) or `from: file` with `file:`")
+    init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: Keys.self)
+        budget = JobSpec.Budget(
+            maxTokens: try fields.decodeIfPresent(Int.self, .maxTokens, in: 1...Int(Int32.max)),
+            maxActiveSeconds: try fields.decodeIfPresent(Double.self, .maxActiveSeconds, in: 1...10_000_000))
+    }
+}
+
+private struct OutputField: Decodable {
+    enum Keys: String, CodingKey, CaseIterable { case from, file, columns }
+    var output = JobSpec.Output()
+
+    init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: Keys.self)
+        if let from = try fields.decodeIfPresent(String.self, forKey: .from) {
+            guard let source = JobSpec.Output.Source(rawValue: from) else {
+                throw decoder.problem(Keys.from, "must be final_message or file",
+                                      fix: "use `from: final_message` (JSON in the agent's last message) or `from: file` with `file:`")
             }
             output.source = source
         }
-        output.file = try fields["file"]?.string()
+        output.file = try fields.decodeIfPresent(String.self, forKey: .file)
         if output.source == .file && output.file == nil {
-            throw value.error("`from: file` needs `file`", fix: "add `file: result.json` (a path in the workspace)")
+            throw decoder.problem(nil, "`from: file` needs `file`", fix: "add `file: result.json` (a path in the workspace)")
         }
-        output.columns = try fields["columns"]?.stringList() ?? []
-        return output
+        if fields.isScalar(.columns) {
+            output.columns = [try fields.decode(String.self, forKey: .columns)]
+        } else {
+            output.columns = try fields.decodeIfPresent([String].self, forKey: .columns) ?? []
+        }
+    }
+}
+
+private struct ReportField: Decodable {
+    enum Keys: String, CodingKey, CaseIterable { case dir }
+    let dir: String?
+
+    init(from decoder: any Decoder) throws {
+        dir = try decoder.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .dir)
+    }
+}
+
+/// The scripted model's playbook, kept as YAML for its own parser.
+private struct PlaybookField: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case steps, final
+        case ttftMs = "ttft_ms"
+    }
+    let yaml: String
+
+    init(from decoder: any Decoder) throws {
+        _ = try decoder.container(keyedBy: Keys.self)
+        let subtree = try SourceYAML(from: decoder)
+        do {
+            yaml = try Yams.serialize(node: .mapping(Node.Mapping([(Node("playbook"), subtree.node)])))
+        } catch {
+            throw decoder.problem(nil, "cannot be re-read", fix: "write `steps:` (a list of {tool, input}) and `final:` (a template)")
+        }
     }
 }

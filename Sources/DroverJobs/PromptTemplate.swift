@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 
 /// `{{field}}` placeholders over an item's fields. Nothing else: no logic in templates.
@@ -22,14 +23,15 @@ public enum PromptTemplate {
         return names
     }
 
-    static func validate(_ template: String, reader: YAMLReader) throws(JobFileError) {
+    /// Checks the placeholders of a template that sits at `codingPath` in a job file.
+    static func validate(_ template: String, at codingPath: [any CodingKey]) throws(SourceFileProblem) {
         let opens = template.components(separatedBy: "{{").count - 1
         let closes = template.components(separatedBy: "}}").count - 1
         guard opens == closes else {
-            throw reader.error("has \(opens) `{{` but \(closes) `}}`", fix: "close every placeholder, as in {{name}}")
+            throw SourceFileProblem(at: codingPath, "has \(opens) `{{` but \(closes) `}}`", fix: "close every placeholder, as in {{name}}")
         }
         for name in placeholders(template) where name.isEmpty || name.contains(where: { $0.isWhitespace }) {
-            throw reader.error("has the placeholder {{\(name)}}", fix: "write a field name without spaces, as in {{name}}")
+            throw SourceFileProblem(at: codingPath, "has the placeholder {{\(name)}}", fix: "write a field name without spaces, as in {{name}}")
         }
     }
 

@@ -64,7 +64,7 @@ struct DeploymentStoreTests {
 
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("drover-depl-\(UUID().uuidString).json")
             defer { try? FileManager.default.removeItem(at: file) }
-            try JSONValue.object(["deployments": .array([deployment]), "runs": .array(runs)]).encoded().write(to: file)
+            try Data(JSONValue.object(["deployments": .array([deployment]), "runs": .array(runs)]).compactJSON.utf8).write(to: file)
             let (status, output) = try await runProgram(
                 schedulePython!, [projectRoot.appendingPathComponent("Tests/oracle/validate_deployments.py").path, file.path])
             #expect(status == 0, "\(output)")

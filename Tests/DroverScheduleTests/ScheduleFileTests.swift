@@ -107,4 +107,20 @@ struct ScheduleFileTests {
             "\(error)".contains("b.yaml") && "\(error)".contains("also the name in")
         }
     }
+
+    /// The two file readers once disagreed: this one turned a quoted "true" into a boolean, so
+    /// `metadata: {flag: "true"}` was refused as not a string, and `system: "yes"` as not text.
+    @Test("a quoted value stays text, as in a job file")
+    func quotedScalars() throws {
+        let text = Self.good
+            .replacingOccurrences(of: "  system: Be brief.", with: "  system: \"yes\"")
+            .replacingOccurrences(of: "jitter_seconds: 60", with: "jitter_seconds: 60\nmetadata: {flag: \"true\", count: \"3\"}")
+        let file = try ScheduleFile.parse(text, file: "Schedules/quoted.yaml")
+        #expect(file.metadata == ["flag": "true", "count": "3"])
+        #expect(file.agentSnapshot.system == "yes")
+        // Unquoted, the same words are a boolean and a number, which metadata refuses.
+        #expect(throws: ScheduleFileError.self) {
+            try ScheduleFile.parse(text.replacingOccurrences(of: "\"true\"", with: "true"), file: "Schedules/quoted.yaml")
+        }
+    }
 }

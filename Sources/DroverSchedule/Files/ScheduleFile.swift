@@ -3,11 +3,10 @@ import DroverCore
 import DroverHands
 import DroverSessionLog
 import Foundation
-import Yams
 
 /// One `Schedules/*.yaml` file: a deployment to keep, with its agent, environment, initial
 /// events and cron schedule. The format is documented in `Schedules/README.md`.
-public struct ScheduleFile: Sendable, Equatable {
+public struct ScheduleFile: Sendable, Equatable, Decodable {
     public var file: String
     public var name: String
     public var description: String?
@@ -24,7 +23,6 @@ public struct ScheduleFile: Sendable, Equatable {
     public var paused: Bool
     public var metadata: [String: String]
 
-    static let fields = ["name", "description", "agent", "environment", "initial_events", "schedule", "jitter_seconds", "paused", "metadata"]
     static let initialEventTypes = ["user.message", "user.define_outcome", "system.message"]
     public static let maximumJitterSeconds = 3600
 
@@ -61,161 +59,146 @@ public struct ScheduleFile: Sendable, Equatable {
     }
 
     public static func parse(_ text: String, file: String) throws(ScheduleFileError) -> ScheduleFile {
-        let composed: Node?
-        do {
-            composed = try Yams.compose(yaml: text)
-        } catch let error as YamlError {
-            throw yamlError(error, file: file)
-        } catch {
-            throw ScheduleFileError(file: file, line: nil, field: nil, message: "is not valid YAML (\(error))", fix: "check the indentation and quoting")
-        }
-        guard let composed else {
-            throw ScheduleFileError(file: file, line: 1, field: nil, message: "is empty", fix: "write a schedule; see Schedules/README.md")
-        }
-        let root = YAMLNode(node: composed, file: file, path: "")
-        guard composed.mapping != nil else {
-            throw root.error("the file must be a mapping of fields", fix: "start with name:, agent:, initial_events: and schedule: (see Schedules/README.md)", field: "file")
-        }
-        try root.onlyKeys(fields)
+        var parsed = try SourceFileDecoder.decode(ScheduleFile.self, from: text, file: file,
+                                                  emptyFix: "write a schedule: name:, agent:, initial_events: and schedule: (see Schedules/README.md)")
+        parsed.file = file
+        return parsed
+    }
 
-        let nameNode = try root.required("name", fix: "add name: my-schedule (letters, digits, '-' and '_')")
-        let name = try nameNode.string(fix: "write the name as a string")
+    enum Keys: String, CodingKey, CaseIterable {
+        case name, description, agent, environment
+        case initialEvents = "initial_events", schedule
+        case jitterSeconds = "jitter_seconds", paused, metadata
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: Keys.self)
+        file = ""
+        name = try fields.require(String.self, .name, fix: "add name: my-schedule (letters, digits, '-' and '_')")
         guard SafeName.allows(name, maxLength: 64) else {
-            throw nameNode.error("'\(name)' is not a usable name", fix: "use 1 to 64 letters, digits, '-' and '_'")
+            throw decoder.problem(Keys.name, "'\(name)' is not a usable name", fix: "use 1 to 64 letters, digits, '-' and '_'")
         }
-        let description = try root.child("description")?.string(fix: "write the description as a string")
+        description = try fields.decodeIfPresent(String.self, forKey: .description)
 
-        let agentNode = try root.required("agent", fix: "add agent: with at least model: (the SDK's agent create-params shape)")
-        guard agentNode.node.mapping != nil else {
-            throw agentNode.error("must be an inline agent (a mapping)", fix: "write agent: {model: claude-sonnet-4-5, system: ..., tools: [...]}")
+        let agentFix = "add agent: with at least model: (the SDK's agent create-params shape)"
+        if fields.contains(.agent), !fields.isMapping(.agent), try !fields.decodeNil(forKey: .agent) {
+            throw decoder.problem(Keys.agent, "must be an inline agent (a mapping)", fix: "write agent: {model: claude-sonnet-4-5, system: ..., tools: [...]}")
         }
-        var agent = try agentNode.json()
-        let snapshot: AgentSnapshot
+        agent = try fields.require(JSONValue.self, .agent, fix: agentFix)
         do throws(FieldError) {
-            snapshot = try AgentParams.fileAgent(agent)
+            agentSnapshot = try AgentParams.fileAgent(agent)
         } catch {
-            throw agentNode.error(for: error)
+            throw SourceFileProblem(error, under: fields.codingPath + [Keys.agent])
         }
-        if case .object(var fields) = agent, fields["name"] == nil {
-            fields["name"] = .string(name)
-            agent = .object(fields)
-        }
-
-        let environment = try self.environment(root.child("environment"))
-
-        let eventsNode = try root.required("initial_events", fix: "add initial_events: with at least one user.message")
-        let events = try eventsNode.items(fix: "list events, e.g. - {type: user.message, content: [{type: text, text: ...}]}")
-        guard (1...50).contains(events.count) else {
-            throw eventsNode.error("has \(events.count) events; 1 to 50 are allowed", fix: "send between 1 and 50 initial events")
-        }
-        var initialEvents: [JSONValue] = []
-        for event in events {
-            let type = try event.required("type", fix: "set type to one of \(initialEventTypes.joined(separator: ", "))").string(fix: "write the type as a string")
-            guard initialEventTypes.contains(type) else {
-                throw event.error("'\(type)' cannot start a deployment's session", fix: "use one of \(initialEventTypes.joined(separator: ", "))")
-            }
-            let json = try event.json()
-            let text = String(decoding: try JSONValue.array([json]).encoded(), as: UTF8.self)
-            do throws(SessionLogError) {
-                _ = try NewEvent.parseClientEvents(text)
-            } catch {
-                throw event.error("\(error.description.replacingOccurrences(of: "events[0]", with: event.path))", fix: error.fix ?? "follow the SDK's shape for \(type)")
-            }
-            initialEvents.append(json)
+        if case .object(var object) = agent, object["name"] == nil {
+            object["name"] = .string(name)
+            agent = .object(object)
         }
 
-        var schedule: CronExpression?
-        if let scheduleNode = root.child("schedule"), scheduleNode.node.null == nil {
-            try scheduleNode.onlyKeys(["type", "expression", "timezone"])
-            let type = try scheduleNode.required("type", fix: "write type: cron").string(fix: "write type: cron")
-            guard type == "cron" else { throw scheduleNode.error("type '\(type)' is not supported", fix: "write type: cron") }
-            let expression = try scheduleNode.required("expression", fix: "write expression: \"0 9 * * 1-5\" (5 fields, quoted)")
-            let timezone = try scheduleNode.required("timezone", fix: "write timezone: UTC, or an IANA name such as Europe/Berlin")
-            let zoneName = try timezone.string(fix: "write an IANA timezone name such as Europe/Berlin")
-            guard TimeZone(identifier: zoneName) != nil else {
-                throw timezone.error("'\(zoneName)' is not an IANA timezone", fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
-            }
-            let expressionText = try expression.string(fix: "quote the expression, e.g. \"*/5 * * * *\"")
-            do throws(FieldError) {
-                schedule = try CronExpression(expressionText, timeZone: zoneName)
-            } catch {
-                let message = error.field == "expression" ? error.message : "\(error.field ?? "") field: \(error.message)"
-                throw expression.error(message, fix: error.fix ?? "")
-            }
-        }
+        environment = try Self.environment(fields)
+        initialEvents = try Self.initialEvents(fields)
+        schedule = try fields.decodeIfPresent(ScheduleField.self, forKey: .schedule)?.expression
 
-        var jitter = 0
-        if let jitterNode = root.child("jitter_seconds") {
-            guard let value = jitterNode.node.int, (0...maximumJitterSeconds).contains(value) else {
-                throw jitterNode.error("must be a whole number of seconds from 0 to \(maximumJitterSeconds)", fix: "write e.g. jitter_seconds: 30")
+        jitterSeconds = 0
+        if fields.contains(.jitterSeconds) {
+            guard let value = try? fields.decode(Int.self, forKey: .jitterSeconds), (0...Self.maximumJitterSeconds).contains(value) else {
+                throw decoder.problem(Keys.jitterSeconds, "must be a whole number of seconds from 0 to \(Self.maximumJitterSeconds)", fix: "write e.g. jitter_seconds: 30")
             }
-            jitter = value
+            jitterSeconds = value
         }
-        var paused = false
-        if let pausedNode = root.child("paused") {
-            guard let value = pausedNode.node.bool else { throw pausedNode.error("must be true or false", fix: "write paused: true or paused: false") }
-            paused = value
-        }
-        var metadata: [String: String] = [:]
-        if let metadataNode = root.child("metadata") {
-            guard case .object(let fields) = try metadataNode.json(), fields.count <= 16 else {
-                throw metadataNode.error("must be a mapping of at most 16 string pairs", fix: "write metadata: {team: research}")
-            }
-            for (key, value) in fields {
+        paused = try fields.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+        metadata = [:]
+        if fields.contains(.metadata) {
+            let invalid = decoder.problem(Keys.metadata, "must be a mapping of at most 16 string pairs", fix: "write metadata: {team: research}")
+            guard case .object(let pairs)? = try? fields.decode(JSONValue.self, forKey: .metadata), pairs.count <= 16 else { throw invalid }
+            for (key, value) in pairs {
                 guard case .string(let text) = value, key.count <= 64, text.count <= 512 else {
-                    throw metadataNode.error("'\(key)' must map to a string (keys up to 64, values up to 512 characters)", fix: "quote the value")
+                    throw decoder.problem(Keys.metadata, "'\(key)' must map to a string (keys up to 64, values up to 512 characters)", fix: "quote the value")
                 }
                 metadata[key] = text
             }
         }
-        return ScheduleFile(
-            file: file, name: name, description: description, agent: agent, agentSnapshot: snapshot,
-            environment: environment, initialEvents: initialEvents, schedule: schedule,
-            jitterSeconds: jitter, paused: paused, metadata: metadata)
     }
 
-    private static func environment(_ node: YAMLNode?) throws(ScheduleFileError) -> JSONValue {
-        guard let node, node.node.null == nil else { return .object(["name": .string("default")]) }
-        if node.node.mapping == nil {
-            return .object(["name": .string(try node.string(fix: "name an environment, or write it inline as {name: ..., config: {...}}"))])
+    private static func environment(_ fields: KeyedDecodingContainer<Keys>) throws -> JSONValue {
+        guard fields.contains(.environment), try !fields.decodeNil(forKey: .environment) else { return .object(["name": .string("default")]) }
+        if !fields.isMapping(.environment) {
+            return .object(["name": .string(try fields.decode(String.self, forKey: .environment))])
         }
-        try node.onlyKeys(["name", "config", "description"])
-        _ = try node.required("name", fix: "name the inline environment, e.g. name: research")
-        let environment = try node.json()
+        enum EnvironmentKeys: String, CodingKey, CaseIterable { case name, config, description }
+        let inline = try fields.nestedContainer(keyedBy: EnvironmentKeys.self, forKey: .environment)
+        _ = try inline.require(String.self, .name, fix: "name the inline environment, e.g. name: research")
+        let environment = try fields.decode(JSONValue.self, forKey: .environment)
+        let at = fields.codingPath + [Keys.environment]
         // What the sandboxes cannot honour yet is refused here, not discovered at the first fire.
         do {
             _ = try EnvironmentConfig.parse(environment.objectValue?["config"])
         } catch let notBuilt as EnvironmentConfig.NotBuiltYet {
-            throw node.error("\(notBuilt.field): \(notBuilt.detail)", fix: "see README.md, The hands: Environments", field: "environment.\(notBuilt.field)")
+            throw SourceFileProblem(at: at + FieldPathKey.keys(of: notBuilt.field), "\(notBuilt.field): \(notBuilt.detail)", fix: "see README.md, The hands: Environments")
         } catch {
-            throw node.error("\(error)", fix: "write config as the SDK's BetaCloudConfig: {type: cloud, packages: {pip: [...]}}", field: "environment.config")
+            throw SourceFileProblem(at: at + [FieldPathKey("config")], "\(error)", fix: "write config as the SDK's BetaCloudConfig: {type: cloud, packages: {pip: [...]}}")
         }
         return environment
     }
 
-    private static func yamlError(_ error: YamlError, file: String) -> ScheduleFileError {
-        var line: Int?
-        var problem = "\(error)"
-        switch error {
-        case .scanner(let context, let text, let mark, _), .parser(let context, let text, let mark, _), .composer(let context, let text, let mark, _):
-            line = mark.line
-            problem = "\(context.map { "\($0.text) " } ?? "")\(text)"
-        default:
-            break
+    private static func initialEvents(_ fields: KeyedDecodingContainer<Keys>) throws -> [JSONValue] {
+        let events = try fields.require([InitialEvent].self, .initialEvents, fix: "add initial_events: with at least one user.message")
+        guard (1...50).contains(events.count) else {
+            throw SourceFileProblem(at: fields.codingPath + [Keys.initialEvents], "has \(events.count) events; 1 to 50 are allowed", fix: "send between 1 and 50 initial events")
         }
-        return ScheduleFileError(file: file, line: line, field: nil, message: "is not valid YAML: \(problem)",
-                                 fix: "check the indentation and quoting near that line (quote cron expressions)")
+        return events.map(\.json)
     }
 }
 
-extension JSONValue {
-    func encoded() throws(ScheduleFileError) -> Data {
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            return try encoder.encode(self)
+/// One of a schedule's initial events: a type that may start a deployment's session, in the
+/// shape the API accepts.
+private struct InitialEvent: Decodable {
+    enum Keys: String, CodingKey { case type }
+    let json: JSONValue
+
+    init(from decoder: any Decoder) throws {
+        let types = ScheduleFile.initialEventTypes
+        json = try decoder.singleValueContainer().decode(JSONValue.self)
+        guard case .object(let fields) = json else {
+            throw decoder.problem(nil, "must be a mapping", fix: "write each event as {type: user.message, content: [{type: text, text: ...}]}")
+        }
+        guard let type = fields["type"] else {
+            throw decoder.problem(Keys.type, "is missing", fix: "set type to one of \(types.joined(separator: ", "))")
+        }
+        guard case .string(let name) = type else {
+            throw decoder.problem(Keys.type, "must be a string", fix: "write the type as a string")
+        }
+        guard types.contains(name) else {
+            throw decoder.problem(nil, "'\(name)' cannot start a deployment's session", fix: "use one of \(types.joined(separator: ", "))")
+        }
+        let path = SourceFileDecoder.path(decoder.codingPath)
+        do throws(SessionLogError) {
+            _ = try NewEvent.parseClientEvents(JSONValue.array([json]).compactJSON)
         } catch {
-            throw ScheduleFileError(file: "", line: nil, field: nil, message: "cannot be encoded as JSON", fix: "check the values")
+            throw decoder.problem(nil, error.description.replacingOccurrences(of: "events[0]", with: path), fix: error.fix ?? "follow the SDK's shape for \(name)")
+        }
+    }
+}
+
+/// `schedule: {type: cron, expression: "...", timezone: ...}`.
+private struct ScheduleField: Decodable {
+    enum Keys: String, CodingKey, CaseIterable { case type, expression, timezone }
+    let expression: CronExpression
+
+    init(from decoder: any Decoder) throws {
+        let fields = try decoder.container(keyedBy: Keys.self)
+        let type = try fields.require(String.self, .type, fix: "write type: cron")
+        guard type == "cron" else { throw decoder.problem(nil, "type '\(type)' is not supported", fix: "write type: cron") }
+        let text = try fields.require(String.self, .expression, fix: "write expression: \"0 9 * * 1-5\" (5 fields, quoted)")
+        let zone = try fields.require(String.self, .timezone, fix: "write timezone: UTC, or an IANA name such as Europe/Berlin")
+        guard TimeZone(identifier: zone) != nil else {
+            throw decoder.problem(Keys.timezone, "'\(zone)' is not an IANA timezone", fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
+        }
+        do throws(FieldError) {
+            expression = try CronExpression(text, timeZone: zone)
+        } catch {
+            let message = error.field == "expression" ? error.message : "\(error.field ?? "") field: \(error.message)"
+            throw decoder.problem(Keys.expression, message, fix: error.fix ?? "")
         }
     }
 }

@@ -1,15 +1,5 @@
 import Yams
 
-extension SourceFileError {
-    /// A check's `problem` with a field under `node` (which sits at `path` in `file`), pointed at
-    /// that field's line.
-    public init(_ problem: FieldError, under node: Node, at path: String, file: String) {
-        let target = problem.field.map { node.descendant(at: $0) } ?? node
-        let field = problem.field.map { path.isEmpty ? $0 : "\(path).\($0)" } ?? path
-        self.init(file: file, line: target.mark?.line ?? node.mark?.line, field: field, message: problem.message, fix: problem.fix)
-    }
-}
-
 extension Node {
     /// The node a field path such as `tools[0].configs[1].name` names, or the deepest one of its
     /// ancestors that exists: where a file's error about that field points.
