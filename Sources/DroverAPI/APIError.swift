@@ -77,12 +77,14 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try error.response(from: request, context: context)
         } catch let error as FieldError {
             // The checks modules share (agents, metadata, names) name the field the same way.
-            return try APIError.invalid(error.field ?? "body", error.message, fix: error.fix, errorCode: error.code).response(from: request, context: context)
+            return try APIError.invalid(error.field ?? "body", error.message, fix: error.fix, errorCode: error.code).response(
+                from: request, context: context)
         } catch is NIOTooManyBytesError {
             return jsonResponse(APIError.tooLarge.json, status: .contentTooLarge)
         } catch let error as HTTPError {
             let type = error.status == .notFound ? "not_found_error" : "invalid_request_error"
-            let message = error.status == .notFound
+            let message =
+                error.status == .notFound
                 ? "\(request.method) \(request.uri.path) is not a Drover API route (see GET /v1/openapi.json)"
                 : (error.body ?? "\(error.status)")
             return jsonResponse(APIError(error.status, type, message).json, status: error.status)

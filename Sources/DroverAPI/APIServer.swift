@@ -84,11 +84,13 @@ public final class APIServer: Sendable {
             // During a Redis outage the process stays up and says so: 503 with redis "down",
             // until the clients have reconnected by themselves.
             let redisUp = await self.redis.isReachable()
-            return jsonResponse(.object([
-                "status": .string(redisUp ? "ok" : "degraded"), "redis": .string(redisUp ? "up" : "down"),
-                "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +))),
-                "live_tails": .number(Double(self.hub.liveTails)),
-                "live_delta_subscriptions": .number(Double(self.hub.liveDeltaSubscriptions))]), status: redisUp ? .ok : .serviceUnavailable)
+            return jsonResponse(
+                .object([
+                    "status": .string(redisUp ? "ok" : "degraded"), "redis": .string(redisUp ? "up" : "down"),
+                    "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +))),
+                    "live_tails": .number(Double(self.hub.liveTails)),
+                    "live_delta_subscriptions": .number(Double(self.hub.liveDeltaSubscriptions)),
+                ]), status: redisUp ? .ok : .serviceUnavailable)
         }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         addAgentRoutes(router)
@@ -103,7 +105,9 @@ public final class APIServer: Sendable {
     }
 
     /// The Hummingbird application, a `Service` for a ServiceGroup. `onRunning` gets the bound port.
-    public func application(logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<RouterResponder<APIRequestContext>> {
+    public func application(
+        logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> Application<RouterResponder<APIRequestContext>> {
         Application(
             router: router(),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "drover"),
@@ -118,7 +122,8 @@ enum ResourceID {
     static func check(_ id: String, prefix: String, parameter: String) throws -> String {
         let allowed = id.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 }
         guard id.hasPrefix(prefix + "_"), id.utf8.count <= 128, allowed else {
-            throw APIError.invalid(parameter, "'\(id.prefix(80))' is not a valid id", fix: "pass an id that starts with \(prefix)_, as returned by the API")
+            throw APIError.invalid(
+                parameter, "'\(id.prefix(80))' is not a valid id", fix: "pass an id that starts with \(prefix)_, as returned by the API")
         }
         return id
     }

@@ -11,7 +11,9 @@ extension APIServer {
             let params = try await RequestInput.body(request, context: context)
             let now = ControlPlaneStore.timestamp()
             let agent = try AgentParams.create(id: Identifier.make(prefix: "agent"), params: params, now: now)
-            try await self.store.insert(.agents, .init(id: agent["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(agent).compactJSON))
+            try await self.store.insert(
+                .agents,
+                .init(id: agent["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(agent).compactJSON))
             return jsonResponse(.object(agent))
         }
         router.get("/v1/agents") { request, context in
@@ -26,7 +28,8 @@ extension APIServer {
         router.get("/v1/agents/:agent_id") { request, context in
             let input = RequestInput(request)
             let version = try input.string("version").map { _ in try input.int("version", default: 1, range: 1...Int(Int32.max)) }
-            return jsonResponse(.object(try await self.agent(context.parameters.require("agent_id"), workspace: context.workspace, version: version).json))
+            return jsonResponse(
+                .object(try await self.agent(context.parameters.require("agent_id"), workspace: context.workspace, version: version).json))
         }
         router.post("/v1/agents/:agent_id") { request, context in
             let params = try await RequestInput.body(request, context: context)
@@ -34,8 +37,10 @@ extension APIServer {
             let current = try await self.agent(context.parameters.require("agent_id"), workspace: context.workspace)
             if let whole = try params.version("version", named: "version", nullable: false) {
                 guard whole == current.version else {
-                    throw APIError(.conflict, "invalid_request_error",
-                                   "version: the agent is at version \(current.version), not \(whole). Fix: retrieve the agent and retry with its current version")
+                    throw APIError(
+                        .conflict, "invalid_request_error",
+                        "version: the agent is at version \(current.version), not \(whole). Fix: retrieve the agent and retry with its current version"
+                    )
                 }
             }
             guard current.archivedAt == nil else {
@@ -49,9 +54,12 @@ extension APIServer {
             let now = ControlPlaneStore.timestamp()
             agent["version"] = .number(Double(current.version + 1))
             agent["updated_at"] = .string(now)
-            let row = ControlPlaneStore.Row(id: current.id, workspace: context.workspace, version: current.version + 1, createdAt: current.createdAt, resource: JSONValue.object(agent).compactJSON)
+            let row = ControlPlaneStore.Row(
+                id: current.id, workspace: context.workspace, version: current.version + 1, createdAt: current.createdAt,
+                resource: JSONValue.object(agent).compactJSON)
             guard try await self.store.insertAgentVersion(row, expectedVersion: current.version) else {
-                throw APIError(.conflict, "invalid_request_error", "version: the agent changed while this update was applied. Fix: retrieve it and retry")
+                throw APIError(
+                    .conflict, "invalid_request_error", "version: the agent changed while this update was applied. Fix: retrieve it and retry")
             }
             return jsonResponse(.object(agent))
         }

@@ -26,16 +26,18 @@ struct AuthenticationMiddleware: RouterMiddleware {
             context.workspace = workspace
         }
         if let asked = request.headers[.init("anthropic-workspace-id")!], !asked.isEmpty, asked != context.workspace {
-            throw APIError(.forbidden, "permission_error",
-                           "anthropic-workspace-id: this key belongs to another workspace. Fix: omit the header or send the key's own workspace id")
+            throw APIError(
+                .forbidden, "permission_error",
+                "anthropic-workspace-id: this key belongs to another workspace. Fix: omit the header or send the key's own workspace id")
         }
         let betas = request.headers[values: .init("anthropic-beta")!].flatMap { $0.split(separator: ",") }
             .map { $0.trimmingCharacters(in: .whitespaces) }
         // The SDK's files calls send no beta header of their own (or `files-api-2025-04-14`).
         let isFiles = path == "/v1/files" || path.hasPrefix("/v1/files/")
         guard isFiles || betas.contains(Self.betaHeader) else {
-            throw APIError.invalid("anthropic-beta", "the header must include \(Self.betaHeader)",
-                                   fix: "send `anthropic-beta: \(Self.betaHeader)` (the anthropic SDK does this for client.beta.* calls)")
+            throw APIError.invalid(
+                "anthropic-beta", "the header must include \(Self.betaHeader)",
+                fix: "send `anthropic-beta: \(Self.betaHeader)` (the anthropic SDK does this for client.beta.* calls)")
         }
         return try await next(request, context)
     }

@@ -6,7 +6,9 @@ import Foundation
 /// Reading and checking `/v1/deployments` request bodies and query filters, each error a 400
 /// naming the field and the fix.
 enum DeploymentParams {
-    static let createFields: Set<String> = ["agent", "budget", "description", "environment_id", "initial_events", "metadata", "name", "resources", "schedule", "vault_ids"]
+    static let createFields: Set<String> = [
+        "agent", "budget", "description", "environment_id", "initial_events", "metadata", "name", "resources", "schedule", "vault_ids",
+    ]
     static let updateFields = createFields
     /// The `spec_hash` of a deployment written through the API. It never equals a schedule
     /// file's hash, so `drover apply` puts a file's deployment edited through the API back to the file.
@@ -20,11 +22,15 @@ enum DeploymentParams {
 
     /// The parts the SDK has that Drover does not build yet: refused rather than ignored.
     static func rejectUnbuilt(_ params: [String: JSONValue]) throws {
-        if let vaults = try params.array("vault_ids"), !vaults.isEmpty { throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids") }
+        if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
+            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+        }
         if let resources = try params.array("resources"), !resources.isEmpty {
             throw APIError.invalid("resources", "session resources (files, repositories) are not built yet in Drover", fix: "omit resources")
         }
-        if let budget = params["budget"], budget != .null { throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget") }
+        if let budget = params["budget"], budget != .null {
+            throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
+        }
     }
 
     static func name(_ params: [String: JSONValue]) throws -> String {
@@ -40,21 +46,26 @@ enum DeploymentParams {
     static func schedule(_ value: JSONValue?) throws -> Schedule? {
         guard let value, value != .null else { return nil }
         guard case .object(let fields) = value else {
-            throw APIError.invalid("schedule", "must be an object or null, got \(value.kindName)", fix: "send {\"type\": \"cron\", \"expression\": \"0 9 * * 1-5\", \"timezone\": \"UTC\"}")
+            throw APIError.invalid(
+                "schedule", "must be an object or null, got \(value.kindName)",
+                fix: "send {\"type\": \"cron\", \"expression\": \"0 9 * * 1-5\", \"timezone\": \"UTC\"}")
         }
         try fields.rejectUnknown(["type", "expression", "timezone"])
         guard fields["type"]?.stringValue == "cron" else {
             throw APIError.invalid("schedule.type", "'\(fields["type"]?.stringValue ?? "")' is not supported", fix: "use \"cron\"")
         }
         guard let expression = try? fields.string("expression", required: true) else {
-            throw APIError.invalid("schedule.expression", "the field is required and must be a string", fix: "send a 5-field cron, e.g. \"0 9 * * 1-5\"")
+            throw APIError.invalid(
+                "schedule.expression", "the field is required and must be a string", fix: "send a 5-field cron, e.g. \"0 9 * * 1-5\"")
         }
         guard let timezone = try? fields.string("timezone", required: true) else {
-            throw APIError.invalid("schedule.timezone", "the field is required and must be a string", fix: "send an IANA timezone, e.g. \"UTC\" or \"Europe/Berlin\"")
+            throw APIError.invalid(
+                "schedule.timezone", "the field is required and must be a string", fix: "send an IANA timezone, e.g. \"UTC\" or \"Europe/Berlin\"")
         }
         // As in the SDK: 5 fields only, no @daily shortcuts.
         if expression.trimmingCharacters(in: .whitespaces).hasPrefix("@") {
-            throw APIError.invalid("schedule.expression", "'\(expression)' is a shortcut; the API takes 5 fields", fix: "write 5 fields, e.g. \"0 0 * * *\" for @daily")
+            throw APIError.invalid(
+                "schedule.expression", "'\(expression)' is a shortcut; the API takes 5 fields", fix: "write 5 fields, e.g. \"0 0 * * *\" for @daily")
         }
         do throws(FieldError) {
             _ = try CronExpression(expression, timeZone: timezone)
@@ -69,10 +80,13 @@ enum DeploymentParams {
     /// `initial_events`: 1 to 50 client events, checked as a session's events are.
     static func initialEvents(_ params: [String: JSONValue]) throws -> [JSONValue] {
         guard let events = try params.array("initial_events") else {
-            throw APIError.invalid("initial_events", "the field is required", fix: "send at least one event, e.g. [{\"type\": \"user.message\", \"content\": [{\"type\": \"text\", \"text\": \"...\"}]}]")
+            throw APIError.invalid(
+                "initial_events", "the field is required",
+                fix: "send at least one event, e.g. [{\"type\": \"user.message\", \"content\": [{\"type\": \"text\", \"text\": \"...\"}]}]")
         }
         guard (1...50).contains(events.count) else {
-            throw APIError.invalid("initial_events", "has \(events.count) events; a deployment takes 1 to 50", fix: "send at least one and at most 50 events")
+            throw APIError.invalid(
+                "initial_events", "has \(events.count) events; a deployment takes 1 to 50", fix: "send at least one and at most 50 events")
         }
         _ = try APIServer.parseEvents(JSONValue.object(["events": .array(events)]).compactJSON, field: "initial_events")
         return events

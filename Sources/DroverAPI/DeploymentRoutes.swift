@@ -19,7 +19,9 @@ extension APIServer {
             let name = try DeploymentParams.name(params)
             try await self.checkNameFree(name, workspace: context.workspace)
             let agent = try await self.deploymentAgent(params["agent"], workspace: context.workspace)
-            guard let environmentID = try params.string("environment_id", required: true, nullable: false) else { throw APIError.invalid("environment_id", "the field is required") }
+            guard let environmentID = try params.string("environment_id", required: true, nullable: false) else {
+                throw APIError.invalid("environment_id", "the field is required")
+            }
             let environment = try await self.liveEnvironment(environmentID, workspace: context.workspace)
             let events = try DeploymentParams.initialEvents(params)
             let schedule = try DeploymentParams.schedule(params["schedule"])
@@ -59,12 +61,14 @@ extension APIServer {
                 .filter { row in
                     let resource = JSONValue.decode(row.resource).objectValue ?? [:]
                     let created = DeploymentParams.date(.string(row.createdAt)) ?? now
-                    return (status == nil || row.status == status) && (agentID == nil || resource["agent"]?.objectValue?["id"]?.stringValue == agentID)
+                    return (status == nil || row.status == status)
+                        && (agentID == nil || resource["agent"]?.objectValue?["id"]?.stringValue == agentID)
                         && (after.map { created >= $0 } ?? true) && (before.map { created <= $0 } ?? true)
                 }
                 .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
             let pageRows = matching.dropFirst(offset).prefix(limit)
-            return jsonResponse(page(pageRows.map { store.resource($0, now: now) }, next: matching.count > offset + limit ? "page_\(offset + limit)" : nil))
+            return jsonResponse(
+                page(pageRows.map { store.resource($0, now: now) }, next: matching.count > offset + limit ? "page_\(offset + limit)" : nil))
         }
         router.get("/v1/deployments/:deployment_id") { _, context in
             let row = try await self.deployment(context.parameters.require("deployment_id"), workspace: context.workspace)
@@ -79,8 +83,9 @@ extension APIServer {
                 throw APIError(.internalServerError, "api_error", "deployment \(row.id) has no stored spec")
             }
             if let file = spec.sourceFile {
-                throw APIError.invalid("deployment_id", "deployment \(row.id) comes from the schedule file \(file), which `drover apply` keeps it equal to",
-                                       fix: "edit \(file) and run `drover apply`")
+                throw APIError.invalid(
+                    "deployment_id", "deployment \(row.id) comes from the schedule file \(file), which `drover apply` keeps it equal to",
+                    fix: "edit \(file) and run `drover apply`")
             }
             let now = Date()
             if params["name"] != nil {
@@ -102,7 +107,9 @@ extension APIServer {
                 resource["agent"] = agent.reference
             }
             if params["environment_id"] != nil {
-                guard let id = try params.string("environment_id", nullable: false) else { throw APIError.invalid("environment_id", "cannot be cleared") }
+                guard let id = try params.string("environment_id", nullable: false) else {
+                    throw APIError.invalid("environment_id", "cannot be cleared")
+                }
                 let environment = try await self.liveEnvironment(id, workspace: context.workspace)
                 spec.environment = .object(["id": .string(environment.id)])
                 resource["environment_id"] = .string(environment.id)
@@ -168,21 +175,25 @@ extension APIServer {
             let limit = try input.int("limit", default: 20, range: 1...1000)
             let offset = try input.pageOffset()
             let trigger = input.string("trigger_type")
-            if let trigger, !["schedule", "manual"].contains(trigger) { throw APIError.invalid("trigger_type", "'\(trigger)' is not schedule or manual") }
+            if let trigger, !["schedule", "manual"].contains(trigger) {
+                throw APIError.invalid("trigger_type", "'\(trigger)' is not schedule or manual")
+            }
             let hasError = try input.string("has_error").map { _ in try input.bool("has_error") }
             let gt = try DeploymentParams.date(input, "created_at[gt]"), gte = try DeploymentParams.date(input, "created_at[gte]")
             let lt = try DeploymentParams.date(input, "created_at[lt]"), lte = try DeploymentParams.date(input, "created_at[lte]")
             // An unknown deployment_id is an empty page, as the SDK documents.
-            let runs = try await self.store.database.deploymentRuns(deploymentID: input.string("deployment_id"), workspace: context.workspace, limit: 100_000)
-                .map(JSONValue.decode)
-                .filter { run in
-                    let fields = run.objectValue ?? [:]
-                    let created = DeploymentParams.date(fields["created_at"]) ?? .distantPast
-                    return (trigger == nil || fields["trigger_context"]?.objectValue?["type"]?.stringValue == trigger)
-                        && (hasError.map { $0 ? fields["error"] != .null : fields["session_id"] != .null } ?? true)
-                        && (gt.map { created > $0 } ?? true) && (gte.map { created >= $0 } ?? true)
-                        && (lt.map { created < $0 } ?? true) && (lte.map { created <= $0 } ?? true)
-                }
+            let runs = try await self.store.database.deploymentRuns(
+                deploymentID: input.string("deployment_id"), workspace: context.workspace, limit: 100_000
+            )
+            .map(JSONValue.decode)
+            .filter { run in
+                let fields = run.objectValue ?? [:]
+                let created = DeploymentParams.date(fields["created_at"]) ?? .distantPast
+                return (trigger == nil || fields["trigger_context"]?.objectValue?["type"]?.stringValue == trigger)
+                    && (hasError.map { $0 ? fields["error"] != .null : fields["session_id"] != .null } ?? true)
+                    && (gt.map { created > $0 } ?? true) && (gte.map { created >= $0 } ?? true)
+                    && (lt.map { created < $0 } ?? true) && (lte.map { created <= $0 } ?? true)
+            }
             return jsonResponse(page(Array(runs.dropFirst(offset).prefix(limit)), next: runs.count > offset + limit ? "page_\(offset + limit)" : nil))
         }
         router.get("/v1/deployment_runs/:deployment_run_id") { _, context in
@@ -216,20 +227,24 @@ extension APIServer {
 
     private func checkNameFree(_ name: String, workspace: String) async throws {
         if let taken = try await store.database.deployment(workspace: workspace, nameOrID: name), taken.name == name, taken.archivedAt == nil {
-            throw APIError(.conflict, "invalid_request_error", "name: deployment \(taken.id) is already named '\(name)'. Fix: choose another name, or archive that deployment")
+            throw APIError(
+                .conflict, "invalid_request_error",
+                "name: deployment \(taken.id) is already named '\(name)'. Fix: choose another name, or archive that deployment")
         }
     }
 
     private func liveEnvironment(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
         let environment = try await self.environment(id, workspace: workspace)
         guard environment.archivedAt == nil else {
-            throw APIError(.badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived", errorCode: "environment_archived")
+            throw APIError(
+                .badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived", errorCode: "environment_archived")
         }
         return environment
     }
 
     /// The agent a deployment pins: an id (its latest version) or `{"type": "agent", "id", "version"}`.
-    private func deploymentAgent(_ value: JSONValue?, workspace: String) async throws -> (reference: JSONValue, version: Int, snapshot: AgentSnapshot) {
+    private func deploymentAgent(_ value: JSONValue?, workspace: String) async throws -> (reference: JSONValue, version: Int, snapshot: AgentSnapshot)
+    {
         let row = try await sessionAgent(value, workspace: workspace)
         guard row.archivedAt == nil else { throw APIError.invalid("agent", "agent \(row.id) is archived", fix: "use an agent that is not archived") }
         let snapshot: AgentSnapshot

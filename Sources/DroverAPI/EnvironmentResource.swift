@@ -9,7 +9,9 @@ enum EnvironmentResource {
 
     static func create(id: String, params: [String: JSONValue], now: String) throws -> [String: JSONValue] {
         try params.rejectUnknown(fields)
-        guard let name = try params.string("name", required: true), !name.isEmpty else { throw APIError.invalid("name", "must be a non-empty string") }
+        guard let name = try params.string("name", required: true), !name.isEmpty else {
+            throw APIError.invalid("name", "must be a non-empty string")
+        }
         var environment: [String: JSONValue] = [
             "type": "environment", "id": .string(id), "name": .string(name), "created_at": .string(now), "updated_at": .string(now),
             "archived_at": .null, "description": .null, "metadata": .object([:]), "scope": "organization",
@@ -41,7 +43,9 @@ enum EnvironmentResource {
         case let other?: throw APIError.invalid("config", "must be an object, got \(other.kindName)")
         }
         guard fields["type"]?.stringValue == "cloud" else {
-            throw APIError.invalid("config.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported", fix: "use {\"type\": \"cloud\"} (self_hosted is not built yet)")
+            throw APIError.invalid(
+                "config.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported",
+                fix: "use {\"type\": \"cloud\"} (self_hosted is not built yet)")
         }
         try fields.rejectUnknown(["type", "networking", "packages"])
         var packages: [String: JSONValue] = ["type": "packages"]
@@ -61,7 +65,10 @@ enum EnvironmentResource {
         switch fields["networking"] {
         // Drover's default is what its sandboxes honour today: no network. Asking for more
         // answers 501 until the egress proxy exists (see `checkBuilt`).
-        case nil, .null?: networking = .object(["type": "limited", "allowed_hosts": .array([]), "allow_mcp_servers": .bool(false), "allow_package_managers": .bool(false)])
+        case nil, .null?:
+            networking = .object([
+                "type": "limited", "allowed_hosts": .array([]), "allow_mcp_servers": .bool(false), "allow_package_managers": .bool(false),
+            ])
         case .object(let net)?:
             switch net["type"]?.stringValue {
             case "unrestricted": networking = .object(["type": "unrestricted"])
@@ -73,7 +80,8 @@ enum EnvironmentResource {
                 networking = .object([
                     "type": "limited", "allowed_hosts": .array(hosts),
                     "allow_mcp_servers": .bool(try JSONValue.bool(net["allow_mcp_servers"], path: "config.networking.allow_mcp_servers") ?? false),
-                    "allow_package_managers": .bool(try JSONValue.bool(net["allow_package_managers"], path: "config.networking.allow_package_managers") ?? false),
+                    "allow_package_managers": .bool(
+                        try JSONValue.bool(net["allow_package_managers"], path: "config.networking.allow_package_managers") ?? false),
                 ])
             default: throw APIError.invalid("config.networking.type", "use unrestricted or limited")
             }

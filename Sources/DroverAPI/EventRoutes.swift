@@ -57,13 +57,15 @@ extension APIServer {
             let field = "events[\(answer.index)].\(isResult ? "custom_tool_use_id" : "tool_use_id")"
             if isResult ? waitingForResult.remove(answer.id) != nil : waitingForConfirmation.remove(answer.id) != nil { continue }
             let what = isResult ? "an agent.custom_tool_use" : "a tool use held for confirmation (evaluated_permission \"ask\")"
-            let why: String = switch known[answer.id] {
-            case nil: "session \(session.rawValue) has no event \(answer.id)"
-            case let type? where isResult ? type == "agent.custom_tool_use" : (type == "agent.tool_use" || type == "agent.mcp_tool_use"):
-                "\(answer.id) was already answered"
-            case let type?: "\(answer.id) is the session's \(type) event, not \(what)"
-            }
-            throw APIError.unprocessable(field, why, fix: "answer only the ids in the session's stop_reason.event_ids while it is idle with requires_action")
+            let why: String =
+                switch known[answer.id] {
+                case nil: "session \(session.rawValue) has no event \(answer.id)"
+                case let type? where isResult ? type == "agent.custom_tool_use" : (type == "agent.tool_use" || type == "agent.mcp_tool_use"):
+                    "\(answer.id) was already answered"
+                case let type?: "\(answer.id) is the session's \(type) event, not \(what)"
+                }
+            throw APIError.unprocessable(
+                field, why, fix: "answer only the ids in the session's stop_reason.event_ids while it is idle with requires_action")
         }
     }
 
@@ -118,9 +120,11 @@ struct EventQuery {
         if let page = input.string("page"), !page.isEmpty {
             let parts = page.split(separator: "_", maxSplits: 1)
             guard parts.count == 2, let seq = Int64(parts[1]), seq >= 0,
-                  (parts[0] == "after" && ascending) || (parts[0] == "before" && !ascending) else {
-                throw APIError.invalid("page", "'\(page.prefix(40))' is not a cursor for order=\(ascending ? "asc" : "desc")",
-                                       fix: "pass the next_page value of a previous response with the same order")
+                (parts[0] == "after" && ascending) || (parts[0] == "before" && !ascending)
+            else {
+                throw APIError.invalid(
+                    "page", "'\(page.prefix(40))' is not a cursor for order=\(ascending ? "asc" : "desc")",
+                    fix: "pass the next_page value of a previous response with the same order")
             }
             cursor = seq
         } else {

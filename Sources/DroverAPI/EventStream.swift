@@ -22,8 +22,10 @@ extension APIServer {
         // A soft cap, checked here and counted while the body runs, so a stream whose body never
         // starts cannot leak a count.
         guard openStreams.value[workspace, default: 0] < options.maxStreamsPerWorkspace else {
-            throw APIError(.tooManyRequests, "rate_limit_error",
-                           "this workspace has \(options.maxStreamsPerWorkspace) event streams open. Fix: close streams you no longer read, then retry", retryAfterSeconds: 1)
+            throw APIError(
+                .tooManyRequests, "rate_limit_error",
+                "this workspace has \(options.maxStreamsPerWorkspace) event streams open. Fix: close streams you no longer read, then retry",
+                retryAfterSeconds: 1)
         }
         let input = RequestInput(request)
         let deltas = Set(input.query["event_deltas"] ?? [])
@@ -33,7 +35,9 @@ extension APIServer {
         let start: Int64
         if let asked = request.headers[.init("last-event-id")!] ?? input.string("after_id") {
             guard let seq = Self.seq(fromEventID: asked, session: session) else {
-                throw APIError.invalid("after_id", "'\(asked.prefix(80))' is not an event id of this session", fix: "pass the id of an event from this session, or omit it to start at the end")
+                throw APIError.invalid(
+                    "after_id", "'\(asked.prefix(80))' is not an event id of this session",
+                    fix: "pass the id of an event from this session, or omit it to start at the end")
             }
             start = seq
         } else {
@@ -44,46 +48,49 @@ extension APIServer {
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         let hub = self.hub, ping = options.pingInterval, openStreams = self.openStreams
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            openStreams.withLock { $0[workspace, default: 0] += 1 }
-            defer { openStreams.withLock { $0[workspace, default: 0] -= 1 } }
-            let (frames, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(100_000))
-            let preview = Locked(Preview.closed)
-            // On shutdown the stream ends cleanly instead of holding the server open.
-            try await withGracefulShutdownHandler {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    do {
-                        for try await event in hub.events(session, after: start) {
-                            preview.withLock { $0 = $0.after(event.type) }
-                            continuation.yield(Self.frame(event: event.type, id: event.id, data: event.json))
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                openStreams.withLock { $0[workspace, default: 0] += 1 }
+                defer { openStreams.withLock { $0[workspace, default: 0] -= 1 } }
+                let (frames, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(100_000))
+                let preview = Locked(Preview.closed)
+                // On shutdown the stream ends cleanly instead of holding the server open.
+                try await withGracefulShutdownHandler {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            do {
+                                for try await event in hub.events(session, after: start) {
+                                    preview.withLock { $0 = $0.after(event.type) }
+                                    continuation.yield(Self.frame(event: event.type, id: event.id, data: event.json))
+                                }
+                            } catch is CancellationError {
+                            } catch {
+                                let failure = APIError(
+                                    .serviceUnavailable, "api_error", "the event stream broke: \(error). Fix: reconnect with Last-Event-ID")
+                                continuation.yield(Self.frame(event: "error", id: nil, data: failure.json.compactJSON))
+                            }
+                            continuation.finish()
                         }
-                    } catch is CancellationError {
-                    } catch {
-                        let failure = APIError(.serviceUnavailable, "api_error", "the event stream broke: \(error). Fix: reconnect with Last-Event-ID")
-                        continuation.yield(Self.frame(event: "error", id: nil, data: failure.json.compactJSON))
+                        group.addTask {
+                            while true {
+                                try await Task.sleep(for: ping)
+                                continuation.yield(Self.frame(event: "ping", id: nil, data: "{\"type\":\"ping\"}"))
+                            }
+                        }
+                        if deltas.contains("agent.message") {
+                            group.addTask { try await Self.followDeltas(hub.deltas(session), preview: preview, into: continuation) }
+                        }
+                        for await frame in frames {
+                            try await writer.write(ByteBuffer(string: frame))
+                        }
+                        group.cancelAll()
                     }
+                } onGracefulShutdown: {
                     continuation.finish()
                 }
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: ping)
-                        continuation.yield(Self.frame(event: "ping", id: nil, data: "{\"type\":\"ping\"}"))
-                    }
-                }
-                if deltas.contains("agent.message") {
-                    group.addTask { try await Self.followDeltas(hub.deltas(session), preview: preview, into: continuation) }
-                }
-                for await frame in frames {
-                    try await writer.write(ByteBuffer(string: frame))
-                }
-                group.cancelAll()
-            }
-            } onGracefulShutdown: {
-                continuation.finish()
-            }
-            try await writer.finish(nil)
-        })
+                try await writer.finish(nil)
+            })
     }
 
     static func frame(event: String, id: String?, data: String) -> String {
@@ -118,7 +125,9 @@ extension APIServer {
 
     /// Turns the brain's delta messages into `event_start`/`event_delta` previews. The preview id
     /// is Drover's own (`sevt_preview_...`): the final event's id is only known once it is appended.
-    static func followDeltas(_ deltas: AsyncThrowingStream<String, Error>, preview: Locked<Preview>, into continuation: AsyncStream<String>.Continuation) async throws {
+    static func followDeltas(
+        _ deltas: AsyncThrowingStream<String, Error>, preview: Locked<Preview>, into continuation: AsyncStream<String>.Continuation
+    ) async throws {
         for try await payload in deltas {
             guard let delta = (try? JSONValue.parse(payload))?.objectValue else { continue }
             switch delta["type"]?.stringValue {
@@ -135,15 +144,23 @@ extension APIServer {
                 }
                 guard let (id, started) = next else { continue }
                 if started {
-                    continuation.yield(frame(event: "event_start", id: nil, data: JSONValue.object([
-                        "type": "event_start", "event": .object(["type": "agent.message", "id": .string(id)]),
-                    ]).compactJSON))
+                    continuation.yield(
+                        frame(
+                            event: "event_start", id: nil,
+                            data: JSONValue.object([
+                                "type": "event_start", "event": .object(["type": "agent.message", "id": .string(id)]),
+                            ]).compactJSON))
                 }
-                continuation.yield(frame(event: "event_delta", id: nil, data: JSONValue.object([
-                    "type": "event_delta", "event_id": .string(id),
-                    "delta": .object(["type": "content_delta", "index": delta["index"] ?? 0,
-                                      "content": .object(["type": "text", "text": delta["text"] ?? ""])]),
-                ]).compactJSON))
+                continuation.yield(
+                    frame(
+                        event: "event_delta", id: nil,
+                        data: JSONValue.object([
+                            "type": "event_delta", "event_id": .string(id),
+                            "delta": .object([
+                                "type": "content_delta", "index": delta["index"] ?? 0,
+                                "content": .object(["type": "text", "text": delta["text"] ?? ""]),
+                            ]),
+                        ]).compactJSON))
             case "reset":
                 preview.withLock { if case .open = $0 { $0 = .open(nil) } }
             default:

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,9 +36,11 @@ struct FileBlobs: Sendable {
 
     /// Ids are checked before they get here; this keeps a path component safe regardless.
     static func component(_ text: String) -> String {
-        let safe = !text.isEmpty && text != "." && text != ".." && text.utf8.allSatisfy {
-            ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 || $0 == 46
-        }
+        let safe =
+            !text.isEmpty && text != "." && text != ".."
+            && text.utf8.allSatisfy {
+                ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 || $0 == 46
+            }
         return safe ? text : "x" + text.utf8.map { String(format: "%02x", $0) }.joined()
     }
 }

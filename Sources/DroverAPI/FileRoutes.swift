@@ -14,7 +14,9 @@ extension APIServer {
         router.post("/v1/files") { request, context in
             let blobs = try self.fileBlobs()
             guard let boundary = request.headers[.contentType].flatMap(MultipartForm.boundary(contentType:)) else {
-                throw APIError.invalid("body", "expected multipart/form-data with a boundary", fix: "upload with a multipart `file` part, as client.beta.files.upload(file=...) does")
+                throw APIError.invalid(
+                    "body", "expected multipart/form-data with a boundary",
+                    fix: "upload with a multipart `file` part, as client.beta.files.upload(file=...) does")
             }
             let limit = self.options.maxFileBytes
             let buffer: ByteBuffer
@@ -28,7 +30,9 @@ extension APIServer {
             if let unknown = form.parts.map(\.name).first(where: { $0 != "file" && $0 != "expires_in_seconds" }) {
                 throw APIError.invalid(unknown, "unknown field", fix: "send only file and expires_in_seconds")
             }
-            guard let part = form.part("file") else { throw APIError.invalid("file", "the field is required", fix: "send the content as a multipart part named file") }
+            guard let part = form.part("file") else {
+                throw APIError.invalid("file", "the field is required", fix: "send the content as a multipart part named file")
+            }
             guard part.body.count <= limit else { throw Self.fileTooLarge(limit) }
             let now = Date()
             var expiresAt = JSONValue.null
@@ -50,7 +54,8 @@ extension APIServer {
             ]
             try blobs.write(part.body, workspace: context.workspace, id: id)
             do {
-                try await self.store.insert(.files, .init(id: id, workspace: context.workspace, createdAt: created, resource: JSONValue.object(metadata).compactJSON))
+                try await self.store.insert(
+                    .files, .init(id: id, workspace: context.workspace, createdAt: created, resource: JSONValue.object(metadata).compactJSON))
             } catch {
                 blobs.remove(workspace: context.workspace, id: id)
                 throw error
@@ -76,7 +81,8 @@ extension APIServer {
             let offset = try input.pageOffset()
             var conditions: [(path: String, value: String)] = []
             if let scope = input.string("scope_id") { conditions.append(("$.scope.id", scope)) }
-            let rows = try await self.store.list(.files, workspace: context.workspace, includeArchived: false, offset: offset, limit: limit + 1, where: conditions)
+            let rows = try await self.store.list(
+                .files, workspace: context.workspace, includeArchived: false, offset: offset, limit: limit + 1, where: conditions)
             let now = ControlPlaneStore.timestamp()
             let live = rows.prefix(limit).filter { !Self.isExpired($0, now: now) }
             return jsonResponse(page(live.map(Self.fileJSON), next: rows.count > limit ? "page_\(offset + limit)" : nil))
@@ -100,15 +106,21 @@ extension APIServer {
     }
 
     func fileBlobs() throws -> FileBlobs {
-        guard let directory = options.filesDirectory else { throw APIError.notBuilt("the Files API without a data directory (Options.filesDirectory)") }
+        guard let directory = options.filesDirectory else {
+            throw APIError.notBuilt("the Files API without a data directory (Options.filesDirectory)")
+        }
         return FileBlobs(root: directory)
     }
 
     /// The file in the caller's workspace; an expired one is deleted and not found.
     func file(_ id: String, workspace: String, parameter: String = "file_id") async throws -> ControlPlaneStore.Row {
         let id = try ResourceID.check(id, prefix: "file", parameter: parameter)
-        let notFound = parameter == "file_id" ? APIError.notFound("file", id)
-            : APIError(.notFound, "not_found_error", "\(parameter): file \(id) was not found in this workspace. Fix: upload it with client.beta.files.upload using this workspace's key")
+        let notFound =
+            parameter == "file_id"
+            ? APIError.notFound("file", id)
+            : APIError(
+                .notFound, "not_found_error",
+                "\(parameter): file \(id) was not found in this workspace. Fix: upload it with client.beta.files.upload using this workspace's key")
         guard let row = try await store.find(.files, id: id, workspace: workspace) else { throw notFound }
         if Self.isExpired(row, now: ControlPlaneStore.timestamp()) {
             _ = try await store.delete(.files, id: row.id, workspace: workspace)
@@ -129,8 +141,9 @@ extension APIServer {
     }
 
     static func fileTooLarge(_ limit: Int) -> APIError {
-        APIError(.contentTooLarge, "invalid_request_error",
-                 "file: the file is over the limit of \(limit) bytes. Fix: upload a smaller file, or raise the limit with `drover serve --max-file-bytes`")
+        APIError(
+            .contentTooLarge, "invalid_request_error",
+            "file: the file is over the limit of \(limit) bytes. Fix: upload a smaller file, or raise the limit with `drover serve --max-file-bytes`")
     }
 
     /// Only the final path component of the part's filename is kept; none is `unnamed`.
@@ -142,12 +155,15 @@ extension APIServer {
 
     static func mimeType(_ contentType: String?, filename: String?) -> String {
         if let type = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
-           !type.isEmpty, type != "application/octet-stream" {
+            !type.isEmpty, type != "application/octet-stream"
+        {
             return type
         }
-        let known = ["txt": "text/plain", "md": "text/markdown", "csv": "text/csv", "json": "application/json", "pdf": "application/pdf",
-                     "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
-                     "html": "text/html", "py": "text/x-python", "yaml": "application/yaml", "yml": "application/yaml"]
+        let known = [
+            "txt": "text/plain", "md": "text/markdown", "csv": "text/csv", "json": "application/json", "pdf": "application/pdf",
+            "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
+            "html": "text/html", "py": "text/x-python", "yaml": "application/yaml", "yml": "application/yaml",
+        ]
         let ext = filename.map { URL(fileURLWithPath: $0).pathExtension.lowercased() } ?? ""
         return known[ext] ?? "application/octet-stream"
     }

@@ -29,7 +29,8 @@ struct MultipartForm {
         let delimiter = Data("--\(boundary)".utf8)
         let separator = Data("\r\n\r\n".utf8)
         guard var cursor = body.range(of: delimiter)?.upperBound else {
-            throw APIError.invalid("body", "no multipart part starts with the boundary", fix: "send multipart/form-data as the SDK's files.upload does")
+            throw APIError.invalid(
+                "body", "no multipart part starts with the boundary", fix: "send multipart/form-data as the SDK's files.upload does")
         }
         var parts: [Part] = []
         while true {

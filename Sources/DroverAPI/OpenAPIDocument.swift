@@ -33,51 +33,51 @@ enum OpenAPIDocument {
     /// still answers anything else with a 400 naming the field.
     static let bodySchemas: JSONValue = {
         let text = #"""
-        {
-          "Metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-          "Model": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "speed": {"type": "string"}}}]},
-          "Content": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}}},
-          "Event": {"type": "object", "required": ["type"], "properties": {
-            "type": {"type": "string", "enum": ["user.message", "user.interrupt", "user.tool_confirmation", "user.custom_tool_result"]},
-            "content": {"$ref": "#/components/schemas/Content"}, "tool_use_id": {"type": "string"}, "custom_tool_use_id": {"type": "string"},
-            "result": {"type": "string", "enum": ["allow", "deny"]}, "is_error": {"type": "boolean"}}},
-          "AgentReference": {"oneOf": [{"type": "string", "pattern": "^agent_[0-9A-Z]{26}$"},
-            {"type": "object", "required": ["type", "id"], "properties": {"type": {"type": "string", "enum": ["agent"]}, "id": {"type": "string", "pattern": "^agent_[0-9A-Z]{26}$"}, "version": {"type": "integer"}}}]},
-          "AgentCreate": {"type": "object", "required": ["name", "model"], "properties": {
-            "name": {"type": "string"}, "model": {"$ref": "#/components/schemas/Model"}, "system": {"type": ["string", "null"]},
-            "description": {"type": ["string", "null"]}, "tools": {"type": "array", "items": {"type": "object"}},
-            "mcp_servers": {"type": "array", "items": {"type": "object"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
-          "AgentUpdate": {"type": "object", "required": ["version"], "properties": {
-            "version": {"type": "integer"}, "name": {"type": "string"}, "model": {"$ref": "#/components/schemas/Model"}, "system": {"type": ["string", "null"]},
-            "description": {"type": ["string", "null"]}, "tools": {"type": "array", "items": {"type": "object"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
-          "EnvironmentConfig": {"type": ["object", "null"], "properties": {
-            "type": {"type": "string", "enum": ["cloud", "self_hosted"]},
-            "networking": {"type": "object", "properties": {"type": {"type": "string", "enum": ["limited", "unrestricted"]}, "allowed_hosts": {"type": "array", "items": {"type": "string"}}}},
-            "packages": {"type": "object", "properties": {"pip": {"type": "array", "items": {"type": "string"}}}}}},
-          "EnvironmentCreate": {"type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string"}, "config": {"$ref": "#/components/schemas/EnvironmentConfig"}, "description": {"type": ["string", "null"]},
-            "metadata": {"$ref": "#/components/schemas/Metadata"}}},
-          "EnvironmentUpdate": {"type": "object", "properties": {
-            "name": {"type": "string"}, "config": {"$ref": "#/components/schemas/EnvironmentConfig"}, "description": {"type": ["string", "null"]},
-            "metadata": {"$ref": "#/components/schemas/Metadata"}}},
-          "SessionCreate": {"type": "object", "required": ["agent", "environment_id"], "properties": {
-            "agent": {"$ref": "#/components/schemas/AgentReference"}, "environment_id": {"type": "string", "pattern": "^env_[0-9A-Z]{26}$"},
-            "title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"},
-            "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-            "resources": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": ["file"]}, "file_id": {"type": "string"}, "mount_path": {"type": "string"}}}}}},
-          "SessionUpdate": {"type": "object", "properties": {"title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
-          "EventsSend": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
-          "Schedule": {"type": ["object", "null"], "required": ["type", "expression"], "properties": {
-            "type": {"type": "string", "enum": ["cron"]}, "expression": {"type": "string"}, "timezone": {"type": "string"}}},
-          "DeploymentCreate": {"type": "object", "required": ["name", "agent", "environment_id", "initial_events"], "properties": {
-            "name": {"type": "string"}, "agent": {"$ref": "#/components/schemas/AgentReference"}, "environment_id": {"type": "string", "pattern": "^env_[0-9A-Z]{26}$"},
-            "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "schedule": {"$ref": "#/components/schemas/Schedule"},
-            "description": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
-          "DeploymentUpdate": {"type": "object", "properties": {
-            "name": {"type": "string"}, "schedule": {"$ref": "#/components/schemas/Schedule"}, "description": {"type": ["string", "null"]},
-            "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}}
-        }
-        """#
+            {
+              "Metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+              "Model": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "speed": {"type": "string"}}}]},
+              "Content": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}}},
+              "Event": {"type": "object", "required": ["type"], "properties": {
+                "type": {"type": "string", "enum": ["user.message", "user.interrupt", "user.tool_confirmation", "user.custom_tool_result"]},
+                "content": {"$ref": "#/components/schemas/Content"}, "tool_use_id": {"type": "string"}, "custom_tool_use_id": {"type": "string"},
+                "result": {"type": "string", "enum": ["allow", "deny"]}, "is_error": {"type": "boolean"}}},
+              "AgentReference": {"oneOf": [{"type": "string", "pattern": "^agent_[0-9A-Z]{26}$"},
+                {"type": "object", "required": ["type", "id"], "properties": {"type": {"type": "string", "enum": ["agent"]}, "id": {"type": "string", "pattern": "^agent_[0-9A-Z]{26}$"}, "version": {"type": "integer"}}}]},
+              "AgentCreate": {"type": "object", "required": ["name", "model"], "properties": {
+                "name": {"type": "string"}, "model": {"$ref": "#/components/schemas/Model"}, "system": {"type": ["string", "null"]},
+                "description": {"type": ["string", "null"]}, "tools": {"type": "array", "items": {"type": "object"}},
+                "mcp_servers": {"type": "array", "items": {"type": "object"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "AgentUpdate": {"type": "object", "required": ["version"], "properties": {
+                "version": {"type": "integer"}, "name": {"type": "string"}, "model": {"$ref": "#/components/schemas/Model"}, "system": {"type": ["string", "null"]},
+                "description": {"type": ["string", "null"]}, "tools": {"type": "array", "items": {"type": "object"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "EnvironmentConfig": {"type": ["object", "null"], "properties": {
+                "type": {"type": "string", "enum": ["cloud", "self_hosted"]},
+                "networking": {"type": "object", "properties": {"type": {"type": "string", "enum": ["limited", "unrestricted"]}, "allowed_hosts": {"type": "array", "items": {"type": "string"}}}},
+                "packages": {"type": "object", "properties": {"pip": {"type": "array", "items": {"type": "string"}}}}}},
+              "EnvironmentCreate": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"}, "config": {"$ref": "#/components/schemas/EnvironmentConfig"}, "description": {"type": ["string", "null"]},
+                "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "EnvironmentUpdate": {"type": "object", "properties": {
+                "name": {"type": "string"}, "config": {"$ref": "#/components/schemas/EnvironmentConfig"}, "description": {"type": ["string", "null"]},
+                "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "SessionCreate": {"type": "object", "required": ["agent", "environment_id"], "properties": {
+                "agent": {"$ref": "#/components/schemas/AgentReference"}, "environment_id": {"type": "string", "pattern": "^env_[0-9A-Z]{26}$"},
+                "title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"},
+                "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                "resources": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": ["file"]}, "file_id": {"type": "string"}, "mount_path": {"type": "string"}}}}}},
+              "SessionUpdate": {"type": "object", "properties": {"title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "EventsSend": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
+              "Schedule": {"type": ["object", "null"], "required": ["type", "expression"], "properties": {
+                "type": {"type": "string", "enum": ["cron"]}, "expression": {"type": "string"}, "timezone": {"type": "string"}}},
+              "DeploymentCreate": {"type": "object", "required": ["name", "agent", "environment_id", "initial_events"], "properties": {
+                "name": {"type": "string"}, "agent": {"$ref": "#/components/schemas/AgentReference"}, "environment_id": {"type": "string", "pattern": "^env_[0-9A-Z]{26}$"},
+                "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "schedule": {"$ref": "#/components/schemas/Schedule"},
+                "description": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "DeploymentUpdate": {"type": "object", "properties": {
+                "name": {"type": "string"}, "schedule": {"$ref": "#/components/schemas/Schedule"}, "description": {"type": ["string", "null"]},
+                "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}}
+            }
+            """#
         // A typo here is a bug in Drover, found by the OpenAPI test at once.
         return (try? JSONValue.parse(text)) ?? .object([:])
     }()
@@ -99,46 +99,93 @@ enum OpenAPIDocument {
 
     static let operations: [Operation] = [
         .init(method: "post", path: "/v1/agents", summary: "Create an agent", model: "BetaManagedAgentsAgent"),
-        .init(method: "get", path: "/v1/agents", summary: "List agents", model: "SyncPageCursor[BetaManagedAgentsAgent]", query: ["limit", "page", "include_archived", "created_at[gte]", "created_at[lte]"]),
+        .init(
+            method: "get", path: "/v1/agents", summary: "List agents", model: "SyncPageCursor[BetaManagedAgentsAgent]",
+            query: ["limit", "page", "include_archived", "created_at[gte]", "created_at[lte]"]),
         .init(method: "get", path: "/v1/agents/{agent_id}", summary: "Retrieve an agent", model: "BetaManagedAgentsAgent", query: ["version"]),
-        .init(method: "post", path: "/v1/agents/{agent_id}", summary: "Update an agent (a new version; `version` checks for 409)", model: "BetaManagedAgentsAgent"),
+        .init(
+            method: "post", path: "/v1/agents/{agent_id}", summary: "Update an agent (a new version; `version` checks for 409)",
+            model: "BetaManagedAgentsAgent"),
         .init(method: "post", path: "/v1/agents/{agent_id}/archive", summary: "Archive an agent", model: "BetaManagedAgentsAgent"),
-        .init(method: "get", path: "/v1/agents/{agent_id}/versions", summary: "List an agent's versions", model: "SyncPageCursor[BetaManagedAgentsAgent]", query: ["limit", "page"]),
+        .init(
+            method: "get", path: "/v1/agents/{agent_id}/versions", summary: "List an agent's versions",
+            model: "SyncPageCursor[BetaManagedAgentsAgent]", query: ["limit", "page"]),
         .init(method: "post", path: "/v1/environments", summary: "Create an environment", model: "BetaEnvironment"),
-        .init(method: "get", path: "/v1/environments", summary: "List environments", model: "SyncPageCursor[BetaEnvironment]", query: ["limit", "page", "include_archived"]),
+        .init(
+            method: "get", path: "/v1/environments", summary: "List environments", model: "SyncPageCursor[BetaEnvironment]",
+            query: ["limit", "page", "include_archived"]),
         .init(method: "get", path: "/v1/environments/{environment_id}", summary: "Retrieve an environment", model: "BetaEnvironment"),
         .init(method: "post", path: "/v1/environments/{environment_id}", summary: "Update an environment", model: "BetaEnvironment"),
         .init(method: "post", path: "/v1/environments/{environment_id}/archive", summary: "Archive an environment", model: "BetaEnvironment"),
         .init(method: "delete", path: "/v1/environments/{environment_id}", summary: "Delete an environment", model: "BetaEnvironmentDeleteResponse"),
-        .init(method: "get", path: "/v1/environments/{environment_id}/work/stats", summary: "The turn queue's depth and leases (one queue serves every environment)", model: "BetaSelfHostedWorkQueueStats"),
+        .init(
+            method: "get", path: "/v1/environments/{environment_id}/work/stats",
+            summary: "The turn queue's depth and leases (one queue serves every environment)", model: "BetaSelfHostedWorkQueueStats"),
         .init(method: "post", path: "/v1/sessions", summary: "Create a session (snapshots the agent)", model: "BetaManagedAgentsSession"),
-        .init(method: "get", path: "/v1/sessions", summary: "List sessions", model: "SyncPageCursor[BetaManagedAgentsSession]",
-              query: ["limit", "page", "order", "include_archived", "agent_id", "agent_version", "statuses[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
-        .init(method: "get", path: "/v1/sessions/{session_id}", summary: "Retrieve a session with stats and usage", model: "BetaManagedAgentsSession"),
+        .init(
+            method: "get", path: "/v1/sessions", summary: "List sessions", model: "SyncPageCursor[BetaManagedAgentsSession]",
+            query: [
+                "limit", "page", "order", "include_archived", "agent_id", "agent_version", "statuses[]", "created_at[gt]", "created_at[gte]",
+                "created_at[lt]", "created_at[lte]",
+            ]),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}", summary: "Retrieve a session with stats and usage", model: "BetaManagedAgentsSession"),
         .init(method: "post", path: "/v1/sessions/{session_id}", summary: "Update a session's title and metadata", model: "BetaManagedAgentsSession"),
         .init(method: "post", path: "/v1/sessions/{session_id}/archive", summary: "Archive a session", model: "BetaManagedAgentsSession"),
         .init(method: "delete", path: "/v1/sessions/{session_id}", summary: "Delete a session", model: "BetaManagedAgentsDeletedSession"),
-        .init(method: "get", path: "/v1/sessions/{session_id}/events", summary: "List a session's events", model: "SyncPageCursor[BetaManagedAgentsSessionEvent]",
-              query: ["limit", "page", "order", "types[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
-        .init(method: "post", path: "/v1/sessions/{session_id}/events", summary: "Send events (a user.message enqueues a turn)", model: "BetaManagedAgentsSendSessionEvents"),
-        .init(method: "get", path: "/v1/sessions/{session_id}/events/stream", summary: "Stream events (SSE): replay from Last-Event-ID or after_id, then live", model: "BetaManagedAgentsStreamSessionEvents",
-              query: ["event_deltas[]", "after_id"]),
-        .init(method: "post", path: "/v1/deployments", summary: "Create a deployment (cron schedule checked; 400 names the field)", model: "BetaManagedAgentsDeployment"),
-        .init(method: "get", path: "/v1/deployments", summary: "List deployments", model: "SyncPageCursor[BetaManagedAgentsDeployment]",
-              query: ["limit", "page", "include_archived", "status", "agent_id", "created_at[gte]", "created_at[lte]"]),
-        .init(method: "get", path: "/v1/deployments/{deployment_id}", summary: "Retrieve a deployment with upcoming_runs_at and last_run_at", model: "BetaManagedAgentsDeployment"),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/events", summary: "List a session's events",
+            model: "SyncPageCursor[BetaManagedAgentsSessionEvent]",
+            query: ["limit", "page", "order", "types[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
+        .init(
+            method: "post", path: "/v1/sessions/{session_id}/events", summary: "Send events (a user.message enqueues a turn)",
+            model: "BetaManagedAgentsSendSessionEvents"),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/events/stream",
+            summary: "Stream events (SSE): replay from Last-Event-ID or after_id, then live", model: "BetaManagedAgentsStreamSessionEvents",
+            query: ["event_deltas[]", "after_id"]),
+        .init(
+            method: "post", path: "/v1/deployments", summary: "Create a deployment (cron schedule checked; 400 names the field)",
+            model: "BetaManagedAgentsDeployment"),
+        .init(
+            method: "get", path: "/v1/deployments", summary: "List deployments", model: "SyncPageCursor[BetaManagedAgentsDeployment]",
+            query: ["limit", "page", "include_archived", "status", "agent_id", "created_at[gte]", "created_at[lte]"]),
+        .init(
+            method: "get", path: "/v1/deployments/{deployment_id}", summary: "Retrieve a deployment with upcoming_runs_at and last_run_at",
+            model: "BetaManagedAgentsDeployment"),
         .init(method: "post", path: "/v1/deployments/{deployment_id}", summary: "Update a deployment", model: "BetaManagedAgentsDeployment"),
-        .init(method: "post", path: "/v1/deployments/{deployment_id}/archive", summary: "Archive a deployment (it never fires again)", model: "BetaManagedAgentsDeployment"),
-        .init(method: "post", path: "/v1/deployments/{deployment_id}/pause", summary: "Pause a deployment's schedule", model: "BetaManagedAgentsDeployment"),
-        .init(method: "post", path: "/v1/deployments/{deployment_id}/unpause", summary: "Unpause (missed occurrences are not owed)", model: "BetaManagedAgentsDeployment"),
-        .init(method: "post", path: "/v1/deployments/{deployment_id}/run", summary: "Run now: a session with the deployment's agent and initial events", model: "BetaManagedAgentsDeploymentRun"),
-        .init(method: "get", path: "/v1/deployment_runs", summary: "List deployment runs, newest first", model: "SyncPageCursor[BetaManagedAgentsDeploymentRun]",
-              query: ["limit", "page", "deployment_id", "trigger_type", "has_error", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
-        .init(method: "get", path: "/v1/deployment_runs/{deployment_run_id}", summary: "Retrieve a deployment run", model: "BetaManagedAgentsDeploymentRun"),
-        .init(method: "get", path: "/v1/sessions/{session_id}/resources", summary: "List a session's resources (files given at create)", model: "SyncPageCursor[BetaManagedAgentsSessionResource]", query: ["limit", "page"]),
-        .init(method: "get", path: "/v1/sessions/{session_id}/resources/{resource_id}", summary: "Retrieve a session resource", model: "BetaManagedAgentsFileResource"),
+        .init(
+            method: "post", path: "/v1/deployments/{deployment_id}/archive", summary: "Archive a deployment (it never fires again)",
+            model: "BetaManagedAgentsDeployment"),
+        .init(
+            method: "post", path: "/v1/deployments/{deployment_id}/pause", summary: "Pause a deployment's schedule",
+            model: "BetaManagedAgentsDeployment"),
+        .init(
+            method: "post", path: "/v1/deployments/{deployment_id}/unpause", summary: "Unpause (missed occurrences are not owed)",
+            model: "BetaManagedAgentsDeployment"),
+        .init(
+            method: "post", path: "/v1/deployments/{deployment_id}/run", summary: "Run now: a session with the deployment's agent and initial events",
+            model: "BetaManagedAgentsDeploymentRun"),
+        .init(
+            method: "get", path: "/v1/deployment_runs", summary: "List deployment runs, newest first",
+            model: "SyncPageCursor[BetaManagedAgentsDeploymentRun]",
+            query: [
+                "limit", "page", "deployment_id", "trigger_type", "has_error", "created_at[gt]", "created_at[gte]", "created_at[lt]",
+                "created_at[lte]",
+            ]),
+        .init(
+            method: "get", path: "/v1/deployment_runs/{deployment_run_id}", summary: "Retrieve a deployment run",
+            model: "BetaManagedAgentsDeploymentRun"),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/resources", summary: "List a session's resources (files given at create)",
+            model: "SyncPageCursor[BetaManagedAgentsSessionResource]", query: ["limit", "page"]),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/resources/{resource_id}", summary: "Retrieve a session resource",
+            model: "BetaManagedAgentsFileResource"),
         .init(method: "post", path: "/v1/files", summary: "Upload a file (multipart/form-data: file, expires_in_seconds)", model: "BetaFileMetadata"),
-        .init(method: "get", path: "/v1/files", summary: "List files", model: "SyncPageCursor[BetaFileMetadata]", query: ["limit", "page", "ids[]", "scope_id"]),
+        .init(
+            method: "get", path: "/v1/files", summary: "List files", model: "SyncPageCursor[BetaFileMetadata]",
+            query: ["limit", "page", "ids[]", "scope_id"]),
         .init(method: "get", path: "/v1/files/{file_id}", summary: "Retrieve a file's metadata", model: "BetaFileMetadata"),
         .init(method: "get", path: "/v1/files/{file_id}/content", summary: "Download a file's bytes", model: "binary"),
         .init(method: "delete", path: "/v1/files/{file_id}", summary: "Delete a file", model: "BetaDeletedFile"),
@@ -159,19 +206,36 @@ enum OpenAPIDocument {
             for name in operation.query {
                 parameters.append(.object(["name": .string(name), "in": "query", "required": .bool(false), "schema": .object(["type": "string"])]))
             }
-            parameters.append(.object(["name": "anthropic-beta", "in": "header", "required": .bool(true), "schema": .object(["type": "string", "enum": .array(["managed-agents-2026-04-01"])])]))
-            let success: JSONValue = operation.path.hasSuffix("/stream")
-                ? .object(["description": .string("text/event-stream of \(operation.model)"), "content": .object(["text/event-stream": .object(["schema": .object(["type": "string"])])])])
-                : .object(["description": .string(operation.model), "content": .object(["application/json": .object(["schema": .object(["type": "object"])])])])
+            parameters.append(
+                .object([
+                    "name": "anthropic-beta", "in": "header", "required": .bool(true),
+                    "schema": .object(["type": "string", "enum": .array(["managed-agents-2026-04-01"])]),
+                ]))
+            let success: JSONValue =
+                operation.path.hasSuffix("/stream")
+                ? .object([
+                    "description": .string("text/event-stream of \(operation.model)"),
+                    "content": .object(["text/event-stream": .object(["schema": .object(["type": "string"])])]),
+                ])
+                : .object([
+                    "description": .string(operation.model),
+                    "content": .object(["application/json": .object(["schema": .object(["type": "object"])])]),
+                ])
             var responses: [String: JSONValue] = ["200": success]
-            var errors = [("400", "invalid_request_error naming the field"), ("401", "authentication_error"), ("403", "permission_error (anthropic-workspace-id of another workspace)"),
-                          ("404", "not_found_error (also another workspace's id)"), ("409", "conflict"), ("413", "body over 4 MB"),
-                          ("429", "rate_limit_error, with retry-after")]
+            var errors = [
+                ("400", "invalid_request_error naming the field"), ("401", "authentication_error"),
+                ("403", "permission_error (anthropic-workspace-id of another workspace)"),
+                ("404", "not_found_error (also another workspace's id)"), ("409", "conflict"), ("413", "body over 4 MB"),
+                ("429", "rate_limit_error, with retry-after"),
+            ]
             if operation.path == "/v1/sessions/{session_id}/events" && operation.method == "post" {
                 errors.append(("422", "a tool result or confirmation that answers no waiting tool use"))
             }
             for (status, meaning) in errors {
-                responses[status] = .object(["description": .string(meaning), "content": .object(["application/json": .object(["schema": .object(["$ref": "#/components/schemas/Error"])])])])
+                responses[status] = .object([
+                    "description": .string(meaning),
+                    "content": .object(["application/json": .object(["schema": .object(["$ref": "#/components/schemas/Error"])])]),
+                ])
             }
             var entry: [String: JSONValue] = [
                 "summary": .string(operation.summary), "description": .string("Body shapes: the anthropic SDK's \(operation.model)."),
@@ -179,7 +243,10 @@ enum OpenAPIDocument {
                 "responses": .object(responses),
             ]
             if let body = operation.body {
-                entry["requestBody"] = .object(["required": .bool(true), "content": .object(["application/json": .object(["schema": .object(["$ref": .string("#/components/schemas/\(body)")])])])])
+                entry["requestBody"] = .object([
+                    "required": .bool(true),
+                    "content": .object(["application/json": .object(["schema": .object(["$ref": .string("#/components/schemas/\(body)")])])]),
+                ])
             }
             paths[operation.path, default: [:]][operation.method] = .object(entry)
         }
@@ -191,13 +258,22 @@ enum OpenAPIDocument {
                     "bearer": .object(["type": "http", "scheme": "bearer"]),
                     "apiKey": .object(["type": "apiKey", "in": "header", "name": "X-Api-Key"]),
                 ]),
-                "schemas": .object((bodySchemas.objectValue ?? [:]).merging(["Error": .object(["type": "object", "required": .array(["type", "error"]), "properties": .object([
-                    "type": .object(["type": "string", "enum": .array(["error"])]),
-                    "error": .object(["type": "object", "required": .array(["type", "message"]), "properties": .object([
-                        "type": .object(["type": "string"]), "message": .object(["type": "string"]),
-                    ])]),
-                    "request_id": .object(["type": "string"]),
-                ])])]) { first, _ in first }),
+                "schemas": .object(
+                    (bodySchemas.objectValue ?? [:]).merging([
+                        "Error": .object([
+                            "type": "object", "required": .array(["type", "error"]),
+                            "properties": .object([
+                                "type": .object(["type": "string", "enum": .array(["error"])]),
+                                "error": .object([
+                                    "type": "object", "required": .array(["type", "message"]),
+                                    "properties": .object([
+                                        "type": .object(["type": "string"]), "message": .object(["type": "string"]),
+                                    ]),
+                                ]),
+                                "request_id": .object(["type": "string"]),
+                            ]),
+                        ])
+                    ]) { first, _ in first }),
             ]),
             "security": .array([.object(["bearer": .array([])]), .object(["apiKey": .array([])])]),
             "paths": .object(paths.mapValues { .object($0) }),

@@ -73,8 +73,9 @@ struct RequestInput {
     func pageOffset() throws -> Int {
         guard let page = string("page"), !page.isEmpty else { return 0 }
         guard page.hasPrefix("page_"), let offset = Int(page.dropFirst(5)), Self.pageOffsets.contains(offset) else {
-            throw APIError.invalid("page", "'\(page.prefix(40))' is not a page cursor (page_N with N from 0 to \(Self.pageOffsets.upperBound))",
-                                   fix: "pass the next_page value of a previous response")
+            throw APIError.invalid(
+                "page", "'\(page.prefix(40))' is not a page cursor (page_N with N from 0 to \(Self.pageOffsets.upperBound))",
+                fix: "pass the next_page value of a previous response")
         }
         return offset
     }

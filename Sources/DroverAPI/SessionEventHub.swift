@@ -55,7 +55,7 @@ final class SessionEventHub: Sendable {
                     outage.recovered(logger: SessionEventHub.logger)
                     guard let parts = message.array, parts.count == 3, parts[0].string == "message", let payload = parts[2].string else { continue }
                     emit(payload)
-                } catch where RedisOutage.isOutage(error) && !Task.isCancelled {
+                } catch  where RedisOutage.isOutage(error) && !Task.isCancelled {
                     subscribed = false
                     try await outage.wait(after: error, logger: SessionEventHub.logger)
                 }

@@ -2,6 +2,7 @@ import DroverCore
 import DroverHands
 import Foundation
 import Hummingbird
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,13 +33,15 @@ extension APIServer {
             switch fields["type"]?.stringValue {
             case "file": break
             case "github_repository"?, "memory_store"?:
-                throw APIError.invalid("\(field).type", "\(fields["type"]!.stringValue!) resources are not built yet in Drover", fix: "use only resources of type file")
+                throw APIError.invalid(
+                    "\(field).type", "\(fields["type"]!.stringValue!) resources are not built yet in Drover", fix: "use only resources of type file")
             default:
                 throw APIError.invalid("\(field).type", "must be file", fix: "send {\"type\": \"file\", \"file_id\": ..., \"mount_path\": ...}")
             }
             try fields.rejectUnknown(["type", "file_id", "mount_path"], prefix: field)
             guard case .string(let fileID)? = fields["file_id"] else {
-                throw APIError.invalid("\(field).file_id", "the field is required and must be a string", fix: "pass the id returned by client.beta.files.upload")
+                throw APIError.invalid(
+                    "\(field).file_id", "the field is required and must be a string", fix: "pass the id returned by client.beta.files.upload")
             }
             let row = try await file(fileID, workspace: workspace, parameter: "\(field).file_id")
             let relative: String
@@ -47,8 +50,12 @@ extension APIServer {
             case .string(let text)?: relative = try Self.mountPath(text, field: "\(field).mount_path")
             case let other?: throw APIError.invalid("\(field).mount_path", "must be a string, got \(other.kindName)")
             }
-            if let clash = mounts.first(where: { $0.relativePath == relative || relative.hasPrefix($0.relativePath + "/") || $0.relativePath.hasPrefix(relative + "/") }) {
-                throw APIError.invalid("\(field).mount_path", "/workspace/\(relative) collides with /workspace/\(clash.relativePath) of another resource", fix: "give each file its own path")
+            if let clash = mounts.first(where: {
+                $0.relativePath == relative || relative.hasPrefix($0.relativePath + "/") || $0.relativePath.hasPrefix(relative + "/")
+            }) {
+                throw APIError.invalid(
+                    "\(field).mount_path", "/workspace/\(relative) collides with /workspace/\(clash.relativePath) of another resource",
+                    fix: "give each file its own path")
             }
             let resource: JSONValue = .object([
                 "type": "file", "id": .string(Identifier.make(prefix: "sesrsc")), "file_id": .string(row.id),
@@ -95,7 +102,9 @@ extension APIServer {
                     var status = stat()
                     if lstat(directory.path, &status) == 0 {
                         guard (status.st_mode & S_IFMT) == S_IFDIR else {
-                            throw APIError.invalid("resources", "/workspace/\(mount.relativePath) needs a directory where another resource put a file", fix: "give each file its own path")
+                            throw APIError.invalid(
+                                "resources", "/workspace/\(mount.relativePath) needs a directory where another resource put a file",
+                                fix: "give each file its own path")
                         }
                     } else {
                         try manager.createDirectory(at: directory, withIntermediateDirectories: false)
@@ -131,8 +140,10 @@ extension APIServer {
             return jsonResponse(resource)
         }
         // The SDK's resources.add, .update and .delete: the routes it calls, and no others.
-        for (pattern, method) in [("/v1/sessions/:session_id/resources", HTTPRequest.Method.post),
-                                  ("/v1/sessions/:session_id/resources/:resource_id", .post), ("/v1/sessions/:session_id/resources/:resource_id", .delete)] {
+        for (pattern, method) in [
+            ("/v1/sessions/:session_id/resources", HTTPRequest.Method.post),
+            ("/v1/sessions/:session_id/resources/:resource_id", .post), ("/v1/sessions/:session_id/resources/:resource_id", .delete),
+        ] {
             do {
                 router.on(RouterPath(pattern), method: method) { _, _ -> Response in
                     throw APIError.notBuilt("adding, updating or deleting resources of an existing session (pass them to sessions.create)")

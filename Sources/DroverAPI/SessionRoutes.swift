@@ -15,17 +15,29 @@ extension APIServer {
             let params = try await RequestInput.body(request, context: context)
             try params.rejectUnknown(["agent", "environment_id", "budget", "initial_events", "metadata", "resources", "title", "vault_ids"])
             let agentRow = try await self.sessionAgent(params["agent"], workspace: context.workspace)
-            guard agentRow.archivedAt == nil else { throw APIError.invalid("agent", "agent \(agentRow.id) is archived", fix: "use an agent that is not archived") }
-            guard let environmentID = try params.string("environment_id", required: true) else { throw APIError.invalid("environment_id", "the field is required") }
+            guard agentRow.archivedAt == nil else {
+                throw APIError.invalid("agent", "agent \(agentRow.id) is archived", fix: "use an agent that is not archived")
+            }
+            guard let environmentID = try params.string("environment_id", required: true) else {
+                throw APIError.invalid("environment_id", "the field is required")
+            }
             let environment = try await self.environment(environmentID, workspace: context.workspace)
             guard environment.archivedAt == nil else {
-                throw APIError(.badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived", errorCode: "environment_archived")
+                throw APIError(
+                    .badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived",
+                    errorCode: "environment_archived")
             }
-            if let vaults = try params.array("vault_ids"), !vaults.isEmpty { throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids") }
+            if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
+                throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+            }
             let now = ControlPlaneStore.timestamp()
             let mounts = try await self.fileMounts(try params.array("resources") ?? [], workspace: context.workspace, now: now)
-            if let budget = params["budget"], budget != .null { throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget") }
-            let initialEvents = try params.array("initial_events").map { try Self.parseEvents(JSONValue.object(["events": .array($0)]).compactJSON, field: "initial_events") }
+            if let budget = params["budget"], budget != .null {
+                throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
+            }
+            let initialEvents = try params.array("initial_events").map {
+                try Self.parseEvents(JSONValue.object(["events": .array($0)]).compactJSON, field: "initial_events")
+            }
             let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
             let agentJSON = agentRow.json
             let sessionAgent = JSONValue.object(agentJSON.filter { Self.sessionAgentFields.contains($0.key) })
@@ -38,14 +50,21 @@ extension APIServer {
                 "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)), "vault_ids": .array([]),
                 "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
             ]
-            try await self.store.insert(.sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
-            _ = try await self.sessionLogCall { try await self.log.create(id, agent: sessionAgent.compactJSON, environment: environment.json["config"]?.compactJSON) }
+            try await self.store.insert(
+                .sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
+            _ = try await self.sessionLogCall {
+                try await self.log.create(id, agent: sessionAgent.compactJSON, environment: environment.json["config"]?.compactJSON)
+            }
             // Who started the session, for `drover report usage` per workspace.
-            try await self.log.database?.saveSessionOrigin(session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
+            try await self.log.database?.saveSessionOrigin(
+                session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
             if let initialEvents, !initialEvents.isEmpty {
                 try await self.sessionLogCall { try await self.inbox.send(initialEvents, to: id) }
             }
-            return jsonResponse(try await self.sessionJSON(ControlPlaneStore.Row(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)))
+            return jsonResponse(
+                try await self.sessionJSON(
+                    ControlPlaneStore.Row(
+                        id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)))
         }
         router.get("/v1/sessions") { request, context in
             let input = RequestInput(request)
@@ -91,25 +110,37 @@ extension APIServer {
             for unbuilt in ["agent", "budget"] where params[unbuilt] != nil && params[unbuilt] != .null {
                 throw APIError.invalid(unbuilt, "updating a session's \(unbuilt) is not built yet in Drover", fix: "omit \(unbuilt)")
             }
-            if let vaults = try params.array("vault_ids"), !vaults.isEmpty { throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids") }
+            if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
+                throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+            }
             var session = current.json
             if params["title"] != nil { session["title"] = try params.string("title").map(JSONValue.string) ?? .null }
             if let patch = try params.stringMap("metadata") { session["metadata"] = try patchMetadata(session["metadata"], patch) }
             session["updated_at"] = .string(ControlPlaneStore.timestamp())
             let resource = JSONValue.object(session).compactJSON
             try await self.store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)
-            return jsonResponse(try await self.sessionJSON(.init(id: current.id, workspace: current.workspace, archivedAt: current.archivedAt, createdAt: current.createdAt, resource: resource)))
+            return jsonResponse(
+                try await self.sessionJSON(
+                    .init(
+                        id: current.id, workspace: current.workspace, archivedAt: current.archivedAt, createdAt: current.createdAt, resource: resource
+                    )))
         }
         router.post("/v1/sessions/:session_id/archive") { _, context in
             let current = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
             let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
             try await self.store.update(.sessions, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
-            return jsonResponse(try await self.sessionJSON(.init(id: current.id, workspace: current.workspace, archivedAt: archivedAt, createdAt: current.createdAt, resource: current.resource)))
+            return jsonResponse(
+                try await self.sessionJSON(
+                    .init(
+                        id: current.id, workspace: current.workspace, archivedAt: archivedAt, createdAt: current.createdAt, resource: current.resource
+                    )))
         }
         router.delete("/v1/sessions/:session_id") { _, context in
             let current = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
             if try await self.sessionStatus(current.id) == "running" {
-                throw APIError(.conflict, "invalid_request_error", "session \(current.id) is running. Fix: send a user.interrupt event and wait for session.status_idle, then delete")
+                throw APIError(
+                    .conflict, "invalid_request_error",
+                    "session \(current.id) is running. Fix: send a user.interrupt event and wait for session.status_idle, then delete")
             }
             _ = try await self.store.delete(.sessions, id: current.id, workspace: context.workspace)
             return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
@@ -129,7 +160,9 @@ extension APIServer {
             return try await agent(id, workspace: workspace)
         case .object(let fields)?:
             guard fields["type"]?.stringValue == "agent" else {
-                throw APIError.invalid("agent.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported", fix: "use {\"type\": \"agent\", \"id\": ..., \"version\": ...} (agent_with_overrides is not built yet)")
+                throw APIError.invalid(
+                    "agent.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported",
+                    fix: "use {\"type\": \"agent\", \"id\": ..., \"version\": ...} (agent_with_overrides is not built yet)")
             }
             try fields.rejectUnknown(["type", "id", "version"])
             guard let id = fields["id"]?.stringValue else { throw APIError.invalid("agent.id", "the field is required") }

@@ -16,13 +16,13 @@ struct APIBench: AsyncParsableCommand {
         commandName: "api",
         abstract: "Event-send latency and SSE fan-out of the HTTP API, over real HTTP on loopback.",
         discussion: """
-        Starts the API in-process (local mode) on a fresh embedded redis-server and SQLite file in a
-        temporary directory; no worker runs, so this measures the API and the log, not the model.
-          send     --sends sequential POST /v1/sessions/{id}/events of one user.message each:
-                   request to response, p50/p99 in ms (includes append and turn enqueue).
-          fan-out  --subscribers SSE streams on one session; --events user.messages are sent,
-                   --interval-ms apart; delivery lag is send start to arrival on each stream.
-        """
+            Starts the API in-process (local mode) on a fresh embedded redis-server and SQLite file in a
+            temporary directory; no worker runs, so this measures the API and the log, not the model.
+              send     --sends sequential POST /v1/sessions/{id}/events of one user.message each:
+                       request to response, p50/p99 in ms (includes append and turn enqueue).
+              fan-out  --subscribers SSE streams on one session; --events user.messages are sent,
+                       --interval-ms apart; delivery lag is send start to arrival on each stream.
+            """
     )
 
     @Option(help: "Sequential event sends to time.") var sends = 500
@@ -44,8 +44,9 @@ struct APIBench: AsyncParsableCommand {
             options.port = 0
             // The limiter's middleware runs as in `drover serve`, with a budget this bench never spends.
             options.rateLimit = (1_000_000, 1_000_000)
-            let server = APIServer(log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
-                                   redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
+            let server = APIServer(
+                log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
+                redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
             var logger = Logger(label: "drover.bench.api")
             logger.logLevel = .critical
             let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
@@ -68,14 +69,16 @@ struct APIBench: AsyncParsableCommand {
                 }
                 latencies.sort()
                 let fanout = try await measureFanOut(client)
-                print(try encodeJSON(JSONValue.object([
-                    "benchmark": "api", "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
-                    "send": .object([
-                        "samples": .number(Double(latencies.count)), "p50_ms": .number(round3(percentile(latencies, 50))),
-                        "p99_ms": .number(round3(percentile(latencies, 99))), "max_ms": .number(round3(latencies.last ?? .nan)),
-                    ]),
-                    "fanout": fanout,
-                ])))
+                print(
+                    try encodeJSON(
+                        JSONValue.object([
+                            "benchmark": "api", "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
+                            "send": .object([
+                                "samples": .number(Double(latencies.count)), "p50_ms": .number(round3(percentile(latencies, 50))),
+                                "p99_ms": .number(round3(percentile(latencies, 99))), "max_ms": .number(round3(latencies.last ?? .nan)),
+                            ]),
+                            "fanout": fanout,
+                        ])))
             } catch {
                 redis.close()
                 await redisServer.stop(force: true)
@@ -94,7 +97,9 @@ struct APIBench: AsyncParsableCommand {
         let listeners = (0..<subscribers).map { _ in
             Task {
                 var pending = ""
-                for try await part in CurlHTTPClient.shared.stream(client.request("/v1/sessions/\(session)/events/stream", method: "GET", readTimeout: .seconds(600))) {
+                for try await part in CurlHTTPClient.shared.stream(
+                    client.request("/v1/sessions/\(session)/events/stream", method: "GET", readTimeout: .seconds(600)))
+                {
                     switch part {
                     case .head: connected.withLock { $0 += 1 }
                     case .body(let bytes):
@@ -146,8 +151,9 @@ private struct BenchClient {
     let base: String
 
     func request(_ path: String, method: String, body: String? = nil, readTimeout: Duration = .seconds(30)) -> HTTPRequest {
-        HTTPRequest(url: base + path, method: method, headers: [("anthropic-beta", "managed-agents-2026-04-01"), ("content-type", "application/json")],
-                    body: Array((body ?? "").utf8), readTimeout: readTimeout)
+        HTTPRequest(
+            url: base + path, method: method, headers: [("anthropic-beta", "managed-agents-2026-04-01"), ("content-type", "application/json")],
+            body: Array((body ?? "").utf8), readTimeout: readTimeout)
     }
 
     func call(_ path: String, _ body: String) async throws -> [String: JSONValue] {
@@ -168,7 +174,9 @@ private struct BenchClient {
     func send(_ session: String, text: String) async throws -> Int64 {
         let body = #"{"events": [{"type": "user.message", "content": [{"type": "text", "text": "\#(text)"}]}]}"#
         let reply = try await call("/v1/sessions/\(session)/events", body)
-        guard case .array(let data)? = reply["data"], let id = data.first?.objectValue?["id"]?.stringValue, let seq = Int64(id.split(separator: "_").last ?? "") else {
+        guard case .array(let data)? = reply["data"], let id = data.first?.objectValue?["id"]?.stringValue,
+            let seq = Int64(id.split(separator: "_").last ?? "")
+        else {
             throw ValidationError("send: unexpected reply \(reply)")
         }
         return seq

@@ -11,16 +11,16 @@ struct BatchBench: AsyncParsableCommand {
         commandName: "batch",
         abstract: "Measure batch orchestration: items/s, overhead per item, peak memory.",
         discussion: """
-        Runs a job of --items items through the whole path `drover run` takes: a session per
-        item, the task queue, in-process workers, the recorder, and the scripted model (every
-        answer delayed by --model-delay-ms, a model's think time). Tools are not called, so it
-        measures orchestration, not sandboxes (`drover bench hands` measures those).
+            Runs a job of --items items through the whole path `drover run` takes: a session per
+            item, the task queue, in-process workers, the recorder, and the scripted model (every
+            answer delayed by --model-delay-ms, a model's think time). Tools are not called, so it
+            measures orchestration, not sandboxes (`drover bench hands` measures those).
 
-        overhead_ms per item = the item's time from start to result minus the model delay: the
-        cost of creating the session, seeding it, queueing, claiming, rebuilding the context,
-        appending events and noticing the end. With DROVER_REDIS_URL unset it uses a fresh
-        embedded redis-server and SQLite file in a temporary directory.
-        """
+            overhead_ms per item = the item's time from start to result minus the model delay: the
+            cost of creating the session, seeding it, queueing, claiming, rebuilding the context,
+            appending events and noticing the end. With DROVER_REDIS_URL unset it uses a fresh
+            embedded redis-server and SQLite file in a temporary directory.
+            """
     )
 
     @Option(help: "Items in the batch.") var items = 1000
@@ -40,7 +40,8 @@ struct BatchBench: AsyncParsableCommand {
         setenv("DROVER_DATA_DIR", directory.path, 1)
         unsetenv("DROVER_DB")
         let jobFile = directory.appendingPathComponent("bench.yaml")
-        try Data("""
+        try Data(
+            """
             name: bench
             agent: {model: claude-sonnet-4-5}
             items: {list: [\((1...items).map { "i\($0)" }.joined(separator: ", "))]}
@@ -51,7 +52,8 @@ struct BatchBench: AsyncParsableCommand {
             playbook:
               ttft_ms: \(modelDelayMs)
               final: '{"ok": true}'
-            """.utf8).write(to: jobFile)
+            """.utf8
+        ).write(to: jobFile)
         let spec = try JobFileParser.load(path: jobFile.path)
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "ANTHROPIC_API_KEY")
@@ -63,8 +65,9 @@ struct BatchBench: AsyncParsableCommand {
             let plan = BatchPlan(spec: spec, items: jobItems, agentJSON: agentJSON, batchId: "batch_bench", modelLabel: model.label)
             let handsRoot = try runtime.handsRoot()
             let queueName = try QueueName("jobs.bench")
-            let engine = BatchEngine(runtime: runtime, concurrency: concurrency, model: model, hand: InProcessHand(),
-                                     handsRoot: handsRoot, queueName: queueName)
+            let engine = BatchEngine(
+                runtime: runtime, concurrency: concurrency, model: model, hand: InProcessHand(),
+                handsRoot: handsRoot, queueName: queueName)
             var options = BatchRunner.Options(handsRoot: handsRoot)
             options.queue = queueName
             let runnerOptions = options
@@ -91,7 +94,8 @@ struct BatchBench: AsyncParsableCommand {
                 "seconds": .number((seconds * 1000).rounded() / 1000),
                 "items_per_second": .number((Double(items) / seconds * 10).rounded() / 10),
                 "ideal_items_per_second": .number((min(ideal, 1e9) * 10).rounded() / 10),
-                "overhead_ms_per_item": .object(["p50": .number(percentile(0.5)), "p95": .number(percentile(0.95)), "p99": .number(percentile(0.99))]),
+                "overhead_ms_per_item": .object(["p50": .number(percentile(0.5)), "p95": .number(percentile(0.95)), "p99": .number(percentile(0.99))]
+                ),
                 "peak_rss_mb": .number((Double(usage.ru_maxrss) / 1024 * 10).rounded() / 10),
                 "model": .string("scripted (in process)"),
             ])

@@ -12,7 +12,9 @@ public struct BenchCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print JSON. Run them on a release build (`swift run -c release drover bench ...`).",
-        subcommands: [QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self]
+        subcommands: [
+            QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self,
+        ]
     )
 }
 
@@ -21,14 +23,14 @@ struct QueueBench: AsyncParsableCommand {
         commandName: "queue",
         abstract: "Measure enqueue/s, claim+ack/s and the idle claim latency of the task queue.",
         discussion: """
-        Phases, in one run against the same server:
-          enqueue     --workers producers queue --tasks tasks, each enqueue one round trip;
-          claim_ack   --workers workers claim up to --batch at a time and ack each task;
-          idle_claim  --workers consumers wait (BZPOPMIN) on an empty queue; one task at a
-                      time is queued and the time from enqueue to claim is recorded.
-        With DROVER_REDIS_URL unset it uses a fresh embedded redis-server (AOF everysec, unix
-        socket) in a temporary directory, so it leaves nothing behind.
-        """
+            Phases, in one run against the same server:
+              enqueue     --workers producers queue --tasks tasks, each enqueue one round trip;
+              claim_ack   --workers workers claim up to --batch at a time and ack each task;
+              idle_claim  --workers consumers wait (BZPOPMIN) on an empty queue; one task at a
+                          time is queued and the time from enqueue to claim is recorded.
+            With DROVER_REDIS_URL unset it uses a fresh embedded redis-server (AOF everysec, unix
+            socket) in a temporary directory, so it leaves nothing behind.
+            """
     )
 
     @Option(help: "Tasks to enqueue and then claim and ack.")
@@ -69,7 +71,8 @@ struct QueueBench: AsyncParsableCommand {
             let redis = try await RedisClient.connect(url, options: options)
             defer { redis.close() }
             do {
-                let report = try await measure(redis: redis, target: embedded == nil ? url.description : "embedded redis-server, unix socket, AOF everysec")
+                let report = try await measure(
+                    redis: redis, target: embedded == nil ? url.description : "embedded redis-server, unix socket, AOF everysec")
                 print(try encodeJSON(report))
             } catch {
                 await embedded?.stop(force: true)

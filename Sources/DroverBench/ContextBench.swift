@@ -11,13 +11,13 @@ struct ContextBench: AsyncParsableCommand {
         commandName: "context",
         abstract: "Building the model's context in a long session: rebuilt from the whole log per request, or kept up as events arrive.",
         discussion: """
-        Appends a research-run-like session to a real log (embedded redis-server): a user message,
-        then --requests rounds of agent.message, agent.tool_use, agent.tool_result (--result-bytes
-        of output) and the model-request spans. It then replays the run's model requests: before
-        request k, the context of everything so far is built either from the whole log (what each
-        request used to cost) or by adding the events since request k-1 to a kept conversation
-        (what the turn runner does). Both ways --runs times, alternating; medians.
-        """
+            Appends a research-run-like session to a real log (embedded redis-server): a user message,
+            then --requests rounds of agent.message, agent.tool_use, agent.tool_result (--result-bytes
+            of output) and the model-request spans. It then replays the run's model requests: before
+            request k, the context of everything so far is built either from the whole log (what each
+            request used to cost) or by adding the events since request k-1 to a kept conversation
+            (what the turn runner does). Both ways --runs times, alternating; medians.
+            """
     )
 
     @Option(help: "Model requests in the session.") var requests = 500
@@ -42,19 +42,31 @@ struct ContextBench: AsyncParsableCommand {
                 _ = try await log.append(session, events)
                 count += events.count
             }
-            try await append([NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": "text", "text": "Analyse the shipped CSV."])])])])
+            try await append([
+                NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": "text", "text": "Analyse the shipped CSV."])])])
+            ])
             for round in 0..<requests {
                 requestStarts.append(count)
                 try await append([NewEvent(type: .spanModelRequestStart)])
                 try await append([
-                    NewEvent(type: .agentMessage, fields: ["content": .array([.object(["type": "text", "text": .string("Step \(round): next I look at column \(round % 7).")])])]),
-                    NewEvent(type: .agentToolUse, fields: ["name": "bash", "input": .object(["command": .string("python3 analyse.py --step \(round)")])]),
+                    NewEvent(
+                        type: .agentMessage,
+                        fields: [
+                            "content": .array([.object(["type": "text", "text": .string("Step \(round): next I look at column \(round % 7).")])])
+                        ]),
+                    NewEvent(
+                        type: .agentToolUse, fields: ["name": "bash", "input": .object(["command": .string("python3 analyse.py --step \(round)")])]),
                     NewEvent(type: .spanModelRequestEnd),
                 ])
                 let use = SessionLog.eventID(session, seq: Int64(count - 1))
-                try await append([NewEvent(type: .agentToolResult, fields: [
-                    "tool_use_id": .string(use), "is_error": .bool(false), "content": .array([.object(["type": "text", "text": .string(output)])]),
-                ])])
+                try await append([
+                    NewEvent(
+                        type: .agentToolResult,
+                        fields: [
+                            "tool_use_id": .string(use), "is_error": .bool(false),
+                            "content": .array([.object(["type": "text", "text": .string(output)])]),
+                        ])
+                ])
             }
             let events = try await log.wake(session).events
 

@@ -11,18 +11,18 @@ struct HandsBench: AsyncParsableCommand {
         commandName: "hands",
         abstract: "Sandbox provisioning, warm checkout, and tool-call overhead against running bash directly.",
         discussion: """
-        In one run, --calls times each: `bash -c true` run directly; cold provision (a new
-        bubblewrap sandbox started until its shell answers); warm checkout (a session takes a
-        warm sandbox from the pool: the rename of its workspace, not its start); and the
-        toolset's execute("bash", "true") in the session's persistent shell. Overhead is
-        execute minus the direct median. The pool's stats close the report.
+            In one run, --calls times each: `bash -c true` run directly; cold provision (a new
+            bubblewrap sandbox started until its shell answers); warm checkout (a session takes a
+            warm sandbox from the pool: the rename of its workspace, not its start); and the
+            toolset's execute("bash", "true") in the session's persistent shell. Overhead is
+            execute minus the direct median. The pool's stats close the report.
 
-        --noisy measures isolation instead: a quiet sandbox's calls (a short command in its
-        shell), first alone, then while a neighbour sandbox runs a fork bomb and a memory bomb
-        that is killed and restarted at its memory limit, the calls --pause-ms apart. The ratio
-        of the two p99s is the cost one hostile session puts on another, under the default (or
-        DROVER_SANDBOX_*) limits.
-        """
+            --noisy measures isolation instead: a quiet sandbox's calls (a short command in its
+            shell), first alone, then while a neighbour sandbox runs a fork bomb and a memory bomb
+            that is killed and restarted at its memory limit, the calls --pause-ms apart. The ratio
+            of the two p99s is the cost one hostile session puts on another, under the default (or
+            DROVER_SANDBOX_*) limits.
+            """
     )
 
     @Option(help: "Calls per measurement.") var calls = 200
@@ -61,8 +61,9 @@ struct HandsBench: AsyncParsableCommand {
             let volume = LoopVolume(directory: root.appendingPathComponent("cold/\(index)"), sizeBytes: limits.diskBytes)
             let start = clock.now
             try await volume.open()
-            let sandbox = try Sandbox(workspace: volume.mountPoint.appendingPathComponent("workspace"), limits: limits,
-                                      shellState: volume.mountPoint.appendingPathComponent("shell"), volume: volume)
+            let sandbox = try Sandbox(
+                workspace: volume.mountPoint.appendingPathComponent("workspace"), limits: limits,
+                shellState: volume.mountPoint.appendingPathComponent("shell"), volume: volume)
             try await sandbox.start()
             cold.append((clock.now - start).seconds * 1000)
             await sandbox.close()
@@ -97,24 +98,29 @@ struct HandsBench: AsyncParsableCommand {
         await toolset.pool.shutdown()
         let overhead = execute.map { $0 - percentile(direct, 50) }.sorted()
         let histogram = poolStats.provisionTime
-        print(try encodeJSON(JSONValue.object([
-            "benchmark": .string("hands"), "calls": .number(Double(calls)),
-            "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
-            "direct_bash_true_ms": latencySummary(direct),
-            "cold_provision_ms": latencySummary(cold),
-            "volumes": .string(LoopVolumeSupport.unavailableReason.map { "plain directories: \($0)" } ?? "loop-mounted ext4 images"),
-            "warm_checkout_ms": latencySummary(warm),
-            "execute_bash_true_ms": latencySummary(execute),
-            "execute_overhead_ms": latencySummary(overhead),
-            "pool": .object([
-                "warm": .number(Double(poolStats.warm)), "in_use": .number(Double(poolStats.inUse)),
-                "evicted": .number(Double(poolStats.evicted)), "provisions": .number(Double(histogram.count)),
-                "provision_p50_ms": .number(round3(histogram.percentile(50) ?? .nan)),
-                "provision_p95_ms": .number(round3(histogram.percentile(95) ?? .nan)),
-                "provision_histogram_ms": .object(Dictionary(uniqueKeysWithValues: zip(
-                    LatencyHistogram.bounds.map { "le_\(Int($0))" } + ["more"], histogram.counts.map { JSONValue.number(Double($0)) }))),
-            ]),
-        ])))
+        print(
+            try encodeJSON(
+                JSONValue.object([
+                    "benchmark": .string("hands"), "calls": .number(Double(calls)),
+                    "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
+                    "direct_bash_true_ms": latencySummary(direct),
+                    "cold_provision_ms": latencySummary(cold),
+                    "volumes": .string(LoopVolumeSupport.unavailableReason.map { "plain directories: \($0)" } ?? "loop-mounted ext4 images"),
+                    "warm_checkout_ms": latencySummary(warm),
+                    "execute_bash_true_ms": latencySummary(execute),
+                    "execute_overhead_ms": latencySummary(overhead),
+                    "pool": .object([
+                        "warm": .number(Double(poolStats.warm)), "in_use": .number(Double(poolStats.inUse)),
+                        "evicted": .number(Double(poolStats.evicted)), "provisions": .number(Double(histogram.count)),
+                        "provision_p50_ms": .number(round3(histogram.percentile(50) ?? .nan)),
+                        "provision_p95_ms": .number(round3(histogram.percentile(95) ?? .nan)),
+                        "provision_histogram_ms": .object(
+                            Dictionary(
+                                uniqueKeysWithValues: zip(
+                                    LatencyHistogram.bounds.map { "le_\(Int($0))" } + ["more"], histogram.counts.map { JSONValue.number(Double($0)) })
+                            )),
+                    ]),
+                ])))
     }
 
     /// The quiet sandbox's calls alone, then beside a bombing neighbour, side by side in one run.
@@ -160,24 +166,26 @@ struct HandsBench: AsyncParsableCommand {
         await neighbour.close()
         await quiet.close()
         _ = try? await bombs.value
-        print(try encodeJSON(JSONValue.object([
-            "benchmark": .string("hands-noisy"), "calls": .number(Double(calls)), "pause_ms": .number(Double(pauseMs)),
-            "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
-            "cgroups": .bool(neighbour.cgroup != nil),
-            "limits": .object([
-                "memory": .string(ByteCount.describe(limits.memoryBytes)), "pids": .number(Double(limits.processes)),
-                "cpus": .number(limits.cpus),
-            ]),
-            // Evidence that the bombs were going off while the quiet calls ran.
-            "neighbour": .object([
-                "processes_when_timing_began": .number(Double(processesAtStart)),
-                "memory_kills": .number(Double((countersAfter?.memoryKills ?? 0) - (countersBefore?.memoryKills ?? 0))),
-                "refused_forks": .number(Double((countersAfter?.refusedForks ?? 0) - (countersBefore?.refusedForks ?? 0))),
-            ]),
-            "quiet_alone_ms": latencySummary(alone),
-            "quiet_beside_bombs_ms": latencySummary(beside),
-            "p50_ratio": .number(round3(percentile(beside, 50) / percentile(alone, 50))),
-            "p99_ratio": .number(round3(percentile(beside, 99) / percentile(alone, 99))),
-        ])))
+        print(
+            try encodeJSON(
+                JSONValue.object([
+                    "benchmark": .string("hands-noisy"), "calls": .number(Double(calls)), "pause_ms": .number(Double(pauseMs)),
+                    "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
+                    "cgroups": .bool(neighbour.cgroup != nil),
+                    "limits": .object([
+                        "memory": .string(ByteCount.describe(limits.memoryBytes)), "pids": .number(Double(limits.processes)),
+                        "cpus": .number(limits.cpus),
+                    ]),
+                    // Evidence that the bombs were going off while the quiet calls ran.
+                    "neighbour": .object([
+                        "processes_when_timing_began": .number(Double(processesAtStart)),
+                        "memory_kills": .number(Double((countersAfter?.memoryKills ?? 0) - (countersBefore?.memoryKills ?? 0))),
+                        "refused_forks": .number(Double((countersAfter?.refusedForks ?? 0) - (countersBefore?.refusedForks ?? 0))),
+                    ]),
+                    "quiet_alone_ms": latencySummary(alone),
+                    "quiet_beside_bombs_ms": latencySummary(beside),
+                    "p50_ratio": .number(round3(percentile(beside, 50) / percentile(alone, 50))),
+                    "p99_ratio": .number(round3(percentile(beside, 99) / percentile(alone, 99))),
+                ])))
     }
 }

@@ -11,14 +11,14 @@ struct LogBench: AsyncParsableCommand {
         commandName: "log",
         abstract: "Measure session-log appends/s with the recorder running, mirror lag, and wake time.",
         discussion: """
-        Phases, in one run against one server and one SQLite file:
-          append  --appenders tasks append --events events to --sessions sessions, --per-append
-                  events per append (a turn appends a few at once), while an in-process recorder
-                  mirrors them into SQLite; mirror lag is append (Redis time) to SQLite commit.
-          wake    a session of --wake-events events is woken --wake-runs times from Redis, then
-                  trimmed from Redis and woken from SQLite alone.
-        With DROVER_REDIS_URL unset it uses a fresh embedded redis-server and a temporary SQLite file.
-        """
+            Phases, in one run against one server and one SQLite file:
+              append  --appenders tasks append --events events to --sessions sessions, --per-append
+                      events per append (a turn appends a few at once), while an in-process recorder
+                      mirrors them into SQLite; mirror lag is append (Redis time) to SQLite commit.
+              wake    a session of --wake-events events is woken --wake-runs times from Redis, then
+                      trimmed from Redis and woken from SQLite alone.
+            With DROVER_REDIS_URL unset it uses a fresh embedded redis-server and a temporary SQLite file.
+            """
     )
 
     @Option(help: "Events to append in the append phase.") var events = 200_000
@@ -66,7 +66,9 @@ struct LogBench: AsyncParsableCommand {
         let recording = Task { try await recorder.run() }
 
         let (events, appenders, perAppend, rate) = (self.events, self.appenders, self.perAppend, self.rate)
-        let body = NewEvent(type: .agentMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(String(repeating: "lorem ipsum ", count: 12))])])])
+        let body = NewEvent(
+            type: .agentMessage,
+            fields: ["content": .array([.object(["type": .string("text"), "text": .string(String(repeating: "lorem ipsum ", count: 12))])])])
         let clock = ContinuousClock()
         let start = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -110,7 +112,9 @@ struct LogBench: AsyncParsableCommand {
             let started = clock.now
             let snapshot = try await log.wake(long)
             fromRedis.append((clock.now - started).seconds * 1000)
-            guard snapshot.events.count == wakeEvents, snapshot.source == .redis else { throw ValidationError("wake from Redis returned \(snapshot.events.count) events from \(snapshot.source)") }
+            guard snapshot.events.count == wakeEvents, snapshot.source == .redis else {
+                throw ValidationError("wake from Redis returned \(snapshot.events.count) events from \(snapshot.source)")
+            }
         }
         while recorder.stats.eventsRecorded < appended + wakeEvents {
             try await Task.sleep(for: .milliseconds(10))
@@ -125,7 +129,9 @@ struct LogBench: AsyncParsableCommand {
             let started = clock.now
             let snapshot = try await log.wake(long)
             fromSQLite.append((clock.now - started).seconds * 1000)
-            guard snapshot.events.count == wakeEvents, snapshot.source == .sqlite else { throw ValidationError("wake from SQLite returned \(snapshot.events.count) events from \(snapshot.source)") }
+            guard snapshot.events.count == wakeEvents, snapshot.source == .sqlite else {
+                throw ValidationError("wake from SQLite returned \(snapshot.events.count) events from \(snapshot.source)")
+            }
         }
 
         let lag = lags.value.sorted()
@@ -164,5 +170,8 @@ func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
 
 /// p50, p95 and p99 of sorted samples, as the benches print them.
 func latencySummary(_ sorted: [Double]) -> JSONValue {
-    .object(["p50": .number(round3(percentile(sorted, 50))), "p95": .number(round3(percentile(sorted, 95))), "p99": .number(round3(percentile(sorted, 99)))])
+    .object([
+        "p50": .number(round3(percentile(sorted, 50))), "p95": .number(round3(percentile(sorted, 95))),
+        "p99": .number(round3(percentile(sorted, 99))),
+    ])
 }

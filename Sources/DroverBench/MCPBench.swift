@@ -11,13 +11,13 @@ struct MCPBench: AsyncParsableCommand {
         commandName: "mcp",
         abstract: "MCP connection, listing and tool-call latency against a running server.",
         discussion: """
-        Against the server at --url (streamable HTTP) or started by --command (stdio), one after
-        the other: --connects fresh connections, each timed from nothing to its tool list (cold:
-        handshake and tools/list); then, on one kept connection, --calls tools/list and --calls
-        calls of --tool with --input. The tool's own run time is part of the call time.
-        For example, with the test server: `.venv/bin/python Tests/mcp/server.py http 8931 &` then
-        `drover bench mcp --url http://127.0.0.1:8931/mcp --tool add --input '{"a":1,"b":2}'`.
-        """
+            Against the server at --url (streamable HTTP) or started by --command (stdio), one after
+            the other: --connects fresh connections, each timed from nothing to its tool list (cold:
+            handshake and tools/list); then, on one kept connection, --calls tools/list and --calls
+            calls of --tool with --input. The tool's own run time is part of the call time.
+            For example, with the test server: `.venv/bin/python Tests/mcp/server.py http 8931 &` then
+            `drover bench mcp --url http://127.0.0.1:8931/mcp --tool add --input '{"a":1,"b":2}'`.
+            """
     )
 
     @Option(help: "A streamable HTTP server's endpoint.") var url: String?
@@ -63,12 +63,14 @@ struct MCPBench: AsyncParsableCommand {
             if await mcp.callTool(server, name: tool, arguments: arguments, deadline: .now + .seconds(60)).isError { errors += 1 }
         }
         await mcp.shutdown()
-        print(try encodeJSON(JSONValue.object([
-            "benchmark": .string("mcp"), "transport": .string(server.type.rawValue), "calls": .number(Double(calls)),
-            "connect_and_list_ms": latencySummary(cold),
-            "warm_list_tools_ms": latencySummary(list),
-            "warm_call_ms": latencySummary(call),
-            "call_errors": .number(Double(errors)),
-        ])))
+        print(
+            try encodeJSON(
+                JSONValue.object([
+                    "benchmark": .string("mcp"), "transport": .string(server.type.rawValue), "calls": .number(Double(calls)),
+                    "connect_and_list_ms": latencySummary(cold),
+                    "warm_list_tools_ms": latencySummary(list),
+                    "warm_call_ms": latencySummary(call),
+                    "call_errors": .number(Double(errors)),
+                ])))
     }
 }

@@ -14,13 +14,13 @@ struct TTFTBench: AsyncParsableCommand {
         commandName: "ttft",
         abstract: "Time to first token, with hands provisioned lazily (beside the model call) or eagerly (before it).",
         discussion: """
-        Runs --sessions sessions through a real worker (embedded redis-server, SQLite, the scripted
-        model over HTTP with --model-ttft-ms before its first token) in waves of --concurrency,
-        once per mode. Latency is sending the first message (append and turn task) to the first text delta; orchestration
-        overhead is that minus the scripted time to first token. Provisioning here is the
-        in-process hand's --provision-ms delay, not a bubblewrap sandbox, and the JSON says so;
-        `drover bench hands` measures real sandboxes.
-        """
+            Runs --sessions sessions through a real worker (embedded redis-server, SQLite, the scripted
+            model over HTTP with --model-ttft-ms before its first token) in waves of --concurrency,
+            once per mode. Latency is sending the first message (append and turn task) to the first text delta; orchestration
+            overhead is that minus the scripted time to first token. Provisioning here is the
+            in-process hand's --provision-ms delay, not a bubblewrap sandbox, and the JSON says so;
+            `drover bench hands` measures real sandboxes.
+            """
     )
 
     @Option(help: "Sessions per mode.") var sessions = 200
@@ -37,14 +37,16 @@ struct TTFTBench: AsyncParsableCommand {
             options.poolSize = concurrency * 2 + 8
             let redis = try await RedisClient.connect(redisServer.url, options: options)
             let database = try MirrorDatabase(path: directory.appendingPathComponent("drover.db").path)
-            let model = try await ScriptedModelServer.start(script: ModelScript(turns: [
-                ModelScript.Turn(text: "First token after the scripted delay.", ttftMilliseconds: modelTtftMs),
-            ]))
+            let model = try await ScriptedModelServer.start(
+                script: ModelScript(turns: [
+                    ModelScript.Turn(text: "First token after the scripted delay.", ttftMilliseconds: modelTtftMs)
+                ]))
             var report: [String: JSONValue] = [
                 "benchmark": .string("ttft"), "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
                 "sessions_per_mode": .number(Double(sessions)), "concurrency": .number(Double(concurrency)),
                 "model_ttft_ms": .number(Double(modelTtftMs)), "provision_ms": .number(Double(provisionMs)),
-                "provisioning": .string("simulated: an in-process hand delay of provision_ms, not a bubblewrap sandbox (drover bench hands measures those)"),
+                "provisioning": .string(
+                    "simulated: an in-process hand delay of provision_ms, not a bubblewrap sandbox (drover bench hands measures those)"),
             ]
             do {
                 for eager in [false, true] {
@@ -57,7 +59,8 @@ struct TTFTBench: AsyncParsableCommand {
                 throw error
             }
             if case .object(let lazy)? = report["lazy"], case .object(let eager)? = report["eager"],
-               case .number(let l)? = lazy["ttft_p95_ms"], case .number(let e)? = eager["ttft_p95_ms"], e > 0 {
+                case .number(let l)? = lazy["ttft_p95_ms"], case .number(let e)? = eager["ttft_p95_ms"], e > 0
+            {
                 report["lazy_p95_over_eager_p95"] = .number(round3(l / e))
             }
             print(try encodeJSON(JSONValue.object(report)))
@@ -76,7 +79,8 @@ struct TTFTBench: AsyncParsableCommand {
             model: AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: model.baseURL, apiKey: "scripted")),
             hand: InProcessHand(provisioningDelay: .milliseconds(provisionMs)),
             deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "bench"),
-            eagerHands: eager, onFirstToken: { session in
+            eagerHands: eager,
+            onFirstToken: { session in
                 let now = ContinuousClock.now
                 firstTokens.withLock { if $0[session] == nil { $0[session] = now } }
             }
@@ -96,7 +100,8 @@ struct TTFTBench: AsyncParsableCommand {
                 try await log.create(session)
                 started.append((session, ContinuousClock.now))
                 try await SessionInbox(log: log, queue: queue).send(
-                    [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])], to: session)
+                    [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])],
+                    to: session)
             }
             let deadline = ContinuousClock.now + .seconds(60)
             while started.contains(where: { firstTokens.value[$0.0] == nil }) && ContinuousClock.now < deadline {

@@ -29,10 +29,13 @@ public final class ChildProcess: @unchecked Sendable {
         errorPath: String? = nil
     ) throws(SpawnError) {
         let output = Spawn.Source.file(outputPath ?? "/dev/null", flags: O_WRONLY | O_CREAT | O_APPEND)
-        let spawn = Spawn(executable: executable, arguments: arguments,
-                          environment: environment ?? ProcessInfo.processInfo.environment,
-                          descriptors: [0: .file("/dev/null", flags: O_RDONLY), 1: output,
-                                        2: errorPath.map { .file($0, flags: O_WRONLY | O_CREAT | O_APPEND) } ?? output])
+        let spawn = Spawn(
+            executable: executable, arguments: arguments,
+            environment: environment ?? ProcessInfo.processInfo.environment,
+            descriptors: [
+                0: .file("/dev/null", flags: O_RDONLY), 1: output,
+                2: errorPath.map { .file($0, flags: O_WRONLY | O_CREAT | O_APPEND) } ?? output,
+            ])
         self.pid = try spawn.start()
         self.executable = executable
     }

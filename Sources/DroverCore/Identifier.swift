@@ -8,8 +8,8 @@ public enum Identifier {
     public static func make(prefix: String, now: Date = Date()) -> String {
         let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         var rng = SystemRandomNumberGenerator()
-        let high = UInt64(rng.next() & 0xFFFF)          // 16 random bits
-        let low = rng.next()                             // 64 random bits
+        let high = UInt64(rng.next() & 0xFFFF)  // 16 random bits
+        let low = rng.next()  // 64 random bits
         var out = [UInt8]()
         out.reserveCapacity(26)
         // 48-bit time as 10 base32 digits (50 bits, top 2 are zero).
@@ -36,9 +36,10 @@ public enum Identifier {
 /// schedule names, session ids): ASCII letters, digits, '-' and '_', and not empty.
 public enum SafeName {
     public static func allows(_ text: String, maxLength: Int) -> Bool {
-        !text.isEmpty && text.utf8.count <= maxLength && text.utf8.allSatisfy { byte in
-            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
-        }
+        !text.isEmpty && text.utf8.count <= maxLength
+            && text.utf8.allSatisfy { byte in
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                    || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+            }
     }
 }

@@ -27,10 +27,14 @@ extension Dictionary where Key == String, Value == JSONValue {
         case .object(let map)?:
             guard map.count <= 16 else { throw FieldError(field: name, message: "at most 16 keys", fix: nil, code: code) }
             for (key, value) in map {
-                guard key.count <= 64 else { throw FieldError(field: "\(name).\(key)", message: "keys are at most 64 characters", fix: nil, code: code) }
+                guard key.count <= 64 else {
+                    throw FieldError(field: "\(name).\(key)", message: "keys are at most 64 characters", fix: nil, code: code)
+                }
                 switch value {
                 case .string(let text):
-                    if text.count > 512 { throw FieldError(field: "\(name).\(key)", message: "values are at most 512 characters", fix: nil, code: code) }
+                    if text.count > 512 {
+                        throw FieldError(field: "\(name).\(key)", message: "values are at most 512 characters", fix: nil, code: code)
+                    }
                 case .null:
                     break
                 default:
@@ -103,7 +107,9 @@ public func patchMetadata(_ current: JSONValue?, _ patch: [String: JSONValue]) t
     for (key, value) in patch {
         if value == .null { merged.removeValue(forKey: key) } else { merged[key] = value }
     }
-    guard merged.count <= 16 else { throw FieldError(field: "metadata", message: "at most 16 keys after the update", fix: nil, code: "invalid_metadata") }
+    guard merged.count <= 16 else {
+        throw FieldError(field: "metadata", message: "at most 16 keys after the update", fix: nil, code: "invalid_metadata")
+    }
     return .object(merged)
 }
 

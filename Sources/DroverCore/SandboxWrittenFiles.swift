@@ -119,7 +119,11 @@ public struct SandboxWrittenFiles: Sendable {
                 guard child >= 0 else { continue }
                 var childInfo = stat()
                 guard fstat(child, &childInfo) == 0,
-                      [S_IFREG, S_IFDIR].contains(childInfo.st_mode & S_IFMT) else { close(child); continue }
+                    [S_IFREG, S_IFDIR].contains(childInfo.st_mode & S_IFMT)
+                else {
+                    close(child)
+                    continue
+                }
                 try copy(child, named: path + "/" + name, to: destination + "/" + name, budget: &budget, entries: &entries, top: false)
             }
         default:

@@ -6,7 +6,9 @@ public struct SessionID: Sendable, Hashable, CustomStringConvertible, Codable {
 
     public init(_ rawValue: String) throws(FieldError) {
         guard SafeName.allows(rawValue, maxLength: 128) else {
-            throw FieldError(field: "session_id", message: "'\(rawValue.prefix(80))' is not a session id", fix: "use an id such as sesn_01JX... (letters, digits, '_' and '-')")
+            throw FieldError(
+                field: "session_id", message: "'\(rawValue.prefix(80))' is not a session id",
+                fix: "use an id such as sesn_01JX... (letters, digits, '_' and '-')")
         }
         self.rawValue = rawValue
     }

@@ -38,8 +38,10 @@ public struct Spawn: Sendable {
     /// the child in order.
     public var newProcessGroup = true
 
-    public init(executable: String, arguments: [String], environment: [String: String],
-                descriptors: [Int32: Source] = [0: .devNull, 1: .devNull, 2: .devNull]) {
+    public init(
+        executable: String, arguments: [String], environment: [String: String],
+        descriptors: [Int32: Source] = [0: .devNull, 1: .devNull, 2: .devNull]
+    ) {
         self.executable = executable
         self.arguments = arguments
         self.environment = environment

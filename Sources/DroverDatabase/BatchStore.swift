@@ -8,29 +8,31 @@ enum BatchTables: TableGroup {
     static func registerMigrations(in migrator: inout DatabaseMigrator) {
         migrator.registerMigration("batches: runs, items and session origins", merging: ["v2: batch items and session origins"]) { db, applied in
             if try !db.tableExists("batches") {
-                try db.execute(sql: """
-                    CREATE TABLE batches (
-                        id TEXT PRIMARY KEY, workspace_id TEXT, job_file TEXT NOT NULL, status TEXT NOT NULL,
-                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                    CREATE TABLE batch_items (
-                        batch_id TEXT NOT NULL REFERENCES batches(id), item_key TEXT NOT NULL,
-                        session_id TEXT, status TEXT NOT NULL, result TEXT,
-                        PRIMARY KEY (batch_id, item_key));
-                    """)
+                try db.execute(
+                    sql: """
+                        CREATE TABLE batches (
+                            id TEXT PRIMARY KEY, workspace_id TEXT, job_file TEXT NOT NULL, status TEXT NOT NULL,
+                            created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                        CREATE TABLE batch_items (
+                            batch_id TEXT NOT NULL REFERENCES batches(id), item_key TEXT NOT NULL,
+                            session_id TEXT, status TEXT NOT NULL, result TEXT,
+                            PRIMARY KEY (batch_id, item_key));
+                        """)
             }
             if !applied.contains("v2: batch items and session origins") {
-                try db.execute(sql: """
-                    ALTER TABLE batches ADD COLUMN name TEXT;
-                    ALTER TABLE batches ADD COLUMN updated_at TEXT;
-                    ALTER TABLE batch_items ADD COLUMN item_id TEXT;
-                    ALTER TABLE batch_items ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
-                    ALTER TABLE batch_items ADD COLUMN updated_at TEXT;
-                    CREATE INDEX batch_items_by_session ON batch_items(session_id);
-                    CREATE TABLE session_origins (
-                        session_id TEXT PRIMARY KEY, kind TEXT NOT NULL, origin_id TEXT NOT NULL,
-                        workspace_id TEXT, created_at TEXT NOT NULL);
-                    CREATE INDEX session_origins_by_origin ON session_origins(kind, origin_id);
-                    """)
+                try db.execute(
+                    sql: """
+                        ALTER TABLE batches ADD COLUMN name TEXT;
+                        ALTER TABLE batches ADD COLUMN updated_at TEXT;
+                        ALTER TABLE batch_items ADD COLUMN item_id TEXT;
+                        ALTER TABLE batch_items ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+                        ALTER TABLE batch_items ADD COLUMN updated_at TEXT;
+                        CREATE INDEX batch_items_by_session ON batch_items(session_id);
+                        CREATE TABLE session_origins (
+                            session_id TEXT PRIMARY KEY, kind TEXT NOT NULL, origin_id TEXT NOT NULL,
+                            workspace_id TEXT, created_at TEXT NOT NULL);
+                        CREATE INDEX session_origins_by_origin ON session_origins(kind, origin_id);
+                        """)
             }
         }
     }
@@ -74,12 +76,13 @@ extension MirrorDatabase {
 
     public func saveBatch(id: String, name: String, jobFile: String, status: String, resource: String) async throws {
         try await pool.write { db in
-            try db.execute(sql: """
-                INSERT INTO batches (id, name, job_file, status, created_at, updated_at, resource)
-                VALUES (?, ?, ?, ?, \(Self.now), \(Self.now), ?)
-                ON CONFLICT(id) DO UPDATE SET name = excluded.name, job_file = excluded.job_file,
-                  status = excluded.status, updated_at = excluded.updated_at, resource = excluded.resource
-                """, arguments: [id, name, jobFile, status, resource])
+            try db.execute(
+                sql: """
+                    INSERT INTO batches (id, name, job_file, status, created_at, updated_at, resource)
+                    VALUES (?, ?, ?, ?, \(Self.now), \(Self.now), ?)
+                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, job_file = excluded.job_file,
+                      status = excluded.status, updated_at = excluded.updated_at, resource = excluded.resource
+                    """, arguments: [id, name, jobFile, status, resource])
         }
     }
 
@@ -97,13 +100,14 @@ extension MirrorDatabase {
 
     public func saveBatchItem(_ item: BatchItemRow) async throws {
         try await pool.write { db in
-            try db.execute(sql: """
-                INSERT INTO batch_items (batch_id, item_key, item_id, position, session_id, status, result, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, \(Self.now))
-                ON CONFLICT(batch_id, item_key) DO UPDATE SET item_id = excluded.item_id, position = excluded.position,
-                  session_id = excluded.session_id, status = excluded.status, result = excluded.result,
-                  updated_at = excluded.updated_at
-                """, arguments: [item.batchId, item.itemKey, item.itemId, item.position, item.sessionId, item.status, item.result])
+            try db.execute(
+                sql: """
+                    INSERT INTO batch_items (batch_id, item_key, item_id, position, session_id, status, result, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, \(Self.now))
+                    ON CONFLICT(batch_id, item_key) DO UPDATE SET item_id = excluded.item_id, position = excluded.position,
+                      session_id = excluded.session_id, status = excluded.status, result = excluded.result,
+                      updated_at = excluded.updated_at
+                    """, arguments: [item.batchId, item.itemKey, item.itemId, item.position, item.sessionId, item.status, item.result])
         }
     }
 
@@ -116,30 +120,35 @@ extension MirrorDatabase {
     /// Records who started a session (`batch`, `deployment`, `api`), for `drover report usage`.
     public func saveSessionOrigin(session: String, kind: String, originId: String, workspaceId: String?) async throws {
         try await pool.write { db in
-            try db.execute(sql: """
-                INSERT INTO session_origins (session_id, kind, origin_id, workspace_id, created_at)
-                VALUES (?, ?, ?, ?, \(Self.now)) ON CONFLICT(session_id) DO NOTHING
-                """, arguments: [session, kind, originId, workspaceId])
+            try db.execute(
+                sql: """
+                    INSERT INTO session_origins (session_id, kind, origin_id, workspace_id, created_at)
+                    VALUES (?, ?, ?, ?, \(Self.now)) ON CONFLICT(session_id) DO NOTHING
+                    """, arguments: [session, kind, originId, workspaceId])
         }
     }
 
     /// The stored agent resource (JSON) with this name: the newest unarchived version.
     public func agentResource(named name: String) async throws -> String? {
         try await pool.read { db in
-            try String.fetchOne(db, sql: """
-                SELECT resource FROM agents WHERE json_extract(resource, '$.name') = ? AND archived_at IS NULL
-                ORDER BY version DESC LIMIT 1
-                """, arguments: [name])
+            try String.fetchOne(
+                db,
+                sql: """
+                    SELECT resource FROM agents WHERE json_extract(resource, '$.name') = ? AND archived_at IS NULL
+                    ORDER BY version DESC LIMIT 1
+                    """, arguments: [name])
         }
     }
 
     /// The stored environment resource (JSON) with this name.
     public func environmentResource(named name: String) async throws -> String? {
         try await pool.read { db in
-            try String.fetchOne(db, sql: """
-                SELECT resource FROM environments WHERE json_extract(resource, '$.name') = ? AND archived_at IS NULL
-                ORDER BY created_at DESC LIMIT 1
-                """, arguments: [name])
+            try String.fetchOne(
+                db,
+                sql: """
+                    SELECT resource FROM environments WHERE json_extract(resource, '$.name') = ? AND archived_at IS NULL
+                    ORDER BY created_at DESC LIMIT 1
+                    """, arguments: [name])
         }
     }
 
@@ -147,14 +156,16 @@ extension MirrorDatabase {
 
 extension MirrorDatabase.BatchRow: FetchableRecord {
     public init(row: Row) throws {
-        self.init(id: row["id"], name: row["name"] ?? "", jobFile: row["job_file"], status: row["status"],
-                  createdAt: row["created_at"], updatedAt: row["updated_at"], resource: row["resource"])
+        self.init(
+            id: row["id"], name: row["name"] ?? "", jobFile: row["job_file"], status: row["status"],
+            createdAt: row["created_at"], updatedAt: row["updated_at"], resource: row["resource"])
     }
 }
 
 extension MirrorDatabase.BatchItemRow: FetchableRecord {
     public init(row: Row) throws {
-        self.init(batchId: row["batch_id"], itemKey: row["item_key"], itemId: row["item_id"] ?? "",
-                  position: row["position"] ?? 0, sessionId: row["session_id"], status: row["status"], result: row["result"])
+        self.init(
+            batchId: row["batch_id"], itemKey: row["item_key"], itemId: row["item_id"] ?? "",
+            position: row["position"] ?? 0, sessionId: row["session_id"], status: row["status"], result: row["result"])
     }
 }

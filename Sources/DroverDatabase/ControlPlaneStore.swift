@@ -14,36 +14,39 @@ enum ControlPlaneTables: TableGroup {
             // `v1: control plane` also made the batch and deployment tables; `BatchTables` and
             // `DeploymentTables` make them when they are missing.
             if !applied.contains("v1: control plane") {
-                try db.execute(sql: """
-                    CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
-                    CREATE TABLE api_keys (
-                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
-                        key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);
-                    CREATE TABLE agents (
-                        id TEXT NOT NULL, version INTEGER NOT NULL, workspace_id TEXT NOT NULL,
-                        archived_at TEXT, created_at TEXT NOT NULL, resource TEXT NOT NULL,
-                        PRIMARY KEY (id, version));
-                    CREATE TABLE environments (
-                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
-                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                    """)
+                try db.execute(
+                    sql: """
+                        CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+                        CREATE TABLE api_keys (
+                            id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+                            key_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);
+                        CREATE TABLE agents (
+                            id TEXT NOT NULL, version INTEGER NOT NULL, workspace_id TEXT NOT NULL,
+                            archived_at TEXT, created_at TEXT NOT NULL, resource TEXT NOT NULL,
+                            PRIMARY KEY (id, version));
+                        CREATE TABLE environments (
+                            id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                            created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                        """)
             }
             if !applied.contains("v2: api sessions") {
-                try db.execute(sql: """
-                    CREATE TABLE api_sessions (
-                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
-                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                    CREATE INDEX api_sessions_by_workspace ON api_sessions(workspace_id, created_at);
-                    """)
+                try db.execute(
+                    sql: """
+                        CREATE TABLE api_sessions (
+                            id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                            created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                        CREATE INDEX api_sessions_by_workspace ON api_sessions(workspace_id, created_at);
+                        """)
             }
             // Files API metadata; the bytes live under `<data>/files/<workspace>/<file id>`.
             if !applied.contains("v4: files") {
-                try db.execute(sql: """
-                    CREATE TABLE files (
-                        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
-                        created_at TEXT NOT NULL, resource TEXT NOT NULL);
-                    CREATE INDEX files_by_workspace ON files(workspace_id, created_at);
-                    """)
+                try db.execute(
+                    sql: """
+                        CREATE TABLE files (
+                            id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, archived_at TEXT,
+                            created_at TEXT NOT NULL, resource TEXT NOT NULL);
+                        CREATE INDEX files_by_workspace ON files(workspace_id, created_at);
+                        """)
             }
         }
     }
@@ -61,7 +64,9 @@ public struct ControlPlaneStore: Sendable {
 
     /// Tables with the resource-row layout (`id, workspace_id, archived_at, created_at, resource`).
     /// The agent fields a session resource shows (the SDK's `BetaManagedAgentsSessionAgent`).
-    public static let sessionAgentFields = ["id", "description", "execution_identity", "mcp_servers", "model", "multiagent", "name", "skills", "system", "tools", "type", "version"]
+    public static let sessionAgentFields = [
+        "id", "description", "execution_identity", "mcp_servers", "model", "multiagent", "name", "skills", "system", "tools", "type", "version",
+    ]
 
     public enum Table: String, Sendable {
         case agents
@@ -113,8 +118,9 @@ public struct ControlPlaneStore: Sendable {
     public func workspace(named name: String) async throws -> String {
         let id = "wrkspc_\(name)"
         try await database.pool.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO workspaces (id, name, created_at) VALUES (?, ?, ?)",
-                           arguments: [id, name, Self.timestamp()])
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO workspaces (id, name, created_at) VALUES (?, ?, ?)",
+                arguments: [id, name, Self.timestamp()])
         }
         return id
     }
@@ -128,8 +134,9 @@ public struct ControlPlaneStore: Sendable {
         let key = "drv-" + bytes.map { String(format: "%02x", $0) }.joined()
         let id = Identifier.make(prefix: "apikey")
         try await database.pool.write { db in
-            try db.execute(sql: "INSERT INTO api_keys (id, workspace_id, key_hash, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [id, workspace, Self.hash(key: key), Self.timestamp()])
+            try db.execute(
+                sql: "INSERT INTO api_keys (id, workspace_id, key_hash, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [id, workspace, Self.hash(key: key), Self.timestamp()])
         }
         return (id, key, workspace)
     }
@@ -167,13 +174,15 @@ public struct ControlPlaneStore: Sendable {
     public func insert(_ table: Table, _ row: Row) async throws {
         try await database.pool.write { db in
             if table == .agents {
-                try db.execute(sql: """
-                    INSERT INTO agents (id, version, workspace_id, archived_at, created_at, resource) VALUES (?, ?, ?, ?, ?, ?)
-                    """, arguments: [row.id, row.version, row.workspace, row.archivedAt, row.createdAt, row.resource])
+                try db.execute(
+                    sql: """
+                        INSERT INTO agents (id, version, workspace_id, archived_at, created_at, resource) VALUES (?, ?, ?, ?, ?, ?)
+                        """, arguments: [row.id, row.version, row.workspace, row.archivedAt, row.createdAt, row.resource])
             } else {
-                try db.execute(sql: """
-                    INSERT INTO \(table.rawValue) (id, workspace_id, archived_at, created_at, resource) VALUES (?, ?, ?, ?, ?)
-                    """, arguments: [row.id, row.workspace, row.archivedAt, row.createdAt, row.resource])
+                try db.execute(
+                    sql: """
+                        INSERT INTO \(table.rawValue) (id, workspace_id, archived_at, created_at, resource) VALUES (?, ?, ?, ?, ?)
+                        """, arguments: [row.id, row.workspace, row.archivedAt, row.createdAt, row.resource])
             }
         }
     }
@@ -182,12 +191,15 @@ public struct ControlPlaneStore: Sendable {
     /// update won the race.
     public func insertAgentVersion(_ row: Row, expectedVersion: Int) async throws -> Bool {
         try await database.pool.write { db in
-            let latest = try Int.fetchOne(db, sql: "SELECT MAX(version) FROM agents WHERE id = ? AND workspace_id = ?",
-                                          arguments: [row.id, row.workspace]) ?? 0
+            let latest =
+                try Int.fetchOne(
+                    db, sql: "SELECT MAX(version) FROM agents WHERE id = ? AND workspace_id = ?",
+                    arguments: [row.id, row.workspace]) ?? 0
             guard latest == expectedVersion, row.version == expectedVersion + 1 else { return false }
-            try db.execute(sql: """
-                INSERT INTO agents (id, version, workspace_id, archived_at, created_at, resource) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [row.id, row.version, row.workspace, row.archivedAt, row.createdAt, row.resource])
+            try db.execute(
+                sql: """
+                    INSERT INTO agents (id, version, workspace_id, archived_at, created_at, resource) VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [row.id, row.version, row.workspace, row.archivedAt, row.createdAt, row.resource])
             return true
         }
     }
@@ -197,11 +209,13 @@ public struct ControlPlaneStore: Sendable {
     public func update(_ table: Table, id: String, workspace: String, resource: String?, archivedAt: String?) async throws {
         try await database.pool.write { db in
             if let resource {
-                try db.execute(sql: "UPDATE \(table.rawValue) SET resource = ?, archived_at = ? WHERE id = ? AND workspace_id = ?",
-                               arguments: [resource, archivedAt, id, workspace])
+                try db.execute(
+                    sql: "UPDATE \(table.rawValue) SET resource = ?, archived_at = ? WHERE id = ? AND workspace_id = ?",
+                    arguments: [resource, archivedAt, id, workspace])
             } else {
-                try db.execute(sql: "UPDATE \(table.rawValue) SET archived_at = ? WHERE id = ? AND workspace_id = ?",
-                               arguments: [archivedAt, id, workspace])
+                try db.execute(
+                    sql: "UPDATE \(table.rawValue) SET archived_at = ? WHERE id = ? AND workspace_id = ?",
+                    arguments: [archivedAt, id, workspace])
             }
         }
     }
@@ -230,13 +244,20 @@ public struct ControlPlaneStore: Sendable {
         where conditions: [(path: String, value: String)] = []
     ) async throws -> [Row] {
         try await database.pool.read { db in
-            var sql = table == .agents
+            var sql =
+                table == .agents
                 ? "SELECT a.* FROM agents a WHERE a.version = (SELECT MAX(version) FROM agents b WHERE b.id = a.id) AND a.workspace_id = ?"
                 : "SELECT * FROM \(table.rawValue) WHERE workspace_id = ?"
             var arguments: StatementArguments = [workspace]
             if !includeArchived { sql += " AND archived_at IS NULL" }
-            if let createdAfter { sql += " AND created_at >= ?"; arguments += [createdAfter] }
-            if let createdBefore { sql += " AND created_at <= ?"; arguments += [createdBefore] }
+            if let createdAfter {
+                sql += " AND created_at >= ?"
+                arguments += [createdAfter]
+            }
+            if let createdBefore {
+                sql += " AND created_at <= ?"
+                arguments += [createdBefore]
+            }
             for condition in conditions {
                 sql += " AND CAST(json_extract(resource, ?) AS TEXT) = ?"
                 arguments += [condition.path, condition.value]
@@ -250,9 +271,11 @@ public struct ControlPlaneStore: Sendable {
     /// An agent's versions, newest first.
     public func agentVersions(id: String, workspace: String, offset: Int, limit: Int) async throws -> [Row] {
         try await database.pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT * FROM agents WHERE id = ? AND workspace_id = ? ORDER BY version DESC LIMIT ? OFFSET ?
-                """, arguments: [id, workspace, limit, offset])
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM agents WHERE id = ? AND workspace_id = ? ORDER BY version DESC LIMIT ? OFFSET ?
+                    """, arguments: [id, workspace, limit, offset])
         }
     }
 
@@ -269,8 +292,9 @@ public struct ControlPlaneStore: Sendable {
 extension ControlPlaneStore.Row: FetchableRecord {
     /// Only agents have versions; a row of any other table is version 1.
     public init(row: GRDB.Row) throws {
-        self.init(id: row["id"], workspace: row["workspace_id"], version: row["version"] ?? 1,
-                  archivedAt: row["archived_at"], createdAt: row["created_at"], resource: row["resource"])
+        self.init(
+            id: row["id"], workspace: row["workspace_id"], version: row["version"] ?? 1,
+            archivedAt: row["archived_at"], createdAt: row["created_at"], resource: row["resource"])
     }
 }
 

@@ -6,11 +6,12 @@ enum JobCatalogTables: TableGroup {
     static func registerMigrations(in migrator: inout DatabaseMigrator) {
         migrator.registerMigration("jobs: the job catalog", merging: ["v3: job catalog"]) { db, applied in
             guard !applied.contains("v3: job catalog") else { return }
-            try db.execute(sql: """
-                CREATE TABLE jobs (
-                    name TEXT PRIMARY KEY, file TEXT NOT NULL, content_hash TEXT NOT NULL,
-                    resource TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE jobs (
+                        name TEXT PRIMARY KEY, file TEXT NOT NULL, content_hash TEXT NOT NULL,
+                        resource TEXT NOT NULL, updated_at TEXT NOT NULL, removed_at TEXT);
+                    """)
         }
     }
 }
@@ -35,15 +36,18 @@ extension MirrorDatabase {
     public func applyJobs(upserts: [JobRow], removals: [String]) async throws {
         try await pool.write { db in
             for row in upserts {
-                try db.execute(sql: """
-                    INSERT INTO jobs (name, file, content_hash, resource, updated_at, removed_at)
-                    VALUES (?, ?, ?, ?, \(Self.now), NULL)
-                    ON CONFLICT(name) DO UPDATE SET file = excluded.file, content_hash = excluded.content_hash,
-                      resource = excluded.resource, updated_at = excluded.updated_at, removed_at = NULL
-                    """, arguments: [row.name, row.file, row.contentHash, row.resource])
+                try db.execute(
+                    sql: """
+                        INSERT INTO jobs (name, file, content_hash, resource, updated_at, removed_at)
+                        VALUES (?, ?, ?, ?, \(Self.now), NULL)
+                        ON CONFLICT(name) DO UPDATE SET file = excluded.file, content_hash = excluded.content_hash,
+                          resource = excluded.resource, updated_at = excluded.updated_at, removed_at = NULL
+                        """, arguments: [row.name, row.file, row.contentHash, row.resource])
             }
             for name in removals {
-                try db.execute(sql: "UPDATE jobs SET removed_at = \(Self.now), updated_at = \(Self.now) WHERE name = ? AND removed_at IS NULL", arguments: [name])
+                try db.execute(
+                    sql: "UPDATE jobs SET removed_at = \(Self.now), updated_at = \(Self.now) WHERE name = ? AND removed_at IS NULL", arguments: [name]
+                )
             }
         }
     }

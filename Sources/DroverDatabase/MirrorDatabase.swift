@@ -6,36 +6,38 @@ import GRDB
 /// its last seq and how far Redis has been trimmed.
 enum SessionMirrorTables: TableGroup {
     static func registerMigrations(in migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("sessions: events and session rows", merging: ["v1: sessions and events", "v5: session environments"]) { db, applied in
+        migrator.registerMigration("sessions: events and session rows", merging: ["v1: sessions and events", "v5: session environments"]) {
+            db, applied in
             if !applied.contains("v1: sessions and events") {
-                try db.execute(sql: """
-                    CREATE TABLE sessions (
-                        id TEXT PRIMARY KEY,
-                        workspace_id TEXT,
-                        status TEXT NOT NULL DEFAULT 'idle',
-                        last_seq INTEGER NOT NULL DEFAULT 0,
-                        max_epoch INTEGER NOT NULL DEFAULT 0,
-                        created_at TEXT,
-                        last_event_at TEXT,
-                        recorded_at REAL,
-                        trimmed_through INTEGER NOT NULL DEFAULT 0,
-                        resource TEXT
-                    );
-                    CREATE INDEX sessions_by_workspace ON sessions(workspace_id, created_at);
-                    CREATE TABLE events (
-                        session_id TEXT NOT NULL,
-                        seq INTEGER NOT NULL,
-                        id TEXT NOT NULL,
-                        type TEXT NOT NULL,
-                        processed_at TEXT NOT NULL,
-                        epoch INTEGER NOT NULL DEFAULT 0,
-                        payload TEXT NOT NULL,
-                        PRIMARY KEY (session_id, seq)
-                    ) WITHOUT ROWID;
-                    CREATE UNIQUE INDEX events_by_id ON events(id);
-                    CREATE INDEX events_by_type ON events(session_id, type, seq);
-                    CREATE INDEX events_by_time ON events(session_id, processed_at);
-                    """)
+                try db.execute(
+                    sql: """
+                        CREATE TABLE sessions (
+                            id TEXT PRIMARY KEY,
+                            workspace_id TEXT,
+                            status TEXT NOT NULL DEFAULT 'idle',
+                            last_seq INTEGER NOT NULL DEFAULT 0,
+                            max_epoch INTEGER NOT NULL DEFAULT 0,
+                            created_at TEXT,
+                            last_event_at TEXT,
+                            recorded_at REAL,
+                            trimmed_through INTEGER NOT NULL DEFAULT 0,
+                            resource TEXT
+                        );
+                        CREATE INDEX sessions_by_workspace ON sessions(workspace_id, created_at);
+                        CREATE TABLE events (
+                            session_id TEXT NOT NULL,
+                            seq INTEGER NOT NULL,
+                            id TEXT NOT NULL,
+                            type TEXT NOT NULL,
+                            processed_at TEXT NOT NULL,
+                            epoch INTEGER NOT NULL DEFAULT 0,
+                            payload TEXT NOT NULL,
+                            PRIMARY KEY (session_id, seq)
+                        ) WITHOUT ROWID;
+                        CREATE UNIQUE INDEX events_by_id ON events(id);
+                        CREATE INDEX events_by_type ON events(session_id, type, seq);
+                        CREATE INDEX events_by_time ON events(session_id, processed_at);
+                        """)
             }
             // The environment config beside the agent snapshot, so a session restored from
             // SQLite alone still gets its packages and networking.
@@ -111,10 +113,11 @@ public final class MirrorDatabase: Sendable {
         let now = Date().timeIntervalSince1970
         return try await pool.write { db in
             var inserted = 0
-            let insert = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO events (session_id, seq, id, type, processed_at, epoch, payload)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """)
+            let insert = try db.cachedStatement(
+                sql: """
+                    INSERT OR IGNORE INTO events (session_id, seq, id, type, processed_at, epoch, payload)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """)
             for event in batch {
                 try insert.execute(arguments: [event.session, event.seq, event.id, event.type, event.processedAt, event.epoch, event.json])
                 inserted += db.changesCount
@@ -134,16 +137,17 @@ public final class MirrorDatabase: Sendable {
                 default: break
                 }
             }
-            let upsert = try db.cachedStatement(sql: """
-                INSERT INTO sessions (id, status, last_seq, max_epoch, created_at, last_event_at, recorded_at)
-                VALUES (?, COALESCE(?, 'idle'), ?, ?, ?, ?, ?)
-                ON CONFLICT(id) DO UPDATE SET
-                    status = CASE WHEN excluded.last_seq >= sessions.last_seq THEN COALESCE(?, sessions.status) ELSE sessions.status END,
-                    last_seq = MAX(sessions.last_seq, excluded.last_seq),
-                    max_epoch = MAX(sessions.max_epoch, excluded.max_epoch),
-                    last_event_at = CASE WHEN excluded.last_seq >= sessions.last_seq THEN excluded.last_event_at ELSE sessions.last_event_at END,
-                    recorded_at = excluded.recorded_at
-                """)
+            let upsert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO sessions (id, status, last_seq, max_epoch, created_at, last_event_at, recorded_at)
+                    VALUES (?, COALESCE(?, 'idle'), ?, ?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET
+                        status = CASE WHEN excluded.last_seq >= sessions.last_seq THEN COALESCE(?, sessions.status) ELSE sessions.status END,
+                        last_seq = MAX(sessions.last_seq, excluded.last_seq),
+                        max_epoch = MAX(sessions.max_epoch, excluded.max_epoch),
+                        last_event_at = CASE WHEN excluded.last_seq >= sessions.last_seq THEN excluded.last_event_at ELSE sessions.last_event_at END,
+                        recorded_at = excluded.recorded_at
+                    """)
             for (session, event) in latest {
                 let status = statuses[session]
                 try upsert.execute(arguments: [session, status, event.seq, event.epoch, event.processedAt, event.processedAt, now, status])
@@ -155,9 +159,12 @@ public final class MirrorDatabase: Sendable {
     public func events(session: String, afterSeq: Int64, limit: Int) async throws(DatabaseError) -> [StoredEvent] {
         do {
             return try await pool.read { db in
-                try Row.fetchAll(db, sql: """
-                    SELECT seq, type, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?
-                    """, arguments: [session, afterSeq, limit]).map { row in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT seq, type, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?
+                        """, arguments: [session, afterSeq, limit]
+                ).map { row in
                     StoredEvent(session: session, seq: row["seq"], type: row["type"], json: row["payload"])
                 }
             }
@@ -185,11 +192,12 @@ public final class MirrorDatabase: Sendable {
     public func saveSessionResource(_ id: String, resource: String?, environment: String?) async throws(DatabaseError) {
         do {
             try await pool.write { db in
-                try db.execute(sql: """
-                    INSERT INTO sessions (id, resource, environment, created_at) VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                    ON CONFLICT(id) DO UPDATE SET resource = COALESCE(excluded.resource, resource),
-                        environment = COALESCE(excluded.environment, environment)
-                    """, arguments: [id, resource, environment])
+                try db.execute(
+                    sql: """
+                        INSERT INTO sessions (id, resource, environment, created_at) VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                        ON CONFLICT(id) DO UPDATE SET resource = COALESCE(excluded.resource, resource),
+                            environment = COALESCE(excluded.environment, environment)
+                        """, arguments: [id, resource, environment])
             }
         } catch {
             throw DatabaseError("\(error)")
@@ -221,11 +229,14 @@ public final class MirrorDatabase: Sendable {
     public func trimCandidates(idleSeconds: Double, limit: Int) async throws -> [(String, Int64)] {
         let cutoff = Date().timeIntervalSince1970 - idleSeconds
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT id, last_seq FROM sessions
-                WHERE trimmed_through < last_seq AND recorded_at < ? AND status NOT IN ('running', 'rescheduling')
-                LIMIT ?
-                """, arguments: [cutoff, limit]).map { ($0["id"], $0["last_seq"]) }
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, last_seq FROM sessions
+                    WHERE trimmed_through < last_seq AND recorded_at < ? AND status NOT IN ('running', 'rescheduling')
+                    LIMIT ?
+                    """, arguments: [cutoff, limit]
+            ).map { ($0["id"], $0["last_seq"]) }
         }
     }
 

@@ -30,23 +30,28 @@ extension MirrorDatabase {
     public func sessionUsage() async throws -> [MeteredSession] {
         try await pool.read { db in
             var usage: [String: MeteredSession] = [:]
-            let sessions = try Row.fetchAll(db, sql: """
-                SELECT s.id, COALESCE(o.workspace_id, s.workspace_id, 'default') AS workspace,
-                       COALESCE(o.kind, 'other') AS kind, o.origin_id
-                FROM sessions s LEFT JOIN session_origins o ON o.session_id = s.id
-                """)
+            let sessions = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT s.id, COALESCE(o.workspace_id, s.workspace_id, 'default') AS workspace,
+                           COALESCE(o.kind, 'other') AS kind, o.origin_id
+                    FROM sessions s LEFT JOIN session_origins o ON o.session_id = s.id
+                    """)
             for row in sessions {
                 let id: String = row["id"]
-                usage[id] = MeteredSession(session: id, workspace: row["workspace"], originKind: row["kind"], originId: row["origin_id"],
-                                         inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, activeSeconds: 0, modelRequests: 0)
+                usage[id] = MeteredSession(
+                    session: id, workspace: row["workspace"], originKind: row["kind"], originId: row["origin_id"],
+                    inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, activeSeconds: 0, modelRequests: 0)
             }
-            let tokens = try Row.fetchAll(db, sql: """
-                SELECT session_id, COUNT(*) AS requests,
-                       SUM(COALESCE(json_extract(payload, '$.model_usage.input_tokens'), 0)) AS input,
-                       SUM(COALESCE(json_extract(payload, '$.model_usage.output_tokens'), 0)) AS output,
-                       SUM(COALESCE(json_extract(payload, '$.model_usage.cache_read_input_tokens'), 0)) AS cache_read
-                FROM events WHERE type = 'span.model_request_end' GROUP BY session_id
-                """)
+            let tokens = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT session_id, COUNT(*) AS requests,
+                           SUM(COALESCE(json_extract(payload, '$.model_usage.input_tokens'), 0)) AS input,
+                           SUM(COALESCE(json_extract(payload, '$.model_usage.output_tokens'), 0)) AS output,
+                           SUM(COALESCE(json_extract(payload, '$.model_usage.cache_read_input_tokens'), 0)) AS cache_read
+                    FROM events WHERE type = 'span.model_request_end' GROUP BY session_id
+                    """)
             for row in tokens {
                 let id: String = row["session_id"]
                 usage[id]?.inputTokens = row["input"] ?? 0
@@ -54,11 +59,13 @@ extension MirrorDatabase {
                 usage[id]?.cacheReadInputTokens = row["cache_read"] ?? 0
                 usage[id]?.modelRequests = row["requests"] ?? 0
             }
-            let statuses = try Row.fetchAll(db, sql: """
-                SELECT session_id, type, processed_at FROM events
-                WHERE type IN ('session.status_running', 'session.status_idle', 'session.status_rescheduled', 'session.status_terminated')
-                ORDER BY session_id, seq
-                """)
+            let statuses = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT session_id, type, processed_at FROM events
+                    WHERE type IN ('session.status_running', 'session.status_idle', 'session.status_rescheduled', 'session.status_terminated')
+                    ORDER BY session_id, seq
+                    """)
             var runningSince: [String: Date] = [:]
             for row in statuses {
                 let id: String = row["session_id"]

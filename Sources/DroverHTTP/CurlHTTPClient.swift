@@ -12,8 +12,10 @@ public struct HTTPRequest: Sendable {
     /// The longest the server may stay silent once connected (no byte of response).
     public var readTimeout: Duration
 
-    public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
-                connectTimeout: Duration = .seconds(10), readTimeout: Duration = .seconds(120)) {
+    public init(
+        url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
+        connectTimeout: Duration = .seconds(10), readTimeout: Duration = .seconds(120)
+    ) {
         self.url = url
         self.method = method
         self.headers = headers
@@ -136,7 +138,8 @@ private final class Transfer: @unchecked Sendable {
         if !request.body.isEmpty || request.method == "POST" {
             _ = drover_curl_setopt_long(curl, CURLOPT_POSTFIELDSIZE, request.body.count)
             request.body.withUnsafeBytes { buffer in
-                _ = drover_curl_setopt_pointer(curl, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+                _ = drover_curl_setopt_pointer(
+                    curl, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
             }
         }
         _ = drover_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, pointer)
@@ -158,7 +161,7 @@ private final class Transfer: @unchecked Sendable {
             let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             if line.hasPrefix("HTTP/") {
-                transfer.headers = [:]   // a new response (after 100 Continue or a redirect)
+                transfer.headers = [:]  // a new response (after 100 Continue or a redirect)
             } else if let colon = line.firstIndex(of: ":") {
                 let name = line[..<colon].lowercased()
                 let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)

@@ -51,11 +51,14 @@ public struct SSEParser: Sendable {
 
     private mutating func process(_ line: [UInt8]) -> Event? {
         if line.isEmpty {
-            defer { name = ""; data = [] }
+            defer {
+                name = ""
+                data = []
+            }
             guard !data.isEmpty else { return nil }
             return Event(name: name.isEmpty ? "message" : name, data: data.joined(separator: "\n"), id: id)
         }
-        if line.first == 58 { return nil }   // ':' starts a comment
+        if line.first == 58 { return nil }  // ':' starts a comment
         let text = String(decoding: line, as: UTF8.self)
         let field: Substring
         var value: Substring

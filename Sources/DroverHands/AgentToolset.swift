@@ -38,18 +38,30 @@ public final class AgentToolset: Hand {
         }
         let string: JSONValue = .object(["type": .string("string")])
         return [
-            ModelToolDefinition(name: "bash", description: "Run a bash command in the session's sandbox (working directory and exports persist between calls).",
-                                inputSchema: schema(["command": string, "restart": .object(["type": .string("boolean")]), "timeout_ms": .object(["type": .string("integer")])], required: [])),
-            ModelToolDefinition(name: "read", description: "Read a file, optionally lines view_range [start, end] (1-based).",
-                                inputSchema: schema(["file_path": string, "view_range": .object(["type": .string("array"), "items": .object(["type": .string("integer")])])], required: ["file_path"])),
-            ModelToolDefinition(name: "write", description: "Write a file, creating directories.",
-                                inputSchema: schema(["file_path": string, "content": string], required: ["file_path", "content"])),
-            ModelToolDefinition(name: "edit", description: "Replace old_string with new_string in a file; old_string must match exactly once unless replace_all.",
-                                inputSchema: schema(["file_path": string, "old_string": string, "new_string": string, "replace_all": .object(["type": .string("boolean")])], required: ["file_path", "old_string", "new_string"])),
-            ModelToolDefinition(name: "glob", description: "List files matching a glob pattern (** recurses).",
-                                inputSchema: schema(["pattern": string, "path": string], required: ["pattern"])),
-            ModelToolDefinition(name: "grep", description: "Search file contents for an extended regular expression.",
-                                inputSchema: schema(["pattern": string, "path": string], required: ["pattern"])),
+            ModelToolDefinition(
+                name: "bash", description: "Run a bash command in the session's sandbox (working directory and exports persist between calls).",
+                inputSchema: schema(
+                    ["command": string, "restart": .object(["type": .string("boolean")]), "timeout_ms": .object(["type": .string("integer")])],
+                    required: [])),
+            ModelToolDefinition(
+                name: "read", description: "Read a file, optionally lines view_range [start, end] (1-based).",
+                inputSchema: schema(
+                    ["file_path": string, "view_range": .object(["type": .string("array"), "items": .object(["type": .string("integer")])])],
+                    required: ["file_path"])),
+            ModelToolDefinition(
+                name: "write", description: "Write a file, creating directories.",
+                inputSchema: schema(["file_path": string, "content": string], required: ["file_path", "content"])),
+            ModelToolDefinition(
+                name: "edit", description: "Replace old_string with new_string in a file; old_string must match exactly once unless replace_all.",
+                inputSchema: schema(
+                    ["file_path": string, "old_string": string, "new_string": string, "replace_all": .object(["type": .string("boolean")])],
+                    required: ["file_path", "old_string", "new_string"])),
+            ModelToolDefinition(
+                name: "glob", description: "List files matching a glob pattern (** recurses).",
+                inputSchema: schema(["pattern": string, "path": string], required: ["pattern"])),
+            ModelToolDefinition(
+                name: "grep", description: "Search file contents for an extended regular expression.",
+                inputSchema: schema(["pattern": string, "path": string], required: ["pattern"])),
         ]
     }
 
@@ -98,11 +110,17 @@ public final class AgentToolset: Hand {
         case .started(let running):
             task = running
         }
-        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+        return try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
     static func refusal(_ fence: SessionFence, current: Int64) -> ToolResult {
-        .text("refused: this call's fence epoch \(fence.epoch) is older than the session's (\(current)); another worker owns the session", isError: true)
+        .text(
+            "refused: this call's fence epoch \(fence.epoch) is older than the session's (\(current)); another worker owns the session", isError: true
+        )
     }
 
     // MARK: Tools
@@ -117,7 +135,9 @@ public final class AgentToolset: Hand {
         }
         var wallClock: Duration?
         if let value = fields["timeout_ms"] {
-            guard case .number(let ms) = value, ms >= 1, ms.isFinite else { return .text("bash: input.timeout_ms must be a positive integer", isError: true) }
+            guard case .number(let ms) = value, ms >= 1, ms.isFinite else {
+                return .text("bash: input.timeout_ms must be a positive integer", isError: true)
+            }
             // Clamped before the conversion: Int64(_:) traps past Int64.max, and a model can ask for 1e300.
             wallClock = min(.milliseconds(Int64(min(ms, 1e12))), limits.wallClock)
         }
@@ -133,12 +153,13 @@ public final class AgentToolset: Hand {
         var range = ""
         if let value = fields["view_range"] {
             guard case .array(let bounds) = value, bounds.count == 2, let start = bounds[0].intValue, let end = bounds[1].intValue,
-                  start >= 1, end == -1 || end >= start
+                start >= 1, end == -1 || end >= start
             else { return .text("read: input.view_range must be [start, end], 1-based, end >= start or -1 for the end of the file", isError: true) }
             range = end == -1 ? "\(start),$" : "\(start),\(end)"
         }
         let file = Self.quote(path)
-        let run = try await sandbox.run("""
+        let run = try await sandbox.run(
+            """
             [ -f \(file) ] || { echo "read: \(Self.escaped(path)) is not a file" >&2; exit 2; }
             \(range.isEmpty ? "cat -n -- \(file)" : "cat -n -- \(file) | sed -n '\(range)p'")
             """)
@@ -153,7 +174,8 @@ public final class AgentToolset: Hand {
             return .text("write: input.content is required (a string)", isError: true)
         }
         let file = Self.quote(path)
-        let run = try await sandbox.run("""
+        let run = try await sandbox.run(
+            """
             mkdir -p -- "$(dirname -- \(file))" && printf '%s' '\(Data(content.utf8).base64EncodedString())' | base64 -d > \(file) \
             && echo "wrote \(content.utf8.count) bytes to \(Self.escaped(path))"
             """)
@@ -162,7 +184,7 @@ public final class AgentToolset: Hand {
 
     private func edit(_ fields: [String: JSONValue], _ sandbox: Sandbox) async throws -> ToolResult {
         guard let path = fields["file_path"]?.stringValue, let old = fields["old_string"]?.stringValue,
-              let new = fields["new_string"]?.stringValue
+            let new = fields["new_string"]?.stringValue
         else { return .text("edit: input.file_path, input.old_string and input.new_string are required (strings)", isError: true) }
         guard !old.isEmpty else { return .text("edit: input.old_string must not be empty", isError: true) }
         let all = fields["replace_all"] == .bool(true)
@@ -181,7 +203,8 @@ public final class AgentToolset: Hand {
             open(path, "w", encoding="utf-8").write(text.replace(old, new) if every else text.replace(old, new, 1))
             print(f"replaced {count if every else 1} occurrence(s) in {path}")
             """
-        let run = try await sandbox.run("""
+        let run = try await sandbox.run(
+            """
             python3 -c \(Self.quote(program)) \(Self.quote(path)) '\(Data(old.utf8).base64EncodedString())' '\(Data(new.utf8).base64EncodedString())' \(all ? "1" : "0")
             """)
         return .text(run.output, isError: run.exitCode != 0)
@@ -192,7 +215,8 @@ public final class AgentToolset: Hand {
             return .text("glob: input.pattern is required (a string)", isError: true)
         }
         let base = fields["path"]?.stringValue ?? "/workspace"
-        let run = try await sandbox.run("""
+        let run = try await sandbox.run(
+            """
             python3 -c 'import glob, sys; matches = sorted(glob.glob(sys.argv[1], root_dir=sys.argv[2], recursive=True)); print("\\n".join(matches) if matches else "(no matches)")' \(Self.quote(pattern)) \(Self.quote(base))
             """)
         return .text(run.output, isError: run.exitCode != 0)
@@ -203,7 +227,8 @@ public final class AgentToolset: Hand {
             return .text("grep: input.pattern is required (a string)", isError: true)
         }
         let base = fields["path"]?.stringValue ?? "/workspace"
-        let run = try await sandbox.run("grep -rnE -- \(Self.quote(pattern)) \(Self.quote(base)); status=$?; [ $status -eq 1 ] && echo '(no matches)' && exit 0; exit $status")
+        let run = try await sandbox.run(
+            "grep -rnE -- \(Self.quote(pattern)) \(Self.quote(base)); status=$?; [ $status -eq 1 ] && echo '(no matches)' && exit 0; exit $status")
         return .text(run.output, isError: run.exitCode != 0)
     }
 

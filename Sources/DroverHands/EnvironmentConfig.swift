@@ -37,7 +37,10 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
     public static func parse(_ config: JSONValue?) throws -> EnvironmentConfig {
         guard let config, config != .null else { return .none }
         guard let fields = config.objectValue else {
-            throw Invalid(message: "environment config must be an object such as {\"type\":\"cloud\",\"networking\":{\"type\":\"limited\",\"allowed_hosts\":[]},\"packages\":{\"pip\":[]}}")
+            throw Invalid(
+                message:
+                    "environment config must be an object such as {\"type\":\"cloud\",\"networking\":{\"type\":\"limited\",\"allowed_hosts\":[]},\"packages\":{\"pip\":[]}}"
+            )
         }
         switch fields["type"]?.stringValue {
         case "self_hosted":
@@ -50,30 +53,41 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
         try checkNetworking(fields["networking"])
         var pip: [String] = []
         if let packages = fields["packages"], packages != .null {
-            guard let managers = packages.objectValue else { throw Invalid(message: "config.packages must be an object with lists such as {\"pip\": [\"requests==2.32.3\"]}") }
+            guard let managers = packages.objectValue else {
+                throw Invalid(message: "config.packages must be an object with lists such as {\"pip\": [\"requests==2.32.3\"]}")
+            }
             for (manager, value) in managers where manager != "type" {
                 guard case .array(let items) = value else {
                     throw Invalid(message: "config.packages.\(manager) must be a list of strings")
                 }
                 let names = try items.map { item -> String in
                     guard let name = item.stringValue, !name.trimmingCharacters(in: .whitespaces).isEmpty, !name.hasPrefix("-") else {
-                        throw Invalid(message: "config.packages.\(manager) must hold package specifiers such as \"requests==2.32.3\" (not options, not empty)")
+                        throw Invalid(
+                            message: "config.packages.\(manager) must hold package specifiers such as \"requests==2.32.3\" (not options, not empty)")
                     }
                     return name
                 }
                 if manager == "pip" {
                     for (index, name) in names.enumerated() {
                         if let problem = PipRequirement.problem(with: name) {
-                            throw Invalid(field: "config.packages.pip[\(index)]",
-                                          message: "'\(name.prefix(80))' \(problem). Fix: give a package name with optional version specifiers, such as \"requests==2.32.3\"; local paths, URLs, VCS specifiers and options are refused")
+                            throw Invalid(
+                                field: "config.packages.pip[\(index)]",
+                                message:
+                                    "'\(name.prefix(80))' \(problem). Fix: give a package name with optional version specifiers, such as \"requests==2.32.3\"; local paths, URLs, VCS specifiers and options are refused"
+                            )
                         }
                     }
                     pip = names
                 } else if !names.isEmpty {
                     guard ["apt", "cargo", "gem", "go", "npm"].contains(manager) else {
-                        throw Invalid(message: "config.packages.\(manager) is not a package manager; use pip (apt, cargo, gem, go and npm are not built yet)")
+                        throw Invalid(
+                            message: "config.packages.\(manager) is not a package manager; use pip (apt, cargo, gem, go and npm are not built yet)")
                     }
-                    throw NotBuiltYet(field: "config.packages.\(manager)", detail: "Drover installs pip packages only; \(manager) packages are not built yet. Fix: remove them, or install them in the host image")
+                    throw NotBuiltYet(
+                        field: "config.packages.\(manager)",
+                        detail:
+                            "Drover installs pip packages only; \(manager) packages are not built yet. Fix: remove them, or install them in the host image"
+                    )
                 }
             }
         }
@@ -87,12 +101,20 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
         }
         switch type {
         case "unrestricted":
-            throw NotBuiltYet(field: "config.networking", detail: "\"unrestricted\" needs the egress proxy, which is not built yet; sandboxes have no network. Fix: use {\"type\":\"limited\",\"allowed_hosts\":[]}")
+            throw NotBuiltYet(
+                field: "config.networking",
+                detail:
+                    "\"unrestricted\" needs the egress proxy, which is not built yet; sandboxes have no network. Fix: use {\"type\":\"limited\",\"allowed_hosts\":[]}"
+            )
         case "limited":
             var hosts: [JSONValue] = []
             if case .array(let items)? = fields["allowed_hosts"] { hosts = items }
             if !hosts.isEmpty || fields["allow_mcp_servers"] == .bool(true) || fields["allow_package_managers"] == .bool(true) {
-                throw NotBuiltYet(field: "config.networking", detail: "allowed hosts, MCP servers and package managers need the egress proxy, which is not built yet; sandboxes have no network. Fix: an empty allowed_hosts, with allow_mcp_servers and allow_package_managers false")
+                throw NotBuiltYet(
+                    field: "config.networking",
+                    detail:
+                        "allowed hosts, MCP servers and package managers need the egress proxy, which is not built yet; sandboxes have no network. Fix: an empty allowed_hosts, with allow_mcp_servers and allow_package_managers false"
+                )
             }
         default:
             throw Invalid(message: "config.networking.type must be \"unrestricted\" or \"limited\", not \"\(type)\"")

@@ -56,8 +56,9 @@ public struct HandsLayout: Sendable {
         var status = stat()
         // Only a sandbox ever made `shells/SESSION`, and only the old layout had it.
         guard lstat(legacyShell.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR,
-              lstat(directory.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR,
-              !manager.fileExists(atPath: volume(session).mountPoint.path) else { return }
+            lstat(directory.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR,
+            !manager.fileExists(atPath: volume(session).mountPoint.path)
+        else { return }
         let moved = root.appendingPathComponent("workspaces").appendingPathComponent(".legacy-\(session)")
         try manager.moveItem(at: directory, to: moved)
         try manager.createDirectory(at: volume(session).mountPoint, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])

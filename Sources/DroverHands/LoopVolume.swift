@@ -99,8 +99,12 @@ public struct LoopVolume: Sendable {
             do {
                 if !hasImage { try await makeImage() }
                 try makeDirectory(mountPoint, mode: 0o711)
-                try await Self.run(LoopVolumeSupport.mount, ["-t", "ext4", "-o", "loop,nosuid,nodev,noatime,noinit_itable,discard",
-                                                              image.path, mountPoint.path], log: directory, step: "mounting \(image.path)")
+                try await Self.run(
+                    LoopVolumeSupport.mount,
+                    [
+                        "-t", "ext4", "-o", "loop,nosuid,nodev,noatime,noinit_itable,discard",
+                        image.path, mountPoint.path,
+                    ], log: directory, step: "mounting \(image.path)")
             } catch {
                 guard !hasImage else { throw error }
                 // A new image could not be made or mounted: this host cannot (a container without
@@ -134,9 +138,13 @@ public struct LoopVolume: Sendable {
         // KiB of disk, and grows only with what is written. A small journal keeps it consistent
         // across a host crash without reserving much.
         do {
-            try await Self.run(LoopVolumeSupport.mkfs, ["-q", "-F", "-t", "ext4", "-m", "0", "-J", "size=4",
-                                                         "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
-                                                         partial.path], log: directory, step: "formatting \(partial.path)")
+            try await Self.run(
+                LoopVolumeSupport.mkfs,
+                [
+                    "-q", "-F", "-t", "ext4", "-m", "0", "-J", "size=4",
+                    "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
+                    partial.path,
+                ], log: directory, step: "formatting \(partial.path)")
         } catch {
             unlink(partial.path)
             throw error
@@ -187,8 +195,9 @@ public struct LoopVolume: Sendable {
     static func run(_ executable: String, _ arguments: [String], log directory: URL, step: String) async throws {
         let log = directory.appendingPathComponent(".tool-\(Identifier.make(prefix: "l").suffix(8)).log").path
         defer { unlink(log) }
-        let child = try ChildProcess(executable: executable, arguments: arguments,
-                                     environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"], outputPath: log)
+        let child = try ChildProcess(
+            executable: executable, arguments: arguments,
+            environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"], outputPath: log)
         let code = await child.exitCodeWhenDone(polling: .milliseconds(1))
         guard code == 0 else {
             let output = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
@@ -230,7 +239,11 @@ public enum LoopVolumeSupport {
     /// One warning per process that workspaces have no disk quota, and why.
     static func reportOnce() {
         guard let reason = unavailableReason, reason != "DROVER_SANDBOX_DISK=off",
-              reported.withLock({ done in defer { done = true }; return !done }) else { return }
+            reported.withLock({ done in
+                defer { done = true }
+                return !done
+            })
+        else { return }
         logger.warning("sandbox workspaces have no disk quota and show their host path (\(reason)); they are plain directories of the hands root")
     }
 }

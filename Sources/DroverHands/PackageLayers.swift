@@ -68,8 +68,10 @@ public actor PackageLayers {
         where name.hasPrefix("PIP_") || ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"].contains(name) {
             environment[name] = value
         }
-        var arguments = ["--unshare-all", "--share-net", "--die-with-parent", "--new-session",
-                         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        var arguments = [
+            "--unshare-all", "--share-net", "--die-with-parent", "--new-session",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        ]
         for path in Sandbox.systemPaths + installFiles { arguments += ["--ro-bind", path, path] }
         // The operator's options and PIP_ settings may name local wheel directories or files
         // (`--find-links DIR`, PIP_FIND_LINKS, PIP_CONFIG_FILE): those are seen read-only.
@@ -79,8 +81,11 @@ public actor PackageLayers {
         }
         arguments += ["--bind", staging.path, layerMount, "--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) { arguments += ["--setenv", name, value] }
-        arguments += ["/usr/bin/python3", "-m", "pip", "install", "--target", layerMount, "--no-input", "--disable-pip-version-check",
-                      "--no-warn-script-location", "--no-cache-dir", "--only-binary", ":all:"] + options + ["--"] + packages
+        arguments +=
+            [
+                "/usr/bin/python3", "-m", "pip", "install", "--target", layerMount, "--no-input", "--disable-pip-version-check",
+                "--no-warn-script-location", "--no-cache-dir", "--only-binary", ":all:",
+            ] + options + ["--"] + packages
         return try Sandbox.bubblewrapCommand(arguments)
     }
 
@@ -117,7 +122,7 @@ public actor PackageLayers {
         close(fd)
         do {
             try FileManager.default.moveItem(at: staging, to: directory)
-        } catch where FileManager.default.fileExists(atPath: directory.appendingPathComponent(".drover-complete").path) {
+        } catch  where FileManager.default.fileExists(atPath: directory.appendingPathComponent(".drover-complete").path) {
             // Another process finished the same layer first: use theirs.
         }
         return directory

@@ -22,7 +22,8 @@ public enum PipRequirement {
         var rest = Substring(text)
         let name = rest.prefix { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
         guard let first = name.first, let last = name.last,
-              first.isLetter || first.isNumber, last.isLetter || last.isNumber else {
+            first.isLetter || first.isNumber, last.isLetter || last.isNumber
+        else {
             return "does not start with a package name"
         }
         rest = rest.dropFirst(name.count).drop { $0 == " " }

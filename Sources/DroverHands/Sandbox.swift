@@ -34,31 +34,42 @@ public struct SandboxLimits: Sendable, Equatable {
         }
         if let raw = value("DROVER_SANDBOX_MEMORY") {
             guard let bytes = ByteCount.parse(raw), (64 << 20) <= bytes, bytes <= (1 << 40) else {
-                throw FieldError(field: "DROVER_SANDBOX_MEMORY", message: "'\(raw)' is not a memory size from 64MiB to 1TiB", fix: "set it to a size such as 2GiB or 512MiB, or unset it for the default of 2GiB")
+                throw FieldError(
+                    field: "DROVER_SANDBOX_MEMORY", message: "'\(raw)' is not a memory size from 64MiB to 1TiB",
+                    fix: "set it to a size such as 2GiB or 512MiB, or unset it for the default of 2GiB")
             }
             limits.memoryBytes = bytes
         }
         if let raw = value("DROVER_SANDBOX_TMP") {
             guard let bytes = ByteCount.parse(raw), (1 << 20) <= bytes, bytes <= limits.memoryBytes else {
-                throw FieldError(field: "DROVER_SANDBOX_TMP", message: "'\(raw)' is not a size from 1MiB to the sandbox's memory (\(ByteCount.describe(limits.memoryBytes)))", fix: "set it to a size such as 256MiB, or unset it for the default")
+                throw FieldError(
+                    field: "DROVER_SANDBOX_TMP",
+                    message: "'\(raw)' is not a size from 1MiB to the sandbox's memory (\(ByteCount.describe(limits.memoryBytes)))",
+                    fix: "set it to a size such as 256MiB, or unset it for the default")
             }
             limits.tmpBytes = bytes
         }
         if let raw = value("DROVER_SANDBOX_DISK"), raw.lowercased() != "off" {
             guard let bytes = ByteCount.parse(raw), (16 << 20) <= bytes, bytes <= (16 << 40) else {
-                throw FieldError(field: "DROVER_SANDBOX_DISK", message: "'\(raw)' is not a disk size from 16MiB to 16TiB", fix: "set it to a size such as 4GiB, to off for no workspace quota, or unset it for the default of 4GiB")
+                throw FieldError(
+                    field: "DROVER_SANDBOX_DISK", message: "'\(raw)' is not a disk size from 16MiB to 16TiB",
+                    fix: "set it to a size such as 4GiB, to off for no workspace quota, or unset it for the default of 4GiB")
             }
             limits.diskBytes = bytes
         }
         if let raw = value("DROVER_SANDBOX_PIDS") {
             guard let count = Int(raw), (16...65536).contains(count) else {
-                throw FieldError(field: "DROVER_SANDBOX_PIDS", message: "'\(raw)' is not a process count from 16 to 65536", fix: "set it to a whole number such as 256, or unset it for the default")
+                throw FieldError(
+                    field: "DROVER_SANDBOX_PIDS", message: "'\(raw)' is not a process count from 16 to 65536",
+                    fix: "set it to a whole number such as 256, or unset it for the default")
             }
             limits.processes = count
         }
         if let raw = value("DROVER_SANDBOX_CPUS") {
             guard let cpus = Double(raw), cpus.isFinite, (0.01...1024).contains(cpus) else {
-                throw FieldError(field: "DROVER_SANDBOX_CPUS", message: "'\(raw)' is not a number of cores from 0.01 to 1024", fix: "set it to a number such as 1 or 0.5, or unset it for the default of 1")
+                throw FieldError(
+                    field: "DROVER_SANDBOX_CPUS", message: "'\(raw)' is not a number of cores from 0.01 to 1024",
+                    fix: "set it to a number such as 1 or 0.5, or unset it for the default of 1")
             }
             limits.cpus = cpus
         }
@@ -73,7 +84,6 @@ public struct SandboxRun: Sendable, Equatable {
     public let truncated: Bool
     public let timedOut: Bool
 }
-
 
 /// A live bubblewrap sandbox: one long-lived process per session with one persistent `bash`
 /// inside, to which calls are sent one at a time. New user, pid, ipc, uts, cgroup and net
@@ -109,13 +119,17 @@ public actor Sandbox {
     private var busy = false
     public private(set) var lastUsed = ContinuousClock.now
 
-    public init(workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil, volume: LoopVolume? = nil) throws {
+    public init(
+        workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil, volume: LoopVolume? = nil
+    ) throws {
         self.volume = volume
         self.workspace = workspace.standardizedFileURL
         self.limits = limits
         self.packages = packages?.standardizedFileURL
         ownsShellState = shellState == nil
-        self.shellState = (shellState ?? FileManager.default.temporaryDirectory
+        self.shellState =
+            (shellState
+            ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("drover-shell-\(Identifier.make(prefix: "s").suffix(12))")).standardizedFileURL
         try Self.prepareDirectories(self.workspace, self.shellState)
         cgroup = SandboxCgroup.make(limits: limits)
@@ -145,27 +159,37 @@ public actor Sandbox {
     /// With `cgroup`, a shell first writes its own pid into the cgroup and then becomes
     /// bubblewrap: everything the sandbox ever runs starts inside the cgroup, with no moment
     /// outside it for a fork to slip through. Only Drover's own paths reach that shell.
-    static func bubblewrapCommand(_ arguments: [String], cgroup: SandboxCgroup? = nil) throws(Unavailable) -> (executable: String, arguments: [String]) {
+    static func bubblewrapCommand(
+        _ arguments: [String], cgroup: SandboxCgroup? = nil
+    ) throws(Unavailable) -> (executable: String, arguments: [String]) {
         guard let bwrap = bubblewrap else { throw Unavailable() }
         var command: [String]
         if getuid() == 0 {
             guard let setpriv else { throw Unavailable() }
-            command = [setpriv, "--reuid=\(unprivileged)", "--regid=\(unprivileged)", "--clear-groups",
-                       "--inh-caps=-all", "--bounding-set=-all", bwrap] + arguments
+            command =
+                [
+                    setpriv, "--reuid=\(unprivileged)", "--regid=\(unprivileged)", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", bwrap,
+                ] + arguments
         } else {
             command = [bwrap] + arguments
         }
         if let cgroup {
-            command = ["/bin/sh", "-c", #"while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#,
-                       "drover-cgroup-join"] + cgroup.processFiles + ["--"] + command
+            command =
+                [
+                    "/bin/sh", "-c", #"while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#,
+                    "drover-cgroup-join",
+                ] + cgroup.processFiles + ["--"] + command
         }
         return (command[0], Array(command.dropFirst()))
     }
 
     /// The read-only parts of the host the sandbox sees: those of these that exist, looked up once.
-    static let systemPaths = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc/alternatives",
-                              "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/mime.types"]
-        .filter { FileManager.default.fileExists(atPath: $0) }
+    static let systemPaths = [
+        "/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc/alternatives",
+        "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/mime.types",
+    ]
+    .filter { FileManager.default.fileExists(atPath: $0) }
 
     public struct Unavailable: Error, CustomStringConvertible {
         public var description: String {
@@ -214,8 +238,10 @@ public actor Sandbox {
     func arguments() -> [String] {
         // --disable-userns: code in the sandbox cannot make user namespaces of its own
         // (`unshare -Ur`), the usual first step of kernel exploits. /tmp is RAM: its size is capped.
-        var arguments = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
-                         "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--size", String(limits.tmpBytes), "--tmpfs", "/tmp"]
+        var arguments = [
+            "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
+            "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev", "--size", String(limits.tmpBytes), "--tmpfs", "/tmp",
+        ]
         for path in Self.systemPaths {
             arguments += ["--ro-bind", path, path]
         }
@@ -227,17 +253,18 @@ public actor Sandbox {
             path = "/opt/drover/python/bin:" + path
             extra = ["--setenv", "PYTHONPATH", "/opt/drover/python"]
         }
-        arguments += [
-            // The root bubblewrap builds is a private tmpfs: make it read-only too, so that only
-            // /workspace, /run/shell and /tmp take writes.
-            "--remount-ro", "/",
-            "--chdir", "/workspace",
-            "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/workspace", "--setenv", "LANG", "C.UTF-8",
-        ] + extra + [
-            "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--fsize=\(limits.fileSizeBytes)", "--core=0",
-        ] + fallbackRlimits + [
-            "--", "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop, "drover-shell", startFresh ? "fresh" : "resume",
-        ]
+        arguments +=
+            [
+                // The root bubblewrap builds is a private tmpfs: make it read-only too, so that only
+                // /workspace, /run/shell and /tmp take writes.
+                "--remount-ro", "/",
+                "--chdir", "/workspace",
+                "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/workspace", "--setenv", "LANG", "C.UTF-8",
+            ] + extra + [
+                "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--fsize=\(limits.fileSizeBytes)", "--core=0",
+            ] + fallbackRlimits + [
+                "--", "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop, "drover-shell", startFresh ? "fresh" : "resume",
+            ]
         return arguments
     }
 
@@ -356,7 +383,8 @@ public actor Sandbox {
         guard statvfs(volume.mountPoint.path, &usage) == 0 else { return nil }
         let free = Int(usage.f_bavail) * Int(usage.f_frsize)
         guard free < 1 << 20 else { return nil }
-        return "the workspace is full: /workspace and /run/shell hold at most \(ByteCount.describe(volume.sizeBytes)) (DROVER_SANDBOX_DISK); remove files to make room"
+        return
+            "the workspace is full: /workspace and /run/shell hold at most \(ByteCount.describe(volume.sizeBytes)) (DROVER_SANDBOX_DISK); remove files to make room"
     }
 
     public struct StartFailed: Error, CustomStringConvertible {
@@ -368,7 +396,8 @@ public actor Sandbox {
         try await exclusive {
             // bash variables cannot hold a NUL byte; refused here rather than cut short there.
             guard !command.utf8.contains(0) else {
-                return SandboxRun(exitCode: 2, output: "[drover: the command contains a NUL byte, which a shell cannot run]", truncated: false, timedOut: false)
+                return SandboxRun(
+                    exitCode: 2, output: "[drover: the command contains a NUL byte, which a shell cannot run]", truncated: false, timedOut: false)
             }
             let process = try await ensureStarted()
             let outcome = try await exchange(process, mode: mode, command: command, wallClock: wallClock ?? limits.wallClock)
@@ -379,7 +408,9 @@ public actor Sandbox {
 
     /// Sends one call and collects its output until its status arrives, the shell dies, the
     /// wall clock runs out or the output floods.
-    private func exchange(_ process: SandboxProcess, mode: String, command: String = "", wallClock: Duration) async throws -> (run: SandboxRun, died: Bool) {
+    private func exchange(
+        _ process: SandboxProcess, mode: String, command: String = "", wallClock: Duration
+    ) async throws -> (run: SandboxRun, died: Bool) {
         var output: [UInt8] = []
         var total = 0
         var statusBytes: [UInt8] = []
@@ -400,14 +431,24 @@ public actor Sandbox {
             collect()
             if case .closed = process.readStatuses(into: &statusBytes) { died = true }
             if statusBytes.contains(UInt8(ascii: "\n")) { break }
-            if !process.isRunning { died = true; break }
-            if ContinuousClock.now >= deadline { timedOut = true; break }
+            if !process.isRunning {
+                died = true
+                break
+            }
+            if ContinuousClock.now >= deadline {
+                timedOut = true
+                break
+            }
             // An output flood is stopped as soon as it passes a generous multiple of the cap.
-            if total > limits.outputBytes * 16 { overflowed = true; break }
+            if total > limits.outputBytes * 16 {
+                overflowed = true
+                break
+            }
             do {
                 // Most calls are short: poll finely at first, then back off.
                 let elapsed = ContinuousClock.now - started
-                try await Task.sleep(for: elapsed < .milliseconds(20) ? .microseconds(250) : elapsed < .milliseconds(200) ? .milliseconds(1) : .milliseconds(5))
+                try await Task.sleep(
+                    for: elapsed < .milliseconds(20) ? .microseconds(250) : elapsed < .milliseconds(200) ? .milliseconds(1) : .milliseconds(5))
             } catch {
                 // Cancelled (an interrupt or a takeover): end everything the call started.
                 await end(process)

@@ -94,11 +94,13 @@ public final class SandboxCgroup: Sendable {
     public var counters: Counters {
         switch version {
         case .v2:
-            Counters(memoryKills: Self.field("oom_kill", in: directories[0].appendingPathComponent("memory.events")),
-                     refusedForks: Self.field("max", in: directories[0].appendingPathComponent("pids.events")))
+            Counters(
+                memoryKills: Self.field("oom_kill", in: directories[0].appendingPathComponent("memory.events")),
+                refusedForks: Self.field("max", in: directories[0].appendingPathComponent("pids.events")))
         case .v1:
-            Counters(memoryKills: Self.field("oom_kill", in: directories[1].appendingPathComponent("memory.oom_control")),
-                     refusedForks: Self.field("max", in: directories[0].appendingPathComponent("pids.events")))
+            Counters(
+                memoryKills: Self.field("oom_kill", in: directories[1].appendingPathComponent("memory.oom_control")),
+                refusedForks: Self.field("max", in: directories[0].appendingPathComponent("pids.events")))
         }
     }
 
@@ -204,22 +206,28 @@ public enum CgroupSupport: Sendable, Equatable {
     public static let current: CgroupSupport = detect()
 
     /// `DROVER_SANDBOX_CGROUPS=off` turns them off (for hosts where writing cgroups is not wanted).
-    static func detect(root: URL = URL(fileURLWithPath: "/sys/fs/cgroup"), membership: String? = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
-                       environment: [String: String] = ProcessInfo.processInfo.environment) -> CgroupSupport {
+    static func detect(
+        root: URL = URL(fileURLWithPath: "/sys/fs/cgroup"), membership: String? = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> CgroupSupport {
         if environment["DROVER_SANDBOX_CGROUPS"] == "off" {
             return .unavailable(reason: "DROVER_SANDBOX_CGROUPS=off")
         }
         guard let membership else { return .unavailable(reason: "/proc/self/cgroup cannot be read") }
-        let own = Dictionary(membership.split(separator: "\n").compactMap { line -> (String, String)? in
-            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3 else { return nil }
-            return (String(parts[1]), String(parts[2]))
-        }, uniquingKeysWith: { first, _ in first })
+        let own = Dictionary(
+            membership.split(separator: "\n").compactMap { line -> (String, String)? in
+                let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+                guard parts.count == 3 else { return nil }
+                return (String(parts[1]), String(parts[2]))
+            }, uniquingKeysWith: { first, _ in first })
         let group = "drover-\(getpid())"
         // v2: the unified hierarchy at the root with the three controllers available.
         if let path = own[""], own.count == 1,
-           let controllers = try? String(contentsOf: root.appendingPathComponent("cgroup.controllers"), encoding: .utf8),
-           ["pids", "memory", "cpu"].allSatisfy({ controllers.split(separator: " ").map(String.init).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.contains($0) }) {
+            let controllers = try? String(contentsOf: root.appendingPathComponent("cgroup.controllers"), encoding: .utf8),
+            ["pids", "memory", "cpu"].allSatisfy({
+                controllers.split(separator: " ").map(String.init).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.contains($0)
+            })
+        {
             let base = root.appendingPathComponent(String(path.drop(while: { $0 == "/" })), isDirectory: true)
             let parent = base.appendingPathComponent(group, isDirectory: true)
             sweepStale(in: [base])
@@ -243,7 +251,11 @@ public enum CgroupSupport: Sendable, Equatable {
                 return .unavailable(reason: "no \(controller) cgroup is mounted")
             }
             // Mounted at /sys/fs/cgroup/pids, or at a joint name such as cpu,cpuacct.
-            guard let mount = [controller, key].map({ root.appendingPathComponent($0) }).first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+            guard
+                let mount = [controller, key].map({ root.appendingPathComponent($0) }).first(where: {
+                    FileManager.default.fileExists(atPath: $0.path)
+                })
+            else {
                 parents.forEach { rmdir($0.path) }
                 return .unavailable(reason: "the \(controller) cgroup is not under \(root.path)")
             }
@@ -277,7 +289,12 @@ public enum CgroupSupport: Sendable, Equatable {
 
     /// One warning per process, whichever way cgroups failed first.
     private static func warnOnce(_ problem: String) {
-        guard reported.withLock({ done in defer { done = true }; return !done }) else { return }
+        guard
+            reported.withLock({ done in
+                defer { done = true }
+                return !done
+            })
+        else { return }
         logger.warning("\(problem); sandboxes fall back to rlimits: memory per process, processes per user")
     }
 
@@ -289,7 +306,8 @@ public enum CgroupSupport: Sendable, Equatable {
             guard let names = try? manager.contentsOfDirectory(atPath: container.path) else { continue }
             for name in names where name.hasPrefix("drover-") {
                 guard let pid = pid_t(name.dropFirst("drover-".count)), pid != getpid(),
-                      Glibc.kill(pid, 0) != 0 && errno == ESRCH else { continue }
+                    Glibc.kill(pid, 0) != 0 && errno == ESRCH
+                else { continue }
                 let parent = container.appendingPathComponent(name, isDirectory: true)
                 for child in (try? manager.contentsOfDirectory(atPath: parent.path)) ?? [] where child.hasPrefix("sbx") {
                     let directory = parent.appendingPathComponent(child, isDirectory: true)
@@ -326,8 +344,10 @@ public enum ByteCount {
         guard let number = Double(digits), number >= 0 else { return nil }
         let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
         let kib = 1024.0, mib = kib * 1024, gib = mib * 1024, tib = gib * 1024
-        let multipliers: [String: Double] = ["": 1, "b": 1, "k": kib, "kb": kib, "kib": kib, "m": mib, "mb": mib, "mib": mib,
-                                             "g": gib, "gb": gib, "gib": gib, "t": tib, "tb": tib, "tib": tib]
+        let multipliers: [String: Double] = [
+            "": 1, "b": 1, "k": kib, "kb": kib, "kib": kib, "m": mib, "mb": mib, "mib": mib,
+            "g": gib, "gb": gib, "gib": gib, "t": tib, "tb": tib, "tib": tib,
+        ]
         guard let multiplier = multipliers[unit] else { return nil }
         let value = number * multiplier
         guard value < Double(Int64.max / 2) else { return nil }

@@ -86,8 +86,9 @@ public actor SandboxPool {
     }
 
     public var stats: SandboxPoolStats {
-        SandboxPoolStats(warm: warm.values.reduce(0) { $0 + $1.count }, inUse: assigned.count, provisioning: provisioning,
-                         evicted: evicted, provisionTime: histogram)
+        SandboxPoolStats(
+            warm: warm.values.reduce(0) { $0 + $1.count }, inUse: assigned.count, provisioning: provisioning,
+            evicted: evicted, provisionTime: histogram)
     }
 
     /// The session's sandbox: its own if it has one (sticky), else a warm one of its
@@ -153,7 +154,8 @@ public actor SandboxPool {
             // Under the volume's lock: another worker's start-up sweep must not unmount it
             // between making the directories and copying the staged files in.
             let sandbox = try await volume.whileMounted { _ in
-                let sandbox = try Sandbox(workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume)
+                let sandbox = try Sandbox(
+                    workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume)
                 try layout.moveStagedFiles(of: session.rawValue, into: workspace(session))
                 return sandbox
             }
@@ -187,10 +189,13 @@ public actor SandboxPool {
         for _ in 0..<missing {
             nextWarmTask += 1
             let id = nextWarmTask
-            warmTasks[id] = (key, Task {
-                await self.provisionWarm(environment)
-                self.warmTasks[id] = nil
-            })
+            warmTasks[id] = (
+                key,
+                Task {
+                    await self.provisionWarm(environment)
+                    self.warmTasks[id] = nil
+                }
+            )
         }
     }
 
@@ -217,7 +222,9 @@ public actor SandboxPool {
             let sandbox = try await timed { () async throws -> Sandbox in
                 let volume = layout.volume(name)
                 let sandbox = try await volume.whileMounted { _ in
-                    try Sandbox(workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer, volume: volume)
+                    try Sandbox(
+                        workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer,
+                        volume: volume)
                 }
                 try await sandbox.start()
                 return sandbox
@@ -285,8 +292,9 @@ public actor SandboxPool {
     /// assignment, and that session's next call starts a new shell.
     private func evict(_ session: SessionID, idleSince cutoff: ContinuousClock.Instant?) async -> Bool {
         guard let assignment = assigned[session], await assignment.sandbox.endIfIdle(since: cutoff),
-              let current = assigned[session], current.sandbox === assignment.sandbox,
-              current.checkedOut == assignment.checkedOut else { return false }
+            let current = assigned[session], current.sandbox === assignment.sandbox,
+            current.checkedOut == assignment.checkedOut
+        else { return false }
         assigned[session] = nil
         evicted += 1
         await layout.volume(session.rawValue).unmount()

@@ -43,9 +43,12 @@ final class SandboxProcess: @unchecked Sendable {
 
         // fds 0 to 3 reach the shell, nothing else does. bubblewrap starts with an empty
         // environment (see Sandbox).
-        let spawn = Spawn(executable: executable, arguments: arguments, environment: [:],
-                          descriptors: [0: .descriptor(commandPair[1]), 1: .descriptor(outputPipe[1]),
-                                        2: .descriptor(outputPipe[1]), 3: .descriptor(statusPipe[1])])
+        let spawn = Spawn(
+            executable: executable, arguments: arguments, environment: [:],
+            descriptors: [
+                0: .descriptor(commandPair[1]), 1: .descriptor(outputPipe[1]),
+                2: .descriptor(outputPipe[1]), 3: .descriptor(statusPipe[1]),
+            ])
         let child: pid_t
         do {
             child = try spawn.start()

@@ -31,9 +31,12 @@ public struct BatchLock: Sendable {
             guard let current = try await redis.send(["GET", key]).string else { continue }
             let parts = current.split(separator: ":")
             if parts.count == 2, String(parts[0]) == ProcessInfo.processInfo.hostName, let pid = pid_t(parts[1]),
-               kill(pid, 0) != 0 && errno == ESRCH {
+                kill(pid, 0) != 0 && errno == ESRCH
+            {
                 // The holder died without letting go; take over only if it is still the holder.
-                _ = try await redis.send(["EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1", key, current])
+                _ = try await redis.send([
+                    "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1", key, current,
+                ])
                 continue
             }
             throw Held(batchId: batchId, holder: current)
@@ -46,12 +49,17 @@ public struct BatchLock: Sendable {
         let renewal = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(Self.lease / 3))
-                _ = try? await redis.send(["EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0", "1", key, holder, String(Self.lease)])
+                _ = try? await redis.send([
+                    "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0", "1", key,
+                    holder, String(Self.lease),
+                ])
             }
         }
         defer { renewal.cancel() }
         let result = try await body()
-        _ = try? await redis.send(["EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1", key, holder])
+        _ = try? await redis.send([
+            "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1", key, holder,
+        ])
         return result
     }
 }

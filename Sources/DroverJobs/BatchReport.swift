@@ -44,12 +44,16 @@ public struct BatchReport: Sendable {
     }
 
     public func csv() -> String {
-        var lines = [CSVTable.line(["item", "status"] + columns + ["attempts", "session_id", "duration_seconds", "input_tokens", "output_tokens", "error"])]
+        var lines = [
+            CSVTable.line(["item", "status"] + columns + ["attempts", "session_id", "duration_seconds", "input_tokens", "output_tokens", "error"])
+        ]
         for outcome in outcomes {
-            lines.append(CSVTable.line([outcome.itemId, outcome.status.rawValue] + columns.map { Self.cell(outcome.columns[$0]) } + [
-                String(outcome.attempts), outcome.sessionId ?? "", outcome.durationSeconds.map { String(format: "%.3f", $0) } ?? "",
-                String(outcome.inputTokens), String(outcome.outputTokens), outcome.error ?? "",
-            ]))
+            lines.append(
+                CSVTable.line(
+                    [outcome.itemId, outcome.status.rawValue] + columns.map { Self.cell(outcome.columns[$0]) } + [
+                        String(outcome.attempts), outcome.sessionId ?? "", outcome.durationSeconds.map { String(format: "%.3f", $0) } ?? "",
+                        String(outcome.inputTokens), String(outcome.outputTokens), outcome.error ?? "",
+                    ]))
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -83,7 +87,9 @@ public struct BatchReport: Sendable {
         if let description = plan.spec.description { text += description.trimmingCharacters(in: .whitespacesAndNewlines) + "\n\n" }
         text += "- batch: `\(plan.batchId)`\n- model: \(plan.modelLabel)\n- generated: \(Timestamp.now())\n"
         let order: [ItemOutcome.Status] = [.succeeded, .failed, .timedOut, .skipped, .running, .pending]
-        text += "- items: \(outcomes.count) (" + order.compactMap { status in counts[status].map { "\($0) \(status.rawValue)" } }.joined(separator: ", ") + ")\n"
+        text +=
+            "- items: \(outcomes.count) (" + order.compactMap { status in counts[status].map { "\($0) \(status.rawValue)" } }.joined(separator: ", ")
+            + ")\n"
         let earlier = outcomes.filter(\.fromEarlierRun).count
         if earlier > 0 { text += "- \(earlier) finished in an earlier run and were not redone\n" }
         let tokens = outcomes.reduce(0) { $0 + $1.inputTokens + $1.outputTokens }
@@ -93,7 +99,8 @@ public struct BatchReport: Sendable {
         text += "|" + String(repeating: "---|", count: 4 + columns.count) + "\n"
         for outcome in outcomes {
             let cells = columns.map { escape(String(Self.cell(outcome.columns[$0]).prefix(80))) }
-            text += "| \(escape(outcome.itemId)) | \(outcome.status.rawValue) | " + cells.joined(separator: " | ") + (cells.isEmpty ? "" : " | ")
+            text +=
+                "| \(escape(outcome.itemId)) | \(outcome.status.rawValue) | " + cells.joined(separator: " | ") + (cells.isEmpty ? "" : " | ")
                 + "\(outcome.attempts) | \(outcome.durationSeconds.map { String(format: "%.1f", $0) } ?? "") |\n"
         }
         let problems = outcomes.filter { $0.status != .succeeded }

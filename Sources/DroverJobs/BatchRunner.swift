@@ -177,7 +177,8 @@ public final class BatchRunner: Sendable {
     }
 
     /// Creates the session, seeds its workspace, sends the prompt and waits for the turn.
-    private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> (TurnWatcher.Ending, [StoredEvent], SessionID) {
+    private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> (TurnWatcher.Ending, [StoredEvent], SessionID)
+    {
         let session = SessionID.make()
         try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files)
         try await log.create(session, agent: plan.agentJSON, environment: plan.environmentJSON)
@@ -186,9 +187,11 @@ public final class BatchRunner: Sendable {
         outcome.status = .running
         try await save(plan, outcome)
         progress(.itemStarted(itemId: item.id, attempt: outcome.attempts, session: session.rawValue))
-        let message = NewEvent(type: .userMessage, fields: [
-            "content": .array([.object(["type": .string("text"), "text": .string(item.prompt)])]),
-        ])
+        let message = NewEvent(
+            type: .userMessage,
+            fields: [
+                "content": .array([.object(["type": .string("text"), "text": .string(item.prompt)])])
+            ])
         let appended = try await SessionInbox(log: log, queue: queue, turnQueue: options.queue)
             .send([message], to: session, clientKey: "batch-\(plan.batchId)-\(item.key.prefix(16))-\(outcome.attempts)").appended
         let deadline = ContinuousClock.now + .seconds(plan.spec.timeoutSeconds)
@@ -239,10 +242,12 @@ public final class BatchRunner: Sendable {
     /// A session left running by a run that died: take its result if its turn finished.
     private func adopt(_ session: SessionID, item: JobItem, outcome: ItemOutcome, plan: BatchPlan, ledger: BudgetLedger) async -> ItemOutcome? {
         guard let events = try? await log.read(session, afterSeq: 0, limit: 10_000),
-              let message = events.first(where: { $0.type == "user.message" }) else { return nil }
+            let message = events.first(where: { $0.type == "user.message" })
+        else { return nil }
         let after = events.filter { $0.seq > message.seq }
         guard let end = after.last(where: { $0.type == "session.status_idle" }),
-              end.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue == "end_turn" else {
+            end.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue == "end_turn"
+        else {
             // Its run died: no worker is watching this turn, so there is nothing to wait for.
             await end(session, graceful: false)
             return nil
@@ -278,9 +283,10 @@ public final class BatchRunner: Sendable {
     }
 
     private func save(_ plan: BatchPlan, _ outcome: ItemOutcome) async throws {
-        try await database.saveBatchItem(MirrorDatabase.BatchItemRow(
-            batchId: plan.batchId, itemKey: outcome.key, itemId: outcome.itemId, position: outcome.position,
-            sessionId: outcome.sessionId, status: outcome.status.rawValue, result: outcome.json))
+        try await database.saveBatchItem(
+            MirrorDatabase.BatchItemRow(
+                batchId: plan.batchId, itemKey: outcome.key, itemId: outcome.itemId, position: outcome.position,
+                sessionId: outcome.sessionId, status: outcome.status.rawValue, result: outcome.json))
     }
 
     private func saveBatch(_ plan: BatchPlan, status: String, outcomes: [ItemOutcome]) async throws {
@@ -293,7 +299,8 @@ public final class BatchRunner: Sendable {
             "counts": .object(counts), "model": .string(plan.modelLabel),
             "report_dir": .string(plan.spec.reportDirectory.path),
         ])
-        try await database.saveBatch(id: plan.batchId, name: plan.spec.name, jobFile: plan.spec.file.path, status: status, resource: resource.compactJSON)
+        try await database.saveBatch(
+            id: plan.batchId, name: plan.spec.name, jobFile: plan.spec.file.path, status: status, resource: resource.compactJSON)
     }
 
     static func seconds(_ value: Double) -> String {

@@ -42,7 +42,8 @@ public enum JobCatalog {
             let relative = relativeToCurrentDirectory(file)
             do {
                 let text = try String(contentsOf: file, encoding: .utf8)
-                let spec = try JobFileParser.parse(text, file: relative, workingDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+                let spec = try JobFileParser.parse(
+                    text, file: relative, workingDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
                 if let other = seen[spec.name] {
                     errors.append("\(relative): name: `\(spec.name)` is also the name of \(other). Fix: give each job its own name")
                     continue

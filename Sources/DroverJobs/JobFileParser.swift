@@ -6,13 +6,16 @@ import Yams
 /// Reads `Jobs/*.yaml` into a `JobSpec`, refusing anything it does not understand with the
 /// file, the line and the fix.
 public enum JobFileParser {
-    public static func load(path: String, workingDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws(JobFileError) -> JobSpec {
+    public static func load(
+        path: String, workingDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    ) throws(JobFileError) -> JobSpec {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw JobFileError(file: path, line: nil, field: "", message: "cannot read the file (\(error.localizedDescription))",
-                               fix: "check the path; shipped jobs are in Jobs/")
+            throw JobFileError(
+                file: path, line: nil, field: "", message: "cannot read the file (\(error.localizedDescription))",
+                fix: "check the path; shipped jobs are in Jobs/")
         }
         return try parse(text, file: path, workingDirectory: workingDirectory)
     }
@@ -150,8 +153,9 @@ private struct CopyField: Decodable {
             return
         }
         let fields = try decoder.container(keyedBy: Keys.self)
-        copy = JobSpec.Copy(from: try fields.require(String.self, .from, fix: "write `- {from: path, to: path}`"),
-                            to: try fields.decodeIfPresent(String.self, forKey: .to))
+        copy = JobSpec.Copy(
+            from: try fields.require(String.self, .from, fix: "write `- {from: path, to: path}`"),
+            to: try fields.decodeIfPresent(String.self, forKey: .to))
     }
 }
 
@@ -177,8 +181,9 @@ private struct OutputField: Decodable {
         let fields = try decoder.container(keyedBy: Keys.self)
         if let from = try fields.decodeIfPresent(String.self, forKey: .from) {
             guard let source = JobSpec.Output.Source(rawValue: from) else {
-                throw decoder.problem(Keys.from, "must be final_message or file",
-                                      fix: "use `from: final_message` (JSON in the agent's last message) or `from: file` with `file:`")
+                throw decoder.problem(
+                    Keys.from, "must be final_message or file",
+                    fix: "use `from: final_message` (JSON in the agent's last message) or `from: file` with `file:`")
             }
             output.source = source
         }

@@ -1,6 +1,7 @@
 import Crypto
 import DroverCore
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,7 +35,10 @@ public enum JobItems {
         case .glob(let pattern):
             let matches = try glob(pattern, in: spec.directory)
             guard !matches.isEmpty else {
-                throw JobItemError(description: "\(spec.file.path): items.glob: `\(pattern)` matches nothing under \(spec.directory.path). Fix: check the pattern; it is relative to the job file")
+                throw JobItemError(
+                    description:
+                        "\(spec.file.path): items.glob: `\(pattern)` matches nothing under \(spec.directory.path). Fix: check the pattern; it is relative to the job file"
+                )
             }
             rows = matches.map { url in
                 let file = url.lastPathComponent
@@ -75,11 +79,14 @@ public enum JobItems {
                     let from = try PromptTemplate.render(copy.from, fields: fields)
                     let source = URL(fileURLWithPath: from, relativeTo: spec.directory).standardizedFileURL
                     guard FileManager.default.fileExists(atPath: source.path) else {
-                        throw JobItemError(description: "\(spec.file.path): files: item \(id): \(source.path) does not exist. Fix: `from` is relative to the job file")
+                        throw JobItemError(
+                            description:
+                                "\(spec.file.path): files: item \(id): \(source.path) does not exist. Fix: `from` is relative to the job file")
                     }
                     let to = try copy.to.map { try PromptTemplate.render($0, fields: fields) } ?? source.lastPathComponent
                     guard !to.hasPrefix("/"), !to.split(separator: "/").contains("..") else {
-                        throw JobItemError(description: "\(spec.file.path): files: item \(id): `to: \(to)` leaves the workspace. Fix: use a relative path inside it")
+                        throw JobItemError(
+                            description: "\(spec.file.path): files: item \(id): `to: \(to)` leaves the workspace. Fix: use a relative path inside it")
                     }
                     files.append((source, to))
                 }
@@ -177,7 +184,9 @@ enum CSVTable {
         var rows: [[String: String]] = []
         for (index, record) in records.dropFirst().enumerated() where !(record.count == 1 && record[0].isEmpty) {
             guard record.count == header.count else {
-                throw JobItemError(description: "\(file):\(index + 2): \(record.count) fields, but the header has \(header.count). Fix: quote fields that contain commas")
+                throw JobItemError(
+                    description:
+                        "\(file):\(index + 2): \(record.count) fields, but the header has \(header.count). Fix: quote fields that contain commas")
             }
             rows.append(Dictionary(zip(header, record), uniquingKeysWith: { first, _ in first }))
         }
@@ -196,7 +205,12 @@ enum CSVTable {
             if quoted {
                 if character == "\"" {
                     if let next = iterator.next() {
-                        if next == "\"" { field.append("\"") } else { quoted = false; pending = next }
+                        if next == "\"" {
+                            field.append("\"")
+                        } else {
+                            quoted = false
+                            pending = next
+                        }
                     } else {
                         quoted = false
                     }
@@ -207,10 +221,14 @@ enum CSVTable {
             }
             switch character {
             case "\"" where field.isEmpty: quoted = true
-            case ",": record.append(field); field = ""
+            case ",":
+                record.append(field)
+                field = ""
             case "\n", "\r\n", "\r":
-                record.append(field); field = ""
-                records.append(record); record = []
+                record.append(field)
+                field = ""
+                records.append(record)
+                record = []
             default: field.append(character)
             }
         }

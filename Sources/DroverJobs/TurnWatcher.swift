@@ -28,7 +28,8 @@ struct TurnWatcher {
             events += batch
             cursor = batch.last?.seq ?? cursor
             if let end = batch.last(where: { $0.type == "session.status_idle" || $0.type == "session.status_terminated" }) {
-                let reason = end.type == "session.status_terminated"
+                let reason =
+                    end.type == "session.status_terminated"
                     ? "terminated"
                     : end.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue ?? "end_turn"
                 return (.ended(stopReason: reason), events)

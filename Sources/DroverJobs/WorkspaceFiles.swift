@@ -1,5 +1,6 @@
 import DroverCore
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -35,22 +35,35 @@ struct ChatCompletionsPlan: Sendable {
             }
         }
         for (index, use) in turn.toolUses.enumerated() {
-            try await send(chunk(.object(["tool_calls": .array([.object([
-                "index": .number(Double(index)), "id": .string("call_scripted_\(index)"), "type": .string("function"),
-                "function": .object(["name": .string(use.name), "arguments": .string("")]),
-            ])])])))
+            try await send(
+                chunk(
+                    .object([
+                        "tool_calls": .array([
+                            .object([
+                                "index": .number(Double(index)), "id": .string("call_scripted_\(index)"), "type": .string("function"),
+                                "function": .object(["name": .string(use.name), "arguments": .string("")]),
+                            ])
+                        ])
+                    ])))
             for piece in MessagePlan.chunks(use.input.compactJSON, size: 12) {
-                try await send(chunk(.object(["tool_calls": .array([.object([
-                    "index": .number(Double(index)), "function": .object(["arguments": .string(piece)]),
-                ])])])))
+                try await send(
+                    chunk(
+                        .object([
+                            "tool_calls": .array([
+                                .object([
+                                    "index": .number(Double(index)), "function": .object(["arguments": .string(piece)]),
+                                ])
+                            ])
+                        ])))
                 completion += 1
             }
         }
         try await send(chunk(.object([:]), finish: turn.toolUses.isEmpty ? "stop" : "tool_calls"))
-        try await send(.object([
-            "id": .string(id), "object": .string("chat.completion.chunk"), "model": .string(model), "choices": .array([]),
-            "usage": .object(["prompt_tokens": .number(Double(promptTokens)), "completion_tokens": .number(Double(max(1, completion)))]),
-        ]))
+        try await send(
+            .object([
+                "id": .string(id), "object": .string("chat.completion.chunk"), "model": .string(model), "choices": .array([]),
+                "usage": .object(["prompt_tokens": .number(Double(promptTokens)), "completion_tokens": .number(Double(max(1, completion)))]),
+            ]))
         try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
         try await writer.finish(nil)
     }

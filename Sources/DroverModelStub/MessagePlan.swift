@@ -24,8 +24,10 @@ struct MessagePlan: Sendable {
     private var stopReason: String { turn.toolUses.isEmpty ? "end_turn" : "tool_use" }
 
     private var usage: JSONValue {
-        .object(["input_tokens": .number(Double(inputTokens)), "output_tokens": .number(Double(outputTokens)),
-                 "cache_creation_input_tokens": .number(0), "cache_read_input_tokens": .number(0)])
+        .object([
+            "input_tokens": .number(Double(inputTokens)), "output_tokens": .number(Double(outputTokens)),
+            "cache_creation_input_tokens": .number(0), "cache_read_input_tokens": .number(0),
+        ])
     }
 
     func json() -> String {
@@ -37,10 +39,11 @@ struct MessagePlan: Sendable {
         for (index, use) in turn.toolUses.enumerated() {
             content.append(.object(["type": .string("tool_use"), "id": .string(toolIds[index]), "name": .string(use.name), "input": use.input]))
         }
-        return (JSONValue.object([
-            "id": .string(id), "type": .string("message"), "role": .string("assistant"), "model": .string(model),
-            "content": .array(content), "stop_reason": .string(stopReason), "stop_sequence": .null, "usage": usage,
-        ])).compactJSON
+        return
+            (JSONValue.object([
+                "id": .string(id), "type": .string("message"), "role": .string("assistant"), "model": .string(model),
+                "content": .array(content), "stop_reason": .string(stopReason), "stop_sequence": .null, "usage": usage,
+            ])).compactJSON
     }
 
     /// Writes the SSE stream, pacing deltas and dropping the connection where the script says.
@@ -66,51 +69,90 @@ struct MessagePlan: Sendable {
                 try await Task.sleep(for: pause)
             }
         }
-        try await send("message_start", .object(["type": .string("message_start"), "message": .object([
-            "id": .string(id), "type": .string("message"), "role": .string("assistant"), "model": .string(model),
-            "content": .array([]), "stop_reason": .null, "stop_sequence": .null,
-            "usage": .object(["input_tokens": .number(Double(inputTokens)), "output_tokens": .number(1)]),
-        ])]))
+        try await send(
+            "message_start",
+            .object([
+                "type": .string("message_start"),
+                "message": .object([
+                    "id": .string(id), "type": .string("message"), "role": .string("assistant"), "model": .string(model),
+                    "content": .array([]), "stop_reason": .null, "stop_sequence": .null,
+                    "usage": .object(["input_tokens": .number(Double(inputTokens)), "output_tokens": .number(1)]),
+                ]),
+            ]))
         var index = 0
         if let thinking = turn.thinking {
-            try await send("content_block_start", .object(["type": .string("content_block_start"), "index": .number(Double(index)),
-                "content_block": .object(["type": .string("thinking"), "thinking": .string(""), "signature": .string("")])]))
+            try await send(
+                "content_block_start",
+                .object([
+                    "type": .string("content_block_start"), "index": .number(Double(index)),
+                    "content_block": .object(["type": .string("thinking"), "thinking": .string(""), "signature": .string("")]),
+                ]))
             for piece in Self.tokens(thinking) {
                 try await beforeDelta()
-                try await send("content_block_delta", .object(["type": .string("content_block_delta"), "index": .number(Double(index)),
-                    "delta": .object(["type": .string("thinking_delta"), "thinking": .string(piece)])]))
+                try await send(
+                    "content_block_delta",
+                    .object([
+                        "type": .string("content_block_delta"), "index": .number(Double(index)),
+                        "delta": .object(["type": .string("thinking_delta"), "thinking": .string(piece)]),
+                    ]))
             }
-            try await send("content_block_delta", .object(["type": .string("content_block_delta"), "index": .number(Double(index)),
-                "delta": .object(["type": .string("signature_delta"), "signature": .string("scripted")])]))
+            try await send(
+                "content_block_delta",
+                .object([
+                    "type": .string("content_block_delta"), "index": .number(Double(index)),
+                    "delta": .object(["type": .string("signature_delta"), "signature": .string("scripted")]),
+                ]))
             try await send("content_block_stop", .object(["type": .string("content_block_stop"), "index": .number(Double(index))]))
             index += 1
         }
         if let text {
-            try await send("content_block_start", .object(["type": .string("content_block_start"), "index": .number(Double(index)),
-                "content_block": .object(["type": .string("text"), "text": .string("")])]))
+            try await send(
+                "content_block_start",
+                .object([
+                    "type": .string("content_block_start"), "index": .number(Double(index)),
+                    "content_block": .object(["type": .string("text"), "text": .string("")]),
+                ]))
             for piece in Self.tokens(text) {
                 try await beforeDelta()
-                try await send("content_block_delta", .object(["type": .string("content_block_delta"), "index": .number(Double(index)),
-                    "delta": .object(["type": .string("text_delta"), "text": .string(piece)])]))
+                try await send(
+                    "content_block_delta",
+                    .object([
+                        "type": .string("content_block_delta"), "index": .number(Double(index)),
+                        "delta": .object(["type": .string("text_delta"), "text": .string(piece)]),
+                    ]))
             }
             try await send("content_block_stop", .object(["type": .string("content_block_stop"), "index": .number(Double(index))]))
             index += 1
         }
         for (offset, use) in turn.toolUses.enumerated() {
-            try await send("content_block_start", .object(["type": .string("content_block_start"), "index": .number(Double(index)),
-                "content_block": .object(["type": .string("tool_use"), "id": .string(toolIds[offset]), "name": .string(use.name), "input": .object([:])])]))
+            try await send(
+                "content_block_start",
+                .object([
+                    "type": .string("content_block_start"), "index": .number(Double(index)),
+                    "content_block": .object([
+                        "type": .string("tool_use"), "id": .string(toolIds[offset]), "name": .string(use.name), "input": .object([:]),
+                    ]),
+                ]))
             let json = use.input.compactJSON
             for piece in Self.chunks(json, size: 16) {
                 try await beforeDelta()
-                try await send("content_block_delta", .object(["type": .string("content_block_delta"), "index": .number(Double(index)),
-                    "delta": .object(["type": .string("input_json_delta"), "partial_json": .string(piece)])]))
+                try await send(
+                    "content_block_delta",
+                    .object([
+                        "type": .string("content_block_delta"), "index": .number(Double(index)),
+                        "delta": .object(["type": .string("input_json_delta"), "partial_json": .string(piece)]),
+                    ]))
             }
             try await send("content_block_stop", .object(["type": .string("content_block_stop"), "index": .number(Double(index))]))
             index += 1
         }
-        try await send("message_delta", .object(["type": .string("message_delta"),
-            "delta": .object(["stop_reason": .string(stopReason), "stop_sequence": .null]),
-            "usage": .object(["output_tokens": .number(Double(outputTokens))])]))
+        try await send(
+            "message_delta",
+            .object([
+                "type": .string("message_delta"),
+                "delta": .object(["stop_reason": .string(stopReason), "stop_sequence": .null]),
+                "usage": .object(["output_tokens": .number(Double(outputTokens))]),
+            ]))
         try await send("message_stop", .object(["type": .string("message_stop")]))
         try await writer.finish(nil)
     }

@@ -33,8 +33,10 @@ public struct ModelScript: Sendable, Equatable {
                 && lhs.fault == rhs.fault && lhs.dropAfterBytes == rhs.dropAfterBytes && lhs.tokensPerSecond == rhs.tokensPerSecond
         }
 
-        public init(thinking: String? = nil, text: String? = nil, toolUses: [(name: String, input: JSONValue)] = [],
-                    ttftMilliseconds: Int = 0, tokensPerSecond: Double = 0, fault: Fault? = nil, dropAfterBytes: Int? = nil) {
+        public init(
+            thinking: String? = nil, text: String? = nil, toolUses: [(name: String, input: JSONValue)] = [],
+            ttftMilliseconds: Int = 0, tokensPerSecond: Double = 0, fault: Fault? = nil, dropAfterBytes: Int? = nil
+        ) {
             self.thinking = thinking
             self.text = text
             self.toolUses = toolUses
@@ -135,7 +137,9 @@ public struct ModelScript: Sendable, Equatable {
             return (name, try json(map["input"] ?? [String: Any](), "\(usePath).input"))
         }
         if let ttft = fields["ttft_ms"] {
-            guard let value = ttft as? Int, value >= 0 else { throw ScriptError(path: "\(path).ttft_ms", message: "must be a whole number of milliseconds, 0 or more") }
+            guard let value = ttft as? Int, value >= 0 else {
+                throw ScriptError(path: "\(path).ttft_ms", message: "must be a whole number of milliseconds, 0 or more")
+            }
             turn.ttftMilliseconds = value
         }
         if let pace = fields["tokens_per_second"] {
@@ -148,10 +152,14 @@ public struct ModelScript: Sendable, Equatable {
             guard let map = fault as? [String: Any], let status = map["status"] as? Int, [429, 500, 502, 503, 529].contains(status) else {
                 throw ScriptError(path: "\(path).fault", message: "needs `status`: one of 429, 500, 502, 503, 529")
             }
-            turn.fault = Fault(status: status, times: map["times"] as? Int, retryAfterSeconds: (map["retry_after"] as? Double) ?? (map["retry_after"] as? Int).map(Double.init))
+            turn.fault = Fault(
+                status: status, times: map["times"] as? Int,
+                retryAfterSeconds: (map["retry_after"] as? Double) ?? (map["retry_after"] as? Int).map(Double.init))
         }
         if let drop = fields["drop_after_bytes"] {
-            guard let value = drop as? Int, value >= 0 else { throw ScriptError(path: "\(path).drop_after_bytes", message: "must be a whole number of bytes") }
+            guard let value = drop as? Int, value >= 0 else {
+                throw ScriptError(path: "\(path).drop_after_bytes", message: "must be a whole number of bytes")
+            }
             turn.dropAfterBytes = value
         }
         if turn.text == nil && turn.toolUses.isEmpty && turn.thinking == nil && turn.fault == nil {

@@ -28,8 +28,12 @@ public struct Playbook: Sendable, Equatable {
     public var ttftMilliseconds = 0
 
     static func parse(_ value: Any, path: String) throws -> Playbook {
-        guard let map = value as? [String: Any] else { throw ModelScript.ScriptError(path: path, message: "must be a mapping with `steps` and `final`") }
-        guard let final = map["final"] as? String else { throw ModelScript.ScriptError(path: "\(path).final", message: "a template string is required") }
+        guard let map = value as? [String: Any] else {
+            throw ModelScript.ScriptError(path: path, message: "must be a mapping with `steps` and `final`")
+        }
+        guard let final = map["final"] as? String else {
+            throw ModelScript.ScriptError(path: "\(path).final", message: "a template string is required")
+        }
         let rawSteps = map["steps"] as? [Any] ?? []
         let steps = try rawSteps.enumerated().map { index, item -> Step in
             guard let step = item as? [String: Any], let tool = step["tool"] as? String else {
@@ -39,7 +43,9 @@ public struct Playbook: Sendable, Equatable {
         }
         var playbook = Playbook(steps: steps, final: final)
         if let ttft = map["ttft_ms"] {
-            guard let value = ttft as? Int, value >= 0 else { throw ModelScript.ScriptError(path: "\(path).ttft_ms", message: "must be a whole number of milliseconds, 0 or more") }
+            guard let value = ttft as? Int, value >= 0 else {
+                throw ModelScript.ScriptError(path: "\(path).ttft_ms", message: "must be a whole number of milliseconds, 0 or more")
+            }
             playbook.ttftMilliseconds = value
         }
         return playbook

@@ -94,12 +94,15 @@ public final class ScriptedModelServer: Sendable {
         } else if conversation.step < script.turns.count {
             turn = script.turns[conversation.step]
         } else {
-            return error(400, "invalid_request_error", "the script has \(script.turns.count) turns and this is request \(conversation.step + 1) of the conversation")
+            return error(
+                400, "invalid_request_error",
+                "the script has \(script.turns.count) turns and this is request \(conversation.step + 1) of the conversation")
         }
         if let fault = turn.fault {
             let seen = await faults.next("\(conversation.key)#\(conversation.step)")
             if fault.times == nil || seen <= fault.times! {
-                var response = error(fault.status, faultType(fault.status), "scripted fault \(fault.status) (\(seen) of \(fault.times.map(String.init) ?? "every"))")
+                var response = error(
+                    fault.status, faultType(fault.status), "scripted fault \(fault.status) (\(seen) of \(fault.times.map(String.init) ?? "every"))")
                 if let after = fault.retryAfterSeconds { response.headers[.retryAfter] = String(after) }
                 return response
             }
@@ -111,9 +114,11 @@ public final class ScriptedModelServer: Sendable {
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
             headers[scriptedHeader] = "1"
-            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                try await message.stream(into: &writer)
-            })
+            return Response(
+                status: .ok, headers: headers,
+                body: ResponseBody { writer in
+                    try await message.stream(into: &writer)
+                })
         }
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
@@ -124,13 +129,14 @@ public final class ScriptedModelServer: Sendable {
     /// The OpenAI-style endpoint: streamed chat completions from the same script.
     static func respondChat(script: ModelScript, body: String) -> Response {
         guard let request = (try? JSONValue.parse(body))?.objectValue, let model = request["model"]?.stringValue,
-              case .array(let messages)? = request["messages"], !messages.isEmpty
+            case .array(let messages)? = request["messages"], !messages.isEmpty
         else {
             return error(400, "invalid_request_error", "model and a non-empty messages array are required")
         }
         let step = ChatCompletionsPlan.step(messages)
         guard step < script.turns.count else {
-            return error(400, "invalid_request_error", "the script has \(script.turns.count) turns and this is request \(step + 1) of the conversation")
+            return error(
+                400, "invalid_request_error", "the script has \(script.turns.count) turns and this is request \(step + 1) of the conversation")
         }
         let plan = ChatCompletionsPlan(turn: script.turns[step], model: "scripted/\(model)", promptTokens: max(1, body.utf8.count / 4))
         var headers = HTTPFields()

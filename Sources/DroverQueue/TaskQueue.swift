@@ -51,7 +51,8 @@ public struct TaskQueue: Sendable {
             )
         }
         guard (0...1000).contains(priority) else {
-            throw .invalidArgument(field: "priority", message: "\(priority) is out of range", fix: "use 0 to 1000; higher runs first, 0 is the default")
+            throw .invalidArgument(
+                field: "priority", message: "\(priority) is out of range", fix: "use 0 to 1000; higher runs first, 0 is the default")
         }
         guard delay >= .zero else {
             throw .invalidArgument(field: "delay", message: "a delay cannot be negative", fix: "use 0 or more")
@@ -63,13 +64,15 @@ public struct TaskQueue: Sendable {
             throw .invalidArgument(field: "max_stalls", message: "\(maxStalls) is out of range", fix: "use 0 to 1000")
         }
         let keys = QueueKeys(queue)
-        let reply = try await run(TaskQueueScripts.enqueue, keys: [keys.ready, keys.delayed, keys.meta, keys.dedupe, keys.marker, keys.since], [
-            keys.taskPrefix, id, payload, String(priority), String(delay.milliseconds), dedupeKey ?? "",
-            String(maxAttempts), String(maxStalls),
-        ])
+        let reply = try await run(
+            TaskQueueScripts.enqueue, keys: [keys.ready, keys.delayed, keys.meta, keys.dedupe, keys.marker, keys.since],
+            [
+                keys.taskPrefix, id, payload, String(priority), String(delay.milliseconds), dedupeKey ?? "",
+                String(maxAttempts), String(maxStalls),
+            ])
         guard let fields = reply.array, fields.count == 3,
-              let outcome = fields[0].string.flatMap(EnqueueOutcome.init(rawValue:)),
-              let taskId = fields[1].string, let state = fields[2].string
+            let outcome = fields[0].string.flatMap(EnqueueOutcome.init(rawValue:)),
+            let taskId = fields[1].string, let state = fields[2].string
         else { throw .unexpectedReply("\(reply)") }
         return EnqueueResult(taskId: taskId, outcome: outcome, state: state)
     }
@@ -79,24 +82,27 @@ public struct TaskQueue: Sendable {
     /// Claims up to `max` ready tasks at once, without waiting. `QueueConsumer` waits for work.
     public func claim(_ queue: QueueName, workerId: String, leaseTTL: Duration, max: Int = 1) async throws(TaskQueueError) -> ClaimResult {
         guard leaseTTL >= .milliseconds(10) else {
-            throw .invalidArgument(field: "lease_ttl", message: "a lease of \(leaseTTL) is too short", fix: "use at least 10 ms; workers heartbeat at a third of it")
+            throw .invalidArgument(
+                field: "lease_ttl", message: "a lease of \(leaseTTL) is too short", fix: "use at least 10 ms; workers heartbeat at a third of it")
         }
         guard (1...10_000).contains(max) else {
             throw .invalidArgument(field: "max", message: "\(max) tasks per claim is out of range", fix: "use 1 to 10000")
         }
         let keys = QueueKeys(queue)
-        let reply = try await run(TaskQueueScripts.claim, keys: [keys.ready, keys.delayed, keys.leased, keys.meta, keys.marker, keys.since, keys.dedupe], [
-            keys.taskPrefix, workerId, String(leaseTTL.milliseconds), String(max),
-        ])
+        let reply = try await run(
+            TaskQueueScripts.claim, keys: [keys.ready, keys.delayed, keys.leased, keys.meta, keys.marker, keys.since, keys.dedupe],
+            [
+                keys.taskPrefix, workerId, String(leaseTTL.milliseconds), String(max),
+            ])
         guard let fields = reply.array, fields.count >= 2, let now = fields[0].int, let hint = fields[1].int,
-              (fields.count - 2) % 5 == 0
+            (fields.count - 2) % 5 == 0
         else { throw .unexpectedReply("\(reply)") }
         var leases: [TaskLease] = []
         leases.reserveCapacity((fields.count - 2) / 5)
         var index = 2
         while index < fields.count {
             guard let id = fields[index].string, let epoch = fields[index + 1].int, let deadline = fields[index + 2].int,
-                  let attempt = fields[index + 3].int, let payload = fields[index + 4].string
+                let attempt = fields[index + 3].int, let payload = fields[index + 4].string
             else { throw .unexpectedReply("\(reply)") }
             leases.append(TaskLease(queue: queue, taskId: id, epoch: epoch, deadline: deadline, attempt: Int(attempt), payload: payload))
             index += 5
@@ -112,9 +118,11 @@ public struct TaskQueue: Sendable {
     /// Extends the lease to `leaseTTL` from now, if it is still held under this epoch.
     public func heartbeat(_ lease: inout TaskLease, leaseTTL: Duration) async throws(TaskQueueError) -> LeaseVerdict {
         let keys = QueueKeys(lease.queue)
-        let reply = try await run(TaskQueueScripts.heartbeat, keys: [keys.leased], [
-            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(leaseTTL.milliseconds),
-        ])
+        let reply = try await run(
+            TaskQueueScripts.heartbeat, keys: [keys.leased],
+            [
+                keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(leaseTTL.milliseconds),
+            ])
         let verdict = try Self.verdict(reply)
         if verdict.isOK, let deadline = reply.array?[1].int { lease.deadline = deadline }
         return verdict
@@ -123,9 +131,11 @@ public struct TaskQueue: Sendable {
     /// Marks the task done. Refused for a lease that is no longer held.
     public func ack(_ lease: TaskLease) async throws(TaskQueueError) -> LeaseVerdict {
         let keys = QueueKeys(lease.queue)
-        let reply = try await run(TaskQueueScripts.ack, keys: [keys.leased, keys.meta], [
-            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(options.completedRetention.milliseconds),
-        ])
+        let reply = try await run(
+            TaskQueueScripts.ack, keys: [keys.leased, keys.meta],
+            [
+                keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(options.completedRetention.milliseconds),
+            ])
         return try Self.verdict(reply)
     }
 
@@ -133,10 +143,12 @@ public struct TaskQueue: Sendable {
     /// backoff with jitter; otherwise the task goes to the dead-letter set with `error`.
     public func fail(_ lease: TaskLease, error: String, retryable: Bool) async throws(TaskQueueError) -> FailOutcome {
         let keys = QueueKeys(lease.queue)
-        let reply = try await run(TaskQueueScripts.fail, keys: [keys.leased, keys.delayed, keys.dead, keys.meta, keys.marker], [
-            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(error.prefix(4096)),
-            retryable ? "1" : "0", String(backoff(attempt: lease.attempt).milliseconds),
-        ])
+        let reply = try await run(
+            TaskQueueScripts.fail, keys: [keys.leased, keys.delayed, keys.dead, keys.meta, keys.marker],
+            [
+                keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(error.prefix(4096)),
+                retryable ? "1" : "0", String(backoff(attempt: lease.attempt).milliseconds),
+            ])
         guard let fields = reply.array, let ok = fields.first?.int else { throw .unexpectedReply("\(reply)") }
         if ok == 0 {
             return .lost(fields.count > 1 ? LeaseProblem(rawValue: fields[1].string ?? "") ?? .gone : .gone)
@@ -148,9 +160,11 @@ public struct TaskQueue: Sendable {
     /// Hands the task back without spending an attempt, ready now or after `delay`.
     public func release(_ lease: TaskLease, delay: Duration = .zero) async throws(TaskQueueError) -> LeaseVerdict {
         let keys = QueueKeys(lease.queue)
-        let reply = try await run(TaskQueueScripts.release, keys: [keys.leased, keys.delayed, keys.ready, keys.meta, keys.marker, keys.since], [
-            keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(max(0, delay.milliseconds)),
-        ])
+        let reply = try await run(
+            TaskQueueScripts.release, keys: [keys.leased, keys.delayed, keys.ready, keys.meta, keys.marker, keys.since],
+            [
+                keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(max(0, delay.milliseconds)),
+            ])
         return try Self.verdict(reply)
     }
 
@@ -170,9 +184,11 @@ public struct TaskQueue: Sendable {
     /// `interval` however many workers call it; an interval of zero runs it unconditionally.
     public func sweep(_ queue: QueueName, interval: Duration, limit: Int = 1000) async throws(TaskQueueError) -> SweepResult {
         let keys = QueueKeys(queue)
-        let reply = try await run(TaskQueueScripts.sweep, keys: [keys.leased, keys.ready, keys.dead, keys.meta, keys.marker, keys.since, keys.sweepLock], [
-            keys.taskPrefix, String(interval.milliseconds), Identifier.make(prefix: "sweep"), String(limit),
-        ])
+        let reply = try await run(
+            TaskQueueScripts.sweep, keys: [keys.leased, keys.ready, keys.dead, keys.meta, keys.marker, keys.since, keys.sweepLock],
+            [
+                keys.taskPrefix, String(interval.milliseconds), Identifier.make(prefix: "sweep"), String(limit),
+            ])
         guard let fields = reply.array, fields.count == 3, let ran = fields[0].int, let requeued = fields[1].int, let dead = fields[2].int
         else { throw .unexpectedReply("\(reply)") }
         return SweepResult(ran: ran == 1, requeued: Int(requeued), dead: Int(dead))
@@ -219,7 +235,8 @@ public struct TaskQueue: Sendable {
     /// task's state, if it is not dead.
     public func requeue(_ queue: QueueName, taskId: String) async throws(TaskQueueError) -> (requeued: Bool, state: String) {
         let keys = QueueKeys(queue)
-        let reply = try await run(TaskQueueScripts.requeue, keys: [keys.dead, keys.ready, keys.meta, keys.marker, keys.since], [keys.task(taskId), taskId])
+        let reply = try await run(
+            TaskQueueScripts.requeue, keys: [keys.dead, keys.ready, keys.meta, keys.marker, keys.since], [keys.task(taskId), taskId])
         guard let f = reply.array, let ok = f.first?.int else { throw .unexpectedReply("\(reply)") }
         return ok == 1 ? (true, "ready") : (false, f.count > 1 ? f[1].string ?? "gone" : "gone")
     }

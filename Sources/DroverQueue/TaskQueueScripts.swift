@@ -10,26 +10,26 @@ import DroverRedis
 /// fail once the task was claimed again.
 enum TaskQueueScripts {
     private static let preamble = #"""
-    local function now_ms()
-      local t = redis.call('TIME')
-      return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
-    -- Lua prints numbers with 14 significant digits; scores need all of theirs.
-    local function fmt(n) return string.format('%.0f', n) end
-    -- Higher priority first, then enqueue order. 1000 - priority fits in 10 bits, seq in 40.
-    local function ready_score(priority, seq)
-      return fmt((1000 - tonumber(priority)) * 1099511627776 + tonumber(seq))
-    end
-    -- Why a lease is no longer good, or nil if it is.
-    local function lease_problem(fields, epoch, now)
-      if not fields[1] then return 'gone' end
-      if tonumber(fields[2]) ~= epoch then return 'superseded' end
-      if fields[1] ~= 'leased' then return 'released' end
-      if tonumber(fields[3]) <= now then return 'expired' end
-      return nil
-    end
+        local function now_ms()
+          local t = redis.call('TIME')
+          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+        -- Lua prints numbers with 14 significant digits; scores need all of theirs.
+        local function fmt(n) return string.format('%.0f', n) end
+        -- Higher priority first, then enqueue order. 1000 - priority fits in 10 bits, seq in 40.
+        local function ready_score(priority, seq)
+          return fmt((1000 - tonumber(priority)) * 1099511627776 + tonumber(seq))
+        end
+        -- Why a lease is no longer good, or nil if it is.
+        local function lease_problem(fields, epoch, now)
+          if not fields[1] then return 'gone' end
+          if tonumber(fields[2]) ~= epoch then return 'superseded' end
+          if fields[1] ~= 'leased' then return 'released' end
+          if tonumber(fields[3]) <= now then return 'expired' end
+          return nil
+        end
 
-    """#
+        """#
 
     private static func script(_ name: String, idempotent: Bool, _ body: String) -> RedisScript {
         RedisScript(name: name, idempotent: idempotent, source: preamble + body)
@@ -37,253 +37,275 @@ enum TaskQueueScripts {
 
     /// KEYS: ready delayed meta dedupe marker since
     /// ARGV: taskKeyPrefix id payload priority delayMs dedupeKey maxAttempts maxStalls
-    static let enqueue = script("enqueue", idempotent: true, #"""
-    local now = now_ms()
-    local prefix, id = ARGV[1], ARGV[2]
-    local key = prefix .. id
-    local existing = redis.call('HGET', key, 'state')
-    if existing then return {'exists', id, existing} end
-    local dedupe = ARGV[6]
-    if dedupe ~= '' then
-      local other = redis.call('HGET', KEYS[4], dedupe)
-      if other then
-        local state = redis.call('HGET', prefix .. other, 'state')
-        if state == 'ready' or state == 'delayed' then return {'deduplicated', other, state} end
-      end
-      redis.call('HSET', KEYS[4], dedupe, id)
-    end
-    local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-    local delay = tonumber(ARGV[5])
-    local state = 'ready'
-    if delay > 0 then state = 'delayed' end
-    redis.call('HSET', key, 'payload', ARGV[3], 'priority', ARGV[4], 'seq', seq, 'state', state,
-      'attempts', 0, 'max_attempts', ARGV[7], 'stalls', 0, 'max_stalls', ARGV[8], 'epoch', 0,
-      'enqueued_at', fmt(now), 'dedupe', dedupe, 'release', '')
-    if delay > 0 then
-      redis.call('ZADD', KEYS[2], fmt(now + delay), id)
-    else
-      redis.call('ZADD', KEYS[1], ready_score(ARGV[4], seq), id)
-      redis.call('ZADD', KEYS[6], fmt(now), id)
-    end
-    redis.call('ZADD', KEYS[5], 0, '0')
-    redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
-    return {'enqueued', id, state}
-    """#)
+    static let enqueue = script(
+        "enqueue", idempotent: true,
+        #"""
+        local now = now_ms()
+        local prefix, id = ARGV[1], ARGV[2]
+        local key = prefix .. id
+        local existing = redis.call('HGET', key, 'state')
+        if existing then return {'exists', id, existing} end
+        local dedupe = ARGV[6]
+        if dedupe ~= '' then
+          local other = redis.call('HGET', KEYS[4], dedupe)
+          if other then
+            local state = redis.call('HGET', prefix .. other, 'state')
+            if state == 'ready' or state == 'delayed' then return {'deduplicated', other, state} end
+          end
+          redis.call('HSET', KEYS[4], dedupe, id)
+        end
+        local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+        local delay = tonumber(ARGV[5])
+        local state = 'ready'
+        if delay > 0 then state = 'delayed' end
+        redis.call('HSET', key, 'payload', ARGV[3], 'priority', ARGV[4], 'seq', seq, 'state', state,
+          'attempts', 0, 'max_attempts', ARGV[7], 'stalls', 0, 'max_stalls', ARGV[8], 'epoch', 0,
+          'enqueued_at', fmt(now), 'dedupe', dedupe, 'release', '')
+        if delay > 0 then
+          redis.call('ZADD', KEYS[2], fmt(now + delay), id)
+        else
+          redis.call('ZADD', KEYS[1], ready_score(ARGV[4], seq), id)
+          redis.call('ZADD', KEYS[6], fmt(now), id)
+        end
+        redis.call('ZADD', KEYS[5], 0, '0')
+        redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
+        return {'enqueued', id, state}
+        """#)
 
     /// KEYS: ready delayed leased meta marker since dedupe
     /// ARGV: taskKeyPrefix workerId leaseMs max
     /// Returns {now, hint, id, epoch, deadline, attempt, payload, ...}; hint is the ms until the
     /// next delayed task is due, -1 for none, -2 when the queue is paused.
-    static let claim = script("claim", idempotent: false, #"""
-    local now = now_ms()
-    local prefix, worker = ARGV[1], ARGV[2]
-    if redis.call('HGET', KEYS[4], 'paused') == '1' then return {now, -2} end
-    local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-    for _, id in ipairs(due) do
-      local f = redis.call('HMGET', prefix .. id, 'priority', 'seq', 'enqueued_at')
-      redis.call('ZREM', KEYS[2], id)
-      if f[1] then
-        redis.call('HSET', prefix .. id, 'state', 'ready')
-        redis.call('ZADD', KEYS[1], ready_score(f[1], f[2]), id)
-        redis.call('ZADD', KEYS[6], fmt(now), id)
-      end
-    end
-    local out = {now, -1}
-    local deadline = now + tonumber(ARGV[3])
-    local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[4]))
-    for i = 1, #popped, 2 do
-      local id = popped[i]
-      local key = prefix .. id
-      redis.call('ZREM', KEYS[6], id)
-      local payload = redis.call('HGET', key, 'payload')
-      if payload then
-        local epoch = redis.call('HINCRBY', key, 'epoch', 1)
-        local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-        redis.call('HSET', key, 'state', 'leased', 'owner', worker, 'deadline', fmt(deadline), 'release', '')
-        redis.call('ZADD', KEYS[3], fmt(deadline), id)
-        local dedupe = redis.call('HGET', key, 'dedupe')
-        if dedupe and dedupe ~= '' and redis.call('HGET', KEYS[7], dedupe) == id then
-          redis.call('HDEL', KEYS[7], dedupe)
+    static let claim = script(
+        "claim", idempotent: false,
+        #"""
+        local now = now_ms()
+        local prefix, worker = ARGV[1], ARGV[2]
+        if redis.call('HGET', KEYS[4], 'paused') == '1' then return {now, -2} end
+        local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+        for _, id in ipairs(due) do
+          local f = redis.call('HMGET', prefix .. id, 'priority', 'seq', 'enqueued_at')
+          redis.call('ZREM', KEYS[2], id)
+          if f[1] then
+            redis.call('HSET', prefix .. id, 'state', 'ready')
+            redis.call('ZADD', KEYS[1], ready_score(f[1], f[2]), id)
+            redis.call('ZADD', KEYS[6], fmt(now), id)
+          end
         end
-        table.insert(out, id)
-        table.insert(out, epoch)
-        table.insert(out, deadline)
-        table.insert(out, attempt)
-        table.insert(out, payload)
-      end
-    end
-    if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('ZADD', KEYS[5], 0, '0') end
-    local nextDue = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    if nextDue[2] then out[2] = math.max(0, tonumber(nextDue[2]) - now) end
-    return out
-    """#)
+        local out = {now, -1}
+        local deadline = now + tonumber(ARGV[3])
+        local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[4]))
+        for i = 1, #popped, 2 do
+          local id = popped[i]
+          local key = prefix .. id
+          redis.call('ZREM', KEYS[6], id)
+          local payload = redis.call('HGET', key, 'payload')
+          if payload then
+            local epoch = redis.call('HINCRBY', key, 'epoch', 1)
+            local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+            redis.call('HSET', key, 'state', 'leased', 'owner', worker, 'deadline', fmt(deadline), 'release', '')
+            redis.call('ZADD', KEYS[3], fmt(deadline), id)
+            local dedupe = redis.call('HGET', key, 'dedupe')
+            if dedupe and dedupe ~= '' and redis.call('HGET', KEYS[7], dedupe) == id then
+              redis.call('HDEL', KEYS[7], dedupe)
+            end
+            table.insert(out, id)
+            table.insert(out, epoch)
+            table.insert(out, deadline)
+            table.insert(out, attempt)
+            table.insert(out, payload)
+          end
+        end
+        if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('ZADD', KEYS[5], 0, '0') end
+        local nextDue = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+        if nextDue[2] then out[2] = math.max(0, tonumber(nextDue[2]) - now) end
+        return out
+        """#)
 
     /// KEYS: leased   ARGV: taskKey id epoch leaseMs   Returns {1, deadline} or {0, problem}.
-    static let heartbeat = script("heartbeat", idempotent: true, #"""
-    local now = now_ms()
-    local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
-    local problem = lease_problem(redis.call('HMGET', key, 'state', 'epoch', 'deadline'), epoch, now)
-    if problem then return {0, problem} end
-    local deadline = now + tonumber(ARGV[4])
-    redis.call('HSET', key, 'deadline', fmt(deadline))
-    redis.call('ZADD', KEYS[1], 'XX', fmt(deadline), id)
-    return {1, deadline}
-    """#)
+    static let heartbeat = script(
+        "heartbeat", idempotent: true,
+        #"""
+        local now = now_ms()
+        local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
+        local problem = lease_problem(redis.call('HMGET', key, 'state', 'epoch', 'deadline'), epoch, now)
+        if problem then return {0, problem} end
+        local deadline = now + tonumber(ARGV[4])
+        redis.call('HSET', key, 'deadline', fmt(deadline))
+        redis.call('ZADD', KEYS[1], 'XX', fmt(deadline), id)
+        return {1, deadline}
+        """#)
 
     /// KEYS: leased meta   ARGV: taskKey id epoch retentionMs   Returns {1} or {0, problem}.
-    static let ack = script("ack", idempotent: true, #"""
-    local now = now_ms()
-    local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
-    local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release')
-    if f[1] == 'done' and tonumber(f[2]) == epoch and f[4] == 'ack' then return {1} end
-    local problem = lease_problem(f, epoch, now)
-    if problem then return {0, problem} end
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HSET', key, 'state', 'done', 'release', 'ack', 'owner', '', 'finished_at', fmt(now))
-    local retention = tonumber(ARGV[4])
-    if retention > 0 then redis.call('PEXPIRE', key, retention) else redis.call('DEL', key) end
-    redis.call('HINCRBY', KEYS[2], 'acked', 1)
-    return {1}
-    """#)
+    static let ack = script(
+        "ack", idempotent: true,
+        #"""
+        local now = now_ms()
+        local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
+        local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release')
+        if f[1] == 'done' and tonumber(f[2]) == epoch and f[4] == 'ack' then return {1} end
+        local problem = lease_problem(f, epoch, now)
+        if problem then return {0, problem} end
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('HSET', key, 'state', 'done', 'release', 'ack', 'owner', '', 'finished_at', fmt(now))
+        local retention = tonumber(ARGV[4])
+        if retention > 0 then redis.call('PEXPIRE', key, retention) else redis.call('DEL', key) end
+        redis.call('HINCRBY', KEYS[2], 'acked', 1)
+        return {1}
+        """#)
 
     /// KEYS: leased delayed dead meta marker
     /// ARGV: taskKey id epoch error retryable(0|1) backoffMs
     /// Returns {1, 'retry'|'dead', at} or {0, problem}.
-    static let fail = script("fail", idempotent: true, #"""
-    local now = now_ms()
-    local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
-    local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release', 'outcome', 'outcome_at')
-    if f[4] == 'fail' and tonumber(f[2]) == epoch then return {1, f[5], tonumber(f[6])} end
-    local problem = lease_problem(f, epoch, now)
-    if problem then return {0, problem} end
-    redis.call('ZREM', KEYS[1], id)
-    local counts = redis.call('HMGET', key, 'attempts', 'max_attempts')
-    if ARGV[5] == '1' and tonumber(counts[1]) < tonumber(counts[2]) then
-      local due = now + tonumber(ARGV[6])
-      redis.call('HSET', key, 'state', 'delayed', 'owner', '', 'last_error', ARGV[4],
-        'release', 'fail', 'outcome', 'retry', 'outcome_at', fmt(due))
-      redis.call('ZADD', KEYS[2], fmt(due), id)
-      redis.call('ZADD', KEYS[5], 0, '0')
-      redis.call('HINCRBY', KEYS[4], 'retried', 1)
-      return {1, 'retry', due}
-    end
-    redis.call('HSET', key, 'state', 'dead', 'owner', '', 'last_error', ARGV[4],
-      'release', 'fail', 'outcome', 'dead', 'outcome_at', fmt(now))
-    redis.call('ZADD', KEYS[3], fmt(now), id)
-    redis.call('HINCRBY', KEYS[4], 'dead', 1)
-    return {1, 'dead', now}
-    """#)
+    static let fail = script(
+        "fail", idempotent: true,
+        #"""
+        local now = now_ms()
+        local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
+        local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release', 'outcome', 'outcome_at')
+        if f[4] == 'fail' and tonumber(f[2]) == epoch then return {1, f[5], tonumber(f[6])} end
+        local problem = lease_problem(f, epoch, now)
+        if problem then return {0, problem} end
+        redis.call('ZREM', KEYS[1], id)
+        local counts = redis.call('HMGET', key, 'attempts', 'max_attempts')
+        if ARGV[5] == '1' and tonumber(counts[1]) < tonumber(counts[2]) then
+          local due = now + tonumber(ARGV[6])
+          redis.call('HSET', key, 'state', 'delayed', 'owner', '', 'last_error', ARGV[4],
+            'release', 'fail', 'outcome', 'retry', 'outcome_at', fmt(due))
+          redis.call('ZADD', KEYS[2], fmt(due), id)
+          redis.call('ZADD', KEYS[5], 0, '0')
+          redis.call('HINCRBY', KEYS[4], 'retried', 1)
+          return {1, 'retry', due}
+        end
+        redis.call('HSET', key, 'state', 'dead', 'owner', '', 'last_error', ARGV[4],
+          'release', 'fail', 'outcome', 'dead', 'outcome_at', fmt(now))
+        redis.call('ZADD', KEYS[3], fmt(now), id)
+        redis.call('HINCRBY', KEYS[4], 'dead', 1)
+        return {1, 'dead', now}
+        """#)
 
     /// Gives a lease back without spending an attempt: for a worker draining on shutdown, or a
     /// task that cannot run yet. KEYS: leased delayed ready meta marker since
     /// ARGV: taskKey id epoch delayMs   Returns {1} or {0, problem}.
-    static let release = script("release", idempotent: true, #"""
-    local now = now_ms()
-    local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
-    local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release', 'priority', 'seq', 'enqueued_at')
-    if f[4] == 'release' and tonumber(f[2]) == epoch then return {1} end
-    local problem = lease_problem(f, epoch, now)
-    if problem then return {0, problem} end
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HINCRBY', key, 'attempts', -1)
-    local delay = tonumber(ARGV[4])
-    if delay > 0 then
-      redis.call('HSET', key, 'state', 'delayed', 'owner', '', 'release', 'release')
-      redis.call('ZADD', KEYS[2], fmt(now + delay), id)
-    else
-      redis.call('HSET', key, 'state', 'ready', 'owner', '', 'release', 'release')
-      redis.call('ZADD', KEYS[3], ready_score(f[5], f[6]), id)
-      redis.call('ZADD', KEYS[6], f[7], id)
-    end
-    redis.call('ZADD', KEYS[5], 0, '0')
-    redis.call('HINCRBY', KEYS[4], 'released', 1)
-    return {1}
-    """#)
+    static let release = script(
+        "release", idempotent: true,
+        #"""
+        local now = now_ms()
+        local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
+        local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release', 'priority', 'seq', 'enqueued_at')
+        if f[4] == 'release' and tonumber(f[2]) == epoch then return {1} end
+        local problem = lease_problem(f, epoch, now)
+        if problem then return {0, problem} end
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('HINCRBY', key, 'attempts', -1)
+        local delay = tonumber(ARGV[4])
+        if delay > 0 then
+          redis.call('HSET', key, 'state', 'delayed', 'owner', '', 'release', 'release')
+          redis.call('ZADD', KEYS[2], fmt(now + delay), id)
+        else
+          redis.call('HSET', key, 'state', 'ready', 'owner', '', 'release', 'release')
+          redis.call('ZADD', KEYS[3], ready_score(f[5], f[6]), id)
+          redis.call('ZADD', KEYS[6], f[7], id)
+        end
+        redis.call('ZADD', KEYS[5], 0, '0')
+        redis.call('HINCRBY', KEYS[4], 'released', 1)
+        return {1}
+        """#)
 
     /// KEYS: leased ready dead meta marker since lock
     /// ARGV: taskKeyPrefix intervalMs token limit
     /// Returns {ran(0|1), requeued, dead}.
-    static let sweep = script("sweep", idempotent: true, #"""
-    local now = now_ms()
-    local prefix = ARGV[1]
-    if tonumber(ARGV[2]) > 0 then
-      if not redis.call('SET', KEYS[7], ARGV[3], 'NX', 'PX', ARGV[2]) then return {0, 0, 0} end
-    end
-    local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-    local requeued, dead = 0, 0
-    for _, id in ipairs(expired) do
-      local key = prefix .. id
-      redis.call('ZREM', KEYS[1], id)
-      local f = redis.call('HMGET', key, 'state', 'max_stalls', 'priority', 'seq', 'enqueued_at', 'owner')
-      if f[1] == 'leased' then
-        local stalls = redis.call('HINCRBY', key, 'stalls', 1)
-        redis.call('HINCRBY', KEYS[4], 'stalled', 1)
-        if stalls > tonumber(f[2]) then
-          redis.call('HSET', key, 'state', 'dead', 'owner', '', 'release', 'expired', 'outcome', 'dead',
-            'outcome_at', fmt(now),
-            'last_error', 'lease expired ' .. stalls .. ' times (last held by ' .. f[6] .. '); the worker died or stalled')
-          redis.call('ZADD', KEYS[3], fmt(now), id)
-          redis.call('HINCRBY', KEYS[4], 'dead', 1)
-          dead = dead + 1
-        else
-          redis.call('HSET', key, 'state', 'ready', 'owner', '', 'release', 'expired')
-          redis.call('ZADD', KEYS[2], ready_score(f[3], f[4]), id)
-          redis.call('ZADD', KEYS[6], f[5], id)
-          requeued = requeued + 1
+    static let sweep = script(
+        "sweep", idempotent: true,
+        #"""
+        local now = now_ms()
+        local prefix = ARGV[1]
+        if tonumber(ARGV[2]) > 0 then
+          if not redis.call('SET', KEYS[7], ARGV[3], 'NX', 'PX', ARGV[2]) then return {0, 0, 0} end
         end
-      end
-    end
-    if requeued > 0 then redis.call('ZADD', KEYS[5], 0, '0') end
-    return {1, requeued, dead}
-    """#)
+        local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+        local requeued, dead = 0, 0
+        for _, id in ipairs(expired) do
+          local key = prefix .. id
+          redis.call('ZREM', KEYS[1], id)
+          local f = redis.call('HMGET', key, 'state', 'max_stalls', 'priority', 'seq', 'enqueued_at', 'owner')
+          if f[1] == 'leased' then
+            local stalls = redis.call('HINCRBY', key, 'stalls', 1)
+            redis.call('HINCRBY', KEYS[4], 'stalled', 1)
+            if stalls > tonumber(f[2]) then
+              redis.call('HSET', key, 'state', 'dead', 'owner', '', 'release', 'expired', 'outcome', 'dead',
+                'outcome_at', fmt(now),
+                'last_error', 'lease expired ' .. stalls .. ' times (last held by ' .. f[6] .. '); the worker died or stalled')
+              redis.call('ZADD', KEYS[3], fmt(now), id)
+              redis.call('HINCRBY', KEYS[4], 'dead', 1)
+              dead = dead + 1
+            else
+              redis.call('HSET', key, 'state', 'ready', 'owner', '', 'release', 'expired')
+              redis.call('ZADD', KEYS[2], ready_score(f[3], f[4]), id)
+              redis.call('ZADD', KEYS[6], f[5], id)
+              requeued = requeued + 1
+            end
+          end
+        end
+        if requeued > 0 then redis.call('ZADD', KEYS[5], 0, '0') end
+        return {1, requeued, dead}
+        """#)
 
     /// KEYS: ready delayed leased dead meta since   Returns counts, then the oldest ready age in ms.
-    static let stats = script("stats", idempotent: true, #"""
-    local now = now_ms()
-    local oldest = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
-    local age = -1
-    if oldest[2] then age = now - tonumber(oldest[2]) end
-    local m = redis.call('HMGET', KEYS[5], 'paused', 'enqueued', 'acked', 'retried', 'dead', 'stalled')
-    return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
-      redis.call('ZCARD', KEYS[4]), age, m[1] == '1' and 1 or 0,
-      tonumber(m[2] or 0), tonumber(m[3] or 0), tonumber(m[4] or 0), tonumber(m[5] or 0), tonumber(m[6] or 0)}
-    """#)
+    static let stats = script(
+        "stats", idempotent: true,
+        #"""
+        local now = now_ms()
+        local oldest = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+        local age = -1
+        if oldest[2] then age = now - tonumber(oldest[2]) end
+        local m = redis.call('HMGET', KEYS[5], 'paused', 'enqueued', 'acked', 'retried', 'dead', 'stalled')
+        return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+          redis.call('ZCARD', KEYS[4]), age, m[1] == '1' and 1 or 0,
+          tonumber(m[2] or 0), tonumber(m[3] or 0), tonumber(m[4] or 0), tonumber(m[5] or 0), tonumber(m[6] or 0)}
+        """#)
 
     /// KEYS: dead   ARGV: taskKeyPrefix count   Newest first: {id, diedAt, attempts, error, payload, ...}.
-    static let peekDead = script("peek_dead", idempotent: true, #"""
-    local prefix = ARGV[1]
-    local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
-    local out = {}
-    for i = 1, #ids, 2 do
-      local f = redis.call('HMGET', prefix .. ids[i], 'attempts', 'last_error', 'payload')
-      table.insert(out, ids[i])
-      table.insert(out, tonumber(ids[i + 1]))
-      table.insert(out, tonumber(f[1] or 0))
-      table.insert(out, f[2] or '')
-      table.insert(out, f[3] or '')
-    end
-    return out
-    """#)
+    static let peekDead = script(
+        "peek_dead", idempotent: true,
+        #"""
+        local prefix = ARGV[1]
+        local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
+        local out = {}
+        for i = 1, #ids, 2 do
+          local f = redis.call('HMGET', prefix .. ids[i], 'attempts', 'last_error', 'payload')
+          table.insert(out, ids[i])
+          table.insert(out, tonumber(ids[i + 1]))
+          table.insert(out, tonumber(f[1] or 0))
+          table.insert(out, f[2] or '')
+          table.insert(out, f[3] or '')
+        end
+        return out
+        """#)
 
     /// KEYS: dead ready meta marker since   ARGV: taskKey id   Returns {1} or {0, state}.
-    static let requeue = script("requeue", idempotent: true, #"""
-    local now = now_ms()
-    local key, id = ARGV[1], ARGV[2]
-    local f = redis.call('HMGET', key, 'state', 'priority', 'seq')
-    if f[1] ~= 'dead' then return {0, f[1] or 'gone'} end
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HSET', key, 'state', 'ready', 'attempts', 0, 'stalls', 0, 'release', '', 'outcome', '', 'owner', '')
-    redis.call('ZADD', KEYS[2], ready_score(f[2], f[3]), id)
-    redis.call('ZADD', KEYS[5], fmt(now), id)
-    redis.call('ZADD', KEYS[4], 0, '0')
-    redis.call('HINCRBY', KEYS[3], 'requeued', 1)
-    return {1}
-    """#)
+    static let requeue = script(
+        "requeue", idempotent: true,
+        #"""
+        local now = now_ms()
+        local key, id = ARGV[1], ARGV[2]
+        local f = redis.call('HMGET', key, 'state', 'priority', 'seq')
+        if f[1] ~= 'dead' then return {0, f[1] or 'gone'} end
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('HSET', key, 'state', 'ready', 'attempts', 0, 'stalls', 0, 'release', '', 'outcome', '', 'owner', '')
+        redis.call('ZADD', KEYS[2], ready_score(f[2], f[3]), id)
+        redis.call('ZADD', KEYS[5], fmt(now), id)
+        redis.call('ZADD', KEYS[4], 0, '0')
+        redis.call('HINCRBY', KEYS[3], 'requeued', 1)
+        return {1}
+        """#)
 
     /// KEYS: meta marker   ARGV: 1 to pause, 0 to resume
-    static let setPaused = script("set_paused", idempotent: true, #"""
-    redis.call('HSET', KEYS[1], 'paused', ARGV[1])
-    if ARGV[1] == '0' then redis.call('ZADD', KEYS[2], 0, '0') end
-    return 1
-    """#)
+    static let setPaused = script(
+        "set_paused", idempotent: true,
+        #"""
+        redis.call('HSET', KEYS[1], 'paused', ARGV[1])
+        if ARGV[1] == '0' then redis.call('ZADD', KEYS[2], 0, '0') end
+        return 1
+        """#)
 }

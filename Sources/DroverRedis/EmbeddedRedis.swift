@@ -211,7 +211,7 @@ public final class EmbeddedRedis: Sendable {
             connection.close()
         }
         guard let process else { return }
-        await process.terminate()   // SIGTERM: redis syncs the AOF and exits
+        await process.terminate()  // SIGTERM: redis syncs the AOF and exits
     }
 
     /// Ends the server with SIGKILL, as a crash would. For tests.

@@ -1,6 +1,6 @@
 import CHiredis
-import Foundation
 import DroverCore
+import Foundation
 
 /// A blocking connection to one Redis server over hiredis. Not thread-safe: one thread owns it.
 final class RedisConnection {
@@ -144,7 +144,8 @@ final class RedisConnection {
                 // Which command and how long it waited tell a server that stalled (a timeout after
                 // the full command timeout) from a socket that failed at once.
                 let waited = ContinuousClock.now - sent
-                let reason = "\(contextError) (waiting \(waited.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) for the reply to \(arguments.first ?? "?"))"
+                let reason =
+                    "\(contextError) (waiting \(waited.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) for the reply to \(arguments.first ?? "?"))"
                 close()
                 throw .connectionLost(endpoint: url.description, reason: reason)
             }

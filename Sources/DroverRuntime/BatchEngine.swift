@@ -23,12 +23,14 @@ public struct JobModel: Sendable {
             if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
                 configuration = AnthropicConfiguration(baseURL: base, apiKey: key)
             }
-            return JobModel(client: AnthropicMessagesClient(configuration: configuration), label: "Anthropic Messages API at \(configuration.baseURL)", stub: nil)
+            return JobModel(
+                client: AnthropicMessagesClient(configuration: configuration), label: "Anthropic Messages API at \(configuration.baseURL)", stub: nil)
         }
         guard let playbook = spec.playbook else {
-            throw JobFileError(file: spec.file.path, line: nil, field: "playbook",
-                               message: "no ANTHROPIC_API_KEY is set and the job has no playbook for the scripted model",
-                               fix: "export ANTHROPIC_API_KEY to use a real model, or add `playbook:` (see Jobs/README.md)")
+            throw JobFileError(
+                file: spec.file.path, line: nil, field: "playbook",
+                message: "no ANTHROPIC_API_KEY is set and the job has no playbook for the scripted model",
+                fix: "export ANTHROPIC_API_KEY to use a real model, or add `playbook:` (see Jobs/README.md)")
         }
         let script = try ModelScript.parse(yaml: playbook.yaml, file: "\(spec.file.path): playbook")
         let stub = try await ScriptedModelServer.start(script: script)
@@ -62,8 +64,9 @@ public struct BatchEngine {
         let log = try runtime.sessionLog
         let database = try runtime.database()
         let queue = TaskQueue(redis: runtime.redis)
-        let runner = TurnRunner(log: log, model: model.client, hand: hand, deltas: DeltaPublisher(redis: runtime.redis),
-                                defaultAgent: AgentSnapshot(model: "claude-sonnet-4-5"))
+        let runner = TurnRunner(
+            log: log, model: model.client, hand: hand, deltas: DeltaPublisher(redis: runtime.redis),
+            defaultAgent: AgentSnapshot(model: "claude-sonnet-4-5"))
         var options = Worker.Options()
         options.concurrency = concurrency
         options.queue = queueName
@@ -72,7 +75,10 @@ public struct BatchEngine {
         let worker = Worker(queue: queue, runner: runner, options: options)
         let recorder = Recorder(redis: runtime.redis, database: database)
         let result = try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await worker.run(); return nil }
+            group.addTask {
+                try await worker.run()
+                return nil
+            }
             group.addTask {
                 do { try await recorder.run() } catch is CancellationError {}
                 return nil

@@ -93,11 +93,11 @@ public final class Recorder: Sendable {
                     lastRetention = clock.now
                     _ = try await applyRetention()
                 }
-            } catch where Task.isCancelled {
+            } catch  where Task.isCancelled {
                 // Shutting down: whatever broke the last call (a read cut short, a Redis that
                 // restarted a moment ago) is not a failure of the recorder.
                 return
-            } catch where RedisOutage.isOutage(error) {
+            } catch  where RedisOutage.isOutage(error) {
                 try await outage.wait(after: error, logger: logger)
             }
         }
@@ -190,7 +190,7 @@ public final class Recorder: Sendable {
             for entry in entries {
                 guard let parts = entry.array, parts.count == 2, let entryId = parts[0].string else { continue }
                 entryIds[key, default: []].append(entryId)
-                guard let fields = parts[1].array else { continue }   // deleted entry: ack only
+                guard let fields = parts[1].array else { continue }  // deleted entry: ack only
                 var values: [String: String] = [:]
                 var index = 0
                 while index + 1 < fields.count {
@@ -202,10 +202,11 @@ public final class Recorder: Sendable {
                     continue
                 }
                 let stored = StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json)
-                batch.append(.init(
-                    session: session, seq: seq, type: stored.type, epoch: values["f"].flatMap { Int64($0) } ?? 0,
-                    json: json, processedAt: stored.processedAt, id: stored.id
-                ))
+                batch.append(
+                    .init(
+                        session: session, seq: seq, type: stored.type, epoch: values["f"].flatMap { Int64($0) } ?? 0,
+                        json: json, processedAt: stored.processedAt, id: stored.id
+                    ))
                 if let appendedMs = Double(entryId.prefix { $0 != "-" }) {
                     lags.append(max(0, now - appendedMs))
                 }

@@ -139,9 +139,11 @@ public final class SessionLog: Sendable {
     }
 
     private func restore(_ session: SessionID, from row: MirrorDatabase.SessionRow) async throws(SessionLogError) {
-        _ = try await run(SessionLogScripts.restore, keys: [SessionKeys(session).meta], [
-            String(row.lastSeq), String(row.maxEpoch + 1), row.status, row.resource ?? "",
-        ])
+        _ = try await run(
+            SessionLogScripts.restore, keys: [SessionKeys(session).meta],
+            [
+                String(row.lastSeq), String(row.maxEpoch + 1), row.status, row.resource ?? "",
+            ])
     }
 
     // MARK: Reading
@@ -265,7 +267,7 @@ public final class SessionLog: Sendable {
                     do {
                         reply = try await connection.send(["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", key, "\(last)-0"])
                         outage.recovered(logger: Self.logger)
-                    } catch where RedisOutage.isOutage(error) && !Task.isCancelled {
+                    } catch  where RedisOutage.isOutage(error) && !Task.isCancelled {
                         try await outage.wait(after: error, logger: Self.logger)
                         continue
                     }

@@ -2,7 +2,6 @@ import DroverCore
 import DroverRedis
 import Foundation
 
-
 /// Number of mirror shards. Part of the key layout: changing it moves every session's keys.
 let mirrorShardCount = 16
 
@@ -55,12 +54,15 @@ public struct NewEvent: Sendable, Equatable {
 
     /// Parses events a client sent (`{"events": [...]}` or a bare array): each must be a JSON
     /// object whose `type` is one a client may send.
-    public static func parseClientEvents(_ text: String, maximumEventBytes: Int = SessionLog.defaultMaximumEventBytes) throws(SessionLogError) -> [NewEvent] {
+    public static func parseClientEvents(
+        _ text: String, maximumEventBytes: Int = SessionLog.defaultMaximumEventBytes
+    ) throws(SessionLogError) -> [NewEvent] {
         let value: JSONValue
         do {
             value = try JSONValue.parse(text)
         } catch {
-            throw .invalidInput(field: "body", message: "the body is \(error)", fix: "send {\"events\": [{\"type\": \"user.message\", \"content\": [...]}]}")
+            throw .invalidInput(
+                field: "body", message: "the body is \(error)", fix: "send {\"events\": [{\"type\": \"user.message\", \"content\": [...]}]}")
         }
         let list: [JSONValue]
         switch value {
@@ -79,13 +81,17 @@ public struct NewEvent: Sendable, Equatable {
         let sendable = SessionEventType.allCases.filter(\.isClientSendable).map(\.rawValue).sorted()
         return try list.enumerated().map { (index, item) throws(SessionLogError) -> NewEvent in
             guard case .object(let fields) = item else {
-                throw .invalidInput(field: "events[\(index)]", message: "an event must be a JSON object", fix: "send {\"type\": \"user.message\", ...}")
+                throw .invalidInput(
+                    field: "events[\(index)]", message: "an event must be a JSON object", fix: "send {\"type\": \"user.message\", ...}")
             }
             guard case .string(let type)? = fields["type"] else {
-                throw .invalidInput(field: "events[\(index)].type", message: "the field is missing or not a string", fix: "set it to one of \(sendable.joined(separator: ", "))")
+                throw .invalidInput(
+                    field: "events[\(index)].type", message: "the field is missing or not a string",
+                    fix: "set it to one of \(sendable.joined(separator: ", "))")
             }
             guard let known = SessionEventType(rawValue: type), known.isClientSendable else {
-                let why = SessionEventType(rawValue: type) == nil ? "'\(type)' is not an event type" : "'\(type)' is written by Drover, not sent by clients"
+                let why =
+                    SessionEventType(rawValue: type) == nil ? "'\(type)' is not an event type" : "'\(type)' is written by Drover, not sent by clients"
                 throw .invalidInput(field: "events[\(index)].type", message: why, fix: "use one of \(sendable.joined(separator: ", "))")
             }
             // Field-level validation against the SDK's shapes; what is stored is the client's JSON.
@@ -106,7 +112,6 @@ public struct NewEvent: Sendable, Equatable {
     }
 }
 
-
 public struct AppendResult: Sendable, Equatable {
     public let firstSeq: Int64
     public let lastSeq: Int64
@@ -114,7 +119,6 @@ public struct AppendResult: Sendable, Equatable {
     /// True when the client key had been seen: nothing new was written.
     public let duplicate: Bool
 }
-
 
 /// What the brain needs to resume a session.
 public struct SessionSnapshot: Sendable {
@@ -165,8 +169,10 @@ public enum SessionLogError: ActionableError, Equatable {
     public var description: String {
         switch self {
         case .invalidInput(let field, let message, let fix): "\(field): \(message). Fix: \(fix)"
-        case .eventTooLarge(let index, let bytes, let limit): "events[\(index)]: the event is \(bytes) bytes, over the limit of \(limit). Fix: \(fix!)"
-        case .staleFence(let session, let fence, let current): "session \(session): fence epoch \(fence) is stale (current \(current)); another worker owns the session"
+        case .eventTooLarge(let index, let bytes, let limit):
+            "events[\(index)]: the event is \(bytes) bytes, over the limit of \(limit). Fix: \(fix!)"
+        case .staleFence(let session, let fence, let current):
+            "session \(session): fence epoch \(fence) is stale (current \(current)); another worker owns the session"
         case .sessionNotFound(let id): "session \(id) does not exist"
         case .sessionBusy(let id, let task): "session \(id) is running a turn for task \(task)"
         case .sessionTerminated(let id): "session \(id) is terminated and accepts no events. Fix: \(fix!)"

@@ -28,7 +28,8 @@ public func runProgramSeparately(
         try? FileManager.default.removeItem(atPath: log)
         try? FileManager.default.removeItem(atPath: errors)
     }
-    let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment, outputPath: log, errorPath: mergeErrors ? nil : errors)
+    let child = try ChildProcess(
+        executable: executable, arguments: arguments, environment: environment, outputPath: log, errorPath: mergeErrors ? nil : errors)
     let deadline = ContinuousClock.now + timeout
     while child.isRunning {
         if ContinuousClock.now > deadline {

@@ -79,7 +79,10 @@ public final class ReplyDroppingProxy: Sendable {
                 let count = read(from, &buffer, buffer.count)
                 guard count > 0 else { return }
                 if from == server {
-                    let drop = armed.withLock { value -> Bool in defer { value = false }; return value }
+                    let drop = armed.withLock { value -> Bool in
+                        defer { value = false }
+                        return value
+                    }
                     if drop {
                         droppedReplies.withLock { $0 += 1 }
                         return

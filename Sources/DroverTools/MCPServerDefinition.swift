@@ -35,20 +35,26 @@ public struct MCPServerDefinition: Sendable, Codable, Equatable, Hashable {
         name = try container.decode(String.self, forKey: .name)
         let rawType = try container.decode(String.self, forKey: .type)
         guard let kind = Kind(rawValue: rawType) else {
-            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription:
-                "mcp_servers[].type \"\(rawType)\" is not supported: use \"url\" (with url) or \"stdio\" (with command, a Drover extension)")
+            throw DecodingError.dataCorruptedError(
+                forKey: .type, in: container,
+                debugDescription:
+                    "mcp_servers[].type \"\(rawType)\" is not supported: use \"url\" (with url) or \"stdio\" (with command, a Drover extension)")
         }
         type = kind
         url = try container.decodeIfPresent(String.self, forKey: .url)
         command = try container.decodeIfPresent([String].self, forKey: .command)
         env = try container.decodeIfPresent([String: String].self, forKey: .env)
         if kind == .url && (url ?? "").isEmpty {
-            throw DecodingError.dataCorruptedError(forKey: .url, in: container, debugDescription:
-                "mcp_servers[\"\(name)\"].url is missing: a url server needs its endpoint, e.g. http://127.0.0.1:8000/mcp")
+            throw DecodingError.dataCorruptedError(
+                forKey: .url, in: container,
+                debugDescription:
+                    "mcp_servers[\"\(name)\"].url is missing: a url server needs its endpoint, e.g. http://127.0.0.1:8000/mcp")
         }
         if kind == .stdio && (command ?? []).isEmpty {
-            throw DecodingError.dataCorruptedError(forKey: .command, in: container, debugDescription:
-                "mcp_servers[\"\(name)\"].command is missing: a stdio server needs its program and arguments, e.g. [\"python3\", \"server.py\"]")
+            throw DecodingError.dataCorruptedError(
+                forKey: .command, in: container,
+                debugDescription:
+                    "mcp_servers[\"\(name)\"].command is missing: a stdio server needs its program and arguments, e.g. [\"python3\", \"server.py\"]")
         }
     }
 }

@@ -16,7 +16,8 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Seconds between ping keep-alives on idle event streams.") var pingSeconds: Double = 15
     @Option(help: "Event streams one workspace may hold open at once; more answer 429.") var maxStreamsPerWorkspace = 1000
     @Option(help: "Largest file the Files API accepts, in bytes; larger uploads answer 413.") var maxFileBytes = 32 << 20
-    @Option(help: "Requests a second each workspace may make on average; more answer 429 with retry-after. 0: unlimited.") var requestsPerSecond: Double = 200
+    @Option(help: "Requests a second each workspace may make on average; more answer 429 with retry-after. 0: unlimited.") var requestsPerSecond:
+        Double = 200
     @Option(help: "Requests each workspace may make at once before --requests-per-second applies.") var requestBurst = 400
 
     /// Builds the server. With no API key configured it runs in single-user local mode, which
@@ -30,10 +31,13 @@ struct APIOptions: ParsableArguments {
         if try await store.activeKeyCount() == 0 {
             guard APIServer.isLoopback(host) else {
                 throw FieldError(
-                    field: "DROVER_API_ADDR", message: "no API key is configured, so the API runs in single-user local mode, which listens on loopback only, not \(host)",
+                    field: "DROVER_API_ADDR",
+                    message: "no API key is configured, so the API runs in single-user local mode, which listens on loopback only, not \(host)",
                     fix: "create a key with `drover keys create --workspace NAME`, or listen on 127.0.0.1")
             }
-            note("drover api: single-user local mode: no API key is configured, every caller is in workspace 'default', loopback only (create keys with `drover keys create --workspace NAME`)")
+            note(
+                "drover api: single-user local mode: no API key is configured, every caller is in workspace 'default', loopback only (create keys with `drover keys create --workspace NAME`)"
+            )
         }
         var options = APIServer.Options()
         options.host = host
@@ -43,14 +47,17 @@ struct APIOptions: ParsableArguments {
         options.maxStreamsPerWorkspace = maxStreamsPerWorkspace
         guard maxFileBytes > 0 else { throw ValidationError("--max-file-bytes: must be positive") }
         options.maxFileBytes = maxFileBytes
-        guard requestsPerSecond >= 0, requestsPerSecond.isFinite else { throw ValidationError("--requests-per-second: must be 0 (unlimited) or more") }
+        guard requestsPerSecond >= 0, requestsPerSecond.isFinite else {
+            throw ValidationError("--requests-per-second: must be 0 (unlimited) or more")
+        }
         guard requestBurst > 0 else { throw ValidationError("--request-burst: must be positive") }
         options.rateLimit = requestsPerSecond > 0 ? (requestsPerSecond, requestBurst) : nil
         options.filesDirectory = runtime.configuration.dataDirectory.appendingPathComponent("files")
         // Session file resources are copied where this host's sandboxes will find them.
         options.handsRoot = try runtime.handsRoot()
-        return APIServer(log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
-                         options: options, localWorkspaceID: local)
+        return APIServer(
+            log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
+            options: options, localWorkspaceID: local)
     }
 }
 
@@ -67,10 +74,10 @@ struct APICommand: AsyncParsableCommand {
         commandName: "api",
         abstract: "Serve the Managed Agents HTTP API (the anthropic SDK's client.beta.agents/environments/sessions).",
         discussion: """
-        Listens on DROVER_API_ADDR (default 127.0.0.1:8787). Keys come from `drover keys`; with none,
-        it runs in single-user local mode on loopback. Turns run in `drover worker`s; `drover serve`
-        runs API, worker and recorder in one process.
-        """
+            Listens on DROVER_API_ADDR (default 127.0.0.1:8787). Keys come from `drover keys`; with none,
+            it runs in single-user local mode on loopback. Turns run in `drover worker`s; `drover serve`
+            runs API, worker and recorder in one process.
+            """
     )
 
     @OptionGroup var api: APIOptions
@@ -78,7 +85,8 @@ struct APICommand: AsyncParsableCommand {
     func run() async throws {
         try await withRuntime(exitOnSignal: false) { runtime in
             let server = try await api.makeServer(runtime: runtime)
-            let group = ServiceGroup(services: [apiService(server, role: "api")], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "drover.api"))
+            let group = ServiceGroup(
+                services: [apiService(server, role: "api")], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "drover.api"))
             try await group.run()
         }
     }
@@ -89,10 +97,10 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the API, a worker and the recorder in one process.",
         discussion: """
-        One ServiceGroup: on SIGTERM or Ctrl-C the API stops first, then the worker drains (running
-        turns get --drain-seconds, then their leases are handed back), then the recorder finishes
-        its batch.
-        """
+            One ServiceGroup: on SIGTERM or Ctrl-C the API stops first, then the worker drains (running
+            turns get --drain-seconds, then their leases are handed back), then the recorder finishes
+            its batch.
+            """
     )
 
     @OptionGroup var api: APIOptions
@@ -107,15 +115,24 @@ struct ServeCommand: AsyncParsableCommand {
             await toolset?.pool.prewarm()
             let database = try runtime.database()
             let recorder = Recorder(redis: runtime.redis, database: database)
-            var services: [any Service] = [NamedService("the recorder", RecorderService(recorder: recorder)), NamedService("the worker", WorkerService(worker: worker))]
+            var services: [any Service] = [
+                NamedService("the recorder", RecorderService(recorder: recorder)), NamedService("the worker", WorkerService(worker: worker)),
+            ]
             if scheduler {
                 let store = DeploymentStore(database: database)
                 let firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
-                services.append(NamedService("the scheduler", SchedulerService(scheduler: Scheduler(redis: runtime.redis, store: store, firer: firer, clock: SystemSchedulerClock(),
-                                                                                                      options: Scheduler.Options(), logger: Logger(label: "drover.scheduler")))))
+                services.append(
+                    NamedService(
+                        "the scheduler",
+                        SchedulerService(
+                            scheduler: Scheduler(
+                                redis: runtime.redis, store: store, firer: firer, clock: SystemSchedulerClock(),
+                                options: Scheduler.Options(), logger: Logger(label: "drover.scheduler")))))
             }
             services.append(NamedService("the API", apiService(server, role: "serve")))
-            note("drover serve: worker with \(self.worker.concurrency) slots, model at \(model.baseURL), \(self.worker.hands) hands; recorder into \(runtime.configuration.databasePath.path)\(scheduler ? "; scheduler" : "")")
+            note(
+                "drover serve: worker with \(self.worker.concurrency) slots, model at \(model.baseURL), \(self.worker.hands) hands; recorder into \(runtime.configuration.databasePath.path)\(scheduler ? "; scheduler" : "")"
+            )
             // Shutdown runs in reverse: the API stops taking requests, the scheduler stops, the worker drains, the recorder finishes.
             let group = ServiceGroup(
                 services: services,

@@ -26,12 +26,15 @@ struct BatchCommand: AsyncParsableCommand {
                     print("no batches yet: start one with `drover run Jobs/NAME.yaml`")
                     return
                 }
-                printTable(header: ["BATCH", "JOB", "STATUS", "ITEMS", "COUNTS", "UPDATED"], rows: rows.map { row in
-                    let resource = (try? JSONValue.parse(row.resource))?.objectValue ?? [:]
-                    let counts = resource["counts"]?.objectValue?.sorted { $0.key < $1.key }
-                        .map { "\(JobsFormatting.number($0.value)) \($0.key)" }.joined(separator: ", ") ?? ""
-                    return [row.id, row.name, row.status, JobsFormatting.number(resource["items"]), counts, row.updatedAt ?? row.createdAt]
-                })
+                printTable(
+                    header: ["BATCH", "JOB", "STATUS", "ITEMS", "COUNTS", "UPDATED"],
+                    rows: rows.map { row in
+                        let resource = (try? JSONValue.parse(row.resource))?.objectValue ?? [:]
+                        let counts =
+                            resource["counts"]?.objectValue?.sorted { $0.key < $1.key }
+                            .map { "\(JobsFormatting.number($0.value)) \($0.key)" }.joined(separator: ", ") ?? ""
+                        return [row.id, row.name, row.status, JobsFormatting.number(resource["items"]), counts, row.updatedAt ?? row.createdAt]
+                    })
             }
         }
     }

@@ -9,16 +9,20 @@ struct Drover: AsyncParsableCommand {
         commandName: "drover",
         abstract: "A self-hosted runtime for long-running AI agents.",
         discussion: """
-        Configuration comes from the environment:
-          DROVER_REDIS_URL   redis://[:password@]host:port/db or unix:///path?db=N.
-                             Unset: Drover starts a private redis-server (AOF on) in DROVER_DATA_DIR.
-          DROVER_DATA_DIR    where embedded state lives (default ./.drover).
-          DROVER_DB          the SQLite file (default $DROVER_DATA_DIR/drover.db).
-          DROVER_REDIS_POOL  pooled Redis connections per process (default 8).
-          DROVER_API_ADDR    where `drover api` and `drover serve` listen (default 127.0.0.1:8787).
-        """,
+            Configuration comes from the environment:
+              DROVER_REDIS_URL   redis://[:password@]host:port/db or unix:///path?db=N.
+                                 Unset: Drover starts a private redis-server (AOF on) in DROVER_DATA_DIR.
+              DROVER_DATA_DIR    where embedded state lives (default ./.drover).
+              DROVER_DB          the SQLite file (default $DROVER_DATA_DIR/drover.db).
+              DROVER_REDIS_POOL  pooled Redis connections per process (default 8).
+              DROVER_API_ADDR    where `drover api` and `drover serve` listen (default 127.0.0.1:8787).
+            """,
         version: DroverVersion.string,
-        subcommands: [RunCommand.self, BatchCommand.self, ReportCommand.self, ApplyCommand.self, DeploymentsCommand.self, SchedulerCommand.self, ServeCommand.self, APICommand.self, KeysCommand.self, QueueCommand.self, SessionsCommand.self, RecorderCommand.self, WorkerCommand.self, ModelStubCommand.self, BenchCommand.self, VersionCommand.self]
+        subcommands: [
+            RunCommand.self, BatchCommand.self, ReportCommand.self, ApplyCommand.self, DeploymentsCommand.self, SchedulerCommand.self,
+            ServeCommand.self, APICommand.self, KeysCommand.self, QueueCommand.self, SessionsCommand.self, RecorderCommand.self, WorkerCommand.self,
+            ModelStubCommand.self, BenchCommand.self, VersionCommand.self,
+        ]
     )
 }
 

@@ -21,7 +21,9 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(help: "The workspace (created on first use): letters, digits, '-' and '_'.") var workspace: String
 
         func validate() throws {
-            let allowed = workspace.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 }
+            let allowed = workspace.utf8.allSatisfy {
+                ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45
+            }
             guard !workspace.isEmpty, workspace.count <= 64, allowed else {
                 throw ValidationError("--workspace: use 1 to 64 letters, digits, '-' or '_'")
             }

@@ -9,11 +9,11 @@ struct ModelStubCommand: AsyncParsableCommand {
         commandName: "model-stub",
         abstract: "Serve the scripted model: the Anthropic Messages API on loopback, answering from a script.",
         discussion: """
-        Everything it produces is labelled as scripted: text starts with "[scripted]", the model
-        reads "scripted/<model>", and responses carry the header x-drover-scripted: 1.
-        Point a worker at it with ANTHROPIC_BASE_URL=<printed URL> ANTHROPIC_API_KEY=scripted.
-        The script format is documented in Sources/DroverTesting/ModelStub/ModelScript.swift.
-        """
+            Everything it produces is labelled as scripted: text starts with "[scripted]", the model
+            reads "scripted/<model>", and responses carry the header x-drover-scripted: 1.
+            Point a worker at it with ANTHROPIC_BASE_URL=<printed URL> ANTHROPIC_API_KEY=scripted.
+            The script format is documented in Sources/DroverTesting/ModelStub/ModelScript.swift.
+            """
     )
 
     @Option(help: "Port on 127.0.0.1; 0 picks a free one.") var port = 0

@@ -40,7 +40,9 @@ final class ProgressDisplay: @unchecked Sendable {
                 let columns = outcome.columns.keys.sorted().prefix(4).map { "\($0)=\(Self.short(outcome.columns[$0]))" }.joined(separator: " ")
                 let seconds = outcome.durationSeconds.map { String(format: "%.1fs", $0) } ?? ""
                 let detail = outcome.status == .succeeded ? columns : (outcome.error ?? "")
-                emit("\(Self.pad(outcome.status.rawValue, 9)) [\(done)/\(total)] \(outcome.itemId) \(seconds)  \(detail.prefix(160))", persistent: true)
+                emit(
+                    "\(Self.pad(outcome.status.rawValue, 9)) [\(done)/\(total)] \(outcome.itemId) \(seconds)  \(detail.prefix(160))", persistent: true
+                )
             case .budgetSpent(let reason):
                 emit("budget: \(reason); the remaining items were not started", persistent: true)
             }
@@ -76,7 +78,9 @@ final class ProgressDisplay: @unchecked Sendable {
             let remaining = Double(total - done) * elapsed / Double(finishedThisRun)
             eta = remaining < 1 ? "<1s" : Self.clock(remaining)
         }
-        write("\r\u{1B}[2K" + "done \(done - failed)/\(total) · failed \(failed) · running \(running.count) · elapsed \(Self.clock(elapsed)) · ETA \(eta)")
+        write(
+            "\r\u{1B}[2K"
+                + "done \(done - failed)/\(total) · failed \(failed) · running \(running.count) · elapsed \(Self.clock(elapsed)) · ETA \(eta)")
     }
 
     private func write(_ text: String) {
@@ -85,7 +89,8 @@ final class ProgressDisplay: @unchecked Sendable {
 
     static func clock(_ seconds: Double) -> String {
         let whole = Int(seconds.rounded())
-        return whole >= 3600 ? String(format: "%dh%02dm", whole / 3600, (whole % 3600) / 60)
+        return whole >= 3600
+            ? String(format: "%dh%02dm", whole / 3600, (whole % 3600) / 60)
             : whole >= 60 ? String(format: "%dm%02ds", whole / 60, whole % 60) : "\(whole)s"
     }
 

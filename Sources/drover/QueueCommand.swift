@@ -42,9 +42,11 @@ struct QueueCommand: AsyncParsableCommand {
                 }
                 let header = ["QUEUE", "READY", "DELAYED", "LEASED", "DEAD", "OLDEST", "PAUSED", "ENQUEUED", "ACKED", "RETRIED", "STALLED"]
                 let table = rows.map { s in
-                    [s.queue, "\(s.ready)", "\(s.delayed)", "\(s.leased)", "\(s.dead)",
-                     s.oldestReadyAgeMs.map(formatMilliseconds) ?? "-", s.paused ? "yes" : "no",
-                     "\(s.totals.enqueued)", "\(s.totals.acked)", "\(s.totals.retried)", "\(s.totals.stalled)"]
+                    [
+                        s.queue, "\(s.ready)", "\(s.delayed)", "\(s.leased)", "\(s.dead)",
+                        s.oldestReadyAgeMs.map(formatMilliseconds) ?? "-", s.paused ? "yes" : "no",
+                        "\(s.totals.enqueued)", "\(s.totals.acked)", "\(s.totals.retried)", "\(s.totals.stalled)",
+                    ]
                 }
                 printTable(header: header, rows: table)
             }

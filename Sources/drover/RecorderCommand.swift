@@ -11,10 +11,10 @@ struct RecorderCommand: AsyncParsableCommand {
         commandName: "recorder",
         abstract: "Mirror every session event from Redis into SQLite (DROVER_DB).",
         discussion: """
-        Runs until SIGTERM or Ctrl-C, then finishes its batch and exits. Safe to kill at any
-        moment: unacknowledged events are delivered again and the mirror is idempotent on
-        (session_id, seq). Also trims the Redis streams of quiet sessions once SQLite has them.
-        """,
+            Runs until SIGTERM or Ctrl-C, then finishes its batch and exits. Safe to kill at any
+            moment: unacknowledged events are delivered again and the mirror is idempotent on
+            (session_id, seq). Also trims the Redis streams of quiet sessions once SQLite has them.
+            """,
         subcommands: [Run.self, Status.self],
         defaultSubcommand: Run.self
     )
@@ -69,11 +69,13 @@ struct RecorderCommand: AsyncParsableCommand {
                 let recorders = try await Recorder.published(runtime.redis).mapValues { fields in
                     JSONValue.object(fields.mapValues { Double($0).map(JSONValue.number) ?? .string($0) })
                 }
-                print(try encodeJSON(JSONValue.object([
-                    "backlog_events": .number(Double(backlog)),
-                    "mirrored_events": .number(Double(mirrored)),
-                    "recorders": .object(recorders),
-                ])))
+                print(
+                    try encodeJSON(
+                        JSONValue.object([
+                            "backlog_events": .number(Double(backlog)),
+                            "mirrored_events": .number(Double(mirrored)),
+                            "recorders": .object(recorders),
+                        ])))
             }
         }
     }

@@ -15,11 +15,11 @@ struct ReportCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Tokens and active time per session, batch, deployment and workspace.",
             discussion: """
-            Active time is time in the running status only: waiting for input, for a client's
-            tool result, or for a retry does not count. Tokens are summed over every model
-            request, including turns cut short by a crash. Read from the SQLite mirror, so the
-            recorder must have caught up (`drover recorder status`).
-            """
+                Active time is time in the running status only: waiting for input, for a client's
+                tool result, or for a retry does not count. Tokens are summed over every model
+                request, including turns cut short by a crash. Read from the SQLite mirror, so the
+                recorder must have caught up (`drover recorder status`).
+                """
         )
 
         @Option(help: "Group by session, batch, deployment, workspace, or all.") var by = "all"
@@ -37,7 +37,9 @@ struct ReportCommand: AsyncParsableCommand {
                 let groups = UsageGroups(sessions: sessions)
                 if json {
                     var out: [String: JSONValue] = ["total": groups.total.json]
-                    if by == "all" || by == "session" { out["sessions"] = .array(sessions.map { UsageGroups.Total($0).json(key: "session", $0.session) }) }
+                    if by == "all" || by == "session" {
+                        out["sessions"] = .array(sessions.map { UsageGroups.Total($0).json(key: "session", $0.session) })
+                    }
                     if by == "all" || by == "batch" { out["batches"] = groups.json(groups.byOrigin("batch"), key: "batch") }
                     if by == "all" || by == "deployment" { out["deployments"] = groups.json(groups.byOrigin("deployment"), key: "deployment") }
                     if by == "all" || by == "workspace" { out["workspaces"] = groups.json(groups.byWorkspace, key: "workspace") }
@@ -57,7 +59,8 @@ struct ReportCommand: AsyncParsableCommand {
                     printTable(header: head, rows: body.isEmpty ? [["(none)", "0", "0", "0", "0", "0s"]] : body)
                     print("")
                 }
-                print("total: " + groups.total.cells.enumerated().map { "\(header[$0.offset + 1].lowercased()) \($0.element)" }.joined(separator: ", "))
+                print(
+                    "total: " + groups.total.cells.enumerated().map { "\(header[$0.offset + 1].lowercased()) \($0.element)" }.joined(separator: ", "))
             }
         }
     }

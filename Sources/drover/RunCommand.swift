@@ -12,19 +12,19 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a batch job from Jobs/: one agent session per item, with a report.",
         discussion: """
-        Each item becomes a session, fanned out through the task queue to workers in this
-        process, at the job's `concurrency`. Progress shows live; the report (report.csv,
-        report.json, summary.md) goes to the job's report folder (default reports/NAME/).
-        Exits 0 when every item succeeded, 1 when any failed, timed out or was skipped, 2 for a
-        bad job file.
+            Each item becomes a session, fanned out through the task queue to workers in this
+            process, at the job's `concurrency`. Progress shows live; the report (report.csv,
+            report.json, summary.md) goes to the job's report folder (default reports/NAME/).
+            Exits 0 when every item succeeded, 1 when any failed, timed out or was skipped, 2 for a
+            bad job file.
 
-        Resumable: items are keyed by their content, and every outcome is saved as soon as it is
-        known. Run the same job again (or `drover batch resume ID`) and finished items are not
-        redone; an item that was running when the process died is picked up from its session.
+            Resumable: items are keyed by their content, and every outcome is saved as soon as it is
+            known. Run the same job again (or `drover batch resume ID`) and finished items are not
+            redone; an item that was running when the process died is picked up from its session.
 
-        With no ANTHROPIC_API_KEY the sessions use the scripted model, following the job's
-        `playbook:`; the tools, tests and files are real. The format: Jobs/README.md.
-        """
+            With no ANTHROPIC_API_KEY the sessions use the scripted model, following the job's
+            `playbook:`; the tools, tests and files are real. The format: Jobs/README.md.
+            """
     )
 
     @Argument(help: "The job file, such as Jobs/grade-assignments.yaml.")
@@ -70,7 +70,9 @@ struct JobRun {
         }
         if let reportDir { spec.reportDirectory = URL(fileURLWithPath: reportDir).standardizedFileURL }
         guard let bubblewrap = Sandbox.bubblewrap else {
-            note("drover: error: jobs run their tools in bubblewrap sandboxes, and bwrap is not installed. Fix: ./scripts/setup (or apt-get install -y bubblewrap)")
+            note(
+                "drover: error: jobs run their tools in bubblewrap sandboxes, and bwrap is not installed. Fix: ./scripts/setup (or apt-get install -y bubblewrap)"
+            )
             return 2
         }
         _ = bubblewrap
@@ -83,7 +85,8 @@ struct JobRun {
             return 2
         }
         let configuration = try DroverConfiguration.fromEnvironment()
-        let defaults = configuration.redisURL == nil ? "embedded Redis and SQLite in \(configuration.dataDirectory.path)" : "Redis at DROVER_REDIS_URL"
+        let defaults =
+            configuration.redisURL == nil ? "embedded Redis and SQLite in \(configuration.dataDirectory.path)" : "Redis at DROVER_REDIS_URL"
         say("drover run \(spec.name): \(model.label); \(defaults); bubblewrap sandboxes")
 
         return try await withRuntime(poolSize: spec.concurrency * 3 + 8, announce: false) { runtime in
@@ -94,7 +97,9 @@ struct JobRun {
                 agentJSON = agent.compactJSON
             case .named(let name):
                 guard let stored = try await database.agentResource(named: name) else {
-                    note("drover: error: \(spec.file.path): agent: no stored agent is named `\(name)`. Fix: create it through the API (POST /v1/agents), or write the agent inline")
+                    note(
+                        "drover: error: \(spec.file.path): agent: no stored agent is named `\(name)`. Fix: create it through the API (POST /v1/agents), or write the agent inline"
+                    )
                     return 2
                 }
                 agentJSON = stored
@@ -114,7 +119,9 @@ struct JobRun {
                 environmentConfig = environment.objectValue?["config"]
             case .named(let name)?:
                 guard let stored = try await database.environmentResource(named: name) else {
-                    note("drover: error: \(spec.file.path): environment: no stored environment is named `\(name)`. Fix: create it through the API (POST /v1/environments), or write it inline as {name: ..., config: {...}}")
+                    note(
+                        "drover: error: \(spec.file.path): environment: no stored environment is named `\(name)`. Fix: create it through the API (POST /v1/environments), or write it inline as {name: ..., config: {...}}"
+                    )
                     return 2
                 }
                 environmentConfig = (try? JSONValue.parse(stored))?.objectValue?["config"]
@@ -132,15 +139,18 @@ struct JobRun {
             let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
             let toolset = AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment())
-            let engine = BatchEngine(runtime: runtime, concurrency: spec.concurrency, model: model,
-                                     hand: toolset, handsRoot: handsRoot, queueName: queueName)
+            let engine = BatchEngine(
+                runtime: runtime, concurrency: spec.concurrency, model: model,
+                hand: toolset, handsRoot: handsRoot, queueName: queueName)
             let display = ProgressDisplay()
             display.startTicking()
             var options = BatchRunner.Options(handsRoot: handsRoot)
             options.retryFailed = retryFailed
             options.queue = queueName
             let runnerOptions = options
-            say("batch \(batchId) · \(items.count) items · concurrency \(spec.concurrency) · timeout \(BatchRunnerFormatting.seconds(spec.timeoutSeconds)) per item")
+            say(
+                "batch \(batchId) · \(items.count) items · concurrency \(spec.concurrency) · timeout \(BatchRunnerFormatting.seconds(spec.timeoutSeconds)) per item"
+            )
             let lock = BatchLock(redis: runtime.redis, batchId: batchId)
             do {
                 try await lock.acquire(batchId: batchId)

@@ -20,13 +20,13 @@ struct ApplyCommand: AsyncParsableCommand {
         commandName: "apply",
         abstract: "Make the stored deployments (Schedules/) or job catalog (Jobs/) match the files, and print the difference.",
         discussion: """
-        Schedules/: creates a deployment per new file, updates changed ones (a new agent version
-        when the agent changed), leaves unchanged ones alone, and archives deployments whose file
-        is gone. A deployment paused by hand stays paused while its file is unchanged.
+            Schedules/: creates a deployment per new file, updates changed ones (a new agent version
+            when the agent changed), leaves unchanged ones alone, and archives deployments whose file
+            is gone. A deployment paused by hand stays paused while its file is unchanged.
 
-        Jobs/ (files with `items:`): checks every job file and records it in the job catalog;
-        one bad file changes nothing. Run a job with `drover run`.
-        """
+            Jobs/ (files with `items:`): checks every job file and records it in the job catalog;
+            one bad file changes nothing. Run a job with `drover run`.
+            """
     )
 
     @Argument(help: "A directory of schedule files (e.g. Schedules/) or one file.")
@@ -60,8 +60,12 @@ struct ApplyCommand: AsyncParsableCommand {
             for name in report.updated { print("~ \(name)  (\(verb)updated)") }
             for name in report.archived { print("- \(name)  (\(verb)archived)") }
             for name in report.unchanged { print("= \(name)  (unchanged)") }
-            for name in report.pausedByHand { print("  note: \(name) was paused by hand and stays paused; `drover deployments unpause \(name)` resumes it") }
-            print("\(dryRun ? "dry run: " : "")\(report.created.count) created, \(report.updated.count) updated, \(report.unchanged.count) unchanged, \(report.archived.count) archived")
+            for name in report.pausedByHand {
+                print("  note: \(name) was paused by hand and stays paused; `drover deployments unpause \(name)` resumes it")
+            }
+            print(
+                "\(dryRun ? "dry run: " : "")\(report.created.count) created, \(report.updated.count) updated, \(report.unchanged.count) unchanged, \(report.archived.count) archived"
+            )
         }
     }
 }
@@ -86,20 +90,23 @@ struct DeploymentsCommand: AsyncParsableCommand {
                     print(try encodeJSON(JSONValue.object(["data": .array(rows.map { store.resource($0) })])))
                     return
                 }
-                printTable(header: ["NAME", "STATUS", "SCHEDULE", "NEXT RUN", "LAST RUN", "ID"], rows: rows.map { row in
-                    let resource = store.resource(row).objectValue ?? [:]
-                    let schedule = resource["schedule"]?.objectValue
-                    let expression = schedule.map { "\($0["expression"]?.stringValue ?? "") \($0["timezone"]?.stringValue ?? "")" } ?? "manual"
-                    let next = schedule?["upcoming_runs_at"].flatMap { value -> String? in
-                        if case .array(let items) = value { return items.first?.stringValue }
-                        return nil
-                    } ?? "-"
-                    var status = row.archivedAt != nil ? "archived" : row.status
-                    if row.archivedAt == nil, let error = resource["paused_reason"]?.objectValue?["error"]?.objectValue?["type"]?.stringValue {
-                        status += " (\(error))"
-                    }
-                    return [row.name, status, expression, next, row.lastRunAt ?? "-", row.id]
-                })
+                printTable(
+                    header: ["NAME", "STATUS", "SCHEDULE", "NEXT RUN", "LAST RUN", "ID"],
+                    rows: rows.map { row in
+                        let resource = store.resource(row).objectValue ?? [:]
+                        let schedule = resource["schedule"]?.objectValue
+                        let expression = schedule.map { "\($0["expression"]?.stringValue ?? "") \($0["timezone"]?.stringValue ?? "")" } ?? "manual"
+                        let next =
+                            schedule?["upcoming_runs_at"].flatMap { value -> String? in
+                                if case .array(let items) = value { return items.first?.stringValue }
+                                return nil
+                            } ?? "-"
+                        var status = row.archivedAt != nil ? "archived" : row.status
+                        if row.archivedAt == nil, let error = resource["paused_reason"]?.objectValue?["error"]?.objectValue?["type"]?.stringValue {
+                            status += " (\(error))"
+                        }
+                        return [row.name, status, expression, next, row.lastRunAt ?? "-", row.id]
+                    })
             }
         }
     }
@@ -141,7 +148,8 @@ struct DeploymentsCommand: AsyncParsableCommand {
     }
 
     struct RunNow: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "run", abstract: "Fire a deployment now (a manual run) and print the run as JSON.")
+        static let configuration = CommandConfiguration(
+            commandName: "run", abstract: "Fire a deployment now (a manual run) and print the run as JSON.")
         @Argument(help: "The deployment's name or id.") var name: String
 
         func run() async throws {
@@ -176,11 +184,11 @@ struct SchedulerCommand: AsyncParsableCommand {
         commandName: "scheduler",
         abstract: "Fire cron deployments; run several, and one leads (a fenced Redis lock).",
         discussion: """
-        Runs until SIGTERM or Ctrl-C, then releases the lock so another scheduler leads at once.
-        A killed leader's lock expires after --lock-ttl-ms, and the next leader fires what is due,
-        each occurrence once. --clock-rate runs the scheduler on simulated time (for tests and
-        demos): --clock-rate 60 lives through a minute every second, from now or --clock-start.
-        """
+            Runs until SIGTERM or Ctrl-C, then releases the lock so another scheduler leads at once.
+            A killed leader's lock expires after --lock-ttl-ms, and the next leader fires what is due,
+            each occurrence once. --clock-rate runs the scheduler on simulated time (for tests and
+            demos): --clock-rate 60 lives through a minute every second, from now or --clock-start.
+            """
     )
 
     @Option(help: "Milliseconds between checks (and lock renewals).") var tickMs = 1000
@@ -202,18 +210,23 @@ struct SchedulerCommand: AsyncParsableCommand {
         try await withRuntime(exitOnSignal: false) { runtime in
             let database = try runtime.database()
             let store = DeploymentStore(database: database)
-            let firer = DeploymentFirer(store: store, sessionLog: SessionLog(redis: runtime.redis, database: database), queue: TaskQueue(redis: runtime.redis))
+            let firer = DeploymentFirer(
+                store: store, sessionLog: SessionLog(redis: runtime.redis, database: database), queue: TaskQueue(redis: runtime.redis))
             var options = Scheduler.Options()
             options.tick = .milliseconds(tickMs)
             options.lockTTL = .milliseconds(lockTtlMs)
-            let clock: any SchedulerClock = clockRate.map { rate in
-                ScaledSchedulerClock(start: clockStart.flatMap { try? Date($0, strategy: .iso8601) } ?? Date(), rate: rate)
-            } ?? SystemSchedulerClock()
+            let clock: any SchedulerClock =
+                clockRate.map { rate in
+                    ScaledSchedulerClock(start: clockStart.flatMap { try? Date($0, strategy: .iso8601) } ?? Date(), rate: rate)
+                } ?? SystemSchedulerClock()
             var logger = Logger(label: "drover.scheduler")
             logger.logLevel = .info
             let scheduler = Scheduler(redis: runtime.redis, store: store, firer: firer, clock: clock, options: options, logger: logger)
-            note("drover scheduler: \(options.token) watching deployments in \(runtime.configuration.databasePath.path)\(clockRate.map { " (simulated clock, \($0)x)" } ?? "")")
-            let group = ServiceGroup(services: [SchedulerService(scheduler: scheduler)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            note(
+                "drover scheduler: \(options.token) watching deployments in \(runtime.configuration.databasePath.path)\(clockRate.map { " (simulated clock, \($0)x)" } ?? "")"
+            )
+            let group = ServiceGroup(
+                services: [SchedulerService(scheduler: scheduler)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
             note("drover scheduler: \(options.token) stopped after \(scheduler.fires) fires")
         }

@@ -27,9 +27,11 @@ struct SessionsCommand: AsyncParsableCommand {
                 } else if rows.isEmpty {
                     print("no sessions recorded yet (is `drover recorder` running?)")
                 } else {
-                    printTable(header: ["SESSION", "STATUS", "EVENTS", "LAST EVENT"], rows: rows.map {
-                        [$0.id, $0.status, "\($0.lastSeq)", $0.lastEventAt ?? "-"]
-                    })
+                    printTable(
+                        header: ["SESSION", "STATUS", "EVENTS", "LAST EVENT"],
+                        rows: rows.map {
+                            [$0.id, $0.status, "\($0.lastSeq)", $0.lastEventAt ?? "-"]
+                        })
                 }
             }
         }
@@ -120,7 +122,8 @@ struct SessionsCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an empty session log and print its id (the API creates sessions with an agent).")
+        static let configuration = CommandConfiguration(
+            abstract: "Create an empty session log and print its id (the API creates sessions with an agent).")
 
         func run() async throws {
             try await withRuntime { runtime in
@@ -132,7 +135,8 @@ struct SessionsCommand: AsyncParsableCommand {
     }
 
     struct Send: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Append client events, given as the API's JSON body, to a session, and queue its turn.")
+        static let configuration = CommandConfiguration(
+            abstract: "Append client events, given as the API's JSON body, to a session, and queue its turn.")
         @Argument(help: "The session id.") var session: String
         @Argument(help: #"JSON: {"events": [...]}, or '-' for standard input."#) var body: String
 

@@ -11,12 +11,12 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Run the brain: claim turn tasks and run sessions' agent loops.",
         discussion: """
-        The model comes from ANTHROPIC_BASE_URL (default https://api.anthropic.com) and
-        ANTHROPIC_API_KEY. Tools run in bubblewrap sandboxes on per-session workspaces under
-        $DROVER_DATA_DIR/hands (or, with --hands in-process, a stand-in with echo and sleep).
-        SIGTERM or Ctrl-C drains: no new claims; running turns get --drain-seconds to finish,
-        then are handed back to the queue for another worker.
-        """
+            The model comes from ANTHROPIC_BASE_URL (default https://api.anthropic.com) and
+            ANTHROPIC_API_KEY. Tools run in bubblewrap sandboxes on per-session workspaces under
+            $DROVER_DATA_DIR/hands (or, with --hands in-process, a stand-in with echo and sleep).
+            SIGTERM or Ctrl-C drains: no new claims; running turns get --drain-seconds to finish,
+            then are handed back to the queue for another worker.
+            """
     )
 
     @OptionGroup var worker: WorkerOptions
@@ -27,7 +27,9 @@ struct WorkerCommand: AsyncParsableCommand {
             let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: configuration)
             // Warm sandboxes for sessions without an environment, ready before the first turn.
             await toolset?.pool.prewarm()
-            note("drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, model at \(configuration.baseURL), \(self.worker.hands) hands")
+            note(
+                "drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, model at \(configuration.baseURL), \(self.worker.hands) hands"
+            )
             let group = ServiceGroup(
                 services: [WorkerService(worker: worker)],
                 gracefulShutdownSignals: [.sigterm, .sigint],

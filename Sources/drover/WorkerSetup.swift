@@ -31,11 +31,13 @@ struct WorkerOptions: ParsableArguments {
     func modelConfiguration() throws -> AnthropicConfiguration {
         let environment = ProcessInfo.processInfo.environment
         guard let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty else {
-            FileHandle.standardError.write(Data("""
-                drover: error: ANTHROPIC_API_KEY is not set. Fix: export ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL \
-                for a compatible server, such as `drover model-stub`).
+            FileHandle.standardError.write(
+                Data(
+                    """
+                    drover: error: ANTHROPIC_API_KEY is not set. Fix: export ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL \
+                    for a compatible server, such as `drover model-stub`).
 
-                """.utf8))
+                    """.utf8))
             throw ExitCode(1)
         }
         if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {

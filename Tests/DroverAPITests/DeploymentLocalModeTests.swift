@@ -8,7 +8,8 @@ extension LocalModeTests {
     /// same workspace, or a local user would not see the deployments of `Schedules/`.
     @Test func localModeSeesTheDeploymentsDroverApplyWrote() async throws {
         try await withAPI { base, store in
-            let file = try ScheduleFile.parse("""
+            let file = try ScheduleFile.parse(
+                """
                 name: from-file
                 agent: {model: claude-sonnet-4-5}
                 initial_events:
@@ -20,7 +21,10 @@ extension LocalModeTests {
 
             let (status, page) = try await call(base + "/v1/deployments")
             #expect(status == 200)
-            guard case .array(let data)? = page.objectValue?["data"] else { Issue.record("no data in \(page)"); return }
+            guard case .array(let data)? = page.objectValue?["data"] else {
+                Issue.record("no data in \(page)")
+                return
+            }
             #expect(data.compactMap { $0.objectValue?["name"]?.stringValue } == ["from-file"])
             let id = try #require(data.first?.objectValue?["id"]?.stringValue)
             let (editStatus, edit) = try await call(base + "/v1/deployments/\(id)", "POST", body: #"{"name": "renamed"}"#)

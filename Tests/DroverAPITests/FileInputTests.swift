@@ -1,6 +1,7 @@
-@testable import DroverAPI
 import Foundation
 import Testing
+
+@testable import DroverAPI
 
 /// The parts of uploads and mounts that decide where bytes go: the multipart parser, mount
 /// paths, and the path component made from ids.
@@ -9,7 +10,9 @@ import Testing
     func multipart() throws {
         let payload = Data([0x00, 0x0D, 0x0A, 0x2D, 0x2D, 0xFF]) + Data("not the --boundary\r\n".utf8)
         var body = Data("--b0undary\r\nContent-Disposition: form-data; name=\"expires_in_seconds\"\r\n\r\n3600\r\n".utf8)
-        body += Data("--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a \\\"q\\\".bin\"\r\nContent-Type: application/x-thing\r\n\r\n".utf8)
+        body += Data(
+            "--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a \\\"q\\\".bin\"\r\nContent-Type: application/x-thing\r\n\r\n"
+                .utf8)
         body += payload + Data("\r\n--b0undary--\r\n".utf8)
         #expect(MultipartForm.boundary(contentType: "multipart/form-data; boundary=\"b0undary\"") == "b0undary")
         #expect(MultipartForm.boundary(contentType: "application/json") == nil)
@@ -18,7 +21,9 @@ import Testing
         let file = try #require(form.part("file"))
         #expect(file.body == payload)
         #expect(file.filename == "a \"q\".bin" && file.contentType == "application/x-thing")
-        #expect(throws: APIError.self) { try MultipartForm.parse(Data("--b0undary\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno end".utf8), boundary: "b0undary") }
+        #expect(throws: APIError.self) {
+            try MultipartForm.parse(Data("--b0undary\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno end".utf8), boundary: "b0undary")
+        }
     }
 
     @Test("mount paths stay under /workspace; .. and outside paths name the field")
@@ -37,6 +42,8 @@ import Testing
         #expect(APIServer.storedFilename("C:\\x\\y.txt") == "y.txt")
         #expect(APIServer.storedFilename(nil) == "unnamed" && APIServer.storedFilename("..") == "unnamed")
         #expect(FileBlobs.component("file_01ABC") == "file_01ABC")
-        for hostile in ["..", ".", "a/b", ""] { #expect(!FileBlobs.component(hostile).contains("/") && FileBlobs.component(hostile) != ".." && FileBlobs.component(hostile) != ".") }
+        for hostile in ["..", ".", "a/b", ""] {
+            #expect(!FileBlobs.component(hostile).contains("/") && FileBlobs.component(hostile) != ".." && FileBlobs.component(hostile) != ".")
+        }
     }
 }

@@ -17,16 +17,19 @@ import Testing
         try await withAPIAndRedis(configure: configure) { base, store, _ in try await body(base, store) }
     }
 
-    func withAPIAndRedis(configure: (inout APIServer.Options) -> Void = { _ in },
-                         _ body: (String, ControlPlaneStore, RedisClient) async throws -> Void) async throws {
+    func withAPIAndRedis(
+        configure: (inout APIServer.Options) -> Void = { _ in },
+        _ body: (String, ControlPlaneStore, RedisClient) async throws -> Void
+    ) async throws {
         try await withRedisClient(poolSize: 8) { redis, _ in
             let database = try MirrorDatabase(path: temporaryDatabasePath())
             let store = ControlPlaneStore(database: database)
             var options = APIServer.Options()
             options.port = 0
             configure(&options)
-            let server = APIServer(log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
-                                   redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
+            let server = APIServer(
+                log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
+                redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
             let (ready, continuation) = AsyncStream<Int>.makeStream()
             var logger = Logger(label: "test.api")
             logger.logLevel = .critical
@@ -73,9 +76,10 @@ import Testing
             var statuses: [Int] = []
             var refused: (headers: [String: String], body: JSONValue)?
             for _ in 0..<8 {
-                let response = try await CurlHTTPClient.shared.send(HTTPRequest(
-                    url: base + "/v1/agents", method: "GET",
-                    headers: [("anthropic-beta", "managed-agents-2026-04-01"), ("x-api-key", alpha)], body: []))
+                let response = try await CurlHTTPClient.shared.send(
+                    HTTPRequest(
+                        url: base + "/v1/agents", method: "GET",
+                        headers: [("anthropic-beta", "managed-agents-2026-04-01"), ("x-api-key", alpha)], body: []))
                 statuses.append(response.status)
                 if response.status == 200 {
                     #expect(response.headers["anthropic-ratelimit-requests-limit"] == "3")

@@ -55,13 +55,19 @@ extension LocalModeTests {
     func streamsShareOneTail() async throws {
         // A dropped client is noticed when a ping fails to write.
         try await withAPIAndRedis(configure: { $0.pingInterval = .milliseconds(200) }) { base, _, redis in
-            let agent = try #require(try await call(base + "/v1/agents", "POST", body: #"{"name": "a", "model": "m"}"#).1.objectValue?["id"]?.stringValue)
-            let environment = try #require(try await call(base + "/v1/environments", "POST", body: #"{"name": "e", "config": {"type": "cloud"}}"#).1.objectValue?["id"]?.stringValue)
-            let session = try #require(try await call(base + "/v1/sessions", "POST", body: #"{"agent": "\#(agent)", "environment_id": "\#(environment)"}"#).1.objectValue?["id"]?.stringValue)
+            let agent = try #require(
+                try await call(base + "/v1/agents", "POST", body: #"{"name": "a", "model": "m"}"#).1.objectValue?["id"]?.stringValue)
+            let environment = try #require(
+                try await call(base + "/v1/environments", "POST", body: #"{"name": "e", "config": {"type": "cloud"}}"#).1.objectValue?["id"]?
+                    .stringValue)
+            let session = try #require(
+                try await call(base + "/v1/sessions", "POST", body: #"{"agent": "\#(agent)", "environment_id": "\#(environment)"}"#).1.objectValue?[
+                    "id"]?.stringValue)
             let streamURL = base + "/v1/sessions/\(session)/events/stream"
             func send(_ text: String) async throws -> String {
-                let (status, body) = try await call(base + "/v1/sessions/\(session)/events", "POST",
-                                                    body: #"{"events": [{"type": "user.message", "content": [{"type": "text", "text": "\#(text)"}]}]}"#)
+                let (status, body) = try await call(
+                    base + "/v1/sessions/\(session)/events", "POST",
+                    body: #"{"events": [{"type": "user.message", "content": [{"type": "text", "text": "\#(text)"}]}]}"#)
                 #expect(status == 200)
                 guard case .array(let data)? = body.objectValue?["data"] else { throw StreamTestError.noData("\(body)") }
                 return try #require(data.first?.objectValue?["id"]?.stringValue)

@@ -11,7 +11,8 @@ import Testing
     }
 
     @Test func readsTheSDKAgentResource() throws {
-        let agent = try decode("""
+        let agent = try decode(
+            """
             {"type": "agent", "id": "agent_1", "version": 2, "name": "grader", "system": "Grade.",
              "model": {"id": "claude-sonnet-4-5", "speed": "standard"},
              "tools": [
@@ -36,7 +37,8 @@ import Testing
     }
 
     @Test func keepsReadingSnapshotKeys() throws {
-        let original = AgentSnapshot(model: "m", system: "s", maxTokens: 99, customTools: [.init(name: "x", description: "d", inputSchema: .object([:]))])
+        let original = AgentSnapshot(
+            model: "m", system: "s", maxTokens: 99, customTools: [.init(name: "x", description: "d", inputSchema: .object([:]))])
         #expect(try decode(original.json) == original)
         #expect(throws: DecodingError.self) { try decode(#"{"model": 5}"#) }
     }

@@ -11,23 +11,27 @@ import Testing
 struct RedisRestartTests {
     @Test("five kill -9 restarts of Redis: the worker and recorder stay up, every turn finishes, SQLite holds each event once")
     func restarts() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "Looking at it."
-                ttft_ms: 100
-                tool_use: {name: echo, input: {text: "checked"}}
-              - text: "Graded."
-            """, appendFsync: "always") { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "Looking at it."
+                    ttft_ms: 100
+                    tool_use: {name: echo, input: {text: "checked"}}
+                  - text: "Graded."
+                """, appendFsync: "always"
+        ) { brain in
             let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
             let environment = brain.processEnvironment
             let workerLog = directory.appendingPathComponent("worker.log").path
             let recorderLog = directory.appendingPathComponent("recorder.log").path
-            let worker = try ChildProcess(executable: droverBinary.path,
-                                          arguments: ["worker", "--concurrency", "2", "--lease-seconds", "5", "--drain-seconds", "5", "--hands", "in-process"],
-                                          environment: environment, outputPath: workerLog)
+            let worker = try ChildProcess(
+                executable: droverBinary.path,
+                arguments: ["worker", "--concurrency", "2", "--lease-seconds", "5", "--drain-seconds", "5", "--hands", "in-process"],
+                environment: environment, outputPath: workerLog)
             let recorder = try ChildProcess(executable: droverBinary.path, arguments: ["recorder"], environment: environment, outputPath: recorderLog)
             func logs() -> String {
-                [workerLog, recorderLog].compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.joined(separator: "\n---\n").suffix(4000).description
+                [workerLog, recorderLog].compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.joined(separator: "\n---\n").suffix(4000)
+                    .description
             }
             func waitFor(_ what: String, _ condition: () async -> Bool) async throws {
                 let deadline = ContinuousClock.now + .seconds(90)
@@ -72,7 +76,9 @@ struct RedisRestartTests {
             }
             await worker.terminate(grace: .seconds(20))
             await recorder.terminate(grace: .seconds(20))
-            #expect(worker.exitCode == 0 && recorder.exitCode == 0, "unclean exit: \(String(describing: worker.exitCode)) \(String(describing: recorder.exitCode))\n\(logs())")
+            #expect(
+                worker.exitCode == 0 && recorder.exitCode == 0,
+                "unclean exit: \(String(describing: worker.exitCode)) \(String(describing: recorder.exitCode))\n\(logs())")
             let text = logs()
             #expect(text.contains("Redis is unreachable") && text.contains("Redis is back"), "outages are logged:\n\(text)")
         }

@@ -1,50 +1,51 @@
-@testable import DroverBrain
 import DroverCore
-@testable import DroverHTTP
 import Testing
+
+@testable import DroverBrain
+@testable import DroverHTTP
 
 @Suite("SSE parser and message stream")
 struct SSEParserTests {
     let stream = """
-    event: message_start
-    data: {"type":"message_start","message":{"id":"msg_1","model":"m","usage":{"input_tokens":12,"output_tokens":1}}}
+        event: message_start
+        data: {"type":"message_start","message":{"id":"msg_1","model":"m","usage":{"input_tokens":12,"output_tokens":1}}}
 
-    : a comment line
-    event: content_block_start
-    data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+        : a comment line
+        event: content_block_start
+        data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
 
-    event: ping
-    data: {"type":"ping"}
+        event: ping
+        data: {"type":"ping"}
 
-    event: content_block_delta
-    data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}
+        event: content_block_delta
+        data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}
 
-    event: content_block_delta
-    data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}
+        event: content_block_delta
+        data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}
 
-    event: content_block_stop
-    data: {"type":"content_block_stop","index":0}
+        event: content_block_stop
+        data: {"type":"content_block_stop","index":0}
 
-    event: content_block_start
-    data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"bash","input":{}}}
+        event: content_block_start
+        data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"bash","input":{}}}
 
-    event: content_block_delta
-    data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"command\\": "}}
+        event: content_block_delta
+        data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"command\\": "}}
 
-    event: content_block_delta
-    data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\\"ls\\"}"}}
+        event: content_block_delta
+        data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\\"ls\\"}"}}
 
-    event: content_block_stop
-    data: {"type":"content_block_stop","index":1}
+        event: content_block_stop
+        data: {"type":"content_block_stop","index":1}
 
-    event: message_delta
-    data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":30}}
+        event: message_delta
+        data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":30}}
 
-    event: message_stop
-    data: {"type":"message_stop"}
+        event: message_stop
+        data: {"type":"message_stop"}
 
 
-    """
+        """
 
     @Test("events parse the same whatever the chunking, with CRLF or LF line ends", arguments: [1, 2, 7, 64, 100_000])
     func chunking(size: Int) throws {
@@ -56,11 +57,12 @@ struct SSEParserTests {
                 events += parser.feed(bytes[start..<min(start + size, bytes.count)])
             }
             if let last = parser.finish() { events.append(last) }
-            #expect(events.map(\.name) == [
-                "message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta",
-                "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
-                "content_block_stop", "message_delta", "message_stop",
-            ])
+            #expect(
+                events.map(\.name) == [
+                    "message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta",
+                    "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
+                    "content_block_stop", "message_delta", "message_stop",
+                ])
         }
     }
 

@@ -16,12 +16,14 @@ let venvPython: String? = {
 struct ScriptedModelServerTests {
     @Test("the official anthropic SDK streams text and tool use from it", .enabled(if: venvPython != nil, "needs .venv from scripts/setup"))
     func sdkStreams() async throws {
-        let server = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
-            turns:
-              - text: "Seven out of ten."
-                tokens_per_second: 500
-              - tool_use: {name: echo, input: {text: hello}}
-            """))
+        let server = try await ScriptedModelServer.start(
+            script: try ModelScript.parse(
+                yaml: """
+                    turns:
+                      - text: "Seven out of ten."
+                        tokens_per_second: 500
+                      - tool_use: {name: echo, input: {text: hello}}
+                    """))
         defer { Task { await server.stop() } }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("sdk/stream_from_stub.py").path
@@ -32,15 +34,17 @@ struct ScriptedModelServerTests {
 
     @Test("playbook mode calls the named tools, then fills the final message from their real results")
     func playbook() async throws {
-        let server = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
-            playbook:
-              steps:
-                - tool: echo
-                  input: {text: "tests for {{user_text}}: 3 passed"}
-                - tool: echo
-                  input: {text: "after {{result_1}}"}
-              final: "Report on {{user_text}}. First: {{result_1}}. Last: {{last_result}}."
-            """))
+        let server = try await ScriptedModelServer.start(
+            script: try ModelScript.parse(
+                yaml: """
+                    playbook:
+                      steps:
+                        - tool: echo
+                          input: {text: "tests for {{user_text}}: 3 passed"}
+                        - tool: echo
+                          input: {text: "after {{result_1}}"}
+                      final: "Report on {{user_text}}. First: {{result_1}}. Last: {{last_result}}."
+                    """))
         defer { Task { await server.stop() } }
         let client = AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: server.baseURL, apiKey: "scripted"))
         func ask(_ messages: [ModelMessage]) async throws -> ModelResponse {
@@ -51,15 +55,25 @@ struct ScriptedModelServerTests {
         }
         var messages = [ModelMessage(role: .user, content: [.text("ana.py")])]
         let first = try await ask(messages)
-        guard case .toolUse(let id1, "echo", let input1)? = first.content.first else { Issue.record("\(first)"); return }
+        guard case .toolUse(let id1, "echo", let input1)? = first.content.first else {
+            Issue.record("\(first)")
+            return
+        }
         #expect(input1 == .object(["text": .string("tests for ana.py: 3 passed")]))
-        messages += [ModelMessage(role: .assistant, content: first.content),
-                     ModelMessage(role: .user, content: [.toolResult(toolUseId: id1, content: [.text("REAL: 3 passed, 1 failed")], isError: false)])]
+        messages += [
+            ModelMessage(role: .assistant, content: first.content),
+            ModelMessage(role: .user, content: [.toolResult(toolUseId: id1, content: [.text("REAL: 3 passed, 1 failed")], isError: false)]),
+        ]
         let second = try await ask(messages)
-        guard case .toolUse(let id2, "echo", let input2)? = second.content.first else { Issue.record("\(second)"); return }
+        guard case .toolUse(let id2, "echo", let input2)? = second.content.first else {
+            Issue.record("\(second)")
+            return
+        }
         #expect(input2 == .object(["text": .string("after REAL: 3 passed, 1 failed")]))
-        messages += [ModelMessage(role: .assistant, content: second.content),
-                     ModelMessage(role: .user, content: [.toolResult(toolUseId: id2, content: [.text("second real")], isError: false)])]
+        messages += [
+            ModelMessage(role: .assistant, content: second.content),
+            ModelMessage(role: .user, content: [.toolResult(toolUseId: id2, content: [.text("second real")], isError: false)]),
+        ]
         let final = try await ask(messages)
         #expect(final.content == [.text("[scripted] Report on ana.py. First: REAL: 3 passed, 1 failed. Last: second real.")])
         #expect(final.stopReason == "end_turn")
@@ -67,17 +81,21 @@ struct ScriptedModelServerTests {
 
     @Test("429 carries retry-after, which the client honours; a bad script names the field")
     func faultsAndBadScripts() async throws {
-        let server = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
-            turns:
-              - fault: {status: 429, times: 1, retry_after: 0.2}
-                text: "ok"
-            """))
+        let server = try await ScriptedModelServer.start(
+            script: try ModelScript.parse(
+                yaml: """
+                    turns:
+                      - fault: {status: 429, times: 1, retry_after: 0.2}
+                        text: "ok"
+                    """))
         defer { Task { await server.stop() } }
         var configuration = AnthropicConfiguration(baseURL: server.baseURL, apiKey: "scripted")
         configuration.retry.baseDelay = .milliseconds(1)
         var retries: [Duration] = []
         var completed = false
-        for try await event in AnthropicMessagesClient(configuration: configuration).stream(ModelRequest(model: "m", messages: [ModelMessage(role: .user, content: [.text("x")])])) {
+        for try await event in AnthropicMessagesClient(configuration: configuration).stream(
+            ModelRequest(model: "m", messages: [ModelMessage(role: .user, content: [.text("x")])]))
+        {
             if case .retrying(_, let delay, let reason) = event {
                 retries.append(delay)
                 #expect(reason.contains("429") && reason.contains("rate_limit_error"))

@@ -32,7 +32,8 @@ struct BrainFixture {
     func newSession(saying text: String) async throws -> SessionID {
         let session = SessionID.make()
         try await log.create(session, agent: AgentSnapshot(model: "claude-test", system: "You grade code.").json)
-        _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(text)])])])])
+        _ = try await log.append(
+            session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(text)])])])])
         return session
     }
 
@@ -61,7 +62,8 @@ func withBrain<T>(script yaml: String, appendFsync: String = "everysec", _ body:
         let database = try MirrorDatabase(path: path)
         let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: yaml))
         do {
-            let result = try await body(BrainFixture(client: client, server: server, log: SessionLog(redis: client, database: database), database: database, model: model))
+            let result = try await body(
+                BrainFixture(client: client, server: server, log: SessionLog(redis: client, database: database), database: database, model: model))
             await model.stop()
             return result
         } catch {
@@ -86,23 +88,26 @@ func expectWireShapes(_ events: [StoredEvent], sourceLocation: SourceLocation = 
 struct TurnRunnerTests {
     @Test("a turn with a tool call runs end to end, in the SDK's event shapes")
     func toolTurn() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "Let me check."
-                tool_use: {name: echo, input: {text: "graded: 7/10"}}
-              - text: "The grade is 7/10."
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "Let me check."
+                    tool_use: {name: echo, input: {text: "graded: 7/10"}}
+                  - text: "The grade is 7/10."
+                """
+        ) { brain in
             let session = try await brain.newSession(saying: "Grade submission 7")
             let fence = try await brain.log.takeFence(session)
             let outcome = try await brain.runner().run(session: session, fence: fence)
             #expect(outcome == TurnOutcome(stopReason: "end_turn", modelRequests: 2))
             let events = try await brain.log.read(session, limit: 1000)
-            #expect(events.map(\.type) == [
-                "user.message", "session.status_running",
-                "span.model_request_start", "agent.message", "agent.tool_use", "span.model_request_end", "agent.tool_result",
-                "span.model_request_start", "agent.message", "span.model_request_end",
-                "session.usage", "session.status_idle",
-            ])
+            #expect(
+                events.map(\.type) == [
+                    "user.message", "session.status_running",
+                    "span.model_request_start", "agent.message", "agent.tool_use", "span.model_request_end", "agent.tool_result",
+                    "span.model_request_start", "agent.message", "span.model_request_end",
+                    "session.usage", "session.status_idle",
+                ])
             expectWireShapes(events)
             let use = try #require(events.first { $0.type == "agent.tool_use" })
             let result = try #require(events.first { $0.type == "agent.tool_result" }?.value.objectValue)
@@ -123,28 +128,34 @@ struct TurnRunnerTests {
 
     @Test("streamed deltas are published on the session's channel, in order, for previews")
     func deltasPublished() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "one two three four five"
-                ttft_ms: 400
-                tokens_per_second: 50
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "one two three four five"
+                    ttft_ms: 400
+                    tokens_per_second: 50
+                """
+        ) { brain in
             let session = try await brain.newSession(saying: "stream please")
-            guard case .unix(let socket) = brain.server.url.endpoint else { Issue.record("expected a unix socket"); return }
+            guard case .unix(let socket) = brain.server.url.endpoint else {
+                Issue.record("expected a unix socket")
+                return
+            }
             let capture = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent().appendingPathComponent("deltas.txt").path
             let subscriber = try ChildProcess(
                 executable: "/usr/bin/redis-cli", arguments: ["-s", socket, "--no-raw", "SUBSCRIBE", DeltaPublisher.channel(session)],
                 outputPath: capture
             )
             defer { subscriber.signal(SIGKILL) }
-            try await Task.sleep(for: .milliseconds(200))   // subscribed before the first token (ttft 400 ms)
+            try await Task.sleep(for: .milliseconds(200))  // subscribed before the first token (ttft 400 ms)
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
             #expect(outcome.stopReason == "end_turn")
             try await Task.sleep(for: .milliseconds(200))
             let published = (try? String(contentsOfFile: capture, encoding: .utf8)) ?? ""
             let pieces = published.split(separator: "\n").compactMap { line -> String? in
                 guard let start = line.firstIndex(of: "{") else { return nil }
-                let json = String(line[start...]).replacingOccurrences(of: "\\\"", with: "\"").trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                let json = String(line[start...]).replacingOccurrences(of: "\\\"", with: "\"").trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\""))
                 return (try? JSONValue.parse(json))?.objectValue?["text"]?.stringValue
             }
             #expect(pieces.joined() == "[scripted] one two three four five", "\(published)")
@@ -153,17 +164,21 @@ struct TurnRunnerTests {
 
     @Test("a tool use left without a result by a crash gets exactly one error result and is not run again")
     func danglingToolUse() async throws {
-        try await withBrain(script: """
-            turns:
-              - tool_use: {name: echo, input: {text: "side effect"}}
-              - text: "Recovered."
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - tool_use: {name: echo, input: {text: "side effect"}}
+                  - text: "Recovered."
+                """
+        ) { brain in
             let session = try await brain.newSession(saying: "go")
             let crashed = try await brain.log.takeFence(session)
-            _ = try await brain.log.append(session, [
-                NewEvent(type: .sessionStatusRunning), NewEvent(type: .spanModelRequestStart),
-                NewEvent(type: .agentToolUse, fields: ["name": .string("echo"), "input": .object(["text": .string("side effect")])]),
-            ], fence: crashed)
+            _ = try await brain.log.append(
+                session,
+                [
+                    NewEvent(type: .sessionStatusRunning), NewEvent(type: .spanModelRequestStart),
+                    NewEvent(type: .agentToolUse, fields: ["name": .string("echo"), "input": .object(["text": .string("side effect")])]),
+                ], fence: crashed)
             let fence = try await brain.log.takeFence(session)
             let outcome = try await brain.runner().run(session: session, fence: fence)
             #expect(outcome.stopReason == "end_turn")
@@ -174,11 +189,14 @@ struct TurnRunnerTests {
             #expect(result["is_error"] == .bool(true))
             #expect(TurnRunner.crashInterruption.contains("worker crash"))
             #expect(results.first?.json.contains(TurnRunner.crashInterruption) == true)
-            #expect(!events.contains { $0.type == "agent.tool_result" && $0.json.contains("\"side effect\"") && !$0.json.contains("is_error\":true") })
+            #expect(
+                !events.contains { $0.type == "agent.tool_result" && $0.json.contains("\"side effect\"") && !$0.json.contains("is_error\":true") })
             #expect(events.last?.type == "session.status_idle")
             // The cut-off model request is closed, as failed, exactly once.
             let starts = events.filter { $0.type == "span.model_request_start" }.map(\.id)
-            let ends = events.filter { $0.type == "span.model_request_end" }.compactMap { $0.value.objectValue?["model_request_start_id"]?.stringValue }
+            let ends = events.filter { $0.type == "span.model_request_end" }.compactMap {
+                $0.value.objectValue?["model_request_start_id"]?.stringValue
+            }
             #expect(Set(starts) == Set(ends) && ends.count == starts.count)
             expectWireShapes(events)
             // The stale writer is fenced out.
@@ -190,11 +208,13 @@ struct TurnRunnerTests {
 
     @Test("a 529 burst is recorded as session.status_rescheduled, then the turn succeeds")
     func overloadThenSuccess() async throws {
-        try await withBrain(script: """
-            turns:
-              - fault: {status: 529, times: 2}
-                text: "After the storm."
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - fault: {status: 529, times: 2}
+                    text: "After the storm."
+                """
+        ) { brain in
             let session = try await brain.newSession(saying: "hello")
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
             #expect(outcome.stopReason == "end_turn")
@@ -208,11 +228,13 @@ struct TurnRunnerTests {
 
     @Test("exhausted retries end the turn with retries_exhausted and a session.error")
     func retriesExhausted() async throws {
-        try await withBrain(script: """
-            turns:
-              - fault: {status: 529}
-                text: "never"
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - fault: {status: 529}
+                    text: "never"
+                """
+        ) { brain in
             let session = try await brain.newSession(saying: "hello")
             let outcome = try await brain.runner(maxAttempts: 3).run(session: session, fence: try await brain.log.takeFence(session))
             #expect(outcome.stopReason == "retries_exhausted")
@@ -228,11 +250,13 @@ struct TurnRunnerTests {
 
     @Test("a connection dropped mid-stream is retried as rescheduled, and no partial message is appended")
     func droppedStream() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "This answer never arrives whole."
-                drop_after_bytes: 300
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "This answer never arrives whole."
+                    drop_after_bytes: 300
+                """
+        ) { brain in
             let session = try await brain.newSession(saying: "hello")
             let outcome = try await brain.runner(maxAttempts: 2).run(session: session, fence: try await brain.log.takeFence(session))
             #expect(outcome.stopReason == "retries_exhausted")
@@ -248,10 +272,12 @@ struct TurnRunnerTests {
 
     @Test("the inbox appends before it queues a turn; an interrupt alone queues none; a second message folds into the queued turn")
     func inbox() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "never asked: no worker runs here"
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "never asked: no worker runs here"
+                """
+        ) { brain in
             let session = SessionID.make()
             try await brain.log.create(session)
             let queue = TaskQueue(redis: brain.client)
@@ -273,13 +299,16 @@ struct TurnRunnerTests {
 
     @Test("a stored agent that cannot be read ends the session with a session.error; no other agent runs in its place")
     func unreadableAgent() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "a default agent answered"
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "a default agent answered"
+                """
+        ) { brain in
             let session = SessionID.make()
             try await brain.log.create(session, agent: #"{"model": 42}"#)
-            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("hi")])])])])
+            _ = try await brain.log.append(
+                session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("hi")])])])])
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
             #expect(outcome.stopReason == "agent_unreadable" && outcome.modelRequests == 0)
             let events = try await brain.log.read(session, limit: 100)
@@ -295,11 +324,13 @@ struct TurnRunnerTests {
 
     @Test("user.interrupt during an hour-long tool call stops it without waiting for the tool")
     func interrupt() async throws {
-        try await withBrain(script: """
-            turns:
-              - tool_use: {name: sleep, input: {seconds: 3600}}
-              - text: "unreachable"
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - tool_use: {name: sleep, input: {seconds: 3600}}
+                  - text: "unreachable"
+                """
+        ) { brain in
             let session = try await brain.newSession(saying: "wait")
             let fence = try await brain.log.takeFence(session)
             let runner = brain.runner()
@@ -324,12 +355,14 @@ struct TurnRunnerTests {
 struct OpenAICompatibleTests {
     @Test("a tool turn runs end to end over chat completions")
     func toolTurn() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "Checking."
-                tool_use: {name: echo, input: {text: "from a local model"}}
-              - text: "Finished."
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "Checking."
+                    tool_use: {name: echo, input: {text: "from a local model"}}
+                  - text: "Finished."
+                """
+        ) { brain in
             let runner = TurnRunner(
                 log: brain.log, model: OpenAICompatibleClient(configuration: OpenAICompatibleConfiguration(baseURL: brain.model.baseURL)),
                 hand: InProcessHand(), deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "llama")
@@ -352,17 +385,23 @@ struct OpenAICompatibleTests {
 struct CustomToolTests {
     @Test("a custom tool call idles with requires_action; the client's results resume the turn, a partial set re-idles")
     func customToolRoundTrip() async throws {
-        try await withBrain(script: """
-            turns:
-              - tool_uses:
-                  - {name: lookup_grade, input: {student: ana}}
-                  - {name: lookup_grade, input: {student: bo}}
-              - text: "Ana has 9, Bo has 6."
-            """) { brain in
-            let agent = AgentSnapshot(model: "m", customTools: [.init(name: "lookup_grade", description: "Looks up a grade", inputSchema: .object(["type": .string("object")]))])
+        try await withBrain(
+            script: """
+                turns:
+                  - tool_uses:
+                      - {name: lookup_grade, input: {student: ana}}
+                      - {name: lookup_grade, input: {student: bo}}
+                  - text: "Ana has 9, Bo has 6."
+                """
+        ) { brain in
+            let agent = AgentSnapshot(
+                model: "m",
+                customTools: [.init(name: "lookup_grade", description: "Looks up a grade", inputSchema: .object(["type": .string("object")]))])
             let session = SessionID.make()
             try await brain.log.create(session, agent: agent.json)
-            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("grades?")])])])])
+            _ = try await brain.log.append(
+                session,
+                [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("grades?")])])])])
             let runner = brain.runner()
             let first = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
             #expect(first.stopReason == "requires_action")
@@ -374,17 +413,23 @@ struct CustomToolTests {
             #expect(idle == .object(["type": .string("requires_action"), "event_ids": .array(uses.map { .string($0.id) })]))
 
             func result(_ use: StoredEvent, _ text: String) throws -> [NewEvent] {
-                try NewEvent.parseClientEvents(#"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"\#(use.id)","content":[{"type":"text","text":"\#(text)"}]}]}"#)
+                try NewEvent.parseClientEvents(
+                    #"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"\#(use.id)","content":[{"type":"text","text":"\#(text)"}]}]}"#
+                )
             }
             _ = try await brain.log.append(session, try result(uses[0], "9"))
             // Two clients racing past the API's check: a second answer, and one for no tool use.
             _ = try await brain.log.append(session, try result(uses[0], "9 again"))
-            _ = try await brain.log.append(session, try NewEvent.parseClientEvents(
-                #"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"sevt_nothing_1","content":[]}]}"#))
+            _ = try await brain.log.append(
+                session,
+                try NewEvent.parseClientEvents(
+                    #"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"sevt_nothing_1","content":[]}]}"#))
             let partial = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
             #expect(partial.stopReason == "requires_action")
             events = try await brain.log.read(session, limit: 1000)
-            #expect(events.last?.value.objectValue?["stop_reason"] == .object(["type": .string("requires_action"), "event_ids": .array([.string(uses[1].id)])]))
+            #expect(
+                events.last?.value.objectValue?["stop_reason"]
+                    == .object(["type": .string("requires_action"), "event_ids": .array([.string(uses[1].id)])]))
 
             _ = try await brain.log.append(session, try result(uses[1], "6"))
             let done = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
@@ -400,32 +445,42 @@ struct CustomToolTests {
 
     @Test("always_ask holds tool calls for user.tool_confirmation: allowed ones run, denied ones say why")
     func confirmations() async throws {
-        try await withBrain(script: """
-            turns:
-              - tool_uses:
-                  - {name: echo, input: {text: "allowed output"}}
-                  - {name: echo, input: {text: "must not run"}}
-              - text: "Done."
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - tool_uses:
+                      - {name: echo, input: {text: "allowed output"}}
+                      - {name: echo, input: {text: "must not run"}}
+                  - text: "Done."
+                """
+        ) { brain in
             let toolset = AgentSnapshot.ToolsetConfig(configs: [.init(name: "echo", permissionPolicy: .init(type: "always_ask"))])
             let session = SessionID.make()
             try await brain.log.create(session, agent: AgentSnapshot(model: "m", toolset: toolset).json)
-            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
+            _ = try await brain.log.append(
+                session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
             let runner = brain.runner()
             #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "requires_action")
             var events = try await brain.log.read(session, limit: 1000)
             let uses = events.filter { $0.type == "agent.tool_use" }
             #expect(uses.count == 2)
-            #expect(uses.allSatisfy { $0.value.objectValue?["evaluated_permission"] == .string("ask") && $0.value.objectValue?["evaluation"] == .object(["type": .string("always_ask")]) })
+            #expect(
+                uses.allSatisfy {
+                    $0.value.objectValue?["evaluated_permission"] == .string("ask")
+                        && $0.value.objectValue?["evaluation"] == .object(["type": .string("always_ask")])
+                })
             #expect(!events.contains { $0.type == "agent.tool_result" })
 
             func confirm(_ use: StoredEvent, _ body: String) async throws {
-                _ = try await brain.log.append(session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)",\#(body)}]}"#))
+                _ = try await brain.log.append(
+                    session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)",\#(body)}]}"#))
             }
             try await confirm(uses[0], #""result":"allow""#)
             #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "requires_action")
             events = try await brain.log.read(session, limit: 1000)
-            #expect(events.last?.value.objectValue?["stop_reason"] == .object(["type": .string("requires_action"), "event_ids": .array([.string(uses[1].id)])]))
+            #expect(
+                events.last?.value.objectValue?["stop_reason"]
+                    == .object(["type": .string("requires_action"), "event_ids": .array([.string(uses[1].id)])]))
 
             try await confirm(uses[1], #""result":"deny","deny_message":"not on student files""#)
             #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "end_turn")
@@ -442,15 +497,18 @@ struct CustomToolTests {
 
     @Test("a turn that reaches its model-request budget stops with budget_reached")
     func budget() async throws {
-        try await withBrain(script: """
-            turns:
-              - tool_use: {name: echo, input: {text: again}}
-              - tool_use: {name: echo, input: {text: again}}
-              - text: "never reached"
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - tool_use: {name: echo, input: {text: again}}
+                  - tool_use: {name: echo, input: {text: again}}
+                  - text: "never reached"
+                """
+        ) { brain in
             let session = SessionID.make()
             try await brain.log.create(session, agent: AgentSnapshot(model: "m", maxModelRequestsPerTurn: 2).json)
-            _ = try await brain.log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("loop")])])])])
+            _ = try await brain.log.append(
+                session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("loop")])])])])
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
             #expect(outcome == TurnOutcome(stopReason: "budget_reached", modelRequests: 2))
             let events = try await brain.log.read(session, limit: 1000)

@@ -10,13 +10,15 @@ import Testing
 struct WorkerCrashTests {
     @Test("kill -9 a worker mid model stream, then another mid tool call: a third finishes the session cleanly")
     func killMidTurn() async throws {
-        try await withBrain(script: """
-            turns:
-              - text: "Reading the submission carefully."
-                ttft_ms: 1500
-                tool_use: {name: sleep, input: {seconds: 5}}
-              - text: "Done grading."
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - text: "Reading the submission carefully."
+                    ttft_ms: 1500
+                    tool_use: {name: sleep, input: {seconds: 5}}
+                  - text: "Done grading."
+                """
+        ) { brain in
             let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
             let environment = brain.processEnvironment
             var logs: [String] = []
@@ -46,12 +48,12 @@ struct WorkerCrashTests {
 
             let first = try startWorker("a")
             try await waitFor("the first model request") { try await brain.types(session).contains("span.model_request_start") }
-            try await Task.sleep(for: .milliseconds(300))   // inside the 1.5 s before the first token
+            try await Task.sleep(for: .milliseconds(300))  // inside the 1.5 s before the first token
             await first.kill()
 
             let second = try startWorker("b")
             try await waitFor("the tool call") { try await brain.types(session).contains("agent.tool_use") }
-            try await Task.sleep(for: .milliseconds(500))   // inside the 5 s sleep tool
+            try await Task.sleep(for: .milliseconds(500))  // inside the 5 s sleep tool
             await second.kill()
 
             let third = try startWorker("c")
@@ -75,7 +77,9 @@ struct WorkerCrashTests {
             #expect(messages.filter { $0.contains("Done grading") }.count == 1)
             // Every model request is closed exactly once.
             let starts = events.filter { $0.type == "span.model_request_start" }.map(\.id)
-            let ends = events.filter { $0.type == "span.model_request_end" }.compactMap { $0.value.objectValue?["model_request_start_id"]?.stringValue }
+            let ends = events.filter { $0.type == "span.model_request_end" }.compactMap {
+                $0.value.objectValue?["model_request_start_id"]?.stringValue
+            }
             #expect(starts.count == 3 && Set(ends) == Set(starts) && ends.count == starts.count)
 
             // No write from a dead worker's epoch after a newer one wrote: epochs never go back.
@@ -95,11 +99,13 @@ struct WorkerCrashTests {
 struct WorkerDrainTests {
     @Test("SIGTERM during a tool call hands the lease back at once: another worker resumes before the lease could expire")
     func drainHandsBack() async throws {
-        try await withBrain(script: """
-            turns:
-              - tool_use: {name: sleep, input: {seconds: 3600}}
-              - text: "Resumed elsewhere."
-            """) { brain in
+        try await withBrain(
+            script: """
+                turns:
+                  - tool_use: {name: sleep, input: {seconds: 3600}}
+                  - text: "Resumed elsewhere."
+                """
+        ) { brain in
             let environment = brain.processEnvironment
             let directory = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent()
             func startWorker(_ name: String) throws -> ChildProcess {
@@ -113,14 +119,20 @@ struct WorkerDrainTests {
             let session = try await brain.newSession(saying: "long job")
             try await TurnQueue.enqueue(TaskQueue(redis: brain.client), session: session)
             let first = try startWorker("a")
-            #expect(try await eventually(within: .seconds(60), polling: .milliseconds(25)) { try await brain.types(session).contains("agent.tool_use") })
+            #expect(
+                try await eventually(within: .seconds(60), polling: .milliseconds(25)) { try await brain.types(session).contains("agent.tool_use") })
             first.signal(SIGTERM)
             // The tool sleeps an hour: the worker exiting at all is the drain cutting it short.
-            #expect(try await eventually(within: .seconds(60), polling: .milliseconds(25)) { !first.isRunning }, "the drain did not cut the hour-long tool short")
+            #expect(
+                try await eventually(within: .seconds(60), polling: .milliseconds(25)) { !first.isRunning },
+                "the drain did not cut the hour-long tool short")
             #expect(first.exitStatus == 0)
 
             let second = try startWorker("b")
-            #expect(try await eventually(within: .seconds(60), polling: .milliseconds(25)) { try await brain.types(session).last == "session.status_idle" })
+            #expect(
+                try await eventually(within: .seconds(60), polling: .milliseconds(25)) {
+                    try await brain.types(session).last == "session.status_idle"
+                })
             await second.terminate()
             let events = try await brain.log.read(session, limit: 1000)
             #expect(events.last?.type == "session.status_idle")

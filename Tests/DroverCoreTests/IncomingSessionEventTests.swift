@@ -31,14 +31,32 @@ import Testing
         (#"{"type":"user.message","content":"hi"}"#, "events[0].content", "expected an array of content blocks, got a string"),
         (#"{"type":"user.message"}"#, "events[0].content", "missing; expected an array of content blocks"),
         (#"{"type":"user.message","content":[{"type":"text","text":1}]}"#, "events[0].content[0].text", "expected a string, got a number"),
-        (#"{"type":"user.message","content":[{"type":"image","source":{"type":"url"}}]}"#, "events[0].content[0].source.url", "missing; expected a string"),
-        (#"{"type":"user.message","content":[{"type":"search_result","source":"s","title":"t","citations":{"enabled":true},"content":[]}]}"#, "events[0].content[0].type", "\"search_result\" is not allowed in user.message"),
+        (
+            #"{"type":"user.message","content":[{"type":"image","source":{"type":"url"}}]}"#, "events[0].content[0].source.url",
+            "missing; expected a string"
+        ),
+        (
+            #"{"type":"user.message","content":[{"type":"search_result","source":"s","title":"t","citations":{"enabled":true},"content":[]}]}"#,
+            "events[0].content[0].type", "\"search_result\" is not allowed in user.message"
+        ),
         (#"{"type":"user.message","content":[{"type":"hologram"}]}"#, "events[0].content[0].type", "\"hologram\" is not allowed in user.message"),
         (#"{"type":"user.tool_confirmation","result":"allow"}"#, "events[0].tool_use_id", "missing; expected a string"),
-        (#"{"type":"user.tool_confirmation","result":"maybe","tool_use_id":"t"}"#, "events[0].result", "expected one of \"allow\", \"deny\", got a string"),
-        (#"{"type":"user.tool_confirmation","result":"allow","tool_use_id":"t","deny_message":"no"}"#, "events[0].deny_message", "only allowed when result is \"deny\""),
-        (#"{"type":"user.tool_confirmation","result":"allow","tool_use_id":"t","session_thread_id":"s"}"#, "events[0].session_thread_id", "is set by the server"),
-        (#"{"type":"user.custom_tool_result","custom_tool_use_id":"c","is_error":"yes"}"#, "events[0].is_error", "expected a boolean (true or false), got a string"),
+        (
+            #"{"type":"user.tool_confirmation","result":"maybe","tool_use_id":"t"}"#, "events[0].result",
+            "expected one of \"allow\", \"deny\", got a string"
+        ),
+        (
+            #"{"type":"user.tool_confirmation","result":"allow","tool_use_id":"t","deny_message":"no"}"#, "events[0].deny_message",
+            "only allowed when result is \"deny\""
+        ),
+        (
+            #"{"type":"user.tool_confirmation","result":"allow","tool_use_id":"t","session_thread_id":"s"}"#, "events[0].session_thread_id",
+            "is set by the server"
+        ),
+        (
+            #"{"type":"user.custom_tool_result","custom_tool_use_id":"c","is_error":"yes"}"#, "events[0].is_error",
+            "expected a boolean (true or false), got a string"
+        ),
         (#"{"type":"user.interrupt","id":"sevt_1"}"#, "events[0].id", "is set by the server; leave it out"),
         (#"{"type":"user.interrupt","reason":"stop"}"#, "events[0].reason", "unknown field for user.interrupt; it accepts session_thread_id, type"),
         (#""user.message""#, "events[0]", "expected an event object"),
@@ -59,10 +77,11 @@ import Testing
     }
 
     @Test func acceptedTypesFollowTheSDKParams() {
-        #expect(Set(IncomingSessionEvent.acceptedTypes.map(\.rawValue)) == [
-            "user.message", "user.interrupt", "user.tool_confirmation", "user.custom_tool_result",
-            "user.define_outcome", "user.tool_result", "system.message",
-        ])
+        #expect(
+            Set(IncomingSessionEvent.acceptedTypes.map(\.rawValue)) == [
+                "user.message", "user.interrupt", "user.tool_confirmation", "user.custom_tool_result",
+                "user.define_outcome", "user.tool_result", "system.message",
+            ])
     }
 }
 

@@ -1,6 +1,6 @@
 import DroverCore
-import Foundation
 import DroverTesting
+import Foundation
 import Testing
 
 @Suite struct SessionEventRoundTripTests {
@@ -32,33 +32,52 @@ import Testing
         let events = try Fixtures.lines("session_events.jsonl").map { try SessionEvent(wire: Fixtures.json($0.text)) }
         let byId = Dictionary(events.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
 
-        guard case .sessionStatusIdle(let idle)? = byId["sevt_s2"]?.payload else { Issue.record("sevt_s2"); return }
+        guard case .sessionStatusIdle(let idle)? = byId["sevt_s2"]?.payload else {
+            Issue.record("sevt_s2")
+            return
+        }
         #expect(idle.stopReason == .requiresAction(eventIds: ["sevt_a3", "sevt_a5"]))
         #expect(idle.stopDetails == nil)
 
-        guard case .sessionStatusIdle(let refusal)? = byId["sevt_s3"]?.payload else { Issue.record("sevt_s3"); return }
+        guard case .sessionStatusIdle(let refusal)? = byId["sevt_s3"]?.payload else {
+            Issue.record("sevt_s3")
+            return
+        }
         #expect(refusal.stopReason == .refusal)
         #expect(refusal.stopDetails?.explanation == "Refused.")
         #expect(refusal.stopDetails?.extras.explicitNulls == ["category"])
 
-        guard case .sessionError(let error)? = byId["sevt_s4"]?.payload else { Issue.record("sevt_s4"); return }
+        guard case .sessionError(let error)? = byId["sevt_s4"]?.payload else {
+            Issue.record("sevt_s4")
+            return
+        }
         #expect(error.error.type == .repositoryCloneError)
         #expect(error.error.message == "clone failed")
         #expect(error.error.retryStatus == .terminal)
 
-        guard case .sessionUpdated(let updated)? = byId["sevt_s6"] .map(\.payload) else { Issue.record("sevt_s6"); return }
+        guard case .sessionUpdated(let updated)? = byId["sevt_s6"].map(\.payload) else {
+            Issue.record("sevt_s6")
+            return
+        }
         #expect(updated.budget == nil && updated.title == "Renamed")
         #expect(byId["sevt_s6"]?.extras.explicitNulls == ["budget"], "a removed budget stays distinguishable from an unchanged one")
 
-        guard case .agentToolUse(let tool)? = byId["sevt_a3b"]?.payload else { Issue.record("sevt_a3b"); return }
+        guard case .agentToolUse(let tool)? = byId["sevt_a3b"]?.payload else {
+            Issue.record("sevt_a3b")
+            return
+        }
         #expect(tool.evaluatedPermission == .deny)
         #expect(tool.evaluation == .auto(.deny(reasonCode: "high_risk")))
 
-        guard case .spanModelRequestEnd(let end)? = byId["sevt_m2"]?.payload else { Issue.record("sevt_m2"); return }
+        guard case .spanModelRequestEnd(let end)? = byId["sevt_m2"]?.payload else {
+            Issue.record("sevt_m2")
+            return
+        }
         #expect(end.modelUsage.cacheReadInputTokens == 5 && end.modelUsage.speed == "fast" && end.isError == false)
 
         guard case .userCustomToolResult(let result)? = byId["sevt_u6"]?.payload, case .searchResult(let search)? = result.content?.first else {
-            Issue.record("sevt_u6"); return
+            Issue.record("sevt_u6")
+            return
         }
         #expect(search.content.map(\.text) == ["Swift is a language."])
         #expect(byId["sevt_u4"]?.processedAt == nil)
@@ -82,12 +101,15 @@ import Testing
 
     @Test func unknownFieldsBlocksAndNullsSurvive() throws {
         let text = """
-        {"id":"e1","type":"agent.message","processed_at":"2026-04-01T12:00:00Z","future_field":{"a":[1,null]},
-         "content":[{"type":"text","text":"hi","citations":null},{"type":"hologram","frames":3}]}
-        """
+            {"id":"e1","type":"agent.message","processed_at":"2026-04-01T12:00:00Z","future_field":{"a":[1,null]},
+             "content":[{"type":"text","text":"hi","citations":null},{"type":"hologram","frames":3}]}
+            """
         let input = try Fixtures.json(text)
         let event = try SessionEvent(wire: input)
-        guard case .agentMessage(let message) = event.payload else { Issue.record("\(event.payload)"); return }
+        guard case .agentMessage(let message) = event.payload else {
+            Issue.record("\(event.payload)")
+            return
+        }
         #expect(message.content.count == 2)
         #expect(message.content.last == .unknown(["type": .string("hologram"), "frames": .number(3)]))
         #expect(event.wireValue == input)
@@ -102,7 +124,9 @@ import Testing
         #expect(try SessionEvent(wire: event.wireValue) == event)
 
         let idle = SessionEvent(id: "sevt_2", processedAt: nil, payload: .sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))
-        #expect(idle.wireValue == .object(["id": .string("sevt_2"), "type": .string("session.status_idle"), "stop_reason": .object(["type": .string("end_turn")])]))
+        #expect(
+            idle.wireValue
+                == .object(["id": .string("sevt_2"), "type": .string("session.status_idle"), "stop_reason": .object(["type": .string("end_turn")])]))
     }
 
     @Test func decodingErrorsNameTheField() throws {

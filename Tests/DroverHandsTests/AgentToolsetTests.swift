@@ -1,10 +1,11 @@
 import DroverBrain
 import DroverCore
-@testable import DroverHands
 import DroverTesting
 import DroverTools
 import Foundation
 import Testing
+
+@testable import DroverHands
 
 private struct ToolsetFixture {
     let toolset: AgentToolset
@@ -19,8 +20,10 @@ private struct ToolsetFixture {
     }
 
     func call(_ name: String, _ input: [String: JSONValue], epoch: Int64 = 1) async throws -> ToolResult {
-        try await toolset.execute(name: name, input: .object(input), context: ToolContext(
-            session: session, fence: SessionFence(session: session, epoch: epoch), deadline: .now + .seconds(30)))
+        try await toolset.execute(
+            name: name, input: .object(input),
+            context: ToolContext(
+                session: session, fence: SessionFence(session: session, epoch: epoch), deadline: .now + .seconds(30)))
     }
 
     func text(_ result: ToolResult) -> String {
@@ -90,9 +93,13 @@ struct AgentToolsetTests {
         #expect(missing.isError && f.text(missing).contains("not found"))
         let once = try await f.call("edit", ["file_path": .string("src/grade.py"), "old_string": .string("a = 1"), "new_string": .string("a = 10")])
         #expect(!once.isError, "\(f.text(once))")
-        let all = try await f.call("edit", ["file_path": .string("src/grade.py"), "old_string": .string("b = 2"), "new_string": .string("b = 3"), "replace_all": .bool(true)])
+        let all = try await f.call(
+            "edit",
+            ["file_path": .string("src/grade.py"), "old_string": .string("b = 2"), "new_string": .string("b = 3"), "replace_all": .bool(true)])
         #expect(!all.isError)
-        #expect(try String(contentsOf: f.toolset.workspace(f.session).appendingPathComponent("src/grade.py"), encoding: .utf8) == "a = 10\nb = 3\nb = 3\nc = 'it''s'\n")
+        #expect(
+            try String(contentsOf: f.toolset.workspace(f.session).appendingPathComponent("src/grade.py"), encoding: .utf8)
+                == "a = 10\nb = 3\nb = 3\nc = 'it''s'\n")
         let found = try await f.call("glob", ["pattern": .string("**/*.py")])
         #expect(f.text(found).contains("src/grade.py"))
         let grep = try await f.call("grep", ["pattern": .string("b = [0-9]")])
@@ -149,17 +156,27 @@ struct FenceBookTests {
         let fences = FenceBook()
         let session = SessionID.make()
         let ran = Locked(false)
-        guard case .admitted = await fences.admit(SessionFence(session: session, epoch: 1)) else { Issue.record("epoch 1 refused"); return }
+        guard case .admitted = await fences.admit(SessionFence(session: session, epoch: 1)) else {
+            Issue.record("epoch 1 refused")
+            return
+        }
         // Meanwhile (the old call still waits for its sandbox) a newer worker takes the session.
-        guard case .admitted = await fences.admit(SessionFence(session: session, epoch: 2)) else { Issue.record("epoch 2 refused"); return }
+        guard case .admitted = await fences.admit(SessionFence(session: session, epoch: 2)) else {
+            Issue.record("epoch 2 refused")
+            return
+        }
         let late = await fences.start(SessionFence(session: session, epoch: 1)) {
             ran.withLock { $0 = true }
             return .text("ran")
         }
-        guard case .stale(let current) = late else { Issue.record("the overtaken call started"); return }
+        guard case .stale(let current) = late else {
+            Issue.record("the overtaken call started")
+            return
+        }
         #expect(current == 2)
         guard case .started(let task) = await fences.start(SessionFence(session: session, epoch: 2), { .text("newer") }) else {
-            Issue.record("the current epoch was refused"); return
+            Issue.record("the current epoch was refused")
+            return
         }
         #expect(try await task.value.content == [.text("newer")])
         #expect(!ran.value)

@@ -27,8 +27,11 @@ private func cloudConfig(pip: [String] = [], extra: [String: JSONValue] = [:], n
     for (key, value) in extra { packages[key] = value }
     return .object([
         "type": .string("cloud"),
-        "networking": networking ?? .object(["type": .string("limited"), "allowed_hosts": .array([]),
-                                             "allow_mcp_servers": .bool(false), "allow_package_managers": .bool(false)]),
+        "networking": networking
+            ?? .object([
+                "type": .string("limited"), "allowed_hosts": .array([]),
+                "allow_mcp_servers": .bool(false), "allow_package_managers": .bool(false),
+            ]),
         "packages": .object(packages),
     ])
 }
@@ -43,7 +46,10 @@ private func text(_ result: ToolResult) -> String {
 struct PipRequirementTests {
     @Test("names, extras and version specifiers are accepted")
     func accepted() throws {
-        for spec in ["pytest", "requests==2.32.3", "requests[socks,security]>=2.31, <3", "numpy==2.1.*", "zope.interface~=6.0", "a-b_c.d!=1.0", "pkg===1.0+local"] {
+        for spec in [
+            "pytest", "requests==2.32.3", "requests[socks,security]>=2.31, <3", "numpy==2.1.*", "zope.interface~=6.0", "a-b_c.d!=1.0",
+            "pkg===1.0+local",
+        ] {
             #expect(PipRequirement.problem(with: spec) == nil, "\(spec)")
             #expect(throws: Never.self) { try EnvironmentConfig.parse(cloudConfig(pip: [spec])) }
         }
@@ -51,9 +57,11 @@ struct PipRequirementTests {
 
     @Test("paths, URLs, VCS specifiers, direct references and options are refused, naming the index")
     func refused() throws {
-        let hostile = ["/var/tmp/drover-hands/x/workspaces/sesn_1/pkg", "./pkg", "../pkg", "pkg @ file:///tmp/pkg", "git+https://example.invalid/x.git",
-                       "https://example.invalid/x.whl", "-e .", "--index-url=https://evil.invalid", "pkg; python_version>'3'",
-                       "pkg==1.0 --hash=sha256:00", "file:pkg", "pkg>=1,<", "pkg[extra", "C:\\pkg", "pkg==$(id)", ""]
+        let hostile = [
+            "/var/tmp/drover-hands/x/workspaces/sesn_1/pkg", "./pkg", "../pkg", "pkg @ file:///tmp/pkg", "git+https://example.invalid/x.git",
+            "https://example.invalid/x.whl", "-e .", "--index-url=https://evil.invalid", "pkg; python_version>'3'",
+            "pkg==1.0 --hash=sha256:00", "file:pkg", "pkg>=1,<", "pkg[extra", "C:\\pkg", "pkg==$(id)", "",
+        ]
         for spec in hostile {
             #expect(PipRequirement.problem(with: spec) != nil, "\(spec)")
             do {
@@ -79,13 +87,17 @@ struct EnvironmentPackagesTests {
         let toolset = AgentToolset(root: root.appendingPathComponent("hands"), pool: settings)
         let environment = cloudConfig(pip: ["drovertiny==1.0"])
         func call(_ session: SessionID, _ command: String, environment: JSONValue?) async throws -> ToolResult {
-            try await toolset.execute(name: "bash", input: .object(["command": .string(command)]), context: ToolContext(
-                session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(60), environment: environment))
+            try await toolset.execute(
+                name: "bash", input: .object(["command": .string(command)]),
+                context: ToolContext(
+                    session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(60), environment: environment))
         }
         let first = SessionID.make()
         let imported = try await call(first, "python3 -c 'import drovertiny; print(drovertiny.hello())'", environment: environment)
         #expect(!imported.isError && text(imported) == "hello from drovertiny\n", "\(text(imported))")
-        let written = try await call(first, "touch /opt/drover/python/evil 2>&1; echo x > /opt/drover/python/drovertiny/__init__.py 2>&1; echo PYTHONPATH=$PYTHONPATH", environment: environment)
+        let written = try await call(
+            first, "touch /opt/drover/python/evil 2>&1; echo x > /opt/drover/python/drovertiny/__init__.py 2>&1; echo PYTHONPATH=$PYTHONPATH",
+            environment: environment)
         #expect(text(written).contains("Read-only file system") && text(written).contains("PYTHONPATH=/opt/drover/python"), "\(text(written))")
         // The layer is bound from a volume of its own: the sandbox learns no host path from it.
         if LoopVolumeSupport.unavailableReason == nil {
@@ -158,9 +170,11 @@ struct EnvironmentPackagesTests {
         defer { Task { await removeHandsRoot(root) } }
         let toolset = AgentToolset(root: root)
         let session = SessionID.make()
-        let result = try await toolset.execute(name: "bash", input: .object(["command": .string("echo hi")]), context: ToolContext(
-            session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(30),
-            environment: cloudConfig(networking: .object(["type": .string("unrestricted")]))))
+        let result = try await toolset.execute(
+            name: "bash", input: .object(["command": .string("echo hi")]),
+            context: ToolContext(
+                session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(30),
+                environment: cloudConfig(networking: .object(["type": .string("unrestricted")]))))
         #expect(result.isError && text(result).contains("not built yet") && !text(result).contains("hi\n"))
         #expect(await toolset.pool.stats.inUse == 0)
     }
@@ -180,7 +194,9 @@ struct EnvironmentPackagesTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: layers.root.path).filter { $0.hasPrefix("pip-") }.isEmpty)
     }
 
-    @Test("a real package from PyPI (six) installs and imports", .enabled(if: ProcessInfo.processInfo.environment["DROVER_SKIP_PYPI"] == nil, "DROVER_SKIP_PYPI is set"))
+    @Test(
+        "a real package from PyPI (six) installs and imports",
+        .enabled(if: ProcessInfo.processInfo.environment["DROVER_SKIP_PYPI"] == nil, "DROVER_SKIP_PYPI is set"))
     func realPyPI() async throws {
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pypi-\(Identifier.make(prefix: "y").suffix(10))")
         defer { Task { await removeHandsRoot(root) } }

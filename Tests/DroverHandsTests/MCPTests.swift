@@ -17,7 +17,8 @@ private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathCompon
 private let python = packageRoot.appendingPathComponent(".venv/bin/python").path
 private let serverScript = packageRoot.appendingPathComponent("Tests/mcp/server.py").path
 /// scripts/setup installs `mcp` from Tests/requirements.txt into the venv, whatever its Python version.
-private let hasMCP = FileManager.default.isExecutableFile(atPath: python)
+private let hasMCP =
+    FileManager.default.isExecutableFile(atPath: python)
     && ((try? FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent(".venv/lib").path)) ?? []).contains {
         FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent(".venv/lib/\($0)/site-packages/mcp/server/fastmcp").path)
     }
@@ -110,15 +111,18 @@ private func agentJSON(servers: String, toolsets: String = "") -> String {
     #"{"model":"m","tool_timeout_seconds":60,"mcp_servers":[\#(servers)]"# + (toolsets.isEmpty ? "" : #","tools":[\#(toolsets)]"#) + "}"
 }
 
-private let allowAll = #"{"type":"mcp_toolset","mcp_server_name":"calc","default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}}}"#
+private let allowAll =
+    #"{"type":"mcp_toolset","mcp_server_name":"calc","default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}}}"#
 
 /// Runs `body` with a session log, a scripted model and a turn runner whose hands include MCP.
 /// A loaded machine can take longer than the production 10 s to get a FastMCP server's first
 /// tool list; the tests are not about that limit.
 private let testConnectTimeout: Duration = .seconds(60)
 
-private func withMCPTurn(script: String, agent: String, mcp: MCPConnections = MCPConnections(connectTimeout: testConnectTimeout),
-                         _ body: @Sendable (SessionLog, TurnRunner, SessionID) async throws -> Void) async throws {
+private func withMCPTurn(
+    script: String, agent: String, mcp: MCPConnections = MCPConnections(connectTimeout: testConnectTimeout),
+    _ body: @Sendable (SessionLog, TurnRunner, SessionID) async throws -> Void
+) async throws {
     try await withRedisClient(poolSize: 6) { client, _ in
         let path = temporaryDatabasePath()
         defer { try? FileManager.default.removeItem(at: URL(fileURLWithPath: path).deletingLastPathComponent()) }
@@ -130,7 +134,8 @@ private func withMCPTurn(script: String, agent: String, mcp: MCPConnections = MC
         )
         let session = SessionID.make()
         try await log.create(session, agent: agent)
-        _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
+        _ = try await log.append(
+            session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
         do {
             try await body(log, runner, session)
         } catch {
@@ -155,13 +160,16 @@ private func expectWireShapes(_ events: [StoredEvent], sourceLocation: SourceLoc
 struct MCPAgentConfigTests {
     @Test("mcp_servers and mcp_toolset entries decode from the SDK's agent shape, stdio as an extension")
     func decodes() throws {
-        let agent = try JSONDecoder().decode(AgentSnapshot.self, from: Data(#"""
-            {"model":"m","mcp_servers":[{"type":"url","name":"docs","url":"http://127.0.0.1:9/mcp"},
-                                        {"type":"stdio","name":"local","command":["python3","s.py"],"env":{"K":"v"}}],
-             "tools":[{"type":"agent_toolset_20260401"},
-                      {"type":"mcp_toolset","mcp_server_name":"docs","default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}},
-                       "configs":[{"name":"delete","enabled":false,"permission_policy":{"type":"always_ask"}}]}]}
-            """#.utf8))
+        let agent = try JSONDecoder().decode(
+            AgentSnapshot.self,
+            from: Data(
+                #"""
+                {"model":"m","mcp_servers":[{"type":"url","name":"docs","url":"http://127.0.0.1:9/mcp"},
+                                            {"type":"stdio","name":"local","command":["python3","s.py"],"env":{"K":"v"}}],
+                 "tools":[{"type":"agent_toolset_20260401"},
+                          {"type":"mcp_toolset","mcp_server_name":"docs","default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}},
+                           "configs":[{"name":"delete","enabled":false,"permission_policy":{"type":"always_ask"}}]}]}
+                """#.utf8))
         #expect(agent.mcpServers == [.url("docs", "http://127.0.0.1:9/mcp"), .stdio("local", command: ["python3", "s.py"], env: ["K": "v"])])
         #expect(!agent.mcpPolicy(server: "docs").asks("search") && agent.mcpPolicy(server: "docs").isEnabled("search"))
         #expect(!agent.mcpPolicy(server: "docs").isEnabled("delete"))
@@ -198,12 +206,14 @@ struct MCPTests {
             #expect(Set(tools.map(\.name)) == ["add", "slow", "fail", "open_descriptors"])
             #expect(tools.first { $0.name == "add" }?.inputSchema.objectValue?["properties"]?.objectValue?["a"] != nil)
 
-            try await withMCPTurn(script: """
-                turns:
-                  - tool_use: {name: mcp__calc__add, input: {a: 2, b: 40}}
-                  - tool_use: {name: mcp__calc__fail, input: {reason: "no such student"}}
-                  - text: "The sum is 42."
-                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll), mcp: mcp) { log, runner, session in
+            try await withMCPTurn(
+                script: """
+                    turns:
+                      - tool_use: {name: mcp__calc__add, input: {a: 2, b: 40}}
+                      - tool_use: {name: mcp__calc__fail, input: {reason: "no such student"}}
+                      - text: "The sum is 42."
+                    """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll), mcp: mcp
+            ) { log, runner, session in
                 let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
                 #expect(outcome.stopReason == "end_turn")
                 let events = try await log.read(session, limit: 200)
@@ -230,11 +240,13 @@ struct MCPTests {
     @Test("a server killed in the middle of a slow call gives an error result and the turn ends cleanly")
     func serverKilledMidCall() async throws {
         try await withMCPServer { server in
-            try await withMCPTurn(script: """
-                turns:
-                  - tool_use: {name: mcp__calc__slow, input: {seconds: 60}}
-                  - text: "The server went away."
-                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
+            try await withMCPTurn(
+                script: """
+                    turns:
+                      - tool_use: {name: mcp__calc__slow, input: {seconds: 60}}
+                      - text: "The server went away."
+                    """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)
+            ) { log, runner, session in
                 let fence = try await log.takeFence(session)
                 async let outcome = runner.run(session: session, fence: fence)
                 try await server.waitForLog("slow call started")
@@ -255,11 +267,13 @@ struct MCPTests {
     @Test("a server that is down at the start gives session.error and an error result, never a failed turn")
     func serverDownAtStart() async throws {
         let url = "http://127.0.0.1:\(freeLoopbackPort())/mcp"
-        try await withMCPTurn(script: """
-            turns:
-              - tool_use: {name: mcp__calc__add, input: {a: 1, b: 1}}
-              - text: "The calculator is down."
-            """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(url)"}"#, toolsets: allowAll)) { log, runner, session in
+        try await withMCPTurn(
+            script: """
+                turns:
+                  - tool_use: {name: mcp__calc__add, input: {a: 1, b: 1}}
+                  - text: "The calculator is down."
+                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(url)"}"#, toolsets: allowAll)
+        ) { log, runner, session in
             let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
             #expect(outcome.stopReason == "end_turn")
             let events = try await log.read(session, limit: 200)
@@ -309,17 +323,21 @@ struct MCPTests {
     @Test("MCP tools default to always_ask: the call waits for user.tool_confirmation, then runs")
     func alwaysAsk() async throws {
         try await withMCPServer { server in
-            try await withMCPTurn(script: """
-                turns:
-                  - tool_use: {name: mcp__calc__add, input: {a: 20, b: 22}}
-                  - text: "Done."
-                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#)) { log, runner, session in
+            try await withMCPTurn(
+                script: """
+                    turns:
+                      - tool_use: {name: mcp__calc__add, input: {a: 20, b: 22}}
+                      - text: "Done."
+                    """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#)
+            ) { log, runner, session in
                 #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "requires_action")
                 var events = try await log.read(session, limit: 200)
                 let use = try #require(events.first { $0.type == "agent.mcp_tool_use" })
                 #expect(use.value.objectValue?["evaluated_permission"] == .string("ask"))
                 #expect(!events.contains { $0.type == "agent.mcp_tool_result" })
-                _ = try await log.append(session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)","result":"allow"}]}"#))
+                _ = try await log.append(
+                    session,
+                    try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)","result":"allow"}]}"#))
                 #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "end_turn")
                 events = try await log.read(session, limit: 200)
                 let results = events.filter { $0.type == "agent.mcp_tool_result" }
@@ -333,16 +351,22 @@ struct MCPTests {
     @Test("a dangling agent.mcp_tool_use left by a crash gets exactly one error result and is not run again")
     func crashRepair() async throws {
         try await withMCPServer { server in
-            try await withMCPTurn(script: """
-                turns:
-                  - tool_use: {name: mcp__calc__slow, input: {seconds: 1}}
-                  - text: "I will not repeat it."
-                """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)) { log, runner, session in
+            try await withMCPTurn(
+                script: """
+                    turns:
+                      - tool_use: {name: mcp__calc__slow, input: {seconds: 1}}
+                      - text: "I will not repeat it."
+                    """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll)
+            ) { log, runner, session in
                 let crashed = try await log.takeFence(session)
-                _ = try await log.append(session, [
-                    NewEvent(type: .sessionStatusRunning),
-                    NewEvent(type: .agentMcpToolUse, fields: ["mcp_server_name": .string("calc"), "name": .string("slow"), "input": .object(["seconds": .number(1)])]),
-                ], fence: crashed)
+                _ = try await log.append(
+                    session,
+                    [
+                        NewEvent(type: .sessionStatusRunning),
+                        NewEvent(
+                            type: .agentMcpToolUse,
+                            fields: ["mcp_server_name": .string("calc"), "name": .string("slow"), "input": .object(["seconds": .number(1)])]),
+                    ], fence: crashed)
                 let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
                 #expect(outcome.stopReason == "end_turn")
                 #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "nothing_to_do")

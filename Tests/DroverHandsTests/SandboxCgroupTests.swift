@@ -1,8 +1,9 @@
 import DroverCore
-@testable import DroverHands
 import DroverTesting
 import Foundation
 import Testing
+
+@testable import DroverHands
 
 /// Issue 12: memory, processes and CPU held per sandbox by a cgroup. rlimits counted per
 /// process (memory) or per user (processes, and every sandbox is nobody), so one sandbox could
@@ -48,7 +49,8 @@ struct SandboxCgroupTests {
         let sandbox = try fixture.sandbox("w")
         guard sandbox.cgroup != nil else { return }
         // Each process alone is under the limit: an address-space rlimit lets both live.
-        let result = try await sandbox.run("""
+        let result = try await sandbox.run(
+            """
             python3 -c 'import time; x = bytearray(300 << 20); time.sleep(3)' & first=$!
             python3 -c 'import time; x = bytearray(300 << 20); time.sleep(3)' & second=$!
             wait $first; a=$?; wait $second; b=$?; echo "statuses $a $b"
@@ -80,7 +82,8 @@ struct SandboxCgroupTests {
         guard hog.cgroup != nil else { return }
         // The sleepers outlive the call and keep the limit taken. Python, because bash retries a
         // refused fork for seconds.
-        let held = try await hog.run("""
+        let held = try await hog.run(
+            """
             python3 -c '
             import os, time
             for _ in range(100):
@@ -109,7 +112,8 @@ struct SandboxCgroupTests {
         guard bomb.cgroup != nil else { return }
         try await quiet.start()
         let bombing = Task {
-            try await bomb.run("""
+            try await bomb.run(
+                """
                 python3 -c 'x = bytearray(2 << 30)' 2>/dev/null &
                 bomb() { bomb | bomb & }; bomb; sleep 30
                 """, wallClock: .seconds(8))
@@ -149,17 +153,24 @@ struct SandboxCgroupTests {
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: empty) }
         #expect(CgroupSupport.detect(root: empty, membership: "0::/\n", environment: [:]) == .unavailable(reason: "no pids cgroup is mounted"))
-        #expect(CgroupSupport.detect(root: empty, membership: "4:pids:/\n", environment: [:])
-            == .unavailable(reason: "the pids cgroup is not under \(empty.path)"))
-        #expect(CgroupSupport.detect(membership: "0::/\n", environment: ["DROVER_SANDBOX_CGROUPS": "off"]) == .unavailable(reason: "DROVER_SANDBOX_CGROUPS=off"))
+        #expect(
+            CgroupSupport.detect(root: empty, membership: "4:pids:/\n", environment: [:])
+                == .unavailable(reason: "the pids cgroup is not under \(empty.path)"))
+        #expect(
+            CgroupSupport.detect(membership: "0::/\n", environment: ["DROVER_SANDBOX_CGROUPS": "off"])
+                == .unavailable(reason: "DROVER_SANDBOX_CGROUPS=off"))
     }
 
     @Test("limits from the environment, and a bad one named with its fix")
     func limitsFromEnvironment() throws {
-        let limits = try SandboxLimits.fromEnvironment(["DROVER_SANDBOX_MEMORY": "1GiB", "DROVER_SANDBOX_PIDS": "128", "DROVER_SANDBOX_CPUS": "0.5", "DROVER_SANDBOX_TMP": "64m"])
+        let limits = try SandboxLimits.fromEnvironment([
+            "DROVER_SANDBOX_MEMORY": "1GiB", "DROVER_SANDBOX_PIDS": "128", "DROVER_SANDBOX_CPUS": "0.5", "DROVER_SANDBOX_TMP": "64m",
+        ])
         #expect(limits.memoryBytes == 1 << 30 && limits.processes == 128 && limits.cpus == 0.5 && limits.tmpBytes == 64 << 20)
-        for (key, value) in [("DROVER_SANDBOX_MEMORY", "lots"), ("DROVER_SANDBOX_MEMORY", "99999999999999999999999"), ("DROVER_SANDBOX_PIDS", "-1"),
-                             ("DROVER_SANDBOX_CPUS", "nan"), ("DROVER_SANDBOX_TMP", "9TiB")] {
+        for (key, value) in [
+            ("DROVER_SANDBOX_MEMORY", "lots"), ("DROVER_SANDBOX_MEMORY", "99999999999999999999999"), ("DROVER_SANDBOX_PIDS", "-1"),
+            ("DROVER_SANDBOX_CPUS", "nan"), ("DROVER_SANDBOX_TMP", "9TiB"),
+        ] {
             #expect {
                 try SandboxLimits.fromEnvironment([key: value])
             } throws: { error in

@@ -114,7 +114,7 @@ struct SandboxPoolTests {
         _ = try await sandboxA.run("true")
         let sandboxB = try await pool.checkout(b)
         _ = try await sandboxB.run("true")
-        _ = try await pool.checkout(a) // a is now the most recently used
+        _ = try await pool.checkout(a)  // a is now the most recently used
         _ = try await pool.checkout(c)
         var stats = await pool.stats
         #expect(stats.inUse == 2 && stats.evicted == 1)
@@ -125,10 +125,11 @@ struct SandboxPoolTests {
         let sandboxC = try await pool.checkout(c)
         let busyA = Task { try await sandboxA.run("sleep 3") }
         let busyC = Task { try await sandboxC.run("sleep 3") }
-        #expect(try await eventually {
-            let (busyA, busyC) = (await sandboxA.isBusy, await sandboxC.isBusy)
-            return busyA && busyC
-        })
+        #expect(
+            try await eventually {
+                let (busyA, busyC) = (await sandboxA.isBusy, await sandboxC.isBusy)
+                return busyA && busyC
+            })
         await #expect(throws: SandboxPool.Full.self) { _ = try await pool.checkout(SessionID.make()) }
         busyA.cancel()
         busyC.cancel()

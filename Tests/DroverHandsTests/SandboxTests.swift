@@ -59,7 +59,8 @@ struct SandboxTests {
     func reading() async throws {
         let fixture = try HostileFixture()
         defer { Task { await fixture.cleanUp() } }
-        let result = try await fixture.run("""
+        let result = try await fixture.run(
+            """
             cat \(fixture.hostFile.path) 2>&1; cat \(fixture.otherWorkspace.path)/secret.txt 2>&1; ls -a /root 2>&1; \
             ls \(fixture.root.path) 2>&1; grep -rl "\(secret.prefix(12))" /tmp /workspace /etc /proc/1/environ 2>/dev/null; echo done
             """)
@@ -70,7 +71,8 @@ struct SandboxTests {
     func writing() async throws {
         let fixture = try HostileFixture()
         defer { Task { await fixture.cleanUp() } }
-        let result = try await fixture.run("""
+        let result = try await fixture.run(
+            """
             for target in /usr/evil /etc/evil /evil /bin/evil /lib/evil \(fixture.root.path)/evil; do
               (echo x > $target) 2>/dev/null && echo "WROTE $target"
             done
@@ -88,7 +90,8 @@ struct SandboxTests {
         let fixture = try HostileFixture()
         defer { Task { await fixture.cleanUp() } }
         let listener = try await ScriptedModelServer.start(script: ModelScript(turns: [.init(text: "x")]))
-        let result = try await fixture.run("""
+        let result = try await fixture.run(
+            """
             (exec 3<>/dev/tcp/127.0.0.1/\(listener.port)) 2>/dev/null && echo "CONNECTED loopback"
             (exec 3<>/dev/tcp/1.1.1.1/80) 2>/dev/null && echo "CONNECTED internet"
             python3 -c "import socket; socket.create_connection(('127.0.0.1', \(listener.port)), timeout=2)" 2>/dev/null && echo "CONNECTED python"
@@ -192,7 +195,8 @@ struct SandboxBoundaryTests {
         // While a command runs, its stdin is /dev/null and bash keeps its own stdin (the command
         // channel) at fd 10, close-on-exec, to restore afterwards: no program the command runs gets it.
         // No pipeline while listing: bash holds a pipeline's pipe ends while it forks its stages.
-        let shell = try await sandbox.runInShell("ls /proc/$$/fd > /tmp/fds; sort -n /tmp/fds | tr '\\n' ' '; echo; readlink /proc/$$/fd/0; readlink /proc/$$/fd/10 | cut -d: -f1")
+        let shell = try await sandbox.runInShell(
+            "ls /proc/$$/fd > /tmp/fds; sort -n /tmp/fds | tr '\\n' ' '; echo; readlink /proc/$$/fd/0; readlink /proc/$$/fd/10 | cut -d: -f1")
         let lines = shell.output.split(separator: "\n").map(String.init)
         #expect(lines.first == "0 1 2 3 10 ", "the shell's descriptors: \(shell.output)")
         #expect(Array(lines.dropFirst()) == ["/dev/null", "socket"], "fd 0 and fd 10 during a command: \(shell.output)")
@@ -217,7 +221,8 @@ struct SandboxBoundaryTests {
         limits.wallClock = .seconds(3)
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"), limits: limits, shellState: root.appendingPathComponent("shell"))
         // The link targets are host paths, as a sandbox reads them from /proc/self/mountinfo.
-        let plant = try await sandbox.runInShell("""
+        let plant = try await sandbox.runInShell(
+            """
             cd /run/shell && rm -f .call cwd env && ln -s \(canary.path) .call && ln -s \(missing.path) cwd \
             && ln -s \(keptDirectory.path) env && ls -la /run/shell | grep -c -- '->'
             """)

@@ -17,11 +17,13 @@ struct SandboxTurnTests {
             let root = URL(fileURLWithPath: path).deletingLastPathComponent()
             defer { Task { await removeHandsRoot(root) } }
             let log = SessionLog(redis: client, database: try MirrorDatabase(path: path))
-            let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
-                turns:
-                  - tool_use: {name: bash, input: {command: "echo $((6 * 7)) > answer.txt && cat answer.txt && whoami 2>&1; env | wc -l"}}
-                  - text: "The answer is in answer.txt."
-                """))
+            let model = try await ScriptedModelServer.start(
+                script: try ModelScript.parse(
+                    yaml: """
+                        turns:
+                          - tool_use: {name: bash, input: {command: "echo $((6 * 7)) > answer.txt && cat answer.txt && whoami 2>&1; env | wc -l"}}
+                          - text: "The answer is in answer.txt."
+                        """))
             let toolset = AgentToolset(root: root.appendingPathComponent("hands"))
             let runner = TurnRunner(
                 log: log, model: AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: model.baseURL, apiKey: "scripted")),
@@ -29,7 +31,9 @@ struct SandboxTurnTests {
             )
             let session = SessionID.make()
             try await log.create(session)
-            _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("compute")])])])])
+            _ = try await log.append(
+                session,
+                [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("compute")])])])])
             let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
             await model.stop()
             #expect(outcome.stopReason == "end_turn")
@@ -48,11 +52,13 @@ struct SandboxTurnTests {
             defer { Task { await removeHandsRoot(root) } }
             try await makeTinyWheel(in: root.appendingPathComponent("wheels"))
             let log = SessionLog(redis: client, database: try MirrorDatabase(path: path))
-            let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: """
-                turns:
-                  - tool_use: {name: bash, input: {command: "python3 -c 'import drovertiny; print(drovertiny.hello())'"}}
-                  - text: "Imported."
-                """))
+            let model = try await ScriptedModelServer.start(
+                script: try ModelScript.parse(
+                    yaml: """
+                        turns:
+                          - tool_use: {name: bash, input: {command: "python3 -c 'import drovertiny; print(drovertiny.hello())'"}}
+                          - text: "Imported."
+                        """))
             var settings = SandboxPoolSettings()
             settings.warmPerConfiguration = 0
             settings.pipOptions = ["--no-index", "--find-links", root.appendingPathComponent("wheels").path]
@@ -62,10 +68,13 @@ struct SandboxTurnTests {
                 hand: toolset, deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "m")
             )
             let session = SessionID.make()
-            let environment = #"{"type":"cloud","networking":{"type":"limited","allowed_hosts":[],"allow_mcp_servers":false,"allow_package_managers":false},"packages":{"type":"packages","pip":["drovertiny"],"apt":[],"cargo":[],"gem":[],"go":[],"npm":[]}}"#
+            let environment =
+                #"{"type":"cloud","networking":{"type":"limited","allowed_hosts":[],"allow_mcp_servers":false,"allow_package_managers":false},"packages":{"type":"packages","pip":["drovertiny"],"apt":[],"cargo":[],"gem":[],"go":[],"npm":[]}}"#
             try await log.create(session, environment: environment)
             #expect(try await log.environment(session) == environment)
-            _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("import it")])])])])
+            _ = try await log.append(
+                session,
+                [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("import it")])])])])
             let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
             await model.stop()
             await toolset.pool.shutdown()

@@ -24,8 +24,11 @@ private func allocated(_ url: URL) -> Int {
 
 /// Each session's /workspace and /run/shell live on a loop-mounted image of its own (see
 /// LoopVolume): its size is the disk quota, and the sandbox's mountinfo names no host path.
-@Suite("Sandbox volumes", .serialized, .enabled(if: Sandbox.bubblewrap != nil && LoopVolumeSupport.unavailableReason == nil,
-                                                "needs bubblewrap, root and loop devices"))
+@Suite(
+    "Sandbox volumes", .serialized,
+    .enabled(
+        if: Sandbox.bubblewrap != nil && LoopVolumeSupport.unavailableReason == nil,
+        "needs bubblewrap, root and loop devices"))
 struct SandboxVolumeTests {
     @Test("a workspace holds no more than its quota, /run/shell included, and a full one leaves other sessions and the host alone")
     func quota() async throws {
@@ -34,7 +37,8 @@ struct SandboxVolumeTests {
         let pool = SandboxPool(root: root, settings: settings(disk: 32 << 20))
         let greedy = try await pool.checkout(SessionID.make())
         // 64 MiB into a 32 MiB workspace: the write fails inside the sandbox, not on the host.
-        let flood = try await greedy.run("head -c 67108864 /dev/zero 2>/tmp/err > big; echo status=$?; cat /tmp/err; echo size=$(du -m big | cut -f1)")
+        let flood = try await greedy.run(
+            "head -c 67108864 /dev/zero 2>/tmp/err > big; echo status=$?; cat /tmp/err; echo size=$(du -m big | cut -f1)")
         #expect(flood.output.contains("No space left on device") && flood.output.contains("status=1"), "\(flood.output)")
         let written = flood.output.split(separator: "\n").first { $0.hasPrefix("size=") }.flatMap { Int($0.dropFirst(5)) } ?? .max
         #expect(written <= 32, "the workspace took \(written) MiB with a 32 MiB quota")

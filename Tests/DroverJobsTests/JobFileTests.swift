@@ -1,7 +1,8 @@
 import DroverCore
-@testable import DroverJobs
 import Foundation
 import Testing
+
+@testable import DroverJobs
 
 @Suite("Job files")
 struct JobFileTests {
@@ -79,25 +80,35 @@ struct JobFileTests {
 
     @Test("an inline agent is checked as the API checks one: a misspelt field or tool type names its line and the fix")
     func agentChecked() throws {
-        let typo = try #require(failure(Self.valid.replacingOccurrences(of: "  model: claude-sonnet-4-5\n", with: "  model: claude-sonnet-4-5\n  sytem: Grade it.\n")))
+        let typo = try #require(
+            failure(Self.valid.replacingOccurrences(of: "  model: claude-sonnet-4-5\n", with: "  model: claude-sonnet-4-5\n  sytem: Grade it.\n")))
         #expect(typo.field == "agent.sytem" && typo.line == 4, "\(typo)")
         #expect(typo.fix?.contains("did you mean system?") == true, "\(typo)")
         let tool = try #require(failure(Self.valid.replacingOccurrences(of: "agent_toolset_20260401", with: "agent_toolset_2026")))
         #expect(tool.field == "agent.tools[0].type" && tool.line == 4, "\(tool)")
         #expect(tool.description.contains("'agent_toolset_2026' is not a tool type"), "\(tool)")
-        let config = try #require(failure(Self.valid.replacingOccurrences(
-            of: "  tools: [{type: agent_toolset_20260401}]\n",
-            with: "  tools:\n    - type: agent_toolset_20260401\n      configs:\n        - {name: bash, enabeld: false}\n")))
+        let config = try #require(
+            failure(
+                Self.valid.replacingOccurrences(
+                    of: "  tools: [{type: agent_toolset_20260401}]\n",
+                    with: "  tools:\n    - type: agent_toolset_20260401\n      configs:\n        - {name: bash, enabeld: false}\n")))
         #expect(config.field == "agent.tools[0].configs[0].enabeld" && config.line == 7, "\(config)")
         // MCP servers are the operator's to name in a file; their shape is checked here too.
-        let server = try #require(failure(Self.valid.replacingOccurrences(
-            of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs}]\n")))
+        let server = try #require(
+            failure(
+                Self.valid.replacingOccurrences(
+                    of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs}]\n")))
         #expect(server.field?.hasPrefix("agent.mcp_servers[0]") == true && server.description.contains("url"), "\(server)")
-        let command = try #require(failure(Self.valid.replacingOccurrences(
-            of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: stdio, name: local, command: [python3, [1]]}]\n")))
+        let command = try #require(
+            failure(
+                Self.valid.replacingOccurrences(
+                    of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: stdio, name: local, command: [python3, [1]]}]\n")
+            ))
         #expect(command.field == "agent.mcp_servers[0].command[1]", "\(command)")
-        _ = try parse(Self.valid.replacingOccurrences(
-            of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs, url: \"http://127.0.0.1:9/mcp\"}]\n"))
+        _ = try parse(
+            Self.valid.replacingOccurrences(
+                of: "  tools: [{type: agent_toolset_20260401}]\n", with: "  mcp_servers: [{type: url, name: docs, url: \"http://127.0.0.1:9/mcp\"}]\n"
+            ))
     }
 
     @Test("an unknown key points at its line and suggests the right one")
@@ -146,7 +157,8 @@ struct JobFileTests {
         try Data("print(2)".utf8).write(to: data.appendingPathComponent("subs/bo/main.py"))
         try Data("name,score\n\"Smith, Ana\",3\nBo,4\n".utf8).write(to: data.appendingPathComponent("rows.csv"))
         let file = directory.appendingPathComponent("job.yaml").path
-        let globSpec = try JobFileParser.parse("""
+        let globSpec = try JobFileParser.parse(
+            """
             name: g
             agent: {model: m}
             items: {glob: "data/subs/*/"}
@@ -163,7 +175,8 @@ struct JobFileTests {
         #expect(after[0] == before[0])
         #expect(after[1] != before[1])
 
-        let csvSpec = try JobFileParser.parse("""
+        let csvSpec = try JobFileParser.parse(
+            """
             name: c
             agent: {model: m}
             items: {csv: data/rows.csv}
@@ -173,7 +186,8 @@ struct JobFileTests {
         #expect(rows.map(\.prompt) == ["Smith, Ana scored 3", "Bo scored 4"])
         #expect(rows[0].id == "Smith--Ana")
 
-        let empty = try JobFileParser.parse("""
+        let empty = try JobFileParser.parse(
+            """
             name: e
             agent: {model: m}
             items: {glob: "data/nothing/*"}

@@ -32,7 +32,10 @@ struct JobRunTests {
     }
 
     struct FullReport: Decodable {
-        struct Item: Decodable { let input_tokens: Int; let duration_seconds: Double }
+        struct Item: Decodable {
+            let input_tokens: Int
+            let duration_seconds: Double
+        }
         let items: [Item]
     }
 
@@ -46,8 +49,9 @@ struct JobRunTests {
         let secret = "drover-test-secret-\(Identifier.make(prefix: "s").suffix(12))"
         let reportDirectory = directory.appendingPathComponent("report")
         let job = Self.repository.appendingPathComponent("Jobs/grade-assignments.yaml").path
-        let run = try await runProgramSeparately(droverBinary.path, ["run", job, "--report-dir", reportDirectory.path],
-                                                 environment: environment(["DROVER_GRADING_SECRET": secret]), timeout: .seconds(300))
+        let run = try await runProgramSeparately(
+            droverBinary.path, ["run", job, "--report-dir", reportDirectory.path],
+            environment: environment(["DROVER_GRADING_SECRET": secret]), timeout: .seconds(300))
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
         #expect(run.stdout.hasPrefix("drover run grade-assignments: scripted model"))
 
@@ -58,8 +62,11 @@ struct JobRunTests {
             #expect(item.status == "succeeded", "\(item.item_id)")
             if case .number(let score)? = item.columns["score"] { scores[item.item_id] = Int(score) }
         }
-        #expect(scores == ["ada": 100, "ben": 100, "chen": 90, "dara": 90, "eli": 90, "fay": 90, "gus": 90,
-                           "hana": 0, "ivan": 0, "jo": 20, "kim": 100, "lee": 80])
+        #expect(
+            scores == [
+                "ada": 100, "ben": 100, "chen": 90, "dara": 90, "eli": 90, "fay": 90, "gus": 90,
+                "hana": 0, "ivan": 0, "jo": 20, "kim": 100, "lee": 80,
+            ])
         let byId = Dictionary(uniqueKeysWithValues: report.items.map { ($0.item_id, $0) })
         #expect(byId["jo"]?.columns["verdict"] == .string("timeout"))
         #expect(byId["hana"]?.columns["verdict"] == .string("error"))
@@ -73,7 +80,8 @@ struct JobRunTests {
         let files = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey])
         while let file = files?.nextObject() as? URL {
             guard (try? file.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true,
-                  let data = try? Data(contentsOf: file) else { continue }
+                let data = try? Data(contentsOf: file)
+            else { continue }
             if data.range(of: Data(secret.utf8)) != nil { leaks.append(file.path) }
         }
         #expect(leaks.isEmpty, "the secret leaked into \(leaks)")
@@ -83,7 +91,13 @@ struct JobRunTests {
         let usage = try await runProgramSeparately(droverBinary.path, ["report", "usage", "--json"], environment: environment())
         #expect(usage.status == 0, "\(usage.stderr)")
         struct Usage: Decodable {
-            struct Row: Decodable { let batch: String; let sessions: Int; let input_tokens: Int; let output_tokens: Int; let active_seconds: Double }
+            struct Row: Decodable {
+                let batch: String
+                let sessions: Int
+                let input_tokens: Int
+                let output_tokens: Int
+                let active_seconds: Double
+            }
             let batches: [Row]
         }
         let batchUsage = try #require(try JSONDecoder().decode(Usage.self, from: Data(usage.stdout.utf8)).batches.first)
@@ -95,8 +109,9 @@ struct JobRunTests {
         #expect(batchUsage.active_seconds > 0)
         #expect(batchUsage.active_seconds <= full.items.reduce(0) { $0 + $1.duration_seconds } + 0.5)
 
-        let rerun = try await runProgramSeparately(droverBinary.path, ["run", job, "--report-dir", reportDirectory.path],
-                                                   environment: environment(), timeout: .seconds(120))
+        let rerun = try await runProgramSeparately(
+            droverBinary.path, ["run", job, "--report-dir", reportDirectory.path],
+            environment: environment(), timeout: .seconds(120))
         #expect(rerun.status == 0, "\(rerun.stderr)")
         #expect(rerun.stdout.contains("12 items: 12 finished in an earlier run, 0 to run"))
         #expect(try self.report(reportDirectory).items.allSatisfy { $0.from_earlier_run && $0.sessions.count == 1 })
@@ -106,10 +121,12 @@ struct JobRunTests {
     func shippedJobs() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let wiki = directory.appendingPathComponent("wiki")
-        let result = try await runProgramSeparately(droverBinary.path, ["run", Self.repository.appendingPathComponent("Jobs/wiki-digest.yaml").path, "--report-dir", wiki.path],
-                                                    environment: environment(), timeout: .seconds(120))
+        let result = try await runProgramSeparately(
+            droverBinary.path, ["run", Self.repository.appendingPathComponent("Jobs/wiki-digest.yaml").path, "--report-dir", wiki.path],
+            environment: environment(), timeout: .seconds(120))
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        let abstracts = try FileManager.default.contentsOfDirectory(atPath: Self.repository.appendingPathComponent("Jobs/data/wiki-digest/abstracts").path)
+        let abstracts = try FileManager.default.contentsOfDirectory(
+            atPath: Self.repository.appendingPathComponent("Jobs/data/wiki-digest/abstracts").path)
         let drafts = try FileManager.default.contentsOfDirectory(atPath: wiki.appendingPathComponent("review").path)
         #expect(Set(drafts) == Set(abstracts.map { $0.replacingOccurrences(of: ".txt", with: ".md") }))
         let entry = try String(contentsOf: wiki.appendingPathComponent("review/cron-drift.md"), encoding: .utf8)
@@ -118,8 +135,9 @@ struct JobRunTests {
         #expect(try report(wiki).items.allSatisfy { $0.columns["style"] == .string("ok") })
 
         let research = directory.appendingPathComponent("research")
-        let run = try await runProgramSeparately(droverBinary.path, ["run", Self.repository.appendingPathComponent("Jobs/research-run.yaml").path, "--report-dir", research.path],
-                                                 environment: environment(), timeout: .seconds(120))
+        let run = try await runProgramSeparately(
+            droverBinary.path, ["run", Self.repository.appendingPathComponent("Jobs/research-run.yaml").path, "--report-dir", research.path],
+            environment: environment(), timeout: .seconds(120))
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
         let item = try #require(try report(research).items.first)
         #expect(item.columns["rows"] == .number(365))
@@ -134,7 +152,8 @@ struct JobRunTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let job = directory.appendingPathComponent("slow.yaml")
-        try Data("""
+        try Data(
+            """
             name: slow
             agent: {model: claude-sonnet-4-5}
             items:
@@ -147,17 +166,21 @@ struct JobRunTests {
               ttft_ms: 250
               steps: [{tool: bash, input: {command: "sleep 0.2; echo processed"}}]
               final: '{"ok": true}'
-            """.utf8).write(to: job)
+            """.utf8
+        ).write(to: job)
         let reportDirectory = directory.appendingPathComponent("report")
         let output = directory.appendingPathComponent("first-run.out").path
-        let child = try ChildProcess(executable: droverBinary.path, arguments: ["run", job.path, "--report-dir", reportDirectory.path],
-                                     environment: environment(), outputPath: output)
+        let child = try ChildProcess(
+            executable: droverBinary.path, arguments: ["run", job.path, "--report-dir", reportDirectory.path],
+            environment: environment(), outputPath: output)
         var firstRun: [String] = []
         var text = ""
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline, child.isRunning {
             text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-            firstRun = text.split(separator: "\n").filter { $0.hasPrefix("succeeded") }.map { String($0.split(separator: " ", omittingEmptySubsequences: true)[2]) }
+            firstRun = text.split(separator: "\n").filter { $0.hasPrefix("succeeded") }.map {
+                String($0.split(separator: " ", omittingEmptySubsequences: true)[2])
+            }
             if firstRun.count >= 3 { break }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -166,8 +189,9 @@ struct JobRunTests {
         let finishedBeforeKill = Set(firstRun)
         #expect(finishedBeforeKill.count >= 3 && finishedBeforeKill.count < 8)
 
-        let second = try await runProgramSeparately(droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
-                                                    environment: environment(), timeout: .seconds(120))
+        let second = try await runProgramSeparately(
+            droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
+            environment: environment(), timeout: .seconds(120))
         #expect(second.status == 0, "\(second.stdout)\n\(second.stderr)")
         let report = try report(reportDirectory)
         #expect(report.items.map(\.item_id) == ["a", "b", "c", "d", "e", "f", "g", "h"])
@@ -186,7 +210,8 @@ struct JobRunTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let job = directory.appendingPathComponent("stuck.yaml")
-        try Data("""
+        try Data(
+            """
             name: stuck
             agent: {model: claude-sonnet-4-5}
             items: {list: [one, two, three]}
@@ -197,11 +222,13 @@ struct JobRunTests {
             playbook:
               steps: [{tool: bash, input: {command: "sleep 600"}}]
               final: '{"never": true}'
-            """.utf8).write(to: job)
+            """.utf8
+        ).write(to: job)
         let reportDirectory = directory.appendingPathComponent("report")
         // The step sleeps 600 s: finishing inside the 120 s limit at all is the item's timeout working.
-        let result = try await runProgramSeparately(droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
-                                                    environment: environment(), timeout: .seconds(120))
+        let result = try await runProgramSeparately(
+            droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
+            environment: environment(), timeout: .seconds(120))
         #expect(result.status == 1, "\(result.stdout)\n\(result.stderr)")
         let report = try report(reportDirectory)
         #expect(report.items.map(\.status) == ["timed_out", "skipped", "skipped"])
@@ -217,18 +244,24 @@ struct JobRunTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let wheels = directory.appendingPathComponent("wheels")
         try FileManager.default.createDirectory(at: wheels, withIntermediateDirectories: true)
-        let made = try await runProgram("/usr/bin/python3", ["-c", """
-            import sys, zipfile
-            with zipfile.ZipFile(sys.argv[1] + "/jobtiny-1.0-py3-none-any.whl", "w") as z:
-                z.writestr("jobtiny/__init__.py", "ANSWER = 42\\n")
-                z.writestr("jobtiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: jobtiny\\nVersion: 1.0\\n")
-                z.writestr("jobtiny-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: drover-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
-                z.writestr("jobtiny-1.0.dist-info/RECORD", "")
-            """, wheels.path])
+        let made = try await runProgram(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import sys, zipfile
+                with zipfile.ZipFile(sys.argv[1] + "/jobtiny-1.0-py3-none-any.whl", "w") as z:
+                    z.writestr("jobtiny/__init__.py", "ANSWER = 42\\n")
+                    z.writestr("jobtiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: jobtiny\\nVersion: 1.0\\n")
+                    z.writestr("jobtiny-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: drover-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+                    z.writestr("jobtiny-1.0.dist-info/RECORD", "")
+                """, wheels.path,
+            ])
         #expect(made.status == 0, "\(made.output)")
         let job = directory.appendingPathComponent("env.yaml")
         func write(networking: String) throws {
-            try Data("""
+            try Data(
+                """
                 name: env
                 agent: {model: claude-sonnet-4-5}
                 environment:
@@ -240,20 +273,24 @@ struct JobRunTests {
                 playbook:
                   steps: [{tool: bash, input: {command: "python3 -c 'import jobtiny; print(jobtiny.ANSWER)'"}}]
                   final: '{"answer": {{result_1}}}'
-                """.utf8).write(to: job)
+                """.utf8
+            ).write(to: job)
         }
         try write(networking: "{type: limited, allowed_hosts: []}")
         let reportDirectory = directory.appendingPathComponent("report")
         // pip runs in its install sandbox with the PIP_* settings of the host: a local wheel, no index.
-        let run = try await runProgramSeparately(droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
-                                                 environment: environment(["PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels.path]), timeout: .seconds(180))
+        let run = try await runProgramSeparately(
+            droverBinary.path, ["run", job.path, "--report-dir", reportDirectory.path],
+            environment: environment(["PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels.path]), timeout: .seconds(180))
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
         #expect(try report(reportDirectory).items.map { $0.columns["answer"] } == [.number(42), .number(42)])
 
         try write(networking: "{type: unrestricted}")
         let refused = try await runProgramSeparately(droverBinary.path, ["run", job.path], environment: environment())
         #expect(refused.status == 2)
-        #expect(refused.stderr.contains("environment") && refused.stderr.contains("config.networking") && refused.stderr.contains("not built yet"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("environment") && refused.stderr.contains("config.networking") && refused.stderr.contains("not built yet"),
+            "\(refused.stderr)")
     }
 
     @Test("a bad job file exits 2 with the file, the line and the fix, and starts nothing")
@@ -268,7 +305,8 @@ struct JobRunTests {
         #expect(result.stderr.contains("Fix:"))
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("data/drover.db").path))
 
-        let missing = try await runProgramSeparately(droverBinary.path, ["run", directory.appendingPathComponent("nope.yaml").path], environment: environment())
+        let missing = try await runProgramSeparately(
+            droverBinary.path, ["run", directory.appendingPathComponent("nope.yaml").path], environment: environment())
         #expect(missing.status == 2)
         #expect(missing.stderr.contains("cannot read the file"))
 

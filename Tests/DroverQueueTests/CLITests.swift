@@ -1,7 +1,7 @@
 import DroverCore
 import DroverQueue
-import Foundation
 import DroverTesting
+import Foundation
 import Testing
 
 /// Runs the built `drover` binary, which sits beside the test bundle.
@@ -28,7 +28,8 @@ struct CLI {
 
 @Suite("drover CLI")
 struct CLITests {
-    let cli = CLI(dataDirectory: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cli-\(Identifier.make(prefix: "c").suffix(10))"))
+    let cli = CLI(
+        dataDirectory: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cli-\(Identifier.make(prefix: "c").suffix(10))"))
 
     @Test("enqueue and stats on the embedded server, which stops with the command and keeps the data")
     func enqueueAndStats() async throws {

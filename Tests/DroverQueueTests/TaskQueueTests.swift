@@ -87,7 +87,10 @@ struct TaskQueueTests {
                         return (mine, refused)
                     }
                 }
-                return try await group.reduce(into: ([String](), 0)) { $0.0 += $1.0; $0.1 += $1.1 }
+                return try await group.reduce(into: ([String](), 0)) {
+                    $0.0 += $1.0
+                    $0.1 += $1.1
+                }
             }
             #expect(claimed.1 == 0, "acks refused")
             #expect(claimed.0.count == total, "claims: \(claimed.0.count)")
@@ -267,7 +270,7 @@ struct TaskQueueTests {
             let id = try await queue.enqueue(name, payload: "{}", maxAttempts: 1).taskId
             let first = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
             #expect(try await queue.release(first) == .ok)
-            #expect(try await queue.release(first) == .ok)   // a retried release changes nothing
+            #expect(try await queue.release(first) == .ok)  // a retried release changes nothing
             let secondClaim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
             let second = try #require(secondClaim.leases.first)
             #expect(second.taskId == id && second.attempt == 1 && second.epoch == first.epoch + 1)
@@ -284,7 +287,8 @@ struct TaskQueueTests {
             while third == nil, ContinuousClock.now < giveUp {
                 let claim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
                 if let lease = claim.leases.first {
-                    #expect(claim.now >= secondClaim.now + Int64(delay), "claimed \(claim.now - secondClaim.now) ms after, before the \(delay) ms delay")
+                    #expect(
+                        claim.now >= secondClaim.now + Int64(delay), "claimed \(claim.now - secondClaim.now) ms after, before the \(delay) ms delay")
                     third = lease
                 } else {
                     let dueIn = try #require(claim.nextDueIn, "a released task waits in the delayed set")

@@ -26,16 +26,18 @@ struct RedisClientTests {
         #expect(!unix.description.contains("pw&") && unix.description.contains("***"))
     }
 
-    @Test("malformed URLs name the problem and the fix", arguments: [
-        ("localhost:6379", "scheme"),
-        ("http://localhost", "unknown scheme"),
-        ("redis://", "host is missing"),
-        ("redis://localhost:99999", "out of range"),
-        ("redis://localhost/abc", "not a number"),
-        ("unix://relative.sock", "absolute path"),
-        ("rediss://localhost", "TLS"),
-        ("redis://:hunter2@localhost/x", "not a number"),
-    ])
+    @Test(
+        "malformed URLs name the problem and the fix",
+        arguments: [
+            ("localhost:6379", "scheme"),
+            ("http://localhost", "unknown scheme"),
+            ("redis://", "host is missing"),
+            ("redis://localhost:99999", "out of range"),
+            ("redis://localhost/abc", "not a number"),
+            ("unix://relative.sock", "absolute path"),
+            ("rediss://localhost", "TLS"),
+            ("redis://:hunter2@localhost/x", "not a number"),
+        ])
     func rejectsBadURLs(text: String, expected: String) {
         do {
             _ = try RedisURL(parsing: text)
@@ -74,87 +76,96 @@ struct RedisClientTests {
     @Test("a wrong password is refused without retrying, the right one works")
     func wrongPassword() async throws {
         try await withRedisServer(password: "right-password") { server in
-        var url = server.url
-        url.password = "wrong-password"
-        do {
-            _ = try await RedisClient.connect(url)
-            Issue.record("a wrong password was accepted")
-        } catch let error as RedisError {
-            guard case .authenticationFailed = error else {
-                Issue.record("expected authenticationFailed, got \(error)")
-                return
+            var url = server.url
+            url.password = "wrong-password"
+            do {
+                _ = try await RedisClient.connect(url)
+                Issue.record("a wrong password was accepted")
+            } catch let error as RedisError {
+                guard case .authenticationFailed = error else {
+                    Issue.record("expected authenticationFailed, got \(error)")
+                    return
+                }
+                #expect(!error.description.contains("wrong-password"))
+                #expect(error.description.contains("Fix:"))
             }
-            #expect(!error.description.contains("wrong-password"))
-            #expect(error.description.contains("Fix:"))
-        }
-        url.password = nil
-        let anonymous = try await RedisClient.connect(url)
-        do {
-            try await anonymous.send("SET", "k", "v")
-            Issue.record("a command ran without authentication")
-        } catch let error as RedisError {
-            guard case .serverError(let code, _) = error else { Issue.record("\(error)"); return }
-            #expect(code == "NOAUTH")
-        }
-        anonymous.close()
-        url.password = "right-password"
-        let client = try await RedisClient.connect(url)
-        #expect(try await client.send("PING") == .status("PONG"))
-        client.close()
+            url.password = nil
+            let anonymous = try await RedisClient.connect(url)
+            do {
+                try await anonymous.send("SET", "k", "v")
+                Issue.record("a command ran without authentication")
+            } catch let error as RedisError {
+                guard case .serverError(let code, _) = error else {
+                    Issue.record("\(error)")
+                    return
+                }
+                #expect(code == "NOAUTH")
+            }
+            anonymous.close()
+            url.password = "right-password"
+            let client = try await RedisClient.connect(url)
+            #expect(try await client.send("PING") == .status("PONG"))
+            client.close()
         }
     }
 
     @Test("pipelines return replies in order, with errors in place")
     func pipelines() async throws {
         try await withRedisClient { client, _ in
-        let replies = try await client.pipeline([
-            ["SET", "a", "1"], ["INCR", "a"], ["HGET", "a", "x"], ["GET", "a"], ["GET", "missing"],
-        ])
-        #expect(replies.count == 5)
-        #expect(replies[0] == .status("OK"))
-        #expect(replies[1] == .integer(2))
-        guard case .error(let message) = replies[2] else { Issue.record("\(replies[2])"); return }
-        #expect(message.hasPrefix("WRONGTYPE"))
-        #expect(replies[3].string == "2")
-        #expect(replies[4] == .null)
-        // Binary-safe arguments: NUL bytes and non-ASCII survive the round trip.
-        let odd = "nul\u{0}byte é 🐑"
-        try await client.send("SET", "odd", odd)
-        #expect(try await client.send("GET", "odd").string == odd)
+            let replies = try await client.pipeline([
+                ["SET", "a", "1"], ["INCR", "a"], ["HGET", "a", "x"], ["GET", "a"], ["GET", "missing"],
+            ])
+            #expect(replies.count == 5)
+            #expect(replies[0] == .status("OK"))
+            #expect(replies[1] == .integer(2))
+            guard case .error(let message) = replies[2] else {
+                Issue.record("\(replies[2])")
+                return
+            }
+            #expect(message.hasPrefix("WRONGTYPE"))
+            #expect(replies[3].string == "2")
+            #expect(replies[4] == .null)
+            // Binary-safe arguments: NUL bytes and non-ASCII survive the round trip.
+            let odd = "nul\u{0}byte é 🐑"
+            try await client.send("SET", "odd", odd)
+            #expect(try await client.send("GET", "odd").string == odd)
         }
     }
 
     @Test("scripts run by SHA and are loaded again after SCRIPT FLUSH")
     func scriptsReloadOnNoScript() async throws {
         try await withRedisClient { client, _ in
-        let script = RedisScript(name: "incr-by", idempotent: false, source: "return redis.call('INCRBY', KEYS[1], ARGV[1])")
-        #expect(try await client.eval(script, keys: ["n"], arguments: ["5"]) == .integer(5))
-        try await client.send("SCRIPT", "FLUSH")
-        #expect(try await client.eval(script, keys: ["n"], arguments: ["2"]) == .integer(7))
-        let broken = RedisScript(name: "broken", idempotent: false, source: "return redis.call('NOPE')")
-        do {
-            _ = try await client.eval(broken, keys: [], arguments: [])
-            Issue.record("a failing script succeeded")
-        } catch let error as RedisError {
-            guard case .serverError = error else { Issue.record("\(error)"); return }
-        }
+            let script = RedisScript(name: "incr-by", idempotent: false, source: "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+            #expect(try await client.eval(script, keys: ["n"], arguments: ["5"]) == .integer(5))
+            try await client.send("SCRIPT", "FLUSH")
+            #expect(try await client.eval(script, keys: ["n"], arguments: ["2"]) == .integer(7))
+            let broken = RedisScript(name: "broken", idempotent: false, source: "return redis.call('NOPE')")
+            do {
+                _ = try await client.eval(broken, keys: [], arguments: [])
+                Issue.record("a failing script succeeded")
+            } catch let error as RedisError {
+                guard case .serverError = error else {
+                    Issue.record("\(error)")
+                    return
+                }
+            }
         }
     }
 
     @Test("a blocking read ends at once when its task is cancelled, and the connection recovers")
     func blockingReadCancels() async throws {
         try await withRedisClient { client, _ in
-        let blocking = client.blockingConnection()
-        defer { blocking.close() }
-        // An hour-long BLPOP: a lost cancellation runs far past the 60 s limit.
-        let waiter = Task { try await blocking.send(["BLPOP", "never", "3600"]) }
-        try await Task.sleep(for: .milliseconds(100))
-        waiter.cancel()
-        let result = try await finishing(within: .seconds(60)) { await waiter.result }
-        #expect(throws: CancellationError.self) { try result.get() }
-        try await client.send("RPUSH", "list", "x")
-        let popped = try await blocking.send(["BLPOP", "list", "5"])
-        #expect(popped.array?.last?.string == "x")
+            let blocking = client.blockingConnection()
+            defer { blocking.close() }
+            // An hour-long BLPOP: a lost cancellation runs far past the 60 s limit.
+            let waiter = Task { try await blocking.send(["BLPOP", "never", "3600"]) }
+            try await Task.sleep(for: .milliseconds(100))
+            waiter.cancel()
+            let result = try await finishing(within: .seconds(60)) { await waiter.result }
+            #expect(throws: CancellationError.self) { try result.get() }
+            try await client.send("RPUSH", "list", "x")
+            let popped = try await blocking.send(["BLPOP", "list", "5"])
+            #expect(popped.array?.last?.string == "x")
         }
     }
 
@@ -164,20 +175,20 @@ struct RedisClientTests {
         // the command write. A cancellation lost in any of those windows would run the full hour.
         try await withRedisClient { client, _ in
             try await finishing(within: .seconds(60)) {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for delay in [0, 1, 2, 5, 10, 20] {
-                    group.addTask {
-                        let blocking = client.blockingConnection(name: "early-\(delay)")
-                        defer { blocking.close() }
-                        let waiter = Task { try await blocking.send(["BLPOP", "never-\(delay)", "3600"]) }
-                        try await Task.sleep(for: .milliseconds(delay))
-                        waiter.cancel()
-                        let result = await waiter.result
-                        #expect(throws: CancellationError.self, "cancelled after \(delay) ms") { try result.get() }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for delay in [0, 1, 2, 5, 10, 20] {
+                        group.addTask {
+                            let blocking = client.blockingConnection(name: "early-\(delay)")
+                            defer { blocking.close() }
+                            let waiter = Task { try await blocking.send(["BLPOP", "never-\(delay)", "3600"]) }
+                            try await Task.sleep(for: .milliseconds(delay))
+                            waiter.cancel()
+                            let result = await waiter.result
+                            #expect(throws: CancellationError.self, "cancelled after \(delay) ms") { try result.get() }
+                        }
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
-            }
             }
         }
     }
@@ -185,9 +196,9 @@ struct RedisClientTests {
     @Test("the client reconnects by itself after Redis restarts")
     func reconnects() async throws {
         try await withRedisClient(poolSize: 2) { client, server in
-        try await client.send("SET", "survives", "yes")
-        try await server.restart()
-        #expect(try await client.send(["GET", "survives"], idempotent: true).string == "yes")
+            try await client.send("SET", "survives", "yes")
+            try await server.restart()
+            #expect(try await client.send(["GET", "survives"], idempotent: true).string == "yes")
         }
     }
 

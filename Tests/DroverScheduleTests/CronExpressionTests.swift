@@ -42,9 +42,10 @@ struct CronExpressionTests {
         let hourly = try CronExpression("@hourly", timeZone: "UTC")
         #expect(hourly.next(after: utc("2026-11-25T10:00:00Z")) == utc("2026-11-25T11:00:00Z"))
         let stepped = try CronExpression("5/20 * * jan,nov *", timeZone: "UTC")
-        #expect(stepped.upcoming(after: utc("2026-11-25T10:00:00Z"), count: 3) == [
-            utc("2026-11-25T10:05:00Z"), utc("2026-11-25T10:25:00Z"), utc("2026-11-25T10:45:00Z"),
-        ])
+        #expect(
+            stepped.upcoming(after: utc("2026-11-25T10:00:00Z"), count: 3) == [
+                utc("2026-11-25T10:05:00Z"), utc("2026-11-25T10:25:00Z"), utc("2026-11-25T10:45:00Z"),
+            ])
     }
 
     @Test("a missed stretch owes only its latest occurrence")
@@ -60,24 +61,28 @@ struct CronExpressionTests {
     func daylightSaving() throws {
         // New York: clocks go forward at 2026-03-08 02:00 EST, back at 2026-11-01 02:00 EDT.
         let skipped = try CronExpression("30 2 * * *", timeZone: "America/New_York")
-        #expect(skipped.upcoming(after: utc("2026-03-07T12:00:00Z"), count: 2) == [
-            utc("2026-03-08T07:00:00Z"),  // 03:00 EDT: the end of the gap, once
-            utc("2026-03-09T06:30:00Z"),
-        ])
+        #expect(
+            skipped.upcoming(after: utc("2026-03-07T12:00:00Z"), count: 2) == [
+                utc("2026-03-08T07:00:00Z"),  // 03:00 EDT: the end of the gap, once
+                utc("2026-03-09T06:30:00Z"),
+            ])
         let everyHalfHour = try CronExpression("*/30 * * * *", timeZone: "America/New_York")
-        #expect(everyHalfHour.upcoming(after: utc("2026-03-08T06:00:00Z"), count: 3) == [
-            utc("2026-03-08T06:30:00Z"), utc("2026-03-08T07:00:00Z"), utc("2026-03-08T07:30:00Z"),
-        ])
+        #expect(
+            everyHalfHour.upcoming(after: utc("2026-03-08T06:00:00Z"), count: 3) == [
+                utc("2026-03-08T06:30:00Z"), utc("2026-03-08T07:00:00Z"), utc("2026-03-08T07:30:00Z"),
+            ])
         let repeated = try CronExpression("30 1 * * *", timeZone: "America/New_York")
-        #expect(repeated.upcoming(after: utc("2026-10-31T16:00:00Z"), count: 3) == [
-            utc("2026-11-01T05:30:00Z"),  // 01:30 EDT
-            utc("2026-11-01T06:30:00Z"),  // 01:30 EST
-            utc("2026-11-02T06:30:00Z"),
-        ])
+        #expect(
+            repeated.upcoming(after: utc("2026-10-31T16:00:00Z"), count: 3) == [
+                utc("2026-11-01T05:30:00Z"),  // 01:30 EDT
+                utc("2026-11-01T06:30:00Z"),  // 01:30 EST
+                utc("2026-11-02T06:30:00Z"),
+            ])
         // Berlin: back at 2026-10-25 03:00 CEST.
         let berlin = try CronExpression("30 2 * * *", timeZone: "Europe/Berlin")
-        #expect(berlin.upcoming(after: utc("2026-10-24T12:00:00Z"), count: 2) == [
-            utc("2026-10-25T00:30:00Z"), utc("2026-10-25T01:30:00Z"),
-        ])
+        #expect(
+            berlin.upcoming(after: utc("2026-10-24T12:00:00Z"), count: 2) == [
+                utc("2026-10-25T00:30:00Z"), utc("2026-10-25T01:30:00Z"),
+            ])
     }
 }

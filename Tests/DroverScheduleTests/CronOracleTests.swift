@@ -1,7 +1,8 @@
-@testable import DroverSchedule
 import DroverTesting
 import Foundation
 import Testing
+
+@testable import DroverSchedule
 
 /// The project's venv python (scripts/setup installs croniter there).
 let projectRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -110,8 +111,9 @@ struct CronOracleTests {
         return (fields[2] != "*" && cron.dayOfMonth.isUnrestricted) || (fields[4] != "*" && cron.dayOfWeek.isUnrestricted)
     }
 
-    @Test("matches croniter on thousands of random expressions and instants, DST and DOM/DOW OR included",
-          .enabled(if: schedulePython != nil, "needs .venv from scripts/setup"))
+    @Test(
+        "matches croniter on thousands of random expressions and instants, DST and DOM/DOW OR included",
+        .enabled(if: schedulePython != nil, "needs .venv from scripts/setup"))
     func matchesCroniter() async throws {
         var generator = CronCaseGenerator(state: 0xD70E_2026)
         let zones = ["America/New_York", "Europe/Berlin", "UTC", "Asia/Kolkata"]
@@ -132,12 +134,12 @@ struct CronOracleTests {
         }
         // Hand-picked: the gap and the repeated hour in both zones, and DOM/DOW OR.
         let pinned: [(String, String, Double)] = [
-            ("30 2 * * *", "America/New_York", 1_772_910_000),   // 2026-03-07 14:00 EST: spring gap next
+            ("30 2 * * *", "America/New_York", 1_772_910_000),  // 2026-03-07 14:00 EST: spring gap next
             ("*/30 * * * *", "America/New_York", 1_772_949_600),
-            ("30 1 * * *", "America/New_York", 1_792_990_800),   // fall back 2026-11-01
+            ("30 1 * * *", "America/New_York", 1_792_990_800),  // fall back 2026-11-01
             ("0 * * * *", "America/New_York", 1_793_000_000),
-            ("30 2 * * *", "Europe/Berlin", 1_774_656_000),     // 2026-03-28: spring gap next
-            ("30 2 * * *", "Europe/Berlin", 1_792_800_000),     // fall back 2026-10-25
+            ("30 2 * * *", "Europe/Berlin", 1_774_656_000),  // 2026-03-28: spring gap next
+            ("30 2 * * *", "Europe/Berlin", 1_792_800_000),  // fall back 2026-10-25
             ("0 0 13 * fri", "UTC", 1_767_225_600),
             ("0 12 1,15 * mon", "Europe/Berlin", 1_767_225_600),
         ]
@@ -165,8 +167,9 @@ struct CronOracleTests {
             let ours: Answer
             do {
                 let cron = try CronExpression(testCase.expression, timeZone: testCase.timezone)
-                ours = .instants(cron.upcoming(after: Date(timeIntervalSince1970: testCase.start), count: testCase.count)
-                    .map { Int($0.timeIntervalSince1970) })
+                ours = .instants(
+                    cron.upcoming(after: Date(timeIntervalSince1970: testCase.start), count: testCase.count)
+                        .map { Int($0.timeIntervalSince1970) })
             } catch {
                 ours = .error("\(error)")
             }

@@ -1,9 +1,10 @@
 import DroverCore
 import DroverDatabase
-@testable import DroverSchedule
 import DroverTesting
 import Foundation
 import Testing
+
+@testable import DroverSchedule
 
 @Suite("Deployments store")
 struct DeploymentStoreTests {
@@ -43,8 +44,9 @@ struct DeploymentStoreTests {
         #expect(try await store.find(first.id).name == "beta")
     }
 
-    @Test("the deployment and run JSON validate against the SDK's models, with upcoming_runs_at",
-          .enabled(if: schedulePython != nil, "needs .venv from scripts/setup"))
+    @Test(
+        "the deployment and run JSON validate against the SDK's models, with upcoming_runs_at",
+        .enabled(if: schedulePython != nil, "needs .venv from scripts/setup"))
     func sdkShapes() async throws {
         try await SchedulerRig.with { rig in
             let (scheduler, redis) = try await rig.scheduler("schd_solo")

@@ -58,18 +58,37 @@ struct ScheduleFileTests {
         let cases: [(String, String, [String])] = [
             ("malformed YAML", replacing("  system: Be brief.", "  system: [Be brief."), ["bad.yaml:", "is not valid YAML"]),
             ("unterminated quote", replacing("name: nightly", "name: \"nightly"), ["bad.yaml:", "not valid YAML"]),
-            ("missing agent", replacing("agent:\n  model: claude-sonnet-4-5\n", "agentx:\n  model: claude-sonnet-4-5\n"), ["bad.yaml:2:", "agentx: is not a known field"]),
-            ("missing initial_events", String(Self.good.split(separator: "\n").filter { !$0.contains("initial_events") && !$0.contains("- type: user.message") && !$0.contains("content:") && !$0.contains("{type: text, text: go}") }.joined(separator: "\n")), ["bad.yaml:1:", "initial_events: is missing", "Fix:"]),
+            (
+                "missing agent", replacing("agent:\n  model: claude-sonnet-4-5\n", "agentx:\n  model: claude-sonnet-4-5\n"),
+                ["bad.yaml:2:", "agentx: is not a known field"]
+            ),
+            (
+                "missing initial_events",
+                String(
+                    Self.good.split(separator: "\n").filter {
+                        !$0.contains("initial_events") && !$0.contains("- type: user.message") && !$0.contains("content:")
+                            && !$0.contains("{type: text, text: go}")
+                    }.joined(separator: "\n")), ["bad.yaml:1:", "initial_events: is missing", "Fix:"]
+            ),
             ("missing model", replacing("  model: claude-sonnet-4-5\n", ""), ["bad.yaml:3:", "agent.model: is missing"]),
-            ("invalid cron", replacing("\"30 2 * * *\"", "\"61 2 * * *\""), ["bad.yaml:20:", "schedule.expression: minute field: 61 is out of range 0–59", "Fix:"]),
+            (
+                "invalid cron", replacing("\"30 2 * * *\"", "\"61 2 * * *\""),
+                ["bad.yaml:20:", "schedule.expression: minute field: 61 is out of range 0–59", "Fix:"]
+            ),
             ("six fields", replacing("\"30 2 * * *\"", "\"0 30 2 * * *\""), ["bad.yaml:20:", "schedule.expression: '0 30 2 * * *' has 6 fields"]),
-            ("unknown timezone", replacing("Europe/Berlin", "Europe/Atlantis"), ["bad.yaml:21:", "schedule.timezone: 'Europe/Atlantis' is not an IANA timezone"]),
+            (
+                "unknown timezone", replacing("Europe/Berlin", "Europe/Atlantis"),
+                ["bad.yaml:21:", "schedule.timezone: 'Europe/Atlantis' is not an IANA timezone"]
+            ),
             ("bad event type", replacing("- type: user.message", "- type: agent.message"), ["bad.yaml:15:", "'agent.message' cannot start"]),
             ("bad jitter", replacing("jitter_seconds: 60", "jitter_seconds: soon"), ["bad.yaml:22:", "jitter_seconds: must be a whole number"]),
             ("bad name", replacing("name: nightly", "name: night ly"), ["bad.yaml:1:", "'night ly' is not a usable name"]),
             // The agent is checked by the API's own agent check, pointed at the line.
             ("bad tool type", replacing("- type: custom", "- type: custon"), ["bad.yaml:9:", "agent.tools[1].type: 'custon' is not a tool type"]),
-            ("misspelt agent field", replacing("  system: Be brief.", "  sytem: Be brief."), ["bad.yaml:4:", "agent.sytem: unknown field", "did you mean system?"]),
+            (
+                "misspelt agent field", replacing("  system: Be brief.", "  sytem: Be brief."),
+                ["bad.yaml:4:", "agent.sytem: unknown field", "did you mean system?"]
+            ),
             ("bad policy", replacing("always_ask", "sometimes"), ["bad.yaml:8:", "agent.tools[0].configs[0].permission_policy.type"]),
         ]
         for (label, text, expected) in cases {
@@ -88,8 +107,9 @@ struct ScheduleFileTests {
 
     @Test("an agent may name MCP servers in a schedule file, as in a job file; the snapshot carries them")
     func mcpServers() throws {
-        let file = try ScheduleFile.parse(Self.good.replacingOccurrences(
-            of: "  system: Be brief.\n", with: "  system: Be brief.\n  mcp_servers: [{type: url, name: docs, url: \"http://127.0.0.1:9/mcp\"}]\n"),
+        let file = try ScheduleFile.parse(
+            Self.good.replacingOccurrences(
+                of: "  system: Be brief.\n", with: "  system: Be brief.\n  mcp_servers: [{type: url, name: docs, url: \"http://127.0.0.1:9/mcp\"}]\n"),
             file: "Schedules/mcp.yaml")
         #expect(file.agentSnapshot.mcpServers == [.url("docs", "http://127.0.0.1:9/mcp")])
     }

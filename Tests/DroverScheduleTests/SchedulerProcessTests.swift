@@ -1,10 +1,11 @@
 import DroverCore
 import DroverDatabase
 import DroverRedis
-@testable import DroverSchedule
 import DroverTesting
 import Foundation
 import Testing
+
+@testable import DroverSchedule
 
 @Suite("drover scheduler and apply (processes)")
 struct SchedulerProcessTests {
@@ -48,7 +49,8 @@ struct SchedulerProcessTests {
 
             let leaderValue = try await redis.send(["GET", "drover:{sched}:leader"]).string ?? ""
             let leaderToken = String(leaderValue.split(separator: "|").first ?? "")
-            let leaderIndex = try #require(children.firstIndex { (try? String(contentsOfFile: $0.1, encoding: .utf8))?.contains(leaderToken) == true })
+            let leaderIndex = try #require(
+                children.firstIndex { (try? String(contentsOfFile: $0.1, encoding: .utf8))?.contains(leaderToken) == true })
             children[leaderIndex].0.signal(SIGKILL)
             let before = try await runCount()
             while try await runCount() < before + 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }

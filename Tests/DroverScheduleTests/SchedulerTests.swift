@@ -3,11 +3,12 @@ import DroverCore
 import DroverDatabase
 import DroverQueue
 import DroverRedis
-@testable import DroverSchedule
 import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing
+
+@testable import DroverSchedule
 
 /// Deployments on a real SQLite file and schedulers on a real redis-server, with their own
 /// connections, over a simulated clock.
@@ -21,7 +22,8 @@ struct SchedulerRig {
     static let start = ISO8601DateFormatter().date(from: "2026-11-25T10:00:30Z")!
 
     static func file(name: String = "every-minute", expression: String = "* * * * *", jitter: Int = 0) throws -> ScheduleFile {
-        try ScheduleFile.parse("""
+        try ScheduleFile.parse(
+            """
             name: \(name)
             agent: {model: claude-sonnet-4-5, system: Be brief.}
             initial_events:
@@ -48,8 +50,10 @@ struct SchedulerRig {
     /// A scheduler as another process would have it: its own Redis client and SQLite handle.
     /// The default TTL is long: tests with one scheduler are not about the lead, and a frozen
     /// test process must not make its lock lapse mid-tick.
-    func scheduler(_ token: String, lockTTL: Duration = .seconds(30),
-                   faultPoint: (@Sendable (String) throws -> Void)? = nil) async throws -> (Scheduler, RedisClient) {
+    func scheduler(
+        _ token: String, lockTTL: Duration = .seconds(30),
+        faultPoint: (@Sendable (String) throws -> Void)? = nil
+    ) async throws -> (Scheduler, RedisClient) {
         let redis = try await server.client(poolSize: 2)
         let database = try MirrorDatabase(path: databasePath)
         let store = DeploymentStore(database: database)
@@ -147,7 +151,8 @@ struct SchedulerTests {
                 #expect(try await log.agent(session)?.contains("claude-sonnet-4-5") == true)
                 #expect(run.objectValue?["trigger_context"]?.objectValue?["type"]?.stringValue == "schedule")
                 // Visible to the API under /v1/sessions, with the deployment it came from.
-                let indexed = try await ControlPlaneStore(database: rig.store.database).find(.sessions, id: session.rawValue, workspace: "wrkspc_default")
+                let indexed = try await ControlPlaneStore(database: rig.store.database).find(
+                    .sessions, id: session.rawValue, workspace: "wrkspc_default")
                 #expect(indexed?.resource.contains(#""deployment_id":""#) == true)
             }
             let stats = try await TaskQueue(redis: rig.redis).stats(TurnQueue.defaultName)
@@ -264,8 +269,9 @@ struct SchedulerTests {
         }
     }
 
-    @Test("a fire that failed partway before a pause: completed after it if it had started its session, else dropped",
-          arguments: ["enqueued", "start"])
+    @Test(
+        "a fire that failed partway before a pause: completed after it if it had started its session, else dropped",
+        arguments: ["enqueued", "start"])
     func failedFireThenPaused(step: String) async throws {
         try await SchedulerRig.with { rig in
             let failing = Locked(true)
@@ -292,8 +298,11 @@ struct SchedulerTests {
     func useStoredEnvironment(_ rig: SchedulerRig, config: String) async throws -> (ControlPlaneStore, DeploymentRow) {
         var row = try await rig.store.find("every-minute")
         let control = ControlPlaneStore(database: rig.store.database)
-        try await control.insert(.environments, .init(id: "env_research", workspace: row.workspaceID, createdAt: "2026-11-25T09:00:00Z",
-                                                      resource: #"{"type":"environment","id":"env_research","name":"research","config":\#(config)}"#))
+        try await control.insert(
+            .environments,
+            .init(
+                id: "env_research", workspace: row.workspaceID, createdAt: "2026-11-25T09:00:00Z",
+                resource: #"{"type":"environment","id":"env_research","name":"research","config":\#(config)}"#))
         var spec = try #require(decodeSpec(row.spec))
         spec.environment = .object(["id": .string("env_research")])
         row.spec = spec.encoded
@@ -322,7 +331,8 @@ struct SchedulerTests {
             #expect(failed["error"]?.objectValue?["type"]?.stringValue == "environment_archived_error")
             let paused = try await rig.store.find("every-minute")
             #expect(paused.status == "paused")
-            #expect(rig.store.resource(paused).objectValue?["paused_reason"]
+            #expect(
+                rig.store.resource(paused).objectValue?["paused_reason"]
                     == .object(["type": .string("error"), "error": .object(["type": .string("environment_archived_error")])]))
             rig.clock.set(minute(3) + 5)
             #expect(try await scheduler.tick().isEmpty, "paused: nothing more fires, and no failed run piles up")
@@ -332,7 +342,8 @@ struct SchedulerTests {
             let unpaused = try await rig.store.unpause("every-minute", now: rig.clock.now())
             #expect(rig.store.resource(unpaused).objectValue?["paused_reason"] == .null)
             _ = try await rig.store.pause("every-minute", now: rig.clock.now())
-            #expect(rig.store.resource(try await rig.store.find("every-minute")).objectValue?["paused_reason"] == .object(["type": .string("manual")]))
+            #expect(
+                rig.store.resource(try await rig.store.find("every-minute")).objectValue?["paused_reason"] == .object(["type": .string("manual")]))
         }
     }
 
@@ -343,10 +354,12 @@ struct SchedulerTests {
             defer { redis.close() }
             let row = try await rig.store.find("every-minute")
             let spec = try #require(decodeSpec(row.spec))
-            try await ControlPlaneStore(database: rig.store.database).update(.agents, id: spec.agentID, workspace: row.workspaceID, resource: nil, archivedAt: "2026-11-25T10:00:40Z")
+            try await ControlPlaneStore(database: rig.store.database).update(
+                .agents, id: spec.agentID, workspace: row.workspaceID, resource: nil, archivedAt: "2026-11-25T10:00:40Z")
             rig.clock.set(minute(1) + 5)
             #expect(try await scheduler.tick().map(\.sessionID) == [""])
-            #expect(try await rig.store.runs("every-minute").first?.objectValue?["error"]?.objectValue?["type"]?.stringValue == "agent_archived_error")
+            #expect(
+                try await rig.store.runs("every-minute").first?.objectValue?["error"]?.objectValue?["type"]?.stringValue == "agent_archived_error")
             #expect(try await rig.store.find("every-minute").status == "paused")
         }
     }

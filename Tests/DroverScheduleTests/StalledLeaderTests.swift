@@ -1,11 +1,12 @@
 import DroverBrain
 import DroverCore
 import DroverQueue
-@testable import DroverSchedule
 import DroverSessionLog
 import DroverTesting
 import Foundation
 import Testing
+
+@testable import DroverSchedule
 
 /// A leader that stalls past its lock TTL in the middle of a fire (a loaded machine) must not
 /// make the occurrence fire twice: its commit is refused, and the new leader's redo of the fire

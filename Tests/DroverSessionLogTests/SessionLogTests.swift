@@ -29,7 +29,8 @@ struct SessionLogTests {
             #expect(try await log.create(session) == false)
             let first = try await log.append(session, [message("a"), message("b")])
             #expect(first.firstSeq == 1 && first.lastSeq == 2 && !first.duplicate)
-            let second = try await log.append(session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])])
+            let second = try await log.append(
+                session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])])
             #expect(second.firstSeq == 3)
             let events = try await log.read(session)
             #expect(events.map(\.seq) == [1, 2, 3])
@@ -76,7 +77,10 @@ struct SessionLogTests {
     @Test("an append whose reply is lost after Redis ran it lands once, fenced or not, with or without a client key")
     func lostReplyAppendsOnce() async throws {
         try await withLog { log, _, _, server in
-            guard case .unix(let socket) = server.url.endpoint else { Issue.record("the fixture is not on a unix socket"); return }
+            guard case .unix(let socket) = server.url.endpoint else {
+                Issue.record("the fixture is not on a unix socket")
+                return
+            }
             let proxy = try ReplyDroppingProxy(upstream: socket, path: server.directory.appendingPathComponent("proxy.sock").path)
             defer { proxy.close() }
             var options = RedisClientOptions()
@@ -162,7 +166,8 @@ struct SessionLogTests {
             try await log.create(session, agent: #"{"model":"m"}"#, environment: config)
             let fence = try await log.takeFence(session)
             for n in 0..<50 { _ = try await log.append(session, [message("m\(n)")], fence: fence) }
-            _ = try await log.append(session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])], fence: fence)
+            _ = try await log.append(
+                session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])], fence: fence)
             let before = try await log.wake(session)
             #expect(before.source == .redis)
             try await Recorder(redis: client, database: database).runOnce()

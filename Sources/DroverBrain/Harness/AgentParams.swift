@@ -42,7 +42,9 @@ public enum AgentParams {
     public static func apply(_ params: [String: JSONValue], to agent: inout [String: JSONValue], origin: Origin = .api) throws(FieldError) {
         if params["model"] != nil { agent["model"] = try model(params["model"]!) }
         if params["name"] != nil {
-            guard let name = try params.string("name", nullable: false), !name.isEmpty else { throw FieldError(field: "name", message: "must be a non-empty string", fix: nil) }
+            guard let name = try params.string("name", nullable: false), !name.isEmpty else {
+                throw FieldError(field: "name", message: "must be a non-empty string", fix: nil)
+            }
             agent["name"] = .string(name)
         }
         for field in ["description", "system"] where params[field] != nil {
@@ -52,7 +54,9 @@ public enum AgentParams {
         if let patch = try params.stringMap("metadata") { agent["metadata"] = try patchMetadata(agent["metadata"], patch) }
         if params["tools"] != nil {
             var tools: [JSONValue] = []
-            for (index, item) in (try params.array("tools") ?? []).enumerated() { tools.append(try tool(item, path: "tools[\(index)]", origin: origin)) }
+            for (index, item) in (try params.array("tools") ?? []).enumerated() {
+                tools.append(try tool(item, path: "tools[\(index)]", origin: origin))
+            }
             try checkNames(tools)
             agent["tools"] = .array(tools)
         }
@@ -61,8 +65,9 @@ public enum AgentParams {
         }
         if let servers = try params.array("mcp_servers"), !servers.isEmpty {
             guard origin == .file else {
-                throw FieldError(field: "mcp_servers", message: "MCP servers are not open to the API yet: a worker would connect to them from its host",
-                                 fix: "omit mcp_servers, or name them in a job or schedule file")
+                throw FieldError(
+                    field: "mcp_servers", message: "MCP servers are not open to the API yet: a worker would connect to them from its host",
+                    fix: "omit mcp_servers, or name them in a job or schedule file")
             }
             for (index, server) in servers.enumerated() {
                 _ = try decoded(MCPServerDefinition.self, server, path: "mcp_servers[\(index)]")
@@ -73,7 +78,8 @@ public enum AgentParams {
             throw FieldError(field: "multiagent", message: "multiagent orchestration is not built yet in Drover", fix: "omit multiagent")
         }
         if let identity = params["execution_identity"], identity != .null,
-           identity.objectValue?["type"]?.stringValue != "service_account" {
+            identity.objectValue?["type"]?.stringValue != "service_account"
+        {
             throw FieldError(field: "execution_identity", message: "only {\"type\": \"service_account\"} is supported", fix: "omit it")
         }
     }
@@ -88,16 +94,20 @@ public enum AgentParams {
             if fields["type"] == "agent_toolset_20260401" {
                 if fields["configs"] != nil, fields["default_config"]?.objectValue?["enabled"] == .bool(true) {
                     names = toolNames.filter { name in
-                        (fields["configs"]?.arrayValue ?? []).first { $0.objectValue?["name"]?.stringValue == name }?.objectValue?["enabled"] != .bool(false)
+                        (fields["configs"]?.arrayValue ?? []).first { $0.objectValue?["name"]?.stringValue == name }?.objectValue?["enabled"]
+                            != .bool(false)
                     }.sorted()
                 } else {
-                    names = (fields["configs"]?.arrayValue ?? []).compactMap { $0.objectValue?["enabled"] == .bool(true) ? $0.objectValue?["name"]?.stringValue : nil }
+                    names = (fields["configs"]?.arrayValue ?? []).compactMap {
+                        $0.objectValue?["enabled"] == .bool(true) ? $0.objectValue?["name"]?.stringValue : nil
+                    }
                 }
             }
             for name in names {
                 if let other = taken[name] {
-                    throw FieldError(field: "tools[\(index)]", message: "the tool name '\(name)' is already taken by \(other)",
-                                     fix: "give each tool its own name", code: "tool_name_conflict")
+                    throw FieldError(
+                        field: "tools[\(index)]", message: "the tool name '\(name)' is already taken by \(other)",
+                        fix: "give each tool its own name", code: "tool_name_conflict")
                 }
                 taken[name] = "tools[\(index)]"
             }
@@ -109,7 +119,9 @@ public enum AgentParams {
         case .string(let id) where !id.isEmpty:
             return .object(["id": .string(id), "speed": "standard"])
         case .object(let fields):
-            guard case .string(let id)? = fields["id"], !id.isEmpty else { throw FieldError(field: "model.id", message: "must be a non-empty string", fix: nil) }
+            guard case .string(let id)? = fields["id"], !id.isEmpty else {
+                throw FieldError(field: "model.id", message: "must be a non-empty string", fix: nil)
+            }
             try fields.rejectUnknown(["id", "effort", "inference_geo", "speed"])
             var config: [String: JSONValue] = ["id": .string(id), "speed": fields["speed"] ?? "standard"]
             if let speed = config["speed"]?.stringValue, speed != "standard", speed != "fast" {
@@ -133,7 +145,8 @@ public enum AgentParams {
             try at("\(path).default_config") { () throws(FieldError) in try defaults.rejectUnknown(["enabled", "permission_policy"]) }
             let defaultConfig: JSONValue = .object([
                 "enabled": .bool(try JSONValue.bool(defaults["enabled"], path: "\(path).default_config.enabled") ?? true),
-                "permission_policy": try policy(defaults["permission_policy"], path: "\(path).default_config.permission_policy") ?? .object(["type": "always_allow"]),
+                "permission_policy": try policy(defaults["permission_policy"], path: "\(path).default_config.permission_policy")
+                    ?? .object(["type": "always_allow"]),
             ])
             var configs: [JSONValue] = []
             let configItems = try at(path) { () throws(FieldError) -> [JSONValue]? in try fields.array("configs") } ?? []
@@ -148,8 +161,10 @@ public enum AgentParams {
                 }
                 var resolved = config
                 resolved["type"] = .string(name)
-                resolved["enabled"] = .bool(try JSONValue.bool(config["enabled"], path: "\(itemPath).enabled") ?? defaultConfig.objectValue!["enabled"]!.boolValue!)
-                resolved["permission_policy"] = try policy(config["permission_policy"], path: "\(itemPath).permission_policy")
+                resolved["enabled"] = .bool(
+                    try JSONValue.bool(config["enabled"], path: "\(itemPath).enabled") ?? defaultConfig.objectValue!["enabled"]!.boolValue!)
+                resolved["permission_policy"] =
+                    try policy(config["permission_policy"], path: "\(itemPath).permission_policy")
                     ?? defaultConfig.objectValue!["permission_policy"]!
                 configs.append(.object(resolved))
             }
@@ -162,19 +177,24 @@ public enum AgentParams {
             guard let name, !name.isEmpty else { throw FieldError(field: "\(path).name", message: "must be a non-empty string", fix: nil) }
             guard let description else { throw FieldError(field: "\(path).description", message: "is missing", fix: "describe what the tool does") }
             guard case .object(let schema)? = fields["input_schema"] else {
-                throw FieldError(field: "\(path).input_schema", message: "must be a JSON Schema object", fix: "pass {\"type\": \"object\", \"properties\": {...}}")
+                throw FieldError(
+                    field: "\(path).input_schema", message: "must be a JSON Schema object", fix: "pass {\"type\": \"object\", \"properties\": {...}}")
             }
             var resolvedSchema = schema
             if resolvedSchema["type"] == nil { resolvedSchema["type"] = "object" }
             return .object(["type": "custom", "name": .string(name), "description": .string(description), "input_schema": .object(resolvedSchema)])
         case "mcp_toolset":
             guard origin == .file else {
-                throw FieldError(field: "\(path).type", message: "mcp_toolset is not open to the API yet, as mcp_servers are not", fix: "use agent_toolset_20260401 or custom tools")
+                throw FieldError(
+                    field: "\(path).type", message: "mcp_toolset is not open to the API yet, as mcp_servers are not",
+                    fix: "use agent_toolset_20260401 or custom tools")
             }
             _ = try decoded(MCPToolsetConfig.self, value, path: path)
             return value
         case let other:
-            throw FieldError(field: "\(path).type", message: "'\(other ?? "missing")' is not a tool type", fix: "use agent_toolset_20260401, custom or mcp_toolset")
+            throw FieldError(
+                field: "\(path).type", message: "'\(other ?? "missing")' is not a tool type", fix: "use agent_toolset_20260401, custom or mcp_toolset"
+            )
         }
     }
 
@@ -225,7 +245,9 @@ extension AgentParams {
     /// snapshot its sessions run.
     public static func fileAgent(_ params: JSONValue) throws(FieldError) -> AgentSnapshot {
         guard case .object(let fields) = params else {
-            throw FieldError(field: nil, message: "must be an inline agent (a mapping) or the name of a stored agent", fix: "write agent: {model: claude-sonnet-4-5, system: ...}")
+            throw FieldError(
+                field: nil, message: "must be an inline agent (a mapping) or the name of a stored agent",
+                fix: "write agent: {model: claude-sonnet-4-5, system: ...}")
         }
         let resource = try create(id: "agent_inline", params: fields, now: "", origin: .file)
         do {

@@ -18,8 +18,10 @@ public struct MCPToolsetConfig: Sendable, Codable, Equatable {
         case configs
     }
 
-    public init(mcpServerName: String, defaultConfig: AgentSnapshot.ToolsetConfig.DefaultConfig = MCPToolsetConfig.defaultPolicy,
-                configs: [AgentSnapshot.ToolsetConfig.ToolConfig] = []) {
+    public init(
+        mcpServerName: String, defaultConfig: AgentSnapshot.ToolsetConfig.DefaultConfig = MCPToolsetConfig.defaultPolicy,
+        configs: [AgentSnapshot.ToolsetConfig.ToolConfig] = []
+    ) {
         self.mcpServerName = mcpServerName
         self.defaultConfig = defaultConfig
         self.configs = configs
@@ -58,8 +60,11 @@ extension AgentSnapshot {
         }
         var seen = Set<String>()
         for server in servers where !seen.insert(server.name).inserted {
-            throw DecodingError.dataCorrupted(.init(codingPath: [MCPKeys.mcpServers], debugDescription:
-                "mcp_servers: the name \"\(server.name)\" is used twice; give each server a unique name"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: [MCPKeys.mcpServers],
+                    debugDescription:
+                        "mcp_servers: the name \"\(server.name)\" is used twice; give each server a unique name"))
         }
         return (servers, toolsets)
     }

@@ -95,8 +95,10 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         }
     }
 
-    public init(model: String, system: String? = nil, maxTokens: Int = 4096, maxModelRequestsPerTurn: Int = 50,
-                toolTimeoutSeconds: Double = 600, customTools: [CustomTool] = [], toolset: ToolsetConfig = ToolsetConfig()) {
+    public init(
+        model: String, system: String? = nil, maxTokens: Int = 4096, maxModelRequestsPerTurn: Int = 50,
+        toolTimeoutSeconds: Double = 600, customTools: [CustomTool] = [], toolset: ToolsetConfig = ToolsetConfig()
+    ) {
         self.toolset = toolset
         self.model = model
         self.system = system
@@ -129,8 +131,11 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         if let id = try? container.decode(String.self, forKey: .model) {
             model = id
         } else {
-            model = try resource.decode(JSONValue.self, forKey: .model).objectValue?["id"]?.stringValue
-                ?? { throw DecodingError.dataCorruptedError(forKey: .model, in: resource, debugDescription: "model must be a string or {\"id\": ...}") }()
+            model =
+                try resource.decode(JSONValue.self, forKey: .model).objectValue?["id"]?.stringValue
+                ?? {
+                    throw DecodingError.dataCorruptedError(forKey: .model, in: resource, debugDescription: "model must be a string or {\"id\": ...}")
+                }()
         }
         system = try container.decodeIfPresent(String.self, forKey: .system)
         maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? 4096
@@ -163,7 +168,10 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
             switch fields["type"]?.stringValue {
             case "custom":
                 guard let name = fields["name"]?.stringValue else { continue }
-                custom.append(CustomTool(name: name, description: fields["description"]?.stringValue ?? "", inputSchema: fields["input_schema"] ?? .object(["type": .string("object")])))
+                custom.append(
+                    CustomTool(
+                        name: name, description: fields["description"]?.stringValue ?? "",
+                        inputSchema: fields["input_schema"] ?? .object(["type": .string("object")])))
             case "agent_toolset_20260401":
                 let defaults = fields["default_config"]?.objectValue ?? [:]
                 let defaultConfig = ToolsetConfig.DefaultConfig(
@@ -173,7 +181,9 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
                 if case .array(let items)? = fields["configs"] {
                     for item in items {
                         guard let config = item.objectValue, let name = config["name"]?.stringValue else { continue }
-                        configs.append(ToolsetConfig.ToolConfig(name: name, enabled: flag(config["enabled"]), permissionPolicy: policy(config["permission_policy"])))
+                        configs.append(
+                            ToolsetConfig.ToolConfig(
+                                name: name, enabled: flag(config["enabled"]), permissionPolicy: policy(config["permission_policy"])))
                     }
                 }
                 toolset = ToolsetConfig(defaultConfig: defaultConfig, configs: configs)

@@ -91,7 +91,8 @@ public enum ContextBuilder {
     public static func awaitingConfirmation(in events: [StoredEvent]) -> [StoredEvent] {
         let answered = Set(confirmations(in: events).keys)
         return openToolUses(in: events).filter {
-            ($0.type == "agent.tool_use" || $0.type == "agent.mcp_tool_use") && $0.value.objectValue?["evaluated_permission"]?.stringValue == "ask" && !answered.contains($0.id)
+            ($0.type == "agent.tool_use" || $0.type == "agent.mcp_tool_use") && $0.value.objectValue?["evaluated_permission"]?.stringValue == "ask"
+                && !answered.contains($0.id)
         }
     }
 

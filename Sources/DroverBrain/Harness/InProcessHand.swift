@@ -18,11 +18,17 @@ public final class InProcessHand: Hand {
         [
             ModelToolDefinition(
                 name: "echo", description: "Returns its text.",
-                inputSchema: .object(["type": .string("object"), "properties": .object(["text": .object(["type": .string("string")])]), "required": .array([.string("text")])])
+                inputSchema: .object([
+                    "type": .string("object"), "properties": .object(["text": .object(["type": .string("string")])]),
+                    "required": .array([.string("text")]),
+                ])
             ),
             ModelToolDefinition(
                 name: "sleep", description: "Waits the given number of seconds, then returns.",
-                inputSchema: .object(["type": .string("object"), "properties": .object(["seconds": .object(["type": .string("number")])]), "required": .array([.string("seconds")])])
+                inputSchema: .object([
+                    "type": .string("object"), "properties": .object(["seconds": .object(["type": .string("number")])]),
+                    "required": .array([.string("seconds")]),
+                ])
             ),
         ]
     }

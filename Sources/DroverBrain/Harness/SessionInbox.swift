@@ -30,8 +30,10 @@ public struct SessionInbox: Sendable {
     ///   nothing the second time.
     /// - `turnID`: a fixed task id makes queueing the turn again a no-op as well.
     @discardableResult
-    public func send(_ events: [NewEvent], to session: SessionID, clientKey: String? = nil,
-                     turnID: String = Identifier.make(prefix: "task")) async throws -> Delivery {
+    public func send(
+        _ events: [NewEvent], to session: SessionID, clientKey: String? = nil,
+        turnID: String = Identifier.make(prefix: "task")
+    ) async throws -> Delivery {
         let appended = try await log.append(session, events, clientKey: clientKey)
         guard events.contains(where: { $0.type != "user.interrupt" }) else { return Delivery(appended: appended, turn: nil) }
         let turn = try await TurnQueue.enqueue(queue, session: session, name: turnQueue, id: turnID)

@@ -8,9 +8,12 @@ public enum TurnQueue {
     /// With a fixed `id`, enqueueing again while that task is queued, running or recently done
     /// (the queue's completed retention) adds nothing: a redone scheduled fire adds no turn.
     @discardableResult
-    public static func enqueue(_ queue: TaskQueue, session: SessionID, name: QueueName = defaultName,
-                               id: String = Identifier.make(prefix: "task")) async throws -> EnqueueResult {
-        try await queue.enqueue(name, payload: "{\"session\":\"\(session.rawValue)\"}", dedupeKey: session.rawValue, maxAttempts: 5, maxStalls: 5, id: id)
+    public static func enqueue(
+        _ queue: TaskQueue, session: SessionID, name: QueueName = defaultName,
+        id: String = Identifier.make(prefix: "task")
+    ) async throws -> EnqueueResult {
+        try await queue.enqueue(
+            name, payload: "{\"session\":\"\(session.rawValue)\"}", dedupeKey: session.rawValue, maxAttempts: 5, maxStalls: 5, id: id)
     }
 
     static func session(from payload: String) -> SessionID? {

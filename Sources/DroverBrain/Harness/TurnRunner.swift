@@ -113,8 +113,11 @@ public final class TurnRunner: Sendable {
             let isMCP = use.type == "agent.mcp_tool_use"
             var name = fields["name"]?.stringValue ?? ""
             if isMCP { name = MCPToolName.qualified(server: fields["mcp_server_name"]?.stringValue ?? "", tool: name) }
-            let result: ToolResult = answer.allow
-                ? try await execute(hands, name, fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
+            let result: ToolResult =
+                answer.allow
+                ? try await execute(
+                    hands, name, fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds,
+                    environment: state.environment)
                 : .text("the user denied this tool call" + (answer.message.map { ": \($0)" } ?? ""), isError: true)
             try await append(session, fence, state, [Self.toolResult(useId: use.id, result: result, mcp: isMCP)])
         }
@@ -151,7 +154,10 @@ public final class TurnRunner: Sendable {
         }
     }
 
-    private func loop(_ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ hands: TurnHands, _ state: TurnState, _ sink: DeltaSink, _ started: ContinuousClock.Instant) async throws -> TurnOutcome {
+    private func loop(
+        _ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ hands: TurnHands, _ state: TurnState, _ sink: DeltaSink,
+        _ started: ContinuousClock.Instant
+    ) async throws -> TurnOutcome {
         while true {
             if state.modelRequests >= agent.maxModelRequestsPerTurn {
                 try await finish(session, fence, state, started, stopReason: ["type": .string("budget_reached")])
@@ -163,7 +169,8 @@ public final class TurnRunner: Sendable {
             state.openModelRequest = startId
             let request = ModelRequest(
                 model: agent.model, system: agent.system, messages: state.messages,
-                tools: hands.definitions + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
+                tools: hands.definitions
+                    + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
                 maxTokens: agent.maxTokens
             )
             let customNames = Set(agent.customTools.map(\.name))
@@ -198,14 +205,21 @@ public final class TurnRunner: Sendable {
                 let exhausted: Bool
                 if case .retriesExhausted = error { exhausted = true } else { exhausted = false }
                 state.openModelRequest = nil
-                try await append(session, fence, state, [
-                    Self.modelRequestEnd(start: startId, usage: ModelUsage(), isError: true),
-                    NewEvent(type: .sessionError, fields: ["error": .object([
-                        "type": .string(error.description.contains("overloaded") ? "model_overloaded_error" : "model_request_failed_error"),
-                        "message": .string(error.description),
-                        "retry_status": .object(["type": .string(exhausted ? "exhausted" : "terminal")]),
-                    ])]),
-                ])
+                try await append(
+                    session, fence, state,
+                    [
+                        Self.modelRequestEnd(start: startId, usage: ModelUsage(), isError: true),
+                        NewEvent(
+                            type: .sessionError,
+                            fields: [
+                                "error": .object([
+                                    "type": .string(
+                                        error.description.contains("overloaded") ? "model_overloaded_error" : "model_request_failed_error"),
+                                    "message": .string(error.description),
+                                    "retry_status": .object(["type": .string(exhausted ? "exhausted" : "terminal")]),
+                                ])
+                            ]),
+                    ])
                 try await finish(session, fence, state, started, stopReason: ["type": .string("retries_exhausted")])
                 return TurnOutcome(stopReason: "retries_exhausted", modelRequests: state.modelRequests)
             }
@@ -264,20 +278,30 @@ public final class TurnRunner: Sendable {
                     continue
                 }
                 if !hands.isEnabled(route, name: use.name) {
-                    try await append(session, fence, state, [Self.toolResult(useId: useId, result: .text("the tool \(use.name) is not enabled for this agent", isError: true), mcp: route.isMCP)])
+                    try await append(
+                        session, fence, state,
+                        [
+                            Self.toolResult(
+                                useId: useId, result: .text("the tool \(use.name) is not enabled for this agent", isError: true), mcp: route.isMCP)
+                        ])
                     continue
                 }
-                let result = try await execute(hands, use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
+                let result = try await execute(
+                    hands, use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
                 try await append(session, fence, state, [Self.toolResult(useId: useId, result: result, mcp: route.isMCP)])
             }
             if !waitingOnClient.isEmpty {
-                try await finish(session, fence, state, started, stopReason: ["type": .string("requires_action"), "event_ids": .array(waitingOnClient.map(JSONValue.string))])
+                try await finish(
+                    session, fence, state, started,
+                    stopReason: ["type": .string("requires_action"), "event_ids": .array(waitingOnClient.map(JSONValue.string))])
                 return TurnOutcome(stopReason: "requires_action", modelRequests: state.modelRequests)
             }
         }
     }
 
-    private func execute(_ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double, environment: JSONValue?) async throws -> ToolResult {
+    private func execute(
+        _ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double, environment: JSONValue?
+    ) async throws -> ToolResult {
         let deadline = ContinuousClock.now + .seconds(timeout)
         let context = ToolContext(session: session, fence: fence, deadline: deadline, environment: environment)
         do {
@@ -299,20 +323,28 @@ public final class TurnRunner: Sendable {
         }
     }
 
-    private func finish(_ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, stopReason: [String: JSONValue]) async throws {
+    private func finish(
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, stopReason: [String: JSONValue]
+    ) async throws {
         let usage = Self.cumulativeUsage(state.events)
         let previousActive = state.events.last(where: { $0.type == "session.usage" })?.value.objectValue?["usage"]?.objectValue?["active_seconds"]
         var active = 0.0
         if case .number(let seconds)? = previousActive { active = seconds }
         active += (ContinuousClock.now - started).seconds
-        try await append(session, fence, state, [
-            NewEvent(type: .sessionUsage, fields: ["usage": .object([
-                "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
-                "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
-                "active_seconds": .number((active * 1000).rounded() / 1000),
-            ])]),
-            NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(stopReason)]),
-        ])
+        try await append(
+            session, fence, state,
+            [
+                NewEvent(
+                    type: .sessionUsage,
+                    fields: [
+                        "usage": .object([
+                            "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
+                            "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
+                            "active_seconds": .number((active * 1000).rounded() / 1000),
+                        ])
+                    ]),
+                NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(stopReason)]),
+            ])
     }
 
     @discardableResult
@@ -327,10 +359,12 @@ public final class TurnRunner: Sendable {
     static func toolResult(for use: StoredEvent, text: String) -> NewEvent {
         let type: SessionEventType = use.type == "agent.mcp_tool_use" ? .agentMcpToolResult : .agentToolResult
         let key = use.type == "agent.mcp_tool_use" ? "mcp_tool_use_id" : "tool_use_id"
-        return NewEvent(type: type, fields: [
-            key: .string(use.id), "is_error": .bool(true),
-            "content": .array([.object(["type": .string("text"), "text": .string(text)])]),
-        ])
+        return NewEvent(
+            type: type,
+            fields: [
+                key: .string(use.id), "is_error": .bool(true),
+                "content": .array([.object(["type": .string("text"), "text": .string(text)])]),
+            ])
     }
 
     static func toolResult(useId: String, result: ToolResult, mcp: Bool = false) -> NewEvent {
@@ -338,9 +372,11 @@ public final class TurnRunner: Sendable {
             if case .text(let text) = $0 { return .object(["type": .string("text"), "text": .string(text)]) }
             return nil
         }
-        return NewEvent(type: mcp ? .agentMcpToolResult : .agentToolResult, fields: [
-            (mcp ? "mcp_tool_use_id" : "tool_use_id"): .string(useId), "is_error": .bool(result.isError), "content": .array(content),
-        ])
+        return NewEvent(
+            type: mcp ? .agentMcpToolResult : .agentToolResult,
+            fields: [
+                (mcp ? "mcp_tool_use_id" : "tool_use_id"): .string(useId), "is_error": .bool(result.isError), "content": .array(content),
+            ])
     }
 
     static func unreadableAgent(_ error: DecodingError) -> NewEvent {
@@ -351,34 +387,46 @@ public final class TurnRunner: Sendable {
         @unknown default:
             path = "agent"
         }
-        return NewEvent(type: .sessionError, fields: ["error": .object([
-            "type": .string("unknown_error"),
-            "message": .string("the session's stored agent cannot be read (at \(path)), so no turn runs: \(error.localizedDescription)"),
-            "retry_status": .object(["type": .string("terminal")]),
-        ])])
+        return NewEvent(
+            type: .sessionError,
+            fields: [
+                "error": .object([
+                    "type": .string("unknown_error"),
+                    "message": .string("the session's stored agent cannot be read (at \(path)), so no turn runs: \(error.localizedDescription)"),
+                    "retry_status": .object(["type": .string("terminal")]),
+                ])
+            ])
     }
 
     static func mcpConnectionFailed(server: String, message: String) -> NewEvent {
-        NewEvent(type: .sessionError, fields: ["error": .object([
-            "type": .string("mcp_connection_failed_error"), "mcp_server_name": .string(server),
-            "message": .string("cannot reach MCP server \(server): \(message)"),
-            "retry_status": .object(["type": .string("terminal")]),
-        ])])
+        NewEvent(
+            type: .sessionError,
+            fields: [
+                "error": .object([
+                    "type": .string("mcp_connection_failed_error"), "mcp_server_name": .string(server),
+                    "message": .string("cannot reach MCP server \(server): \(message)"),
+                    "retry_status": .object(["type": .string("terminal")]),
+                ])
+            ])
     }
 
     static func requiresAction(_ ids: [String]) -> NewEvent {
-        NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("requires_action"), "event_ids": .array(ids.map(JSONValue.string))])])
+        NewEvent(
+            type: .sessionStatusIdle,
+            fields: ["stop_reason": .object(["type": .string("requires_action"), "event_ids": .array(ids.map(JSONValue.string))])])
     }
 
     static func modelRequestEnd(start: String, usage: ModelUsage, isError: Bool) -> NewEvent {
-        NewEvent(type: .spanModelRequestEnd, fields: [
-            "model_request_start_id": .string(start), "is_error": .bool(isError),
-            "model_usage": .object([
-                "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
-                "cache_creation_input_tokens": .number(Double(usage.cacheCreationInputTokens)),
-                "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
-            ]),
-        ])
+        NewEvent(
+            type: .spanModelRequestEnd,
+            fields: [
+                "model_request_start_id": .string(start), "is_error": .bool(isError),
+                "model_usage": .object([
+                    "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
+                    "cache_creation_input_tokens": .number(Double(usage.cacheCreationInputTokens)),
+                    "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
+                ]),
+            ])
     }
 
     static func cumulativeUsage(_ events: [StoredEvent]) -> ModelUsage {

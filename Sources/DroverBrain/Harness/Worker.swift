@@ -62,7 +62,7 @@ public final class Worker: Sendable {
                 outage.recovered(logger: logger)
             } catch is CancellationError {
                 return
-            } catch where RedisOutage.isOutage(error) {
+            } catch  where RedisOutage.isOutage(error) {
                 do { try await outage.wait(after: error, logger: logger) } catch { return }
                 continue
             }
@@ -127,7 +127,9 @@ public final class Worker: Sendable {
         }
         switch ending {
         case .success(.turn(let outcome)):
-            logger.debug("turn done", metadata: ["session": "\(session)", "stop_reason": "\(outcome.stopReason)", "model_requests": "\(outcome.modelRequests)"])
+            logger.debug(
+                "turn done",
+                metadata: ["session": "\(session)", "stop_reason": "\(outcome.stopReason)", "model_requests": "\(outcome.modelRequests)"])
             _ = try? await queue.ack(lease)
         case .success(.leaseLost(let problem)):
             logger.warning("lease lost; turn abandoned", metadata: ["session": "\(session)", "problem": "\(problem.rawValue)"])
@@ -138,7 +140,9 @@ public final class Worker: Sendable {
             // The epoch went back: Redis lost writes it had acknowledged (a crash within its AOF
             // fsync window), this fence's among them. Nobody else owns the session, so the turn is
             // handed back to be run again rather than left to wait out its lease.
-            logger.warning("the session's fence went back (Redis lost writes); turn handed back", metadata: ["session": "\(session)", "epoch": "\(mine)", "now": "\(current)"])
+            logger.warning(
+                "the session's fence went back (Redis lost writes); turn handed back",
+                metadata: ["session": "\(session)", "epoch": "\(mine)", "now": "\(current)"])
             _ = try? await queue.release(lease)
         case .failure(SessionLogError.staleFence):
             logger.warning("fenced out; another worker owns the session", metadata: ["session": "\(session)"])

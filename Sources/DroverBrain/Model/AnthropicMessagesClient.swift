@@ -106,15 +106,17 @@ public final class AnthropicMessagesClient: ModelClient {
             "model": .string(request.model),
             "max_tokens": .number(Double(request.maxTokens)),
             "stream": .bool(true),
-            "messages": .array(request.messages.map { message in
-                .object(["role": .string(message.role.rawValue), "content": .array(message.content.map(encode))])
-            }),
+            "messages": .array(
+                request.messages.map { message in
+                    .object(["role": .string(message.role.rawValue), "content": .array(message.content.map(encode))])
+                }),
         ]
         if let system = request.system, !system.isEmpty { body["system"] = .string(system) }
         if !request.tools.isEmpty {
-            body["tools"] = .array(request.tools.map { tool in
-                .object(["name": .string(tool.name), "description": .string(tool.description), "input_schema": tool.inputSchema])
-            })
+            body["tools"] = .array(
+                request.tools.map { tool in
+                    .object(["name": .string(tool.name), "description": .string(tool.description), "input_schema": tool.inputSchema])
+                })
         }
         return .object(body)
     }

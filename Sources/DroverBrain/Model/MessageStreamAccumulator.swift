@@ -44,7 +44,7 @@ struct MessageStreamAccumulator {
                 blocks[index] = .toolUse(id: toolId, name: name, json: "")
                 return [.toolUseStarted(index: index, id: toolId, name: name)]
             default:
-                break   // server tools and other blocks Drover does not run are ignored
+                break  // server tools and other blocks Drover does not run are ignored
             }
             return []
         case "content_block_delta":
@@ -83,7 +83,7 @@ struct MessageStreamAccumulator {
                 message: error["message"]?.stringValue ?? "error event in stream", retryAfter: nil
             )
         default:
-            return []   // ping, and events added to the API later
+            return []  // ping, and events added to the API later
         }
     }
 

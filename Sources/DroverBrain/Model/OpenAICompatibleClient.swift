@@ -65,7 +65,8 @@ public final class OpenAICompatibleClient: ModelClient {
             }
             guard let chunk = (try? JSONValue.parse(data))?.objectValue else { throw ModelError.malformedStream("a chunk is not JSON") }
             if let error = chunk["error"]?.objectValue {
-                throw ModelError.api(status: 0, type: error["type"]?.stringValue ?? "api_error", message: error["message"]?.stringValue ?? "", retryAfter: nil)
+                throw ModelError.api(
+                    status: 0, type: error["type"]?.stringValue ?? "api_error", message: error["message"]?.stringValue ?? "", retryAfter: nil)
             }
             if !started {
                 started = true
@@ -122,7 +123,9 @@ public final class OpenAICompatibleClient: ModelClient {
         var content: [ModelContentBlock] = text.isEmpty ? [] : [.text(text)]
         for index in calls.keys.sorted() {
             let call = calls[index]!
-            let input = call.arguments.isEmpty ? JSONValue.object([:]) : ((try? JSONValue.parse(call.arguments)) ?? .object(["_raw": .string(call.arguments)]))
+            let input =
+                call.arguments.isEmpty
+                ? JSONValue.object([:]) : ((try? JSONValue.parse(call.arguments)) ?? .object(["_raw": .string(call.arguments)]))
             content.append(.toolUse(id: call.id.isEmpty ? "call_\(index)" : call.id, name: call.name, input: input))
         }
         let stopReason: String
@@ -148,10 +151,15 @@ public final class OpenAICompatibleClient: ModelClient {
                     text += piece
                 case .toolUse(let id, let name, let input):
                     let arguments = String(decoding: (try? JSONEncoder().encode(input)) ?? Data("{}".utf8), as: UTF8.self)
-                    toolCalls.append(.object(["id": .string(id), "type": .string("function"), "function": .object(["name": .string(name), "arguments": .string(arguments)])]))
+                    toolCalls.append(
+                        .object([
+                            "id": .string(id), "type": .string("function"),
+                            "function": .object(["name": .string(name), "arguments": .string(arguments)]),
+                        ]))
                 case .toolResult(let id, let content, let isError):
                     let output = content.compactMap { if case .text(let piece) = $0 { return piece } else { return nil } }.joined(separator: "\n")
-                    messages.append(.object(["role": .string("tool"), "tool_call_id": .string(id), "content": .string(isError ? "ERROR: " + output : output)]))
+                    messages.append(
+                        .object(["role": .string("tool"), "tool_call_id": .string(id), "content": .string(isError ? "ERROR: " + output : output)]))
                 case .thinking:
                     break
                 }
@@ -168,11 +176,15 @@ public final class OpenAICompatibleClient: ModelClient {
             "stream_options": .object(["include_usage": .bool(true)]),
         ]
         if !request.tools.isEmpty {
-            body["tools"] = .array(request.tools.map { tool in
-                .object(["type": .string("function"), "function": .object([
-                    "name": .string(tool.name), "description": .string(tool.description), "parameters": tool.inputSchema,
-                ])])
-            })
+            body["tools"] = .array(
+                request.tools.map { tool in
+                    .object([
+                        "type": .string("function"),
+                        "function": .object([
+                            "name": .string(tool.name), "description": .string(tool.description), "parameters": tool.inputSchema,
+                        ]),
+                    ])
+                })
         }
         return .object(body)
     }

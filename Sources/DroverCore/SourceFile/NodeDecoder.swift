@@ -10,8 +10,9 @@ final class DecodingBudget {
     func spend(at codingPath: [any CodingKey]) throws {
         spent += 1
         if spent > Self.maximumValues {
-            throw SourceFileProblem(at: [], "holds more than \(Self.maximumValues) values (counting what its aliases repeat)",
-                                    fix: "write a smaller file, or repeat less through `*aliases`")
+            throw SourceFileProblem(
+                at: [], "holds more than \(Self.maximumValues) values (counting what its aliases repeat)",
+                fix: "write a smaller file, or repeat less through `*aliases`")
         }
     }
 }

@@ -15,7 +15,8 @@ extension Node {
             }
             while rest.first == "[", let close = rest.firstIndex(of: "]") {
                 guard let index = Int(rest[rest.index(after: rest.startIndex)..<close]),
-                      let items = node.sequence, items.indices.contains(index) else { return node }
+                    let items = node.sequence, items.indices.contains(index)
+                else { return node }
                 node = items[index]
                 rest = rest[rest.index(after: close)...]
             }

@@ -65,15 +65,17 @@ public enum SourceFileDecoder {
         var problem = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
         if let error = error as? YamlError {
             switch error {
-            case .scanner(let context, let text, let mark, _), .parser(let context, let text, let mark, _), .composer(let context, let text, let mark, _):
+            case .scanner(let context, let text, let mark, _), .parser(let context, let text, let mark, _),
+                .composer(let context, let text, let mark, _):
                 line = mark.line
                 problem = "\(context.map { "\($0.text) " } ?? "")\(text)"
             default:
                 break
             }
         }
-        return SourceFileError(file: file, line: line, field: nil, message: "is not valid YAML: \(problem)",
-                               fix: "check the indentation and quoting near that line")
+        return SourceFileError(
+            file: file, line: line, field: nil, message: "is not valid YAML: \(problem)",
+            fix: "check the indentation and quoting near that line")
     }
 }
 
@@ -175,7 +177,8 @@ extension KeyedDecodingContainer {
     public func decodeIfPresent(_ type: Int.Type, _ key: Key, in range: ClosedRange<Int>) throws -> Int? {
         guard let value = try decodeIfPresent(Int.self, forKey: key) else { return nil }
         guard range.contains(value) else {
-            throw SourceFileProblem(at: codingPath + [key], "\(value) is out of range", fix: "use a number between \(range.lowerBound) and \(range.upperBound)")
+            throw SourceFileProblem(
+                at: codingPath + [key], "\(value) is out of range", fix: "use a number between \(range.lowerBound) and \(range.upperBound)")
         }
         return value
     }
@@ -184,7 +187,8 @@ extension KeyedDecodingContainer {
     public func decodeIfPresent(_ type: Double.Type, _ key: Key, in range: ClosedRange<Double>) throws -> Double? {
         guard let value = try decodeIfPresent(Double.self, forKey: key) else { return nil }
         guard range.contains(value) else {
-            throw SourceFileProblem(at: codingPath + [key], "\(value) is out of range", fix: "use a number between \(range.lowerBound) and \(range.upperBound)")
+            throw SourceFileProblem(
+                at: codingPath + [key], "\(value) is out of range", fix: "use a number between \(range.lowerBound) and \(range.upperBound)")
         }
         return value
     }

@@ -25,7 +25,10 @@ public struct AgentToolUse: EventFields {
     /// Set when cross-posted from a subagent's thread.
     public var sessionThreadId: String?
 
-    public init(name: String, input: [String: JSONValue], evaluatedPermission: EvaluatedPermission? = nil, evaluation: ToolEvaluation? = nil, sessionThreadId: String? = nil) {
+    public init(
+        name: String, input: [String: JSONValue], evaluatedPermission: EvaluatedPermission? = nil, evaluation: ToolEvaluation? = nil,
+        sessionThreadId: String? = nil
+    ) {
         self.name = name
         self.input = input
         self.evaluatedPermission = evaluatedPermission
@@ -60,7 +63,10 @@ public struct AgentMCPToolUse: EventFields {
     /// Set when cross-posted from a subagent's thread.
     public var sessionThreadId: String?
 
-    public init(mcpServerName: String, name: String, input: [String: JSONValue], evaluatedPermission: EvaluatedPermission? = nil, evaluation: ToolEvaluation? = nil, sessionThreadId: String? = nil) {
+    public init(
+        mcpServerName: String, name: String, input: [String: JSONValue], evaluatedPermission: EvaluatedPermission? = nil,
+        evaluation: ToolEvaluation? = nil, sessionThreadId: String? = nil
+    ) {
         self.mcpServerName = mcpServerName
         self.name = name
         self.input = input
@@ -81,7 +87,8 @@ public struct AgentMCPToolUse: EventFields {
 
     func write(to writer: inout WireWriter) {
         writer.set("mcp_server_name", mcpServerName)
-        AgentToolUse(name: name, input: input, evaluatedPermission: evaluatedPermission, evaluation: evaluation, sessionThreadId: sessionThreadId).write(to: &writer)
+        AgentToolUse(name: name, input: input, evaluatedPermission: evaluatedPermission, evaluation: evaluation, sessionThreadId: sessionThreadId)
+            .write(to: &writer)
     }
 }
 

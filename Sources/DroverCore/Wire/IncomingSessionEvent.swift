@@ -22,7 +22,8 @@ public struct IncomingSessionEvent: Sendable, Hashable {
         }
         try checkContent(path: path)
         if case .userToolConfirmation(let confirmation) = payload, confirmation.result == .allow, confirmation.denyMessage != nil {
-            throw WireDecodingError(path: reader.path("deny_message"), message: "only allowed when result is \"deny\"; remove it or set result to \"deny\"")
+            throw WireDecodingError(
+                path: reader.path("deny_message"), message: "only allowed when result is \"deny\"; remove it or set result to \"deny\"")
         }
     }
 

@@ -39,7 +39,9 @@ public struct SessionEvent: WireCodable {
 
     static var typeField: WireField<SessionEventType> {
         WireField(expected: "an event type such as \"user.message\"") { value, path throws(WireDecodingError) in
-            guard case .string(let raw) = value else { throw .init(path: path, expected: "an event type string such as \"user.message\"", got: value) }
+            guard case .string(let raw) = value else {
+                throw .init(path: path, expected: "an event type string such as \"user.message\"", got: value)
+            }
             guard let type = SessionEventType(rawValue: raw) else {
                 throw .init(path: path, message: "\"\(raw)\" is not a session event type")
             }

@@ -54,10 +54,10 @@ public enum SessionEventPayload: Sendable, Hashable {
     public static func isTyped(_ type: SessionEventType) -> Bool {
         switch type {
         case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult,
-             .agentMessage, .agentThinking, .agentToolUse, .agentToolResult, .agentMcpToolUse,
-             .agentMcpToolResult, .agentCustomToolUse, .sessionStatusRunning, .sessionStatusIdle,
-             .sessionStatusRescheduled, .sessionStatusTerminated, .sessionError, .sessionUsage,
-             .sessionUpdated, .spanModelRequestStart, .spanModelRequestEnd:
+            .agentMessage, .agentThinking, .agentToolUse, .agentToolResult, .agentMcpToolUse,
+            .agentMcpToolResult, .agentCustomToolUse, .sessionStatusRunning, .sessionStatusIdle,
+            .sessionStatusRescheduled, .sessionStatusTerminated, .sessionError, .sessionUsage,
+            .sessionUpdated, .spanModelRequestStart, .spanModelRequestEnd:
             true
         default:
             false

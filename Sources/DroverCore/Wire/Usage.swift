@@ -8,7 +8,10 @@ public struct SpanModelUsage: WireCodable {
     public var speed: String?
     public var extras: WireExtras
 
-    public init(cacheCreationInputTokens: Int = 0, cacheReadInputTokens: Int = 0, inputTokens: Int, outputTokens: Int, speed: String? = nil, extras: WireExtras = WireExtras()) {
+    public init(
+        cacheCreationInputTokens: Int = 0, cacheReadInputTokens: Int = 0, inputTokens: Int, outputTokens: Int, speed: String? = nil,
+        extras: WireExtras = WireExtras()
+    ) {
         self.cacheCreationInputTokens = cacheCreationInputTokens
         self.cacheReadInputTokens = cacheReadInputTokens
         self.inputTokens = inputTokens
@@ -49,7 +52,10 @@ public struct SessionUsageSnapshot: WireCodable {
     public var serverToolUse: ServerToolUsage?
     public var extras: WireExtras
 
-    public init(activeSeconds: Double? = nil, cacheCreation: CacheCreationUsage? = nil, cacheReadInputTokens: Int? = nil, inputTokens: Int? = nil, listCost: MonetaryAmount? = nil, outputTokens: Int? = nil, serverToolUse: ServerToolUsage? = nil, extras: WireExtras = WireExtras()) {
+    public init(
+        activeSeconds: Double? = nil, cacheCreation: CacheCreationUsage? = nil, cacheReadInputTokens: Int? = nil, inputTokens: Int? = nil,
+        listCost: MonetaryAmount? = nil, outputTokens: Int? = nil, serverToolUse: ServerToolUsage? = nil, extras: WireExtras = WireExtras()
+    ) {
         self.activeSeconds = activeSeconds
         self.cacheCreation = cacheCreation
         self.cacheReadInputTokens = cacheReadInputTokens

@@ -97,7 +97,9 @@ public actor MCPConnections: MCPHand {
             return try await existing.value
         }
         if server.type == .stdio && !allowStdio {
-            throw MCPConnectError("\(server.name) is a stdio server, which runs a command on the worker's host outside the sandbox; this worker does not allow them (start it with --mcp-stdio to allow)")
+            throw MCPConnectError(
+                "\(server.name) is a stdio server, which runs a command on the worker's host outside the sandbox; this worker does not allow them (start it with --mcp-stdio to allow)"
+            )
         }
         let task = Task { try await Self.connect(server, deadline: deadline) }
         connections[server] = task
@@ -164,7 +166,9 @@ public actor MCPConnections: MCPHand {
     /// The request's result, or nil at the deadline. The SDK's request task does not follow the
     /// caller's cancellation, so a deadline or a cancellation cancels the request itself, which
     /// resumes it at once.
-    private static func `await`<Result: Sendable>(_ context: RequestContext<Result>, on client: Client, until deadline: ContinuousClock.Instant) async throws -> Result? {
+    private static func `await`<Result: Sendable>(
+        _ context: RequestContext<Result>, on client: Client, until deadline: ContinuousClock.Instant
+    ) async throws -> Result? {
         try await withTaskCancellationHandler {
             try await withDeadline(deadline, onTimeout: { Task { try? await client.cancelRequest(context.requestID, reason: "deadline passed") } }) {
                 try await context.value
@@ -208,8 +212,10 @@ struct MCPConnectError: Error, CustomStringConvertible {
 
 /// `body`'s result, or nil once `deadline` passes first. `onTimeout` runs then, and must make
 /// `body` end (the SDK's requests do not follow task cancellation).
-func withDeadline<T: Sendable>(_ deadline: ContinuousClock.Instant, onTimeout: @Sendable () async -> Void = {},
-                               _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+func withDeadline<T: Sendable>(
+    _ deadline: ContinuousClock.Instant, onTimeout: @Sendable () async -> Void = {},
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T? {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask {

@@ -37,9 +37,12 @@ actor StdioServerTransport: Transport {
         var env = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG"].contains($0.key) }
         env.merge(environment) { $1 }
         // Its pipes and /dev/null for errors, nothing else: no Redis socket, no listener.
-        var spawn = Spawn(executable: program, arguments: Array(command.dropFirst()), environment: env,
-                          descriptors: [0: .descriptor(stdinPipe.read), 1: .descriptor(stdoutPipe.write),
-                                        2: .file("/dev/null", flags: O_WRONLY)])
+        var spawn = Spawn(
+            executable: program, arguments: Array(command.dropFirst()), environment: env,
+            descriptors: [
+                0: .descriptor(stdinPipe.read), 1: .descriptor(stdoutPipe.write),
+                2: .file("/dev/null", flags: O_WRONLY),
+            ])
         spawn.searchPath = true
         defer {
             close(stdinPipe.read)

@@ -46,8 +46,9 @@ actor StreamableHTTPTransport: Transport {
         if let protocolVersion { headers.append(("MCP-Protocol-Version", protocolVersion)) }
         // A long tool call may keep the response silent for a while; the caller's deadline, not
         // this, bounds a call.
-        let request = HTTPRequest(url: endpoint, method: "POST", headers: headers, body: Array(data),
-                                  connectTimeout: .seconds(5), readTimeout: .seconds(3600))
+        let request = HTTPRequest(
+            url: endpoint, method: "POST", headers: headers, body: Array(data),
+            connectTimeout: .seconds(5), readTimeout: .seconds(3600))
         let expectsAnswer = Self.isRequest(data)
         var answered = false
         var isEventStream = false

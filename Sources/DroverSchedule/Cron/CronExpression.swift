@@ -29,8 +29,9 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
 
     public init(_ expression: String, timeZone identifier: String = "UTC") throws(FieldError) {
         guard let zone = TimeZone(identifier: identifier), !identifier.isEmpty else {
-            throw FieldError(field: "timezone", message: "'\(identifier)' is not an IANA timezone",
-                            fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
+            throw FieldError(
+                field: "timezone", message: "'\(identifier)' is not an IANA timezone",
+                fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
         }
         try self.init(expression, timeZone: zone)
     }
@@ -40,15 +41,18 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         var text = trimmed
         if trimmed.hasPrefix("@") {
             guard let expanded = Self.macros[trimmed.lowercased()] else {
-                throw FieldError(field: "expression", message: "'\(trimmed)' is not a known macro",
-                                fix: "use one of \(Self.macros.keys.sorted().joined(separator: ", ")) or 5 fields")
+                throw FieldError(
+                    field: "expression", message: "'\(trimmed)' is not a known macro",
+                    fix: "use one of \(Self.macros.keys.sorted().joined(separator: ", ")) or 5 fields")
             }
             text = expanded
         }
         let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard parts.count == 5 else {
-            throw FieldError(field: "expression", message: "'\(trimmed)' has \(parts.count) fields; a POSIX cron has 5 (minute hour day-of-month month day-of-week)",
-                            fix: "write 5 fields, e.g. '0 9 * * 1-5' for weekdays at 09:00 (no seconds or year field)")
+            throw FieldError(
+                field: "expression",
+                message: "'\(trimmed)' has \(parts.count) fields; a POSIX cron has 5 (minute hour day-of-month month day-of-week)",
+                fix: "write 5 fields, e.g. '0 9 * * 1-5' for weekdays at 09:00 (no seconds or year field)")
         }
         self.expression = trimmed
         self.timeZone = timeZone
@@ -61,8 +65,9 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
             // With AND semantics, day-of-month alone can rule out every date (31 in February).
             let longest = (1...12).filter(month.contains).map { Civil.daysIn(year: 2000, month: $0) }.max() ?? 0
             guard (1...longest).contains(where: dayOfMonth.contains) else {
-                throw FieldError(field: "day-of-month", message: "'\(parts[2])' never occurs in month(s) '\(parts[3])'",
-                                fix: "pick days that exist in those months")
+                throw FieldError(
+                    field: "day-of-month", message: "'\(parts[2])' never occurs in month(s) '\(parts[3])'",
+                    fix: "pick days that exist in those months")
             }
         }
     }
@@ -165,26 +170,49 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         let limit = year + 30
         while year <= limit {
             guard let nextMonth = month.next(atOrAfter: mon), nextMonth <= 12 else {
-                year += 1; mon = 1; day = 1; h = 0; m = 0
+                year += 1
+                mon = 1
+                day = 1
+                h = 0
+                m = 0
                 continue
             }
-            if nextMonth != mon { mon = nextMonth; day = 1; h = 0; m = 0 }
+            if nextMonth != mon {
+                mon = nextMonth
+                day = 1
+                h = 0
+                m = 0
+            }
             let length = Civil.daysIn(year: year, month: mon)
             while day <= length, !dayMatches(year: year, month: mon, day: day) {
-                day += 1; h = 0; m = 0
+                day += 1
+                h = 0
+                m = 0
             }
             guard day <= length else {
-                mon += 1; day = 1; h = 0; m = 0
-                if mon > 12 { year += 1; mon = 1 }
+                mon += 1
+                day = 1
+                h = 0
+                m = 0
+                if mon > 12 {
+                    year += 1
+                    mon = 1
+                }
                 continue
             }
             guard let nextHour = hour.next(atOrAfter: h), nextHour <= 23 else {
-                day += 1; h = 0; m = 0
+                day += 1
+                h = 0
+                m = 0
                 continue
             }
-            if nextHour != h { h = nextHour; m = 0 }
+            if nextHour != h {
+                h = nextHour
+                m = 0
+            }
             guard let nextMinute = minute.next(atOrAfter: m), nextMinute <= 59 else {
-                h += 1; m = 0
+                h += 1
+                m = 0
                 continue
             }
             return Civil.days(year: year, month: mon, day: day) * 1440 + h * 60 + nextMinute

@@ -29,8 +29,10 @@ struct CronField: Sendable, Hashable {
         var names: [String: Int] {
             switch self {
             case .month:
-                ["jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
-                 "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12]
+                [
+                    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
+                    "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
+                ]
             case .dayOfWeek:
                 ["sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6]
             default: [:]
@@ -94,7 +96,9 @@ struct CronField: Sendable, Hashable {
                     throw FieldError(field: field, message: "step '\(pieces[1])' is not a positive number", fix: "write a step such as */5")
                 }
                 guard value <= kind.range.upperBound else {
-                    throw FieldError(field: field, message: "step \(value) is larger than the field's range \(kind.range.lowerBound)–\(kind.range.upperBound)", fix: "use a step of at most \(kind.range.upperBound)")
+                    throw FieldError(
+                        field: field, message: "step \(value) is larger than the field's range \(kind.range.lowerBound)–\(kind.range.upperBound)",
+                        fix: "use a step of at most \(kind.range.upperBound)")
                 }
                 step = value
             }
@@ -107,13 +111,16 @@ struct CronField: Sendable, Hashable {
             } else {
                 let bounds = base.split(separator: "-", omittingEmptySubsequences: false)
                 guard bounds.count <= 2 else {
-                    throw FieldError(field: field, message: "'\(base)' is not a value or a range", fix: "write a range as low-high, e.g. \(kind.example)")
+                    throw FieldError(
+                        field: field, message: "'\(base)' is not a value or a range", fix: "write a range as low-high, e.g. \(kind.example)")
                 }
                 low = try Self.value(bounds[0], kind: kind)
                 if bounds.count == 2 {
                     high = try Self.value(bounds[1], kind: kind)
                     guard low <= high else {
-                        throw FieldError(field: field, message: "range \(base) runs backwards", fix: "write the smaller value first, or split it into two ranges joined by a comma")
+                        throw FieldError(
+                            field: field, message: "range \(base) runs backwards",
+                            fix: "write the smaller value first, or split it into two ranges joined by a comma")
                     }
                 } else {
                     // "5/15" means from 5 to the end of the range, every 15.
@@ -133,7 +140,9 @@ struct CronField: Sendable, Hashable {
     private static func value(_ text: Substring, kind: Kind) throws(FieldError) -> Int {
         if let number = Int(text) {
             guard kind.range.contains(number) else {
-                throw FieldError(field: kind.name, message: "\(number) is out of range \(kind.range.lowerBound)–\(kind.range.upperBound)", fix: "use \(kind.example)")
+                throw FieldError(
+                    field: kind.name, message: "\(number) is out of range \(kind.range.lowerBound)–\(kind.range.upperBound)",
+                    fix: "use \(kind.example)")
             }
             return number
         }
@@ -142,7 +151,9 @@ struct CronField: Sendable, Hashable {
             throw FieldError(field: kind.name, message: "a range is missing a value", fix: "write a range as low-high, e.g. \(kind.example)")
         }
         if "LW#?".contains(where: { text.contains($0) }) {
-            throw FieldError(field: kind.name, message: "'\(text)' uses extended cron syntax (L, W, # or ?), which is not supported", fix: "use plain POSIX values: \(kind.example)")
+            throw FieldError(
+                field: kind.name, message: "'\(text)' uses extended cron syntax (L, W, # or ?), which is not supported",
+                fix: "use plain POSIX values: \(kind.example)")
         }
         throw FieldError(field: kind.name, message: "'\(text)' is not a number or a name", fix: "use \(kind.example)")
     }

@@ -50,7 +50,6 @@ enum Timestamp {
     }
 }
 
-
 func encodeSpec(_ spec: DeploymentSpec) -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

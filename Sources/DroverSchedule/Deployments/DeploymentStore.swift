@@ -25,7 +25,9 @@ public final class DeploymentStore: Sendable {
 
     public func find(_ nameOrID: String) async throws -> DeploymentRow {
         guard let row = try await database.deployment(workspace: workspace, nameOrID: nameOrID) else {
-            throw FieldError(field: "deployment", message: "'\(nameOrID)' is not a deployment", fix: "list them with `drover deployments list`, or run `drover apply Schedules/`")
+            throw FieldError(
+                field: "deployment", message: "'\(nameOrID)' is not a deployment",
+                fix: "list them with `drover deployments list`, or run `drover apply Schedules/`")
         }
         return row
     }
@@ -35,7 +37,8 @@ public final class DeploymentStore: Sendable {
     public func resource(_ row: DeploymentRow, now: Date = Date()) -> JSONValue {
         guard case .object(var fields) = JSONValue.decode(row.resource) else { return .null }
         fields["status"] = .string(row.status)
-        fields["paused_reason"] = row.status == "paused"
+        fields["paused_reason"] =
+            row.status == "paused"
             ? (row.pausedReason.map(JSONValue.decode) ?? .object(["type": .string("manual")]))
             : .null
         fields["archived_at"] = row.archivedAt.map(JSONValue.string) ?? .null
@@ -136,8 +139,9 @@ public final class DeploymentStore: Sendable {
             var spec = try await makeSpec(file, agentID: old.agentID, agentVersion: old.agentVersion, now: now)
             if spec.agent != old.agent {
                 spec.agentVersion = old.agentVersion + 1
-                try await database.saveAgentVersion(id: spec.agentID, version: spec.agentVersion, workspaceID: workspace,
-                                                    createdAt: stamp, resource: agentResource(spec, now: now).compactJSON)
+                try await database.saveAgentVersion(
+                    id: spec.agentID, version: spec.agentVersion, workspaceID: workspace,
+                    createdAt: stamp, resource: agentResource(spec, now: now).compactJSON)
             }
             if file.paused { row.status = "paused" } else if old.pausedInFile { row.status = "active" }
             if row.status == "active", old.pausedInFile || old.expression != spec.expression || old.timezone != spec.timezone {
@@ -165,13 +169,15 @@ public final class DeploymentStore: Sendable {
         let id = Identifier.make(prefix: "depl", now: now)
         let stamp = Timestamp.string(now)
         let spec = try await makeSpec(file, agentID: Identifier.make(prefix: "agent", now: now), agentVersion: 1, now: now)
-        try await database.saveAgentVersion(id: spec.agentID, version: 1, workspaceID: workspace, createdAt: stamp,
-                                            resource: agentResource(spec, now: now).compactJSON)
-        try await database.saveDeployment(DeploymentRow(
-            id: id, workspaceID: workspace, name: file.name, status: file.paused ? "paused" : "active",
-            createdAt: stamp, updatedAt: stamp, archivedAt: nil, lastRunAt: nil, fireAfter: now.timeIntervalSince1970,
-            specHash: hash, resource: try await deploymentResource(id: id, spec: spec, name: file.name, createdAt: stamp, now: now).compactJSON,
-            spec: encodeSpec(spec)))
+        try await database.saveAgentVersion(
+            id: spec.agentID, version: 1, workspaceID: workspace, createdAt: stamp,
+            resource: agentResource(spec, now: now).compactJSON)
+        try await database.saveDeployment(
+            DeploymentRow(
+                id: id, workspaceID: workspace, name: file.name, status: file.paused ? "paused" : "active",
+                createdAt: stamp, updatedAt: stamp, archivedAt: nil, lastRunAt: nil, fireAfter: now.timeIntervalSince1970,
+                specHash: hash, resource: try await deploymentResource(id: id, spec: spec, name: file.name, createdAt: stamp, now: now).compactJSON,
+                spec: encodeSpec(spec)))
     }
 
     private func makeSpec(_ file: ScheduleFile, agentID: String, agentVersion: Int, now: Date) async throws -> DeploymentSpec {
@@ -191,7 +197,8 @@ public final class DeploymentStore: Sendable {
             if fields["config"] != nil {
                 var resource = JSONValue.decode(found.resource).objectValue ?? [:]
                 resource["config"] = fields["config"]
-                try await database.saveEnvironment(id: found.id, workspaceID: workspace, createdAt: Timestamp.string(now), resource: JSONValue.object(resource).compactJSON)
+                try await database.saveEnvironment(
+                    id: found.id, workspaceID: workspace, createdAt: Timestamp.string(now), resource: JSONValue.object(resource).compactJSON)
             }
             return found.id
         }

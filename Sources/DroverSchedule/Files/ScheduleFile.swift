@@ -31,7 +31,8 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ScheduleFileError(file: path, line: nil, field: nil, message: "cannot be read (\(error.localizedDescription))", fix: "check the path")
+            throw ScheduleFileError(
+                file: path, line: nil, field: nil, message: "cannot be read (\(error.localizedDescription))", fix: "check the path")
         }
         return try parse(text, file: path)
     }
@@ -43,15 +44,18 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
         } catch {
-            throw ScheduleFileError(file: directory, line: nil, field: nil, message: "is not a readable directory", fix: "pass a directory of schedule files, e.g. Schedules/")
+            throw ScheduleFileError(
+                file: directory, line: nil, field: nil, message: "is not a readable directory",
+                fix: "pass a directory of schedule files, e.g. Schedules/")
         }
         var files: [ScheduleFile] = []
         for name in names.sorted() where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
             // The path as the user wrote it, so errors point where they look.
             let file = try load(directory.hasSuffix("/") ? directory + name : directory + "/" + name)
             if let other = files.first(where: { $0.name == file.name }) {
-                throw ScheduleFileError(file: file.file, line: nil, field: "name", message: "'\(file.name)' is also the name in \(other.file)",
-                                        fix: "give each schedule its own name")
+                throw ScheduleFileError(
+                    file: file.file, line: nil, field: "name", message: "'\(file.name)' is also the name in \(other.file)",
+                    fix: "give each schedule its own name")
             }
             files.append(file)
         }
@@ -59,8 +63,9 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
     }
 
     public static func parse(_ text: String, file: String) throws(ScheduleFileError) -> ScheduleFile {
-        var parsed = try SourceFileDecoder.decode(ScheduleFile.self, from: text, file: file,
-                                                  emptyFix: "write a schedule: name:, agent:, initial_events: and schedule: (see Schedules/README.md)")
+        var parsed = try SourceFileDecoder.decode(
+            ScheduleFile.self, from: text, file: file,
+            emptyFix: "write a schedule: name:, agent:, initial_events: and schedule: (see Schedules/README.md)")
         parsed.file = file
         return parsed
     }
@@ -82,7 +87,8 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
 
         let agentFix = "add agent: with at least model: (the SDK's agent create-params shape)"
         if fields.contains(.agent), !fields.isMapping(.agent), try !fields.decodeNil(forKey: .agent) {
-            throw decoder.problem(Keys.agent, "must be an inline agent (a mapping)", fix: "write agent: {model: claude-sonnet-4-5, system: ..., tools: [...]}")
+            throw decoder.problem(
+                Keys.agent, "must be an inline agent (a mapping)", fix: "write agent: {model: claude-sonnet-4-5, system: ..., tools: [...]}")
         }
         agent = try fields.require(JSONValue.self, .agent, fix: agentFix)
         do throws(FieldError) {
@@ -102,7 +108,9 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         jitterSeconds = 0
         if fields.contains(.jitterSeconds) {
             guard let value = try? fields.decode(Int.self, forKey: .jitterSeconds), (0...Self.maximumJitterSeconds).contains(value) else {
-                throw decoder.problem(Keys.jitterSeconds, "must be a whole number of seconds from 0 to \(Self.maximumJitterSeconds)", fix: "write e.g. jitter_seconds: 30")
+                throw decoder.problem(
+                    Keys.jitterSeconds, "must be a whole number of seconds from 0 to \(Self.maximumJitterSeconds)",
+                    fix: "write e.g. jitter_seconds: 30")
             }
             jitterSeconds = value
         }
@@ -113,7 +121,8 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
             guard case .object(let pairs)? = try? fields.decode(JSONValue.self, forKey: .metadata), pairs.count <= 16 else { throw invalid }
             for (key, value) in pairs {
                 guard case .string(let text) = value, key.count <= 64, text.count <= 512 else {
-                    throw decoder.problem(Keys.metadata, "'\(key)' must map to a string (keys up to 64, values up to 512 characters)", fix: "quote the value")
+                    throw decoder.problem(
+                        Keys.metadata, "'\(key)' must map to a string (keys up to 64, values up to 512 characters)", fix: "quote the value")
                 }
                 metadata[key] = text
             }
@@ -134,9 +143,13 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         do {
             _ = try EnvironmentConfig.parse(environment.objectValue?["config"])
         } catch let notBuilt as EnvironmentConfig.NotBuiltYet {
-            throw SourceFileProblem(at: at + FieldPathKey.keys(of: notBuilt.field), "\(notBuilt.field): \(notBuilt.detail)", fix: "see README.md, The hands: Environments")
+            throw SourceFileProblem(
+                at: at + FieldPathKey.keys(of: notBuilt.field), "\(notBuilt.field): \(notBuilt.detail)", fix: "see README.md, The hands: Environments"
+            )
         } catch {
-            throw SourceFileProblem(at: at + [FieldPathKey("config")], "\(error)", fix: "write config as the SDK's BetaCloudConfig: {type: cloud, packages: {pip: [...]}}")
+            throw SourceFileProblem(
+                at: at + [FieldPathKey("config")], "\(error)", fix: "write config as the SDK's BetaCloudConfig: {type: cloud, packages: {pip: [...]}}"
+            )
         }
         return environment
     }
@@ -144,7 +157,9 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
     private static func initialEvents(_ fields: KeyedDecodingContainer<Keys>) throws -> [JSONValue] {
         let events = try fields.require([InitialEvent].self, .initialEvents, fix: "add initial_events: with at least one user.message")
         guard (1...50).contains(events.count) else {
-            throw SourceFileProblem(at: fields.codingPath + [Keys.initialEvents], "has \(events.count) events; 1 to 50 are allowed", fix: "send between 1 and 50 initial events")
+            throw SourceFileProblem(
+                at: fields.codingPath + [Keys.initialEvents], "has \(events.count) events; 1 to 50 are allowed",
+                fix: "send between 1 and 50 initial events")
         }
         return events.map(\.json)
     }
@@ -175,7 +190,8 @@ private struct InitialEvent: Decodable {
         do throws(SessionLogError) {
             _ = try NewEvent.parseClientEvents(JSONValue.array([json]).compactJSON)
         } catch {
-            throw decoder.problem(nil, error.description.replacingOccurrences(of: "events[0]", with: path), fix: error.fix ?? "follow the SDK's shape for \(name)")
+            throw decoder.problem(
+                nil, error.description.replacingOccurrences(of: "events[0]", with: path), fix: error.fix ?? "follow the SDK's shape for \(name)")
         }
     }
 }
@@ -192,7 +208,9 @@ private struct ScheduleField: Decodable {
         let text = try fields.require(String.self, .expression, fix: "write expression: \"0 9 * * 1-5\" (5 fields, quoted)")
         let zone = try fields.require(String.self, .timezone, fix: "write timezone: UTC, or an IANA name such as Europe/Berlin")
         guard TimeZone(identifier: zone) != nil else {
-            throw decoder.problem(Keys.timezone, "'\(zone)' is not an IANA timezone", fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
+            throw decoder.problem(
+                Keys.timezone, "'\(zone)' is not an IANA timezone",
+                fix: "use a name from the IANA database, e.g. UTC, America/New_York or Europe/Berlin")
         }
         do throws(FieldError) {
             expression = try CronExpression(text, timeZone: zone)

@@ -87,7 +87,8 @@ public struct DeploymentFirer: Sendable {
         try await sessionLog.create(session, agent: spec.agentSnapshot.json, environment: environment)
         try await store.database.saveSessionOrigin(session: session.rawValue, kind: "deployment", originId: row.id, workspaceId: row.workspaceID)
         let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
-        try await SessionInbox(log: sessionLog, queue: queue, turnQueue: turnQueue).send(events, to: session, clientKey: "deployment-run:\(runID)", turnID: taskID)
+        try await SessionInbox(log: sessionLog, queue: queue, turnQueue: turnQueue).send(
+            events, to: session, clientKey: "deployment-run:\(runID)", turnID: taskID)
         try faultPoint?("enqueued")
 
         let resource = run(session: .string(session.rawValue), error: .null)
@@ -103,7 +104,9 @@ public struct DeploymentFirer: Sendable {
     private func checkAgent(_ spec: DeploymentSpec, workspace: String) async throws {
         let agent = try await ControlPlaneStore(database: store.database).find(.agents, id: spec.agentID, workspace: workspace)
         if let agent, agent.archivedAt != nil {
-            throw RunFailure(type: "agent_archived_error", message: "agent \(spec.agentID) was archived. Fix: point the deployment at another agent, then unpause it")
+            throw RunFailure(
+                type: "agent_archived_error",
+                message: "agent \(spec.agentID) was archived. Fix: point the deployment at another agent, then unpause it")
         }
     }
 
@@ -130,7 +133,8 @@ public struct DeploymentFirer: Sendable {
         let control = ControlPlaneStore(database: store.database)
         guard try await control.find(.sessions, id: session.rawValue, workspace: row.workspaceID) == nil else { return }
         let agentRow = try await control.find(.agents, id: spec.agentID, workspace: row.workspaceID, version: spec.agentVersion)
-        let agent = agentRow.flatMap { (try? JSONValue.parse($0.resource))?.objectValue }
+        let agent =
+            agentRow.flatMap { (try? JSONValue.parse($0.resource))?.objectValue }
             .map { JSONValue.object($0.filter { ControlPlaneStore.sessionAgentFields.contains($0.key) }) } ?? spec.agent
         let deployment = (try? JSONValue.parse(row.resource))?.objectValue ?? [:]
         let resource: JSONValue = .object([
@@ -140,7 +144,8 @@ public struct DeploymentFirer: Sendable {
             "resources": .array([]), "vault_ids": .array([]), "outcome_evaluations": .array([]), "budget": .null,
             "deployment_id": .string(row.id),
         ])
-        try await control.insert(.sessions, .init(id: session.rawValue, workspace: row.workspaceID, createdAt: createdAt, resource: resource.compactJSON))
+        try await control.insert(
+            .sessions, .init(id: session.rawValue, workspace: row.workspaceID, createdAt: createdAt, resource: resource.compactJSON))
     }
 
     /// The environment's `config` for the sandboxes: written inline in the schedule, the stored
@@ -151,15 +156,20 @@ public struct DeploymentFirer: Sendable {
         if let config = fields["config"], config != .null { return config.compactJSON }
         if let id = fields["id"]?.stringValue {
             guard let found = try await ControlPlaneStore(database: store.database).find(.environments, id: id, workspace: workspace) else {
-                throw RunFailure(type: "environment_not_found_error", message: "environment \(id) no longer exists. Fix: point the deployment at another environment, then unpause it")
+                throw RunFailure(
+                    type: "environment_not_found_error",
+                    message: "environment \(id) no longer exists. Fix: point the deployment at another environment, then unpause it")
             }
             guard found.archivedAt == nil else {
-                throw RunFailure(type: "environment_archived_error", message: "environment \(id) was archived. Fix: point the deployment at another environment, then unpause it")
+                throw RunFailure(
+                    type: "environment_archived_error",
+                    message: "environment \(id) was archived. Fix: point the deployment at another environment, then unpause it")
             }
             return (try? JSONValue.parse(found.resource))?.objectValue?["config"]?.compactJSON
         }
         guard let name = fields["name"]?.stringValue,
-              let found = try await store.database.environment(workspace: workspace, name: name) else { return nil }
+            let found = try await store.database.environment(workspace: workspace, name: name)
+        else { return nil }
         return (try? JSONValue.parse(found.resource))?.objectValue?["config"]?.compactJSON
     }
 

@@ -38,79 +38,89 @@ public struct LeaderLock: Sendable {
         pendingKey = prefix + ":pending"
     }
 
-    static let acquire = RedisScript(name: "scheduler-acquire", idempotent: true, source: """
-        local current = redis.call('GET', KEYS[1])
-        if current then
-          local sep = string.find(current, '|', 1, true)
-          if string.sub(current, 1, sep - 1) == ARGV[1] then
-            redis.call('PEXPIRE', KEYS[1], ARGV[2])
-            return tonumber(string.sub(current, sep + 1))
-          end
-          return 0
-        end
-        local epoch = redis.call('INCR', KEYS[2])
-        if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'NX', 'PX', ARGV[2]) then
-          return epoch
-        end
-        return 0
-        """)
+    static let acquire = RedisScript(
+        name: "scheduler-acquire", idempotent: true,
+        source: """
+            local current = redis.call('GET', KEYS[1])
+            if current then
+              local sep = string.find(current, '|', 1, true)
+              if string.sub(current, 1, sep - 1) == ARGV[1] then
+                redis.call('PEXPIRE', KEYS[1], ARGV[2])
+                return tonumber(string.sub(current, sep + 1))
+              end
+              return 0
+            end
+            local epoch = redis.call('INCR', KEYS[2])
+            if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'NX', 'PX', ARGV[2]) then
+              return epoch
+            end
+            return 0
+            """)
 
-    static let release = RedisScript(name: "scheduler-release", idempotent: true, source: """
-        local current = redis.call('GET', KEYS[1])
-        if current == ARGV[1] .. '|' .. ARGV[2] then
-          redis.call('DEL', KEYS[1])
-          return 1
-        end
-        return 0
-        """)
+    static let release = RedisScript(
+        name: "scheduler-release", idempotent: true,
+        source: """
+            local current = redis.call('GET', KEYS[1])
+            if current == ARGV[1] .. '|' .. ARGV[2] then
+              redis.call('DEL', KEYS[1])
+              return 1
+            end
+            return 0
+            """)
 
-    static let beginFire = RedisScript(name: "scheduler-begin-fire", idempotent: true, source: """
-        local fence = ARGV[1] .. '|' .. ARGV[2]
-        local holder = redis.call('GET', KEYS[1])
-        if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
-          return {'stale', redis.call('GET', KEYS[2]) or '0'}
-        end
-        local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
-        if done >= tonumber(ARGV[4]) then
-          return {'duplicate', tostring(done)}
-        end
-        redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
-        return {'ok', tostring(done)}
-        """)
+    static let beginFire = RedisScript(
+        name: "scheduler-begin-fire", idempotent: true,
+        source: """
+            local fence = ARGV[1] .. '|' .. ARGV[2]
+            local holder = redis.call('GET', KEYS[1])
+            if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
+              return {'stale', redis.call('GET', KEYS[2]) or '0'}
+            end
+            local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
+            if done >= tonumber(ARGV[4]) then
+              return {'duplicate', tostring(done)}
+            end
+            redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+            return {'ok', tostring(done)}
+            """)
 
     /// KEYS: leader epoch done done-by pending   ARGV: token epoch deployment occurrence
-    static let finishFire = RedisScript(name: "scheduler-finish-fire", idempotent: true, source: """
-        local fence = ARGV[1] .. '|' .. ARGV[2]
-        local function settle(done)
-          local pending = tonumber(redis.call('HGET', KEYS[5], ARGV[3]) or '-1')
-          if pending ~= -1 and pending <= done then redis.call('HDEL', KEYS[5], ARGV[3]) end
-        end
-        local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
-        if done == tonumber(ARGV[4]) and redis.call('HGET', KEYS[4], ARGV[3]) == fence then
-          settle(done)
-          return {'ok', tostring(done)}
-        end
-        local holder = redis.call('GET', KEYS[1])
-        if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
-          return {'stale', redis.call('GET', KEYS[2]) or '0'}
-        end
-        if done >= tonumber(ARGV[4]) then
-          settle(done)
-          return {'duplicate', tostring(done)}
-        end
-        redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-        redis.call('HSET', KEYS[4], ARGV[3], fence)
-        settle(tonumber(ARGV[4]))
-        return {'ok', ARGV[4]}
-        """)
+    static let finishFire = RedisScript(
+        name: "scheduler-finish-fire", idempotent: true,
+        source: """
+            local fence = ARGV[1] .. '|' .. ARGV[2]
+            local function settle(done)
+              local pending = tonumber(redis.call('HGET', KEYS[5], ARGV[3]) or '-1')
+              if pending ~= -1 and pending <= done then redis.call('HDEL', KEYS[5], ARGV[3]) end
+            end
+            local done = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '-1')
+            if done == tonumber(ARGV[4]) and redis.call('HGET', KEYS[4], ARGV[3]) == fence then
+              settle(done)
+              return {'ok', tostring(done)}
+            end
+            local holder = redis.call('GET', KEYS[1])
+            if redis.call('GET', KEYS[2]) ~= ARGV[2] or (holder and holder ~= fence) then
+              return {'stale', redis.call('GET', KEYS[2]) or '0'}
+            end
+            if done >= tonumber(ARGV[4]) then
+              settle(done)
+              return {'duplicate', tostring(done)}
+            end
+            redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+            redis.call('HSET', KEYS[4], ARGV[3], fence)
+            settle(tonumber(ARGV[4]))
+            return {'ok', ARGV[4]}
+            """)
 
     /// KEYS: pending   ARGV: deployment occurrence
-    static let dropPendingFire = RedisScript(name: "scheduler-drop-pending", idempotent: true, source: """
-        if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-          return redis.call('HDEL', KEYS[1], ARGV[1])
-        end
-        return 0
-        """)
+    static let dropPendingFire = RedisScript(
+        name: "scheduler-drop-pending", idempotent: true,
+        source: """
+            if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+              return redis.call('HDEL', KEYS[1], ARGV[1])
+            end
+            return 0
+            """)
 
     /// Takes or renews the lock; the fence epoch while this scheduler leads, nil otherwise.
     public func acquireOrRenew() async throws -> Int64? {
@@ -132,8 +142,9 @@ public struct LeaderLock: Sendable {
     }
 
     public func begin(deployment: String, occurrence: Int64, epoch: Int64) async throws -> Begin {
-        let reply = try await redis.eval(Self.beginFire, keys: [leaderKey, epochKey, doneKey, pendingKey],
-                                         arguments: [token, String(epoch), deployment, String(occurrence)])
+        let reply = try await redis.eval(
+            Self.beginFire, keys: [leaderKey, epochKey, doneKey, pendingKey],
+            arguments: [token, String(epoch), deployment, String(occurrence)])
         switch reply.array?.first?.string {
         case "ok": return .go
         case "duplicate": return .duplicate
@@ -152,8 +163,9 @@ public struct LeaderLock: Sendable {
 
     /// Commits a begun fire, only while this scheduler still holds `epoch`.
     public func finish(deployment: String, occurrence: Int64, epoch: Int64) async throws -> Finish {
-        let reply = try await redis.eval(Self.finishFire, keys: [leaderKey, epochKey, doneKey, doneByKey, pendingKey],
-                                         arguments: [token, String(epoch), deployment, String(occurrence)])
+        let reply = try await redis.eval(
+            Self.finishFire, keys: [leaderKey, epochKey, doneKey, doneByKey, pendingKey],
+            arguments: [token, String(epoch), deployment, String(occurrence)])
         switch reply.array?.first?.string {
         case "ok": return .committed
         case "duplicate": return .duplicate

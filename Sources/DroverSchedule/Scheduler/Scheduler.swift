@@ -48,11 +48,14 @@ public final class Scheduler: Sendable {
         let renewedAt: ContinuousClock.Instant
     }
 
-    public init(redis: RedisClient, store: DeploymentStore, firer: DeploymentFirer, clock: any SchedulerClock = SystemSchedulerClock(),
-                options: Options = Options(), logger: Logger = Logger(label: "drover.scheduler")) {
+    public init(
+        redis: RedisClient, store: DeploymentStore, firer: DeploymentFirer, clock: any SchedulerClock = SystemSchedulerClock(),
+        options: Options = Options(), logger: Logger = Logger(label: "drover.scheduler")
+    ) {
         let ttl = options.lockTTL.components
-        self.lock = LeaderLock(redis: redis, token: options.token,
-                               ttlMilliseconds: Int(ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000), prefix: options.keyPrefix)
+        self.lock = LeaderLock(
+            redis: redis, token: options.token,
+            ttlMilliseconds: Int(ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000), prefix: options.keyPrefix)
         self.store = store
         self.firer = firer
         self.clock = clock
@@ -78,7 +81,10 @@ public final class Scheduler: Sendable {
     }
 
     private func dropLease() -> Bool {
-        lease.withLock { value -> Bool in defer { value = nil }; return value != nil }
+        lease.withLock { value -> Bool in
+            defer { value = nil }
+            return value != nil
+        }
     }
 
     /// Takes or renews the lock; the fence epoch if this scheduler leads.
@@ -88,7 +94,10 @@ public final class Scheduler: Sendable {
             if dropLease() { logger.info("scheduler \(options.token) lost the lead") }
             return nil
         }
-        let previous = lease.withLock { value -> Int64? in defer { value = Lease(epoch: fence, renewedAt: sentAt) }; return value?.epoch }
+        let previous = lease.withLock { value -> Int64? in
+            defer { value = Lease(epoch: fence, renewedAt: sentAt) }
+            return value?.epoch
+        }
         if previous != fence { logger.info("scheduler \(options.token) leads with epoch \(fence)") }
         return fence
     }
@@ -114,7 +123,10 @@ public final class Scheduler: Sendable {
     }
 
     public func stepDown() async {
-        if let held = lease.withLock({ value -> Int64? in defer { value = nil }; return value?.epoch }) {
+        if let held = lease.withLock({ value -> Int64? in
+            defer { value = nil }
+            return value?.epoch
+        }) {
             try? await lock.release(epoch: held)
         }
     }
