@@ -129,6 +129,7 @@ let package = Package(
                 "DroverQueue",
                 "DroverRedis",
                 "DroverSessionLog",
+                "DroverTools",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -146,6 +147,7 @@ let package = Package(
                 "DroverRedis",
                 "DroverSchedule",
                 "DroverSessionLog",
+                "DroverTools",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -310,11 +312,23 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverRedisTests",
-            dependencies: ["DroverCore", "DroverQueue", "DroverRedis", "DroverSessionLog", "DroverTesting"]
+            dependencies: [
+                "DroverCore",
+                "DroverQueue",
+                "DroverRedis",
+                "DroverSessionLog",
+                "DroverTesting",
+            ]
         ),
         .testTarget(
             name: "DroverSessionLogTests",
-            dependencies: ["DroverCore", "DroverDatabase", "DroverRedis", "DroverSessionLog", "DroverTesting"]
+            dependencies: [
+                "DroverCore",
+                "DroverDatabase",
+                "DroverRedis",
+                "DroverSessionLog",
+                "DroverTesting",
+            ]
         ),
     ]
 )

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverHands
+import DroverTools
 
 /// Builds and updates the SDK's `BetaEnvironment` JSON. The `cloud` config (packages,
 /// networking) is stored as given, resolved to the SDK's full shape, for the sandbox pool to read.

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTools
 
 /// `GET /v1/openapi.json`: the routes Drover serves, their parameters and statuses, so that
 /// clients and fuzzers can find them. Request and response bodies follow the `anthropic` SDK's

@@ -69,9 +69,8 @@ public final class AgentToolset: Hand {
         _ = try? await pool.checkout(session)
     }
 
-    public func prepare(session: SessionID, environment: JSONValue?) async {
-        guard let config = try? EnvironmentConfig.parse(environment) else { return }
-        _ = try? await pool.checkout(session, environment: config)
+    public func prepare(session: SessionID, environment: EnvironmentConfig) async {
+        _ = try? await pool.checkout(session, environment: environment)
     }
 
     public func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult {
@@ -84,7 +83,7 @@ public final class AgentToolset: Hand {
         let fields = input.objectValue ?? [:]
         let sandbox: Sandbox
         do {
-            sandbox = try await pool.checkout(context.session, environment: try EnvironmentConfig.parse(context.environment))
+            sandbox = try await pool.checkout(context.session, environment: context.environment)
         } catch let error as CancellationError {
             throw error
         } catch {

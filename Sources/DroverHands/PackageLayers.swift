@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTools
 import Foundation
 
 /// Installs an environment's pip packages once per configuration into a cached directory

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTools
 import Foundation
 
 public struct SandboxPoolSettings: Sendable {

@@ -6,10 +6,10 @@ public struct ToolContext: Sendable {
     public let session: SessionID
     public let fence: SessionFence
     public let deadline: ContinuousClock.Instant
-    /// The session's environment `config` (the SDK's `BetaCloudConfig`), if it has one.
-    public let environment: JSONValue?
+    /// The session's environment, read once when the turn started (`.none` without one).
+    public let environment: EnvironmentConfig
 
-    public init(session: SessionID, fence: SessionFence, deadline: ContinuousClock.Instant, environment: JSONValue? = nil) {
+    public init(session: SessionID, fence: SessionFence, deadline: ContinuousClock.Instant, environment: EnvironmentConfig = .none) {
         self.session = session
         self.fence = fence
         self.deadline = deadline
@@ -41,7 +41,7 @@ public protocol Hand: Sendable {
     func prepare(session: SessionID) async
 
     /// `prepare(session:)` for a session with an environment `config`.
-    func prepare(session: SessionID, environment: JSONValue?) async
+    func prepare(session: SessionID, environment: EnvironmentConfig) async
 
     /// Runs one tool. Errors the model should see come back as `ToolResult(isError: true)`;
     /// a thrown error means the hand itself failed.
@@ -49,7 +49,7 @@ public protocol Hand: Sendable {
 }
 
 extension Hand {
-    public func prepare(session: SessionID, environment: JSONValue?) async {
+    public func prepare(session: SessionID, environment: EnvironmentConfig) async {
         await prepare(session: session)
     }
 }

@@ -5,6 +5,7 @@ import DroverHands
 import DroverJobs
 import DroverQueue
 import DroverRuntime
+import DroverTools
 import Foundation
 
 struct RunCommand: AsyncParsableCommand {

@@ -297,8 +297,27 @@ struct TurnRunnerTests {
         }
     }
 
-    @Test("a stored agent that cannot be read ends the session with a session.error; no other agent runs in its place")
-    func unreadableAgent() async throws {
+    /// What the session was created with, stored so that it cannot be read back.
+    enum Unreadable: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case agent, environment, unhonourableEnvironment
+
+        var testDescription: String { rawValue }
+        var agent: String? { self == .agent ? #"{"model": 42}"# : nil }
+        var environment: String? {
+            switch self {
+            case .agent: nil
+            case .environment: #"{"type": "cloud", "packages": "#
+            case .unhonourableEnvironment: #"{"type": "cloud", "networking": {"type": "unrestricted"}}"#
+            }
+        }
+        var outcome: String { self == .agent ? "agent_unreadable" : "environment_unreadable" }
+        var mention: String { self == .agent ? "at agent.model" : "environment config cannot be read" }
+    }
+
+    @Test(
+        "a stored agent or environment that cannot be read ends the session with a session.error; no other agent or environment runs in its place",
+        arguments: Unreadable.allCases)
+    func unreadable(_ stored: Unreadable) async throws {
         try await withBrain(
             script: """
                 turns:
@@ -306,14 +325,14 @@ struct TurnRunnerTests {
                 """
         ) { brain in
             let session = SessionID.make()
-            try await brain.log.create(session, agent: #"{"model": 42}"#)
+            try await brain.log.create(session, agent: stored.agent, environment: stored.environment)
             _ = try await brain.log.append(
                 session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("hi")])])])])
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome.stopReason == "agent_unreadable" && outcome.modelRequests == 0)
+            #expect(outcome.stopReason == stored.outcome && outcome.modelRequests == 0)
             let events = try await brain.log.read(session, limit: 100)
             #expect(events.map(\.type) == ["user.message", "session.error", "session.status_terminated"], "\(events.map(\.type))")
-            #expect(events[1].json.contains("unknown_error") && events[1].json.contains("at agent.model"), "\(events[1].json)")
+            #expect(events[1].json.contains("unknown_error") && events[1].json.contains(stored.mention), "\(events[1].json)")
             #expect(!events.contains { $0.json.contains("a default agent answered") })
             // A turn queued again finds the session ended and does nothing.
             let again = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))

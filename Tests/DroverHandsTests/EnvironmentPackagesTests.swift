@@ -87,7 +87,8 @@ struct EnvironmentPackagesTests {
         let toolset = AgentToolset(root: root.appendingPathComponent("hands"), pool: settings)
         let environment = cloudConfig(pip: ["drovertiny==1.0"])
         func call(_ session: SessionID, _ command: String, environment: JSONValue?) async throws -> ToolResult {
-            try await toolset.execute(
+            let environment = try EnvironmentConfig.parse(environment)
+            return try await toolset.execute(
                 name: "bash", input: .object(["command": .string(command)]),
                 context: ToolContext(
                     session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(60), environment: environment))
@@ -165,18 +166,11 @@ struct EnvironmentPackagesTests {
         #expect(try EnvironmentConfig.parse(.object(["type": .string("self_hosted")])) == .none)
         #expect(try EnvironmentConfig.parse(cloudConfig(pip: ["a"])).key != EnvironmentConfig.none.key)
 
-        // Through the toolset: the tool result is the error, and nothing was provisioned.
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-refuse-\(Identifier.make(prefix: "r").suffix(10))")
-        defer { Task { await removeHandsRoot(root) } }
-        let toolset = AgentToolset(root: root)
-        let session = SessionID.make()
-        let result = try await toolset.execute(
-            name: "bash", input: .object(["command": .string("echo hi")]),
-            context: ToolContext(
-                session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(30),
-                environment: cloudConfig(networking: .object(["type": .string("unrestricted")]))))
-        #expect(result.isError && text(result).contains("not built yet") && !text(result).contains("hi\n"))
-        #expect(await toolset.pool.stats.inUse == 0)
+        // The hands take only a parsed `EnvironmentConfig`, so a config they cannot honour never
+        // reaches a sandbox: the turn that would use it ends first (TurnRunnerTests).
+        #expect(throws: EnvironmentConfig.NotBuiltYet.self) {
+            try EnvironmentConfig.parse(cloudConfig(networking: .object(["type": .string("unrestricted")])))
+        }
     }
 
     @Test("a pip install that fails says which packages and what pip said")

@@ -60,16 +60,28 @@ public final class TurnRunner: Sendable {
     public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
         let started = ContinuousClock.now
         let snapshot = try await log.wake(session)
-        let environment = try await log.environment(session).flatMap { try? JSONValue.parse($0) }
         let agent: AgentSnapshot
         do {
             agent = try await log.agent(session).map { try JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
         } catch let error as DecodingError {
             // Never another agent in its place: the session ends, saying why.
             guard Self.needsTurn(snapshot.events) else { return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0) }
-            let state = TurnState(events: snapshot.events, environment: environment)
+            let state = TurnState(events: snapshot.events)
             try await append(session, fence, state, [Self.unreadableAgent(error), NewEvent(type: .sessionStatusTerminated)])
             return TurnOutcome(stopReason: "agent_unreadable", modelRequests: 0)
+        }
+        // Read once per turn, and typed from here on: the hands never parse it again. Never an
+        // environment without the packages the session was created with: it ends instead.
+        let environment: EnvironmentConfig
+        do {
+            environment = try await log.environment(session).map { try EnvironmentConfig.parse(try JSONValue.parse($0)) } ?? .none
+        } catch let error as SessionLogError {
+            throw error
+        } catch {
+            guard Self.needsTurn(snapshot.events) else { return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0) }
+            let state = TurnState(events: snapshot.events)
+            try await append(session, fence, state, [Self.unreadableEnvironment(error), NewEvent(type: .sessionStatusTerminated)])
+            return TurnOutcome(stopReason: "environment_unreadable", modelRequests: 0)
         }
         // Lazy hands: provisioning starts now and runs beside the first model request.
         if eagerHands {
@@ -300,7 +312,8 @@ public final class TurnRunner: Sendable {
     }
 
     private func execute(
-        _ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double, environment: JSONValue?
+        _ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double,
+        environment: EnvironmentConfig
     ) async throws -> ToolResult {
         let deadline = ContinuousClock.now + .seconds(timeout)
         let context = ToolContext(session: session, fence: fence, deadline: deadline, environment: environment)
@@ -398,6 +411,18 @@ public final class TurnRunner: Sendable {
             ])
     }
 
+    static func unreadableEnvironment(_ error: any Error) -> NewEvent {
+        NewEvent(
+            type: .sessionError,
+            fields: [
+                "error": .object([
+                    "type": .string("unknown_error"),
+                    "message": .string("the session's stored environment config cannot be read, so no turn runs: \(error)"),
+                    "retry_status": .object(["type": .string("terminal")]),
+                ])
+            ])
+    }
+
     static func mcpConnectionFailed(server: String, message: String) -> NewEvent {
         NewEvent(
             type: .sessionError,
@@ -462,9 +487,9 @@ final class TurnState: @unchecked Sendable {
     private var _modelRequests = 0
 
     /// The session's environment `config`, handed to the tools.
-    let environment: JSONValue?
+    let environment: EnvironmentConfig
 
-    init(events: [StoredEvent], environment: JSONValue? = nil) {
+    init(events: [StoredEvent], environment: EnvironmentConfig = .none) {
         _events = events
         _conversation.add(contentsOf: events)
         self.environment = environment

@@ -2,6 +2,7 @@ import DroverBrain
 import DroverCore
 import DroverHands
 import DroverSessionLog
+import DroverTools
 import Foundation
 
 /// One `Schedules/*.yaml` file: a deployment to keep, with its agent, environment, initial
