@@ -72,21 +72,29 @@ struct ContextBench: AsyncParsableCommand {
 
             var rebuilt: [Double] = [], kept: [Double] = [], whole: [Double] = []
             var checksum = (0, 0)
+            // A stored event keeps its decoded form, so every measurement starts from events
+            // as a read of the log returns them: nothing decoded yet.
+            func fresh(_ events: some Sequence<StoredEvent>) -> [StoredEvent] {
+                events.map { StoredEvent(session: $0.session, seq: $0.seq, type: $0.type, json: $0.json) }
+            }
             for _ in 0..<runs {
                 let clock = ContinuousClock()
+                let prefixes = requestStarts.map { fresh(events[..<$0]) }
                 let rebuild = clock.measure {
-                    for start in requestStarts { checksum.0 &+= ContextBuilder.messages(from: Array(events[..<start])).count }
+                    for prefix in prefixes { checksum.0 &+= ContextBuilder.messages(from: prefix).count }
                 }
+                let keptEvents = fresh(events)
                 let incremental = clock.measure {
                     var conversation = ContextBuilder.Conversation()
                     var added = 0
                     for start in requestStarts {
-                        conversation.add(contentsOf: events[added..<start])
+                        conversation.add(contentsOf: keptEvents[added..<start])
                         added = start
                         checksum.1 &+= conversation.messages.count
                     }
                 }
-                whole.append(clock.measure { checksum.0 &+= ContextBuilder.messages(from: events).count * 0 }.seconds * 1000)
+                let wholeEvents = fresh(events)
+                whole.append(clock.measure { checksum.0 &+= ContextBuilder.messages(from: wholeEvents).count * 0 }.seconds * 1000)
                 rebuilt.append(rebuild.seconds * 1000)
                 kept.append(incremental.seconds * 1000)
             }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A validated session id: letters, digits, '_' and '-', as in `sesn_01J...`.
 public struct SessionID: Sendable, Hashable, CustomStringConvertible, Codable {
@@ -55,12 +56,33 @@ public struct StoredEvent: Sendable, Equatable, Codable {
     public let type: String
     /// The wire JSON, with `id` and `processed_at`.
     public let json: String
+    /// The typed event, decoded on first use and shared by every copy of this value.
+    private let decoded = DecodedEvent()
+
+    private enum CodingKeys: String, CodingKey {
+        case session, seq, type, json
+    }
 
     public init(session: String, seq: Int64, type: String, json: String) {
         self.session = session
         self.seq = seq
         self.type = type
         self.json = json
+    }
+
+    public static func == (lhs: StoredEvent, rhs: StoredEvent) -> Bool {
+        lhs.session == rhs.session && lhs.seq == rhs.seq && lhs.type == rhs.type && lhs.json == rhs.json
+    }
+
+    /// The event as a typed value, decoded once. Nil only if the stored JSON is not a valid
+    /// event, which the log never writes (every append is checked against the wire types).
+    public var event: SessionEvent? {
+        decoded.value(of: json)
+    }
+
+    /// The typed payload; nil as for `event`.
+    public var payload: SessionEventPayload? {
+        event?.payload
     }
 
     public var id: String {
@@ -81,5 +103,17 @@ public struct StoredEvent: Sendable, Equatable, Codable {
         let tail = json[range.upperBound...]
         guard let end = tail.firstIndex(of: "\"") else { return nil }
         return String(tail[..<end])
+    }
+}
+
+/// A `StoredEvent`'s decoded form, computed at most once.
+private final class DecodedEvent: Sendable {
+    private let state = Mutex<SessionEvent??>(nil)
+
+    func value(of json: String) -> SessionEvent? {
+        if let known = state.withLock({ $0 }) { return known }
+        let event = JSONValue.parseStored(json).flatMap { try? SessionEvent(wire: $0, path: "event") }
+        state.withLock { $0 = .some(event) }
+        return event
     }
 }

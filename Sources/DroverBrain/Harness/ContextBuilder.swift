@@ -25,31 +25,47 @@ public enum ContextBuilder {
             for event in events { add(event) }
         }
 
-        /// Only the events the model sees are parsed.
+        /// The event types the model sees; only these are decoded.
+        static let modelVisible: Set<String> = [
+            "user.message", "agent.message", "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use",
+            "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result",
+        ]
+
         public mutating func add(_ event: StoredEvent) {
-            switch event.type {
-            case "user.message", "agent.message":
-                let fields = event.value.objectValue ?? [:]
-                append(event.type == "user.message" ? .user : .assistant, ContextBuilder.contentBlocks(fields["content"]))
-            case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
-                let fields = event.value.objectValue ?? [:]
-                var name = fields["name"]?.stringValue ?? ""
+            guard Self.modelVisible.contains(event.type), let payload = event.payload else { return }
+            switch payload {
+            case .userMessage(let message):
+                append(.user, ContextBuilder.modelBlocks(message.content))
+            case .agentMessage(let message):
+                append(.assistant, ContextBuilder.modelBlocks(message.content))
+            case .agentToolUse(let use):
+                openUse(event.id, name: use.name, input: use.input)
+            case .agentMCPToolUse(let use):
                 // The model knows an MCP tool by its qualified name, the log by server and tool.
-                if event.type == "agent.mcp_tool_use", let server = fields["mcp_server_name"]?.stringValue {
-                    name = MCPToolName.qualified(server: server, tool: name)
-                }
-                append(.assistant, [.toolUse(id: event.id, name: name, input: fields["input"] ?? .object([:]))])
-                open.insert(event.id)
-            case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-                let fields = event.value.objectValue ?? [:]
-                let useId = ContextBuilder.answeredToolUse(fields) ?? ""
-                guard open.remove(useId) != nil else { return }
-                var content = ContextBuilder.contentBlocks(fields["content"])
-                if content.isEmpty { content = [.text("(no output)")] }
-                append(.user, [.toolResult(toolUseId: useId, content: content, isError: fields["is_error"] == .bool(true))])
+                openUse(event.id, name: MCPToolName.qualified(server: use.mcpServerName, tool: use.name), input: use.input)
+            case .agentCustomToolUse(let use):
+                openUse(event.id, name: use.name, input: use.input)
+            case .agentToolResult(let result):
+                close(result.toolUseId, result.content, isError: result.isError)
+            case .agentMCPToolResult(let result):
+                close(result.mcpToolUseId, result.content, isError: result.isError)
+            case .userCustomToolResult(let result):
+                close(result.customToolUseId, result.content, isError: result.isError)
             default:
                 return
             }
+        }
+
+        private mutating func openUse(_ id: String, name: String, input: [String: JSONValue]) {
+            append(.assistant, [.toolUse(id: id, name: name, input: .object(input))])
+            open.insert(id)
+        }
+
+        private mutating func close(_ useId: String, _ content: [ContentBlock]?, isError: Bool?) {
+            guard open.remove(useId) != nil else { return }
+            var blocks = ContextBuilder.modelBlocks(content ?? [])
+            if blocks.isEmpty { blocks = [.text("(no output)")] }
+            append(.user, [.toolResult(toolUseId: useId, content: blocks, isError: isError == true)])
         }
 
         private mutating func append(_ role: ModelMessage.Role, _ blocks: [ModelContentBlock]) {
@@ -149,18 +165,12 @@ public enum ContextBuilder {
         return order.compactMap { open[$0] }
     }
 
-    static func contentBlocks(_ value: JSONValue?) -> [ModelContentBlock] {
-        switch value {
-        case .string(let text)?:
-            return [.text(text)]
-        case .array(let blocks)?:
-            return blocks.compactMap { block in
-                let fields = block.objectValue ?? [:]
-                if fields["type"]?.stringValue == "text", let text = fields["text"]?.stringValue { return .text(text) }
-                return nil
-            }
-        default:
-            return []
+    /// The blocks the model is sent: text. Images, documents and search results are kept in
+    /// the log but not sent yet.
+    static func modelBlocks(_ blocks: [ContentBlock]) -> [ModelContentBlock] {
+        blocks.compactMap { block in
+            if case .text(let text) = block { return .text(text.text) }
+            return nil
         }
     }
 }
