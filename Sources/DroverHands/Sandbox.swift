@@ -458,9 +458,11 @@ public actor Sandbox {
         }
         collect()
         if died {
-            // The shell closed its end: give bubblewrap a moment to exit with the shell's code.
-            let grace = ContinuousClock.now + .milliseconds(500)
-            while process.isRunning && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(1)) }
+            // The shell closed its end: give bubblewrap time to exit with the shell's code. It
+            // normally takes milliseconds; on a loaded machine it took over half a second, and
+            // the call then reported the kill (137) instead of the shell's own exit code.
+            let grace = ContinuousClock.now + .seconds(5)
+            while process.isRunning && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(5)) }
         }
         if timedOut || overflowed || died {
             await end(process)

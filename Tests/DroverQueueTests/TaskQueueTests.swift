@@ -15,33 +15,38 @@ private func withQueue<T>(
     }
 }
 
+/// A lease no test outlives. A test about expiry says so with a short lease of its own; the
+/// others once held 5 s leases, which expired while a machine loaded with stress-ng held a test
+/// back between its claim and its ack.
+private let held: Duration = .seconds(600)
+
 @Suite("Task queue")
 struct TaskQueueTests {
     @Test("an expired lease is claimed again with epoch + 1, and the old epoch is refused")
     func leaseExpiry() async throws {
         try await withQueue { queue, name, _ in
             let enqueued = try await queue.enqueue(name, payload: #"{"n":1}"#)
-            var first = try #require(try await queue.claim(name, workerId: "w1", leaseTTL: .seconds(5)).leases.first)
+            var first = try #require(try await queue.claim(name, workerId: "w1", leaseTTL: held).leases.first)
             #expect(first.taskId == enqueued.taskId)
             #expect(first.attempt == 1)
 
             // While held, nobody else gets it, and the holder can renew (here, to a short lease).
-            #expect(try await queue.claim(name, workerId: "w2", leaseTTL: .seconds(5)).leases.isEmpty)
+            #expect(try await queue.claim(name, workerId: "w2", leaseTTL: held).leases.isEmpty)
             #expect(try await queue.heartbeat(&first, leaseTTL: .milliseconds(150)) == .ok)
 
             try await Task.sleep(for: .milliseconds(300))
             // Past the deadline the lease is lost even before any sweep ran.
             var stale = first
-            #expect(try await queue.heartbeat(&stale, leaseTTL: .seconds(5)) == .lost(.expired))
+            #expect(try await queue.heartbeat(&stale, leaseTTL: held) == .lost(.expired))
 
             let swept = try await queue.sweep(name, interval: .zero)
             #expect(swept == SweepResult(ran: true, requeued: 1, dead: 0))
-            let second = try #require(try await queue.claim(name, workerId: "w2", leaseTTL: .seconds(5)).leases.first)
+            let second = try #require(try await queue.claim(name, workerId: "w2", leaseTTL: held).leases.first)
             #expect(second.taskId == first.taskId)
             #expect(second.epoch == first.epoch + 1)
             #expect(second.attempt == 2)
 
-            #expect(try await queue.heartbeat(&stale, leaseTTL: .seconds(5)) == .lost(.superseded))
+            #expect(try await queue.heartbeat(&stale, leaseTTL: held) == .lost(.superseded))
             #expect(try await queue.ack(first) == .lost(.superseded))
             #expect(try await queue.fail(first, error: "late", retryable: true) == .lost(.superseded))
             #expect(try await queue.ack(second) == .ok)
@@ -166,7 +171,7 @@ struct TaskQueueTests {
             let high = try await queue.enqueue(name, payload: "2", priority: 900).taskId
             let low2 = try await queue.enqueue(name, payload: "3", priority: 0).taskId
             let mid = try await queue.enqueue(name, payload: "4", priority: 10).taskId
-            let order = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 10).leases.map(\.taskId)
+            let order = try await queue.claim(name, workerId: "w", leaseTTL: held, max: 10).leases.map(\.taskId)
             #expect(order == [high, mid, low1, low2])
         }
     }
@@ -179,7 +184,7 @@ struct TaskQueueTests {
             let result = try await queue.enqueue(name, payload: "{}", delay: .seconds(2))
             #expect(result.state == "delayed")
             #expect(try await queue.stats(name).delayed == 1)
-            let early = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+            let early = try await queue.claim(name, workerId: "w", leaseTTL: held)
             // However slow this machine is, a claim that ran before the due time got nothing.
             if early.now < before + 2000 {
                 #expect(early.leases.isEmpty)
@@ -191,7 +196,7 @@ struct TaskQueueTests {
             var late: [TaskLease] = early.now >= before + 2000 ? early.leases : []
             let deadline = ContinuousClock.now + .seconds(10)
             while late.isEmpty && ContinuousClock.now < deadline {
-                let claim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+                let claim = try await queue.claim(name, workerId: "w", leaseTTL: held)
                 late = claim.leases
                 if !late.isEmpty { #expect(claim.now >= before + 2000) }
                 try await Task.sleep(for: .milliseconds(50))
@@ -210,7 +215,7 @@ struct TaskQueueTests {
             #expect(second.taskId == first.taskId)
             let other = try await queue.enqueue(name, payload: "{}", dedupeKey: "session-2")
             #expect(other.taskId != first.taskId)
-            _ = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 10)
+            _ = try await queue.claim(name, workerId: "w", leaseTTL: held, max: 10)
             let third = try await queue.enqueue(name, payload: #"{"m":3}"#, dedupeKey: "session-1")
             #expect(third.outcome == .enqueued)
             #expect(third.taskId != first.taskId)
@@ -231,7 +236,7 @@ struct TaskQueueTests {
             for attempt in 1...3 {
                 var lease: TaskLease?
                 for _ in 0..<100 where lease == nil {
-                    lease = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first
+                    lease = try await queue.claim(name, workerId: "w", leaseTTL: held).leases.first
                     if lease == nil { try await Task.sleep(for: .milliseconds(10)) }
                 }
                 let held = try #require(lease)
@@ -253,12 +258,12 @@ struct TaskQueueTests {
 
             #expect(try await queue.requeue(name, taskId: id) == (true, "ready"))
             #expect(try await queue.requeue(name, taskId: id) == (false, "ready"))
-            let again = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            let again = try #require(try await queue.claim(name, workerId: "w", leaseTTL: held).leases.first)
             #expect(again.taskId == id && again.attempt == 1)
 
             // A non-retryable failure goes straight to the dead-letter set.
             let other = try await queue.enqueue(name, payload: "{}", maxAttempts: 5).taskId
-            let lease = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            let lease = try #require(try await queue.claim(name, workerId: "w", leaseTTL: held).leases.first)
             #expect(lease.taskId == other)
             #expect(try await queue.fail(lease, error: "bad input", retryable: false) == .dead)
         }
@@ -268,10 +273,10 @@ struct TaskQueueTests {
     func release() async throws {
         try await withQueue { queue, name, _ in
             let id = try await queue.enqueue(name, payload: "{}", maxAttempts: 1).taskId
-            let first = try #require(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.first)
+            let first = try #require(try await queue.claim(name, workerId: "w", leaseTTL: held).leases.first)
             #expect(try await queue.release(first) == .ok)
             #expect(try await queue.release(first) == .ok)  // a retried release changes nothing
-            let secondClaim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+            let secondClaim = try await queue.claim(name, workerId: "w", leaseTTL: held)
             let second = try #require(secondClaim.leases.first)
             #expect(second.taskId == id && second.attempt == 1 && second.epoch == first.epoch + 1)
             #expect(try await queue.ack(first) == .lost(.superseded))
@@ -285,7 +290,7 @@ struct TaskQueueTests {
             var third: TaskLease?
             let giveUp = ContinuousClock.now + .seconds(10)
             while third == nil, ContinuousClock.now < giveUp {
-                let claim = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+                let claim = try await queue.claim(name, workerId: "w", leaseTTL: held)
                 if let lease = claim.leases.first {
                     #expect(
                         claim.now >= secondClaim.now + Int64(delay), "claimed \(claim.now - secondClaim.now) ms after, before the \(delay) ms delay")
@@ -349,11 +354,11 @@ struct TaskQueueTests {
         try await withQueue { queue, name, _ in
             try await queue.pause(name)
             let id = try await queue.enqueue(name, payload: "{}").taskId
-            let paused = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5))
+            let paused = try await queue.claim(name, workerId: "w", leaseTTL: held)
             #expect(paused.paused && paused.leases.isEmpty)
             #expect(try await queue.stats(name).paused)
             try await queue.resume(name)
-            #expect(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5)).leases.map(\.taskId) == [id])
+            #expect(try await queue.claim(name, workerId: "w", leaseTTL: held).leases.map(\.taskId) == [id])
         }
     }
 
@@ -362,9 +367,9 @@ struct TaskQueueTests {
         try await withQueue { queue, name, _ in
             let consumer = queue.consumer(name, workerId: "w")
             defer { consumer.close() }
-            #expect(try await consumer.next(leaseTTL: .seconds(5), wait: .milliseconds(200)).isEmpty)
+            #expect(try await consumer.next(leaseTTL: held, wait: .milliseconds(200)).isEmpty)
 
-            let waiting = Task { try await consumer.next(leaseTTL: .seconds(5), wait: .seconds(30)) }
+            let waiting = Task { try await consumer.next(leaseTTL: held, wait: .seconds(30)) }
             try await Task.sleep(for: .milliseconds(100))
             let id = try await queue.enqueue(name, payload: "{}").taskId
             let leases = try await waiting.value
@@ -372,10 +377,10 @@ struct TaskQueueTests {
 
             // A delayed task wakes a waiting consumer when it falls due.
             let delayed = try await queue.enqueue(name, payload: "{}", delay: .milliseconds(200)).taskId
-            #expect(try await consumer.next(leaseTTL: .seconds(5), wait: .seconds(30)).map(\.taskId) == [delayed])
+            #expect(try await consumer.next(leaseTTL: held, wait: .seconds(30)).map(\.taskId) == [delayed])
 
             // Cancelling a waiting consumer ends its wait.
-            let cancelled = Task { try await consumer.next(leaseTTL: .seconds(5), wait: .seconds(30)) }
+            let cancelled = Task { try await consumer.next(leaseTTL: held, wait: .seconds(30)) }
             try await Task.sleep(for: .milliseconds(50))
             cancelled.cancel()
             await #expect(throws: CancellationError.self) { try await cancelled.value }
@@ -414,7 +419,7 @@ struct TaskQueueTests {
             for n in 0..<200 { ids.append(try await queue.enqueue(name, payload: "{\"n\":\(n)}").taskId) }
             await server.crash()
             try await server.startAgain()
-            let leases = try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 1000).leases
+            let leases = try await queue.claim(name, workerId: "w", leaseTTL: held, max: 1000).leases
             #expect(leases.map(\.taskId) == ids)
         }
     }
@@ -444,7 +449,7 @@ struct TaskQueueTests {
             }
             let big = "\"" + String(repeating: "x", count: 2 << 20) + "\""
             await #expect(throws: TaskQueueError.self) { try await queue.enqueue(name, payload: big) }
-            #expect(try await queue.claim(name, workerId: "w", leaseTTL: .seconds(5), max: 10).leases.map(\.taskId) == [kept])
+            #expect(try await queue.claim(name, workerId: "w", leaseTTL: held, max: 10).leases.map(\.taskId) == [kept])
         }
     }
 }
