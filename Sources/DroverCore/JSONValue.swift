@@ -96,7 +96,7 @@ extension JSONValue {
 
     /// Stored JSON read back; `.null` when the text does not parse.
     public static func decode(_ text: String) -> JSONValue {
-        (try? JSONValue.parse(text)) ?? .null
+        parseStored(text) ?? .null
     }
 }
 

@@ -94,7 +94,7 @@ public struct StoredEvent: Sendable, Equatable, Codable {
     }
 
     public var value: JSONValue {
-        (try? JSONValue.parse(json)) ?? .null
+        JSONValue.parseStored(json) ?? .null
     }
 
     /// The log writes `id` and `processed_at` first, so they can be read without parsing.

@@ -1,17 +1,8 @@
 import DroverCore
 
-/// One tool an MCP server lists.
-public struct MCPTool: Sendable, Equatable {
-    public var name: String
-    public var description: String
-    public var inputSchema: JSONValue
-
-    public init(name: String, description: String, inputSchema: JSONValue) {
-        self.name = name
-        self.description = description
-        self.inputSchema = inputSchema
-    }
-}
+/// One tool an MCP server lists: a tool definition like any other, before it is offered to the
+/// model under its qualified name.
+public typealias MCPTool = ModelToolDefinition
 
 /// The MCP servers of a worker: it connects, lists and calls. Implemented in DroverHands over the
 /// MCP swift-sdk; connections live as long as the worker and are reused across sessions.

@@ -400,24 +400,21 @@ public final class TurnRunner: Sendable {
         @unknown default:
             path = "agent"
         }
-        return NewEvent(
-            type: .sessionError,
-            fields: [
-                "error": .object([
-                    "type": .string("unknown_error"),
-                    "message": .string("the session's stored agent cannot be read (at \(path)), so no turn runs: \(error.localizedDescription)"),
-                    "retry_status": .object(["type": .string("terminal")]),
-                ])
-            ])
+        return unreadable("the session's stored agent cannot be read (at \(path)), so no turn runs: \(error.localizedDescription)")
     }
 
     static func unreadableEnvironment(_ error: any Error) -> NewEvent {
+        unreadable("the session's stored environment config cannot be read, so no turn runs: \(error)")
+    }
+
+    /// A terminal `session.error` for something the session was created with that cannot be read.
+    private static func unreadable(_ message: String) -> NewEvent {
         NewEvent(
             type: .sessionError,
             fields: [
                 "error": .object([
                     "type": .string("unknown_error"),
-                    "message": .string("the session's stored environment config cannot be read, so no turn runs: \(error)"),
+                    "message": .string(message),
                     "retry_status": .object(["type": .string("terminal")]),
                 ])
             ])

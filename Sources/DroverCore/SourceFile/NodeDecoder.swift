@@ -7,7 +7,7 @@ final class DecodingBudget {
     static let maximumValues = 1_000_000
     private(set) var spent = 0
 
-    func spend(at codingPath: [any CodingKey]) throws {
+    func spend() throws {
         spent += 1
         if spent > Self.maximumValues {
             throw SourceFileProblem(
@@ -25,14 +25,10 @@ struct NodeDecoder: Decoder {
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     init(node: Node, codingPath: [any CodingKey], budget: DecodingBudget) throws {
-        try budget.spend(at: codingPath)
+        try budget.spend()
         self.node = node
         self.codingPath = codingPath
         self.budget = budget
-    }
-
-    func problem(_ message: String, fix: String?) -> SourceFileProblem {
-        SourceFileProblem(at: codingPath, message, fix: fix)
     }
 
     /// `T` decoded from this node; a `JSONValue` is built straight from the node, which is much
@@ -45,7 +41,7 @@ struct NodeDecoder: Decoder {
     /// The node as JSON, with YAML's rules for plain scalars (null, booleans, numbers) and every
     /// quoted scalar kept as text. Each value spends from the budget.
     private func json(_ node: Node, depth: Int) throws -> JSONValue {
-        if depth > 0 { try budget.spend(at: codingPath) }
+        if depth > 0 { try budget.spend() }
         switch node {
         case .scalar(let scalar):
             guard node.isPlainScalar else { return .string(scalar.string) }
@@ -63,24 +59,24 @@ struct NodeDecoder: Decoder {
             var object: [String: JSONValue] = [:]
             for (key, value) in mapping {
                 guard case .scalar(let name) = key else {
-                    throw problem("has a key that is not a plain name", fix: "use plain names as keys")
+                    throw problem(nil, "has a key that is not a plain name", fix: "use plain names as keys")
                 }
                 object[name.string] = try json(value, depth: depth + 1)
             }
             return .object(object)
         case .alias:
-            throw problem("uses an alias that could not be resolved", fix: "write the value out in full")
+            throw problem(nil, "uses an alias that could not be resolved", fix: "write the value out in full")
         }
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .mapping(let mapping) = node else {
-            throw problem("must be a mapping (key: value lines)", fix: "write it as `key: value` lines, indented under its field")
+            throw problem(nil, "must be a mapping (key: value lines)", fix: "write it as `key: value` lines, indented under its field")
         }
         var values: [String: Node] = [:]
         for (key, value) in mapping {
             guard case .scalar(let scalar) = key else {
-                throw problem("has a key that is not a plain name", fix: "use plain names as keys")
+                throw problem(nil, "has a key that is not a plain name", fix: "use plain names as keys")
             }
             let name = scalar.string
             guard Key(stringValue: name) != nil else {
@@ -96,7 +92,7 @@ struct NodeDecoder: Decoder {
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
         guard case .sequence(let sequence) = node else {
-            throw problem("must be a list", fix: "write one `- item` per line")
+            throw problem(nil, "must be a list", fix: "write one `- item` per line")
         }
         return UnkeyedNodeContainer(items: Array(sequence), codingPath: codingPath, budget: budget)
     }

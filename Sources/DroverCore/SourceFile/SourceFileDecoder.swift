@@ -29,19 +29,6 @@ public enum SourceFileDecoder {
         }
     }
 
-    /// `tools[0].configs[1].name`, as the other field errors write paths.
-    public static func path(_ codingPath: [any CodingKey]) -> String {
-        var text = ""
-        for key in codingPath {
-            if let index = key.intValue {
-                text += "[\(index)]"
-            } else {
-                text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
-            }
-        }
-        return text
-    }
-
     private static func sourceError(_ error: any Error, root: Node, file: String) -> SourceFileError {
         let problem: SourceFileProblem
         switch error {
@@ -55,8 +42,8 @@ public enum SourceFileDecoder {
         default:
             problem = SourceFileProblem(at: [], "cannot be read (\(error))", fix: "check the file against the README")
         }
-        let field = path(problem.codingPath)
-        let line = problem.line ?? root.descendant(at: field).mark?.line
+        let field = WirePath.from(problem.codingPath)
+        let line = problem.line ?? root.descendant(at: problem.codingPath).mark?.line
         return SourceFileError(file: file, line: line, field: field.isEmpty ? nil : field, message: problem.message, fix: problem.fix)
     }
 

@@ -187,7 +187,7 @@ private struct InitialEvent: Decodable {
         guard types.contains(name) else {
             throw decoder.problem(nil, "'\(name)' cannot start a deployment's session", fix: "use one of \(types.joined(separator: ", "))")
         }
-        let path = SourceFileDecoder.path(decoder.codingPath)
+        let path = WirePath.from(decoder.codingPath)
         do throws(SessionLogError) {
             _ = try NewEvent.parseClientEvents(JSONValue.array([json]).compactJSON)
         } catch {
