@@ -41,11 +41,12 @@ extension APIServer {
     /// waiting for it. Appending one that does not would put a tool result with no tool use into
     /// the model's context, and every later turn of the session would fail on it.
     func checkToolAnswers(_ events: [NewEvent], session: SessionID) async throws {
-        let answers = try events.enumerated().compactMap { index, event -> (index: Int, type: String, id: String)? in
-            let field = event.type == "user.custom_tool_result" ? "custom_tool_use_id" : event.type == "user.tool_confirmation" ? "tool_use_id" : nil
-            guard let field else { return nil }
-            guard let id = try JSONValue.parse(event.json).objectValue?[field]?.stringValue else { return nil }
-            return (index, event.type, id)
+        let answers = events.enumerated().compactMap { index, event -> (index: Int, isResult: Bool, id: String)? in
+            switch event.payload {
+            case .userCustomToolResult(let result): (index, true, result.customToolUseId)
+            case .userToolConfirmation(let confirmation): (index, false, confirmation.toolUseId)
+            default: nil
+            }
         }
         guard !answers.isEmpty else { return }
         let log = try await sessionLogCall { try await self.log.wake(session).events }
@@ -53,14 +54,14 @@ extension APIServer {
         var waitingForConfirmation = Set(ContextBuilder.awaitingConfirmation(in: log).map(\.id))
         let known = Dictionary(log.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })
         for answer in answers {
-            let isResult = answer.type == "user.custom_tool_result"
+            let isResult = answer.isResult
             let field = "events[\(answer.index)].\(isResult ? "custom_tool_use_id" : "tool_use_id")"
             if isResult ? waitingForResult.remove(answer.id) != nil : waitingForConfirmation.remove(answer.id) != nil { continue }
             let what = isResult ? "an agent.custom_tool_use" : "a tool use held for confirmation (evaluated_permission \"ask\")"
             let why: String =
                 switch known[answer.id] {
                 case nil: "session \(session.rawValue) has no event \(answer.id)"
-                case let type? where isResult ? type == "agent.custom_tool_use" : (type == "agent.tool_use" || type == "agent.mcp_tool_use"):
+                case let type? where isResult ? type == SessionEventType.agentCustomToolUse.rawValue : Self.confirmable.contains(type):
                     "\(answer.id) was already answered"
                 case let type?: "\(answer.id) is the session's \(type) event, not \(what)"
                 }
@@ -68,6 +69,9 @@ extension APIServer {
                 field, why, fix: "answer only the ids in the session's stop_reason.event_ids while it is idle with requires_action")
         }
     }
+
+    /// The types of tool use a `user.tool_confirmation` answers.
+    private static let confirmable: Set<String> = [SessionEventType.agentToolUse.rawValue, SessionEventType.agentMcpToolUse.rawValue]
 
     /// One page of a session's events. Sequence numbers are the cursor: `page` is `after_N`
     /// (ascending) or `before_N` (descending).

@@ -28,10 +28,13 @@ extension APIServer {
                 retryAfterSeconds: 1)
         }
         let input = RequestInput(request)
-        let deltas = Set(input.query["event_deltas"] ?? [])
-        for type in deltas where type != "agent.message" && type != "agent.thinking" {
-            throw APIError.invalid("event_deltas", "'\(type)' has no previews", fix: "use agent.message or agent.thinking")
-        }
+        let deltas = try Set(
+            (input.query["event_deltas"] ?? []).map { raw in
+                guard let type = SessionEventType(rawValue: raw), type == .agentMessage || type == .agentThinking else {
+                    throw APIError.invalid("event_deltas", "'\(raw)' has no previews", fix: "use agent.message or agent.thinking")
+                }
+                return type
+            })
         let start: Int64
         if let asked = request.headers[.init("last-event-id")!] ?? input.string("after_id") {
             guard let seq = Self.seq(fromEventID: asked, session: session) else {
@@ -61,7 +64,7 @@ extension APIServer {
                         group.addTask {
                             do {
                                 for try await event in hub.events(session, after: start) {
-                                    preview.withLock { $0 = $0.after(event.type) }
+                                    preview.withLock { $0 = $0.after(event.kind) }
                                     continuation.yield(Self.frame(event: event.type, id: event.id, data: event.json))
                                 }
                             } catch is CancellationError {
@@ -78,7 +81,7 @@ extension APIServer {
                                 continuation.yield(Self.frame(event: "ping", id: nil, data: "{\"type\":\"ping\"}"))
                             }
                         }
-                        if deltas.contains("agent.message") {
+                        if deltas.contains(.agentMessage) {
                             group.addTask { try await Self.followDeltas(hub.deltas(session), preview: preview, into: continuation) }
                         }
                         for await frame in frames {
@@ -114,10 +117,10 @@ extension APIServer {
         /// Open; the id once `event_start` was sent.
         case open(String?)
 
-        func after(_ eventType: String) -> Preview {
+        func after(_ eventType: SessionEventType?) -> Preview {
             switch eventType {
-            case "span.model_request_start": .open(nil)
-            case "agent.message", "span.model_request_end": .closed
+            case .spanModelRequestStart: .open(nil)
+            case .agentMessage, .spanModelRequestEnd: .closed
             default: self
             }
         }
@@ -129,9 +132,8 @@ extension APIServer {
         _ deltas: AsyncThrowingStream<String, Error>, preview: Locked<Preview>, into continuation: AsyncStream<String>.Continuation
     ) async throws {
         for try await payload in deltas {
-            guard let delta = (try? JSONValue.parse(payload))?.objectValue else { continue }
-            switch delta["type"]?.stringValue {
-            case "content_delta":
+            switch MessageDelta(json: payload) {
+            case .text(let index, let text):
                 let next = preview.withLock { state -> (id: String, started: Bool)? in
                     switch state {
                     case .closed: return nil
@@ -148,7 +150,8 @@ extension APIServer {
                         frame(
                             event: "event_start", id: nil,
                             data: JSONValue.object([
-                                "type": "event_start", "event": .object(["type": "agent.message", "id": .string(id)]),
+                                "type": "event_start",
+                                "event": .object(["type": .string(SessionEventType.agentMessage.rawValue), "id": .string(id)]),
                             ]).compactJSON))
                 }
                 continuation.yield(
@@ -157,13 +160,12 @@ extension APIServer {
                         data: JSONValue.object([
                             "type": "event_delta", "event_id": .string(id),
                             "delta": .object([
-                                "type": "content_delta", "index": delta["index"] ?? 0,
-                                "content": .object(["type": "text", "text": delta["text"] ?? ""]),
+                                "type": "content_delta", "index": .number(Double(index)), "content": ContentBlock.text(text).wireValue,
                             ]),
                         ]).compactJSON))
-            case "reset":
+            case .reset:
                 preview.withLock { if case .open = $0 { $0 = .open(nil) } }
-            default:
+            case nil:
                 continue
             }
         }

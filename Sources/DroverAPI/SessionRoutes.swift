@@ -190,7 +190,9 @@ extension APIServer {
         var usage: [String: JSONValue] = [:]
         if lastSeq > 0 {
             let recent = try await sessionLogCall { try await self.log.read(id, afterSeq: max(0, lastSeq - 500), limit: 500) }
-            if let last = recent.last(where: { $0.type == "session.usage" }), let fields = last.value.objectValue?["usage"]?.objectValue {
+            if case .sessionUsage(let last)? = recent.last(where: { $0.kind == .sessionUsage })?.payload,
+                let fields = last.usage.wireValue.objectValue
+            {
                 for key in ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"] where fields[key] != nil {
                     usage[key] = fields[key]
                 }

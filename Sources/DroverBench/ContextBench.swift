@@ -38,35 +38,22 @@ struct ContextBench: AsyncParsableCommand {
             // Where each model request starts: the number of events before its span.
             var requestStarts: [Int] = []
             var count = 0
-            func append(_ events: [NewEvent]) async throws {
+            func append(_ events: [SessionEventPayload]) async throws {
                 _ = try await log.append(session, events)
                 count += events.count
             }
-            try await append([
-                NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": "text", "text": "Analyse the shipped CSV."])])])
-            ])
+            try await append([.userMessage(UserMessage(text: "Analyse the shipped CSV."))])
             for round in 0..<requests {
                 requestStarts.append(count)
-                try await append([NewEvent(type: .spanModelRequestStart)])
+                try await append([.spanModelRequestStart])
+                let start = SessionLog.eventID(session, seq: Int64(count))
                 try await append([
-                    NewEvent(
-                        type: .agentMessage,
-                        fields: [
-                            "content": .array([.object(["type": "text", "text": .string("Step \(round): next I look at column \(round % 7).")])])
-                        ]),
-                    NewEvent(
-                        type: .agentToolUse, fields: ["name": "bash", "input": .object(["command": .string("python3 analyse.py --step \(round)")])]),
-                    NewEvent(type: .spanModelRequestEnd),
+                    .agentMessage(AgentMessage(content: [.text("Step \(round): next I look at column \(round % 7).")])),
+                    .agentToolUse(AgentToolUse(name: "bash", input: ["command": .string("python3 analyse.py --step \(round)")])),
+                    .spanModelRequestEnd(SpanModelRequestEnd(modelRequestStartId: start, modelUsage: ModelUsage())),
                 ])
                 let use = SessionLog.eventID(session, seq: Int64(count - 1))
-                try await append([
-                    NewEvent(
-                        type: .agentToolResult,
-                        fields: [
-                            "tool_use_id": .string(use), "is_error": .bool(false),
-                            "content": .array([.object(["type": "text", "text": .string(output)])]),
-                        ])
-                ])
+                try await append([.agentToolResult(AgentToolResult(toolUseId: use, content: [.text(output)], isError: false))])
             }
             let events = try await log.wake(session).events
 

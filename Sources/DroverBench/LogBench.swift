@@ -66,9 +66,7 @@ struct LogBench: AsyncParsableCommand {
         let recording = Task { try await recorder.run() }
 
         let (events, appenders, perAppend, rate) = (self.events, self.appenders, self.perAppend, self.rate)
-        let body = NewEvent(
-            type: .agentMessage,
-            fields: ["content": .array([.object(["type": .string("text"), "text": .string(String(repeating: "lorem ipsum ", count: 12))])])])
+        let body = NewEvent(.agentMessage(AgentMessage(content: [.text(String(repeating: "lorem ipsum ", count: 12))])))
         let clock = ContinuousClock()
         let start = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -100,7 +100,7 @@ struct TTFTBench: AsyncParsableCommand {
                 try await log.create(session)
                 started.append((session, ContinuousClock.now))
                 try await SessionInbox(log: log, queue: queue).send(
-                    [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])],
+                    [.userMessage(UserMessage(text: "go"))],
                     to: session)
             }
             let deadline = ContinuousClock.now + .seconds(60)

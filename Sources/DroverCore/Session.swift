@@ -53,6 +53,7 @@ public struct SessionFence: Sendable, Hashable {
 public struct StoredEvent: Sendable, Equatable, Codable {
     public let session: String
     public let seq: Int64
+    /// The type as stored; `kind` is the typed form.
     public let type: String
     /// The wire JSON, with `id` and `processed_at`.
     public let json: String
@@ -76,6 +77,12 @@ public struct StoredEvent: Sendable, Equatable, Codable {
 
     /// The event as a typed value, decoded once. Nil only if the stored JSON is not a valid
     /// event, which the log never writes (every append is checked against the wire types).
+    /// The event type. Nil only for a type this version does not know, which the log never
+    /// writes (every append names a known type).
+    public var kind: SessionEventType? {
+        SessionEventType(rawValue: type)
+    }
+
     public var event: SessionEvent? {
         decoded.value(of: json)
     }

@@ -129,13 +129,7 @@ public final class MirrorDatabase: Sendable {
                 latest[event.session] = event
             }
             for event in batch.sorted(by: { $0.seq < $1.seq }) {
-                switch event.type {
-                case "session.status_running": statuses[event.session] = "running"
-                case "session.status_idle": statuses[event.session] = "idle"
-                case "session.status_rescheduled": statuses[event.session] = "rescheduling"
-                case "session.status_terminated": statuses[event.session] = "terminated"
-                default: break
-                }
+                if let status = SessionEventType(rawValue: event.type)?.sessionStatus { statuses[event.session] = status }
             }
             let upsert = try db.cachedStatement(
                 sql: """

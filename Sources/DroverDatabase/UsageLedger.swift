@@ -71,7 +71,7 @@ extension MirrorDatabase {
                 let id: String = row["session_id"]
                 let type: String = row["type"]
                 guard let at = Self.timestamp(row["processed_at"]) else { continue }
-                if type == "session.status_running" {
+                if type == SessionEventType.sessionStatusRunning.rawValue {
                     if runningSince[id] == nil { runningSince[id] = at }
                 } else if let since = runningSince.removeValue(forKey: id) {
                     usage[id]?.activeSeconds += max(0, at.timeIntervalSince(since))

@@ -160,13 +160,15 @@ public final class BatchRunner: Sendable {
                     outcome.error = "no result after \(Self.seconds(plan.spec.timeoutSeconds)) (timeout_seconds); the session was interrupted"
                     await end(session)
                     return await finish(outcome, started: started, plan: plan)
-                case .ended(let stopReason) where stopReason == "end_turn":
+                case .idle(.endTurn):
                     if await accept(&outcome, item: item, session: session, plan: plan) {
                         return await finish(outcome, started: started, plan: plan)
                     }
-                case .ended(let stopReason):
-                    outcome.error = "the turn ended with stop_reason \(stopReason)" + (reading.lastError.map { ": \($0)" } ?? "")
-                    if stopReason == "requires_action" { await end(session) }
+                case .idle(let stopReason):
+                    outcome.error = "the turn ended with stop_reason \(stopReason.type)" + (reading.lastError.map { ": \($0)" } ?? "")
+                    if case .requiresAction = stopReason { await end(session) }
+                case .terminated:
+                    outcome.error = "the session was terminated" + (reading.lastError.map { ": \($0)" } ?? "")
                 }
             } catch {
                 outcome.error = "\(error)"
@@ -187,11 +189,7 @@ public final class BatchRunner: Sendable {
         outcome.status = .running
         try await save(plan, outcome)
         progress(.itemStarted(itemId: item.id, attempt: outcome.attempts, session: session.rawValue))
-        let message = NewEvent(
-            type: .userMessage,
-            fields: [
-                "content": .array([.object(["type": .string("text"), "text": .string(item.prompt)])])
-            ])
+        let message = SessionEventPayload.userMessage(UserMessage(text: item.prompt))
         let appended = try await SessionInbox(log: log, queue: queue, turnQueue: options.queue)
             .send([message], to: session, clientKey: "batch-\(plan.batchId)-\(item.key.prefix(16))-\(outcome.attempts)").appended
         let deadline = ContinuousClock.now + .seconds(plan.spec.timeoutSeconds)
@@ -242,11 +240,10 @@ public final class BatchRunner: Sendable {
     /// A session left running by a run that died: take its result if its turn finished.
     private func adopt(_ session: SessionID, item: JobItem, outcome: ItemOutcome, plan: BatchPlan, ledger: BudgetLedger) async -> ItemOutcome? {
         guard let events = try? await log.read(session, afterSeq: 0, limit: 10_000),
-            let message = events.first(where: { $0.type == "user.message" })
+            let message = events.first(where: { $0.kind == .userMessage })
         else { return nil }
         let after = events.filter { $0.seq > message.seq }
-        guard let end = after.last(where: { $0.type == "session.status_idle" }),
-            end.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue == "end_turn"
+        guard case .sessionStatusIdle(let idle)? = after.last(where: { $0.kind == .sessionStatusIdle })?.payload, idle.stopReason == .endTurn
         else {
             // Its run died: no worker is watching this turn, so there is nothing to wait for.
             await end(session, graceful: false)
@@ -267,10 +264,10 @@ public final class BatchRunner: Sendable {
     private func end(_ session: SessionID, graceful: Bool = true) async {
         guard let meta = try? await log.meta(session), meta.status != "terminated" else { return }
         if graceful && (meta.status == "running" || meta.status == "rescheduling") {
-            _ = try? await log.append(session, [NewEvent(type: .userInterrupt)])
+            _ = try? await log.append(session, [.userInterrupt(UserInterrupt())])
             _ = try? await TurnWatcher(log: log).wait(session, afterSeq: meta.lastSeq, deadline: .now + .seconds(5))
         }
-        _ = try? await log.append(session, [NewEvent(type: .sessionStatusTerminated)])
+        _ = try? await log.append(session, [.sessionStatusTerminated])
     }
 
     private func finish(_ outcome: ItemOutcome, started: ContinuousClock.Instant, plan: BatchPlan) async -> ItemOutcome {

@@ -8,8 +8,9 @@ import Foundation
 /// worker that runs the turn, only to the log (so any worker, in any process, can run it).
 struct TurnWatcher {
     enum Ending: Sendable {
-        /// The session went idle (or was terminated) with this stop reason.
-        case ended(stopReason: String)
+        /// The session went idle with this stop reason.
+        case idle(StopReason)
+        case terminated
         case timedOut
     }
 
@@ -27,12 +28,9 @@ struct TurnWatcher {
             let batch = try await log.read(session, afterSeq: cursor, limit: 1000)
             events += batch
             cursor = batch.last?.seq ?? cursor
-            if let end = batch.last(where: { $0.type == "session.status_idle" || $0.type == "session.status_terminated" }) {
-                let reason =
-                    end.type == "session.status_terminated"
-                    ? "terminated"
-                    : end.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue ?? "end_turn"
-                return (.ended(stopReason: reason), events)
+            if let end = batch.last(where: { $0.kind == .sessionStatusIdle || $0.kind == .sessionStatusTerminated }) {
+                guard case .sessionStatusIdle(let idle)? = end.payload else { return (.terminated, events) }
+                return (.idle(idle.stopReason), events)
             }
             if batch.count == 1000 { continue }
             let remaining = (deadline - ContinuousClock.now).seconds
@@ -113,24 +111,21 @@ struct TurnReading {
     init(_ events: [StoredEvent]) {
         var runningSince: Date?
         for event in events {
-            let fields = event.value.objectValue ?? [:]
-            switch event.type {
-            case "agent.message":
-                guard case .array(let blocks)? = fields["content"] else { break }
-                finalMessage = blocks.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: "\n")
-            case "span.model_request_end":
-                let usage = fields["model_usage"]?.objectValue ?? [:]
-                inputTokens += usage["input_tokens"]?.intValue ?? 0
-                outputTokens += usage["output_tokens"]?.intValue ?? 0
-            case "session.status_running":
+            switch event.payload {
+            case .agentMessage(let message)?:
+                finalMessage = message.text
+            case .spanModelRequestEnd(let end)?:
+                inputTokens += end.modelUsage.inputTokens
+                outputTokens += end.modelUsage.outputTokens
+            case .sessionStatusRunning?:
                 if runningSince == nil { runningSince = MirrorDatabase.timestamp(event.processedAt) }
-            case "session.status_idle", "session.status_terminated", "session.status_rescheduled":
+            case .sessionStatusIdle?, .sessionStatusTerminated?, .sessionStatusRescheduled?:
                 if let since = runningSince, let at = MirrorDatabase.timestamp(event.processedAt) {
                     activeSeconds += max(0, at.timeIntervalSince(since))
                 }
                 runningSince = nil
-            case "session.error":
-                lastError = fields["error"]?.objectValue?["message"]?.stringValue ?? fields["message"]?.stringValue ?? "session error"
+            case .sessionError(let error)?:
+                lastError = error.error.message
             default:
                 break
             }

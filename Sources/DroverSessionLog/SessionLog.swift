@@ -82,6 +82,14 @@ public final class SessionLog: Sendable {
     ///   from clients, which need no fence.
     /// - `clientKey`: makes a retried append (after a timeout, say) a no-op that returns the
     ///   first append's result.
+    /// Appends typed events; see `append(_:_:fence:clientKey:)` for events already encoded.
+    @discardableResult
+    public func append(
+        _ session: SessionID, _ payloads: [SessionEventPayload], fence: SessionFence? = nil, clientKey: String? = nil
+    ) async throws(SessionLogError) -> AppendResult {
+        try await append(session, payloads.map(NewEvent.init), fence: fence, clientKey: clientKey)
+    }
+
     public func append(
         _ session: SessionID,
         _ events: [NewEvent],
@@ -104,7 +112,7 @@ public final class SessionLog: Sendable {
         var arguments = [session.rawValue, session.idPart, String(fence?.epoch ?? -1), clientKey ?? "", nonce, String(events.count)]
         arguments.reserveCapacity(6 + events.count * 2)
         for event in events {
-            arguments.append(event.type)
+            arguments.append(event.type.rawValue)
             arguments.append(event.json)
         }
         for _ in 0..<2 {

@@ -30,25 +30,29 @@ struct SessionKeys: Sendable {
     static func mirror(_ shard: Int) -> String { "drover:\(tag(shard)):mirror" }
 }
 
-/// An event to append: its type and its fields, without `id` and `processed_at`, which the log
-/// assigns.
+/// An event to append, encoded once: its type and its fields, without `id` and `processed_at`,
+/// which the log assigns. Made from a typed payload, or from a client's JSON once checked
+/// against the wire types, so the log holds no event shape built by hand.
 public struct NewEvent: Sendable, Equatable {
-    public let type: String
+    public let payload: SessionEventPayload
     /// Compact JSON object starting with `{"type":...`.
     public let json: String
 
-    public init(type: SessionEventType, fields: [String: JSONValue] = [:]) {
-        self.init(validatedType: type.rawValue, fields: fields)
+    public var type: SessionEventType { payload.type }
+
+    public init(_ payload: SessionEventPayload) {
+        self.init(payload, fields: payload.fields)
     }
 
-    init(validatedType type: String, fields: [String: JSONValue]) {
-        self.type = type
+    /// `fields` are what is stored: the payload's own, or the JSON a client sent for it.
+    private init(_ payload: SessionEventPayload, fields: [String: JSONValue]) {
+        self.payload = payload
         var body = fields
         body.removeValue(forKey: "id")
         body.removeValue(forKey: "processed_at")
         body.removeValue(forKey: "type")
         let rest = JSONValue.object(body).compactJSON
-        let typeField = "{\"type\":\"\(type)\""
+        let typeField = "{\"type\":\"\(payload.type.rawValue)\""
         json = rest == "{}" ? typeField + "}" : typeField + "," + rest.dropFirst()
     }
 
@@ -95,15 +99,16 @@ public struct NewEvent: Sendable, Equatable {
                 throw .invalidInput(field: "events[\(index)].type", message: why, fix: "use one of \(sendable.joined(separator: ", "))")
             }
             // Field-level validation against the SDK's shapes; what is stored is the client's JSON.
+            let incoming: IncomingSessionEvent
             do throws(WireDecodingError) {
-                _ = try IncomingSessionEvent(clientJSON: item, path: "events[\(index)]")
+                incoming = try IncomingSessionEvent(clientJSON: item, path: "events[\(index)]")
             } catch {
                 throw .invalidInput(
                     field: error.path, message: error.message,
                     fix: "send the fields the Managed Agents API defines for \(known.rawValue)"
                 )
             }
-            let event = NewEvent(validatedType: known.rawValue, fields: fields)
+            let event = NewEvent(incoming.payload, fields: fields)
             guard event.json.utf8.count <= maximumEventBytes else {
                 throw .eventTooLarge(index: index, bytes: event.json.utf8.count, limit: maximumEventBytes)
             }

@@ -17,11 +17,13 @@ public struct ToolContext: Sendable {
     }
 }
 
+/// What a tool returned, in the blocks the session log stores: the `agent.tool_result` is made
+/// from it as it is.
 public struct ToolResult: Sendable, Equatable {
-    public var content: [ModelContentBlock]
+    public var content: [ContentBlock]
     public var isError: Bool
 
-    public init(content: [ModelContentBlock], isError: Bool = false) {
+    public init(content: [ContentBlock], isError: Bool = false) {
         self.content = content
         self.isError = isError
     }

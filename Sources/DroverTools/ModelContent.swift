@@ -13,9 +13,12 @@ public struct ModelToolDefinition: Sendable, Equatable {
     }
 }
 
+/// A block of a model API message. Only what the model API has and the session log does not
+/// is modelled here (thinking, tool use, the tool result that wraps a tool's output); a tool's
+/// output itself is the log's `ContentBlock`, so it reaches the model as it was logged.
 public enum ModelContentBlock: Sendable, Equatable {
     case text(String)
     case thinking(text: String, signature: String)
     case toolUse(id: String, name: String, input: JSONValue)
-    case toolResult(toolUseId: String, content: [ModelContentBlock], isError: Bool)
+    case toolResult(toolUseId: String, content: [ContentBlock], isError: Bool)
 }

@@ -27,9 +27,11 @@ extension SessionsCommand {
         }
 
         static func endsTurn(_ event: StoredEvent) -> Bool {
-            if event.type == "session.status_terminated" { return true }
-            guard event.type == "session.status_idle" else { return false }
-            return event.value.objectValue?["stop_reason"]?.objectValue?["type"]?.stringValue != "requires_action"
+            switch event.payload {
+            case .sessionStatusTerminated?: true
+            case .sessionStatusIdle(let idle)?: if case .requiresAction = idle.stopReason { false } else { true }
+            default: false
+            }
         }
     }
 
@@ -43,7 +45,7 @@ extension SessionsCommand {
                 let log = try runtime.sessionLog
                 let id = try SessionID(session)
                 let fence = try await log.takeFence(id)
-                let result = try await log.append(id, [NewEvent(type: .sessionStatusTerminated)], fence: fence)
+                let result = try await log.append(id, [.sessionStatusTerminated], fence: fence)
                 print("terminated \(id) at seq \(result.lastSeq)")
             }
         }

@@ -15,7 +15,6 @@ struct TimelineRenderer {
     }
 
     mutating func render(_ event: StoredEvent) -> String {
-        let fields = event.value.objectValue ?? [:]
         let at = Self.date(event.processedAt)
         if start == nil { start = at }
         let offset = at.flatMap { at in start.map { at.timeIntervalSince($0) } } ?? 0
@@ -23,58 +22,67 @@ struct TimelineRenderer {
         func line(_ who: String, _ text: String) -> String {
             "\(stamp)  #\(String(event.seq).padding(toLength: 4, withPad: " ", startingAt: 0)) \(who.padding(toLength: 13, withPad: " ", startingAt: 0)) \(text)"
         }
-        switch event.type {
-        case "user.message":
-            return line("user", Self.clip(Self.text(fields["content"]), width))
-        case "agent.message":
-            return line("agent", Self.clip(Self.text(fields["content"]), width))
-        case "agent.thinking":
+        guard let payload = event.payload else { return line(event.type, Self.clip(event.json, width)) }
+        switch payload {
+        case .userMessage(let message):
+            return line("user", Self.clip(Self.text(message.content), width))
+        case .agentMessage(let message):
+            return line("agent", Self.clip(Self.text(message.content), width))
+        case .agentThinking:
             return line("thinking", "…")
-        case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
-            let name = fields["name"]?.stringValue ?? "?"
-            if let at { toolStarts[event.id] = (name, at) }
-            let kind = event.type == "agent.tool_use" ? "tool" : (event.type == "agent.mcp_tool_use" ? "mcp tool" : "custom tool")
-            return line(kind, "\(name) \(Self.clip(Self.compact(fields["input"]), width - name.count - 1))")
-        case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-            let useId = ContextBuilder.answeredToolUse(fields) ?? ""
-            let started = toolStarts.removeValue(forKey: useId)
-            let took = zip2(started?.at, at).map { String(format: " (%.2fs)", $1.timeIntervalSince($0)) } ?? ""
-            let failed = fields["is_error"] == .bool(true)
-            let label = (started?.name ?? "result") + (failed ? " failed" : " returned") + took
-            return line("tool result", "\(label): \(Self.clip(Self.text(fields["content"]), width - label.count - 2))")
-        case "span.model_request_start":
+        case .agentToolUse(let use):
+            return toolUse(event, at: at, kind: "tool", name: use.name, input: use.input, line: line)
+        case .agentMCPToolUse(let use):
+            return toolUse(event, at: at, kind: "mcp tool", name: use.name, input: use.input, line: line)
+        case .agentCustomToolUse(let use):
+            return toolUse(event, at: at, kind: "custom tool", name: use.name, input: use.input, line: line)
+        case .agentToolResult(let result):
+            return toolResult(answering: result.toolUseId, at: at, content: result.content, isError: result.isError, line: line)
+        case .agentMCPToolResult(let result):
+            return toolResult(answering: result.mcpToolUseId, at: at, content: result.content, isError: result.isError, line: line)
+        case .userCustomToolResult(let result):
+            return toolResult(answering: result.customToolUseId, at: at, content: result.content, isError: result.isError, line: line)
+        case .spanModelRequestStart:
             if let at { modelStarts[event.id] = at }
             return line("model", "request started")
-        case "span.model_request_end":
-            let startId = fields["model_request_start_id"]?.stringValue ?? ""
-            let took = zip2(modelStarts.removeValue(forKey: startId), at).map { String(format: "%.2fs", $1.timeIntervalSince($0)) } ?? "?"
-            let usage = fields["model_usage"]?.objectValue ?? [:]
-            let tokens = "in \(Self.compact(usage["input_tokens"])) / out \(Self.compact(usage["output_tokens"])) tokens"
-            return line("model", "request took \(took), \(tokens)\(fields["is_error"] == .bool(true) ? ", failed" : "")")
-        case "session.status_idle":
-            let reason = fields["stop_reason"]?.objectValue?["type"]?.stringValue ?? "?"
-            return line("status", "idle (\(reason))")
-        case "session.status_running", "session.status_rescheduled", "session.status_terminated":
+        case .spanModelRequestEnd(let end):
+            let took =
+                zip2(modelStarts.removeValue(forKey: end.modelRequestStartId), at).map { String(format: "%.2fs", $1.timeIntervalSince($0)) } ?? "?"
+            let tokens = "in \(end.modelUsage.inputTokens) / out \(end.modelUsage.outputTokens) tokens"
+            return line("model", "request took \(took), \(tokens)\(end.isError == true ? ", failed" : "")")
+        case .sessionStatusIdle(let idle):
+            return line("status", "idle (\(idle.stopReason.type))")
+        case .sessionStatusRunning, .sessionStatusRescheduled, .sessionStatusTerminated:
             return line("status", String(event.type.dropFirst("session.status_".count)))
-        case "session.error":
-            let error = fields["error"]?.objectValue ?? [:]
-            return line("error", "\(error["type"]?.stringValue ?? "error"): \(error["message"]?.stringValue ?? "")")
-        case "user.interrupt":
+        case .sessionError(let error):
+            return line("error", "\(error.error.type): \(error.error.message)")
+        case .userInterrupt:
             return line("user", "interrupt")
-        case "user.tool_confirmation":
-            return line("user", "tool confirmation: \(fields["result"]?.stringValue ?? "?")")
+        case .userToolConfirmation(let confirmation):
+            return line("user", "tool confirmation: \(confirmation.result.rawValue)")
         default:
-            return line(event.type, Self.clip(Self.compact(.object(fields.filter { !["id", "type", "processed_at"].contains($0.key) })), width))
+            return line(event.type, Self.clip(Self.compact(.object(payload.fields)), width))
         }
     }
 
-    static func text(_ content: JSONValue?) -> String {
-        guard case .array(let blocks)? = content else { return compact(content) }
-        return blocks.map { block in
-            let fields = block.objectValue ?? [:]
-            if let text = fields["text"]?.stringValue { return text }
-            return "[\(fields["type"]?.stringValue ?? "block")]"
-        }.joined(separator: " ")
+    private mutating func toolUse(
+        _ event: StoredEvent, at: Date?, kind: String, name: String, input: [String: JSONValue], line: (String, String) -> String
+    ) -> String {
+        if let at { toolStarts[event.id] = (name, at) }
+        return line(kind, "\(name) \(Self.clip(Self.compact(.object(input)), width - name.count - 1))")
+    }
+
+    private mutating func toolResult(
+        answering useId: String, at: Date?, content: [ContentBlock]?, isError: Bool?, line: (String, String) -> String
+    ) -> String {
+        let started = toolStarts.removeValue(forKey: useId)
+        let took = zip2(started?.at, at).map { String(format: " (%.2fs)", $1.timeIntervalSince($0)) } ?? ""
+        let label = (started?.name ?? "result") + (isError == true ? " failed" : " returned") + took
+        return line("tool result", "\(label): \(Self.clip(Self.text(content ?? []), width - label.count - 2))")
+    }
+
+    static func text(_ content: [ContentBlock]) -> String {
+        content.map { $0.text ?? "[\($0.type)]" }.joined(separator: " ")
     }
 
     static func compact(_ value: JSONValue?) -> String {

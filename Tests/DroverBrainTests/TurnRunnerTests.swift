@@ -33,7 +33,7 @@ struct BrainFixture {
         let session = SessionID.make()
         try await log.create(session, agent: AgentSnapshot(model: "claude-test", system: "You grade code.").json)
         _ = try await log.append(
-            session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(text)])])])])
+            session, [NewEvent(.userMessage(UserMessage(text: text)))])
         return session
     }
 
@@ -99,7 +99,7 @@ struct TurnRunnerTests {
             let session = try await brain.newSession(saying: "Grade submission 7")
             let fence = try await brain.log.takeFence(session)
             let outcome = try await brain.runner().run(session: session, fence: fence)
-            #expect(outcome == TurnOutcome(stopReason: "end_turn", modelRequests: 2))
+            #expect(outcome == TurnOutcome(.idle(.endTurn), modelRequests: 2))
             let events = try await brain.log.read(session, limit: 1000)
             #expect(
                 events.map(\.type) == [
@@ -122,7 +122,7 @@ struct TurnRunnerTests {
             #expect(idle["stop_reason"] == .object(["type": .string("end_turn")]))
             // Nothing left to do: a second run is a no-op.
             let again = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(again.stopReason == "nothing_to_do")
+            #expect(again.ending == .nothingToDo)
         }
     }
 
@@ -149,7 +149,7 @@ struct TurnRunnerTests {
             defer { subscriber.signal(SIGKILL) }
             try await Task.sleep(for: .milliseconds(200))  // subscribed before the first token (ttft 400 ms)
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome.stopReason == "end_turn")
+            #expect(outcome.ending == .idle(.endTurn))
             try await Task.sleep(for: .milliseconds(200))
             let published = (try? String(contentsOfFile: capture, encoding: .utf8)) ?? ""
             let pieces = published.split(separator: "\n").compactMap { line -> String? in
@@ -176,12 +176,12 @@ struct TurnRunnerTests {
             _ = try await brain.log.append(
                 session,
                 [
-                    NewEvent(type: .sessionStatusRunning), NewEvent(type: .spanModelRequestStart),
-                    NewEvent(type: .agentToolUse, fields: ["name": .string("echo"), "input": .object(["text": .string("side effect")])]),
+                    NewEvent(.sessionStatusRunning), NewEvent(.spanModelRequestStart),
+                    NewEvent(.agentToolUse(AgentToolUse(name: "echo", input: ["text": .string("side effect")]))),
                 ], fence: crashed)
             let fence = try await brain.log.takeFence(session)
             let outcome = try await brain.runner().run(session: session, fence: fence)
-            #expect(outcome.stopReason == "end_turn")
+            #expect(outcome.ending == .idle(.endTurn))
             let events = try await brain.log.read(session, limit: 1000)
             let results = events.filter { $0.type == "agent.tool_result" }
             #expect(results.count == 1)
@@ -201,7 +201,7 @@ struct TurnRunnerTests {
             expectWireShapes(events)
             // The stale writer is fenced out.
             await #expect(throws: SessionLogError.self) {
-                try await brain.log.append(session, [NewEvent(type: .agentMessage, fields: ["content": .array([])])], fence: crashed)
+                try await brain.log.append(session, [NewEvent(.agentMessage(AgentMessage(content: [])))], fence: crashed)
             }
         }
     }
@@ -217,7 +217,7 @@ struct TurnRunnerTests {
         ) { brain in
             let session = try await brain.newSession(saying: "hello")
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome.stopReason == "end_turn")
+            #expect(outcome.ending == .idle(.endTurn))
             let types = try await brain.types(session)
             #expect(types.filter { $0 == "session.status_rescheduled" }.count == 2)
             #expect(types.suffix(4) == ["agent.message", "span.model_request_end", "session.usage", "session.status_idle"])
@@ -237,7 +237,7 @@ struct TurnRunnerTests {
         ) { brain in
             let session = try await brain.newSession(saying: "hello")
             let outcome = try await brain.runner(maxAttempts: 3).run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome.stopReason == "retries_exhausted")
+            #expect(outcome.ending == .idle(.retriesExhausted))
             let events = try await brain.log.read(session, limit: 1000)
             #expect(events.filter { $0.type == "session.status_rescheduled" }.count == 2)
             let error = try #require(events.first { $0.type == "session.error" }?.value.objectValue?["error"]?.objectValue)
@@ -259,7 +259,7 @@ struct TurnRunnerTests {
         ) { brain in
             let session = try await brain.newSession(saying: "hello")
             let outcome = try await brain.runner(maxAttempts: 2).run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome.stopReason == "retries_exhausted")
+            #expect(outcome.ending == .idle(.retriesExhausted))
             let events = try await brain.log.read(session, limit: 1000)
             #expect(events.filter { $0.type == "session.status_rescheduled" }.count == 1)
             #expect(!events.contains { $0.type == "agent.message" })
@@ -282,10 +282,10 @@ struct TurnRunnerTests {
             try await brain.log.create(session)
             let queue = TaskQueue(redis: brain.client)
             let inbox = SessionInbox(log: brain.log, queue: queue)
-            let interrupt = try await inbox.send([NewEvent(type: .userInterrupt)], to: session)
+            let interrupt = try await inbox.send([NewEvent(.userInterrupt(UserInterrupt()))], to: session)
             #expect(interrupt.turn == nil && interrupt.appended.firstSeq == 1)
             #expect(try await queue.stats(TurnQueue.defaultName).ready == 0)
-            let message = NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("hi")])])])
+            let message = NewEvent(.userMessage(UserMessage(text: "hi")))
             let first = try await inbox.send([message], to: session, clientKey: "k1")
             #expect(first.turn?.outcome == .enqueued && first.appended.firstSeq == 2)
             let second = try await inbox.send([message], to: session)
@@ -310,7 +310,7 @@ struct TurnRunnerTests {
             case .unhonourableEnvironment: #"{"type": "cloud", "networking": {"type": "unrestricted"}}"#
             }
         }
-        var outcome: String { self == .agent ? "agent_unreadable" : "environment_unreadable" }
+        var outcome: TurnOutcome.Ending { .terminated(self == .agent ? .agent : .environment) }
         var mention: String { self == .agent ? "at agent.model" : "environment config cannot be read" }
     }
 
@@ -327,16 +327,16 @@ struct TurnRunnerTests {
             let session = SessionID.make()
             try await brain.log.create(session, agent: stored.agent, environment: stored.environment)
             _ = try await brain.log.append(
-                session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("hi")])])])])
+                session, [NewEvent(.userMessage(UserMessage(text: "hi")))])
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome.stopReason == stored.outcome && outcome.modelRequests == 0)
+            #expect(outcome.ending == stored.outcome && outcome.modelRequests == 0)
             let events = try await brain.log.read(session, limit: 100)
             #expect(events.map(\.type) == ["user.message", "session.error", "session.status_terminated"], "\(events.map(\.type))")
             #expect(events[1].json.contains("unknown_error") && events[1].json.contains(stored.mention), "\(events[1].json)")
             #expect(!events.contains { $0.json.contains("a default agent answered") })
             // A turn queued again finds the session ended and does nothing.
             let again = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(again.stopReason == "nothing_to_do")
+            #expect(again.ending == .nothingToDo)
             expectWireShapes(events)
         }
     }
@@ -355,11 +355,11 @@ struct TurnRunnerTests {
             let runner = brain.runner()
             let running = Task { try await runner.run(session: session, fence: fence) }
             #expect(try await eventually(within: .seconds(60)) { try await brain.types(session).contains("agent.tool_use") })
-            _ = try await brain.log.append(session, [NewEvent(type: .userInterrupt)])
+            _ = try await brain.log.append(session, [NewEvent(.userInterrupt(UserInterrupt()))])
             // The tool would sleep an hour: the turn ending at all is the interrupt working. A
             // generous deadline keeps a broken interrupt from hanging the suite.
             let ended = try await finishing(within: .seconds(120)) { try await running.value }
-            #expect(ended.stopReason == "interrupted")
+            #expect(ended.ending == .interrupted)
             let events = try await brain.log.read(session, limit: 1000)
             let result = try #require(events.first { $0.type == "agent.tool_result" })
             #expect(result.json.contains(TurnRunner.userInterruption))
@@ -388,7 +388,7 @@ struct OpenAICompatibleTests {
             )
             let session = try await brain.newSession(saying: "hi")
             let outcome = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome == TurnOutcome(stopReason: "end_turn", modelRequests: 2))
+            #expect(outcome == TurnOutcome(.idle(.endTurn), modelRequests: 2))
             let events = try await brain.log.read(session, limit: 1000)
             let result = try #require(events.first { $0.type == "agent.tool_result" })
             #expect(result.json.contains("from a local model"))
@@ -420,10 +420,10 @@ struct CustomToolTests {
             try await brain.log.create(session, agent: agent.json)
             _ = try await brain.log.append(
                 session,
-                [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("grades?")])])])])
+                [NewEvent(.userMessage(UserMessage(text: "grades?")))])
             let runner = brain.runner()
             let first = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(first.stopReason == "requires_action")
+            #expect(first.ending.description == "requires_action")
             var events = try await brain.log.read(session, limit: 1000)
             let uses = events.filter { $0.type == "agent.custom_tool_use" }
             #expect(uses.count == 2)
@@ -444,7 +444,7 @@ struct CustomToolTests {
                 try NewEvent.parseClientEvents(
                     #"{"events":[{"type":"user.custom_tool_result","custom_tool_use_id":"sevt_nothing_1","content":[]}]}"#))
             let partial = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(partial.stopReason == "requires_action")
+            #expect(partial.ending.description == "requires_action")
             events = try await brain.log.read(session, limit: 1000)
             #expect(
                 events.last?.value.objectValue?["stop_reason"]
@@ -452,7 +452,7 @@ struct CustomToolTests {
 
             _ = try await brain.log.append(session, try result(uses[1], "6"))
             let done = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(done.stopReason == "end_turn")
+            #expect(done.ending == .idle(.endTurn))
             events = try await brain.log.read(session, limit: 1000)
             #expect(events.last { $0.type == "agent.message" }?.json.contains("Ana has 9, Bo has 6.") == true)
             expectWireShapes(events)
@@ -477,9 +477,9 @@ struct CustomToolTests {
             let session = SessionID.make()
             try await brain.log.create(session, agent: AgentSnapshot(model: "m", toolset: toolset).json)
             _ = try await brain.log.append(
-                session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
+                session, [NewEvent(.userMessage(UserMessage(text: "go")))])
             let runner = brain.runner()
-            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "requires_action")
+            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).ending.description == "requires_action")
             var events = try await brain.log.read(session, limit: 1000)
             let uses = events.filter { $0.type == "agent.tool_use" }
             #expect(uses.count == 2)
@@ -495,14 +495,14 @@ struct CustomToolTests {
                     session, try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)",\#(body)}]}"#))
             }
             try await confirm(uses[0], #""result":"allow""#)
-            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "requires_action")
+            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).ending.description == "requires_action")
             events = try await brain.log.read(session, limit: 1000)
             #expect(
                 events.last?.value.objectValue?["stop_reason"]
                     == .object(["type": .string("requires_action"), "event_ids": .array([.string(uses[1].id)])]))
 
             try await confirm(uses[1], #""result":"deny","deny_message":"not on student files""#)
-            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).stopReason == "end_turn")
+            #expect(try await runner.run(session: session, fence: try await brain.log.takeFence(session)).ending == .idle(.endTurn))
             events = try await brain.log.read(session, limit: 1000)
             let results = events.filter { $0.type == "agent.tool_result" }
             #expect(results.count == 2)
@@ -527,9 +527,9 @@ struct CustomToolTests {
             let session = SessionID.make()
             try await brain.log.create(session, agent: AgentSnapshot(model: "m", maxModelRequestsPerTurn: 2).json)
             _ = try await brain.log.append(
-                session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("loop")])])])])
+                session, [NewEvent(.userMessage(UserMessage(text: "loop")))])
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
-            #expect(outcome == TurnOutcome(stopReason: "budget_reached", modelRequests: 2))
+            #expect(outcome == TurnOutcome(.idle(.budgetReached), modelRequests: 2))
             let events = try await brain.log.read(session, limit: 1000)
             #expect(events.last?.value.objectValue?["stop_reason"] == .object(["type": .string("budget_reached")]))
             #expect(events.filter { $0.type == "agent.tool_result" }.count == 2)

@@ -27,7 +27,7 @@ private struct ToolsetFixture {
     }
 
     func text(_ result: ToolResult) -> String {
-        result.content.compactMap { if case .text(let t) = $0 { t } else { nil } }.joined()
+        result.content.compactMap(\.text).joined()
     }
 
     func cleanUp() { Task { [root] in await removeHandsRoot(root) } }

@@ -37,7 +37,7 @@ private func cloudConfig(pip: [String] = [], extra: [String: JSONValue] = [:], n
 }
 
 private func text(_ result: ToolResult) -> String {
-    result.content.compactMap { if case .text(let t) = $0 { t } else { nil } }.joined()
+    result.content.compactMap(\.text).joined()
 }
 
 /// Issue 12, hole 3: a pip "requirement" that is a local path ran a build backend the agent wrote,

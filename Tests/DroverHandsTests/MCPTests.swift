@@ -135,7 +135,7 @@ private func withMCPTurn(
         let session = SessionID.make()
         try await log.create(session, agent: agent)
         _ = try await log.append(
-            session, [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("go")])])])])
+            session, [NewEvent(.userMessage(UserMessage(text: "go")))])
         do {
             try await body(log, runner, session)
         } catch {
@@ -215,7 +215,7 @@ struct MCPTests {
                     """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#, toolsets: allowAll), mcp: mcp
             ) { log, runner, session in
                 let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
-                #expect(outcome.stopReason == "end_turn")
+                #expect(outcome.ending == .idle(.endTurn))
                 let events = try await log.read(session, limit: 200)
                 let uses = events.filter { $0.type == "agent.mcp_tool_use" }
                 let results = events.filter { $0.type == "agent.mcp_tool_result" }
@@ -251,7 +251,7 @@ struct MCPTests {
                 async let outcome = runner.run(session: session, fence: fence)
                 try await server.waitForLog("slow call started")
                 await server.process.kill()
-                #expect(try await outcome.stopReason == "end_turn")
+                #expect(try await outcome.ending == .idle(.endTurn))
                 let events = try await log.read(session, limit: 200)
                 let result = try #require(events.first { $0.type == "agent.mcp_tool_result" })
                 #expect(result.value.objectValue?["is_error"] == .bool(true))
@@ -275,7 +275,7 @@ struct MCPTests {
                 """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(url)"}"#, toolsets: allowAll)
         ) { log, runner, session in
             let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
-            #expect(outcome.stopReason == "end_turn")
+            #expect(outcome.ending == .idle(.endTurn))
             let events = try await log.read(session, limit: 200)
             let error = try #require(events.first { $0.type == "session.error" })
             #expect(error.value.objectValue?["error"]?.objectValue?["type"] == .string("mcp_connection_failed_error"))
@@ -330,7 +330,7 @@ struct MCPTests {
                       - text: "Done."
                     """, agent: agentJSON(servers: #"{"type":"url","name":"calc","url":"\#(server.url)"}"#)
             ) { log, runner, session in
-                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "requires_action")
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).ending.description == "requires_action")
                 var events = try await log.read(session, limit: 200)
                 let use = try #require(events.first { $0.type == "agent.mcp_tool_use" })
                 #expect(use.value.objectValue?["evaluated_permission"] == .string("ask"))
@@ -338,7 +338,7 @@ struct MCPTests {
                 _ = try await log.append(
                     session,
                     try NewEvent.parseClientEvents(#"{"events":[{"type":"user.tool_confirmation","tool_use_id":"\#(use.id)","result":"allow"}]}"#))
-                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "end_turn")
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).ending == .idle(.endTurn))
                 events = try await log.read(session, limit: 200)
                 let results = events.filter { $0.type == "agent.mcp_tool_result" }
                 #expect(results.count == 1)
@@ -362,14 +362,12 @@ struct MCPTests {
                 _ = try await log.append(
                     session,
                     [
-                        NewEvent(type: .sessionStatusRunning),
-                        NewEvent(
-                            type: .agentMcpToolUse,
-                            fields: ["mcp_server_name": .string("calc"), "name": .string("slow"), "input": .object(["seconds": .number(1)])]),
+                        NewEvent(.sessionStatusRunning),
+                        NewEvent(.agentMCPToolUse(AgentMCPToolUse(mcpServerName: "calc", name: "slow", input: ["seconds": .number(1)]))),
                     ], fence: crashed)
                 let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
-                #expect(outcome.stopReason == "end_turn")
-                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).stopReason == "nothing_to_do")
+                #expect(outcome.ending == .idle(.endTurn))
+                #expect(try await runner.run(session: session, fence: try await log.takeFence(session)).ending == .nothingToDo)
                 let events = try await log.read(session, limit: 200)
                 let results = events.filter { $0.type == "agent.mcp_tool_result" }
                 #expect(results.count == 1)
@@ -407,7 +405,7 @@ struct MCPTests {
         let mcp = MCPConnections(connectTimeout: testConnectTimeout, allowStdio: true)
         let result = await mcp.callTool(server, name: "open_descriptors", arguments: .object([:]), deadline: .now + .seconds(30))
         await mcp.shutdown()
-        guard !result.isError, case .text(let listing)? = result.content.first else {
+        guard !result.isError, let listing = result.content.first?.text else {
             Issue.record("open_descriptors failed: \(result)")
             return
         }

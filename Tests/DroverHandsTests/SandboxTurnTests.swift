@@ -33,10 +33,10 @@ struct SandboxTurnTests {
             try await log.create(session)
             _ = try await log.append(
                 session,
-                [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("compute")])])])])
+                [NewEvent(.userMessage(UserMessage(text: "compute")))])
             let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
             await model.stop()
-            #expect(outcome.stopReason == "end_turn")
+            #expect(outcome.ending == .idle(.endTurn))
             let result = try #require(try await log.read(session, limit: 100).first { $0.type == "agent.tool_result" })
             #expect(result.json.contains("42"), "\(result.json)")
             #expect(result.json.contains("\"is_error\":false"))
@@ -74,11 +74,11 @@ struct SandboxTurnTests {
             #expect(try await log.environment(session) == environment)
             _ = try await log.append(
                 session,
-                [NewEvent(type: .userMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("import it")])])])])
+                [NewEvent(.userMessage(UserMessage(text: "import it")))])
             let outcome = try await runner.run(session: session, fence: try await log.takeFence(session))
             await model.stop()
             await toolset.pool.shutdown()
-            #expect(outcome.stopReason == "end_turn")
+            #expect(outcome.ending == .idle(.endTurn))
             let result = try #require(try await log.read(session, limit: 100).first { $0.type == "agent.tool_result" })
             #expect(result.json.contains("hello from drovertiny"), "\(result.json)")
         }

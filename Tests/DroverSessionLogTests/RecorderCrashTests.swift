@@ -33,8 +33,7 @@ struct RecorderCrashTests {
                 for round in range {
                     let session = sessions[round % sessions.count]
                     let events = (0..<10).map { n in
-                        NewEvent(
-                            type: .agentMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string("r\(round)-\(n)")])])])
+                        NewEvent(.agentMessage(AgentMessage(content: [.text("r\(round)-\(n)")])))
                     }
                     _ = try await log.append(session, events)
                     appended.withLock { $0[session.rawValue, default: 0] += 10 }

@@ -7,7 +7,7 @@ import Foundation
 import Testing
 
 private func message(_ text: String) -> NewEvent {
-    NewEvent(type: .agentMessage, fields: ["content": .array([.object(["type": .string("text"), "text": .string(text)])])])
+    NewEvent(.agentMessage(AgentMessage(content: [.text(text)])))
 }
 
 private func withLog<T>(_ body: (SessionLog, MirrorDatabase, RedisClient, RedisServerFixture) async throws -> T) async throws -> T {
@@ -30,7 +30,7 @@ struct SessionLogTests {
             let first = try await log.append(session, [message("a"), message("b")])
             #expect(first.firstSeq == 1 && first.lastSeq == 2 && !first.duplicate)
             let second = try await log.append(
-                session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])])
+                session, [NewEvent(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))])
             #expect(second.firstSeq == 3)
             let events = try await log.read(session)
             #expect(events.map(\.seq) == [1, 2, 3])
@@ -63,7 +63,7 @@ struct SessionLogTests {
             }
             _ = try await log.append(session, [message("from new")], fence: new)
             // Client events need no fence and are not affected.
-            _ = try await log.append(session, [NewEvent(type: .userMessage, fields: ["content": .array([])])])
+            _ = try await log.append(session, [NewEvent(.userMessage(UserMessage(content: [])))])
             try await Recorder(redis: client, database: database).runOnce()
             let fromRedis = try await log.read(session)
             let fromSQLite = try await database.events(session: session.rawValue, afterSeq: 0, limit: 100)
@@ -167,7 +167,7 @@ struct SessionLogTests {
             let fence = try await log.takeFence(session)
             for n in 0..<50 { _ = try await log.append(session, [message("m\(n)")], fence: fence) }
             _ = try await log.append(
-                session, [NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])])], fence: fence)
+                session, [NewEvent(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))], fence: fence)
             let before = try await log.wake(session)
             #expect(before.source == .redis)
             try await Recorder(redis: client, database: database).runOnce()
@@ -272,7 +272,7 @@ struct SessionLogTests {
             } catch let error as FieldError {
                 #expect(error.field == "session_id" && error.description.contains("Fix:"))
             }
-            _ = try await log.append(session, [NewEvent(type: .sessionStatusTerminated)])
+            _ = try await log.append(session, [NewEvent(.sessionStatusTerminated)])
             await #expect(throws: SessionLogError.sessionTerminated(session.rawValue)) {
                 try await log.append(session, [message("after the end")])
             }

@@ -26,10 +26,11 @@ public enum ContextBuilder {
         }
 
         /// The event types the model sees; only these are decoded.
-        static let modelVisible: Set<String> = [
-            "user.message", "agent.message", "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use",
-            "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result",
-        ]
+        static let modelVisible: Set<String> = Set(
+            [
+                SessionEventType.userMessage, .agentMessage, .agentToolUse, .agentMcpToolUse, .agentCustomToolUse, .agentToolResult,
+                .agentMcpToolResult, .userCustomToolResult,
+            ].map(\.rawValue))
 
         public mutating func add(_ event: StoredEvent) {
             guard Self.modelVisible.contains(event.type), let payload = event.payload else { return }
@@ -63,7 +64,7 @@ public enum ContextBuilder {
 
         private mutating func close(_ useId: String, _ content: [ContentBlock]?, isError: Bool?) {
             guard open.remove(useId) != nil else { return }
-            var blocks = ContextBuilder.modelBlocks(content ?? [])
+            var blocks = (content ?? []).compactMap(\.text).map(ContentBlock.text)
             if blocks.isEmpty { blocks = [.text("(no output)")] }
             append(.user, [.toolResult(toolUseId: useId, content: blocks, isError: isError == true)])
         }
@@ -78,12 +79,6 @@ public enum ContextBuilder {
         }
     }
 
-    /// The tool use a result answers: `tool_use_id` (agent.tool_result), `mcp_tool_use_id`
-    /// (agent.mcp_tool_result) or `custom_tool_use_id` (user.custom_tool_result).
-    public static func answeredToolUse(_ fields: [String: JSONValue]) -> String? {
-        fields["tool_use_id"]?.stringValue ?? fields["mcp_tool_use_id"]?.stringValue ?? fields["custom_tool_use_id"]?.stringValue
-    }
-
     /// Tool uses Drover runs itself (`agent.tool_use`, `agent.mcp_tool_use`) with no result: a
     /// crash cut them off. Custom tool uses are left out: the client answers those.
     public static func danglingToolUses(in events: [StoredEvent]) -> [StoredEvent] {
@@ -91,12 +86,12 @@ public enum ContextBuilder {
         // A confirmed tool use runs after the session.status_running that follows its
         // confirmation; without one, it has not started and is not a crash victim.
         var confirmedAt: [String: Int64] = [:]
-        for event in events where event.type == "user.tool_confirmation" {
-            if let id = event.value.objectValue?["tool_use_id"]?.stringValue { confirmedAt[id] = event.seq }
+        for event in events where event.kind == .userToolConfirmation {
+            if case .userToolConfirmation(let confirmation)? = event.payload { confirmedAt[confirmation.toolUseId] = event.seq }
         }
-        let lastRunning = events.last { $0.type == "session.status_running" }?.seq ?? 0
+        let lastRunning = events.last { $0.kind == .sessionStatusRunning }?.seq ?? 0
         return openToolUses(in: events).filter { use in
-            if use.type == "agent.custom_tool_use" || waiting.contains(use.id) { return false }
+            if use.kind == .agentCustomToolUse || waiting.contains(use.id) { return false }
             if let confirmed = confirmedAt[use.id], lastRunning < confirmed { return false }
             return true
         }
@@ -105,41 +100,43 @@ public enum ContextBuilder {
     /// Tool uses held for `user.tool_confirmation` (evaluated_permission "ask") that no
     /// confirmation has answered yet.
     public static func awaitingConfirmation(in events: [StoredEvent]) -> [StoredEvent] {
-        let answered = Set(confirmations(in: events).keys)
-        return openToolUses(in: events).filter {
-            ($0.type == "agent.tool_use" || $0.type == "agent.mcp_tool_use") && $0.value.objectValue?["evaluated_permission"]?.stringValue == "ask"
-                && !answered.contains($0.id)
+        let answered = confirmations(in: events)
+        return openToolUses(in: events).filter { use in
+            let permission: EvaluatedPermission?
+            switch use.payload {
+            case .agentToolUse(let tool)?: permission = tool.evaluatedPermission
+            case .agentMCPToolUse(let tool)?: permission = tool.evaluatedPermission
+            default: return false
+            }
+            return permission == .ask && answered[use.id] == nil
         }
     }
 
-    /// The confirmations received, by tool use id: allowed, and the deny message if denied.
-    public static func confirmations(in events: [StoredEvent]) -> [String: (allow: Bool, message: String?)] {
-        var answers: [String: (allow: Bool, message: String?)] = [:]
-        for event in events where event.type == "user.tool_confirmation" {
-            let fields = event.value.objectValue ?? [:]
-            guard let id = fields["tool_use_id"]?.stringValue else { continue }
-            answers[id] = (fields["result"]?.stringValue == "allow", fields["deny_message"]?.stringValue)
+    /// The confirmations received, by the id of the tool use each answers; the last one wins.
+    public static func confirmations(in events: [StoredEvent]) -> [String: UserToolConfirmation] {
+        var answers: [String: UserToolConfirmation] = [:]
+        for event in events where event.kind == .userToolConfirmation {
+            if case .userToolConfirmation(let confirmation)? = event.payload { answers[confirmation.toolUseId] = confirmation }
         }
         return answers
     }
 
     /// Custom tool uses still waiting for the client's `user.custom_tool_result`.
     public static func pendingCustomToolUses(in events: [StoredEvent]) -> [StoredEvent] {
-        openToolUses(in: events).filter { $0.type == "agent.custom_tool_use" }
+        openToolUses(in: events).filter { $0.kind == .agentCustomToolUse }
     }
 
+    /// Tool uses of any kind with no result yet, in log order.
     static func openToolUses(in events: [StoredEvent]) -> [StoredEvent] {
         var open: [String: StoredEvent] = [:]
         var order: [String] = []
         for event in events {
-            let fields = event.value.objectValue ?? [:]
-            switch event.type {
-            case "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use":
+            switch event.kind {
+            case .agentToolUse, .agentMcpToolUse, .agentCustomToolUse:
                 open[event.id] = event
                 order.append(event.id)
-            case "agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result":
-                let useId = ContextBuilder.answeredToolUse(fields) ?? ""
-                open.removeValue(forKey: useId)
+            case .agentToolResult, .agentMcpToolResult, .userCustomToolResult:
+                if let useId = event.payload?.answeredToolUse { open.removeValue(forKey: useId) }
             default:
                 break
             }
@@ -152,12 +149,12 @@ public enum ContextBuilder {
         var open: [String: StoredEvent] = [:]
         var order: [String] = []
         for event in events {
-            switch event.type {
-            case "span.model_request_start":
+            switch event.kind {
+            case .spanModelRequestStart:
                 open[event.id] = event
                 order.append(event.id)
-            case "span.model_request_end":
-                if let start = event.value.objectValue?["model_request_start_id"]?.stringValue { open.removeValue(forKey: start) }
+            case .spanModelRequestEnd:
+                if case .spanModelRequestEnd(let end)? = event.payload { open.removeValue(forKey: end.modelRequestStartId) }
             default:
                 break
             }
@@ -165,12 +162,9 @@ public enum ContextBuilder {
         return order.compactMap { open[$0] }
     }
 
-    /// The blocks the model is sent: text. Images, documents and search results are kept in
-    /// the log but not sent yet.
+    /// The blocks the model is sent: text, without the fields the model API does not take.
+    /// Images, documents and search results are kept in the log but not sent yet.
     static func modelBlocks(_ blocks: [ContentBlock]) -> [ModelContentBlock] {
-        blocks.compactMap { block in
-            if case .text(let text) = block { return .text(text.text) }
-            return nil
-        }
+        blocks.compactMap(\.text).map(ModelContentBlock.text)
     }
 }

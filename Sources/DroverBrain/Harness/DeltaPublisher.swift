@@ -33,8 +33,8 @@ public struct DeltaPublisher: Sendable {
 public struct DeltaSink: Sendable {
     let continuation: AsyncStream<String>.Continuation
 
-    public func send(_ fields: [String: JSONValue]) {
-        continuation.yield(JSONValue.object(fields).compactJSON)
+    public func send(_ delta: MessageDelta) {
+        continuation.yield(delta.json)
     }
 
     public func finish() { continuation.finish() }

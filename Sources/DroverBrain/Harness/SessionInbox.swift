@@ -35,8 +35,17 @@ public struct SessionInbox: Sendable {
         turnID: String = Identifier.make(prefix: "task")
     ) async throws -> Delivery {
         let appended = try await log.append(session, events, clientKey: clientKey)
-        guard events.contains(where: { $0.type != "user.interrupt" }) else { return Delivery(appended: appended, turn: nil) }
+        guard events.contains(where: { $0.type != .userInterrupt }) else { return Delivery(appended: appended, turn: nil) }
         let turn = try await TurnQueue.enqueue(queue, session: session, name: turnQueue, id: turnID)
         return Delivery(appended: appended, turn: turn)
+    }
+
+    /// `send(_:to:clientKey:turnID:)` for typed events.
+    @discardableResult
+    public func send(
+        _ payloads: [SessionEventPayload], to session: SessionID, clientKey: String? = nil,
+        turnID: String = Identifier.make(prefix: "task")
+    ) async throws -> Delivery {
+        try await send(payloads.map(NewEvent.init), to: session, clientKey: clientKey, turnID: turnID)
     }
 }

@@ -6,14 +6,37 @@ import Logging
 
 /// How a turn ended.
 public struct TurnOutcome: Sendable, Equatable {
-    /// `end_turn`, `requires_action`, `retries_exhausted`, `budget_reached`, `interrupted`,
-    /// `agent_unreadable` (the stored agent did not decode: the session ends with a session.error), or
-    /// `nothing_to_do` when the log held no pending input.
-    public let stopReason: String
+    public enum Ending: Sendable, Equatable, CustomStringConvertible {
+        /// The session went idle for this reason.
+        case idle(StopReason)
+        /// A `user.interrupt` stopped the turn; the session went idle with `end_turn`.
+        case interrupted
+        /// Something the session was created with cannot be read: the session ended with a
+        /// `session.error` and `session.status_terminated`.
+        case terminated(Unreadable)
+        /// The log held no pending input.
+        case nothingToDo
+
+        public var description: String {
+            switch self {
+            case .idle(let reason): reason.type
+            case .interrupted: "interrupted"
+            case .terminated(let unreadable): "\(unreadable.rawValue)_unreadable"
+            case .nothingToDo: "nothing_to_do"
+            }
+        }
+    }
+
+    /// What a session was created with and a turn could not read.
+    public enum Unreadable: String, Sendable {
+        case agent, environment
+    }
+
+    public let ending: Ending
     public let modelRequests: Int
 
-    public init(stopReason: String, modelRequests: Int) {
-        self.stopReason = stopReason
+    public init(_ ending: Ending, modelRequests: Int) {
+        self.ending = ending
         self.modelRequests = modelRequests
     }
 }
@@ -65,10 +88,10 @@ public final class TurnRunner: Sendable {
             agent = try await log.agent(session).map { try JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
         } catch let error as DecodingError {
             // Never another agent in its place: the session ends, saying why.
-            guard Self.needsTurn(snapshot.events) else { return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0) }
+            guard Self.needsTurn(snapshot.events) else { return TurnOutcome(.nothingToDo, modelRequests: 0) }
             let state = TurnState(events: snapshot.events)
-            try await append(session, fence, state, [Self.unreadableAgent(error), NewEvent(type: .sessionStatusTerminated)])
-            return TurnOutcome(stopReason: "agent_unreadable", modelRequests: 0)
+            try await append(session, fence, state, [Self.unreadableAgent(error), .sessionStatusTerminated])
+            return TurnOutcome(.terminated(.agent), modelRequests: 0)
         }
         // Read once per turn, and typed from here on: the hands never parse it again. Never an
         // environment without the packages the session was created with: it ends instead.
@@ -78,10 +101,10 @@ public final class TurnRunner: Sendable {
         } catch let error as SessionLogError {
             throw error
         } catch {
-            guard Self.needsTurn(snapshot.events) else { return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0) }
+            guard Self.needsTurn(snapshot.events) else { return TurnOutcome(.nothingToDo, modelRequests: 0) }
             let state = TurnState(events: snapshot.events)
-            try await append(session, fence, state, [Self.unreadableEnvironment(error), NewEvent(type: .sessionStatusTerminated)])
-            return TurnOutcome(stopReason: "environment_unreadable", modelRequests: 0)
+            try await append(session, fence, state, [Self.unreadableEnvironment(error), .sessionStatusTerminated])
+            return TurnOutcome(.terminated(.environment), modelRequests: 0)
         }
         // Lazy hands: provisioning starts now and runs beside the first model request.
         if eagerHands {
@@ -92,24 +115,23 @@ public final class TurnRunner: Sendable {
 
         let state = TurnState(events: snapshot.events, environment: environment)
         // A crash can leave a model call and tool uses open: close each exactly once (I2, docs/ARCHITECTURE.md).
-        var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map {
-            Self.modelRequestEnd(start: $0.id, usage: ModelUsage(), isError: true)
-        }
+        var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map { Self.failedModelRequestEnd(start: $0.id) }
         repairs += ContextBuilder.danglingToolUses(in: snapshot.events).map { Self.toolResult(for: $0, text: Self.crashInterruption) }
         if !repairs.isEmpty {
             try await append(session, fence, state, repairs)
         }
         guard Self.needsTurn(state.events) else {
-            return TurnOutcome(stopReason: "nothing_to_do", modelRequests: 0)
+            return TurnOutcome(.nothingToDo, modelRequests: 0)
         }
         // Some answers arrived but not all: idle again with the remainder.
         let pending = ContextBuilder.pendingCustomToolUses(in: state.events) + ContextBuilder.awaitingConfirmation(in: state.events)
         if !pending.isEmpty {
-            try await append(session, fence, state, [Self.requiresAction(pending.map(\.id))])
-            return TurnOutcome(stopReason: "requires_action", modelRequests: 0)
+            let reason = StopReason.requiresAction(eventIds: pending.map(\.id))
+            try await append(session, fence, state, [.sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
+            return TurnOutcome(.idle(reason), modelRequests: 0)
         }
-        if state.events.last(where: { $0.type.hasPrefix("session.status_") })?.type != "session.status_running" {
-            try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
+        if state.events.last(where: { $0.kind?.isSessionStatus == true })?.kind != .sessionStatusRunning {
+            try await append(session, fence, state, [.sessionStatusRunning])
         }
         var hands = TurnHands(builtIn: hand, mcp: mcp, agent: agent)
         await hands.listMCPTools()
@@ -119,19 +141,21 @@ public final class TurnRunner: Sendable {
         }
         // Confirmed tool uses run now; denied ones get the denial as their result.
         let answers = ContextBuilder.confirmations(in: state.events)
-        for use in ContextBuilder.openToolUses(in: state.events) where use.type == "agent.tool_use" || use.type == "agent.mcp_tool_use" {
+        for use in ContextBuilder.openToolUses(in: state.events) {
+            let name: String
+            let input: [String: JSONValue]
+            switch use.payload {
+            case .agentToolUse(let tool)?: (name, input) = (tool.name, tool.input)
+            case .agentMCPToolUse(let tool)?: (name, input) = (MCPToolName.qualified(server: tool.mcpServerName, tool: tool.name), tool.input)
+            default: continue
+            }
             guard let answer = answers[use.id] else { continue }
-            let fields = use.value.objectValue ?? [:]
-            let isMCP = use.type == "agent.mcp_tool_use"
-            var name = fields["name"]?.stringValue ?? ""
-            if isMCP { name = MCPToolName.qualified(server: fields["mcp_server_name"]?.stringValue ?? "", tool: name) }
             let result: ToolResult =
-                answer.allow
+                answer.result == .allow
                 ? try await execute(
-                    hands, name, fields["input"] ?? .object([:]), session: session, fence: fence, timeout: agent.toolTimeoutSeconds,
-                    environment: state.environment)
-                : .text("the user denied this tool call" + (answer.message.map { ": \($0)" } ?? ""), isError: true)
-            try await append(session, fence, state, [Self.toolResult(useId: use.id, result: result, mcp: isMCP)])
+                    hands, name, .object(input), session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
+                : .text("the user denied this tool call" + (answer.denyMessage.map { ": \($0)" } ?? ""), isError: true)
+            try await append(session, fence, state, [Self.toolResult(answering: use, result)])
         }
         let watchFrom = state.lastSeq
         let sink = deltas.sink(for: session)
@@ -141,7 +165,7 @@ public final class TurnRunner: Sendable {
         let end: End = try await withThrowingTaskGroup(of: End.self) { group in
             group.addTask { [hands] in .finished(try await self.loop(session, fence, agent, hands, state, sink, started)) }
             group.addTask {
-                for try await event in self.log.tail(session, afterSeq: watchFrom) where event.type == "user.interrupt" {
+                for try await event in self.log.tail(session, afterSeq: watchFrom) where event.kind == .userInterrupt {
                     return .interrupted
                 }
                 try await Task.sleep(for: .seconds(365 * 86400))
@@ -156,13 +180,13 @@ public final class TurnRunner: Sendable {
             return outcome
         case .interrupted:
             try await state.refresh(log, session)
-            var closing: [NewEvent] = ContextBuilder.danglingToolUses(in: state.events).map { Self.toolResult(for: $0, text: Self.userInterruption) }
+            var closing = ContextBuilder.danglingToolUses(in: state.events).map { Self.toolResult(for: $0, text: Self.userInterruption) }
             if let open = state.openModelRequest {
-                closing.append(Self.modelRequestEnd(start: open, usage: ModelUsage(), isError: true))
+                closing.append(Self.failedModelRequestEnd(start: open))
             }
-            closing.append(NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(["type": .string("end_turn")])]))
+            closing.append(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))
             try await append(session, fence, state, closing)
-            return TurnOutcome(stopReason: "interrupted", modelRequests: state.modelRequests)
+            return TurnOutcome(.interrupted, modelRequests: state.modelRequests)
         }
     }
 
@@ -172,11 +196,10 @@ public final class TurnRunner: Sendable {
     ) async throws -> TurnOutcome {
         while true {
             if state.modelRequests >= agent.maxModelRequestsPerTurn {
-                try await finish(session, fence, state, started, stopReason: ["type": .string("budget_reached")])
-                return TurnOutcome(stopReason: "budget_reached", modelRequests: state.modelRequests)
+                return try await finish(session, fence, state, started, .budgetReached)
             }
             state.modelRequests += 1
-            let startSeq = try await append(session, fence, state, [NewEvent(type: .spanModelRequestStart)]).firstSeq
+            let startSeq = try await append(session, fence, state, [.spanModelRequestStart]).firstSeq
             let startId = SessionLog.eventID(session, seq: startSeq)
             state.openModelRequest = startId
             let request = ModelRequest(
@@ -197,16 +220,16 @@ public final class TurnRunner: Sendable {
                             firstToken = false
                             onFirstToken?(session)
                         }
-                        sink.send(["type": .string("content_delta"), "index": .number(Double(index)), "text": .string(text)])
+                        sink.send(.text(index: index, text: text))
                     case .retrying(let attempt, let delay, let reason):
                         logger.info("model request retrying", metadata: ["session": "\(session)", "attempt": "\(attempt)", "reason": "\(reason)"])
-                        sink.send(["type": .string("reset")])
-                        try await append(session, fence, state, [NewEvent(type: .sessionStatusRescheduled)])
+                        sink.send(.reset)
+                        try await append(session, fence, state, [.sessionStatusRescheduled])
                         rescheduled = true
                         _ = delay
                     case .started where rescheduled:
                         rescheduled = false
-                        try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
+                        try await append(session, fence, state, [.sessionStatusRunning])
                     case .completed(let message):
                         response = message
                     default:
@@ -217,69 +240,41 @@ public final class TurnRunner: Sendable {
                 let exhausted: Bool
                 if case .retriesExhausted = error { exhausted = true } else { exhausted = false }
                 state.openModelRequest = nil
+                let failure = SessionErrorObject(
+                    type: error.description.contains("overloaded") ? .modelOverloadedError : .modelRequestFailedError, message: error.description,
+                    retryStatus: exhausted ? .exhausted : .terminal)
                 try await append(
-                    session, fence, state,
-                    [
-                        Self.modelRequestEnd(start: startId, usage: ModelUsage(), isError: true),
-                        NewEvent(
-                            type: .sessionError,
-                            fields: [
-                                "error": .object([
-                                    "type": .string(
-                                        error.description.contains("overloaded") ? "model_overloaded_error" : "model_request_failed_error"),
-                                    "message": .string(error.description),
-                                    "retry_status": .object(["type": .string(exhausted ? "exhausted" : "terminal")]),
-                                ])
-                            ]),
-                    ])
-                try await finish(session, fence, state, started, stopReason: ["type": .string("retries_exhausted")])
-                return TurnOutcome(stopReason: "retries_exhausted", modelRequests: state.modelRequests)
+                    session, fence, state, [Self.failedModelRequestEnd(start: startId), .sessionError(SessionErrorEvent(error: failure))])
+                return try await finish(session, fence, state, started, .retriesExhausted)
             }
             guard let response else { throw ModelError.malformedStream("the stream ended without a message") }
             if rescheduled {
-                try await append(session, fence, state, [NewEvent(type: .sessionStatusRunning)])
+                try await append(session, fence, state, [.sessionStatusRunning])
             }
 
-            var events: [NewEvent] = []
+            var events: [SessionEventPayload] = []
             if response.content.contains(where: { if case .thinking = $0 { return true } else { return false } }) {
-                events.append(NewEvent(type: .agentThinking))
+                events.append(.agentThinking)
             }
-            let texts: [JSONValue] = response.content.compactMap {
-                if case .text(let text) = $0, !text.isEmpty { return .object(["type": .string("text"), "text": .string(text)]) }
+            let texts: [ContentBlock] = response.content.compactMap {
+                if case .text(let text) = $0, !text.isEmpty { return .text(text) }
                 return nil
             }
-            if !texts.isEmpty { events.append(NewEvent(type: .agentMessage, fields: ["content": .array(texts)])) }
+            if !texts.isEmpty { events.append(.agentMessage(AgentMessage(content: texts))) }
             let toolUses: [(name: String, input: JSONValue)] = response.content.compactMap {
                 if case .toolUse(_, let name, let input) = $0 { return (name, input) }
                 return nil
             }
             let firstToolIndex = events.count
             for use in toolUses {
-                if customNames.contains(use.name) {
-                    events.append(NewEvent(type: .agentCustomToolUse, fields: ["name": .string(use.name), "input": use.input]))
-                } else {
-                    let route = hands.route(use.name)
-                    let asks = hands.asks(route, name: use.name)
-                    var fields: [String: JSONValue] = [
-                        "name": .string(use.name), "input": use.input,
-                        "evaluated_permission": .string(asks ? "ask" : "allow"),
-                        "evaluation": .object(["type": .string(asks ? "always_ask" : "always_allow")]),
-                    ]
-                    if case .mcp(let server, let tool) = route {
-                        fields["mcp_server_name"] = .string(server.name)
-                        fields["name"] = .string(tool)
-                    }
-                    events.append(NewEvent(type: route.isMCP ? .agentMcpToolUse : .agentToolUse, fields: fields))
-                }
+                events.append(Self.toolUse(use.name, input: use.input.objectValue ?? [:], custom: customNames.contains(use.name), hands: hands))
             }
-            events.append(Self.modelRequestEnd(start: startId, usage: response.usage, isError: false))
+            events.append(.spanModelRequestEnd(SpanModelRequestEnd(modelRequestStartId: startId, modelUsage: response.usage, isError: false)))
             let appended = try await append(session, fence, state, events)
             state.openModelRequest = nil
 
             guard !toolUses.isEmpty else {
-                let reason = response.stopReason == "refusal" ? "refusal" : "end_turn"
-                try await finish(session, fence, state, started, stopReason: ["type": .string(reason)])
-                return TurnOutcome(stopReason: reason, modelRequests: state.modelRequests)
+                return try await finish(session, fence, state, started, response.stopReason == "refusal" ? .refusal : .endTurn)
             }
             var waitingOnClient: [String] = []
             for (offset, use) in toolUses.enumerated() {
@@ -292,21 +287,15 @@ public final class TurnRunner: Sendable {
                 if !hands.isEnabled(route, name: use.name) {
                     try await append(
                         session, fence, state,
-                        [
-                            Self.toolResult(
-                                useId: useId, result: .text("the tool \(use.name) is not enabled for this agent", isError: true), mcp: route.isMCP)
-                        ])
+                        [Self.toolResult(useId: useId, mcp: route.isMCP, .text("the tool \(use.name) is not enabled for this agent", isError: true))])
                     continue
                 }
                 let result = try await execute(
                     hands, use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
-                try await append(session, fence, state, [Self.toolResult(useId: useId, result: result, mcp: route.isMCP)])
+                try await append(session, fence, state, [Self.toolResult(useId: useId, mcp: route.isMCP, result)])
             }
             if !waitingOnClient.isEmpty {
-                try await finish(
-                    session, fence, state, started,
-                    stopReason: ["type": .string("requires_action"), "event_ids": .array(waitingOnClient.map(JSONValue.string))])
-                return TurnOutcome(stopReason: "requires_action", modelRequests: state.modelRequests)
+                return try await finish(session, fence, state, started, .requiresAction(eventIds: waitingOnClient))
             }
         }
     }
@@ -336,63 +325,74 @@ public final class TurnRunner: Sendable {
         }
     }
 
+    /// Ends the turn: the session's cumulative usage, then idle for `reason`.
     private func finish(
-        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, stopReason: [String: JSONValue]
-    ) async throws {
-        let usage = Self.cumulativeUsage(state.events)
-        let previousActive = state.events.last(where: { $0.type == "session.usage" })?.value.objectValue?["usage"]?.objectValue?["active_seconds"]
-        var active = 0.0
-        if case .number(let seconds)? = previousActive { active = seconds }
-        active += (ContinuousClock.now - started).seconds
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, _ reason: StopReason
+    ) async throws -> TurnOutcome {
+        let tokens = Self.cumulativeUsage(state.events)
+        var previous: SessionUsageSnapshot?
+        for event in state.events.reversed() where event.kind == .sessionUsage {
+            if case .sessionUsage(let last)? = event.payload { previous = last.usage }
+            break
+        }
+        let active = (previous?.activeSeconds ?? 0) + (ContinuousClock.now - started).seconds
+        let usage = SessionUsageSnapshot(
+            activeSeconds: (active * 1000).rounded() / 1000, cacheReadInputTokens: tokens.cacheReadInputTokens, inputTokens: tokens.inputTokens,
+            outputTokens: tokens.outputTokens)
         try await append(
-            session, fence, state,
-            [
-                NewEvent(
-                    type: .sessionUsage,
-                    fields: [
-                        "usage": .object([
-                            "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
-                            "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
-                            "active_seconds": .number((active * 1000).rounded() / 1000),
-                        ])
-                    ]),
-                NewEvent(type: .sessionStatusIdle, fields: ["stop_reason": .object(stopReason)]),
-            ])
+            session, fence, state, [.sessionUsage(SessionUsage(usage: usage)), .sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
+        return TurnOutcome(.idle(reason), modelRequests: state.modelRequests)
     }
 
     @discardableResult
-    private func append(_ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ events: [NewEvent]) async throws -> AppendResult {
+    private func append(
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ events: [SessionEventPayload]
+    ) async throws
+        -> AppendResult
+    {
         let result = try await log.append(session, events, fence: fence)
         try await state.refresh(log, session)
         return result
     }
 
-    // MARK: Event shapes
+    // MARK: Events
 
-    static func toolResult(for use: StoredEvent, text: String) -> NewEvent {
-        let type: SessionEventType = use.type == "agent.mcp_tool_use" ? .agentMcpToolResult : .agentToolResult
-        let key = use.type == "agent.mcp_tool_use" ? "mcp_tool_use_id" : "tool_use_id"
-        return NewEvent(
-            type: type,
-            fields: [
-                key: .string(use.id), "is_error": .bool(true),
-                "content": .array([.object(["type": .string("text"), "text": .string(text)])]),
-            ])
-    }
-
-    static func toolResult(useId: String, result: ToolResult, mcp: Bool = false) -> NewEvent {
-        let content: [JSONValue] = result.content.compactMap {
-            if case .text(let text) = $0 { return .object(["type": .string("text"), "text": .string(text)]) }
-            return nil
+    /// The model asked for a tool: custom tools wait for the client, the others say whether they
+    /// run at once or wait for a confirmation.
+    static func toolUse(_ name: String, input: [String: JSONValue], custom: Bool, hands: TurnHands) -> SessionEventPayload {
+        if custom { return .agentCustomToolUse(AgentCustomToolUse(name: name, input: input)) }
+        let route = hands.route(name)
+        let asks = hands.asks(route, name: name)
+        let permission: EvaluatedPermission = asks ? .ask : .allow
+        let evaluation: ToolEvaluation = asks ? .alwaysAsk : .alwaysAllow
+        if case .mcp(let server, let tool) = route {
+            return .agentMCPToolUse(
+                AgentMCPToolUse(mcpServerName: server.name, name: tool, input: input, evaluatedPermission: permission, evaluation: evaluation))
         }
-        return NewEvent(
-            type: mcp ? .agentMcpToolResult : .agentToolResult,
-            fields: [
-                (mcp ? "mcp_tool_use_id" : "tool_use_id"): .string(useId), "is_error": .bool(result.isError), "content": .array(content),
-            ])
+        return .agentToolUse(AgentToolUse(name: name, input: input, evaluatedPermission: permission, evaluation: evaluation))
     }
 
-    static func unreadableAgent(_ error: DecodingError) -> NewEvent {
+    /// An error result for a tool use that will never run to its end.
+    static func toolResult(for use: StoredEvent, text: String) -> SessionEventPayload {
+        toolResult(answering: use, .text(text, isError: true))
+    }
+
+    static func toolResult(answering use: StoredEvent, _ result: ToolResult) -> SessionEventPayload {
+        toolResult(useId: use.id, mcp: use.kind == .agentMcpToolUse, result)
+    }
+
+    static func toolResult(useId: String, mcp: Bool, _ result: ToolResult) -> SessionEventPayload {
+        mcp
+            ? .agentMCPToolResult(AgentMCPToolResult(mcpToolUseId: useId, content: result.content, isError: result.isError))
+            : .agentToolResult(AgentToolResult(toolUseId: useId, content: result.content, isError: result.isError))
+    }
+
+    /// Closes a model request that produced nothing: it failed, or a crash or an interrupt cut it off.
+    static func failedModelRequestEnd(start: String) -> SessionEventPayload {
+        .spanModelRequestEnd(SpanModelRequestEnd(modelRequestStartId: start, modelUsage: ModelUsage(), isError: true))
+    }
+
+    static func unreadableAgent(_ error: DecodingError) -> SessionEventPayload {
         let path: String
         switch error {
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context), .dataCorrupted(let context):
@@ -403,75 +403,37 @@ public final class TurnRunner: Sendable {
         return unreadable("the session's stored agent cannot be read (at \(path)), so no turn runs: \(error.localizedDescription)")
     }
 
-    static func unreadableEnvironment(_ error: any Error) -> NewEvent {
+    static func unreadableEnvironment(_ error: any Error) -> SessionEventPayload {
         unreadable("the session's stored environment config cannot be read, so no turn runs: \(error)")
     }
 
     /// A terminal `session.error` for something the session was created with that cannot be read.
-    private static func unreadable(_ message: String) -> NewEvent {
-        NewEvent(
-            type: .sessionError,
-            fields: [
-                "error": .object([
-                    "type": .string("unknown_error"),
-                    "message": .string(message),
-                    "retry_status": .object(["type": .string("terminal")]),
-                ])
-            ])
+    private static func unreadable(_ message: String) -> SessionEventPayload {
+        .sessionError(SessionErrorEvent(error: SessionErrorObject(type: .unknownError, message: message, retryStatus: .terminal)))
     }
 
-    static func mcpConnectionFailed(server: String, message: String) -> NewEvent {
-        NewEvent(
-            type: .sessionError,
-            fields: [
-                "error": .object([
-                    "type": .string("mcp_connection_failed_error"), "mcp_server_name": .string(server),
-                    "message": .string("cannot reach MCP server \(server): \(message)"),
-                    "retry_status": .object(["type": .string("terminal")]),
-                ])
-            ])
-    }
-
-    static func requiresAction(_ ids: [String]) -> NewEvent {
-        NewEvent(
-            type: .sessionStatusIdle,
-            fields: ["stop_reason": .object(["type": .string("requires_action"), "event_ids": .array(ids.map(JSONValue.string))])])
-    }
-
-    static func modelRequestEnd(start: String, usage: ModelUsage, isError: Bool) -> NewEvent {
-        NewEvent(
-            type: .spanModelRequestEnd,
-            fields: [
-                "model_request_start_id": .string(start), "is_error": .bool(isError),
-                "model_usage": .object([
-                    "input_tokens": .number(Double(usage.inputTokens)), "output_tokens": .number(Double(usage.outputTokens)),
-                    "cache_creation_input_tokens": .number(Double(usage.cacheCreationInputTokens)),
-                    "cache_read_input_tokens": .number(Double(usage.cacheReadInputTokens)),
-                ]),
-            ])
+    static func mcpConnectionFailed(server: String, message: String) -> SessionEventPayload {
+        .sessionError(
+            SessionErrorEvent(
+                error: SessionErrorObject(
+                    type: .mcpConnectionFailedError, message: "cannot reach MCP server \(server): \(message)", retryStatus: .terminal,
+                    details: ["mcp_server_name": .string(server)])))
     }
 
     static func cumulativeUsage(_ events: [StoredEvent]) -> ModelUsage {
-        var total = ModelUsage()
-        for event in events where event.type == "span.model_request_end" {
-            let usage = event.value.objectValue?["model_usage"]?.objectValue ?? [:]
-            total.inputTokens += usage["input_tokens"]?.intValue ?? 0
-            total.outputTokens += usage["output_tokens"]?.intValue ?? 0
-            total.cacheCreationInputTokens += usage["cache_creation_input_tokens"]?.intValue ?? 0
-            total.cacheReadInputTokens += usage["cache_read_input_tokens"]?.intValue ?? 0
+        events.reduce(ModelUsage()) { total, event in
+            guard event.kind == .spanModelRequestEnd, case .spanModelRequestEnd(let end)? = event.payload else { return total }
+            return total + end.modelUsage
         }
-        return total
     }
 
     /// True when input arrived after the last idle, or a turn was cut off mid-way.
     static func needsTurn(_ events: [StoredEvent]) -> Bool {
-        guard let lastIdle = events.lastIndex(where: { $0.type == "session.status_idle" || $0.type == "session.status_terminated" }) else {
-            return events.contains { $0.type.hasPrefix("user.") && $0.type != "user.interrupt" }
+        guard let lastIdle = events.lastIndex(where: { $0.kind == .sessionStatusIdle || $0.kind == .sessionStatusTerminated }) else {
+            return events.contains { $0.kind?.isTurnInput == true }
         }
-        if events[lastIdle].type == "session.status_terminated" { return false }
-        return events[(lastIdle + 1)...].contains { event in
-            (event.type.hasPrefix("user.") && event.type != "user.interrupt") || event.type == "session.status_running"
-        }
+        if events[lastIdle].kind == .sessionStatusTerminated { return false }
+        return events[(lastIdle + 1)...].contains { $0.kind?.isTurnInput == true || $0.kind == .sessionStatusRunning }
     }
 }
 

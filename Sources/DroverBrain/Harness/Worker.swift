@@ -129,7 +129,7 @@ public final class Worker: Sendable {
         case .success(.turn(let outcome)):
             logger.debug(
                 "turn done",
-                metadata: ["session": "\(session)", "stop_reason": "\(outcome.stopReason)", "model_requests": "\(outcome.modelRequests)"])
+                metadata: ["session": "\(session)", "outcome": "\(outcome.ending)", "model_requests": "\(outcome.modelRequests)"])
             _ = try? await queue.ack(lease)
         case .success(.leaseLost(let problem)):
             logger.warning("lease lost; turn abandoned", metadata: ["session": "\(session)", "problem": "\(problem.rawValue)"])

@@ -131,7 +131,7 @@ public final class AnthropicMessagesClient: ModelClient {
             return .object(["type": .string("tool_use"), "id": .string(id), "name": .string(name), "input": input])
         case .toolResult(let id, let content, let isError):
             var fields: [String: JSONValue] = [
-                "type": .string("tool_result"), "tool_use_id": .string(id), "content": .array(content.map(encode)),
+                "type": .string("tool_result"), "tool_use_id": .string(id), "content": .array(content.map(\.wireValue)),
             ]
             if isError { fields["is_error"] = .bool(true) }
             return .object(fields)

@@ -29,24 +29,6 @@ public struct ModelRequest: Sendable, Equatable {
     }
 }
 
-public struct ModelUsage: Sendable, Equatable, Codable {
-    public var inputTokens = 0
-    public var outputTokens = 0
-    public var cacheCreationInputTokens = 0
-    public var cacheReadInputTokens = 0
-
-    public init() {}
-
-    public static func + (lhs: ModelUsage, rhs: ModelUsage) -> ModelUsage {
-        var sum = lhs
-        sum.inputTokens += rhs.inputTokens
-        sum.outputTokens += rhs.outputTokens
-        sum.cacheCreationInputTokens += rhs.cacheCreationInputTokens
-        sum.cacheReadInputTokens += rhs.cacheReadInputTokens
-        return sum
-    }
-}
-
 public struct ModelResponse: Sendable, Equatable {
     public var id: String
     public var model: String

@@ -157,7 +157,7 @@ public final class OpenAICompatibleClient: ModelClient {
                             "function": .object(["name": .string(name), "arguments": .string(arguments)]),
                         ]))
                 case .toolResult(let id, let content, let isError):
-                    let output = content.compactMap { if case .text(let piece) = $0 { return piece } else { return nil } }.joined(separator: "\n")
+                    let output = content.compactMap(\.text).joined(separator: "\n")
                     messages.append(
                         .object(["role": .string("tool"), "tool_call_id": .string(id), "content": .string(isError ? "ERROR: " + output : output)]))
                 case .thinking:

@@ -114,3 +114,50 @@ public enum SessionEventPayload: Sendable, Hashable {
         }
     }
 }
+
+extension SessionEventPayload {
+    /// The id of the tool use this result answers: `agent.tool_result`'s `tool_use_id`,
+    /// `agent.mcp_tool_result`'s `mcp_tool_use_id` or `user.custom_tool_result`'s
+    /// `custom_tool_use_id`. Nil for every other event.
+    public var answeredToolUse: String? {
+        switch self {
+        case .agentToolResult(let result): result.toolUseId
+        case .agentMCPToolResult(let result): result.mcpToolUseId
+        case .userCustomToolResult(let result): result.customToolUseId
+        default: nil
+        }
+    }
+
+    /// The event's fields as the wire writes them, without `id`, `type` and `processed_at`.
+    public var fields: [String: JSONValue] {
+        var writer = WireWriter()
+        write(to: &writer)
+        return writer.object
+    }
+}
+
+extension ContentBlock {
+    public static func text(_ text: String) -> ContentBlock {
+        .text(TextBlock(text: text))
+    }
+
+    /// The text of a text block; nil for every other kind.
+    public var text: String? {
+        if case .text(let block) = self { return block.text }
+        return nil
+    }
+}
+
+extension UserMessage {
+    /// A message of one text block.
+    public init(text: String) {
+        self.init(content: [.text(text)])
+    }
+}
+
+extension AgentMessage {
+    /// The text blocks, joined by newlines: what a reader of the message sees.
+    public var text: String {
+        content.compactMap(\.text).joined(separator: "\n")
+    }
+}

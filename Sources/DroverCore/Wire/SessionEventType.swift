@@ -46,6 +46,31 @@ public enum SessionEventType: String, Sendable, Codable, CaseIterable, Hashable 
     case workflowRunPhaseEnded = "workflow_run.phase_ended"
     case sessionDeleted = "session.deleted"
 
+    /// `session.status_*`: the session's own status, not a thread's.
+    public var isSessionStatus: Bool {
+        switch self {
+        case .sessionStatusRunning, .sessionStatusIdle, .sessionStatusRescheduled, .sessionStatusTerminated: true
+        default: false
+        }
+    }
+
+    /// The session `status` an event of this type sets, as the API reports it; nil for types that
+    /// set none.
+    public var sessionStatus: String? {
+        switch self {
+        case .sessionStatusRunning: "running"
+        case .sessionStatusIdle: "idle"
+        case .sessionStatusRescheduled: "rescheduling"
+        case .sessionStatusTerminated: "terminated"
+        default: nil
+        }
+    }
+
+    /// A user event that asks for a turn: every `user.*` type but `user.interrupt`.
+    public var isTurnInput: Bool {
+        rawValue.hasPrefix("user.") && self != .userInterrupt
+    }
+
     /// The types a client may send to `POST /v1/sessions/{id}/events`
     /// (`BetaManagedAgentsEventParams`); the rest are written by Drover itself.
     public var isClientSendable: Bool {

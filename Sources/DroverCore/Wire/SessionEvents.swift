@@ -95,10 +95,10 @@ public struct SessionUpdated: EventFields {
 public struct SpanModelRequestEnd: EventFields {
     /// The `span.model_request_start` event this closes.
     public var modelRequestStartId: String
-    public var modelUsage: SpanModelUsage
+    public var modelUsage: ModelUsage
     public var isError: Bool?
 
-    public init(modelRequestStartId: String, modelUsage: SpanModelUsage, isError: Bool? = nil) {
+    public init(modelRequestStartId: String, modelUsage: ModelUsage, isError: Bool? = nil) {
         self.modelRequestStartId = modelRequestStartId
         self.modelUsage = modelUsage
         self.isError = isError
@@ -106,7 +106,7 @@ public struct SpanModelRequestEnd: EventFields {
 
     init(reading reader: inout WireReader) throws(WireDecodingError) {
         modelRequestStartId = try reader.required("model_request_start_id", .string)
-        modelUsage = try reader.required("model_usage", .wire(SpanModelUsage.self, "a model usage object"))
+        modelUsage = try reader.required("model_usage", .wire(ModelUsage.self, "a model usage object"))
         isError = try reader.optional("is_error", .bool)
     }
 

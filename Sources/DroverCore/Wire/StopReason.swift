@@ -22,6 +22,18 @@ public enum StopReason: WireCodable {
         if !reader.extras.isEmpty { self = .other(reader.object) }
     }
 
+    /// The `type` on the wire, such as `end_turn`.
+    public var type: String {
+        switch self {
+        case .endTurn: "end_turn"
+        case .requiresAction: "requires_action"
+        case .retriesExhausted: "retries_exhausted"
+        case .budgetReached: "budget_reached"
+        case .refusal: "refusal"
+        case .other(let object): object["type"]?.stringValue ?? ""
+        }
+    }
+
     public var wireValue: JSONValue {
         switch self {
         case .endTurn: .object(["type": .string("end_turn")])

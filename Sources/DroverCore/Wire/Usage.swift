@@ -1,5 +1,6 @@
-/// Token usage of one model request (`span.model_request_end`'s `model_usage`).
-public struct SpanModelUsage: WireCodable {
+/// Token usage of one model request: what a model client reports, and `span.model_request_end`'s
+/// `model_usage`.
+public struct ModelUsage: WireCodable {
     public var cacheCreationInputTokens: Int
     public var cacheReadInputTokens: Int
     public var inputTokens: Int
@@ -9,7 +10,7 @@ public struct SpanModelUsage: WireCodable {
     public var extras: WireExtras
 
     public init(
-        cacheCreationInputTokens: Int = 0, cacheReadInputTokens: Int = 0, inputTokens: Int, outputTokens: Int, speed: String? = nil,
+        cacheCreationInputTokens: Int = 0, cacheReadInputTokens: Int = 0, inputTokens: Int = 0, outputTokens: Int = 0, speed: String? = nil,
         extras: WireExtras = WireExtras()
     ) {
         self.cacheCreationInputTokens = cacheCreationInputTokens
@@ -38,6 +39,14 @@ public struct SpanModelUsage: WireCodable {
         writer.set("output_tokens", outputTokens)
         writer.set("speed", speed)
         return writer.value
+    }
+
+    /// The token counts added; `speed` and unknown fields are not summed, so they are dropped.
+    public static func + (lhs: ModelUsage, rhs: ModelUsage) -> ModelUsage {
+        ModelUsage(
+            cacheCreationInputTokens: lhs.cacheCreationInputTokens + rhs.cacheCreationInputTokens,
+            cacheReadInputTokens: lhs.cacheReadInputTokens + rhs.cacheReadInputTokens, inputTokens: lhs.inputTokens + rhs.inputTokens,
+            outputTokens: lhs.outputTokens + rhs.outputTokens)
     }
 }
 

@@ -189,7 +189,7 @@ public actor MCPConnections: MCPHand {
         try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
     }
 
-    static func block(_ content: Tool.Content) -> ModelContentBlock {
+    static func block(_ content: Tool.Content) -> ContentBlock {
         switch content {
         case .text(let text, _, _):
             return .text(text)
