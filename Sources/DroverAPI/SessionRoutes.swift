@@ -41,6 +41,7 @@ extension APIServer {
             let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
             let agentJSON = agentRow.json
             let sessionAgent = JSONValue.object(agentJSON.filter { Self.sessionAgentFields.contains($0.key) })
+            let snapshot = try AgentParams.snapshot(ofSessionAgent: sessionAgent)
             let id = SessionID.make()
             // Before the session exists, so that its first turn always finds the files.
             try self.copyFileMounts(mounts, session: id.rawValue, workspace: context.workspace)
@@ -53,7 +54,7 @@ extension APIServer {
             try await self.store.insert(
                 .sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
             _ = try await self.sessionLogCall {
-                try await self.log.create(id, agent: sessionAgent.compactJSON, environment: environment.json["config"]?.compactJSON)
+                try await self.log.create(id, agent: snapshot.json, environment: environment.json["config"]?.compactJSON)
             }
             // Who started the session, for `drover report usage` per workspace.
             try await self.log.database?.saveSessionOrigin(

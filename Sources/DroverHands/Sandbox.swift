@@ -282,7 +282,7 @@ public actor Sandbox {
 
     /// Starts the sandbox if it is not running, and waits until its shell answers.
     public func start() async throws {
-        try await exclusive { _ = try await self.ensureStarted() }
+        try await exclusive { _ = try await self.ensureStarted(within: max(Self.startPatience, self.limits.wallClock)) }
     }
 
     /// Points the sandbox at its directories' new host paths after the pool renamed them (the
@@ -353,24 +353,30 @@ public actor Sandbox {
         return try await body()
     }
 
-    private func ensureStarted() async throws -> SandboxProcess {
+    /// How long a new shell may take to say it is ready, at least. Starting is Drover's work, not
+    /// the command's, so it does not count against the call's wall clock.
+    static let startPatience: Duration = .seconds(30)
+
+    private func ensureStarted(within patience: Duration) async throws -> SandboxProcess {
         if let process, process.isRunning { return process }
         await end(process)
         // The volume may have been unmounted on the host since the last shell (an eviction, a
         // sweep by another worker): mounted again, and held until bubblewrap has bound it.
-        guard let volume else { return try await startShell() }
-        return try await volume.whileMounted { _ in try await startShell() }
+        guard let volume else { return try await startShell(within: patience) }
+        return try await volume.whileMounted { _ in try await startShell(within: patience) }
     }
 
-    private func startShell() async throws -> SandboxProcess {
+    private func startShell(within patience: Duration) async throws -> SandboxProcess {
         let command = try Self.bubblewrapCommand(arguments(), cgroup: cgroup)
         let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
         process = started
         startFresh = false
-        let ready = try await exchange(started, mode: "ready", wallClock: .seconds(30))
-        guard !ready.died else {
+        let ready = try await exchange(started, mode: "ready", wallClock: patience)
+        // A shell that missed its start was killed by the exchange: the call must not go to it,
+        // or it reports that kill (137) as if its command had died.
+        guard !ready.died, !ready.run.timedOut else {
             process = nil
-            throw StartFailed(output: ready.run.output)
+            throw StartFailed(output: ready.run.timedOut ? "the shell was not ready within \(patience)" : ready.run.output)
         }
         return started
     }
@@ -399,7 +405,7 @@ public actor Sandbox {
                 return SandboxRun(
                     exitCode: 2, output: "[drover: the command contains a NUL byte, which a shell cannot run]", truncated: false, timedOut: false)
             }
-            let process = try await ensureStarted()
+            let process = try await ensureStarted(within: max(Self.startPatience, wallClock ?? limits.wallClock))
             let outcome = try await exchange(process, mode: mode, command: command, wallClock: wallClock ?? limits.wallClock)
             if outcome.run.timedOut { forgetShellState() }
             return outcome.run

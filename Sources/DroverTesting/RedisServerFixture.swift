@@ -64,6 +64,21 @@ public final class RedisServerFixture: Sendable {
 
     public var processIdentifier: Int32? { server.current.processIdentifier }
 
+    /// The server's view of itself, from a connection of its own: clients, command counts, the
+    /// slow log and load. For a test's failure message.
+    public func diagnostics() async -> String {
+        guard let client = try? await RedisClient.connect(url, options: RedisClientOptions()) else { return "(the server does not answer)" }
+        defer { client.close() }
+        var parts: [String] = []
+        for command in [
+            ["INFO", "clients"], ["INFO", "cpu"], ["INFO", "commandstats"], ["INFO", "stats"], ["CLIENT", "LIST"], ["SLOWLOG", "GET", "10"],
+        ] {
+            let reply = try? await client.send(command)
+            parts.append("\(command.joined(separator: " ")):\n\(reply.map { "\($0)" } ?? "(no reply)")")
+        }
+        return parts.joined(separator: "\n")
+    }
+
     public func shutdown() async {
         await server.current.stop(force: true)
         try? FileManager.default.removeItem(at: directory)
@@ -111,7 +126,16 @@ public func withRedisClient<T>(
     try await withRedisServer(appendFsync: appendFsync) { server in
         let client = try await server.client(poolSize: poolSize)
         defer { client.close() }
-        return try await body(client, server)
+        do {
+            return try await body(client, server)
+        } catch {
+            // A command that got no reply on a loaded machine: what the server was doing says
+            // whether it was slow, blocked, or never sent the command.
+            if error is RedisError || (error as? CarriesRedisError)?.redisError != nil {
+                print("redis fixture: \(error)\n\(await server.diagnostics())")
+            }
+            throw error
+        }
     }
 }
 

@@ -15,7 +15,8 @@ private struct ToolsetFixture {
     init() {
         root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-toolset-\(Identifier.make(prefix: "t").suffix(10))")
         var limits = SandboxLimits()
-        limits.wallClock = .seconds(20)
+        // Generous: a test about timeouts sets its own `timeout_ms`.
+        limits.wallClock = .seconds(300)
         toolset = AgentToolset(root: root, limits: limits)
     }
 
@@ -23,7 +24,7 @@ private struct ToolsetFixture {
         try await toolset.execute(
             name: name, input: .object(input),
             context: ToolContext(
-                session: session, fence: SessionFence(session: session, epoch: epoch), deadline: .now + .seconds(30)))
+                session: session, fence: SessionFence(session: session, epoch: epoch), deadline: .now + .seconds(300)))
     }
 
     func text(_ result: ToolResult) -> String {

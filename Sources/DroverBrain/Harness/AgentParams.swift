@@ -241,6 +241,13 @@ public enum AgentParams {
 }
 
 extension AgentParams {
+    /// What a session runs, decoded from its agent resource when the session is accepted. The
+    /// session log stores it in this one form, whoever made the session, so a turn reads one
+    /// shape; an agent that cannot run is refused here rather than at its first turn.
+    public static func snapshot(ofSessionAgent resource: JSONValue) throws(FieldError) -> AgentSnapshot {
+        try decoded(AgentSnapshot.self, resource, path: "agent")
+    }
+
     /// An inline agent from a job or schedule file, checked as the API checks one, and the
     /// snapshot its sessions run.
     public static func fileAgent(_ params: JSONValue) throws(FieldError) -> AgentSnapshot {
