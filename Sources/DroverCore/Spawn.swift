@@ -14,7 +14,9 @@ import Glibc
 /// control plane; this makes that impossible by construction rather than by care at each `open`.
 ///
 /// The child also starts with an empty signal mask and default handlers: spawned from a
-/// libdispatch thread it would otherwise inherit blocked SIGTERM and SIGINT and ignore them.
+/// libdispatch thread it would otherwise inherit blocked SIGTERM and SIGINT and ignore them. It
+/// is spawned from `SpawnThread`, which never ends, so that a parent-death signal it asks for
+/// fires when Drover dies, not when some pool thread retires.
 public struct Spawn: Sendable {
     /// Where one of the child's descriptors comes from.
     public enum Source: Sendable, Equatable {
@@ -112,13 +114,16 @@ public struct Spawn: Sendable {
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
         defer { envp.forEach { free($0) } }
         var child: pid_t = 0
-        let result = (argv + [nil]).withUnsafeBufferPointer { argvBuffer in
-            (envp + [nil]).withUnsafeBufferPointer { envBuffer in
-                let argv = UnsafeMutablePointer(mutating: argvBuffer.baseAddress!)
-                let envp = UnsafeMutablePointer(mutating: envBuffer.baseAddress!)
-                return searchPath
-                    ? posix_spawnp(&child, executable, &actions, &attributes, argv, envp)
-                    : posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+        // From the one thread that outlives every child: see SpawnThread.
+        let result = SpawnThread.shared.perform {
+            (argv + [nil]).withUnsafeBufferPointer { argvBuffer in
+                (envp + [nil]).withUnsafeBufferPointer { envBuffer in
+                    let argv = UnsafeMutablePointer(mutating: argvBuffer.baseAddress!)
+                    let envp = UnsafeMutablePointer(mutating: envBuffer.baseAddress!)
+                    return searchPath
+                        ? posix_spawnp(&child, executable, &actions, &attributes, argv, envp)
+                        : posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+                }
             }
         }
         guard result == 0 else { throw Failure(executable: executable, code: result) }

@@ -13,13 +13,17 @@ import Testing
 /// lands on the same session, run and turn task.
 @Suite("Stalled leader")
 struct StalledLeaderTests {
+    /// Locks that never lapse by themselves within a test: each test cuts its lock short with
+    /// PEXPIRE when it wants it to lapse. Beside stress-ng, three Redis calls once took over 10 s.
+    static let ttl = 600_000
+
     @Test("a leader whose lock lapsed mid-fire is refused at the commit; the new leader commits once")
     func lapsedLeaderRefusedAtCommit() async throws {
         try await withRedisServer { server in
             let redis = try await server.client()
             defer { redis.close() }
-            let stalled = LeaderLock(redis: redis, token: "schd_a", ttlMilliseconds: 10_000)
-            let successor = LeaderLock(redis: redis, token: "schd_b", ttlMilliseconds: 10_000)
+            let stalled = LeaderLock(redis: redis, token: "schd_a", ttlMilliseconds: Self.ttl)
+            let successor = LeaderLock(redis: redis, token: "schd_b", ttlMilliseconds: Self.ttl)
             let occurrence: Int64 = 1_795_000_000
 
             let oldEpoch = try #require(try await stalled.acquireOrRenew())
@@ -29,7 +33,7 @@ struct StalledLeaderTests {
             // The leader stalls: no renewal arrives, and its lock lapses in Redis' own time (cut
             // to 50 ms here, so that the steps above have all the time a loaded machine needs).
             _ = try await redis.send(["PEXPIRE", "drover:{sched}:leader", "50"])
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(120)
             var taken: Int64?
             while taken == nil, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
@@ -57,17 +61,17 @@ struct StalledLeaderTests {
         try await withRedisServer { server in
             let redis = try await server.client()
             defer { redis.close() }
-            let lock = LeaderLock(redis: redis, token: "schd_a", ttlMilliseconds: 10_000)
+            let lock = LeaderLock(redis: redis, token: "schd_a", ttlMilliseconds: Self.ttl)
             let epoch = try #require(try await lock.acquireOrRenew())
             #expect(try await lock.begin(deployment: "depl_1", occurrence: 60, epoch: epoch) == .go)
             _ = try await redis.send(["PEXPIRE", "drover:{sched}:leader", "1"])
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(120)
             while try await redis.send(["EXISTS", "drover:{sched}:leader"]).int != 0, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(5))
             }
             #expect(try await lock.finish(deployment: "depl_1", occurrence: 60, epoch: epoch) == .committed)
             // Once anyone takes the lock, the epoch rises and the old fence is refused.
-            let next = try #require(try await LeaderLock(redis: redis, token: "schd_b", ttlMilliseconds: 10_000).acquireOrRenew())
+            let next = try #require(try await LeaderLock(redis: redis, token: "schd_b", ttlMilliseconds: Self.ttl).acquireOrRenew())
             #expect(try await lock.begin(deployment: "depl_1", occurrence: 120, epoch: epoch) == .stale(current: next))
         }
     }
