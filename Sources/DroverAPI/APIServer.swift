@@ -66,11 +66,6 @@ public final class APIServer: Sendable {
         return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 
-    /// The session's last sequence number, from Redis or, for a cold session, SQLite.
-    func lastSeq(_ session: SessionID) async throws -> Int64 {
-        try await sessionLogCall { try await self.log.lastSeq(session) }
-    }
-
     public static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
@@ -93,13 +88,16 @@ public final class APIServer: Sendable {
                 ]), status: redisUp ? .ok : .serviceUnavailable)
         }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
-        addAgentRoutes(router)
-        addEnvironmentRoutes(router)
-        addSessionRoutes(router)
-        addEventRoutes(router)
-        addDeploymentRoutes(router)
-        addFileRoutes(router)
-        addSessionResourceRoutes(router)
+        let files = UploadedFiles(store: store, options: options)
+        AgentController(store: store).addRoutes(to: router.group("/v1/agents"))
+        EnvironmentController(store: store, queue: queue).addRoutes(to: router.group("/v1/environments"))
+        SessionController(store: store, log: log, inbox: inbox, files: files).addRoutes(to: router.group("/v1/sessions"))
+        EventController(store: store, log: log, inbox: inbox, hub: hub, openStreams: openStreams, options: options)
+            .addRoutes(to: router.group("/v1/sessions/:session_id/events"))
+        SessionResourceController(store: store).addRoutes(to: router.group("/v1/sessions/:session_id/resources"))
+        DeploymentController(store: store, log: log, queue: queue)
+            .addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))
+        FileController(files: files).addRoutes(to: router.group("/v1/files"))
         UnbuiltRoutes.add(router)
         return router
     }
@@ -114,26 +112,5 @@ public final class APIServer: Sendable {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? self.options.port) },
             logger: logger
         )
-    }
-}
-
-/// Id checks: a malformed id is a 400 naming the parameter, not a lookup.
-enum ResourceID {
-    static func check(_ id: String, prefix: String, parameter: String) throws -> String {
-        let allowed = id.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 }
-        guard id.hasPrefix(prefix + "_"), id.utf8.count <= 128, allowed else {
-            throw APIError.invalid(
-                parameter, "'\(id.prefix(80))' is not a valid id", fix: "pass an id that starts with \(prefix)_, as returned by the API")
-        }
-        return id
-    }
-}
-
-extension ControlPlaneStore.Row {
-    /// The stored JSON with the archive time the row holds.
-    var json: [String: JSONValue] {
-        var object = (try? JSONValue.parse(resource))?.objectValue ?? [:]
-        object["archived_at"] = archivedAt.map(JSONValue.string) ?? .null
-        return object
     }
 }

@@ -17,7 +17,7 @@ import ServiceLifecycle
 ///   write fails, and the stream's tasks and Redis connections end with it.
 /// - The live parts come from `SessionEventHub`: all streams on one session share one log tail
 ///   and one delta subscription.
-extension APIServer {
+extension EventController {
     func eventStream(_ session: SessionID, workspace: String, request: Request) async throws -> Response {
         // A soft cap, checked here and counted while the body runs, so a stream whose body never
         // starts cannot leak a count.
@@ -45,7 +45,7 @@ extension APIServer {
             start = seq
         } else {
             // Taken before the response starts, so an event sent after `stream()` returns is never missed.
-            start = try await lastSeq(session)
+            start = try await sessionLogCall { try await log.lastSeq(session) }
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"

@@ -11,7 +11,7 @@ import Glibc
 /// `BetaManagedAgentsFileResource` shape, and staged for the session's workspace before the first
 /// turn is queued (`HandsLayout.staging`: the sandbox pool copies them into /workspace when the
 /// session's sandbox starts).
-extension APIServer {
+extension UploadedFiles {
     /// Where a file goes without a `mount_path`. The SDK documents `/mnt/session/uploads/<file_id>`;
     /// Drover's sandbox exposes only /workspace, so uploads go under it.
     static let defaultMountDirectory = "uploads"
@@ -25,7 +25,7 @@ extension APIServer {
 
     /// Validates `resources` of a new session: each names a file of this workspace and a mount
     /// path under /workspace, with no two at the same path.
-    func fileMounts(_ resources: [JSONValue], workspace: String, now: String) async throws -> [FileMount] {
+    func mounts(_ resources: [JSONValue], workspace: String, now: String) async throws -> [FileMount] {
         var mounts: [FileMount] = []
         for (index, value) in resources.enumerated() {
             let field = "resources[\(index)]"
@@ -86,10 +86,10 @@ extension APIServer {
 
     /// Copies each file into the session's staging directory, which only the host writes;
     /// directories are still created one by one and checked.
-    func copyFileMounts(_ mounts: [FileMount], session: String, workspace: String) throws {
+    func copyMounts(_ mounts: [FileMount], session: String, workspace: String) throws {
         guard !mounts.isEmpty else { return }
         guard let handsRoot = options.handsRoot else { throw APIError.notBuilt("session file resources without a hands root (Options.handsRoot)") }
-        let blobs = try fileBlobs()
+        let blobs = try blobs()
         let manager = FileManager.default
         let root = HandsLayout(root: handsRoot).staging(session)
         do {
@@ -116,39 +116,6 @@ extension APIServer {
         } catch {
             try? manager.removeItem(at: root)
             throw error
-        }
-    }
-
-    /// `/v1/sessions/{id}/resources`: list and retrieve what the session was created with. Adding,
-    /// updating and deleting resources of a live session are not built (501).
-    func addSessionResourceRoutes(_ router: Router<APIRequestContext>) {
-        router.get("/v1/sessions/:session_id/resources") { request, context in
-            let session = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
-            let input = RequestInput(request)
-            let resources = session.json["resources"]?.arrayValue ?? []
-            let limit = try input.int("limit", default: 1000, range: 1...1000)
-            let offset = try input.pageOffset()
-            let slice = Array(resources.dropFirst(offset).prefix(limit))
-            return jsonResponse(page(slice, next: resources.count > offset + limit ? "page_\(offset + limit)" : nil))
-        }
-        router.get("/v1/sessions/:session_id/resources/:resource_id") { _, context in
-            let session = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
-            let id = try ResourceID.check(context.parameters.require("resource_id"), prefix: "sesrsc", parameter: "resource_id")
-            guard let resource = session.json["resources"]?.arrayValue?.first(where: { $0.objectValue?["id"]?.stringValue == id }) else {
-                throw APIError.notFound("session resource", id)
-            }
-            return jsonResponse(resource)
-        }
-        // The SDK's resources.add, .update and .delete: the routes it calls, and no others.
-        for (pattern, method) in [
-            ("/v1/sessions/:session_id/resources", HTTPRequest.Method.post),
-            ("/v1/sessions/:session_id/resources/:resource_id", .post), ("/v1/sessions/:session_id/resources/:resource_id", .delete),
-        ] {
-            do {
-                router.on(RouterPath(pattern), method: method) { _, _ -> Response in
-                    throw APIError.notBuilt("adding, updating or deleting resources of an existing session (pass them to sessions.create)")
-                }
-            }
         }
     }
 }

@@ -22,21 +22,18 @@ final class SpawnThread: @unchecked Sendable {
 
     /// Runs `body` on the spawn thread and waits for it: a spawn takes about a millisecond, so
     /// the caller blocks no longer than it did spawning by itself.
-    func perform<T>(_ body: () -> T) -> T {
-        withoutActuallyEscaping(body) { body in
-            var result: T?
-            let done = DispatchSemaphore(value: 0)
-            let job = {
-                result = body()
-                done.signal()
-            }
-            condition.lock()
-            jobs.append(job)
-            condition.signal()
-            condition.unlock()
-            done.wait()
-            return result!
+    func perform<T>(_ body: @escaping () -> T) -> T {
+        var result: T?
+        let done = DispatchSemaphore(value: 0)
+        condition.lock()
+        jobs.append {
+            result = body()
+            done.signal()
         }
+        condition.signal()
+        condition.unlock()
+        done.wait()
+        return result!
     }
 
     private func serve() {

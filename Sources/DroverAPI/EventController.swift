@@ -1,40 +1,55 @@
 import DroverBrain
 import DroverCore
+import DroverDatabase
 import DroverSessionLog
 import Foundation
 import Hummingbird
 
-/// `/v1/sessions/{id}/events`: list (cursor pages in either order) and send. A sent event
-/// enqueues a turn, so the brain answers it.
-extension APIServer {
-    func addEventRoutes(_ router: Router<APIRequestContext>) {
-        router.get("/v1/sessions/:session_id/events") { request, context in
-            let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
-            let input = RequestInput(request)
-            let query = try EventQuery(input)
-            let (events, next) = try await self.events(SessionID(row.id), query)
-            return jsonResponse(page(events.map(\.value), next: next))
+/// `/v1/sessions/{id}/events`: list (cursor pages in either order), send, and the live stream
+/// (EventStream.swift). A sent event enqueues a turn, so the brain answers it.
+struct EventController: Sendable {
+    let store: ControlPlaneStore
+    let log: SessionLog
+    let inbox: SessionInbox
+    /// One live tail per watched session, shared by its event streams.
+    let hub: SessionEventHub
+    /// Event streams open now per workspace, for the 429 limit, `/health` and the leak test.
+    let openStreams: Locked<[String: Int]>
+    let options: APIServer.Options
+    var lookup: ResourceLookup { ResourceLookup(store: store) }
+
+    func addRoutes(to group: RouterGroup<APIRequestContext>) {
+        group.get(use: list).post(use: send).get("stream", use: stream)
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let row = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
+        let input = RequestInput(request)
+        let query = try EventQuery(input)
+        let (events, next) = try await events(SessionID(row.id), query)
+        return jsonResponse(page(events.map(\.value), next: next))
+    }
+
+    @Sendable func send(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let row = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
+        guard row.archivedAt == nil else {
+            throw APIError.invalid("session_id", "session \(row.id) is archived and accepts no events", fix: "create a new session")
         }
-        router.post("/v1/sessions/:session_id/events") { request, context in
-            let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
-            guard row.archivedAt == nil else {
-                throw APIError.invalid("session_id", "session \(row.id) is archived and accepts no events", fix: "create a new session")
-            }
-            let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
-            let events = try Self.parseEvents(try RequestInput.utf8Text(buffer))
-            let id = try SessionID(row.id)
-            try await self.checkToolAnswers(events, session: id)
-            let clientKey = request.headers[.init("idempotency-key")!]
-            let result = try await self.sessionLogCall { try await self.inbox.send(events, to: id, clientKey: clientKey).appended }
-            let stored = try await self.sessionLogCall {
-                try await self.log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
-            }
-            return jsonResponse(.object(["data": .array(stored.map(\.value))]))
+        let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
+        let events = try parseClientEvents(try RequestInput.utf8Text(buffer))
+        let id = try SessionID(row.id)
+        try await checkToolAnswers(events, session: id)
+        let clientKey = request.headers[.init("idempotency-key")!]
+        let result = try await sessionLogCall { try await inbox.send(events, to: id, clientKey: clientKey).appended }
+        let stored = try await sessionLogCall {
+            try await log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
         }
-        router.get("/v1/sessions/:session_id/events/stream") { request, context in
-            let row = try await self.session(context.parameters.require("session_id"), workspace: context.workspace)
-            return try await self.eventStream(SessionID(row.id), workspace: context.workspace, request: request)
-        }
+        return jsonResponse(.object(["data": .array(stored.map(\.value))]))
+    }
+
+    @Sendable func stream(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let row = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
+        return try await eventStream(SessionID(row.id), workspace: context.workspace, request: request)
     }
 
     /// A `user.custom_tool_result` or `user.tool_confirmation` must answer a tool use that is
@@ -49,7 +64,7 @@ extension APIServer {
             }
         }
         guard !answers.isEmpty else { return }
-        let log = try await sessionLogCall { try await self.log.wake(session).events }
+        let log = try await sessionLogCall { try await log.wake(session).events }
         var waitingForResult = Set(ContextBuilder.pendingCustomToolUses(in: log).map(\.id))
         var waitingForConfirmation = Set(ContextBuilder.awaitingConfirmation(in: log).map(\.id))
         let known = Dictionary(log.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })
@@ -76,13 +91,13 @@ extension APIServer {
     /// One page of a session's events. Sequence numbers are the cursor: `page` is `after_N`
     /// (ascending) or `before_N` (descending).
     func events(_ session: SessionID, _ query: EventQuery) async throws -> ([StoredEvent], String?) {
-        let lastSeq = try await lastSeq(session)
+        let lastSeq = try await sessionLogCall { try await log.lastSeq(session) }
         var matched: [StoredEvent] = []
         let chunk = 500
         if query.ascending {
             var after = query.cursor ?? 0
             while matched.count <= query.limit, after < lastSeq {
-                let batch = try await sessionLogCall { try await self.log.read(session, afterSeq: after, limit: chunk) }
+                let batch = try await sessionLogCall { try await log.read(session, afterSeq: after, limit: chunk) }
                 if batch.isEmpty { break }
                 for event in batch where query.matches(event) {
                     matched.append(event)
@@ -94,7 +109,7 @@ extension APIServer {
             var before = min(query.cursor ?? (lastSeq + 1), lastSeq + 1)
             while matched.count <= query.limit, before > 1 {
                 let from = max(0, before - 1 - Int64(chunk))
-                let batch = try await sessionLogCall { try await self.log.read(session, afterSeq: from, limit: Int(before - 1 - from)) }
+                let batch = try await sessionLogCall { try await log.read(session, afterSeq: from, limit: Int(before - 1 - from)) }
                 if batch.isEmpty { break }
                 for event in batch.reversed() where query.matches(event) {
                     matched.append(event)

@@ -1,0 +1,91 @@
+import DroverBrain
+import DroverCore
+import DroverDatabase
+import Hummingbird
+
+/// `/v1/agents`: create, retrieve, update (a new version, with an optimistic `version` check),
+/// list, archive, and `/versions`.
+struct AgentController: Sendable {
+    let store: ControlPlaneStore
+    var lookup: ResourceLookup { ResourceLookup(store: store) }
+
+    func addRoutes(to group: RouterGroup<APIRequestContext>) {
+        group.post(use: create)
+            .get(use: list)
+            .get(":agent_id", use: retrieve)
+            .post(":agent_id", use: update)
+            .post(":agent_id/archive", use: archive)
+            .get(":agent_id/versions", use: versions)
+    }
+
+    @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        let now = ControlPlaneStore.timestamp()
+        let agent = try AgentParams.create(id: Identifier.make(prefix: "agent"), params: params, now: now)
+        try await store.insert(
+            .agents, .init(id: agent["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(agent).compactJSON))
+        return jsonResponse(.object(agent))
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let input = RequestInput(request)
+        let paging = try PageQuery(input)
+        let rows = try await store.list(
+            .agents, workspace: context.workspace, includeArchived: try input.bool("include_archived"), offset: paging.offset, limit: paging.fetch,
+            createdAfter: input.string("created_at[gte]"), createdBefore: input.string("created_at[lte]"))
+        return jsonResponse(paging.page(rows) { .object($0.json) })
+    }
+
+    @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let input = RequestInput(request)
+        let version = try input.string("version").map { _ in try input.int("version", default: 1, range: 1...Int(Int32.max)) }
+        return jsonResponse(.object(try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace, version: version).json))
+    }
+
+    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        try params.rejectUnknown(AgentParams.updateFields)
+        let current = try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace)
+        if let whole = try params.version("version", named: "version", nullable: false) {
+            guard whole == current.version else {
+                throw APIError(
+                    .conflict, "invalid_request_error",
+                    "version: the agent is at version \(current.version), not \(whole). Fix: retrieve the agent and retry with its current version")
+            }
+        }
+        guard current.archivedAt == nil else {
+            throw APIError.invalid("agent_id", "agent \(current.id) is archived and cannot be updated", fix: "create a new agent")
+        }
+        var agent = current.json
+        var changes = params
+        changes.removeValue(forKey: "version")
+        try AgentParams.apply(changes, to: &agent)
+        if agent == current.json { return jsonResponse(.object(agent)) }
+        let now = ControlPlaneStore.timestamp()
+        agent["version"] = .number(Double(current.version + 1))
+        agent["updated_at"] = .string(now)
+        let row = ControlPlaneStore.Row(
+            id: current.id, workspace: context.workspace, version: current.version + 1, createdAt: current.createdAt,
+            resource: JSONValue.object(agent).compactJSON)
+        guard try await store.insertAgentVersion(row, expectedVersion: current.version) else {
+            throw APIError(.conflict, "invalid_request_error", "version: the agent changed while this update was applied. Fix: retrieve it and retry")
+        }
+        return jsonResponse(.object(agent))
+    }
+
+    @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let current = try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace)
+        let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
+        try await store.update(.agents, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
+        var agent = current.json
+        agent["archived_at"] = .string(archivedAt)
+        return jsonResponse(.object(agent))
+    }
+
+    @Sendable func versions(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let current = try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace)
+        let paging = try PageQuery(RequestInput(request))
+        let rows = try await store.agentVersions(id: current.id, workspace: context.workspace, offset: paging.offset, limit: paging.fetch)
+        return jsonResponse(paging.page(rows) { .object($0.json) })
+    }
+}

@@ -1,0 +1,284 @@
+import DroverBrain
+import DroverCore
+import DroverDatabase
+import DroverQueue
+import DroverSchedule
+import DroverSessionLog
+import Foundation
+import Hummingbird
+
+/// `/v1/deployments` (create, retrieve, update, list, archive, pause, unpause, run) and
+/// `/v1/deployment_runs` (list, retrieve): thin handlers over `DeploymentStore` and
+/// `DeploymentFirer`. A deployment belongs to the caller's workspace; another's id is a 404 (I7, docs/ARCHITECTURE.md).
+/// Local mode's workspace is `wrkspc_default`, the one `drover apply` writes, so a local user sees
+/// the deployments of `Schedules/`.
+struct DeploymentController: Sendable {
+    let store: ControlPlaneStore
+    let log: SessionLog
+    let queue: TaskQueue
+    var lookup: ResourceLookup { ResourceLookup(store: store) }
+
+    func addRoutes(deployments: RouterGroup<APIRequestContext>, runs: RouterGroup<APIRequestContext>) {
+        deployments.post(use: create)
+            .get(use: list)
+            .get(":deployment_id", use: retrieve)
+            .post(":deployment_id", use: update)
+            .post(":deployment_id/archive", use: archive)
+            .post(":deployment_id/pause", use: pause)
+            .post(":deployment_id/unpause", use: unpause)
+            .post(":deployment_id/run", use: run)
+        runs.get(use: listRuns).get(":deployment_run_id", use: retrieveRun)
+    }
+
+    @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        try params.rejectUnknown(DeploymentParams.createFields)
+        try DeploymentParams.rejectUnbuilt(params)
+        let name = try DeploymentParams.name(params)
+        try await self.checkNameFree(name, workspace: context.workspace)
+        let agent = try await self.deploymentAgent(params["agent"], workspace: context.workspace)
+        guard let environmentID = try params.string("environment_id", required: true, nullable: false) else {
+            throw APIError.invalid("environment_id", "the field is required")
+        }
+        let environment = try await lookup.liveEnvironment(environmentID, workspace: context.workspace)
+        let events = try DeploymentParams.initialEvents(params)
+        let schedule = try DeploymentParams.schedule(params["schedule"])
+        let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
+        let description = try params.string("description").flatMap { $0.isEmpty ? nil : $0 }
+        let now = Date()
+        let stamp = ControlPlaneStore.timestamp(now)
+        let id = Identifier.make(prefix: "depl", now: now)
+        let spec = DeploymentSpec(
+            agentID: agent.reference.objectValue!["id"]!.stringValue!, agentVersion: agent.version, agent: agent.reference,
+            agentSnapshot: agent.snapshot, environment: .object(["id": .string(environment.id)]), initialEvents: events,
+            expression: schedule?.expression, timezone: schedule?.timezone, description: description, metadata: metadata.stringMap)
+        let row = DeploymentRow(
+            id: id, workspaceID: context.workspace, name: name, status: "active", createdAt: stamp, updatedAt: stamp,
+            archivedAt: nil, lastRunAt: nil, fireAfter: now.timeIntervalSince1970, specHash: DeploymentParams.apiSpecHash,
+            resource: DeploymentParams.resource(id: id, name: name, spec: spec, environmentID: environment.id, createdAt: stamp).compactJSON,
+            spec: spec.encoded)
+        try await store.database.saveDeployment(row)
+        return jsonResponse(self.deployments(context.workspace).resource(row, now: now))
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let input = RequestInput(request)
+        let limit = try input.int("limit", default: 20, range: 1...100)
+        let offset = try input.pageOffset()
+        let includeArchived = try input.bool("include_archived")
+        let status = input.string("status")
+        if let status, !["active", "paused"].contains(status) { throw APIError.invalid("status", "'\(status)' is not active or paused") }
+        if status != nil, includeArchived {
+            throw APIError.invalid("status", "cannot be combined with include_archived", fix: "send one of status and include_archived")
+        }
+        let agentID = input.string("agent_id")
+        let after = try DeploymentParams.date(input, "created_at[gte]")
+        let before = try DeploymentParams.date(input, "created_at[lte]")
+        let store = self.deployments(context.workspace)
+        let now = Date()
+        let matching = try await store.list(includeArchived: includeArchived)
+            .filter { row in
+                let resource = JSONValue.decode(row.resource).objectValue ?? [:]
+                let created = DeploymentParams.date(.string(row.createdAt)) ?? now
+                return (status == nil || row.status == status)
+                    && (agentID == nil || resource["agent"]?.objectValue?["id"]?.stringValue == agentID)
+                    && (after.map { created >= $0 } ?? true) && (before.map { created <= $0 } ?? true)
+            }
+            .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+        let pageRows = matching.dropFirst(offset).prefix(limit)
+        return jsonResponse(
+            page(pageRows.map { store.resource($0, now: now) }, next: matching.count > offset + limit ? "page_\(offset + limit)" : nil))
+    }
+
+    @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let row = try await self.deployment(context.parameters.require("deployment_id"), workspace: context.workspace)
+        return jsonResponse(self.deployments(context.workspace).resource(row))
+    }
+
+    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        try params.rejectUnknown(DeploymentParams.updateFields)
+        try DeploymentParams.rejectUnbuilt(params)
+        var row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "updated")
+        guard var spec = DeploymentSpec.decode(row.spec), var resource = JSONValue.decode(row.resource).objectValue else {
+            throw APIError(.internalServerError, "api_error", "deployment \(row.id) has no stored spec")
+        }
+        if let file = spec.sourceFile {
+            throw APIError.invalid(
+                "deployment_id", "deployment \(row.id) comes from the schedule file \(file), which `drover apply` keeps it equal to",
+                fix: "edit \(file) and run `drover apply`")
+        }
+        let now = Date()
+        if params["name"] != nil {
+            let name = try DeploymentParams.name(params)
+            if name != row.name { try await self.checkNameFree(name, workspace: context.workspace) }
+            row.name = name
+            resource["name"] = .string(name)
+        }
+        if params["description"] != nil {
+            spec.description = try params.string("description").flatMap { $0.isEmpty ? nil : $0 }
+            resource["description"] = spec.description.map(JSONValue.string) ?? .null
+        }
+        if params["agent"] != nil {
+            let agent = try await self.deploymentAgent(params["agent"], workspace: context.workspace)
+            spec.agentID = agent.reference.objectValue!["id"]!.stringValue!
+            spec.agentVersion = agent.version
+            spec.agent = agent.reference
+            spec.agentSnapshot = agent.snapshot
+            resource["agent"] = agent.reference
+        }
+        if params["environment_id"] != nil {
+            guard let id = try params.string("environment_id", nullable: false) else {
+                throw APIError.invalid("environment_id", "cannot be cleared")
+            }
+            let environment = try await lookup.liveEnvironment(id, workspace: context.workspace)
+            spec.environment = .object(["id": .string(environment.id)])
+            resource["environment_id"] = .string(environment.id)
+        }
+        if params["initial_events"] != nil {
+            spec.initialEvents = try DeploymentParams.initialEvents(params)
+            resource["initial_events"] = .array(spec.initialEvents)
+        }
+        if let patch = try params.stringMap("metadata") {
+            let merged = try patchMetadata(resource["metadata"], patch)
+            resource["metadata"] = merged
+            spec.metadata = merged.stringMap
+        }
+        if params["schedule"] != nil {
+            let schedule = try DeploymentParams.schedule(params["schedule"])
+            if schedule?.expression != spec.expression || schedule?.timezone != spec.timezone {
+                // A new schedule owes nothing from before the change.
+                row.fireAfter = max(row.fireAfter, now.timeIntervalSince1970)
+            }
+            spec.expression = schedule?.expression
+            spec.timezone = schedule?.timezone
+            resource["schedule"] = schedule?.json ?? .null
+        }
+        let stamp = ControlPlaneStore.timestamp(now)
+        resource["updated_at"] = .string(stamp)
+        row.updatedAt = stamp
+        row.specHash = DeploymentParams.apiSpecHash
+        row.spec = spec.encoded
+        row.resource = JSONValue.object(resource).compactJSON
+        try await store.database.saveDeployment(row)
+        return jsonResponse(self.deployments(context.workspace).resource(row, now: now))
+    }
+
+    @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
+        var row = try await self.deployment(context.parameters.require("deployment_id"), workspace: context.workspace)
+        if row.archivedAt == nil {
+            let stamp = ControlPlaneStore.timestamp()
+            row.archivedAt = stamp
+            row.updatedAt = stamp
+            // As in the SDK: an archived deployment reports `active` with `archived_at` set.
+            row.status = "active"
+            try await store.database.saveDeployment(row)
+        }
+        return jsonResponse(self.deployments(context.workspace).resource(row))
+    }
+
+    @Sendable func pause(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "paused")
+        let store = self.deployments(context.workspace)
+        return jsonResponse(store.resource(try await deploymentCall { try await store.pause(row.id) }))
+    }
+
+    @Sendable func unpause(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "unpaused")
+        let store = self.deployments(context.workspace)
+        return jsonResponse(store.resource(try await deploymentCall { try await store.unpause(row.id) }))
+    }
+
+    @Sendable func run(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "run")
+        let firer = DeploymentFirer(store: self.deployments(context.workspace), sessionLog: log, queue: queue)
+        let run = try await deploymentCall { try await sessionLogCall { try await firer.fire(row, scheduledAt: nil, now: Date()) } }
+        return jsonResponse(run)
+    }
+
+    @Sendable func listRuns(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let input = RequestInput(request)
+        let limit = try input.int("limit", default: 20, range: 1...1000)
+        let offset = try input.pageOffset()
+        let trigger = input.string("trigger_type")
+        if let trigger, !["schedule", "manual"].contains(trigger) {
+            throw APIError.invalid("trigger_type", "'\(trigger)' is not schedule or manual")
+        }
+        let hasError = try input.string("has_error").map { _ in try input.bool("has_error") }
+        let gt = try DeploymentParams.date(input, "created_at[gt]"), gte = try DeploymentParams.date(input, "created_at[gte]")
+        let lt = try DeploymentParams.date(input, "created_at[lt]"), lte = try DeploymentParams.date(input, "created_at[lte]")
+        // An unknown deployment_id is an empty page, as the SDK documents.
+        let runs = try await store.database.deploymentRuns(
+            deploymentID: input.string("deployment_id"), workspace: context.workspace, limit: 100_000
+        )
+        .map(JSONValue.decode)
+        .filter { run in
+            let fields = run.objectValue ?? [:]
+            let created = DeploymentParams.date(fields["created_at"]) ?? .distantPast
+            return (trigger == nil || fields["trigger_context"]?.objectValue?["type"]?.stringValue == trigger)
+                && (hasError.map { $0 ? fields["error"] != .null : fields["session_id"] != .null } ?? true)
+                && (gt.map { created > $0 } ?? true) && (gte.map { created >= $0 } ?? true)
+                && (lt.map { created < $0 } ?? true) && (lte.map { created <= $0 } ?? true)
+        }
+        return jsonResponse(page(Array(runs.dropFirst(offset).prefix(limit)), next: runs.count > offset + limit ? "page_\(offset + limit)" : nil))
+    }
+
+    @Sendable func retrieveRun(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let id = try ResourceID.check(context.parameters.require("deployment_run_id"), prefix: "drun", parameter: "deployment_run_id")
+        guard let run = try await store.database.deploymentRun(id: id, workspace: context.workspace) else {
+            throw APIError.notFound("deployment run", id)
+        }
+        return jsonResponse(JSONValue.decode(run))
+    }
+
+    func deployments(_ workspace: String) -> DeploymentStore {
+        DeploymentStore(database: store.database, workspace: workspace)
+    }
+
+    func deployment(_ id: String, workspace: String) async throws -> DeploymentRow {
+        let id = try ResourceID.check(id, prefix: "depl", parameter: "deployment_id")
+        guard let row = try await store.database.deployment(workspace: workspace, nameOrID: id), row.id == id else {
+            throw APIError.notFound("deployment", id)
+        }
+        return row
+    }
+
+    private func liveDeployment(_ id: String, workspace: String, action: String) async throws -> DeploymentRow {
+        let row = try await deployment(id, workspace: workspace)
+        guard row.archivedAt == nil else {
+            throw APIError.invalid("deployment_id", "deployment \(row.id) is archived and cannot be \(action)", fix: "create a new deployment")
+        }
+        return row
+    }
+
+    private func checkNameFree(_ name: String, workspace: String) async throws {
+        if let taken = try await store.database.deployment(workspace: workspace, nameOrID: name), taken.name == name, taken.archivedAt == nil {
+            throw APIError(
+                .conflict, "invalid_request_error",
+                "name: deployment \(taken.id) is already named '\(name)'. Fix: choose another name, or archive that deployment")
+        }
+    }
+
+    /// The agent a deployment pins: an id (its latest version) or `{"type": "agent", "id", "version"}`.
+    private func deploymentAgent(_ value: JSONValue?, workspace: String) async throws -> (reference: JSONValue, version: Int, snapshot: AgentSnapshot)
+    {
+        let row = try await lookup.agent(reference: value, workspace: workspace)
+        guard row.archivedAt == nil else { throw APIError.invalid("agent", "agent \(row.id) is archived", fix: "use an agent that is not archived") }
+        let snapshot: AgentSnapshot
+        do {
+            snapshot = try JSONDecoder().decode(AgentSnapshot.self, from: Data(row.resource.utf8))
+        } catch {
+            throw APIError.invalid("agent", "agent \(row.id) cannot run: \(error)", fix: "update the agent's model and tools")
+        }
+        return (.object(["type": "agent", "id": .string(row.id), "version": .number(Double(row.version))]), row.version, snapshot)
+    }
+}
+
+/// Runs a `DeploymentStore`/`DeploymentFirer` call, turning its errors into 400s naming the field.
+func deploymentCall<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as FieldError {
+        throw APIError.invalid(error.field ?? "deployment_id", error.message, fix: error.fix)
+    }
+}

@@ -1,0 +1,92 @@
+import DroverBrain
+import DroverCore
+import DroverDatabase
+import DroverQueue
+import Foundation
+import Hummingbird
+
+/// `/v1/environments`: create, retrieve, update, list, archive, delete, and the work queue's
+/// stats.
+struct EnvironmentController: Sendable {
+    let store: ControlPlaneStore
+    let queue: TaskQueue
+    var lookup: ResourceLookup { ResourceLookup(store: store) }
+
+    func addRoutes(to group: RouterGroup<APIRequestContext>) {
+        group.post(use: create)
+            .get(use: list)
+            .get(":environment_id", use: retrieve)
+            .post(":environment_id", use: update)
+            .post(":environment_id/archive", use: archive)
+            .get(":environment_id/work/stats", use: workStats)
+            .delete(":environment_id", use: delete)
+    }
+
+    @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        let now = ControlPlaneStore.timestamp()
+        let environment = try EnvironmentResource.create(id: Identifier.make(prefix: "env"), params: params, now: now)
+        try await store.insert(
+            .environments,
+            .init(
+                id: environment["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(environment).compactJSON))
+        return jsonResponse(.object(environment))
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let input = RequestInput(request)
+        let paging = try PageQuery(input)
+        let rows = try await store.list(
+            .environments, workspace: context.workspace, includeArchived: try input.bool("include_archived"), offset: paging.offset,
+            limit: paging.fetch)
+        return jsonResponse(paging.page(rows) { .object($0.json) })
+    }
+
+    @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
+        jsonResponse(.object(try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace).json))
+    }
+
+    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        try params.rejectUnknown(EnvironmentResource.fields)
+        let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
+        guard current.archivedAt == nil else {
+            throw APIError(
+                .badRequest, "invalid_request_error", "environment \(current.id) is archived and cannot be updated", errorCode: "environment_archived")
+        }
+        var environment = current.json
+        try EnvironmentResource.apply(params, to: &environment)
+        environment["updated_at"] = .string(ControlPlaneStore.timestamp())
+        try await store.update(
+            .environments, id: current.id, workspace: context.workspace, resource: JSONValue.object(environment).compactJSON, archivedAt: nil)
+        return jsonResponse(.object(environment))
+    }
+
+    @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
+        let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
+        try await store.update(.environments, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
+        var environment = current.json
+        environment["archived_at"] = .string(archivedAt)
+        return jsonResponse(.object(environment))
+    }
+
+    /// The local sandbox pool has one turn queue for every environment; this reports it.
+    @Sendable func workStats(_ request: Request, context: APIRequestContext) async throws -> Response {
+        _ = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
+        let stats = try await queue.stats(TurnQueue.defaultName)
+        let oldest =
+            stats.oldestReadyAgeMs.map { JSONValue.string(ControlPlaneStore.timestamp(Date().addingTimeInterval(-Double($0) / 1000))) } ?? .null
+        return jsonResponse(
+            .object([
+                "type": "work_queue_stats", "depth": .number(Double(stats.ready + stats.delayed)),
+                "pending": .number(Double(stats.leased)), "oldest_queued_at": oldest, "workers_polling": .null,
+            ]))
+    }
+
+    @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
+        _ = try await store.delete(.environments, id: current.id, workspace: context.workspace)
+        return jsonResponse(.object(["id": .string(current.id), "type": "environment_deleted"]))
+    }
+}

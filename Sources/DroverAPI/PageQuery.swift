@@ -1,0 +1,26 @@
+import DroverCore
+
+/// The paging of a list endpoint: `limit`, and the `page` cursor `page_N`, an offset opaque to
+/// clients.
+struct PageQuery {
+    let limit: Int
+    let offset: Int
+
+    init(_ input: RequestInput, defaultLimit: Int = 20, maxLimit: Int = 100) throws {
+        limit = try input.int("limit", default: defaultLimit, range: 1...maxLimit)
+        offset = try input.pageOffset()
+    }
+
+    /// How many rows to fetch: one more than a page, to tell whether another page follows.
+    var fetch: Int { limit + 1 }
+
+    /// A page of rows fetched at `offset` with `fetch`.
+    func page<Row>(_ rows: some Collection<Row>, _ item: (Row) -> JSONValue) -> JSONValue {
+        DroverAPI.page(rows.prefix(limit).map(item), next: rows.count > limit ? "page_\(offset + limit)" : nil)
+    }
+
+    /// A page of `all` matching items, cut here rather than by the query.
+    func page(of all: [JSONValue]) -> JSONValue {
+        DroverAPI.page(Array(all.dropFirst(offset).prefix(limit)), next: all.count > offset + limit ? "page_\(offset + limit)" : nil)
+    }
+}

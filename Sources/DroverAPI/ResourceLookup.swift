@@ -1,0 +1,86 @@
+import DroverCore
+import DroverDatabase
+import Foundation
+
+/// Finds the caller's resources by id, scoped to its workspace (I7, docs/ARCHITECTURE.md): a
+/// malformed id is a 400 naming the parameter, another workspace's id a 404. Shared by the
+/// controllers, which refer to each other's resources (a session names an agent and an
+/// environment, a deployment the same).
+struct ResourceLookup: Sendable {
+    let store: ControlPlaneStore
+
+    func agent(_ id: String, workspace: String, version: Int? = nil) async throws -> ControlPlaneStore.Row {
+        let id = try ResourceID.check(id, prefix: "agent", parameter: "agent_id")
+        guard let row = try await store.find(.agents, id: id, workspace: workspace, version: version) else {
+            throw APIError.notFound("agent", version.map { "\(id) version \($0)" } ?? id)
+        }
+        return row
+    }
+
+    func environment(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
+        let id = try ResourceID.check(id, prefix: "env", parameter: "environment_id")
+        guard let row = try await store.find(.environments, id: id, workspace: workspace) else {
+            throw APIError.notFound("environment", id, errorCode: "environment_not_found")
+        }
+        return row
+    }
+
+    /// An environment new work may use: not archived.
+    func liveEnvironment(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
+        let environment = try await self.environment(id, workspace: workspace)
+        guard environment.archivedAt == nil else {
+            throw APIError(
+                .badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived", errorCode: "environment_archived")
+        }
+        return environment
+    }
+
+    func session(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
+        let id = try ResourceID.check(id, prefix: "sesn", parameter: "session_id")
+        guard let row = try await store.find(.sessions, id: id, workspace: workspace) else { throw APIError.notFound("session", id) }
+        return row
+    }
+
+    /// The agent a new session or a deployment runs: an id (latest version) or
+    /// `{"type": "agent", "id", "version"}`.
+    func agent(reference value: JSONValue?, workspace: String) async throws -> ControlPlaneStore.Row {
+        switch value {
+        case .string(let id)?:
+            return try await agent(id, workspace: workspace)
+        case .object(let fields)?:
+            guard fields["type"]?.stringValue == "agent" else {
+                throw APIError.invalid(
+                    "agent.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported",
+                    fix: "use {\"type\": \"agent\", \"id\": ..., \"version\": ...} (agent_with_overrides is not built yet)")
+            }
+            try fields.rejectUnknown(["type", "id", "version"])
+            guard let id = fields["id"]?.stringValue else { throw APIError.invalid("agent.id", "the field is required") }
+            return try await agent(id, workspace: workspace, version: try fields.version("version", named: "agent.version", nullable: true))
+        case nil, .null?:
+            throw APIError.invalid("agent", "the field is required", fix: "pass an agent id or {\"type\": \"agent\", \"id\": ...}")
+        case let other?:
+            throw APIError.invalid("agent", "must be an agent id or an object, got \(other.kindName)")
+        }
+    }
+}
+
+/// Id checks: a malformed id is a 400 naming the parameter, not a lookup.
+enum ResourceID {
+    static func check(_ id: String, prefix: String, parameter: String) throws -> String {
+        let allowed = id.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 }
+        guard id.hasPrefix(prefix + "_"), id.utf8.count <= 128, allowed else {
+            throw APIError.invalid(
+                parameter, "'\(id.prefix(80))' is not a valid id", fix: "pass an id that starts with \(prefix)_, as returned by the API")
+        }
+        return id
+    }
+}
+
+extension ControlPlaneStore.Row {
+    /// The stored JSON with the archive time the row holds.
+    var json: [String: JSONValue] {
+        var object = (try? JSONValue.parse(resource))?.objectValue ?? [:]
+        object["archived_at"] = archivedAt.map(JSONValue.string) ?? .null
+        return object
+    }
+}

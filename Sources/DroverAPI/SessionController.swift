@@ -1,0 +1,200 @@
+import DroverBrain
+import DroverCore
+import DroverDatabase
+import DroverSessionLog
+import Foundation
+import Hummingbird
+
+/// `/v1/sessions`: create (snapshots the agent into the session log), retrieve (with `stats` and
+/// `usage` from the log), update, list with filters, archive and delete.
+struct SessionController: Sendable {
+    let store: ControlPlaneStore
+    let log: SessionLog
+    let inbox: SessionInbox
+    let files: UploadedFiles
+    var lookup: ResourceLookup { ResourceLookup(store: store) }
+    var options: APIServer.Options { files.options }
+
+    func addRoutes(to group: RouterGroup<APIRequestContext>) {
+        group.post(use: create)
+            .get(use: list)
+            .get(":session_id", use: retrieve)
+            .post(":session_id", use: update)
+            .post(":session_id/archive", use: archive)
+            .delete(":session_id", use: delete)
+    }
+
+    @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        try params.rejectUnknown(["agent", "environment_id", "budget", "initial_events", "metadata", "resources", "title", "vault_ids"])
+        let agentRow = try await lookup.agent(reference: params["agent"], workspace: context.workspace)
+        guard agentRow.archivedAt == nil else {
+            throw APIError.invalid("agent", "agent \(agentRow.id) is archived", fix: "use an agent that is not archived")
+        }
+        guard let environmentID = try params.string("environment_id", required: true) else {
+            throw APIError.invalid("environment_id", "the field is required")
+        }
+        let environment = try await lookup.environment(environmentID, workspace: context.workspace)
+        guard environment.archivedAt == nil else {
+            throw APIError(
+                .badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived",
+                errorCode: "environment_archived")
+        }
+        if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
+            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+        }
+        let now = ControlPlaneStore.timestamp()
+        let mounts = try await files.mounts(try params.array("resources") ?? [], workspace: context.workspace, now: now)
+        if let budget = params["budget"], budget != .null {
+            throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
+        }
+        let initialEvents = try params.array("initial_events").map {
+            try parseClientEvents(JSONValue.object(["events": .array($0)]).compactJSON, field: "initial_events")
+        }
+        let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
+        let agentJSON = agentRow.json
+        let sessionAgent = JSONValue.object(agentJSON.filter { ControlPlaneStore.sessionAgentFields.contains($0.key) })
+        let snapshot = try AgentParams.snapshot(ofSessionAgent: sessionAgent)
+        let id = SessionID.make()
+        // Before the session exists, so that its first turn always finds the files.
+        try files.copyMounts(mounts, session: id.rawValue, workspace: context.workspace)
+        let session: [String: JSONValue] = [
+            "type": "session", "id": .string(id.rawValue), "agent": sessionAgent, "environment_id": .string(environment.id),
+            "metadata": metadata, "title": try params.string("title").map(JSONValue.string) ?? .null,
+            "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)), "vault_ids": .array([]),
+            "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
+        ]
+        try await store.insert(
+            .sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
+        _ = try await sessionLogCall {
+            try await log.create(id, agent: snapshot.json, environment: environment.json["config"]?.compactJSON)
+        }
+        // Who started the session, for `drover report usage` per workspace.
+        try await log.database?.saveSessionOrigin(
+            session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
+        if let initialEvents, !initialEvents.isEmpty {
+            try await sessionLogCall { try await inbox.send(initialEvents, to: id) }
+        }
+        return jsonResponse(
+            try await sessionJSON(
+                ControlPlaneStore.Row(
+                    id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)))
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let input = RequestInput(request)
+        let limit = try input.int("limit", default: 20, range: 1...100)
+        let offset = try input.pageOffset()
+        var conditions: [(path: String, value: String)] = []
+        if let agent = input.string("agent_id") { conditions.append(("$.agent.id", agent)) }
+        if let version = input.string("agent_version") {
+            _ = try input.int("agent_version", default: 1, range: 1...Int(Int32.max))
+            conditions.append(("$.agent.version", version))
+        }
+        for unbuilt in ["deployment_id", "memory_store_id"] where input.string(unbuilt) != nil {
+            throw APIError.notBuilt("filtering sessions by \(unbuilt)")
+        }
+        let statuses = input.query["statuses"] ?? []
+        for status in statuses where !["rescheduling", "running", "idle", "terminated"].contains(status) {
+            throw APIError.invalid("statuses", "'\(status)' is not rescheduling, running, idle or terminated")
+        }
+        let after = input.string("created_at[gte]") ?? input.string("created_at[gt]")
+        let before = input.string("created_at[lte]") ?? input.string("created_at[lt]")
+        // A status filter needs each session's live status, so it filters after the query.
+        let window = statuses.isEmpty ? (offset, limit + 1) : (0, 10_000)
+        let rows = try await store.list(
+            .sessions, workspace: context.workspace, includeArchived: try input.bool("include_archived"),
+            offset: window.0, limit: window.1, ascending: try input.ascending(default: false),
+            createdAfter: after, createdBefore: before, where: conditions)
+        var sessions: [JSONValue] = []
+        for row in rows {
+            let session = try await sessionJSON(row)
+            if !statuses.isEmpty, !statuses.contains(session.objectValue?["status"]?.stringValue ?? "") { continue }
+            sessions.append(session)
+        }
+        if !statuses.isEmpty { sessions = Array(sessions.dropFirst(offset).prefix(limit + 1)) }
+        return jsonResponse(page(Array(sessions.prefix(limit)), next: sessions.count > limit ? "page_\(offset + limit)" : nil))
+    }
+
+    @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
+        jsonResponse(try await sessionJSON(try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)))
+    }
+
+    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let params = try await RequestInput.body(request, context: context)
+        try params.rejectUnknown(["agent", "budget", "metadata", "title", "vault_ids"])
+        let current = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
+        for unbuilt in ["agent", "budget"] where params[unbuilt] != nil && params[unbuilt] != .null {
+            throw APIError.invalid(unbuilt, "updating a session's \(unbuilt) is not built yet in Drover", fix: "omit \(unbuilt)")
+        }
+        if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
+            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+        }
+        var session = current.json
+        if params["title"] != nil { session["title"] = try params.string("title").map(JSONValue.string) ?? .null }
+        if let patch = try params.stringMap("metadata") { session["metadata"] = try patchMetadata(session["metadata"], patch) }
+        session["updated_at"] = .string(ControlPlaneStore.timestamp())
+        let resource = JSONValue.object(session).compactJSON
+        try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)
+        return jsonResponse(
+            try await sessionJSON(
+                .init(
+                    id: current.id, workspace: current.workspace, archivedAt: current.archivedAt, createdAt: current.createdAt, resource: resource
+                )))
+    }
+
+    @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let current = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
+        let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
+        try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
+        return jsonResponse(
+            try await sessionJSON(
+                .init(
+                    id: current.id, workspace: current.workspace, archivedAt: archivedAt, createdAt: current.createdAt, resource: current.resource
+                )))
+    }
+
+    @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let current = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
+        if try await sessionStatus(current.id) == "running" {
+            throw APIError(
+                .conflict, "invalid_request_error",
+                "session \(current.id) is running. Fix: send a user.interrupt event and wait for session.status_idle, then delete")
+        }
+        _ = try await store.delete(.sessions, id: current.id, workspace: context.workspace)
+        return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
+    }
+
+    func sessionStatus(_ id: String) async throws -> String {
+        let session = try SessionID(id)
+        if let meta = try await log.meta(session) { return meta.status }
+        return try await log.database?.session(id)?.status ?? "idle"
+    }
+
+    /// The stored resource with the live parts: `status`, `usage` (the last `session.usage`
+    /// event) and `stats`.
+    func sessionJSON(_ row: ControlPlaneStore.Row) async throws -> JSONValue {
+        var session = row.json
+        let id = try SessionID(row.id)
+        session["status"] = .string(try await sessionStatus(row.id))
+        let lastSeq = try await sessionLogCall { try await log.lastSeq(id) }
+        var usage: [String: JSONValue] = [:]
+        if lastSeq > 0 {
+            let recent = try await sessionLogCall { try await log.read(id, afterSeq: max(0, lastSeq - 500), limit: 500) }
+            if case .sessionUsage(let last)? = recent.last(where: { $0.kind == .sessionUsage })?.payload,
+                let fields = last.usage.wireValue.objectValue
+            {
+                for key in ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"] where fields[key] != nil {
+                    usage[key] = fields[key]
+                }
+            }
+        }
+        session["usage"] = .object(usage)
+        let created = ISO8601DateFormatter.withFractions.date(from: row.createdAt) ?? Date()
+        session["stats"] = .object([
+            "duration_seconds": .number((Date().timeIntervalSince(created) * 1000).rounded() / 1000),
+            "active_seconds": usage["active_seconds"] ?? .number(0),
+        ])
+        return .object(session)
+    }
+}
