@@ -234,6 +234,8 @@ let package = Package(
         .testTarget(
             name: "DroverAPITests",
             dependencies: [
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 "DroverAPI",
                 "DroverBrain",
                 "DroverCore",

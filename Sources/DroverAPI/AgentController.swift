@@ -23,7 +23,8 @@ struct AgentController: Sendable {
         let now = ControlPlaneStore.timestamp()
         let agent = try AgentParams.create(id: Identifier.make(prefix: "agent"), params: params, now: now)
         try await store.insert(
-            .agents, .init(id: agent["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(agent).compactJSON))
+            .agents, .init(id: agent["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(agent).compactJSON)
+        )
         return jsonResponse(.object(agent))
     }
 
@@ -39,7 +40,8 @@ struct AgentController: Sendable {
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
         let input = RequestInput(request)
         let version = try input.string("version").map { _ in try input.int("version", default: 1, range: 1...Int(Int32.max)) }
-        return jsonResponse(.object(try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace, version: version).json))
+        return jsonResponse(
+            .object(try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace, version: version).json))
     }
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {

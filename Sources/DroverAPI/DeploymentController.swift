@@ -63,8 +63,7 @@ struct DeploymentController: Sendable {
 
     @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
         let input = RequestInput(request)
-        let limit = try input.int("limit", default: 20, range: 1...100)
-        let offset = try input.pageOffset()
+        let paging = try PageQuery(input)
         let includeArchived = try input.bool("include_archived")
         let status = input.string("status")
         if let status, !["active", "paused"].contains(status) { throw APIError.invalid("status", "'\(status)' is not active or paused") }
@@ -85,9 +84,7 @@ struct DeploymentController: Sendable {
                     && (after.map { created >= $0 } ?? true) && (before.map { created <= $0 } ?? true)
             }
             .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
-        let pageRows = matching.dropFirst(offset).prefix(limit)
-        return jsonResponse(
-            page(pageRows.map { store.resource($0, now: now) }, next: matching.count > offset + limit ? "page_\(offset + limit)" : nil))
+        return jsonResponse(paging.page(of: matching) { store.resource($0, now: now) })
     }
 
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -198,8 +195,7 @@ struct DeploymentController: Sendable {
 
     @Sendable func listRuns(_ request: Request, context: APIRequestContext) async throws -> Response {
         let input = RequestInput(request)
-        let limit = try input.int("limit", default: 20, range: 1...1000)
-        let offset = try input.pageOffset()
+        let paging = try PageQuery(input, maxLimit: 1000)
         let trigger = input.string("trigger_type")
         if let trigger, !["schedule", "manual"].contains(trigger) {
             throw APIError.invalid("trigger_type", "'\(trigger)' is not schedule or manual")
@@ -220,7 +216,7 @@ struct DeploymentController: Sendable {
                 && (gt.map { created > $0 } ?? true) && (gte.map { created >= $0 } ?? true)
                 && (lt.map { created < $0 } ?? true) && (lte.map { created <= $0 } ?? true)
         }
-        return jsonResponse(page(Array(runs.dropFirst(offset).prefix(limit)), next: runs.count > offset + limit ? "page_\(offset + limit)" : nil))
+        return jsonResponse(paging.page(of: runs) { $0 })
     }
 
     @Sendable func retrieveRun(_ request: Request, context: APIRequestContext) async throws -> Response {

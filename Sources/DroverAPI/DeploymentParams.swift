@@ -88,7 +88,7 @@ enum DeploymentParams {
             throw APIError.invalid(
                 "initial_events", "has \(events.count) events; a deployment takes 1 to 50", fix: "send at least one and at most 50 events")
         }
-        _ = try APIServer.parseEvents(JSONValue.object(["events": .array(events)]).compactJSON, field: "initial_events")
+        _ = try parseClientEvents(JSONValue.object(["events": .array(events)]).compactJSON, field: "initial_events")
         return events
     }
 

@@ -29,7 +29,8 @@ struct EnvironmentController: Sendable {
         try await store.insert(
             .environments,
             .init(
-                id: environment["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(environment).compactJSON))
+                id: environment["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(environment).compactJSON
+            ))
         return jsonResponse(.object(environment))
     }
 
@@ -52,7 +53,8 @@ struct EnvironmentController: Sendable {
         let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
         guard current.archivedAt == nil else {
             throw APIError(
-                .badRequest, "invalid_request_error", "environment \(current.id) is archived and cannot be updated", errorCode: "environment_archived")
+                .badRequest, "invalid_request_error", "environment \(current.id) is archived and cannot be updated", errorCode: "environment_archived"
+            )
         }
         var environment = current.json
         try EnvironmentResource.apply(params, to: &environment)

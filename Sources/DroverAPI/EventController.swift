@@ -64,10 +64,10 @@ struct EventController: Sendable {
             }
         }
         guard !answers.isEmpty else { return }
-        let log = try await sessionLogCall { try await log.wake(session).events }
-        var waitingForResult = Set(ContextBuilder.pendingCustomToolUses(in: log).map(\.id))
-        var waitingForConfirmation = Set(ContextBuilder.awaitingConfirmation(in: log).map(\.id))
-        let known = Dictionary(log.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })
+        let events = try await sessionLogCall { try await log.wake(session).events }
+        var waitingForResult = Set(ContextBuilder.pendingCustomToolUses(in: events).map(\.id))
+        var waitingForConfirmation = Set(ContextBuilder.awaitingConfirmation(in: events).map(\.id))
+        let known = Dictionary(events.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })
         for answer in answers {
             let isResult = answer.isResult
             let field = "events[\(answer.index)].\(isResult ? "custom_tool_use_id" : "tool_use_id")"

@@ -87,15 +87,15 @@ struct FileController: Sendable {
             }
             return jsonResponse(page(found, next: nil))
         }
-        let limit = try input.int("limit", default: 20, range: 1...1000)
-        let offset = try input.pageOffset()
+        let paging = try PageQuery(input, maxLimit: 1000)
         var conditions: [(path: String, value: String)] = []
         if let scope = input.string("scope_id") { conditions.append(("$.scope.id", scope)) }
         let rows = try await store.list(
-            .files, workspace: context.workspace, includeArchived: false, offset: offset, limit: limit + 1, where: conditions)
+            .files, workspace: context.workspace, includeArchived: false, offset: paging.offset, limit: paging.fetch, where: conditions)
         let now = ControlPlaneStore.timestamp()
-        let live = rows.prefix(limit).filter { !UploadedFiles.isExpired($0, now: now) }
-        return jsonResponse(page(live.map(UploadedFiles.fileJSON), next: rows.count > limit ? "page_\(offset + limit)" : nil))
+        // An expired file is left out of its page, as a lookup would not find it.
+        let live = rows.prefix(paging.limit).filter { !UploadedFiles.isExpired($0, now: now) }
+        return jsonResponse(page(live.map(UploadedFiles.fileJSON), next: paging.next(fetched: rows.count)))
     }
 
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -14,13 +14,19 @@ struct PageQuery {
     /// How many rows to fetch: one more than a page, to tell whether another page follows.
     var fetch: Int { limit + 1 }
 
-    /// A page of rows fetched at `offset` with `fetch`.
-    func page<Row>(_ rows: some Collection<Row>, _ item: (Row) -> JSONValue) -> JSONValue {
-        DroverAPI.page(rows.prefix(limit).map(item), next: rows.count > limit ? "page_\(offset + limit)" : nil)
+    /// The cursor of the page after this one, given how many rows a fetch of `fetch` returned.
+    func next(fetched count: Int) -> String? {
+        count > limit ? "page_\(offset + limit)" : nil
     }
 
-    /// A page of `all` matching items, cut here rather than by the query.
-    func page(of all: [JSONValue]) -> JSONValue {
-        DroverAPI.page(Array(all.dropFirst(offset).prefix(limit)), next: all.count > offset + limit ? "page_\(offset + limit)" : nil)
+    /// A page of rows fetched at `offset` with `fetch`.
+    func page<Row>(_ rows: some Collection<Row>, _ item: (Row) -> JSONValue) -> JSONValue {
+        DroverAPI.page(rows.prefix(limit).map(item), next: next(fetched: rows.count))
+    }
+
+    /// A page of `all` matching rows, cut here rather than by the query; only the page's rows
+    /// are turned into JSON.
+    func page<Row>(of all: [Row], _ item: (Row) -> JSONValue) -> JSONValue {
+        DroverAPI.page(all.dropFirst(offset).prefix(limit).map(item), next: all.count > offset + limit ? "page_\(offset + limit)" : nil)
     }
 }

@@ -83,8 +83,7 @@ struct SessionController: Sendable {
 
     @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
         let input = RequestInput(request)
-        let limit = try input.int("limit", default: 20, range: 1...100)
-        let offset = try input.pageOffset()
+        let paging = try PageQuery(input)
         var conditions: [(path: String, value: String)] = []
         if let agent = input.string("agent_id") { conditions.append(("$.agent.id", agent)) }
         if let version = input.string("agent_version") {
@@ -101,7 +100,7 @@ struct SessionController: Sendable {
         let after = input.string("created_at[gte]") ?? input.string("created_at[gt]")
         let before = input.string("created_at[lte]") ?? input.string("created_at[lt]")
         // A status filter needs each session's live status, so it filters after the query.
-        let window = statuses.isEmpty ? (offset, limit + 1) : (0, 10_000)
+        let window = statuses.isEmpty ? (paging.offset, paging.fetch) : (0, 10_000)
         let rows = try await store.list(
             .sessions, workspace: context.workspace, includeArchived: try input.bool("include_archived"),
             offset: window.0, limit: window.1, ascending: try input.ascending(default: false),
@@ -112,8 +111,7 @@ struct SessionController: Sendable {
             if !statuses.isEmpty, !statuses.contains(session.objectValue?["status"]?.stringValue ?? "") { continue }
             sessions.append(session)
         }
-        if !statuses.isEmpty { sessions = Array(sessions.dropFirst(offset).prefix(limit + 1)) }
-        return jsonResponse(page(Array(sessions.prefix(limit)), next: sessions.count > limit ? "page_\(offset + limit)" : nil))
+        return jsonResponse(statuses.isEmpty ? paging.page(sessions) { $0 } : paging.page(of: sessions) { $0 })
     }
 
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {

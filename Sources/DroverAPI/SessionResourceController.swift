@@ -22,10 +22,7 @@ struct SessionResourceController: Sendable {
         let session = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
         let input = RequestInput(request)
         let resources = session.json["resources"]?.arrayValue ?? []
-        let limit = try input.int("limit", default: 1000, range: 1...1000)
-        let offset = try input.pageOffset()
-        let slice = Array(resources.dropFirst(offset).prefix(limit))
-        return jsonResponse(page(slice, next: resources.count > offset + limit ? "page_\(offset + limit)" : nil))
+        return jsonResponse(try PageQuery(input, defaultLimit: 1000, maxLimit: 1000).page(of: resources) { $0 })
     }
 
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -28,19 +28,19 @@ import Testing
 
     @Test("mount paths stay under /workspace; .. and outside paths name the field")
     func mountPaths() throws {
-        #expect(try APIServer.mountPath("data/in.csv", field: "f") == "data/in.csv")
-        #expect(try APIServer.mountPath("/workspace//./data/in.csv", field: "f") == "data/in.csv")
+        #expect(try UploadedFiles.mountPath("data/in.csv", field: "f") == "data/in.csv")
+        #expect(try UploadedFiles.mountPath("/workspace//./data/in.csv", field: "f") == "data/in.csv")
         for bad in ["../x", "/workspace/a/../../x", "/etc/passwd", "/workspacex/y", "/workspace", "/workspace/.", "", "a\0b"] {
-            let error = try #require(throws: APIError.self) { try APIServer.mountPath(bad, field: "resources[3].mount_path") }
+            let error = try #require(throws: APIError.self) { try UploadedFiles.mountPath(bad, field: "resources[3].mount_path") }
             #expect(error.message.hasPrefix("resources[3].mount_path: ") && error.message.contains("Fix:"), "\(bad)")
         }
     }
 
     @Test("filenames keep their last component; path components from ids are always safe")
     func names() {
-        #expect(APIServer.storedFilename("../../etc/passwd") == "passwd")
-        #expect(APIServer.storedFilename("C:\\x\\y.txt") == "y.txt")
-        #expect(APIServer.storedFilename(nil) == "unnamed" && APIServer.storedFilename("..") == "unnamed")
+        #expect(UploadedFiles.storedFilename("../../etc/passwd") == "passwd")
+        #expect(UploadedFiles.storedFilename("C:\\x\\y.txt") == "y.txt")
+        #expect(UploadedFiles.storedFilename(nil) == "unnamed" && UploadedFiles.storedFilename("..") == "unnamed")
         #expect(FileBlobs.component("file_01ABC") == "file_01ABC")
         for hostile in ["..", ".", "a/b", ""] {
             #expect(!FileBlobs.component(hostile).contains("/") && FileBlobs.component(hostile) != ".." && FileBlobs.component(hostile) != ".")
