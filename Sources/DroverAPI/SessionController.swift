@@ -25,33 +25,19 @@ struct SessionController: Sendable {
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
-        try params.rejectUnknown(["agent", "environment_id", "budget", "initial_events", "metadata", "resources", "title", "vault_ids"])
-        let agentRow = try await lookup.agent(reference: params["agent"], workspace: context.workspace)
+        let params = try await RequestInput.decode(CreateSessionRequest.self, from: request, context: context)
+        let agentRow = try await lookup.agent(reference: params.agent, workspace: context.workspace)
         guard agentRow.archivedAt == nil else {
             throw APIError.invalid("agent", "agent \(agentRow.id) is archived", fix: "use an agent that is not archived")
         }
-        guard let environmentID = try params.string("environment_id", required: true) else {
-            throw APIError.invalid("environment_id", "the field is required")
-        }
-        let environment = try await lookup.environment(environmentID, workspace: context.workspace)
+        let environment = try await lookup.environment(params.environmentID, workspace: context.workspace)
         guard environment.archivedAt == nil else {
             throw APIError(
                 .badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived",
                 errorCode: "environment_archived")
         }
-        if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
-            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
-        }
         let now = ControlPlaneStore.timestamp()
-        let mounts = try await files.mounts(try params.array("resources") ?? [], workspace: context.workspace, now: now)
-        if let budget = params["budget"], budget != .null {
-            throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
-        }
-        let initialEvents = try params.array("initial_events").map {
-            try parseClientEvents(JSONValue.object(["events": .array($0)]).compactJSON, field: "initial_events")
-        }
-        let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
+        let mounts = try await files.mounts(params.resources, workspace: context.workspace, now: now)
         let agentJSON = agentRow.json
         let sessionAgent = JSONValue.object(agentJSON.filter { ControlPlaneStore.sessionAgentFields.contains($0.key) })
         let snapshot = try AgentParams.snapshot(ofSessionAgent: sessionAgent)
@@ -60,7 +46,7 @@ struct SessionController: Sendable {
         try files.copyMounts(mounts, session: id.rawValue, workspace: context.workspace)
         let session: [String: JSONValue] = [
             "type": "session", "id": .string(id.rawValue), "agent": sessionAgent, "environment_id": .string(environment.id),
-            "metadata": metadata, "title": try params.string("title").map(JSONValue.string) ?? .null,
+            "metadata": params.metadata, "title": params.title.map(JSONValue.string) ?? .null,
             "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)), "vault_ids": .array([]),
             "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
         ]
@@ -72,8 +58,8 @@ struct SessionController: Sendable {
         // Who started the session, for `drover report usage` per workspace.
         try await log.database?.saveSessionOrigin(
             session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
-        if let initialEvents, !initialEvents.isEmpty {
-            try await sessionLogCall { try await inbox.send(initialEvents, to: id) }
+        if !params.initialEvents.isEmpty {
+            try await sessionLogCall { try await inbox.send(params.initialEvents, to: id) }
         }
         return jsonResponse(
             try await sessionJSON(
@@ -119,18 +105,11 @@ struct SessionController: Sendable {
     }
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
-        try params.rejectUnknown(["agent", "budget", "metadata", "title", "vault_ids"])
+        let params = try await RequestInput.decode(UpdateSessionRequest.self, from: request, context: context)
         let current = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
-        for unbuilt in ["agent", "budget"] where params[unbuilt] != nil && params[unbuilt] != .null {
-            throw APIError.invalid(unbuilt, "updating a session's \(unbuilt) is not built yet in Drover", fix: "omit \(unbuilt)")
-        }
-        if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
-            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
-        }
         var session = current.json
-        if params["title"] != nil { session["title"] = try params.string("title").map(JSONValue.string) ?? .null }
-        if let patch = try params.stringMap("metadata") { session["metadata"] = try patchMetadata(session["metadata"], patch) }
+        if let title = params.title { session["title"] = title.map(JSONValue.string) ?? .null }
+        if let patch = params.metadataPatch { session["metadata"] = try patchMetadata(session["metadata"], patch) }
         session["updated_at"] = .string(ControlPlaneStore.timestamp())
         let resource = JSONValue.object(session).compactJSON
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)

@@ -113,6 +113,18 @@ struct ControllerTests {
             let types = (events.objectValue?["data"]?.arrayValue ?? []).compactMap { $0.objectValue?["type"]?.stringValue }
             #expect(listed == 200 && types == ["user.message"], "\(events)")
 
+            // Typed request bodies: null clears, absent leaves alone, a typo is named with its fix.
+            let (patched, updated) = try await call(
+                client, .post, "/v1/sessions/\(sessionID)", #"{"title": null, "metadata": {"course": "cs101", "term": null}}"#)
+            #expect(patched == 200 && updated.objectValue?["title"] == .null, "\(updated)")
+            #expect(updated.objectValue?["metadata"] == .object(["course": "cs101"]), "\(updated)")
+            let (kept, same) = try await call(client, .post, "/v1/sessions/\(sessionID)", #"{}"#)
+            #expect(kept == 200 && same.objectValue?["metadata"] == .object(["course": "cs101"]))
+            let (typo, unknown) = try await call(client, .post, "/v1/sessions", #"{"agent": "\#(agentID)", "enviroment_id": "x"}"#)
+            #expect(
+                typo == 400 && message(unknown).hasPrefix("enviroment_id: unknown field") && message(unknown).contains("environment_id"), "\(unknown)"
+            )
+
             let (archivedStatus, _) = try await call(client, .post, "/v1/environments/\(environmentID)/archive")
             #expect(archivedStatus == 200)
             let (refused, error) = try await call(client, .post, "/v1/sessions", #"{"agent": "\#(agentID)", "environment_id": "\#(environmentID)"}"#)
