@@ -22,9 +22,7 @@ struct AgentController: Sendable {
         let params = try await RequestInput.body(request, context: context)
         let now = ControlPlaneStore.timestamp()
         let agent = try AgentParams.create(id: Identifier.make(prefix: "agent"), params: params, now: now)
-        try await store.insert(
-            .agents, .init(id: agent["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(agent).compactJSON)
-        )
+        try await store.insert(.agents, resource: agent, workspace: context.workspace, createdAt: now)
         return jsonResponse(.object(agent))
     }
 
@@ -77,11 +75,7 @@ struct AgentController: Sendable {
 
     @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace)
-        let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
-        try await store.update(.agents, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
-        var agent = current.json
-        agent["archived_at"] = .string(archivedAt)
-        return jsonResponse(.object(agent))
+        return jsonResponse(.object(try await store.archive(.agents, current, workspace: context.workspace)))
     }
 
     @Sendable func versions(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -26,11 +26,7 @@ struct EnvironmentController: Sendable {
         let params = try await RequestInput.body(request, context: context)
         let now = ControlPlaneStore.timestamp()
         let environment = try EnvironmentResource.create(id: Identifier.make(prefix: "env"), params: params, now: now)
-        try await store.insert(
-            .environments,
-            .init(
-                id: environment["id"]!.stringValue!, workspace: context.workspace, createdAt: now, resource: JSONValue.object(environment).compactJSON
-            ))
+        try await store.insert(.environments, resource: environment, workspace: context.workspace, createdAt: now)
         return jsonResponse(.object(environment))
     }
 
@@ -66,11 +62,7 @@ struct EnvironmentController: Sendable {
 
     @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
-        let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
-        try await store.update(.environments, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
-        var environment = current.json
-        environment["archived_at"] = .string(archivedAt)
-        return jsonResponse(.object(environment))
+        return jsonResponse(.object(try await store.archive(.environments, current, workspace: context.workspace)))
     }
 
     /// The local sandbox pool has one turn queue for every environment; this reports it.

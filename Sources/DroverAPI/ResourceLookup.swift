@@ -84,3 +84,22 @@ extension ControlPlaneStore.Row {
         return object
     }
 }
+
+extension ControlPlaneStore {
+    /// Stores a new resource: its id is the resource's own `id`.
+    func insert(_ table: Table, resource: [String: JSONValue], workspace: String, createdAt: String) async throws {
+        try await insert(
+            table,
+            .init(id: resource["id"]?.stringValue ?? "", workspace: workspace, createdAt: createdAt, resource: JSONValue.object(resource).compactJSON)
+        )
+    }
+
+    /// Archives a resource (archiving twice keeps the first time) and returns it as the API shows it.
+    func archive(_ table: Table, _ current: Row, workspace: String) async throws -> [String: JSONValue] {
+        let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
+        try await update(table, id: current.id, workspace: workspace, resource: nil, archivedAt: archivedAt)
+        var resource = current.json
+        resource["archived_at"] = .string(archivedAt)
+        return resource
+    }
+}

@@ -74,7 +74,12 @@ public final class RedisServerFixture: Sendable {
             ["INFO", "clients"], ["INFO", "cpu"], ["INFO", "commandstats"], ["INFO", "stats"], ["CLIENT", "LIST"], ["SLOWLOG", "GET", "10"],
         ] {
             let reply = try? await client.send(command)
-            parts.append("\(command.joined(separator: " ")):\n\(reply.map { "\($0)" } ?? "(no reply)")")
+            parts.append("\(command.joined(separator: " ")):\n\(reply.map { $0.string ?? "\($0)" } ?? "(no reply)")")
+        }
+        // A stall of the whole machine (the host pausing it) shows as steal time, the 8th number.
+        for file in ["/proc/loadavg", "/proc/stat"] {
+            let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            parts.append("\(file): \(text.split(separator: "\n").first ?? "")")
         }
         return parts.joined(separator: "\n")
     }
