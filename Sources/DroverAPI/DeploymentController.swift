@@ -258,8 +258,7 @@ struct DeploymentController: Sendable {
     /// The agent a deployment pins: an id (its latest version) or `{"type": "agent", "id", "version"}`.
     private func deploymentAgent(_ value: JSONValue?, workspace: String) async throws -> (reference: JSONValue, version: Int, snapshot: AgentSnapshot)
     {
-        let row = try await lookup.agent(reference: value, workspace: workspace)
-        guard row.archivedAt == nil else { throw APIError.invalid("agent", "agent \(row.id) is archived", fix: "use an agent that is not archived") }
+        let row = try await lookup.liveAgent(reference: value, workspace: workspace)
         let snapshot: AgentSnapshot
         do {
             snapshot = try JSONDecoder().decode(AgentSnapshot.self, from: Data(row.resource.utf8))

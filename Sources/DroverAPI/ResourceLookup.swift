@@ -35,6 +35,13 @@ struct ResourceLookup: Sendable {
         return environment
     }
 
+    /// An agent new work may run: not archived.
+    func liveAgent(reference value: JSONValue?, workspace: String) async throws -> ControlPlaneStore.Row {
+        let row = try await agent(reference: value, workspace: workspace)
+        guard row.archivedAt == nil else { throw APIError.invalid("agent", "agent \(row.id) is archived", fix: "use an agent that is not archived") }
+        return row
+    }
+
     func session(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
         let id = try ResourceID.check(id, prefix: "sesn", parameter: "session_id")
         guard let row = try await store.find(.sessions, id: id, workspace: workspace) else { throw APIError.notFound("session", id) }

@@ -26,16 +26,8 @@ struct SessionController: Sendable {
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
         let params = try await RequestInput.decode(CreateSessionRequest.self, from: request, context: context)
-        let agentRow = try await lookup.agent(reference: params.agent, workspace: context.workspace)
-        guard agentRow.archivedAt == nil else {
-            throw APIError.invalid("agent", "agent \(agentRow.id) is archived", fix: "use an agent that is not archived")
-        }
-        let environment = try await lookup.environment(params.environmentID, workspace: context.workspace)
-        guard environment.archivedAt == nil else {
-            throw APIError(
-                .badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived",
-                errorCode: "environment_archived")
-        }
+        let agentRow = try await lookup.liveAgent(reference: params.agent, workspace: context.workspace)
+        let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
         let now = ControlPlaneStore.timestamp()
         let mounts = try await files.mounts(params.resources, workspace: context.workspace, now: now)
         let agentJSON = agentRow.json

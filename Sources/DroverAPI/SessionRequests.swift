@@ -16,6 +16,15 @@ extension RequestInput {
     }
 }
 
+extension APIRequestBody {
+    /// Vaults are not built: a session may not name any.
+    static func refuseVaults(_ body: [String: JSONValue]) throws {
+        if let vaults = try body.array("vault_ids"), !vaults.isEmpty {
+            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+        }
+    }
+}
+
 /// `POST /v1/sessions`.
 struct CreateSessionRequest: APIRequestBody {
     static let fields: Set<String> = ["agent", "environment_id", "budget", "initial_events", "metadata", "resources", "title", "vault_ids"]
@@ -36,9 +45,7 @@ struct CreateSessionRequest: APIRequestBody {
             throw APIError.invalid("environment_id", "the field is required")
         }
         self.environmentID = environmentID
-        if let vaults = try body.array("vault_ids"), !vaults.isEmpty {
-            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
-        }
+        try Self.refuseVaults(body)
         if let budget = body["budget"], budget != .null {
             throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
         }
@@ -66,9 +73,7 @@ struct UpdateSessionRequest: APIRequestBody {
         for unbuilt in ["agent", "budget"] where body[unbuilt] != nil && body[unbuilt] != .null {
             throw APIError.invalid(unbuilt, "updating a session's \(unbuilt) is not built yet in Drover", fix: "omit \(unbuilt)")
         }
-        if let vaults = try body.array("vault_ids"), !vaults.isEmpty {
-            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
-        }
+        try Self.refuseVaults(body)
         title = body["title"] == nil ? nil : .some(try body.string("title"))
         metadataPatch = try body.stringMap("metadata")
     }

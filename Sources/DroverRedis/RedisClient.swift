@@ -188,13 +188,28 @@ public final class RedisBlockingConnection: Sendable {
 
     @discardableResult
     public func send(_ arguments: [String]) async throws -> RedisValue {
+        try await interruptible(expectsIdle: true) { connection throws(RedisError) in
+            try connection.command(arguments).throwingErrorReply()
+        }
+    }
+
+    /// Waits for the next message of a subscription (after `SUBSCRIBE` was sent). A broken
+    /// connection throws: the subscription is gone with it.
+    public func receive() async throws -> RedisValue {
+        try await interruptible(expectsIdle: false) { connection throws(RedisError) in
+            try connection.readReply()
+        }
+    }
+
+    /// Runs `body` on the slot so that cancelling the task breaks its read at once.
+    private func interruptible(
+        expectsIdle: Bool, _ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> RedisValue
+    ) async throws -> RedisValue {
         try Task.checkCancellation()
         let cancellation = RedisCallCancellation()
         do {
             let result = try await withTaskCancellationHandler {
-                try await slot.perform(idempotent: false, cancellation: cancellation) { connection throws(RedisError) in
-                    try connection.command(arguments).throwingErrorReply()
-                }
+                try await slot.perform(idempotent: false, cancellation: cancellation, expectsIdle: expectsIdle, body)
             } onCancel: {
                 slot.interrupt(cancellation)
             }
@@ -202,27 +217,6 @@ public final class RedisBlockingConnection: Sendable {
             return result
         } catch {
             // The broken socket is how cancellation ends the read; report it as what it is.
-            try Task.checkCancellation()
-            throw error
-        }
-    }
-
-    /// Waits for the next message of a subscription (after `SUBSCRIBE` was sent). A broken
-    /// connection throws: the subscription is gone with it.
-    public func receive() async throws -> RedisValue {
-        try Task.checkCancellation()
-        let cancellation = RedisCallCancellation()
-        do {
-            let result = try await withTaskCancellationHandler {
-                try await slot.perform(idempotent: false, cancellation: cancellation, expectsIdle: false) { connection throws(RedisError) in
-                    try connection.readReply()
-                }
-            } onCancel: {
-                slot.interrupt(cancellation)
-            }
-            try Task.checkCancellation()
-            return result
-        } catch {
             try Task.checkCancellation()
             throw error
         }

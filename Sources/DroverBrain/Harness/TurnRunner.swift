@@ -331,10 +331,7 @@ public final class TurnRunner: Sendable {
     ) async throws -> TurnOutcome {
         let tokens = Self.cumulativeUsage(state.events)
         var previous: SessionUsageSnapshot?
-        for event in state.events.reversed() where event.kind == .sessionUsage {
-            if case .sessionUsage(let last)? = event.payload { previous = last.usage }
-            break
-        }
+        if case .sessionUsage(let last)? = state.events.last(where: { $0.kind == .sessionUsage })?.payload { previous = last.usage }
         let active = (previous?.activeSeconds ?? 0) + (ContinuousClock.now - started).seconds
         let usage = SessionUsageSnapshot(
             activeSeconds: (active * 1000).rounded() / 1000, cacheReadInputTokens: tokens.cacheReadInputTokens, inputTokens: tokens.inputTokens,

@@ -45,6 +45,18 @@ public enum ContentBlock: WireCodable {
     }
 }
 
+extension ContentBlock {
+    public static func text(_ text: String) -> ContentBlock {
+        .text(TextBlock(text: text))
+    }
+
+    /// The text of a text block; nil for every other kind.
+    public var text: String? {
+        if case .text(let block) = self { return block.text }
+        return nil
+    }
+}
+
 public struct TextBlock: WireCodable {
     public var text: String
     public var extras: WireExtras

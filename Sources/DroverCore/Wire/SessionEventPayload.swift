@@ -136,18 +136,6 @@ extension SessionEventPayload {
     }
 }
 
-extension ContentBlock {
-    public static func text(_ text: String) -> ContentBlock {
-        .text(TextBlock(text: text))
-    }
-
-    /// The text of a text block; nil for every other kind.
-    public var text: String? {
-        if case .text(let block) = self { return block.text }
-        return nil
-    }
-}
-
 extension UserMessage {
     /// A message of one text block.
     public init(text: String) {
