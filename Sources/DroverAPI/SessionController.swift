@@ -5,7 +5,7 @@ import DroverSessionLog
 import Foundation
 import Hummingbird
 
-/// `/v1/sessions`: create (snapshots the agent into the session log), retrieve (with `stats` and
+/// `/v1/sessions`: create (freezes the agent in the session log), retrieve (with `stats` and
 /// `usage` from the log), update, list with filters, archive and delete.
 struct SessionController: Sendable {
     let store: ControlPlaneStore
@@ -30,14 +30,13 @@ struct SessionController: Sendable {
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
         let now = ControlPlaneStore.timestamp()
         let mounts = try await files.mounts(params.resources, workspace: context.workspace, now: now)
-        let agentJSON = agentRow.json
-        let sessionAgent = JSONValue.object(agentJSON.filter { ControlPlaneStore.sessionAgentFields.contains($0.key) })
-        let snapshot = try AgentParams.snapshot(ofSessionAgent: sessionAgent)
+        let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(agentRow.json))
         let id = SessionID.make()
         // Before the session exists, so that its first turn always finds the files.
         try files.copyMounts(mounts, session: id.rawValue, workspace: context.workspace)
         let session: [String: JSONValue] = [
-            "type": "session", "id": .string(id.rawValue), "agent": sessionAgent, "environment_id": .string(environment.id),
+            "type": "session", "id": .string(id.rawValue), "agent": ControlPlaneStore.agentReference(agentRow),
+            "environment_id": .string(environment.id),
             "metadata": params.metadata, "title": params.title.map(JSONValue.string) ?? .null,
             "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)), "vault_ids": .array([]),
             "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
@@ -45,7 +44,7 @@ struct SessionController: Sendable {
         try await store.insert(
             .sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
         _ = try await sessionLogCall {
-            try await log.create(id, agent: snapshot.json, environment: environment.json["config"]?.compactJSON)
+            try await log.create(id, agent: snapshot, environment: environment.json["config"])
         }
         // Who started the session, for `drover report usage` per workspace.
         try await log.database?.saveSessionOrigin(
@@ -144,6 +143,7 @@ struct SessionController: Sendable {
     /// event) and `stats`.
     func sessionJSON(_ row: ControlPlaneStore.Row) async throws -> JSONValue {
         var session = row.json
+        session["agent"] = try await store.sessionAgent(session["agent"], workspace: row.workspace)
         let id = try SessionID(row.id)
         session["status"] = .string(try await sessionStatus(row.id))
         let lastSeq = try await sessionLogCall { try await log.lastSeq(id) }

@@ -62,7 +62,8 @@ struct BatchBench: AsyncParsableCommand {
         let result: JSONValue = try await withRuntime(poolSize: concurrency * 2 + 8, announce: false) { runtime in
             let agentJSON = JSONValue.object(["model": .string("claude-sonnet-4-5")]).compactJSON
             let jobItems = try JobItems.expand(spec, agentJSON: agentJSON)
-            let plan = BatchPlan(spec: spec, items: jobItems, agentJSON: agentJSON, batchId: "batch_bench", modelLabel: model.label)
+            let plan = BatchPlan(
+                spec: spec, items: jobItems, agent: AgentSnapshot(model: "claude-sonnet-4-5"), batchId: "batch_bench", modelLabel: model.label)
             let handsRoot = try runtime.handsRoot()
             let queueName = try QueueName("jobs.bench")
             let engine = BatchEngine(

@@ -63,11 +63,6 @@ public struct ControlPlaneStore: Sendable {
     }
 
     /// Tables with the resource-row layout (`id, workspace_id, archived_at, created_at, resource`).
-    /// The agent fields a session resource shows (the SDK's `BetaManagedAgentsSessionAgent`).
-    public static let sessionAgentFields = [
-        "id", "description", "execution_identity", "mcp_servers", "model", "multiagent", "name", "skills", "system", "tools", "type", "version",
-    ]
-
     public enum Table: String, Sendable {
         case agents
         case environments

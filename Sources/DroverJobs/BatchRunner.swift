@@ -10,18 +10,18 @@ import Foundation
 public struct BatchPlan: Sendable {
     public let spec: JobSpec
     public let items: [JobItem]
-    /// The agent JSON each session is created with (the SDK's agent shape).
-    public let agentJSON: String
+    /// The agent each session is created with, decoded once when the run is planned.
+    public let agent: AgentSnapshot
     public let batchId: String
-    /// The environment `config` each session's sandbox gets (JSON), or nil for the default.
-    public var environmentJSON: String?
+    /// The environment `config` each session's sandbox gets, or nil for the default.
+    public var environment: JSONValue?
     /// Shown in the report: which model produced the messages (`scripted (playbook)` offline).
     public let modelLabel: String
 
-    public init(spec: JobSpec, items: [JobItem], agentJSON: String, batchId: String, modelLabel: String) {
+    public init(spec: JobSpec, items: [JobItem], agent: AgentSnapshot, batchId: String, modelLabel: String) {
         self.spec = spec
         self.items = items
-        self.agentJSON = agentJSON
+        self.agent = agent
         self.batchId = batchId
         self.modelLabel = modelLabel
     }
@@ -183,7 +183,7 @@ public final class BatchRunner: Sendable {
     {
         let session = SessionID.make()
         try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files)
-        try await log.create(session, agent: plan.agentJSON, environment: plan.environmentJSON)
+        try await log.create(session, agent: plan.agent, environment: plan.environment)
         try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
         outcome.sessions.append(session.rawValue)
         outcome.status = .running

@@ -22,10 +22,15 @@ public final class SessionLog: Sendable {
 
     // MARK: Writing
 
-    /// Creates the session's log, with the agent snapshot its turns run (JSON). Returns false if
-    /// it existed already.
+    /// Creates the session's log, with the agent its turns run and its environment's `config`, as
+    /// the stored JSON text. Returns false if it existed already. Callers with an agent use the
+    /// typed `create(_:agent:environment:)` (DroverBrain); the text form is the storage seam.
     @discardableResult
-    public func create(_ session: SessionID, agent: String? = nil, environment: String? = nil) async throws(SessionLogError) -> Bool {
+    public func create(
+        _ session: SessionID, agentJSON agent: String? = nil, environmentJSON environment: String? = nil
+    ) async throws(SessionLogError)
+        -> Bool
+    {
         if let row = try await mirrored({ try await database?.session(session.rawValue) }) {
             try await restore(session, from: row)
             return false
@@ -42,14 +47,14 @@ public final class SessionLog: Sendable {
     }
 
     /// The environment `config` the session was created with, as JSON.
-    public func environment(_ session: SessionID) async throws(SessionLogError) -> String? {
+    public func environmentJSON(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "environment"])
         if let environment = reply.string, !environment.isEmpty { return environment }
         return try await mirrored { try await database?.session(session.rawValue)?.environment }
     }
 
-    /// The agent snapshot the session was created with, as JSON.
-    public func agent(_ session: SessionID) async throws(SessionLogError) -> String? {
+    /// The agent the session was created with, as its stored JSON text (see `agentSnapshot(_:)`).
+    public func agentJSON(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "agent"])
         if let agent = reply.string, !agent.isEmpty { return agent }
         return try await mirrored { try await database?.session(session.rawValue)?.resource }

@@ -92,18 +92,28 @@ struct JobRun {
 
         return try await withRuntime(poolSize: spec.concurrency * 3 + 8, announce: false) { runtime in
             let database = try runtime.database()
+            // The file's own JSON keys the items (so keys stay what they were); the sessions
+            // get the agent decoded from it here, once.
             let agentJSON: String
-            switch spec.agent {
-            case .inline(let agent):
-                agentJSON = agent.compactJSON
-            case .named(let name):
-                guard let stored = try await database.agentResource(named: name) else {
-                    note(
-                        "drover: error: \(spec.file.path): agent: no stored agent is named `\(name)`. Fix: create it through the API (POST /v1/agents), or write the agent inline"
-                    )
-                    return 2
+            let agent: AgentSnapshot
+            do {
+                switch spec.agent {
+                case .inline(let inline):
+                    agentJSON = inline.compactJSON
+                    agent = try AgentSnapshot(decoding: inline)
+                case .named(let name):
+                    guard let stored = try await database.agentResource(named: name) else {
+                        note(
+                            "drover: error: \(spec.file.path): agent: no stored agent is named `\(name)`. Fix: create it through the API (POST /v1/agents), or write the agent inline"
+                        )
+                        return 2
+                    }
+                    agentJSON = stored
+                    agent = try AgentParams.snapshot(ofSessionAgent: try JSONValue.parse(stored))
                 }
-                agentJSON = stored
+            } catch {
+                note("drover: error: \(spec.file.path): agent: \(error)")
+                return 2
             }
             let items: [JobItem]
             do {
@@ -135,8 +145,8 @@ struct JobRun {
             }
             let handsRoot = try runtime.handsRoot()
             let batchId = BatchPlan.batchId(forJob: spec.name)
-            var planned = BatchPlan(spec: spec, items: items, agentJSON: agentJSON, batchId: batchId, modelLabel: model.label)
-            planned.environmentJSON = environmentConfig.flatMap { $0 == .null ? nil : $0.compactJSON }
+            var planned = BatchPlan(spec: spec, items: items, agent: agent, batchId: batchId, modelLabel: model.label)
+            planned.environment = environmentConfig
             let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
             let toolset = AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment())

@@ -16,15 +16,23 @@ import Testing
 @Suite("API controllers")
 struct ControllerTests {
     private func withRouter(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        try await withStores { client, _, _ in try await body(client) }
+    }
+
+    /// The router, and the stores behind it for what a response does not show.
+    private func withStores(
+        _ body: @escaping @Sendable (any TestClientProtocol, ControlPlaneStore, SessionLog) async throws -> Void
+    ) async throws {
         try await withRedisClient(poolSize: 8) { redis, _ in
             let database = try MirrorDatabase(path: temporaryDatabasePath())
             let store = ControlPlaneStore(database: database)
+            let log = SessionLog(redis: redis, database: database)
             var options = APIServer.Options()
             options.filesDirectory = URL(fileURLWithPath: database.path).deletingLastPathComponent().appendingPathComponent("files")
             let server = APIServer(
-                log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis), redis: redis,
+                log: log, store: store, queue: TaskQueue(redis: redis), redis: redis,
                 options: options, localWorkspaceID: try await store.workspace(named: "default"))
-            try await Application(router: server.router()).test(.router) { client in try await body(client) }
+            try await Application(router: server.router()).test(.router) { client in try await body(client, store, log) }
         }
     }
 
@@ -129,6 +137,36 @@ struct ControllerTests {
             #expect(archivedStatus == 200)
             let (refused, error) = try await call(client, .post, "/v1/sessions", #"{"agent": "\#(agentID)", "environment_id": "\#(environmentID)"}"#)
             #expect(refused == 400 && error.objectValue?["error"]?.objectValue?["error_code"] == .string("environment_archived"), "\(error)")
+        }
+    }
+
+    @Test("a session's agent is kept once: its row names the agent version, its log holds what runs, and a newer version changes neither")
+    func sessionAgentKeptOnce() async throws {
+        try await withStores { client, store, log in
+            let (_, agent) = try await call(
+                client, .post, "/v1/agents", #"{"name": "grader", "model": "claude-sonnet-4-5", "system": "Grade fairly."}"#)
+            let agentID = try #require(agent.objectValue?["id"]?.stringValue)
+            let (_, environment) = try await call(client, .post, "/v1/environments", #"{"name": "e"}"#)
+            let environmentID = try #require(environment.objectValue?["id"]?.stringValue)
+            let (created, session) = try await call(
+                client, .post, "/v1/sessions", #"{"agent": "\#(agentID)", "environment_id": "\#(environmentID)"}"#)
+            #expect(created == 200, "\(session)")
+            let sessionID = try #require(session.objectValue?["id"]?.stringValue)
+
+            let row = try #require(try await store.find(.sessions, id: sessionID, workspace: "wrkspc_default"))
+            let stored = try JSONValue.parse(row.resource).objectValue?["agent"]
+            #expect(stored == .object(["type": "agent", "id": .string(agentID), "version": 1]), "the row names the version: \(row.resource)")
+            #expect(try await log.agentJSON(SessionID(sessionID))?.contains("Grade fairly.") == true, "the log holds the snapshot")
+
+            let (updated, _) = try await call(client, .post, "/v1/agents/\(agentID)", #"{"version": 1, "system": "Grade harshly."}"#)
+            #expect(updated == 200)
+            let (_, retrieved) = try await call(client, .get, "/v1/sessions/\(sessionID)")
+            let shown = try #require(retrieved.objectValue?["agent"]?.objectValue)
+            #expect(shown["system"] == "Grade fairly." && shown["version"] == 1 && shown["name"] == "grader", "\(retrieved)")
+            #expect(shown["created_at"] == nil && shown["metadata"] == nil, "only the session agent's fields: \(shown.keys.sorted())")
+            let (_, listed) = try await call(client, .get, "/v1/sessions?agent_id=\(agentID)")
+            let first = listed.objectValue?["data"]?.arrayValue?.first?.objectValue?["agent"]?.objectValue
+            #expect(first?["system"] == "Grade fairly.", "\(listed)")
         }
     }
 }

@@ -31,7 +31,7 @@ struct BrainFixture {
 
     func newSession(saying text: String) async throws -> SessionID {
         let session = SessionID.make()
-        try await log.create(session, agent: AgentSnapshot(model: "claude-test", system: "You grade code.").json)
+        try await log.create(session, agent: AgentSnapshot(model: "claude-test", system: "You grade code."))
         _ = try await log.append(
             session, [NewEvent(.userMessage(UserMessage(text: text)))])
         return session
@@ -325,7 +325,7 @@ struct TurnRunnerTests {
                 """
         ) { brain in
             let session = SessionID.make()
-            try await brain.log.create(session, agent: stored.agent, environment: stored.environment)
+            try await brain.log.create(session, agentJSON: stored.agent, environmentJSON: stored.environment)
             _ = try await brain.log.append(
                 session, [NewEvent(.userMessage(UserMessage(text: "hi")))])
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))
@@ -417,7 +417,7 @@ struct CustomToolTests {
                 model: "m",
                 customTools: [.init(name: "lookup_grade", description: "Looks up a grade", inputSchema: .object(["type": .string("object")]))])
             let session = SessionID.make()
-            try await brain.log.create(session, agent: agent.json)
+            try await brain.log.create(session, agent: agent)
             _ = try await brain.log.append(
                 session,
                 [NewEvent(.userMessage(UserMessage(text: "grades?")))])
@@ -475,7 +475,7 @@ struct CustomToolTests {
         ) { brain in
             let toolset = AgentSnapshot.ToolsetConfig(configs: [.init(name: "echo", permissionPolicy: .init(type: "always_ask"))])
             let session = SessionID.make()
-            try await brain.log.create(session, agent: AgentSnapshot(model: "m", toolset: toolset).json)
+            try await brain.log.create(session, agent: AgentSnapshot(model: "m", toolset: toolset))
             _ = try await brain.log.append(
                 session, [NewEvent(.userMessage(UserMessage(text: "go")))])
             let runner = brain.runner()
@@ -525,7 +525,7 @@ struct CustomToolTests {
                 """
         ) { brain in
             let session = SessionID.make()
-            try await brain.log.create(session, agent: AgentSnapshot(model: "m", maxModelRequestsPerTurn: 2).json)
+            try await brain.log.create(session, agent: AgentSnapshot(model: "m", maxModelRequestsPerTurn: 2))
             _ = try await brain.log.append(
                 session, [NewEvent(.userMessage(UserMessage(text: "loop")))])
             let outcome = try await brain.runner().run(session: session, fence: try await brain.log.takeFence(session))

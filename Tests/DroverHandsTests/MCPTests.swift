@@ -133,7 +133,7 @@ private func withMCPTurn(
             hand: InProcessHand(), deltas: DeltaPublisher(redis: nil), defaultAgent: AgentSnapshot(model: "m"), mcp: mcp
         )
         let session = SessionID.make()
-        try await log.create(session, agent: agent)
+        try await log.create(session, agentJSON: agent)
         _ = try await log.append(
             session, [NewEvent(.userMessage(UserMessage(text: "go")))])
         do {

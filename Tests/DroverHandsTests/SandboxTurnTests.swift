@@ -70,8 +70,8 @@ struct SandboxTurnTests {
             let session = SessionID.make()
             let environment =
                 #"{"type":"cloud","networking":{"type":"limited","allowed_hosts":[],"allow_mcp_servers":false,"allow_package_managers":false},"packages":{"type":"packages","pip":["drovertiny"],"apt":[],"cargo":[],"gem":[],"go":[],"npm":[]}}"#
-            try await log.create(session, environment: environment)
-            #expect(try await log.environment(session) == environment)
+            try await log.create(session, environmentJSON: environment)
+            #expect(try await log.environmentJSON(session) == environment)
             _ = try await log.append(
                 session,
                 [NewEvent(.userMessage(UserMessage(text: "import it")))])

@@ -148,7 +148,7 @@ struct SchedulerTests {
                 let session = try SessionID(run.objectValue?["session_id"]?.stringValue ?? "")
                 let events = try await log.read(session)
                 #expect(events.map(\.type) == ["user.message"])
-                #expect(try await log.agent(session)?.contains("claude-sonnet-4-5") == true)
+                #expect(try await log.agentJSON(session)?.contains("claude-sonnet-4-5") == true)
                 #expect(run.objectValue?["trigger_context"]?.objectValue?["type"]?.stringValue == "schedule")
                 // Visible to the API under /v1/sessions, with the deployment it came from.
                 let indexed = try await ControlPlaneStore(database: rig.store.database).find(
@@ -324,7 +324,7 @@ struct SchedulerTests {
             let fired = try await scheduler.tick()
             #expect(fired.map(\.scheduledAt) == [minute(1)])
             let log = SessionLog(redis: rig.redis, database: rig.store.database)
-            #expect(try await log.environment(SessionID(fired.first?.sessionID ?? "")) == config, "the session gets the environment's config")
+            #expect(try await log.environmentJSON(SessionID(fired.first?.sessionID ?? "")) == config, "the session gets the environment's config")
 
             try await control.update(.environments, id: "env_research", workspace: row.workspaceID, resource: nil, archivedAt: "2026-11-25T10:01:30Z")
             rig.clock.set(minute(2) + 5)

@@ -163,7 +163,7 @@ struct SessionLogTests {
         try await withLog { log, database, client, _ in
             let session = SessionID.make()
             let config = #"{"type":"cloud","packages":{"pip":["pytest"]}}"#
-            try await log.create(session, agent: #"{"model":"m"}"#, environment: config)
+            try await log.create(session, agentJSON: #"{"model":"m"}"#, environmentJSON: config)
             let fence = try await log.takeFence(session)
             for n in 0..<50 { _ = try await log.append(session, [message("m\(n)")], fence: fence) }
             _ = try await log.append(
@@ -179,8 +179,8 @@ struct SessionLogTests {
             #expect(after.lastSeq == 51)
             #expect(after.status == "idle")
             #expect(after.source == .sqlite)
-            #expect(try await log.environment(session) == config, "the environment config survives with the agent")
-            #expect(try await log.agent(session) == #"{"model":"m"}"#)
+            #expect(try await log.environmentJSON(session) == config, "the environment config survives with the agent")
+            #expect(try await log.agentJSON(session) == #"{"model":"m"}"#)
             // The old writer is fenced out; a new one continues the sequence without a gap.
             await #expect(throws: SessionLogError.self) { try await log.append(session, [message("stale")], fence: fence) }
             let next = try await log.takeFence(session)

@@ -194,6 +194,11 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         return (custom, toolset)
     }
 
+    /// Decodes a snapshot from JSON in either shape it accepts (its own, or the SDK agent's).
+    public init(decoding value: JSONValue) throws {
+        self = try JSONDecoder().decode(AgentSnapshot.self, from: Data(value.compactJSON.utf8))
+    }
+
     public var json: String {
         String(decoding: (try? JSONEncoder().encode(self)) ?? Data("{}".utf8), as: UTF8.self)
     }

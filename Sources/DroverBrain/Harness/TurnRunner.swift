@@ -85,7 +85,7 @@ public final class TurnRunner: Sendable {
         let snapshot = try await log.wake(session)
         let agent: AgentSnapshot
         do {
-            agent = try await log.agent(session).map { try JSONDecoder().decode(AgentSnapshot.self, from: Data($0.utf8)) } ?? defaultAgent
+            agent = try await log.agentSnapshot(session) ?? defaultAgent
         } catch let error as DecodingError {
             // Never another agent in its place: the session ends, saying why.
             guard Self.needsTurn(snapshot.events) else { return TurnOutcome(.nothingToDo, modelRequests: 0) }
@@ -97,7 +97,7 @@ public final class TurnRunner: Sendable {
         // environment without the packages the session was created with: it ends instead.
         let environment: EnvironmentConfig
         do {
-            environment = try await log.environment(session).map { try EnvironmentConfig.parse(try JSONValue.parse($0)) } ?? .none
+            environment = try await log.environmentJSON(session).map { try EnvironmentConfig.parse(try JSONValue.parse($0)) } ?? .none
         } catch let error as SessionLogError {
             throw error
         } catch {

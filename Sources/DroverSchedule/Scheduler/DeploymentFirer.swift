@@ -71,7 +71,7 @@ public struct DeploymentFirer: Sendable {
         }
         // A fire redone after its session was made completes it, whatever changed since.
         let resumed = try await scheduledAt.asyncMap { try await started(row, occurrence: $0) } ?? false
-        var environment: String?
+        var environment: JSONValue?
         if !resumed {
             do {
                 try await checkAgent(spec, workspace: row.workspaceID)
@@ -84,7 +84,7 @@ public struct DeploymentFirer: Sendable {
                 return resource
             }
         }
-        try await sessionLog.create(session, agent: spec.agentSnapshot.json, environment: environment)
+        try await sessionLog.create(session, agent: spec.agentSnapshot, environment: environment)
         try await store.database.saveSessionOrigin(session: session.rawValue, kind: "deployment", originId: row.id, workspaceId: row.workspaceID)
         let events = try NewEvent.parseClientEvents(JSONValue.array(spec.initialEvents).compactJSON)
         try await SessionInbox(log: sessionLog, queue: queue, turnQueue: turnQueue).send(
@@ -133,9 +133,7 @@ public struct DeploymentFirer: Sendable {
         let control = ControlPlaneStore(database: store.database)
         guard try await control.find(.sessions, id: session.rawValue, workspace: row.workspaceID) == nil else { return }
         let agentRow = try await control.find(.agents, id: spec.agentID, workspace: row.workspaceID, version: spec.agentVersion)
-        let agent =
-            agentRow.flatMap { (try? JSONValue.parse($0.resource))?.objectValue }
-            .map { JSONValue.object($0.filter { ControlPlaneStore.sessionAgentFields.contains($0.key) }) } ?? spec.agent
+        let agent = agentRow.map(ControlPlaneStore.agentReference) ?? spec.agent
         let deployment = (try? JSONValue.parse(row.resource))?.objectValue ?? [:]
         let resource: JSONValue = .object([
             "type": .string("session"), "id": .string(session.rawValue), "agent": agent,
@@ -151,9 +149,9 @@ public struct DeploymentFirer: Sendable {
     /// The environment's `config` for the sandboxes: written inline in the schedule, the stored
     /// environment's by id (an API deployment's `environment_id`), or by name (a schedule file's,
     /// where a name with no stored environment means the default one); nil for the default.
-    func environmentConfig(_ environment: JSONValue, workspace: String) async throws -> String? {
+    func environmentConfig(_ environment: JSONValue, workspace: String) async throws -> JSONValue? {
         let fields = environment.objectValue ?? [:]
-        if let config = fields["config"], config != .null { return config.compactJSON }
+        if let config = fields["config"], config != .null { return config }
         if let id = fields["id"]?.stringValue {
             guard let found = try await ControlPlaneStore(database: store.database).find(.environments, id: id, workspace: workspace) else {
                 throw RunFailure(
@@ -165,12 +163,12 @@ public struct DeploymentFirer: Sendable {
                     type: "environment_archived_error",
                     message: "environment \(id) was archived. Fix: point the deployment at another environment, then unpause it")
             }
-            return (try? JSONValue.parse(found.resource))?.objectValue?["config"]?.compactJSON
+            return (try? JSONValue.parse(found.resource))?.objectValue?["config"]
         }
         guard let name = fields["name"]?.stringValue,
             let found = try await store.database.environment(workspace: workspace, name: name)
         else { return nil }
-        return (try? JSONValue.parse(found.resource))?.objectValue?["config"]?.compactJSON
+        return (try? JSONValue.parse(found.resource))?.objectValue?["config"]
     }
 
     /// 26 lowercase hex digits (104 bits) of SHA-256.

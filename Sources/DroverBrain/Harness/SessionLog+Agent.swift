@@ -1,0 +1,23 @@
+import DroverCore
+import DroverSessionLog
+import Foundation
+
+/// What a session runs, frozen into its log when it is created: the log is the one place a
+/// session's agent is kept (Redis while hot, its SQLite row always). The API's session resource
+/// only names the agent version, which never changes once written.
+extension SessionLog {
+    /// Creates the session's log with its agent and its environment's `config`. Returns false if
+    /// it existed already (what it was created with then stays).
+    @discardableResult
+    public func create(_ session: SessionID, agent: AgentSnapshot, environment: JSONValue? = nil) async throws(SessionLogError) -> Bool {
+        try await create(session, agentJSON: agent.json, environmentJSON: environment.flatMap { $0 == .null ? nil : $0.compactJSON })
+    }
+
+    /// The agent the session was created with; nil for a session created without one. A stored
+    /// agent that no longer decodes throws `DecodingError`: the caller must never run another
+    /// agent in its place.
+    public func agentSnapshot(_ session: SessionID) async throws -> AgentSnapshot? {
+        guard let json = try await agentJSON(session) else { return nil }
+        return try JSONDecoder().decode(AgentSnapshot.self, from: Data(json.utf8))
+    }
+}

@@ -1,0 +1,33 @@
+import DroverCore
+import Foundation
+
+/// A session's agent is kept once, frozen in the session's log as the snapshot its turns run. A
+/// session row keeps only which agent version that was; agent versions are never changed or
+/// deleted once written, so the resource's `agent` is read from that version.
+extension ControlPlaneStore {
+    /// The agent fields a session resource shows (the SDK's `BetaManagedAgentsSessionAgent`).
+    public static let sessionAgentFields: Set<String> = [
+        "id", "description", "execution_identity", "mcp_servers", "model", "multiagent", "name", "skills", "system", "tools", "type", "version",
+    ]
+
+    /// The agent version a session row names.
+    public static func agentReference(_ agent: Row) -> JSONValue {
+        .object(["type": "agent", "id": .string(agent.id), "version": .number(Double(agent.version))])
+    }
+
+    /// An agent resource cut to what a session resource shows of it.
+    public static func sessionAgent(_ agent: [String: JSONValue]) -> JSONValue {
+        .object(agent.filter { sessionAgentFields.contains($0.key) })
+    }
+
+    /// The session resource's `agent`, from the version its row names. Rows written before
+    /// sessions kept only the reference hold the whole agent, and show it as stored.
+    public func sessionAgent(_ stored: JSONValue?, workspace: String) async throws -> JSONValue {
+        guard let fields = stored?.objectValue, fields["model"] == nil, let id = fields["id"]?.stringValue,
+            let version = fields["version"]?.intValue,
+            let row = try await find(.agents, id: id, workspace: workspace, version: version),
+            let agent = try? JSONValue.parse(row.resource).objectValue
+        else { return stored ?? .null }
+        return Self.sessionAgent(agent)
+    }
+}
