@@ -31,27 +31,19 @@ struct DeploymentController: Sendable {
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
-        try params.rejectUnknown(DeploymentParams.createFields)
-        try DeploymentParams.rejectUnbuilt(params)
-        let name = try DeploymentParams.name(params)
-        try await self.checkNameFree(name, workspace: context.workspace)
-        let agent = try await self.deploymentAgent(params["agent"], workspace: context.workspace)
-        guard let environmentID = try params.string("environment_id", required: true, nullable: false) else {
-            throw APIError.invalid("environment_id", "the field is required")
-        }
-        let environment = try await lookup.liveEnvironment(environmentID, workspace: context.workspace)
-        let events = try DeploymentParams.initialEvents(params)
-        let schedule = try DeploymentParams.schedule(params["schedule"])
-        let metadata = try params.stringMap("metadata").map { try patchMetadata(nil, $0) } ?? .object([:])
-        let description = try params.string("description").flatMap { $0.isEmpty ? nil : $0 }
+        let params = try await RequestInput.decode(CreateDeploymentRequest.self, from: request, context: context)
+        try await self.checkNameFree(params.name, workspace: context.workspace)
+        let agent = try await self.deploymentAgent(params.agent, workspace: context.workspace)
+        let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
+        let (name, schedule) = (params.name, params.schedule)
         let now = Date()
         let stamp = ControlPlaneStore.timestamp(now)
         let id = Identifier.make(prefix: "depl", now: now)
         let spec = DeploymentSpec(
-            agentID: agent.reference.objectValue!["id"]!.stringValue!, agentVersion: agent.version, agent: agent.reference,
-            agentSnapshot: agent.snapshot, environment: .object(["id": .string(environment.id)]), initialEvents: events,
-            expression: schedule?.expression, timezone: schedule?.timezone, description: description, metadata: metadata.stringMap)
+            agentID: agent.row.id, agentVersion: agent.row.version, agent: ControlPlaneStore.agentReference(agent.row),
+            agentSnapshot: agent.snapshot, environment: .object(["id": .string(environment.id)]), initialEvents: params.initialEvents,
+            expression: schedule?.expression, timezone: schedule?.timezone, description: params.description,
+            metadata: params.metadata.stringMap)
         let row = DeploymentRow(
             id: id, workspaceID: context.workspace, name: name, status: "active", createdAt: stamp, updatedAt: stamp,
             archivedAt: nil, lastRunAt: nil, fireAfter: now.timeIntervalSince1970, specHash: DeploymentParams.apiSpecHash,
@@ -93,9 +85,7 @@ struct DeploymentController: Sendable {
     }
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
-        try params.rejectUnknown(DeploymentParams.updateFields)
-        try DeploymentParams.rejectUnbuilt(params)
+        let params = try await RequestInput.decode(UpdateDeploymentRequest.self, from: request, context: context)
         var row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "updated")
         guard var spec = DeploymentSpec.decode(row.spec), var resource = JSONValue.decode(row.resource).objectValue else {
             throw APIError(.internalServerError, "api_error", "deployment \(row.id) has no stored spec")
@@ -106,43 +96,38 @@ struct DeploymentController: Sendable {
                 fix: "edit \(file) and run `drover apply`")
         }
         let now = Date()
-        if params["name"] != nil {
-            let name = try DeploymentParams.name(params)
+        if let name = params.name {
             if name != row.name { try await self.checkNameFree(name, workspace: context.workspace) }
             row.name = name
             resource["name"] = .string(name)
         }
-        if params["description"] != nil {
-            spec.description = try params.string("description").flatMap { $0.isEmpty ? nil : $0 }
-            resource["description"] = spec.description.map(JSONValue.string) ?? .null
+        if let description = params.description {
+            spec.description = description
+            resource["description"] = description.map(JSONValue.string) ?? .null
         }
-        if params["agent"] != nil {
-            let agent = try await self.deploymentAgent(params["agent"], workspace: context.workspace)
-            spec.agentID = agent.reference.objectValue!["id"]!.stringValue!
-            spec.agentVersion = agent.version
-            spec.agent = agent.reference
+        if params.agent != nil {
+            let agent = try await self.deploymentAgent(params.agent, workspace: context.workspace)
+            spec.agentID = agent.row.id
+            spec.agentVersion = agent.row.version
+            spec.agent = ControlPlaneStore.agentReference(agent.row)
             spec.agentSnapshot = agent.snapshot
-            resource["agent"] = agent.reference
+            resource["agent"] = spec.agent
         }
-        if params["environment_id"] != nil {
-            guard let id = try params.string("environment_id", nullable: false) else {
-                throw APIError.invalid("environment_id", "cannot be cleared")
-            }
+        if let id = params.environmentID {
             let environment = try await lookup.liveEnvironment(id, workspace: context.workspace)
             spec.environment = .object(["id": .string(environment.id)])
             resource["environment_id"] = .string(environment.id)
         }
-        if params["initial_events"] != nil {
-            spec.initialEvents = try DeploymentParams.initialEvents(params)
-            resource["initial_events"] = .array(spec.initialEvents)
+        if let events = params.initialEvents {
+            spec.initialEvents = events
+            resource["initial_events"] = .array(events)
         }
-        if let patch = try params.stringMap("metadata") {
+        if let patch = params.metadataPatch {
             let merged = try patchMetadata(resource["metadata"], patch)
             resource["metadata"] = merged
             spec.metadata = merged.stringMap
         }
-        if params["schedule"] != nil {
-            let schedule = try DeploymentParams.schedule(params["schedule"])
+        if let schedule = params.schedule {
             if schedule?.expression != spec.expression || schedule?.timezone != spec.timezone {
                 // A new schedule owes nothing from before the change.
                 row.fireAfter = max(row.fireAfter, now.timeIntervalSince1970)
@@ -255,17 +240,11 @@ struct DeploymentController: Sendable {
         }
     }
 
-    /// The agent a deployment pins: an id (its latest version) or `{"type": "agent", "id", "version"}`.
-    private func deploymentAgent(_ value: JSONValue?, workspace: String) async throws -> (reference: JSONValue, version: Int, snapshot: AgentSnapshot)
-    {
+    /// The agent a deployment pins: an id (its latest version) or `{"type": "agent", "id", "version"}`,
+    /// and what its sessions will run, checked as a session's agent is.
+    private func deploymentAgent(_ value: JSONValue?, workspace: String) async throws -> (row: ControlPlaneStore.Row, snapshot: AgentSnapshot) {
         let row = try await lookup.liveAgent(reference: value, workspace: workspace)
-        let snapshot: AgentSnapshot
-        do {
-            snapshot = try JSONDecoder().decode(AgentSnapshot.self, from: Data(row.resource.utf8))
-        } catch {
-            throw APIError.invalid("agent", "agent \(row.id) cannot run: \(error)", fix: "update the agent's model and tools")
-        }
-        return (.object(["type": "agent", "id": .string(row.id), "version": .number(Double(row.version))]), row.version, snapshot)
+        return (row, try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(row.json)))
     }
 }
 

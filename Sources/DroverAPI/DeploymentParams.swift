@@ -6,10 +6,6 @@ import Foundation
 /// Reading and checking `/v1/deployments` request bodies and query filters, each error a 400
 /// naming the field and the fix.
 enum DeploymentParams {
-    static let createFields: Set<String> = [
-        "agent", "budget", "description", "environment_id", "initial_events", "metadata", "name", "resources", "schedule", "vault_ids",
-    ]
-    static let updateFields = createFields
     /// The `spec_hash` of a deployment written through the API. It never equals a schedule
     /// file's hash, so `drover apply` puts a file's deployment edited through the API back to the file.
     static let apiSpecHash = "api"
