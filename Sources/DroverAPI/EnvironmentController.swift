@@ -23,9 +23,9 @@ struct EnvironmentController: Sendable {
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
+        let params = try await RequestInput.decode(CreateEnvironmentRequest.self, from: request, context: context)
         let now = ControlPlaneStore.timestamp()
-        let environment = try EnvironmentResource.create(id: Identifier.make(prefix: "env"), params: params, now: now)
+        let environment = try EnvironmentResource.create(id: Identifier.make(prefix: "env"), request: params, now: now)
         try await store.insert(.environments, resource: environment, workspace: context.workspace, createdAt: now)
         return jsonResponse(.object(environment))
     }
@@ -44,8 +44,7 @@ struct EnvironmentController: Sendable {
     }
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
-        try params.rejectUnknown(EnvironmentResource.fields)
+        let params = try await RequestInput.decode(UpdateEnvironmentRequest.self, from: request, context: context)
         let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
         guard current.archivedAt == nil else {
             throw APIError(

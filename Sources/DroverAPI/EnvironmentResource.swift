@@ -8,32 +8,22 @@ enum EnvironmentResource {
     static let fields: Set<String> = ["name", "config", "description", "metadata", "scope"]
     static let packageManagers = ["apt", "cargo", "gem", "go", "npm", "pip"]
 
-    static func create(id: String, params: [String: JSONValue], now: String) throws -> [String: JSONValue] {
-        try params.rejectUnknown(fields)
-        guard let name = try params.string("name", required: true), !name.isEmpty else {
-            throw APIError.invalid("name", "must be a non-empty string")
-        }
+    static func create(id: String, request: CreateEnvironmentRequest, now: String) throws -> [String: JSONValue] {
         var environment: [String: JSONValue] = [
-            "type": "environment", "id": .string(id), "name": .string(name), "created_at": .string(now), "updated_at": .string(now),
+            "type": "environment", "id": .string(id), "name": .string(request.name), "created_at": .string(now), "updated_at": .string(now),
             "archived_at": .null, "description": .null, "metadata": .object([:]), "scope": "organization",
             "config": try config(nil),
         ]
-        try apply(params, to: &environment)
+        try apply(request.changes, to: &environment)
         return environment
     }
 
-    static func apply(_ params: [String: JSONValue], to environment: inout [String: JSONValue]) throws {
-        if params["name"] != nil, let name = try params.string("name") {
-            guard !name.isEmpty else { throw APIError.invalid("name", "must be a non-empty string") }
-            environment["name"] = .string(name)
-        }
-        if params["description"] != nil { environment["description"] = try params.string("description").map(JSONValue.string) ?? .null }
-        if params["config"] != nil { environment["config"] = try config(params["config"]) }
-        if let patch = try params.stringMap("metadata") { environment["metadata"] = try patchMetadata(environment["metadata"], patch) }
-        if let scope = try params.string("scope") {
-            guard scope == "organization" || scope == "account" else { throw APIError.invalid("scope", "'\(scope)' is not organization or account") }
-            environment["scope"] = .string(scope)
-        }
+    static func apply(_ changes: UpdateEnvironmentRequest, to environment: inout [String: JSONValue]) throws {
+        if let name = changes.name { environment["name"] = .string(name) }
+        if let description = changes.description { environment["description"] = description.map(JSONValue.string) ?? .null }
+        if let config = changes.config { environment["config"] = config }
+        if let patch = changes.metadataPatch { environment["metadata"] = try patchMetadata(environment["metadata"], patch) }
+        if let scope = changes.scope { environment["scope"] = .string(scope) }
     }
 
     static func config(_ value: JSONValue?) throws -> JSONValue {
