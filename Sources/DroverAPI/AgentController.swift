@@ -19,9 +19,9 @@ struct AgentController: Sendable {
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
+        let params = try await RequestInput.decode(CreateAgentRequest.self, from: request, context: context)
         let now = ControlPlaneStore.timestamp()
-        let agent = try AgentParams.create(id: Identifier.make(prefix: "agent"), params: params, now: now)
+        let agent = try params.agent.resource(id: Identifier.make(prefix: "agent"), now: now)
         try await store.insert(.agents, resource: agent, workspace: context.workspace, createdAt: now)
         return jsonResponse(.object(agent))
     }
@@ -43,10 +43,9 @@ struct AgentController: Sendable {
     }
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let params = try await RequestInput.body(request, context: context)
-        try params.rejectUnknown(AgentParams.updateFields)
+        let params = try await RequestInput.decode(UpdateAgentRequest.self, from: request, context: context)
         let current = try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace)
-        if let whole = try params.version("version", named: "version", nullable: false) {
+        if let whole = params.version {
             guard whole == current.version else {
                 throw APIError(
                     .conflict, "invalid_request_error",
@@ -57,9 +56,7 @@ struct AgentController: Sendable {
             throw APIError.invalid("agent_id", "agent \(current.id) is archived and cannot be updated", fix: "create a new agent")
         }
         var agent = current.json
-        var changes = params
-        changes.removeValue(forKey: "version")
-        try AgentParams.apply(changes, to: &agent)
+        try params.changes.apply(to: &agent)
         if agent == current.json { return jsonResponse(.object(agent)) }
         let now = ControlPlaneStore.timestamp()
         agent["version"] = .number(Double(current.version + 1))

@@ -3,9 +3,10 @@ import DroverTools
 import Foundation
 
 /// The one check of an agent, in the SDK's create/update params shape, for every place an agent
-/// is written: the API's `/v1/agents`, and the inline agents of job and schedule files. It builds
-/// the SDK's `BetaManagedAgentsAgent` JSON, and errors name the field and the fix.
-public enum AgentParams {
+/// is written: the API's `/v1/agents`, and the inline agents of job and schedule files. A body is
+/// read into this typed value once (errors name the field and the fix); the value then builds or
+/// changes the SDK's `BetaManagedAgentsAgent` JSON.
+public struct AgentParams: Sendable {
     /// Where the agent comes from. MCP servers are connections a worker opens from its host, so
     /// only the operator's own files may name them until the egress policy of issue 14 decides
     /// which hosts an API client may have a worker reach.
@@ -19,46 +20,45 @@ public enum AgentParams {
     public static let updateFields = createFields.union(["version"])
     static let toolNames: Set<String> = ["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"]
 
-    public static func create(id: String, params: [String: JSONValue], now: String, origin: Origin = .api) throws(FieldError) -> [String: JSONValue] {
-        try params.rejectUnknown(createFields)
-        guard params["model"] != nil else { throw FieldError(field: "model", message: "is missing", fix: "set a model id such as claude-sonnet-4-5") }
-        // A required name is never nil (missing or null throws): "inline" names a file's agent.
-        let name = try params.string("name", required: origin == .api) ?? "inline"
-        guard !name.isEmpty else {
-            throw FieldError(field: "name", message: "must be a non-empty string", fix: nil)
-        }
-        var agent: [String: JSONValue] = [
-            "type": "agent", "id": .string(id), "version": 1, "name": .string(name),
-            "created_at": .string(now), "updated_at": .string(now), "archived_at": .null,
-            "description": .null, "system": .null, "metadata": .object([:]), "tools": .array([]),
-            "skills": .array([]), "mcp_servers": .array([]), "multiagent": .null,
-            "execution_identity": .object(["type": "service_account"]),
-        ]
-        try apply(params, to: &agent, origin: origin)
-        return agent
-    }
+    /// Each field: nil when absent (unchanged); for `description` and `system`, `.some(nil)`
+    /// clears.
+    public let model: JSONValue?
+    public let name: String?
+    public let description: String??
+    public let system: String??
+    /// Keys to set, and keys to delete (`null`).
+    public let metadataPatch: [String: JSONValue]?
+    /// The tools resolved to the SDK's full shapes.
+    public let tools: [JSONValue]?
+    public let mcpServers: [JSONValue]?
 
-    /// Applies the fields present in `params` (create or update semantics: omitted fields stay).
-    public static func apply(_ params: [String: JSONValue], to agent: inout [String: JSONValue], origin: Origin = .api) throws(FieldError) {
-        if params["model"] != nil { agent["model"] = try model(params["model"]!) }
+    /// Reads a create or update body (without `version`, which only the API's update takes).
+    public init(_ params: [String: JSONValue], origin: Origin = .api) throws(FieldError) {
+        model = try params["model"].map { (value) throws(FieldError) in try Self.model(value) }
         if params["name"] != nil {
             guard let name = try params.string("name", nullable: false), !name.isEmpty else {
                 throw FieldError(field: "name", message: "must be a non-empty string", fix: nil)
             }
-            agent["name"] = .string(name)
+            self.name = name
+        } else {
+            name = nil
         }
-        for field in ["description", "system"] where params[field] != nil {
-            let text = try params.string(field)
-            agent[field] = text.flatMap { $0.isEmpty ? nil : JSONValue.string($0) } ?? .null
+        func text(_ field: String) throws(FieldError) -> String?? {
+            guard params[field] != nil else { return nil }
+            return .some(try params.string(field).flatMap { $0.isEmpty ? nil : $0 })
         }
-        if let patch = try params.stringMap("metadata") { agent["metadata"] = try patchMetadata(agent["metadata"], patch) }
+        description = try text("description")
+        system = try text("system")
+        metadataPatch = try params.stringMap("metadata")
         if params["tools"] != nil {
             var tools: [JSONValue] = []
             for (index, item) in (try params.array("tools") ?? []).enumerated() {
-                tools.append(try tool(item, path: "tools[\(index)]", origin: origin))
+                tools.append(try Self.tool(item, path: "tools[\(index)]", origin: origin))
             }
-            try checkNames(tools)
-            agent["tools"] = .array(tools)
+            try Self.checkNames(tools)
+            self.tools = tools
+        } else {
+            tools = nil
         }
         if let skills = try params.array("skills"), !skills.isEmpty {
             throw FieldError(field: "skills", message: "skills are not built yet in Drover", fix: "omit skills")
@@ -70,9 +70,11 @@ public enum AgentParams {
                     fix: "omit mcp_servers, or name them in a job or schedule file")
             }
             for (index, server) in servers.enumerated() {
-                _ = try decoded(MCPServerDefinition.self, server, path: "mcp_servers[\(index)]")
+                _ = try Self.decoded(MCPServerDefinition.self, server, path: "mcp_servers[\(index)]")
             }
-            agent["mcp_servers"] = .array(servers)
+            mcpServers = servers
+        } else {
+            mcpServers = nil
         }
         if let multiagent = params["multiagent"], multiagent != .null {
             throw FieldError(field: "multiagent", message: "multiagent orchestration is not built yet in Drover", fix: "omit multiagent")
@@ -82,6 +84,41 @@ public enum AgentParams {
         {
             throw FieldError(field: "execution_identity", message: "only {\"type\": \"service_account\"} is supported", fix: "omit it")
         }
+    }
+
+    /// Reads a create body: `model` is required, and `name` too for the API.
+    public static func creating(_ params: [String: JSONValue], origin: Origin = .api) throws(FieldError) -> AgentParams {
+        try params.rejectUnknown(createFields)
+        guard params["model"] != nil else { throw FieldError(field: "model", message: "is missing", fix: "set a model id such as claude-sonnet-4-5") }
+        // A required name is never nil (missing or null throws): "inline" names a file's agent.
+        if origin == .api, try params.string("name", required: true) == nil {
+            throw FieldError(field: "name", message: "is missing", fix: nil)
+        }
+        return try AgentParams(params, origin: origin)
+    }
+
+    /// The SDK's agent resource at version 1.
+    public func resource(id: String, now: String) throws(FieldError) -> [String: JSONValue] {
+        var agent: [String: JSONValue] = [
+            "type": "agent", "id": .string(id), "version": 1, "name": .string(name ?? "inline"),
+            "created_at": .string(now), "updated_at": .string(now), "archived_at": .null,
+            "description": .null, "system": .null, "metadata": .object([:]), "tools": .array([]),
+            "skills": .array([]), "mcp_servers": .array([]), "multiagent": .null,
+            "execution_identity": .object(["type": "service_account"]),
+        ]
+        try apply(to: &agent)
+        return agent
+    }
+
+    /// Applies the fields given (update semantics: omitted fields stay).
+    public func apply(to agent: inout [String: JSONValue]) throws(FieldError) {
+        if let model { agent["model"] = model }
+        if let name { agent["name"] = .string(name) }
+        if let description { agent["description"] = description.map(JSONValue.string) ?? .null }
+        if let system { agent["system"] = system.map(JSONValue.string) ?? .null }
+        if let metadataPatch { agent["metadata"] = try patchMetadata(agent["metadata"], metadataPatch) }
+        if let tools { agent["tools"] = .array(tools) }
+        if let mcpServers { agent["mcp_servers"] = .array(mcpServers) }
     }
 
     /// One name per tool: custom tools must not repeat, nor take an enabled toolset tool's name.
@@ -256,7 +293,7 @@ extension AgentParams {
                 field: nil, message: "must be an inline agent (a mapping) or the name of a stored agent",
                 fix: "write agent: {model: claude-sonnet-4-5, system: ...}")
         }
-        let resource = try create(id: "agent_inline", params: fields, now: "", origin: .file)
+        let resource = try creating(fields, origin: .file).resource(id: "agent_inline", now: "")
         do {
             return try JSONDecoder().decode(AgentSnapshot.self, from: Data(JSONValue.object(resource).compactJSON.utf8))
         } catch {
