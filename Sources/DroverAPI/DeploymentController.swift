@@ -35,19 +35,18 @@ struct DeploymentController: Sendable {
         try await self.checkNameFree(params.name, workspace: context.workspace)
         let agent = try await self.deploymentAgent(params.agent, workspace: context.workspace)
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
-        let (name, schedule) = (params.name, params.schedule)
         let now = Date()
         let stamp = ControlPlaneStore.timestamp(now)
         let id = Identifier.make(prefix: "depl", now: now)
         let spec = DeploymentSpec(
             agentID: agent.row.id, agentVersion: agent.row.version, agent: ControlPlaneStore.agentReference(agent.row),
             agentSnapshot: agent.snapshot, environment: .object(["id": .string(environment.id)]), initialEvents: params.initialEvents,
-            expression: schedule?.expression, timezone: schedule?.timezone, description: params.description,
+            expression: params.schedule?.expression, timezone: params.schedule?.timezone, description: params.description,
             metadata: params.metadata.stringMap)
         let row = DeploymentRow(
-            id: id, workspaceID: context.workspace, name: name, status: "active", createdAt: stamp, updatedAt: stamp,
+            id: id, workspaceID: context.workspace, name: params.name, status: "active", createdAt: stamp, updatedAt: stamp,
             archivedAt: nil, lastRunAt: nil, fireAfter: now.timeIntervalSince1970, specHash: DeploymentParams.apiSpecHash,
-            resource: DeploymentParams.resource(id: id, name: name, spec: spec, environmentID: environment.id, createdAt: stamp).compactJSON,
+            resource: DeploymentParams.resource(id: id, name: params.name, spec: spec, environmentID: environment.id, createdAt: stamp).compactJSON,
             spec: spec.encoded)
         try await store.database.saveDeployment(row)
         return jsonResponse(self.deployments(context.workspace).resource(row, now: now))
