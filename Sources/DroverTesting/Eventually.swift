@@ -18,7 +18,9 @@ public func eventually(
 /// The error `finishing(within:_:)` throws when its operation is still running at the limit.
 public struct DeadlineExceeded: Error, CustomStringConvertible {
     public let limit: Duration
-    public var description: String { "did not finish within \(limit)" }
+    /// Whether the process or the machine stalled meanwhile (`StallWatch`).
+    public let stalls: String
+    public var description: String { "did not finish within \(limit)\n\(stalls)" }
 }
 
 /// Runs `operation` and fails if it is still running after `limit`, cancelling it then. This is
@@ -33,6 +35,7 @@ public func finishing<T: Sendable>(within limit: Duration = .seconds(60), _ oper
             continuation = nil
         }
     }
+    StallWatch.start()
     return try await withCheckedThrowingContinuation { continuation in
         outcome.withLock { $0 = continuation }
         let work = Task {
@@ -41,7 +44,7 @@ public func finishing<T: Sendable>(within limit: Duration = .seconds(60), _ oper
         // Once the operation has settled, this late failure finds no continuation and does nothing.
         Task {
             try? await Task.sleep(for: limit)
-            settle(.failure(DeadlineExceeded(limit: limit)))
+            settle(.failure(DeadlineExceeded(limit: limit, stalls: StallWatch.report())))
             work.cancel()
         }
     }

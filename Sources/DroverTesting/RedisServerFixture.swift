@@ -81,6 +81,7 @@ public final class RedisServerFixture: Sendable {
             let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
             parts.append("\(file): \(text.split(separator: "\n").first ?? "")")
         }
+        parts.append(StallWatch.report())
         return parts.joined(separator: "\n")
     }
 
@@ -111,6 +112,7 @@ public func withRedisServer<T>(
     appendFsync: String = "everysec",
     _ body: (RedisServerFixture) async throws -> T
 ) async throws -> T {
+    StallWatch.start()
     let server = try await RedisServerFixture.start(password: password, appendFsync: appendFsync)
     do {
         let result = try await body(server)
