@@ -16,19 +16,6 @@ enum DeploymentParams {
         var json: JSONValue { .object(["type": "cron", "expression": .string(expression), "timezone": .string(timezone)]) }
     }
 
-    /// The parts the SDK has that Drover does not build yet: refused rather than ignored.
-    static func rejectUnbuilt(_ params: [String: JSONValue]) throws {
-        if let vaults = try params.array("vault_ids"), !vaults.isEmpty {
-            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
-        }
-        if let resources = try params.array("resources"), !resources.isEmpty {
-            throw APIError.invalid("resources", "session resources (files, repositories) are not built yet in Drover", fix: "omit resources")
-        }
-        if let budget = params["budget"], budget != .null {
-            throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
-        }
-    }
-
     static func name(_ params: [String: JSONValue]) throws -> String {
         guard let name = try params.string("name", required: true, nullable: false), !name.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw APIError.invalid("name", "must not be empty", fix: "give the deployment a name, e.g. \"nightly-digest\"")

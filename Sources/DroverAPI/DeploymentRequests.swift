@@ -19,7 +19,7 @@ struct CreateDeploymentRequest: APIRequestBody {
 
     init(body: [String: JSONValue]) throws {
         try body.rejectUnknown(Self.fields)
-        try DeploymentParams.rejectUnbuilt(body)
+        try Self.refuseUnbuilt(body)
         name = try DeploymentParams.name(body)
         agent = body["agent"]
         guard let environmentID = try body.string("environment_id", required: true, nullable: false) else {
@@ -50,7 +50,7 @@ struct UpdateDeploymentRequest: APIRequestBody {
 
     init(body: [String: JSONValue]) throws {
         try body.rejectUnknown(Self.fields)
-        try DeploymentParams.rejectUnbuilt(body)
+        try Self.refuseUnbuilt(body)
         name = body["name"] == nil ? nil : try DeploymentParams.name(body)
         description = body["description"] == nil ? nil : .some(try body.string("description").flatMap { $0.isEmpty ? nil : $0 })
         agent = body["agent"]
@@ -63,5 +63,17 @@ struct UpdateDeploymentRequest: APIRequestBody {
         initialEvents = body["initial_events"] == nil ? nil : try DeploymentParams.initialEvents(body)
         metadataPatch = try body.stringMap("metadata")
         schedule = body["schedule"] == nil ? nil : .some(try DeploymentParams.schedule(body["schedule"]))
+    }
+}
+
+extension APIRequestBody {
+    /// The parts of a deployment the SDK has and Drover does not build yet: refused rather than
+    /// ignored, as a session's are.
+    static func refuseUnbuilt(_ body: [String: JSONValue]) throws {
+        try refuseVaults(body)
+        if let resources = try body.array("resources"), !resources.isEmpty {
+            throw APIError.invalid("resources", "session resources (files, repositories) are not built yet in Drover", fix: "omit resources")
+        }
+        try refuseBudget(body)
     }
 }

@@ -27,6 +27,7 @@ struct PageQuery {
     /// A page of `all` matching rows, cut here rather than by the query; only the page's rows
     /// are turned into JSON.
     func page<Row>(of all: [Row], _ item: (Row) -> JSONValue) -> JSONValue {
-        DroverAPI.page(all.dropFirst(offset).prefix(limit).map(item), next: all.count > offset + limit ? "page_\(offset + limit)" : nil)
+        let rest = all.dropFirst(offset)
+        return DroverAPI.page(rest.prefix(limit).map(item), next: next(fetched: rest.count))
     }
 }

@@ -41,8 +41,9 @@ struct SessionController: Sendable {
             "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)), "vault_ids": .array([]),
             "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
         ]
-        try await store.insert(
-            .sessions, .init(id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON))
+        let row = ControlPlaneStore.Row(
+            id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)
+        try await store.insert(.sessions, row)
         _ = try await sessionLogCall {
             try await log.create(id, agent: snapshot, environment: environment.json["config"])
         }
@@ -52,10 +53,7 @@ struct SessionController: Sendable {
         if !params.initialEvents.isEmpty {
             try await sessionLogCall { try await inbox.send(params.initialEvents, to: id) }
         }
-        return jsonResponse(
-            try await sessionJSON(
-                ControlPlaneStore.Row(
-                    id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)))
+        return jsonResponse(try await sessionJSON(row))
     }
 
     @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {

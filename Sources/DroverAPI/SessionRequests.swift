@@ -17,10 +17,17 @@ extension RequestInput {
 }
 
 extension APIRequestBody {
-    /// Vaults are not built: a session may not name any.
+    /// Vaults are not built: a session (or a deployment's sessions) may not name any.
     static func refuseVaults(_ body: [String: JSONValue]) throws {
         if let vaults = try body.array("vault_ids"), !vaults.isEmpty {
             throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+        }
+    }
+
+    /// Session budgets are not built: refused rather than ignored.
+    static func refuseBudget(_ body: [String: JSONValue]) throws {
+        if let budget = body["budget"], budget != .null {
+            throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
         }
     }
 }
@@ -46,9 +53,7 @@ struct CreateSessionRequest: APIRequestBody {
         }
         self.environmentID = environmentID
         try Self.refuseVaults(body)
-        if let budget = body["budget"], budget != .null {
-            throw APIError.invalid("budget", "session budgets are not built yet in Drover", fix: "omit budget")
-        }
+        try Self.refuseBudget(body)
         resources = try body.array("resources") ?? []
         initialEvents =
             try body.array("initial_events").map {
