@@ -29,7 +29,7 @@ public enum StallWatch {
     /// between two wakings that is longer than `threshold`.
     static func tick(
         every interval: Duration, over threshold: Duration, count: Int? = nil,
-        sleep: (Duration) -> Void = { Thread.sleep(forTimeInterval: Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) },
+        sleep: (Duration) -> Void = { Thread.sleep(forTimeInterval: $0.seconds) },
         gap: (Duration) -> Void
     ) {
         let clock = ContinuousClock()

@@ -90,10 +90,8 @@ public struct AgentParams: Sendable {
     public static func creating(_ params: [String: JSONValue], origin: Origin = .api) throws(FieldError) -> AgentParams {
         try params.rejectUnknown(createFields)
         guard params["model"] != nil else { throw FieldError(field: "model", message: "is missing", fix: "set a model id such as claude-sonnet-4-5") }
-        // A required name is never nil (missing or null throws): "inline" names a file's agent.
-        if origin == .api, try params.string("name", required: true) == nil {
-            throw FieldError(field: "name", message: "is missing", fix: nil)
-        }
+        // Missing or null throws; a file's agent may go unnamed, and is then "inline".
+        if origin == .api { _ = try params.string("name", required: true) }
         return try AgentParams(params, origin: origin)
     }
 
@@ -295,7 +293,7 @@ extension AgentParams {
         }
         let resource = try creating(fields, origin: .file).resource(id: "agent_inline", now: "")
         do {
-            return try JSONDecoder().decode(AgentSnapshot.self, from: Data(JSONValue.object(resource).compactJSON.utf8))
+            return try AgentSnapshot(decoding: .object(resource))
         } catch {
             throw FieldError(field: nil, message: "cannot be read as an agent: \(error)", fix: nil)
         }
