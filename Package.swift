@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "drover", targets: ["drover"]),
+        .executable(name: "drover-egress-forward", targets: ["drover-egress-forward"]),
         .library(name: "DroverCore", targets: ["DroverCore"]),
         .library(name: "DroverRedis", targets: ["DroverRedis"]),
         .library(name: "DroverQueue", targets: ["DroverQueue"]),
@@ -25,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         .systemLibrary(
@@ -97,9 +99,28 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DroverEgress",
+            dependencies: [
+                "DroverCore",
+                "DroverTools",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // The relay inside each sandbox with a network policy: plain C, so that it needs nothing
+        // in the sandbox beyond libc.
+        .executableTarget(
+            name: "drover-egress-forward",
+            // The Swift runtime is linked into every product, but this one uses none of it, and
+            // a sandbox cannot load it: the toolchain's libraries are outside what it sees.
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections"])]
+        ),
+        .target(
             name: "DroverHands",
             dependencies: [
                 "DroverCore",
+                "DroverEgress",
                 "DroverHTTP",
                 "DroverTools",
                 .product(name: "MCP", package: "swift-sdk"),
@@ -270,11 +291,15 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverDatabase",
+                "DroverEgress",
                 "DroverHands",
                 "DroverModelStub",
                 "DroverSessionLog",
                 "DroverTesting",
                 "DroverTools",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -54,20 +54,18 @@ enum EnvironmentResource {
         }
         let networking: JSONValue
         switch fields["networking"] {
-        // Drover's default is what its sandboxes honour today: no network. Asking for more
-        // answers 501 until the egress proxy exists (see `checkBuilt`).
+        // Drover's default is no network at all: a sandbox reaches only what its environment names.
         case nil, .null?:
             networking = .object([
                 "type": "limited", "allowed_hosts": .array([]), "allow_mcp_servers": .bool(false), "allow_package_managers": .bool(false),
             ])
         case .object(let net)?:
+            try net.rejectUnknown(["type", "allowed_hosts", "allow_mcp_servers", "allow_package_managers"], prefix: "config.networking")
             switch net["type"]?.stringValue {
             case "unrestricted": networking = .object(["type": "unrestricted"])
             case "limited":
+                // Entries are checked (and kept) as given; `checkBuilt` names a bad one's index.
                 let hosts = try net.array("allowed_hosts") ?? []
-                for (index, host) in hosts.enumerated() where host.stringValue == nil {
-                    throw APIError.invalid("config.networking.allowed_hosts[\(index)]", "must be a string")
-                }
                 networking = .object([
                     "type": "limited", "allowed_hosts": .array(hosts),
                     "allow_mcp_servers": .bool(try JSONValue.bool(net["allow_mcp_servers"], path: "config.networking.allow_mcp_servers") ?? false),

@@ -38,7 +38,7 @@ public actor PackageLayers {
     public func layer(for config: EnvironmentConfig) async throws -> URL? {
         guard !config.pip.isEmpty else { return nil }
         try await volume.open()
-        let key = config.key
+        let key = config.packagesKey
         let directory = root.appendingPathComponent("pip-\(key)")
         if FileManager.default.fileExists(atPath: directory.appendingPathComponent(".drover-complete").path) { return directory }
         if let running = installing[key] { return try await running.value }

@@ -113,6 +113,8 @@ public actor Sandbox {
     private let ownsShellState: Bool
     /// Nil where the host gives no cgroups: then rlimits stand in (see `SandboxCgroup`).
     public nonisolated let cgroup: SandboxCgroup?
+    /// The way out through the worker's egress proxy; nil for a sandbox with no network.
+    public nonisolated let egress: SandboxEgress?
     private var process: SandboxProcess?
     /// Whether the next shell should drop the saved directory and exports.
     private var startFresh = false
@@ -120,9 +122,11 @@ public actor Sandbox {
     public private(set) var lastUsed = ContinuousClock.now
 
     public init(
-        workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil, volume: LoopVolume? = nil
+        workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil, volume: LoopVolume? = nil,
+        egress: SandboxEgress? = nil
     ) throws {
         self.volume = volume
+        self.egress = egress
         self.workspace = workspace.standardizedFileURL
         self.limits = limits
         self.packages = packages?.standardizedFileURL
@@ -248,10 +252,14 @@ public actor Sandbox {
         arguments += ["--bind", shellState.path, "/run/shell", "--bind", workspace.path, "/workspace"]
         var path = "/usr/local/bin:/usr/bin:/bin"
         var extra: [String] = []
+        if let egress {
+            arguments += egress.bindArguments
+            for (name, value) in egress.environment { extra += ["--setenv", name, value] }
+        }
         if let packages {
             arguments += ["--ro-bind", packages.path, "/opt/drover/python"]
             path = "/opt/drover/python/bin:" + path
-            extra = ["--setenv", "PYTHONPATH", "/opt/drover/python"]
+            extra += ["--setenv", "PYTHONPATH", "/opt/drover/python"]
         }
         arguments +=
             [
@@ -260,7 +268,7 @@ public actor Sandbox {
                 "--remount-ro", "/",
                 "--chdir", "/workspace",
                 "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/workspace", "--setenv", "LANG", "C.UTF-8",
-            ] + extra + [
+            ] + extra + (egress?.commandPrefix ?? []) + [
                 "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--fsize=\(limits.fileSizeBytes)", "--core=0",
             ] + fallbackRlimits + [
                 "--", "/bin/bash", "--noprofile", "--norc", "-c", Self.shellLoop, "drover-shell", startFresh ? "fresh" : "resume",
@@ -326,6 +334,7 @@ public actor Sandbox {
     public func close() async {
         await end(process)
         process = nil
+        await egress?.listener.close()
         if ownsShellState { try? FileManager.default.removeItem(at: shellState) }
     }
 

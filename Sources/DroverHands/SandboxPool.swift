@@ -1,4 +1,5 @@
 import DroverCore
+import DroverEgress
 import DroverTools
 import Foundation
 
@@ -13,6 +14,9 @@ public struct SandboxPoolSettings: Sendable {
     public var limits = SandboxLimits()
     /// Extra `pip install` arguments for package layers (see `PackageLayers.pipOptions`).
     public var pipOptions: [String] = []
+    /// How the egress proxy decides connections: its resolver and the endpoints of Drover's own
+    /// (API, Redis) that no sandbox may reach whatever its policy.
+    public var egressGate = EgressGate()
 
     public init() {}
 }
@@ -60,6 +64,8 @@ public actor SandboxPool {
     private var evicted = 0
     private var histogram = LatencyHistogram()
     private var sweeper: Task<Void, Never>?
+    /// Made with the first sandbox that has a network policy.
+    private var station: EgressStation?
 
     /// `root` holds `workspaces/` and `layers/` (see `HandsLayout`).
     public init(root: URL, settings: SandboxPoolSettings = SandboxPoolSettings()) {
@@ -131,6 +137,7 @@ public actor SandboxPool {
             for entry in list { await close(entry) }
         }
         warm = [:]
+        await station?.shutdown()
     }
 
     private func acquire(_ session: SessionID, _ environment: EnvironmentConfig) async throws -> Sandbox {
@@ -142,6 +149,7 @@ public actor SandboxPool {
             let entry = list.removeFirst()
             warm[key] = list
             try await adopt(entry, session)
+            entry.sandbox.egress?.route.assign(session: session)
             assigned[session] = Assignment(sandbox: entry.sandbox, key: key, checkedOut: .now)
             refill(environment)
             return entry.sandbox
@@ -152,16 +160,24 @@ public actor SandboxPool {
         defer { provisioning -= 1 }
         let sandbox = try await timed { () async throws -> Sandbox in
             let volume = layout.volume(session.rawValue)
-            // Under the volume's lock: another worker's start-up sweep must not unmount it
-            // between making the directories and copying the staged files in.
-            let sandbox = try await volume.whileMounted { _ in
-                let sandbox = try Sandbox(
-                    workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume)
-                try layout.moveStagedFiles(of: session.rawValue, into: workspace(session))
+            let egress = try await egress(for: environment)
+            egress?.route.assign(session: session)
+            do {
+                // Under the volume's lock: another worker's start-up sweep must not unmount it
+                // between making the directories and copying the staged files in.
+                let sandbox = try await volume.whileMounted { _ in
+                    let sandbox = try Sandbox(
+                        workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume,
+                        egress: egress)
+                    try layout.moveStagedFiles(of: session.rawValue, into: workspace(session))
+                    return sandbox
+                }
+                try await sandbox.start()
                 return sandbox
+            } catch {
+                await egress?.listener.close()
+                throw error
             }
-            try await sandbox.start()
-            return sandbox
         }
         assigned[session] = Assignment(sandbox: sandbox, key: key, checkedOut: .now)
         refill(environment)
@@ -222,13 +238,19 @@ public actor SandboxPool {
         do {
             let sandbox = try await timed { () async throws -> Sandbox in
                 let volume = layout.volume(name)
-                let sandbox = try await volume.whileMounted { _ in
-                    try Sandbox(
-                        workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer,
-                        volume: volume)
+                let egress = try await egress(for: environment)
+                do {
+                    let sandbox = try await volume.whileMounted { _ in
+                        try Sandbox(
+                            workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer,
+                            volume: volume, egress: egress)
+                    }
+                    try await sandbox.start()
+                    return sandbox
+                } catch {
+                    await egress?.listener.close()
+                    throw error
                 }
-                try await sandbox.start()
-                return sandbox
             }
             let entry = Warm(sandbox: sandbox, name: name, born: .now)
             guard !isShutDown else { return await close(entry) }
@@ -237,6 +259,19 @@ public actor SandboxPool {
             // The next checkout provisions its own and reports the error to the call.
             await layout.volume(name).remove()
         }
+    }
+
+    /// A socket on the egress proxy for a sandbox of `environment`, or nil when it has no network.
+    private func egress(for environment: EnvironmentConfig) async throws -> SandboxEgress? {
+        guard !environment.network.isOffline else { return nil }
+        let station = self.station ?? EgressStation(gate: settings.egressGate)
+        self.station = station
+        return try await station.attach(policy: environment.network)
+    }
+
+    /// What the session's sandbox sent and received through the egress proxy, by host and verdict.
+    public func egressUsage(_ session: SessionID) -> EgressUsage? {
+        assigned[session]?.sandbox.egress?.route.usage
     }
 
     private func timed<T>(_ body: () async throws -> T) async rethrows -> T {

@@ -6,17 +6,28 @@ import Foundation
 public struct EnvironmentConfig: Sendable, Equatable, Hashable {
     /// pip requirement specifiers, sorted, as given (`pandas==2.2.0`).
     public var pip: [String] = []
+    /// Where its sandboxes may connect, through the worker's egress proxy.
+    public var network: NetworkPolicy = .offline
 
-    public init(pip: [String] = []) {
+    public init(pip: [String] = [], network: NetworkPolicy = .offline) {
         self.pip = pip.sorted()
+        self.network = network
     }
 
     /// No packages, no network: what a session without an environment gets.
     public static let none = EnvironmentConfig()
 
-    /// Identifies the configuration: sandboxes are pooled, and package layers cached, per key.
+    /// Identifies the configuration: sandboxes are pooled per key.
     public var key: String {
-        let canonical = "pip:" + pip.joined(separator: "\n")
+        network.isOffline ? packagesKey : Self.hash(packagesCanonical + "\nnet:" + network.canonical)
+    }
+
+    /// Identifies the packages alone: a package layer is cached per key, whatever the network.
+    public var packagesKey: String { Self.hash(packagesCanonical) }
+
+    private var packagesCanonical: String { "pip:" + pip.joined(separator: "\n") }
+
+    private static func hash(_ canonical: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in canonical.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
@@ -31,9 +42,8 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
         public var description: String { "environment \(field): \(detail)" }
     }
 
-    /// Parses the environment's `config` object. Networking other than none (`limited` with no
-    /// hosts and nothing else allowed) and package managers other than pip are refused with
-    /// `NotBuiltYet`, naming the field; a malformed field with `DroverError`-style text.
+    /// Parses the environment's `config` object. Package managers other than pip are refused with
+    /// `NotBuiltYet`, naming the field; a malformed field with `Invalid`, naming it too.
     public static func parse(_ config: JSONValue?) throws -> EnvironmentConfig {
         guard let config, config != .null else { return .none }
         guard let fields = config.objectValue else {
@@ -50,7 +60,7 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
         case let other:
             throw Invalid(message: "config.type must be \"cloud\" or \"self_hosted\", not \(other.map { "\"\($0)\"" } ?? "a non-string")")
         }
-        try checkNetworking(fields["networking"])
+        let network = try NetworkPolicy.parse(fields["networking"])
         var pip: [String] = []
         if let packages = fields["packages"], packages != .null {
             guard let managers = packages.objectValue else {
@@ -91,34 +101,7 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
                 }
             }
         }
-        return EnvironmentConfig(pip: pip)
-    }
-
-    private static func checkNetworking(_ value: JSONValue?) throws {
-        guard let value, value != .null else { return }
-        guard let fields = value.objectValue, let type = fields["type"]?.stringValue else {
-            throw Invalid(message: "config.networking must be {\"type\":\"unrestricted\"} or {\"type\":\"limited\",\"allowed_hosts\":[...]}")
-        }
-        switch type {
-        case "unrestricted":
-            throw NotBuiltYet(
-                field: "config.networking",
-                detail:
-                    "\"unrestricted\" needs the egress proxy, which is not built yet; sandboxes have no network. Fix: use {\"type\":\"limited\",\"allowed_hosts\":[]}"
-            )
-        case "limited":
-            var hosts: [JSONValue] = []
-            if case .array(let items)? = fields["allowed_hosts"] { hosts = items }
-            if !hosts.isEmpty || fields["allow_mcp_servers"] == .bool(true) || fields["allow_package_managers"] == .bool(true) {
-                throw NotBuiltYet(
-                    field: "config.networking",
-                    detail:
-                        "allowed hosts, MCP servers and package managers need the egress proxy, which is not built yet; sandboxes have no network. Fix: an empty allowed_hosts, with allow_mcp_servers and allow_package_managers false"
-                )
-            }
-        default:
-            throw Invalid(message: "config.networking.type must be \"unrestricted\" or \"limited\", not \"\(type)\"")
-        }
+        return EnvironmentConfig(pip: pip, network: network)
     }
 
     public struct Invalid: Error, CustomStringConvertible {

@@ -277,20 +277,36 @@ def test_initial_events_start_a_turn(server, agent_env):
 
 def test_environment_defaults_and_unbuilt_settings(server):
     client = server.client()
-    # With no config, an environment gets what the sandboxes honour: no network.
+    # With no config, an environment gets no network at all.
     plain = client.beta.environments.create(name="plain")
     assert plain.config.networking.type == "limited" and plain.config.networking.allowed_hosts == []
-    # What needs the egress proxy, or a package manager other than pip, is 501: never a silent downgrade.
-    for config, field in [
-        ({"type": "cloud", "networking": {"type": "unrestricted"}}, "config.networking"),
-        ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["pypi.org"]}}, "config.networking"),
-        ({"type": "cloud", "packages": {"apt": ["ffmpeg"]}}, "config.packages.apt"),
-    ]:
-        response = server.raw("POST", "/v1/environments", body={"name": "x", "config": config})
-        assert response.status_code == 501, response.text
-        body = response.json()
-        assert body["type"] == "error" and body["error"]["message"].startswith(field + ":"), body
+    # Both network types of the SDK are accepted and come back in its shapes.
+    open_env = client.beta.environments.create(name="open", config={"type": "cloud", "networking": {"type": "unrestricted"}})
+    assert open_env.config.networking.type == "unrestricted"
+    listed = client.beta.environments.create(
+        name="listed",
+        config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["pypi.org", "*.github.com", "203.0.113.7"],
+                                                "allow_package_managers": True}})
+    assert listed.config.networking.type == "limited" and listed.config.networking.allowed_hosts == ["pypi.org", "*.github.com", "203.0.113.7"]
+    assert listed.config.networking.allow_package_managers is True and listed.config.networking.allow_mcp_servers is False
+    updated = client.beta.environments.update(plain.id, config={"type": "cloud", "networking": {"type": "unrestricted"}})
+    assert updated.config.networking.type == "unrestricted"
+    assert client.beta.environments.retrieve(plain.id).config.networking.type == "unrestricted"
+    # A host entry that is a URL, has a port, or is a bare wildcard is a 400 naming the entry.
+    for host in ["https://pypi.org", "pypi.org:443", "*", "a b"]:
+        response = server.raw("POST", "/v1/environments", body={
+            "name": "x", "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["ok.example.com", host]}}})
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]["message"]
+        assert message.startswith("config.networking.allowed_hosts[1]:") and "Fix:" in message, message
+    typo = server.raw("POST", "/v1/environments", body={"name": "x", "config": {"type": "cloud", "networking": {"type": "limited", "allowed_host": []}}})
+    assert typo.status_code == 400 and typo.json()["error"]["message"].startswith("config.networking.allowed_host:"), typo.text
+    # A package manager other than pip is 501: never a silent downgrade.
+    response = server.raw("POST", "/v1/environments", body={"name": "x", "config": {"type": "cloud", "packages": {"apt": ["ffmpeg"]}}})
+    assert response.status_code == 501, response.text
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["message"].startswith("config.packages.apt:"), body
     # The server keeps serving, and an update that asks for it is refused the same way.
-    refused = server.raw("POST", f"/v1/environments/{plain.id}", body={"config": {"type": "cloud", "networking": {"type": "unrestricted"}}})
+    refused = server.raw("POST", f"/v1/environments/{plain.id}", body={"config": {"type": "cloud", "packages": {"npm": ["left-pad"]}}})
     assert refused.status_code == 501
-    assert client.beta.environments.retrieve(plain.id).config.networking.type == "limited"
+    assert client.beta.environments.retrieve(plain.id).config.networking.type == "unrestricted"

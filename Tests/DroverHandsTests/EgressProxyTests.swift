@@ -1,0 +1,323 @@
+import DroverCore
+import DroverEgress
+import DroverHands
+import DroverTesting
+import DroverTools
+import Foundation
+import NIOCore
+import Testing
+
+private func egressRoot() -> URL {
+    URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-egress-\(Identifier.make(prefix: "e").suffix(10))")
+}
+
+private func pool(_ root: URL, gate: EgressGate = EgressGate()) -> SandboxPool {
+    var settings = SandboxPoolSettings()
+    settings.warmPerConfiguration = 0
+    settings.limits.wallClock = .seconds(60)
+    settings.egressGate = gate
+    return SandboxPool(root: root, settings: settings)
+}
+
+private func limited(_ hosts: [HostPattern]) -> EnvironmentConfig {
+    EnvironmentConfig(network: NetworkPolicy(access: .limited, allowedHosts: hosts))
+}
+
+/// `curl` in the sandbox, printing the status of the answer and of a CONNECT after the body.
+/// The test servers are on the host's loopback, which the sandbox's NO_PROXY would send to the
+/// sandbox's own: `--noproxy ''` sends everything to the proxy, as hostile code may.
+private func curl(_ arguments: String) -> String {
+    "curl -sS --noproxy '' --max-time 30 -w '\\nstatus=%{http_code} connect=%{http_connect}\\n' \(arguments) 2>&1"
+}
+
+@Suite("Egress proxy", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
+struct EgressProxyTests {
+    @Test("a limited sandbox reaches its allowed hosts only through the proxy, which forwards, refuses with the fix, and counts")
+    func limitedSandbox() async throws {
+        let root = egressRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        let origin = try await LoopbackOrigin.start()
+        let hands = pool(root)
+        let session = SessionID.make()
+        let sandbox = try await hands.checkout(session, environment: limited(["127.0.0.1"]))
+
+        let allowed = try await sandbox.run(curl("http://127.0.0.1:\(origin.port)/hello?x=1"))
+        #expect(allowed.output.contains("origin saw GET /hello?x=1") && allowed.output.contains("status=200"), "\(allowed.output)")
+        let head = try #require(origin.requests.last)
+        #expect(head.uri == "/hello?x=1")
+        #expect(head.headers["host"] == ["127.0.0.1:\(origin.port)"])
+        #expect(!head.headers.contains(name: "proxy-connection") && !head.headers.contains(name: "proxy-authorization"))
+
+        // Not listed: refused, and the body names the host and the field to change.
+        let refused = try await sandbox.run(curl("http://localhost:\(origin.port)/"))
+        #expect(refused.output.contains("status=403"), "\(refused.output)")
+        #expect(refused.output.contains("refused localhost") && refused.output.contains("config.networking.allowed_hosts"), "\(refused.output)")
+        // A Host header naming another host than the URL would take the request past the policy.
+        let smuggled = try await sandbox.run(curl("-H 'Host: localhost:\(origin.port)' http://127.0.0.1:\(origin.port)/smuggled"))
+        #expect(smuggled.output.contains("status=400") && smuggled.output.contains("Host header"), "\(smuggled.output)")
+        #expect(!origin.requests.contains { $0.uri == "/smuggled" })
+
+        // The proxy is the only way out: the sandbox's own network reaches nothing.
+        let direct = try await sandbox.run(curl("--noproxy '*' http://127.0.0.1:\(origin.port)/direct"))
+        #expect(direct.output.contains("status=000"), "\(direct.output)")
+        #expect(!origin.requests.contains { $0.uri == "/direct" })
+        let variables = try await sandbox.run("env | grep -i _proxy= | sort")
+        #expect(variables.output.contains("HTTPS_PROXY=http://127.0.0.1:3128") && variables.output.contains("http_proxy=http://127.0.0.1:3128"))
+
+        let usage = try #require(await hands.egressUsage(session))
+        #expect(usage.session == session)
+        let forwarded = try #require(usage.entries.first { $0.key.host == "127.0.0.1" && $0.key.verdict == "allowed" }?.value)
+        #expect(forwarded.requests == 1 && forwarded.bytesReceived > 0, "\(usage)")
+        #expect(usage.entries.contains { $0.key.host == "localhost" && $0.key.verdict == "refused: host not allowed" && $0.value.requests == 1 })
+        await hands.shutdown()
+        await origin.stop()
+    }
+
+    @Test("HTTPS goes through a CONNECT tunnel to a real TLS server, decided by the same policy")
+    func tunnel() async throws {
+        let root = egressRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        guard let origin = try await LoopbackTLSOrigin.start(in: root) else {
+            Issue.record("openssl could not start a TLS server")
+            return
+        }
+        let hands = pool(root.appendingPathComponent("hands"))
+        let session = SessionID.make()
+        let sandbox = try await hands.checkout(session, environment: limited(["127.0.0.1"]))
+        let certificate = try await sandbox.run("cat > cert.pem <<'EOF'\n\(origin.certificate)EOF")
+        #expect(certificate.exitCode == 0)
+        let fetched = try await sandbox.run(curl("--cacert cert.pem https://127.0.0.1:\(origin.port)/"))
+        #expect(fetched.output.contains("status=200") && fetched.output.contains("connect=200"), "\(fetched.output)")
+        #expect(fetched.output.contains("s_server"), "\(fetched.output)")
+        // The same server by a name the policy does not list: the tunnel is never opened.
+        let refused = try await sandbox.run(curl("--cacert cert.pem https://localhost:\(origin.port)/"))
+        #expect(refused.output.contains("connect=403"), "\(refused.output)")
+        let usage = try #require(await hands.egressUsage(session))
+        let tunnelled = try #require(usage.entries.first { $0.key.host == "127.0.0.1" && $0.key.verdict == "allowed" }?.value)
+        #expect(tunnelled.bytesSent > 0 && tunnelled.bytesReceived > 0, "\(usage)")
+        await hands.shutdown()
+        await origin.stop()
+    }
+
+    @Test("unrestricted reaches public hosts only: loopback, metadata, private and reserved addresses are refused in every spelling")
+    func serverSideRequestForgery() async throws {
+        let root = egressRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        let origin = try await LoopbackOrigin.start()
+        let hands = pool(root)
+        let sandbox = try await hands.checkout(SessionID.make(), environment: EnvironmentConfig(network: NetworkPolicy(access: .unrestricted)))
+        let port = origin.port
+        let targets = [
+            "http://127.0.0.1:\(port)/", "http://localhost:\(port)/", "http://127.1:\(port)/", "http://2130706433:\(port)/",
+            "http://0x7f000001:\(port)/", "http://0.0.0.0:\(port)/", "http://[::1]:\(port)/", "http://[::ffff:127.0.0.1]:\(port)/",
+            "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://172.16.0.1/", "http://192.168.0.1/",
+            "http://100.64.0.1/", "http://[fd00::1]/", "http://224.0.0.1/",
+        ]
+        for target in targets {
+            let run = try await sandbox.run(curl("--max-time 10 '\(target)'"))
+            #expect(!run.output.contains("status=200") && !run.output.contains("origin saw"), "\(target): \(run.output)")
+            #expect(run.output.contains("status=403") || run.output.contains("status=400"), "\(target): \(run.output)")
+        }
+        let tunnelled = try await sandbox.run(curl("-p 'http://127.0.0.1:\(port)/'"))
+        #expect(tunnelled.output.contains("connect=403"), "\(tunnelled.output)")
+        #expect(origin.requests.isEmpty, "\(origin.requests)")
+        await hands.shutdown()
+        await origin.stop()
+    }
+
+    @Test("a sandbox without networking gets no proxy: no socket, no relay, no variables")
+    func offline() async throws {
+        let root = egressRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        let hands = pool(root)
+        let sandbox = try await hands.checkout(SessionID.make())
+        #expect(sandbox.egress == nil)
+        let run = try await sandbox.run("ls /run/drover 2>&1; env | grep -ci proxy; curl -sS --max-time 5 http://127.0.0.1:3128/ 2>&1 | head -1")
+        #expect(run.output.contains("No such file") && run.output.contains("0\n") && run.output.contains("Failed to connect"), "\(run.output)")
+        await hands.shutdown()
+    }
+
+    @Test("a connection past the sandbox's cap is answered 429, and the slot frees when a connection ends")
+    func connectionCap() async throws {
+        let root = egressRoot()
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let proxy = EgressProxy()
+        let route = EgressRoute(policy: NetworkPolicy(access: .unrestricted), connectionLimit: 1)
+        let listener = try await proxy.listen(at: root.appendingPathComponent("p.sock"), route: route)
+        let first = try UnixClient(path: listener.path.path)
+        #expect(try await eventually { route.openConnections == 1 })
+        let second = try UnixClient(path: listener.path.path)
+        let answer = try second.readAll()
+        #expect(answer.hasPrefix("HTTP/1.1 429") && answer.contains("already has 1 open"), "\(answer)")
+        first.close()
+        #expect(try await eventually { route.openConnections == 0 })
+        let third = try UnixClient(path: listener.path.path)
+        try third.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let refused = try third.readAll()
+        #expect(refused.hasPrefix("HTTP/1.1 400") && refused.contains("absolute http:// URLs"), "\(refused)")
+        await listener.close()
+    }
+}
+
+@Suite("Egress gate")
+struct EgressGateTests {
+    struct FixedResolver: EgressResolver {
+        let answers: [String: [String]]
+        func resolve(host: String, port: Int) async throws -> [SocketAddress] {
+            try (answers[host] ?? []).map { try SocketAddress(ipAddress: $0, port: port) }
+        }
+    }
+
+    @Test("the name is resolved once and the connection goes to an address that passed: rebinding to a private address is refused")
+    func rebinding() async throws {
+        let gate = EgressGate(
+            resolver: FixedResolver(answers: [
+                "rebind.example": ["10.0.0.5"], "mixed.example": ["192.168.1.1", "93.184.216.34"], "db.internal": ["10.1.2.3"],
+                "meta.example": ["169.254.169.254"], "mapped.example": ["::ffff:127.0.0.1"],
+            ]))
+        let open = NetworkPolicy(access: .unrestricted)
+        #expect(
+            await gate.decide(host: "rebind.example", port: 80, policy: open, mcpHosts: [])
+                == .failure(.nonPublicAddress(host: "rebind.example", address: "10.0.0.5", kind: .private)))
+        #expect(
+            await gate.decide(host: "meta.example", port: 80, policy: open, mcpHosts: [])
+                == .failure(.nonPublicAddress(host: "meta.example", address: "169.254.169.254", kind: .linkLocal)))
+        guard case .failure(.nonPublicAddress(_, _, .loopback)) = await gate.decide(host: "mapped.example", port: 80, policy: open, mcpHosts: [])
+        else {
+            Issue.record("an IPv4-mapped loopback address passed")
+            return
+        }
+        guard case .success(let address) = await gate.decide(host: "mixed.example", port: 443, policy: open, mcpHosts: []) else {
+            Issue.record("the public address of a mixed answer was not used")
+            return
+        }
+        #expect(address.ipAddress == "93.184.216.34" && address.port == 443)
+        // Named exactly, a private host is the operator's choice; through a wildcard it is not.
+        let exact = NetworkPolicy(access: .limited, allowedHosts: ["db.internal"])
+        #expect(try await gate.decide(host: "DB.internal.", port: 5432, policy: exact, mcpHosts: []).get().ipAddress == "10.1.2.3")
+        let wildcard = NetworkPolicy(access: .limited, allowedHosts: ["*.internal"])
+        #expect(
+            await gate.decide(host: "db.internal", port: 5432, policy: wildcard, mcpHosts: [])
+                == .failure(.nonPublicAddress(host: "db.internal", address: "10.1.2.3", kind: .private)))
+        #expect(await gate.decide(host: "other.example", port: 80, policy: exact, mcpHosts: []) == .failure(.hostNotAllowed(host: "other.example")))
+    }
+
+    @Test("Drover's own endpoints are refused even where a policy names their host exactly")
+    func protectedEndpoints() async throws {
+        let gate = EgressGate(
+            resolver: FixedResolver(answers: [:]),
+            protected: [try SocketAddress(ipAddress: "127.0.0.1", port: 6379), try SocketAddress(ipAddress: "0.0.0.0", port: 4000)])
+        let loopback = NetworkPolicy(access: .limited, allowedHosts: ["127.0.0.1"])
+        #expect(
+            await gate.decide(host: "127.0.0.1", port: 6379, policy: loopback, mcpHosts: [])
+                == .failure(.protectedEndpoint(host: "127.0.0.1", address: "127.0.0.1:6379")))
+        #expect(
+            await gate.decide(host: "127.0.0.1", port: 4000, policy: loopback, mcpHosts: [])
+                == .failure(.protectedEndpoint(host: "127.0.0.1", address: "127.0.0.1:4000")))
+        #expect(try await gate.decide(host: "127.0.0.1", port: 8080, policy: loopback, mcpHosts: []).get().port == 8080)
+    }
+
+    @Test("package registries and the agent's MCP servers open only under their flags")
+    func flags() async throws {
+        let gate = EgressGate(resolver: FixedResolver(answers: ["pypi.org": ["151.101.0.223"], "mcp.example.com": ["203.0.114.1"]]))
+        let plain = NetworkPolicy(access: .limited)
+        #expect(await gate.decide(host: "pypi.org", port: 443, policy: plain, mcpHosts: []) == .failure(.hostNotAllowed(host: "pypi.org")))
+        let registries = NetworkPolicy(access: .limited, allowPackageManagers: true)
+        #expect(try await gate.decide(host: "pypi.org", port: 443, policy: registries, mcpHosts: []).get().port == 443)
+        #expect(
+            await gate.decide(host: "mcp.example.com", port: 443, policy: registries, mcpHosts: ["mcp.example.com"])
+                == .failure(.hostNotAllowed(host: "mcp.example.com")))
+        let servers = NetworkPolicy(access: .limited, allowMCPServers: true)
+        #expect(try await gate.decide(host: "mcp.example.com", port: 443, policy: servers, mcpHosts: ["mcp.example.com"]).get().port == 443)
+    }
+
+    @Test("addresses are classified by what they lead to, IPv6 wrappers of IPv4 included")
+    func classification() {
+        let cases: [(String, IPAddressClass)] = [
+            ("8.8.8.8", .public), ("93.184.216.34", .public), ("127.0.0.1", .loopback), ("127.255.0.9", .loopback),
+            ("10.2.3.4", .private), ("172.31.255.255", .private), ("172.32.0.1", .public), ("192.168.10.1", .private),
+            ("100.64.0.1", .private), ("169.254.169.254", .linkLocal), ("0.0.0.0", .unspecified), ("224.0.0.251", .multicast),
+            ("255.255.255.255", .reserved), ("::1", .loopback), ("::", .unspecified), ("::ffff:10.0.0.1", .private),
+            ("64:ff9b::a9fe:a9fe", .linkLocal), ("2002:7f00:1::", .loopback), ("fd12::1", .private), ("fe80::1", .linkLocal),
+            ("ff02::1", .multicast), ("2001:db8::1", .reserved), ("2606:4700::1111", .public),
+        ]
+        for (text, expected) in cases {
+            #expect(IPAddressClass(address: text) == expected, "\(text)")
+        }
+        #expect(IPAddressClass(address: "example.com") == nil)
+    }
+
+    @Test("allowed_hosts entries: names, wildcards and IPv4 literals; URLs, ports and bare wildcards are refused with the fix")
+    func hostPatterns() throws {
+        let policy = try NetworkPolicy.parse(
+            .object([
+                "type": "limited", "allowed_hosts": .array(["API.Example.com.", "*.github.com", "203.0.113.7"]),
+                "allow_package_managers": .bool(true),
+            ]))
+        #expect(policy.allowedHosts.map(\.text) == ["*.github.com", "203.0.113.7", "api.example.com"])
+        #expect(policy.admits(host: "api.example.com") && policy.admits(host: "raw.github.com") && policy.admits(host: "a.b.github.com"))
+        #expect(!policy.admits(host: "github.com") && !policy.admits(host: "evilgithub.com") && !policy.admits(host: "example.com"))
+        #expect(policy.admits(host: "files.pythonhosted.org"))
+        for bad in ["https://api.example.com", "api.example.com:443", "api.example.com/path", "*", "*.com", "a.*.com", "", "exa mple.com", "[::1]"] {
+            #expect {
+                try NetworkPolicy.parse(.object(["type": "limited", "allowed_hosts": .array([.string(bad)])]))
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains("config.networking.allowed_hosts[0]") && text.contains("Fix:")
+            }
+        }
+        #expect(try NetworkPolicy.parse(nil) == .offline)
+        #expect(try NetworkPolicy.parse(.object(["type": "unrestricted"])).access == .unrestricted)
+        #expect(EnvironmentConfig(network: .offline).key == EnvironmentConfig.none.key)
+        #expect(EnvironmentConfig(network: policy).key != EnvironmentConfig.none.key)
+        #expect(EnvironmentConfig(network: policy).packagesKey == EnvironmentConfig.none.packagesKey)
+    }
+}
+
+/// A blocking unix-socket client for speaking to the proxy directly.
+private final class UnixClient {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw POSIXError(.EPIPE) }
+    }
+
+    /// Everything until the proxy closes the connection (or 30 s pass).
+    func readAll() throws -> String {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n <= 0 { break }
+            data += buffer[0..<n]
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private var isOpen = true
+
+    func close() {
+        if isOpen { Glibc.close(fd) }
+        isOpen = false
+    }
+
+    deinit { close() }
+}

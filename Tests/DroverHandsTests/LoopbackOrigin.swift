@@ -1,0 +1,112 @@
+import DroverCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A real HTTP server on 127.0.0.1 for egress tests: it answers every request with 200 and
+/// `origin saw METHOD URI`, and keeps each request's head, so a test can check what reached it.
+final class LoopbackOrigin: Sendable {
+    let channel: any Channel
+    private let seen: Locked<[HTTPRequestHead]>
+
+    var port: Int { channel.localAddress?.port ?? 0 }
+    var requests: [HTTPRequestHead] { seen.value }
+
+    private init(channel: any Channel, seen: Locked<[HTTPRequestHead]>) {
+        self.channel = channel
+        self.seen = seen
+    }
+
+    static func start() async throws -> LoopbackOrigin {
+        let seen = Locked<[HTTPRequestHead]>([])
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try child.pipeline.syncOperations.addHandler(Responder(seen: seen))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return LoopbackOrigin(channel: channel, seen: seen)
+    }
+
+    func stop() async {
+        try? await channel.close()
+    }
+
+    private final class Responder: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let seen: Locked<[HTTPRequestHead]>
+        private var head: HTTPRequestHead?
+
+        init(seen: Locked<[HTTPRequestHead]>) {
+            self.seen = seen
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                self.head = head
+                seen.withLock { $0.append(head) }
+            case .body:
+                break
+            case .end:
+                guard let head else { return }
+                let body = "origin saw \(head.method) \(head.uri)\n"
+                var headers = HTTPHeaders()
+                headers.add(name: "content-length", value: String(body.utf8.count))
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
+
+/// A real TLS server (`openssl s_server -www`) on 127.0.0.1 with a certificate of its own, made
+/// for the test: what it serves is only reachable through a CONNECT tunnel.
+struct LoopbackTLSOrigin {
+    let process: ChildProcess
+    let port: Int
+    /// The server's certificate, for the client inside the sandbox to trust.
+    let certificate: String
+
+    static func start(in directory: URL) async throws -> LoopbackTLSOrigin? {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else { return nil }
+        let key = directory.appendingPathComponent("tls-key.pem").path
+        let cert = directory.appendingPathComponent("tls-cert.pem").path
+        let made = try ChildProcess(
+            executable: "/usr/bin/openssl",
+            arguments: [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            ])
+        guard await made.exitCodeWhenDone() == 0 else { return nil }
+        // A port the kernel just gave out and took back: free, barring a race nobody runs here.
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = probe.localAddress?.port ?? 0
+        try await probe.close()
+        let process = try ChildProcess(
+            executable: "/usr/bin/openssl",
+            arguments: ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key, "-www", "-quiet"])
+        let origin = LoopbackTLSOrigin(process: process, port: port, certificate: try String(contentsOfFile: cert, encoding: .utf8))
+        // Ready when it accepts a connection.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get() {
+                try? await channel.close()
+                return origin
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await process.kill()
+        return nil
+    }
+
+    func stop() async {
+        await process.kill()
+    }
+}
