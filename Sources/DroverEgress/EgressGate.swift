@@ -21,22 +21,26 @@ public struct SystemResolver: EgressResolver {
             let status = getaddrinfo(host, String(port), &hints, &result)
             guard status == 0, let first = result else { throw ResolveFailed(host: host, reason: String(cString: gai_strerror(status))) }
             defer { freeaddrinfo(first) }
-            var addresses: [SocketAddress] = []
-            var next: UnsafeMutablePointer<addrinfo>? = first
-            while let info = next {
-                if let address = info.pointee.ai_addr {
-                    switch info.pointee.ai_family {
-                    case AF_INET:
-                        addresses.append(address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: host) })
-                    case AF_INET6:
-                        addresses.append(address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee, host: host) })
-                    default: break
-                    }
-                }
-                next = info.pointee.ai_next
-            }
-            return addresses
+            return Self.addresses(in: first, host: host)
         }
+    }
+
+    /// The IPv4 and IPv6 addresses of a getaddrinfo answer.
+    static func addresses(in first: UnsafeMutablePointer<addrinfo>, host: String) -> [SocketAddress] {
+        var addresses: [SocketAddress] = []
+        var next: UnsafeMutablePointer<addrinfo>? = first
+        while let info = next {
+            if let address = info.pointee.ai_addr {
+                switch info.pointee.ai_family {
+                case AF_INET: addresses.append(address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: host) })
+                case AF_INET6:
+                    addresses.append(address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee, host: host) })
+                default: break
+                }
+            }
+            next = info.pointee.ai_next
+        }
+        return addresses
     }
 
     public struct ResolveFailed: Error, CustomStringConvertible {
@@ -181,5 +185,26 @@ public struct EgressGate: Sendable {
     private static func normalizedV4(_ bytes: [UInt8]) -> [UInt8] {
         if bytes.count == 16, bytes.prefix(10).allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff { return Array(bytes[12...]) }
         return bytes
+    }
+}
+
+extension EgressGate {
+    /// Every address of each `host:port` (resolved now, at start-up): Drover's own endpoints,
+    /// for `protected`. A host that does not resolve protects nothing and is left out.
+    public static func addresses(of endpoints: [(host: String, port: Int)]) -> [SocketAddress] {
+        var addresses: [SocketAddress] = []
+        for (host, port) in endpoints {
+            if let literal = try? SocketAddress(ipAddress: host, port: port) {
+                addresses.append(literal)
+                continue
+            }
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var result: UnsafeMutablePointer<addrinfo>?
+            guard getaddrinfo(host, String(port), &hints, &result) == 0, let first = result else { continue }
+            addresses += SystemResolver.addresses(in: first, host: host)
+            freeaddrinfo(first)
+        }
+        return addresses
     }
 }

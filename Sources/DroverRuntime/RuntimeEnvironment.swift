@@ -1,6 +1,7 @@
 import Crypto
 import DroverCore
 import DroverDatabase
+import DroverEgress
 import DroverRedis
 import DroverSessionLog
 import Foundation
@@ -62,6 +63,22 @@ public final class RuntimeEnvironment: Sendable {
         chmod(base.path, 0o711)
         chmod(hands.path, 0o711)
         return hands
+    }
+
+    /// How this process's egress proxy decides: the system resolver, and Drover's own endpoints
+    /// (a TCP Redis, the API at `apiAddress`, else `DROVER_API_ADDR`, else 127.0.0.1:8787) refused
+    /// to every sandbox, whatever its environment allows.
+    public func egressGate(apiAddress: String? = nil) -> EgressGate {
+        var endpoints: [(host: String, port: Int)] = []
+        if let text = configuration.redisURL, let url = try? RedisURL(parsing: text), case .tcp(let host, let port) = url.endpoint {
+            endpoints.append((host, port))
+        }
+        let api = apiAddress ?? ProcessInfo.processInfo.environment["DROVER_API_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:8787"
+        if let colon = api.lastIndex(of: ":"), let port = Int(api[api.index(after: colon)...]) {
+            let host = String(api[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            endpoints.append((host.isEmpty ? "0.0.0.0" : host, port))
+        }
+        return EgressGate(protected: EgressGate.addresses(of: endpoints))
     }
 
     public var sessionLog: SessionLog {

@@ -111,7 +111,7 @@ struct ServeCommand: AsyncParsableCommand {
         let model = try worker.modelConfiguration()
         try await withRuntime(poolSize: worker.poolSize + 8, exitOnSignal: false) { runtime in
             let server = try await api.makeServer(runtime: runtime)
-            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model)
+            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model, apiAddress: api.address)
             await toolset?.pool.prewarm()
             let database = try runtime.database()
             let recorder = Recorder(redis: runtime.redis, database: database)

@@ -149,7 +149,9 @@ struct JobRun {
             planned.environment = environmentConfig
             let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
-            let toolset = AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment())
+            var poolSettings = SandboxPoolSettings()
+            poolSettings.egressGate = runtime.egressGate()
+            let toolset = AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: poolSettings)
             let engine = BatchEngine(
                 runtime: runtime, concurrency: spec.concurrency, model: model,
                 hand: toolset, handsRoot: handsRoot, queueName: queueName)

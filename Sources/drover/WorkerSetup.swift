@@ -48,8 +48,15 @@ struct WorkerOptions: ParsableArguments {
 
     /// The worker, its MCP connections and its sandbox toolset: stop both when the worker has
     /// drained (stdio servers and sandboxes are this process's children).
-    func makeWorker(runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration) throws -> (Worker, MCPConnections, AgentToolset?) {
-        let toolset = hands == "sandbox" ? AgentToolset(root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment()) : nil
+    /// `apiAddress`: where this process's API listens, if it runs one (`drover serve`): no
+    /// sandbox's egress may reach it.
+    func makeWorker(
+        runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration, apiAddress: String? = nil
+    ) throws -> (Worker, MCPConnections, AgentToolset?) {
+        var pool = SandboxPoolSettings()
+        pool.egressGate = runtime.egressGate(apiAddress: apiAddress)
+        let toolset =
+            hands == "sandbox" ? AgentToolset(root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(), pool: pool) : nil
         let hand: any Hand = toolset ?? InProcessHand()
         let mcp = MCPConnections(allowStdio: mcpStdio)
         let runner = TurnRunner(

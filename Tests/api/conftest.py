@@ -1,5 +1,6 @@
 """Starts a real `drover serve` (API + worker + recorder) against the scripted model server, with
 two API keys in two workspaces, and hands the tests SDK clients and a raw HTTP helper."""
+import contextlib
 import os
 import signal
 import socket
@@ -74,6 +75,54 @@ class Server:
     def drover(self, *args: str) -> str:
         env = dict(os.environ, DROVER_DATA_DIR=str(self.data_dir))
         return subprocess.run([str(DROVER), *args], env=env, check=True, capture_output=True, text=True, timeout=30).stdout
+
+
+@contextlib.contextmanager
+def sandboxed_server(prefix: str, script: str, *options: str):
+    """A `drover serve` with real bubblewrap sandboxes (skipped where there is none), driven by the
+    scripted model `script` (YAML text), with keys for workspaces alpha and beta."""
+    if subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode != 0:
+        pytest.skip("bubblewrap is not installed")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data"
+        script_file = tmp / "script.yaml"
+        script_file.write_text(script)
+        env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
+        env.pop("DROVER_REDIS_URL", None)
+        # Sandboxes (as nobody, when root) must traverse to their workspaces; the whole tree is
+        # removed with the temporary directory.
+        tmp.chmod(0o711)
+        env["DROVER_HANDS_DIR"] = str(tmp / "hands")
+        stub_port, api_port = free_port(), free_port()
+        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
+        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(script_file), "--port", str(stub_port)],
+                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        keys = {w: subprocess.run([str(DROVER), "keys", "create", "--workspace", w], env=env, check=True, capture_output=True,
+                                  text=True, timeout=30).stdout.strip() for w in ("alpha", "beta")}
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
+        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "sandbox", "--no-scheduler", *options],
+                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)
+            yield Server(f"http://127.0.0.1:{api_port}", keys, data)
+        finally:
+            stop(serve, stub)
+            print(serve_log.read_text())
+
+
+def final_answer(client, session_id):
+    """The text of the session's last agent.message once it goes idle."""
+    with client.beta.sessions.events.stream(session_id) as stream:
+        texts = []
+        for event in stream:
+            if event.type == "agent.message":
+                texts.append("".join(block.text for block in event.content))
+            if event.type == "session.status_idle":
+                break
+            if event.type == "session.status_terminated":
+                pytest.fail("the session terminated")
+    return texts[-1]
 
 
 @pytest.fixture(scope="session")

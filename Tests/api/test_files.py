@@ -1,19 +1,13 @@
 """The Files API and session resources of type file, through the SDK, against a `drover serve`
 with real bubblewrap sandboxes: the scripted model `cat`s the mount path it is given, so the
 session's events prove the uploaded bytes arrived in /workspace."""
-import os
-import signal
-import subprocess
-import tempfile
-from pathlib import Path
-
 import anthropic
 import pytest
 from anthropic.types.beta import BetaFileMetadata, BetaManagedAgentsSession
 from anthropic.types.beta.beta_deleted_file import BetaDeletedFile
 from anthropic.types.beta.sessions.beta_managed_agents_file_resource import BetaManagedAgentsFileResource
 
-from conftest import BETA, DROVER, Server, free_port, validate, wait_for
+from conftest import final_answer, sandboxed_server, validate
 
 # The first user message is the path to read; the final answer quotes what `cat` printed.
 PLAYBOOK = """
@@ -28,41 +22,8 @@ LIMIT = 64 * 1024
 
 @pytest.fixture(scope="module")
 def files_server():
-    if subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode != 0:
-        pytest.skip("bubblewrap is not installed")
-    with tempfile.TemporaryDirectory(prefix="drover-files-") as tmp:
-        tmp = Path(tmp)
-        data = tmp / "data"
-        script = tmp / "playbook.yaml"
-        script.write_text(PLAYBOOK)
-        env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
-        env.pop("DROVER_REDIS_URL", None)
-        # Sandboxes (as nobody, when root) must traverse to their workspaces; the whole tree is
-        # removed with the temporary directory.
-        tmp.chmod(0o711)
-        env["DROVER_HANDS_DIR"] = str(tmp / "hands")
-        stub_port, api_port = free_port(), free_port()
-        stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
-        stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(script), "--port", str(stub_port)],
-                                stdout=stub_log.open("w"), stderr=subprocess.STDOUT, env=env)
-        keys = {w: subprocess.run([str(DROVER), "keys", "create", "--workspace", w], env=env, check=True, capture_output=True,
-                                  text=True, timeout=30).stdout.strip() for w in ("alpha", "beta")}
-        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
-        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "sandbox",
-                                  "--max-file-bytes", str(LIMIT), "--no-scheduler"],
-                                 stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)
-            yield Server(f"http://127.0.0.1:{api_port}", keys, data)
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-            stub.send_signal(signal.SIGTERM)
-            stub.wait(timeout=10)
-            print(serve_log.read_text())
+    with sandboxed_server("drover-files-", PLAYBOOK, "--max-file-bytes", str(LIMIT)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -135,19 +96,6 @@ def test_session_file_resource_is_readable_in_the_sandbox(files_server, agent_en
     client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/data/notes.txt"}]}])
     answer = final_answer(client, session.id)
     assert answer.endswith("CONTENT<line one\nthe bytes arrived: 42\n>"), answer
-
-
-def final_answer(client, session_id):
-    with client.beta.sessions.events.stream(session_id) as stream:
-        texts = []
-        for event in stream:
-            if event.type == "agent.message":
-                texts.append("".join(block.text for block in event.content))
-            if event.type == "session.status_idle":
-                break
-            if event.type == "session.status_terminated":
-                pytest.fail("the session terminated")
-    return texts[-1]
 
 
 def test_another_workspace_cannot_see_or_mount_a_file(files_server, agent_env):
