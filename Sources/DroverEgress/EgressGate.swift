@@ -88,7 +88,7 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .hostNotAllowed(let host):
-            "Drover's egress proxy refused \(host): this session's environment does not allow it. Fix: add \"\(host)\" (or a wildcard such as \"*.\(Self.parentDomain(of: host))\") to the environment's config.networking.allowed_hosts, or set config.networking.type to \"unrestricted\""
+            "Drover's egress proxy refused \(host): this session's environment does not allow it. Fix: add \"\(host)\"\(Self.wildcardHint(for: host)) to the environment's config.networking.allowed_hosts, or set config.networking.type to \"unrestricted\""
         case .nonPublicAddress(let host, let address, let kind):
             "Drover's egress proxy refused \(host): it resolves to \(address), a \(kind.rawValue) address, and only public addresses are reachable. Fix: if this host is meant to be reached, list \"\(host)\" exactly in the environment's config.networking.allowed_hosts (with type \"limited\")"
         case .protectedEndpoint(let host, let address):
@@ -102,9 +102,12 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    static func parentDomain(of host: String) -> String {
+    /// ` (or a wildcard such as "*.example.com")` for a name with a parent domain; nothing for an
+    /// address or a two-label name.
+    static func wildcardHint(for host: String) -> String {
         let labels = host.split(separator: ".")
-        return labels.count > 2 ? labels.dropFirst().joined(separator: ".") : host
+        guard IPAddressClass.bytes(of: host) == nil, labels.count > 2 else { return "" }
+        return " (or a wildcard such as \"*.\(labels.dropFirst().joined(separator: "."))\")"
     }
 }
 
@@ -127,14 +130,16 @@ public struct EgressGate: Sendable {
         guard !host.isEmpty, HostPattern.problem(with: host) == nil || IPAddressClass.bytes(of: host) != nil else {
             return .failure(.malformed(reason: "'\(rawHost.prefix(100))' is not a host name"))
         }
+        let literal = IPAddressClass.bytes(of: host)
+        // allowed_hosts takes names and IPv4 addresses only, so no IPv6 literal could be listed.
+        if let literal, literal.count != 4 { return .failure(.malformed(reason: "IPv6 literals are not supported; use a host name")) }
         let match = policy.match(host: host, mcpHosts: mcpHosts)
         if policy.access == .limited, match == nil { return .failure(.hostNotAllowed(host: host)) }
         // Only an entry that names this very host (not a wildcard, not a registry list) may lead
         // to a loopback or private address: an operator's explicit choice, never a default.
         let explicit = match?.explicit == true && policy.access == .limited
         let addresses: [SocketAddress]
-        if let literal = IPAddressClass.bytes(of: host) {
-            guard literal.count == 4 || explicit else { return .failure(.malformed(reason: "IPv6 literals are not supported; use a host name")) }
+        if literal != nil {
             do {
                 addresses = [try SocketAddress(ipAddress: host, port: port)]
             } catch {

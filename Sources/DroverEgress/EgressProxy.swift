@@ -96,6 +96,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         case forwarding(Channel)
         /// The request went out whole; waiting for the rest of the response.
         case awaitingResponse(Channel)
+        /// The response is on its way to the sandbox; the next request waits for it.
+        case responded
         case tunnel
         case closed
     }
@@ -143,7 +145,7 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         case .idle:
             guard case .head(let head) = part else { return }
             start(context: context, head)
-        case .opening, .awaitingResponse:
+        case .opening, .awaitingResponse, .responded:
             held.append(part)
         case .forwarding(let upstream):
             forward(part, to: upstream)
@@ -213,10 +215,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             forward(.head(outgoing), to: upstream)
             let waiting = held
             held = []
-            for part in waiting {
-                guard case .forwarding = state else { break }
-                channelRead(context: context, data: NIOAny(part))
-            }
+            // What follows this request's end is the next request's, and waits again.
+            for part in waiting { channelRead(context: context, data: NIOAny(part)) }
             try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         }
     }
@@ -330,6 +330,9 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             if !context.channel.isWritable { upstream.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
         case .end(let trailers):
             finish()
+            // Before the close: the destination's channel going inactive must not read as an
+            // early end of this response.
+            state = .responded
             upstream.close(promise: nil)
             let closing = closeAfterResponse
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { [self] _ in

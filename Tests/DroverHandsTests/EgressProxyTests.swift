@@ -161,6 +161,58 @@ struct EgressProxyTests {
     }
 }
 
+@Suite("Egress proxy input")
+struct EgressProxyInputTests {
+    @Test("hostile requests on the socket are answered 4xx and closed; the proxy keeps serving")
+    func hostileInput() async throws {
+        let root = egressRoot()
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let origin = try await LoopbackOrigin.start()
+        let proxy = EgressProxy()
+        let route = EgressRoute(policy: NetworkPolicy(access: .limited, allowedHosts: ["127.0.0.1"]))
+        let listener = try await proxy.listen(at: root.appendingPathComponent("p.sock"), route: route)
+        var garbage = [UInt8](repeating: 0, count: 4096)
+        for index in garbage.indices { garbage[index] = UInt8(truncatingIfNeeded: index &* 7919 &+ 13) }
+        let hostile: [(String, String)] = [
+            (String(decoding: garbage, as: UTF8.self), "HTTP/1.1 400"),
+            ("CONNECT :0 HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+            ("CONNECT 127.0.0.1:99999 HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+            ("CONNECT 127.0.0.1 HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+            ("CONNECT [::1]:80 HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+            ("GET http://127.0.0.1:0/ HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+            (
+                "GET http://user@evil.example@127.0.0.1:\(origin.port)/@ HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 200"
+            ),
+            ("GET http://\(String(repeating: "a", count: 300)).example/ HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+            ("GET http://127.0.0.1:\(origin.port)/ HTTP/1.1\r\nX-Big: \(String(repeating: "b", count: 200_000))\r\n\r\n", "HTTP/1.1 400"),
+            ("GET ftp://127.0.0.1/ HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+        ]
+        for (request, expected) in hostile {
+            let client = try UnixClient(path: listener.path.path)
+            try? client.send(request)
+            let answer = try client.readAll()
+            #expect(answer.hasPrefix(expected), "\(request.prefix(60).debugDescription): \(answer.prefix(300))")
+        }
+        // A client that sends half a request and goes away costs nothing after it is gone.
+        let quitter = try UnixClient(path: listener.path.path)
+        try quitter.send("GET http://127.0.0.1:\(origin.port)/half HTTP/1.1\r\nHost: 127.0")
+        quitter.close()
+        #expect(try await eventually { route.openConnections == 0 })
+        // Still serving, and keeping a connection for a second request.
+        let client = try UnixClient(path: listener.path.path)
+        try client.send("GET http://127.0.0.1:\(origin.port)/one HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\n\r\n")
+        try client.send("GET http://127.0.0.1:\(origin.port)/two HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\nConnection: close\r\n\r\n")
+        let both = try client.readAll()
+        #expect(both.contains("origin saw GET /one") && both.contains("origin saw GET /two"), "\(both)")
+        #expect(origin.requests.map(\.uri).suffix(2) == ["/one", "/two"])
+        #expect(!origin.requests.contains { $0.uri == "/half" })
+        await listener.close()
+        await origin.stop()
+    }
+}
+
 @Suite("Egress gate")
 struct EgressGateTests {
     struct FixedResolver: EgressResolver {
