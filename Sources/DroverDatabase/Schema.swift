@@ -21,6 +21,7 @@ enum DatabaseSchema {
         BatchTables.self,
         JobCatalogTables.self,
         DeploymentTables.self,
+        EgressTables.self,
     ]
 
     static var migrator: DatabaseMigrator {

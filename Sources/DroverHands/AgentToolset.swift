@@ -1,4 +1,5 @@
 import DroverCore
+import DroverEgress
 import DroverTools
 import Foundation
 
@@ -18,9 +19,15 @@ public final class AgentToolset: Hand {
     public let limits: SandboxLimits
     public let pool: SandboxPool
     private let fences = FenceBook()
+    /// Keeps what each call's sandbox asked of the egress proxy (the worker writes it to SQLite).
+    public let egressRecorder: (@Sendable (EgressUsage) async -> Void)?
 
     /// `root` is the hands root (see `HandsLayout`).
-    public init(root: URL, limits: SandboxLimits = SandboxLimits(), pool settings: SandboxPoolSettings = SandboxPoolSettings()) {
+    public init(
+        root: URL, limits: SandboxLimits = SandboxLimits(), pool settings: SandboxPoolSettings = SandboxPoolSettings(),
+        egressRecorder: (@Sendable (EgressUsage) async -> Void)? = nil
+    ) {
+        self.egressRecorder = egressRecorder
         self.root = root.standardizedFileURL
         self.limits = limits
         var settings = settings
@@ -109,11 +116,20 @@ public final class AgentToolset: Hand {
         case .started(let running):
             task = running
         }
-        return try await withTaskCancellationHandler {
-            try await task.value
-        } onCancel: {
-            task.cancel()
+        let outcome: Result<ToolResult, Error>
+        do {
+            outcome = .success(
+                try await withTaskCancellationHandler {
+                    try await task.value
+                } onCancel: {
+                    task.cancel()
+                })
+        } catch {
+            outcome = .failure(error)
         }
+        // Counted even when the call failed or was cancelled: what went out, went out.
+        if let egressRecorder, let usage = sandbox.egress?.route.drainUsage(), !usage.isEmpty { await egressRecorder(usage) }
+        return try outcome.get()
     }
 
     static func refusal(_ fence: SessionFence, current: Int64) -> ToolResult {

@@ -81,6 +81,26 @@ public final class RuntimeEnvironment: Sendable {
         return EgressGate(protected: EgressGate.addresses(of: endpoints))
     }
 
+    /// Writes what a sandbox asked of the egress proxy into the session's counts in SQLite
+    /// (`drover sessions show`). A failed write is reported, never the call's failure.
+    public func egressRecorder() -> @Sendable (EgressUsage) async -> Void {
+        let database = try? database()
+        let logger = Logger(label: "drover.egress")
+        return { usage in
+            guard let database, let session = usage.session else { return }
+            let rows = usage.entries.map { key, counts in
+                MirrorDatabase.EgressUsageRow(
+                    host: key.host, port: key.port, verdict: key.verdict, requests: counts.requests, bytesSent: counts.bytesSent,
+                    bytesReceived: counts.bytesReceived)
+            }
+            do {
+                try await database.recordEgress(session: session.rawValue, rows)
+            } catch {
+                logger.warning("egress counts for \(session.rawValue) were not written: \(error)")
+            }
+        }
+    }
+
     public var sessionLog: SessionLog {
         get throws { SessionLog(redis: redis, database: try database()) }
     }

@@ -151,7 +151,8 @@ struct JobRun {
             let queueName = try QueueName("jobs.\(spec.name)")
             var poolSettings = SandboxPoolSettings()
             poolSettings.egressGate = runtime.egressGate()
-            let toolset = AgentToolset(root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: poolSettings)
+            let toolset = AgentToolset(
+                root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: poolSettings, egressRecorder: runtime.egressRecorder())
             let engine = BatchEngine(
                 runtime: runtime, concurrency: spec.concurrency, model: model,
                 hand: toolset, handsRoot: handsRoot, queueName: queueName)

@@ -64,6 +64,15 @@ struct SessionsCommand: AsyncParsableCommand {
                 } else {
                     out["sqlite"] = .null
                 }
+                // What its sandbox asked of the egress proxy, allowed and refused.
+                out["egress"] = .array(
+                    try await runtime.database().egressUsage(session: id.rawValue).map { row in
+                        .object([
+                            "host": .string(row.host), "port": .number(Double(row.port)), "verdict": .string(row.verdict),
+                            "requests": .number(Double(row.requests)), "bytes_sent": .number(Double(row.bytesSent)),
+                            "bytes_received": .number(Double(row.bytesReceived)),
+                        ])
+                    })
                 print(try encodeJSON(JSONValue.object(out)))
             }
         }

@@ -56,7 +56,10 @@ struct WorkerOptions: ParsableArguments {
         var pool = SandboxPoolSettings()
         pool.egressGate = runtime.egressGate(apiAddress: apiAddress)
         let toolset =
-            hands == "sandbox" ? AgentToolset(root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(), pool: pool) : nil
+            hands == "sandbox"
+            ? AgentToolset(
+                root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(), pool: pool, egressRecorder: runtime.egressRecorder())
+            : nil
         let hand: any Hand = toolset ?? InProcessHand()
         let mcp = MCPConnections(allowStdio: mcpStdio)
         let runner = TurnRunner(

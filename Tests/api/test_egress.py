@@ -4,6 +4,7 @@ The scripted model runs the user's message as a bash command and quotes its outp
 session's answer shows what the sandbox reached. Everything the sandbox reaches goes through the
 worker's egress proxy; `--noproxy ''` keeps curl from treating the host's loopback as its own."""
 import http.server
+import json
 import threading
 
 import pytest
@@ -54,7 +55,13 @@ def run(server, agent, environment, command):
     client = server.client()
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
     client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": command}]}])
+    run.last_session = session.id
     return final_answer(client, session.id)
+
+
+def egress_of(server, session_id):
+    """`drover sessions show`'s egress counts: what the session's sandbox asked of the proxy."""
+    return json.loads(server.drover("sessions", "show", session_id))["egress"]
 
 
 def curl(url):
@@ -71,11 +78,15 @@ def test_networking_types_reach_what_they_allow(egress_server, origin):
     answer = run(egress_server, agent, listed, curl(f"http://127.0.0.1:{origin}/from-sandbox"))
     assert "origin saw /from-sandbox" in answer and "status=200" in answer, answer
     assert "/from-sandbox" in Origin.seen
+    [counted] = egress_of(egress_server, run.last_session)
+    assert counted["host"] == "127.0.0.1" and counted["port"] == origin and counted["verdict"] == "allowed", counted
+    assert counted["requests"] == 1 and counted["bytes_received"] > 0, counted
 
     # Listing the host's loopback does not open Drover's own API on it.
     port = egress_server.base_url.rsplit(":", 1)[1]
     answer = run(egress_server, agent, listed, curl(f"http://127.0.0.1:{port}/health"))
     assert "status=403" in answer and "Drover's own endpoints" in answer, answer
+    assert [(e["port"], e["verdict"]) for e in egress_of(egress_server, run.last_session)] == [(int(port), "refused: Drover endpoint")]
 
     # unrestricted is the public internet: the host's loopback is refused, with the fix.
     unrestricted = client.beta.environments.create(name="open", config={"type": "cloud", "networking": {"type": "unrestricted"}})
