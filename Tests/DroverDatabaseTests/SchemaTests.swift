@@ -210,6 +210,7 @@ struct SchemaTests {
                 "batches: runs, items and session origins",
                 "jobs: the job catalog",
                 "deployments: schedules and their runs",
+                "egress: requests by session, host and verdict",
             ])
         #expect(NumberedSchema.migrator.migrations == DatabaseSchema.numberedIdentifiers)
     }
@@ -221,7 +222,7 @@ struct SchemaTests {
         let fresh = try scratch("fresh")
         _ = try MirrorDatabase(path: fresh)
         let (expected, expectedNames) = try shape(fresh)
-        #expect(expectedNames.count == 5)
+        #expect(expectedNames.count == 6)
 
         let old = try scratch("numbered-\(applied)")
         let queue = try DatabaseQueue(path: old)
