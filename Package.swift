@@ -188,7 +188,13 @@ let package = Package(
         ),
         .target(
             name: "DroverTesting",
-            dependencies: ["DroverCore", "DroverRedis"]
+            dependencies: [
+                "DroverCore",
+                "DroverRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .target(
             name: "DroverRuntime",
@@ -216,6 +222,8 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverDatabase",
+                "DroverEgress",
+                "DroverTesting",
                 "DroverHands",
                 "DroverHTTP",
                 "DroverJobs",

@@ -14,6 +14,7 @@ public struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmarks that print JSON. Run them on a release build (`swift run -c release drover bench ...`).",
         subcommands: [
             QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self,
+            EgressBench.self,
         ]
     )
 }

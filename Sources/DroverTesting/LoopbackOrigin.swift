@@ -6,19 +6,19 @@ import NIOPosix
 
 /// A real HTTP server on 127.0.0.1 for egress tests: it answers every request with 200 and
 /// `origin saw METHOD URI`, and keeps each request's head, so a test can check what reached it.
-final class LoopbackOrigin: Sendable {
-    let channel: any Channel
+public final class LoopbackOrigin: Sendable {
+    public let channel: any Channel
     private let seen: Locked<[HTTPRequestHead]>
 
-    var port: Int { channel.localAddress?.port ?? 0 }
-    var requests: [HTTPRequestHead] { seen.value }
+    public var port: Int { channel.localAddress?.port ?? 0 }
+    public var requests: [HTTPRequestHead] { seen.value }
 
     private init(channel: any Channel, seen: Locked<[HTTPRequestHead]>) {
         self.channel = channel
         self.seen = seen
     }
 
-    static func start() async throws -> LoopbackOrigin {
+    public static func start() async throws -> LoopbackOrigin {
         let seen = Locked<[HTTPRequestHead]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -32,7 +32,7 @@ final class LoopbackOrigin: Sendable {
         return LoopbackOrigin(channel: channel, seen: seen)
     }
 
-    func stop() async {
+    public func stop() async {
         try? await channel.close()
     }
 
@@ -68,13 +68,13 @@ final class LoopbackOrigin: Sendable {
 
 /// A real TLS server (`openssl s_server -www`) on 127.0.0.1 with a certificate of its own, made
 /// for the test: what it serves is only reachable through a CONNECT tunnel.
-struct LoopbackTLSOrigin {
-    let process: ChildProcess
-    let port: Int
+public struct LoopbackTLSOrigin {
+    public let process: ChildProcess
+    public let port: Int
     /// The server's certificate, for the client inside the sandbox to trust.
-    let certificate: String
+    public let certificate: String
 
-    static func start(in directory: URL) async throws -> LoopbackTLSOrigin? {
+    public static func start(in directory: URL) async throws -> LoopbackTLSOrigin? {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else { return nil }
         let key = directory.appendingPathComponent("tls-key.pem").path
         let cert = directory.appendingPathComponent("tls-cert.pem").path
@@ -106,7 +106,7 @@ struct LoopbackTLSOrigin {
         return nil
     }
 
-    func stop() async {
+    public func stop() async {
         await process.kill()
     }
 }

@@ -1,0 +1,178 @@
+import ArgumentParser
+import DroverCore
+import DroverEgress
+import DroverRuntime
+import DroverTesting
+import DroverTools
+import Foundation
+
+struct EgressBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "egress",
+        abstract: "Request latency through the egress proxy against direct, side by side.",
+        discussion: """
+            A real HTTP server on 127.0.0.1 and the worker's egress proxy on a unix socket, with the
+            policy `limited` and allowed_hosts [127.0.0.1]. In each of --rounds rounds, the modes
+            take turns, each sending --requests sequential GETs on one kept-alive connection:
+              direct        to the server itself;
+              proxy_http    absolute http:// requests to the proxy, which decides each one and
+                            opens a connection to the server for it (as it always does: the next
+                            request may go elsewhere);
+              proxy_tunnel  one CONNECT, then the requests through the tunnel, as an HTTPS client
+                            on a kept-alive connection sends them. TLS is left out: it costs the
+                            same direct and through a tunnel, which only copies its bytes.
+            Inside a sandbox the relay (drover-egress-forward) adds a loopback TCP hop in front of
+            the socket; it is not in these figures.
+            """
+    )
+
+    @Option(help: "Sequential requests per mode per round.") var requests = 500
+    @Option(help: "Rounds; the modes take turns in each.") var rounds = 5
+
+    func validate() throws {
+        guard (1...1_000_000).contains(requests) else { throw ValidationError("--requests must be 1 to 1000000") }
+        guard (1...100).contains(rounds) else { throw ValidationError("--rounds must be 1 to 100") }
+    }
+
+    func run() async throws {
+        let origin = try await LoopbackOrigin.start()
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-egress-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let route = EgressRoute(policy: NetworkPolicy(access: .limited, allowedHosts: ["127.0.0.1"]))
+        let listener = try await EgressProxy().listen(at: directory.appendingPathComponent("bench.sock"), route: route)
+        let port = origin.port
+        let target = "127.0.0.1:\(port)"
+        let count = requests
+        var samples: [String: [Double]] = ["direct": [], "proxy_http": [], "proxy_tunnel": []]
+        var seconds: [String: Double] = [:]
+        for _ in 0..<rounds {
+            for mode in ["direct", "proxy_http", "proxy_tunnel"] {
+                let started = ContinuousClock.now
+                let timings = try await onThread {
+                    let connection: BlockingConnection
+                    var path = "/bench"
+                    switch mode {
+                    case "direct":
+                        connection = try BlockingConnection(tcpPort: port)
+                    case "proxy_http":
+                        connection = try BlockingConnection(unixPath: listener.path.path)
+                        path = "http://\(target)/bench"
+                    default:
+                        connection = try BlockingConnection(unixPath: listener.path.path)
+                        let established = try connection.exchange("CONNECT \(target) HTTP/1.1\r\nHost: \(target)\r\n\r\n", bodyless: true)
+                        guard established.hasPrefix("HTTP/1.1 200") else { throw BenchFailure("CONNECT answered \(established.prefix(80))") }
+                    }
+                    defer { connection.close() }
+                    var timings: [Double] = []
+                    for _ in 0..<count {
+                        let start = ContinuousClock.now
+                        let answer = try connection.exchange("GET \(path) HTTP/1.1\r\nHost: \(target)\r\n\r\n")
+                        timings.append((ContinuousClock.now - start).seconds * 1000)
+                        guard answer.hasPrefix("HTTP/1.1 200") else { throw BenchFailure("\(mode) answered \(answer.prefix(200))") }
+                    }
+                    return timings
+                }
+                seconds[mode, default: 0] += (ContinuousClock.now - started).seconds
+                samples[mode, default: []] += timings
+            }
+        }
+        await listener.close()
+        await origin.stop()
+        let sorted = samples.mapValues { $0.sorted() }
+        let direct50 = percentile(sorted["direct"]!, 50)
+        var report: [String: JSONValue] = [
+            "benchmark": "egress", "requests_per_mode_per_round": .number(Double(requests)), "rounds": .number(Double(rounds)),
+        ]
+        for (mode, values) in sorted {
+            report["\(mode)_ms"] = latencySummary(values)
+            report["\(mode)_requests_per_second"] = .number(round3(Double(values.count) / max(seconds[mode] ?? 1, 1e-9)))
+        }
+        report["overhead_p50_ms"] = .object([
+            "http": .number(round3(percentile(sorted["proxy_http"]!, 50) - direct50)),
+            "tunnel": .number(round3(percentile(sorted["proxy_tunnel"]!, 50) - direct50)),
+        ])
+        print(try encodeJSON(JSONValue.object(report)))
+    }
+
+    /// Runs blocking socket work off the cooperative pool.
+    private func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One kept-alive HTTP/1.1 connection with blocking reads: a request out, one response (framed
+/// by content-length) back.
+private final class BlockingConnection {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init(tcpPort port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw BenchFailure("connect to 127.0.0.1:\(port) failed") }
+    }
+
+    init(unixPath path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else { throw BenchFailure("connect to \(path) failed") }
+    }
+
+    /// Sends `request` and reads one response: its head, and `content-length` bytes of body
+    /// unless `bodyless` (the answer to a CONNECT).
+    func exchange(_ request: String, bodyless: Bool = false) throws -> String {
+        let bytes = Array(request.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw BenchFailure("write failed") }
+        let separator: [UInt8] = [13, 10, 13, 10]
+        var headEnd: Int?
+        while headEnd == nil {
+            headEnd = buffer.firstRange(of: separator)?.upperBound
+            if headEnd == nil { try fill() }
+        }
+        let head = String(decoding: buffer[..<headEnd!], as: UTF8.self)
+        var length = 0
+        if !bodyless {
+            for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
+                length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
+            }
+        }
+        while buffer.count < headEnd! + length { try fill() }
+        let text = String(decoding: buffer[..<(headEnd! + length)], as: UTF8.self)
+        buffer.removeFirst(headEnd! + length)
+        return text
+    }
+
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        let n = read(fd, &chunk, chunk.count)
+        guard n > 0 else { throw BenchFailure("the connection closed mid-response") }
+        buffer += chunk[0..<n]
+    }
+
+    func close() {
+        Glibc.close(fd)
+    }
+}
