@@ -90,7 +90,7 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
         case .hostNotAllowed(let host):
             "Drover's egress proxy refused \(host): this session's environment does not allow it. Fix: add \"\(host)\"\(Self.wildcardHint(for: host)) to the environment's config.networking.allowed_hosts, or set config.networking.type to \"unrestricted\""
         case .nonPublicAddress(let host, let address, let kind):
-            "Drover's egress proxy refused \(host): it resolves to \(address), a \(kind.rawValue) address, and only public addresses are reachable. Fix: if this host is meant to be reached, list \"\(host)\" exactly in the environment's config.networking.allowed_hosts (with type \"limited\")"
+            "Drover's egress proxy refused \(host): it resolves to \(address), \(kind == .thisHost ? "one of this host's own addresses" : "a \(kind.rawValue) address"), and only public addresses are reachable. Fix: if this host is meant to be reached, list \"\(host)\" exactly in the environment's config.networking.allowed_hosts (with type \"limited\")"
         case .protectedEndpoint(let host, let address):
             "Drover's egress proxy refused \(host) (\(address)): it is one of Drover's own endpoints (its API or its Redis), which no sandbox may reach"
         case .unresolvable(let host, let reason):
@@ -159,11 +159,37 @@ public struct EgressGate: Sendable {
                 firstRefusal = firstRefusal ?? .protectedEndpoint(host: host, address: "\(address.ipAddress ?? "?"):\(port)")
                 continue
             }
-            let kind = IPAddressClass(bytes: bytes)
+            var kind = IPAddressClass(bytes: bytes)
+            if kind == .public, Self.hostAddresses().contains(bytes) { kind = .thisHost }
             if kind == .public || (explicit && kind != .unspecified && kind != .multicast) { return .success(address) }
             firstRefusal = firstRefusal ?? .nonPublicAddress(host: host, address: address.ipAddress ?? "?", kind: kind)
         }
         return .failure(firstRefusal ?? .unresolvable(host: host, reason: "no IPv4 or IPv6 address"))
+    }
+
+    /// The addresses of the host's interfaces, looked up at each decision (they change with
+    /// DHCP): a public-looking address of the host's own leads to its services.
+    public static func hostAddresses() -> Set<[UInt8]> {
+        var first: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&first) == 0, let first else { return [] }
+        defer { freeifaddrs(first) }
+        var addresses: Set<[UInt8]> = []
+        var next: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = next {
+            if let address = entry.pointee.ifa_addr {
+                switch Int32(address.pointee.sa_family) {
+                case AF_INET:
+                    var raw = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                    addresses.insert(withUnsafeBytes(of: &raw) { Array($0) })
+                case AF_INET6:
+                    var raw = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    addresses.insert(withUnsafeBytes(of: &raw) { Array($0) })
+                default: break
+                }
+            }
+            next = entry.pointee.ifa_next
+        }
+        return addresses
     }
 
     static func bytes(of address: SocketAddress) -> [UInt8]? {

@@ -3,9 +3,14 @@ import Foundation
 /// An IP address as the proxy is about to connect to it, classified: only `public` addresses are
 /// reachable without being named exactly in `allowed_hosts`. Everything that can lead back into
 /// the host or its network (loopback, private ranges, link-local with the cloud metadata service
-/// at 169.254.169.254, carrier-grade NAT, multicast, reserved and documentation ranges) is not
-/// public, and neither are the IPv6 forms that wrap an IPv4 address (mapped, NAT64, 6to4),
-/// which are judged by the address they wrap.
+/// at 169.254.169.254, carrier-grade NAT, multicast and reserved ranges) is not public, and
+/// neither are the IPv6 forms that wrap an IPv4 address (mapped, NAT64, 6to4), which are judged
+/// by the address they wrap. The host's own addresses, whatever their range, are refused by
+/// `EgressGate` (`thisHost`).
+///
+/// The documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) count
+/// as public: no real network uses them, so they lead into nobody's, and test and mirror setups
+/// do use them for stand-ins of public hosts.
 public enum IPAddressClass: String, Sendable, Equatable {
     case `public`
     case loopback
@@ -14,6 +19,8 @@ public enum IPAddressClass: String, Sendable, Equatable {
     case unspecified
     case multicast
     case reserved
+    /// One of the host's own interface addresses (set by `EgressGate`, not by the address alone).
+    case thisHost = "this host's"
 
     /// Classifies 4 (IPv4) or 16 (IPv6) bytes in network order.
     public init(bytes: [UInt8]) {
@@ -50,11 +57,10 @@ public enum IPAddressClass: String, Sendable, Equatable {
         case (127, _, _): return .loopback
         case (169, 254, _): return .linkLocal
         case (172, 16...31, _): return .private
-        case (192, 0, 0), (192, 0, 2): return .reserved  // IETF assignments, documentation
+        case (192, 0, 0): return .reserved  // IETF protocol assignments
         case (192, 88, 99): return .reserved  // 6to4 relay anycast
         case (192, 168, _): return .private
         case (198, 18...19, _): return .private  // benchmarking networks
-        case (198, 51, 100), (203, 0, 113): return .reserved  // documentation
         case (224...239, _, _): return .multicast
         case (240...255, _, _): return .reserved  // and the broadcast address
         default: return .public
@@ -71,7 +77,6 @@ public enum IPAddressClass: String, Sendable, Equatable {
         if b[0] == 0x00, b[1] == 0x64, b[2] == 0xff, b[3] == 0x9b { return classify(v4: Array(b[12..<16])) }
         // 2002::/16, 6to4: the next four bytes are an IPv4 address.
         if b[0] == 0x20, b[1] == 0x02 { return classify(v4: Array(b[2..<6])) }
-        if b[0] == 0x20, b[1] == 0x01, b[2] == 0x0d, b[3] == 0xb8 { return .reserved }  // documentation
         if b[0] == 0x20, b[1] == 0x01, b[2] == 0x00, b[3] == 0x00 { return .reserved }  // Teredo wraps IPv4 too
         if b[0] == 0x01, b.dropFirst().prefix(7).allSatisfy({ $0 == 0 }) { return .reserved }  // 100::/64, discard
         if b[0] & 0xfe == 0xfc { return .private }  // unique local

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverEgress
 import DroverTools
 import Foundation
 
@@ -16,14 +17,17 @@ public actor PackageLayers {
     /// wheel directory. Part of no cache key: change `root` when they change what gets installed.
     public let pipOptions: [String]
     private var installing: [String: Task<URL, Error>] = [:]
+    /// Installs reach the registries through an egress proxy of their own.
+    private let station: EgressStation
 
     /// The default size of the layers' volume: the most all configurations' packages take together.
     public static let defaultVolumeBytes = 32 << 30
 
     /// `directory` holds the layers' volume.
-    public init(directory: URL, volumeBytes: Int = defaultVolumeBytes, pipOptions: [String] = []) {
+    public init(directory: URL, volumeBytes: Int = defaultVolumeBytes, pipOptions: [String] = [], egressGate: EgressGate = EgressGate()) {
         volume = LoopVolume(directory: directory, sizeBytes: volumeBytes)
         self.pipOptions = pipOptions
+        station = EgressStation(gate: egressGate)
     }
 
     public struct InstallFailed: Error, CustomStringConvertible {
@@ -43,10 +47,16 @@ public actor PackageLayers {
         if FileManager.default.fileExists(atPath: directory.appendingPathComponent(".drover-complete").path) { return directory }
         if let running = installing[key] { return try await running.value }
         let options = pipOptions
-        let task = Task { try await Self.install(config.pip, into: directory, options: options) }
+        let station = station
+        let task = Task { try await Self.install(config.pip, into: directory, options: options, station: station) }
         installing[key] = task
         defer { installing[key] = nil }
         return try await task.value
+    }
+
+    /// Removes the install proxy's directory.
+    public func shutdown() async {
+        await station.shutdown()
     }
 
     /// Where the layer being built is mounted inside the install sandbox.
@@ -57,22 +67,61 @@ public actor PackageLayers {
     static let installFiles = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/pip.conf", "/etc/gai.conf"]
         .filter { FileManager.default.fileExists(atPath: $0) }
 
+    static let proxyVariables = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY"]
+
+    /// Whether the operator sends the host's traffic through a proxy of their own, which the
+    /// egress proxy cannot chain to yet: installs then keep the host's network and that proxy.
+    public static var operatorProxy: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return proxyVariables.contains { $0.lowercased() != "no_proxy" && !(environment[$0] ?? "").isEmpty }
+    }
+
+    /// Where an install may connect: the public package registries, and the hosts of the
+    /// operator's own indexes (`--index-url`, `--extra-index-url`, `PIP_INDEX_URL`,
+    /// `PIP_EXTRA_INDEX_URL`), named exactly, so an index on a private address is reachable.
+    static func installPolicy(options: [String], environment: [String: String] = ProcessInfo.processInfo.environment) -> NetworkPolicy {
+        var urls: [String] = []
+        for (index, option) in options.enumerated() {
+            if ["--index-url", "-i", "--extra-index-url"].contains(option), index + 1 < options.count { urls.append(options[index + 1]) }
+            for prefix in ["--index-url=", "--extra-index-url="] where option.hasPrefix(prefix) {
+                urls.append(String(option.dropFirst(prefix.count)))
+            }
+        }
+        for name in ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"] {
+            urls += (environment[name] ?? "").split(separator: " ").map(String.init)
+        }
+        var hosts: [HostPattern] = []
+        for url in urls {
+            if let host = URLComponents(string: url)?.host, let pattern = try? HostPattern(host), !hosts.contains(pattern) { hosts.append(pattern) }
+        }
+        return NetworkPolicy(access: .limited, allowedHosts: hosts, allowPackageManagers: true)
+    }
+
     /// pip runs in a bubblewrap sandbox of its own, as nobody: it sees the system read-only, its
     /// staging directory read-write and nothing else of the host (no data directory, no hands
-    /// root, no workspace), with an environment of PATH, HOME, LANG and the operator's PIP_ and
-    /// proxy variables only. `--only-binary :all:` means no package's build code runs at all: a
-    /// wheel is unpacked, never executed. It keeps the host's network, since the registry is
-    /// reached from there until the egress proxy exists.
-    static func installCommand(_ packages: [String], staging: URL, options: [String]) throws -> (executable: String, arguments: [String]) {
+    /// root, no workspace), with an environment of PATH, HOME, LANG and the operator's PIP_
+    /// variables only. `--only-binary :all:` means no package's build code runs at all: a wheel is
+    /// unpacked, never executed. With `egress` it has no network but the egress proxy, under
+    /// `installPolicy`, so an index page cannot send pip to the host's loopback or network;
+    /// without (`operatorProxy`), the host's network and the operator's proxy variables.
+    static func installCommand(
+        _ packages: [String], staging: URL, options: [String], egress: SandboxEgress?
+    ) throws -> (executable: String, arguments: [String]) {
         var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"]
-        for (name, value) in ProcessInfo.processInfo.environment
-        where name.hasPrefix("PIP_") || ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"].contains(name) {
+        for (name, value) in ProcessInfo.processInfo.environment where name.hasPrefix("PIP_") || (egress == nil && proxyVariables.contains(name)) {
             environment[name] = value
         }
         var arguments = [
-            "--unshare-all", "--share-net", "--die-with-parent", "--new-session",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--unshare-all", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
         ]
+        if let egress {
+            arguments += egress.bindArguments
+            // Nothing of pip's is on the install sandbox's own loopback, so everything goes to the
+            // proxy: the operator's index may be on the host's.
+            for (name, value) in egress.environment where name.lowercased() != "no_proxy" { environment[name] = value }
+        } else {
+            arguments.append("--share-net")
+        }
         for path in Sandbox.systemPaths + installFiles { arguments += ["--ro-bind", path, path] }
         // The operator's options and PIP_ settings may name local wheel directories or files
         // (`--find-links DIR`, PIP_FIND_LINKS, PIP_CONFIG_FILE): those are seen read-only.
@@ -83,14 +132,14 @@ public actor PackageLayers {
         arguments += ["--bind", staging.path, layerMount, "--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) { arguments += ["--setenv", name, value] }
         arguments +=
-            [
+            (egress?.commandPrefix ?? []) + [
                 "/usr/bin/python3", "-m", "pip", "install", "--target", layerMount, "--no-input", "--disable-pip-version-check",
                 "--no-warn-script-location", "--no-cache-dir", "--only-binary", ":all:",
             ] + options + ["--"] + packages
         return try Sandbox.bubblewrapCommand(arguments)
     }
 
-    static func install(_ packages: [String], into directory: URL, options: [String]) async throws -> URL {
+    static func install(_ packages: [String], into directory: URL, options: [String], station: EgressStation) async throws -> URL {
         try FileManager.default.createDirectory(at: directory.deletingLastPathComponent(), withIntermediateDirectories: true)
         let staging = directory.deletingLastPathComponent().appendingPathComponent(".staging-\(Identifier.make(prefix: "p").suffix(10))")
         // The log sits beside the staging directory, in the host-only packages folder: the
@@ -101,13 +150,20 @@ public actor PackageLayers {
             unlink(log)
         }
         try Sandbox.prepareDirectories(staging)
+        let egress = operatorProxy ? nil : try await station.attach(policy: installPolicy(options: options))
         // bubblewrap starts with an empty environment; the sandbox's own is set by --setenv.
-        let install = try installCommand(packages, staging: staging, options: options)
-        let child = try ChildProcess(executable: install.executable, arguments: install.arguments, environment: [:], outputPath: log)
-        while child.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        guard child.exitCode == 0 else {
-            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            throw InstallFailed(packages: packages, output: String(output.suffix(2000)))
+        let install = try installCommand(packages, staging: staging, options: options, egress: egress)
+        do {
+            let child = try ChildProcess(executable: install.executable, arguments: install.arguments, environment: [:], outputPath: log)
+            while child.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+            await egress?.listener.close()
+            guard child.exitCode == 0 else {
+                let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                throw InstallFailed(packages: packages, output: String(output.suffix(2000)))
+            }
+        } catch {
+            await egress?.listener.close()
+            throw error
         }
         // The install sandbox is gone, so nothing races what follows. The layer becomes the
         // host's: owned by root where Drover is root, readable by all, writable by no sandbox.

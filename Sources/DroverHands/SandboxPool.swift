@@ -72,7 +72,7 @@ public actor SandboxPool {
         self.root = root.standardizedFileURL
         self.settings = settings
         layout = HandsLayout(root: self.root, diskBytes: settings.limits.diskBytes)
-        layers = PackageLayers(directory: layout.layersDirectory, pipOptions: settings.pipOptions)
+        layers = PackageLayers(directory: layout.layersDirectory, pipOptions: settings.pipOptions, egressGate: settings.egressGate)
     }
 
     deinit { sweeper?.cancel() }
@@ -138,6 +138,7 @@ public actor SandboxPool {
         }
         warm = [:]
         await station?.shutdown()
+        await layers.shutdown()
     }
 
     private func acquire(_ session: SessionID, _ environment: EnvironmentConfig) async throws -> Sandbox {

@@ -271,6 +271,20 @@ struct EgressGateTests {
         #expect(try await gate.decide(host: "127.0.0.1", port: 8080, policy: loopback, mcpHosts: []).get().port == 8080)
     }
 
+    @Test("every address of the host's own interfaces is refused under unrestricted, public-looking ones included")
+    func thisHost() async throws {
+        let own = EgressGate.hostAddresses().filter { $0.count == 4 }.map { $0.map(String.init).joined(separator: ".") }
+        #expect(!own.isEmpty)
+        let gate = EgressGate(resolver: FixedResolver(answers: Dictionary(uniqueKeysWithValues: own.map { ("own-\($0).example", [$0]) })))
+        for address in own {
+            let decision = await gate.decide(host: "own-\(address).example", port: 8787, policy: NetworkPolicy(access: .unrestricted), mcpHosts: [])
+            guard case .failure(.nonPublicAddress(_, address, _)) = decision else {
+                Issue.record("\(address), an address of this host, was not refused: \(decision)")
+                continue
+            }
+        }
+    }
+
     @Test("package registries and the agent's MCP servers open only under their flags")
     func flags() async throws {
         let gate = EgressGate(resolver: FixedResolver(answers: ["pypi.org": ["151.101.0.223"], "mcp.example.com": ["203.0.114.1"]]))
@@ -293,7 +307,8 @@ struct EgressGateTests {
             ("100.64.0.1", .private), ("169.254.169.254", .linkLocal), ("0.0.0.0", .unspecified), ("224.0.0.251", .multicast),
             ("255.255.255.255", .reserved), ("::1", .loopback), ("::", .unspecified), ("::ffff:10.0.0.1", .private),
             ("64:ff9b::a9fe:a9fe", .linkLocal), ("2002:7f00:1::", .loopback), ("fd12::1", .private), ("fe80::1", .linkLocal),
-            ("ff02::1", .multicast), ("2001:db8::1", .reserved), ("2606:4700::1111", .public),
+            ("ff02::1", .multicast), ("2001:db8::1", .public), ("203.0.113.80", .public), ("192.0.0.8", .reserved),
+            ("2606:4700::1111", .public),
         ]
         for (text, expected) in cases {
             #expect(IPAddressClass(address: text) == expected, "\(text)")

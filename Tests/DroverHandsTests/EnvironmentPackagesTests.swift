@@ -190,6 +190,30 @@ struct EnvironmentPackagesTests {
     }
 
     @Test(
+        "pip installs reach the network only through the egress proxy: the operator's index by name, nothing else on the host",
+        .enabled(if: !PackageLayers.operatorProxy, "the operator's proxy variables keep installs on the host's network"))
+    func installEgress() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pipnet-\(Identifier.make(prefix: "n").suffix(10))")
+        defer { Task { await removeHandsRoot(root) } }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let origin = try await LoopbackOrigin.start()
+        // The operator's index, on the host's loopback, is named by the options: reached. A link
+        // to another name for the same host (as an index page could give) is not: before the
+        // proxy, pip had the host's network and fetched both.
+        let layers = PackageLayers(
+            directory: root.appendingPathComponent("layers"),
+            pipOptions: ["--index-url", "http://127.0.0.1:\(origin.port)/simple/", "--find-links", "http://localhost:\(origin.port)/links/"])
+        await #expect(throws: PackageLayers.InstallFailed.self) {
+            _ = try await layers.layer(for: EnvironmentConfig(pip: ["drover-no-such-package==1.0"]))
+        }
+        let paths = origin.requests.map(\.uri)
+        #expect(paths.contains { $0.hasPrefix("/simple/drover-no-such-package") }, "\(paths)")
+        #expect(!paths.contains { $0.hasPrefix("/links") }, "\(paths)")
+        await layers.shutdown()
+        await origin.stop()
+    }
+
+    @Test(
         "a real package from PyPI (six) installs and imports",
         .enabled(if: ProcessInfo.processInfo.environment["DROVER_SKIP_PYPI"] == nil, "DROVER_SKIP_PYPI is set"))
     func realPyPI() async throws {
