@@ -53,7 +53,7 @@ enum OpenAPIDocument {
                 "description": {"type": ["string", "null"]}, "tools": {"type": "array", "items": {"type": "object"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
               "EnvironmentConfig": {"type": ["object", "null"], "properties": {
                 "type": {"type": "string", "enum": ["cloud", "self_hosted"]},
-                "networking": {"type": "object", "properties": {"type": {"type": "string", "enum": ["limited", "unrestricted"]}, "allowed_hosts": {"type": "array", "items": {"type": "string"}}}},
+                "networking": {"type": "object", "properties": {"type": {"type": "string", "enum": ["limited", "unrestricted"]}, "allowed_hosts": {"type": "array", "items": {"type": "string"}}, "allow_package_managers": {"type": ["boolean", "null"]}, "allow_mcp_servers": {"type": ["boolean", "null"]}}},
                 "packages": {"type": "object", "properties": {"pip": {"type": "array", "items": {"type": "string"}}}}}},
               "EnvironmentCreate": {"type": "object", "required": ["name"], "properties": {
                 "name": {"type": "string"}, "config": {"$ref": "#/components/schemas/EnvironmentConfig"}, "description": {"type": ["string", "null"]},
