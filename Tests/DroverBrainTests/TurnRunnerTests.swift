@@ -307,7 +307,7 @@ struct TurnRunnerTests {
             switch self {
             case .agent: nil
             case .environment: #"{"type": "cloud", "packages": "#
-            case .unhonourableEnvironment: #"{"type": "cloud", "networking": {"type": "unrestricted"}}"#
+            case .unhonourableEnvironment: #"{"type": "cloud", "packages": {"npm": ["left-pad"]}}"#
             }
         }
         var outcome: TurnOutcome.Ending { .terminated(self == .agent ? .agent : .environment) }

@@ -239,7 +239,7 @@ struct JobRunTests {
         #expect(replay.stdout.contains("session.status_terminated"))
     }
 
-    @Test("a job's environment reaches every sandbox: its pip package imports; an environment the sandboxes cannot honour is refused")
+    @Test("a job's environment reaches every sandbox: its pip package imports; a malformed network entry is refused before anything runs")
     func environment() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let wheels = directory.appendingPathComponent("wheels")
@@ -285,11 +285,12 @@ struct JobRunTests {
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
         #expect(try report(reportDirectory).items.map { $0.columns["answer"] } == [.number(42), .number(42)])
 
-        try write(networking: "{type: unrestricted}")
+        try write(networking: "{type: limited, allowed_hosts: ['https://pypi.org']}")
         let refused = try await runProgramSeparately(droverBinary.path, ["run", job.path], environment: environment())
         #expect(refused.status == 2)
         #expect(
-            refused.stderr.contains("environment") && refused.stderr.contains("config.networking") && refused.stderr.contains("not built yet"),
+            refused.stderr.contains("environment") && refused.stderr.contains("config.networking.allowed_hosts[0]")
+                && refused.stderr.contains("Fix:"),
             "\(refused.stderr)")
     }
 
