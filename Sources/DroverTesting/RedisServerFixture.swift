@@ -31,6 +31,7 @@ public final class RedisServerFixture: Sendable {
         // bomb holds both cores.
         options.startTimeout = .seconds(60)
         let server = try await EmbeddedRedis.start(options)
+        if let pid = server.processIdentifier { StallWatch.watch(pid: pid, name: "redis-server") }
         return RedisServerFixture(directory: directory, server: server)
     }
 
@@ -50,6 +51,7 @@ public final class RedisServerFixture: Sendable {
         await server.current.stop(force: true)
         try await Task.sleep(for: downtime)
         server.current = try await EmbeddedRedis.start(options)
+        if let pid = server.current.processIdentifier { StallWatch.watch(pid: pid, name: "redis-server") }
     }
 
     /// Kills the server with SIGKILL, as a crash would; `startAgain()` brings it back.
@@ -60,6 +62,7 @@ public final class RedisServerFixture: Sendable {
     public func startAgain() async throws {
         await server.current.stop(force: true)
         server.current = try await EmbeddedRedis.start(options)
+        if let pid = server.current.processIdentifier { StallWatch.watch(pid: pid, name: "redis-server") }
     }
 
     public var processIdentifier: Int32? { server.current.processIdentifier }

@@ -32,4 +32,16 @@ struct StallWatchTests {
         #expect(gaps.value.contains { $0 >= .milliseconds(800) }, "\(gaps.value)")
         #expect(gaps.value.allSatisfy { $0 > .milliseconds(500) } && gaps.value.count < 6, "\(gaps.value)")
     }
+
+    @Test("a watched process that is stopped is reported with its state, and again when it runs")
+    func stoppedProcess() async throws {
+        let child = try ChildProcess(executable: "/bin/sleep", arguments: ["60"])
+        defer { Task { await child.kill() } }
+        kill(child.pid, SIGSTOP)
+        StallWatch.watch(pid: child.pid, name: "stopped-sleep")
+        #expect(try await eventually { StallWatch.report().contains("stopped-sleep (pid \(child.pid)) is T") }, "\(StallWatch.report())")
+        kill(child.pid, SIGCONT)
+        #expect(try await eventually { StallWatch.report().contains("stopped-sleep (pid \(child.pid)) runs again") }, "\(StallWatch.report())")
+        #expect(StallWatch.threadStates().split(separator: "\n").count > 1 && StallWatch.threadStates().contains("wchan="))
+    }
 }
