@@ -28,6 +28,9 @@ public final class APIServer: Sendable {
         /// The sandboxes' root (`<hands root>/workspaces/SESSION`), where file resources are
         /// copied before a session's first turn; nil: sessions with file resources answer 501.
         public var handsRoot: URL?
+        /// The key that seals vault secrets, read at each write so that a rotation
+        /// (`drover vaults rotate-key`) takes effect at once; without it, `/v1/vaults` answers 501.
+        public var vaultKeyring: (@Sendable () throws -> VaultKeyring)?
         /// Each workspace's request budget; nil: unlimited.
         public var rateLimit: (requestsPerSecond: Double, burst: Int)?
         public init() {}
@@ -98,6 +101,15 @@ public final class APIServer: Sendable {
         DeploymentController(store: store, log: log, queue: queue)
             .addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))
         FileController(files: files).addRoutes(to: router.group("/v1/files"))
+        if let keyring = options.vaultKeyring {
+            VaultController(store: store, keyring: keyring).addRoutes(to: router.group("/v1/vaults"))
+        } else {
+            for pattern in ["/v1/vaults", "/v1/vaults/**"] {
+                for method in [HTTPRequest.Method.get, .post, .delete] {
+                    router.on(RouterPath(pattern), method: method) { _, _ -> Response in throw APIError.notBuilt("vaults without a vault key") }
+                }
+            }
+        }
         UnbuiltRoutes.add(router)
         return router
     }

@@ -42,6 +42,22 @@ struct ResourceLookup: Sendable {
         return row
     }
 
+    func vault(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
+        let id = try ResourceID.check(id, prefix: "vlt", parameter: "vault_id")
+        guard let row = try await store.find(.vaults, id: id, workspace: workspace) else { throw APIError.notFound("vault", id) }
+        return row
+    }
+
+    /// Checks that every vault exists in the workspace and is not archived.
+    func liveVaults(_ ids: [String], workspace: String) async throws {
+        for (index, id) in ids.enumerated() {
+            guard let row = try await store.find(.vaults, id: id, workspace: workspace) else { throw APIError.notFound("vault", id) }
+            guard row.archivedAt == nil else {
+                throw APIError.invalid("vault_ids[\(index)]", "vault \(id) is archived", fix: "use a vault that is not archived")
+            }
+        }
+    }
+
     func session(_ id: String, workspace: String) async throws -> ControlPlaneStore.Row {
         let id = try ResourceID.check(id, prefix: "sesn", parameter: "session_id")
         guard let row = try await store.find(.sessions, id: id, workspace: workspace) else { throw APIError.notFound("session", id) }

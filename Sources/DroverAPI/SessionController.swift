@@ -28,6 +28,7 @@ struct SessionController: Sendable {
         let params = try await RequestInput.decode(CreateSessionRequest.self, from: request, context: context)
         let agentRow = try await lookup.liveAgent(reference: params.agent, workspace: context.workspace)
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
+        try await lookup.liveVaults(params.vaultIDs, workspace: context.workspace)
         let now = ControlPlaneStore.timestamp()
         let mounts = try await files.mounts(params.resources, workspace: context.workspace, now: now)
         let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(agentRow.json))
@@ -38,7 +39,8 @@ struct SessionController: Sendable {
             "type": "session", "id": .string(id.rawValue), "agent": ControlPlaneStore.agentReference(agentRow),
             "environment_id": .string(environment.id),
             "metadata": params.metadata, "title": params.title.map(JSONValue.string) ?? .null,
-            "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)), "vault_ids": .array([]),
+            "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)),
+            "vault_ids": .array(params.vaultIDs.map(JSONValue.string)),
             "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
         ]
         let row = ControlPlaneStore.Row(
@@ -99,6 +101,10 @@ struct SessionController: Sendable {
         var session = current.json
         if let title = params.title { session["title"] = title.map(JSONValue.string) ?? .null }
         if let patch = params.metadataPatch { session["metadata"] = try patchMetadata(session["metadata"], patch) }
+        if let vaults = params.vaultIDs {
+            try await lookup.liveVaults(vaults, workspace: context.workspace)
+            session["vault_ids"] = .array(vaults.map(JSONValue.string))
+        }
         session["updated_at"] = .string(ControlPlaneStore.timestamp())
         let resource = JSONValue.object(session).compactJSON
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)

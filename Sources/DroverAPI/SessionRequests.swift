@@ -17,11 +17,26 @@ extension RequestInput {
 }
 
 extension APIRequestBody {
-    /// Vaults are not built: a session (or a deployment's sessions) may not name any.
+    /// Deployments cannot carry vaults to the sessions they fire yet.
     static func refuseVaults(_ body: [String: JSONValue]) throws {
         if let vaults = try body.array("vault_ids"), !vaults.isEmpty {
-            throw APIError.invalid("vault_ids", "vaults are not built yet in Drover", fix: "omit vault_ids")
+            throw APIError.invalid(
+                "vault_ids", "deployments cannot name vaults yet in Drover", fix: "omit vault_ids; sessions created through the API take them")
         }
+    }
+
+    /// `vault_ids`: at most 16 distinct vault ids, in the order given; nil when absent. Each is
+    /// looked up (live, in the caller's workspace) by `ResourceLookup.liveVaults`.
+    static func vaultIDs(_ body: [String: JSONValue]) throws -> [String]? {
+        guard let items = try body.array("vault_ids") else { return nil }
+        var ids: [String] = []
+        for (index, item) in items.enumerated() {
+            guard let id = item.stringValue else { throw APIError.invalid("vault_ids[\(index)]", "must be a vault id (a string)") }
+            let checked = try ResourceID.check(id, prefix: "vlt", parameter: "vault_ids[\(index)]")
+            if !ids.contains(checked) { ids.append(checked) }
+        }
+        guard ids.count <= 16 else { throw APIError.invalid("vault_ids", "at most 16 vaults") }
+        return ids
     }
 
     /// Session budgets are not built: refused rather than ignored.
@@ -44,6 +59,8 @@ struct CreateSessionRequest: APIRequestBody {
     /// File resources, checked against the workspace's files by `UploadedFiles.mounts`.
     let resources: [JSONValue]
     let initialEvents: [NewEvent]
+    /// The vaults whose credentials the session may use.
+    let vaultIDs: [String]
 
     init(body: [String: JSONValue]) throws {
         try body.rejectUnknown(Self.fields)
@@ -52,7 +69,7 @@ struct CreateSessionRequest: APIRequestBody {
             throw APIError.invalid("environment_id", "the field is required")
         }
         self.environmentID = environmentID
-        try Self.refuseVaults(body)
+        vaultIDs = try Self.vaultIDs(body) ?? []
         try Self.refuseBudget(body)
         resources = try body.array("resources") ?? []
         initialEvents =
@@ -72,13 +89,15 @@ struct UpdateSessionRequest: APIRequestBody {
     let title: String??
     /// Keys to set, and keys to delete (`null`).
     let metadataPatch: [String: JSONValue]?
+    /// nil: unchanged; otherwise the session's vaults from now on.
+    let vaultIDs: [String]?
 
     init(body: [String: JSONValue]) throws {
         try body.rejectUnknown(Self.fields)
         for unbuilt in ["agent", "budget"] where body[unbuilt] != nil && body[unbuilt] != .null {
             throw APIError.invalid(unbuilt, "updating a session's \(unbuilt) is not built yet in Drover", fix: "omit \(unbuilt)")
         }
-        try Self.refuseVaults(body)
+        vaultIDs = try Self.vaultIDs(body)
         title = body["title"] == nil ? nil : .some(try body.string("title"))
         metadataPatch = try body.stringMap("metadata")
     }

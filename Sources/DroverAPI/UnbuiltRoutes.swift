@@ -4,7 +4,6 @@ import Hummingbird
 /// never a fake success.
 enum UnbuiltRoutes {
     static let prefixes: [(path: String, what: String)] = [
-        ("/v1/vaults", "vaults"),
         ("/v1/memory_stores", "memory stores"),
         ("/v1/skills", "skills"),
         ("/v1/dreams", "dreams"),

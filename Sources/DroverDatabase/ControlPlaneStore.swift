@@ -68,6 +68,7 @@ public struct ControlPlaneStore: Sendable {
         case environments
         case sessions = "api_sessions"
         case files
+        case vaults
     }
 
     public struct Row: Sendable, Equatable {

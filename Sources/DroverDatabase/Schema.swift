@@ -22,6 +22,7 @@ enum DatabaseSchema {
         JobCatalogTables.self,
         DeploymentTables.self,
         EgressTables.self,
+        VaultTables.self,
     ]
 
     static var migrator: DatabaseMigrator {

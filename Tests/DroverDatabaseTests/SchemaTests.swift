@@ -211,6 +211,7 @@ struct SchemaTests {
                 "jobs: the job catalog",
                 "deployments: schedules and their runs",
                 "egress: requests by session, host and verdict",
+                "vaults: vaults and sealed credentials",
             ])
         #expect(NumberedSchema.migrator.migrations == DatabaseSchema.numberedIdentifiers)
     }
@@ -222,7 +223,7 @@ struct SchemaTests {
         let fresh = try scratch("fresh")
         _ = try MirrorDatabase(path: fresh)
         let (expected, expectedNames) = try shape(fresh)
-        #expect(expectedNames.count == 6)
+        #expect(expectedNames.count == 7)
 
         let old = try scratch("numbered-\(applied)")
         let queue = try DatabaseQueue(path: old)

@@ -76,6 +76,11 @@ class Server:
         env = dict(os.environ, DROVER_DATA_DIR=str(self.data_dir))
         return subprocess.run([str(DROVER), *args], env=env, check=True, capture_output=True, text=True, timeout=30).stdout
 
+    def drover_stderr(self, *args: str) -> str:
+        """What `drover ARGS` says on standard error (its notes), once it succeeded."""
+        env = dict(os.environ, DROVER_DATA_DIR=str(self.data_dir))
+        return subprocess.run([str(DROVER), *args], env=env, check=True, capture_output=True, text=True, timeout=30).stderr
+
 
 @contextlib.contextmanager
 def sandboxed_server(prefix: str, script: str, *options: str):
