@@ -16,6 +16,7 @@ struct Drover: AsyncParsableCommand {
               DROVER_DB          the SQLite file (default $DROVER_DATA_DIR/drover.db).
               DROVER_REDIS_POOL  pooled Redis connections per process (default 8).
               DROVER_API_ADDR    where `drover api` and `drover serve` listen (default 127.0.0.1:8787).
+              DROVER_VAULT_KEY   the key that seals vault secrets (default $DROVER_DATA_DIR/vault.key).
             """,
         version: DroverVersion.string,
         subcommands: [
