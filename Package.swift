@@ -114,7 +114,7 @@ let package = Package(
             name: "drover-egress-forward",
             // The Swift runtime is linked into every product, but this one uses none of it, and
             // a sandbox cannot load it: the toolchain's libraries are outside what it sees.
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections"])]
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]
         ),
         .target(
             name: "DroverHands",

@@ -82,7 +82,9 @@ public actor EgressStation {
         guard let source = Self.locateForwarder() else {
             throw Unavailable(reason: "drover-egress-forward was not found beside \(Self.executableDirectory?.path ?? "drover")")
         }
-        var template = Array((NSTemporaryDirectory() + "/drover-egress-XXXXXX").utf8CString)
+        Self.sweepLeftDirectories()
+        // The pid names the process that owns it, so that a later station can tell a dead one's.
+        var template = Array((NSTemporaryDirectory() + "/drover-egress-\(getpid())-XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw Unavailable(reason: "mkdtemp failed: \(String(cString: strerror(errno)))")
         }
@@ -99,6 +101,21 @@ public actor EgressStation {
         self.directory = directory
         self.forwarder = forwarder
         return (directory, forwarder)
+    }
+
+    /// Removes the directories of stations whose process died without shutting down (kill -9):
+    /// each holds a copy of the relay.
+    static func sweepLeftDirectories() {
+        let temporary = URL(fileURLWithPath: NSTemporaryDirectory())
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? [] where name.hasPrefix("drover-egress-") {
+            let parts = name.split(separator: "-")
+            guard parts.count == 4, let owner = pid_t(parts[2]), owner != getpid(), kill(owner, 0) != 0, errno == ESRCH else { continue }
+            let directory = temporary.appendingPathComponent(name)
+            var status = stat()
+            // Only a directory of this user's, never through a link.
+            guard lstat(directory.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR, status.st_uid == getuid() else { continue }
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 
     static var executableDirectory: URL? {

@@ -1,14 +1,15 @@
 import DroverCore
 import DroverEgress
-import DroverHands
 import DroverTesting
 import DroverTools
 import Foundation
 import NIOCore
 import Testing
 
+@testable import DroverHands
+
 private func egressRoot() -> URL {
-    URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-egress-\(Identifier.make(prefix: "e").suffix(10))")
+    URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-egresstest-\(Identifier.make(prefix: "e").suffix(10))")
 }
 
 private func pool(_ root: URL, gate: EgressGate = EgressGate()) -> SandboxPool {
@@ -136,6 +137,21 @@ struct EgressProxyTests {
         let run = try await sandbox.run("ls /run/drover 2>&1; env | grep -ci proxy; curl -sS --max-time 5 http://127.0.0.1:3128/ 2>&1 | head -1")
         #expect(run.output.contains("No such file") && run.output.contains("0\n") && run.output.contains("Failed to connect"), "\(run.output)")
         await hands.shutdown()
+    }
+
+    @Test("a station's directory left by a dead worker is swept; a live one's, and anything else, stay")
+    func sweep() throws {
+        let temporary = URL(fileURLWithPath: NSTemporaryDirectory())
+        var dead: pid_t = 4_000_000
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let left = temporary.appendingPathComponent("drover-egress-\(dead)-abc123")
+        let live = temporary.appendingPathComponent("drover-egress-\(getppid())-def456")
+        let other = temporary.appendingPathComponent("drover-egress-notapid")
+        for directory in [left, live, other] { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) }
+        defer { for directory in [live, other] { try? FileManager.default.removeItem(at: directory) } }
+        EgressStation.sweepLeftDirectories()
+        #expect(!FileManager.default.fileExists(atPath: left.path))
+        #expect(FileManager.default.fileExists(atPath: live.path) && FileManager.default.fileExists(atPath: other.path))
     }
 
     @Test("a connection past the sandbox's cap is answered 429, and the slot frees when a connection ends")
