@@ -58,3 +58,16 @@ int drover_open_beneath(int dirfd, const char *path, int flags) {
     if (errno != ENOSYS && errno != EPERM) return -1;
     return open_beneath_walk(dirfd, path, flags);
 }
+
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+int drover_socket_state(int fd, int *peer_pid, int *unread_by_peer, int *unread_here) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    *peer_pid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 ? credentials.pid : -1;
+    if (ioctl(fd, SIOCOUTQ, unread_by_peer) != 0) return -1;
+    if (ioctl(fd, SIOCINQ, unread_here) != 0) return -1;
+    return 0;
+}

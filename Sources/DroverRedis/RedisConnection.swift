@@ -144,8 +144,11 @@ final class RedisConnection {
                 // Which command and how long it waited tell a server that stalled (a timeout after
                 // the full command timeout) from a socket that failed at once.
                 let waited = ContinuousClock.now - sent
+                // A reply missing for the whole timeout says which side held it: still unread by
+                // the server, or read by a process that is not the server at all.
+                let socket = waited > .seconds(5) ? SocketState(of: fileDescriptor).map { "; socket: \($0)" } ?? "" : ""
                 let reason =
-                    "\(contextError) (waiting \(waited.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) for the reply to \(arguments.first ?? "?"))"
+                    "\(contextError) (waiting \(waited.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) for the reply to \(arguments.first ?? "?")\(socket))"
                 close()
                 throw .connectionLost(endpoint: url.description, reason: reason)
             }

@@ -84,6 +84,7 @@ public final class RedisServerFixture: Sendable {
             let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
             parts.append("\(file): \(text.split(separator: "\n").first ?? "")")
         }
+        parts.append("redis-server pid: \(processIdentifier.map(String.init) ?? "?") (a socket whose peer pid is another was not talking to it)")
         parts.append(StallWatch.report())
         return parts.joined(separator: "\n")
     }

@@ -23,3 +23,11 @@ int drover_set_cloexec(int fd);
 /// Returns a descriptor (close-on-exec) or -1 with errno set.
 int drover_open_beneath(int dirfd, const char *path, int flags);
 #endif
+
+#ifndef DROVER_SOCKET_STATE_H
+#define DROVER_SOCKET_STATE_H
+/// For a connected socket: the peer's pid (unix sockets; -1 otherwise), the bytes sent and not
+/// yet read by the peer (SIOCOUTQ), and the bytes received and not yet read here (SIOCINQ).
+/// Returns 0, or -1 with errno set. ioctl is variadic, which Swift cannot call.
+int drover_socket_state(int fd, int *peer_pid, int *unread_by_peer, int *unread_here);
+#endif
