@@ -362,6 +362,9 @@ public actor Sandbox {
         return try await body()
     }
 
+    /// The most one look at a sandbox's output reads before the call's limits are checked again.
+    static let readBurst = 1 << 20
+
     /// How long a new shell may take to say it is ready, at least. Starting is Drover's work, not
     /// the command's, so it does not count against the call's wall clock.
     static let startPatience: Duration = .seconds(30)
@@ -429,14 +432,25 @@ public actor Sandbox {
         var output: [UInt8] = []
         var total = 0
         var statusBytes: [UInt8] = []
-        // What background processes printed between calls is not this call's.
-        while case .data = process.readOutput(into: &output) { output.removeAll(keepingCapacity: true) }
+        // What background processes printed between calls is not this call's. A bounded drain:
+        // processes that keep printing must not hold this thread (see `collect`).
+        var drained = 0
+        while drained < Self.readBurst, case .data(let n) = process.readOutput(into: &output) {
+            drained += n
+            output.removeAll(keepingCapacity: true)
+        }
         let countersBefore = cgroup?.counters
         let started = ContinuousClock.now
         let deadline = started + wallClock
         var timedOut = false, overflowed = false, died = false
+        // At most `readBurst` bytes per look. Read until the pipe was empty, a flood from many
+        // writers that outpace one reader kept this loop (and the thread under it) busy for as
+        // long as the flood lasted: the wall clock and the flood check below it never ran, and a
+        // fork bomb's "fork: retry" messages held a worker thread for two minutes.
         func collect() {
-            while case .data(let n) = process.readOutput(into: &output) {
+            var read = 0
+            while read < Self.readBurst, case .data(let n) = process.readOutput(into: &output) {
+                read += n
                 total += n
                 if output.count > limits.outputBytes + 1 { output.removeLast(output.count - limits.outputBytes - 1) }
             }

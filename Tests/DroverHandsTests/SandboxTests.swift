@@ -143,6 +143,20 @@ struct SandboxTests {
         #expect(!result.timedOut)
     }
 
+    @Test("a flood from many writers that outpace the reader is still cut short: the call's limits are checked between reads")
+    func manyWriterFlood() async throws {
+        // Eight writers keep the pipe full however fast it is read. Before reads were bounded,
+        // the reader never saw it empty and never returned to its limits: this ran until the
+        // writers stopped, holding a worker thread all along.
+        let fixture = try HostileFixture(wallClock: .seconds(3600))
+        defer { Task { await fixture.cleanUp() } }
+        let result = try await finishing(within: .seconds(120)) {
+            try await fixture.run("for i in 1 2 3 4 5 6 7 8; do yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa & done; wait")
+        }
+        #expect(result.truncated && !result.timedOut && result.exitCode == 141, "exit \(result.exitCode)")
+        #expect(result.output.contains("[drover: output truncated"))
+    }
+
     @Test("an endless output flood is cut short, with a visible marker")
     func outputFlood() async throws {
         // An hour's wall clock: only the flood check can end this call within the test.
