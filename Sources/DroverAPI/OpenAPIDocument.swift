@@ -24,6 +24,9 @@ enum OpenAPIDocument {
             case ("post", "/v1/sessions/{session_id}/events"): "EventsSend"
             case ("post", "/v1/deployments"): "DeploymentCreate"
             case ("post", "/v1/deployments/{deployment_id}"): "DeploymentUpdate"
+            case ("post", "/v1/vaults"), ("post", "/v1/vaults/{vault_id}"): "VaultCreate"
+            case ("post", "/v1/vaults/{vault_id}/credentials"): "CredentialCreate"
+            case ("post", "/v1/vaults/{vault_id}/credentials/{credential_id}"): "CredentialUpdate"
             default: nil
             }
         }
@@ -64,9 +67,23 @@ enum OpenAPIDocument {
               "SessionCreate": {"type": "object", "required": ["agent", "environment_id"], "properties": {
                 "agent": {"$ref": "#/components/schemas/AgentReference"}, "environment_id": {"type": "string", "pattern": "^env_[0-9A-Z]{26}$"},
                 "title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"},
+                "vault_ids": {"type": "array", "items": {"type": "string", "pattern": "^vlt_[0-9A-Z]{26}$"}},
                 "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
                 "resources": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": ["file"]}, "file_id": {"type": "string"}, "mount_path": {"type": "string"}}}}}},
-              "SessionUpdate": {"type": "object", "properties": {"title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "SessionUpdate": {"type": "object", "properties": {"title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"},
+                "vault_ids": {"type": "array", "items": {"type": "string", "pattern": "^vlt_[0-9A-Z]{26}$"}}}},
+              "VaultCreate": {"type": "object", "properties": {"display_name": {"type": "string"}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "CredentialNetworking": {"type": "object", "required": ["type"], "properties": {
+                "type": {"type": "string", "enum": ["unrestricted", "limited"]}, "allowed_hosts": {"type": "array", "items": {"type": "string"}}}},
+              "CredentialAuth": {"type": "object", "required": ["type"], "properties": {
+                "type": {"type": "string", "enum": ["environment_variable", "static_bearer"]}, "secret_name": {"type": "string"},
+                "secret_value": {"type": "string"}, "networking": {"$ref": "#/components/schemas/CredentialNetworking"},
+                "injection_location": {"type": "object", "properties": {"header": {"type": "boolean"}, "body": {"type": "boolean"}}},
+                "mcp_server_url": {"type": "string"}, "token": {"type": "string"}}},
+              "CredentialCreate": {"type": "object", "required": ["auth"], "properties": {
+                "auth": {"$ref": "#/components/schemas/CredentialAuth"}, "display_name": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "CredentialUpdate": {"type": "object", "properties": {
+                "auth": {"$ref": "#/components/schemas/CredentialAuth"}, "display_name": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
               "EventsSend": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
               "Schedule": {"type": ["object", "null"], "required": ["type", "expression"], "properties": {
                 "type": {"type": "string", "enum": ["cron"]}, "expression": {"type": "string"}, "timezone": {"type": "string"}}},
@@ -183,6 +200,32 @@ enum OpenAPIDocument {
         .init(
             method: "get", path: "/v1/sessions/{session_id}/resources/{resource_id}", summary: "Retrieve a session resource",
             model: "BetaManagedAgentsFileResource"),
+        .init(method: "post", path: "/v1/vaults", summary: "Create a vault", model: "BetaManagedAgentsVault"),
+        .init(
+            method: "get", path: "/v1/vaults", summary: "List vaults", model: "SyncPageCursor[BetaManagedAgentsVault]",
+            query: ["limit", "page", "include_archived"]),
+        .init(method: "get", path: "/v1/vaults/{vault_id}", summary: "Retrieve a vault", model: "BetaManagedAgentsVault"),
+        .init(method: "post", path: "/v1/vaults/{vault_id}", summary: "Update a vault", model: "BetaManagedAgentsVault"),
+        .init(method: "post", path: "/v1/vaults/{vault_id}/archive", summary: "Archive a vault", model: "BetaManagedAgentsVault"),
+        .init(method: "delete", path: "/v1/vaults/{vault_id}", summary: "Delete a vault and its credentials", model: "BetaManagedAgentsDeletedVault"),
+        .init(
+            method: "post", path: "/v1/vaults/{vault_id}/credentials", summary: "Add a credential (its secret is never returned)",
+            model: "BetaManagedAgentsCredential"),
+        .init(
+            method: "get", path: "/v1/vaults/{vault_id}/credentials", summary: "List a vault's credentials",
+            model: "SyncPageCursor[BetaManagedAgentsCredential]", query: ["limit", "page", "include_archived"]),
+        .init(
+            method: "get", path: "/v1/vaults/{vault_id}/credentials/{credential_id}", summary: "Retrieve a credential",
+            model: "BetaManagedAgentsCredential"),
+        .init(
+            method: "post", path: "/v1/vaults/{vault_id}/credentials/{credential_id}", summary: "Update a credential (a new secret replaces the old)",
+            model: "BetaManagedAgentsCredential"),
+        .init(
+            method: "post", path: "/v1/vaults/{vault_id}/credentials/{credential_id}/archive", summary: "Archive a credential",
+            model: "BetaManagedAgentsCredential"),
+        .init(
+            method: "delete", path: "/v1/vaults/{vault_id}/credentials/{credential_id}", summary: "Delete a credential",
+            model: "BetaManagedAgentsDeletedCredential"),
         .init(method: "post", path: "/v1/files", summary: "Upload a file (multipart/form-data: file, expires_in_seconds)", model: "BetaFileMetadata"),
         .init(
             method: "get", path: "/v1/files", summary: "List files", model: "SyncPageCursor[BetaFileMetadata]",

@@ -81,8 +81,7 @@ def test_missing_beta_header(server):
 
 def test_unbuilt_endpoints_answer_501(server, agent_env):
     _, _ = agent_env
-    for method, path in (("GET", "/v1/vaults"), ("GET", "/v1/memory_stores"), ("GET", "/v1/skills"),
-                         ("POST", "/v1/sessions/sesn_1/threads")):
+    for method, path in (("GET", "/v1/memory_stores"), ("GET", "/v1/skills"), ("POST", "/v1/sessions/sesn_1/threads")):
         message = error(server.raw(method, path, body={} if method == "POST" else None), 501)
         assert "not built yet" in message, path
 
