@@ -50,16 +50,16 @@ struct EgressBench: AsyncParsableCommand {
             for mode in ["direct", "proxy_http", "proxy_tunnel"] {
                 let started = ContinuousClock.now
                 let timings = try await onThread {
-                    let connection: BlockingConnection
+                    let connection: BlockingSocket
                     var path = "/bench"
                     switch mode {
                     case "direct":
-                        connection = try BlockingConnection(tcpPort: port)
+                        connection = try BlockingSocket(tcpPort: port)
                     case "proxy_http":
-                        connection = try BlockingConnection(unixPath: listener.path.path)
+                        connection = try BlockingSocket(unixPath: listener.path.path)
                         path = "http://\(target)/bench"
                     default:
-                        connection = try BlockingConnection(unixPath: listener.path.path)
+                        connection = try BlockingSocket(unixPath: listener.path.path)
                         let established = try connection.exchange("CONNECT \(target) HTTP/1.1\r\nHost: \(target)\r\n\r\n", bodyless: true)
                         guard established.hasPrefix("HTTP/1.1 200") else { throw BenchFailure("CONNECT answered \(established.prefix(80))") }
                     }
@@ -106,73 +106,4 @@ struct EgressBench: AsyncParsableCommand {
 struct BenchFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// One kept-alive HTTP/1.1 connection with blocking reads: a request out, one response (framed
-/// by content-length) back.
-private final class BlockingConnection {
-    private let fd: Int32
-    private var buffer: [UInt8] = []
-
-    init(tcpPort port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else { throw BenchFailure("connect to 127.0.0.1:\(port) failed") }
-    }
-
-    init(unixPath path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else { throw BenchFailure("connect to \(path) failed") }
-    }
-
-    /// Sends `request` and reads one response: its head, and `content-length` bytes of body
-    /// unless `bodyless` (the answer to a CONNECT).
-    func exchange(_ request: String, bodyless: Bool = false) throws -> String {
-        let bytes = Array(request.utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count else { throw BenchFailure("write failed") }
-        let separator: [UInt8] = [13, 10, 13, 10]
-        var headEnd: Int?
-        while headEnd == nil {
-            headEnd = buffer.firstRange(of: separator)?.upperBound
-            if headEnd == nil { try fill() }
-        }
-        let head = String(decoding: buffer[..<headEnd!], as: UTF8.self)
-        var length = 0
-        if !bodyless {
-            for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
-                length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
-            }
-        }
-        while buffer.count < headEnd! + length { try fill() }
-        let text = String(decoding: buffer[..<(headEnd! + length)], as: UTF8.self)
-        buffer.removeFirst(headEnd! + length)
-        return text
-    }
-
-    private func fill() throws {
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        let n = read(fd, &chunk, chunk.count)
-        guard n > 0 else { throw BenchFailure("the connection closed mid-response") }
-        buffer += chunk[0..<n]
-    }
-
-    func close() {
-        Glibc.close(fd)
-    }
 }

@@ -162,14 +162,14 @@ struct EgressProxyTests {
         let proxy = EgressProxy()
         let route = EgressRoute(policy: NetworkPolicy(access: .unrestricted), connectionLimit: 1)
         let listener = try await proxy.listen(at: root.appendingPathComponent("p.sock"), route: route)
-        let first = try UnixClient(path: listener.path.path)
+        let first = try BlockingSocket(unixPath: listener.path.path)
         #expect(try await eventually { route.openConnections == 1 })
-        let second = try UnixClient(path: listener.path.path)
+        let second = try BlockingSocket(unixPath: listener.path.path)
         let answer = try second.readAll()
         #expect(answer.hasPrefix("HTTP/1.1 429") && answer.contains("already has 1 open"), "\(answer)")
         first.close()
         #expect(try await eventually { route.openConnections == 0 })
-        let third = try UnixClient(path: listener.path.path)
+        let third = try BlockingSocket(unixPath: listener.path.path)
         try third.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         let refused = try third.readAll()
         #expect(refused.hasPrefix("HTTP/1.1 400") && refused.contains("absolute http:// URLs"), "\(refused)")
@@ -206,18 +206,18 @@ struct EgressProxyInputTests {
             ("GET ftp://127.0.0.1/ HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
         ]
         for (request, expected) in hostile {
-            let client = try UnixClient(path: listener.path.path)
+            let client = try BlockingSocket(unixPath: listener.path.path)
             try? client.send(request)
             let answer = try client.readAll()
             #expect(answer.hasPrefix(expected), "\(request.prefix(60).debugDescription): \(answer.prefix(300))")
         }
         // A client that sends half a request and goes away costs nothing after it is gone.
-        let quitter = try UnixClient(path: listener.path.path)
+        let quitter = try BlockingSocket(unixPath: listener.path.path)
         try quitter.send("GET http://127.0.0.1:\(origin.port)/half HTTP/1.1\r\nHost: 127.0")
         quitter.close()
         #expect(try await eventually { route.openConnections == 0 })
         // Still serving, and keeping a connection for a second request.
-        let client = try UnixClient(path: listener.path.path)
+        let client = try BlockingSocket(unixPath: listener.path.path)
         try client.send("GET http://127.0.0.1:\(origin.port)/one HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\n\r\n")
         try client.send("GET http://127.0.0.1:\(origin.port)/two HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\nConnection: close\r\n\r\n")
         let both = try client.readAll()
@@ -357,50 +357,4 @@ struct EgressGateTests {
         #expect(EnvironmentConfig(network: policy).key != EnvironmentConfig.none.key)
         #expect(EnvironmentConfig(network: policy).packagesKey == EnvironmentConfig.none.packagesKey)
     }
-}
-
-/// A blocking unix-socket client for speaking to the proxy directly.
-private final class UnixClient {
-    let fd: Int32
-
-    init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count else { throw POSIXError(.EPIPE) }
-    }
-
-    /// Everything until the proxy closes the connection (or 30 s pass).
-    func readAll() throws -> String {
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fd, &buffer, buffer.count)
-            if n <= 0 { break }
-            data += buffer[0..<n]
-        }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    private var isOpen = true
-
-    func close() {
-        if isOpen { Glibc.close(fd) }
-        isOpen = false
-    }
-
-    deinit { close() }
 }
