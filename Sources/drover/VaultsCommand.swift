@@ -63,6 +63,10 @@ struct VaultsCommand: AsyncParsableCommand {
                 // The old key stays readable (as previous) until every secret is sealed anew.
                 try FileManager.default.moveItem(at: file, to: previous)
                 let keyring = try VaultKeyring.load(dataDirectory: directory)
+                // A running API reads the key at each write: one that read the old key just
+                // before the move may still be writing. Its row is sealed again below, once no
+                // write can still hold the old key.
+                try await Task.sleep(for: .seconds(2))
                 let changed = try await store.resealCredentials(with: keyring)
                 try FileManager.default.removeItem(at: previous)
                 note("drover vaults: new key \(keyring.current.id) in \(file.path); sealed \(changed) credential(s) again under it")
