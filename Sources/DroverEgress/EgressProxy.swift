@@ -387,6 +387,14 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         state = .tunnel
         let (host, port) = current ?? ("-", 0)
         current = nil
+        // This handler leaves the pipeline and never sees the connection close: the slot goes
+        // back with the channel instead. Held by the handler, every tunnel kept one for good, and
+        // a sandbox's 257th HTTPS connection was refused.
+        if admitted {
+            admitted = false
+            let route = route
+            context.channel.closeFuture.whenComplete { _ in route.close() }
+        }
         let pipeline = context.pipeline.syncOperations
         let inward = TunnelHalf(route: route, host: host, port: port, direction: .sent)
         let outward = TunnelHalf(route: route, host: host, port: port, direction: .received)

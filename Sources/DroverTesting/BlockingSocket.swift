@@ -6,8 +6,9 @@ import Glibc
 
 /// A plain blocking client socket, for speaking HTTP/1.1 by hand to a server on loopback or a
 /// unix socket: the egress proxy's tests send it hostile bytes, and its benchmark times requests
-/// on one kept-alive connection. Reads give up after 30 s.
-public final class BlockingSocket {
+/// on one kept-alive connection. Reads give up after 30 s. One caller at a time; from async code,
+/// through `offPool`.
+public final class BlockingSocket: @unchecked Sendable {
     public let descriptor: Int32
     private var buffer: [UInt8] = []
     private var isOpen = true
@@ -105,4 +106,13 @@ public final class BlockingSocket {
     }
 
     deinit { close() }
+}
+
+/// Runs blocking work on a thread of its own. A blocking read on the cooperative pool holds one
+/// of its few threads; two of them held at once stopped the egress proxy under test, which
+/// decides each request in a task, and the test waited out its 30 s read timeout.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
 }

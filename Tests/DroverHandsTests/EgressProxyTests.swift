@@ -165,13 +165,15 @@ struct EgressProxyTests {
         let first = try BlockingSocket(unixPath: listener.path.path)
         #expect(try await eventually { route.openConnections == 1 })
         let second = try BlockingSocket(unixPath: listener.path.path)
-        let answer = try second.readAll()
+        let answer = try await offPool { try second.readAll() }
         #expect(answer.hasPrefix("HTTP/1.1 429") && answer.contains("already has 1 open"), "\(answer)")
         first.close()
         #expect(try await eventually { route.openConnections == 0 })
         let third = try BlockingSocket(unixPath: listener.path.path)
-        try third.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        let refused = try third.readAll()
+        let refused = try await offPool {
+            try third.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return try third.readAll()
+        }
         #expect(refused.hasPrefix("HTTP/1.1 400") && refused.contains("absolute http:// URLs"), "\(refused)")
         await listener.close()
     }
@@ -207,8 +209,10 @@ struct EgressProxyInputTests {
         ]
         for (request, expected) in hostile {
             let client = try BlockingSocket(unixPath: listener.path.path)
-            try? client.send(request)
-            let answer = try client.readAll()
+            let answer = try await offPool {
+                try? client.send(request)
+                return try client.readAll()
+            }
             #expect(answer.hasPrefix(expected), "\(request.prefix(60).debugDescription): \(answer.prefix(300))")
         }
         // A client that sends half a request and goes away costs nothing after it is gone.
@@ -218,12 +222,39 @@ struct EgressProxyInputTests {
         #expect(try await eventually { route.openConnections == 0 })
         // Still serving, and keeping a connection for a second request.
         let client = try BlockingSocket(unixPath: listener.path.path)
-        try client.send("GET http://127.0.0.1:\(origin.port)/one HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\n\r\n")
-        try client.send("GET http://127.0.0.1:\(origin.port)/two HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\nConnection: close\r\n\r\n")
-        let both = try client.readAll()
+        let port = origin.port
+        let both = try await offPool {
+            try client.send("GET http://127.0.0.1:\(port)/one HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n")
+            try client.send("GET http://127.0.0.1:\(port)/two HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n")
+            return try client.readAll()
+        }
         #expect(both.contains("origin saw GET /one") && both.contains("origin saw GET /two"), "\(both)")
         #expect(origin.requests.map(\.uri).suffix(2) == ["/one", "/two"])
         #expect(!origin.requests.contains { $0.uri == "/half" })
+        await listener.close()
+        await origin.stop()
+    }
+}
+
+extension EgressProxyInputTests {
+    @Test("a closed tunnel gives its connection slot back: with a cap of one, tunnels can be opened one after another")
+    func tunnelSlots() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-egresstest-\(Identifier.make(prefix: "t").suffix(10))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let origin = try await LoopbackOrigin.start()
+        let route = EgressRoute(policy: NetworkPolicy(access: .limited, allowedHosts: ["127.0.0.1"]), connectionLimit: 1)
+        let listener = try await EgressProxy().listen(at: root.appendingPathComponent("p.sock"), route: route)
+        for round in 1...3 {
+            let client = try BlockingSocket(unixPath: listener.path.path)
+            let port = origin.port
+            let established = try await offPool { try client.exchange("CONNECT 127.0.0.1:\(port) HTTP/1.1\r\n\r\n", bodyless: true) }
+            #expect(established.hasPrefix("HTTP/1.1 200"), "round \(round): \(established)")
+            let answer = try await offPool { try client.exchange("GET /round-\(round) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") }
+            #expect(answer.contains("origin saw GET /round-\(round)"), "round \(round): \(answer)")
+            client.close()
+            #expect(try await eventually { route.openConnections == 0 }, "round \(round): the tunnel's slot was not given back")
+        }
         await listener.close()
         await origin.stop()
     }
