@@ -101,11 +101,20 @@ enum ResourceID {
 
 extension ControlPlaneStore.Row {
     /// The stored JSON with the archive time the row holds.
-    var json: [String: JSONValue] {
-        var object = (try? JSONValue.parse(resource))?.objectValue ?? [:]
-        object["archived_at"] = archivedAt.map(JSONValue.string) ?? .null
-        return object
-    }
+    var json: [String: JSONValue] { shownResource(resource, archivedAt: archivedAt) }
+}
+
+extension ControlPlaneStore.CredentialRow {
+    /// The credential as the API shows it, with the archive time the row holds: never its secret,
+    /// which is not in the resource.
+    var json: [String: JSONValue] { shownResource(resource, archivedAt: archivedAt) }
+}
+
+/// A stored resource with the archive time of its row: archiving sets the column only.
+private func shownResource(_ resource: String, archivedAt: String?) -> [String: JSONValue] {
+    var object = (try? JSONValue.parse(resource))?.objectValue ?? [:]
+    object["archived_at"] = archivedAt.map(JSONValue.string) ?? .null
+    return object
 }
 
 extension ControlPlaneStore {

@@ -189,8 +189,3 @@ struct VaultController: Sendable {
         return try keyring().seal(try encoder.encode(secret), binding: id)
     }
 }
-
-extension ControlPlaneStore.CredentialRow {
-    /// The credential as the API shows it: never its secret.
-    var json: [String: JSONValue] { (try? JSONValue.parse(resource))?.objectValue ?? [:] }
-}

@@ -98,6 +98,7 @@ def test_secrets_are_write_only_and_sealed_at_rest(server):
 
     archived = client.beta.vaults.credentials.archive(bearer.id, vault_id=vault.id)
     assert archived.archived_at is not None
+    assert client.beta.vaults.credentials.retrieve(bearer.id, vault_id=vault.id).archived_at == archived.archived_at
     assert [c.id for c in client.beta.vaults.credentials.list(vault.id).data] == [variable.id]
     deleted = server.raw("DELETE", f"/v1/vaults/{vault.id}/credentials/{bearer.id}").json()
     validate(BetaManagedAgentsDeletedCredential, deleted)
