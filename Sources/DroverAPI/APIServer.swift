@@ -62,11 +62,7 @@ public final class APIServer: Sendable {
 
     /// Parses `host:port` as in `DROVER_API_ADDR`.
     public static func address(_ text: String) throws -> (host: String, port: Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw FieldError(field: "DROVER_API_ADDR", message: "'\(text)' is not host:port", fix: "use for example 127.0.0.1:8787")
-        }
-        let host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return (host.isEmpty ? "0.0.0.0" : host, port)
+        try DroverConfiguration.hostAndPort(text)
     }
 
     public static func isLoopback(_ host: String) -> Bool {

@@ -24,6 +24,21 @@ public struct DroverConfiguration: Sendable {
         self.redisPoolSize = redisPoolSize
     }
 
+    /// Where `drover api` and `drover serve` listen: `DROVER_API_ADDR`, else 127.0.0.1:8787.
+    public static func apiAddress(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        environment["DROVER_API_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:8787"
+    }
+
+    /// Parses `host:port` as in `DROVER_API_ADDR`; an empty host is every address, `[v6]` loses
+    /// its brackets.
+    public static func hostAndPort(_ text: String) throws(FieldError) -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw FieldError(field: "DROVER_API_ADDR", message: "'\(text)' is not host:port", fix: "use for example 127.0.0.1:8787")
+        }
+        let host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(FieldError) -> DroverConfiguration {

@@ -73,11 +73,7 @@ public final class RuntimeEnvironment: Sendable {
         if let text = configuration.redisURL, let url = try? RedisURL(parsing: text), case .tcp(let host, let port) = url.endpoint {
             endpoints.append((host, port))
         }
-        let api = apiAddress ?? ProcessInfo.processInfo.environment["DROVER_API_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:8787"
-        if let colon = api.lastIndex(of: ":"), let port = Int(api[api.index(after: colon)...]) {
-            let host = String(api[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-            endpoints.append((host.isEmpty ? "0.0.0.0" : host, port))
-        }
+        if let api = try? DroverConfiguration.hostAndPort(apiAddress ?? DroverConfiguration.apiAddress()) { endpoints.append(api) }
         return EgressGate(protected: EgressGate.addresses(of: endpoints))
     }
 

@@ -23,7 +23,7 @@ struct APIOptions: ParsableArguments {
     /// Builds the server. With no API key configured it runs in single-user local mode, which
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
     func makeServer(runtime: RuntimeEnvironment) async throws -> APIServer {
-        let text = address ?? ProcessInfo.processInfo.environment["DROVER_API_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:8787"
+        let text = address ?? DroverConfiguration.apiAddress()
         let (host, port) = try APIServer.address(text)
         guard pingSeconds > 0 else { throw ValidationError("--ping-seconds: must be positive") }
         let store = ControlPlaneStore(database: try runtime.database())
