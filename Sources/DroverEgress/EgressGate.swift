@@ -13,20 +13,18 @@ public struct SystemResolver: EgressResolver {
     public init() {}
 
     public func resolve(host: String, port: Int) async throws -> [SocketAddress] {
-        try await NIOThreadPool.singleton.runIfActive {
-            var hints = addrinfo()
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            hints.ai_family = AF_UNSPEC
-            var result: UnsafeMutablePointer<addrinfo>?
-            let status = getaddrinfo(host, String(port), &hints, &result)
-            guard status == 0, let first = result else { throw ResolveFailed(host: host, reason: String(cString: gai_strerror(status))) }
-            defer { freeaddrinfo(first) }
-            return Self.addresses(in: first, host: host)
-        }
+        try await NIOThreadPool.singleton.runIfActive { try Self.lookup(host: host, port: port) }
     }
 
-    /// The IPv4 and IPv6 addresses of a getaddrinfo answer.
-    static func addresses(in first: UnsafeMutablePointer<addrinfo>, host: String) -> [SocketAddress] {
+    /// The IPv4 and IPv6 addresses getaddrinfo gives for `host`, blocking.
+    static func lookup(host: String, port: Int) throws -> [SocketAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &result)
+        guard status == 0, let first = result else { throw ResolveFailed(host: host, reason: String(cString: gai_strerror(status))) }
+        defer { freeaddrinfo(first) }
         var addresses: [SocketAddress] = []
         var next: UnsafeMutablePointer<addrinfo>? = first
         while let info = next {
@@ -127,10 +125,10 @@ public struct EgressGate: Sendable {
     public func decide(host rawHost: String, port: Int, policy: NetworkPolicy, mcpHosts: [String]) async -> Result<SocketAddress, EgressRefusal> {
         let host = HostPattern.normalize(rawHost)
         guard (1...65535).contains(port) else { return .failure(.malformed(reason: "port \(port) is out of range")) }
-        guard !host.isEmpty, HostPattern.problem(with: host) == nil || IPAddressClass.bytes(of: host) != nil else {
+        let literal = IPAddressClass.bytes(of: host)
+        guard !host.isEmpty, literal != nil || HostPattern.problem(with: host) == nil else {
             return .failure(.malformed(reason: "'\(rawHost.prefix(100))' is not a host name"))
         }
-        let literal = IPAddressClass.bytes(of: host)
         // allowed_hosts takes names and IPv4 addresses only, so no IPv6 literal could be listed.
         if let literal, literal.count != 4 { return .failure(.malformed(reason: "IPv6 literals are not supported; use a host name")) }
         let match = policy.match(host: host, mcpHosts: mcpHosts)
@@ -153,6 +151,8 @@ public struct EgressGate: Sendable {
             }
         }
         var firstRefusal: EgressRefusal?
+        // Looked up once per decision, and only when an address looks public.
+        var own: Set<[UInt8]>?
         for address in addresses {
             guard let bytes = Self.bytes(of: address) else { continue }
             if protected.contains(where: { Self.sameEndpoint($0, address) }) {
@@ -160,7 +160,10 @@ public struct EgressGate: Sendable {
                 continue
             }
             var kind = IPAddressClass(bytes: bytes)
-            if kind == .public, Self.hostAddresses().contains(bytes) { kind = .thisHost }
+            if kind == .public {
+                own = own ?? Self.hostAddresses()
+                if own!.contains(bytes) { kind = .thisHost }
+            }
             if kind == .public || (explicit && kind != .unspecified && kind != .multicast) { return .success(address) }
             firstRefusal = firstRefusal ?? .nonPublicAddress(host: host, address: address.ipAddress ?? "?", kind: kind)
         }
@@ -227,14 +230,9 @@ extension EgressGate {
         for (host, port) in endpoints {
             if let literal = try? SocketAddress(ipAddress: host, port: port) {
                 addresses.append(literal)
-                continue
+            } else {
+                addresses += (try? SystemResolver.lookup(host: host, port: port)) ?? []
             }
-            var hints = addrinfo()
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            var result: UnsafeMutablePointer<addrinfo>?
-            guard getaddrinfo(host, String(port), &hints, &result) == 0, let first = result else { continue }
-            addresses += SystemResolver.addresses(in: first, host: host)
-            freeaddrinfo(first)
         }
         return addresses
     }

@@ -213,10 +213,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         open(context: context, host: target.host, port: target.port, speaksHTTP: true) { [self] upstream in
             state = .forwarding(upstream)
             forward(.head(outgoing), to: upstream)
-            let waiting = held
-            held = []
             // What follows this request's end is the next request's, and waits again.
-            for part in waiting { channelRead(context: context, data: NIOAny(part)) }
+            replayHeld(context: context)
             try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         }
     }
@@ -260,7 +258,7 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
                                 upstream.close(promise: nil)
                                 return
                             }
-                            route.record(host: host, port: port, verdict: "allowed")
+                            route.record(host: host, port: port, verdict: EgressUsage.Key.allowed)
                             then(upstream)
                         case .failure(let error):
                             guard case .opening = state else { return }
@@ -369,6 +367,11 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
     private func nextRequest(context: ChannelHandlerContext) {
         state = .idle
         current = nil
+        replayHeld(context: context)
+    }
+
+    /// Reads the parts held while the handler was busy, in order, as if they arrived now.
+    private func replayHeld(context: ChannelHandlerContext) {
         let waiting = held
         held = []
         for part in waiting { channelRead(context: context, data: NIOAny(part)) }
@@ -377,7 +380,9 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
     /// Adds what the finished exchange moved to the route's counts, once.
     private func finish() {
         guard let (host, port) = current else { return }
-        if sent > 0 || received > 0 { route.addBytes(host: host, port: port, verdict: "allowed", sent: sent, received: received) }
+        if sent > 0 || received > 0 {
+            route.record(host: host, port: port, verdict: EgressUsage.Key.allowed, requests: 0, sent: sent, received: received)
+        }
         current = nil
     }
 
@@ -602,7 +607,9 @@ final class TunnelHalf: ChannelDuplexHandler {
 
     private func report() {
         guard bytes > 0 else { return }
-        route.addBytes(host: host, port: port, verdict: "allowed", sent: direction == .sent ? bytes : 0, received: direction == .received ? bytes : 0)
+        route.record(
+            host: host, port: port, verdict: EgressUsage.Key.allowed, requests: 0, sent: direction == .sent ? bytes : 0,
+            received: direction == .received ? bytes : 0)
         bytes = 0
     }
 }

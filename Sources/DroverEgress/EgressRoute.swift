@@ -52,22 +52,16 @@ public final class EgressRoute: Sendable {
         state.withLock { $0.open -= 1 }
     }
 
-    func record(host: String, port: Int, verdict: String, sent: Int = 0, received: Int = 0) {
+    /// Adds to the counts of `host:port` under `verdict`: a request when it is decided, its bytes
+    /// (`requests: 0`) when its connection is done.
+    func record(host: String, port: Int, verdict: String, requests: Int = 1, sent: Int = 0, received: Int = 0) {
         state.withLock {
             let key = EgressUsage.Key(host: host, port: port, verdict: verdict)
             var counts = $0.usage[key] ?? EgressUsage.Counts()
-            counts.requests += 1
+            counts.requests += requests
             counts.bytesSent += sent
             counts.bytesReceived += received
             $0.usage[key] = counts
-        }
-    }
-
-    func addBytes(host: String, port: Int, verdict: String, sent: Int, received: Int) {
-        state.withLock {
-            let key = EgressUsage.Key(host: host, port: port, verdict: verdict)
-            $0.usage[key, default: EgressUsage.Counts()].bytesSent += sent
-            $0.usage[key, default: EgressUsage.Counts()].bytesReceived += received
         }
     }
 
@@ -91,6 +85,9 @@ public struct EgressUsage: Sendable, Equatable {
         public let port: Int
         /// `allowed`, or the refusal (`refused: host not allowed`, ...).
         public let verdict: String
+
+        /// The verdict of a connection that was made.
+        public static let allowed = "allowed"
         public static func < (a: Key, b: Key) -> Bool { (a.host, a.port, a.verdict) < (b.host, b.port, b.verdict) }
     }
     public struct Counts: Sendable, Equatable {

@@ -44,18 +44,10 @@ public struct NetworkPolicy: Sendable, Hashable {
         "conda.anaconda.org", "repo.anaconda.com",
     ]
 
-    /// Whether `host` (as the request named it: a name or an IPv4 literal) is one this policy
-    /// lets through at all; `mcpHosts` are the session's agent's MCP servers. Addresses are
-    /// checked after resolution, by the proxy.
-    public func admits(host: String, mcpHosts: [String] = []) -> Bool {
-        switch access {
-        case .unrestricted: return true
-        case .limited: return match(host: host, mcpHosts: mcpHosts) != nil
-        }
-    }
-
-    /// The entry that names `host`, if one does: `explicit` when it names it exactly (a private
-    /// address is then allowed), not through a wildcard or a registry list.
+    /// The entry that names `host` (a name or an IPv4 literal, as the request gave it), if one
+    /// does; `mcpHosts` are the session's agent's MCP servers. `explicit` when it names it exactly
+    /// (a private address is then allowed), not through a wildcard or a registry list. Addresses
+    /// are checked after resolution, by the proxy.
     public func match(host: String, mcpHosts: [String] = []) -> (pattern: HostPattern, explicit: Bool)? {
         let name = HostPattern.normalize(host)
         if let exact = allowedHosts.first(where: { !$0.isWildcard && $0.text == name }) { return (exact, true) }
