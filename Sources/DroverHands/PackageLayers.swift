@@ -116,9 +116,7 @@ public actor PackageLayers {
         ]
         if let egress {
             arguments += egress.bindArguments
-            // Nothing of pip's is on the install sandbox's own loopback, so everything goes to the
-            // proxy: the operator's index may be on the host's.
-            for (name, value) in egress.environment where name.lowercased() != "no_proxy" { environment[name] = value }
+            for (name, value) in egress.environment(keepsLoopback: false) { environment[name] = value }
         } else {
             arguments.append("--share-net")
         }
@@ -153,17 +151,19 @@ public actor PackageLayers {
         let egress = operatorProxy ? nil : try await station.attach(policy: installPolicy(options: options))
         // bubblewrap starts with an empty environment; the sandbox's own is set by --setenv.
         let install = try installCommand(packages, staging: staging, options: options, egress: egress)
+        let exitCode: Result<Int32?, Error>
         do {
             let child = try ChildProcess(executable: install.executable, arguments: install.arguments, environment: [:], outputPath: log)
             while child.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-            await egress?.listener.close()
-            guard child.exitCode == 0 else {
-                let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                throw InstallFailed(packages: packages, output: String(output.suffix(2000)))
-            }
+            exitCode = .success(child.exitCode)
         } catch {
-            await egress?.listener.close()
-            throw error
+            exitCode = .failure(error)
+        }
+        // However the install ended, its socket goes with it.
+        await egress?.listener.close()
+        guard try exitCode.get() == 0 else {
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw InstallFailed(packages: packages, output: String(output.suffix(2000)))
         }
         // The install sandbox is gone, so nothing races what follows. The layer becomes the
         // host's: owned by root where Drover is root, readable by all, writable by no sandbox.

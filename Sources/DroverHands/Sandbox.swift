@@ -254,7 +254,7 @@ public actor Sandbox {
         var extra: [String] = []
         if let egress {
             arguments += egress.bindArguments
-            for (name, value) in egress.environment { extra += ["--setenv", name, value] }
+            for (name, value) in egress.environment() { extra += ["--setenv", name, value] }
         }
         if let packages {
             arguments += ["--ro-bind", packages.path, "/opt/drover/python"]

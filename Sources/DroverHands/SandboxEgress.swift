@@ -23,13 +23,14 @@ public struct SandboxEgress: Sendable {
         ["--ro-bind", listener.path.path, Self.socketInSandbox, "--ro-bind", forwarder.path, Self.forwarderInSandbox]
     }
 
-    var environment: [(String, String)] {
+    /// The proxy variables. `NO_PROXY` keeps the sandbox's own loopback for servers the agent
+    /// runs in it; without `keepsLoopback` (a pip install, which runs none) everything goes to
+    /// the proxy, since an operator's index may be on the host's loopback.
+    func environment(keepsLoopback: Bool = true) -> [(String, String)] {
         let proxy = "http://127.0.0.1:\(Self.port)"
         let direct = "localhost,127.0.0.1,::1"
-        return [
-            ("HTTP_PROXY", proxy), ("HTTPS_PROXY", proxy), ("http_proxy", proxy), ("https_proxy", proxy),
-            ("NO_PROXY", direct), ("no_proxy", direct),
-        ]
+        return [("HTTP_PROXY", proxy), ("HTTPS_PROXY", proxy), ("http_proxy", proxy), ("https_proxy", proxy)]
+            + (keepsLoopback ? [("NO_PROXY", direct), ("no_proxy", direct)] : [])
     }
 
     /// The relay starts first and becomes the sandbox's command once its port is open.

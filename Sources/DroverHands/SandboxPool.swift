@@ -159,27 +159,7 @@ public actor SandboxPool {
         try await makeRoom()
         provisioning += 1
         defer { provisioning -= 1 }
-        let sandbox = try await timed { () async throws -> Sandbox in
-            let volume = layout.volume(session.rawValue)
-            let egress = try await egress(for: environment)
-            egress?.route.assign(session: session)
-            do {
-                // Under the volume's lock: another worker's start-up sweep must not unmount it
-                // between making the directories and copying the staged files in.
-                let sandbox = try await volume.whileMounted { _ in
-                    let sandbox = try Sandbox(
-                        workspace: workspace(session), limits: settings.limits, shellState: shellState(session), packages: layer, volume: volume,
-                        egress: egress)
-                    try layout.moveStagedFiles(of: session.rawValue, into: workspace(session))
-                    return sandbox
-                }
-                try await sandbox.start()
-                return sandbox
-            } catch {
-                await egress?.listener.close()
-                throw error
-            }
-        }
+        let sandbox = try await startSandbox(session.rawValue, environment, layer: layer, session: session)
         assigned[session] = Assignment(sandbox: sandbox, key: key, checkedOut: .now)
         refill(environment)
         return sandbox
@@ -237,28 +217,40 @@ public actor SandboxPool {
         provisioning += 1
         defer { provisioning -= 1 }
         do {
-            let sandbox = try await timed { () async throws -> Sandbox in
-                let volume = layout.volume(name)
-                let egress = try await egress(for: environment)
-                do {
-                    let sandbox = try await volume.whileMounted { _ in
-                        try Sandbox(
-                            workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer,
-                            volume: volume, egress: egress)
-                    }
-                    try await sandbox.start()
-                    return sandbox
-                } catch {
-                    await egress?.listener.close()
-                    throw error
-                }
-            }
+            let sandbox = try await startSandbox(name, environment, layer: layer)
             let entry = Warm(sandbox: sandbox, name: name, born: .now)
             guard !isShutDown else { return await close(entry) }
             warm[key, default: []].append(entry)
         } catch {
             // The next checkout provisions its own and reports the error to the call.
             await layout.volume(name).remove()
+        }
+    }
+
+    /// Starts a sandbox on the volume `name`, timed, with a socket on the egress proxy when
+    /// `environment` has a network (closed again if the sandbox does not start). For a session
+    /// (`name` is its id), the files staged for it are moved in, and its egress is counted as its.
+    private func startSandbox(_ name: String, _ environment: EnvironmentConfig, layer: URL?, session: SessionID? = nil) async throws -> Sandbox {
+        try await timed { () async throws -> Sandbox in
+            let volume = layout.volume(name)
+            let egress = try await egress(for: environment)
+            if let session { egress?.route.assign(session: session) }
+            do {
+                // Under the volume's lock: another worker's start-up sweep must not unmount it
+                // between making the directories and copying the staged files in.
+                let sandbox = try await volume.whileMounted { _ in
+                    let sandbox = try Sandbox(
+                        workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer,
+                        volume: volume, egress: egress)
+                    if session != nil { try layout.moveStagedFiles(of: name, into: layout.workspace(name)) }
+                    return sandbox
+                }
+                try await sandbox.start()
+                return sandbox
+            } catch {
+                await egress?.listener.close()
+                throw error
+            }
         }
     }
 
