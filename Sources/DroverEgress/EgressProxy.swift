@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The worker's egress proxy: the one way out of a sandbox whose network namespace is empty.
 ///
@@ -13,16 +14,24 @@ import NIOPosix
 /// (HTTPS), and a request for an absolute `http://` URL is forwarded. Every connection is decided
 /// by the route's policy through `EgressGate`: the proxy resolves the name and connects to the
 /// address it checked. A refusal is an HTTP answer whose body says what to change.
+///
+/// With an `authority`, a CONNECT to a host that one of the route's credentials names is not
+/// tunnelled but read: the proxy ends the sandbox's TLS with a certificate the authority signs,
+/// replaces the credential's placeholder with its secret, and sends the request on over its own
+/// TLS connection, checked against the system's trust store.
 public final class EgressProxy: Sendable {
     public let gate: EgressGate
+    public let authority: EgressAuthority?
     let group: any EventLoopGroup
     /// How long a connection to a destination may take to open.
     public let connectTimeout: TimeAmount
 
     public init(
-        gate: EgressGate = EgressGate(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectTimeout: TimeAmount = .seconds(15)
+        gate: EgressGate = EgressGate(), authority: EgressAuthority? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        connectTimeout: TimeAmount = .seconds(15)
     ) {
         self.gate = gate
+        self.authority = authority
         self.group = group
         self.connectTimeout = connectTimeout
     }
@@ -31,6 +40,7 @@ public final class EgressProxy: Sendable {
     /// the sandbox's user (the directory holding it is the caller's to keep from everyone else).
     public func listen(at path: URL, route: EgressRoute) async throws -> EgressListener {
         let gate = self.gate
+        let authority = self.authority
         let timeout = connectTimeout
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -40,7 +50,8 @@ public final class EgressProxy: Sendable {
                     let pipeline = child.pipeline.syncOperations
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)), name: "egress-decoder")
                     try pipeline.addHandler(HTTPResponseEncoder(configuration: .noFraming), name: "egress-encoder")
-                    try pipeline.addHandler(EgressRequestHandler(route: route, gate: gate, connectTimeout: timeout), name: "egress")
+                    try pipeline.addHandler(
+                        EgressRequestHandler(route: route, gate: gate, authority: authority, connectTimeout: timeout), name: "egress")
                 }
             }
             .bind(unixDomainSocketPath: path.path, cleanupExistingSocketFile: true).get()
@@ -87,7 +98,10 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
 
     let route: EgressRoute
     let gate: EgressGate
+    let authority: EgressAuthority?
     let connectTimeout: TimeAmount
+    /// Inside an intercepted CONNECT: the one destination every request goes to, over TLS.
+    let destination: (host: String, port: Int)?
 
     private enum State {
         case idle
@@ -109,11 +123,28 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
     private var current: (host: String, port: Int)?
     private var sent = 0
     private var received = 0
+    /// The current request's placeholder replacement, when a credential applies to its host.
+    private var substitution: SecretSubstitution?
+    /// A request whose body has placeholders to replace is held whole, then sent with its new
+    /// length.
+    private var heldHead: HTTPRequestHead?
+    private var heldBody: ByteBuffer?
+    /// Past this a body cannot be held for replacement, and the request is refused (413).
+    static let substitutedBodyLimit = 16 << 20
+    /// An intercepted connection's TLS connection to its destination, kept between requests.
+    private var idleUpstream: Channel?
+    private var upstreamKeepAlive = false
+    private var responseStarted = false
 
-    init(route: EgressRoute, gate: EgressGate, connectTimeout: TimeAmount) {
+    init(
+        route: EgressRoute, gate: EgressGate, authority: EgressAuthority?, connectTimeout: TimeAmount,
+        destination: (host: String, port: Int)? = nil
+    ) {
         self.route = route
         self.gate = gate
+        self.authority = authority
         self.connectTimeout = connectTimeout
+        self.destination = destination
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -135,6 +166,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         case .forwarding(let upstream), .awaitingResponse(let upstream): upstream.close(promise: nil)
         default: break
         }
+        idleUpstream?.close(promise: nil)
+        idleUpstream = nil
         state = .closed
         context.fireChannelInactive()
     }
@@ -170,30 +203,56 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             refuse(context: context, .malformed(reason: "not an HTTP proxy request (\(error))"), host: "-", port: 0)
             return
         }
+        // The sandbox's TLS client refused Drover's certificate: counted, so that `sessions
+        // show` explains a client that ignores the sandbox's trust store.
+        if let destination, error is NIOSSLError, case .idle = state, !seenRequest {
+            route.record(
+                host: destination.host, port: destination.port,
+                verdict: "failed: TLS with the sandbox's client, which must trust Drover's egress authority")
+        }
         context.close(promise: nil)
     }
+
+    private var seenRequest = false
 
     // MARK: Requests
 
     private func start(context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        seenRequest = true
         keepAlive = head.isKeepAlive
         isHead = head.method == .HEAD
         if head.method == .CONNECT {
+            guard destination == nil else {
+                return refuse(context: context, .malformed(reason: "CONNECT inside a CONNECT tunnel is not supported"), host: "-", port: 0)
+            }
             guard let (host, port) = Self.authority(head.uri, defaultPort: nil) else {
                 return refuse(context: context, .malformed(reason: "CONNECT needs host:port, not '\(head.uri.prefix(200))'"), host: "-", port: 0)
             }
+            // Read only where a credential's placeholder may need its secret; everything else
+            // stays end to end.
+            if let authority, SecretSubstitution(route.secrets, host: HostPattern.normalize(host)) != nil {
+                return open(context: context, host: host, port: port, speaksHTTP: false, countsRequest: false) { [self] upstream in
+                    intercept(context: context, to: upstream, host: host, port: port, authority: authority)
+                }
+            }
             return open(context: context, host: host, port: port, speaksHTTP: false) { [self] upstream in tunnel(context: context, to: upstream) }
         }
-        guard let target = Self.absoluteHTTP(head.uri) else {
+        guard let target = destination.map({ (host: $0.host, port: $0.port, path: head.uri) }) ?? Self.absoluteHTTP(head.uri) else {
             let reason =
                 head.uri.lowercased().hasPrefix("https://")
                 ? "an https:// URL must go through CONNECT; set HTTPS_PROXY, which the sandbox already has"
                 : "this is Drover's egress proxy: send absolute http:// URLs (set HTTP_PROXY, which the sandbox already has)"
             return refuse(context: context, .malformed(reason: reason), host: "-", port: 0)
         }
+        if destination != nil, !target.path.hasPrefix("/") {
+            return refuse(
+                context: context, .malformed(reason: "inside a tunnel, a request names its path (/...), not '\(target.path.prefix(100))'"),
+                host: target.host, port: target.port)
+        }
         // The destination is the URL's: a Host header that names another host would send the
         // request somewhere the policy never saw.
-        if let given = head.headers.first(name: "host"), let (hostHeader, portHeader) = Self.authority(given, defaultPort: 80),
+        if let given = head.headers.first(name: "host"),
+            let (hostHeader, portHeader) = Self.authority(given, defaultPort: destination == nil ? 80 : 443),
             HostPattern.normalize(hostHeader) != HostPattern.normalize(target.host) || portHeader != target.port
         {
             return refuse(
@@ -206,24 +265,46 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             outgoing.headers.remove(name: name)
         }
         if !outgoing.headers.contains(name: "host") {
-            outgoing.headers.add(name: "host", value: target.port == 80 ? target.host : "\(target.host):\(target.port)")
+            let defaultPort = destination == nil ? 80 : 443
+            outgoing.headers.add(name: "host", value: target.port == defaultPort ? target.host : "\(target.host):\(target.port)")
         }
-        // One request per connection out: the next may go elsewhere, and is decided afresh.
-        outgoing.headers.add(name: "connection", value: "close")
-        open(context: context, host: target.host, port: target.port, speaksHTTP: true) { [self] upstream in
+        substitution = SecretSubstitution(route.secrets, host: HostPattern.normalize(target.host))
+        if let substitution {
+            outgoing.headers = substitution.headers(outgoing.headers).0
+            let hasBody = head.headers.contains(name: "transfer-encoding") || (Int(head.headers.first(name: "content-length") ?? "") ?? 0) > 0
+            if substitution.touchesBody, hasBody { heldBody = context.channel.allocator.buffer(capacity: 0) }
+        }
+        let send = { [self] (upstream: Channel) in
             state = .forwarding(upstream)
+            responseStarted = false
             forward(.head(outgoing), to: upstream)
             // What follows this request's end is the next request's, and waits again.
             replayHeld(context: context)
             try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         }
+        // Inside an intercepted tunnel the destination is fixed, and its connection is kept.
+        if destination != nil, let upstream = idleUpstream, upstream.isActive {
+            idleUpstream = nil
+            current = (target.host, target.port)
+            sent = 0
+            received = 0
+            route.record(host: target.host, port: target.port, verdict: EgressUsage.Key.allowed)
+            return send(upstream)
+        }
+        idleUpstream?.close(promise: nil)
+        idleUpstream = nil
+        // One request per connection out: the next may go elsewhere, and is decided afresh.
+        if destination == nil { outgoing.headers.add(name: "connection", value: "close") }
+        open(context: context, host: target.host, port: target.port, speaksHTTP: true, then: send)
     }
 
     static let hopByHop = ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"]
 
     /// Decides the destination and connects to the address the gate checked. A tunnel's
     /// connection carries raw bytes; a forwarded request's gets an HTTP client codec.
-    private func open(context: ChannelHandlerContext, host: String, port: Int, speaksHTTP: Bool, then: @escaping (Channel) -> Void) {
+    private func open(
+        context: ChannelHandlerContext, host: String, port: Int, speaksHTTP: Bool, countsRequest: Bool = true, then: @escaping (Channel) -> Void
+    ) {
         state = .opening
         // Nothing more is read from the sandbox until the destination is open: what it sends
         // meanwhile waits in the socket, not in the worker's memory.
@@ -258,7 +339,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
                                 upstream.close(promise: nil)
                                 return
                             }
-                            route.record(host: host, port: port, verdict: EgressUsage.Key.allowed)
+                            // An intercepted tunnel counts the requests inside it instead.
+                            if countsRequest { route.record(host: host, port: port, verdict: EgressUsage.Key.allowed) }
                             then(upstream)
                         case .failure(let error):
                             guard case .opening = state else { return }
@@ -272,14 +354,25 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         }
     }
 
-    /// The upstream side of a plain HTTP request: a client codec and a relay back here.
+    /// The upstream side of an HTTP request: TLS inside an intercepted tunnel, a client codec,
+    /// and a relay back here.
     private func configureUpstream(_ channel: Channel) throws {
         guard case .opening = state else { throw ChannelError.ioOnClosedChannel }
+        try addUpstreamHandlers(channel)
+    }
+
+    private func addUpstreamHandlers(_ channel: Channel) throws {
+        if let destination, let authority {
+            // An IP literal is checked against the certificate's addresses, a name by SNI.
+            let name = IPAddressClass.bytes(of: destination.host) == nil ? destination.host : nil
+            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: authority.upstreamContext, serverHostname: name))
+        }
         try channel.pipeline.syncOperations.addHTTPClientHandlers()
         try channel.pipeline.syncOperations.addHandler(UpstreamResponseRelay(client: self))
     }
 
     private func forward(_ part: HTTPServerRequestPart, to upstream: Channel) {
+        if heldBody != nil { return hold(part, for: upstream) }
         switch part {
         case .head(let head):
             upstream.write(HTTPClientRequestPart.head(head), promise: nil)
@@ -291,6 +384,39 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             return
         }
         upstream.flush()
+    }
+
+    /// Collects a request whose body carries placeholders, and sends it whole once it ended,
+    /// with the secrets in place and its length counted again.
+    private func hold(_ part: HTTPServerRequestPart, for upstream: Channel) {
+        switch part {
+        case .head(let head):
+            heldHead = head
+        case .body(var buffer):
+            guard let held = heldBody, held.readableBytes + buffer.readableBytes <= Self.substitutedBodyLimit else {
+                heldBody = nil
+                upstream.close(promise: nil)
+                guard let context = responseContext else { return }
+                return respond(
+                    context: context, status: .payloadTooLarge,
+                    reason:
+                        "a request body that may carry a credential's placeholder is held whole to replace it, and this one is over \(Self.substitutedBodyLimit >> 20) MiB; turn the credential's injection_location.body off, or send less",
+                    close: true)
+            }
+            heldBody!.writeBuffer(&buffer)
+        case .end(let trailers):
+            guard var head = heldHead, var held = heldBody else { return }
+            heldHead = nil
+            heldBody = nil
+            var bytes = held.readBytes(length: held.readableBytes) ?? []
+            _ = substitution?.body(&bytes)
+            head.headers.remove(name: "transfer-encoding")
+            head.headers.replaceOrAdd(name: "content-length", value: String(bytes.count))
+            sent += bytes.count
+            upstream.write(HTTPClientRequestPart.head(head), promise: nil)
+            upstream.write(HTTPClientRequestPart.body(.byteBuffer(upstream.allocator.buffer(bytes: bytes))), promise: nil)
+            upstream.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
+        }
     }
 
     // MARK: Responses from the destination
@@ -314,6 +440,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         guard let context = responseContext else { return upstream.close(promise: nil) }
         switch part {
         case .head(var head):
+            responseStarted = true
+            upstreamKeepAlive = head.isKeepAlive
             for name in Self.hopByHop { head.headers.remove(name: name) }
             if isHead { head.headers.remove(name: "transfer-encoding") }
             // A body that ends when the destination closes can only end here the same way.
@@ -331,7 +459,11 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             // Before the close: the destination's channel going inactive must not read as an
             // early end of this response.
             state = .responded
-            upstream.close(promise: nil)
+            if destination != nil, upstreamKeepAlive, upstream.isActive {
+                idleUpstream = upstream
+            } else {
+                upstream.close(promise: nil)
+            }
             let closing = closeAfterResponse
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { [self] _ in
                 if closing {
@@ -343,13 +475,30 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         }
     }
 
-    func upstreamClosedEarly() {
+    func upstreamClosed(_ upstream: Channel) {
+        if upstream === idleUpstream { idleUpstream = nil }
         guard let context = responseContext else { return }
         switch state {
-        case .forwarding, .awaitingResponse:
+        case .forwarding(let current), .awaitingResponse(let current):
+            guard current === upstream else { return }
             finish()
             state = .closed
             context.close(promise: nil)
+        default: break
+        }
+    }
+
+    /// The destination's connection failed (its TLS certificate, most often): said to the
+    /// sandbox when no response has begun, so the cause is not lost in a bare close.
+    func upstreamFailed(_ error: Error, _ upstream: Channel) {
+        guard let context = responseContext, !responseStarted else { return }
+        switch state {
+        case .forwarding(let current), .awaitingResponse(let current):
+            guard current === upstream, let (host, port) = self.current else { return }
+            finish()
+            route.record(
+                host: host, port: port, verdict: "failed: \(error is NIOSSLError ? "TLS with the destination" : "the destination's connection")")
+            respond(context: context, status: .badGateway, reason: "Drover's egress proxy could not talk to \(host):\(port): \(error)", close: true)
         default: break
         }
     }
@@ -417,6 +566,54 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             try pipeline.addHandler(inward, position: .after(self))
             pipeline.removeHandler(context: context, promise: nil)
             pipeline.removeHandler(name: "egress-decoder", promise: nil)
+        } catch {
+            upstream.close(promise: nil)
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Intercepted tunnels
+
+    /// Turns a CONNECT into a TLS server of the proxy's own, for `host`, with a new handler
+    /// behind it that sends every request to `host` over `upstream`, made TLS here too.
+    private func intercept(context: ChannelHandlerContext, to upstream: Channel, host: String, port: Int, authority: EgressAuthority) {
+        let serverContext: NIOSSLContext
+        do {
+            serverContext = try authority.serverContext(for: host)
+        } catch {
+            upstream.close(promise: nil)
+            return respond(
+                context: context, status: .internalServerError,
+                reason: "Drover's egress authority could not make a certificate for \(host): \(error)", close: true)
+        }
+        state = .tunnel
+        current = nil
+        // As with a tunnel: the slot goes back with the channel, as this handler leaves.
+        if admitted {
+            admitted = false
+            let route = route
+            context.channel.closeFuture.whenComplete { _ in route.close() }
+        }
+        let inner = EgressRequestHandler(route: route, gate: gate, authority: authority, connectTimeout: connectTimeout, destination: (host, port))
+        let pipeline = context.pipeline.syncOperations
+        pipeline.removeHandler(name: "egress-encoder", promise: nil)
+        var established = context.channel.allocator.buffer(capacity: 64)
+        established.writeString("HTTP/1.1 200 Connection established\r\n\r\n")
+        context.channel.writeAndFlush(established, promise: nil)
+        do {
+            try inner.addUpstreamHandlers(upstream)
+            inner.idleUpstream = upstream
+            // Bytes the sandbox sent after its CONNECT (its TLS hello) are in the old decoder:
+            // removed last, it hands them to the TLS server added behind it.
+            let decoder = try pipeline.context(name: "egress-decoder")
+            try pipeline.addHandlers(
+                [
+                    NIOSSLServerHandler(context: serverContext), ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)),
+                    HTTPResponseEncoder(configuration: .noFraming), inner,
+                ], position: .after(decoder.handler))
+            pipeline.removeHandler(context: context, promise: nil)
+            pipeline.removeHandler(name: "egress-decoder", promise: nil)
+            try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         } catch {
             upstream.close(promise: nil)
             context.close(promise: nil)
@@ -496,11 +693,12 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        client.upstreamClosedEarly()
+        client.upstreamClosed(context.channel)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        client.upstreamFailed(error, context.channel)
         context.close(promise: nil)
     }
 }

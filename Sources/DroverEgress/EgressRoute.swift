@@ -15,6 +15,7 @@ public final class EgressRoute: Sendable {
     private struct State {
         var session: SessionID?
         var mcpHosts: [String] = []
+        var secrets: [EgressSecret] = []
         var open = 0
         var usage: [EgressUsage.Key: EgressUsage.Counts] = [:]
     }
@@ -34,6 +35,14 @@ public final class EgressRoute: Sendable {
             $0.mcpHosts = mcpHosts
         }
     }
+
+    /// The session's `environment_variable` credentials: from now on their placeholders are
+    /// replaced on requests to their hosts (and only theirs; an earlier set is forgotten).
+    public func use(secrets: [EgressSecret]) {
+        state.withLock { $0.secrets = secrets }
+    }
+
+    public var secrets: [EgressSecret] { state.withLock { $0.secrets } }
 
     public var session: SessionID? { state.withLock { $0.session } }
     public var mcpHosts: [String] { state.withLock { $0.mcpHosts } }

@@ -21,13 +21,19 @@ public final class AgentToolset: Hand {
     private let fences = FenceBook()
     /// Keeps what each call's sandbox asked of the egress proxy (the worker writes it to SQLite).
     public let egressRecorder: (@Sendable (EgressUsage) async -> Void)?
+    /// The session's `environment_variable` credentials, read afresh for each call (so that an
+    /// archived credential or a changed `vault_ids` counts at once). Only the proxy gets the
+    /// secrets; the sandbox gets their placeholders.
+    public let credentials: (@Sendable (SessionID) async throws -> [EgressSecret])?
 
     /// `root` is the hands root (see `HandsLayout`).
     public init(
         root: URL, limits: SandboxLimits = SandboxLimits(), pool settings: SandboxPoolSettings = SandboxPoolSettings(),
-        egressRecorder: (@Sendable (EgressUsage) async -> Void)? = nil
+        egressRecorder: (@Sendable (EgressUsage) async -> Void)? = nil,
+        credentials: (@Sendable (SessionID) async throws -> [EgressSecret])? = nil
     ) {
         self.egressRecorder = egressRecorder
+        self.credentials = credentials
         self.root = root.standardizedFileURL
         self.limits = limits
         var settings = settings
@@ -91,6 +97,7 @@ public final class AgentToolset: Hand {
         let sandbox: Sandbox
         do {
             sandbox = try await pool.checkout(context.session, environment: context.environment)
+            try await useCredentials(context.session, sandbox)
         } catch let error as CancellationError {
             throw error
         } catch {
@@ -130,6 +137,28 @@ public final class AgentToolset: Hand {
         // Counted even when the call failed or was cancelled: what went out, went out.
         if let egressRecorder, let usage = sandbox.egress?.route.drainUsage(), !usage.isEmpty { await egressRecorder(usage) }
         return try outcome.get()
+    }
+
+    /// Hands the session's credentials to its sandbox's egress route, and their placeholders to
+    /// its shell. A sandbox with no network gets neither: nothing could carry them out.
+    private func useCredentials(_ session: SessionID, _ sandbox: Sandbox) async throws {
+        guard let credentials, let egress = sandbox.egress else { return }
+        let secrets: [EgressSecret]
+        do {
+            secrets = try await credentials(session)
+        } catch {
+            throw CredentialsUnavailable(reason: "\(error)")
+        }
+        if !secrets.isEmpty, pool.settings.egressAuthority == nil {
+            throw CredentialsUnavailable(reason: "this worker has no egress authority, so it cannot put a secret into an HTTPS request")
+        }
+        egress.route.use(secrets: secrets)
+        await sandbox.use(credentialVariables: Dictionary(secrets.map { ($0.variable, $0.placeholder) }, uniquingKeysWith: { first, _ in first }))
+    }
+
+    struct CredentialsUnavailable: Error, CustomStringConvertible {
+        let reason: String
+        var description: String { "the session's vault credentials could not be given to its sandbox: \(reason)" }
     }
 
     static func refusal(_ fence: SessionFence, current: Int64) -> ToolResult {

@@ -116,6 +116,9 @@ public actor Sandbox {
     /// The way out through the worker's egress proxy; nil for a sandbox with no network.
     public nonisolated let egress: SandboxEgress?
     private var process: SandboxProcess?
+    /// The session's credential variables, each holding its placeholder (never a secret; see
+    /// `EgressSecret`).
+    private var credentialVariables: [String: String] = [:]
     /// Whether the next shell should drop the saved directory and exports.
     private var startFresh = false
     private var busy = false
@@ -252,6 +255,10 @@ public actor Sandbox {
         arguments += ["--bind", shellState.path, "/run/shell", "--bind", workspace.path, "/workspace"]
         var path = "/usr/local/bin:/usr/bin:/bin"
         var extra: [String] = []
+        // Right after --clearenv and before the sandbox's own, so that a credential named like
+        // one of them (PATH, HTTPS_PROXY) cannot displace it: a later --setenv wins.
+        var credentials: [String] = []
+        for (name, value) in credentialVariables.sorted(by: { $0.key < $1.key }) { credentials += ["--setenv", name, value] }
         if let egress {
             arguments += egress.bindArguments
             for (name, value) in egress.environment() { extra += ["--setenv", name, value] }
@@ -267,7 +274,9 @@ public actor Sandbox {
                 // /workspace, /run/shell and /tmp take writes.
                 "--remount-ro", "/",
                 "--chdir", "/workspace",
-                "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/workspace", "--setenv", "LANG", "C.UTF-8",
+                "--clearenv",
+            ] + credentials + [
+                "--setenv", "PATH", path, "--setenv", "HOME", "/workspace", "--setenv", "LANG", "C.UTF-8",
             ] + extra + (egress?.commandPrefix ?? []) + [
                 "/usr/bin/prlimit", "--cpu=\(limits.cpuSeconds)", "--fsize=\(limits.fileSizeBytes)", "--core=0",
             ] + fallbackRlimits + [
@@ -309,6 +318,18 @@ public actor Sandbox {
     /// Runs `command` in the session's shell: `cd`, variables, exports and functions persist.
     public func runInShell(_ command: String, wallClock: Duration? = nil) async throws -> SandboxRun {
         try await call(mode: "shell", command, wallClock: wallClock)
+    }
+
+    /// Sets the session's credential variables. A running shell that lacks them is ended; the
+    /// next call starts one with them, resuming the saved directory and exports.
+    public func use(credentialVariables variables: [String: String]) async {
+        guard variables != credentialVariables else { return }
+        credentialVariables = variables
+        guard process != nil else { return }
+        try? await exclusive {
+            await end(process)
+            process = nil
+        }
     }
 
     /// Ends the shell and forgets its saved directory and exports: the next call starts afresh.

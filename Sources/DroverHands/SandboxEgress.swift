@@ -9,6 +9,9 @@ public struct SandboxEgress: Sendable {
     public let listener: EgressListener
     /// The relay binary, in the station's directory.
     let forwarder: URL
+    /// The system's trust store plus the egress authority's certificate, when the proxy has an
+    /// authority: what TLS clients in the sandbox trust.
+    let trustBundle: URL?
 
     public var route: EgressRoute { listener.route }
 
@@ -16,11 +19,20 @@ public struct SandboxEgress: Sendable {
     static let port = 3128
     static let socketInSandbox = "/run/drover/egress.sock"
     static let forwarderInSandbox = "/run/drover/egress-forward"
+    static let trustInSandbox = "/run/drover/ca-certificates.crt"
+    /// Debian's bundle, which clients read when no variable names another: covered by the
+    /// bundle that adds the authority, so that clients that read no variable trust it too.
+    static let systemBundle = "/etc/ssl/certs/ca-certificates.crt"
 
     /// bubblewrap's arguments: the socket and the relay, bound read-only, and the variables that
     /// point HTTP clients (curl, pip, requests, git, node) at the relay.
     var bindArguments: [String] {
-        ["--ro-bind", listener.path.path, Self.socketInSandbox, "--ro-bind", forwarder.path, Self.forwarderInSandbox]
+        var arguments = ["--ro-bind", listener.path.path, Self.socketInSandbox, "--ro-bind", forwarder.path, Self.forwarderInSandbox]
+        if let trustBundle {
+            arguments += ["--ro-bind", trustBundle.path, Self.trustInSandbox]
+            if FileManager.default.fileExists(atPath: Self.systemBundle) { arguments += ["--ro-bind", trustBundle.path, Self.systemBundle] }
+        }
+        return arguments
     }
 
     /// The proxy variables. `NO_PROXY` keeps the sandbox's own loopback for servers the agent
@@ -29,8 +41,14 @@ public struct SandboxEgress: Sendable {
     func environment(keepsLoopback: Bool = true) -> [(String, String)] {
         let proxy = "http://127.0.0.1:\(Self.port)"
         let direct = "localhost,127.0.0.1,::1"
+        let trust =
+            trustBundle == nil
+            ? []
+            : ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS", "PIP_CERT"].map {
+                ($0, Self.trustInSandbox)
+            }
         return [("HTTP_PROXY", proxy), ("HTTPS_PROXY", proxy), ("http_proxy", proxy), ("https_proxy", proxy)]
-            + (keepsLoopback ? [("NO_PROXY", direct), ("no_proxy", direct)] : [])
+            + (keepsLoopback ? [("NO_PROXY", direct), ("no_proxy", direct)] : []) + trust
     }
 
     /// The relay starts first and becomes the sandbox's command once its port is open.
@@ -51,9 +69,10 @@ public actor EgressStation {
     public nonisolated let proxy: EgressProxy
     private var directory: URL?
     private var forwarder: URL?
+    private var trustBundle: URL?
 
-    public init(gate: EgressGate) {
-        proxy = EgressProxy(gate: gate)
+    public init(gate: EgressGate, authority: EgressAuthority? = nil) {
+        proxy = EgressProxy(gate: gate, authority: authority)
     }
 
     public struct Unavailable: Error, CustomStringConvertible {
@@ -68,7 +87,7 @@ public actor EgressStation {
         let (directory, forwarder) = try prepare()
         let socket = directory.appendingPathComponent(Identifier.make(prefix: "e").suffix(16) + ".sock")
         let listener = try await proxy.listen(at: socket, route: EgressRoute(policy: policy))
-        return SandboxEgress(listener: listener, forwarder: forwarder)
+        return SandboxEgress(listener: listener, forwarder: forwarder, trustBundle: trustBundle)
     }
 
     /// Removes the directory; listeners are closed by their sandboxes.
@@ -76,6 +95,7 @@ public actor EgressStation {
         if let directory { try? FileManager.default.removeItem(at: directory) }
         directory = nil
         forwarder = nil
+        trustBundle = nil
     }
 
     private func prepare() throws -> (URL, URL) {
@@ -98,6 +118,18 @@ public actor EgressStation {
         } catch {
             try? FileManager.default.removeItem(at: directory)
             throw Unavailable(reason: "copying \(source.path) failed: \(error)")
+        }
+        if let authority = proxy.authority {
+            let bundle = directory.appendingPathComponent("ca-certificates.crt")
+            let system = (try? String(contentsOfFile: SandboxEgress.systemBundle, encoding: .utf8)) ?? ""
+            do {
+                try Data((system + (system.hasSuffix("\n") || system.isEmpty ? "" : "\n") + authority.certificatePEM).utf8).write(to: bundle)
+                chmod(bundle.path, 0o644)
+            } catch {
+                try? FileManager.default.removeItem(at: directory)
+                throw Unavailable(reason: "writing the sandboxes' trust store failed: \(error)")
+            }
+            trustBundle = bundle
         }
         self.directory = directory
         self.forwarder = forwarder

@@ -17,6 +17,10 @@ public struct SandboxPoolSettings: Sendable {
     /// How the egress proxy decides connections: its resolver and the endpoints of Drover's own
     /// (API, Redis) that no sandbox may reach whatever its policy.
     public var egressGate = EgressGate()
+    /// The installation's egress authority: with one, requests to a credential's hosts are read
+    /// so that its placeholder can be replaced (see `EgressAuthority`); without, credentials of
+    /// type environment_variable cannot be used, and every HTTPS connection is a tunnel.
+    public var egressAuthority: EgressAuthority?
 
     public init() {}
 }
@@ -257,7 +261,7 @@ public actor SandboxPool {
     /// A socket on the egress proxy for a sandbox of `environment`, or nil when it has no network.
     private func egress(for environment: EnvironmentConfig) async throws -> SandboxEgress? {
         guard !environment.network.isOffline else { return nil }
-        let station = self.station ?? EgressStation(gate: settings.egressGate)
+        let station = self.station ?? EgressStation(gate: settings.egressGate, authority: settings.egressAuthority)
         self.station = station
         return try await station.attach(policy: environment.network)
     }

@@ -2,8 +2,10 @@ import Crypto
 import DroverCore
 import DroverDatabase
 import DroverEgress
+import DroverHands
 import DroverRedis
 import DroverSessionLog
+import DroverTools
 import Foundation
 import Logging
 
@@ -75,6 +77,42 @@ public final class RuntimeEnvironment: Sendable {
         }
         if let api = try? DroverConfiguration.hostAndPort(apiAddress ?? DroverConfiguration.apiAddress()) { endpoints.append(api) }
         return EgressGate(protected: EgressGate.addresses(of: endpoints))
+    }
+
+    /// The installation's egress authority, kept in `<data>/egress-authority` (made on first
+    /// use). `DROVER_EGRESS_TRUST` lists PEM files (separated by `:`) of further authorities that
+    /// destinations may be signed by, such as an organisation's internal CA.
+    public func egressAuthority() throws -> EgressAuthority {
+        let extra = (ProcessInfo.processInfo.environment["DROVER_EGRESS_TRUST"] ?? "").split(separator: ":").map { URL(fileURLWithPath: String($0)) }
+        return try EgressAuthority.load(directory: configuration.dataDirectory.appendingPathComponent("egress-authority"), extraRoots: extra)
+    }
+
+    /// How this process's sandboxes are pooled and reach the network: the egress gate (see
+    /// `egressGate`) and the egress authority.
+    public func sandboxPoolSettings(apiAddress: String? = nil) throws -> SandboxPoolSettings {
+        var settings = SandboxPoolSettings()
+        settings.egressGate = egressGate(apiAddress: apiAddress)
+        settings.egressAuthority = try egressAuthority()
+        return settings
+    }
+
+    /// A session's `environment_variable` credentials, opened from its vaults for the egress
+    /// proxy (`AgentToolset.credentials`). The vault key is read only when there is one to open.
+    public func credentialSource() -> @Sendable (SessionID) async throws -> [EgressSecret] {
+        let configuration = configuration
+        let database = Result { try self.database() }
+        return { session in
+            let store = ControlPlaneStore(database: try database.get())
+            let opened = try await store.variableCredentials(session: session.rawValue) {
+                try VaultKeyring.load(dataDirectory: configuration.dataDirectory)
+            }
+            return try opened.map { credential in
+                EgressSecret(
+                    credentialID: credential.id, vaultID: credential.vault, variable: credential.variable, value: credential.secret,
+                    hosts: try credential.hosts.map { try $0.map { try HostPattern($0) } }, inHeaders: credential.inHeaders,
+                    inBody: credential.inBody)
+            }
+        }
     }
 
     /// Writes what a sandbox asked of the egress proxy into the session's counts in SQLite

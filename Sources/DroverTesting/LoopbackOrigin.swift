@@ -1,35 +1,52 @@
+import Crypto
 import DroverCore
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
-/// A real HTTP server on 127.0.0.1 for egress tests: it answers every request with 200 and
-/// `origin saw METHOD URI`, and keeps each request's head, so a test can check what reached it.
+/// A real HTTP server on 127.0.0.1 for egress tests (HTTPS with a `tls` context): it answers
+/// every request with 200, `origin saw METHOD URI` and the SHA-256 of its Authorization header
+/// and body (never the values, so that a secret that reached it is not echoed back), and keeps
+/// each request, so a test can check what reached it.
 public final class LoopbackOrigin: Sendable {
+    public struct Request: Sendable {
+        public let head: HTTPRequestHead
+        public let body: [UInt8]
+    }
     public let channel: any Channel
-    private let seen: Locked<[HTTPRequestHead]>
+    private let seen: Locked<[Request]>
 
     public var port: Int { channel.localAddress?.port ?? 0 }
-    public var requests: [HTTPRequestHead] { seen.value }
+    public var requests: [HTTPRequestHead] { seen.value.map(\.head) }
+    public var received: [Request] { seen.value }
 
-    private init(channel: any Channel, seen: Locked<[HTTPRequestHead]>) {
+    private init(channel: any Channel, seen: Locked<[Request]>) {
         self.channel = channel
         self.seen = seen
     }
 
-    public static func start() async throws -> LoopbackOrigin {
-        let seen = Locked<[HTTPRequestHead]>([])
+    public static func start(tls: NIOSSLContext? = nil) async throws -> LoopbackOrigin {
+        let seen = Locked<[Request]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
+                    if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try child.pipeline.syncOperations.configureHTTPServerPipeline()
                     try child.pipeline.syncOperations.addHandler(Responder(seen: seen))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         return LoopbackOrigin(channel: channel, seen: seen)
+    }
+
+    /// What the origin's answer says of `text`: the hex SHA-256 of its bytes.
+    public static func digest(_ text: String) -> String { digest(Array(text.utf8)) }
+
+    static func digest(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 
     public func stop() async {
@@ -39,10 +56,11 @@ public final class LoopbackOrigin: Sendable {
     private final class Responder: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let seen: Locked<[HTTPRequestHead]>
+        let seen: Locked<[Request]>
         private var head: HTTPRequestHead?
+        private var body: [UInt8] = []
 
-        init(seen: Locked<[HTTPRequestHead]>) {
+        init(seen: Locked<[Request]>) {
             self.seen = seen
         }
 
@@ -50,12 +68,15 @@ public final class LoopbackOrigin: Sendable {
             switch unwrapInboundIn(data) {
             case .head(let head):
                 self.head = head
-                seen.withLock { $0.append(head) }
-            case .body:
-                break
+                self.body = []
+            case .body(let buffer):
+                body += buffer.readableBytesView
             case .end:
                 guard let head else { return }
-                let body = "origin saw \(head.method) \(head.uri)\n"
+                seen.withLock { $0.append(Request(head: head, body: self.body)) }
+                let authorization = head.headers.first(name: "authorization").map { LoopbackOrigin.digest($0) } ?? "none"
+                let body =
+                    "origin saw \(head.method) \(head.uri)\nauthorization sha256=\(authorization)\nbody sha256=\(LoopbackOrigin.digest(self.body)) length=\(self.body.count)\n"
                 var headers = HTTPHeaders()
                 headers.add(name: "content-length", value: String(body.utf8.count))
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)

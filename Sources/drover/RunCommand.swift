@@ -149,10 +149,9 @@ struct JobRun {
             planned.environment = environmentConfig
             let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
-            var poolSettings = SandboxPoolSettings()
-            poolSettings.egressGate = runtime.egressGate()
             let toolset = AgentToolset(
-                root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: poolSettings, egressRecorder: runtime.egressRecorder())
+                root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: try runtime.sandboxPoolSettings(),
+                egressRecorder: runtime.egressRecorder())
             let engine = BatchEngine(
                 runtime: runtime, concurrency: spec.concurrency, model: model,
                 hand: toolset, handsRoot: handsRoot, queueName: queueName)

@@ -53,12 +53,12 @@ struct WorkerOptions: ParsableArguments {
     func makeWorker(
         runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration, apiAddress: String? = nil
     ) throws -> (Worker, MCPConnections, AgentToolset?) {
-        var pool = SandboxPoolSettings()
-        pool.egressGate = runtime.egressGate(apiAddress: apiAddress)
         let toolset =
             hands == "sandbox"
             ? AgentToolset(
-                root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(), pool: pool, egressRecorder: runtime.egressRecorder())
+                root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(),
+                pool: try runtime.sandboxPoolSettings(apiAddress: apiAddress), egressRecorder: runtime.egressRecorder(),
+                credentials: runtime.credentialSource())
             : nil
         let hand: any Hand = toolset ?? InProcessHand()
         let mcp = MCPConnections(allowStdio: mcpStdio)

@@ -8,26 +8,27 @@ import Testing
 
 @testable import DroverHands
 
-private func egressRoot() -> URL {
+func egressRoot() -> URL {
     URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-egresstest-\(Identifier.make(prefix: "e").suffix(10))")
 }
 
-private func pool(_ root: URL, gate: EgressGate = EgressGate()) -> SandboxPool {
+func egressPool(_ root: URL, gate: EgressGate = EgressGate(), authority: EgressAuthority? = nil) -> SandboxPool {
     var settings = SandboxPoolSettings()
     settings.warmPerConfiguration = 0
     settings.limits.wallClock = .seconds(60)
     settings.egressGate = gate
+    settings.egressAuthority = authority
     return SandboxPool(root: root, settings: settings)
 }
 
-private func limited(_ hosts: [HostPattern]) -> EnvironmentConfig {
+func limited(_ hosts: [HostPattern]) -> EnvironmentConfig {
     EnvironmentConfig(network: NetworkPolicy(access: .limited, allowedHosts: hosts))
 }
 
 /// `curl` in the sandbox, printing the status of the answer and of a CONNECT after the body.
 /// The test servers are on the host's loopback, which the sandbox's NO_PROXY would send to the
 /// sandbox's own: `--noproxy ''` sends everything to the proxy, as hostile code may.
-private func curl(_ arguments: String) -> String {
+func curl(_ arguments: String) -> String {
     "curl -sS --noproxy '' --max-time 30 -w '\\nstatus=%{http_code} connect=%{http_connect}\\n' \(arguments) 2>&1"
 }
 
@@ -38,7 +39,7 @@ struct EgressProxyTests {
         let root = egressRoot()
         defer { Task { await removeHandsRoot(root) } }
         let origin = try await LoopbackOrigin.start()
-        let hands = pool(root)
+        let hands = egressPool(root)
         let session = SessionID.make()
         let sandbox = try await hands.checkout(session, environment: limited(["127.0.0.1"]))
 
@@ -83,7 +84,7 @@ struct EgressProxyTests {
             Issue.record("openssl could not start a TLS server")
             return
         }
-        let hands = pool(root.appendingPathComponent("hands"))
+        let hands = egressPool(root.appendingPathComponent("hands"))
         let session = SessionID.make()
         let sandbox = try await hands.checkout(session, environment: limited(["127.0.0.1"]))
         let certificate = try await sandbox.run("cat > cert.pem <<'EOF'\n\(origin.certificate)EOF")
@@ -106,7 +107,7 @@ struct EgressProxyTests {
         let root = egressRoot()
         defer { Task { await removeHandsRoot(root) } }
         let origin = try await LoopbackOrigin.start()
-        let hands = pool(root)
+        let hands = egressPool(root)
         let sandbox = try await hands.checkout(SessionID.make(), environment: EnvironmentConfig(network: NetworkPolicy(access: .unrestricted)))
         let port = origin.port
         let targets = [
@@ -131,7 +132,7 @@ struct EgressProxyTests {
     func offline() async throws {
         let root = egressRoot()
         defer { Task { await removeHandsRoot(root) } }
-        let hands = pool(root)
+        let hands = egressPool(root)
         let sandbox = try await hands.checkout(SessionID.make())
         #expect(sandbox.egress == nil)
         let run = try await sandbox.run("ls /run/drover 2>&1; env | grep -ci proxy; curl -sS --max-time 5 http://127.0.0.1:3128/ 2>&1 | head -1")
