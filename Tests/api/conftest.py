@@ -83,9 +83,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def sandboxed_server(prefix: str, script: str, *options: str):
+def sandboxed_server(prefix: str, script: str, *options: str, env_extra: dict | None = None):
     """A `drover serve` with real bubblewrap sandboxes (skipped where there is none), driven by the
-    scripted model `script` (YAML text), with keys for workspaces alpha and beta."""
+    scripted model `script` (YAML text), with keys for workspaces alpha and beta. `env_extra` adds
+    variables to the server's environment."""
     if subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode != 0:
         pytest.skip("bubblewrap is not installed")
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
@@ -93,7 +94,7 @@ def sandboxed_server(prefix: str, script: str, *options: str):
         data = tmp / "data"
         script_file = tmp / "script.yaml"
         script_file.write_text(script)
-        env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
+        env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted", **(env_extra or {}))
         env.pop("DROVER_REDIS_URL", None)
         # Sandboxes (as nobody, when root) must traverse to their workspaces; the whole tree is
         # removed with the temporary directory.
