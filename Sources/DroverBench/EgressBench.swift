@@ -5,6 +5,7 @@ import DroverRuntime
 import DroverTesting
 import DroverTools
 import Foundation
+import NIOSSL
 
 struct EgressBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,6 +22,15 @@ struct EgressBench: AsyncParsableCommand {
               proxy_tunnel  one CONNECT, then the requests through the tunnel, as an HTTPS client
                             on a kept-alive connection sends them. TLS is left out: it costs the
                             same direct and through a tunnel, which only copies its bytes.
+            And over TLS, to an HTTPS server with a certificate of its own, each request
+            carrying `Authorization: Bearer <placeholder>`:
+              direct_https             to the server itself (the placeholder goes as it is);
+              proxy_https_substituted  through a CONNECT to a host a credential names: the proxy
+                                       ends the client's TLS under its authority, puts the secret
+                                       in place of the placeholder, and sends the request on its
+                                       own kept-alive TLS connection to the server.
+            The first request of each connection (the TLS handshakes) is left out of the
+            latencies of both, as the target is a request on a kept-alive connection.
             Inside a sandbox the relay (drover-egress-forward) adds a loopback TCP hop in front of
             the socket; it is not in these figures.
             """
@@ -39,14 +49,54 @@ struct EgressBench: AsyncParsableCommand {
         let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-egress-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let route = EgressRoute(policy: NetworkPolicy(access: .limited, allowedHosts: ["127.0.0.1"]))
-        let listener = try await EgressProxy().listen(at: directory.appendingPathComponent("bench.sock"), route: route)
+        let originAuthority = try EgressAuthority.ephemeral()
+        let tlsOrigin = try await LoopbackOrigin.start(tls: try originAuthority.serverContext(for: "127.0.0.1"))
+        let originRoot = try NIOSSLCertificate(bytes: Array(originAuthority.certificatePEM.utf8), format: .pem)
+        let authority = try EgressAuthority.ephemeral(extraRoots: [originRoot])
+        let authorityRoot = try NIOSSLCertificate(bytes: Array(authority.certificatePEM.utf8), format: .pem)
+        let policy = NetworkPolicy(access: .limited, allowedHosts: ["127.0.0.1"])
+        // Two sandboxes' sockets on one proxy: one with a credential for 127.0.0.1 (its CONNECTs
+        // are read), one without (its CONNECTs are tunnels).
+        let route = EgressRoute(policy: policy)
+        let credentialRoute = EgressRoute(policy: policy)
+        let secretValue = "bench-secret-\(Identifier.make(prefix: "s").suffix(16))"
+        credentialRoute.use(secrets: [
+            EgressSecret(
+                credentialID: "vcrd_BENCH", vaultID: "vlt_BENCH", variable: "TOKEN", value: secretValue, hosts: ["127.0.0.1"], inHeaders: true,
+                inBody: false)
+        ])
+        let placeholder = EgressSecret.placeholder(credential: "vcrd_BENCH")
+        let proxy = EgressProxy(authority: authority)
+        let listener = try await proxy.listen(at: directory.appendingPathComponent("bench.sock"), route: route)
+        let credentialListener = try await proxy.listen(at: directory.appendingPathComponent("credential.sock"), route: credentialRoute)
         let port = origin.port
         let target = "127.0.0.1:\(port)"
         let count = requests
-        var samples: [String: [Double]] = ["direct": [], "proxy_http": [], "proxy_tunnel": []]
+        var samples: [String: [Double]] = ["direct": [], "proxy_http": [], "proxy_tunnel": [], "direct_https": [], "proxy_https_substituted": []]
         var seconds: [String: Double] = [:]
         for _ in 0..<rounds {
+            for mode in ["direct_https", "proxy_https_substituted"] {
+                let client = try await BenchHTTPSClient.connect(
+                    port: tlsOrigin.port, root: mode == "direct_https" ? originRoot : authorityRoot,
+                    proxySocket: mode == "direct_https" ? nil : credentialListener.path.path)
+                let headers = [("authorization", "Bearer \(placeholder)")]
+                guard try await client.get("/warm", headers: headers) == .ok else { throw BenchFailure("\(mode) failed its first request") }
+                let started = ContinuousClock.now
+                var timings: [Double] = []
+                for _ in 0..<count {
+                    let start = ContinuousClock.now
+                    let status = try await client.get("/bench", headers: headers)
+                    timings.append((ContinuousClock.now - start).seconds * 1000)
+                    guard status == .ok else { throw BenchFailure("\(mode) answered \(status)") }
+                }
+                seconds[mode, default: 0] += (ContinuousClock.now - started).seconds
+                samples[mode, default: []] += timings
+                await client.close()
+                let sent = tlsOrigin.received.last?.head.headers.first(name: "authorization")
+                guard sent == "Bearer \(mode == "direct_https" ? placeholder : secretValue)" else {
+                    throw BenchFailure("\(mode): the server did not get the expected authorization")
+                }
+            }
             for mode in ["direct", "proxy_http", "proxy_tunnel"] {
                 let started = ContinuousClock.now
                 let timings = try await onThread {
@@ -78,7 +128,9 @@ struct EgressBench: AsyncParsableCommand {
             }
         }
         await listener.close()
+        await credentialListener.close()
         await origin.stop()
+        await tlsOrigin.stop()
         let sorted = samples.mapValues { $0.sorted() }
         let direct50 = percentile(sorted["direct"]!, 50)
         var report: [String: JSONValue] = [
@@ -91,6 +143,7 @@ struct EgressBench: AsyncParsableCommand {
         report["overhead_p50_ms"] = .object([
             "http": .number(round3(percentile(sorted["proxy_http"]!, 50) - direct50)),
             "tunnel": .number(round3(percentile(sorted["proxy_tunnel"]!, 50) - direct50)),
+            "https_substituted": .number(round3(percentile(sorted["proxy_https_substituted"]!, 50) - percentile(sorted["direct_https"]!, 50))),
         ])
         print(try encodeJSON(JSONValue.object(report)))
     }
