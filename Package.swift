@@ -130,6 +130,7 @@ let package = Package(
                 "DroverEgress",
                 "DroverHTTP",
                 "DroverTools",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "MCP", package: "swift-sdk"),
             ]
         ),

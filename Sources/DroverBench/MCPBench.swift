@@ -47,20 +47,21 @@ struct MCPBench: AsyncParsableCommand {
             }
             return samples.sorted()
         }
+        let session = SessionID.make()
         let cold = try await time(connects) {
             let fresh = MCPConnections(allowStdio: true)
-            _ = try await fresh.listTools(server)
+            _ = try await fresh.listTools(server, session: session)
             await fresh.shutdown()
         }
         let mcp = MCPConnections(allowStdio: true)
-        let tools = try await mcp.listTools(server)
+        let tools = try await mcp.listTools(server, session: session)
         guard tools.contains(where: { $0.name == tool }) else {
             throw ValidationError("--tool \(tool): the server lists \(tools.map(\.name).joined(separator: ", "))")
         }
-        let list = try await time(calls) { _ = try await mcp.listTools(server) }
+        let list = try await time(calls) { _ = try await mcp.listTools(server, session: session) }
         var errors = 0
         let call = await time(calls) {
-            if await mcp.callTool(server, name: tool, arguments: arguments, deadline: .now + .seconds(60)).isError { errors += 1 }
+            if await mcp.callTool(server, name: tool, arguments: arguments, deadline: .now + .seconds(60), session: session).isError { errors += 1 }
         }
         await mcp.shutdown()
         print(

@@ -61,6 +61,18 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     case malformed(reason: String)
     case tooManyConnections(limit: Int)
 
+    /// Why, in words for an MCP server's URL (no environment field to change there).
+    public var reasonForMCP: String {
+        switch self {
+        case .hostNotAllowed(let host): "\(host) is not allowed"
+        case .nonPublicAddress(let host, let address, let kind): "\(host) is \(address), a \(kind.rawValue) address; MCP servers must be public"
+        case .protectedEndpoint(let host, let address): "\(host) is \(address), one of Drover's own endpoints"
+        case .unresolvable(let host, let reason): "\(host) did not resolve (\(reason))"
+        case .malformed(let reason): reason
+        case .tooManyConnections(let limit): "more than \(limit) connections"
+        }
+    }
+
     public var verdict: String {
         switch self {
         case .hostNotAllowed: "refused: host not allowed"

@@ -11,6 +11,9 @@ public struct HTTPRequest: Sendable {
     public var connectTimeout: Duration
     /// The longest the server may stay silent once connected (no byte of response).
     public var readTimeout: Duration
+    /// `host:port:address` entries (curl's `CURLOPT_RESOLVE`): the connection goes to the address
+    /// a caller already checked, whatever the name resolves to by then.
+    public var resolve: [String] = []
 
     public init(
         url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
@@ -123,6 +126,10 @@ private final class Transfer: @unchecked Sendable {
         // curl would otherwise send "Expect: 100-continue" for larger bodies and wait for it.
         list = curl_slist_append(list, "Expect:")
         defer { curl_slist_free_all(list) }
+        var pins: UnsafeMutablePointer<curl_slist>?
+        for entry in request.resolve { pins = curl_slist_append(pins, entry) }
+        defer { curl_slist_free_all(pins) }
+        if pins != nil { _ = drover_curl_setopt_slist(curl, CURLOPT_RESOLVE, pins) }
 
         let context = Unmanaged.passRetained(self)
         defer { context.release() }

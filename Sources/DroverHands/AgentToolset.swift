@@ -97,7 +97,7 @@ public final class AgentToolset: Hand {
         let sandbox: Sandbox
         do {
             sandbox = try await pool.checkout(context.session, environment: context.environment)
-            try await useCredentials(context.session, sandbox)
+            try await configureEgress(context, sandbox)
         } catch let error as CancellationError {
             throw error
         } catch {
@@ -139,13 +139,16 @@ public final class AgentToolset: Hand {
         return try outcome.get()
     }
 
-    /// Hands the session's credentials to its sandbox's egress route, and their placeholders to
-    /// its shell. A sandbox with no network gets neither: nothing could carry them out.
-    private func useCredentials(_ session: SessionID, _ sandbox: Sandbox) async throws {
-        guard let credentials, let egress = sandbox.egress else { return }
+    /// Gives the sandbox's egress route the agent's MCP hosts (for `allow_mcp_servers`) and the
+    /// session's credentials, and its shell their placeholders. A sandbox with no network gets
+    /// none of it: nothing could carry them out.
+    private func configureEgress(_ context: ToolContext, _ sandbox: Sandbox) async throws {
+        guard let egress = sandbox.egress else { return }
+        egress.route.assign(session: context.session, mcpHosts: context.mcpHosts)
+        guard let credentials else { return }
         let secrets: [EgressSecret]
         do {
-            secrets = try await credentials(session)
+            secrets = try await credentials(context.session)
         } catch {
             throw CredentialsUnavailable(reason: "\(error)")
         }

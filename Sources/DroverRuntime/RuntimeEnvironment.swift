@@ -115,6 +115,37 @@ public final class RuntimeEnvironment: Sendable {
         }
     }
 
+    /// A session's bearer token for an MCP server URL, from the `static_bearer` credentials of
+    /// its vaults (`MCPAccess.bearer`).
+    public func bearerSource() -> @Sendable (SessionID, String) async throws -> String? {
+        let configuration = configuration
+        let database = Result { try self.database() }
+        return { session, url in
+            try await ControlPlaneStore(database: try database.get()).bearerToken(session: session.rawValue, serverURL: url) {
+                try VaultKeyring.load(dataDirectory: configuration.dataDirectory)
+            }
+        }
+    }
+
+    /// Where this process's MCP connections may go: the egress gate's rules, the hosts in
+    /// `DROVER_MCP_ALLOWED_HOSTS` (comma-separated names or IPv4 addresses, which may be
+    /// private), and the sessions' bearer tokens.
+    public func mcpAccess(apiAddress: String? = nil) throws -> MCPAccess {
+        var hosts: [HostPattern] = []
+        for (index, entry) in (ProcessInfo.processInfo.environment["DROVER_MCP_ALLOWED_HOSTS"] ?? "").split(separator: ",").enumerated() {
+            let text = entry.trimmingCharacters(in: .whitespaces)
+            guard !text.isEmpty else { continue }
+            do {
+                hosts.append(try HostPattern(text))
+            } catch {
+                throw FieldError(
+                    field: "DROVER_MCP_ALLOWED_HOSTS[\(index)]", message: error.message, fix: "list host names or IPv4 addresses, separated by commas"
+                )
+            }
+        }
+        return MCPAccess(gate: egressGate(apiAddress: apiAddress), privateHosts: hosts, bearer: bearerSource())
+    }
+
     /// Writes what a sandbox asked of the egress proxy into the session's counts in SQLite
     /// (`drover sessions show`). A failed write is reported, never the call's failure.
     public func egressRecorder() -> @Sendable (EgressUsage) async -> Void {

@@ -8,12 +8,17 @@ public struct ToolContext: Sendable {
     public let deadline: ContinuousClock.Instant
     /// The session's environment, read once when the turn started (`.none` without one).
     public let environment: EnvironmentConfig
+    /// The hosts of the agent's URL MCP servers, which `allow_mcp_servers` opens to its sandbox.
+    public let mcpHosts: [String]
 
-    public init(session: SessionID, fence: SessionFence, deadline: ContinuousClock.Instant, environment: EnvironmentConfig = .none) {
+    public init(
+        session: SessionID, fence: SessionFence, deadline: ContinuousClock.Instant, environment: EnvironmentConfig = .none, mcpHosts: [String] = []
+    ) {
         self.session = session
         self.fence = fence
         self.deadline = deadline
         self.environment = environment
+        self.mcpHosts = mcpHosts
     }
 }
 

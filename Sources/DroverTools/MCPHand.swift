@@ -7,12 +7,15 @@ public typealias MCPTool = ModelToolDefinition
 /// The MCP servers of a worker: it connects, lists and calls. Implemented in DroverHands over the
 /// MCP swift-sdk; connections live as long as the worker and are reused across sessions.
 public protocol MCPHand: Sendable {
-    /// The server's tools. Throws when the server cannot be reached; the message says why.
-    func listTools(_ server: MCPServerDefinition) async throws -> [MCPTool]
+    /// The server's tools, as `session` reaches them (with a bearer token from its vaults, when
+    /// one names the server). Throws when the server cannot be reached; the message says why.
+    func listTools(_ server: MCPServerDefinition, session: SessionID) async throws -> [MCPTool]
 
-    /// Calls one tool. A server that is down, dies mid-call or misses the deadline gives an
-    /// `is_error` result; this never hangs past the deadline.
-    func callTool(_ server: MCPServerDefinition, name: String, arguments: JSONValue, deadline: ContinuousClock.Instant) async -> ToolResult
+    /// Calls one tool for `session`. A server that is down, dies mid-call or misses the deadline
+    /// gives an `is_error` result; this never hangs past the deadline.
+    func callTool(
+        _ server: MCPServerDefinition, name: String, arguments: JSONValue, deadline: ContinuousClock.Instant, session: SessionID
+    ) async -> ToolResult
 }
 
 /// Names MCP tools for the model: `mcp__SERVER__TOOL`, so two servers' tools never collide with

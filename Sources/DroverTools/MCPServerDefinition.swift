@@ -1,4 +1,5 @@
 import DroverCore
+import Foundation
 
 /// An MCP server an agent reaches, as the SDK's `mcp_servers` entries: `{"type": "url", "name",
 /// "url"}`. `{"type": "stdio", "name", "command": [...], "env": {...}}` is a Drover extension: a
@@ -13,6 +14,17 @@ public struct MCPServerDefinition: Sendable, Codable, Equatable, Hashable {
     public var url: String?
     public var command: [String]?
     public var env: [String: String]?
+
+    /// The URL server's host and port (the scheme's default when the URL names none); nil for a
+    /// stdio server or a URL that is not http(s).
+    public var endpoint: (host: String, port: Int)? {
+        guard type == .url, let url, let components = URLComponents(string: url), let host = components.host, !host.isEmpty else { return nil }
+        switch components.scheme?.lowercased() {
+        case "http": return (host, components.port ?? 80)
+        case "https": return (host, components.port ?? 443)
+        default: return nil
+        }
+    }
 
     public static func url(_ name: String, _ url: String) -> MCPServerDefinition {
         MCPServerDefinition(name: name, type: .url, url: url)

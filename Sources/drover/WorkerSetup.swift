@@ -61,7 +61,7 @@ struct WorkerOptions: ParsableArguments {
                 credentials: runtime.credentialSource())
             : nil
         let hand: any Hand = toolset ?? InProcessHand()
-        let mcp = MCPConnections(allowStdio: mcpStdio)
+        let mcp = MCPConnections(allowStdio: mcpStdio, access: try runtime.mcpAccess(apiAddress: apiAddress))
         let runner = TurnRunner(
             log: try runtime.sessionLog, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
             deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),

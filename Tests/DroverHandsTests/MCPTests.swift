@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverEgress
 import DroverHands
 import DroverModelStub
 import DroverSessionLog
@@ -53,13 +54,16 @@ private final class MCPTestServer: Sendable {
     /// Starts the server on `port`, or on a free port. A free port is only free when it is
     /// picked: another process (a parallel test) may bind it before the server does, so a server
     /// that finds its address in use is started again, on a new port unless one was asked for.
-    static func start(port: Int? = nil) async throws -> MCPTestServer {
+    static func start(port: Int? = nil, bearer: String? = nil) async throws -> MCPTestServer {
         var attempt = 0
         while true {
             attempt += 1
             let chosen = port ?? freeLoopbackPort()
             let logPath = NSTemporaryDirectory() + "drover-mcp-\(Identifier.make(prefix: "s").suffix(10)).log"
-            let process = try ChildProcess(executable: python, arguments: [serverScript, "http", "\(chosen)"], outputPath: logPath)
+            var environment = ProcessInfo.processInfo.environment
+            environment["MCP_BEARER"] = bearer
+            let process = try ChildProcess(
+                executable: python, arguments: [serverScript, "http", "\(chosen)"], environment: environment, outputPath: logPath)
             let server = MCPTestServer(process: process, port: chosen, logPath: logPath)
             do {
                 try await server.waitForLog("Uvicorn running")
@@ -91,8 +95,8 @@ private final class MCPTestServer: Sendable {
 }
 
 /// Runs `body` with a fresh server, and stops the server before returning, whatever happens.
-private func withMCPServer(port: Int? = nil, _ body: (MCPTestServer) async throws -> Void) async throws {
-    let server = try await MCPTestServer.start(port: port)
+private func withMCPServer(port: Int? = nil, bearer: String? = nil, _ body: (MCPTestServer) async throws -> Void) async throws {
+    let server = try await MCPTestServer.start(port: port, bearer: bearer)
     do {
         try await body(server)
     } catch {
@@ -118,6 +122,9 @@ private let allowAll =
 /// A loaded machine can take longer than the production 10 s to get a FastMCP server's first
 /// tool list; the tests are not about that limit.
 private let testConnectTimeout: Duration = .seconds(60)
+
+/// The session the direct calls below are made for (no vaults: no token).
+private let testSession = SessionID.make()
 
 private func withMCPTurn(
     script: String, agent: String, mcp: MCPConnections = MCPConnections(connectTimeout: testConnectTimeout),
@@ -206,7 +213,7 @@ struct MCPTests {
     func toolCallThroughTurn() async throws {
         try await withMCPServer { server in
             let mcp = MCPConnections(connectTimeout: testConnectTimeout)
-            let tools = try await mcp.listTools(.url("calc", server.url))
+            let tools = try await mcp.listTools(.url("calc", server.url), session: testSession)
             #expect(Set(tools.map(\.name)) == ["add", "slow", "fail", "open_descriptors"])
             #expect(tools.first { $0.name == "add" }?.inputSchema.objectValue?["properties"]?.objectValue?["a"] != nil)
 
@@ -296,15 +303,18 @@ struct MCPTests {
         let first = try await MCPTestServer.start()
         let server = MCPServerDefinition.url("calc", first.url)
         let mcp = MCPConnections(connectTimeout: testConnectTimeout)
-        let before = await mcp.callTool(server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + Self.generous)
+        let before = await mcp.callTool(
+            server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + Self.generous, session: testSession)
         #expect(before == .text("the sum of 1 and 2 is 3"))
         await first.stop()
-        let down = await mcp.callTool(server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + Self.generous)
+        let down = await mcp.callTool(
+            server, name: "add", arguments: numbers(["a": 1, "b": 2]), deadline: .now + Self.generous, session: testSession)
         #expect(down.isError)
         try await withMCPServer(port: first.port) { _ in
-            let tools = try await mcp.listTools(server)
+            let tools = try await mcp.listTools(server, session: testSession)
             #expect(tools.count == 4)
-            let after = await mcp.callTool(server, name: "add", arguments: numbers(["a": 3, "b": 4]), deadline: .now + Self.generous)
+            let after = await mcp.callTool(
+                server, name: "add", arguments: numbers(["a": 3, "b": 4]), deadline: .now + Self.generous, session: testSession)
             #expect(after == .text("the sum of 3 and 4 is 7"))
         }
     }
@@ -315,11 +325,12 @@ struct MCPTests {
             let calc = MCPServerDefinition.url("calc", server.url)
             let mcp = MCPConnections(connectTimeout: testConnectTimeout)
             // Connect first, so the 1 s deadline below measures the call, not the handshake.
-            _ = try await mcp.listTools(calc)
+            _ = try await mcp.listTools(calc, session: testSession)
             // Had the deadline not cut it, the call would end 30 s later with the tool's answer.
-            let late = await mcp.callTool(calc, name: "slow", arguments: numbers(["seconds": 30]), deadline: .now + .seconds(1))
+            let late = await mcp.callTool(calc, name: "slow", arguments: numbers(["seconds": 30]), deadline: .now + .seconds(1), session: testSession)
             #expect(late.isError && late == .text("MCP tool slow on calc timed out and was cancelled", isError: true))
-            let next = await mcp.callTool(calc, name: "add", arguments: numbers(["a": 1, "b": 1]), deadline: .now + Self.generous)
+            let next = await mcp.callTool(
+                calc, name: "add", arguments: numbers(["a": 1, "b": 1]), deadline: .now + Self.generous, session: testSession)
             #expect(next == .text("the sum of 1 and 1 is 2"))
         }
     }
@@ -382,11 +393,61 @@ struct MCPTests {
         }
     }
 
+    @Test("a session's static_bearer token reaches its server from the worker, and a session without one is refused with the fix")
+    func bearerTokens() async throws {
+        let token = "bearer-\(Identifier.make(prefix: "t").suffix(16))"
+        let holder = SessionID.make()
+        let stranger = SessionID.make()
+        try await withMCPServer(bearer: token) { server in
+            let looked = Locked<[String]>([])
+            let access = MCPAccess(bearer: { session, url in
+                looked.withLock { $0.append(url) }
+                return session == holder ? token : nil
+            })
+            let mcp = MCPConnections(connectTimeout: testConnectTimeout, access: access)
+            let calc = MCPServerDefinition.url("calc", server.url)
+            let tools = try await mcp.listTools(calc, session: holder)
+            #expect(tools.contains { $0.name == "add" })
+            let sum = await mcp.callTool(calc, name: "add", arguments: numbers(["a": 2, "b": 3]), deadline: .now + Self.generous, session: holder)
+            #expect(sum == .text("the sum of 2 and 3 is 5"))
+            // Another session never rides on the holder's connection.
+            await #expect { try await mcp.listTools(calc, session: stranger) } throws: {
+                "\($0)".contains("HTTP 401") && "\($0)".contains("static_bearer credential for \(server.url)")
+            }
+            let refused = await mcp.callTool(
+                calc, name: "add", arguments: numbers(["a": 1, "b": 1]), deadline: .now + Self.generous, session: stranger)
+            #expect(refused.isError)
+            #expect(looked.value.allSatisfy { $0 == server.url } && looked.value.count >= 4)
+            await mcp.shutdown()
+        }
+    }
+
+    @Test("a worker reaches URL servers only at public addresses unless the operator names the host, and never Drover's endpoints")
+    func serverGate() async throws {
+        try await withMCPServer { server in
+            let calc = MCPServerDefinition.url("calc", server.url)
+            let closed = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: EgressGate()))
+            await #expect { try await closed.listTools(calc, session: testSession) } throws: {
+                "\($0)".contains("refused: non-public address") && "\($0)".contains("DROVER_MCP_ALLOWED_HOSTS")
+            }
+            let metadata = MCPServerDefinition.url("meta", "http://169.254.169.254/mcp")
+            await #expect { try await closed.listTools(metadata, session: testSession) } throws: { "\($0)".contains("link-local") }
+            let opened = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: EgressGate(), privateHosts: ["127.0.0.1"]))
+            let listed = try await opened.listTools(calc, session: testSession)
+            #expect(listed.contains { $0.name == "add" })
+            // Drover's own endpoint stays closed, listed or not.
+            let guarded = EgressGate(protected: EgressGate.addresses(of: [("127.0.0.1", server.port)]))
+            let own = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: guarded, privateHosts: ["127.0.0.1"]))
+            await #expect { try await own.listTools(calc, session: testSession) } throws: { "\($0)".contains("Drover endpoint") }
+            await opened.shutdown()
+        }
+    }
+
     @Test("a stdio server started by command is listed and called, and its death fails the call at once")
     func stdioServer() async throws {
         let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
         // Off by default: an agent's command would run on the worker's host.
-        await #expect { try await MCPConnections().listTools(server) } throws: { "\($0)".contains("--mcp-stdio") }
+        await #expect { try await MCPConnections().listTools(server, session: testSession) } throws: { "\($0)".contains("--mcp-stdio") }
         let mcp = MCPConnections(connectTimeout: testConnectTimeout, allowStdio: true)
         do {
             try await stdioCalls(server, mcp)
@@ -407,7 +468,8 @@ struct MCPTests {
         #expect(identities.count == 2 && identities.allSatisfy { $0.hasPrefix("socket:[") }, "\(identities)")
         let server = MCPServerDefinition.stdio("local", command: [python, serverScript, "stdio"])
         let mcp = MCPConnections(connectTimeout: testConnectTimeout, allowStdio: true)
-        let result = await mcp.callTool(server, name: "open_descriptors", arguments: .object([:]), deadline: .now + Self.generous)
+        let result = await mcp.callTool(
+            server, name: "open_descriptors", arguments: .object([:]), deadline: .now + Self.generous, session: testSession)
         await mcp.shutdown()
         guard !result.isError, let listing = result.content.first?.text else {
             Issue.record("open_descriptors failed: \(result)")
@@ -421,11 +483,14 @@ struct MCPTests {
     }
 
     private func stdioCalls(_ server: MCPServerDefinition, _ mcp: MCPConnections) async throws {
-        let tools = try await mcp.listTools(server)
+        let tools = try await mcp.listTools(server, session: testSession)
         #expect(tools.map(\.name).contains("add"))
-        let result = await mcp.callTool(server, name: "add", arguments: numbers(["a": 5, "b": 6]), deadline: .now + Self.generous)
+        let result = await mcp.callTool(
+            server, name: "add", arguments: numbers(["a": 5, "b": 6]), deadline: .now + Self.generous, session: testSession)
         #expect(result == .text("the sum of 5 and 6 is 11"))
-        let slow = Task { await mcp.callTool(server, name: "slow", arguments: numbers(["seconds": 3600]), deadline: .now + .seconds(3600)) }
+        let slow = Task {
+            await mcp.callTool(server, name: "slow", arguments: numbers(["seconds": 3600]), deadline: .now + .seconds(3600), session: testSession)
+        }
         try await Task.sleep(for: .milliseconds(500))
         let pid = try #require(await mcp.processID(of: server))
         kill(pid, SIGKILL)

@@ -31,9 +31,12 @@ def test_malformed_and_mistyped_bodies_name_the_field(server, agent_env):
     assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "tools": [toolset]}), 400).startswith("tools[0].configs[0].enabeld:")
     custom = {"type": "custom", "name": "c", "input_schema": {"type": "object"}}
     assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "tools": [custom]}), 400).startswith("tools[0].description:")
-    # MCP servers are connections a worker opens from its host: not for API clients yet.
-    servers = [{"type": "url", "name": "docs", "url": "http://127.0.0.1:6379/"}]
-    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "mcp_servers": servers}), 400).startswith("mcp_servers:")
+    # MCP servers from the API are URLs the worker reaches under the egress rules; a stdio server
+    # would be a command on the worker's host.
+    servers = [{"type": "stdio", "name": "local", "command": ["sh", "-c", "id"]}]
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "mcp_servers": servers}), 400).startswith("mcp_servers[0].type:")
+    servers = [{"type": "url", "name": "docs", "url": "file:///etc/passwd"}]
+    assert error(server.raw("POST", "/v1/agents", body={"name": "x", "model": "m", "mcp_servers": servers}), 400).startswith("mcp_servers[0].url:")
     assert error(server.raw("POST", f"/v1/agents/{agent.id}", body={"version": "two"}), 400).startswith("version:")
     assert error(server.raw("POST", "/v1/environments", body={"name": "e", "config": {"type": "cloud", "packages": {"pip": [1]}}}), 400).startswith("config.packages.pip[0]:")
     assert error(server.raw("POST", "/v1/sessions", body={"agent": agent.id}), 400).startswith("environment_id:")

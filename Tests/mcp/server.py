@@ -2,8 +2,12 @@
 
     python server.py http PORT    streamable HTTP on 127.0.0.1:PORT/mcp; prints "ready" when listening
     python server.py stdio        newline-delimited JSON-RPC on stdin/stdout
+
+With MCP_BEARER set, the HTTP server answers 401 to every request without
+`Authorization: Bearer $MCP_BEARER`, as a server behind a token does.
 """
 import asyncio
+import os
 import sys
 
 from mcp.server.fastmcp import FastMCP
@@ -44,5 +48,22 @@ def open_descriptors() -> str:
     return "\n".join(lines)
 
 
+def guarded(app, token: str):
+    """The ASGI app behind a bearer token."""
+    expected = f"Bearer {token}".encode()
+
+    async def guard(scope, receive, send):
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != expected:
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"a bearer token is required"})
+            return
+        await app(scope, receive, send)
+    return guard
+
+
 if __name__ == "__main__":
-    mcp.run(transport="streamable-http" if sys.argv[1] == "http" else "stdio")
+    if sys.argv[1] == "http" and os.environ.get("MCP_BEARER"):
+        import uvicorn
+        uvicorn.run(guarded(mcp.streamable_http_app(), os.environ["MCP_BEARER"]), host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        mcp.run(transport="streamable-http" if sys.argv[1] == "http" else "stdio")

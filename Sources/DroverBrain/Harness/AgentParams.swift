@@ -64,13 +64,23 @@ public struct AgentParams: Sendable {
             throw FieldError(field: "skills", message: "skills are not built yet in Drover", fix: "omit skills")
         }
         if let servers = try params.array("mcp_servers"), !servers.isEmpty {
-            guard origin == .file else {
-                throw FieldError(
-                    field: "mcp_servers", message: "MCP servers are not open to the API yet: a worker would connect to them from its host",
-                    fix: "omit mcp_servers, or name them in a job or schedule file")
+            guard servers.count <= 20 else {
+                throw FieldError(field: "mcp_servers", message: "at most 20 servers, not \(servers.count)", fix: "name fewer servers")
             }
             for (index, server) in servers.enumerated() {
-                _ = try Self.decoded(MCPServerDefinition.self, server, path: "mcp_servers[\(index)]")
+                let definition = try Self.decoded(MCPServerDefinition.self, server, path: "mcp_servers[\(index)]")
+                // A stdio server is a command on the worker's host: only the operator's files may
+                // start one. A URL server is reached by the worker under the egress rules.
+                if origin == .api, definition.type != .url {
+                    throw FieldError(
+                        field: "mcp_servers[\(index)].type", message: "must be \"url\": a stdio server would run a command on the worker's host",
+                        fix: "serve it over HTTP and give its url, or name it in a job or schedule file")
+                }
+                if definition.type == .url, definition.endpoint == nil {
+                    throw FieldError(
+                        field: "mcp_servers[\(index)].url", message: "must be an http:// or https:// URL with a host",
+                        fix: "for example https://mcp.example.com/mcp")
+                }
             }
             mcpServers = servers
         } else {
@@ -219,11 +229,6 @@ public struct AgentParams: Sendable {
             if resolvedSchema["type"] == nil { resolvedSchema["type"] = "object" }
             return .object(["type": "custom", "name": .string(name), "description": .string(description), "input_schema": .object(resolvedSchema)])
         case "mcp_toolset":
-            guard origin == .file else {
-                throw FieldError(
-                    field: "\(path).type", message: "mcp_toolset is not open to the API yet, as mcp_servers are not",
-                    fix: "use agent_toolset_20260401 or custom tools")
-            }
             _ = try decoded(MCPToolsetConfig.self, value, path: path)
             return value
         case let other:

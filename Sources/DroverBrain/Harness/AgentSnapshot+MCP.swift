@@ -38,6 +38,9 @@ public struct MCPToolsetConfig: Sendable, Codable, Equatable {
 }
 
 extension AgentSnapshot {
+    /// The hosts of the agent's URL servers: what `allow_mcp_servers` opens to its sandbox.
+    public var mcpHosts: [String] { mcpServers.compactMap { $0.endpoint?.host } }
+
     private enum MCPKeys: String, CodingKey {
         case mcpServers = "mcp_servers"
         case mcpToolsets = "mcp_toolsets"

@@ -25,12 +25,12 @@ struct TurnHands: Sendable {
     }
 
     /// Lists every server's tools at once; a server that is down costs only its own tools.
-    mutating func listMCPTools() async {
+    mutating func listMCPTools(session: SessionID) async {
         guard let mcp, !agent.mcpServers.isEmpty else { return }
         let listings = await withTaskGroup(of: (MCPServerDefinition, Result<[MCPTool], Error>).self) { group in
             for server in agent.mcpServers {
                 group.addTask {
-                    do { return (server, .success(try await mcp.listTools(server))) } catch { return (server, .failure(error)) }
+                    do { return (server, .success(try await mcp.listTools(server, session: session))) } catch { return (server, .failure(error)) }
                 }
             }
             var all: [(MCPServerDefinition, Result<[MCPTool], Error>)] = []
@@ -86,7 +86,7 @@ struct TurnHands: Sendable {
             return try await builtIn.execute(name: name, input: input, context: context)
         case .mcp(let server, let tool):
             guard let mcp else { return .text("MCP servers are not available in this worker", isError: true) }
-            return await mcp.callTool(server, name: tool, arguments: input, deadline: context.deadline)
+            return await mcp.callTool(server, name: tool, arguments: input, deadline: context.deadline, session: context.session)
         }
     }
 }

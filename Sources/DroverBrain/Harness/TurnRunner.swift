@@ -134,7 +134,7 @@ public final class TurnRunner: Sendable {
             try await append(session, fence, state, [.sessionStatusRunning])
         }
         var hands = TurnHands(builtIn: hand, mcp: mcp, agent: agent)
-        await hands.listMCPTools()
+        await hands.listMCPTools(session: session)
         if !hands.unreachable.isEmpty {
             // As in Managed Agents: a server that cannot be reached is a session.error, not a failed session.
             try await append(session, fence, state, hands.unreachable.map { Self.mcpConnectionFailed(server: $0.server, message: $0.message) })
@@ -305,7 +305,7 @@ public final class TurnRunner: Sendable {
         environment: EnvironmentConfig
     ) async throws -> ToolResult {
         let deadline = ContinuousClock.now + .seconds(timeout)
-        let context = ToolContext(session: session, fence: fence, deadline: deadline, environment: environment)
+        let context = ToolContext(session: session, fence: fence, deadline: deadline, environment: environment, mcpHosts: hands.agent.mcpHosts)
         do {
             return try await withThrowingTaskGroup(of: ToolResult?.self) { group in
                 group.addTask { try await hands.execute(hands.route(name), name: name, input: input, context: context) }

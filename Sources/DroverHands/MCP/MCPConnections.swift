@@ -1,10 +1,33 @@
+import Crypto
 import DroverCore
+import DroverEgress
 import DroverTools
 import Foundation
 import MCP
 
-/// A worker's MCP servers, through the swift-sdk's `Client`: one connection per server, shared
-/// by every session and turn of the worker. A connection that fails is dropped, and the next
+/// Where a worker's MCP connections may go, and which token they carry.
+public struct MCPAccess: Sendable {
+    /// Decides each URL server's address before the worker connects, and the connection is
+    /// pinned to the address it checked. Nil leaves URL servers unchecked (tests, benchmarks).
+    public var gate: EgressGate?
+    /// Hosts an operator opens to MCP connections although they resolve to private or loopback
+    /// addresses (`DROVER_MCP_ALLOWED_HOSTS`): exact names or IPv4 addresses.
+    public var privateHosts: [HostPattern]
+    /// The session's bearer token for a server URL, from its vaults' `static_bearer` credentials.
+    public var bearer: (@Sendable (SessionID, String) async throws -> String?)?
+
+    public init(
+        gate: EgressGate? = nil, privateHosts: [HostPattern] = [], bearer: (@Sendable (SessionID, String) async throws -> String?)? = nil
+    ) {
+        self.gate = gate
+        self.privateHosts = privateHosts
+        self.bearer = bearer
+    }
+}
+
+/// A worker's MCP servers, through the swift-sdk's `Client`: one connection per server and
+/// bearer token, shared by every session and turn of the worker that reaches the server the same
+/// way (a session with a token of its own never shares another's connection). A connection that fails is dropped, and the next
 /// listing or call connects afresh. A call is never repeated on another connection (I2, docs/ARCHITECTURE.md): one
 /// that fails comes back as an `is_error` result and the model decides.
 public actor MCPConnections: MCPHand {
@@ -13,15 +36,23 @@ public actor MCPConnections: MCPHand {
         let transport: any Transport
     }
 
-    private var connections: [MCPServerDefinition: Task<Connection, Error>] = [:]
+    /// A server, and the digest of the token a connection to it carries (never the token).
+    private struct Key: Hashable {
+        let server: MCPServerDefinition
+        let token: String?
+    }
+
+    private var connections: [Key: Task<Connection, Error>] = [:]
     private let connectTimeout: Duration
     private let allowStdio: Bool
+    private let access: MCPAccess
 
     /// `allowStdio` lets agents start stdio servers: commands that run on the worker's host,
     /// outside the sandbox. Off unless the operator turns it on (`drover worker --mcp-stdio`).
-    public init(connectTimeout: Duration = .seconds(10), allowStdio: Bool = false) {
+    public init(connectTimeout: Duration = .seconds(10), allowStdio: Bool = false, access: MCPAccess = MCPAccess()) {
         self.connectTimeout = connectTimeout
         self.allowStdio = allowStdio
+        self.access = access
         // Writing to a stdio server that just died raises SIGPIPE, which would kill the worker.
         signal(SIGPIPE, SIG_IGN)
     }
@@ -32,28 +63,34 @@ public actor MCPConnections: MCPHand {
         server.type == .stdio ? max(connectTimeout, .seconds(30)) : connectTimeout
     }
 
-    public func listTools(_ server: MCPServerDefinition) async throws -> [MCPTool] {
+    public func listTools(_ server: MCPServerDefinition, session: SessionID) async throws -> [MCPTool] {
         let deadline = ContinuousClock.now + handshakeTimeout(server)
+        let (key, token) = try await self.key(server, session)
         do {
-            return try await listTools(server, on: try await connection(server, deadline: deadline), deadline: deadline)
+            return try await listTools(server, on: try await connection(key, token: token, deadline: deadline), deadline: deadline)
         } catch let error as MCPConnectError {
             throw error
         } catch {
             // A kept connection can be stale (the server restarted): one fresh try.
-            await drop(server)
+            await drop(key)
             do {
-                return try await listTools(server, on: try await connection(server, deadline: deadline), deadline: deadline)
+                return try await listTools(server, on: try await connection(key, token: token, deadline: deadline), deadline: deadline)
             } catch {
-                await drop(server)
+                await drop(key)
                 throw error
             }
         }
     }
 
-    public func callTool(_ server: MCPServerDefinition, name: String, arguments: JSONValue, deadline: ContinuousClock.Instant) async -> ToolResult {
+    public func callTool(
+        _ server: MCPServerDefinition, name: String, arguments: JSONValue, deadline: ContinuousClock.Instant, session: SessionID
+    ) async -> ToolResult {
         let connection: Connection
+        let key: Key
         do {
-            connection = try await self.connection(server, deadline: min(deadline, .now + handshakeTimeout(server)))
+            let token: String?
+            (key, token) = try await self.key(server, session)
+            connection = try await self.connection(key, token: token, deadline: min(deadline, .now + handshakeTimeout(server)))
         } catch {
             return .text("MCP server \(server.name) is unreachable: \(error)", isError: true)
         }
@@ -67,17 +104,17 @@ public actor MCPConnections: MCPHand {
         } catch is CancellationError where Task.isCancelled {
             return .text("MCP tool \(name) on \(server.name) was cancelled", isError: true)
         } catch let error as MCPError {
-            if case .methodNotFound = error {} else { await drop(server) }
+            if case .methodNotFound = error {} else { await drop(key) }
             return .text("MCP tool \(name) on \(server.name) failed: \(error.localizedDescription)", isError: true)
         } catch {
-            await drop(server)
+            await drop(key)
             return .text("MCP server \(server.name) failed during \(name): \(error); the call may or may not have taken effect", isError: true)
         }
     }
 
     /// The process of a connected stdio server, for operators and tests.
     public func processID(of server: MCPServerDefinition) async -> pid_t? {
-        guard let task = connections[server], let connection = try? await task.value else { return nil }
+        guard let task = connections[Key(server: server, token: nil)], let connection = try? await task.value else { return nil }
         return (connection.transport as? StdioServerTransport)?.pid
     }
 
@@ -92,36 +129,76 @@ public actor MCPConnections: MCPHand {
 
     // MARK: Connections
 
-    private func connection(_ server: MCPServerDefinition, deadline: ContinuousClock.Instant) async throws -> Connection {
-        if let existing = connections[server] {
+    /// The session's token for a URL server (looked up at each listing and call, so an archived
+    /// or rotated credential counts at once), and the connection key it leads to.
+    private func key(_ server: MCPServerDefinition, _ session: SessionID) async throws -> (Key, String?) {
+        guard server.type == .url, let url = server.url, let bearer = access.bearer else { return (Key(server: server, token: nil), nil) }
+        let token: String?
+        do {
+            token = try await bearer(session, url)
+        } catch {
+            throw MCPConnectError("the session's vault credential for \(server.name) could not be read: \(error)")
+        }
+        let digest = token.map { SHA256.hash(data: Data($0.utf8)).map { String(format: "%02x", $0) }.joined() }
+        return (Key(server: server, token: digest), token)
+    }
+
+    private func connection(_ key: Key, token: String?, deadline: ContinuousClock.Instant) async throws -> Connection {
+        if let existing = connections[key] {
             return try await existing.value
         }
+        let server = key.server
         if server.type == .stdio && !allowStdio {
             throw MCPConnectError(
                 "\(server.name) is a stdio server, which runs a command on the worker's host outside the sandbox; this worker does not allow them (start it with --mcp-stdio to allow)"
             )
         }
-        let task = Task { try await Self.connect(server, deadline: deadline) }
-        connections[server] = task
+        let access = access
+        let task = Task { try await Self.connect(server, token: token, access: access, deadline: deadline) }
+        connections[key] = task
         do {
             return try await task.value
         } catch {
-            if connections[server] == task { connections[server] = nil }
+            if connections[key] == task { connections[key] = nil }
             throw error
         }
     }
 
-    private func drop(_ server: MCPServerDefinition) async {
-        guard let task = connections.removeValue(forKey: server) else { return }
+    private func drop(_ key: Key) async {
+        guard let task = connections.removeValue(forKey: key) else { return }
         if let connection = try? await task.value { await connection.client.disconnect() }
     }
 
-    private static func connect(_ server: MCPServerDefinition, deadline: ContinuousClock.Instant) async throws -> Connection {
+    /// The address a URL server is reached at, decided as the egress proxy decides a sandbox's
+    /// connection: public addresses only, unless the operator names the host, and never Drover's
+    /// own endpoints. The `host:port:address` pin keeps a later lookup from choosing another.
+    static func pin(_ server: MCPServerDefinition, access: MCPAccess) async throws -> [String] {
+        guard let gate = access.gate else { return [] }
+        guard let (host, port) = server.endpoint else {
+            throw MCPConnectError("\(server.name): the url must be http:// or https:// with a host, not '\(server.url ?? "")'")
+        }
+        let name = HostPattern.normalize(host)
+        let listed = access.privateHosts.contains { !$0.isWildcard && $0.text == name }
+        let policy = listed ? NetworkPolicy(access: .limited, allowedHosts: access.privateHosts) : NetworkPolicy(access: .unrestricted)
+        switch await gate.decide(host: host, port: port, policy: policy, mcpHosts: []) {
+        case .success(let address):
+            guard let ip = address.ipAddress else { return [] }
+            return ["\(host.hasPrefix("[") ? host : name):\(port):\(ip.contains(":") ? "[\(ip)]" : ip)"]
+        case .failure(let refusal):
+            throw MCPConnectError(
+                "the worker does not connect to \(server.name) at \(host):\(port) (\(refusal.verdict)): \(refusal.reasonForMCP). An operator can open a host on a private network with DROVER_MCP_ALLOWED_HOSTS"
+            )
+        }
+    }
+
+    private static func connect(
+        _ server: MCPServerDefinition, token: String?, access: MCPAccess, deadline: ContinuousClock.Instant
+    ) async throws -> Connection {
         let client = Client(name: "drover", version: "0.1")
         let transport: any Transport
         switch server.type {
         case .url:
-            transport = StreamableHTTPTransport(endpoint: server.url ?? "")
+            transport = StreamableHTTPTransport(endpoint: server.url ?? "", bearer: token, resolve: try await pin(server, access: access))
         case .stdio:
             let stdio = try StdioServerTransport(command: server.command ?? [], environment: server.env ?? [:])
             // A server that exits fails its waiting calls now, not at their deadline.

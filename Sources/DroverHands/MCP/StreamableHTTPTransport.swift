@@ -13,14 +13,23 @@ import MCP
 actor StreamableHTTPTransport: Transport {
     nonisolated let logger: Logger
     let endpoint: String
+    /// The session's token for this server, sent as `Authorization: Bearer`; it lives here, in
+    /// the worker, and never in a sandbox or the session's events.
+    private let bearer: String?
+    private let resolve: [String]
     private let http: CurlHTTPClient
     private var sessionID: String?
     private var protocolVersion: String?
     private let messages: AsyncThrowingStream<Data, Error>
     private let continuation: AsyncThrowingStream<Data, Error>.Continuation
 
-    init(endpoint: String, http: CurlHTTPClient = .shared, logger: Logger = Logger(label: "drover.mcp.http")) {
+    init(
+        endpoint: String, bearer: String? = nil, resolve: [String] = [], http: CurlHTTPClient = .shared,
+        logger: Logger = Logger(label: "drover.mcp.http")
+    ) {
         self.endpoint = endpoint
+        self.bearer = bearer
+        self.resolve = resolve
         self.http = http
         self.logger = logger
         (messages, continuation) = AsyncThrowingStream.makeStream()
@@ -44,11 +53,13 @@ actor StreamableHTTPTransport: Transport {
         var headers = [("Accept", "application/json, text/event-stream"), ("Content-Type", "application/json")]
         if let sessionID { headers.append(("Mcp-Session-Id", sessionID)) }
         if let protocolVersion { headers.append(("MCP-Protocol-Version", protocolVersion)) }
+        if let bearer { headers.append(("Authorization", "Bearer \(bearer)")) }
         // A long tool call may keep the response silent for a while; the caller's deadline, not
         // this, bounds a call.
-        let request = HTTPRequest(
+        var request = HTTPRequest(
             url: endpoint, method: "POST", headers: headers, body: Array(data),
             connectTimeout: .seconds(5), readTimeout: .seconds(3600))
+        request.resolve = resolve
         let expectsAnswer = Self.isRequest(data)
         var answered = false
         var isEventStream = false
@@ -64,6 +75,11 @@ actor StreamableHTTPTransport: Transport {
                     throw MCPTransportError("the server no longer knows this MCP session (HTTP 404); reconnect")
                 }
                 guard (200..<300).contains(status) else {
+                    if status == 401 || status == 403 {
+                        throw MCPTransportError(
+                            "the server answered HTTP \(status): \(bearer == nil ? "it wants a token; put a static_bearer credential for \(endpoint) in one of the session's vaults" : "it refused the session's static_bearer token")"
+                        )
+                    }
                     throw MCPTransportError("the server answered HTTP \(status)")
                 }
             case .body(let bytes):
