@@ -229,8 +229,39 @@ public struct AgentParams: Sendable {
             if resolvedSchema["type"] == nil { resolvedSchema["type"] = "object" }
             return .object(["type": "custom", "name": .string(name), "description": .string(description), "input_schema": .object(resolvedSchema)])
         case "mcp_toolset":
-            _ = try decoded(MCPToolsetConfig.self, value, path: path)
-            return value
+            // Resolved as the SDK shows it: enabled, and always_ask unless said otherwise.
+            let server = try at(path) { () throws(FieldError) -> String? in
+                try fields.rejectUnknown(["type", "mcp_server_name", "default_config", "configs"])
+                return try fields.string("mcp_server_name", required: true)
+            }
+            guard let server, !server.isEmpty else {
+                throw FieldError(field: "\(path).mcp_server_name", message: "must name one of mcp_servers", fix: nil)
+            }
+            let defaults = fields["default_config"]?.objectValue ?? [:]
+            try at("\(path).default_config") { () throws(FieldError) in try defaults.rejectUnknown(["enabled", "permission_policy"]) }
+            let enabled = try JSONValue.bool(defaults["enabled"], path: "\(path).default_config.enabled") ?? true
+            let permission =
+                try policy(defaults["permission_policy"], path: "\(path).default_config.permission_policy") ?? .object(["type": "always_ask"])
+            var configs: [JSONValue] = []
+            for (index, item) in (try at(path) { () throws(FieldError) -> [JSONValue]? in try fields.array("configs") } ?? []).enumerated() {
+                let itemPath = "\(path).configs[\(index)]"
+                guard let config = item.objectValue, let name = config["name"]?.stringValue, !name.isEmpty else {
+                    throw FieldError(field: "\(itemPath).name", message: "is missing", fix: "name one of the server's tools")
+                }
+                try at(itemPath) { () throws(FieldError) in try config.rejectUnknown(["name", "enabled", "permission_policy"]) }
+                configs.append(
+                    .object([
+                        "name": .string(name),
+                        "enabled": .bool(try JSONValue.bool(config["enabled"], path: "\(itemPath).enabled") ?? enabled),
+                        "permission_policy": try policy(config["permission_policy"], path: "\(itemPath).permission_policy") ?? permission,
+                    ]))
+            }
+            let resolved: JSONValue = .object([
+                "type": "mcp_toolset", "mcp_server_name": .string(server),
+                "default_config": .object(["enabled": .bool(enabled), "permission_policy": permission]), "configs": .array(configs),
+            ])
+            _ = try decoded(MCPToolsetConfig.self, resolved, path: path)
+            return resolved
         case let other:
             throw FieldError(
                 field: "\(path).type", message: "'\(other ?? "missing")' is not a tool type", fix: "use agent_toolset_20260401, custom or mcp_toolset"
