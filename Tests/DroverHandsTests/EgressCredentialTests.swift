@@ -174,3 +174,31 @@ struct EgressCredentialTests {
         await hands.shutdown()
     }
 }
+
+@Suite("Egress for MCP hosts", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
+struct EgressMCPHostTests {
+    @Test("allow_mcp_servers opens the hosts of the agent's MCP servers to its sandbox, as wildcards are opened: never a private address")
+    func mcpHosts() async throws {
+        let root = egressRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        var settings = SandboxPoolSettings()
+        settings.warmPerConfiguration = 0
+        let toolset = AgentToolset(root: root, limits: SandboxLimits(), pool: settings)
+        let session = SessionID.make()
+        let environment = EnvironmentConfig(network: NetworkPolicy(access: .limited, allowMCPServers: true))
+        func call(_ mcpHosts: [String]) async throws -> String {
+            let context = ToolContext(
+                session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(120), environment: environment,
+                mcpHosts: mcpHosts)
+            let result = try await toolset.execute(name: "bash", input: .object(["command": .string(curl("http://localhost:9/"))]), context: context)
+            return result.content.map { "\($0)" }.joined()
+        }
+        // Not one of the agent's servers: not allowed at all.
+        let closed = try await call([])
+        #expect(closed.contains("status=403") && closed.contains("refused localhost"), "\(closed)")
+        // One of them: allowed by name, then refused for its loopback address.
+        let opened = try await call(["localhost"])
+        #expect(opened.contains("status=403") && opened.contains("loopback"), "\(opened)")
+        await toolset.pool.shutdown()
+    }
+}
