@@ -59,7 +59,18 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     case protectedEndpoint(host: String, address: String)
     case unresolvable(host: String, reason: String)
     case malformed(reason: String)
+    /// A host that only a session's repository opens, asked for something else.
+    case repositoryOnly(host: String, path: String)
     case tooManyConnections(limit: Int)
+
+    /// A refusal that the policy made (the host is not listed, or not public): one a repository
+    /// of the session's may overrule. Drover's own endpoints never are.
+    var isPolicyRefusal: Bool {
+        switch self {
+        case .hostNotAllowed, .nonPublicAddress: true
+        default: false
+        }
+    }
 
     /// Why, in words for an MCP server's URL (no environment field to change there).
     public var reasonForMCP: String {
@@ -69,6 +80,7 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
         case .protectedEndpoint(let host, let address): "\(host) is \(address), one of Drover's own endpoints"
         case .unresolvable(let host, let reason): "\(host) did not resolve (\(reason))"
         case .malformed(let reason): reason
+        case .repositoryOnly(let host, _): "\(host) is open for its repository's git requests only"
         case .tooManyConnections(let limit): "more than \(limit) connections"
         }
     }
@@ -80,6 +92,7 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
         case .protectedEndpoint: "refused: Drover endpoint"
         case .unresolvable: "refused: did not resolve"
         case .malformed: "refused: malformed request"
+        case .repositoryOnly: "refused: not the repository's"
         case .tooManyConnections: "refused: too many connections"
         }
     }
@@ -88,7 +101,7 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     /// that is not a proxy request; 429 past the connection cap.
     public var status: Int {
         switch self {
-        case .hostNotAllowed, .nonPublicAddress, .protectedEndpoint: 403
+        case .hostNotAllowed, .nonPublicAddress, .protectedEndpoint, .repositoryOnly: 403
         case .unresolvable: 502
         case .malformed: 400
         case .tooManyConnections: 429
@@ -107,6 +120,8 @@ public enum EgressRefusal: Error, Sendable, Equatable, CustomStringConvertible {
             "Drover's egress proxy could not resolve \(host): \(reason)"
         case .malformed(let reason):
             "Drover's egress proxy could not use this request: \(reason)"
+        case .repositoryOnly(let host, let path):
+            "Drover's egress proxy refused \(host)\(path): the session reaches \(host) only for its repositories' git requests (info/refs, git-upload-pack, git-receive-pack). Fix: add \"\(host)\" to the environment's config.networking.allowed_hosts to reach the rest of it"
         case .tooManyConnections(let limit):
             "Drover's egress proxy refused a new connection: this sandbox already has \(limit) open. Fix: close connections, or reuse them (keep-alive)"
         }
@@ -128,10 +143,25 @@ public struct EgressGate: Sendable {
     public let resolver: any EgressResolver
     /// Drover's own endpoints: refused even where a policy names their host exactly.
     public let protected: [SocketAddress]
+    /// Hosts on a private network or loopback that the worker itself may connect to for an
+    /// agent (its MCP servers, its git repositories), named by the operator
+    /// (`DROVER_INTERNAL_HOSTS`): exact names or IPv4 addresses.
+    public let internalHosts: [HostPattern]
 
-    public init(resolver: any EgressResolver = SystemResolver(), protected: [SocketAddress] = []) {
+    public init(resolver: any EgressResolver = SystemResolver(), protected: [SocketAddress] = [], internalHosts: [HostPattern] = []) {
         self.resolver = resolver
         self.protected = protected
+        self.internalHosts = internalHosts
+    }
+
+    /// Decides a connection the worker makes for an agent to a host that an API client named
+    /// (an MCP server, a git repository): public addresses, or an internal host the operator
+    /// listed exactly; never Drover's own endpoints.
+    public func decideForAgent(host: String, port: Int) async -> Result<SocketAddress, EgressRefusal> {
+        let name = HostPattern.normalize(host)
+        let listed = internalHosts.contains { !$0.isWildcard && $0.text == name }
+        let policy = listed ? NetworkPolicy(access: .limited, allowedHosts: internalHosts) : NetworkPolicy(access: .unrestricted)
+        return await decide(host: host, port: port, policy: policy, mcpHosts: [])
     }
 
     public func decide(host rawHost: String, port: Int, policy: NetworkPolicy, mcpHosts: [String]) async -> Result<SocketAddress, EgressRefusal> {

@@ -102,6 +102,9 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
     let connectTimeout: TimeAmount
     /// Inside an intercepted CONNECT: the one destination every request goes to, over TLS.
     let destination: (host: String, port: Int)?
+    /// Inside an intercepted CONNECT that only a repository opened (the policy does not allow
+    /// the host): requests other than the repository's git requests are refused.
+    private var repositoryOnly: Bool
 
     private enum State {
         case idle
@@ -138,13 +141,14 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
 
     init(
         route: EgressRoute, gate: EgressGate, authority: EgressAuthority?, connectTimeout: TimeAmount,
-        destination: (host: String, port: Int)? = nil
+        destination: (host: String, port: Int)? = nil, repositoryOnly: Bool = false
     ) {
         self.route = route
         self.gate = gate
         self.authority = authority
         self.connectTimeout = connectTimeout
         self.destination = destination
+        self.repositoryOnly = repositoryOnly
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -219,6 +223,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private func start(context: ChannelHandlerContext, _ head: HTTPRequestHead) {
         seenRequest = true
+        // Outside a tunnel each request is decided afresh.
+        if destination == nil { repositoryOnly = false }
         keepAlive = head.isKeepAlive
         isHead = head.method == .HEAD
         if head.method == .CONNECT {
@@ -230,8 +236,11 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             }
             // Read only where a credential's placeholder may need its secret; everything else
             // stays end to end.
-            if let authority, SecretSubstitution(route.secrets, host: HostPattern.normalize(host)) != nil {
-                return open(context: context, host: host, port: port, speaksHTTP: false, countsRequest: false) { [self] upstream in
+            let repositories = route.repositories(host: host, port: port)
+            if let authority, !repositories.isEmpty || SecretSubstitution(route.secrets, host: HostPattern.normalize(host)) != nil {
+                return open(
+                    context: context, host: host, port: port, speaksHTTP: false, countsRequest: false, forRepository: !repositories.isEmpty
+                ) { [self] upstream in
                     intercept(context: context, to: upstream, host: host, port: port, authority: authority)
                 }
             }
@@ -268,7 +277,17 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             let defaultPort = destination == nil ? 80 : 443
             outgoing.headers.add(name: "host", value: target.port == defaultPort ? target.host : "\(target.host):\(target.port)")
         }
+        let repository = route.repositories(host: target.host, port: target.port).first { $0.covers(target.path) }
+        if repositoryOnly, repository == nil {
+            return refuse(
+                context: context, .repositoryOnly(host: HostPattern.normalize(target.host), path: String(target.path.prefix(200))), host: target.host,
+                port: target.port)
+        }
         substitution = SecretSubstitution(route.secrets, host: HostPattern.normalize(target.host))
+        if let authorization = repository?.authorization {
+            // The repository's token, whatever the sandbox sent: its remote holds none.
+            outgoing.headers.replaceOrAdd(name: "authorization", value: authorization)
+        }
         if let substitution {
             outgoing.headers = substitution.headers(outgoing.headers).0
             let hasBody = head.headers.contains(name: "transfer-encoding") || (Int(head.headers.first(name: "content-length") ?? "") ?? 0) > 0
@@ -295,15 +314,19 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         idleUpstream = nil
         // One request per connection out: the next may go elsewhere, and is decided afresh.
         if destination == nil { outgoing.headers.add(name: "connection", value: "close") }
-        open(context: context, host: target.host, port: target.port, speaksHTTP: true, then: send)
+        open(context: context, host: target.host, port: target.port, speaksHTTP: true, forRepository: repository != nil, then: send)
     }
 
     static let hopByHop = ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"]
 
     /// Decides the destination and connects to the address the gate checked. A tunnel's
     /// connection carries raw bytes; a forwarded request's gets an HTTP client codec.
+    /// `forRepository`: the session has a repository there, so a host the policy does not allow
+    /// is decided again as the worker's own connections for an agent are (public, or internal);
+    /// the connection then serves the repository's git requests only.
     private func open(
-        context: ChannelHandlerContext, host: String, port: Int, speaksHTTP: Bool, countsRequest: Bool = true, then: @escaping (Channel) -> Void
+        context: ChannelHandlerContext, host: String, port: Int, speaksHTTP: Bool, countsRequest: Bool = true, forRepository: Bool = false,
+        then: @escaping (Channel) -> Void
     ) {
         state = .opening
         // Nothing more is read from the sandbox until the destination is open: what it sends
@@ -316,10 +339,15 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
         let policy = route.policy
         let mcpHosts = route.mcpHosts
         let loop = context.eventLoop
-        let decided = loop.makeFutureWithTask { await gate.decide(host: host, port: port, policy: policy, mcpHosts: mcpHosts) }
+        let decided = loop.makeFutureWithTask { () -> (Result<SocketAddress, EgressRefusal>, Bool) in
+            let decision = await gate.decide(host: host, port: port, policy: policy, mcpHosts: mcpHosts)
+            guard forRepository, case .failure(let refusal) = decision, refusal.isPolicyRefusal else { return (decision, false) }
+            return (await gate.decideForAgent(host: host, port: port), true)
+        }
         let bound = NIOLoopBound(self, eventLoop: loop)
-        decided.assumeIsolated().whenSuccess { [self] (decision: Result<SocketAddress, EgressRefusal>) in
+        decided.assumeIsolated().whenSuccess { [self] (decision: Result<SocketAddress, EgressRefusal>, onlyRepository: Bool) in
             guard case .opening = state else { return }
+            if onlyRepository { repositoryOnly = true }
             switch decision {
             case .failure(let refusal):
                 refuse(context: context, refusal, host: host, port: port)
@@ -594,7 +622,8 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             let route = route
             context.channel.closeFuture.whenComplete { _ in route.close() }
         }
-        let inner = EgressRequestHandler(route: route, gate: gate, authority: authority, connectTimeout: connectTimeout, destination: (host, port))
+        let inner = EgressRequestHandler(
+            route: route, gate: gate, authority: authority, connectTimeout: connectTimeout, destination: (host, port), repositoryOnly: repositoryOnly)
         let pipeline = context.pipeline.syncOperations
         pipeline.removeHandler(name: "egress-encoder", promise: nil)
         var established = context.channel.allocator.buffer(capacity: 64)

@@ -16,6 +16,7 @@ public final class EgressRoute: Sendable {
         var session: SessionID?
         var mcpHosts: [String] = []
         var secrets: [EgressSecret] = []
+        var repositories: [EgressRepository] = []
         var open = 0
         var usage: [EgressUsage.Key: EgressUsage.Counts] = [:]
     }
@@ -43,6 +44,19 @@ public final class EgressRoute: Sendable {
     }
 
     public var secrets: [EgressSecret] { state.withLock { $0.secrets } }
+
+    /// The session's git repositories: their smart-HTTP paths are reachable whatever the policy
+    /// says of their host, with their tokens added (an earlier set is forgotten).
+    public func use(repositories: [EgressRepository]) {
+        state.withLock { $0.repositories = repositories }
+    }
+
+    public var repositories: [EgressRepository] { state.withLock { $0.repositories } }
+
+    /// The session's repositories served at `host:port`.
+    func repositories(host: String, port: Int) -> [EgressRepository] {
+        state.withLock { $0.repositories.filter { $0.serves(host: host, port: port) } }
+    }
 
     public var session: SessionID? { state.withLock { $0.session } }
     public var mcpHosts: [String] { state.withLock { $0.mcpHosts } }

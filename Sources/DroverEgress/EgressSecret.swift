@@ -127,3 +127,54 @@ struct SecretSubstitution {
         return count
     }
 }
+
+/// A git repository a session was given (a `github_repository` resource): the proxy lets its
+/// sandbox reach the repository's smart-HTTP paths on its host, and adds the repository's token
+/// to those requests, so `git fetch` and `git push` work with a remote URL that holds no token.
+public struct EgressRepository: Sendable, CustomStringConvertible {
+    public let resourceID: String
+    public let host: String
+    public let port: Int
+    /// `/owner/repo`, without `.git`.
+    public let path: String
+    let token: [UInt8]?
+
+    /// The repository at `url` (`https://host[:port]/owner/repo[.git]`), or nil for another URL.
+    public init?(resourceID: String, url: String, token: String?) {
+        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty,
+            let scheme = components.scheme?.lowercased(), scheme == "https" || scheme == "http"
+        else { return nil }
+        var path = components.path
+        while path.hasSuffix("/") { path.removeLast() }
+        if path.hasSuffix(".git") { path.removeLast(4) }
+        guard path.count > 1 else { return nil }
+        self.resourceID = resourceID
+        self.host = HostPattern.normalize(host)
+        self.port = components.port ?? (scheme == "https" ? 443 : 80)
+        self.path = path
+        self.token = token.map { Array($0.utf8) }
+    }
+
+    public var description: String { "EgressRepository(\(resourceID): \(host):\(port)\(path), token withheld)" }
+
+    func serves(host: String, port: Int) -> Bool {
+        HostPattern.normalize(host) == self.host && port == self.port
+    }
+
+    /// Whether `target` (a request's path and query) is one of git's smart-HTTP requests for this
+    /// repository: `info/refs`, `git-upload-pack` or `git-receive-pack`, with or without `.git`.
+    func covers(_ target: String) -> Bool {
+        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        for base in [self.path, self.path + ".git"] {
+            for endpoint in ["/info/refs", "/git-upload-pack", "/git-receive-pack"] where path == base + endpoint {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// `Basic x-access-token:TOKEN`, the form GitHub, GitLab and Gitea all take for a token.
+    var authorization: String? {
+        token.map { "Basic " + Data(Array("x-access-token:".utf8) + $0).base64EncodedString() }
+    }
+}

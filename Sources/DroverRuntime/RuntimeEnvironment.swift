@@ -70,13 +70,37 @@ public final class RuntimeEnvironment: Sendable {
     /// How this process's egress proxy decides: the system resolver, and Drover's own endpoints
     /// (a TCP Redis, the API at `apiAddress`, else `DROVER_API_ADDR`, else 127.0.0.1:8787) refused
     /// to every sandbox, whatever its environment allows.
-    public func egressGate(apiAddress: String? = nil) -> EgressGate {
+    public func egressGate(apiAddress: String? = nil) throws -> EgressGate {
         var endpoints: [(host: String, port: Int)] = []
         if let text = configuration.redisURL, let url = try? RedisURL(parsing: text), case .tcp(let host, let port) = url.endpoint {
             endpoints.append((host, port))
         }
         if let api = try? DroverConfiguration.hostAndPort(apiAddress ?? DroverConfiguration.apiAddress()) { endpoints.append(api) }
-        return EgressGate(protected: EgressGate.addresses(of: endpoints))
+        return EgressGate(protected: EgressGate.addresses(of: endpoints), internalHosts: try Self.internalHosts())
+    }
+
+    /// `DROVER_INTERNAL_HOSTS`: comma-separated names or IPv4 addresses on a private network or
+    /// loopback that agents' MCP servers and git repositories may be on.
+    static func internalHosts(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [HostPattern] {
+        var hosts: [HostPattern] = []
+        for (index, entry) in (environment["DROVER_INTERNAL_HOSTS"] ?? "").split(separator: ",").enumerated() {
+            let text = entry.trimmingCharacters(in: .whitespaces)
+            guard !text.isEmpty else { continue }
+            let host: HostPattern
+            do {
+                host = try HostPattern(text)
+            } catch {
+                throw FieldError(
+                    field: "DROVER_INTERNAL_HOSTS[\(index)]", message: error.message, fix: "list host names or IPv4 addresses, separated by commas")
+            }
+            guard !host.isWildcard else {
+                throw FieldError(
+                    field: "DROVER_INTERNAL_HOSTS[\(index)]", message: "'\(text)' is a wildcard; internal hosts are named exactly",
+                    fix: "list each host by its full name")
+            }
+            hosts.append(host)
+        }
+        return hosts
     }
 
     /// The installation's egress authority, kept in `<data>/egress-authority` (made on first
@@ -91,7 +115,7 @@ public final class RuntimeEnvironment: Sendable {
     /// `egressGate`) and the egress authority.
     public func sandboxPoolSettings(apiAddress: String? = nil) throws -> SandboxPoolSettings {
         var settings = SandboxPoolSettings()
-        settings.egressGate = egressGate(apiAddress: apiAddress)
+        settings.egressGate = try egressGate(apiAddress: apiAddress)
         settings.egressAuthority = try egressAuthority()
         return settings
     }
@@ -127,23 +151,10 @@ public final class RuntimeEnvironment: Sendable {
         }
     }
 
-    /// Where this process's MCP connections may go: the egress gate's rules, the hosts in
-    /// `DROVER_MCP_ALLOWED_HOSTS` (comma-separated names or IPv4 addresses, which may be
-    /// private), and the sessions' bearer tokens.
+    /// Where this process's MCP connections may go (the egress gate's rules for agents' hosts)
+    /// and the sessions' bearer tokens.
     public func mcpAccess(apiAddress: String? = nil) throws -> MCPAccess {
-        var hosts: [HostPattern] = []
-        for (index, entry) in (ProcessInfo.processInfo.environment["DROVER_MCP_ALLOWED_HOSTS"] ?? "").split(separator: ",").enumerated() {
-            let text = entry.trimmingCharacters(in: .whitespaces)
-            guard !text.isEmpty else { continue }
-            do {
-                hosts.append(try HostPattern(text))
-            } catch {
-                throw FieldError(
-                    field: "DROVER_MCP_ALLOWED_HOSTS[\(index)]", message: error.message, fix: "list host names or IPv4 addresses, separated by commas"
-                )
-            }
-        }
-        return MCPAccess(gate: egressGate(apiAddress: apiAddress), privateHosts: hosts, bearer: bearerSource())
+        MCPAccess(gate: try egressGate(apiAddress: apiAddress), bearer: bearerSource())
     }
 
     /// Writes what a sandbox asked of the egress proxy into the session's counts in SQLite

@@ -102,6 +102,56 @@ struct EgressCredentialTests {
         await origins.stop()
     }
 
+    @Test("a session's repository opens its git requests only, on a host the policy does not list, with the token added and no other path")
+    func repositoryPaths() async throws {
+        let root = egressRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        let origins = try await Origins.start()
+        let hands = egressPool(root, gate: EgressGate(internalHosts: ["127.0.0.1"]), authority: try origins.egressAuthority())
+        let session = SessionID.make()
+        let sandbox = try await hands.checkout(session, environment: limited(["localhost"]))
+        let base = "https://127.0.0.1:\(origins.tls.port)"
+        let repository = try #require(EgressRepository(resourceID: "sesrsc_01REPO", url: "\(base)/acme/site.git", token: canary))
+        sandbox.egress?.route.use(repositories: [repository])
+
+        let refs = try await sandbox.run(curl("'\(base)/acme/site.git/info/refs?service=git-upload-pack'"))
+        #expect(refs.output.contains("status=200"), "\(refs.output)")
+        let expected = "Basic " + Data("x-access-token:\(canary)".utf8).base64EncodedString()
+        #expect(origins.tls.received.last?.head.headers["authorization"] == [expected])
+        // The token goes in place of whatever the sandbox sent.
+        let forged = try await sandbox.run(curl("-u me:guess -X POST -d x '\(base)/acme/site/git-receive-pack'"))
+        #expect(forged.output.contains("status=200"), "\(forged.output)")
+        #expect(origins.tls.received.last?.head.headers["authorization"] == [expected])
+        // Anything else on that host is not the repository's.
+        for other in ["/acme/other.git/info/refs", "/acme/site.git/../other.git/info/refs", "/", "/acme/site.git/HEAD"] {
+            let refused = try await sandbox.run(curl("--path-as-is '\(base)\(other)'"))
+            #expect(refused.output.contains("status=403") && refused.output.contains("repositories' git requests"), "\(other): \(refused.output)")
+        }
+        #expect(origins.tls.received.count == 2)
+        await hands.shutdown()
+        await origins.stop()
+    }
+
+    @Test("a repository on a private address the operator did not list is refused, like any other")
+    func repositoryOnPrivateHost() async throws {
+        let root = egressRoot()
+        defer { Task { await removeHandsRoot(root) } }
+        let origins = try await Origins.start()
+        let hands = egressPool(root, authority: try origins.egressAuthority())
+        let sandbox = try await hands.checkout(SessionID.make(), environment: limited(["localhost"]))
+        let base = "https://127.0.0.1:\(origins.tls.port)"
+        sandbox.egress?.route.use(repositories: [try #require(EgressRepository(resourceID: "sesrsc_01REPO", url: "\(base)/acme/site", token: canary))]
+        )
+        let session = try #require(sandbox.egress?.route.session)
+        let refused = try await sandbox.run(curl("'\(base)/acme/site/info/refs?service=git-upload-pack'"))
+        #expect(refused.output.contains("connect=403"), "\(refused.output)")
+        #expect(origins.tls.received.isEmpty)
+        let usage = try #require(await hands.egressUsage(session))
+        #expect(usage.entries.keys.map(\.verdict) == ["refused: non-public address"], "\(usage)")
+        await hands.shutdown()
+        await origins.stop()
+    }
+
     @Test("the canary: a hostile sandbox finds the secret nowhere it can look, and cannot make the proxy show it")
     func canaryNeverInSandbox() async throws {
         let root = egressRoot()

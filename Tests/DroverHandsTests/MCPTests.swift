@@ -428,16 +428,16 @@ struct MCPTests {
             let calc = MCPServerDefinition.url("calc", server.url)
             let closed = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: EgressGate()))
             await #expect { try await closed.listTools(calc, session: testSession) } throws: {
-                "\($0)".contains("refused: non-public address") && "\($0)".contains("DROVER_MCP_ALLOWED_HOSTS")
+                "\($0)".contains("refused: non-public address") && "\($0)".contains("DROVER_INTERNAL_HOSTS")
             }
             let metadata = MCPServerDefinition.url("meta", "http://169.254.169.254/mcp")
             await #expect { try await closed.listTools(metadata, session: testSession) } throws: { "\($0)".contains("link-local") }
-            let opened = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: EgressGate(), privateHosts: ["127.0.0.1"]))
+            let opened = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: EgressGate(internalHosts: ["127.0.0.1"])))
             let listed = try await opened.listTools(calc, session: testSession)
             #expect(listed.contains { $0.name == "add" })
             // Drover's own endpoint stays closed, listed or not.
-            let guarded = EgressGate(protected: EgressGate.addresses(of: [("127.0.0.1", server.port)]))
-            let own = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: guarded, privateHosts: ["127.0.0.1"]))
+            let guarded = EgressGate(protected: EgressGate.addresses(of: [("127.0.0.1", server.port)]), internalHosts: ["127.0.0.1"])
+            let own = MCPConnections(connectTimeout: testConnectTimeout, access: MCPAccess(gate: guarded))
             await #expect { try await own.listTools(calc, session: testSession) } throws: { "\($0)".contains("Drover endpoint") }
             await opened.shutdown()
         }

@@ -44,7 +44,7 @@ def mcp_url():
 
 @pytest.fixture(scope="module")
 def mcp_server(mcp_url):
-    with sandboxed_server("drover-mcp-", PLAYBOOK, env_extra={"DROVER_MCP_ALLOWED_HOSTS": "127.0.0.1"}) as server:
+    with sandboxed_server("drover-mcp-", PLAYBOOK, env_extra={"DROVER_INTERNAL_HOSTS": "127.0.0.1"}) as server:
         yield server
 
 

@@ -7,20 +7,15 @@ import MCP
 
 /// Where a worker's MCP connections may go, and which token they carry.
 public struct MCPAccess: Sendable {
-    /// Decides each URL server's address before the worker connects, and the connection is
-    /// pinned to the address it checked. Nil leaves URL servers unchecked (tests, benchmarks).
+    /// Decides each URL server's address before the worker connects (public, or one of the
+    /// gate's `internalHosts`), and the connection is pinned to the address it checked. Nil
+    /// leaves URL servers unchecked (tests, benchmarks).
     public var gate: EgressGate?
-    /// Hosts an operator opens to MCP connections although they resolve to private or loopback
-    /// addresses (`DROVER_MCP_ALLOWED_HOSTS`): exact names or IPv4 addresses.
-    public var privateHosts: [HostPattern]
     /// The session's bearer token for a server URL, from its vaults' `static_bearer` credentials.
     public var bearer: (@Sendable (SessionID, String) async throws -> String?)?
 
-    public init(
-        gate: EgressGate? = nil, privateHosts: [HostPattern] = [], bearer: (@Sendable (SessionID, String) async throws -> String?)? = nil
-    ) {
+    public init(gate: EgressGate? = nil, bearer: (@Sendable (SessionID, String) async throws -> String?)? = nil) {
         self.gate = gate
-        self.privateHosts = privateHosts
         self.bearer = bearer
     }
 }
@@ -178,15 +173,13 @@ public actor MCPConnections: MCPHand {
             throw MCPConnectError("\(server.name): the url must be http:// or https:// with a host, not '\(server.url ?? "")'")
         }
         let name = HostPattern.normalize(host)
-        let listed = access.privateHosts.contains { !$0.isWildcard && $0.text == name }
-        let policy = listed ? NetworkPolicy(access: .limited, allowedHosts: access.privateHosts) : NetworkPolicy(access: .unrestricted)
-        switch await gate.decide(host: host, port: port, policy: policy, mcpHosts: []) {
+        switch await gate.decideForAgent(host: host, port: port) {
         case .success(let address):
             guard let ip = address.ipAddress else { return [] }
             return ["\(host.hasPrefix("[") ? host : name):\(port):\(ip.contains(":") ? "[\(ip)]" : ip)"]
         case .failure(let refusal):
             throw MCPConnectError(
-                "the worker does not connect to \(server.name) at \(host):\(port) (\(refusal.verdict)): \(refusal.reasonForMCP). An operator can open a host on a private network with DROVER_MCP_ALLOWED_HOSTS"
+                "the worker does not connect to \(server.name) at \(host):\(port) (\(refusal.verdict)): \(refusal.reasonForMCP). An operator can open a host on a private network with DROVER_INTERNAL_HOSTS"
             )
         }
     }
