@@ -93,7 +93,7 @@ public final class APIServer: Sendable {
         SessionController(store: store, log: log, inbox: inbox, files: files).addRoutes(to: router.group("/v1/sessions"))
         EventController(store: store, log: log, inbox: inbox, hub: hub, openStreams: openStreams, options: options)
             .addRoutes(to: router.group("/v1/sessions/:session_id/events"))
-        SessionResourceController(store: store).addRoutes(to: router.group("/v1/sessions/:session_id/resources"))
+        SessionResourceController(files: files).addRoutes(to: router.group("/v1/sessions/:session_id/resources"))
         DeploymentController(store: store, log: log, queue: queue)
             .addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))
         FileController(files: files).addRoutes(to: router.group("/v1/files"))

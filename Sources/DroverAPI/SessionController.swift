@@ -30,16 +30,19 @@ struct SessionController: Sendable {
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
         try await lookup.liveVaults(params.vaultIDs, workspace: context.workspace)
         let now = ControlPlaneStore.timestamp()
-        let mounts = try await files.mounts(params.resources, workspace: context.workspace, now: now)
+        let resources = try await files.resources(params.resources, workspace: context.workspace, now: now)
         let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(agentRow.json))
         let id = SessionID.make()
-        // Before the session exists, so that its first turn always finds the files.
-        try files.copyMounts(mounts, session: id.rawValue, workspace: context.workspace)
+        // Before the session exists, so that its first turn always finds its files and tokens.
+        try files.copyMounts(resources.files, session: id.rawValue, workspace: context.workspace)
+        for repository in resources.repositories {
+            try await store.saveRepositoryToken(repository, session: id.rawValue, workspace: context.workspace, keyring: options.vaultKeyring)
+        }
         let session: [String: JSONValue] = [
             "type": "session", "id": .string(id.rawValue), "agent": ControlPlaneStore.agentReference(agentRow),
             "environment_id": .string(environment.id),
             "metadata": params.metadata, "title": params.title.map(JSONValue.string) ?? .null,
-            "created_at": .string(now), "updated_at": .string(now), "resources": .array(mounts.map(\.resource)),
+            "created_at": .string(now), "updated_at": .string(now), "resources": .array(resources.shown),
             "vault_ids": .array(params.vaultIDs.map(JSONValue.string)),
             "outcome_evaluations": .array([]), "budget": .null, "deployment_id": .null,
         ]
@@ -134,6 +137,7 @@ struct SessionController: Sendable {
                 "session \(current.id) is running. Fix: send a user.interrupt event and wait for session.status_idle, then delete")
         }
         _ = try await store.delete(.sessions, id: current.id, workspace: context.workspace)
+        try await store.deleteRepositoryTokens(session: current.id)
         return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
     }
 

@@ -7,8 +7,8 @@ import Hummingbird
 import Glibc
 #endif
 
-/// A session's `resources` of type file: checked at create, recorded on the session in the SDK's
-/// `BetaManagedAgentsFileResource` shape, and staged for the session's workspace before the first
+/// A session's `resources`: files and git repositories (`RepositoryResource`), checked at create.
+/// Files are recorded on the session in the SDK's `BetaManagedAgentsFileResource` shape, and staged for the session's workspace before the first
 /// turn is queued (`HandsLayout.staging`: the sandbox pool copies them into /workspace when the
 /// session's sandbox starts).
 extension UploadedFiles {
@@ -23,47 +23,76 @@ extension UploadedFiles {
         let relativePath: String
     }
 
-    /// Validates `resources` of a new session: each names a file of this workspace and a mount
-    /// path under /workspace, with no two at the same path.
-    func mounts(_ resources: [JSONValue], workspace: String, now: String) async throws -> [FileMount] {
-        var mounts: [FileMount] = []
+    /// A new session's resources, checked: its files, its repositories, and every resource as
+    /// the session shows it, in the order given.
+    struct SessionResources {
+        var files: [FileMount] = []
+        var repositories: [RepositoryResource] = []
+        var shown: [JSONValue] = []
+    }
+
+    /// Validates `resources` of a new session: files of this workspace and git repositories,
+    /// each at a path under /workspace, with no two at the same path (nor one inside another).
+    /// `existing` are the paths (relative to /workspace) the session already holds.
+    func resources(
+        _ resources: [JSONValue], workspace: String, now: String, existing: [String] = [], offset: Int = 0
+    ) async throws
+        -> SessionResources
+    {
+        var checked = SessionResources()
+        var taken = existing
+        func claim(_ relative: String, field: String) throws {
+            if let clash = taken.first(where: { $0 == relative || relative.hasPrefix($0 + "/") || $0.hasPrefix(relative + "/") }) {
+                throw APIError.invalid(
+                    field, "/workspace/\(relative) collides with /workspace/\(clash) of another resource", fix: "give each resource its own path")
+            }
+            taken.append(relative)
+        }
         for (index, value) in resources.enumerated() {
-            let field = "resources[\(index)]"
+            let field = "resources[\(index + offset)]"
             guard case .object(let fields) = value else { throw APIError.invalid(field, "must be an object, got \(value.kindName)") }
             switch fields["type"]?.stringValue {
-            case "file": break
-            case "github_repository"?, "memory_store"?:
+            case "file":
+                let mount = try await fileMount(fields, field: field, workspace: workspace, now: now)
+                try claim(mount.relativePath, field: "\(field).mount_path")
+                checked.files.append(mount)
+                checked.shown.append(mount.resource)
+            case "github_repository":
+                let repository = try RepositoryResource.parse(fields, field: field, now: now)
+                try claim(repository.relativePath, field: "\(field).mount_path")
+                checked.repositories.append(repository)
+                checked.shown.append(.object(repository.resource))
+            case "memory_store"?:
                 throw APIError.invalid(
-                    "\(field).type", "\(fields["type"]!.stringValue!) resources are not built yet in Drover", fix: "use only resources of type file")
+                    "\(field).type", "memory_store resources are not built yet in Drover", fix: "use resources of type file or github_repository")
             default:
-                throw APIError.invalid("\(field).type", "must be file", fix: "send {\"type\": \"file\", \"file_id\": ..., \"mount_path\": ...}")
-            }
-            try fields.rejectUnknown(["type", "file_id", "mount_path"], prefix: field)
-            guard case .string(let fileID)? = fields["file_id"] else {
                 throw APIError.invalid(
-                    "\(field).file_id", "the field is required and must be a string", fix: "pass the id returned by client.beta.files.upload")
+                    "\(field).type", "must be file or github_repository",
+                    fix: "send {\"type\": \"file\", \"file_id\": ..., \"mount_path\": ...} or {\"type\": \"github_repository\", \"url\": ...}")
             }
-            let row = try await file(fileID, workspace: workspace, parameter: "\(field).file_id")
-            let relative: String
-            switch fields["mount_path"] {
-            case nil, .null?: relative = Self.defaultMountDirectory + "/" + row.id
-            case .string(let text)?: relative = try Self.mountPath(text, field: "\(field).mount_path")
-            case let other?: throw APIError.invalid("\(field).mount_path", "must be a string, got \(other.kindName)")
-            }
-            if let clash = mounts.first(where: {
-                $0.relativePath == relative || relative.hasPrefix($0.relativePath + "/") || $0.relativePath.hasPrefix(relative + "/")
-            }) {
-                throw APIError.invalid(
-                    "\(field).mount_path", "/workspace/\(relative) collides with /workspace/\(clash.relativePath) of another resource",
-                    fix: "give each file its own path")
-            }
-            let resource: JSONValue = .object([
-                "type": "file", "id": .string(Identifier.make(prefix: "sesrsc")), "file_id": .string(row.id),
-                "mount_path": .string("/workspace/" + relative), "created_at": .string(now), "updated_at": .string(now),
-            ])
-            mounts.append(FileMount(resource: resource, fileID: row.id, relativePath: relative))
         }
-        return mounts
+        return checked
+    }
+
+    /// One `file` resource: a file of this workspace, and its path under /workspace.
+    private func fileMount(_ fields: [String: JSONValue], field: String, workspace: String, now: String) async throws -> FileMount {
+        try fields.rejectUnknown(["type", "file_id", "mount_path"], prefix: field)
+        guard case .string(let fileID)? = fields["file_id"] else {
+            throw APIError.invalid(
+                "\(field).file_id", "the field is required and must be a string", fix: "pass the id returned by client.beta.files.upload")
+        }
+        let row = try await file(fileID, workspace: workspace, parameter: "\(field).file_id")
+        let relative: String
+        switch fields["mount_path"] {
+        case nil, .null?: relative = Self.defaultMountDirectory + "/" + row.id
+        case .string(let text)?: relative = try Self.mountPath(text, field: "\(field).mount_path")
+        case let other?: throw APIError.invalid("\(field).mount_path", "must be a string, got \(other.kindName)")
+        }
+        let resource: JSONValue = .object([
+            "type": "file", "id": .string(Identifier.make(prefix: "sesrsc")), "file_id": .string(row.id),
+            "mount_path": .string("/workspace/" + relative), "created_at": .string(now), "updated_at": .string(now),
+        ])
+        return FileMount(resource: resource, fileID: row.id, relativePath: relative)
     }
 
     /// A mount path relative to /workspace, or absolute under it; `.` and empty parts are dropped,

@@ -1,21 +1,21 @@
 import DroverCore
 import DroverDatabase
+import Foundation
 import Hummingbird
 
-/// `/v1/sessions/{id}/resources`: list and retrieve what the session was created with. Adding,
-/// updating and deleting resources of a live session are not built (501).
+/// `/v1/sessions/{id}/resources`: list and retrieve a session's resources; add a git repository
+/// to a live session, rotate a repository's token, and remove a resource. A worker reads the
+/// session's repositories at each tool call, so a change counts from the next call.
 struct SessionResourceController: Sendable {
-    let store: ControlPlaneStore
+    let files: UploadedFiles
+    var store: ControlPlaneStore { files.store }
     var lookup: ResourceLookup { ResourceLookup(store: store) }
 
     func addRoutes(to group: RouterGroup<APIRequestContext>) {
         group.get(use: list).get(":resource_id", use: retrieve)
-        // The SDK's resources.add, .update and .delete: the routes it calls, and no others.
-        for (pattern, method) in [("", HTTPRequest.Method.post), (":resource_id", .post), (":resource_id", .delete)] {
-            group.on(RouterPath(pattern), method: method) { _, _ -> Response in
-                throw APIError.notBuilt("adding, updating or deleting resources of an existing session (pass them to sessions.create)")
-            }
-        }
+            .post(use: add)
+            .post(":resource_id", use: update)
+            .delete(":resource_id", use: delete)
     }
 
     @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -26,11 +26,103 @@ struct SessionResourceController: Sendable {
     }
 
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (_, _, resource) = try await find(context)
+        return jsonResponse(.object(resource))
+    }
+
+    /// Adds a `github_repository`. Files are given at create only: a file copied into a live
+    /// session's workspace would be a host-side write where its sandbox writes.
+    @Sendable func add(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let session = try await liveSession(context)
+        let body = try await RequestInput.decode(ResourceBody.self, from: request, context: context).fields
+        if body["type"]?.stringValue == "file" {
+            throw APIError.notBuilt("adding a file to an existing session (give files to sessions.create)")
+        }
+        guard body["type"]?.stringValue == "github_repository" else {
+            throw APIError.invalid("type", "must be github_repository", fix: "send {\"type\": \"github_repository\", \"url\": ...}")
+        }
+        var resources = session.json["resources"]?.arrayValue ?? []
+        let existing = resources.compactMap { $0.objectValue?["mount_path"]?.stringValue?.dropFirst("/workspace/".count) }.map(String.init)
+        let checked = try await files.resources([.object(body)], workspace: context.workspace, now: ControlPlaneStore.timestamp(), existing: existing)
+        // The field names of a single resource are its own, not `resources[0].…`.
+        guard let repository = checked.repositories.first else { throw APIError.invalid("type", "must be github_repository") }
+        try await store.saveRepositoryToken(repository, session: session.id, workspace: context.workspace, keyring: files.options.vaultKeyring)
+        resources.append(.object(repository.resource))
+        try await save(session, resources: resources)
+        return jsonResponse(.object(repository.resource))
+    }
+
+    /// Rotates a repository's token: the only change the SDK's update carries.
+    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (session, index, resource) = try await find(context, live: true)
+        let body = try await RequestInput.decode(ResourceBody.self, from: request, context: context).fields
+        try body.rejectUnknown(["authorization_token"], prefix: "body")
+        guard resource["type"]?.stringValue == "github_repository" else {
+            throw APIError.invalid("authorization_token", "only github_repository resources have a token to rotate")
+        }
+        var fields = resource
+        fields["authorization_token"] = body["authorization_token"] ?? .null
+        let parsed = try RepositoryResource.parse(
+            fields.filter { ["type", "url", "authorization_token"].contains($0.key) }, field: "resource", now: ControlPlaneStore.timestamp())
+        guard let token = parsed.token else {
+            throw APIError.invalid("authorization_token", "is required", fix: "send the new token")
+        }
+        var updated = resource
+        updated["updated_at"] = .string(ControlPlaneStore.timestamp())
+        let rotated = RepositoryResource(resource: updated, token: token, relativePath: "")
+        try await store.saveRepositoryToken(rotated, session: session.id, workspace: context.workspace, keyring: files.options.vaultKeyring)
+        var resources = session.json["resources"]?.arrayValue ?? []
+        resources[index] = .object(updated)
+        try await save(session, resources: resources)
+        return jsonResponse(.object(updated))
+    }
+
+    /// Removes a resource from the session, and a repository's token with it. What is already
+    /// in the workspace (the clone, the file) stays there: it is the agent's work now.
+    @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let (session, index, resource) = try await find(context, live: true)
+        var resources = session.json["resources"]?.arrayValue ?? []
+        resources.remove(at: index)
+        try await save(session, resources: resources)
+        let id = resource["id"]?.stringValue ?? ""
+        try await store.deleteRepositoryTokens(session: session.id, resource: id)
+        return jsonResponse(.object(["id": .string(id), "type": "session_resource_deleted"]))
+    }
+
+    private func liveSession(_ context: APIRequestContext) async throws -> ControlPlaneStore.Row {
         let session = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
+        guard session.archivedAt == nil else {
+            throw APIError.invalid("session_id", "session \(session.id) is archived and its resources cannot change")
+        }
+        return session
+    }
+
+    private func find(_ context: APIRequestContext, live: Bool = false) async throws -> (ControlPlaneStore.Row, Int, [String: JSONValue]) {
+        let session =
+            live
+            ? try await liveSession(context) : try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
         let id = try ResourceID.check(context.parameters.require("resource_id"), prefix: "sesrsc", parameter: "resource_id")
-        guard let resource = session.json["resources"]?.arrayValue?.first(where: { $0.objectValue?["id"]?.stringValue == id }) else {
+        let resources = session.json["resources"]?.arrayValue ?? []
+        guard let index = resources.firstIndex(where: { $0.objectValue?["id"]?.stringValue == id }), let resource = resources[index].objectValue
+        else {
             throw APIError.notFound("session resource", id)
         }
-        return jsonResponse(resource)
+        return (session, index, resource)
+    }
+
+    private func save(_ session: ControlPlaneStore.Row, resources: [JSONValue]) async throws {
+        var json = (try? JSONValue.parse(session.resource))?.objectValue ?? [:]
+        json["resources"] = .array(resources)
+        json["updated_at"] = .string(ControlPlaneStore.timestamp())
+        try await store.update(
+            .sessions, id: session.id, workspace: session.workspace, resource: JSONValue.object(json).compactJSON, archivedAt: session.archivedAt)
+    }
+}
+
+/// A request body taken as it is, for the resource routes to check field by field.
+struct ResourceBody: APIRequestBody {
+    let fields: [String: JSONValue]
+    init(body: [String: JSONValue]) throws {
+        fields = body
     }
 }

@@ -23,6 +23,7 @@ enum DatabaseSchema {
         DeploymentTables.self,
         EgressTables.self,
         VaultTables.self,
+        SessionRepositoryTables.self,
     ]
 
     static var migrator: DatabaseMigrator {

@@ -133,8 +133,8 @@ extension ControlPlaneStore {
         }
     }
 
-    /// Seals every credential again under the keyring's current key, in one transaction, and
-    /// says how many changed: key rotation's second step.
+    /// Seals every credential (and repository token) again under the keyring's current key, in
+    /// one transaction, and says how many changed: key rotation's second step.
     public func resealCredentials(with keyring: VaultKeyring) async throws -> Int {
         try await database.pool.write { db in
             var changed = 0
@@ -144,7 +144,7 @@ extension ControlPlaneStore {
                 try db.execute(sql: "UPDATE vault_credentials SET sealed = ?, key_id = ? WHERE id = ?", arguments: [sealed, keyID, row.id])
                 changed += 1
             }
-            return changed
+            return changed + (try resealRepositoryTokens(db, with: keyring))
         }
     }
 }

@@ -25,15 +25,22 @@ public final class AgentToolset: Hand {
     /// archived credential or a changed `vault_ids` counts at once). Only the proxy gets the
     /// secrets; the sandbox gets their placeholders.
     public let credentials: (@Sendable (SessionID) async throws -> [EgressSecret])?
+    /// The session's git repositories (`github_repository` resources), read afresh for each call.
+    public let repositories: (@Sendable (SessionID) async throws -> [SandboxRepository])?
+    /// The clones tried, by session and resource, with the token each was tried with: a clone
+    /// that failed is not tried again until its token changes.
+    private let clonesTried = Locked<[String: String]>([:])
 
     /// `root` is the hands root (see `HandsLayout`).
     public init(
         root: URL, limits: SandboxLimits = SandboxLimits(), pool settings: SandboxPoolSettings = SandboxPoolSettings(),
         egressRecorder: (@Sendable (EgressUsage) async -> Void)? = nil,
-        credentials: (@Sendable (SessionID) async throws -> [EgressSecret])? = nil
+        credentials: (@Sendable (SessionID) async throws -> [EgressSecret])? = nil,
+        repositories: (@Sendable (SessionID) async throws -> [SandboxRepository])? = nil
     ) {
         self.egressRecorder = egressRecorder
         self.credentials = credentials
+        self.repositories = repositories
         self.root = root.standardizedFileURL
         self.limits = limits
         var settings = settings
@@ -98,6 +105,7 @@ public final class AgentToolset: Hand {
         do {
             sandbox = try await pool.checkout(context.session, environment: context.environment)
             try await configureEgress(context, sandbox)
+            if let failure = try await cloneRepositories(context.session, sandbox) { return .text(failure, isError: true) }
         } catch let error as CancellationError {
             throw error
         } catch {
@@ -157,6 +165,32 @@ public final class AgentToolset: Hand {
         }
         egress.route.use(secrets: secrets)
         await sandbox.use(credentialVariables: Dictionary(secrets.map { ($0.variable, $0.placeholder) }, uniquingKeysWith: { first, _ in first }))
+    }
+
+    /// Clones the session's repositories not yet tried (with their current tokens), and gives
+    /// its sandbox's route their git requests, so that fetch and push work from the sandbox when
+    /// it has a network. A failed clone is this call's error result, once: the agent learns why,
+    /// and its next calls go ahead without the repository.
+    private func cloneRepositories(_ session: SessionID, _ sandbox: Sandbox) async throws -> String? {
+        guard let repositories else { return nil }
+        let listed = try await repositories(session)
+        sandbox.egress?.route.use(repositories: listed.compactMap(\.egress))
+        var failures: [String] = []
+        for repository in listed {
+            let key = "\(session.rawValue)/\(repository.id)"
+            let digest = repository.token.map { String($0.hashValue) } ?? "-"
+            guard clonesTried.withLock({ $0[key] }) != digest else { continue }
+            clonesTried.withLock { $0[key] = digest }
+            do {
+                try await pool.clone(repository, for: session)
+            } catch let error as CancellationError {
+                clonesTried.withLock { $0[key] = nil }
+                throw error
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        return failures.isEmpty ? nil : failures.joined(separator: "\n")
     }
 
     struct CredentialsUnavailable: Error, CustomStringConvertible {

@@ -115,6 +115,9 @@ public actor Sandbox {
     public nonisolated let cgroup: SandboxCgroup?
     /// The way out through the worker's egress proxy; nil for a sandbox with no network.
     public nonisolated let egress: SandboxEgress?
+    /// Whether even loopback addresses go to the proxy (no NO_PROXY): for a sandbox that runs
+    /// no servers of its own and must reach a host on the worker's loopback through the proxy.
+    nonisolated let proxiesLoopback: Bool
     private var process: SandboxProcess?
     /// The session's credential variables, each holding its placeholder (never a secret; see
     /// `EgressSecret`).
@@ -126,8 +129,9 @@ public actor Sandbox {
 
     public init(
         workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil, volume: LoopVolume? = nil,
-        egress: SandboxEgress? = nil
+        egress: SandboxEgress? = nil, proxiesLoopback: Bool = false
     ) throws {
+        self.proxiesLoopback = proxiesLoopback
         self.volume = volume
         self.egress = egress
         self.workspace = workspace.standardizedFileURL
@@ -261,7 +265,7 @@ public actor Sandbox {
         for (name, value) in credentialVariables.sorted(by: { $0.key < $1.key }) { credentials += ["--setenv", name, value] }
         if let egress {
             arguments += egress.bindArguments
-            for (name, value) in egress.environment() { extra += ["--setenv", name, value] }
+            for (name, value) in egress.environment(keepsLoopback: !proxiesLoopback) { extra += ["--setenv", name, value] }
         }
         if let packages {
             arguments += ["--ro-bind", packages.path, "/opt/drover/python"]

@@ -261,9 +261,14 @@ public actor SandboxPool {
     /// A socket on the egress proxy for a sandbox of `environment`, or nil when it has no network.
     private func egress(for environment: EnvironmentConfig) async throws -> SandboxEgress? {
         guard !environment.network.isOffline else { return nil }
+        return try await attachEgress(policy: environment.network)
+    }
+
+    /// A socket on the pool's egress proxy under `policy`.
+    func attachEgress(policy: NetworkPolicy) async throws -> SandboxEgress {
         let station = self.station ?? EgressStation(gate: settings.egressGate, authority: settings.egressAuthority)
         self.station = station
-        return try await station.attach(policy: environment.network)
+        return try await station.attach(policy: policy)
     }
 
     /// What the session's sandbox sent and received through the egress proxy, by host and verdict.

@@ -139,6 +139,19 @@ public final class RuntimeEnvironment: Sendable {
         }
     }
 
+    /// A session's git repositories (`github_repository` resources), with their tokens opened
+    /// for the egress proxy (`AgentToolset.repositories`).
+    public func repositorySource() -> @Sendable (SessionID) async throws -> [SandboxRepository] {
+        let configuration = configuration
+        let database = Result { try self.database() }
+        return { session in
+            try await ControlPlaneStore(database: try database.get()).sessionRepositories(session: session.rawValue) {
+                try VaultKeyring.load(dataDirectory: configuration.dataDirectory)
+            }
+            .map { SandboxRepository(id: $0.id, url: $0.url, branch: $0.branch, commit: $0.commit, path: $0.path, token: $0.token) }
+        }
+    }
+
     /// A session's bearer token for an MCP server URL, from the `static_bearer` credentials of
     /// its vaults (`MCPAccess.bearer`).
     public func bearerSource() -> @Sendable (SessionID, String) async throws -> String? {

@@ -58,7 +58,7 @@ struct WorkerOptions: ParsableArguments {
             ? AgentToolset(
                 root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(),
                 pool: try runtime.sandboxPoolSettings(apiAddress: apiAddress), egressRecorder: runtime.egressRecorder(),
-                credentials: runtime.credentialSource())
+                credentials: runtime.credentialSource(), repositories: runtime.repositorySource())
             : nil
         let hand: any Hand = toolset ?? InProcessHand()
         let mcp = MCPConnections(allowStdio: mcpStdio, access: try runtime.mcpAccess(apiAddress: apiAddress))
