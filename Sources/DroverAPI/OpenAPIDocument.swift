@@ -22,6 +22,8 @@ enum OpenAPIDocument {
             case ("post", "/v1/sessions"): "SessionCreate"
             case ("post", "/v1/sessions/{session_id}"): "SessionUpdate"
             case ("post", "/v1/sessions/{session_id}/events"): "EventsSend"
+            case ("post", "/v1/sessions/{session_id}/resources"): "SessionResourceCreate"
+            case ("post", "/v1/sessions/{session_id}/resources/{resource_id}"): "SessionResourceUpdate"
             case ("post", "/v1/deployments"): "DeploymentCreate"
             case ("post", "/v1/deployments/{deployment_id}"): "DeploymentUpdate"
             case ("post", "/v1/vaults"), ("post", "/v1/vaults/{vault_id}"): "VaultCreate"
@@ -69,7 +71,14 @@ enum OpenAPIDocument {
                 "title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"},
                 "vault_ids": {"type": "array", "items": {"type": "string", "pattern": "^vlt_[0-9A-Z]{26}$"}},
                 "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                "resources": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": ["file"]}, "file_id": {"type": "string"}, "mount_path": {"type": "string"}}}}}},
+                "resources": {"type": "array", "items": {"$ref": "#/components/schemas/SessionResourceCreate"}}}},
+              "SessionResourceCreate": {"type": "object", "required": ["type"], "properties": {
+                "type": {"type": "string", "enum": ["file", "github_repository"]}, "file_id": {"type": "string"}, "mount_path": {"type": "string"},
+                "url": {"type": "string"}, "authorization_token": {"type": "string", "writeOnly": true},
+                "checkout": {"type": ["object", "null"], "required": ["type"], "properties": {
+                  "type": {"type": "string", "enum": ["branch", "commit"]}, "name": {"type": "string"}, "sha": {"type": "string"}}}}},
+              "SessionResourceUpdate": {"type": "object", "required": ["authorization_token"], "properties": {
+                "authorization_token": {"type": "string", "writeOnly": true}}},
               "SessionUpdate": {"type": "object", "properties": {"title": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"},
                 "vault_ids": {"type": "array", "items": {"type": "string", "pattern": "^vlt_[0-9A-Z]{26}$"}}}},
               "VaultCreate": {"type": "object", "properties": {"display_name": {"type": "string"}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
@@ -195,11 +204,20 @@ enum OpenAPIDocument {
             method: "get", path: "/v1/deployment_runs/{deployment_run_id}", summary: "Retrieve a deployment run",
             model: "BetaManagedAgentsDeploymentRun"),
         .init(
-            method: "get", path: "/v1/sessions/{session_id}/resources", summary: "List a session's resources (files given at create)",
+            method: "get", path: "/v1/sessions/{session_id}/resources", summary: "List a session's resources (files and git repositories)",
             model: "SyncPageCursor[BetaManagedAgentsSessionResource]", query: ["limit", "page"]),
         .init(
             method: "get", path: "/v1/sessions/{session_id}/resources/{resource_id}", summary: "Retrieve a session resource",
-            model: "BetaManagedAgentsFileResource"),
+            model: "BetaManagedAgentsSessionResource"),
+        .init(
+            method: "post", path: "/v1/sessions/{session_id}/resources", summary: "Add a git repository to a live session",
+            model: "BetaManagedAgentsGitHubRepositoryResource"),
+        .init(
+            method: "post", path: "/v1/sessions/{session_id}/resources/{resource_id}", summary: "Rotate a repository resource's token",
+            model: "BetaManagedAgentsGitHubRepositoryResource"),
+        .init(
+            method: "delete", path: "/v1/sessions/{session_id}/resources/{resource_id}", summary: "Remove a resource from a session",
+            model: "BetaManagedAgentsDeleteSessionResource"),
         .init(method: "post", path: "/v1/vaults", summary: "Create a vault", model: "BetaManagedAgentsVault"),
         .init(
             method: "get", path: "/v1/vaults", summary: "List vaults", model: "SyncPageCursor[BetaManagedAgentsVault]",

@@ -17,8 +17,8 @@ struct Drover: AsyncParsableCommand {
               DROVER_REDIS_POOL  pooled Redis connections per process (default 8).
               DROVER_API_ADDR    where `drover api` and `drover serve` listen (default 127.0.0.1:8787).
               DROVER_VAULT_KEY   the key that seals vault secrets (default $DROVER_DATA_DIR/vault.key).
-              DROVER_INTERNAL_HOSTS  MCP server hosts (comma-separated) a worker may reach on a private
-                                 network or loopback (default: public addresses only).
+              DROVER_INTERNAL_HOSTS  hosts (comma-separated) on a private network or loopback that agents'
+                                 MCP servers and git repositories may be on (default: public only).
               DROVER_EGRESS_TRUST  PEM files (:-separated) of further CAs the egress proxy trusts when it
                                  reads HTTPS to a credential's host (default: the system's store only).
             """,
