@@ -109,6 +109,12 @@ public struct EgressUsage: Sendable, Equatable {
         /// `allowed`, or the refusal (`refused: host not allowed`, ...).
         public let verdict: String
 
+        public init(host: String, port: Int, verdict: String) {
+            self.host = host
+            self.port = port
+            self.verdict = verdict
+        }
+
         /// The verdict of a connection that was made.
         public static let allowed = "allowed"
         public static func < (a: Key, b: Key) -> Bool { (a.host, a.port, a.verdict) < (b.host, b.port, b.verdict) }
@@ -117,9 +123,20 @@ public struct EgressUsage: Sendable, Equatable {
         public var requests = 0
         public var bytesSent = 0
         public var bytesReceived = 0
+
+        public init(requests: Int = 0, bytesSent: Int = 0, bytesReceived: Int = 0) {
+            self.requests = requests
+            self.bytesSent = bytesSent
+            self.bytesReceived = bytesReceived
+        }
     }
     public let session: SessionID?
     public let entries: [Key: Counts]
+
+    public init(session: SessionID?, entries: [Key: Counts]) {
+        self.session = session
+        self.entries = entries
+    }
 
     public var isEmpty: Bool { entries.isEmpty }
 }

@@ -30,14 +30,17 @@ public final class AgentToolset: Hand {
     /// The clones tried, by session and resource, with the token each was tried with: a clone
     /// that failed is not tried again until its token changes.
     private let clonesTried = Locked<[String: String]>([:])
+    /// `web_fetch` and `web_search`, which the worker runs itself.
+    public let web: WebTools
 
     /// `root` is the hands root (see `HandsLayout`).
     public init(
         root: URL, limits: SandboxLimits = SandboxLimits(), pool settings: SandboxPoolSettings = SandboxPoolSettings(),
         egressRecorder: (@Sendable (EgressUsage) async -> Void)? = nil,
         credentials: (@Sendable (SessionID) async throws -> [EgressSecret])? = nil,
-        repositories: (@Sendable (SessionID) async throws -> [SandboxRepository])? = nil
+        repositories: (@Sendable (SessionID) async throws -> [SandboxRepository])? = nil, web: WebTools? = nil
     ) {
+        self.web = web ?? WebTools(gate: settings.egressGate)
         self.egressRecorder = egressRecorder
         self.credentials = credentials
         self.repositories = repositories
@@ -82,7 +85,7 @@ public final class AgentToolset: Hand {
             ModelToolDefinition(
                 name: "grep", description: "Search file contents for an extended regular expression.",
                 inputSchema: schema(["pattern": string, "path": string], required: ["pattern"])),
-        ]
+        ] + WebTools.definitions
     }
 
     public func prepare(session: SessionID) async {
@@ -101,6 +104,7 @@ public final class AgentToolset: Hand {
             break
         }
         let fields = input.objectValue ?? [:]
+        if name == "web_fetch" || name == "web_search" { return await runWebTool(name, fields, context) }
         let sandbox: Sandbox
         do {
             sandbox = try await pool.checkout(context.session, environment: context.environment)
@@ -121,7 +125,7 @@ public final class AgentToolset: Hand {
             case "edit": return try await edit(fields, sandbox)
             case "glob": return try await glob(fields, sandbox)
             case "grep": return try await grep(fields, sandbox)
-            default: return .text("unknown tool '\(name)'; the toolset has bash, read, write, edit, glob, grep", isError: true)
+            default: return .text("unknown tool '\(name)'; the toolset has bash, read, write, edit, glob, grep, web_fetch, web_search", isError: true)
             }
         }
         let task: Task<ToolResult, Error>
@@ -145,6 +149,24 @@ public final class AgentToolset: Hand {
         // Counted even when the call failed or was cancelled: what went out, went out.
         if let egressRecorder, let usage = sandbox.egress?.route.drainUsage(), !usage.isEmpty { await egressRecorder(usage) }
         return try outcome.get()
+    }
+
+    /// `web_fetch` under the session environment's policy (what it asked is counted with the
+    /// sandbox's egress), or `web_search` at the operator's backend.
+    private func runWebTool(_ name: String, _ fields: [String: JSONValue], _ context: ToolContext) async -> ToolResult {
+        guard name == "web_fetch" else { return await web.search(fields, session: context.session) }
+        let outcome = await web.fetch(fields, policy: context.environment.network, mcpHosts: context.mcpHosts)
+        if let egressRecorder, !outcome.usage.isEmpty {
+            var entries: [EgressUsage.Key: EgressUsage.Counts] = [:]
+            for (key, counts) in outcome.usage {
+                var total = entries[key] ?? EgressUsage.Counts()
+                total.requests += counts.requests
+                total.bytesReceived += counts.bytesReceived
+                entries[key] = total
+            }
+            await egressRecorder(EgressUsage(session: context.session, entries: entries))
+        }
+        return outcome.result
     }
 
     /// Gives the sandbox's egress route the agent's MCP hosts (for `allow_mcp_servers`) and the

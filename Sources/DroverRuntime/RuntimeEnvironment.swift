@@ -111,6 +111,22 @@ public final class RuntimeEnvironment: Sendable {
         return try EgressAuthority.load(directory: configuration.dataDirectory.appendingPathComponent("egress-authority"), extraRoots: extra)
     }
 
+    /// `web_fetch` under the gate's rules, and `web_search` at `DROVER_WEB_SEARCH_URL` with the
+    /// session's vault token for it.
+    public func webTools(apiAddress: String? = nil) throws -> WebTools {
+        let url = ProcessInfo.processInfo.environment["DROVER_WEB_SEARCH_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        if let url {
+            guard let components = URLComponents(string: url), ["http", "https"].contains(components.scheme?.lowercased() ?? ""),
+                components.host?.isEmpty == false
+            else {
+                throw FieldError(
+                    field: "DROVER_WEB_SEARCH_URL", message: "'\(url.prefix(200))' is not an http or https URL",
+                    fix: "give a SearXNG-style JSON endpoint such as https://search.example.org/search")
+            }
+        }
+        return WebTools(gate: try egressGate(apiAddress: apiAddress), searchURL: url, bearer: bearerSource())
+    }
+
     /// How this process's sandboxes are pooled and reach the network: the egress gate (see
     /// `egressGate`) and the egress authority.
     public func sandboxPoolSettings(apiAddress: String? = nil) throws -> SandboxPoolSettings {

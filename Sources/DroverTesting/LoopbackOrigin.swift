@@ -15,6 +15,18 @@ public final class LoopbackOrigin: Sendable {
         public let head: HTTPRequestHead
         public let body: [UInt8]
     }
+    /// A page of the test's own, in place of the usual answer.
+    public struct Answer: Sendable {
+        public var status: HTTPResponseStatus
+        public var headers: [(String, String)]
+        public var body: String
+
+        public init(status: HTTPResponseStatus = .ok, headers: [(String, String)] = [], body: String = "") {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
+    }
     public let channel: any Channel
     private let seen: Locked<[Request]>
 
@@ -27,7 +39,7 @@ public final class LoopbackOrigin: Sendable {
         self.seen = seen
     }
 
-    public static func start(tls: NIOSSLContext? = nil) async throws -> LoopbackOrigin {
+    public static func start(tls: NIOSSLContext? = nil, answer: (@Sendable (HTTPRequestHead) -> Answer?)? = nil) async throws -> LoopbackOrigin {
         let seen = Locked<[Request]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -35,7 +47,7 @@ public final class LoopbackOrigin: Sendable {
                 child.eventLoop.makeCompletedFuture {
                     if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try child.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try child.pipeline.syncOperations.addHandler(Responder(seen: seen))
+                    try child.pipeline.syncOperations.addHandler(Responder(seen: seen, answer: answer))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -57,11 +69,13 @@ public final class LoopbackOrigin: Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let seen: Locked<[Request]>
+        let answer: (@Sendable (HTTPRequestHead) -> Answer?)?
         private var head: HTTPRequestHead?
         private var body: [UInt8] = []
 
-        init(seen: Locked<[Request]>) {
+        init(seen: Locked<[Request]>, answer: (@Sendable (HTTPRequestHead) -> Answer?)?) {
             self.seen = seen
+            self.answer = answer
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -74,6 +88,14 @@ public final class LoopbackOrigin: Sendable {
             case .end:
                 guard let head else { return }
                 seen.withLock { $0.append(Request(head: head, body: self.body)) }
+                if let custom = answer?(head) {
+                    var headers = HTTPHeaders(custom.headers)
+                    headers.replaceOrAdd(name: "content-length", value: String(custom.body.utf8.count))
+                    context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: custom.status, headers: headers))), promise: nil)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: custom.body)))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                    return
+                }
                 let authorization = head.headers.first(name: "authorization").map { LoopbackOrigin.digest($0) } ?? "none"
                 let body =
                     "origin saw \(head.method) \(head.uri)\nauthorization sha256=\(authorization)\nbody sha256=\(LoopbackOrigin.digest(self.body)) length=\(self.body.count)\n"

@@ -58,7 +58,8 @@ struct WorkerOptions: ParsableArguments {
             ? AgentToolset(
                 root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(),
                 pool: try runtime.sandboxPoolSettings(apiAddress: apiAddress), egressRecorder: runtime.egressRecorder(),
-                credentials: runtime.credentialSource(), repositories: runtime.repositorySource())
+                credentials: runtime.credentialSource(), repositories: runtime.repositorySource(),
+                web: try runtime.webTools(apiAddress: apiAddress))
             : nil
         let hand: any Hand = toolset ?? InProcessHand()
         let mcp = MCPConnections(allowStdio: mcpStdio, access: try runtime.mcpAccess(apiAddress: apiAddress))

@@ -212,6 +212,7 @@ struct SchemaTests {
                 "deployments: schedules and their runs",
                 "egress: requests by session, host and verdict",
                 "vaults: vaults and sealed credentials",
+                "sessions: sealed repository tokens",
             ])
         #expect(NumberedSchema.migrator.migrations == DatabaseSchema.numberedIdentifiers)
     }
@@ -223,7 +224,7 @@ struct SchemaTests {
         let fresh = try scratch("fresh")
         _ = try MirrorDatabase(path: fresh)
         let (expected, expectedNames) = try shape(fresh)
-        #expect(expectedNames.count == 7)
+        #expect(expectedNames.count == 8)
 
         let old = try scratch("numbered-\(applied)")
         let queue = try DatabaseQueue(path: old)
