@@ -136,7 +136,10 @@ def test_bad_resources_and_uploads_are_clear(files_server, agent_env):
         ([{"type": "file", "file_id": "file_01NOSUCHFILE"}], 404, "resources[0].file_id: file file_01NOSUCHFILE was not found"),
         ([{"type": "file", "file_id": "not-an-id"}], 400, "resources[0].file_id:"),
         ([{"type": "file"}], 400, "resources[0].file_id:"),
-        ([{"type": "github_repository", "url": "https://github.com/x/y"}], 400, "resources[0].type: github_repository resources are not built"),
+        ([{"type": "memory_store", "memory_store_id": "memstore_x"}], 400, "resources[0].type: memory_store resources are not built"),
+        ([{"type": "github_repository", "url": "ftp://github.com/x/y"}], 400, "resources[0].url:"),
+        ([{"type": "file", "file_id": uploaded.id, "mount_path": "site/a.txt"}, {"type": "github_repository", "url": "https://github.com/x/site"}],
+         400, "resources[1].mount_path: /workspace/site collides"),
         ([{"type": "file", "file_id": uploaded.id, "mount_path": "a.txt"}, {"type": "file", "file_id": uploaded.id, "mount_path": "./a.txt"}], 400, "resources[1].mount_path:"),
         ([{"type": "file", "file_id": uploaded.id, "mountpath": "a.txt"}], 400, "resources[0].mountpath: unknown field"),
     ]
