@@ -35,14 +35,16 @@ struct DeploymentController: Sendable {
         try await self.checkNameFree(params.name, workspace: context.workspace)
         let agent = try await self.deploymentAgent(params.agent, workspace: context.workspace)
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
+        try await lookup.liveVaults(params.vaultIDs, workspace: context.workspace)
         let now = Date()
         let stamp = ControlPlaneStore.timestamp(now)
         let id = Identifier.make(prefix: "depl", now: now)
-        let spec = DeploymentSpec(
+        var spec = DeploymentSpec(
             agentID: agent.row.id, agentVersion: agent.row.version, agent: ControlPlaneStore.agentReference(agent.row),
             agentSnapshot: agent.snapshot, environment: .object(["id": .string(environment.id)]), initialEvents: params.initialEvents,
             expression: params.schedule?.expression, timezone: params.schedule?.timezone, description: params.description,
             metadata: params.metadata.stringMap)
+        spec.vaultIDs = params.vaultIDs
         let row = DeploymentRow(
             id: id, workspaceID: context.workspace, name: params.name, status: "active", createdAt: stamp, updatedAt: stamp,
             archivedAt: nil, lastRunAt: nil, fireAfter: now.timeIntervalSince1970, specHash: DeploymentParams.apiSpecHash,
@@ -120,6 +122,11 @@ struct DeploymentController: Sendable {
         if let events = params.initialEvents {
             spec.initialEvents = events
             resource["initial_events"] = .array(events)
+        }
+        if let vaults = params.vaultIDs {
+            try await lookup.liveVaults(vaults, workspace: context.workspace)
+            spec.vaultIDs = vaults
+            resource["vault_ids"] = .array(vaults.map(JSONValue.string))
         }
         if let patch = params.metadataPatch {
             let merged = try patchMetadata(resource["metadata"], patch)

@@ -98,7 +98,7 @@ enum DeploymentParams {
             "description": spec.description.map(JSONValue.string) ?? .null,
             "agent": spec.agent, "environment_id": .string(environmentID),
             "initial_events": .array(spec.initialEvents), "metadata": .object(spec.metadata.mapValues(JSONValue.string)),
-            "resources": .array([]), "vault_ids": .array([]), "schedule": schedule,
+            "resources": .array([]), "vault_ids": .array((spec.vaultIDs ?? []).map(JSONValue.string)), "schedule": schedule,
             "created_at": .string(createdAt), "updated_at": .string(createdAt), "archived_at": .null,
         ])
     }

@@ -16,10 +16,13 @@ struct CreateDeploymentRequest: APIRequestBody {
     let schedule: DeploymentParams.Schedule?
     let metadata: JSONValue
     let description: String?
+    /// The vaults every session the deployment fires may use.
+    let vaultIDs: [String]
 
     init(body: [String: JSONValue]) throws {
         try body.rejectUnknown(Self.fields)
         try Self.refuseUnbuilt(body)
+        vaultIDs = try Self.vaultIDs(body) ?? []
         name = try DeploymentParams.name(body)
         agent = body["agent"]
         guard let environmentID = try body.string("environment_id", required: true, nullable: false) else {
@@ -47,10 +50,13 @@ struct UpdateDeploymentRequest: APIRequestBody {
     let metadataPatch: [String: JSONValue]?
     /// nil: unchanged; `.some(nil)`: manual runs only from now on.
     let schedule: DeploymentParams.Schedule??
+    /// nil: unchanged.
+    let vaultIDs: [String]?
 
     init(body: [String: JSONValue]) throws {
         try body.rejectUnknown(Self.fields)
         try Self.refuseUnbuilt(body)
+        vaultIDs = try Self.vaultIDs(body)
         name = body["name"] == nil ? nil : try DeploymentParams.name(body)
         description = body["description"] == nil ? nil : .some(try body.string("description").flatMap { $0.isEmpty ? nil : $0 })
         agent = body["agent"]
@@ -70,7 +76,6 @@ extension APIRequestBody {
     /// The parts of a deployment the SDK has and Drover does not build yet: refused rather than
     /// ignored, as a session's are.
     static func refuseUnbuilt(_ body: [String: JSONValue]) throws {
-        try refuseVaults(body)
         if let resources = try body.array("resources"), !resources.isEmpty {
             throw APIError.invalid("resources", "session resources (files, repositories) are not built yet in Drover", fix: "omit resources")
         }

@@ -99,10 +99,12 @@ enum OpenAPIDocument {
               "DeploymentCreate": {"type": "object", "required": ["name", "agent", "environment_id", "initial_events"], "properties": {
                 "name": {"type": "string"}, "agent": {"$ref": "#/components/schemas/AgentReference"}, "environment_id": {"type": "string", "pattern": "^env_[0-9A-Z]{26}$"},
                 "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "schedule": {"$ref": "#/components/schemas/Schedule"},
-                "description": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+                "description": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"},
+                "vault_ids": {"type": "array", "items": {"type": "string", "pattern": "^vlt_[0-9A-Z]{26}$"}}}},
               "DeploymentUpdate": {"type": "object", "properties": {
                 "name": {"type": "string"}, "schedule": {"$ref": "#/components/schemas/Schedule"}, "description": {"type": ["string", "null"]},
-                "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "metadata": {"$ref": "#/components/schemas/Metadata"}}}
+                "initial_events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "metadata": {"$ref": "#/components/schemas/Metadata"},
+                "vault_ids": {"type": "array", "items": {"type": "string", "pattern": "^vlt_[0-9A-Z]{26}$"}}}}
             }
             """#
         // A typo here is a bug in Drover, found by the OpenAPI test at once.

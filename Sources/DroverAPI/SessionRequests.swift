@@ -17,14 +17,6 @@ extension RequestInput {
 }
 
 extension APIRequestBody {
-    /// Deployments cannot carry vaults to the sessions they fire yet.
-    static func refuseVaults(_ body: [String: JSONValue]) throws {
-        if let vaults = try body.array("vault_ids"), !vaults.isEmpty {
-            throw APIError.invalid(
-                "vault_ids", "deployments cannot name vaults yet in Drover", fix: "omit vault_ids; sessions created through the API take them")
-        }
-    }
-
     /// `vault_ids`: at most 16 distinct vault ids, in the order given; nil when absent. Each is
     /// looked up (live, in the caller's workspace) by `ResourceLookup.liveVaults`.
     static func vaultIDs(_ body: [String: JSONValue]) throws -> [String]? {

@@ -19,6 +19,7 @@ struct Drover: AsyncParsableCommand {
               DROVER_VAULT_KEY   the key that seals vault secrets (default $DROVER_DATA_DIR/vault.key).
               DROVER_INTERNAL_HOSTS  hosts (comma-separated) on a private network or loopback that agents'
                                  MCP servers and git repositories may be on (default: public only).
+              DROVER_WEB_SEARCH_URL  the SearXNG-style JSON endpoint web_search asks (default: none).
               DROVER_EGRESS_TRUST  PEM files (:-separated) of further CAs the egress proxy trusts when it
                                  reads HTTPS to a credential's host (default: the system's store only).
             """,

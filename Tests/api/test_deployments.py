@@ -150,7 +150,7 @@ def test_bad_bodies_are_400_naming_the_field(server, plain_agent_env):
     agent, environment = plain_agent_env
     good = {"name": "ok", "agent": agent.id, "environment_id": environment.id, "initial_events": EVENTS}
     for change, field in (({"initial_events": []}, "initial_events"), ({"name": ""}, "name"), ({"agent": "agent_missing"}, None),
-                          ({"vault_ids": ["vlt_1"]}, "vault_ids"), ({"environment_id": None}, "environment_id"),
+                          ({"vault_ids": "vlt_1"}, "vault_ids"), ({"environment_id": None}, "environment_id"),
                           ({"initial_events": [{"type": "user.nonsense"}]}, "initial_events")):
         response = server.raw("POST", "/v1/deployments", body={**good, **change})
         if field is None:
@@ -232,3 +232,28 @@ def test_a_run_whose_environment_is_gone_records_the_error_and_no_session(server
         assert [r.id for r in client.beta.deployment_runs.list(deployment_id=deployment.id, has_error=True).data] == [run.id]
         # Only a scheduled fire pauses the deployment (the scheduler tests cover that).
         assert client.beta.deployments.retrieve(deployment.id).status == "active"
+
+
+def test_vault_ids_reach_the_sessions_a_deployment_fires_and_a_gone_vault_stops_its_runs(server, plain_agent_env):
+    client = server.client()
+    agent, environment = plain_agent_env
+    kept, archived, deleted = (client.beta.vaults.create(display_name=name) for name in ("kept", "archived", "deleted"))
+    deployment = client.beta.deployments.create(
+        name="with-vaults", agent=agent.id, environment_id=environment.id, initial_events=EVENTS, vault_ids=[kept.id])
+    assert deployment.vault_ids == [kept.id]
+    validate(BetaManagedAgentsDeployment, server.raw("GET", f"/v1/deployments/{deployment.id}").json())
+    run = client.beta.deployments.run(deployment.id)
+    assert run.error is None and client.beta.sessions.retrieve(run.session_id).vault_ids == [kept.id]
+    # A vault that is not the caller's, or not there, is refused when the deployment is written.
+    missing = server.raw("POST", f"/v1/deployments/{deployment.id}", body={"vault_ids": ["vlt_01JZZZZZZZZZZZZZZZZZZZZZZZ"]})
+    assert missing.status_code == 404, missing.text
+    for vault, error_type in ((archived, "vault_archived_error"), (deleted, "vault_not_found_error")):
+        updated = client.beta.deployments.update(deployment.id, vault_ids=[kept.id, vault.id])
+        assert updated.vault_ids == [kept.id, vault.id]
+        if error_type == "vault_archived_error":
+            client.beta.vaults.archive(vault.id)
+        else:
+            client.beta.vaults.delete(vault.id)
+        failed = client.beta.deployments.run(deployment.id)
+        assert failed.session_id is None and failed.error is not None and failed.error.type == error_type, failed
+        assert "Fix:" in failed.error.message

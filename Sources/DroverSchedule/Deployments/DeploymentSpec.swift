@@ -19,11 +19,13 @@ public struct DeploymentSpec: Sendable, Codable, Equatable {
     public var metadata: [String: String]
     /// The file it was applied from; `apply` archives only deployments that came from files.
     public var sourceFile: String?
+    /// The vaults the sessions it fires may use (`vault_ids`); nil in specs stored before them.
+    public var vaultIDs: [String]?
 
     enum CodingKeys: String, CodingKey {
         case agentID = "agent_id", agentVersion = "agent_version", agent, agentSnapshot = "agent_snapshot", environment
         case initialEvents = "initial_events", expression, timezone, jitterSeconds = "jitter_seconds"
-        case pausedInFile = "paused_in_file", description, metadata, sourceFile = "source_file"
+        case pausedInFile = "paused_in_file", description, metadata, sourceFile = "source_file", vaultIDs = "vault_ids"
     }
 
     public func cron() -> CronExpression? {

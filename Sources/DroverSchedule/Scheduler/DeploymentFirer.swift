@@ -75,6 +75,7 @@ public struct DeploymentFirer: Sendable {
         if !resumed {
             do {
                 try await checkAgent(spec, workspace: row.workspaceID)
+                try await checkVaults(spec, workspace: row.workspaceID)
                 environment = try await environmentConfig(spec.environment, workspace: row.workspaceID)
             } catch let failure as RunFailure {
                 let resource = run(session: .null, error: .object(["type": .string(failure.type), "message": .string(failure.message)]))
@@ -110,6 +111,24 @@ public struct DeploymentFirer: Sendable {
         }
     }
 
+    /// Every vault the deployment names must still be there, and live: a run without the
+    /// credentials it was set up with would fail in ways harder to read.
+    private func checkVaults(_ spec: DeploymentSpec, workspace: String) async throws {
+        let control = ControlPlaneStore(database: store.database)
+        for id in spec.vaultIDs ?? [] {
+            guard let vault = try await control.find(.vaults, id: id, workspace: workspace) else {
+                throw RunFailure(
+                    type: "vault_not_found_error",
+                    message: "vault \(id) no longer exists. Fix: update the deployment's vault_ids, then unpause it")
+            }
+            if vault.archivedAt != nil {
+                throw RunFailure(
+                    type: "vault_archived_error",
+                    message: "vault \(id) was archived. Fix: update the deployment's vault_ids, then unpause it")
+            }
+        }
+    }
+
     /// The session a scheduled fire of this occurrence creates.
     static func session(deployment: String, occurrence: Date) throws -> SessionID {
         try SessionID("sesn_" + digest(deployment: deployment, occurrence: occurrence))
@@ -139,7 +158,8 @@ public struct DeploymentFirer: Sendable {
             "type": .string("session"), "id": .string(session.rawValue), "agent": agent,
             "environment_id": deployment["environment_id"] ?? .null,
             "metadata": .object([:]), "title": .null, "created_at": .string(createdAt), "updated_at": .string(createdAt),
-            "resources": .array([]), "vault_ids": .array([]), "outcome_evaluations": .array([]), "budget": .null,
+            "resources": .array([]), "vault_ids": .array((spec.vaultIDs ?? []).map(JSONValue.string)), "outcome_evaluations": .array([]),
+            "budget": .null,
             "deployment_id": .string(row.id),
         ])
         try await control.insert(
