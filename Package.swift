@@ -214,6 +214,7 @@ let package = Package(
                 "DroverDatabase",
                 "DroverEgress",
                 "DroverHands",
+                "DroverHTTP",
                 "DroverJobs",
                 "DroverModelStub",
                 "DroverQueue",

@@ -143,7 +143,12 @@ struct VaultController: Sendable {
         if let auth = params.auth {
             let changed = try CredentialAuth.updating(auth, current: credential["auth"]?.objectValue ?? [:])
             credential["auth"] = .object(changed.shown)
-            if let secret = changed.secret { sealed = try seal(secret, credential: current.id) }
+            if let patch = changed.secret {
+                let keyring = try keyring()
+                let stored = try JSONDecoder().decode(
+                    [String: String].self, from: try keyring.open(current.sealed, keyID: current.keyID, binding: current.id))
+                sealed = try seal(stored.merging(patch) { _, new in new }, credential: current.id)
+            }
         }
         if let name = params.displayName { credential["display_name"] = name.map(JSONValue.string) ?? .null }
         if let patch = params.metadataPatch { credential["metadata"] = try patchMetadata(credential["metadata"], patch) }

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverDatabase
 import DroverTools
 import Foundation
 
@@ -22,7 +23,8 @@ struct VaultRequest: APIRequestBody {
 /// `*AuthResponse`), and the secret part, which is sealed and never shown (`secret`).
 struct CredentialAuth {
     var shown: [String: JSONValue]
-    /// `secret_value` or `token`; nil on an update that leaves the secret as it is.
+    /// `secret_value`, `token`, or an OAuth credential's tokens and client secret; on an update,
+    /// the fields that change (merged into the stored ones), or nil when none does.
     var secret: [String: String]?
 
     static let types = ["environment_variable", "static_bearer", "mcp_oauth"]
@@ -51,11 +53,79 @@ struct CredentialAuth {
                 shown: ["type": "static_bearer", "mcp_server_url": .string(try serverURL(fields))],
                 secret: ["token": try secretString(fields, "token", required: true)!])
         case "mcp_oauth":
-            throw APIError(
-                .notImplemented, "api_error", "auth.type: mcp_oauth credentials (and their refresh) are not built yet in Drover; use static_bearer")
+            try fields.rejectUnknown(["type", "mcp_server_url", "access_token", "expires_at", "refresh"], prefix: "auth")
+            var secret = ["access_token": try secretString(fields, "access_token", required: true)!]
+            var shown: [String: JSONValue] = [
+                "type": "mcp_oauth", "mcp_server_url": .string(try serverURL(fields)), "expires_at": try expiry(fields["expires_at"]) ?? .null,
+                "refresh": .null,
+            ]
+            if let refresh = fields["refresh"], refresh != .null {
+                let (refreshShown, refreshSecret) = try refreshConfig(refresh)
+                shown["refresh"] = .object(refreshShown)
+                secret.merge(refreshSecret) { _, new in new }
+            }
+            return CredentialAuth(shown: shown, secret: secret)
         default:
             throw APIError.invalid("auth.type", "must be one of \(types.joined(separator: ", "))")
         }
+    }
+
+    /// `expires_at` in RFC 3339, in the future; nil when absent or null.
+    private static func expiry(_ value: JSONValue?) throws -> JSONValue? {
+        guard let value, value != .null else { return nil }
+        guard let text = value.stringValue, let date = ISO8601DateFormatter.withFractions.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+        else {
+            throw APIError.invalid("auth.expires_at", "must be an RFC 3339 time such as 2026-12-31T23:59:59Z")
+        }
+        guard date > Date() else { throw APIError.invalid("auth.expires_at", "must be in the future") }
+        return .string(ControlPlaneStore.timestamp(date))
+    }
+
+    /// An `mcp_oauth` credential's `refresh`: what is shown, and its secrets (the refresh token
+    /// and the client secret).
+    private static func refreshConfig(_ value: JSONValue) throws -> ([String: JSONValue], [String: String]) {
+        guard let fields = value.objectValue else { throw APIError.invalid("auth.refresh", "must be an object or null") }
+        try fields.rejectUnknown(
+            ["client_id", "refresh_token", "token_endpoint", "token_endpoint_auth", "resource", "scope"], prefix: "auth.refresh")
+        guard let clientID = try fields.string("client_id", required: true), !clientID.isEmpty, clientID.utf8.count <= 1024 else {
+            throw APIError.invalid("auth.refresh.client_id", "must be 1 to 1024 bytes")
+        }
+        let endpoint = try refreshEndpoint(fields)
+        var secret = ["refresh_token": try secretString(fields, "refresh_token", required: true, path: "auth.refresh")!]
+        guard let auth = fields["token_endpoint_auth"]?.objectValue else {
+            throw APIError.invalid(
+                "auth.refresh.token_endpoint_auth", "is required",
+                fix: "send {\"type\": \"none\"}, or client_secret_basic or client_secret_post with client_secret")
+        }
+        let authType = auth["type"]?.stringValue ?? ""
+        switch authType {
+        case "none":
+            try auth.rejectUnknown(["type"], prefix: "auth.refresh.token_endpoint_auth")
+        case "client_secret_basic", "client_secret_post":
+            try auth.rejectUnknown(["type", "client_secret"], prefix: "auth.refresh.token_endpoint_auth")
+            secret["client_secret"] = try secretString(auth, "client_secret", required: true, path: "auth.refresh.token_endpoint_auth")!
+        default:
+            throw APIError.invalid("auth.refresh.token_endpoint_auth.type", "must be none, client_secret_basic or client_secret_post")
+        }
+        var shown: [String: JSONValue] = [
+            "client_id": .string(clientID), "token_endpoint": .string(endpoint), "token_endpoint_auth": .object(["type": .string(authType)]),
+            "resource": .null, "scope": .null,
+        ]
+        for name in ["resource", "scope"] {
+            if let text = try fields.string(name), !text.isEmpty { shown[name] = .string(String(text.prefix(2048))) }
+        }
+        return (shown, secret)
+    }
+
+    private static func refreshEndpoint(_ fields: [String: JSONValue]) throws -> String {
+        guard let text = try fields.string("token_endpoint", required: true), text.utf8.count <= 2048, let components = URLComponents(string: text),
+            ["http", "https"].contains(components.scheme?.lowercased() ?? ""), components.host?.isEmpty == false, components.user == nil
+        else {
+            throw APIError.invalid(
+                "auth.refresh.token_endpoint", "must be an http or https URL",
+                fix: "use the authorization server's token endpoint, such as https://auth.example.com/oauth/token")
+        }
+        return text
     }
 
     /// The `auth` of an update to a credential shown as `current`: the type cannot change, nor
@@ -80,6 +150,36 @@ struct CredentialAuth {
         case "static_bearer":
             try fields.rejectUnknown(["type", "token"], prefix: "auth")
             secret = try secretString(fields, "token", required: false).map { ["token": $0] }
+        case "mcp_oauth":
+            try fields.rejectUnknown(["type", "access_token", "expires_at", "refresh"], prefix: "auth")
+            var patch: [String: String] = [:]
+            if let token = try secretString(fields, "access_token", required: false) { patch["access_token"] = token }
+            if fields["expires_at"] != nil { shown["expires_at"] = try expiry(fields["expires_at"]) ?? .null }
+            if let refresh = fields["refresh"], refresh != .null {
+                guard var stored = current["refresh"]?.objectValue else {
+                    throw APIError.invalid(
+                        "auth.refresh", "the credential has no refresh configuration to update", fix: "create a new credential with refresh")
+                }
+                guard let update = refresh.objectValue else { throw APIError.invalid("auth.refresh", "must be an object") }
+                try update.rejectUnknown(["refresh_token", "scope", "token_endpoint_auth"], prefix: "auth.refresh")
+                if let token = try secretString(update, "refresh_token", required: false, path: "auth.refresh") { patch["refresh_token"] = token }
+                if let scope = try update.string("scope") { stored["scope"] = scope.isEmpty ? .null : .string(String(scope.prefix(2048))) }
+                if let auth = update["token_endpoint_auth"], auth != .null {
+                    guard let fields = auth.objectValue else { throw APIError.invalid("auth.refresh.token_endpoint_auth", "must be an object") }
+                    try fields.rejectUnknown(["type", "client_secret"], prefix: "auth.refresh.token_endpoint_auth")
+                    // The stored method stays (the SDK's rule); only its secret is replaced.
+                    guard
+                        ["client_secret_basic", "client_secret_post"].contains(stored["token_endpoint_auth"]?.objectValue?["type"]?.stringValue ?? "")
+                    else {
+                        throw APIError.invalid("auth.refresh.token_endpoint_auth", "the credential's token endpoint takes no client secret")
+                    }
+                    if let clientSecret = try secretString(fields, "client_secret", required: false, path: "auth.refresh.token_endpoint_auth") {
+                        patch["client_secret"] = clientSecret
+                    }
+                }
+                shown["refresh"] = .object(stored)
+            }
+            secret = patch.isEmpty ? nil : patch
         default:
             throw APIError.invalid("auth.type", "\(type) credentials cannot be updated here")
         }
@@ -100,18 +200,18 @@ struct CredentialAuth {
     }
 
     /// A secret string: never echoed, in an error or anywhere else.
-    private static func secretString(_ fields: [String: JSONValue], _ name: String, required: Bool) throws -> String? {
+    private static func secretString(_ fields: [String: JSONValue], _ name: String, required: Bool, path: String = "auth") throws -> String? {
         switch fields[name] {
         case .string(let text)?:
             guard !text.isEmpty, text.utf8.count <= 65536, !text.utf8.contains(0) else {
-                throw APIError.invalid("auth.\(name)", "must be 1 byte to 64 KiB of text with no NUL byte (its value is not shown here)")
+                throw APIError.invalid("\(path).\(name)", "must be 1 byte to 64 KiB of text with no NUL byte (its value is not shown here)")
             }
             return text
         case nil, .null?:
-            if required { throw APIError.invalid("auth.\(name)", "is required") }
+            if required { throw APIError.invalid("\(path).\(name)", "is required") }
             return nil
         case let other?:
-            throw APIError.invalid("auth.\(name)", "must be a string, got \(other.kindName)")
+            throw APIError.invalid("\(path).\(name)", "must be a string, got \(other.kindName)")
         }
     }
 

@@ -64,15 +64,102 @@ extension ControlPlaneStore {
         return opened
     }
 
-    /// The token of the session's oldest live `static_bearer` credential for the MCP server at
+    /// The session's oldest live `static_bearer` or `mcp_oauth` credential for the server at
     /// `serverURL` (compared without a trailing slash), unsealed; nil when none names it.
-    public func bearerToken(session: String, serverURL: String, keyring: () throws -> VaultKeyring) async throws -> String? {
+    public func serverCredential(session: String, serverURL: String, keyring: () throws -> VaultKeyring) async throws -> ServerCredential? {
         func normalized(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
         let wanted = normalized(serverURL)
-        for (row, auth) in try await sessionCredentials(session: session)
-        where auth["type"]?.stringValue == "static_bearer" && auth["mcp_server_url"]?.stringValue.map(normalized) == wanted {
-            return try Self.secret(row, "token", keyring: try keyring())
+        for (row, auth) in try await sessionCredentials(session: session) where auth["mcp_server_url"]?.stringValue.map(normalized) == wanted {
+            switch auth["type"]?.stringValue {
+            case "static_bearer":
+                return .bearer(try Self.secret(row, "token", keyring: try keyring()))
+            case "mcp_oauth":
+                let fields = try Self.secrets(row, keyring: try keyring())
+                guard let access = fields["access_token"] else {
+                    throw VaultKeyring.Failure(description: "credential \(row.id) holds no access_token")
+                }
+                let refresh = auth["refresh"]?.objectValue
+                return .oauth(
+                    OAuthCredential(
+                        id: row.id, accessToken: access,
+                        expiresAt: auth["expires_at"]?.stringValue.flatMap(Self.time),
+                        refresh: refresh.flatMap { config in
+                            guard let clientID = config["client_id"]?.stringValue, let endpoint = config["token_endpoint"]?.stringValue,
+                                let token = fields["refresh_token"]
+                            else { return nil }
+                            return OAuthCredential.Refresh(
+                                clientID: clientID, tokenEndpoint: endpoint,
+                                authentication: config["token_endpoint_auth"]?.objectValue?["type"]?.stringValue ?? "none",
+                                resource: config["resource"]?.stringValue, scope: config["scope"]?.stringValue, refreshToken: token,
+                                clientSecret: fields["client_secret"])
+                        }))
+            default:
+                continue
+            }
         }
         return nil
+    }
+
+    /// Keeps what a token endpoint answered: the new access token (and refresh token, when it
+    /// sent one) sealed, and the new expiry shown. One transaction.
+    public func saveRefreshedTokens(
+        credential id: String, accessToken: String, refreshToken: String?, expiresAt: Date?, keyring: VaultKeyring
+    ) async throws {
+        try await database.pool.write { db in
+            guard let row = try CredentialRow.fetchOne(db, sql: "SELECT * FROM vault_credentials WHERE id = ?", arguments: [id]) else { return }
+            var fields = try JSONDecoder().decode([String: String].self, from: try keyring.open(row.sealed, keyID: row.keyID, binding: id))
+            fields["access_token"] = accessToken
+            if let refreshToken { fields["refresh_token"] = refreshToken }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            let (sealed, keyID) = try keyring.seal(try encoder.encode(fields), binding: id)
+            var resource = (try? JSONValue.parse(row.resource))?.objectValue ?? [:]
+            var auth = resource["auth"]?.objectValue ?? [:]
+            auth["expires_at"] = expiresAt.map { .string(ControlPlaneStore.timestamp($0)) } ?? .null
+            resource["auth"] = .object(auth)
+            resource["updated_at"] = .string(ControlPlaneStore.timestamp())
+            try db.execute(
+                sql: "UPDATE vault_credentials SET sealed = ?, key_id = ?, resource = ? WHERE id = ?",
+                arguments: [sealed, keyID, JSONValue.object(resource).compactJSON, id])
+        }
+    }
+
+    private static func secrets(_ row: CredentialRow, keyring: VaultKeyring) throws -> [String: String] {
+        try JSONDecoder().decode([String: String].self, from: try keyring.open(row.sealed, keyID: row.keyID, binding: row.id))
+    }
+}
+
+/// A credential for an MCP server (or the web search backend), unsealed.
+public enum ServerCredential: Sendable {
+    case bearer(String)
+    case oauth(OAuthCredential)
+}
+
+/// An `mcp_oauth` credential: its access token, when it expires, and how to refresh it.
+public struct OAuthCredential: Sendable, CustomStringConvertible {
+    public struct Refresh: Sendable {
+        public let clientID: String
+        public let tokenEndpoint: String
+        /// `none`, `client_secret_basic` or `client_secret_post`.
+        public let authentication: String
+        public let resource: String?
+        public let scope: String?
+        public let refreshToken: String
+        public let clientSecret: String?
+    }
+    public let id: String
+    public let accessToken: String
+    public let expiresAt: Date?
+    public let refresh: Refresh?
+
+    public var description: String { "OAuthCredential(\(id), tokens withheld)" }
+}
+
+extension ControlPlaneStore {
+    /// An RFC 3339 time, with or without fractional seconds.
+    static func time(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text)
     }
 }

@@ -168,16 +168,16 @@ public final class RuntimeEnvironment: Sendable {
         }
     }
 
-    /// A session's bearer token for an MCP server URL, from the `static_bearer` credentials of
-    /// its vaults (`MCPAccess.bearer`).
+    /// A session's token for an MCP server (or the web search backend) URL, from the
+    /// `static_bearer` or `mcp_oauth` credentials of its vaults, refreshed when due.
     public func bearerSource() -> @Sendable (SessionID, String) async throws -> String? {
         let configuration = configuration
-        let database = Result { try self.database() }
-        return { session, url in
-            try await ControlPlaneStore(database: try database.get()).bearerToken(session: session.rawValue, serverURL: url) {
-                try VaultKeyring.load(dataDirectory: configuration.dataDirectory)
-            }
+        let tokens = Result { () throws -> ServerTokens in
+            ServerTokens(
+                store: ControlPlaneStore(database: try self.database()),
+                keyring: { try VaultKeyring.load(dataDirectory: configuration.dataDirectory) }, gate: try self.egressGate())
         }
+        return { session, url in try await tokens.get().token(session: session, serverURL: url) }
     }
 
     /// Where this process's MCP connections may go (the egress gate's rules for agents' hosts)

@@ -84,8 +84,9 @@ def test_secrets_are_write_only_and_sealed_at_rest(server):
     duplicate = server.raw("POST", f"/v1/vaults/{vault.id}/credentials", body={"auth": {
         "type": "environment_variable", "secret_name": "GITHUB_TOKEN", "secret_value": "s", "networking": {"type": "unrestricted"}}})
     assert duplicate.status_code == 400 and "already has a credential for GITHUB_TOKEN" in duplicate.text
+    # An mcp_oauth credential needs its access token (the refresh is covered in test_mcp_servers.py).
     oauth = server.raw("POST", f"/v1/vaults/{vault.id}/credentials", body={"auth": {"type": "mcp_oauth", "mcp_server_url": "https://x.example"}})
-    assert oauth.status_code == 501
+    assert oauth.status_code == 400 and oauth.json()["error"]["message"].startswith("auth.access_token:"), oauth.text
     validate_oauth = server.raw("POST", f"/v1/vaults/{vault.id}/credentials/{bearer.id}/mcp_oauth_validate")
     assert validate_oauth.status_code == 501
 
