@@ -85,10 +85,17 @@ enum OpenAPIDocument {
               "CredentialNetworking": {"type": "object", "required": ["type"], "properties": {
                 "type": {"type": "string", "enum": ["unrestricted", "limited"]}, "allowed_hosts": {"type": "array", "items": {"type": "string"}}}},
               "CredentialAuth": {"type": "object", "required": ["type"], "properties": {
-                "type": {"type": "string", "enum": ["environment_variable", "static_bearer"]}, "secret_name": {"type": "string"},
-                "secret_value": {"type": "string"}, "networking": {"$ref": "#/components/schemas/CredentialNetworking"},
+                "type": {"type": "string", "enum": ["environment_variable", "static_bearer", "mcp_oauth"]}, "secret_name": {"type": "string"},
+                "secret_value": {"type": "string", "writeOnly": true}, "networking": {"$ref": "#/components/schemas/CredentialNetworking"},
                 "injection_location": {"type": "object", "properties": {"header": {"type": "boolean"}, "body": {"type": "boolean"}}},
-                "mcp_server_url": {"type": "string"}, "token": {"type": "string"}}},
+                "mcp_server_url": {"type": "string"}, "token": {"type": "string", "writeOnly": true},
+                "access_token": {"type": "string", "writeOnly": true}, "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                "refresh": {"type": ["object", "null"], "properties": {
+                  "client_id": {"type": "string"}, "refresh_token": {"type": "string", "writeOnly": true}, "token_endpoint": {"type": "string"},
+                  "scope": {"type": ["string", "null"]}, "resource": {"type": ["string", "null"]},
+                  "token_endpoint_auth": {"type": "object", "required": ["type"], "properties": {
+                    "type": {"type": "string", "enum": ["none", "client_secret_basic", "client_secret_post"]},
+                    "client_secret": {"type": "string", "writeOnly": true}}}}}}},
               "CredentialCreate": {"type": "object", "required": ["auth"], "properties": {
                 "auth": {"$ref": "#/components/schemas/CredentialAuth"}, "display_name": {"type": ["string", "null"]}, "metadata": {"$ref": "#/components/schemas/Metadata"}}},
               "CredentialUpdate": {"type": "object", "properties": {
