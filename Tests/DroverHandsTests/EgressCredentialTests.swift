@@ -41,6 +41,15 @@ private func secret(hosts: [HostPattern]?, header: Bool = true, body: Bool = fal
         credentialID: "vcrd_01CANARY", vaultID: "vlt_01CANARY", variable: "API_TOKEN", value: canary, hosts: hosts, inHeaders: header, inBody: body)
 }
 
+/// A sandbox of `session` under `hosts`, with the canary credential on its route and its
+/// placeholder in the sandbox's API_TOKEN.
+private func credentialSandbox(_ hands: SandboxPool, _ session: SessionID, hosts: [HostPattern], body: Bool = false) async throws -> Sandbox {
+    let sandbox = try await hands.checkout(session, environment: limited(hosts))
+    sandbox.egress?.route.use(secrets: [secret(hosts: ["127.0.0.1"], body: body)])
+    await sandbox.use(credentialVariables: ["API_TOKEN": EgressSecret.placeholder(credential: "vcrd_01CANARY")])
+    return sandbox
+}
+
 @Suite("Egress credentials", .serialized, .enabled(if: Sandbox.bubblewrap != nil, "needs bubblewrap"))
 struct EgressCredentialTests {
     @Test("a placeholder becomes the secret only on the credential's hosts, in headers, Basic auth and (when allowed) bodies, over HTTPS and HTTP")
@@ -50,10 +59,7 @@ struct EgressCredentialTests {
         let origins = try await Origins.start()
         let hands = egressPool(root, authority: try origins.egressAuthority())
         let session = SessionID.make()
-        let sandbox = try await hands.checkout(session, environment: limited(["127.0.0.1", "localhost"]))
-        let route = try #require(sandbox.egress?.route)
-        route.use(secrets: [secret(hosts: ["127.0.0.1"], body: true)])
-        await sandbox.use(credentialVariables: ["API_TOKEN": EgressSecret.placeholder(credential: "vcrd_01CANARY")])
+        let sandbox = try await credentialSandbox(hands, session, hosts: ["127.0.0.1", "localhost"], body: true)
 
         // HTTPS to the credential's host: read by the proxy, trusted through the sandbox's own
         // trust store (no --cacert), and the origin gets the secret.
@@ -159,9 +165,7 @@ struct EgressCredentialTests {
         let origins = try await Origins.start()
         let hands = egressPool(root, authority: try origins.egressAuthority())
         let session = SessionID.make()
-        let sandbox = try await hands.checkout(session, environment: limited(["127.0.0.1", "localhost"]))
-        sandbox.egress?.route.use(secrets: [secret(hosts: ["127.0.0.1"], body: true)])
-        await sandbox.use(credentialVariables: ["API_TOKEN": EgressSecret.placeholder(credential: "vcrd_01CANARY")])
+        let sandbox = try await credentialSandbox(hands, session, hosts: ["127.0.0.1", "localhost"], body: true)
 
         // Everything the sandbox can read: its environment, every process's environment and
         // command line, every file, and what the proxy answers to crafted requests (its own
@@ -199,9 +203,7 @@ struct EgressCredentialTests {
         // Drover's authority without the origins' authority among its roots.
         let hands = egressPool(root, authority: try EgressAuthority.ephemeral())
         let session = SessionID.make()
-        let sandbox = try await hands.checkout(session, environment: limited(["127.0.0.1"]))
-        sandbox.egress?.route.use(secrets: [secret(hosts: ["127.0.0.1"])])
-        await sandbox.use(credentialVariables: ["API_TOKEN": EgressSecret.placeholder(credential: "vcrd_01CANARY")])
+        let sandbox = try await credentialSandbox(hands, session, hosts: ["127.0.0.1"])
         let run = try await sandbox.run(curl("-H \"Authorization: Bearer $API_TOKEN\" https://127.0.0.1:\(origins.tls.port)/untrusted"))
         #expect(run.output.contains("status=502") && run.output.contains("could not talk to 127.0.0.1"), "\(run.output)")
         #expect(origins.tls.received.isEmpty)

@@ -182,3 +182,24 @@ def agent_env(server):
     agent = client.beta.agents.create(name="weather", model="claude-sonnet-4-5", system="Be brief.", tools=[WEATHER_TOOL])
     environment = client.beta.environments.create(name="env")
     return agent, environment
+
+
+# The scripted model runs the user's message as one bash command and quotes its output, so a
+# session's answer shows what its sandbox did.
+BASH_PLAYBOOK = """
+playbook:
+  steps:
+    - tool: bash
+      input: {command: "{{user_text}}"}
+  final: "OUT<{{result_1}}>"
+"""
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by openssl in `directory`, for a test's own
+    HTTPS server (which Drover's worker is told to trust with DROVER_EGRESS_TRUST)."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -6,7 +6,6 @@ disk: not in SQLite, Redis' AOF, the logs, the workspaces, or the session's even
 import hashlib
 import http.server
 import ssl
-import subprocess
 import tempfile
 import threading
 import uuid
@@ -14,15 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import final_answer, sandboxed_server
+from conftest import BASH_PLAYBOOK, final_answer, sandboxed_server, self_signed_certificate
 
-PLAYBOOK = """
-playbook:
-  steps:
-    - tool: bash
-      input: {command: "{{user_text}}"}
-  final: "OUT<{{result_1}}>"
-"""
+PLAYBOOK = BASH_PLAYBOOK
 
 CANARY = f"canary-{uuid.uuid4().hex}"
 
@@ -48,10 +41,7 @@ class Origin(http.server.BaseHTTPRequestHandler):
 def tls_origin():
     """An HTTPS server on 127.0.0.1, and the path of its self-signed certificate."""
     with tempfile.TemporaryDirectory(prefix="drover-origin-") as tmp:
-        key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+        cert, key = self_signed_certificate(Path(tmp))
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))

@@ -10,15 +10,9 @@ import threading
 import pytest
 from anthropic.types.beta import BetaEnvironment
 
-from conftest import final_answer, sandboxed_server, validate
+from conftest import BASH_PLAYBOOK, final_answer, sandboxed_server, validate
 
-PLAYBOOK = """
-playbook:
-  steps:
-    - tool: bash
-      input: {command: "{{user_text}}"}
-  final: "OUT<{{result_1}}>"
-"""
+PLAYBOOK = BASH_PLAYBOOK
 
 
 class Origin(http.server.BaseHTTPRequestHandler):

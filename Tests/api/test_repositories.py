@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 from anthropic.types.beta.sessions import BetaManagedAgentsDeleteSessionResource, BetaManagedAgentsGitHubRepositoryResource
 
-from conftest import final_answer, sandboxed_server, validate
+from conftest import BASH_PLAYBOOK, final_answer, sandboxed_server, validate, self_signed_certificate
 from git_server import GitServer, make_repository
 
-PLAYBOOK = """
-playbook:
-  steps:
-    - tool: bash
-      input: {command: "{{user_text}}"}
-  final: "OUT<{{result_1}}>"
-"""
+PLAYBOOK = BASH_PLAYBOOK
 
 TOKEN = f"ghp_{uuid.uuid4().hex}"
 
@@ -30,10 +24,7 @@ TOKEN = f"ghp_{uuid.uuid4().hex}"
 def git_host():
     with tempfile.TemporaryDirectory(prefix="drover-git-") as tmp:
         tmp = Path(tmp)
-        key, cert = tmp / "key.pem", tmp / "cert.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+        cert, key = self_signed_certificate(tmp)
         (tmp / "repos" / "acme").mkdir(parents=True)
         bare = make_repository(tmp / "repos" / "acme", "site.git")
         server = GitServer(tmp / "repos", TOKEN, cert, key)
