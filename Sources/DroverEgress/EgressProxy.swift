@@ -395,7 +395,11 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             let name = IPAddressClass.bytes(of: destination.host) == nil ? destination.host : nil
             try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: authority.upstreamContext, serverHostname: name))
         }
-        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+        // Informational answers (100 Continue) are passed on: a client that sent
+        // `Expect: 100-continue` waits for one before it sends its body.
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestEncoder())
+        try channel.pipeline.syncOperations.addHandler(
+            ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
         try channel.pipeline.syncOperations.addHandler(UpstreamResponseRelay(client: self))
     }
 
@@ -467,6 +471,10 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
     func upstreamResponse(_ part: HTTPClientResponsePart, from upstream: Channel) {
         guard let context = responseContext else { return upstream.close(promise: nil) }
         switch part {
+        case .head(var head) where (100..<200).contains(head.status.code) && head.status != .switchingProtocols:
+            // An interim answer; the final one follows on the same exchange.
+            for name in Self.hopByHop { head.headers.remove(name: name) }
+            context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
         case .head(var head):
             responseStarted = true
             upstreamKeepAlive = head.isKeepAlive

@@ -4,6 +4,7 @@ import DroverTesting
 import DroverTools
 import Foundation
 import NIOCore
+import NIOPosix
 import Testing
 
 @testable import DroverHands
@@ -389,5 +390,59 @@ struct EgressGateTests {
         #expect(EnvironmentConfig(network: .offline).key == EnvironmentConfig.none.key)
         #expect(EnvironmentConfig(network: policy).key != EnvironmentConfig.none.key)
         #expect(EnvironmentConfig(network: policy).packagesKey == EnvironmentConfig.none.packagesKey)
+    }
+}
+
+/// An origin that answers `Expect: 100-continue` as servers do: `100 Continue` once the head is
+/// in, the final answer once the body is.
+private final class ContinueOrigin: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private var received = ""
+    private var continued = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        received += buffer.readString(length: buffer.readableBytes) ?? ""
+        guard let end = received.range(of: "\r\n\r\n") else { return }
+        if !continued {
+            continued = true
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
+        }
+        if received[end.upperBound...].utf8.count >= 5 {
+            let answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone"
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: answer)), promise: nil)
+        }
+    }
+}
+
+@Suite("Egress proxy interim answers")
+struct EgressProxyContinueTests {
+    @Test("100 Continue reaches a client that sent Expect: 100-continue, and the final answer follows it")
+    func expectContinue() async throws {
+        let root = egressRoot()
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let origin = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { child in child.eventLoop.makeCompletedFuture { try child.pipeline.syncOperations.addHandler(ContinueOrigin()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = origin.localAddress?.port ?? 0
+        let listener = try await EgressProxy().listen(
+            at: root.appendingPathComponent("c.sock"), route: EgressRoute(policy: NetworkPolicy(access: .limited, allowedHosts: ["127.0.0.1"])))
+        let path = listener.path.path
+        let (interim, final) = try await offPool {
+            let client = try BlockingSocket(unixPath: path)
+            defer { client.close() }
+            let interim = try client.exchange(
+                "POST http://127.0.0.1:\(port)/upload HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+                bodyless: true)
+            try client.send("hello")
+            return (interim, try client.readAll())
+        }
+        #expect(interim.hasPrefix("HTTP/1.1 100 Continue"), "\(interim)")
+        #expect(final.hasPrefix("HTTP/1.1 200 OK") && final.hasSuffix("done"), "\(final)")
+        await listener.close()
+        try await origin.close()
     }
 }
