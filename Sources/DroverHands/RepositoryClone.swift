@@ -34,7 +34,8 @@ public struct SandboxRepository: Sendable, CustomStringConvertible {
         var lines = [
             "set -e",
             "if [ -e \(destination)/.git ]; then echo 'drover: already cloned'; exit 0; fi",
-            "if [ -e \(destination) ] && [ -n \"$(ls -A \(destination) 2>/dev/null)\" ]; then echo \"drover: \(destination.replacingOccurrences(of: "\"", with: "")) is not empty\" >&2; exit 3; fi",
+            // The path goes to printf as an argument: a path is data, never shell code.
+            "if [ -e \(destination) ] && [ -n \"$(ls -A \(destination) 2>/dev/null)\" ]; then printf 'drover: %s is not empty, so the repository is not cloned there\\n' \(destination) >&2; exit 3; fi",
             "git clone --quiet \(branch.map { "--branch \(Self.quote($0)) " } ?? "")-- \(Self.quote(url)) \(destination)",
         ]
         if let commit { lines.append("git -C \(destination) -c advice.detachedHead=false checkout --quiet --detach \(Self.quote(commit))") }
