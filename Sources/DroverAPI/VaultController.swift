@@ -108,7 +108,7 @@ struct VaultController: Sendable {
             "metadata": try patchMetadata(nil, params.metadata ?? [:]), "created_at": .string(now), "updated_at": .string(now),
             "archived_at": .null,
         ]
-        let (sealed, keyID) = try seal(params.auth.secret ?? [:], credential: id)
+        let (sealed, keyID) = try keyring().seal(fields: params.auth.secret ?? [:], binding: id)
         try await store.insertCredential(
             .init(
                 id: id, vault: vault.id, workspace: context.workspace, createdAt: now, resource: JSONValue.object(credential).compactJSON,
@@ -145,9 +145,8 @@ struct VaultController: Sendable {
             credential["auth"] = .object(changed.shown)
             if let patch = changed.secret {
                 let keyring = try keyring()
-                let stored = try JSONDecoder().decode(
-                    [String: String].self, from: try keyring.open(current.sealed, keyID: current.keyID, binding: current.id))
-                sealed = try seal(stored.merging(patch) { _, new in new }, credential: current.id)
+                let stored = try keyring.openFields(current.sealed, keyID: current.keyID, binding: current.id)
+                sealed = try keyring.seal(fields: stored.merging(patch) { _, new in new }, binding: current.id)
             }
         }
         if let name = params.displayName { credential["display_name"] = name.map(JSONValue.string) ?? .null }
@@ -185,12 +184,5 @@ struct VaultController: Sendable {
             throw APIError.notFound("credential", id)
         }
         return row
-    }
-
-    /// The secret fields, sealed for the credential's row.
-    private func seal(_ secret: [String: String], credential id: String) throws -> (Data, String) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return try keyring().seal(try encoder.encode(secret), binding: id)
     }
 }

@@ -37,8 +37,7 @@ extension ControlPlaneStore {
 
     /// A credential's secret field `name`, unsealed.
     private static func secret(_ row: CredentialRow, _ name: String, keyring: VaultKeyring) throws -> String {
-        let plain = try keyring.open(row.sealed, keyID: row.keyID, binding: row.id)
-        guard let fields = try? JSONDecoder().decode([String: String].self, from: plain), let secret = fields[name] else {
+        guard let secret = try secrets(row, keyring: keyring)[name] else {
             throw VaultKeyring.Failure(description: "credential \(row.id) holds no \(name)")
         }
         return secret
@@ -107,12 +106,10 @@ extension ControlPlaneStore {
     ) async throws {
         try await database.pool.write { db in
             guard let row = try CredentialRow.fetchOne(db, sql: "SELECT * FROM vault_credentials WHERE id = ?", arguments: [id]) else { return }
-            var fields = try JSONDecoder().decode([String: String].self, from: try keyring.open(row.sealed, keyID: row.keyID, binding: id))
+            var fields = try Self.secrets(row, keyring: keyring)
             fields["access_token"] = accessToken
             if let refreshToken { fields["refresh_token"] = refreshToken }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            let (sealed, keyID) = try keyring.seal(try encoder.encode(fields), binding: id)
+            let (sealed, keyID) = try keyring.seal(fields: fields, binding: id)
             var resource = (try? JSONValue.parse(row.resource))?.objectValue ?? [:]
             var auth = resource["auth"]?.objectValue ?? [:]
             auth["expires_at"] = expiresAt.map { .string(ControlPlaneStore.timestamp($0)) } ?? .null
@@ -125,7 +122,7 @@ extension ControlPlaneStore {
     }
 
     private static func secrets(_ row: CredentialRow, keyring: VaultKeyring) throws -> [String: String] {
-        try JSONDecoder().decode([String: String].self, from: try keyring.open(row.sealed, keyID: row.keyID, binding: row.id))
+        try keyring.openFields(row.sealed, keyID: row.keyID, binding: row.id)
     }
 }
 

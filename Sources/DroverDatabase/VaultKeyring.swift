@@ -62,6 +62,22 @@ public struct VaultKeyring: Sendable {
         }
     }
 
+    /// Seals a credential's secret fields (`token`, `access_token`, ...) as one JSON object with
+    /// sorted keys: the form every sealed credential has.
+    public func seal(fields: [String: String], binding: String) throws -> (sealed: Data, keyID: String) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return try seal(try encoder.encode(fields), binding: binding)
+    }
+
+    /// Opens what `seal(fields:binding:)` made.
+    public func openFields(_ sealed: Data, keyID: String, binding: String) throws -> [String: String] {
+        guard let fields = try? JSONDecoder().decode([String: String].self, from: try open(sealed, keyID: keyID, binding: binding)) else {
+            throw Failure(description: "the sealed secret of \(binding) is not a set of secret fields")
+        }
+        return fields
+    }
+
     /// The keyring for a data directory, from the environment or the key file.
     public static func load(dataDirectory: URL, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> VaultKeyring {
         if let text = environment["DROVER_VAULT_KEY"], !text.isEmpty {
