@@ -111,9 +111,15 @@ public final class RuntimeEnvironment: Sendable {
         return try EgressAuthority.load(directory: configuration.dataDirectory.appendingPathComponent("egress-authority"), extraRoots: extra)
     }
 
-    /// `web_fetch` under the gate's rules, and `web_search` at `DROVER_WEB_SEARCH_URL` with the
-    /// session's vault token for it.
-    public func webTools(apiAddress: String? = nil) throws -> WebTools {
+    /// The vault keyring, read afresh at each use, so that a rotated key counts at once.
+    public var vaultKeyring: @Sendable () throws -> VaultKeyring {
+        let directory = configuration.dataDirectory
+        return { try VaultKeyring.load(dataDirectory: directory) }
+    }
+
+    /// `web_fetch` under `gate`'s rules, and `web_search` at `DROVER_WEB_SEARCH_URL` with the
+    /// session's token for it (`serverTokens`).
+    public func webTools(gate: EgressGate, bearer: @escaping @Sendable (SessionID, String) async throws -> String?) throws -> WebTools {
         let url = ProcessInfo.processInfo.environment["DROVER_WEB_SEARCH_URL"].flatMap { $0.isEmpty ? nil : $0 }
         if let url {
             guard let components = URLComponents(string: url), ["http", "https"].contains(components.scheme?.lowercased() ?? ""),
@@ -124,14 +130,14 @@ public final class RuntimeEnvironment: Sendable {
                     fix: "give a SearXNG-style JSON endpoint such as https://search.example.org/search")
             }
         }
-        return WebTools(gate: try egressGate(apiAddress: apiAddress), searchURL: url, bearer: bearerSource())
+        return WebTools(gate: gate, searchURL: url, bearer: bearer)
     }
 
-    /// How this process's sandboxes are pooled and reach the network: the egress gate (see
-    /// `egressGate`) and the egress authority.
-    public func sandboxPoolSettings(apiAddress: String? = nil) throws -> SandboxPoolSettings {
+    /// How this process's sandboxes are pooled and reach the network: `gate` (see `egressGate`)
+    /// and the egress authority.
+    public func sandboxPoolSettings(gate: EgressGate) throws -> SandboxPoolSettings {
         var settings = SandboxPoolSettings()
-        settings.egressGate = try egressGate(apiAddress: apiAddress)
+        settings.egressGate = gate
         settings.egressAuthority = try egressAuthority()
         return settings
     }
@@ -139,13 +145,11 @@ public final class RuntimeEnvironment: Sendable {
     /// A session's `environment_variable` credentials, opened from its vaults for the egress
     /// proxy (`AgentToolset.credentials`). The vault key is read only when there is one to open.
     public func credentialSource() -> @Sendable (SessionID) async throws -> [EgressSecret] {
-        let configuration = configuration
+        let keyring = vaultKeyring
         let database = Result { try self.database() }
         return { session in
             let store = ControlPlaneStore(database: try database.get())
-            let opened = try await store.variableCredentials(session: session.rawValue) {
-                try VaultKeyring.load(dataDirectory: configuration.dataDirectory)
-            }
+            let opened = try await store.variableCredentials(session: session.rawValue, keyring: keyring)
             return try opened.map { credential in
                 EgressSecret(
                     credentialID: credential.id, vaultID: credential.vault, variable: credential.variable, value: credential.secret,
@@ -158,32 +162,20 @@ public final class RuntimeEnvironment: Sendable {
     /// A session's git repositories (`github_repository` resources), with their tokens opened
     /// for the egress proxy (`AgentToolset.repositories`).
     public func repositorySource() -> @Sendable (SessionID) async throws -> [SandboxRepository] {
-        let configuration = configuration
+        let keyring = vaultKeyring
         let database = Result { try self.database() }
         return { session in
-            try await ControlPlaneStore(database: try database.get()).sessionRepositories(session: session.rawValue) {
-                try VaultKeyring.load(dataDirectory: configuration.dataDirectory)
-            }
-            .map { SandboxRepository(id: $0.id, url: $0.url, branch: $0.branch, commit: $0.commit, path: $0.path, token: $0.token) }
+            try await ControlPlaneStore(database: try database.get()).sessionRepositories(session: session.rawValue, keyring: keyring)
+                .map { SandboxRepository(id: $0.id, url: $0.url, branch: $0.branch, commit: $0.commit, path: $0.path, token: $0.token) }
         }
     }
 
     /// A session's token for an MCP server (or the web search backend) URL, from the
-    /// `static_bearer` or `mcp_oauth` credentials of its vaults, refreshed when due.
-    public func bearerSource() -> @Sendable (SessionID, String) async throws -> String? {
-        let configuration = configuration
-        let tokens = Result { () throws -> ServerTokens in
-            ServerTokens(
-                store: ControlPlaneStore(database: try self.database()),
-                keyring: { try VaultKeyring.load(dataDirectory: configuration.dataDirectory) }, gate: try self.egressGate())
-        }
-        return { session, url in try await tokens.get().token(session: session, serverURL: url) }
-    }
-
-    /// Where this process's MCP connections may go (the egress gate's rules for agents' hosts)
-    /// and the sessions' bearer tokens.
-    public func mcpAccess(apiAddress: String? = nil) throws -> MCPAccess {
-        MCPAccess(gate: try egressGate(apiAddress: apiAddress), bearer: bearerSource())
+    /// `static_bearer` or `mcp_oauth` credentials of its vaults, refreshed when due at token
+    /// endpoints `gate` allows. One per process, so that a credential is refreshed once.
+    public func serverTokens(gate: EgressGate) throws -> @Sendable (SessionID, String) async throws -> String? {
+        let tokens = ServerTokens(store: ControlPlaneStore(database: try database()), keyring: vaultKeyring, gate: gate)
+        return { session, url in try await tokens.token(session: session, serverURL: url) }
     }
 
     /// Writes what a sandbox asked of the egress proxy into the session's counts in SQLite

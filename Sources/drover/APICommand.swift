@@ -56,9 +56,8 @@ struct APIOptions: ParsableArguments {
         // Session file resources are copied where this host's sandboxes will find them.
         options.handsRoot = try runtime.handsRoot()
         // Loaded once now, so that a bad key stops the server at start rather than at a write.
-        let data = runtime.configuration.dataDirectory
-        _ = try VaultKeyring.load(dataDirectory: data)
-        options.vaultKeyring = { try VaultKeyring.load(dataDirectory: data) }
+        _ = try runtime.vaultKeyring()
+        options.vaultKeyring = runtime.vaultKeyring
         return APIServer(
             log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
             options: options, localWorkspaceID: local)

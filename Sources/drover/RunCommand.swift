@@ -150,7 +150,7 @@ struct JobRun {
             let plan = planned
             let queueName = try QueueName("jobs.\(spec.name)")
             let toolset = AgentToolset(
-                root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: try runtime.sandboxPoolSettings(),
+                root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: try runtime.sandboxPoolSettings(gate: try runtime.egressGate()),
                 egressRecorder: runtime.egressRecorder())
             let engine = BatchEngine(
                 runtime: runtime, concurrency: spec.concurrency, model: model,

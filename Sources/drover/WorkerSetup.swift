@@ -53,16 +53,19 @@ struct WorkerOptions: ParsableArguments {
     func makeWorker(
         runtime: RuntimeEnvironment, model configuration: AnthropicConfiguration, apiAddress: String? = nil
     ) throws -> (Worker, MCPConnections, AgentToolset?) {
+        // One gate and one token source for the sandboxes, MCP connections and web tools alike.
+        let gate = try runtime.egressGate(apiAddress: apiAddress)
+        let tokens = try runtime.serverTokens(gate: gate)
         let toolset =
             hands == "sandbox"
             ? AgentToolset(
                 root: try runtime.handsRoot(), limits: try SandboxLimits.fromEnvironment(),
-                pool: try runtime.sandboxPoolSettings(apiAddress: apiAddress), egressRecorder: runtime.egressRecorder(),
+                pool: try runtime.sandboxPoolSettings(gate: gate), egressRecorder: runtime.egressRecorder(),
                 credentials: runtime.credentialSource(), repositories: runtime.repositorySource(),
-                web: try runtime.webTools(apiAddress: apiAddress))
+                web: try runtime.webTools(gate: gate, bearer: tokens))
             : nil
         let hand: any Hand = toolset ?? InProcessHand()
-        let mcp = MCPConnections(allowStdio: mcpStdio, access: try runtime.mcpAccess(apiAddress: apiAddress))
+        let mcp = MCPConnections(allowStdio: mcpStdio, access: MCPAccess(gate: gate, bearer: tokens))
         let runner = TurnRunner(
             log: try runtime.sessionLog, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
             deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),
