@@ -154,6 +154,14 @@ public struct EgressGate: Sendable {
         self.internalHosts = internalHosts
     }
 
+    /// Curl's `CURLOPT_RESOLVE` entries that pin a connection the worker makes itself to the
+    /// address this gate checked (`host:port:address`, IPv6 in brackets), so a later lookup of
+    /// the name cannot choose another.
+    public static func pin(host: String, port: Int, to address: SocketAddress) -> [String] {
+        guard let ip = address.ipAddress else { return [] }
+        return ["\(HostPattern.normalize(host)):\(port):\(ip.contains(":") ? "[\(ip)]" : ip)"]
+    }
+
     /// Decides a connection the worker makes for an agent to a host that an API client named
     /// (an MCP server, a git repository): public addresses, or an internal host the operator
     /// listed exactly; never Drover's own endpoints.

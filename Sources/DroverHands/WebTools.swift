@@ -87,20 +87,20 @@ public struct WebTools: Sendable {
             }
             let port = components.port ?? (scheme == "https" ? 443 : 80)
             let decision = await gate.decide(host: host, port: port, policy: policy, mcpHosts: mcpHosts)
-            let address: SocketAddressText
+            let pin: [String]
             switch decision {
             case .failure(let refusal):
                 outcome.usage.append((EgressUsage.Key(host: HostPattern.normalize(host), port: port, verdict: refusal.verdict), .init(requests: 1)))
                 outcome.result = .text("web_fetch: \(refusal.description)", isError: true)
                 return outcome
             case .success(let resolved):
-                address = SocketAddressText(resolved.ipAddress ?? "")
+                pin = EgressGate.pin(host: host, port: port, to: resolved)
             }
             var request = HTTPRequest(
                 url: url, method: "GET",
                 headers: [("Accept", "text/html, text/plain, application/json;q=0.9, */*;q=0.5"), ("User-Agent", "Drover web_fetch")],
                 connectTimeout: .seconds(15), readTimeout: .seconds(60))
-            request.resolve = ["\(HostPattern.normalize(host)):\(port):\(address.pinned)"]
+            request.resolve = pin
             var status = 0
             var headers: [String: String] = [:]
             var body: [UInt8] = []
@@ -205,14 +205,6 @@ public struct WebTools: Sendable {
             return "\(index + 1). \(title)\n   \(link)\(snippet.isEmpty ? "" : "\n   \(snippet.prefix(500))")"
         }
         return .text(lines.isEmpty ? "no results for \(query)" : lines.joined(separator: "\n"))
-    }
-}
-
-/// An address as curl's `CURLOPT_RESOLVE` takes it: IPv6 in brackets.
-struct SocketAddressText {
-    let pinned: String
-    init(_ address: String) {
-        pinned = address.contains(":") ? "[\(address)]" : address
     }
 }
 

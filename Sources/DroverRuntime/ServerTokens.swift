@@ -56,9 +56,9 @@ public actor ServerTokens {
             let scheme = components.scheme?.lowercased(), ["http", "https"].contains(scheme)
         else { throw Failure(description: "the mcp_oauth credential \(credential.id) has no usable token_endpoint") }
         let port = components.port ?? (scheme == "https" ? 443 : 80)
-        let address: String
+        let pin: [String]
         switch await gate.decideForAgent(host: host, port: port) {
-        case .success(let resolved): address = resolved.ipAddress ?? ""
+        case .success(let resolved): pin = EgressGate.pin(host: host, port: port, to: resolved)
         case .failure(let refusal):
             throw Failure(
                 description:
@@ -82,7 +82,7 @@ public actor ServerTokens {
             url: refresh.tokenEndpoint, method: "POST", headers: headers,
             body: Array(form.map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&").utf8),
             connectTimeout: .seconds(10), readTimeout: .seconds(30))
-        request.resolve = ["\(HostPattern.normalize(host)):\(port):\(address.contains(":") ? "[\(address)]" : address)"]
+        request.resolve = pin
         let answer = try await http.send(request)
         let body = (try? JSONValue.parse(String(decoding: answer.body, as: UTF8.self)))?.objectValue ?? [:]
         guard (200..<300).contains(answer.status), let access = body["access_token"]?.stringValue, !access.isEmpty else {

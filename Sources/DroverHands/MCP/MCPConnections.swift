@@ -172,11 +172,9 @@ public actor MCPConnections: MCPHand {
         guard let (host, port) = server.endpoint else {
             throw MCPConnectError("\(server.name): the url must be http:// or https:// with a host, not '\(server.url ?? "")'")
         }
-        let name = HostPattern.normalize(host)
         switch await gate.decideForAgent(host: host, port: port) {
         case .success(let address):
-            guard let ip = address.ipAddress else { return [] }
-            return ["\(host.hasPrefix("[") ? host : name):\(port):\(ip.contains(":") ? "[\(ip)]" : ip)"]
+            return EgressGate.pin(host: host, port: port, to: address)
         case .failure(let refusal):
             throw MCPConnectError(
                 "the worker does not connect to \(server.name) at \(host):\(port) (\(refusal.verdict)): \(refusal.reasonForMCP). An operator can open a host on a private network with DROVER_INTERNAL_HOSTS"
