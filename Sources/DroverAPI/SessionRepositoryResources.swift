@@ -25,16 +25,7 @@ struct RepositoryResource {
                 "\(field).url", "'\(url.prefix(200))' is not a repository URL (http or https, a host and a path, no credentials or query)",
                 fix: urlFix + "; put a token in authorization_token, not in the URL")
         }
-        let token: String?
-        switch fields["authorization_token"] {
-        case nil, .null?: token = nil
-        case .string(let text)?:
-            guard !text.isEmpty, text.utf8.count <= 4096, !text.contains(where: { $0.isNewline || $0 == "\0" }) else {
-                throw APIError.invalid("\(field).authorization_token", "must be 1 byte to 4 KiB on one line (its value is not shown here)")
-            }
-            token = text
-        case let other?: throw APIError.invalid("\(field).authorization_token", "must be a string, got \(other.kindName)")
-        }
+        let token = try Self.token(fields["authorization_token"], field: "\(field).authorization_token")
         let checkout = try Self.checkout(fields["checkout"], field: "\(field).checkout")
         let relative: String
         switch fields["mount_path"] {
@@ -50,6 +41,19 @@ struct RepositoryResource {
                 "type": "github_repository", "id": .string(Identifier.make(prefix: "sesrsc")), "url": .string(url), "checkout": checkout,
                 "mount_path": .string("/workspace/" + relative), "created_at": .string(now), "updated_at": .string(now),
             ], token: token, relativePath: relative)
+    }
+
+    /// An `authorization_token`: nil when absent or null. Never echoed.
+    static func token(_ value: JSONValue?, field: String) throws -> String? {
+        switch value {
+        case nil, .null?: return nil
+        case .string(let text)?:
+            guard !text.isEmpty, text.utf8.count <= 4096, !text.contains(where: { $0.isNewline || $0 == "\0" }) else {
+                throw APIError.invalid(field, "must be 1 byte to 4 KiB on one line (its value is not shown here)")
+            }
+            return text
+        case let other?: throw APIError.invalid(field, "must be a string, got \(other.kindName)")
+        }
     }
 
     /// `{"type": "branch", "name"}` or `{"type": "commit", "sha"}` (a full SHA-1 or SHA-256), or null.

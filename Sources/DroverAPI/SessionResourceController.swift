@@ -60,11 +60,7 @@ struct SessionResourceController: Sendable {
         guard resource["type"]?.stringValue == "github_repository" else {
             throw APIError.invalid("authorization_token", "only github_repository resources have a token to rotate")
         }
-        var fields = resource
-        fields["authorization_token"] = body["authorization_token"] ?? .null
-        let parsed = try RepositoryResource.parse(
-            fields.filter { ["type", "url", "authorization_token"].contains($0.key) }, field: "resource", now: ControlPlaneStore.timestamp())
-        guard let token = parsed.token else {
+        guard let token = try RepositoryResource.token(body["authorization_token"], field: "authorization_token") else {
             throw APIError.invalid("authorization_token", "is required", fix: "send the new token")
         }
         var updated = resource
