@@ -573,28 +573,34 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
 
     // MARK: Tunnels
 
-    private func tunnel(context: ChannelHandlerContext, to upstream: Channel) {
+    /// What a tunnel and an intercepted CONNECT both do as this handler hands the connection
+    /// on: the 200 goes out as raw bytes (the encoder is removed first), and the connection slot
+    /// goes back with the channel, since this handler leaves the pipeline and never sees the
+    /// connection close. Held by the handler, every tunnel kept one for good, and a sandbox's
+    /// 257th HTTPS connection was refused.
+    private func establish(context: ChannelHandlerContext) {
         state = .tunnel
-        let (host, port) = current ?? ("-", 0)
         current = nil
-        // This handler leaves the pipeline and never sees the connection close: the slot goes
-        // back with the channel instead. Held by the handler, every tunnel kept one for good, and
-        // a sandbox's 257th HTTPS connection was refused.
         if admitted {
             admitted = false
             let route = route
             context.channel.closeFuture.whenComplete { _ in route.close() }
         }
+        context.pipeline.syncOperations.removeHandler(name: "egress-encoder", promise: nil)
+        var established = context.channel.allocator.buffer(capacity: 64)
+        established.writeString("HTTP/1.1 200 Connection established\r\n\r\n")
+        context.channel.writeAndFlush(established, promise: nil)
+    }
+
+    private func tunnel(context: ChannelHandlerContext, to upstream: Channel) {
+        let (host, port) = current ?? ("-", 0)
+        establish(context: context)
         let pipeline = context.pipeline.syncOperations
         let inward = TunnelHalf(route: route, host: host, port: port, direction: .sent)
         let outward = TunnelHalf(route: route, host: host, port: port, direction: .received)
         inward.partner = outward
         outward.partner = inward
-        pipeline.removeHandler(name: "egress-encoder", promise: nil)
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
-        var established = context.channel.allocator.buffer(capacity: 64)
-        established.writeString("HTTP/1.1 200 Connection established\r\n\r\n")
-        context.channel.writeAndFlush(established, promise: nil)
         do {
             try upstream.pipeline.syncOperations.addHandler(outward)
             // Bytes the sandbox sent after its CONNECT (a TLS hello, pipelined) are in the
@@ -622,21 +628,10 @@ final class EgressRequestHandler: ChannelInboundHandler, RemovableChannelHandler
                 context: context, status: .internalServerError,
                 reason: "Drover's egress authority could not make a certificate for \(host): \(error)", close: true)
         }
-        state = .tunnel
-        current = nil
-        // As with a tunnel: the slot goes back with the channel, as this handler leaves.
-        if admitted {
-            admitted = false
-            let route = route
-            context.channel.closeFuture.whenComplete { _ in route.close() }
-        }
+        establish(context: context)
         let inner = EgressRequestHandler(
             route: route, gate: gate, authority: authority, connectTimeout: connectTimeout, destination: (host, port), repositoryOnly: repositoryOnly)
         let pipeline = context.pipeline.syncOperations
-        pipeline.removeHandler(name: "egress-encoder", promise: nil)
-        var established = context.channel.allocator.buffer(capacity: 64)
-        established.writeString("HTTP/1.1 200 Connection established\r\n\r\n")
-        context.channel.writeAndFlush(established, promise: nil)
         do {
             try inner.addUpstreamHandlers(upstream)
             inner.idleUpstream = upstream
