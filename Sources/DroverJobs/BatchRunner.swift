@@ -36,24 +36,32 @@ public struct BatchPlan: Sendable {
 /// and records each item's outcome as soon as it is known, so a killed run loses nothing.
 ///
 /// Items are keyed by content (`JobItem.key`): an item a previous run finished is reported, not
-/// redone. An item that was running when its run died is checked: if its session finished, the
-/// result is taken from the log; otherwise the session is ended and the item starts afresh.
+/// redone. An item an earlier run left unfinished (interrupted, or killed with the machine)
+/// continues in its own session: a finished turn is taken from the log, an unfinished one is
+/// resumed by a worker from the log, with no attempt spent.
 public final class BatchRunner: Sendable {
     public struct Options: Sendable {
         public var queue: QueueName = TurnQueue.defaultName
         /// `<hands root>`: workspaces are `<root>/workspaces/SESSION`.
         public var handsRoot: URL
         public var workspaceId: String?
-        /// Also redo items that finished as failed or timed out.
+        /// Also redo items that finished as failed or timed out, with their attempts reset.
         public var retryFailed = false
+        /// Requested on Ctrl-C or SIGTERM: the run stops starting items and drains.
+        public var interruption = BatchInterruption()
 
         public init(handsRoot: URL) { self.handsRoot = handsRoot }
     }
 
     public enum Progress: Sendable {
-        case planned(total: Int, finishedEarlier: Int, toRun: Int)
-        case itemStarted(itemId: String, attempt: Int, session: String)
+        /// `retried`: finished items `--retry-failed` starts over; `resumed`: unfinished items whose
+        /// session continues.
+        case planned(total: Int, finishedEarlier: Int, toRun: Int, retried: Int, resumed: Int)
+        /// `resumed`: the session an earlier run left is continued.
+        case itemStarted(itemId: String, attempt: Int, session: String, resumed: Bool)
         case itemFinished(ItemOutcome)
+        /// An interruption stopped the item before its turn ended; the next run continues it.
+        case itemLeftPending(ItemOutcome)
         case budgetSpent(String)
     }
 
@@ -83,24 +91,47 @@ public final class BatchRunner: Sendable {
 
         var outcomes: [ItemOutcome?] = Array(repeating: nil, count: plan.items.count)
         var toRun: [(Int, JobItem, ItemOutcome?)] = []
+        var retried = 0
+        var resumed = 0
         for (position, item) in plan.items.enumerated() {
-            if var done = earlier[item.key], done.status.isFinished, !(options.retryFailed && done.status != .succeeded) {
-                done.fromEarlierRun = true
-                done.position = position
-                done.itemId = item.id
-                outcomes[position] = done
-            } else {
-                toRun.append((position, item, earlier[item.key]))
+            guard var previous = earlier[item.key] else {
+                toRun.append((position, item, nil))
+                continue
             }
+            previous.itemId = item.id
+            previous.position = position
+            if previous.status.isFinished && !(options.retryFailed && previous.status != .succeeded) {
+                previous.fromEarlierRun = true
+                outcomes[position] = previous
+                continue
+            }
+            if previous.status.isFinished {
+                previous.startOver()
+                retried += 1
+            } else if previous.isResumable {
+                resumed += 1
+            }
+            toRun.append((position, item, previous))
         }
-        progress(.planned(total: plan.items.count, finishedEarlier: plan.items.count - toRun.count, toRun: toRun.count))
+        progress(
+            .planned(
+                total: plan.items.count, finishedEarlier: plan.items.count - toRun.count, toRun: toRun.count, retried: retried, resumed: resumed))
 
         let ledger = BudgetLedger(budget: plan.spec.budget, spent: outcomes.compactMap { $0 })
-        try await withThrowingTaskGroup(of: (Int, ItemOutcome).self) { group in
+        let interruption = options.interruption
+        enum Finished: Sendable {
+            case item(Int, ItemOutcome)
+            case drainOver
+        }
+        try await withThrowingTaskGroup(of: Finished.self) { group in
+            group.addTask {
+                await interruption.drainEnded()
+                return .drainOver
+            }
             var next = toRun.makeIterator()
             var running = 0
             func startNext() async -> Bool {
-                guard let (position, item, previous) = next.next() else { return false }
+                guard !interruption.isRequested, let (position, item, previous) = next.next() else { return false }
                 if let reason = await ledger.exhausted() {
                     var skipped = previous ?? ItemOutcome(itemId: item.id, key: item.key, position: position, status: .skipped)
                     skipped.status = .skipped
@@ -111,90 +142,178 @@ public final class BatchRunner: Sendable {
                     return true
                 }
                 running += 1
-                group.addTask { (position, await self.runItem(item, position: position, previous: previous, plan: plan, ledger: ledger)) }
+                group.addTask { .item(position, await self.runItem(item, position: position, previous: previous, plan: plan, ledger: ledger)) }
                 return true
             }
             while running < plan.spec.concurrency, await startNext() {}
-            while let (position, outcome) = try await group.next() {
-                running -= 1
-                outcomes[position] = outcome
-                progress(.itemFinished(outcome))
-                while running < plan.spec.concurrency, await startNext() {}
+            while running > 0, let finished = try await group.next() {
+                switch finished {
+                case .item(let position, let outcome):
+                    running -= 1
+                    outcomes[position] = outcome
+                    progress(outcome.status == .pending ? .itemLeftPending(outcome) : .itemFinished(outcome))
+                    while running < plan.spec.concurrency, await startNext() {}
+                case .drainOver:
+                    // Every task left is an item still running: each stops waiting and is left
+                    // pending, its session and attempts kept for the next run.
+                    group.cancelAll()
+                }
             }
+            group.cancelAll()
         }
         if let reason = await ledger.exhausted() { progress(.budgetSpent(reason)) }
+        // Items this run never reached are reported as they stand: pending, for the next run.
+        for (position, item, previous) in toRun where outcomes[position] == nil {
+            var waiting = previous ?? ItemOutcome(itemId: item.id, key: item.key, position: position, status: .pending)
+            if waiting.status != .running { waiting.status = .pending }
+            outcomes[position] = waiting
+        }
         let final = outcomes.compactMap { $0 }
-        try await saveBatch(plan, status: final.allSatisfy { $0.status.isFinished } ? "completed" : "incomplete", outcomes: final)
+        let status = final.allSatisfy { $0.status.isFinished } ? "completed" : interruption.isRequested ? "interrupted" : "incomplete"
+        try await saveBatch(plan, status: status, outcomes: final)
         return final
     }
 
     // MARK: One item
+
+    /// One turn of an item's session, as far as the batch is concerned.
+    private struct Turn {
+        let ending: TurnWatcher.Ending
+        /// The session's events from its prompt on.
+        let events: [StoredEvent]
+        let session: SessionID
+    }
 
     private func runItem(_ item: JobItem, position: Int, previous: ItemOutcome?, plan: BatchPlan, ledger: BudgetLedger) async -> ItemOutcome {
         var outcome = previous ?? ItemOutcome(itemId: item.id, key: item.key, position: position, status: .pending)
         outcome.itemId = item.id
         outcome.position = position
         outcome.fromEarlierRun = false
-        outcome.error = nil
         let started = ContinuousClock.now
-        outcome.startedAt = Timestamp.now()
+        if outcome.startedAt == nil { outcome.startedAt = Timestamp.now() }
 
-        if previous?.status == .running, let session = previous?.sessionId, let id = try? SessionID(session) {
-            if let finished = await adopt(id, item: item, outcome: outcome, plan: plan, ledger: ledger) {
-                return await finish(finished, started: started, plan: plan)
+        // A session an earlier run left unfinished (it was interrupted, or it died) is continued,
+        // not started over: its log holds the work, and its turn resumes from there. That costs
+        // no attempt; attempts are sessions, and only a turn that ended in an error starts another.
+        outcome.error = nil
+        var resumed: Turn?
+        if outcome.isResumable, let session = outcome.sessionId.flatMap({ try? SessionID($0) }) {
+            do {
+                progress(.itemStarted(itemId: item.id, attempt: outcome.attempts, session: session.rawValue, resumed: true))
+                resumed = try await resume(session, item: item, outcome: &outcome, plan: plan)
+                if resumed == nil { outcome.error = "its session \(session) no longer exists" }
+            } catch {
+                if Task.isCancelled || error is CancellationError { return await leavePending(outcome, plan: plan) }
+                outcome.error = "continuing session \(session): \(error)"
             }
         }
-        while outcome.attempts < plan.spec.retries + 1 {
-            outcome.attempts += 1
-            do {
-                let (ending, events, session) = try await attempt(item, outcome: &outcome, plan: plan)
-                let reading = TurnReading(events)
-                await ledger.add(tokens: reading.inputTokens + reading.outputTokens, seconds: reading.activeSeconds)
-                outcome.inputTokens += reading.inputTokens
-                outcome.outputTokens += reading.outputTokens
-                outcome.activeSeconds += reading.activeSeconds
-                outcome.finalMessage = reading.finalMessage.map { String($0.prefix(4000)) }
-                switch ending {
-                case .timedOut:
-                    outcome.status = .timedOut
-                    outcome.error = "no result after \(Self.seconds(plan.spec.timeoutSeconds)) (timeout_seconds); the session was interrupted"
-                    await end(session)
-                    return await finish(outcome, started: started, plan: plan)
-                case .idle(.endTurn):
-                    if await accept(&outcome, item: item, session: session, plan: plan) {
-                        return await finish(outcome, started: started, plan: plan)
-                    }
-                case .idle(let stopReason):
-                    outcome.error = "the turn ended with stop_reason \(stopReason.type)" + (reading.lastError.map { ": \($0)" } ?? "")
-                    if case .requiresAction = stopReason { await end(session) }
-                case .terminated:
-                    outcome.error = "the session was terminated" + (reading.lastError.map { ": \($0)" } ?? "")
+        while true {
+            let turn: Turn
+            if let earlier = resumed {
+                turn = earlier
+                resumed = nil
+            } else {
+                guard outcome.attempts < plan.spec.retries + 1 else { break }
+                if options.interruption.isRequested { return await leavePending(outcome, plan: plan) }
+                let counted = outcome.attempts
+                do {
+                    turn = try await attempt(item, outcome: &outcome, plan: plan)
+                } catch {
+                    if Task.isCancelled || error is CancellationError { return await leavePending(outcome, plan: plan) }
+                    // An attempt that failed before its session was recorded still counts.
+                    if outcome.attempts == counted { outcome.attempts += 1 }
+                    outcome.error = "\(error)"
+                    outcome.status = .failed
+                    continue
                 }
-            } catch {
-                outcome.error = "\(error)"
+            }
+            let reading = TurnReading(turn.events)
+            await ledger.add(tokens: reading.inputTokens + reading.outputTokens, seconds: reading.activeSeconds)
+            outcome.inputTokens += reading.inputTokens
+            outcome.outputTokens += reading.outputTokens
+            outcome.activeSeconds += reading.activeSeconds
+            outcome.finalMessage = reading.finalMessage.map { String($0.prefix(4000)) }
+            switch turn.ending {
+            case .timedOut:
+                outcome.status = .timedOut
+                outcome.error = "no result after \(Self.seconds(plan.spec.timeoutSeconds)) (timeout_seconds); the session was interrupted"
+                await end(turn.session)
+                return await finish(outcome, started: started, plan: plan)
+            case .idle(.endTurn):
+                if await accept(&outcome, item: item, session: turn.session, plan: plan) {
+                    return await finish(outcome, started: started, plan: plan)
+                }
+            case .idle(let stopReason):
+                outcome.error = "the turn ended with stop_reason \(stopReason.type)" + (reading.lastError.map { ": \($0)" } ?? "")
+                if case .requiresAction = stopReason { await end(turn.session) }
+            case .terminated:
+                outcome.error = "the session was terminated" + (reading.lastError.map { ": \($0)" } ?? "")
             }
             outcome.status = .failed
         }
         return await finish(outcome, started: started, plan: plan)
     }
 
-    /// Creates the session, seeds its workspace, sends the prompt and waits for the turn.
-    private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> (TurnWatcher.Ending, [StoredEvent], SessionID)
-    {
+    /// Starts an attempt: creates its session, seeds its workspace, sends the prompt and waits
+    /// for the turn. The attempt counts once its session is recorded.
+    private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn {
         let session = SessionID.make()
         try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files)
         try await log.create(session, agent: plan.agent, environment: plan.environment)
         try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
+        outcome.attempts += 1
         outcome.sessions.append(session.rawValue)
         outcome.status = .running
         try await save(plan, outcome)
-        progress(.itemStarted(itemId: item.id, attempt: outcome.attempts, session: session.rawValue))
+        progress(.itemStarted(itemId: item.id, attempt: outcome.attempts, session: session.rawValue, resumed: false))
+        return try await prompt(session, item: item, outcome: outcome, plan: plan)
+    }
+
+    /// Sends the item's prompt (once, however often it is called) and waits for the turn.
+    private func prompt(_ session: SessionID, item: JobItem, outcome: ItemOutcome, plan: BatchPlan) async throws -> Turn {
         let message = SessionEventPayload.userMessage(UserMessage(text: item.prompt))
         let appended = try await SessionInbox(log: log, queue: queue, turnQueue: options.queue)
-            .send([message], to: session, clientKey: "batch-\(plan.batchId)-\(item.key.prefix(16))-\(outcome.attempts)").appended
+            .send(
+                [message], to: session, clientKey: "batch-\(plan.batchId)-\(item.key.prefix(16))-\(outcome.attempts)",
+                turnID: Self.turnTask(session)
+            ).appended
         let deadline = ContinuousClock.now + .seconds(plan.spec.timeoutSeconds)
         let (ending, events) = try await TurnWatcher(log: log, notifier: notifier).wait(session, afterSeq: appended.lastSeq, deadline: deadline)
-        return (ending, events, session)
+        return Turn(ending: ending, events: events, session: session)
+    }
+
+    /// The turn task of a batch session has a fixed id, so that a rerun which queues the turn
+    /// again while the first task is queued, leased or just done adds nothing.
+    static func turnTask(_ session: SessionID) -> String { "turn-\(session.rawValue)" }
+
+    /// Continues the session an earlier run left: its finished turn is taken as it is; an
+    /// unfinished one is queued again (a no-op while its task is still queued) and waited for, so
+    /// a worker wakes the session from its log. Returns nil when there is no session to continue.
+    private func resume(_ session: SessionID, item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn? {
+        guard try await log.meta(session) != nil else { return nil }
+        var events: [StoredEvent] = []
+        var cursor: Int64 = 0
+        while true {
+            let page = try await log.read(session, afterSeq: cursor, limit: 1000)
+            events += page
+            cursor = page.last?.seq ?? cursor
+            if page.count < 1000 { break }
+        }
+        outcome.status = .running
+        try await save(plan, outcome)
+        guard let promptIndex = events.firstIndex(where: { $0.kind == .userMessage }) else {
+            // The run died between creating the session and sending its prompt.
+            return try await prompt(session, item: item, outcome: outcome, plan: plan)
+        }
+        let since = Array(events[(promptIndex + 1)...])
+        if let end = since.last(where: { $0.kind == .sessionStatusIdle || $0.kind == .sessionStatusTerminated }) {
+            guard case .sessionStatusIdle(let idle)? = end.payload else { return Turn(ending: .terminated, events: since, session: session) }
+            return Turn(ending: .idle(idle.stopReason), events: since, session: session)
+        }
+        try await TurnQueue.enqueue(queue, session: session, name: options.queue, id: Self.turnTask(session))
+        let deadline = ContinuousClock.now + .seconds(plan.spec.timeoutSeconds)
+        let (ending, rest) = try await TurnWatcher(log: log, notifier: notifier).wait(session, afterSeq: cursor, deadline: deadline)
+        return Turn(ending: ending, events: since + rest, session: session)
     }
 
     /// Output extraction and collection; false (with the error set) when the output is unusable.
@@ -237,28 +356,6 @@ public final class BatchRunner: Sendable {
         return true
     }
 
-    /// A session left running by a run that died: take its result if its turn finished.
-    private func adopt(_ session: SessionID, item: JobItem, outcome: ItemOutcome, plan: BatchPlan, ledger: BudgetLedger) async -> ItemOutcome? {
-        guard let events = try? await log.read(session, afterSeq: 0, limit: 10_000),
-            let message = events.first(where: { $0.kind == .userMessage })
-        else { return nil }
-        let after = events.filter { $0.seq > message.seq }
-        guard case .sessionStatusIdle(let idle)? = after.last(where: { $0.kind == .sessionStatusIdle })?.payload, idle.stopReason == .endTurn
-        else {
-            // Its run died: no worker is watching this turn, so there is nothing to wait for.
-            await end(session, graceful: false)
-            return nil
-        }
-        var adopted = outcome
-        let reading = TurnReading(after)
-        await ledger.add(tokens: reading.inputTokens + reading.outputTokens, seconds: reading.activeSeconds)
-        adopted.inputTokens += reading.inputTokens
-        adopted.outputTokens += reading.outputTokens
-        adopted.activeSeconds += reading.activeSeconds
-        adopted.finalMessage = reading.finalMessage.map { String($0.prefix(4000)) }
-        return await accept(&adopted, item: item, session: session, plan: plan) ? adopted : nil
-    }
-
     /// Stops a session's work for good: interrupt the turn, give it a moment to wind down, then
     /// terminate the session so that a redelivered turn task finds nothing to do.
     private func end(_ session: SessionID, graceful: Bool = true) async {
@@ -270,9 +367,21 @@ public final class BatchRunner: Sendable {
         _ = try? await log.append(session, [.sessionStatusTerminated])
     }
 
+    /// An item an interruption stopped: pending, with its session and attempts as they are, so
+    /// that the next run continues it. Saved from a task of its own, which the cancellation of
+    /// this one does not reach.
+    private func leavePending(_ outcome: ItemOutcome, plan: BatchPlan) async -> ItemOutcome {
+        var outcome = outcome
+        outcome.status = .pending
+        let saved = outcome
+        await Task { try? await self.save(plan, saved) }.value
+        return outcome
+    }
+
     private func finish(_ outcome: ItemOutcome, started: ContinuousClock.Instant, plan: BatchPlan) async -> ItemOutcome {
         var outcome = outcome
         if outcome.status == .running || outcome.status == .pending { outcome.status = .failed }
+        if outcome.status == .succeeded { outcome.error = nil }
         outcome.finishedAt = Timestamp.now()
         outcome.durationSeconds = ((ContinuousClock.now - started).seconds * 1000).rounded() / 1000
         try? await save(plan, outcome)
@@ -280,6 +389,7 @@ public final class BatchRunner: Sendable {
     }
 
     private func save(_ plan: BatchPlan, _ outcome: ItemOutcome) async throws {
+        guard !options.interruption.isAbandoned else { return }
         try await database.saveBatchItem(
             MirrorDatabase.BatchItemRow(
                 batchId: plan.batchId, itemKey: outcome.key, itemId: outcome.itemId, position: outcome.position,
@@ -287,6 +397,7 @@ public final class BatchRunner: Sendable {
     }
 
     private func saveBatch(_ plan: BatchPlan, status: String, outcomes: [ItemOutcome]) async throws {
+        guard !options.interruption.isAbandoned else { return }
         var tally: [String: Int] = [:]
         for outcome in outcomes { tally[outcome.status.rawValue, default: 0] += 1 }
         let counts = tally.mapValues { JSONValue.number(Double($0)) }

@@ -32,14 +32,48 @@ public struct ItemOutcome: Sendable, Codable, Equatable {
     /// Set when this run found the item finished by an earlier run.
     public var fromEarlierRun: Bool = false
 
+    /// What earlier runs made of the item before `--retry-failed` started it over, oldest first
+    /// (nil, and left out of the JSON, until then).
+    public var earlier: [EarlierResult]?
+
+    public struct EarlierResult: Sendable, Codable, Equatable {
+        public var status: Status
+        public var attempts: Int
+        public var sessions: [String]
+        public var error: String?
+        public var finishedAt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case status, attempts, sessions, error
+            case finishedAt = "finished_at"
+        }
+    }
+
     public var sessionId: String? { sessions.last }
+
+    /// Unfinished, with a session to continue: an interruption or a crash left it.
+    public var isResumable: Bool { (status == .running || status == .pending) && sessionId != nil }
+
+    /// For `--retry-failed`: the finished result goes to `earlier`, and the item starts again
+    /// with all its attempts.
+    public mutating func startOver() {
+        earlier = (earlier ?? []) + [EarlierResult(status: status, attempts: attempts, sessions: sessions, error: error, finishedAt: finishedAt)]
+        status = .pending
+        attempts = 0
+        sessions = []
+        error = nil
+        columns = [:]
+        finalMessage = nil
+        finishedAt = nil
+        durationSeconds = nil
+    }
 
     enum CodingKeys: String, CodingKey {
         case itemId = "item_id", key, position, status, attempts, sessions, columns, error
         case finalMessage = "final_message"
         case inputTokens = "input_tokens", outputTokens = "output_tokens", activeSeconds = "active_seconds"
         case startedAt = "started_at", finishedAt = "finished_at", durationSeconds = "duration_seconds"
-        case fromEarlierRun = "from_earlier_run"
+        case fromEarlierRun = "from_earlier_run", earlier
     }
 
     public init(itemId: String, key: String, position: Int, status: Status) {

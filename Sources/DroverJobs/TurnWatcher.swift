@@ -25,6 +25,8 @@ struct TurnWatcher {
         var cursor = afterSeq
         var interval = 0.02
         while true {
+            // A cancelled waiter must not spin: the notifier returns at once for it.
+            try Task.checkCancellation()
             let batch = try await log.read(session, afterSeq: cursor, limit: 1000)
             events += batch
             cursor = batch.last?.seq ?? cursor

@@ -12,7 +12,8 @@ import Foundation
 ///   final: "Test output for {{user_text}}:\n{{result_1}}"
 /// ```
 ///
-/// The step is the number of tool results already in the conversation; placeholders are
+/// The step is the number of tool results already in the conversation, leaving out a call a
+/// crash cut off (its error result says so), which is taken again as a model would; placeholders are
 /// `{{user_text}}` (the first user message), `{{result_N}}` (the Nth tool result, from 1) and
 /// `{{last_result}}`. Inputs take the same placeholders. `ttft_ms` delays every answer.
 public struct Playbook: Sendable, Equatable {

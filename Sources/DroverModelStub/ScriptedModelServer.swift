@@ -200,11 +200,16 @@ struct Conversation {
                     userText = b["text"]?.stringValue ?? ""
                 }
                 if b["type"]?.stringValue == "tool_result" {
+                    let text: String
                     switch b["content"] {
-                    case .string(let text)?: results.append(text)
-                    case .array(let parts)?: results.append(parts.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: "\n"))
-                    default: results.append("")
+                    case .string(let value)?: text = value
+                    case .array(let parts)?: text = parts.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: "\n")
+                    default: text = ""
                     }
+                    // A call a crash cut off is taken again, as a model would: it does not count
+                    // as the step's result.
+                    if b["is_error"] == .bool(true), text.hasPrefix(Self.crashInterruptionPrefix) { continue }
+                    results.append(text)
                 }
             }
         }
@@ -215,6 +220,9 @@ struct Conversation {
         for byte in userText.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
         self.key = String(hash, radix: 16)
     }
+
+    /// How the brain closes a tool call a crash or shutdown cut off (`TurnRunner.crashInterruption`).
+    static let crashInterruptionPrefix = "interrupted by a worker crash"
 
     func playbookTurn(_ playbook: Playbook) -> ModelScript.Turn {
         let index = results.count

@@ -194,6 +194,19 @@ public struct TaskQueue: Sendable {
         return SweepResult(ran: ran == 1, requeued: Int(requeued), dead: Int(dead))
     }
 
+    /// Hands back, ready at once, every lease on `queue` not held by an owner whose worker id
+    /// starts with `keepingOwnerPrefix`. Only for a caller that knows those owners are gone (a
+    /// lease of a live worker taken this way costs it its turn, never correctness: the next
+    /// claim raises the epoch, and the session's fence stops the old holder's writes).
+    @discardableResult
+    public func reclaimLeases(_ queue: QueueName, keepingOwnerPrefix: String) async throws(TaskQueueError) -> Int {
+        let keys = QueueKeys(queue)
+        let reply = try await run(
+            TaskQueueScripts.reclaim, keys: [keys.leased, keys.ready, keys.meta, keys.marker, keys.since], [keys.taskPrefix, keepingOwnerPrefix])
+        guard let count = reply.int else { throw .unexpectedReply("\(reply)") }
+        return Int(count)
+    }
+
     /// A paused queue keeps accepting tasks but hands none out.
     public func pause(_ queue: QueueName) async throws(TaskQueueError) {
         let keys = QueueKeys(queue)

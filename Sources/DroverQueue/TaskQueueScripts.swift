@@ -212,6 +212,34 @@ enum TaskQueueScripts {
         return {1}
         """#)
 
+    /// Hands back every lease whose owner does not start with ARGV[2], as `release` would (no
+    /// attempt spent, no stall counted): for a caller that knows those owners are gone, such as
+    /// a batch run that holds its batch's lock and finds the leases of the run that died.
+    /// KEYS: leased ready meta marker since   ARGV: taskKeyPrefix keepOwnerPrefix   Returns the count.
+    static let reclaim = script(
+        "reclaim", idempotent: true,
+        #"""
+        local prefix, keep = ARGV[1], ARGV[2]
+        local reclaimed = 0
+        for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+          local key = prefix .. id
+          local f = redis.call('HMGET', key, 'state', 'owner', 'priority', 'seq', 'enqueued_at')
+          if f[1] == 'leased' and string.sub(f[2] or '', 1, #keep) ~= keep then
+            redis.call('ZREM', KEYS[1], id)
+            redis.call('HINCRBY', key, 'attempts', -1)
+            redis.call('HSET', key, 'state', 'ready', 'owner', '', 'release', 'reclaimed')
+            redis.call('ZADD', KEYS[2], ready_score(f[3], f[4]), id)
+            redis.call('ZADD', KEYS[5], f[5], id)
+            reclaimed = reclaimed + 1
+          end
+        end
+        if reclaimed > 0 then
+          redis.call('ZADD', KEYS[4], 0, '0')
+          redis.call('HINCRBY', KEYS[3], 'released', reclaimed)
+        end
+        return reclaimed
+        """#)
+
     /// KEYS: leased ready dead meta marker since lock
     /// ARGV: taskKeyPrefix intervalMs token limit
     /// Returns {ran(0|1), requeued, dead}.

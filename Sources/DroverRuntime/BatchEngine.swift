@@ -59,7 +59,8 @@ public struct BatchEngine {
     }
 
     /// Starts workers and the recorder, runs `body`, then drains the workers and records the
-    /// last events, so the SQLite mirror is complete when the report is written.
+    /// last events, so the SQLite mirror is complete when the report is written. The caller
+    /// must hold the batch's lock (`BatchLock`): leases others hold on the queue are taken back.
     public func run<T: Sendable>(_ body: @Sendable (SessionLog, TaskQueue, MirrorDatabase) async throws -> T) async throws -> T {
         let log = try runtime.sessionLog
         let database = try runtime.database()
@@ -72,6 +73,10 @@ public struct BatchEngine {
         options.queue = queueName
         options.leaseTTL = .seconds(15)
         options.drainTimeout = .seconds(2)
+        // The caller holds the batch's lock, so a lease on its queue held by another worker is
+        // one a run that died left: handed back now, its turn resumes at once rather than after
+        // the lease runs out.
+        try await queue.reclaimLeases(queueName, keepingOwnerPrefix: options.workerId + "/")
         let worker = Worker(queue: queue, runner: runner, options: options)
         let recorder = Recorder(redis: runtime.redis, database: database)
         let result = try await withThrowingTaskGroup(of: T?.self) { group in
@@ -84,7 +89,9 @@ public struct BatchEngine {
                 return nil
             }
             let value = try await body(log, queue, database)
-            worker.drain()
+            // Nothing waits on a turn still running now (the run was interrupted): hand it back
+            // at once, for the next run to resume.
+            worker.drain(timeout: .zero)
             group.cancelAll()
             while let _ = try? await group.next() {}
             return value

@@ -21,7 +21,12 @@ struct RunCommand: AsyncParsableCommand {
 
             Resumable: items are keyed by their content, and every outcome is saved as soon as it is
             known. Run the same job again (or `drover batch resume ID`) and finished items are not
-            redone; an item that was running when the process died is picked up from its session.
+            redone; an item that was running when the run stopped continues in its own session,
+            from its log, with no attempt spent.
+
+            Ctrl-C or SIGTERM stops starting items and gives running ones --drain-seconds to
+            finish; the rest are left pending, and the next run continues them. A second Ctrl-C
+            stops at once, with the same guarantee. Exits 130 (143 for SIGTERM) when interrupted.
 
             With no ANTHROPIC_API_KEY the sessions use the scripted model, following the job's
             `playbook:`; the tools, tests and files are real. The format: Jobs/README.md.
@@ -40,8 +45,17 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Write the report here instead of the job's report folder.")
     var reportDir: String?
 
+    @Option(help: "On Ctrl-C or SIGTERM, the seconds running items get to finish before they are left pending for the next run.")
+    var drainSeconds = 30
+
     func run() async throws {
-        let code = try await JobRun(jobPath: job, retryFailed: retryFailed, concurrency: concurrency, reportDir: reportDir).execute()
+        guard (0...3600).contains(drainSeconds) else {
+            note("drover: error: --drain-seconds: \(drainSeconds) is out of range. Fix: use 0 to 3600")
+            throw ExitCode(2)
+        }
+        let code = try await JobRun(
+            jobPath: job, retryFailed: retryFailed, concurrency: concurrency, reportDir: reportDir, drainSeconds: drainSeconds
+        ).execute()
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -52,6 +66,7 @@ struct JobRun {
     var retryFailed = false
     var concurrency: Int?
     var reportDir: String?
+    var drainSeconds = 30
 
     /// The process exit code: 0 all succeeded, 1 some did not, 2 the job file is bad.
     func execute() async throws -> Int32 {
@@ -90,7 +105,8 @@ struct JobRun {
             configuration.redisURL == nil ? "embedded Redis and SQLite in \(configuration.dataDirectory.path)" : "Redis at DROVER_REDIS_URL"
         say("drover run \(spec.name): \(model.label); \(defaults); bubblewrap sandboxes")
 
-        return try await withRuntime(poolSize: spec.concurrency * 3 + 8, announce: false) { runtime in
+        // Signals are this command's own: the first drains the run, the second ends it (below).
+        return try await withRuntime(poolSize: spec.concurrency * 3 + 8, announce: false, exitOnSignal: false) { runtime in
             let database = try runtime.database()
             // The file's own JSON keys the items (so keys stay what they were); the sessions
             // get the agent decoded from it here, once.
@@ -155,12 +171,36 @@ struct JobRun {
             let engine = BatchEngine(
                 runtime: runtime, concurrency: spec.concurrency, model: model,
                 hand: toolset, handsRoot: handsRoot, queueName: queueName)
-            let display = ProgressDisplay()
-            display.startTicking()
+            let display = ProgressDisplay(columns: spec.output.columns)
             var options = BatchRunner.Options(handsRoot: handsRoot)
             options.retryFailed = retryFailed
             options.queue = queueName
             let runnerOptions = options
+            let interruption = options.interruption
+            let drain = drainSeconds
+            let signals = InterruptSignals(
+                first: { signal in
+                    interruption.request(drain: .seconds(drain))
+                    display.notice(
+                        "\(InterruptSignals.name(signal)): starting no more items; running ones get up to \(drain) s to finish, then are left pending for the next run. Ctrl-C again stops at once."
+                    )
+                },
+                again: { signal in
+                    interruption.abandon()
+                    display.close()
+                    note(
+                        "drover: \(InterruptSignals.name(signal)) again: stopping now. Unfinished items keep their sessions and attempts; run the job again to continue them."
+                    )
+                    // Like kill -9, but the embedded server writes its AOF and stops. Sandboxes
+                    // die with this process; nothing else is touched, so no running tool fails
+                    // on the way down and has that taken for its result.
+                    Task {
+                        await runtime.embedded?.stop()
+                        exit(128 + signal)
+                    }
+                })
+            defer { signals.cancel() }
+            display.startTicking()
             say(
                 "batch \(batchId) · \(items.count) items · concurrency \(spec.concurrency) · timeout \(BatchRunnerFormatting.seconds(spec.timeoutSeconds)) per item"
             )
@@ -183,15 +223,25 @@ struct JobRun {
             } catch {
                 // Ends the sandboxes and unmounts their volumes; the images stay, for a rerun.
                 await toolset.pool.shutdown()
+                if interruption.isAbandoned, let signal = signals.received { return 128 + signal }
                 throw error
             }
+            // Stopped at once: what running items saw as the run went down is not their result.
+            if interruption.isAbandoned, let signal = signals.received { return 128 + signal }
             display.stop()
             let report = BatchReport(plan: plan, outcomes: outcomes)
             let files = try report.write()
             let counts = report.counts
             let order: [ItemOutcome.Status] = [.succeeded, .failed, .timedOut, .skipped]
-            say("finished: " + order.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
+            var tally = order.map { "\(counts[$0] ?? 0) \($0.rawValue)" }
+            let unfinished = (counts[.pending] ?? 0) + (counts[.running] ?? 0)
+            if unfinished > 0 { tally.append("\(unfinished) pending") }
+            say((interruption.isRequested ? "interrupted: " : "finished: ") + tally.joined(separator: ", "))
             say("report: " + files.map { relativeToCurrentDirectory($0) }.joined(separator: ", "))
+            if let signal = signals.received {
+                say("run `drover run \(jobPath)` again to continue the \(unfinished) pending items")
+                return 128 + signal
+            }
             return report.succeeded ? 0 : 1
         }
     }
@@ -211,4 +261,43 @@ func relativeToCurrentDirectory(_ url: URL) -> String {
 /// A line on standard output, written at once (progress lines must not wait in a buffer).
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// SIGINT and SIGTERM for a command that stops in two steps: the first signal asks it to wind
+/// down, a second one ends it at once. Unchecked: `sources` is written once, in `init`, and
+/// dispatch sources are safe to cancel from any thread.
+final class InterruptSignals: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+    private let count = Locked<(Int, Int32?)>((0, nil))
+
+    init(first: @escaping @Sendable (Int32) -> Void, again: @escaping @Sendable (Int32) -> Void) {
+        var sources: [any DispatchSourceSignal] = []
+        let count = self.count
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let seen = count.withLock { state -> Int in
+                    state.0 += 1
+                    if state.1 == nil { state.1 = number }
+                    return state.0
+                }
+                seen == 1 ? first(number) : again(number)
+            }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+
+    /// The first signal received, if any.
+    var received: Int32? { count.value.1 }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+
+    static func name(_ signal: Int32) -> String { signal == SIGINT ? "interrupted (Ctrl-C)" : "SIGTERM" }
 }

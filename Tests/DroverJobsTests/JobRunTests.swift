@@ -205,6 +205,152 @@ struct JobRunTests {
         #expect(second.stdout.contains("\(earlier.count) finished in an earlier run, \(8 - earlier.count) to run"))
     }
 
+    /// Waits until `output` (a run's standard output) has lines starting with `prefix` for `count`
+    /// items, and returns those items with the session each names.
+    func startedItems(_ output: String, prefix: String, count: Int, child: ChildProcess) async throws -> [String: String] {
+        let deadline = ContinuousClock.now + .seconds(120)
+        var started: [String: String] = [:]
+        while ContinuousClock.now < deadline, child.isRunning {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
+                let words = line.split(separator: " ", omittingEmptySubsequences: true)
+                if words.count >= 3 { started[String(words[1])] = String(words[2]) }
+            }
+            if started.count >= count { return started }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("\(count) items never started:\n\((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
+        return started
+    }
+
+    @Test(
+        "Ctrl-C drains: running items finish, the rest stay pending with their attempts; a second Ctrl-C stops at once; the rerun continues the same sessions"
+    )
+    func interruptDrainsAndResumes() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let job = directory.appendingPathComponent("drain.yaml")
+        try Data(
+            """
+            name: drain
+            agent: {model: claude-sonnet-4-5}
+            items: {list: [a, b, c, d]}
+            prompt: "Item {{value}}"
+            concurrency: 2
+            retries: 0
+            timeout_seconds: 120
+            output: {columns: [ok]}
+            playbook:
+              steps: [{tool: bash, input: {command: "sleep 3; echo done"}}]
+              final: '{"ok": true}'
+            """.utf8
+        ).write(to: job)
+        let reportDirectory = directory.appendingPathComponent("report")
+        let arguments = ["run", job.path, "--report-dir", reportDirectory.path]
+
+        // First run: Ctrl-C (SIGINT to its process group, as a terminal sends it) while two
+        // items run. They get the drain to finish; the other two never start.
+        let firstOutput = directory.appendingPathComponent("first.out").path
+        let first = try ChildProcess(
+            executable: droverBinary.path, arguments: arguments + ["--drain-seconds", "100"], environment: environment(), outputPath: firstOutput)
+        let firstStarted = try await startedItems(firstOutput, prefix: "start ", count: 2, child: first)
+        kill(-first.pid, SIGINT)
+        #expect(await first.exitCodeWhenDone() == 130, "\((try? String(contentsOfFile: firstOutput, encoding: .utf8)) ?? "")")
+        let afterFirst = try report(reportDirectory)
+        for item in afterFirst.items {
+            if firstStarted[item.item_id] != nil {
+                #expect(item.status == "succeeded" && item.sessions == [firstStarted[item.item_id]!], "\(item)")
+            } else {
+                #expect(item.status == "pending" && item.attempts == 0 && item.sessions.isEmpty, "\(item)")
+            }
+        }
+
+        // Second run: Ctrl-C twice while the other two run: it stops at once, and they keep
+        // their sessions and attempts (no report is written by a run stopped that way).
+        let secondOutput = directory.appendingPathComponent("second.out").path
+        let second = try ChildProcess(executable: droverBinary.path, arguments: arguments, environment: environment(), outputPath: secondOutput)
+        let secondStarted = try await startedItems(secondOutput, prefix: "start ", count: 2, child: second)
+        kill(-second.pid, SIGINT)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(-second.pid, SIGINT)
+        #expect(await second.exitCodeWhenDone() == 130, "\((try? String(contentsOfFile: secondOutput, encoding: .utf8)) ?? "")")
+        #expect(Set(secondStarted.keys) == Set(["a", "b", "c", "d"]).subtracting(firstStarted.keys))
+
+        // The rerun continues both in their own sessions, with no attempt spent.
+        let third = try await runProgramSeparately(droverBinary.path, arguments, environment: environment(), timeout: .seconds(120))
+        #expect(third.status == 0, "\(third.stdout)\n\(third.stderr)")
+        #expect(third.stdout.contains("4 items: 2 finished in an earlier run, 2 to run (2 continue their sessions)"), "\(third.stdout)")
+        let final = try report(reportDirectory)
+        #expect(final.items.allSatisfy { $0.status == "succeeded" && $0.attempts == 1 && $0.columns["ok"] == .bool(true) })
+        for item in final.items {
+            #expect(item.sessions == [firstStarted[item.item_id] ?? secondStarted[item.item_id] ?? "?"], "\(item)")
+        }
+    }
+
+    @Test(
+        "kill -9 mid-item: the rerun continues the same session from its log; the cut-off call gets one error result; earlier tool calls are not redone"
+    )
+    func crashResumesTheSession() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Step 1 counts its own runs; step 2 is slow enough to be killed in; step 3 reports how
+        // often step 1 ran. retries: 0, so only resuming (which is no attempt) can finish it.
+        func job(_ name: String) throws -> String {
+            let file = directory.appendingPathComponent("\(name).yaml")
+            try Data(
+                """
+                name: \(name)
+                agent: {model: claude-sonnet-4-5}
+                items: {list: [river]}
+                prompt: "Analyse {{value}}"
+                retries: 0
+                timeout_seconds: 120
+                output: {columns: [first, step1_runs]}
+                playbook:
+                  steps:
+                    - {tool: bash, input: {command: "echo ran >> /workspace/step1.log; wc -l < /workspace/step1.log"}}
+                    - {tool: bash, input: {command: "sleep 4; echo slept"}}
+                    - {tool: bash, input: {command: "wc -l < /workspace/step1.log"}}
+                  final: '{"first": {{result_1}}, "step1_runs": {{result_3}}}'
+                """.utf8
+            ).write(to: file)
+            return file.path
+        }
+        let reportDirectory = directory.appendingPathComponent("report")
+        let arguments = ["run", try job("crash"), "--report-dir", reportDirectory.path]
+        let output = directory.appendingPathComponent("first.out").path
+        let first = try ChildProcess(executable: droverBinary.path, arguments: arguments, environment: environment(), outputPath: output)
+        let session = try #require(try await startedItems(output, prefix: "start ", count: 1, child: first)["river"])
+        // Killed once step 2 has started: its call is in the log with no result.
+        let deadline = ContinuousClock.now + .seconds(120)
+        var events = ""
+        while ContinuousClock.now < deadline, first.isRunning {
+            events = try await runProgramSeparately(droverBinary.path, ["sessions", "events", session], environment: environment()).stdout
+            if events.components(separatedBy: "\"agent.tool_use\"").count - 1 >= 2 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(first.isRunning, "the run ended before step 2:\n\(events)")
+        await first.kill()
+
+        let rerun = try await runProgramSeparately(droverBinary.path, arguments, environment: environment(), timeout: .seconds(120))
+        #expect(rerun.status == 0, "\(rerun.stdout)\n\(rerun.stderr)")
+        #expect(rerun.stdout.contains("resume river  \(session)"), "\(rerun.stdout)")
+        let item = try #require(try report(reportDirectory).items.first)
+        #expect(item.status == "succeeded" && item.sessions == [session] && item.attempts == 1, "\(item)")
+
+        let log = try await runProgramSeparately(droverBinary.path, ["sessions", "events", session], environment: environment()).stdout
+        #expect(log.components(separatedBy: "interrupted by a worker crash").count - 1 == 1, "\(log)")
+        #expect(log.components(separatedBy: "\"type\":\"user.message\"").count - 1 == 1)
+
+        // The same job, never interrupted, reports the same.
+        let calm = directory.appendingPathComponent("calm-report")
+        let uninterrupted = try await runProgramSeparately(
+            droverBinary.path, ["run", try job("calm"), "--report-dir", calm.path], environment: environment(), timeout: .seconds(120))
+        #expect(uninterrupted.status == 0, "\(uninterrupted.stdout)\n\(uninterrupted.stderr)")
+        let expected = try #require(try report(calm).items.first)
+        #expect(item.columns == expected.columns && item.columns["step1_runs"] == .number(1), "\(item.columns) vs \(expected.columns)")
+    }
+
     @Test("an item over its timeout is interrupted and reported as timed out; a budget stops new items; exit 1")
     func timeoutAndBudget() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }

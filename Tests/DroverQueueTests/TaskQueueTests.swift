@@ -308,6 +308,31 @@ struct TaskQueueTests {
         }
     }
 
+    @Test("reclaiming hands back the leases of owners that are gone, keeps the caller's own, and spends no attempt")
+    func reclaim() async throws {
+        try await withQueue { queue, name, _ in
+            let gone = try await queue.enqueue(name, payload: "{\"n\":1}", maxAttempts: 1).taskId
+            let mine = try await queue.enqueue(name, payload: "{\"n\":2}", maxAttempts: 1).taskId
+            let dead = try #require(try await queue.claim(name, workerId: "worker-host-111/0", leaseTTL: held).leases.first)
+            let kept = try #require(try await queue.claim(name, workerId: "worker-host-222/0", leaseTTL: held).leases.first)
+            #expect(dead.taskId == gone && kept.taskId == mine)
+
+            #expect(try await queue.reclaimLeases(name, keepingOwnerPrefix: "worker-host-222/") == 1)
+            #expect(try await queue.reclaimLeases(name, keepingOwnerPrefix: "worker-host-222/") == 0)
+            // The dead owner's lease is superseded; the kept one still heartbeats.
+            var stale = dead
+            #expect(try await queue.heartbeat(&stale, leaseTTL: held) == .lost(.released))
+            var live = kept
+            #expect(try await queue.heartbeat(&live, leaseTTL: held) == .ok)
+            let again = try #require(try await queue.claim(name, workerId: "worker-host-222/1", leaseTTL: held).leases.first)
+            #expect(again.taskId == gone && again.attempt == 1 && again.epoch == dead.epoch + 1)
+            #expect(try await queue.ack(dead) == .lost(.superseded))
+            // With max_attempts 1, a failure now is final: the reclaim spent no attempt.
+            #expect(try await queue.fail(again, error: "x", retryable: true) == .dead)
+            #expect(try await queue.stats(name).leased == 1)
+        }
+    }
+
     @Test("retries back off exponentially, with jitter, up to a cap")
     func backoff() async throws {
         try await withQueue { queue, _, _ in

@@ -44,10 +44,10 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Stops claiming new tasks. Turns in flight get `drainTimeout` to finish, then are cancelled
-    /// and handed back.
-    public func drain() {
-        let deadline = ContinuousClock.now + options.drainTimeout
+    /// Stops claiming new tasks. Turns in flight get `timeout` (by default the options'
+    /// `drainTimeout`) to finish, then are cancelled and handed back.
+    public func drain(timeout: Duration? = nil) {
+        let deadline = ContinuousClock.now + (timeout ?? options.drainTimeout)
         drainDeadline.withLock { if $0 == nil { $0 = deadline } }
     }
 
