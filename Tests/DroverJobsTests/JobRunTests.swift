@@ -351,6 +351,55 @@ struct JobRunTests {
         #expect(item.columns == expected.columns && item.columns["step1_runs"] == .number(1), "\(item.columns) vs \(expected.columns)")
     }
 
+    @Test("--retry-failed starts failed items over with their attempts, says how many, and keeps the earlier result in the report")
+    func retryFailed() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let job = directory.appendingPathComponent("flaky.yaml")
+        // `broken` fails until the playbook (the scripted model's behaviour, which is not part of
+        // an item's key) is fixed between runs.
+        func write(answer: String) throws {
+            try Data(
+                """
+                name: flaky
+                agent: {model: claude-sonnet-4-5}
+                items: {list: [fine, broken]}
+                prompt: "Item {{value}}"
+                retries: 0
+                output: {columns: [ok]}
+                playbook:
+                  steps: [{tool: bash, input: {command: "test '{{user_text}}' = 'Item fine' && echo true || echo \(answer)"}}]
+                  final: '{"ok": {{result_1}}}'
+                """.utf8
+            ).write(to: job)
+        }
+        try write(answer: "oops")
+        let reportDirectory = directory.appendingPathComponent("report")
+        let arguments = ["run", job.path, "--report-dir", reportDirectory.path]
+        let first = try await runProgramSeparately(droverBinary.path, arguments, environment: environment(), timeout: .seconds(120))
+        #expect(first.status == 1, "\(first.stdout)\n\(first.stderr)")
+        let failed = try #require(try report(reportDirectory).items.first { $0.item_id == "broken" })
+        #expect(failed.status == "failed" && failed.attempts == 1)
+
+        // Without the flag nothing is redone; with it, the failed item runs again, all attempts new.
+        let again = try await runProgramSeparately(droverBinary.path, arguments, environment: environment(), timeout: .seconds(120))
+        #expect(again.status == 1 && again.stdout.contains("2 items: 2 finished in an earlier run, 0 to run"), "\(again.stdout)")
+        try write(answer: "true")
+        let retried = try await runProgramSeparately(
+            droverBinary.path, arguments + ["--retry-failed"], environment: environment(), timeout: .seconds(120))
+        #expect(retried.status == 0, "\(retried.stdout)\n\(retried.stderr)")
+        #expect(retried.stdout.contains("2 items: 1 finished in an earlier run, 1 to run (1 retried after failing earlier)"), "\(retried.stdout)")
+        let json = try JSONValue.parse(String(contentsOf: reportDirectory.appendingPathComponent("report.json"), encoding: .utf8))
+        let items = json.objectValue?["items"]?.arrayValue ?? []
+        let broken = try #require(items.first { $0.objectValue?["item_id"] == .string("broken") }?.objectValue)
+        #expect(broken["status"] == .string("succeeded") && broken["attempts"] == .number(1))
+        let earlier = try #require(broken["earlier"]?.arrayValue?.first?.objectValue, "\(broken)")
+        #expect(earlier["status"] == .string("failed") && earlier["attempts"] == .number(1))
+        #expect(earlier["error"]?.stringValue?.isEmpty == false)
+        #expect(
+            earlier["sessions"]?.arrayValue?.count == 1 && broken["sessions"]?.arrayValue?.count == 1 && earlier["sessions"] != broken["sessions"])
+    }
+
     @Test("an item over its timeout is interrupted and reported as timed out; a budget stops new items; exit 1")
     func timeoutAndBudget() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }
