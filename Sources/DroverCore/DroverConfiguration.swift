@@ -5,8 +5,10 @@ import Foundation
 public struct DroverConfiguration: Sendable {
     /// `DROVER_REDIS_URL`. When nil, Drover starts a private `redis-server` in `dataDirectory`.
     public var redisURL: String?
-    /// `DROVER_DATA_DIR`, default `./.drover`.
+    /// `DROVER_DATA_DIR`, else the nearest `.drover` here or above, else `./.drover`.
     public var dataDirectory: URL
+    /// How `dataDirectory` was chosen.
+    public var dataDirectoryOrigin = DataDirectoryOrigin.environment
     /// `DROVER_DB`, default `<dataDirectory>/drover.db`.
     public var databasePath: URL
     /// `DROVER_REDIS_POOL`, default 8: pooled connections per process (blocking reads use their own).
@@ -46,7 +48,8 @@ public struct DroverConfiguration: Sendable {
             guard let value = environment[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
             return value
         }
-        let dataDirectory = URL(fileURLWithPath: nonEmpty("DROVER_DATA_DIR") ?? ".drover")
+        let (dataDirectory, origin) =
+            nonEmpty("DROVER_DATA_DIR").map { (URL(fileURLWithPath: $0), DataDirectoryOrigin.environment) } ?? locateDataDirectory()
         var poolSize = 8
         if let raw = nonEmpty("DROVER_REDIS_POOL") {
             guard let value = Int(raw), (1...256).contains(value) else {
@@ -58,11 +61,42 @@ public struct DroverConfiguration: Sendable {
             }
             poolSize = value
         }
-        return DroverConfiguration(
+        var configuration = DroverConfiguration(
             redisURL: nonEmpty("DROVER_REDIS_URL"),
             dataDirectory: dataDirectory,
             databasePath: nonEmpty("DROVER_DB").map { URL(fileURLWithPath: $0) },
             redisPoolSize: poolSize
         )
+        configuration.dataDirectoryOrigin = origin
+        return configuration
+    }
+
+    public enum DataDirectoryOrigin: Sendable, Equatable {
+        /// `DROVER_DATA_DIR`.
+        case environment
+        /// A `.drover` directory in the working directory or one above it.
+        case found
+        /// None was found: `./.drover`, made on first use.
+        case new
+    }
+
+    /// Finds the data directory as git finds `.git`: the nearest `.drover` directory in
+    /// `workingDirectory` or above it, so that a command run from a subfolder (`Jobs/`) uses the
+    /// project's store instead of starting an empty one. Without one, `./.drover`.
+    public static func locateDataDirectory(
+        from workingDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    ) -> (URL, DataDirectoryOrigin) {
+        var directory = workingDirectory.standardizedFileURL
+        while true {
+            let candidate = directory.appendingPathComponent(".drover")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                return (candidate, .found)
+            }
+            let parent = directory.deletingLastPathComponent().standardizedFileURL
+            if parent.path == directory.path { break }
+            directory = parent
+        }
+        return (workingDirectory.appendingPathComponent(".drover").standardizedFileURL, .new)
     }
 }

@@ -215,6 +215,11 @@ public final class RuntimeEnvironment: Sendable {
             let redis = try await RedisClient.connect(url, options: options)
             return RuntimeEnvironment(configuration: configuration, redis: redis, embedded: nil)
         }
+        if configuration.dataDirectoryOrigin == .new, !FileManager.default.fileExists(atPath: configuration.dataDirectory.path) {
+            note(
+                "drover: no .drover directory here or above; creating \(configuration.dataDirectory.path) for Redis and SQLite (set DROVER_DATA_DIR to keep them elsewhere)"
+            )
+        }
         let embedded = try await EmbeddedRedis.start(EmbeddedRedis.Options(dataDirectory: configuration.dataDirectory))
         if announce {
             let role = embedded.isOwner ? "started" : "sharing"

@@ -12,7 +12,7 @@ struct Drover: AsyncParsableCommand {
             Configuration comes from the environment:
               DROVER_REDIS_URL   redis://[:password@]host:port/db or unix:///path?db=N.
                                  Unset: Drover starts a private redis-server (AOF on) in DROVER_DATA_DIR.
-              DROVER_DATA_DIR    where embedded state lives (default ./.drover).
+              DROVER_DATA_DIR    where embedded state lives (default: the nearest .drover here or above, else ./.drover).
               DROVER_DB          the SQLite file (default $DROVER_DATA_DIR/drover.db).
               DROVER_REDIS_POOL  pooled Redis connections per process (default 8).
               DROVER_API_ADDR    where `drover api` and `drover serve` listen (default 127.0.0.1:8787).
