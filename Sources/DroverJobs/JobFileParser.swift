@@ -95,8 +95,25 @@ struct JobFile: Decodable {
         reportDirectory = try fields.decodeIfPresent(ReportField.self, forKey: .report)?.dir
         if let playbook = try fields.decodeIfPresent(PlaybookField.self, forKey: .playbook) {
             self.playbook = PlaybookText(yaml: playbook.yaml)
+            if output.source == .finalMessage, let keys = Self.keys(ofFinal: playbook.final) {
+                let missing = output.columns.filter { !keys.contains($0) }
+                if !missing.isEmpty {
+                    throw SourceFileProblem(
+                        at: decoder.codingPath + [Keys.output, OutputField.Keys.columns],
+                        "\(missing.map { "`\($0)`" }.joined(separator: ", ")) is not a key of the playbook's final message (it has \(keys.sorted().map { "`\($0)`" }.joined(separator: ", ")))",
+                        fix: "correct the column's name, or add the key to `playbook.final`")
+                }
+            }
         }
         try PromptTemplate.validate(prompt, at: decoder.codingPath + [Keys.prompt])
+    }
+
+    /// The keys of the JSON object a playbook's final message will hold, when the template says
+    /// so by itself (placeholders stand in as values); nil when only running it can tell, as
+    /// for `final: "{{result_1}}"`.
+    static func keys(ofFinal template: String) -> Set<String>? {
+        let filled = template.replacing(/\{\{[^}]*\}\}/, with: "0")
+        return OutputExtractor.jsonObject(in: filled).map { Set($0.keys) }
     }
 
     private static func agent(_ fields: KeyedDecodingContainer<Keys>) throws -> JobSpec.AgentSource {
@@ -173,7 +190,7 @@ private struct BudgetField: Decodable {
     }
 }
 
-private struct OutputField: Decodable {
+struct OutputField: Decodable {
     enum Keys: String, CodingKey, CaseIterable { case from, file, columns }
     var output = JobSpec.Output()
 
@@ -215,9 +232,11 @@ private struct PlaybookField: Decodable {
         case ttftMs = "ttft_ms"
     }
     let yaml: String
+    /// The final message's template, for checking the output columns against.
+    let final: String
 
     init(from decoder: any Decoder) throws {
-        _ = try decoder.container(keyedBy: Keys.self)
+        final = try decoder.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .final) ?? ""
         let subtree = try SourceYAML(from: decoder)
         do {
             yaml = try Yams.serialize(node: .mapping(Node.Mapping([(Node("playbook"), subtree.node)])))

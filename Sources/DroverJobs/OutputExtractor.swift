@@ -23,11 +23,20 @@ public enum OutputExtractor {
         return nil
     }
 
-    public static func columns(from object: [String: JSONValue], wanted: [String]) -> [String: JSONValue] {
-        guard !wanted.isEmpty else { return object }
-        var columns: [String: JSONValue] = [:]
-        for name in wanted { columns[name] = object[name] ?? .null }
-        return columns
+    /// The wanted keys of `object` (every key when none is named). A key the object lacks fails
+    /// the item, naming the keys it has: a misspelt column must not pass as an empty one.
+    public static func columns(from object: [String: JSONValue], wanted: [String]) -> Result<[String: JSONValue], Failure> {
+        guard !wanted.isEmpty else { return .success(object) }
+        let missing = wanted.filter { object[$0] == nil }
+        guard missing.isEmpty else {
+            let has = object.keys.sorted().map { "`\($0)`" }.joined(separator: ", ")
+            return .failure(
+                Failure(
+                    description:
+                        "the output has no \(missing.map { "`\($0)`" }.joined(separator: ", ")) (it has \(has.isEmpty ? "no keys" : has)). Fix: name those keys in output.columns, or ask for them in the prompt"
+                ))
+        }
+        return .success(object.filter { wanted.contains($0.key) })
     }
 
     public static func extract(_ output: JobSpec.Output, finalMessage: String?, workspace: URL) -> Result<[String: JSONValue], Failure> {
@@ -40,7 +49,7 @@ public enum OutputExtractor {
                 let preview = finalMessage.prefix(160).replacingOccurrences(of: "\n", with: " ")
                 return .failure(Failure(description: "the final message holds no JSON object (it begins: \(preview))"))
             }
-            return .success(columns(from: object, wanted: output.columns))
+            return columns(from: object, wanted: output.columns)
         case .file:
             let path = output.file ?? ""
             let url = workspace.appendingPathComponent(path).standardizedFileURL
@@ -60,7 +69,7 @@ public enum OutputExtractor {
             guard case .object(let object)? = try? JSONValue.parse(String(decoding: data, as: UTF8.self)) else {
                 return .failure(Failure(description: "\(path) is not a JSON object"))
             }
-            return .success(columns(from: object, wanted: output.columns))
+            return columns(from: object, wanted: output.columns)
         }
     }
 }

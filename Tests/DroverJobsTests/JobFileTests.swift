@@ -197,12 +197,33 @@ struct JobFileTests {
     }
 
     @Test("the final message's JSON object becomes the columns")
-    func outputExtraction() {
+    func outputExtraction() throws {
         #expect(OutputExtractor.jsonObject(in: "[scripted] {\"score\": 90, \"verdict\": \"fail\"}")?["score"] == .number(90))
         #expect(OutputExtractor.jsonObject(in: "Here it is:\n```json\n{\"a\": 1}\n```\nDone {x}")?["a"] == .number(1))
         #expect(OutputExtractor.jsonObject(in: "no json here") == nil)
-        let columns = OutputExtractor.columns(from: ["a": .number(1), "b": .number(2)], wanted: ["b", "c"])
-        #expect(columns == ["b": .number(2), "c": .null])
+        #expect(try OutputExtractor.columns(from: ["a": .number(1), "b": .number(2)], wanted: ["b"]).get() == ["b": .number(2)])
+        #expect(try OutputExtractor.columns(from: ["a": .null], wanted: []).get() == ["a": .null])
+        // A column the output lacks fails the item, naming what it has: `scroe` is not `score`.
+        guard case .failure(let missing) = OutputExtractor.columns(from: ["score": .number(90), "total": .number(10)], wanted: ["scroe", "total"])
+        else {
+            Issue.record("a missing column passed")
+            return
+        }
+        #expect(missing.description.contains("no `scroe` (it has `score`, `total`)"), "\(missing)")
+    }
+
+    @Test("output.columns the playbook's final message cannot produce is refused at load, naming the line and the keys it has")
+    func columnsCheckedAgainstPlaybook() throws {
+        let typo = try #require(failure(Self.valid.replacingOccurrences(of: "output: {columns: [title]}", with: "output: {columns: [titel]}")))
+        #expect(typo.field == "output.columns" && typo.line == 12, "\(typo)")
+        #expect(typo.description.contains("`titel`") && typo.description.contains("`title`"), "\(typo)")
+        // A final message that is all placeholders cannot be checked before it runs; it is allowed.
+        _ = try parse(
+            Self.valid.replacingOccurrences(of: "output: {columns: [title]}", with: "output: {columns: [titel]}")
+                .replacingOccurrences(of: "final: '{\"title\": \"{{last_result}}\"}'", with: "final: '{{last_result}}'"))
+        // Nor is a file output checked against the final message.
+        _ = try parse(
+            Self.valid.replacingOccurrences(of: "output: {columns: [title]}", with: "output: {from: file, file: out.json, columns: [titel]}"))
     }
 
     @Test("output.file and collect: follow no link the agent planted, and collect.to stays in the report")
