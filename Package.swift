@@ -155,6 +155,7 @@ let package = Package(
                 "DroverCore",
                 "DroverDatabase",
                 "DroverHands",
+                "DroverJobs",
                 "DroverQueue",
                 "DroverRedis",
                 "DroverSessionLog",

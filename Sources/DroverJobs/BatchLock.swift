@@ -20,8 +20,16 @@ public struct BatchLock: Sendable {
 
     public init(redis: RedisClient, batchId: String) {
         self.redis = redis
-        key = "drover:batch:\(batchId):lock"
+        key = Self.key(batchId)
         holder = "\(ProcessInfo.processInfo.hostName):\(getpid())"
+    }
+
+    static func key(_ batchId: String) -> String { "drover:batch:\(batchId):lock" }
+
+    /// Whether a run of the batch holds its lock now: it is running, or was killed less than a
+    /// lease ago.
+    public static func isHeld(redis: RedisClient, batchId: String) async throws -> Bool {
+        try await redis.send(["EXISTS", key(batchId)], idempotent: true).int == 1
     }
 
     public func acquire(batchId: String) async throws {

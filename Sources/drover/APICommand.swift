@@ -123,7 +123,9 @@ struct ServeCommand: AsyncParsableCommand {
             ]
             if scheduler {
                 let store = DeploymentStore(database: database)
-                let firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+                var firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+                let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory)
+                firer.launchBatch = { try launcher.launch($0) }
                 services.append(
                     NamedService(
                         "the scheduler",

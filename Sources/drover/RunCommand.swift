@@ -48,13 +48,21 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "On Ctrl-C or SIGTERM, the seconds running items get to finish before they are left pending for the next run.")
     var drainSeconds = 30
 
+    @Option(help: "Run as this batch (default batch_NAME, one per job): a scheduled job's fires each get their own.")
+    var batchId: String?
+
     func run() async throws {
+        if let batchId, batchId.wholeMatch(of: /batch_[a-z0-9_]{1,120}/) == nil {
+            note("drover: error: --batch-id: '\(batchId)' is not a batch id. Fix: use batch_ followed by lowercase letters, digits and _")
+            throw ExitCode(2)
+        }
         guard (0...3600).contains(drainSeconds) else {
             note("drover: error: --drain-seconds: \(drainSeconds) is out of range. Fix: use 0 to 3600")
             throw ExitCode(2)
         }
         let code = try await JobRun(
-            jobPath: job, retryFailed: retryFailed, concurrency: concurrency, reportDir: reportDir, drainSeconds: drainSeconds
+            jobPath: job, retryFailed: retryFailed, concurrency: concurrency, reportDir: reportDir, drainSeconds: drainSeconds,
+            batchId: batchId
         ).execute()
         if code != 0 { throw ExitCode(code) }
     }
@@ -67,6 +75,7 @@ struct JobRun {
     var concurrency: Int?
     var reportDir: String?
     var drainSeconds = 30
+    var batchId: String?
 
     /// The process exit code: 0 all succeeded, 1 some did not, 2 the job file is bad.
     func execute() async throws -> Int32 {
@@ -160,7 +169,7 @@ struct JobRun {
                 return 2
             }
             let handsRoot = try runtime.handsRoot()
-            let batchId = BatchPlan.batchId(forJob: spec.name)
+            let batchId = self.batchId ?? BatchPlan.batchId(forJob: spec.name)
             var planned = BatchPlan(spec: spec, items: items, agent: agent, batchId: batchId, modelLabel: model.label)
             planned.environment = environmentConfig
             let plan = planned

@@ -48,8 +48,13 @@ struct ApplyCommand: AsyncParsableCommand {
                 try await JobCatalogCommand.apply(directory: path, dryRun: dryRun, json: json)
                 return
             }
-            let files = isDirectory.boolValue ? try ScheduleFile.loadDirectory(path) : [try ScheduleFile.load(path)]
             let store = try openDeploymentStore()
+            // `job: NAME` finds its file in the catalog `drover apply Jobs/` keeps.
+            let catalog = Dictionary(
+                try await store.database.jobs().filter { $0.removedAt == nil }.map { ($0.name, $0.file) }, uniquingKeysWith: { $1 })
+            let files =
+                isDirectory.boolValue
+                ? try ScheduleFile.loadDirectory(path, jobCatalog: catalog) : [try ScheduleFile.load(path, jobCatalog: catalog)]
             let report = try await store.apply(files, dryRun: dryRun)
             if json {
                 print(try encodeJSON(report))
@@ -159,7 +164,9 @@ struct DeploymentsCommand: AsyncParsableCommand {
                 guard row.archivedAt == nil else {
                     throw FieldError(field: "deployment", message: "'\(name)' is archived", fix: "add its file back and run `drover apply`")
                 }
-                let firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+                var firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+                let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory)
+                firer.launchBatch = { try launcher.launch($0) }
                 print(try encodeJSON(try await firer.fire(row, scheduledAt: nil, now: Date())))
             }
         }
@@ -210,8 +217,10 @@ struct SchedulerCommand: AsyncParsableCommand {
         try await withRuntime(exitOnSignal: false) { runtime in
             let database = try runtime.database()
             let store = DeploymentStore(database: database)
-            let firer = DeploymentFirer(
+            var firer = DeploymentFirer(
                 store: store, sessionLog: SessionLog(redis: runtime.redis, database: database), queue: TaskQueue(redis: runtime.redis))
+            let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory)
+            firer.launchBatch = { try launcher.launch($0) }
             var options = Scheduler.Options()
             options.tick = .milliseconds(tickMs)
             options.lockTTL = .milliseconds(lockTtlMs)

@@ -45,6 +45,37 @@ struct ScheduleFileTests {
         #expect(file.environment.objectValue?["name"]?.stringValue == "research")
     }
 
+    @Test("job: starts a job: a path from the schedule file, or a catalog name; it takes the job's agent and forbids its own")
+    func jobSchedules() throws {
+        let root = projectRoot.appendingPathComponent("Schedules/any.yaml").path
+        let byPath = try ScheduleFile.parse(
+            "name: digest\njob: ../Jobs/wiki-digest.yaml\noverlap: queue\nschedule: {type: cron, expression: \"0 9 * * mon\", timezone: UTC}\n",
+            file: root)
+        #expect(byPath.job?.name == "wiki-digest" && byPath.job?.overlap == .queue)
+        #expect(byPath.job?.file == projectRoot.appendingPathComponent("Jobs/wiki-digest.yaml").standardizedFileURL.path)
+        #expect(byPath.agentSnapshot.system?.contains("course wiki") == true && byPath.initialEvents.isEmpty)
+        let byName = try ScheduleFile.parse(
+            "name: digest\njob: wiki-digest\n", file: root,
+            jobCatalog: ["wiki-digest": projectRoot.appendingPathComponent("Jobs/wiki-digest.yaml").path])
+        #expect(byName.job?.file == byPath.job?.file && byName.job?.overlap == .skip)
+
+        func problem(_ text: String, catalog: [String: String] = [:]) -> String {
+            do {
+                _ = try ScheduleFile.parse(text, file: root, jobCatalog: catalog)
+                return "parsed"
+            } catch {
+                return error.description
+            }
+        }
+        #expect(
+            problem("name: digest\njob: wiki-digest\n").contains(
+                "any.yaml:2: job: no job named 'wiki-digest' is in the catalog. Fix: run `drover apply Jobs/` first"))
+        #expect(problem("name: digest\njob: ../Jobs/nope.yaml\n").contains("any.yaml:2: job:"))
+        #expect(problem("name: digest\njob: ../Jobs/wiki-digest.yaml\nagent: {model: claude-sonnet-4-5}\n").contains("agent: is the job's to say"))
+        #expect(problem("name: digest\njob: ../Jobs/wiki-digest.yaml\noverlap: sometimes\n").contains("'sometimes' is not an overlap policy"))
+        #expect(problem(Self.good + "\noverlap: skip\n").contains("applies only to a schedule with `job:`"))
+    }
+
     @Test("the shipped Schedules/ files load")
     func shipped() throws {
         let files = try ScheduleFile.loadDirectory(projectRoot.appendingPathComponent("Schedules").path)

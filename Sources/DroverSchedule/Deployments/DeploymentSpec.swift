@@ -21,11 +21,13 @@ public struct DeploymentSpec: Sendable, Codable, Equatable {
     public var sourceFile: String?
     /// The vaults the sessions it fires may use (`vault_ids`); nil in specs stored before them.
     public var vaultIDs: [String]?
+    /// Set when each fire starts a batch of this job instead of one session.
+    public var job: ScheduledJob?
 
     enum CodingKeys: String, CodingKey {
         case agentID = "agent_id", agentVersion = "agent_version", agent, agentSnapshot = "agent_snapshot", environment
         case initialEvents = "initial_events", expression, timezone, jitterSeconds = "jitter_seconds"
-        case pausedInFile = "paused_in_file", description, metadata, sourceFile = "source_file", vaultIDs = "vault_ids"
+        case pausedInFile = "paused_in_file", description, metadata, sourceFile = "source_file", vaultIDs = "vault_ids", job
     }
 
     public func cron() -> CronExpression? {

@@ -186,7 +186,7 @@ public final class DeploymentStore: Sendable {
             environment: file.environment, initialEvents: file.initialEvents,
             expression: file.schedule?.expression, timezone: file.schedule?.timeZone.identifier,
             jitterSeconds: file.jitterSeconds, pausedInFile: file.paused, description: file.description,
-            metadata: file.metadata, sourceFile: file.file)
+            metadata: file.metadata, sourceFile: file.file, job: file.job)
     }
 
     /// The environment named in the spec: an existing one, or one created from its inline config.
@@ -229,7 +229,7 @@ public final class DeploymentStore: Sendable {
         if let expression = spec.expression, let timezone = spec.timezone {
             schedule = .object(["type": .string("cron"), "expression": .string(expression), "timezone": .string(timezone)])
         }
-        return .object([
+        var resource: [String: JSONValue] = [
             "id": .string(id),
             "type": .string("deployment"),
             "name": .string(name),
@@ -244,11 +244,16 @@ public final class DeploymentStore: Sendable {
             "created_at": .string(createdAt),
             "updated_at": .string(Timestamp.string(now)),
             "archived_at": .null,
-        ])
+        ]
+        // Drover's own field: what each fire starts when it is a batch job rather than a session.
+        if let job = spec.job {
+            resource["job"] = .object(["name": .string(job.name), "file": .string(job.file), "overlap": .string(job.overlap.rawValue)])
+        }
+        return .object(resource)
     }
 
     static func hash(_ file: ScheduleFile) -> String {
-        let parts: JSONValue = .object([
+        var parts: [String: JSONValue] = [
             "description": file.description.map(JSONValue.string) ?? .null,
             "agent": file.agent,
             "environment": file.environment,
@@ -258,8 +263,10 @@ public final class DeploymentStore: Sendable {
             "jitter_seconds": .number(Double(file.jitterSeconds)),
             "paused": .bool(file.paused),
             "metadata": .object(file.metadata.mapValues(JSONValue.string)),
-        ])
-        return SHA256.hash(data: Data(parts.compactJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+        ]
+        // Only when set, so that the hashes of session schedules stay what they were.
+        if let job = file.job { parts["job"] = .object(["file": .string(job.file), "overlap": .string(job.overlap.rawValue)]) }
+        return SHA256.hash(data: Data(JSONValue.object(parts).compactJSON.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 }
 

@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverHands
+import DroverJobs
 import DroverSessionLog
 import DroverTools
 import Foundation
@@ -20,14 +21,20 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
     /// Events sent to each session right after it is created (the SDK's deployment initial events).
     public var initialEvents: [JSONValue]
     public var schedule: CronExpression?
-    public var jitterSeconds: Int
-    public var paused: Bool
-    public var metadata: [String: String]
+    public var jitterSeconds = 0
+    public var paused = false
+    public var metadata: [String: String] = [:]
+    /// With `job:`, each occurrence starts a batch of that job instead of one session.
+    public var job: ScheduledJob?
+    /// `job:` as written: a path (relative to the schedule file) or a name in the job catalog.
+    var jobReference: String?
+    var overlap = ScheduledJob.Overlap.skip
 
     static let initialEventTypes = ["user.message", "user.define_outcome", "system.message"]
     public static let maximumJitterSeconds = 3600
 
-    public static func load(_ path: String) throws(ScheduleFileError) -> ScheduleFile {
+    /// `jobCatalog`: the jobs `drover apply Jobs/` saw (name to file), for `job: NAME`.
+    public static func load(_ path: String, jobCatalog: [String: String] = [:]) throws(ScheduleFileError) -> ScheduleFile {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -35,12 +42,12 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
             throw ScheduleFileError(
                 file: path, line: nil, field: nil, message: "cannot be read (\(error.localizedDescription))", fix: "check the path")
         }
-        return try parse(text, file: path)
+        return try parse(text, file: path, jobCatalog: jobCatalog)
     }
 
     /// Every `*.yaml` and `*.yml` file in `directory`, sorted by path. Two files with one name
     /// are an error, since the name is what `apply` matches deployments by.
-    public static func loadDirectory(_ directory: String) throws(ScheduleFileError) -> [ScheduleFile] {
+    public static func loadDirectory(_ directory: String, jobCatalog: [String: String] = [:]) throws(ScheduleFileError) -> [ScheduleFile] {
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
@@ -52,7 +59,7 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         var files: [ScheduleFile] = []
         for name in names.sorted() where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
             // The path as the user wrote it, so errors point where they look.
-            let file = try load(directory.hasSuffix("/") ? directory + name : directory + "/" + name)
+            let file = try load(directory.hasSuffix("/") ? directory + name : directory + "/" + name, jobCatalog: jobCatalog)
             if let other = files.first(where: { $0.name == file.name }) {
                 throw ScheduleFileError(
                     file: file.file, line: nil, field: "name", message: "'\(file.name)' is also the name in \(other.file)",
@@ -63,18 +70,56 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         return files
     }
 
-    public static func parse(_ text: String, file: String) throws(ScheduleFileError) -> ScheduleFile {
+    public static func parse(_ text: String, file: String, jobCatalog: [String: String] = [:]) throws(ScheduleFileError) -> ScheduleFile {
         var parsed = try SourceFileDecoder.decode(
             ScheduleFile.self, from: text, file: file,
             emptyFix: "write a schedule: name:, agent:, initial_events: and schedule: (see Schedules/README.md)")
         parsed.file = file
+        if let reference = parsed.jobReference { try parsed.resolveJob(reference, text: text, catalog: jobCatalog) }
         return parsed
+    }
+
+    /// Finds and checks the job a `job:` schedule starts, now rather than at its first fire:
+    /// a path is relative to the schedule file; a bare name is looked up in the job catalog.
+    private mutating func resolveJob(_ reference: String, text: String, catalog: [String: String]) throws(ScheduleFileError) {
+        let line = text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.hasPrefix("job:") }.map { $0 + 1 }
+        func problem(_ message: String, fix: String) -> ScheduleFileError {
+            ScheduleFileError(file: file, line: line, field: "job", message: message, fix: fix)
+        }
+        let path: String
+        if reference.contains("/") || reference.hasSuffix(".yaml") || reference.hasSuffix(".yml") {
+            let directory = URL(fileURLWithPath: file).deletingLastPathComponent()
+            path = URL(fileURLWithPath: reference, relativeTo: directory).standardizedFileURL.path
+        } else if let found = catalog[reference] {
+            path = URL(fileURLWithPath: found).standardizedFileURL.path
+        } else {
+            throw problem(
+                "no job named '\(reference)' is in the catalog",
+                fix: "run `drover apply Jobs/` first, or give the job file's path, such as ../Jobs/\(reference).yaml")
+        }
+        let spec: JobSpec
+        do {
+            spec = try JobFileParser.load(path: path)
+        } catch {
+            throw problem("\(error)", fix: "fix the job file; `drover run` shows the same error")
+        }
+        guard case .inline(let agent) = spec.agent else {
+            throw problem(
+                "the job's agent is a stored one, which a schedule cannot start yet", fix: "write the agent inline in \(spec.file.path)")
+        }
+        do throws(FieldError) {
+            agentSnapshot = try AgentParams.fileAgent(agent)
+        } catch {
+            throw problem("the job's agent: \(error)", fix: "fix the job file")
+        }
+        self.agent = agent
+        job = ScheduledJob(file: spec.file.path, name: spec.name, overlap: overlap)
     }
 
     enum Keys: String, CodingKey, CaseIterable {
         case name, description, agent, environment
         case initialEvents = "initial_events", schedule
-        case jitterSeconds = "jitter_seconds", paused, metadata
+        case jitterSeconds = "jitter_seconds", paused, metadata, job, overlap
     }
 
     public init(from decoder: any Decoder) throws {
@@ -86,7 +131,31 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         }
         description = try fields.decodeIfPresent(String.self, forKey: .description)
 
-        let agentFix = "add agent: with at least model: (the SDK's agent create-params shape)"
+        jobReference = try fields.decodeIfPresent(String.self, forKey: .job)
+        if let overlapText = try fields.decodeIfPresent(String.self, forKey: .overlap) {
+            guard jobReference != nil else {
+                throw decoder.problem(Keys.overlap, "applies only to a schedule with `job:`", fix: "remove overlap:, or add job:")
+            }
+            guard let value = ScheduledJob.Overlap(rawValue: overlapText) else {
+                throw decoder.problem(
+                    Keys.overlap, "'\(overlapText)' is not an overlap policy", fix: "use skip (the default), queue or allow")
+            }
+            overlap = value
+        }
+        if jobReference != nil {
+            // The job says what each item's session is: the schedule only says when.
+            for key in [Keys.agent, .initialEvents, .environment] where fields.contains(key) {
+                throw decoder.problem(
+                    key, "is the job's to say in a schedule with `job:`", fix: "remove \(key.stringValue): here, and set it in the job file")
+            }
+            agent = .null
+            agentSnapshot = AgentSnapshot(model: "")
+            environment = .object(["name": .string("default")])
+            initialEvents = []
+            try decodeCommon(fields, decoder: decoder)
+            return
+        }
+        let agentFix = "add agent: with at least model: (the SDK's agent create-params shape), or job: with a job file"
         if fields.contains(.agent), !fields.isMapping(.agent), try !fields.decodeNil(forKey: .agent) {
             throw decoder.problem(
                 Keys.agent, "must be an inline agent (a mapping)", fix: "write agent: {model: claude-sonnet-4-5, system: ..., tools: [...]}")
@@ -104,6 +173,11 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
 
         environment = try Self.environment(fields)
         initialEvents = try Self.initialEvents(fields)
+        try decodeCommon(fields, decoder: decoder)
+    }
+
+    /// The fields every schedule has, whether it starts a session or a job.
+    private mutating func decodeCommon(_ fields: KeyedDecodingContainer<Keys>, decoder: any Decoder) throws {
         schedule = try fields.decodeIfPresent(ScheduleField.self, forKey: .schedule)?.expression
 
         jitterSeconds = 0

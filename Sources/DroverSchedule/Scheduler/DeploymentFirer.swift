@@ -2,6 +2,7 @@ import Crypto
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverJobs
 import DroverQueue
 import DroverSessionLog
 import Foundation
@@ -18,6 +19,25 @@ public struct DeploymentFirer: Sendable {
     /// Fault points for tests of a fire that fails partway: `start`, before anything is
     /// written, and `enqueued`, after the turn is enqueued and before the run is recorded.
     var faultPoint: (@Sendable (_ step: String) throws -> Void)?
+    /// Starts a batch of a job deployment (`drover scheduler` runs `drover run` for it). Nil:
+    /// job deployments cannot fire here, and their fires fail (and are retried).
+    public var launchBatch: (@Sendable (BatchLaunch) async throws -> Void)?
+
+    /// A batch a job deployment's fire starts.
+    public struct BatchLaunch: Sendable {
+        public let batchId: String
+        public let job: ScheduledJob
+        public let deploymentName: String
+    }
+
+    /// An occurrence of a job deployment with `overlap: queue` whose previous batch is still
+    /// running: not fired yet, and tried again at the next tick.
+    public struct Deferred: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The run error of an occurrence skipped because the previous batch was still running.
+    public static let overlapSkipped = "overlap_skipped"
 
     public init(store: DeploymentStore, sessionLog: SessionLog, queue: TaskQueue, turnQueue: QueueName = TurnQueue.defaultName) {
         self.store = store
@@ -69,6 +89,9 @@ public struct DeploymentFirer: Sendable {
                     ?? .object(["type": .string("manual")]),
             ])
         }
+        if let job = spec.job {
+            return try await fireBatch(row, spec: spec, job: job, scheduledAt: scheduledAt, now: now, runID: runID, createdAt: createdAt)
+        }
         // A fire redone after its session was made completes it, whatever changed since.
         let resumed = try await scheduledAt.asyncMap { try await started(row, occurrence: $0) } ?? false
         var environment: JSONValue?
@@ -99,6 +122,89 @@ public struct DeploymentFirer: Sendable {
             createdAt: createdAt, resource: resource.compactJSON)
         try await registerSession(session, spec: spec, deployment: row, createdAt: createdAt)
         return resource
+    }
+
+    /// A job deployment's fire: one batch of the job per occurrence, started exactly once (its id
+    /// derives from the occurrence, and a batch that already exists is not started again unless
+    /// its run died), and recorded as a run whose `batch_id` (Drover's field) links to it.
+    private func fireBatch(
+        _ row: DeploymentRow, spec: DeploymentSpec, job: ScheduledJob, scheduledAt: Date?, now: Date, runID: String, createdAt: String
+    ) async throws -> JSONValue {
+        let batchId = job.batchId(occurrence: scheduledAt, now: now)
+        func run(batch: String?, error: JSONValue) -> JSONValue {
+            .object([
+                "id": .string(runID),
+                "type": .string("deployment_run"),
+                "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
+                "created_at": .string(createdAt),
+                "deployment_id": .string(row.id),
+                "error": error,
+                "session_id": .null,
+                "batch_id": batch.map(JSONValue.string) ?? .null,
+                "trigger_context": scheduledAt.map { .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))]) }
+                    ?? .object(["type": .string("manual")]),
+            ])
+        }
+        func record(_ resource: JSONValue) async throws -> JSONValue {
+            try await store.database.recordDeploymentRun(
+                id: runID, deploymentID: row.id, workspaceID: row.workspaceID, scheduledAt: scheduledAt.map(Timestamp.seconds),
+                sessionID: nil, createdAt: createdAt, resource: resource.compactJSON)
+            return resource
+        }
+        guard let launchBatch else {
+            throw FieldError(
+                field: "job", message: "\(row.name) starts a batch job, and this process cannot start batches",
+                fix: "run `drover scheduler`, which starts them")
+        }
+        let existing = try await store.database.batch(batchId)
+        if existing == nil, job.overlap != .allow, let previous = try await previousBatch(of: row, before: batchId),
+            try await isRunning(previous)
+        {
+            guard job.overlap == .skip else {
+                throw Deferred(
+                    description: "\(row.name): batch \(previous) of the previous run is still running (overlap: queue); this one starts after it")
+            }
+            return try await record(
+                run(
+                    batch: nil,
+                    error: .object([
+                        "type": .string(Self.overlapSkipped),
+                        "message": .string("batch \(previous) of the previous run was still running (overlap: skip)"),
+                    ])))
+        }
+        // A batch already started is started again only if its run died before finishing: the
+        // rerun continues it, and a second start while the first runs stops at the batch lock.
+        var start = existing == nil
+        if let existing, existing.status != "completed" { start = try await !isRunning(batchId) }
+        if start {
+            if existing == nil {
+                try await store.database.saveBatch(
+                    id: batchId, name: job.name, jobFile: job.file, status: "starting",
+                    resource: JSONValue.object([
+                        "id": .string(batchId), "type": .string("batch"), "name": .string(job.name), "job_file": .string(job.file),
+                        "status": .string("starting"), "deployment_id": .string(row.id),
+                    ]).compactJSON)
+            }
+            try await launchBatch(BatchLaunch(batchId: batchId, job: job, deploymentName: row.name))
+        }
+        return try await record(run(batch: batchId, error: .null))
+    }
+
+    /// The batch the deployment's latest earlier run started, if any.
+    private func previousBatch(of row: DeploymentRow, before batchId: String) async throws -> String? {
+        for resource in try await store.database.deploymentRuns(deploymentID: row.id, workspace: row.workspaceID, limit: 20) {
+            if let batch = JSONValue.decode(resource).objectValue?["batch_id"]?.stringValue, batch != batchId { return batch }
+        }
+        return nil
+    }
+
+    /// A batch is running while a run of it holds its lock, or for a minute after a fire
+    /// marked it `starting` (the `drover run` it launched has yet to take the lock).
+    private func isRunning(_ batchId: String) async throws -> Bool {
+        if try await BatchLock.isHeld(redis: queue.redis, batchId: batchId) { return true }
+        guard let row = try await store.database.batch(batchId), row.status == "starting" else { return false }
+        let updated = row.updatedAt.flatMap { try? Date($0, strategy: .iso8601) } ?? .distantPast
+        return Date().timeIntervalSince(updated) < 60
     }
 
     /// The deployment pins an agent version; archiving the agent still stops its runs, as in the SDK.

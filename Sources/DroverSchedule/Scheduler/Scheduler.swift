@@ -217,6 +217,10 @@ public final class Scheduler: Sendable {
             outcome = try await lock.finish(deployment: row.id, occurrence: occurrence, epoch: fence)
         } catch is CancellationError {
             throw CancellationError()
+        } catch let deferred as DeploymentFirer.Deferred {
+            // overlap: queue. Not fired, so the next tick tries it again; nothing to warn about.
+            logger.debug("\(deferred)")
+            return .failed
         } catch {
             // Not committed, so the next tick fires it again (idempotently); the other
             // deployments still fire now.
@@ -235,7 +239,7 @@ public final class Scheduler: Sendable {
         }
         let session = run.objectValue?["session_id"]?.stringValue ?? ""
         firedCount.withLock { $0 += 1 }
-        if let error = run.objectValue?["error"]?.objectValue, let type = error["type"]?.stringValue {
+        if let error = run.objectValue?["error"]?.objectValue, let type = error["type"]?.stringValue, type != DeploymentFirer.overlapSkipped {
             // Every later fire would fail the same way: pause until someone fixes it.
             logger.warning("\(row.name) for \(Timestamp.seconds(due)) recorded a failed run (\(error["message"]?.stringValue ?? type)); pausing it")
             do {
@@ -246,7 +250,13 @@ public final class Scheduler: Sendable {
             }
             return .fired(Fire(deploymentID: row.id, scheduledAt: due, sessionID: ""))
         }
-        logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as \(session)")
+        if let batch = run.objectValue?["batch_id"]?.stringValue {
+            logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as batch \(batch)")
+        } else if run.objectValue?["error"]?.objectValue != nil {
+            logger.info("\(row.name) for \(Timestamp.seconds(due)) skipped: the previous batch is still running (overlap: skip)")
+        } else {
+            logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as \(session)")
+        }
         return .fired(Fire(deploymentID: row.id, scheduledAt: due, sessionID: session))
     }
 }
