@@ -11,7 +11,7 @@ public struct BenchCommand: AsyncParsableCommand {
 
     public static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks that print JSON. Run them on a release build (`swift run -c release drover bench ...`).",
+        abstract: "Benchmarks that print JSON. Run them on a release build (`drover bench ...` through the scripts/setup link builds one).",
         subcommands: [
             QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self,
             EgressBench.self,
