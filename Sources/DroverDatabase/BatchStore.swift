@@ -117,6 +117,16 @@ extension MirrorDatabase {
         }
     }
 
+    /// Forgets a batch and its items; their sessions (and logs) stay. False if there was none.
+    @discardableResult
+    public func deleteBatch(_ id: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM batch_items WHERE batch_id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM batches WHERE id = ?", arguments: [id])
+            return db.changesCount > 0
+        }
+    }
+
     /// Records who started a session (`batch`, `deployment`, `api`), for `drover report usage`.
     public func saveSessionOrigin(session: String, kind: String, originId: String, workspaceId: String?) async throws {
         try await pool.write { db in

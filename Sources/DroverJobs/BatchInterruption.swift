@@ -8,6 +8,7 @@ public final class BatchInterruption: Sendable {
     private struct State {
         var drainDeadline: ContinuousClock.Instant?
         var abandoned = false
+        var cancelled = false
         var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
     }
 
@@ -27,6 +28,14 @@ public final class BatchInterruption: Sendable {
     }
 
     public var isRequested: Bool { state.value.drainDeadline != nil }
+
+    /// `drover batch cancel`: stop at once, and what is unfinished is cancelled, not pending.
+    public func cancel() {
+        state.withLock { $0.cancelled = true }
+        request(drain: .zero)
+    }
+
+    public var isCancelled: Bool { state.value.cancelled }
 
     /// The run is about to end at once (a second Ctrl-C): from now on nothing is recorded, so
     /// the errors its shutdown causes in running items are never taken for their results.

@@ -30,6 +30,18 @@ public struct BatchPlan: Sendable {
     public static func batchId(forJob name: String) -> String {
         "batch_" + name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
     }
+
+    /// The queue a batch's turns go through: `jobs.NAME` for the job's own batch, and one of
+    /// its own for any other (a scheduled occurrence's), so that two batches never share one.
+    public static func queueName(batchId: String, jobName: String) -> String {
+        if batchId == Self.batchId(forJob: jobName) { return "jobs.\(jobName)" }
+        let name = "jobs." + batchId.dropFirst("batch_".count)
+        guard name.count > 64 else { return name }
+        // Too long: cut, with a digest (FNV-1a, the same in every process) of the whole.
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        return String(name.prefix(50)) + "." + String(hash, radix: 16).prefix(12)
+    }
 }
 
 /// Fans a job's items out as sessions through the task queue, at most `concurrency` at a time,
@@ -49,6 +61,9 @@ public final class BatchRunner: Sendable {
         public var retryFailed = false
         /// Requested on Ctrl-C or SIGTERM: the run stops starting items and drains.
         public var interruption = BatchInterruption()
+        /// `--item`: run only these items (by id), starting them over if they had finished;
+        /// the others are reported as they stand.
+        public var only: Set<String>?
 
         public init(handsRoot: URL) { self.handsRoot = handsRoot }
     }
@@ -95,11 +110,30 @@ public final class BatchRunner: Sendable {
         var resumed = 0
         for (position, item) in plan.items.enumerated() {
             guard var previous = earlier[item.key] else {
-                toRun.append((position, item, nil))
+                if let only = options.only, !only.contains(item.id) {
+                    outcomes[position] = ItemOutcome(itemId: item.id, key: item.key, position: position, status: .pending)
+                } else {
+                    toRun.append((position, item, nil))
+                }
                 continue
             }
             previous.itemId = item.id
             previous.position = position
+            if let only = options.only {
+                if only.contains(item.id) {
+                    if previous.status.isFinished {
+                        previous.startOver()
+                        retried += 1
+                    } else if previous.isResumable {
+                        resumed += 1
+                    }
+                    toRun.append((position, item, previous))
+                } else {
+                    previous.fromEarlierRun = true
+                    outcomes[position] = previous
+                }
+                continue
+            }
             if previous.status.isFinished && !(options.retryFailed && previous.status != .succeeded) {
                 previous.fromEarlierRun = true
                 outcomes[position] = previous
@@ -128,6 +162,8 @@ public final class BatchRunner: Sendable {
                 await interruption.drainEnded()
                 return .drainOver
             }
+            let watcher = Task { await self.watchForCancel(plan) }
+            defer { watcher.cancel() }
             var next = toRun.makeIterator()
             var running = 0
             func startNext() async -> Bool {
@@ -162,16 +198,36 @@ public final class BatchRunner: Sendable {
             group.cancelAll()
         }
         if let reason = await ledger.exhausted() { progress(.budgetSpent(reason)) }
-        // Items this run never reached are reported as they stand: pending, for the next run.
+        // Items this run never reached are reported as they stand: pending, for the next run,
+        // or cancelled.
         for (position, item, previous) in toRun where outcomes[position] == nil {
             var waiting = previous ?? ItemOutcome(itemId: item.id, key: item.key, position: position, status: .pending)
-            if waiting.status != .running { waiting.status = .pending }
+            if interruption.isCancelled {
+                waiting.status = .cancelled
+                waiting.error = "cancelled before it started (drover batch cancel)"
+                try? await save(plan, waiting)
+            } else if waiting.status != .running {
+                waiting.status = .pending
+            }
             outcomes[position] = waiting
         }
         let final = outcomes.compactMap { $0 }
-        let status = final.allSatisfy { $0.status.isFinished } ? "completed" : interruption.isRequested ? "interrupted" : "incomplete"
+        let status =
+            interruption.isCancelled
+            ? "cancelled" : final.allSatisfy { $0.status.isFinished } ? "completed" : interruption.isRequested ? "interrupted" : "incomplete"
         try await saveBatch(plan, status: status, outcomes: final)
         return final
+    }
+
+    /// Watches for `drover batch cancel` (a Redis key) while the run goes on.
+    func watchForCancel(_ plan: BatchPlan) async {
+        while !Task.isCancelled, !options.interruption.isRequested {
+            if (try? await BatchCancel.isRequested(redis: log.redis, batchId: plan.batchId)) == true {
+                options.interruption.cancel()
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
     }
 
     // MARK: One item
@@ -373,8 +429,18 @@ public final class BatchRunner: Sendable {
     private func leavePending(_ outcome: ItemOutcome, plan: BatchPlan) async -> ItemOutcome {
         var outcome = outcome
         outcome.status = .pending
+        let cancelled = options.interruption.isCancelled
+        if cancelled {
+            outcome.status = .cancelled
+            outcome.error = "cancelled while it ran (drover batch cancel)"
+            outcome.finishedAt = Timestamp.now()
+        }
         let saved = outcome
-        await Task { try? await self.save(plan, saved) }.value
+        await Task {
+            // A cancelled item's session stops for good; a pending one is left for the next run.
+            if cancelled, let session = saved.sessionId.flatMap({ try? SessionID($0) }) { await self.end(session, graceful: false) }
+            try? await self.save(plan, saved)
+        }.value
         return outcome
     }
 
@@ -406,6 +472,10 @@ public final class BatchRunner: Sendable {
             "job_file": .string(plan.spec.file.path), "status": .string(status), "items": .number(Double(plan.items.count)),
             "counts": .object(counts), "model": .string(plan.modelLabel),
             "report_dir": .string(plan.spec.reportDirectory.path),
+            "queue": .string(options.queue.rawValue),
+            // Items are keyed by content: an edited submission is a new item, and the old row
+            // stays. These are the keys of the job's items now, so `batch show` can tell.
+            "current_item_keys": .array(plan.items.map { .string($0.key) }),
         ])
         try await database.saveBatch(
             id: plan.batchId, name: plan.spec.name, jobFile: plan.spec.file.path, status: status, resource: resource.compactJSON)

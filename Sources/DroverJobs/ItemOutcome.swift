@@ -8,9 +8,11 @@ public struct ItemOutcome: Sendable, Codable, Equatable {
         case timedOut = "timed_out"
         /// Not started because the budget was spent; a later run picks it up.
         case skipped
+        /// Stopped by `drover batch cancel`; only `--retry-failed` (or `--item`) runs it again.
+        case cancelled
 
         /// Finished items are never redone by a rerun (unless asked to retry failures).
-        public var isFinished: Bool { self == .succeeded || self == .failed || self == .timedOut }
+        public var isFinished: Bool { self == .succeeded || self == .failed || self == .timedOut || self == .cancelled }
     }
 
     public var itemId: String

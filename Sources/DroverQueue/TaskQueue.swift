@@ -207,6 +207,28 @@ public struct TaskQueue: Sendable {
         return Int(count)
     }
 
+    public struct PurgeResult: Sendable, Equatable, Codable {
+        public let ready, delayed, dead, leased: Int
+
+        public init(ready: Int, delayed: Int, dead: Int, leased: Int) {
+            self.ready = ready
+            self.delayed = delayed
+            self.dead = dead
+            self.leased = leased
+        }
+    }
+
+    /// Deletes every task waiting in `queue` (ready, delayed, dead), and with `includeLeased`
+    /// the ones workers hold: only for a queue nothing runs from (their acks then find nothing).
+    public func purge(_ queue: QueueName, includeLeased: Bool = false) async throws(TaskQueueError) -> PurgeResult {
+        let keys = QueueKeys(queue)
+        let reply = try await run(
+            TaskQueueScripts.purge, keys: [keys.ready, keys.delayed, keys.dead, keys.leased, keys.since, keys.dedupe],
+            [keys.taskPrefix, includeLeased ? "1" : "0"])
+        guard let f = reply.array?.compactMap(\.int), f.count == 4 else { throw .unexpectedReply("\(reply)") }
+        return PurgeResult(ready: Int(f[0]), delayed: Int(f[1]), dead: Int(f[2]), leased: Int(f[3]))
+    }
+
     /// A paused queue keeps accepting tasks but hands none out.
     public func pause(_ queue: QueueName) async throws(TaskQueueError) {
         let keys = QueueKeys(queue)

@@ -240,6 +240,31 @@ enum TaskQueueScripts {
         return reclaimed
         """#)
 
+    /// Deletes the queue's waiting tasks (ready, delayed and dead), and with ARGV[2] = '1' its
+    /// leased ones too; their dedupe entries go with them. Counts and the pause flag stay.
+    /// KEYS: ready delayed dead leased since dedupe   ARGV: taskKeyPrefix includeLeased
+    /// Returns {ready, delayed, dead, leased} removed.
+    static let purge = script(
+        "purge", idempotent: true,
+        #"""
+        local prefix = ARGV[1]
+        local function drop(set)
+          local ids = redis.call('ZRANGE', set, 0, -1)
+          for _, id in ipairs(ids) do
+            local key = prefix .. id
+            local dedupe = redis.call('HGET', key, 'dedupe')
+            if dedupe and dedupe ~= '' and redis.call('HGET', KEYS[6], dedupe) == id then redis.call('HDEL', KEYS[6], dedupe) end
+            redis.call('DEL', key)
+            redis.call('ZREM', KEYS[5], id)
+          end
+          redis.call('DEL', set)
+          return #ids
+        end
+        local leased = 0
+        if ARGV[2] == '1' then leased = drop(KEYS[4]) end
+        return {drop(KEYS[1]), drop(KEYS[2]), drop(KEYS[3]), leased}
+        """#)
+
     /// KEYS: leased ready dead meta marker since lock
     /// ARGV: taskKeyPrefix intervalMs token limit
     /// Returns {ran(0|1), requeued, dead}.

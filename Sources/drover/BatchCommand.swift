@@ -1,14 +1,16 @@
 import ArgumentParser
 import DroverCore
+import DroverDatabase
 import DroverJobs
+import DroverQueue
 import DroverRuntime
 import Foundation
 
 struct BatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batch",
-        abstract: "Batches started by `drover run`: list, show, resume.",
-        subcommands: [List.self, Show.self, Resume.self]
+        abstract: "Batches started by `drover run` or a schedule: list, show, resume, cancel, delete.",
+        subcommands: [List.self, Show.self, Resume.self, Cancel.self, Delete.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -49,8 +51,16 @@ struct BatchCommand: AsyncParsableCommand {
                 guard let row = try await database.batch(batch) else {
                     throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
                 }
-                let items = try await database.batchItems(batch).map { JSONValue.parseOrString($0.result ?? "{}") }
-                print(try encodeJSON(JSONValue.object(["batch": JSONValue.parseOrString(row.resource), "items": .array(items)])))
+                let resource = JSONValue.parseOrString(row.resource)
+                // Items are keyed by content, so an edited submission leaves its old row behind:
+                // `current` says which rows are items of the job as it was last run.
+                let current = resource.objectValue?["current_item_keys"]?.arrayValue.map { Set($0.compactMap(\.stringValue)) }
+                let items = try await database.batchItems(batch).map { item -> JSONValue in
+                    var fields = JSONValue.parseOrString(item.result ?? "{}").objectValue ?? [:]
+                    fields["current"] = current.map { .bool($0.contains(item.itemKey)) } ?? .null
+                    return .object(fields)
+                }
+                print(try encodeJSON(JSONValue.object(["batch": resource, "items": .array(items)])))
             }
         }
     }
@@ -64,14 +74,102 @@ struct BatchCommand: AsyncParsableCommand {
         @Flag(help: "Also redo items that finished as failed or timed out.") var retryFailed = false
 
         func run() async throws {
-            let jobFile: String = try await withRuntime(announce: false) { runtime in
+            let row = try await withRuntime(announce: false) { runtime in
                 guard let row = try await runtime.database().batch(batch) else {
                     throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
                 }
-                return row.jobFile
+                return row
             }
-            let code = try await JobRun(jobPath: jobFile, retryFailed: retryFailed).execute()
+            // The batch as it was: a scheduled occurrence's keeps its own id and report folder.
+            let reportDir = JSONValue.parseOrString(row.resource).objectValue?["report_dir"]?.stringValue
+            let code = try await JobRun(jobPath: row.jobFile, retryFailed: retryFailed, reportDir: reportDir, batchId: row.id).execute()
             if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
+
+extension BatchCommand {
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a batch: its running items' sessions end, and every unfinished item is cancelled.",
+            discussion: """
+                A run of the batch (`drover run` or a scheduled one) stops within a second, ends the
+                sessions of the items it was running, and writes its report. With no run, the
+                unfinished items are cancelled here. Cancelled items count as finished: a later run
+                redoes them only with --retry-failed or --item.
+                """)
+        @Argument(help: "The batch id (see `drover batch list`).") var batch: String
+
+        func run() async throws {
+            try await withRuntime(announce: false) { runtime in
+                let database = try runtime.database()
+                guard try await database.batch(batch) != nil else {
+                    throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
+                }
+                try await BatchCancel.request(redis: runtime.redis, batchId: batch)
+                if try await BatchLock.isHeld(redis: runtime.redis, batchId: batch) {
+                    // The run sees the flag within a second and records the cancel itself.
+                    let deadline = ContinuousClock.now + .seconds(60)
+                    while ContinuousClock.now < deadline, try await database.batch(batch)?.status != "cancelled" {
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    let status = try await database.batch(batch)?.status ?? "gone"
+                    print(status == "cancelled" ? "cancelled \(batch): its run stopped" : "asked the run of \(batch) to stop; it is \(status) so far")
+                    return
+                }
+                let log = try runtime.sessionLog
+                var cancelled = 0
+                for row in try await database.batchItems(batch) {
+                    guard var outcome = row.result.flatMap(ItemOutcome.decode), !outcome.status.isFinished else { continue }
+                    if let session = outcome.sessionId.flatMap({ try? SessionID($0) }), let meta = try await log.meta(session),
+                        meta.status != "terminated"
+                    {
+                        _ = try await log.append(session, [.sessionStatusTerminated])
+                    }
+                    outcome.status = .cancelled
+                    outcome.error = "cancelled (drover batch cancel)"
+                    try await database.saveBatchItem(
+                        MirrorDatabase.BatchItemRow(
+                            batchId: row.batchId, itemKey: row.itemKey, itemId: row.itemId, position: row.position,
+                            sessionId: outcome.sessionId, status: outcome.status.rawValue, result: outcome.json))
+                    cancelled += 1
+                }
+                if let row = try await database.batch(batch) {
+                    var resource = JSONValue.parseOrString(row.resource).objectValue ?? [:]
+                    resource["status"] = .string("cancelled")
+                    try await database.saveBatch(
+                        id: row.id, name: row.name, jobFile: row.jobFile, status: "cancelled", resource: JSONValue.object(resource).compactJSON)
+                }
+                try await BatchCancel.clear(redis: runtime.redis, batchId: batch)
+                print("cancelled \(batch): \(cancelled) unfinished items (no run was active)")
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Forget a batch that is not running: its items, and its queue's tasks. Sessions and their logs stay.")
+        @Argument(help: "The batch id (see `drover batch list`).") var batch: String
+
+        func run() async throws {
+            try await withRuntime(announce: false) { runtime in
+                let database = try runtime.database()
+                guard let row = try await database.batch(batch) else {
+                    throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
+                }
+                if try await BatchLock.isHeld(redis: runtime.redis, batchId: batch) {
+                    throw ValidationError("batch \(batch) is running. Fix: `drover batch cancel \(batch)` first")
+                }
+                let resource = JSONValue.parseOrString(row.resource).objectValue ?? [:]
+                let queue = try QueueName(
+                    resource["queue"]?.stringValue ?? BatchPlan.queueName(batchId: batch, jobName: resource["name"]?.stringValue ?? row.name))
+                // Nothing runs from it (the batch's run is gone), so its leased tasks go too.
+                let purged = try await TaskQueue(redis: runtime.redis).purge(queue, includeLeased: true)
+                try await database.deleteBatch(batch)
+                try await BatchCancel.clear(redis: runtime.redis, batchId: batch)
+                let tasks = purged.ready + purged.delayed + purged.dead + purged.leased
+                print("deleted \(batch): its items, and \(tasks) tasks of queue \(queue); the sessions and their logs are kept")
+            }
         }
     }
 }

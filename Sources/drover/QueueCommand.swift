@@ -10,7 +10,7 @@ struct QueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queue",
         abstract: "Inspect and operate task queues.",
-        subcommands: [Stats.self, Enqueue.self, Dead.self, Requeue.self, Pause.self, Resume.self]
+        subcommands: [Stats.self, Enqueue.self, Dead.self, Requeue.self, Pause.self, Resume.self, Purge.self]
     )
 
     struct Stats: AsyncParsableCommand {
@@ -172,6 +172,31 @@ struct QueueCommand: AsyncParsableCommand {
             try await withRuntime { runtime in
                 try await TaskQueue(redis: runtime.redis).pause(try QueueName(queue))
                 print("paused \(queue)")
+            }
+        }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a queue's waiting tasks: ready, delayed and dead.",
+            discussion: """
+                Tasks workers hold now are left to finish, unless --include-leased (for a queue no
+                worker runs from any more: their acks then find nothing). Counts and a pause stay.
+                """)
+        @Argument(help: "The queue.") var queue: String
+        @Flag(help: "Also delete the tasks workers hold now.") var includeLeased = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await withRuntime(announce: !json) { runtime in
+                let result = try await TaskQueue(redis: runtime.redis).purge(try QueueName(queue), includeLeased: includeLeased)
+                if json {
+                    print(try encodeJSON(result))
+                } else {
+                    print(
+                        "purged \(queue): \(result.ready) ready, \(result.delayed) delayed, \(result.dead) dead"
+                            + (includeLeased ? ", \(result.leased) leased" : " (leased tasks left to finish)"))
+                }
             }
         }
     }

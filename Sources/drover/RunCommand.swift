@@ -51,6 +51,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Run as this batch (default batch_NAME, one per job): a scheduled job's fires each get their own.")
     var batchId: String?
 
+    @Option(help: "Run only this item (its id, as in the report), starting it over if it finished; repeat for more.")
+    var item: [String] = []
+
     func run() async throws {
         if let batchId, batchId.wholeMatch(of: /batch_[a-z0-9_]{1,120}/) == nil {
             note("drover: error: --batch-id: '\(batchId)' is not a batch id. Fix: use batch_ followed by lowercase letters, digits and _")
@@ -62,7 +65,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let code = try await JobRun(
             jobPath: job, retryFailed: retryFailed, concurrency: concurrency, reportDir: reportDir, drainSeconds: drainSeconds,
-            batchId: batchId
+            batchId: batchId, only: item.isEmpty ? nil : Set(item)
         ).execute()
         if code != 0 { throw ExitCode(code) }
     }
@@ -76,6 +79,7 @@ struct JobRun {
     var reportDir: String?
     var drainSeconds = 30
     var batchId: String?
+    var only: Set<String>?
 
     /// The process exit code: 0 all succeeded, 1 some did not, 2 the job file is bad.
     func execute() async throws -> Int32 {
@@ -173,7 +177,17 @@ struct JobRun {
             var planned = BatchPlan(spec: spec, items: items, agent: agent, batchId: batchId, modelLabel: model.label)
             planned.environment = environmentConfig
             let plan = planned
-            let queueName = try QueueName("jobs.\(spec.name)")
+            if let only {
+                let known = Set(items.map(\.id))
+                let unknown = only.subtracting(known).sorted()
+                guard unknown.isEmpty else {
+                    note(
+                        "drover: error: --item: \(unknown.joined(separator: ", ")) is not an item of \(spec.name). Fix: use an id from the report, such as \(items.prefix(5).map(\.id).joined(separator: ", "))"
+                    )
+                    return 2
+                }
+            }
+            let queueName = try QueueName(BatchPlan.queueName(batchId: batchId, jobName: spec.name))
             let toolset = AgentToolset(
                 root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: try runtime.sandboxPoolSettings(gate: try runtime.egressGate()),
                 egressRecorder: runtime.egressRecorder())
@@ -184,6 +198,7 @@ struct JobRun {
             var options = BatchRunner.Options(handsRoot: handsRoot)
             options.retryFailed = retryFailed
             options.queue = queueName
+            options.only = only
             let runnerOptions = options
             let interruption = options.interruption
             let drain = drainSeconds
@@ -221,6 +236,8 @@ struct JobRun {
                 note("drover: error: \(held)")
                 return 3
             }
+            // A cancel meant for an earlier run of this batch does not stop this one.
+            try await BatchCancel.clear(redis: runtime.redis, batchId: batchId)
             let outcomes: [ItemOutcome]
             do {
                 outcomes = try await lock.holding {
@@ -241,13 +258,16 @@ struct JobRun {
             let report = BatchReport(plan: plan, outcomes: outcomes)
             let files = try report.write()
             let counts = report.counts
-            let order: [ItemOutcome.Status] = [.succeeded, .failed, .timedOut, .skipped]
+            var order: [ItemOutcome.Status] = [.succeeded, .failed, .timedOut, .skipped]
+            if counts[.cancelled] != nil { order.append(.cancelled) }
             var tally = order.map { "\(counts[$0] ?? 0) \($0.rawValue)" }
             let unfinished = (counts[.pending] ?? 0) + (counts[.running] ?? 0)
             if unfinished > 0 { tally.append("\(unfinished) pending") }
-            say((interruption.isRequested ? "interrupted: " : "finished: ") + tally.joined(separator: ", "))
+            say(
+                (interruption.isCancelled ? "cancelled: " : interruption.isRequested ? "interrupted: " : "finished: ") + tally.joined(separator: ", ")
+            )
             say("report: " + files.map { relativeToCurrentDirectory($0) }.joined(separator: ", "))
-            if let signal = signals.received {
+            if let signal = signals.received, !interruption.isCancelled {
                 say("run `drover run \(jobPath)` again to continue the \(unfinished) pending items")
                 return 128 + signal
             }

@@ -400,6 +400,63 @@ struct JobRunTests {
             earlier["sessions"]?.arrayValue?.count == 1 && broken["sessions"]?.arrayValue?.count == 1 && earlier["sessions"] != broken["sessions"])
     }
 
+    @Test(
+        "batch cancel stops a running batch and ends its sessions; run --item reruns one item; batch show marks current rows; batch delete forgets it"
+    )
+    func batchCommands() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let job = directory.appendingPathComponent("ops.yaml")
+        try Data(
+            """
+            name: ops
+            agent: {model: claude-sonnet-4-5}
+            items: {list: [a, b, c]}
+            prompt: "Item {{value}}"
+            concurrency: 1
+            output: {columns: [ok]}
+            playbook:
+              steps: [{tool: bash, input: {command: "sleep 3; echo true"}}]
+              final: '{"ok": {{result_1}}}'
+            """.utf8
+        ).write(to: job)
+        let reportDirectory = directory.appendingPathComponent("report")
+        let arguments = ["run", job.path, "--report-dir", reportDirectory.path]
+        func drover(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await runProgramSeparately(droverBinary.path, arguments, environment: environment(), timeout: .seconds(120))
+        }
+
+        let output = directory.appendingPathComponent("run.out").path
+        let run = try ChildProcess(executable: droverBinary.path, arguments: arguments, environment: environment(), outputPath: output)
+        let session = try #require(try await startedItems(output, prefix: "start ", count: 1, child: run)["a"])
+        let cancel = try await drover(["batch", "cancel", "batch_ops"])
+        #expect(cancel.status == 0 && cancel.stdout.contains("cancelled batch_ops: its run stopped"), "\(cancel)")
+        #expect(await run.exitCodeWhenDone() == 1)
+        #expect(((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("cancelled: 0 succeeded"))
+        let cancelled = try report(reportDirectory)
+        #expect(cancelled.items.map(\.status) == ["cancelled", "cancelled", "cancelled"], "\(cancelled.items)")
+        let events = try await drover(["sessions", "events", session]).stdout
+        #expect(events.contains("session.status_terminated"), "a cancelled item's session ends for good")
+
+        // A rerun leaves cancelled items alone; --item runs just the one named.
+        let one = try await drover(arguments + ["--item", "b"])
+        #expect(one.status == 1 && one.stdout.contains("(1 retried after failing earlier)"), "\(one.stdout)\n\(one.stderr)")
+        let after = try report(reportDirectory)
+        #expect(after.items.map(\.status) == ["cancelled", "succeeded", "cancelled"], "\(after.items)")
+        let unknown = try await drover(arguments + ["--item", "zed"])
+        #expect(unknown.status == 2 && unknown.stderr.contains("--item: zed is not an item of ops"), "\(unknown.stderr)")
+
+        let show = try JSONValue.parse(try await drover(["batch", "show", "batch_ops"]).stdout)
+        let rows = show.objectValue?["items"]?.arrayValue ?? []
+        #expect(rows.count == 3 && rows.allSatisfy { $0.objectValue?["current"] == .bool(true) }, "\(show)")
+
+        let deleted = try await drover(["batch", "delete", "batch_ops"])
+        #expect(deleted.status == 0 && deleted.stdout.contains("deleted batch_ops"), "\(deleted)")
+        #expect(try await drover(["batch", "show", "batch_ops"]).status != 0)
+        let purge = try await drover(["queue", "purge", "jobs.ops"])
+        #expect(purge.status == 0 && purge.stdout.contains("purged jobs.ops: 0 ready"), "\(purge)")
+    }
+
     @Test("an item over its timeout is interrupted and reported as timed out; a budget stops new items; exit 1")
     func timeoutAndBudget() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }

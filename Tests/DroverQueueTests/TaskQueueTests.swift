@@ -333,6 +333,28 @@ struct TaskQueueTests {
         }
     }
 
+    @Test("purge deletes waiting tasks and their dedupe keys, leaves leased ones unless asked")
+    func purge() async throws {
+        try await withQueue { queue, name, _ in
+            // One task of each kind: dead, leased, ready (with a dedupe key) and delayed.
+            _ = try await queue.enqueue(name, payload: "{}", maxAttempts: 1)
+            let doomed = try #require(try await queue.claim(name, workerId: "w", leaseTTL: held).leases.first)
+            #expect(try await queue.fail(doomed, error: "x", retryable: false) == .dead)
+            _ = try await queue.enqueue(name, payload: "{}")
+            _ = try #require(try await queue.claim(name, workerId: "w", leaseTTL: held).leases.first)
+            _ = try await queue.enqueue(name, payload: "{}", dedupeKey: "one")
+            _ = try await queue.enqueue(name, payload: "{}", delay: .seconds(60))
+
+            #expect(try await queue.purge(name) == TaskQueue.PurgeResult(ready: 1, delayed: 1, dead: 1, leased: 0))
+            let after = try await queue.stats(name)
+            #expect(after.ready == 0 && after.delayed == 0 && after.dead == 0 && after.leased == 1)
+            // The purged task's dedupe key is free again.
+            #expect(try await queue.enqueue(name, payload: "{}", dedupeKey: "one").outcome == .enqueued)
+            #expect(try await queue.purge(name, includeLeased: true) == TaskQueue.PurgeResult(ready: 1, delayed: 0, dead: 0, leased: 1))
+            #expect(try await queue.stats(name).leased == 0)
+        }
+    }
+
     @Test("retries back off exponentially, with jitter, up to a cap")
     func backoff() async throws {
         try await withQueue { queue, _, _ in
