@@ -5,6 +5,7 @@ import DroverHands
 import DroverJobs
 import DroverQueue
 import DroverRuntime
+import DroverSchedule
 import DroverTools
 import Foundation
 
@@ -199,6 +200,8 @@ struct JobRun {
             options.retryFailed = retryFailed
             options.queue = queueName
             options.only = only
+            // The local workspace the API and the deployments use, so usage reports show one.
+            options.workspaceId = DeploymentStore.defaultWorkspace
             let runnerOptions = options
             let interruption = options.interruption
             let drain = drainSeconds

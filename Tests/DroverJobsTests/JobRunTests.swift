@@ -98,9 +98,16 @@ struct JobRunTests {
                 let output_tokens: Int
                 let active_seconds: Double
             }
+            struct Workspace: Decodable {
+                let workspace: String
+            }
             let batches: [Row]
+            let workspaces: [Workspace]
         }
-        let batchUsage = try #require(try JSONDecoder().decode(Usage.self, from: Data(usage.stdout.utf8)).batches.first)
+        let metered = try JSONDecoder().decode(Usage.self, from: Data(usage.stdout.utf8))
+        let batchUsage = try #require(metered.batches.first)
+        // The batch's sessions are in the local workspace the API and deployments use: one.
+        #expect(metered.workspaces.map(\.workspace) == ["wrkspc_default"])
         let full = try JSONDecoder().decode(FullReport.self, from: Data(contentsOf: reportDirectory.appendingPathComponent("report.json")))
         #expect(batchUsage.batch == "batch_grade_assignments")
         #expect(batchUsage.sessions == 12)
