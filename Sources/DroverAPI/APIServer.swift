@@ -3,6 +3,7 @@ import DroverCore
 import DroverDatabase
 import DroverQueue
 import DroverRedis
+import DroverSchedule
 import DroverSessionLog
 import Foundation
 import Hummingbird
@@ -33,6 +34,9 @@ public final class APIServer: Sendable {
         public var vaultKeyring: (@Sendable () throws -> VaultKeyring)?
         /// Each workspace's request budget; nil: unlimited.
         public var rateLimit: (requestsPerSecond: Double, burst: Int)?
+        /// Starts the batch of a job deployment's manual run (`POST /v1/deployments/{id}/run`);
+        /// nil: such a run is refused.
+        public var launchBatch: (@Sendable (DeploymentFirer.BatchLaunch) async throws -> Void)?
         public init() {}
     }
 
@@ -94,7 +98,7 @@ public final class APIServer: Sendable {
         EventController(store: store, log: log, inbox: inbox, hub: hub, openStreams: openStreams, options: options)
             .addRoutes(to: router.group("/v1/sessions/:session_id/events"))
         SessionResourceController(files: files).addRoutes(to: router.group("/v1/sessions/:session_id/resources"))
-        DeploymentController(store: store, log: log, queue: queue)
+        DeploymentController(store: store, log: log, queue: queue, launchBatch: options.launchBatch)
             .addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))
         FileController(files: files).addRoutes(to: router.group("/v1/files"))
         if let keyring = options.vaultKeyring {

@@ -16,6 +16,7 @@ struct DeploymentController: Sendable {
     let store: ControlPlaneStore
     let log: SessionLog
     let queue: TaskQueue
+    let launchBatch: (@Sendable (DeploymentFirer.BatchLaunch) async throws -> Void)?
     var lookup: ResourceLookup { ResourceLookup(store: store) }
 
     func addRoutes(deployments: RouterGroup<APIRequestContext>, runs: RouterGroup<APIRequestContext>) {
@@ -179,7 +180,8 @@ struct DeploymentController: Sendable {
 
     @Sendable func run(_ request: Request, context: APIRequestContext) async throws -> Response {
         let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "run")
-        let firer = DeploymentFirer(store: self.deployments(context.workspace), sessionLog: log, queue: queue)
+        var firer = DeploymentFirer(store: self.deployments(context.workspace), sessionLog: log, queue: queue)
+        firer.launchBatch = launchBatch
         let run = try await deploymentCall { try await sessionLogCall { try await firer.fire(row, scheduledAt: nil, now: Date()) } }
         return jsonResponse(run)
     }

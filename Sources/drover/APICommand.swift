@@ -58,6 +58,9 @@ struct APIOptions: ParsableArguments {
         // Loaded once now, so that a bad key stops the server at start rather than at a write.
         _ = try runtime.vaultKeyring()
         options.vaultKeyring = runtime.vaultKeyring
+        // A manual run of a job deployment starts its batch, as the scheduler's fires do.
+        let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
+        options.launchBatch = { try await launcher.launch($0) }
         return APIServer(
             log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
             options: options, localWorkspaceID: local)
@@ -124,8 +127,8 @@ struct ServeCommand: AsyncParsableCommand {
             if scheduler {
                 let store = DeploymentStore(database: database)
                 var firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
-                let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory)
-                firer.launchBatch = { try launcher.launch($0) }
+                let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
+                firer.launchBatch = { try await launcher.launch($0) }
                 services.append(
                     NamedService(
                         "the scheduler",

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverJobs
+import DroverRedis
 import DroverSchedule
 import Foundation
 
@@ -10,14 +11,24 @@ import Foundation
 /// job's report folder under the batch id.
 final class BatchLauncher: Sendable {
     let dataDirectory: URL
+    let redis: RedisClient
     private let children = Locked<[ChildProcess]>([])
     private let reaping = Locked(false)
 
-    init(dataDirectory: URL) {
+    init(dataDirectory: URL, redis: RedisClient) {
         self.dataDirectory = dataDirectory
+        self.redis = redis
     }
 
-    func launch(_ launch: DeploymentFirer.BatchLaunch) throws {
+    struct StartFailed: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Returns once the run holds the batch's lock: started for good, and connected to the
+    /// embedded Redis, so a short-lived caller (`drover deployments run`) that owns that server
+    /// does not stop it under the run. A run that exits without running (a bad job file, say)
+    /// is an error with its last words.
+    func launch(_ launch: DeploymentFirer.BatchLaunch) async throws {
         let spec = try JobFileParser.load(path: launch.job.file)
         let report = spec.reportDirectory.appendingPathComponent(launch.batchId)
         let logs = dataDirectory.appendingPathComponent("batches")
@@ -30,6 +41,18 @@ final class BatchLauncher: Sendable {
             environment: environment, outputPath: logs.appendingPathComponent("\(launch.batchId).log").path)
         children.withLock { $0.append(child) }
         startReaping()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if try await BatchLock.isHeld(redis: redis, batchId: launch.batchId) { return }
+            if !child.isRunning {
+                // It ran already (0, 1), or a run of the batch holds it elsewhere (3).
+                if [0, 1, 3].contains(child.exitCode ?? -1) { return }
+                let log = (try? String(contentsOf: logs.appendingPathComponent("\(launch.batchId).log"), encoding: .utf8)) ?? ""
+                throw StartFailed(
+                    description: "drover run for \(launch.batchId) exited (\(child.exitCode ?? -1)) before it started: \(log.suffix(400))")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Collects the exit of every finished run, so none lingers as a zombie.

@@ -165,8 +165,8 @@ struct DeploymentsCommand: AsyncParsableCommand {
                     throw FieldError(field: "deployment", message: "'\(name)' is archived", fix: "add its file back and run `drover apply`")
                 }
                 var firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
-                let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory)
-                firer.launchBatch = { try launcher.launch($0) }
+                let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
+                firer.launchBatch = { try await launcher.launch($0) }
                 print(try encodeJSON(try await firer.fire(row, scheduledAt: nil, now: Date())))
             }
         }
@@ -219,8 +219,8 @@ struct SchedulerCommand: AsyncParsableCommand {
             let store = DeploymentStore(database: database)
             var firer = DeploymentFirer(
                 store: store, sessionLog: SessionLog(redis: runtime.redis, database: database), queue: TaskQueue(redis: runtime.redis))
-            let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory)
-            firer.launchBatch = { try launcher.launch($0) }
+            let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
+            firer.launchBatch = { try await launcher.launch($0) }
             var options = Scheduler.Options()
             options.tick = .milliseconds(tickMs)
             options.lockTTL = .milliseconds(lockTtlMs)

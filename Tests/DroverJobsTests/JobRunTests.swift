@@ -464,6 +464,46 @@ struct JobRunTests {
         #expect(purge.status == 0 && purge.stdout.contains("purged jobs.ops: 0 ready"), "\(purge)")
     }
 
+    @Test("drover deployments run on a job schedule starts its batch, which outlives the command and its embedded Redis")
+    func manualJobRun() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let schedules = directory.appendingPathComponent("Schedules")
+        try FileManager.default.createDirectory(at: schedules, withIntermediateDirectories: true)
+        let reports = directory.appendingPathComponent("reports")
+        try Data(
+            """
+            name: quick
+            agent: {model: claude-sonnet-4-5}
+            items: {list: [a, b]}
+            prompt: "Item {{value}}"
+            output: {columns: [ok]}
+            report: {dir: "\(reports.path)"}
+            playbook:
+              steps: [{tool: bash, input: {command: "sleep 1; echo true"}}]
+              final: '{"ok": {{result_1}}}'
+            """.utf8
+        ).write(to: directory.appendingPathComponent("quick.yaml"))
+        try Data("name: quick-daily\njob: ../quick.yaml\nschedule: {type: cron, expression: \"0 3 * * *\", timezone: UTC}\n".utf8)
+            .write(to: schedules.appendingPathComponent("quick.yaml"))
+        func drover(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await runProgramSeparately(droverBinary.path, arguments, environment: environment(), timeout: .seconds(120))
+        }
+        #expect(try await drover(["apply", schedules.path]).status == 0)
+        let fired = try await drover(["deployments", "run", "quick-daily"])
+        #expect(fired.status == 0, "\(fired)")
+        let run = try JSONValue.parse(fired.stdout).objectValue ?? [:]
+        let batch = try #require(run["batch_id"]?.stringValue, "\(fired.stdout)")
+        #expect(batch.hasPrefix("batch_quick_") && run["session_id"] == .null && run["trigger_context"]?.objectValue?["type"] == .string("manual"))
+        // The command has exited (and stopped owning the embedded Redis); the batch goes on.
+        let report = reports.appendingPathComponent("\(batch)/report.json")
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline, !FileManager.default.fileExists(atPath: report.path) { try await Task.sleep(for: .milliseconds(200)) }
+        let items = try JSONValue.parse(String(contentsOf: report, encoding: .utf8)).objectValue?["items"]?.arrayValue ?? []
+        #expect(items.count == 2 && items.allSatisfy { $0.objectValue?["status"] == .string("succeeded") }, "\(items)")
+        let listed = try await drover(["batch", "list"])
+        #expect(listed.stdout.contains(batch) && listed.stdout.contains("completed"), "\(listed.stdout)")
+    }
+
     @Test("an item over its timeout is interrupted and reported as timed out; a budget stops new items; exit 1")
     func timeoutAndBudget() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }
