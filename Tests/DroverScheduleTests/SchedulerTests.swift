@@ -409,3 +409,69 @@ struct SchedulerTests {
         }
     }
 }
+
+@Suite("Job deployments")
+struct JobDeploymentTests {
+    static func file(_ overlap: String) throws -> ScheduleFile {
+        try ScheduleFile.parse(
+            "name: digest-\(overlap)\njob: ../Jobs/wiki-digest.yaml\noverlap: \(overlap)\nschedule: {type: cron, expression: \"* * * * *\", timezone: UTC}\n",
+            file: projectRoot.appendingPathComponent("Schedules/digest.yaml").path)
+    }
+
+    @Test("a job deployment's fire starts one batch per occurrence, once; overlap skip records a skip, queue defers, allow starts beside")
+    func overlap() async throws {
+        try await SchedulerRig.with([try Self.file("skip"), try Self.file("queue"), try Self.file("allow")]) { rig in
+            let launches = Locked<[String]>([])
+            var firer = DeploymentFirer(
+                store: rig.store, sessionLog: SessionLog(redis: rig.redis, database: rig.store.database), queue: TaskQueue(redis: rig.redis))
+            firer.launchBatch = { launch in launches.withLock { $0.append(launch.batchId) } }
+            func fire(_ policy: String, _ n: Int) async throws -> [String: JSONValue] {
+                try await firer.fire(try await rig.store.find("digest-\(policy)"), scheduledAt: minute(n), now: minute(n)).objectValue ?? [:]
+            }
+            // A run holds the batch's lock while it runs; then it records the batch completed.
+            func hold(_ batch: String) async throws {
+                _ = try await rig.redis.send(["SET", "drover:batch:\(batch):lock", "elsewhere:1", "PX", "60000"])
+            }
+            func finish(_ batch: String) async throws {
+                _ = try await rig.redis.send(["DEL", "drover:batch:\(batch):lock"])
+                try await rig.store.database.saveBatch(id: batch, name: "wiki-digest", jobFile: "x", status: "completed", resource: "{}")
+            }
+
+            for policy in ["skip", "queue", "allow"] {
+                let first = try await fire(policy, 1)
+                let batch = try #require(first["batch_id"]?.stringValue)
+                #expect(batch.hasPrefix("batch_wiki_digest_20261125t1001_") && first["session_id"] == .null && first["error"] == .null)
+                try await hold(batch)
+                // The same occurrence fired again (a redone fire) starts nothing new.
+                #expect(try await fire(policy, 1)["batch_id"]?.stringValue == batch)
+                #expect(launches.value.filter { $0 == batch }.count == 1, "\(launches.value)")
+
+                switch policy {
+                case "skip":
+                    let skipped = try await fire(policy, 2)
+                    #expect(skipped["batch_id"] == .null && skipped["error"]?.objectValue?["type"] == .string("overlap_skipped"), "\(skipped)")
+                    #expect(skipped["error"]?.objectValue?["message"]?.stringValue?.contains(batch) == true)
+                case "queue":
+                    await #expect(throws: DeploymentFirer.Deferred.self) { _ = try await fire(policy, 2) }
+                    try await finish(batch)
+                    let second = try await fire(policy, 2)
+                    #expect(second["batch_id"]?.stringValue?.hasSuffix(String(batch.suffix(5))) == true && second["batch_id"]?.stringValue != batch)
+                default:
+                    let beside = try await fire(policy, 2)
+                    #expect(beside["batch_id"]?.stringValue != nil && beside["batch_id"]?.stringValue != batch, "\(beside)")
+                }
+            }
+            // Two deployments of one job, one minute: two batches.
+            #expect(Set(launches.value).count == launches.value.count, "\(launches.value)")
+            // Through the scheduler: a skip is recorded, and does not pause the deployment as a
+            // run error that retrying cannot fix does.
+            rig.clock.set(minute(3) + 1)
+            let scheduler = Scheduler(redis: rig.redis, store: rig.store, firer: firer, clock: rig.clock)
+            _ = try await scheduler.tick()
+            let runs = try await rig.store.runs("digest-skip").compactMap(\.objectValue)
+            #expect(runs.filter { $0["error"]?.objectValue?["type"] == .string("overlap_skipped") }.count == 2, "\(runs)")
+            #expect(try await rig.store.find("digest-skip").status == "active")
+            await scheduler.stepDown()
+        }
+    }
+}

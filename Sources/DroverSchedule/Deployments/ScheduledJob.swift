@@ -26,14 +26,21 @@ public struct ScheduledJob: Sendable, Codable, Equatable {
         self.overlap = overlap
     }
 
-    /// The batch an occurrence starts: named by the job and the occurrence's UTC minute, so a
-    /// fire redone after a crash finds the same batch; a manual run's gets its own suffix.
-    public func batchId(occurrence: Date?, now: Date) -> String {
+    /// The batch an occurrence starts: named by the job, the occurrence's UTC minute and the
+    /// deployment (two schedules of one job may fire in the same minute), so a fire redone after
+    /// a crash finds the same batch; a manual run's gets a random suffix of its own.
+    public func batchId(occurrence: Date?, now: Date, deployment: String) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: occurrence ?? now)
         var stamp = String(format: "%04d%02d%02dt%02d%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0, parts.hour ?? 0, parts.minute ?? 0)
-        if occurrence == nil { stamp += String(format: "%02d_", parts.second ?? 0) + Identifier.make(prefix: "m").suffix(6).lowercased() }
+        if occurrence == nil {
+            stamp += String(format: "%02d_", parts.second ?? 0) + Identifier.make(prefix: "m").suffix(6).lowercased()
+        } else {
+            var hash: UInt64 = 14_695_981_039_346_656_037
+            for byte in deployment.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+            stamp += "_" + String(String(hash, radix: 16).suffix(4))
+        }
         return "batch_" + name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() + "_" + stamp
     }
 }

@@ -130,7 +130,7 @@ public struct DeploymentFirer: Sendable {
     private func fireBatch(
         _ row: DeploymentRow, spec: DeploymentSpec, job: ScheduledJob, scheduledAt: Date?, now: Date, runID: String, createdAt: String
     ) async throws -> JSONValue {
-        let batchId = job.batchId(occurrence: scheduledAt, now: now)
+        let batchId = job.batchId(occurrence: scheduledAt, now: now, deployment: row.id)
         func run(batch: String?, error: JSONValue) -> JSONValue {
             .object([
                 "id": .string(runID),
