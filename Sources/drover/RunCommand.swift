@@ -114,12 +114,24 @@ struct JobRun {
             note("drover: error: \(error)")
             return 2
         }
+        // With the agent in the file, the items are checked (globs, CSVs, placeholders) before
+        // anything starts: no Redis, no data directory, no session for a job that cannot run.
+        var checkedItems: [JobItem]?
+        if case .inline(let inline) = spec.agent {
+            do {
+                checkedItems = try JobItems.expand(spec, agentJSON: inline.compactJSON)
+            } catch {
+                note("drover: error: \(error)")
+                return 2
+            }
+        }
         let configuration = try DroverConfiguration.fromEnvironment()
         let defaults =
             configuration.redisURL == nil ? "embedded Redis and SQLite in \(configuration.dataDirectory.path)" : "Redis at DROVER_REDIS_URL"
         say("drover run \(spec.name): \(model.label); \(defaults); bubblewrap sandboxes")
 
         // Signals are this command's own: the first drains the run, the second ends it (below).
+        let expanded = checkedItems
         return try await withRuntime(poolSize: spec.concurrency * 3 + 8, announce: false, exitOnSignal: false) { runtime in
             let database = try runtime.database()
             // The file's own JSON keys the items (so keys stay what they were); the sessions
@@ -147,7 +159,7 @@ struct JobRun {
             }
             let items: [JobItem]
             do {
-                items = try JobItems.expand(spec, agentJSON: agentJSON)
+                items = try expanded ?? JobItems.expand(spec, agentJSON: agentJSON)
             } catch {
                 note("drover: error: \(error)")
                 return 2
