@@ -119,22 +119,11 @@ public final class BatchRunner: Sendable {
             }
             previous.itemId = item.id
             previous.position = position
-            if let only = options.only {
-                if only.contains(item.id) {
-                    if previous.status.isFinished {
-                        previous.startOver()
-                        retried += 1
-                    } else if previous.isResumable {
-                        resumed += 1
-                    }
-                    toRun.append((position, item, previous))
-                } else {
-                    previous.fromEarlierRun = true
-                    outcomes[position] = previous
-                }
-                continue
-            }
-            if previous.status.isFinished && !(options.retryFailed && previous.status != .succeeded) {
+            // Kept as it is: an item --item leaves out, or one finished (and not to be retried).
+            let kept =
+                options.only.map { !$0.contains(item.id) }
+                ?? (previous.status.isFinished && !(options.retryFailed && previous.status != .succeeded))
+            if kept {
                 previous.fromEarlierRun = true
                 outcomes[position] = previous
                 continue

@@ -48,9 +48,7 @@ struct BatchCommand: AsyncParsableCommand {
         func run() async throws {
             try await withRuntime(announce: false) { runtime in
                 let database = try runtime.database()
-                guard let row = try await database.batch(batch) else {
-                    throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
-                }
+                let row = try await database.requireBatch(batch)
                 let resource = JSONValue.parseOrString(row.resource)
                 // Items are keyed by content, so an edited submission leaves its old row behind:
                 // `current` says which rows are items of the job as it was last run.
@@ -75,9 +73,7 @@ struct BatchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let row = try await withRuntime(announce: false) { runtime in
-                guard let row = try await runtime.database().batch(batch) else {
-                    throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
-                }
+                let row = try await runtime.database().requireBatch(batch)
                 return row
             }
             // The batch as it was: a scheduled occurrence's keeps its own id and report folder.
@@ -103,9 +99,7 @@ extension BatchCommand {
         func run() async throws {
             try await withRuntime(announce: false) { runtime in
                 let database = try runtime.database()
-                guard try await database.batch(batch) != nil else {
-                    throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
-                }
+                _ = try await database.requireBatch(batch)
                 try await BatchCancel.request(redis: runtime.redis, batchId: batch)
                 if try await BatchLock.isHeld(redis: runtime.redis, batchId: batch) {
                     // The run sees the flag within a second and records the cancel itself.
@@ -154,9 +148,7 @@ extension BatchCommand {
         func run() async throws {
             try await withRuntime(announce: false) { runtime in
                 let database = try runtime.database()
-                guard let row = try await database.batch(batch) else {
-                    throw ValidationError("no batch \(batch). Fix: see `drover batch list` for the ids")
-                }
+                let row = try await database.requireBatch(batch)
                 if try await BatchLock.isHeld(redis: runtime.redis, batchId: batch) {
                     throw ValidationError("batch \(batch) is running. Fix: `drover batch cancel \(batch)` first")
                 }
@@ -171,6 +163,14 @@ extension BatchCommand {
                 print("deleted \(batch): its items, and \(tasks) tasks of queue \(queue); the sessions and their logs are kept")
             }
         }
+    }
+}
+
+extension MirrorDatabase {
+    /// The batch with this id, or the error that says where the ids are.
+    func requireBatch(_ id: String) async throws -> BatchRow {
+        guard let row = try await batch(id) else { throw ValidationError("no batch \(id). Fix: see `drover batch list` for the ids") }
+        return row
     }
 }
 

@@ -77,17 +77,7 @@ public struct DeploymentFirer: Sendable {
         }
         let createdAt = Timestamp.string(now)
         func run(session: JSONValue, error: JSONValue) -> JSONValue {
-            .object([
-                "id": .string(runID),
-                "type": .string("deployment_run"),
-                "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
-                "created_at": .string(createdAt),
-                "deployment_id": .string(row.id),
-                "error": error,
-                "session_id": session,
-                "trigger_context": scheduledAt.map { .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))]) }
-                    ?? .object(["type": .string("manual")]),
-            ])
+            Self.runResource(id: runID, row: row, spec: spec, createdAt: createdAt, scheduledAt: scheduledAt, session: session, error: error)
         }
         if let job = spec.job {
             return try await fireBatch(row, spec: spec, job: job, scheduledAt: scheduledAt, now: now, runID: runID, createdAt: createdAt)
@@ -132,18 +122,9 @@ public struct DeploymentFirer: Sendable {
     ) async throws -> JSONValue {
         let batchId = job.batchId(occurrence: scheduledAt, now: now, deployment: row.id)
         func run(batch: String?, error: JSONValue) -> JSONValue {
-            .object([
-                "id": .string(runID),
-                "type": .string("deployment_run"),
-                "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
-                "created_at": .string(createdAt),
-                "deployment_id": .string(row.id),
-                "error": error,
-                "session_id": .null,
-                "batch_id": batch.map(JSONValue.string) ?? .null,
-                "trigger_context": scheduledAt.map { .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))]) }
-                    ?? .object(["type": .string("manual")]),
-            ])
+            Self.runResource(
+                id: runID, row: row, spec: spec, createdAt: createdAt, scheduledAt: scheduledAt, session: .null, error: error,
+                batch: .some(batch.map(JSONValue.string) ?? .null))
         }
         func record(_ resource: JSONValue) async throws -> JSONValue {
             try await store.database.recordDeploymentRun(
@@ -188,6 +169,26 @@ public struct DeploymentFirer: Sendable {
             try await launchBatch(BatchLaunch(batchId: batchId, job: job, deploymentName: row.name))
         }
         return try await record(run(batch: batchId, error: .null))
+    }
+
+    /// The SDK's deployment run; a job deployment's also has Drover's `batch_id`.
+    static func runResource(
+        id: String, row: DeploymentRow, spec: DeploymentSpec, createdAt: String, scheduledAt: Date?, session: JSONValue, error: JSONValue,
+        batch: JSONValue? = nil
+    ) -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "id": .string(id),
+            "type": .string("deployment_run"),
+            "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
+            "created_at": .string(createdAt),
+            "deployment_id": .string(row.id),
+            "error": error,
+            "session_id": session,
+            "trigger_context": scheduledAt.map { .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))]) }
+                ?? .object(["type": .string("manual")]),
+        ]
+        if let batch { fields["batch_id"] = batch }
+        return .object(fields)
     }
 
     /// The batch the deployment's latest earlier run started, if any.
