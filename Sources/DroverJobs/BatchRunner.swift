@@ -64,6 +64,8 @@ public final class BatchRunner: Sendable {
         /// `--item`: run only these items (by id), starting them over if they had finished;
         /// the others are reported as they stand.
         public var only: Set<String>?
+        /// Registers each session with the HTTP API's local workspace; nil: only the log has it.
+        public var registry: BatchSessionRegistry?
 
         public init(handsRoot: URL) { self.handsRoot = handsRoot }
     }
@@ -306,6 +308,7 @@ public final class BatchRunner: Sendable {
         try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files)
         try await log.create(session, agent: plan.agent, environment: plan.environment)
         try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
+        try await options.registry?.register(session, batchId: plan.batchId, itemId: item.id, jobName: plan.spec.name)
         outcome.attempts += 1
         outcome.sessions.append(session.rawValue)
         outcome.status = .running

@@ -212,8 +212,11 @@ struct JobRun {
             options.retryFailed = retryFailed
             options.queue = queueName
             options.only = only
-            // The local workspace the API and the deployments use, so usage reports show one.
+            // The local workspace the API and the deployments use: usage reports show one, and
+            // `GET /v1/sessions` lists the batch's sessions.
             options.workspaceId = DeploymentStore.defaultWorkspace
+            options.registry = try await BatchSessionRegistry.prepare(
+                database: database, workspace: DeploymentStore.defaultWorkspace, spec: spec, agentJSON: agentJSON)
             let runnerOptions = options
             let interruption = options.interruption
             let drain = drainSeconds
