@@ -49,6 +49,9 @@ public enum JobCatalog {
                     continue
                 }
                 seen[spec.name] = relative
+                // The items too, as `drover run` checks them before it starts: globs, CSVs and
+                // placeholders (with a stored agent, that waits for the run).
+                if case .inline(let agent) = spec.agent { _ = try JobItems.expand(spec, agentJSON: agent.compactJSON) }
                 let hash = SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
                 specs.append((spec, relative, hash))
             } catch {
@@ -65,6 +68,8 @@ public enum JobCatalog {
                 "description": spec.description.map(JSONValue.string) ?? .null,
                 "concurrency": .number(Double(spec.concurrency)), "timeout_seconds": .number(spec.timeoutSeconds),
                 "batch_id": .string(BatchPlan.batchId(forJob: spec.name)),
+                // Absolute, for a schedule's `job: NAME` applied from another directory.
+                "path": .string(spec.file.path),
             ]).compactJSON
             let row = MirrorDatabase.JobRow(name: spec.name, file: file, contentHash: hash, resource: resource)
             if let old = stored[spec.name], old.removedAt == nil {

@@ -51,7 +51,9 @@ struct ApplyCommand: AsyncParsableCommand {
             let store = try openDeploymentStore()
             // `job: NAME` finds its file in the catalog `drover apply Jobs/` keeps.
             let catalog = Dictionary(
-                try await store.database.jobs().filter { $0.removedAt == nil }.map { ($0.name, $0.file) }, uniquingKeysWith: { $1 })
+                try await store.database.jobs().filter { $0.removedAt == nil }.map { row in
+                    (row.name, (try? JSONValue.parse(row.resource))?.objectValue?["path"]?.stringValue ?? row.file)
+                }, uniquingKeysWith: { $1 })
             let files =
                 isDirectory.boolValue
                 ? try ScheduleFile.loadDirectory(path, jobCatalog: catalog) : [try ScheduleFile.load(path, jobCatalog: catalog)]

@@ -51,6 +51,14 @@ struct JobCatalogTests {
             #expect("\(error)".contains("broken.yaml"))
             #expect("\(error)".contains("prompt: is missing"))
         }
+        // A placeholder that names no item field is caught by apply too, dry run or not.
+        try write("broken.yaml", "name: broken\nagent: {model: m}\nitems: {list: [a]}\nprompt: 'Grade {{studnet}}'\n")
+        do {
+            _ = try await JobCatalog.apply(directory: directory, database: database, dryRun: true)
+            Issue.record("a placeholder naming no field passed the dry run")
+        } catch {
+            #expect("\(error)".contains("{{studnet}} names no field"), "\(error)")
+        }
         try FileManager.default.removeItem(at: directory.appendingPathComponent("broken.yaml"))
         // two's change was not stored while broken.yaml blocked the apply.
         let after = try await JobCatalog.apply(directory: directory, database: database, dryRun: true)
