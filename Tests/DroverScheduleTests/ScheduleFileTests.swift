@@ -58,6 +58,15 @@ struct ScheduleFileTests {
             "name: digest\njob: wiki-digest\n", file: root,
             jobCatalog: ["wiki-digest": projectRoot.appendingPathComponent("Jobs/wiki-digest.yaml").path])
         #expect(byName.job?.file == byPath.job?.file && byName.job?.overlap == .skip)
+        #expect(byPath.agent.objectValue?["name"] == .string("wiki-drafter"))
+        // A job's unnamed agent takes the job's name: the deployment's agent resource needs one.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("drover-jobschedule-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data("name: tiny\nagent: {model: claude-sonnet-4-5}\nitems: {list: [a]}\nprompt: hi\n".utf8).write(
+            to: folder.appendingPathComponent("tiny.yaml"))
+        let unnamed = try ScheduleFile.parse("name: tiny-daily\njob: tiny.yaml\n", file: folder.appendingPathComponent("tiny-daily.yaml").path)
+        #expect(unnamed.agent.objectValue?["name"] == .string("tiny"))
 
         func problem(_ text: String, catalog: [String: String] = [:]) -> String {
             do {

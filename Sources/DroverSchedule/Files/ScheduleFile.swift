@@ -112,7 +112,13 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         } catch {
             throw problem("the job's agent: \(error)", fix: "fix the job file")
         }
-        self.agent = agent
+        // The deployment's agent resource needs a name, as a session schedule's gets its own.
+        if case .object(var object) = agent, object["name"] == nil {
+            object["name"] = .string(spec.name)
+            self.agent = .object(object)
+        } else {
+            self.agent = agent
+        }
         job = ScheduledJob(file: spec.file.path, name: spec.name, overlap: overlap)
     }
 
