@@ -36,7 +36,7 @@ final class ProgressDisplay: @unchecked Sendable {
                 started = .now
                 var notes: [String] = []
                 if resumed > 0 { notes.append("\(resumed) continue their sessions") }
-                if retried > 0 { notes.append("\(retried) retried after failing earlier") }
+                if retried > 0 { notes.append("\(retried) started over") }
                 emit(
                     "\(total) items: \(earlier) finished in an earlier run, \(toRun) to run"
                         + (notes.isEmpty ? "" : " (\(notes.joined(separator: "; ")))"))

@@ -395,7 +395,7 @@ struct JobRunTests {
         let retried = try await runProgramSeparately(
             droverBinary.path, arguments + ["--retry-failed"], environment: environment(), timeout: .seconds(120))
         #expect(retried.status == 0, "\(retried.stdout)\n\(retried.stderr)")
-        #expect(retried.stdout.contains("2 items: 1 finished in an earlier run, 1 to run (1 retried after failing earlier)"), "\(retried.stdout)")
+        #expect(retried.stdout.contains("2 items: 1 finished in an earlier run, 1 to run (1 started over)"), "\(retried.stdout)")
         let json = try JSONValue.parse(String(contentsOf: reportDirectory.appendingPathComponent("report.json"), encoding: .utf8))
         let items = json.objectValue?["items"]?.arrayValue ?? []
         let broken = try #require(items.first { $0.objectValue?["item_id"] == .string("broken") }?.objectValue)
@@ -447,7 +447,7 @@ struct JobRunTests {
 
         // A rerun leaves cancelled items alone; --item runs just the one named.
         let one = try await drover(arguments + ["--item", "b"])
-        #expect(one.status == 1 && one.stdout.contains("(1 retried after failing earlier)"), "\(one.stdout)\n\(one.stderr)")
+        #expect(one.status == 1 && one.stdout.contains("(1 started over)"), "\(one.stdout)\n\(one.stderr)")
         let after = try report(reportDirectory)
         #expect(after.items.map(\.status) == ["cancelled", "succeeded", "cancelled"], "\(after.items)")
         let unknown = try await drover(arguments + ["--item", "zed"])
