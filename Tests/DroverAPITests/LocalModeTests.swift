@@ -48,8 +48,15 @@ import Testing
     func call(_ url: String, _ method: String = "GET", key: String? = nil, body: String = "") async throws -> (Int, JSONValue) {
         var headers = [("anthropic-beta", "managed-agents-2026-04-01"), ("content-type", "application/json")]
         if let key { headers.append(("authorization", "Bearer \(key)")) }
-        let response = try await CurlHTTPClient.shared.send(HTTPRequest(url: url, method: method, headers: headers, body: Array(body.utf8)))
-        return (response.status, (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))) ?? .null)
+        let started = ContinuousClock.now
+        do {
+            let response = try await CurlHTTPClient.shared.send(HTTPRequest(url: url, method: method, headers: headers, body: Array(body.utf8)))
+            return (response.status, (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))) ?? .null)
+        } catch {
+            // Once, in a full-suite run, one of these calls got no answer for 120 s: say which.
+            Issue.record("\(method) \(url) failed after \(ContinuousClock.now - started): \(error)")
+            throw error
+        }
     }
 
     @Test func withoutKeysEveryCallerIsInTheDefaultWorkspaceUntilAKeyExists() async throws {
