@@ -76,11 +76,9 @@ public struct DeploymentFirer: Sendable {
             runID = Identifier.make(prefix: "drun", now: now)
         }
         let createdAt = Timestamp.string(now)
-        func run(session: JSONValue, error: JSONValue) -> JSONValue {
-            Self.runResource(id: runID, row: row, spec: spec, createdAt: createdAt, scheduledAt: scheduledAt, session: session, error: error)
-        }
+        let run = RunRecord(store: store, id: runID, row: row, spec: spec, createdAt: createdAt, scheduledAt: scheduledAt)
         if let job = spec.job {
-            return try await fireBatch(row, spec: spec, job: job, scheduledAt: scheduledAt, now: now, runID: runID, createdAt: createdAt)
+            return try await fireBatch(row, job: job, scheduledAt: scheduledAt, now: now, run: run)
         }
         // A fire redone after its session was made completes it, whatever changed since.
         let resumed = try await scheduledAt.asyncMap { try await started(row, occurrence: $0) } ?? false
@@ -91,11 +89,7 @@ public struct DeploymentFirer: Sendable {
                 try await checkVaults(spec, workspace: row.workspaceID)
                 environment = try await environmentConfig(spec.environment, workspace: row.workspaceID)
             } catch let failure as RunFailure {
-                let resource = run(session: .null, error: .object(["type": .string(failure.type), "message": .string(failure.message)]))
-                try await store.database.recordDeploymentRun(
-                    id: runID, deploymentID: row.id, workspaceID: row.workspaceID,
-                    scheduledAt: scheduledAt.map(Timestamp.seconds), sessionID: nil, createdAt: createdAt, resource: resource.compactJSON)
-                return resource
+                return try await run.record(error: .object(["type": .string(failure.type), "message": .string(failure.message)]))
             }
         }
         try await sessionLog.create(session, agent: spec.agentSnapshot, environment: environment)
@@ -105,11 +99,7 @@ public struct DeploymentFirer: Sendable {
             events, to: session, clientKey: "deployment-run:\(runID)", turnID: taskID)
         try faultPoint?("enqueued")
 
-        let resource = run(session: .string(session.rawValue), error: .null)
-        try await store.database.recordDeploymentRun(
-            id: runID, deploymentID: row.id, workspaceID: row.workspaceID,
-            scheduledAt: scheduledAt.map(Timestamp.seconds), sessionID: session.rawValue,
-            createdAt: createdAt, resource: resource.compactJSON)
+        let resource = try await run.record(session: session)
         try await registerSession(session, spec: spec, deployment: row, createdAt: createdAt)
         return resource
     }
@@ -117,21 +107,8 @@ public struct DeploymentFirer: Sendable {
     /// A job deployment's fire: one batch of the job per occurrence, started exactly once (its id
     /// derives from the occurrence, and a batch that already exists is not started again unless
     /// its run died), and recorded as a run whose `batch_id` (Drover's field) links to it.
-    private func fireBatch(
-        _ row: DeploymentRow, spec: DeploymentSpec, job: ScheduledJob, scheduledAt: Date?, now: Date, runID: String, createdAt: String
-    ) async throws -> JSONValue {
+    private func fireBatch(_ row: DeploymentRow, job: ScheduledJob, scheduledAt: Date?, now: Date, run: RunRecord) async throws -> JSONValue {
         let batchId = job.batchId(occurrence: scheduledAt, now: now, deployment: row.id)
-        func run(batch: String?, error: JSONValue) -> JSONValue {
-            Self.runResource(
-                id: runID, row: row, spec: spec, createdAt: createdAt, scheduledAt: scheduledAt, session: .null, error: error,
-                batch: .some(batch.map(JSONValue.string) ?? .null))
-        }
-        func record(_ resource: JSONValue) async throws -> JSONValue {
-            try await store.database.recordDeploymentRun(
-                id: runID, deploymentID: row.id, workspaceID: row.workspaceID, scheduledAt: scheduledAt.map(Timestamp.seconds),
-                sessionID: nil, createdAt: createdAt, resource: resource.compactJSON)
-            return resource
-        }
         guard let launchBatch else {
             throw FieldError(
                 field: "job", message: "\(row.name) starts a batch job, and this process cannot start batches",
@@ -145,13 +122,12 @@ public struct DeploymentFirer: Sendable {
                 throw Deferred(
                     description: "\(row.name): batch \(previous) of the previous run is still running (overlap: queue); this one starts after it")
             }
-            return try await record(
-                run(
-                    batch: nil,
-                    error: .object([
-                        "type": .string(Self.overlapSkipped),
-                        "message": .string("batch \(previous) of the previous run was still running (overlap: skip)"),
-                    ])))
+            return try await run.record(
+                error: .object([
+                    "type": .string(Self.overlapSkipped),
+                    "message": .string("batch \(previous) of the previous run was still running (overlap: skip)"),
+                ]),
+                batch: .null)
         }
         // A batch already started is started again only if its run died before finishing: the
         // rerun continues it, and a second start while the first runs stops at the batch lock.
@@ -168,27 +144,7 @@ public struct DeploymentFirer: Sendable {
             }
             try await launchBatch(BatchLaunch(batchId: batchId, job: job, deploymentName: row.name))
         }
-        return try await record(run(batch: batchId, error: .null))
-    }
-
-    /// The SDK's deployment run; a job deployment's also has Drover's `batch_id`.
-    static func runResource(
-        id: String, row: DeploymentRow, spec: DeploymentSpec, createdAt: String, scheduledAt: Date?, session: JSONValue, error: JSONValue,
-        batch: JSONValue? = nil
-    ) -> JSONValue {
-        var fields: [String: JSONValue] = [
-            "id": .string(id),
-            "type": .string("deployment_run"),
-            "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
-            "created_at": .string(createdAt),
-            "deployment_id": .string(row.id),
-            "error": error,
-            "session_id": session,
-            "trigger_context": scheduledAt.map { .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))]) }
-                ?? .object(["type": .string("manual")]),
-        ]
-        if let batch { fields["batch_id"] = batch }
-        return .object(fields)
+        return try await run.record(batch: .string(batchId))
     }
 
     /// The batch the deployment's latest earlier run started, if any.
@@ -301,5 +257,38 @@ public struct DeploymentFirer: Sendable {
     /// 26 lowercase hex digits (104 bits) of SHA-256.
     static func digest(_ text: String) -> String {
         SHA256.hash(data: Data(text.utf8)).prefix(13).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// One fire's deployment run: what every outcome of the fire shares, and the one way it is
+/// recorded, in the SDK's `deployment_run` shape.
+struct RunRecord: Sendable {
+    let store: DeploymentStore
+    let id: String
+    let row: DeploymentRow
+    let spec: DeploymentSpec
+    let createdAt: String
+    let scheduledAt: Date?
+
+    /// Records the run: with its session, or with the error that kept it from starting. A job
+    /// deployment's run also has Drover's `batch_id` (null when it started none).
+    func record(session: SessionID? = nil, error: JSONValue = .null, batch: JSONValue? = nil) async throws -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "id": .string(id),
+            "type": .string("deployment_run"),
+            "agent": .object(["id": .string(spec.agentID), "type": .string("agent"), "version": .number(Double(spec.agentVersion))]),
+            "created_at": .string(createdAt),
+            "deployment_id": .string(row.id),
+            "error": error,
+            "session_id": session.map { .string($0.rawValue) } ?? .null,
+            "trigger_context": scheduledAt.map { .object(["type": .string("schedule"), "scheduled_at": .string(Timestamp.seconds($0))]) }
+                ?? .object(["type": .string("manual")]),
+        ]
+        if let batch { fields["batch_id"] = batch }
+        let resource = JSONValue.object(fields)
+        try await store.database.recordDeploymentRun(
+            id: id, deploymentID: row.id, workspaceID: row.workspaceID, scheduledAt: scheduledAt.map(Timestamp.seconds),
+            sessionID: session?.rawValue, createdAt: createdAt, resource: resource.compactJSON)
+        return resource
     }
 }
