@@ -37,10 +37,8 @@ public struct BatchPlan: Sendable {
         if batchId == Self.batchId(forJob: jobName) { return "jobs.\(jobName)" }
         let name = "jobs." + batchId.dropFirst("batch_".count)
         guard name.count > 64 else { return name }
-        // Too long: cut, with a digest (FNV-1a, the same in every process) of the whole.
-        var hash: UInt64 = 14_695_981_039_346_656_037
-        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-        return String(name.prefix(50)) + "." + String(hash, radix: 16).prefix(12)
+        // Too long: cut, with a digest of the whole.
+        return String(name.prefix(50)) + "." + String(FNV1a.hash(name), radix: 16).prefix(12)
     }
 }
 

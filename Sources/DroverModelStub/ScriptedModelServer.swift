@@ -216,9 +216,7 @@ struct Conversation {
         self.step = assistants
         self.userText = userText
         self.results = results
-        var hash: UInt64 = 14_695_981_039_346_656_037
-        for byte in userText.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-        self.key = String(hash, radix: 16)
+        self.key = String(FNV1a.hash(userText), radix: 16)
     }
 
     /// How the brain closes a tool call a crash or shutdown cut off (`TurnRunner.crashInterruption`).

@@ -38,9 +38,7 @@ public struct DeploymentSpec: Sendable, Codable, Equatable {
     /// The fire delay of this deployment: the same every time, spread across deployments.
     public static func jitter(deploymentID: String, maximum: Int) -> Int {
         guard maximum > 0 else { return 0 }
-        var hash: UInt64 = 14_695_981_039_346_656_037
-        for byte in deploymentID.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-        return Int(hash % UInt64(maximum + 1))
+        return Int(FNV1a.hash(deploymentID) % UInt64(maximum + 1))
     }
 }
 

@@ -37,9 +37,7 @@ public struct ScheduledJob: Sendable, Codable, Equatable {
         if occurrence == nil {
             stamp += String(format: "%02d_", parts.second ?? 0) + Identifier.make(prefix: "m").suffix(6).lowercased()
         } else {
-            var hash: UInt64 = 14_695_981_039_346_656_037
-            for byte in deployment.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-            stamp += "_" + String(String(hash, radix: 16).suffix(4))
+            stamp += "_" + String(String(FNV1a.hash(deployment), radix: 16).suffix(4))
         }
         return "batch_" + name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() + "_" + stamp
     }
