@@ -338,13 +338,7 @@ public final class BatchRunner: Sendable {
     private func resume(_ session: SessionID, item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn? {
         guard try await log.meta(session) != nil else { return nil }
         var events: [StoredEvent] = []
-        var cursor: Int64 = 0
-        while true {
-            let page = try await log.read(session, afterSeq: cursor, limit: 1000)
-            events += page
-            cursor = page.last?.seq ?? cursor
-            if page.count < 1000 { break }
-        }
+        let cursor = try await log.replay(session, afterSeq: 0) { events.append($0) }
         outcome.status = .running
         try await save(plan, outcome)
         guard let promptIndex = events.firstIndex(where: { $0.kind == .userMessage }) else {
@@ -352,10 +346,7 @@ public final class BatchRunner: Sendable {
             return try await prompt(session, item: item, outcome: outcome, plan: plan)
         }
         let since = Array(events[(promptIndex + 1)...])
-        if let end = since.last(where: { $0.kind == .sessionStatusIdle || $0.kind == .sessionStatusTerminated }) {
-            guard case .sessionStatusIdle(let idle)? = end.payload else { return Turn(ending: .terminated, events: since, session: session) }
-            return Turn(ending: .idle(idle.stopReason), events: since, session: session)
-        }
+        if let ending = TurnWatcher.ending(of: since) { return Turn(ending: ending, events: since, session: session) }
         try await TurnQueue.enqueue(queue, session: session, name: options.queue, id: Self.turnTask(session))
         let deadline = ContinuousClock.now + .seconds(plan.spec.timeoutSeconds)
         let (ending, rest) = try await TurnWatcher(log: log, notifier: notifier).wait(session, afterSeq: cursor, deadline: deadline)

@@ -17,6 +17,14 @@ struct TurnWatcher {
     let log: SessionLog
     var notifier: SessionSettleNotifier?
 
+    /// How a turn whose events these are ended: the last idle or terminated status among
+    /// them; nil while it has not.
+    static func ending(of events: [StoredEvent]) -> Ending? {
+        guard let end = events.last(where: { $0.kind == .sessionStatusIdle || $0.kind == .sessionStatusTerminated }) else { return nil }
+        guard case .sessionStatusIdle(let idle)? = end.payload else { return .terminated }
+        return .idle(idle.stopReason)
+    }
+
     /// Every event after `afterSeq` until the session goes idle or is terminated, or until
     /// `deadline`. Between reads it waits for the notifier's hint that the session may have
     /// settled (or, without one, polls with a growing interval).
@@ -30,10 +38,7 @@ struct TurnWatcher {
             let batch = try await log.read(session, afterSeq: cursor, limit: 1000)
             events += batch
             cursor = batch.last?.seq ?? cursor
-            if let end = batch.last(where: { $0.kind == .sessionStatusIdle || $0.kind == .sessionStatusTerminated }) {
-                guard case .sessionStatusIdle(let idle)? = end.payload else { return (.terminated, events) }
-                return (.idle(idle.stopReason), events)
-            }
+            if let ending = Self.ending(of: batch) { return (ending, events) }
             if batch.count == 1000 { continue }
             let remaining = (deadline - ContinuousClock.now).seconds
             if remaining <= 0 { return (.timedOut, events) }
