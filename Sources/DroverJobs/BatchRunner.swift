@@ -396,12 +396,11 @@ public final class BatchRunner: Sendable {
     /// Stops a session's work for good: interrupt the turn, give it a moment to wind down, then
     /// terminate the session so that a redelivered turn task finds nothing to do.
     private func end(_ session: SessionID, graceful: Bool = true) async {
-        guard let meta = try? await log.meta(session), meta.status != "terminated" else { return }
-        if graceful && (meta.status == "running" || meta.status == "rescheduling") {
+        if graceful, let meta = try? await log.meta(session), meta.status == "running" || meta.status == "rescheduling" {
             _ = try? await log.append(session, [.userInterrupt(UserInterrupt())])
             _ = try? await TurnWatcher(log: log).wait(session, afterSeq: meta.lastSeq, deadline: .now + .seconds(5))
         }
-        _ = try? await log.append(session, [.sessionStatusTerminated])
+        try? await log.terminateIfLive(session)
     }
 
     /// An item an interruption stopped: pending, with its session and attempts as they are, so
@@ -437,10 +436,7 @@ public final class BatchRunner: Sendable {
 
     private func save(_ plan: BatchPlan, _ outcome: ItemOutcome) async throws {
         guard !options.interruption.isAbandoned else { return }
-        try await database.saveBatchItem(
-            MirrorDatabase.BatchItemRow(
-                batchId: plan.batchId, itemKey: outcome.key, itemId: outcome.itemId, position: outcome.position,
-                sessionId: outcome.sessionId, status: outcome.status.rawValue, result: outcome.json))
+        try await database.saveBatchItem(outcome, batchId: plan.batchId)
     }
 
     private func saveBatch(_ plan: BatchPlan, status: String, outcomes: [ItemOutcome]) async throws {

@@ -111,29 +111,7 @@ extension BatchCommand {
                     print(status == "cancelled" ? "cancelled \(batch): its run stopped" : "asked the run of \(batch) to stop; it is \(status) so far")
                     return
                 }
-                let log = try runtime.sessionLog
-                var cancelled = 0
-                for row in try await database.batchItems(batch) {
-                    guard var outcome = row.result.flatMap(ItemOutcome.decode), !outcome.status.isFinished else { continue }
-                    if let session = outcome.sessionId.flatMap({ try? SessionID($0) }), let meta = try await log.meta(session),
-                        meta.status != "terminated"
-                    {
-                        _ = try await log.append(session, [.sessionStatusTerminated])
-                    }
-                    outcome.status = .cancelled
-                    outcome.error = "cancelled (drover batch cancel)"
-                    try await database.saveBatchItem(
-                        MirrorDatabase.BatchItemRow(
-                            batchId: row.batchId, itemKey: row.itemKey, itemId: row.itemId, position: row.position,
-                            sessionId: outcome.sessionId, status: outcome.status.rawValue, result: outcome.json))
-                    cancelled += 1
-                }
-                if let row = try await database.batch(batch) {
-                    var resource = JSONValue.parseOrString(row.resource).objectValue ?? [:]
-                    resource["status"] = .string("cancelled")
-                    try await database.saveBatch(
-                        id: row.id, name: row.name, jobFile: row.jobFile, status: "cancelled", resource: JSONValue.object(resource).compactJSON)
-                }
+                let cancelled = try await BatchCancel.cancelUnfinished(batchId: batch, log: try runtime.sessionLog, database: database)
                 try await BatchCancel.clear(redis: runtime.redis, batchId: batch)
                 print("cancelled \(batch): \(cancelled) unfinished items (no run was active)")
             }
