@@ -113,12 +113,7 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
             throw problem("the job's agent: \(error)", fix: "fix the job file")
         }
         // The deployment's agent resource needs a name, as a session schedule's gets its own.
-        if case .object(var object) = agent, object["name"] == nil {
-            object["name"] = .string(spec.name)
-            self.agent = .object(object)
-        } else {
-            self.agent = agent
-        }
+        self.agent = Self.named(agent, spec.name)
         job = ScheduledJob(file: spec.file.path, name: spec.name, overlap: overlap)
     }
 
@@ -172,10 +167,7 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
         } catch {
             throw SourceFileProblem(error, under: fields.codingPath + [Keys.agent])
         }
-        if case .object(var object) = agent, object["name"] == nil {
-            object["name"] = .string(name)
-            agent = .object(object)
-        }
+        agent = Self.named(agent, name)
 
         environment = try Self.environment(fields)
         initialEvents = try Self.initialEvents(fields)
@@ -208,6 +200,13 @@ public struct ScheduleFile: Sendable, Equatable, Decodable {
                 metadata[key] = text
             }
         }
+    }
+
+    /// The agent, named `name` unless it names itself: its stored resource needs a name.
+    static func named(_ agent: JSONValue, _ name: String) -> JSONValue {
+        guard case .object(var object) = agent, object["name"] == nil else { return agent }
+        object["name"] = .string(name)
+        return .object(object)
     }
 
     private static func environment(_ fields: KeyedDecodingContainer<Keys>) throws -> JSONValue {
