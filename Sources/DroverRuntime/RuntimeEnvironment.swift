@@ -242,27 +242,23 @@ public final class RuntimeEnvironment: Sendable {
 /// Ctrl-C or SIGTERM during a command stops the embedded server before the process exits.
 public final class SignalCleanup: @unchecked Sendable {
     public static let shared = SignalCleanup()
-    private var sources: [DispatchSourceSignal] = []
+    private var signals: InterruptSignals?
     private var environments: [RuntimeEnvironment] = []
     private let lock = NSLock()
 
     public func register(_ environment: RuntimeEnvironment) {
         lock.withLock {
             environments.append(environment)
-            guard sources.isEmpty else { return }
-            for signalNumber in [SIGINT, SIGTERM] {
-                signal(signalNumber, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-                source.setEventHandler { [self] in
-                    let pending = lock.withLock { environments }
-                    Task {
-                        for environment in pending { await environment.close() }
-                        exit(128 + signalNumber)
-                    }
+            guard signals == nil else { return }
+            // Every signal, first or not, closes what is open and exits.
+            let cleanUp: @Sendable (Int32) -> Void = { [self] signalNumber in
+                let pending = lock.withLock { environments }
+                Task {
+                    for environment in pending { await environment.close() }
+                    exit(128 + signalNumber)
                 }
-                source.resume()
-                sources.append(source)
             }
+            signals = InterruptSignals(first: cleanUp, again: cleanUp)
         }
     }
 }
