@@ -141,6 +141,7 @@ let package = Package(
                 "DroverCore",
                 "DroverDatabase",
                 "DroverHands",
+                "DroverModelStub",
                 "DroverQueue",
                 "DroverRedis",
                 "DroverSessionLog",

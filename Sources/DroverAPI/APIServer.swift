@@ -37,6 +37,9 @@ public final class APIServer: Sendable {
         /// Starts the batch of a job deployment's manual run (`POST /v1/deployments/{id}/run`);
         /// nil: such a run is refused.
         public var launchBatch: (@Sendable (DeploymentFirer.BatchLaunch) async throws -> Void)?
+        /// The model this process's worker calls (`kind`: `scripted` or `anthropic`), shown in
+        /// `/health`; nil when the process runs no worker.
+        public var model: JSONValue?
         public init() {}
     }
 
@@ -82,13 +85,14 @@ public final class APIServer: Sendable {
             // During a Redis outage the process stays up and says so: 503 with redis "down",
             // until the clients have reconnected by themselves.
             let redisUp = await self.redis.isReachable()
-            return jsonResponse(
-                .object([
-                    "status": .string(redisUp ? "ok" : "degraded"), "redis": .string(redisUp ? "up" : "down"),
-                    "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +))),
-                    "live_tails": .number(Double(self.hub.liveTails)),
-                    "live_delta_subscriptions": .number(Double(self.hub.liveDeltaSubscriptions)),
-                ]), status: redisUp ? .ok : .serviceUnavailable)
+            var health: [String: JSONValue] = [
+                "status": .string(redisUp ? "ok" : "degraded"), "redis": .string(redisUp ? "up" : "down"),
+                "open_streams": .number(Double(self.openStreams.value.values.reduce(0, +))),
+                "live_tails": .number(Double(self.hub.liveTails)),
+                "live_delta_subscriptions": .number(Double(self.hub.liveDeltaSubscriptions)),
+            ]
+            if let model = self.options.model { health["model"] = model }
+            return jsonResponse(.object(health), status: redisUp ? .ok : .serviceUnavailable)
         }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         let files = UploadedFiles(store: store, options: options)

@@ -71,6 +71,7 @@ struct BatchBench: AsyncParsableCommand {
                 handsRoot: handsRoot, queueName: queueName)
             var options = BatchRunner.Options(handsRoot: handsRoot)
             options.queue = queueName
+            options.scriptedItems = model.items
             let runnerOptions = options
             let started = ContinuousClock.now
             let outcomes = try await engine.run { log, queue, database in

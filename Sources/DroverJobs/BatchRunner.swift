@@ -65,6 +65,9 @@ public final class BatchRunner: Sendable {
         /// Registers each session with the HTTP API's local workspace; nil: only the log has it.
         public var registry: BatchSessionRegistry?
 
+        /// Where the scripted model finds each session's item fields (`{{field}}` in a
+        /// playbook); nil with a real model.
+        public var scriptedItems: ScriptedItemFields?
         public init(handsRoot: URL) { self.handsRoot = handsRoot }
     }
 
@@ -304,6 +307,7 @@ public final class BatchRunner: Sendable {
     private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn {
         let session = SessionID.make()
         try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files)
+        options.scriptedItems?.bind(session, fields: item.fields)
         try await log.create(session, agent: plan.agent, environment: plan.environment)
         try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
         try await options.registry?.register(session, batchId: plan.batchId, itemId: item.id, jobName: plan.spec.name)
@@ -337,6 +341,7 @@ public final class BatchRunner: Sendable {
     /// a worker wakes the session from its log. Returns nil when there is no session to continue.
     private func resume(_ session: SessionID, item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn? {
         guard try await log.meta(session) != nil else { return nil }
+        options.scriptedItems?.bind(session, fields: item.fields)
         var events: [StoredEvent] = []
         let cursor = try await log.replay(session, afterSeq: 0) { events.append($0) }
         outcome.status = .running

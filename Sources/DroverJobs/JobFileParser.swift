@@ -1,5 +1,6 @@
 import DroverBrain
 import DroverCore
+import DroverModelStub
 import Foundation
 import Yams
 
@@ -41,6 +42,7 @@ public enum JobFileParser {
             reportDirectory: workingDirectory.appendingPathComponent("reports").appendingPathComponent(content.name),
             playbook: content.playbook
         )
+        spec.placeholderLines.text = text
         if let dir = content.reportDirectory {
             spec.reportDirectory = URL(fileURLWithPath: dir, relativeTo: workingDirectory).standardizedFileURL
         }
@@ -69,7 +71,7 @@ struct JobFile: Decodable {
     var budget: JobSpec.Budget
     var output: JobSpec.Output
     var reportDirectory: String?
-    var playbook: PlaybookText?
+    var playbook: JobPlaybook?
 
     init(from decoder: any Decoder) throws {
         let fields = try decoder.container(keyedBy: Keys.self)
@@ -94,7 +96,7 @@ struct JobFile: Decodable {
         output = try fields.decodeIfPresent(OutputField.self, forKey: .output)?.output ?? JobSpec.Output()
         reportDirectory = try fields.decodeIfPresent(ReportField.self, forKey: .report)?.dir
         if let playbook = try fields.decodeIfPresent(PlaybookField.self, forKey: .playbook) {
-            self.playbook = PlaybookText(yaml: playbook.yaml)
+            self.playbook = JobPlaybook(playbook: playbook.playbook)
             if output.source == .finalMessage, let keys = Self.keys(ofFinal: playbook.final) {
                 let missing = output.columns.filter { !keys.contains($0) }
                 if !missing.isEmpty {
@@ -225,23 +227,34 @@ private struct ReportField: Decodable {
     }
 }
 
-/// The scripted model's playbook, kept as YAML for its own parser.
+/// The scripted model's playbook, read by the scripted model's own parser.
 private struct PlaybookField: Decodable {
     enum Keys: String, CodingKey, CaseIterable {
         case steps, final
         case ttftMs = "ttft_ms"
     }
-    let yaml: String
+    let playbook: Playbook
     /// The final message's template, for checking the output columns against.
-    let final: String
+    var final: String { playbook.final }
 
     init(from decoder: any Decoder) throws {
-        final = try decoder.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .final) ?? ""
+        _ = try decoder.container(keyedBy: Keys.self)
         let subtree = try SourceYAML(from: decoder)
+        let yaml: String
         do {
             yaml = try Yams.serialize(node: .mapping(Node.Mapping([(Node("playbook"), subtree.node)])))
         } catch {
             throw decoder.problem(nil, "cannot be re-read", fix: "write `steps:` (a list of {tool, input}) and `final:` (a template)")
+        }
+        do {
+            guard let playbook = try ModelScript.parse(yaml: yaml, file: "").playbook else {
+                throw decoder.problem(nil, "is empty", fix: "write `steps:` (a list of {tool, input}) and `final:` (a template)")
+            }
+            self.playbook = playbook
+        } catch let error as ModelScript.ScriptError {
+            // The scripted model's parser names the field from `playbook` on: ": playbook.steps[0]".
+            let field = error.path.drop { $0 == ":" || $0 == " " }
+            throw SourceFileProblem(at: decoder.codingPath.dropLast() + FieldPathKey.keys(of: String(field)), error.message, fix: nil)
         }
     }
 }

@@ -93,7 +93,15 @@ public enum JobItems {
                 let key = try itemKey(job: spec.name, agentJSON: agentJSON, prompt: prompt, files: files, output: spec.output)
                 items.append(JobItem(id: id, fields: fields, prompt: prompt, files: files, key: key))
             } catch let error as PromptTemplate.UnknownField {
-                throw JobItemError(description: "\(spec.file.path): item \(id): \(error). Fix: use one of those fields, or add it to the items")
+                let section = Template.names(in: spec.prompt).contains(error.field) ? "prompt" : "files"
+                let line = spec.placeholderLines.line(of: error.field, under: section).map { ":\($0)" } ?? ""
+                throw JobItemError(
+                    description: "\(spec.file.path)\(line): \(section): item \(id): \(error). Fix: use one of those fields, or add it to the items")
+            }
+            if let problem = spec.playbook?.playbook.placeholderProblem(fields: Set(fields.keys)) {
+                let line = spec.placeholderLines.line(of: problem.use.name, under: "playbook").map { ":\($0)" } ?? ""
+                throw JobItemError(
+                    description: "\(spec.file.path)\(line): playbook.\(problem.use.field): item \(id): \(problem.message). Fix: \(problem.fix)")
             }
         }
         return items

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverModelStub
 import Foundation
 
 /// A batch job, as written in `Jobs/NAME.yaml` (documented in `Jobs/README.md`).
@@ -64,14 +65,27 @@ public struct JobSpec: Sendable {
     public var budget: Budget
     public var output: Output
     public var reportDirectory: URL
-    /// The scripted model's playbook, as YAML-ready objects (used when no model key is set).
-    public var playbook: PlaybookText?
+    /// The scripted model's playbook (used when no model key is set).
+    public var playbook: JobPlaybook?
+    /// The line (from 1) of the first use of each placeholder in the prompt, the files and the
+    /// playbook, for errors that only the items can tell.
+    public var placeholderLines = PlaceholderLines()
 
     /// The job's directory: relative paths in the file start here.
     public var directory: URL { file.deletingLastPathComponent() }
 }
 
-/// The playbook section re-emitted as YAML for the scripted model's parser.
-public struct PlaybookText: Sendable, Equatable {
-    public let yaml: String
+/// A job's playbook, parsed when the file is loaded.
+public struct JobPlaybook: Sendable, Equatable {
+    public let playbook: Playbook
+}
+
+/// Where a job file's placeholders are, by section.
+public struct PlaceholderLines: Sendable, Equatable {
+    var text = ""
+
+    /// The line of the first `{{name}}` in the section under the top-level `key`.
+    public func line(of name: String, under key: String) -> Int? {
+        Template.line(of: name, in: text, from: Template.line(ofKey: key, in: text) ?? 1)
+    }
 }

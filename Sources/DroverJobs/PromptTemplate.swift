@@ -12,16 +12,7 @@ public enum PromptTemplate {
     }
 
     /// The placeholder names, in order of appearance.
-    static func placeholders(_ template: String) -> [String] {
-        var names: [String] = []
-        var rest = template[...]
-        while let open = rest.range(of: "{{") {
-            guard let close = rest.range(of: "}}", range: open.upperBound..<rest.endIndex) else { break }
-            names.append(rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces))
-            rest = rest[close.upperBound...]
-        }
-        return names
-    }
+    static func placeholders(_ template: String) -> [String] { Template.names(in: template) }
 
     /// Checks the placeholders of a template that sits at `codingPath` in a job file.
     static func validate(_ template: String, at codingPath: [any CodingKey]) throws(SourceFileProblem) {
@@ -36,15 +27,9 @@ public enum PromptTemplate {
     }
 
     public static func render(_ template: String, fields: [String: String]) throws(UnknownField) -> String {
-        var output = ""
-        var rest = template[...]
-        while let open = rest.range(of: "{{"), let close = rest.range(of: "}}", range: open.upperBound..<rest.endIndex) {
-            output += rest[..<open.lowerBound]
-            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
-            guard let value = fields[name] else { throw UnknownField(field: name, available: fields.keys.sorted()) }
-            output += value
-            rest = rest[close.upperBound...]
+        if let missing = Template.names(in: template).first(where: { fields[$0] == nil }) {
+            throw UnknownField(field: missing, available: fields.keys.sorted())
         }
-        return output + rest
+        return Template.render(template) { fields[$0] }
     }
 }

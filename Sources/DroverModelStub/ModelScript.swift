@@ -83,7 +83,17 @@ public struct ModelScript: Sendable, Equatable {
         } catch {
             throw ScriptError(path: path, message: "cannot read the file: \(error.localizedDescription)")
         }
-        return try parse(yaml: text, file: path)
+        let script = try parse(yaml: text, file: path)
+        try script.checkPlaceholders(fields: [], file: path, text: text)
+        return script
+    }
+
+    /// Refuses a playbook placeholder that names neither a built-in nor one of `fields`, with
+    /// the file, the line (found in `text`, from line `from`) and what exists.
+    public func checkPlaceholders(fields: Set<String>, file: String, text: String?, from line: Int = 1) throws(ScriptError) {
+        guard let problem = playbook?.placeholderProblem(fields: fields) else { return }
+        let at = text.flatMap { Template.line(of: problem.use.name, in: $0, from: line) }.map { ":\($0)" } ?? ""
+        throw ScriptError(path: "\(file)\(at): playbook.\(problem.use.field)", message: "\(problem.message). Fix: \(problem.fix)")
     }
 
     public static func parse(yaml: String, file: String = "script") throws -> ModelScript {

@@ -30,13 +30,19 @@ public final class ScriptedModelServer: Sendable {
     }
 
     /// Starts on 127.0.0.1 at `port` (0 picks a free one) and returns once it accepts connections.
-    public static func start(script: ModelScript, port: Int = 0) async throws -> ScriptedModelServer {
+    /// `items`: the fields of the job item each session works on, for `{{field}}` in a playbook.
+    public static func start(
+        script: ModelScript, port: Int = 0, items: ScriptedItemFields = ScriptedItemFields()
+    ) async throws
+        -> ScriptedModelServer
+    {
         let faults = FaultCounter()
         let router = Router()
         router.get("/health") { _, _ in "ok" }
         router.post("/v1/messages") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 32 << 20)
-            return await respond(script: script, faults: faults, body: String(buffer: body))
+            let session = request.headers[HTTPField.Name(ScriptedItemFields.sessionHeader)!]
+            return await respond(script: script, faults: faults, items: items, session: session, body: String(buffer: body))
         }
         router.post("/v1/chat/completions") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 32 << 20)
@@ -74,7 +80,7 @@ public final class ScriptedModelServer: Sendable {
 
     // MARK: Answering
 
-    static func respond(script: ModelScript, faults: FaultCounter, body: String) async -> Response {
+    static func respond(script: ModelScript, faults: FaultCounter, items: ScriptedItemFields, session: String?, body: String) async -> Response {
         guard let request = (try? JSONValue.parse(body))?.objectValue else {
             return error(400, "invalid_request_error", "the body is not a JSON object")
         }
@@ -90,7 +96,7 @@ public final class ScriptedModelServer: Sendable {
         let conversation = Conversation(messages: messages)
         let turn: ModelScript.Turn
         if let playbook = script.playbook, script.turns.isEmpty {
-            turn = conversation.playbookTurn(playbook)
+            turn = conversation.playbookTurn(playbook, fields: session.map(items.fields(of:)) ?? [:])
         } else if conversation.step < script.turns.count {
             turn = script.turns[conversation.step]
         } else {
@@ -176,18 +182,24 @@ actor FaultCounter {
 
 /// What the request says about where the conversation is.
 struct Conversation {
+    /// Assistant messages so far: the turn of a script of `turns`.
     let step: Int
     let key: String
+    /// The latest user message: what a playbook answers.
     let userText: String
-    let results: [String]
+    /// The tool calls answered since that message, each with its result.
+    let results: [(call: String, text: String)]
 
     init(messages: [JSONValue]) {
         var assistants = 0
         var userText = ""
-        var results: [String] = []
+        var results: [(call: String, text: String)] = []
+        var calls: [String: String] = [:]
+        var afterText = false
         for message in messages {
             let fields = message.objectValue ?? [:]
-            if fields["role"]?.stringValue == "assistant" { assistants += 1 }
+            let role = fields["role"]?.stringValue
+            if role == "assistant" { assistants += 1 }
             let blocks: [JSONValue]
             switch fields["content"] {
             case .string(let text)?: blocks = [.object(["type": .string("text"), "text": .string(text)])]
@@ -196,10 +208,22 @@ struct Conversation {
             }
             for block in blocks {
                 let b = block.objectValue ?? [:]
-                if fields["role"]?.stringValue == "user", userText.isEmpty, b["type"]?.stringValue == "text" {
-                    userText = b["text"]?.stringValue ?? ""
-                }
-                if b["type"]?.stringValue == "tool_result" {
+                switch (role, b["type"]?.stringValue) {
+                case ("user", "text"):
+                    // A user message starts a new request: its text blocks are read as one.
+                    let text = b["text"]?.stringValue ?? ""
+                    if afterText {
+                        userText += "\n" + text
+                    } else {
+                        userText = text
+                        results = []
+                    }
+                    afterText = true
+                case ("assistant", "tool_use"):
+                    afterText = false
+                    if let id = b["id"]?.stringValue { calls[id] = Self.label(b["name"]?.stringValue ?? "", b["input"]) }
+                case ("user", "tool_result"):
+                    afterText = false
                     let text: String
                     switch b["content"] {
                     case .string(let value)?: text = value
@@ -209,7 +233,9 @@ struct Conversation {
                     // A call a crash cut off is taken again, as a model would: it does not count
                     // as the step's result.
                     if b["is_error"] == .bool(true), text.hasPrefix(Self.crashInterruptionPrefix) { continue }
-                    results.append(text)
+                    results.append((calls[b["tool_use_id"]?.stringValue ?? ""] ?? "tool", text))
+                default:
+                    afterText = false
                 }
             }
         }
@@ -222,14 +248,24 @@ struct Conversation {
     /// How the brain closes a tool call a crash or shutdown cut off (`TurnRunner.crashInterruption`).
     static let crashInterruptionPrefix = "interrupted by a worker crash"
 
-    func playbookTurn(_ playbook: Playbook) -> ModelScript.Turn {
-        let index = results.count
+    /// `bash: ls /workspace`: the tool and the input that says most about the call.
+    static func label(_ name: String, _ input: JSONValue?) -> String {
+        let fields = input?.objectValue ?? [:]
+        for key in ["command", "file_path", "pattern", "url", "query"] {
+            if let value = fields[key]?.stringValue { return "\(name): \(value)" }
+        }
+        return fields.isEmpty ? name : "\(name): \(JSONValue.object(fields).compactJSON)"
+    }
+
+    func playbookTurn(_ playbook: Playbook, fields: [String: String]) -> ModelScript.Turn {
+        let context = Playbook.Context(userText: userText, fields: fields, results: results)
+        let steps = playbook.steps(in: context)
         var turn: ModelScript.Turn
-        if index < playbook.steps.count {
-            let step = playbook.steps[index]
-            turn = ModelScript.Turn(toolUses: [(step.tool, Playbook.fill(step.input, userText: userText, results: results))])
+        if results.count < steps.count {
+            let step = steps[results.count]
+            turn = ModelScript.Turn(toolUses: [(step.tool, Playbook.fill(step.input, context))])
         } else {
-            turn = ModelScript.Turn(text: Playbook.fill(playbook.final, userText: userText, results: results))
+            turn = ModelScript.Turn(text: Playbook.fill(playbook.final, context))
         }
         turn.ttftMilliseconds = playbook.ttftMilliseconds
         return turn

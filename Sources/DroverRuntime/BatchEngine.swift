@@ -16,6 +16,8 @@ public struct JobModel: Sendable {
     /// For the report and the first line of output.
     public let label: String
     public let stub: ScriptedModelServer?
+    /// Where the scripted model finds each session's item fields; bind them as sessions start.
+    public var items: ScriptedItemFields? = nil
 
     public static func resolve(for spec: JobSpec, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> JobModel {
         if let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty {
@@ -32,10 +34,12 @@ public struct JobModel: Sendable {
                 message: "no ANTHROPIC_API_KEY is set and the job has no playbook for the scripted model",
                 fix: "export ANTHROPIC_API_KEY to use a real model, or add `playbook:` (see Jobs/README.md)")
         }
-        let script = try ModelScript.parse(yaml: playbook.yaml, file: "\(spec.file.path): playbook")
-        let stub = try await ScriptedModelServer.start(script: script)
-        let client = AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: stub.baseURL, apiKey: "scripted"))
-        return JobModel(client: client, label: "scripted model (the job's playbook; no ANTHROPIC_API_KEY set)", stub: stub)
+        let items = ScriptedItemFields()
+        let stub = try await ScriptedModelServer.start(script: ModelScript(playbook: playbook.playbook), items: items)
+        var configuration = AnthropicConfiguration(baseURL: stub.baseURL, apiKey: "scripted")
+        configuration.namesSessions = true
+        let client = AnthropicMessagesClient(configuration: configuration)
+        return JobModel(client: client, label: "scripted model (the job's playbook; no ANTHROPIC_API_KEY set)", stub: stub, items: items)
     }
 }
 

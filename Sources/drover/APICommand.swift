@@ -22,7 +22,8 @@ struct APIOptions: ParsableArguments {
 
     /// Builds the server. With no API key configured it runs in single-user local mode, which
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
-    func makeServer(runtime: RuntimeEnvironment) async throws -> APIServer {
+    /// `model`: what this process's worker calls, for `/health` (`drover serve`); nil for an API alone.
+    func makeServer(runtime: RuntimeEnvironment, model: JSONValue? = nil) async throws -> APIServer {
         let text = address ?? DroverConfiguration.apiAddress()
         let (host, port) = try APIServer.address(text)
         guard pingSeconds > 0 else { throw ValidationError("--ping-seconds: must be positive") }
@@ -61,6 +62,7 @@ struct APIOptions: ParsableArguments {
         // A manual run of a job deployment starts its batch, as the scheduler's fires do.
         let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
         options.launchBatch = { try await launcher.launch($0) }
+        options.model = model
         return APIServer(
             log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
             options: options, localWorkspaceID: local)
@@ -114,10 +116,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also run a scheduler (it contends for the leader lock with any others).") var scheduler = true
 
     func run() async throws {
-        let model = try worker.modelConfiguration()
+        let model = try await worker.resolveModel()
+        // The first line says which model answers, so that scripted answers are never taken for a real model's.
+        note("drover serve: model: \(model.label)")
+        try await Self.refuseLoop(model, apiAddress: api.address ?? DroverConfiguration.apiAddress())
         try await withRuntime(poolSize: worker.poolSize + 8, exitOnSignal: false) { runtime in
-            let server = try await api.makeServer(runtime: runtime)
-            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model, apiAddress: api.address)
+            let server = try await api.makeServer(runtime: runtime, model: model.health)
+            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration, apiAddress: api.address)
             await toolset?.pool.prewarm()
             let database = try runtime.database()
             let recorder = Recorder(redis: runtime.redis, database: database)
@@ -139,7 +144,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             services.append(NamedService("the API", apiService(server, role: "serve")))
             note(
-                "drover serve: worker with \(self.worker.concurrency) slots, model at \(model.baseURL), \(self.worker.hands) hands; recorder into \(runtime.configuration.databasePath.path)\(scheduler ? "; scheduler" : "")"
+                "drover serve: worker with \(self.worker.concurrency) slots, \(self.worker.hands) hands; recorder into \(runtime.configuration.databasePath.path)\(scheduler ? "; scheduler" : "")"
             )
             // Shutdown runs in reverse: the API stops taking requests, the scheduler stops, the worker drains, the recorder finishes.
             let group = ServiceGroup(
@@ -150,7 +155,25 @@ struct ServeCommand: AsyncParsableCommand {
             try await group.run()
             await mcp.shutdown()
             await toolset?.pool.shutdown()
+            await model.scripted?.stop()
             note("drover serve: stopped")
+        }
+    }
+}
+
+extension ServeCommand {
+    /// A model URL that is this server's own API would have every turn ask itself.
+    static func refuseLoop(_ model: WorkerModel, apiAddress: String) async throws {
+        guard model.scripted == nil, let url = URL(string: model.configuration.baseURL), let host = url.host,
+            let (apiHost, apiPort) = try? APIServer.address(apiAddress)
+        else { return }
+        let port = url.port ?? (url.scheme == "https" ? 443 : 80)
+        let loopback = { (name: String) in APIServer.isLoopback(name) || name == "0.0.0.0" }
+        if port == apiPort && (host == apiHost || (loopback(host) && loopback(apiHost))) {
+            throw FieldError(
+                field: "ANTHROPIC_BASE_URL",
+                message: "\(model.configuration.baseURL) is this server's own API (\(apiAddress)), not a model",
+                fix: "unset ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY to use the scripted model, or point them at the Messages API")
         }
     }
 }

@@ -210,6 +210,7 @@ struct JobRun {
             let display = ProgressDisplay(columns: spec.output.columns)
             var options = BatchRunner.Options(handsRoot: handsRoot)
             options.retryFailed = retryFailed
+            options.scriptedItems = model.items
             options.queue = queueName
             options.only = only
             // The local workspace the API and the deployments use: usage reports show one, and

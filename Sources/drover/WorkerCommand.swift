@@ -12,7 +12,8 @@ struct WorkerCommand: AsyncParsableCommand {
         abstract: "Run the brain: claim turn tasks and run sessions' agent loops.",
         discussion: """
             The model comes from ANTHROPIC_BASE_URL (default https://api.anthropic.com) and
-            ANTHROPIC_API_KEY. Tools run in bubblewrap sandboxes on per-session workspaces under
+            ANTHROPIC_API_KEY; with no key (or with --model-script), the scripted model answers,
+            in this process, and the first line of output says so (docs/scripted-model.md). Tools run in bubblewrap sandboxes on per-session workspaces under
             $DROVER_DATA_DIR/hands (or, with --hands in-process, a stand-in with echo and sleep).
             SIGTERM or Ctrl-C drains: no new claims; running turns get --drain-seconds to finish,
             then are handed back to the queue for another worker.
@@ -22,13 +23,14 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
-        let configuration = try worker.modelConfiguration()
+        let model = try await worker.resolveModel()
+        note("drover worker: model: \(model.label)")
         try await withRuntime(poolSize: worker.poolSize, exitOnSignal: false) { runtime in
-            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: configuration)
+            let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration)
             // Warm sandboxes for sessions without an environment, ready before the first turn.
             await toolset?.pool.prewarm()
             note(
-                "drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, model at \(configuration.baseURL), \(self.worker.hands) hands"
+                "drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, \(self.worker.hands) hands"
             )
             let group = ServiceGroup(
                 services: [WorkerService(worker: worker)],
@@ -39,6 +41,7 @@ struct WorkerCommand: AsyncParsableCommand {
             // Stdio MCP servers are this worker's children, and sandboxes its grandchildren: stop them with it.
             await mcp.shutdown()
             await toolset?.pool.shutdown()
+            await model.scripted?.stop()
             note("drover worker: drained")
         }
     }

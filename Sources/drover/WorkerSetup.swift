@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverBrain
 import DroverCore
 import DroverHands
+import DroverModelStub
 import DroverQueue
 import DroverRuntime
 import DroverTools
@@ -14,6 +15,11 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Seconds running turns get to finish on SIGTERM before they are handed back.") var drainSeconds = 30
     @Flag(help: "Let agents start stdio MCP servers: commands that run on this host, outside the sandbox.") var mcpStdio = false
     @Option(help: "Model for sessions created without an agent snapshot.") var model = "claude-sonnet-4-5"
+    @Option(
+        help: ArgumentHelp(
+            "Answer from this scripted-model file (docs/scripted-model.md) instead of a model, even with ANTHROPIC_API_KEY set.",
+            valueName: "file"))
+    var modelScript: String?
     @Option(help: "Tools: sandbox (bubblewrap; the default where it is installed) or in-process (echo and sleep only).")
     var hands = Sandbox.bubblewrap == nil ? "in-process" : "sandbox"
 
@@ -27,23 +33,39 @@ struct WorkerOptions: ParsableArguments {
     /// Redis connections the worker needs: three per slot, and a few for the rest.
     var poolSize: Int { concurrency * 3 + 4 }
 
-    /// The model endpoint from ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY; exits with a fix when the key is missing.
-    func modelConfiguration() throws -> AnthropicConfiguration {
-        let environment = ProcessInfo.processInfo.environment
-        guard let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty else {
-            FileHandle.standardError.write(
-                Data(
-                    """
-                    drover: error: ANTHROPIC_API_KEY is not set. Fix: export ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL \
-                    for a compatible server, such as `drover model-stub`).
-
-                    """.utf8))
-            throw ExitCode(1)
+    /// The model sessions call: `--model-script` or, with no ANTHROPIC_API_KEY, the built-in
+    /// script, both on the scripted model in this process; otherwise the Messages API at
+    /// ANTHROPIC_BASE_URL. Stop its `scripted` server when the worker has drained.
+    func resolveModel(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> WorkerModel {
+        if modelScript != nil || (environment["ANTHROPIC_API_KEY"] ?? "").isEmpty {
+            let script: ModelScript
+            let source: String
+            if let path = modelScript {
+                do {
+                    script = try ModelScript.load(path: path)
+                } catch let error as ModelScript.ScriptError {
+                    throw ValidationError("--model-script: \(error)")
+                }
+                source = path
+            } else {
+                script = ModelScript.builtIn
+                source = "built-in"
+            }
+            let server = try await ScriptedModelServer.start(script: script)
+            var configuration = AnthropicConfiguration(baseURL: server.baseURL, apiKey: "scripted")
+            configuration.namesSessions = true
+            let why = modelScript == nil ? "the built-in script, as no ANTHROPIC_API_KEY is set" : "the script \(source)"
+            return WorkerModel(
+                configuration: configuration, label: "the scripted model (\(why); not a real model, see docs/scripted-model.md)",
+                health: .object(["kind": .string("scripted"), "script": .string(source)]), scripted: server)
         }
+        var configuration = AnthropicConfiguration(apiKey: environment["ANTHROPIC_API_KEY"]!)
         if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
-            return AnthropicConfiguration(baseURL: base, apiKey: key)
+            configuration = AnthropicConfiguration(baseURL: base, apiKey: configuration.apiKey)
         }
-        return AnthropicConfiguration(apiKey: key)
+        return WorkerModel(
+            configuration: configuration, label: "the Messages API at \(configuration.baseURL)",
+            health: .object(["kind": .string("anthropic"), "base_url": .string(configuration.baseURL)]), scripted: nil)
     }
 
     /// The worker, its MCP connections and its sandbox toolset: stop both when the worker has
@@ -77,4 +99,15 @@ struct WorkerOptions: ParsableArguments {
         options.drainTimeout = .seconds(drainSeconds)
         return (Worker(queue: TaskQueue(redis: runtime.redis), runner: runner, options: options), mcp, toolset)
     }
+}
+
+/// Where a worker's sessions get their answers, and how to say so.
+struct WorkerModel: Sendable {
+    let configuration: AnthropicConfiguration
+    /// For the first line of output.
+    let label: String
+    /// For `/health`.
+    let health: JSONValue
+    /// The scripted model this process serves, if that is the model.
+    let scripted: ScriptedModelServer?
 }

@@ -79,6 +79,105 @@ struct ScriptedModelServerTests {
         #expect(final.stopReason == "end_turn")
     }
 
+    @Test(
+        "a playbook answers the latest message: `when` skips a step, {{named_file}} and {{results}} fill in, item fields come by session, and a result is never filled in twice"
+    )
+    func playbookContext() async throws {
+        let script = try ModelScript.parse(
+            yaml: """
+                playbook:
+                  steps:
+                    - tool: bash
+                      input: {command: "ls {{student}}"}
+                    - tool: read
+                      when: "{{named_file}}"
+                      input: {file_path: "/workspace/{{named_file}}"}
+                  final: "{{student}} asked: {{user_text}}\\n{{results}}"
+                """)
+        let items = ScriptedItemFields()
+        let server = try await ScriptedModelServer.start(script: script, items: items)
+        defer { Task { await server.stop() } }
+        let session = SessionID.make()
+        items.bind(session, fields: ["student": "ana"])
+        var configuration = AnthropicConfiguration(baseURL: server.baseURL, apiKey: "scripted")
+        configuration.namesSessions = true
+        let client = AnthropicMessagesClient(configuration: configuration)
+        func ask(_ messages: [ModelMessage]) async throws -> ModelResponse {
+            var request = ModelRequest(model: "m", messages: messages)
+            request.session = session
+            for try await event in client.stream(request) {
+                if case .completed(let response) = event { return response }
+            }
+            throw ModelError.malformedStream("no message")
+        }
+        func call(_ response: ModelResponse) -> (id: String, name: String, input: JSONValue)? {
+            guard case .toolUse(let id, let name, let input)? = response.content.first else { return nil }
+            return (id, name, input)
+        }
+
+        // A message that names a file: both steps, then the final with every result.
+        var messages = [ModelMessage(role: .user, content: [.text("Please grade src/ana.py, e.g. by running it.")])]
+        let list = try #require(call(try await ask(messages)))
+        #expect(list.name == "bash" && list.input == .object(["command": .string("ls ana")]))
+        messages += [
+            ModelMessage(role: .assistant, content: [.toolUse(id: list.id, name: list.name, input: list.input)]),
+            ModelMessage(role: .user, content: [.toolResult(toolUseId: list.id, content: [.text("src/ {{result_1}}")], isError: false)]),
+        ]
+        let read = try #require(call(try await ask(messages)))
+        #expect(read.name == "read" && read.input == .object(["file_path": .string("/workspace/src/ana.py")]))
+        messages += [
+            ModelMessage(role: .assistant, content: [.toolUse(id: read.id, name: read.name, input: read.input)]),
+            ModelMessage(role: .user, content: [.toolResult(toolUseId: read.id, content: [.text("1\tprint(1)\n\n")], isError: false)]),
+        ]
+        let final = try await ask(messages)
+        #expect(
+            final.content == [
+                .text(
+                    "[scripted] ana asked: Please grade src/ana.py, e.g. by running it.\nbash: ls ana\nsrc/ {{result_1}}\n\nread: /workspace/src/ana.py\n1\tprint(1)"
+                )
+            ])
+
+        // The next message names no file: the playbook starts over for it and skips the read.
+        messages += [ModelMessage(role: .assistant, content: final.content), ModelMessage(role: .user, content: [.text("And now?")])]
+        let again = try #require(call(try await ask(messages)))
+        #expect(again.name == "bash")
+        messages += [
+            ModelMessage(role: .assistant, content: [.toolUse(id: again.id, name: again.name, input: again.input)]),
+            ModelMessage(role: .user, content: [.toolResult(toolUseId: again.id, content: [.text("src/")], isError: false)]),
+        ]
+        #expect(try await ask(messages).content == [.text("[scripted] ana asked: And now?\nbash: ls ana\nsrc/")])
+    }
+
+    @Test("a file name is read from a message as a user writes it")
+    func namedFiles() {
+        let cases = [
+            ("Grade ana.py", "ana.py"), ("Look at /workspace/data.csv.", "data.csv"),
+            ("e.g. check report.md", "report.md"), ("version 2.5 of lib/x.tar.gz", "lib/x.tar.gz"), ("nothing here", ""),
+            ("../../etc/passwd.txt", "etc/passwd.txt"),
+        ]
+        for (text, expected) in cases {
+            #expect(Playbook.Context(userText: text).namedFile == expected, "\(text)")
+        }
+    }
+
+    @Test("a script's unknown placeholder is refused at load with the file, the line and what exists")
+    func unknownPlaceholder() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("script-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("script.yaml").path
+        try "playbook:\n  steps:\n    - tool: bash\n      input: {command: ls}\n  final: |\n    Found:\n    {{result_2}} {{file}}\n".write(
+            toFile: file, atomically: true, encoding: .utf8)
+        do {
+            _ = try ModelScript.load(path: file)
+            Issue.record("loaded")
+        } catch let error as ModelScript.ScriptError {
+            #expect(error.path == "\(file):7: playbook.final", "\(error)")
+            #expect(error.message.contains("{{result_2}} names no placeholder"), "\(error)")
+            #expect(error.message.contains("result_1") && error.message.contains("no item fields"), "\(error)")
+        }
+    }
+
     @Test("429 carries retry-after, which the client honours; a bad script names the field")
     func faultsAndBadScripts() async throws {
         let server = try await ScriptedModelServer.start(

@@ -48,7 +48,7 @@ struct JobFileTests {
         #expect(spec.retries == 1)
         #expect(spec.output.columns == ["title"])
         #expect(spec.reportDirectory.path == directory.appendingPathComponent("reports/demo").path)
-        #expect(spec.playbook?.yaml.contains("echo hi") == true)
+        #expect(spec.playbook?.playbook.steps.first?.input == .object(["command": .string("echo hi")]))
         let items = try JobItems.expand(spec, agentJSON: "{}")
         #expect(items.map(\.id) == ["one", "two"])
         #expect(items[0].prompt == "Write about rivers for one")
@@ -224,6 +224,30 @@ struct JobFileTests {
         // Nor is a file output checked against the final message.
         _ = try parse(
             Self.valid.replacingOccurrences(of: "output: {columns: [title]}", with: "output: {from: file, file: out.json, columns: [titel]}"))
+    }
+
+    @Test("an unknown placeholder in the prompt or the playbook is refused before anything runs, with the line and the fields there are")
+    func unknownPlaceholders() throws {
+        func expansionError(_ text: String) throws -> String {
+            do {
+                _ = try JobItems.expand(try parse(text), agentJSON: "{}")
+                return ""
+            } catch let error as JobItemError {
+                return error.description
+            }
+        }
+        // Line 15 is the playbook's final message.
+        let final = try expansionError(Self.valid.replacingOccurrences(of: "{{last_result}}", with: "{{last_result}} on {{topik}}"))
+        #expect(final.contains("Jobs/demo.yaml:15: playbook.final: item one: {{topik}} names no placeholder"), "\(final)")
+        #expect(final.contains("the item's fields are index, item_id, name, topic") && final.contains("user_text, named_file"), "\(final)")
+        // Item fields fill in steps too; a result past the last step is unknown.
+        let step = try expansionError(Self.valid.replacingOccurrences(of: "echo hi", with: "echo {{topic}} {{result_2}}"))
+        #expect(step.contains("Jobs/demo.yaml:14: playbook.steps[0].input.command: item one: {{result_2}}"), "\(step)")
+        let prompt = try expansionError(Self.valid.replacingOccurrences(of: "for {{name}}", with: "for {{nmae}}"))
+        #expect(prompt.contains("Jobs/demo.yaml:9: prompt: item one: {{nmae}} names no field"), "\(prompt)")
+        // A playbook step the scripted model could not take is refused at load, at its line.
+        let step2 = try #require(failure(Self.valid.replacingOccurrences(of: "{tool: bash, input:", with: "{tol: bash, input:")))
+        #expect(step2.field == "playbook.steps[0]" && step2.line == 14, "\(step2)")
     }
 
     @Test("output.file and collect: follow no link the agent planted, and collect.to stays in the report")

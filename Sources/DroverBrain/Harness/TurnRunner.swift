@@ -202,12 +202,13 @@ public final class TurnRunner: Sendable {
             let startSeq = try await append(session, fence, state, [.spanModelRequestStart]).firstSeq
             let startId = SessionLog.eventID(session, seq: startSeq)
             state.openModelRequest = startId
-            let request = ModelRequest(
+            var request = ModelRequest(
                 model: agent.model, system: agent.system, messages: state.messages,
                 tools: hands.definitions
                     + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
                 maxTokens: agent.maxTokens
             )
+            request.session = session
             let customNames = Set(agent.customTools.map(\.name))
             var response: ModelResponse?
             var rescheduled = false

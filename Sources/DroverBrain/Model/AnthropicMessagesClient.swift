@@ -12,6 +12,9 @@ public struct AnthropicConfiguration: Sendable {
     public var connectTimeout: Duration = .seconds(10)
     public var readTimeout: Duration = .seconds(120)
     public var retry = RetryPolicy()
+    /// Sends the asking session's id in `x-drover-session`: for Drover's scripted model only,
+    /// which fills in a job item's fields from it. A real model API is never told.
+    public var namesSessions = false
 
     public init(baseURL: String = "https://api.anthropic.com", apiKey: String) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -37,14 +40,18 @@ public final class AnthropicMessagesClient: ModelClient {
 
     private func attempt(_ request: ModelRequest, _ continuation: AsyncThrowingStream<ModelStreamEvent, Error>.Continuation) async throws {
         let body = try JSONEncoder().encode(Self.body(for: request))
+        var requestHeaders = [
+            ("content-type", "application/json"),
+            ("accept", "text/event-stream"),
+            ("x-api-key", configuration.apiKey),
+            ("anthropic-version", configuration.version),
+        ]
+        if configuration.namesSessions, let session = request.session {
+            requestHeaders.append((ScriptedItemFields.sessionHeader, session.rawValue))
+        }
         let http = HTTPRequest(
             url: configuration.baseURL + "/v1/messages",
-            headers: [
-                ("content-type", "application/json"),
-                ("accept", "text/event-stream"),
-                ("x-api-key", configuration.apiKey),
-                ("anthropic-version", configuration.version),
-            ],
+            headers: requestHeaders,
             body: Array(body),
             connectTimeout: configuration.connectTimeout,
             readTimeout: configuration.readTimeout

@@ -19,6 +19,9 @@ public struct ModelRequest: Sendable, Equatable {
     public var messages: [ModelMessage]
     public var tools: [ModelToolDefinition]
     public var maxTokens: Int
+    /// The session asking: not part of the model API's body; the scripted model is told it
+    /// (`AnthropicConfiguration.namesSessions`) to find the session's job item.
+    public var session: SessionID?
 
     public init(model: String, system: String? = nil, messages: [ModelMessage], tools: [ModelToolDefinition] = [], maxTokens: Int = 4096) {
         self.model = model
