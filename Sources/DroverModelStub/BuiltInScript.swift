@@ -14,7 +14,7 @@ extension ModelScript {
             - tool: read
               when: "{{named_file}}"
               input: {file_path: "/workspace/{{named_file}}"}
-          final: |
+          final: |-
             Drover's scripted model (no ANTHROPIC_API_KEY is set, so no real model read your message). What the tools returned:
 
             {{results}}

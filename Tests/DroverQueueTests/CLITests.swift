@@ -31,6 +31,34 @@ struct CLITests {
     let cli = CLI(
         dataDirectory: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cli-\(Identifier.make(prefix: "c").suffix(10))"))
 
+    @Test("drover --help and the README name every environment variable the sources and scripts read")
+    func environmentVariablesDocumented() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        var read: Set<String> = []
+        for directory in ["Sources", "scripts"] {
+            let walker = FileManager.default.enumerator(at: root.appendingPathComponent(directory), includingPropertiesForKeys: nil)
+            while let file = walker?.nextObject() as? URL {
+                guard let text = try? String(contentsOf: file, encoding: .utf8) else { continue }
+                for match in text.matches(of: /\b(?:DROVER|ANTHROPIC)_[A-Z][A-Z0-9_]*/) {
+                    let name = String(match.output)
+                    // C include guards, and prefixes a name is built from.
+                    if name.hasSuffix("_H") || name.hasSuffix("_") { continue }
+                    read.insert(name)
+                }
+            }
+        }
+        #expect(read.count >= 20 && read.contains("ANTHROPIC_BASE_URL"), "\(read.sorted())")
+        let listed = Set(EnvironmentVariables.all.map(\.name))
+        #expect(read.subtracting(listed).isEmpty, "read but not in EnvironmentVariables.all: \(read.subtracting(listed).sorted())")
+        #expect(listed.subtracting(read).isEmpty, "listed but read nowhere: \(listed.subtracting(read).sorted())")
+        let help = try await cli.run("--help")
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        for name in listed.sorted() {
+            #expect(help.stdout.contains("  \(name)\n"), "drover --help does not list \(name)")
+            #expect(readme.contains("`\(name)`"), "the README does not name \(name)")
+        }
+    }
+
     @Test("enqueue and stats on the embedded server, which stops with the command and keeps the data")
     func enqueueAndStats() async throws {
         defer { try? FileManager.default.removeItem(at: cli.dataDirectory) }

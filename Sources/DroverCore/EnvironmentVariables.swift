@@ -1,0 +1,60 @@
+/// Every environment variable Drover reads, with what it means: `drover --help` prints this
+/// table, and a test checks that every variable the sources read is in it.
+public enum EnvironmentVariables {
+    public struct Variable: Sendable {
+        public let name: String
+        public let meaning: String
+    }
+
+    public static let all: [Variable] = [
+        Variable(
+            name: "ANTHROPIC_API_KEY",
+            meaning:
+                "the model key for sessions. Unset: `drover run` uses the job's playbook, and `serve` and `worker` the built-in script, on the scripted model"
+        ),
+        Variable(name: "ANTHROPIC_BASE_URL", meaning: "the Messages API to call (default https://api.anthropic.com)"),
+        Variable(
+            name: "DROVER_REDIS_URL",
+            meaning: "redis://[:password@]host:port/db or unix:///path?db=N. Unset: a private redis-server (AOF on) in DROVER_DATA_DIR"),
+        Variable(name: "DROVER_DATA_DIR", meaning: "where embedded state lives (default: the nearest .drover here or above, else ./.drover)"),
+        Variable(name: "DROVER_DB", meaning: "the SQLite file (default $DROVER_DATA_DIR/drover.db)"),
+        Variable(name: "DROVER_REDIS_POOL", meaning: "pooled Redis connections per process (default 8)"),
+        Variable(name: "DROVER_API_ADDR", meaning: "where `drover api` and `drover serve` listen (default 127.0.0.1:8787)"),
+        Variable(name: "DROVER_HANDS_DIR", meaning: "sandbox workspaces (default $DROVER_DATA_DIR/hands; as root /var/tmp/drover-hands/<hash>)"),
+        Variable(name: "DROVER_SANDBOX_MEMORY", meaning: "memory per sandbox, its /tmp included (default 2GiB)"),
+        Variable(name: "DROVER_SANDBOX_PIDS", meaning: "processes and threads per sandbox (default 256)"),
+        Variable(name: "DROVER_SANDBOX_CPUS", meaning: "CPU cores' worth of time per sandbox (default 1)"),
+        Variable(name: "DROVER_SANDBOX_TMP", meaning: "the size of each sandbox's /tmp (default 256MiB)"),
+        Variable(name: "DROVER_SANDBOX_DISK", meaning: "the disk quota per session's workspace (default 4GiB; off: plain directories)"),
+        Variable(name: "DROVER_SANDBOX_CGROUPS", meaning: "off keeps sandboxes out of cgroups (rlimits only)"),
+        Variable(name: "DROVER_PIP_ALLOW_ANY", meaning: "1 lets environments list pip specifiers other than names and versions"),
+        Variable(name: "DROVER_VAULT_KEY", meaning: "the key that seals vault secrets (default $DROVER_DATA_DIR/vault.key)"),
+        Variable(name: "DROVER_VAULT_KEY_PREVIOUS", meaning: "earlier vault keys (comma-separated), until `drover vaults rekey`"),
+        Variable(name: "DROVER_EGRESS_FORWARDER", meaning: "the relay sandboxes with a network run (default drover-egress-forward beside drover)"),
+        Variable(
+            name: "DROVER_INTERNAL_HOSTS",
+            meaning: "hosts (comma-separated) on a private network or loopback that agents' MCP servers and git repositories may be on"),
+        Variable(name: "DROVER_WEB_SEARCH_URL", meaning: "the SearXNG-style JSON endpoint web_search asks (default: none)"),
+        Variable(
+            name: "DROVER_EGRESS_TRUST",
+            meaning: "PEM files (:-separated) of further CAs the egress proxy trusts when it reads HTTPS to a credential's host"),
+        Variable(name: "DROVER_CONFIGURATION", meaning: "debug makes scripts/drover (the `drover` on PATH) run the debug build (default release)"),
+    ]
+
+    /// The table for `--help`: one variable per entry, its meaning wrapped under it.
+    public static var help: String {
+        all.map { variable in
+            var lines: [String] = []
+            var line = "     "
+            for word in variable.meaning.split(separator: " ") {
+                if line.count + 1 + word.count > 78 {
+                    lines.append(line)
+                    line = "     "
+                }
+                line += " " + word
+            }
+            lines.append(line)
+            return "  \(variable.name)\n" + lines.joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+}
