@@ -336,7 +336,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverJobsTests",
-            dependencies: ["DroverCore", "DroverDatabase", "DroverJobs", "DroverTesting"]
+            dependencies: ["DroverBrain", "DroverCore", "DroverDatabase", "DroverJobs", "DroverModelStub", "DroverTesting", "DroverTools"]
         ),
         .testTarget(
             name: "DroverScheduleTests",

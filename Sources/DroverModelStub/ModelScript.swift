@@ -2,9 +2,10 @@ import DroverCore
 import Foundation
 import Yams
 
-/// What the scripted model answers, turn by turn. A conversation's turn is the number of
-/// assistant messages already in the request, so concurrent sessions each get their own place in
-/// the script without the server keeping any state per session.
+/// What the scripted model answers, turn by turn (docs/scripted-model.md is the format). A
+/// conversation's turn is the number of assistant messages already in the request, so
+/// concurrent sessions each get their own place in the script without the server keeping any
+/// state per session.
 ///
 /// ```yaml
 /// turns:
