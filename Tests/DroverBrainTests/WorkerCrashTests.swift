@@ -8,6 +8,35 @@ import Testing
 
 @Suite("Worker processes killed mid-turn")
 struct WorkerCrashTests {
+    @Test("drover worker with no model key says first that the scripted model answers, and answers from the built-in script")
+    func keylessWorker() async throws {
+        try await withBrain(script: "turns: [{text: unused}]") { brain in
+            var environment = brain.processEnvironment
+            environment.removeValue(forKey: "ANTHROPIC_API_KEY")
+            environment.removeValue(forKey: "ANTHROPIC_BASE_URL")
+            let log = URL(fileURLWithPath: brain.database.path).deletingLastPathComponent().appendingPathComponent("worker.log").path
+            let worker = try ChildProcess(
+                executable: droverBinary.path, arguments: ["worker", "--concurrency", "1", "--hands", "in-process"], environment: environment,
+                outputPath: log)
+            let session = try await brain.newSession(saying: "What is in notes.md?")
+            try await TurnQueue.enqueue(TaskQueue(redis: brain.client), session: session)
+            let idle = try await eventually(within: .seconds(60), polling: .milliseconds(50)) {
+                try await brain.types(session).last == "session.status_idle"
+            }
+            #expect(idle, "the session did not go idle")
+            await worker.terminate(grace: .seconds(15))
+            #expect(worker.exitStatus == 0)
+            let output = try String(contentsOfFile: log, encoding: .utf8)
+            #expect(output.hasPrefix("drover worker: model: the scripted model (the built-in script"), "\(output)")
+            let events = try await brain.log.read(session, limit: 100)
+            // In-process hands have no bash or read: the calls get error results, which the reply reports.
+            let uses = events.filter { $0.type == "agent.tool_use" }.compactMap { $0.value.objectValue?["name"]?.stringValue }
+            #expect(uses == ["bash", "read"])
+            let reply = events.last { $0.type == "agent.message" }?.json ?? ""
+            #expect(reply.contains("[scripted] Drover's scripted model") && reply.contains("read: /workspace/notes.md"), "\(reply)")
+        }
+    }
+
     @Test("kill -9 a worker mid model stream, then another mid tool call: a third finishes the session cleanly")
     func killMidTurn() async throws {
         try await withBrain(

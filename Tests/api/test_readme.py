@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import anthropic
 import httpx2 as httpx
 import pytest
 
@@ -75,6 +76,30 @@ def test_readme_http_example_prints_what_the_readme_says():
         assert stderr.startswith("drover serve: model: the scripted model (the built-in script"), stderr
 
 
+def quick_start(base_url: str):
+    """The SDK's quick-start, with an environment that has a network: the built-in script's tool
+    calls run in a real sandbox, and the session goes idle with its answer."""
+    client = anthropic.Anthropic(base_url=base_url, api_key="local")
+    agent = client.beta.agents.create(name="quick", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}])
+    environment = client.beta.environments.create(name="quick", config={"type": "cloud", "networking": {"type": "unrestricted"}})
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    seen = []
+    with client.beta.sessions.events.stream(session.id) as stream:
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "Hi there"}]}])
+        for event in stream:
+            seen.append(event)
+            if event.type == "session.status_idle":
+                break
+    uses = [e for e in seen if e.type == "agent.tool_use"]
+    assert [(u.name, u.input) for u in uses] == [("bash", {"command": "ls -p /workspace"})], "the message names no file, so no read"
+    results = [e for e in seen if e.type == "agent.tool_result"]
+    assert len(results) == 1 and not results[0].is_error, results
+    final = [e for e in seen if e.type == "agent.message"][-1]
+    assert final.content[0].text.startswith("[scripted] Drover's scripted model"), final
+    assert "bash: ls -p /workspace" in final.content[0].text
+    assert seen[-1].stop_reason.type == "end_turn"
+
+
 def test_serve_without_a_key_says_it_is_scripted_and_refuses_to_call_itself():
     with tempfile.TemporaryDirectory(prefix="drover-nokey-") as tmp:
         tmp = Path(tmp)
@@ -88,6 +113,7 @@ def test_serve_without_a_key_says_it_is_scripted_and_refuses_to_call_itself():
             health = httpx.get(f"http://127.0.0.1:{port}/health").json()
             assert health["model"] == {"kind": "scripted", "script": "built-in"}
             assert log.read_text().splitlines()[0].startswith("drover serve: model: the scripted model"), log.read_text()
+            quick_start(f"http://127.0.0.1:{port}")
         finally:
             serve.send_signal(signal.SIGTERM)
             assert serve.wait(timeout=60) == 0, log.read_text()
