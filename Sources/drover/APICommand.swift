@@ -20,6 +20,33 @@ struct APIOptions: ParsableArguments {
         Double = 200
     @Option(help: "Requests each workspace may make at once before --requests-per-second applies.") var requestBurst = 400
 
+    /// Refuses an address something already listens on, before anything starts: found later,
+    /// it would stop a process that had started Redis, its worker and its scheduler.
+    func checkAddressIsFree(command: String) throws {
+        let text = address ?? DroverConfiguration.apiAddress()
+        let (host, port) = try APIServer.address(text)
+        var socketAddress = sockaddr_in()
+        socketAddress.sin_family = sa_family_t(AF_INET)
+        socketAddress.sin_port = in_port_t(UInt16(port).bigEndian)
+        // Only an IPv4 address is probed; a name is left to the server's own bind.
+        guard port > 0, inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &socketAddress.sin_addr) == 1 else { return }
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return }
+        defer { close(probe) }
+        // As the server binds: a port left in TIME_WAIT by an earlier run is free.
+        var on: Int32 = 1
+        setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        let bound = withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if bound != 0 && errno == EADDRINUSE {
+            throw FieldError(
+                field: address == nil ? "DROVER_API_ADDR" : "--address",
+                message: "\(text) is in use: another process (a drover \(command) already running?) listens there",
+                fix: "stop that process, or listen elsewhere with --address 127.0.0.1:PORT (or DROVER_API_ADDR)")
+        }
+    }
+
     /// Builds the server. With no API key configured it runs in single-user local mode, which
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
     /// `model`: what this process's worker calls, for `/health` (`drover serve`); nil for an API alone.
@@ -91,6 +118,7 @@ struct APICommand: AsyncParsableCommand {
     @OptionGroup var api: APIOptions
 
     func run() async throws {
+        try api.checkAddressIsFree(command: "api")
         try await withRuntime(exitOnSignal: false) { runtime in
             let server = try await api.makeServer(runtime: runtime)
             let group = ServiceGroup(
@@ -116,6 +144,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also run a scheduler (it contends for the leader lock with any others).") var scheduler = true
 
     func run() async throws {
+        try api.checkAddressIsFree(command: "serve")
         let model = try await worker.resolveModel()
         // The first line says which model answers, so that scripted answers are never taken for a real model's.
         note("drover serve: model: \(model.label)")

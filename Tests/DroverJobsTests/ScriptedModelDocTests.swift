@@ -164,9 +164,11 @@ struct ScriptedModelDocTests {
             ])
     }
 
-    @Test("built-in: the page shows the script drover serve uses, as it is")
-    func builtIn() throws {
+    @Test("built-in: the page shows the script drover serve uses, as it is, and so does drover model-stub --print-built-in")
+    func builtIn() async throws {
         #expect(try Self.example("built-in") == ModelScript.builtInYAML)
+        let printed = try await runProgramSeparately(droverBinary.path, ["model-stub", "--print-built-in"], timeout: .seconds(60))
+        #expect(printed.status == 0 && printed.stdout == ModelScript.builtInYAML, "\(printed)")
         #expect(ModelScript.builtIn.playbook?.steps.map(\.tool) == ["bash", "read"])
     }
 }

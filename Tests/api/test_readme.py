@@ -124,6 +124,15 @@ def test_serve_without_a_key_says_it_is_scripted_and_refuses_to_call_itself():
                               capture_output=True, text=True, timeout=60)
         assert loop.returncode != 0 and "ANTHROPIC_BASE_URL" in loop.stderr and "own API" in loop.stderr, loop.stderr
 
+        # A port something listens on is refused before anything starts, with the fix.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = subprocess.run([str(DROVER), "serve", "--address", f"127.0.0.1:{taken.getsockname()[1]}"],
+                                  env=env, capture_output=True, text=True, timeout=60)
+        assert busy.returncode != 0 and "is in use" in busy.stderr and "--address 127.0.0.1:PORT" in busy.stderr, busy.stderr
+        assert "redis-server" not in busy.stderr, "nothing should have started"
+
         # A script that does not load is refused before anything starts, naming the file and the line.
         script = tmp / "bad.yaml"
         script.write_text("playbook:\n  steps: []\n  final: 'Hello {{student}}'\n")
