@@ -11,10 +11,6 @@ public final class ScriptedItemFields: Sendable {
         bySession.withLock { $0[session.rawValue] = fields }
     }
 
-    public func unbind(_ session: SessionID) {
-        bySession.withLock { _ = $0.removeValue(forKey: session.rawValue) }
-    }
-
     public func fields(of session: String) -> [String: String] {
         bySession.withLock { $0[session] ?? [:] }
     }

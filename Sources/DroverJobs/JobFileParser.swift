@@ -71,7 +71,7 @@ struct JobFile: Decodable {
     var budget: JobSpec.Budget
     var output: JobSpec.Output
     var reportDirectory: String?
-    var playbook: JobPlaybook?
+    var playbook: Playbook?
 
     init(from decoder: any Decoder) throws {
         let fields = try decoder.container(keyedBy: Keys.self)
@@ -96,7 +96,7 @@ struct JobFile: Decodable {
         output = try fields.decodeIfPresent(OutputField.self, forKey: .output)?.output ?? JobSpec.Output()
         reportDirectory = try fields.decodeIfPresent(ReportField.self, forKey: .report)?.dir
         if let playbook = try fields.decodeIfPresent(PlaybookField.self, forKey: .playbook) {
-            self.playbook = JobPlaybook(playbook: playbook.playbook)
+            self.playbook = playbook.playbook
             if output.source == .finalMessage, let keys = Self.keys(ofFinal: playbook.final) {
                 let missing = output.columns.filter { !keys.contains($0) }
                 if !missing.isEmpty {

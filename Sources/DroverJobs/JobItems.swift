@@ -98,7 +98,7 @@ public enum JobItems {
                 throw JobItemError(
                     description: "\(spec.file.path)\(line): \(section): item \(id): \(error). Fix: use one of those fields, or add it to the items")
             }
-            if let problem = spec.playbook?.playbook.placeholderProblem(fields: Set(fields.keys)) {
+            if let problem = spec.playbook?.placeholderProblem(fields: Set(fields.keys)) {
                 let line = spec.placeholderLines.line(of: problem.use.name, under: "playbook").map { ":\($0)" } ?? ""
                 throw JobItemError(
                     description: "\(spec.file.path)\(line): playbook.\(problem.use.field): item \(id): \(problem.message). Fix: \(problem.fix)")

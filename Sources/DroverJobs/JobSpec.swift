@@ -66,18 +66,13 @@ public struct JobSpec: Sendable {
     public var output: Output
     public var reportDirectory: URL
     /// The scripted model's playbook (used when no model key is set).
-    public var playbook: JobPlaybook?
+    public var playbook: Playbook?
     /// The line (from 1) of the first use of each placeholder in the prompt, the files and the
     /// playbook, for errors that only the items can tell.
     public var placeholderLines = PlaceholderLines()
 
     /// The job's directory: relative paths in the file start here.
     public var directory: URL { file.deletingLastPathComponent() }
-}
-
-/// A job's playbook, parsed when the file is loaded.
-public struct JobPlaybook: Sendable, Equatable {
-    public let playbook: Playbook
 }
 
 /// Where a job file's placeholders are, by section.

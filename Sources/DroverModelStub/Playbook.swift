@@ -32,9 +32,9 @@ public struct Playbook: Sendable, Equatable {
     /// benchmarks and for tests that need turns to take a while.
     public var ttftMilliseconds = 0
 
-    /// The placeholders every playbook has, whatever it runs for; `result_N` stands for
-    /// `result_1` up to the number of steps.
-    public static let builtInPlaceholders = ["user_text", "named_file", "results", "last_result", "result_N"]
+    /// The placeholders every playbook has, whatever it runs for, besides `result_1` up to
+    /// `result_<number of steps>`.
+    public static let builtInPlaceholders = ["user_text", "named_file", "results", "last_result"]
 
     static func parse(_ value: Any, path: String) throws -> Playbook {
         guard let map = value as? [String: Any] else {
@@ -111,7 +111,8 @@ public struct Playbook: Sendable, Equatable {
     /// filled in, and the fix; nil when every placeholder can.
     public func placeholderProblem(fields: Set<String>) -> (use: Use, message: String, fix: String)? {
         guard let use = unknownPlaceholder(fields: fields) else { return nil }
-        let builtIns = "user_text, named_file, results, last_result and " + (steps.count > 1 ? "result_1 to result_\(steps.count)" : "result_1")
+        let results = steps.count > 1 ? "result_1 to result_\(steps.count)" : "result_1"
+        let builtIns = Self.builtInPlaceholders.joined(separator: ", ") + " and " + results
         let items =
             fields.isEmpty
             ? "there are no item fields here (only a job's playbook has them)"

@@ -35,7 +35,7 @@ public struct JobModel: Sendable {
                 fix: "export ANTHROPIC_API_KEY to use a real model, or add `playbook:` (see Jobs/README.md)")
         }
         let items = ScriptedItemFields()
-        let stub = try await ScriptedModelServer.start(script: ModelScript(playbook: playbook.playbook), items: items)
+        let stub = try await ScriptedModelServer.start(script: ModelScript(playbook: playbook), items: items)
         var configuration = AnthropicConfiguration(baseURL: stub.baseURL, apiKey: "scripted")
         configuration.namesSessions = true
         let client = AnthropicMessagesClient(configuration: configuration)

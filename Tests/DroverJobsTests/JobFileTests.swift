@@ -48,7 +48,7 @@ struct JobFileTests {
         #expect(spec.retries == 1)
         #expect(spec.output.columns == ["title"])
         #expect(spec.reportDirectory.path == directory.appendingPathComponent("reports/demo").path)
-        #expect(spec.playbook?.playbook.steps.first?.input == .object(["command": .string("echo hi")]))
+        #expect(spec.playbook?.steps.first?.input == .object(["command": .string("echo hi")]))
         let items = try JobItems.expand(spec, agentJSON: "{}")
         #expect(items.map(\.id) == ["one", "two"])
         #expect(items[0].prompt == "Write about rivers for one")
@@ -243,6 +243,9 @@ struct JobFileTests {
         // Item fields fill in steps too; a result past the last step is unknown.
         let step = try expansionError(Self.valid.replacingOccurrences(of: "echo hi", with: "echo {{topic}} {{result_2}}"))
         #expect(step.contains("Jobs/demo.yaml:14: playbook.steps[0].input.command: item one: {{result_2}}"), "\(step)")
+        // `result_N` is how the docs write the family; as a placeholder it names nothing.
+        let family = try expansionError(Self.valid.replacingOccurrences(of: "{{last_result}}", with: "{{result_N}}"))
+        #expect(family.contains("playbook.final: item one: {{result_N}} names no placeholder"), "\(family)")
         let prompt = try expansionError(Self.valid.replacingOccurrences(of: "for {{name}}", with: "for {{nmae}}"))
         #expect(prompt.contains("Jobs/demo.yaml:9: prompt: item one: {{nmae}} names no field"), "\(prompt)")
         // A playbook step the scripted model could not take is refused at load, at its line.
