@@ -20,11 +20,7 @@ public struct JobModel: Sendable {
     public var items: ScriptedItemFields? = nil
 
     public static func resolve(for spec: JobSpec, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> JobModel {
-        if let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty {
-            var configuration = AnthropicConfiguration(apiKey: key)
-            if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
-                configuration = AnthropicConfiguration(baseURL: base, apiKey: key)
-            }
+        if let configuration = AnthropicConfiguration(environment: environment) {
             return JobModel(
                 client: AnthropicMessagesClient(configuration: configuration), label: "Anthropic Messages API at \(configuration.baseURL)", stub: nil)
         }
@@ -36,10 +32,18 @@ public struct JobModel: Sendable {
         }
         let items = ScriptedItemFields()
         let stub = try await ScriptedModelServer.start(script: ModelScript(playbook: playbook), items: items)
-        var configuration = AnthropicConfiguration(baseURL: stub.baseURL, apiKey: "scripted")
-        configuration.namesSessions = true
-        let client = AnthropicMessagesClient(configuration: configuration)
+        let client = AnthropicMessagesClient(configuration: stub.clientConfiguration)
         return JobModel(client: client, label: "scripted model (the job's playbook; no ANTHROPIC_API_KEY set)", stub: stub, items: items)
+    }
+}
+
+extension ScriptedModelServer {
+    /// How this process's brain calls the scripted model: named sessions, so that a playbook
+    /// finds its item's fields.
+    public var clientConfiguration: AnthropicConfiguration {
+        var configuration = AnthropicConfiguration(baseURL: baseURL, apiKey: "scripted")
+        configuration.namesSessions = true
+        return configuration
     }
 }
 

@@ -37,35 +37,29 @@ struct WorkerOptions: ParsableArguments {
     /// script, both on the scripted model in this process; otherwise the Messages API at
     /// ANTHROPIC_BASE_URL. Stop its `scripted` server when the worker has drained.
     func resolveModel(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> WorkerModel {
-        if modelScript != nil || (environment["ANTHROPIC_API_KEY"] ?? "").isEmpty {
-            let script: ModelScript
-            let source: String
-            if let path = modelScript {
-                do {
-                    script = try ModelScript.load(path: path)
-                } catch let error as ModelScript.ScriptError {
-                    throw ValidationError("--model-script: \(error)")
-                }
-                source = path
-            } else {
-                script = ModelScript.builtIn
-                source = "built-in"
-            }
-            let server = try await ScriptedModelServer.start(script: script)
-            var configuration = AnthropicConfiguration(baseURL: server.baseURL, apiKey: "scripted")
-            configuration.namesSessions = true
-            let why = modelScript == nil ? "the built-in script, as no ANTHROPIC_API_KEY is set" : "the script \(source)"
+        if modelScript == nil, let configuration = AnthropicConfiguration(environment: environment) {
             return WorkerModel(
-                configuration: configuration, label: "the scripted model (\(why); not a real model, see docs/scripted-model.md)",
-                health: .object(["kind": .string("scripted"), "script": .string(source)]), scripted: server)
+                configuration: configuration, label: "the Messages API at \(configuration.baseURL)",
+                health: .object(["kind": .string("anthropic"), "base_url": .string(configuration.baseURL)]), scripted: nil)
         }
-        var configuration = AnthropicConfiguration(apiKey: environment["ANTHROPIC_API_KEY"]!)
-        if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
-            configuration = AnthropicConfiguration(baseURL: base, apiKey: configuration.apiKey)
+        let script: ModelScript
+        let source: String
+        if let path = modelScript {
+            do {
+                script = try ModelScript.load(path: path)
+            } catch let error as ModelScript.ScriptError {
+                throw ValidationError("--model-script: \(error)")
+            }
+            source = path
+        } else {
+            script = ModelScript.builtIn
+            source = "built-in"
         }
+        let server = try await ScriptedModelServer.start(script: script)
+        let why = modelScript == nil ? "the built-in script, as no ANTHROPIC_API_KEY is set" : "the script \(source)"
         return WorkerModel(
-            configuration: configuration, label: "the Messages API at \(configuration.baseURL)",
-            health: .object(["kind": .string("anthropic"), "base_url": .string(configuration.baseURL)]), scripted: nil)
+            configuration: server.clientConfiguration, label: "the scripted model (\(why); not a real model, see docs/scripted-model.md)",
+            health: .object(["kind": .string("scripted"), "script": .string(source)]), scripted: server)
     }
 
     /// The worker, its MCP connections and its sandbox toolset: stop both when the worker has

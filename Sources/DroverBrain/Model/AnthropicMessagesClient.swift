@@ -20,6 +20,16 @@ public struct AnthropicConfiguration: Sendable {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
     }
+
+    /// The model from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`; nil without a key.
+    public init?(environment: [String: String]) {
+        guard let key = environment["ANTHROPIC_API_KEY"], !key.isEmpty else { return nil }
+        if let base = environment["ANTHROPIC_BASE_URL"], !base.isEmpty {
+            self.init(baseURL: base, apiKey: key)
+        } else {
+            self.init(apiKey: key)
+        }
+    }
 }
 
 /// The Anthropic Messages API (`POST /v1/messages`, streamed) over libcurl.
