@@ -20,10 +20,13 @@ struct APIOptions: ParsableArguments {
         Double = 200
     @Option(help: "Requests each workspace may make at once before --requests-per-second applies.") var requestBurst = 400
 
+    /// `--address`, else `DROVER_API_ADDR`, else the default.
+    var listenAddress: String { address ?? DroverConfiguration.apiAddress() }
+
     /// Refuses an address something already listens on, before anything starts: found later,
     /// it would stop a process that had started Redis, its worker and its scheduler.
     func checkAddressIsFree(command: String) throws {
-        let text = address ?? DroverConfiguration.apiAddress()
+        let text = listenAddress
         let (host, port) = try APIServer.address(text)
         var socketAddress = sockaddr_in()
         socketAddress.sin_family = sa_family_t(AF_INET)
@@ -51,7 +54,7 @@ struct APIOptions: ParsableArguments {
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
     /// `model`: what this process's worker calls, for `/health` (`drover serve`); nil for an API alone.
     func makeServer(runtime: RuntimeEnvironment, model: JSONValue? = nil) async throws -> APIServer {
-        let text = address ?? DroverConfiguration.apiAddress()
+        let text = listenAddress
         let (host, port) = try APIServer.address(text)
         guard pingSeconds > 0 else { throw ValidationError("--ping-seconds: must be positive") }
         let store = ControlPlaneStore(database: try runtime.database())
@@ -148,7 +151,7 @@ struct ServeCommand: AsyncParsableCommand {
         let model = try await worker.resolveModel()
         // The first line says which model answers, so that scripted answers are never taken for a real model's.
         note("drover serve: model: \(model.label)")
-        try await Self.refuseLoop(model, apiAddress: api.address ?? DroverConfiguration.apiAddress())
+        try Self.refuseLoop(model, apiAddress: api.listenAddress)
         try await withRuntime(poolSize: worker.poolSize + 8, exitOnSignal: false) { runtime in
             let server = try await api.makeServer(runtime: runtime, model: model.health)
             let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration, apiAddress: api.address)
@@ -192,7 +195,7 @@ struct ServeCommand: AsyncParsableCommand {
 
 extension ServeCommand {
     /// A model URL that is this server's own API would have every turn ask itself.
-    static func refuseLoop(_ model: WorkerModel, apiAddress: String) async throws {
+    static func refuseLoop(_ model: WorkerModel, apiAddress: String) throws {
         guard model.scripted == nil, let url = URL(string: model.configuration.baseURL), let host = url.host,
             let (apiHost, apiPort) = try? APIServer.address(apiAddress)
         else { return }
