@@ -41,7 +41,7 @@ public final class ScriptedModelServer: Sendable {
         router.get("/health") { _, _ in "ok" }
         router.post("/v1/messages") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 32 << 20)
-            let session = request.headers[HTTPField.Name(ScriptedItemFields.sessionHeader)!]
+            let session = request.headers[sessionHeader]
             return await respond(script: script, faults: faults, items: items, session: session, body: String(buffer: body))
         }
         router.post("/v1/chat/completions") { request, _ -> Response in
@@ -152,6 +152,7 @@ public final class ScriptedModelServer: Sendable {
     }
 
     static let scriptedHeader = HTTPField.Name("x-drover-scripted")!
+    static let sessionHeader = HTTPField.Name(ScriptedItemFields.sessionHeader)!
 
     static func faultType(_ status: Int) -> String {
         switch status {
