@@ -303,7 +303,7 @@ public actor Sandbox {
 
     /// Starts the sandbox if it is not running, and waits until its shell answers.
     public func start() async throws {
-        try await exclusive { _ = try await self.ensureStarted(within: max(Self.startPatience, self.limits.wallClock)) }
+        try await exclusive { _ = try await self.ensureStarted(within: self.readyPatience(self.limits.wallClock)) }
     }
 
     /// Points the sandbox at its directories' new host paths after the pool renamed them (the
@@ -394,6 +394,13 @@ public actor Sandbox {
     /// the command's, so it does not count against the call's wall clock.
     static let startPatience: Duration = .seconds(30)
 
+    /// Replaces the start patience, so that a test can make a start time out.
+    var patienceOverride: Duration?
+
+    func overridePatience(_ patience: Duration) { patienceOverride = patience }
+
+    private func readyPatience(_ wallClock: Duration) -> Duration { patienceOverride ?? max(Self.startPatience, wallClock) }
+
     private func ensureStarted(within patience: Duration) async throws -> SandboxProcess {
         if let process, process.isRunning { return process }
         await end(process)
@@ -403,19 +410,27 @@ public actor Sandbox {
         return try await volume.whileMounted { _ in try await startShell(within: patience) }
     }
 
+    /// A start that does not answer in time is tried once more: a start has hung in the kernel
+    /// on a busy CI machine, once in hundreds of runs, while the next one took milliseconds. A
+    /// start that fails outright (bubblewrap refused its arguments) is not tried again.
     private func startShell(within patience: Duration) async throws -> SandboxProcess {
-        let command = try Self.bubblewrapCommand(arguments(), cgroup: cgroup)
-        let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
-        process = started
-        startFresh = false
-        let ready = try await exchange(started, mode: "ready", wallClock: patience)
-        // A shell that missed its start was killed by the exchange: the call must not go to it,
-        // or it reports that kill (137) as if its command had died.
-        guard !ready.died, !ready.run.timedOut else {
+        var stuck: [String] = []
+        let fresh = startFresh
+        while true {
+            let command = try Self.bubblewrapCommand(arguments(), cgroup: cgroup)
+            let started = try SandboxProcess(executable: command.executable, arguments: command.arguments)
+            process = started
+            startFresh = false
+            let ready = try await exchange(started, mode: "ready", wallClock: patience)
+            if !ready.died, !ready.run.timedOut { return started }
+            // A shell that missed its start was killed by the exchange: the call must not go to
+            // it, or it reports that kill (137) as if its command had died.
             process = nil
-            throw StartFailed(output: ready.run.timedOut ? "the shell was not ready within \(patience)" : ready.run.output)
+            guard ready.run.timedOut else { throw StartFailed(output: ready.run.output) }
+            stuck.append("the shell was not ready within \(patience) (its processes then: \(ready.stuck ?? "none left"))")
+            guard stuck.count < 2 else { throw StartFailed(output: stuck.joined(separator: "; then ")) }
+            startFresh = fresh
         }
-        return started
     }
 
     /// Says so when the workspace's volume is (nearly) full, so that a failed write is explained
@@ -442,7 +457,7 @@ public actor Sandbox {
                 return SandboxRun(
                     exitCode: 2, output: "[drover: the command contains a NUL byte, which a shell cannot run]", truncated: false, timedOut: false)
             }
-            let process = try await ensureStarted(within: max(Self.startPatience, wallClock ?? limits.wallClock))
+            let process = try await ensureStarted(within: readyPatience(wallClock ?? limits.wallClock))
             let outcome = try await exchange(process, mode: mode, command: command, wallClock: wallClock ?? limits.wallClock)
             if outcome.run.timedOut { forgetShellState() }
             return outcome.run
@@ -453,7 +468,7 @@ public actor Sandbox {
     /// wall clock runs out or the output floods.
     private func exchange(
         _ process: SandboxProcess, mode: String, command: String = "", wallClock: Duration
-    ) async throws -> (run: SandboxRun, died: Bool) {
+    ) async throws -> (run: SandboxRun, died: Bool, stuck: String?) {
         var output: [UInt8] = []
         var total = 0
         var statusBytes: [UInt8] = []
@@ -518,6 +533,9 @@ public actor Sandbox {
             let grace = ContinuousClock.now + .seconds(5)
             while process.isRunning && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(5)) }
         }
+        // Where the sandbox's processes wait in the kernel, kept before they are killed: a start
+        // that timed out is otherwise a mystery.
+        let stuck = timedOut && mode == "ready" ? ProcessStates.describeTree(process.pid) : nil
         if timedOut || overflowed || died {
             await end(process)
             if self.process === process { self.process = nil }
@@ -543,6 +561,6 @@ public actor Sandbox {
         } else {
             exitCode = Int32(String(decoding: statusBytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)) ?? -1
         }
-        return (SandboxRun(exitCode: exitCode, output: text, truncated: truncated, timedOut: timedOut), died)
+        return (SandboxRun(exitCode: exitCode, output: text, truncated: truncated, timedOut: timedOut), died, stuck)
     }
 }

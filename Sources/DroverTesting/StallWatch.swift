@@ -39,7 +39,7 @@ public enum StallWatch {
                     record("\(Date()): the cooperative pool runs again")
                 }
                 for (pid, name) in watched.withLock({ $0 }) {
-                    let state = processState(pid)
+                    let state = ProcessStates.describe(pid)
                     let stuck = state.map { $0.hasPrefix("T") || $0.hasPrefix("t") || $0.hasPrefix("D") } ?? false
                     if stuck, stuckStates[pid] != state {
                         record("\(Date()): \(name) (pid \(pid)) is \(state ?? "?")")
@@ -77,21 +77,11 @@ public enum StallWatch {
         }
     }
 
-    /// `STATE wchan=...` of a process or thread, from /proc.
-    static func processState(_ pid: Int32, task: Int32? = nil) -> String? {
-        let base = task.map { "/proc/\(pid)/task/\($0)" } ?? "/proc/\(pid)"
-        guard let stat = try? String(contentsOfFile: base + "/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
-        let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
-        let wchan = (try? String(contentsOfFile: base + "/wchan", encoding: .utf8)) ?? "?"
-        let name = stat[stat.index(after: stat.firstIndex(of: "(")!)..<close]
-        return "\(state) \(name) wchan=\(wchan.isEmpty ? "-" : wchan)"
-    }
-
     /// One line per thread of this process: its state, name and wait channel.
     static func threadStates() -> String {
         let pid = getpid()
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        return tasks.compactMap { Int32($0) }.sorted().compactMap { tid in processState(pid, task: tid).map { "  \(tid) \($0)" } }
+        return tasks.compactMap { Int32($0) }.sorted().compactMap { tid in ProcessStates.describe(pid, task: tid).map { "  \(tid) \($0)" } }
             .joined(separator: "\n")
     }
 

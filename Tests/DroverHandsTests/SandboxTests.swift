@@ -1,9 +1,10 @@
 import DroverCore
-import DroverHands
 import DroverModelStub
 import DroverTesting
 import Foundation
 import Testing
+
+@testable import DroverHands
 
 private let secret = "sk-drover-planted-\(Identifier.make(prefix: "s").suffix(16))"
 
@@ -192,6 +193,25 @@ struct SandboxDeathTests {
         let next = try await sandbox.run("cat kept.txt")
         #expect(next.exitCode == 0 && next.output == "before\n")
         #expect(await sandbox.pid != pid)
+        await sandbox.close()
+    }
+
+    @Test("a start that does not answer in time is killed and tried once more; the error says where its processes waited")
+    func startTimeout() async throws {
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-start-\(Identifier.make(prefix: "d").suffix(10))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
+        // No shell answers within no time at all: both tries time out at their first look.
+        await sandbox.overridePatience(.zero)
+        let error = await #expect(throws: Sandbox.StartFailed.self) { try await sandbox.run("true") }
+        let message = error?.description ?? ""
+        #expect(message.components(separatedBy: "was not ready within").count == 3, "not tried twice: \(message)")
+        // Each try names its live processes with their kernel wait channels.
+        #expect(message.components(separatedBy: "wchan=").count >= 3, "\(message)")
+        #expect(await sandbox.pid == nil, "a shell that missed its start is left running")
+        await sandbox.overridePatience(.seconds(60))
+        let run = try await sandbox.run("echo started")
+        #expect(run.exitCode == 0 && run.output == "started\n", "\(run.output)")
         await sandbox.close()
     }
 }
