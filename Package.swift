@@ -19,6 +19,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -51,6 +53,16 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // Drover's metrics, named in one place, and their Prometheus exposition.
+        .target(
+            name: "DroverMetrics",
+            dependencies: [
+                "DroverCore",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .target(
             name: "DroverRedis",
             dependencies: [
@@ -62,7 +74,7 @@ let package = Package(
         ),
         .target(
             name: "DroverQueue",
-            dependencies: ["DroverCore", "DroverRedis"]
+            dependencies: ["DroverCore", "DroverMetrics", "DroverRedis"]
         ),
         .target(
             name: "DroverDatabase",
@@ -77,6 +89,7 @@ let package = Package(
             dependencies: [
                 "DroverCore",
                 "DroverDatabase",
+                "DroverMetrics",
                 "DroverRedis",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -94,6 +107,7 @@ let package = Package(
             dependencies: [
                 "DroverCore",
                 "DroverHTTP",
+                "DroverMetrics",
                 "DroverQueue",
                 "DroverRedis",
                 "DroverSessionLog",
@@ -129,6 +143,7 @@ let package = Package(
                 "DroverCore",
                 "DroverEgress",
                 "DroverHTTP",
+                "DroverMetrics",
                 "DroverTools",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "MCP", package: "swift-sdk"),
@@ -157,6 +172,7 @@ let package = Package(
                 "DroverDatabase",
                 "DroverHands",
                 "DroverJobs",
+                "DroverMetrics",
                 "DroverQueue",
                 "DroverRedis",
                 "DroverSessionLog",
@@ -174,6 +190,7 @@ let package = Package(
                 "DroverCore",
                 "DroverDatabase",
                 "DroverHands",
+                "DroverMetrics",
                 "DroverQueue",
                 "DroverRedis",
                 "DroverSchedule",
@@ -236,15 +253,16 @@ let package = Package(
                 "DroverCore",
                 "DroverDatabase",
                 "DroverEgress",
-                "DroverTesting",
-                "DroverHands",
                 "DroverHTTP",
+                "DroverHands",
                 "DroverJobs",
+                "DroverMetrics",
                 "DroverModelStub",
                 "DroverQueue",
                 "DroverRedis",
                 "DroverRuntime",
                 "DroverSessionLog",
+                "DroverTesting",
                 "DroverTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -267,6 +285,7 @@ let package = Package(
                 "DroverEgress",
                 "DroverHands",
                 "DroverJobs",
+                "DroverMetrics",
                 "DroverModelStub",
                 "DroverQueue",
                 "DroverRedis",

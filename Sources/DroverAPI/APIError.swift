@@ -45,17 +45,19 @@ public struct APIError: HTTPResponseError, Sendable {
         .unauthorized, "authentication_error",
         "a valid API key is required. Fix: send it as X-Api-Key or Authorization: Bearer (create one with `drover keys create --workspace NAME`)")
 
-    public var json: JSONValue {
+    /// The error body; `requestID` is the request's (`RequestLogMiddleware`), or a new one for
+    /// an error that outlives its request (a broken event stream).
+    public func json(requestID: String = Identifier.make(prefix: "req")) -> JSONValue {
         var error: [String: JSONValue] = ["type": .string(type), "message": .string(message)]
         if let errorCode {
             error["error_code"] = .string(errorCode)
             error["details"] = .object(["error_code": .string(errorCode)])
         }
-        return .object(["type": .string("error"), "error": .object(error), "request_id": .string(Identifier.make(prefix: "req"))])
+        return .object(["type": .string("error"), "error": .object(error), "request_id": .string(requestID)])
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var response = jsonResponse(json, status: status)
+        var response = jsonResponse(json(requestID: RequestLogMiddleware.requestID(context)), status: status)
         if let retryAfterSeconds { response.headers[.retryAfter] = String(retryAfterSeconds) }
         return response
     }
@@ -80,17 +82,19 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try APIError.invalid(error.field ?? "body", error.message, fix: error.fix, errorCode: error.code).response(
                 from: request, context: context)
         } catch is NIOTooManyBytesError {
-            return jsonResponse(APIError.tooLarge.json, status: .contentTooLarge)
+            return jsonResponse(APIError.tooLarge.json(requestID: RequestLogMiddleware.requestID(context)), status: .contentTooLarge)
         } catch let error as HTTPError {
             let type = error.status == .notFound ? "not_found_error" : "invalid_request_error"
             let message =
                 error.status == .notFound
                 ? "\(request.method) \(request.uri.path) is not a Drover API route (see GET /v1/openapi.json)"
                 : (error.body ?? "\(error.status)")
-            return jsonResponse(APIError(error.status, type, message).json, status: error.status)
+            return jsonResponse(APIError(error.status, type, message).json(requestID: RequestLogMiddleware.requestID(context)), status: error.status)
         } catch {
             context.logger.error("\(request.method) \(request.uri.path): \(error)")
-            return jsonResponse(APIError(.internalServerError, "api_error", "internal error: \(error)").json, status: .internalServerError)
+            return jsonResponse(
+                APIError(.internalServerError, "api_error", "internal error: \(error)").json(requestID: RequestLogMiddleware.requestID(context)),
+                status: .internalServerError)
         }
     }
 }

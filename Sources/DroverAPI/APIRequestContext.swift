@@ -1,14 +1,30 @@
+import DroverCore
 import Hummingbird
 
 /// The request context: Hummingbird's core plus the workspace the caller's key belongs to.
 public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by `AuthenticationMiddleware` before any `/v1` handler runs.
-    public var workspace = ""
+    public var workspace = "" {
+        didSet { caller.workspace = workspace }
+    }
+    /// Who called, for the request log, which runs outside the middleware that finds out: a
+    /// context is copied inward, this box is shared.
+    let caller = Caller()
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
     }
 
     public var maxUploadSize: Int { APIServer.maximumBodyBytes }
+}
+
+/// What the request log learns of a request from inside the middleware chain.
+final class Caller: Sendable {
+    private let box = Locked("")
+
+    var workspace: String {
+        get { box.value }
+        set { box.withLock { $0 = newValue } }
+    }
 }

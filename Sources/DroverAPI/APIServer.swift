@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverMetrics
 import DroverQueue
 import DroverRedis
 import DroverSchedule
@@ -40,6 +41,10 @@ public final class APIServer: Sendable {
         /// The model this process's worker calls (`kind`: `scripted` or `anthropic`), shown in
         /// `/health`; nil when the process runs no worker.
         public var model: JSONValue?
+        /// Served at `/metrics`; nil when this process keeps no metrics (`--no-metrics`).
+        public var metrics: MetricsExposition?
+        /// Where the one line per request goes.
+        public var requestLogger = Logger(label: "drover.api.requests")
         public init() {}
     }
 
@@ -78,6 +83,8 @@ public final class APIServer: Sendable {
 
     public func router() -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        router.middlewares.add(RequestLogMiddleware(logger: options.requestLogger))
+        if options.metrics != nil { router.middlewares.add(MetricsMiddleware()) }
         router.middlewares.add(APIErrorMiddleware())
         router.middlewares.add(AuthenticationMiddleware(store: store, localWorkspaceID: localWorkspaceID))
         if let limiter { router.middlewares.add(RateLimitMiddleware(limiter: limiter)) }
@@ -94,6 +101,7 @@ public final class APIServer: Sendable {
             if let model = self.options.model { health["model"] = model }
             return jsonResponse(.object(health), status: redisUp ? .ok : .serviceUnavailable)
         }
+        router.get("/metrics") { request, _ in try await self.metrics(request) }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         let files = UploadedFiles(store: store, options: options)
         AgentController(store: store).addRoutes(to: router.group("/v1/agents"))
@@ -116,6 +124,29 @@ public final class APIServer: Sendable {
         }
         UnbuiltRoutes.add(router)
         return router
+    }
+
+    /// The Prometheus text of this process. With API keys configured, a scrape needs one of
+    /// them (Prometheus sends it with `authorization: {credentials: KEY}`): the figures span
+    /// every workspace. In local mode, as the API, it needs none.
+    func metrics(_ request: Request) async throws -> Response {
+        guard let metrics = options.metrics else {
+            throw APIError(
+                .notFound, "not_found_error", "this process keeps no metrics. Fix: start it without --no-metrics (and DROVER_METRICS=off)")
+        }
+        if try await store.activeKeyCount() > 0 {
+            guard let key = AuthenticationMiddleware.key(request), try await store.workspace(forKey: key) != nil else { throw APIError.unauthorized }
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = MetricsExposition.contentType
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await metrics.scrape())))
+    }
+
+    /// Adds what only the API knows to each scrape: the event streams open now.
+    public func sampleMetrics() {
+        let streams = openStreams
+        let gauge = SampledGauges("drover_api_event_streams_open")
+        options.metrics?.addSampler { gauge.set([[]: Double(streams.value.values.reduce(0, +))]) }
     }
 
     /// The Hummingbird application, a `Service` for a ServiceGroup. `onRunning` gets the bound port.

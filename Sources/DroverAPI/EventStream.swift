@@ -71,7 +71,7 @@ extension EventController {
                             } catch {
                                 let failure = APIError(
                                     .serviceUnavailable, "api_error", "the event stream broke: \(error). Fix: reconnect with Last-Event-ID")
-                                continuation.yield(Self.frame(event: "error", id: nil, data: failure.json.compactJSON))
+                                continuation.yield(Self.frame(event: "error", id: nil, data: failure.json().compactJSON))
                             }
                             continuation.finish()
                         }

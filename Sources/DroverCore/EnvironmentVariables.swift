@@ -38,6 +38,9 @@ public enum EnvironmentVariables {
         Variable(
             name: "DROVER_EGRESS_TRUST",
             meaning: "PEM files (:-separated) of further CAs the egress proxy trusts when it reads HTTPS to a credential's host"),
+        Variable(name: "DROVER_LOG_FORMAT", meaning: "text or json: how serve, api, worker, recorder and scheduler log on stderr (--log-format)"),
+        Variable(name: "DROVER_LOG_LEVEL", meaning: "trace to critical: the least a long-running role logs (default info; --log-level)"),
+        Variable(name: "DROVER_METRICS", meaning: "off: keep no Prometheus metrics and serve no /metrics (--no-metrics)"),
         Variable(name: "DROVER_CONFIGURATION", meaning: "debug makes scripts/drover (the `drover` on PATH) run the debug build (default release)"),
     ]
 

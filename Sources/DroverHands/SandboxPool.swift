@@ -1,5 +1,6 @@
 import DroverCore
 import DroverEgress
+import DroverMetrics
 import DroverTools
 import Foundation
 
@@ -281,6 +282,7 @@ public actor SandboxPool {
         let value = try await body()
         let elapsed = ContinuousClock.now - started
         histogram.record(milliseconds: Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+        DroverMetrics.sandboxProvision.record(duration: elapsed)
         return value
     }
 
@@ -295,6 +297,7 @@ public actor SandboxPool {
             if !forWarm, let key = warm.first(where: { !$0.value.isEmpty })?.key {
                 let entry = warm[key]!.removeFirst()
                 evicted += 1
+                DroverMetrics.sandboxEvictions.increment()
                 await close(entry)
                 continue
             }
@@ -319,6 +322,7 @@ public actor SandboxPool {
             for entry in list where entry.born < cutoff {
                 warm[key]?.removeAll { $0.name == entry.name }
                 evicted += 1
+                DroverMetrics.sandboxEvictions.increment()
                 await close(entry)
             }
         }
@@ -335,6 +339,7 @@ public actor SandboxPool {
         else { return false }
         assigned[session] = nil
         evicted += 1
+        DroverMetrics.sandboxEvictions.increment()
         await layout.volume(session.rawValue).unmount()
         return true
     }
@@ -384,5 +389,15 @@ public actor SandboxPool {
                 await layout.volume(name).unmount()
             }
         }
+    }
+}
+
+/// The pool's counts as a scrape shows them, read from the pool at the scrape.
+public enum SandboxPoolMetrics {
+    static let sandboxes = SampledGauges("drover_sandboxes", "state")
+
+    public static func sample(_ pool: SandboxPool) async {
+        let stats = await pool.stats
+        sandboxes.set([["warm"]: Double(stats.warm), ["in_use"]: Double(stats.inUse), ["provisioning"]: Double(stats.provisioning)])
     }
 }

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverMetrics
 import DroverRedis
 import Foundation
 
@@ -107,6 +108,7 @@ public struct TaskQueue: Sendable {
             leases.append(TaskLease(queue: queue, taskId: id, epoch: epoch, deadline: deadline, attempt: Int(attempt), payload: payload))
             index += 5
         }
+        if !leases.isEmpty { DroverMetrics.queueClaims(queue.rawValue).increment(by: leases.count) }
         return ClaimResult(
             leases: leases,
             now: now,
@@ -125,6 +127,7 @@ public struct TaskQueue: Sendable {
             ])
         let verdict = try Self.verdict(reply)
         if verdict.isOK, let deadline = reply.array?[1].int { lease.deadline = deadline }
+        if !verdict.isOK { DroverMetrics.queueLeasesLost(lease.queue.rawValue).increment() }
         return verdict
     }
 
@@ -136,7 +139,9 @@ public struct TaskQueue: Sendable {
             [
                 keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(options.completedRetention.milliseconds),
             ])
-        return try Self.verdict(reply)
+        let verdict = try Self.verdict(reply)
+        (verdict.isOK ? DroverMetrics.queueAcks : DroverMetrics.queueLeasesLost)(lease.queue.rawValue).increment()
+        return verdict
     }
 
     /// Gives the task back. A retryable failure with attempts left comes back after an exponential
@@ -151,9 +156,11 @@ public struct TaskQueue: Sendable {
             ])
         guard let fields = reply.array, let ok = fields.first?.int else { throw .unexpectedReply("\(reply)") }
         if ok == 0 {
+            DroverMetrics.queueLeasesLost(lease.queue.rawValue).increment()
             return .lost(fields.count > 1 ? LeaseProblem(rawValue: fields[1].string ?? "") ?? .gone : .gone)
         }
         guard fields.count == 3, let outcome = fields[1].string, let at = fields[2].int else { throw .unexpectedReply("\(reply)") }
+        DroverMetrics.queueFails(lease.queue.rawValue, outcome == "retry" ? "retry" : "dead").increment()
         return outcome == "retry" ? .retrying(at: at) : .dead
     }
 
@@ -191,6 +198,8 @@ public struct TaskQueue: Sendable {
             ])
         guard let fields = reply.array, fields.count == 3, let ran = fields[0].int, let requeued = fields[1].int, let dead = fields[2].int
         else { throw .unexpectedReply("\(reply)") }
+        if requeued > 0 { DroverMetrics.queueLeaseExpiries(queue.rawValue).increment(by: requeued) }
+        if dead > 0 { DroverMetrics.queueStalledDead(queue.rawValue).increment(by: dead) }
         return SweepResult(ran: ran == 1, requeued: Int(requeued), dead: Int(dead))
     }
 
@@ -251,6 +260,22 @@ public struct TaskQueue: Sendable {
             paused: f[5] == 1,
             totals: .init(enqueued: Int(f[6]), acked: Int(f[7]), retried: Int(f[8]), dead: Int(f[9]), stalled: Int(f[10]))
         )
+    }
+
+    /// Every queue that has tasks or settings in Redis, by name.
+    public func queueNames() async throws -> [QueueName] {
+        var cursor = "0"
+        var names = Set<String>()
+        repeat {
+            let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:{q:*}:meta", "COUNT", "1000"], idempotent: true)
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
+            cursor = next
+            for key in parts[1].array ?? [] {
+                guard let key = key.string, let open = key.range(of: "{q:"), let close = key.range(of: "}:meta") else { continue }
+                names.insert(String(key[open.upperBound..<close.lowerBound]))
+            }
+        } while cursor != "0"
+        return names.sorted().compactMap { try? QueueName($0) }
     }
 
     /// The newest dead tasks first, with their last error.

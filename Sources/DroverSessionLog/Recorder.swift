@@ -1,5 +1,6 @@
 import DroverCore
 import DroverDatabase
+import DroverMetrics
 import DroverRedis
 import Foundation
 import Logging
@@ -227,6 +228,8 @@ public final class Recorder: Sendable {
             stats.maxLagMs = max(stats.maxLagMs, lastLag)
             return stats
         }
+        DroverMetrics.recorderEvents.increment(by: batch.count)
+        DroverMetrics.recorderLag.record(lastLag / 1000)
         var commands: [[String]] = []
         for (stream, ids) in entryIds {
             commands.append(["XACK", stream, options.group] + ids)
@@ -285,5 +288,15 @@ public final class Recorder: Sendable {
             }
         }
         return total
+    }
+}
+
+/// The mirror's backlog as a scrape shows it, read from Redis at the scrape.
+public enum RecorderMetrics {
+    static let backlog = SampledGauges("drover_recorder_backlog_events")
+
+    public static func sample(_ redis: RedisClient) async {
+        guard let events = try? await Recorder.backlog(redis) else { return }
+        backlog.set([[]: Double(events)])
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverAPI
 import DroverCore
 import DroverDatabase
+import DroverMetrics
 import DroverQueue
 import DroverRuntime
 import DroverSchedule
@@ -53,7 +54,7 @@ struct APIOptions: ParsableArguments {
     /// Builds the server. With no API key configured it runs in single-user local mode, which
     /// listens on loopback only and puts everyone in the `default` workspace; it says so.
     /// `model`: what this process's worker calls, for `/health` (`drover serve`); nil for an API alone.
-    func makeServer(runtime: RuntimeEnvironment, model: JSONValue? = nil) async throws -> APIServer {
+    func makeServer(runtime: RuntimeEnvironment, model: JSONValue? = nil, metrics: MetricsExposition? = nil) async throws -> APIServer {
         let text = listenAddress
         let (host, port) = try APIServer.address(text)
         guard pingSeconds > 0 else { throw ValidationError("--ping-seconds: must be positive") }
@@ -93,15 +94,21 @@ struct APIOptions: ParsableArguments {
         let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
         options.launchBatch = { try await launcher.launch($0) }
         options.model = model
-        return APIServer(
+        options.metrics = metrics
+        let server = APIServer(
             log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
             options: options, localWorkspaceID: local)
+        server.sampleMetrics()
+        metrics?.sampleQueues(runtime.redis)
+        metrics?.sampleRecorder(runtime.redis)
+        return server
     }
 }
 
-func apiService(_ server: APIServer, role: String) -> some Service {
+func apiService(_ server: APIServer, role: String, logs: LogSettings) -> some Service {
     var logger = Logger(label: "drover.api")
-    logger.logLevel = .warning
+    // Hummingbird's own lines only when asked for below info: each request has its line already.
+    logger.logLevel = logs.level < .info ? logs.level : .warning
     return server.application(logger: logger) { port in
         note("drover \(role): listening on http://\(server.options.host):\(port)")
     }
@@ -119,13 +126,17 @@ struct APICommand: AsyncParsableCommand {
     )
 
     @OptionGroup var api: APIOptions
+    @OptionGroup var observability: ObservabilityOptions
 
     func run() async throws {
+        try observability.refuseMetricsAddress(role: "api")
+        let observed = try observability.bootstrap()
         try api.checkAddressIsFree(command: "api")
         try await withRuntime(exitOnSignal: false) { runtime in
-            let server = try await api.makeServer(runtime: runtime)
+            let server = try await api.makeServer(runtime: runtime, metrics: observed.metrics)
             let group = ServiceGroup(
-                services: [apiService(server, role: "api")], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "drover.api"))
+                services: [apiService(server, role: "api", logs: observed.logs)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "drover.api"))
             try await group.run()
         }
     }
@@ -145,17 +156,21 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var api: APIOptions
     @OptionGroup var worker: WorkerOptions
     @Flag(inversion: .prefixedNo, help: "Also run a scheduler (it contends for the leader lock with any others).") var scheduler = true
+    @OptionGroup var observability: ObservabilityOptions
 
     func run() async throws {
+        try observability.refuseMetricsAddress(role: "serve")
+        let observed = try observability.bootstrap()
         try api.checkAddressIsFree(command: "serve")
         let model = try await worker.resolveModel()
         // The first line says which model answers, so that scripted answers are never taken for a real model's.
         note("drover serve: model: \(model.label)")
         try Self.refuseLoop(model, apiAddress: api.listenAddress)
         try await withRuntime(poolSize: worker.poolSize + 8, exitOnSignal: false) { runtime in
-            let server = try await api.makeServer(runtime: runtime, model: model.health)
+            let server = try await api.makeServer(runtime: runtime, model: model.health, metrics: observed.metrics)
             let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration, apiAddress: api.address)
             await toolset?.pool.prewarm()
+            if let pool = toolset?.pool { observed.metrics?.samplePool(pool) }
             let database = try runtime.database()
             let recorder = Recorder(redis: runtime.redis, database: database)
             var services: [any Service] = [
@@ -174,7 +189,7 @@ struct ServeCommand: AsyncParsableCommand {
                                 redis: runtime.redis, store: store, firer: firer, clock: SystemSchedulerClock(),
                                 options: Scheduler.Options(), logger: Logger(label: "drover.scheduler")))))
             }
-            services.append(NamedService("the API", apiService(server, role: "serve")))
+            services.append(NamedService("the API", apiService(server, role: "serve", logs: observed.logs)))
             note(
                 "drover serve: worker with \(self.worker.concurrency) slots, \(self.worker.hands) hands; recorder into \(runtime.configuration.databasePath.path)\(scheduler ? "; scheduler" : "")"
             )

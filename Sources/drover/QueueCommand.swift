@@ -29,7 +29,7 @@ struct QueueCommand: AsyncParsableCommand {
             try await withRuntime { runtime in
                 let queue = TaskQueue(redis: runtime.redis)
                 var names = try queues.map { name throws(TaskQueueError) in try QueueName(name) }
-                if names.isEmpty { names = try await Self.allQueues(runtime.redis) }
+                if names.isEmpty { names = try await queue.queueNames() }
                 var rows: [QueueStats] = []
                 for name in names { rows.append(try await queue.stats(name)) }
                 if json {
@@ -50,21 +50,6 @@ struct QueueCommand: AsyncParsableCommand {
                 }
                 printTable(header: header, rows: table)
             }
-        }
-
-        static func allQueues(_ redis: RedisClient) async throws -> [QueueName] {
-            var cursor = "0"
-            var names = Set<String>()
-            repeat {
-                let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:{q:*}:meta", "COUNT", "1000"], idempotent: true)
-                guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
-                cursor = next
-                for key in parts[1].array ?? [] {
-                    guard let key = key.string, let open = key.range(of: "{q:"), let close = key.range(of: "}:meta") else { continue }
-                    names.insert(String(key[open.upperBound..<close.lowerBound]))
-                }
-            } while cursor != "0"
-            return names.sorted().compactMap { try? QueueName($0) }
         }
     }
 

@@ -34,8 +34,12 @@ struct RecorderCommand: AsyncParsableCommand {
         @Option(help: "The consumer name; give each recorder on a host its own.")
         var consumer = "recorder"
 
+        @OptionGroup var observability: ObservabilityOptions
+
         func run() async throws {
+            let observed = try observability.bootstrap()
             try await withRuntime(exitOnSignal: once) { runtime in
+                observed.metrics?.sampleRecorder(runtime.redis)
                 var options = Recorder.Options()
                 options.batchSize = batchSize
                 options.retentionIdle = .seconds(retentionIdleSeconds)
@@ -49,7 +53,8 @@ struct RecorderCommand: AsyncParsableCommand {
                 }
                 note("drover recorder: mirroring into \(runtime.configuration.databasePath.path)")
                 let group = ServiceGroup(
-                    services: [RecorderService(recorder: recorder)],
+                    services: [RecorderService(recorder: recorder)]
+                        + [try observability.metricsService(observed, role: "recorder")].compactMap { $0 },
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: Logger(label: "drover.recorder")
                 )

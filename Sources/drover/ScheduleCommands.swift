@@ -204,6 +204,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a leader that stopped renewing keeps the lock.") var lockTtlMs = 10_000
     @Option(help: "Simulated time: this many simulated seconds per real second.") var clockRate: Double?
     @Option(help: "Simulated time: where the clock starts (ISO 8601; default now).") var clockStart: String?
+    @OptionGroup var observability: ObservabilityOptions
 
     func validate() throws {
         guard tickMs > 0, lockTtlMs > tickMs * 2 else {
@@ -216,6 +217,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let observed = try observability.bootstrap()
         try await withRuntime(exitOnSignal: false) { runtime in
             let database = try runtime.database()
             let store = DeploymentStore(database: database)
@@ -230,14 +232,15 @@ struct SchedulerCommand: AsyncParsableCommand {
                 clockRate.map { rate in
                     ScaledSchedulerClock(start: clockStart.flatMap { try? Date($0, strategy: .iso8601) } ?? Date(), rate: rate)
                 } ?? SystemSchedulerClock()
-            var logger = Logger(label: "drover.scheduler")
-            logger.logLevel = .info
+            let logger = Logger(label: "drover.scheduler")
             let scheduler = Scheduler(redis: runtime.redis, store: store, firer: firer, clock: clock, options: options, logger: logger)
             note(
                 "drover scheduler: \(options.token) watching deployments in \(runtime.configuration.databasePath.path)\(clockRate.map { " (simulated clock, \($0)x)" } ?? "")"
             )
             let group = ServiceGroup(
-                services: [SchedulerService(scheduler: scheduler)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                services: [SchedulerService(scheduler: scheduler)]
+                    + [try observability.metricsService(observed, role: "scheduler")].compactMap { $0 },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
             note("drover scheduler: \(options.token) stopped after \(scheduler.fires) fires")
         }

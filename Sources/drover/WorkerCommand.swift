@@ -21,19 +21,23 @@ struct WorkerCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var worker: WorkerOptions
+    @OptionGroup var observability: ObservabilityOptions
 
     func run() async throws {
+        let observed = try observability.bootstrap()
         let model = try await worker.resolveModel()
         note("drover worker: model: \(model.label)")
         try await withRuntime(poolSize: worker.poolSize, exitOnSignal: false) { runtime in
             let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration)
             // Warm sandboxes for sessions without an environment, ready before the first turn.
             await toolset?.pool.prewarm()
+            observed.metrics?.sampleQueues(runtime.redis)
+            if let pool = toolset?.pool { observed.metrics?.samplePool(pool) }
             note(
                 "drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, \(self.worker.hands) hands"
             )
             let group = ServiceGroup(
-                services: [WorkerService(worker: worker)],
+                services: [WorkerService(worker: worker)] + [try observability.metricsService(observed, role: "worker")].compactMap { $0 },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "drover.worker")
             )

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverMetrics
 import DroverSessionLog
 import DroverTools
 import Foundation
@@ -82,6 +83,25 @@ public final class TurnRunner: Sendable {
 
     public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
         let started = ContinuousClock.now
+        do {
+            let outcome = try await runTurn(session: session, fence: fence, started: started)
+            if outcome.ending != .nothingToDo {
+                let took = ContinuousClock.now - started
+                DroverMetrics.turnDuration.record(duration: took)
+                DroverMetrics.activeSessionSeconds.increment(by: took.seconds)
+            }
+            DroverMetrics.turns(outcome.ending.description).increment()
+            return outcome
+        } catch is CancellationError {
+            DroverMetrics.turns("cancelled").increment()
+            throw CancellationError()
+        } catch {
+            DroverMetrics.turns("error").increment()
+            throw error
+        }
+    }
+
+    private func runTurn(session: SessionID, fence: SessionFence, started: ContinuousClock.Instant) async throws -> TurnOutcome {
         let snapshot = try await log.wake(session)
         let agent: AgentSnapshot
         do {
@@ -213,8 +233,21 @@ public final class TurnRunner: Sendable {
             var response: ModelResponse?
             var rescheduled = false
             var firstToken = state.modelRequests == 1
+            let requestStarted = ContinuousClock.now
+            var attemptStarted = requestStarted
+            var awaitingFirstToken = true
             do {
                 for try await event in model.stream(request) {
+                    switch event {
+                    case .textDelta, .thinkingDelta, .toolUseStarted:
+                        // Time to first token of the attempt that answered, not of the retries.
+                        if awaitingFirstToken {
+                            awaitingFirstToken = false
+                            DroverMetrics.modelTimeToFirstToken.record(since: attemptStarted)
+                        }
+                    default:
+                        break
+                    }
                     switch event {
                     case .textDelta(let index, let text):
                         if firstToken {
@@ -223,6 +256,9 @@ public final class TurnRunner: Sendable {
                         }
                         sink.send(.text(index: index, text: text))
                     case .retrying(let attempt, let delay, let reason):
+                        DroverMetrics.modelRetries.increment()
+                        attemptStarted = ContinuousClock.now + delay
+                        awaitingFirstToken = true
                         logger.info("model request retrying", metadata: ["session": "\(session)", "attempt": "\(attempt)", "reason": "\(reason)"])
                         sink.send(.reset)
                         try await append(session, fence, state, [.sessionStatusRescheduled])
@@ -238,6 +274,7 @@ public final class TurnRunner: Sendable {
                     }
                 }
             } catch let error as ModelError {
+                DroverMetrics.modelErrors.increment()
                 let exhausted: Bool
                 if case .retriesExhausted = error { exhausted = true } else { exhausted = false }
                 state.openModelRequest = nil
@@ -249,6 +286,8 @@ public final class TurnRunner: Sendable {
                 return try await finish(session, fence, state, started, .retriesExhausted)
             }
             guard let response else { throw ModelError.malformedStream("the stream ended without a message") }
+            DroverMetrics.modelRequestDuration.record(since: requestStarted)
+            Self.countTokens(response.usage, model: agent.model)
             if rescheduled {
                 try await append(session, fence, state, [.sessionStatusRunning])
             }
@@ -301,7 +340,27 @@ public final class TurnRunner: Sendable {
         }
     }
 
+    static func countTokens(_ usage: ModelUsage, model: String) {
+        for (kind, count) in [
+            ("input", usage.inputTokens), ("output", usage.outputTokens), ("cache_read", usage.cacheReadInputTokens),
+            ("cache_creation", usage.cacheCreationInputTokens),
+        ] where count > 0 {
+            DroverMetrics.tokens(model, kind).increment(by: count)
+        }
+    }
+
     private func execute(
+        _ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double,
+        environment: EnvironmentConfig
+    ) async throws -> ToolResult {
+        let started = ContinuousClock.now
+        let result = try await executeUntimed(hands, name, input, session: session, fence: fence, timeout: timeout, environment: environment)
+        DroverMetrics.toolCallDuration(name).record(since: started)
+        if result.isError { DroverMetrics.toolCallErrors(name).increment() }
+        return result
+    }
+
+    private func executeUntimed(
         _ hands: TurnHands, _ name: String, _ input: JSONValue, session: SessionID, fence: SessionFence, timeout: Double,
         environment: EnvironmentConfig
     ) async throws -> ToolResult {

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverDatabase
+import DroverMetrics
 import DroverRedis
 import Foundation
 import Logging
@@ -91,9 +92,11 @@ public final class Scheduler: Sendable {
     private func renew() async throws -> Int64? {
         let sentAt = ContinuousClock.now
         guard let fence = try await lock.acquireOrRenew() else {
+            DroverMetrics.schedulerLeader.record(0)
             if dropLease() { logger.info("scheduler \(options.token) lost the lead") }
             return nil
         }
+        DroverMetrics.schedulerLeader.record(1)
         let previous = lease.withLock { value -> Int64? in
             defer { value = Lease(epoch: fence, renewedAt: sentAt) }
             return value?.epoch
@@ -129,6 +132,7 @@ public final class Scheduler: Sendable {
         }) {
             try? await lock.release(epoch: held)
         }
+        DroverMetrics.schedulerLeader.record(0)
     }
 
     /// One pass: take or renew the lock, then fire what is due. Returns the fires it committed.
@@ -220,11 +224,13 @@ public final class Scheduler: Sendable {
         } catch let deferred as DeploymentFirer.Deferred {
             // overlap: queue. Not fired, so the next tick tries it again; nothing to warn about.
             logger.debug("\(deferred)")
+            DroverMetrics.schedulerFires("deferred").increment()
             return .failed
         } catch {
             // Not committed, so the next tick fires it again (idempotently); the other
             // deployments still fire now.
             logger.warning("firing \(row.name) for \(Timestamp.seconds(due)) failed: \(error)")
+            DroverMetrics.schedulerFires("failed").increment()
             return .failed
         }
         switch outcome {
@@ -241,6 +247,7 @@ public final class Scheduler: Sendable {
         firedCount.withLock { $0 += 1 }
         if let error = run.objectValue?["error"]?.objectValue, let type = error["type"]?.stringValue, type != DeploymentFirer.overlapSkipped {
             // Every later fire would fail the same way: pause until someone fixes it.
+            DroverMetrics.schedulerFires("failed_run").increment()
             logger.warning("\(row.name) for \(Timestamp.seconds(due)) recorded a failed run (\(error["message"]?.stringValue ?? type)); pausing it")
             do {
                 try await store.pauseForError(row.id, errorType: type, now: now)
@@ -250,6 +257,8 @@ public final class Scheduler: Sendable {
             }
             return .fired(Fire(deploymentID: row.id, scheduledAt: due, sessionID: ""))
         }
+        let skipped = run.objectValue?["error"]?.objectValue != nil && run.objectValue?["batch_id"] == nil
+        DroverMetrics.schedulerFires(skipped ? "skipped" : "fired").increment()
         if let batch = run.objectValue?["batch_id"]?.stringValue {
             logger.info("fired \(row.name) for \(Timestamp.seconds(due)) as batch \(batch)")
         } else if run.objectValue?["error"]?.objectValue != nil {
