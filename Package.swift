@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -183,6 +184,14 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // What a person reads of a session: the timeline, as terminal text and as HTML.
+        .target(
+            name: "DroverConsole",
+            dependencies: [
+                "DroverCore",
+                .product(name: "Mustache", package: "swift-mustache"),
+            ]
+        ),
         .target(
             name: "DroverAPI",
             dependencies: [
@@ -280,6 +289,7 @@ let package = Package(
                 "DroverAPI",
                 "DroverBench",
                 "DroverBrain",
+                "DroverConsole",
                 "DroverCore",
                 "DroverDatabase",
                 "DroverEgress",

@@ -29,6 +29,7 @@ struct APIBench: AsyncParsableCommand {
     @Option(help: "SSE subscribers on one session.") var subscribers = 200
     @Option(help: "Events sent while they listen.") var events = 50
     @Option(help: "Milliseconds between those events.") var intervalMs = 20
+    @Option(help: "on: record metrics and scrape them every second, as drover serve does; off: no metrics.") var metrics = BenchMetrics.on
 
     func run() async throws {
         try await reportingErrors {
@@ -38,12 +39,15 @@ struct APIBench: AsyncParsableCommand {
             var redisOptions = RedisClientOptions()
             redisOptions.poolSize = 16
             let redis = try await RedisClient.connect(redisServer.url, options: redisOptions)
+            let (exposition, scraper) = metrics.start(redis: redis)
+            defer { scraper?.cancel() }
             let database = try MirrorDatabase(path: directory.appendingPathComponent("drover.db").path)
             let store = ControlPlaneStore(database: database)
             var options = APIServer.Options()
             options.port = 0
             // The limiter's middleware runs as in `drover serve`, with a budget this bench never spends.
             options.rateLimit = (1_000_000, 1_000_000)
+            options.metrics = exposition
             let server = APIServer(
                 log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
                 redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))

@@ -14,7 +14,7 @@ public struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmarks that print JSON. Run them on a release build (`drover bench ...` through the scripts/setup link builds one).",
         subcommands: [
             QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self,
-            EgressBench.self,
+            EgressBench.self, MetricsBench.self,
         ]
     )
 }
@@ -46,6 +46,9 @@ struct QueueBench: AsyncParsableCommand {
     @Option(help: "Samples of idle claim latency.")
     var idleSamples = 300
 
+    @Option(help: "on: record metrics and scrape them every second, as a served process does; off: no metrics.")
+    var metrics = BenchMetrics.on
+
     func validate() throws {
         guard tasks > 0 else { throw ValidationError("--tasks must be at least 1") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
@@ -71,6 +74,8 @@ struct QueueBench: AsyncParsableCommand {
             }
             let redis = try await RedisClient.connect(url, options: options)
             defer { redis.close() }
+            let (_, scraper) = metrics.start(redis: redis)
+            defer { scraper?.cancel() }
             do {
                 let report = try await measure(
                     redis: redis, target: embedded == nil ? url.description : "embedded redis-server, unix socket, AOF everysec")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverBrain
+import DroverConsole
 import DroverCore
 import DroverQueue
 import DroverRuntime
@@ -98,18 +99,31 @@ struct SessionsCommand: AsyncParsableCommand {
     }
 
     struct Export: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a session's whole log.")
+        static let configuration = CommandConfiguration(
+            abstract: "Write a session's whole log: as JSONL, or as one self-contained HTML file to share (its timeline, and the JSONL inside).")
         @Argument(help: "The session id.") var session: String
-        @Option(help: "Output format: jsonl (one wire event per line).") var format = "jsonl"
+        @Option(help: "jsonl (one wire event per line) or html (one file that opens anywhere with no network).") var format = "jsonl"
+        @Option(name: [.short, .long], help: "Write to this file instead of standard output.") var output: String?
 
         func validate() throws {
-            guard format == "jsonl" else { throw ValidationError("--format: '\(format)' is not supported; use jsonl") }
+            guard ["jsonl", "html"].contains(format) else {
+                throw ValidationError("--format: '\(format)' is not a format; use jsonl or html")
+            }
         }
 
         func run() async throws {
             try await withRuntime { runtime in
-                for event in try await runtime.sessionLog.wake(try SessionID(session)).events {
-                    print(event.json)
+                let snapshot = try await runtime.sessionLog.wake(try SessionID(session))
+                let jsonl = snapshot.events.map { $0.json + "\n" }.joined()
+                let text =
+                    format == "html"
+                    ? TimelinePage.render(SessionTimeline(session: session, status: "\(snapshot.status)", events: snapshot.events), jsonl: jsonl)
+                    : jsonl
+                if let output {
+                    try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+                    note("wrote \(snapshot.events.count) events of \(session) to \(output)")
+                } else {
+                    FileHandle.standardOutput.write(Data(text.utf8))
                 }
             }
         }
@@ -119,13 +133,15 @@ struct SessionsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a session's timeline as a person reads it.")
         @Argument(help: "The session id.") var session: String
         @Option(help: "Characters per line for message and tool text.") var width = 100
+        @Option(help: "Lines of a long message or tool output to show (the rest is counted).") var maxLines = 20
+        @Flag(help: "Show messages and tool input and output whole, however long.") var full = false
 
         func run() async throws {
             try await withRuntime { runtime in
                 let snapshot = try await runtime.sessionLog.wake(try SessionID(session))
                 print("session \(session): \(snapshot.events.count) events, status \(snapshot.status) (from \(snapshot.source.rawValue))")
-                var renderer = TimelineRenderer(width: width)
-                for event in snapshot.events { print(renderer.render(event)) }
+                let timeline = SessionTimeline(session: session, status: "\(snapshot.status)", events: snapshot.events)
+                print(TimelineText(width: width, maxLines: maxLines, full: full).render(timeline))
             }
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverConsole
 import DroverCore
 import DroverRuntime
 import DroverSessionLog
@@ -10,6 +11,8 @@ extension SessionsCommand {
             abstract: "Follow a session live, rendered as `sessions replay` renders it (Ctrl-C stops).")
         @Argument(help: "The session id.") var session: String
         @Option(help: "Characters per line for message and tool text.") var width = 100
+        @Option(help: "Lines of a long message or tool output to show (the rest is counted).") var maxLines = 20
+        @Flag(help: "Show messages and tool input and output whole, however long.") var full = false
         @Flag(help: "Start at the end of the log instead of replaying it first.") var fromEnd = false
         @Flag(help: "Stop when the session goes idle (not waiting on a tool result) or terminates.") var untilIdle = false
 
@@ -18,9 +21,10 @@ extension SessionsCommand {
                 let log = try runtime.sessionLog
                 let id = try SessionID(session)
                 let start = fromEnd ? (try await log.meta(id)?.lastSeq ?? 0) : 0
-                var renderer = TimelineRenderer(width: width)
+                var builder = SessionTimeline.Builder()
+                let text = TimelineText(width: width, maxLines: maxLines, full: full)
                 for try await event in log.tail(id, afterSeq: start) {
-                    FileHandle.standardOutput.write(Data((renderer.render(event) + "\n").utf8))
+                    FileHandle.standardOutput.write(Data((text.lines(builder.add(event)).joined(separator: "\n") + "\n").utf8))
                     if untilIdle, Self.endsTurn(event) { break }
                 }
             }
