@@ -23,6 +23,7 @@ public enum TimelinePage {
                 fields["body"] =
                     [
                         "text": body, "lineCount": String(lineCount), "folded": lineCount > foldLines || body.count > foldCharacters,
+                        "preview": String(body.prefix { $0 != "\n" }.prefix(100)),
                     ] as [String: Any]
             }
             return fields
@@ -86,7 +87,7 @@ public enum TimelinePage {
         {{#entries}}
         <li class="entry kind-{{kindClass}}{{#isError}} error{{/isError}}" id="seq-{{seq}}" data-type="{{type}}">
         <span class="at">{{offset}}</span><a class="seq" href="#seq-{{seq}}">#{{seq}}</a><span class="kind">{{kind}}</span><span class="title">{{title}}{{#took}} <span class="took">({{took}})</span>{{/took}}</span>
-        {{#body}}{{#folded}}<details><summary>{{lineCount}} lines</summary><pre>{{text}}</pre></details>{{/folded}}{{^folded}}<pre>{{text}}</pre>{{/folded}}{{/body}}
+        {{#body}}{{#folded}}<details><summary>{{lineCount}} lines: <code>{{preview}}</code> …</summary><pre>{{text}}</pre></details>{{/folded}}{{^folded}}<pre>{{text}}</pre>{{/folded}}{{/body}}
         </li>
         {{/entries}}
         </ol>

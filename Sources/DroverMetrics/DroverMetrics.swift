@@ -56,46 +56,42 @@ public enum DroverMetrics {
     public static let activeSessionSeconds = FloatingPointCounter(label: "drover_session_active_seconds_total")
 }
 
-/// Counters of one name told apart by label values, each made once: the backend's lookup takes
+/// Metrics of one name told apart by label values, each made once: the backend's lookup takes
 /// a lock and a dictionary probe per call, this one a cheaper lock here.
-public final class CounterFamily: Sendable {
+public final class MetricFamily<Metric: Sendable>: Sendable {
     let label: String
     let dimensions: [String]
-    private let made = Locked<[[String]: Counter]>([:])
+    private let make: @Sendable (String, [(String, String)]) -> Metric
+    private let made = Locked<[[String]: Metric]>([:])
 
-    public init(_ label: String, _ dimensions: String...) {
+    init(_ label: String, _ dimensions: [String], make: @escaping @Sendable (String, [(String, String)]) -> Metric) {
         self.label = label
         self.dimensions = dimensions
+        self.make = make
     }
 
-    public func callAsFunction(_ values: String...) -> Counter {
+    public func callAsFunction(_ values: String...) -> Metric {
         made.withLock { made in
-            if let counter = made[values] { return counter }
-            let counter = Counter(label: label, dimensions: Array(zip(dimensions, values)))
-            made[values] = counter
-            return counter
+            if let metric = made[values] { return metric }
+            let metric = make(label, Array(zip(dimensions, values)))
+            made[values] = metric
+            return metric
         }
     }
 }
 
-/// Timers of one name told apart by label values (see `CounterFamily`).
-public final class TimerFamily: Sendable {
-    let label: String
-    let dimensions: [String]
-    private let made = Locked<[[String]: Timer]>([:])
+public typealias CounterFamily = MetricFamily<Counter>
+public typealias TimerFamily = MetricFamily<Timer>
 
-    public init(_ label: String, _ dimensions: String...) {
-        self.label = label
-        self.dimensions = dimensions
+extension MetricFamily where Metric == Counter {
+    public convenience init(_ label: String, _ dimensions: String...) {
+        self.init(label, dimensions) { Counter(label: $0, dimensions: $1) }
     }
+}
 
-    public func callAsFunction(_ values: String...) -> Timer {
-        made.withLock { made in
-            if let timer = made[values] { return timer }
-            let timer = Timer(label: label, dimensions: Array(zip(dimensions, values)))
-            made[values] = timer
-            return timer
-        }
+extension MetricFamily where Metric == Timer {
+    public convenience init(_ label: String, _ dimensions: String...) {
+        self.init(label, dimensions) { Timer(label: $0, dimensions: $1) }
     }
 }
 
