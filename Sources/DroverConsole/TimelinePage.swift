@@ -41,7 +41,7 @@ public enum TimelinePage {
     }
 
     // Parsed once; a template that does not parse is a bug the tests catch at once.
-    nonisolated(unsafe) static let template = try! MustacheTemplate(string: html)
+    static let template = try! MustacheTemplate(string: html)
 
     static let html = """
         <!doctype html>
