@@ -137,9 +137,7 @@ public final class APIServer: Sendable {
         if try await store.activeKeyCount() > 0 {
             guard let key = AuthenticationMiddleware.key(request), try await store.workspace(forKey: key) != nil else { throw APIError.unauthorized }
         }
-        var headers = HTTPFields()
-        headers[.contentType] = MetricsExposition.contentType
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await metrics.scrape())))
+        return await MetricsServer.response(metrics)
     }
 
     /// Adds what only the API knows to each scrape: the event streams open now.

@@ -12,13 +12,16 @@ public enum MetricsServer {
         _ exposition: MetricsExposition, host: String, port: Int, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void
     ) -> some ApplicationProtocol {
         let router = Router()
-        router.get("/metrics") { _, _ in
-            var headers = HTTPFields()
-            headers[.contentType] = MetricsExposition.contentType
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await exposition.scrape())))
-        }
+        router.get("/metrics") { _, _ in await response(exposition) }
         return Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "drover"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    /// A scrape's answer, after every sampler has run: the API's `/metrics` answers with it too.
+    static func response(_ exposition: MetricsExposition) async -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = MetricsExposition.contentType
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await exposition.scrape())))
     }
 }

@@ -54,11 +54,11 @@ struct MetricsBench: AsyncParsableCommand {
                 // Which side goes first alternates too.
                 for side in round % 2 == 0 ? [BenchMetrics.on, .off] : [.off, .on] {
                     let queue = try runChild(["bench", "queue", "--tasks", String(tasks), "--idle-samples", "50", "--metrics", side.rawValue])
-                    claimAck[side, default: []].append((queue["claim_ack"]?.objectValue?["per_second"]).flatMap(Self.number) ?? .nan)
+                    claimAck[side, default: []].append(queue["claim_ack"]?.objectValue?["per_second"]?.doubleValue ?? .nan)
                     let api = try runChild([
                         "bench", "api", "--sends", String(sends), "--subscribers", "10", "--events", "5", "--metrics", side.rawValue,
                     ])
-                    sendP50[side, default: []].append((api["send"]?.objectValue?["p50_ms"]).flatMap(Self.number) ?? .nan)
+                    sendP50[side, default: []].append(api["send"]?.objectValue?["p50_ms"]?.doubleValue ?? .nan)
                 }
             }
             func median(_ values: [Double]) -> Double { round3(percentile(values.sorted(), 50)) }
@@ -83,11 +83,6 @@ struct MetricsBench: AsyncParsableCommand {
                         ]),
                     ])))
         }
-    }
-
-    static func number(_ value: JSONValue) -> Double? {
-        if case .number(let number) = value { return number }
-        return nil
     }
 
     /// Runs this binary with `arguments` and returns the JSON it printed.

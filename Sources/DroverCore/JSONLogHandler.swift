@@ -75,18 +75,22 @@ public struct LogSettings: Sendable, Equatable {
         format: String?, level: String?, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(FieldError) -> LogSettings {
         var settings = LogSettings()
-        if let raw = format ?? environment["DROVER_LOG_FORMAT"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        /// The flag's value, else the variable's unless empty, with the name to blame.
+        func given(_ flag: String?, _ flagName: String, _ variable: String) -> (raw: String, field: String)? {
+            if let flag { return (flag, flagName) }
+            guard let raw = environment[variable], !raw.isEmpty else { return nil }
+            return (raw, variable)
+        }
+        if let (raw, field) = given(format, "--log-format", "DROVER_LOG_FORMAT") {
             guard let parsed = Format(rawValue: raw.lowercased()) else {
-                throw FieldError(
-                    field: format != nil ? "--log-format" : "DROVER_LOG_FORMAT", message: "'\(raw)' is not a log format",
-                    fix: "use text or json")
+                throw FieldError(field: field, message: "'\(raw)' is not a log format", fix: "use text or json")
             }
             settings.format = parsed
         }
-        if let raw = level ?? environment["DROVER_LOG_LEVEL"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        if let (raw, field) = given(level, "--log-level", "DROVER_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: raw.lowercased()) else {
                 throw FieldError(
-                    field: level != nil ? "--log-level" : "DROVER_LOG_LEVEL", message: "'\(raw)' is not a log level",
+                    field: field, message: "'\(raw)' is not a log level",
                     fix: "use one of " + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
             }
             settings.level = parsed

@@ -94,6 +94,11 @@ extension JSONValue {
         return nil
     }
 
+    public var doubleValue: Double? {
+        if case .number(let value) = self { return value }
+        return nil
+    }
+
     /// Stored JSON read back; `.null` when the text does not parse.
     public static func decode(_ text: String) -> JSONValue {
         parseStored(text) ?? .null

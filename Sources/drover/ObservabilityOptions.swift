@@ -29,13 +29,15 @@ struct ObservabilityOptions: ParsableArguments {
     struct Bootstrapped {
         let logs: LogSettings
         let metrics: MetricsExposition?
+        /// `--metrics-address`, parsed.
+        let metricsAddress: (host: String, port: Int)?
     }
 
     /// Sets up logging and metrics, before anything logs or records: a logger or metric made
     /// earlier keeps the defaults for good.
     func bootstrap() throws -> Bootstrapped {
         let logs = try LogSettings.resolve(format: logFormat, level: logLevel)
-        if let metricsAddress { _ = try DroverConfiguration.hostAndPort(metricsAddress) }
+        let address = try metricsAddress.map { try DroverConfiguration.hostAndPort($0) }
         let off = ProcessInfo.processInfo.environment["DROVER_METRICS"].map { ["off", "0", "false", "no"].contains($0.lowercased()) } ?? false
         if !metrics || off, metricsAddress != nil {
             throw FieldError(
@@ -43,7 +45,7 @@ struct ObservabilityOptions: ParsableArguments {
                 fix: "drop --metrics-address, or turn metrics on")
         }
         logs.bootstrap()
-        return Bootstrapped(logs: logs, metrics: metrics && !off ? MetricsExposition.bootstrap() : nil)
+        return Bootstrapped(logs: logs, metrics: metrics && !off ? MetricsExposition.bootstrap() : nil, metricsAddress: address)
     }
 
     /// `serve` and `api` serve /metrics on the API's own address.
@@ -55,9 +57,8 @@ struct ObservabilityOptions: ParsableArguments {
     }
 
     /// The `/metrics` server at `--metrics-address`, if one was asked for.
-    func metricsService(_ bootstrapped: Bootstrapped, role: String) throws -> (any Service)? {
-        guard let metricsAddress, let exposition = bootstrapped.metrics else { return nil }
-        let (host, port) = try DroverConfiguration.hostAndPort(metricsAddress)
+    func metricsService(_ bootstrapped: Bootstrapped, role: String) -> (any Service)? {
+        guard let (host, port) = bootstrapped.metricsAddress, let exposition = bootstrapped.metrics else { return nil }
         var logger = Logger(label: "drover.metrics")
         logger.logLevel = .warning
         return MetricsServer.application(exposition, host: host, port: port, logger: logger) { port in

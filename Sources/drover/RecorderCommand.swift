@@ -54,7 +54,7 @@ struct RecorderCommand: AsyncParsableCommand {
                 note("drover recorder: mirroring into \(runtime.configuration.databasePath.path)")
                 let group = ServiceGroup(
                     services: [RecorderService(recorder: recorder)]
-                        + [try observability.metricsService(observed, role: "recorder")].compactMap { $0 },
+                        + [observability.metricsService(observed, role: "recorder")].compactMap { $0 },
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: Logger(label: "drover.recorder")
                 )

@@ -239,7 +239,7 @@ struct SchedulerCommand: AsyncParsableCommand {
             )
             let group = ServiceGroup(
                 services: [SchedulerService(scheduler: scheduler)]
-                    + [try observability.metricsService(observed, role: "scheduler")].compactMap { $0 },
+                    + [observability.metricsService(observed, role: "scheduler")].compactMap { $0 },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
             note("drover scheduler: \(options.token) stopped after \(scheduler.fires) fires")

@@ -37,7 +37,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 "drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, \(self.worker.hands) hands"
             )
             let group = ServiceGroup(
-                services: [WorkerService(worker: worker)] + [try observability.metricsService(observed, role: "worker")].compactMap { $0 },
+                services: [WorkerService(worker: worker)] + [observability.metricsService(observed, role: "worker")].compactMap { $0 },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "drover.worker")
             )
