@@ -196,6 +196,7 @@ let package = Package(
             name: "DroverAPI",
             dependencies: [
                 "DroverBrain",
+                "DroverConsole",
                 "DroverCore",
                 "DroverDatabase",
                 "DroverHands",
@@ -205,6 +206,7 @@ let package = Package(
                 "DroverSchedule",
                 "DroverSessionLog",
                 "DroverTools",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

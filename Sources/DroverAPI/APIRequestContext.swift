@@ -8,6 +8,10 @@ public struct APIRequestContext: RequestContext {
     public var workspace = "" {
         didSet { caller.workspace = workspace }
     }
+    /// The console's signed-in key (nil in local mode), for its CSRF token.
+    var consoleKey: String?
+    /// A console POST's form fields, read once by `ConsoleAccess` to check its CSRF token.
+    var consoleForm: [String: String] = [:]
     /// Who called, for the request log, which runs outside the middleware that finds out: a
     /// context is copied inward, this box is shared.
     let caller = Caller()

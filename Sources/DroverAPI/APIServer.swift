@@ -1,3 +1,4 @@
+import Crypto
 import DroverBrain
 import DroverCore
 import DroverDatabase
@@ -60,6 +61,8 @@ public final class APIServer: Sendable {
     let limiter: RequestRateLimiter?
     /// One live tail per watched session, shared by its event streams.
     let hub: SessionEventHub
+    /// Signs the console's CSRF tokens in local mode, where there is no key to sign them with.
+    let consoleSecret = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
 
     public init(log: SessionLog, store: ControlPlaneStore, queue: TaskQueue, redis: RedisClient, options: Options, localWorkspaceID: String) {
         self.log = log
@@ -81,12 +84,29 @@ public final class APIServer: Sendable {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
+    /// Whether a request's `Host` (`localhost`, `127.x.y.z` or `[::1]`, with any port) names
+    /// this machine's loopback: local mode answers no other, against DNS rebinding.
+    static func isLoopbackAuthority(_ authority: String?) -> Bool {
+        guard let authority else { return false }
+        var host = authority.lowercased()
+        if host.hasPrefix("[") {
+            host = String(host.dropFirst().prefix { $0 != "]" })
+        } else if let colon = host.lastIndex(of: ":") {
+            host = String(host[..<colon])
+        }
+        if host == "localhost" || host == "::1" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+
     public func router() -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         router.middlewares.add(RequestLogMiddleware(logger: options.requestLogger))
         if options.metrics != nil { router.middlewares.add(MetricsMiddleware()) }
         router.middlewares.add(APIErrorMiddleware())
         router.middlewares.add(AuthenticationMiddleware(store: store, localWorkspaceID: localWorkspaceID))
+        let consoleAccess = ConsoleAccess(store: store, localWorkspaceID: localWorkspaceID, localSecret: consoleSecret)
+        router.middlewares.add(consoleAccess)
         if let limiter { router.middlewares.add(RateLimitMiddleware(limiter: limiter)) }
         router.get("/health") { _, _ in
             // During a Redis outage the process stays up and says so: 503 with redis "down",
@@ -104,14 +124,15 @@ public final class APIServer: Sendable {
         router.get("/metrics") { request, _ in try await self.metrics(request) }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         let files = UploadedFiles(store: store, options: options)
+        let sessions = SessionController(store: store, log: log, inbox: inbox, files: files)
+        let deployments = DeploymentController(store: store, log: log, queue: queue, launchBatch: options.launchBatch)
         AgentController(store: store).addRoutes(to: router.group("/v1/agents"))
         EnvironmentController(store: store, queue: queue).addRoutes(to: router.group("/v1/environments"))
-        SessionController(store: store, log: log, inbox: inbox, files: files).addRoutes(to: router.group("/v1/sessions"))
+        sessions.addRoutes(to: router.group("/v1/sessions"))
         EventController(store: store, log: log, inbox: inbox, hub: hub, openStreams: openStreams, options: options)
             .addRoutes(to: router.group("/v1/sessions/:session_id/events"))
         SessionResourceController(files: files).addRoutes(to: router.group("/v1/sessions/:session_id/resources"))
-        DeploymentController(store: store, log: log, queue: queue, launchBatch: options.launchBatch)
-            .addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))
+        deployments.addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))
         FileController(files: files).addRoutes(to: router.group("/v1/files"))
         if let keyring = options.vaultKeyring {
             VaultController(store: store, keyring: keyring).addRoutes(to: router.group("/v1/vaults"))
@@ -123,6 +144,13 @@ public final class APIServer: Sendable {
             }
         }
         UnbuiltRoutes.add(router)
+        ConsoleController(
+            access: consoleAccess, store: store, log: log, queue: queue, sessions: sessions, deployments: deployments,
+            tail: ConsoleTail(
+                log: log, hub: hub, openStreams: openStreams, pingInterval: options.pingInterval,
+                maxStreamsPerWorkspace: options.maxStreamsPerWorkspace),
+            localWorkspaceID: localWorkspaceID
+        ).addRoutes(to: router)
         return router
     }
 

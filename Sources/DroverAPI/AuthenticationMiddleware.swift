@@ -20,6 +20,14 @@ struct AuthenticationMiddleware: RouterMiddleware {
         var context = context
         let key = Self.key(request)
         if try await store.activeKeyCount() == 0 {
+            // A page on another site whose name re-resolves to 127.0.0.1 (DNS rebinding) would
+            // otherwise reach local mode's keyless API from the user's browser.
+            guard APIServer.isLoopbackAuthority(request.head.authority) else {
+                throw APIError(
+                    .forbidden, "permission_error",
+                    "Host: in local mode (no API keys) Drover answers only requests to localhost, 127.0.0.1 or [::1]. Fix: use one of those in the base URL, or create an API key (`drover keys create`)"
+                )
+            }
             context.workspace = localWorkspaceID
         } else {
             guard let key, let workspace = try await store.workspace(forKey: key) else { throw APIError.unauthorized }

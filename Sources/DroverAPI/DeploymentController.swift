@@ -167,23 +167,38 @@ struct DeploymentController: Sendable {
     }
 
     @Sendable func pause(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "paused")
-        let store = self.deployments(context.workspace)
-        return jsonResponse(store.resource(try await deploymentCall { try await store.pause(row.id) }))
+        jsonResponse(try await pause(context.parameters.require("deployment_id"), workspace: context.workspace))
     }
 
     @Sendable func unpause(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "unpaused")
-        let store = self.deployments(context.workspace)
-        return jsonResponse(store.resource(try await deploymentCall { try await store.unpause(row.id) }))
+        jsonResponse(try await unpause(context.parameters.require("deployment_id"), workspace: context.workspace))
     }
 
     @Sendable func run(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let row = try await self.liveDeployment(context.parameters.require("deployment_id"), workspace: context.workspace, action: "run")
-        var firer = DeploymentFirer(store: self.deployments(context.workspace), sessionLog: log, queue: queue)
+        jsonResponse(try await run(context.parameters.require("deployment_id"), workspace: context.workspace))
+    }
+
+    // The actions themselves, which the console's buttons call too.
+
+    func pause(_ id: String, workspace: String) async throws -> JSONValue {
+        let row = try await self.liveDeployment(id, workspace: workspace, action: "paused")
+        let store = self.deployments(workspace)
+        let paused = try await deploymentCall { try await store.pause(row.id) }
+        return store.resource(paused)
+    }
+
+    func unpause(_ id: String, workspace: String) async throws -> JSONValue {
+        let row = try await self.liveDeployment(id, workspace: workspace, action: "unpaused")
+        let store = self.deployments(workspace)
+        let active = try await deploymentCall { try await store.unpause(row.id) }
+        return store.resource(active)
+    }
+
+    func run(_ id: String, workspace: String) async throws -> JSONValue {
+        let row = try await self.liveDeployment(id, workspace: workspace, action: "run")
+        var firer = DeploymentFirer(store: self.deployments(workspace), sessionLog: log, queue: queue)
         firer.launchBatch = launchBatch
-        let run = try await deploymentCall { try await sessionLogCall { try await firer.fire(row, scheduledAt: nil, now: Date()) } }
-        return jsonResponse(run)
+        return try await deploymentCall { try await sessionLogCall { try await firer.fire(row, scheduledAt: nil, now: Date()) } }
     }
 
     @Sendable func listRuns(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -6,6 +6,11 @@ struct PageQuery {
     let limit: Int
     let offset: Int
 
+    init(limit: Int, offset: Int) {
+        self.limit = limit
+        self.offset = offset
+    }
+
     init(_ input: RequestInput, defaultLimit: Int = 20, maxLimit: Int = 100) throws {
         limit = try input.int("limit", default: defaultLimit, range: 1...maxLimit)
         offset = try input.pageOffset()

@@ -63,35 +63,51 @@ struct SessionController: Sendable {
 
     @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
         let input = RequestInput(request)
-        let paging = try PageQuery(input)
-        var conditions: [(path: String, value: String)] = []
-        if let agent = input.string("agent_id") { conditions.append(("$.agent.id", agent)) }
-        if let version = input.string("agent_version") {
-            _ = try input.int("agent_version", default: 1, range: 1...Int(Int32.max))
-            conditions.append(("$.agent.version", version))
+        var query = SessionQuery(paging: try PageQuery(input))
+        query.agentID = input.string("agent_id")
+        if input.string("agent_version") != nil {
+            query.agentVersion = try input.int("agent_version", default: 1, range: 1...Int(Int32.max))
         }
-        for unbuilt in ["deployment_id", "memory_store_id"] where input.string(unbuilt) != nil {
-            throw APIError.notBuilt("filtering sessions by \(unbuilt)")
-        }
-        let statuses = input.query["statuses"] ?? []
-        for status in statuses where !["rescheduling", "running", "idle", "terminated"].contains(status) {
+        if input.string("memory_store_id") != nil { throw APIError.notBuilt("filtering sessions by memory_store_id") }
+        query.deploymentID = input.string("deployment_id")
+        query.statuses = input.query["statuses"] ?? []
+        for status in query.statuses where !SessionQuery.knownStatuses.contains(status) {
             throw APIError.invalid("statuses", "'\(status)' is not rescheduling, running, idle or terminated")
         }
-        let after = input.string("created_at[gte]") ?? input.string("created_at[gt]")
-        let before = input.string("created_at[lte]") ?? input.string("created_at[lt]")
+        query.createdAfter = input.string("created_at[gte]") ?? input.string("created_at[gt]")
+        query.createdBefore = input.string("created_at[lte]") ?? input.string("created_at[lt]")
+        query.includeArchived = try input.bool("include_archived")
+        query.ascending = try input.ascending(default: false)
+        let page = try await sessions(query, workspace: context.workspace)
+        return jsonResponse(DroverAPI.page(page.sessions, next: page.next))
+    }
+
+    /// A page of the workspace's sessions as the API shows them: the list endpoint and the
+    /// console's Sessions page both read it, so they always agree.
+    func sessions(_ query: SessionQuery, workspace: String) async throws -> (sessions: [JSONValue], next: String?) {
+        var conditions: [(path: String, value: String)] = []
+        if let agent = query.agentID { conditions.append(("$.agent.id", agent)) }
+        if let version = query.agentVersion { conditions.append(("$.agent.version", String(version))) }
+        let origin = query.deploymentID.map { (kind: "deployment", id: $0) } ?? query.batchID.map { (kind: "batch", id: $0) }
+        let paging = query.paging
         // A status filter needs each session's live status, so it filters after the query.
-        let window = statuses.isEmpty ? (paging.offset, paging.fetch) : (0, 10_000)
+        let window = query.statuses.isEmpty ? (paging.offset, paging.fetch) : (0, 10_000)
         let rows = try await store.list(
-            .sessions, workspace: context.workspace, includeArchived: try input.bool("include_archived"),
-            offset: window.0, limit: window.1, ascending: try input.ascending(default: false),
-            createdAfter: after, createdBefore: before, where: conditions)
-        var sessions: [JSONValue] = []
+            .sessions, workspace: workspace, includeArchived: query.includeArchived,
+            offset: window.0, limit: window.1, ascending: query.ascending,
+            createdAfter: query.createdAfter, createdBefore: query.createdBefore, where: conditions, origin: origin)
+        if query.statuses.isEmpty {
+            var sessions: [JSONValue] = []
+            for row in rows.prefix(paging.limit) { sessions.append(try await sessionJSON(row)) }
+            return (sessions, paging.next(fetched: rows.count))
+        }
+        var matching: [JSONValue] = []
         for row in rows {
             let session = try await sessionJSON(row)
-            if !statuses.isEmpty, !statuses.contains(session.objectValue?["status"]?.stringValue ?? "") { continue }
-            sessions.append(session)
+            if query.statuses.contains(session.objectValue?["status"]?.stringValue ?? "") { matching.append(session) }
         }
-        return jsonResponse(statuses.isEmpty ? paging.page(sessions) { $0 } : paging.page(of: sessions) { $0 })
+        let rest = matching.dropFirst(paging.offset)
+        return (Array(rest.prefix(paging.limit)), paging.next(fetched: rest.count))
     }
 
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -174,4 +190,20 @@ struct SessionController: Sendable {
         ])
         return .object(session)
     }
+}
+
+/// What a session list asks for: the API's query parameters, and the console's filters.
+struct SessionQuery {
+    static let knownStatuses = ["rescheduling", "running", "idle", "terminated"]
+    var paging: PageQuery
+    var agentID: String?
+    var agentVersion: Int?
+    var deploymentID: String?
+    /// Only the console asks for this one; the SDK has no batches.
+    var batchID: String?
+    var statuses: [String] = []
+    var createdAfter: String?
+    var createdBefore: String?
+    var includeArchived = false
+    var ascending = false
 }

@@ -42,6 +42,9 @@ enum BatchTables: TableGroup {
 extension MirrorDatabase {
     public struct BatchRow: Sendable, Equatable {
         public let id: String
+        /// Whose batch it is: the workspace of its sessions; nil for batches saved before
+        /// batches knew (those were all `drover run`'s, the local workspace's).
+        public let workspaceId: String?
         public let name: String
         public let jobFile: String
         public let status: String
@@ -74,15 +77,17 @@ extension MirrorDatabase {
 
     static let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
-    public func saveBatch(id: String, name: String, jobFile: String, status: String, resource: String) async throws {
+    /// A nil `workspace` keeps the one the batch has.
+    public func saveBatch(id: String, workspace: String? = nil, name: String, jobFile: String, status: String, resource: String) async throws {
         try await pool.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO batches (id, name, job_file, status, created_at, updated_at, resource)
-                    VALUES (?, ?, ?, ?, \(Self.now), \(Self.now), ?)
-                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, job_file = excluded.job_file,
+                    INSERT INTO batches (id, workspace_id, name, job_file, status, created_at, updated_at, resource)
+                    VALUES (?, ?, ?, ?, ?, \(Self.now), \(Self.now), ?)
+                    ON CONFLICT(id) DO UPDATE SET workspace_id = COALESCE(excluded.workspace_id, batches.workspace_id),
+                      name = excluded.name, job_file = excluded.job_file,
                       status = excluded.status, updated_at = excluded.updated_at, resource = excluded.resource
-                    """, arguments: [id, name, jobFile, status, resource])
+                    """, arguments: [id, workspace, name, jobFile, status, resource])
         }
     }
 
@@ -95,6 +100,20 @@ extension MirrorDatabase {
     public func batches(limit: Int = 100) async throws -> [BatchRow] {
         try await pool.read { db in
             try BatchRow.fetchAll(db, sql: "SELECT * FROM batches ORDER BY COALESCE(updated_at, created_at) DESC LIMIT ?", arguments: [limit])
+        }
+    }
+
+    /// A workspace's batches, newest first. `includeUnowned` adds batches saved before batches
+    /// knew their workspace: the local workspace's, as only `drover run` made batches then.
+    public func batches(workspace: String, includeUnowned: Bool, offset: Int = 0, limit: Int = 100) async throws -> [BatchRow] {
+        try await pool.read { db in
+            try BatchRow.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM batches WHERE workspace_id = ? OR (? AND workspace_id IS NULL)
+                    ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?
+                    """,
+                arguments: [workspace, includeUnowned, limit, offset])
         }
     }
 
@@ -167,7 +186,7 @@ extension MirrorDatabase {
 extension MirrorDatabase.BatchRow: FetchableRecord {
     public init(row: Row) throws {
         self.init(
-            id: row["id"], name: row["name"] ?? "", jobFile: row["job_file"], status: row["status"],
+            id: row["id"], workspaceId: row["workspace_id"], name: row["name"] ?? "", jobFile: row["job_file"], status: row["status"],
             createdAt: row["created_at"], updatedAt: row["updated_at"], resource: row["resource"])
     }
 }

@@ -233,11 +233,12 @@ public struct ControlPlaneStore: Sendable {
     }
 
     /// A page of a workspace's rows, newest first (`ascending` for oldest first). For agents, the
-    /// latest version of each. `where` adds `json_extract(resource, path) = value` conditions.
+    /// latest version of each. `where` adds `json_extract(resource, path) = value` conditions;
+    /// `origin`, for sessions, keeps those a batch or a deployment started (`session_origins`).
     public func list(
         _ table: Table, workspace: String, includeArchived: Bool, offset: Int, limit: Int,
         ascending: Bool = false, createdAfter: String? = nil, createdBefore: String? = nil,
-        where conditions: [(path: String, value: String)] = []
+        where conditions: [(path: String, value: String)] = [], origin: (kind: String, id: String)? = nil
     ) async throws -> [Row] {
         try await database.pool.read { db in
             var sql =
@@ -257,6 +258,10 @@ public struct ControlPlaneStore: Sendable {
             for condition in conditions {
                 sql += " AND CAST(json_extract(resource, ?) AS TEXT) = ?"
                 arguments += [condition.path, condition.value]
+            }
+            if let origin {
+                sql += " AND id IN (SELECT session_id FROM session_origins WHERE kind = ? AND origin_id = ?)"
+                arguments += [origin.kind, origin.id]
             }
             sql += " ORDER BY created_at \(ascending ? "ASC" : "DESC"), id \(ascending ? "ASC" : "DESC") LIMIT ? OFFSET ?"
             arguments += [limit, offset]

@@ -460,7 +460,8 @@ public final class BatchRunner: Sendable {
             "current_item_keys": .array(plan.items.map { .string($0.key) }),
         ])
         try await database.saveBatch(
-            id: plan.batchId, name: plan.spec.name, jobFile: plan.spec.file.path, status: status, resource: resource.compactJSON)
+            id: plan.batchId, workspace: options.workspaceId, name: plan.spec.name, jobFile: plan.spec.file.path, status: status,
+            resource: resource.compactJSON)
     }
 
     static func seconds(_ value: Double) -> String {

@@ -136,7 +136,7 @@ public struct DeploymentFirer: Sendable {
         if start {
             if existing == nil {
                 try await store.database.saveBatch(
-                    id: batchId, name: job.name, jobFile: job.file, status: "starting",
+                    id: batchId, workspace: row.workspaceID, name: job.name, jobFile: job.file, status: "starting",
                     resource: JSONValue.object([
                         "id": .string(batchId), "type": .string("batch"), "name": .string(job.name), "job_file": .string(job.file),
                         "status": .string("starting"), "deployment_id": .string(row.id),
