@@ -178,10 +178,25 @@ let package = Package(
                 "DroverRedis",
                 "DroverSessionLog",
                 "DroverTools",
+                "DroverWebhooks",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // Webhooks: the outbox on the task queue, Standard Webhooks signing, the deliverer.
+        .target(
+            name: "DroverWebhooks",
+            dependencies: [
+                "DroverCore",
+                "DroverDatabase",
+                "DroverHTTP",
+                "DroverQueue",
+                "DroverRedis",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // What a person reads of a session: the timeline, as terminal text and as HTML.
@@ -206,6 +221,7 @@ let package = Package(
                 "DroverSchedule",
                 "DroverSessionLog",
                 "DroverTools",
+                "DroverWebhooks",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -251,6 +267,7 @@ let package = Package(
                 "DroverRedis",
                 "DroverSessionLog",
                 "DroverTools",
+                "DroverWebhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -305,6 +322,7 @@ let package = Package(
                 "DroverSchedule",
                 "DroverSessionLog",
                 "DroverTools",
+                "DroverWebhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

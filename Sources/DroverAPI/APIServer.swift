@@ -7,6 +7,7 @@ import DroverQueue
 import DroverRedis
 import DroverSchedule
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
 import Hummingbird
 import Logging
@@ -44,6 +45,8 @@ public final class APIServer: Sendable {
         public var model: JSONValue?
         /// Served at `/metrics`; nil when this process keeps no metrics (`--no-metrics`).
         public var metrics: MetricsExposition?
+        /// Where the API queues the webhooks of the changes it makes; nil queues none.
+        public var webhooks: WebhookOutbox?
         /// Where the one line per request goes.
         public var requestLogger = Logger(label: "drover.api.requests")
         public init() {}
@@ -124,10 +127,11 @@ public final class APIServer: Sendable {
         router.get("/metrics") { request, _ in try await self.metrics(request) }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         let files = UploadedFiles(store: store, options: options)
-        let sessions = SessionController(store: store, log: log, inbox: inbox, files: files)
-        let deployments = DeploymentController(store: store, log: log, queue: queue, launchBatch: options.launchBatch)
-        AgentController(store: store).addRoutes(to: router.group("/v1/agents"))
-        EnvironmentController(store: store, queue: queue).addRoutes(to: router.group("/v1/environments"))
+        let webhooks = WebhookNotifier(outbox: options.webhooks)
+        let sessions = SessionController(store: store, log: log, inbox: inbox, files: files, webhooks: webhooks)
+        let deployments = DeploymentController(store: store, log: log, queue: queue, launchBatch: options.launchBatch, webhooks: webhooks)
+        AgentController(store: store, webhooks: webhooks).addRoutes(to: router.group("/v1/agents"))
+        EnvironmentController(store: store, queue: queue, webhooks: webhooks).addRoutes(to: router.group("/v1/environments"))
         sessions.addRoutes(to: router.group("/v1/sessions"))
         EventController(store: store, log: log, inbox: inbox, hub: hub, openStreams: openStreams, options: options)
             .addRoutes(to: router.group("/v1/sessions/:session_id/events"))

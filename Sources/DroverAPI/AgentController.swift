@@ -1,12 +1,14 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverWebhooks
 import Hummingbird
 
 /// `/v1/agents`: create, retrieve, update (a new version, with an optimistic `version` check),
 /// list, archive, and `/versions`.
 struct AgentController: Sendable {
     let store: ControlPlaneStore
+    let webhooks: WebhookNotifier
     var lookup: ResourceLookup { ResourceLookup(store: store) }
 
     func addRoutes(to group: RouterGroup<APIRequestContext>) {
@@ -23,6 +25,7 @@ struct AgentController: Sendable {
         let now = ControlPlaneStore.timestamp()
         let agent = try params.agent.resource(id: Identifier.make(prefix: "agent"), now: now)
         try await store.insert(.agents, resource: agent, workspace: context.workspace, createdAt: now)
+        await webhooks(.agentCreated, agent["id"]?.stringValue ?? "", workspace: context.workspace)
         return jsonResponse(.object(agent))
     }
 
@@ -67,12 +70,15 @@ struct AgentController: Sendable {
         guard try await store.insertAgentVersion(row, expectedVersion: current.version) else {
             throw APIError(.conflict, "invalid_request_error", "version: the agent changed while this update was applied. Fix: retrieve it and retry")
         }
+        await webhooks(.agentUpdated, current.id, workspace: context.workspace)
         return jsonResponse(.object(agent))
     }
 
     @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await lookup.agent(context.parameters.require("agent_id"), workspace: context.workspace)
-        return jsonResponse(.object(try await store.archive(.agents, current, workspace: context.workspace)))
+        let archived = try await store.archive(.agents, current, workspace: context.workspace)
+        if current.archivedAt == nil { await webhooks(.agentArchived, current.id, workspace: context.workspace) }
+        return jsonResponse(.object(archived))
     }
 
     @Sendable func versions(_ request: Request, context: APIRequestContext) async throws -> Response {

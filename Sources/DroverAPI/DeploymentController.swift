@@ -4,6 +4,7 @@ import DroverDatabase
 import DroverQueue
 import DroverSchedule
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
 import Hummingbird
 
@@ -17,6 +18,7 @@ struct DeploymentController: Sendable {
     let log: SessionLog
     let queue: TaskQueue
     let launchBatch: (@Sendable (DeploymentFirer.BatchLaunch) async throws -> Void)?
+    let webhooks: WebhookNotifier
     var lookup: ResourceLookup { ResourceLookup(store: store) }
 
     func addRoutes(deployments: RouterGroup<APIRequestContext>, runs: RouterGroup<APIRequestContext>) {
@@ -52,6 +54,7 @@ struct DeploymentController: Sendable {
             resource: DeploymentParams.resource(id: id, name: params.name, spec: spec, environmentID: environment.id, createdAt: stamp).compactJSON,
             spec: spec.encoded)
         try await store.database.saveDeployment(row)
+        await webhooks(.deploymentCreated, id, workspace: context.workspace)
         return jsonResponse(self.deployments(context.workspace).resource(row, now: now))
     }
 
@@ -150,6 +153,7 @@ struct DeploymentController: Sendable {
         row.spec = spec.encoded
         row.resource = JSONValue.object(resource).compactJSON
         try await store.database.saveDeployment(row)
+        await webhooks(.deploymentUpdated, row.id, workspace: context.workspace)
         return jsonResponse(self.deployments(context.workspace).resource(row, now: now))
     }
 
@@ -162,6 +166,7 @@ struct DeploymentController: Sendable {
             // As in the SDK: an archived deployment reports `active` with `archived_at` set.
             row.status = "active"
             try await store.database.saveDeployment(row)
+            await webhooks(.deploymentArchived, row.id, workspace: context.workspace)
         }
         return jsonResponse(self.deployments(context.workspace).resource(row))
     }
@@ -184,6 +189,7 @@ struct DeploymentController: Sendable {
         let row = try await self.liveDeployment(id, workspace: workspace, action: "paused")
         let store = self.deployments(workspace)
         let paused = try await deploymentCall { try await store.pause(row.id) }
+        if row.status != "paused" { await webhooks(.deploymentPaused, row.id, workspace: workspace) }
         return store.resource(paused)
     }
 
@@ -191,6 +197,7 @@ struct DeploymentController: Sendable {
         let row = try await self.liveDeployment(id, workspace: workspace, action: "unpaused")
         let store = self.deployments(workspace)
         let active = try await deploymentCall { try await store.unpause(row.id) }
+        if row.status == "paused" { await webhooks(.deploymentUnpaused, row.id, workspace: workspace) }
         return store.resource(active)
     }
 
@@ -198,6 +205,7 @@ struct DeploymentController: Sendable {
         let row = try await self.liveDeployment(id, workspace: workspace, action: "run")
         var firer = DeploymentFirer(store: self.deployments(workspace), sessionLog: log, queue: queue)
         firer.launchBatch = launchBatch
+        firer.webhooks = webhooks.outbox
         return try await deploymentCall { try await sessionLogCall { try await firer.fire(row, scheduledAt: nil, now: Date()) } }
     }
 

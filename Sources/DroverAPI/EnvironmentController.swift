@@ -2,6 +2,7 @@ import DroverBrain
 import DroverCore
 import DroverDatabase
 import DroverQueue
+import DroverWebhooks
 import Foundation
 import Hummingbird
 
@@ -10,6 +11,7 @@ import Hummingbird
 struct EnvironmentController: Sendable {
     let store: ControlPlaneStore
     let queue: TaskQueue
+    let webhooks: WebhookNotifier
     var lookup: ResourceLookup { ResourceLookup(store: store) }
 
     func addRoutes(to group: RouterGroup<APIRequestContext>) {
@@ -27,6 +29,7 @@ struct EnvironmentController: Sendable {
         let now = ControlPlaneStore.timestamp()
         let environment = try EnvironmentResource.create(id: Identifier.make(prefix: "env"), request: params, now: now)
         try await store.insert(.environments, resource: environment, workspace: context.workspace, createdAt: now)
+        await webhooks(.environmentCreated, environment["id"]?.stringValue ?? "", workspace: context.workspace)
         return jsonResponse(.object(environment))
     }
 
@@ -56,12 +59,15 @@ struct EnvironmentController: Sendable {
         environment["updated_at"] = .string(ControlPlaneStore.timestamp())
         try await store.update(
             .environments, id: current.id, workspace: context.workspace, resource: JSONValue.object(environment).compactJSON, archivedAt: nil)
+        await webhooks(.environmentUpdated, current.id, workspace: context.workspace)
         return jsonResponse(.object(environment))
     }
 
     @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
-        return jsonResponse(.object(try await store.archive(.environments, current, workspace: context.workspace)))
+        let archived = try await store.archive(.environments, current, workspace: context.workspace)
+        if current.archivedAt == nil { await webhooks(.environmentArchived, current.id, workspace: context.workspace) }
+        return jsonResponse(.object(archived))
     }
 
     /// The local sandbox pool has one turn queue for every environment; this reports it.
@@ -79,7 +85,9 @@ struct EnvironmentController: Sendable {
 
     @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
-        _ = try await store.delete(.environments, id: current.id, workspace: context.workspace)
+        if try await store.delete(.environments, id: current.id, workspace: context.workspace) {
+            await webhooks(.environmentDeleted, current.id, workspace: context.workspace)
+        }
         return jsonResponse(.object(["id": .string(current.id), "type": "environment_deleted"]))
     }
 }

@@ -2,6 +2,7 @@ import DroverBrain
 import DroverCore
 import DroverDatabase
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
 import Hummingbird
 
@@ -12,6 +13,7 @@ struct SessionController: Sendable {
     let log: SessionLog
     let inbox: SessionInbox
     let files: UploadedFiles
+    let webhooks: WebhookNotifier
     var lookup: ResourceLookup { ResourceLookup(store: store) }
     var options: APIServer.Options { files.options }
 
@@ -55,6 +57,7 @@ struct SessionController: Sendable {
         // Who started the session, for `drover report usage` per workspace.
         try await log.database?.saveSessionOrigin(
             session: id.rawValue, kind: "api", originId: context.workspace, workspaceId: context.workspace)
+        await webhooks(.sessionCreated, id.rawValue, workspace: context.workspace)
         if !params.initialEvents.isEmpty {
             try await sessionLogCall { try await inbox.send(params.initialEvents, to: id) }
         }
@@ -127,6 +130,7 @@ struct SessionController: Sendable {
         session["updated_at"] = .string(ControlPlaneStore.timestamp())
         let resource = JSONValue.object(session).compactJSON
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)
+        await webhooks(.sessionUpdated, current.id, workspace: context.workspace)
         return jsonResponse(
             try await sessionJSON(
                 .init(
@@ -138,6 +142,7 @@ struct SessionController: Sendable {
         let current = try await lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
         let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
+        if current.archivedAt == nil { await webhooks(.sessionArchived, current.id, workspace: context.workspace) }
         return jsonResponse(
             try await sessionJSON(
                 .init(
@@ -152,8 +157,9 @@ struct SessionController: Sendable {
                 .conflict, "invalid_request_error",
                 "session \(current.id) is running. Fix: send a user.interrupt event and wait for session.status_idle, then delete")
         }
-        _ = try await store.delete(.sessions, id: current.id, workspace: context.workspace)
+        let deleted = try await store.delete(.sessions, id: current.id, workspace: context.workspace)
         try await store.deleteRepositoryTokens(session: current.id)
+        if deleted { await webhooks(.sessionDeleted, current.id, workspace: context.workspace) }
         return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
     }
 

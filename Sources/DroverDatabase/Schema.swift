@@ -24,6 +24,7 @@ enum DatabaseSchema {
         EgressTables.self,
         VaultTables.self,
         SessionRepositoryTables.self,
+        WebhookTables.self,
     ]
 
     static var migrator: DatabaseMigrator {

@@ -7,6 +7,7 @@ import DroverModelStub
 import DroverQueue
 import DroverSessionLog
 import DroverTools
+import DroverWebhooks
 import Foundation
 
 /// The model a job's sessions call: the real one when ANTHROPIC_API_KEY is set, otherwise the
@@ -86,7 +87,9 @@ public struct BatchEngine {
         // the lease runs out.
         try await queue.reclaimLeases(queueName, keepingOwnerPrefix: options.workerId + "/")
         let worker = Worker(queue: queue, runner: runner, options: options)
-        let recorder = Recorder(redis: runtime.redis, database: database)
+        var recording = Recorder.Options()
+        recording.afterCommit = WebhookOutbox(database: database, queue: queue).recorderHook
+        let recorder = Recorder(redis: runtime.redis, database: database, options: recording)
         let result = try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await worker.run()

@@ -22,6 +22,10 @@ public final class Recorder: Sendable {
         /// Sessions quiet this long, and fully mirrored, have their Redis streams trimmed.
         public var retentionIdle: Duration = .seconds(600)
         public var retentionInterval: Duration = .seconds(30)
+        /// Called with each batch once it is in SQLite and before its entries are acked: if it
+        /// throws, the batch is read again, so what it does happens at least once per event
+        /// (the webhooks of status changes).
+        public var afterCommit: (@Sendable ([StoredEvent]) async throws -> Void)?
         public init() {}
     }
 
@@ -183,6 +187,7 @@ public final class Recorder: Sendable {
     private func record(_ reply: RedisValue) async throws -> Int {
         guard let streams = reply.array else { return 0 }
         var batch: [MirrorDatabase.MirroredEvent] = []
+        var stored: [StoredEvent] = []
         var entryIds: [String: [String]] = [:]
         var lags: [Double] = []
         let now = Date().timeIntervalSince1970 * 1000
@@ -202,11 +207,12 @@ public final class Recorder: Sendable {
                     logger.warning("skipping malformed mirror entry", metadata: ["stream": "\(key)", "entry": "\(entryId)"])
                     continue
                 }
-                let stored = StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json)
+                let event = StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json)
+                stored.append(event)
                 batch.append(
                     .init(
-                        session: session, seq: seq, type: stored.type, epoch: values["f"].flatMap { Int64($0) } ?? 0,
-                        json: json, processedAt: stored.processedAt, id: stored.id
+                        session: session, seq: seq, type: event.type, epoch: values["f"].flatMap { Int64($0) } ?? 0,
+                        json: json, processedAt: event.processedAt, id: event.id
                     ))
                 if let appendedMs = Double(entryId.prefix { $0 != "-" }) {
                     lags.append(max(0, now - appendedMs))
@@ -216,6 +222,7 @@ public final class Recorder: Sendable {
         let count = entryIds.values.reduce(0) { $0 + $1.count }
         guard count > 0 else { return 0 }
         try await database.record(batch)
+        try await options.afterCommit?(stored)
         let committed = Date().timeIntervalSince1970 * 1000
         let commitCost = committed - now
         lags = lags.map { $0 + commitCost }

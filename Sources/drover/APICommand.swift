@@ -7,6 +7,7 @@ import DroverQueue
 import DroverRuntime
 import DroverSchedule
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -20,6 +21,37 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Requests a second each workspace may make on average; more answer 429 with retry-after. 0: unlimited.") var requestsPerSecond:
         Double = 200
     @Option(help: "Requests each workspace may make at once before --requests-per-second applies.") var requestBurst = 400
+    @Option(help: "Seconds before a failed webhook delivery is tried again; each later wait doubles (with jitter), up to 4 hours.")
+    var webhookRetrySeconds: Double = 10
+    @Option(help: "Tries of one webhook delivery before it goes to the dead letters (18, from 10 s: about a day).")
+    var webhookAttempts = 18
+    @Option(help: "Seconds one webhook delivery may take before it counts as failed.") var webhookTimeoutSeconds: Double = 10
+
+    /// How this process delivers webhooks.
+    func webhookPolicy() throws -> WebhookRetryPolicy {
+        guard webhookRetrySeconds > 0, webhookRetrySeconds <= 86400 else {
+            throw ValidationError("--webhook-retry-seconds: must be more than 0 and at most 86400")
+        }
+        guard (1...100).contains(webhookAttempts) else { throw ValidationError("--webhook-attempts: must be 1 to 100") }
+        guard webhookTimeoutSeconds > 0, webhookTimeoutSeconds <= 300 else {
+            throw ValidationError("--webhook-timeout-seconds: must be more than 0 and at most 300")
+        }
+        var policy = WebhookRetryPolicy()
+        policy.base = .seconds(webhookRetrySeconds)
+        policy.attempts = webhookAttempts
+        policy.timeout = .seconds(webhookTimeoutSeconds)
+        return policy
+    }
+
+    /// The outbox the API, the recorder and the scheduler of this process queue webhooks into.
+    func webhookOutbox(runtime: RuntimeEnvironment) throws -> WebhookOutbox {
+        WebhookOutbox(database: try runtime.database(), queue: TaskQueue(redis: runtime.redis), policy: try webhookPolicy())
+    }
+
+    /// Delivers the queued webhooks, beside the API.
+    func webhookDeliverer(runtime: RuntimeEnvironment) throws -> some Service {
+        NamedService("the webhook deliverer", WebhookDeliverer(database: try runtime.database(), redis: runtime.redis, policy: try webhookPolicy()))
+    }
 
     /// `--address`, else `DROVER_API_ADDR`, else the default.
     var listenAddress: String { address ?? DroverConfiguration.apiAddress() }
@@ -95,6 +127,7 @@ struct APIOptions: ParsableArguments {
         options.launchBatch = { try await launcher.launch($0) }
         options.model = model
         options.metrics = metrics
+        options.webhooks = try webhookOutbox(runtime: runtime)
         let server = APIServer(
             log: try runtime.sessionLog, store: store, queue: TaskQueue(redis: runtime.redis), redis: runtime.redis,
             options: options, localWorkspaceID: local)
@@ -135,7 +168,8 @@ struct APICommand: AsyncParsableCommand {
         try await withRuntime(exitOnSignal: false) { runtime in
             let server = try await api.makeServer(runtime: runtime, metrics: observed.metrics)
             let group = ServiceGroup(
-                services: [apiService(server, role: "api", logs: observed.logs)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: [try api.webhookDeliverer(runtime: runtime), apiService(server, role: "api", logs: observed.logs)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "drover.api"))
             try await group.run()
         }
@@ -172,13 +206,18 @@ struct ServeCommand: AsyncParsableCommand {
             await toolset?.pool.prewarm()
             if let pool = toolset?.pool { observed.metrics?.samplePool(pool) }
             let database = try runtime.database()
-            let recorder = Recorder(redis: runtime.redis, database: database)
+            let webhooks = try api.webhookOutbox(runtime: runtime)
+            var recording = Recorder.Options()
+            recording.afterCommit = webhooks.recorderHook
+            let recorder = Recorder(redis: runtime.redis, database: database, options: recording)
             var services: [any Service] = [
                 NamedService("the recorder", RecorderService(recorder: recorder)), NamedService("the worker", WorkerService(worker: worker)),
+                try api.webhookDeliverer(runtime: runtime),
             ]
             if scheduler {
                 let store = DeploymentStore(database: database)
                 var firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+                firer.webhooks = webhooks
                 let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
                 firer.launchBatch = { try await launcher.launch($0) }
                 services.append(

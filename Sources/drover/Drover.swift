@@ -13,7 +13,7 @@ struct Drover: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, BatchCommand.self, ReportCommand.self, ApplyCommand.self, DeploymentsCommand.self, SchedulerCommand.self,
             ServeCommand.self, APICommand.self, KeysCommand.self, QueueCommand.self, SessionsCommand.self, RecorderCommand.self, WorkerCommand.self,
-            ModelStubCommand.self, BenchCommand.self, VaultsCommand.self, VersionCommand.self,
+            ModelStubCommand.self, BenchCommand.self, VaultsCommand.self, WebhooksCommand.self, VersionCommand.self,
         ]
     )
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import DroverCore
+import DroverQueue
 import DroverRuntime
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -44,6 +46,7 @@ struct RecorderCommand: AsyncParsableCommand {
                 options.batchSize = batchSize
                 options.retentionIdle = .seconds(retentionIdleSeconds)
                 options.consumer = consumer
+                options.afterCommit = WebhookOutbox(database: try runtime.database(), queue: TaskQueue(redis: runtime.redis)).recorderHook
                 let recorder = Recorder(redis: runtime.redis, database: try runtime.database(), options: options)
                 if once {
                     let count = try await recorder.runOnce()

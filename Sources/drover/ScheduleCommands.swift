@@ -5,6 +5,7 @@ import DroverQueue
 import DroverRuntime
 import DroverSchedule
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -167,6 +168,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
                     throw FieldError(field: "deployment", message: "'\(name)' is archived", fix: "add its file back and run `drover apply`")
                 }
                 var firer = DeploymentFirer(store: store, sessionLog: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+                firer.webhooks = WebhookOutbox(database: try runtime.database(), queue: TaskQueue(redis: runtime.redis))
                 let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
                 firer.launchBatch = { try await launcher.launch($0) }
                 print(try encodeJSON(try await firer.fire(row, scheduledAt: nil, now: Date())))
@@ -223,6 +225,7 @@ struct SchedulerCommand: AsyncParsableCommand {
             let store = DeploymentStore(database: database)
             var firer = DeploymentFirer(
                 store: store, sessionLog: SessionLog(redis: runtime.redis, database: database), queue: TaskQueue(redis: runtime.redis))
+            firer.webhooks = WebhookOutbox(database: database, queue: TaskQueue(redis: runtime.redis))
             let launcher = BatchLauncher(dataDirectory: runtime.configuration.dataDirectory, redis: runtime.redis)
             firer.launchBatch = { try await launcher.launch($0) }
             var options = Scheduler.Options()

@@ -213,6 +213,7 @@ struct SchemaTests {
                 "egress: requests by session, host and verdict",
                 "vaults: vaults and sealed credentials",
                 "sessions: sealed repository tokens",
+                "webhooks: endpoints",
             ])
         #expect(NumberedSchema.migrator.migrations == DatabaseSchema.numberedIdentifiers)
     }
@@ -224,7 +225,7 @@ struct SchemaTests {
         let fresh = try scratch("fresh")
         _ = try MirrorDatabase(path: fresh)
         let (expected, expectedNames) = try shape(fresh)
-        #expect(expectedNames.count == 8)
+        #expect(expectedNames.count == 9)
 
         let old = try scratch("numbered-\(applied)")
         let queue = try DatabaseQueue(path: old)

@@ -3,6 +3,7 @@ import DroverCore
 import DroverDatabase
 import DroverQueue
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
 import Hummingbird
 
@@ -42,6 +43,7 @@ struct ConsoleController: Sendable {
         console.get("deployments", use: deploymentList).get("deployments/:deployment_id", use: deployment)
         console.post("deployments/:deployment_id/:action", use: deploymentAction)
         console.get("queues", use: queueList).post("queues/:queue/:action", use: queueAction)
+        console.get("webhooks", use: webhookList).post("webhooks/dead/:task_id/retry", use: webhookRetry)
     }
 
     private func frame(_ request: Request, _ context: APIRequestContext, _ title: String, section: String) -> ConsoleFrame {
@@ -345,6 +347,36 @@ struct ConsoleController: Sendable {
             throw APIError(.notFound, "not_found_error", "\(action.prefix(40)) is not a queue action (pause, resume, requeue or purge)")
         }
         return ConsoleResponse.redirect("/console/queues", notice: notice)
+    }
+
+    // MARK: Webhooks
+
+    @Sendable func webhookList(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let endpoints = try await store.database.webhookEndpoints(workspace: context.workspace)
+        let dead = try await WebhookDeadLetters(queue: queue).list(limit: Self.pageSize, endpoints: Set(endpoints.map(\.id)))
+        let page = WebhookListPage(
+            frame: frame(request, context, "Webhooks", section: "webhooks"),
+            endpoints: endpoints.map {
+                ConsoleWebhookEndpoint(id: $0.id, url: $0.url, events: $0.events.joined(separator: ", "), created: Self.shortTime($0.createdAt))
+            },
+            deadDeliveries: dead.map {
+                ConsoleDeadDelivery(
+                    taskID: $0.taskID, endpointID: $0.endpointID, eventID: $0.eventID, type: $0.type,
+                    died: Self.shortTime(ControlPlaneStore.timestamp(Date(timeIntervalSince1970: Double($0.diedAtMs) / 1000))),
+                    attempts: $0.attempts, error: String($0.error.prefix(300)))
+            })
+        return ConsoleResponse.page(ConsolePages.html(page))
+    }
+
+    @Sendable func webhookRetry(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let taskID = try context.parameters.require("task_id")
+        let endpoints = Set(try await store.database.webhookEndpoints(workspace: context.workspace).map(\.id))
+        let letters = WebhookDeadLetters(queue: queue)
+        // Only a dead delivery to one of this workspace's endpoints; any other id is not found.
+        guard try await letters.list(limit: 100_000, endpoints: endpoints).contains(where: { $0.taskID == taskID }),
+            try await letters.retry(taskID)
+        else { throw APIError.notFound("dead webhook delivery", String(taskID.prefix(80))) }
+        return ConsoleResponse.redirect("/console/webhooks", notice: "Queued \(taskID) again, with its attempts reset.")
     }
 
     // MARK: Shared

@@ -7,6 +7,7 @@ public enum ConsolePages {
     public static func html(_ page: DeploymentListPage) -> String { ConsoleTemplates.render(page, "deployments") }
     public static func html(_ page: DeploymentPage) -> String { ConsoleTemplates.render(page, "deployment") }
     public static func html(_ page: QueueListPage) -> String { ConsoleTemplates.render(page, "queues") }
+    public static func html(_ page: WebhookListPage) -> String { ConsoleTemplates.render(page, "webhooks") }
     public static func html(_ page: LoginPage) -> String { ConsoleTemplates.render(page, "login") }
     public static func html(_ page: MessagePage) -> String { ConsoleTemplates.render(page, "message") }
 

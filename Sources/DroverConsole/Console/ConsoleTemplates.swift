@@ -24,7 +24,7 @@ enum ConsoleTemplates {
 
     static let sources: [(String, String)] = [
         ("entry", entry), ("layout", layout), ("batches", batches), ("batch", batch), ("sessions", sessions), ("session", session),
-        ("deployments", deployments), ("deployment", deployment), ("queues", queues), ("login", login), ("message", message),
+        ("deployments", deployments), ("deployment", deployment), ("queues", queues), ("webhooks", webhooks), ("login", login), ("message", message),
         ("export", TimelinePage.html),
     ]
 
@@ -252,6 +252,29 @@ enum ConsoleTemplates {
         {{/canAct}}
         </section>
         {{/queues}}
+        {{/content}}{{/layout}}
+        """
+
+    static let webhooks = """
+        {{<layout}}{{$content}}
+        <h1>Webhooks</h1>
+        <p>Endpoints are added on the host: <code>drover webhooks add URL --events TYPES --workspace NAME</code>, which prints the signing secret once. Deliveries are signed as Standard Webhooks (the SDK's <code>client.beta.webhooks.unwrap</code> verifies them) and retried for about a day.</p>
+        <h2>Endpoints</h2>
+        {{^endpoints}}<p class="empty">No endpoints in this workspace.</p>{{/endpoints}}
+        {{^empty(endpoints)}}
+        <table class="list endpoints"><thead><tr><th>Endpoint</th><th>URL</th><th>Events</th><th>Added</th></tr></thead><tbody>
+        {{#endpoints}}<tr data-endpoint="{{id}}"><td>{{id}}</td><td>{{url}}</td><td>{{events}}</td><td>{{created}}</td></tr>{{/endpoints}}
+        </tbody></table>
+        {{/empty(endpoints)}}
+        <h2>Dead letters</h2>
+        <p>Deliveries that ran out of attempts. Sending one again keeps its <code>webhook-id</code>, so a receiver that took it already can tell.</p>
+        {{^deadDeliveries}}<p class="empty">None.</p>{{/deadDeliveries}}
+        {{^empty(deadDeliveries)}}
+        <table class="list dead-deliveries"><thead><tr><th>Delivery</th><th>Event</th><th>Type</th><th>Endpoint</th><th>Died</th><th>Attempts</th><th>Last error</th><th></th></tr></thead><tbody>
+        {{#deadDeliveries}}<tr data-task="{{taskID}}"><td>{{taskID}}</td><td>{{eventID}}</td><td>{{type}}</td><td>{{endpointID}}</td><td>{{died}}</td><td>{{attempts}}</td><td class="error-text">{{error}}</td>
+        <td><form method="post" action="/console/webhooks/dead/{{taskID}}/retry" class="inline"><input type="hidden" name="csrf" value="{{frame.csrf}}"><button type="submit">Send again</button></form></td></tr>{{/deadDeliveries}}
+        </tbody></table>
+        {{/empty(deadDeliveries)}}
         {{/content}}{{/layout}}
         """
 

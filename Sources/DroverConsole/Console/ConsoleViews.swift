@@ -22,7 +22,9 @@ public struct ConsoleFrame: Sendable {
     /// A one-line outcome of the last action (`?notice=` after a redirect).
     public let notice: String?
 
-    public static let sections = [("batches", "Batches"), ("sessions", "Sessions"), ("deployments", "Deployments"), ("queues", "Queues")]
+    public static let sections = [
+        ("batches", "Batches"), ("sessions", "Sessions"), ("deployments", "Deployments"), ("queues", "Queues"), ("webhooks", "Webhooks"),
+    ]
 
     public init(title: String, section: String, csrf: String, workspace: String, signedIn: Bool, notice: String? = nil) {
         self.title = title
@@ -341,6 +343,54 @@ public struct QueueListPage: Sendable {
         self.frame = frame
         self.queues = queues
         self.canAct = canAct
+    }
+}
+
+// MARK: Webhooks
+
+public struct ConsoleWebhookEndpoint: Sendable {
+    public let id: String
+    public let url: String
+    public let events: String
+    public let created: String
+
+    public init(id: String, url: String, events: String, created: String) {
+        self.id = id
+        self.url = url
+        self.events = events
+        self.created = created
+    }
+}
+
+public struct ConsoleDeadDelivery: Sendable {
+    public let taskID: String
+    public let endpointID: String
+    public let eventID: String
+    public let type: String
+    public let died: String
+    public let attempts: Int
+    public let error: String
+
+    public init(taskID: String, endpointID: String, eventID: String, type: String, died: String, attempts: Int, error: String) {
+        self.taskID = taskID
+        self.endpointID = endpointID
+        self.eventID = eventID
+        self.type = type
+        self.died = died
+        self.attempts = attempts
+        self.error = error
+    }
+}
+
+public struct WebhookListPage: Sendable {
+    public let frame: ConsoleFrame
+    public let endpoints: [ConsoleWebhookEndpoint]
+    public let deadDeliveries: [ConsoleDeadDelivery]
+
+    public init(frame: ConsoleFrame, endpoints: [ConsoleWebhookEndpoint], deadDeliveries: [ConsoleDeadDelivery]) {
+        self.frame = frame
+        self.endpoints = endpoints
+        self.deadDeliveries = deadDeliveries
     }
 }
 

@@ -5,7 +5,9 @@ import DroverDatabase
 import DroverJobs
 import DroverQueue
 import DroverSessionLog
+import DroverWebhooks
 import Foundation
+import Logging
 
 /// Fires one deployment: a session with the deployment's agent snapshot, its initial events,
 /// a turn task, and a deployment run. A scheduled fire is idempotent: its session and run ids
@@ -22,6 +24,8 @@ public struct DeploymentFirer: Sendable {
     /// Starts a batch of a job deployment (`drover scheduler` runs `drover run` for it). Nil:
     /// job deployments cannot fire here, and their fires fail (and are retried).
     public var launchBatch: (@Sendable (BatchLaunch) async throws -> Void)?
+    /// Where `deployment_run.started`, `.succeeded` and `.failed` go; nil sends none.
+    public var webhooks: WebhookOutbox?
 
     /// A batch a job deployment's fire starts.
     public struct BatchLaunch: Sendable {
@@ -59,6 +63,27 @@ public struct DeploymentFirer: Sendable {
     /// gone. Other failures throw, and firing again retries them.
     @discardableResult
     public func fire(_ row: DeploymentRow, scheduledAt: Date?, now: Date) async throws -> JSONValue {
+        let run = try await fireRun(row, scheduledAt: scheduledAt, now: now)
+        await notify(run, workspace: row.workspaceID)
+        return run
+    }
+
+    /// The run's webhooks, once it is recorded: it started, then it started its session or batch
+    /// (succeeded) or recorded why it could not (failed). Their ids derive from the run's, so a
+    /// fire redone after a crash sends nothing new. A webhook that cannot be queued is logged:
+    /// the run stands.
+    private func notify(_ run: JSONValue, workspace: String) async {
+        guard let webhooks, let fields = run.objectValue, let id = fields["id"]?.stringValue, fields["deployment_id"] != nil else { return }
+        let failed = fields["error"].map { $0 != .null } ?? false
+        do {
+            try await webhooks.emit(.deploymentRunStarted, objectID: id, workspace: workspace, source: id)
+            try await webhooks.emit(failed ? .deploymentRunFailed : .deploymentRunSucceeded, objectID: id, workspace: workspace, source: id)
+        } catch {
+            Logger(label: "drover.webhooks").warning("webhooks of deployment run \(id) were not queued: \(error)")
+        }
+    }
+
+    private func fireRun(_ row: DeploymentRow, scheduledAt: Date?, now: Date) async throws -> JSONValue {
         guard let spec = decodeSpec(row.spec) else {
             throw FieldError(field: "deployment", message: "'\(row.name)' has no stored spec", fix: "run `drover apply Schedules/` again")
         }
