@@ -209,10 +209,53 @@ public final class MirrorDatabase: Sendable {
     }
 
     public func sessions(limit: Int) async throws(DatabaseError) -> [SessionRow] {
+        try await sessions(SessionFilter(), limit: limit)
+    }
+
+    /// What `drover sessions list` narrows to; every field set must match.
+    public struct SessionFilter: Sendable {
+        public var status: String?
+        /// The API's agent id (`agent_...`).
+        public var agent: String?
+        public var batch: String?
+        public var deployment: String?
+        public var workspace: String?
+        /// Created at or after, and before: RFC 3339 instants.
+        public var createdSince: String?
+        public var createdUntil: String?
+        public init() {}
+
+        public var isEmpty: Bool {
+            [status, agent, batch, deployment, workspace, createdSince, createdUntil].allSatisfy { $0 == nil }
+        }
+    }
+
+    /// Sessions the mirror knows, most recent first, with their mirrored status.
+    public func sessions(_ filter: SessionFilter, limit: Int, offset: Int = 0) async throws(DatabaseError) -> [SessionRow] {
+        var conditions: [String] = []
+        var arguments: StatementArguments = []
+        func add(_ condition: String, _ value: String?) {
+            guard let value else { return }
+            conditions.append(condition)
+            arguments += [value]
+        }
+        add("s.status = ?", filter.status)
+        add("CAST(json_extract(a.resource, '$.agent.id') AS TEXT) = ?", filter.agent)
+        add("(o.kind = 'batch' AND o.origin_id = ?)", filter.batch)
+        add("(o.kind = 'deployment' AND o.origin_id = ?)", filter.deployment)
+        add("COALESCE(o.workspace_id, a.workspace_id, s.workspace_id) = ?", filter.workspace)
+        add("s.created_at >= ?", filter.createdSince)
+        add("s.created_at < ?", filter.createdUntil)
+        let sql = """
+            SELECT s.* FROM sessions s
+            LEFT JOIN session_origins o ON o.session_id = s.id LEFT JOIN api_sessions a ON a.id = s.id
+            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+            ORDER BY s.last_event_at DESC, s.id DESC LIMIT ? OFFSET ?
+            """
+        arguments += [limit, offset]
+        let bound = arguments
         do {
-            return try await pool.read { db in
-                try SessionRow.fetchAll(db, sql: "SELECT * FROM sessions ORDER BY last_event_at DESC LIMIT ?", arguments: [limit])
-            }
+            return try await pool.read { db in try SessionRow.fetchAll(db, sql: sql, arguments: bound) }
         } catch {
             throw DatabaseError("\(error)")
         }

@@ -257,6 +257,36 @@ public final class Recorder: Sendable {
 
     static func statsKey(_ consumer: String) -> String { "drover:recorder:\(consumer)" }
 
+    /// Events appended but not mirrored yet: what is still in the mirror streams, oldest first
+    /// per stream. A report that must count every event reads them beside SQLite, so it is right
+    /// before any recorder has run. An event the recorder has committed but not yet deleted is
+    /// in both; the caller keeps the one SQLite has.
+    public static func unmirrored(_ redis: RedisClient) async throws -> [StoredEvent] {
+        var events: [StoredEvent] = []
+        for stream in streams {
+            var start = "-"
+            while true {
+                let reply = try await redis.send(["XRANGE", stream, start, "+", "COUNT", "5000"], idempotent: true)
+                guard let entries = reply.array, !entries.isEmpty else { break }
+                for entry in entries {
+                    guard let parts = entry.array, parts.count == 2, let entryId = parts[0].string else { continue }
+                    start = "(" + entryId
+                    guard let fields = parts[1].array else { continue }
+                    var values: [String: String] = [:]
+                    var index = 0
+                    while index + 1 < fields.count {
+                        values[fields[index].string ?? ""] = fields[index + 1].string ?? ""
+                        index += 2
+                    }
+                    guard let session = values["s"], let seq = values["q"].flatMap({ Int64($0) }), let json = values["e"] else { continue }
+                    events.append(StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json))
+                }
+                if entries.count < 5000 { break }
+            }
+        }
+        return events
+    }
+
     /// What each live recorder last published: consumer name to its fields.
     public static func published(_ redis: RedisClient) async throws -> [String: [String: String]] {
         var result: [String: [String: String]] = [:]

@@ -96,7 +96,9 @@ public final class BlockingSocket: @unchecked Sendable {
     private func fill() throws {
         var chunk = [UInt8](repeating: 0, count: 16384)
         let n = read(descriptor, &chunk, chunk.count)
-        guard n > 0 else { throw Failure(description: "the connection closed (or timed out) mid-response") }
+        // Told apart, since a stall and a close have different causes.
+        if n < 0, errno == EAGAIN || errno == EWOULDBLOCK { throw Failure(description: "no answer within the 30 s read timeout") }
+        guard n > 0 else { throw Failure(description: n == 0 ? "the connection closed mid-response" : "read failed: errno \(errno)") }
         buffer += chunk[0..<n]
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverBrain
 import DroverConsole
 import DroverCore
+import DroverDatabase
 import DroverQueue
 import DroverRuntime
 import DroverSessionLog
@@ -15,18 +16,57 @@ struct SessionsCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Sessions the SQLite mirror knows, most recent first.")
+        static let configuration = CommandConfiguration(
+            abstract: "Sessions the SQLite mirror knows, most recent first, with their mirrored status.",
+            discussion: "Filters combine. Page with --limit and --offset; the web console (/console/sessions) shows live status.")
 
         @Option(help: "How many.") var limit = 50
+        @Option(help: "Skip this many (the next page: --offset LIMIT).") var offset = 0
+        @Option(help: "running, idle, rescheduling or terminated.") var status: String?
+        @Option(help: "The API agent id (agent_...).") var agent: String?
+        @Option(help: "Sessions of this batch.") var batch: String?
+        @Option(help: "Sessions this deployment's runs started.") var deployment: String?
+        @Option(help: "The workspace's name (default, or a key's workspace).") var workspace: String?
+        @Option(help: "Created at or after this instant (2026-12-05T09:00:00Z, or a date).") var since: String?
+        @Option(help: "Created before this instant.") var until: String?
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard (1...10_000).contains(limit) else { throw ValidationError("--limit: use 1 to 10000") }
+            guard offset >= 0 else { throw ValidationError("--offset: use 0 or more") }
+            if let status, !["running", "idle", "rescheduling", "terminated"].contains(status) {
+                throw ValidationError("--status: '\(status)' is not running, idle, rescheduling or terminated")
+            }
+            _ = try Self.instant(since, "--since")
+            _ = try Self.instant(until, "--until")
+        }
+
+        /// An RFC 3339 instant, or a day (its start, UTC), as the mirror's `created_at` text.
+        static func instant(_ text: String?, _ option: String) throws -> String? {
+            guard let text else { return nil }
+            let full = ISO8601DateFormatter()
+            let day = ISO8601DateFormatter()
+            day.formatOptions = [.withFullDate]
+            guard let date = full.date(from: text) ?? day.date(from: text) else {
+                throw ValidationError("\(option): '\(text)' is not an instant; use 2026-12-05T09:00:00Z or 2026-12-05")
+            }
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            return formatter.string(from: date)
+        }
 
         func run() async throws {
             try await withRuntime { runtime in
-                let rows = try await runtime.database().sessions(limit: limit)
+                var filter = MirrorDatabase.SessionFilter()
+                (filter.status, filter.agent, filter.batch, filter.deployment) = (status, agent, batch, deployment)
+                filter.workspace = workspace.map { "wrkspc_\($0)" }
+                filter.createdSince = try Self.instant(since, "--since")
+                filter.createdUntil = try Self.instant(until, "--until")
+                let rows = try await runtime.database().sessions(filter, limit: limit, offset: offset)
                 if json {
                     print(try encodeJSON(rows))
                 } else if rows.isEmpty {
-                    print("no sessions recorded yet (is `drover recorder` running?)")
+                    print(offset > 0 || filter.isEmpty == false ? "no sessions match" : "no sessions recorded yet (is `drover recorder` running?)")
                 } else {
                     printTable(
                         header: ["SESSION", "STATUS", "EVENTS", "LAST EVENT"],

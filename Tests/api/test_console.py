@@ -3,6 +3,7 @@ chromium-driver and selenium, against a real `drover serve` that has run a real 
 bubblewrap sandboxes. What the browser does is checked through the SDK, and the pages' screenshots
 are kept in $DROVER_TEST_ARTIFACTS (default .build/test-artifacts/console)."""
 
+import json
 import os
 import re
 import shutil
@@ -317,3 +318,22 @@ def test_local_mode_answers_only_loopback_host_names():
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(timeout=60)
+
+
+def test_sessions_list_on_the_command_line_filters_as_the_console_does(console):
+    server, _ = console
+    listed = {s.id for s in server.client("default").beta.sessions.list(limit=100).data
+              if (s.metadata or {}).get("drover_batch") == "batch_console_check"}
+
+    def ids(*args):
+        return {row["id"] for row in json.loads(server.drover("sessions", "list", "--json", *args))}
+
+    assert ids("--batch", "batch_console_check") == listed
+    assert ids("--batch", "batch_console_check", "--status", "idle", "--workspace", "default") == listed
+    assert ids("--batch", "batch_console_check", "--workspace", "beta") == set()
+    assert ids("--batch", "batch_console_check", "--since", "2999-01-01") == set()
+    first, rest = ids("--batch", "batch_console_check", "--limit", "1"), ids("--batch", "batch_console_check", "--offset", "1")
+    assert len(first) == 1 and first | rest == listed and not first & rest
+    bad = subprocess.run([str(DROVER), "sessions", "list", "--status", "sleeping"], capture_output=True, text=True, timeout=30,
+                         env=dict(os.environ, DROVER_DATA_DIR=str(server.data_dir)))
+    assert bad.returncode != 0 and "--status: 'sleeping' is not running, idle" in bad.stderr

@@ -149,6 +149,35 @@ def test_signed_deliveries_are_retried_until_taken_and_verified_by_the_sdk(hooke
         receiver.close()
 
 
+def test_a_session_waiting_on_a_confirmation_sends_requires_action(hooked):
+    receiver = Receiver(lambda attempt: 200)
+    try:
+        secret = add_endpoint(hooked, receiver.url, "session.requires_action")
+        client = hooked.client("alpha")
+        environment = client.beta.environments.create(name="asks")
+        sessions = {}
+        for policy in ("always_ask", "always_allow"):
+            agent = client.beta.agents.create(name=f"asks-{policy}", model="claude-sonnet-4-5", tools=[
+                {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": policy}}}])
+            session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+            client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "echo ask"}]}])
+            sessions[policy] = session.id
+        attempts = wait_until(lambda: list(receiver.attempts(of("session.requires_action", sessions["always_ask"])).values()),
+                              "session.requires_action")
+        headers, body, _ = attempts[0][-1]
+        assert client.beta.webhooks.unwrap(body, headers=headers, key=secret).data.id == sessions["always_ask"]
+        retrieved = client.beta.sessions.retrieve(sessions["always_ask"])
+        assert retrieved.status == "idle"
+        # The session that needed nothing from anyone ended its turn, and sent none.
+        wait_until(lambda: client.beta.sessions.retrieve(sessions["always_allow"]).status == "idle"
+                   and any(e.type == "session.status_idle" for e in client.beta.sessions.events.list(sessions["always_allow"], limit=100)),
+                   "the other session to end its turn")
+        time.sleep(1)
+        assert not receiver.attempts(of("session.requires_action", sessions["always_allow"]))
+    finally:
+        receiver.close()
+
+
 def test_deliveries_that_run_out_of_attempts_are_dead_letters_shown_and_retried(hooked):
     closed = free_port()  # nothing listens here
     endpoint_url = f"http://127.0.0.1:{closed}/gone"
