@@ -54,7 +54,9 @@ public final class SandboxCgroup: Sendable {
     }
 
     deinit {
-        remove()
+        // Not on the caller's thread, which may be one of Swift's few cooperative threads.
+        let (directories, files, version) = (directories, processFiles, version)
+        CgroupIO.queue.async { Self.remove(directories: directories, processFiles: files, version: version) }
     }
 
     /// The `cgroup.procs` files a process writes its pid to, to join.
@@ -127,14 +129,17 @@ public final class SandboxCgroup: Sendable {
     /// process stays listed while the kernel frees its memory, so this waits (up to `patience`).
     public func killAll(patience: Duration = .seconds(5)) async {
         let deadline = ContinuousClock.now + patience
-        while signalMembers(), ContinuousClock.now < deadline {
+        let (directories, files, version) = (directories, processFiles, version)
+        while await CgroupIO.run({ Self.signalMembers(directories: directories, processFiles: files, version: version) }),
+            ContinuousClock.now < deadline
+        {
             try? await Task.sleep(for: .milliseconds(2))
         }
     }
 
     /// SIGKILL to every member; false when there were none.
-    private func signalMembers() -> Bool {
-        if version == .v2, (try? write("1", to: directories[0], "cgroup.kill")) != nil {
+    private static func signalMembers(directories: [URL], processFiles: [String], version: CgroupSupport.Version) -> Bool {
+        if version == .v2, (try? write("1", to: directories[0].appendingPathComponent("cgroup.kill").path)) != nil {
             return Self.field("populated", in: directories[0].appendingPathComponent("cgroup.events")) != 0
         }
         var any = false
@@ -153,7 +158,11 @@ public final class SandboxCgroup: Sendable {
     /// Removes the cgroup: the kernel refuses while a member is still being torn down, so a
     /// few tries, then the directory is left for the sweep at the next start.
     public func remove() {
-        _ = signalMembers()
+        Self.remove(directories: directories, processFiles: processFiles, version: version)
+    }
+
+    private static func remove(directories: [URL], processFiles: [String], version: CgroupSupport.Version) {
+        _ = signalMembers(directories: directories, processFiles: processFiles, version: version)
         for directory in directories {
             for _ in 0..<100 {
                 if rmdir(directory.path) == 0 || errno == ENOENT { break }
@@ -352,5 +361,24 @@ public enum ByteCount {
         let value = number * multiplier
         guard value < Double(Int64.max / 2) else { return nil }
         return Int(value)
+    }
+}
+
+/// Where Drover's own cgroup filesystem calls run: a thread of their own, never one of Swift's
+/// cooperative threads. On cgroup v1 a process joining a cgroup can wait for an RCU grace
+/// period while holding the kernel's cgroup locks, and every mkdir, rmdir and write in the
+/// cgroup filesystem waits behind it. Seen in CI: a sandbox start stalled that way, and with
+/// the cooperative threads (two on a 2-core machine) blocked in such calls, unrelated async
+/// work in the process (an egress decision) waited out a 30 s timeout. One serial queue: the
+/// kernel serialises these calls anyway.
+enum CgroupIO {
+    static let queue = DispatchQueue(label: "drover.cgroup-io")
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in queue.async { continuation.resume(returning: body()) } }
+    }
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in queue.async { continuation.resume(with: Result { try body() }) } }
     }
 }

@@ -244,9 +244,11 @@ public actor SandboxPool {
                 // Under the volume's lock: another worker's start-up sweep must not unmount it
                 // between making the directories and copying the staged files in.
                 let sandbox = try await volume.whileMounted { _ in
-                    let sandbox = try Sandbox(
-                        workspace: layout.workspace(name), limits: settings.limits, shellState: layout.shellState(name), packages: layer,
-                        volume: volume, egress: egress)
+                    let (workspace, limits, shellState) = (layout.workspace(name), settings.limits, layout.shellState(name))
+                    // Making its cgroup may wait on the kernel's cgroup locks: off the cooperative threads.
+                    let sandbox = try await CgroupIO.run {
+                        try Sandbox(workspace: workspace, limits: limits, shellState: shellState, packages: layer, volume: volume, egress: egress)
+                    }
                     if session != nil { try layout.moveStagedFiles(of: name, into: layout.workspace(name)) }
                     return sandbox
                 }
