@@ -18,21 +18,9 @@ struct AuthenticationMiddleware: RouterMiddleware {
         let path = request.uri.path
         guard path.hasPrefix("/v1/"), path != "/v1/openapi.json" else { return try await next(request, context) }
         var context = context
-        let key = Self.key(request)
-        if try await store.activeKeyCount() == 0 {
-            // A page on another site whose name re-resolves to 127.0.0.1 (DNS rebinding) would
-            // otherwise reach local mode's keyless API from the user's browser.
-            guard APIServer.isLoopbackAuthority(request.head.authority) else {
-                throw APIError(
-                    .forbidden, "permission_error",
-                    "Host: in local mode (no API keys) Drover answers only requests to localhost, 127.0.0.1 or [::1]. Fix: use one of those in the base URL, or create an API key (`drover keys create`)"
-                )
-            }
-            context.workspace = localWorkspaceID
-        } else {
-            guard let key, let workspace = try await store.workspace(forKey: key) else { throw APIError.unauthorized }
-            context.workspace = workspace
-        }
+        let caller = CallerWorkspace(store: store, localWorkspaceID: localWorkspaceID)
+        guard let resolved = try await caller.resolve(key: Self.key(request), authority: request.head.authority) else { throw APIError.unauthorized }
+        context.workspace = resolved.workspace
         if let asked = request.headers[.init("anthropic-workspace-id")!], !asked.isEmpty, asked != context.workspace {
             throw APIError(
                 .forbidden, "permission_error",

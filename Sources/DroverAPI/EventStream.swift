@@ -19,14 +19,7 @@ import ServiceLifecycle
 ///   and one delta subscription.
 extension EventController {
     func eventStream(_ session: SessionID, workspace: String, request: Request) async throws -> Response {
-        // A soft cap, checked here and counted while the body runs, so a stream whose body never
-        // starts cannot leak a count.
-        guard openStreams.value[workspace, default: 0] < options.maxStreamsPerWorkspace else {
-            throw APIError(
-                .tooManyRequests, "rate_limit_error",
-                "this workspace has \(options.maxStreamsPerWorkspace) event streams open. Fix: close streams you no longer read, then retry",
-                retryAfterSeconds: 1)
-        }
+        try Self.checkStreamLimit(openStreams, workspace: workspace, limit: options.maxStreamsPerWorkspace)
         let input = RequestInput(request)
         let deltas = try Set(
             (input.query["event_deltas"] ?? []).map { raw in
@@ -47,42 +40,72 @@ extension EventController {
             // Taken before the response starts, so an event sent after `stream()` returns is never missed.
             start = try await sessionLogCall { try await log.lastSeq(session) }
         }
+        let hub = self.hub
+        let preview = Locked(Preview.closed)
+        var producers: [@Sendable (AsyncStream<String>.Continuation) async throws -> Void] = [
+            { continuation in
+                do {
+                    for try await event in hub.events(session, after: start) {
+                        preview.withLock { $0 = $0.after(event.kind) }
+                        continuation.yield(Self.frame(event: event.type, id: event.id, data: event.json))
+                    }
+                } catch is CancellationError {
+                } catch {
+                    let failure = APIError(.serviceUnavailable, "api_error", "the event stream broke: \(error). Fix: reconnect with Last-Event-ID")
+                    continuation.yield(Self.frame(event: "error", id: nil, data: failure.json().compactJSON))
+                }
+            }
+        ]
+        if deltas.contains(.agentMessage) {
+            producers.append { continuation in try await Self.followDeltas(hub.deltas(session), preview: preview, into: continuation) }
+        }
+        return Self.eventStreamResponse(
+            openStreams: openStreams, workspace: workspace, ping: options.pingInterval,
+            pingFrame: Self.frame(event: "ping", id: nil, data: "{\"type\":\"ping\"}"), producers: producers)
+    }
+
+    /// A soft cap on a workspace's open streams (the API's and the console's tails), checked
+    /// before a stream starts and counted while its body runs.
+    static func checkStreamLimit(_ openStreams: Locked<[String: Int]>, workspace: String, limit: Int) throws {
+        guard openStreams.value[workspace, default: 0] < limit else {
+            throw APIError(
+                .tooManyRequests, "rate_limit_error",
+                "this workspace has \(limit) event streams open. Fix: close streams (and console pages following sessions) you no longer read, then retry",
+                retryAfterSeconds: 1)
+        }
+    }
+
+    /// An event stream's response: the frames its producers yield, a `pingFrame` every `ping`
+    /// (writing it is also how a dropped client is noticed), counted in `openStreams` while the
+    /// body runs (so a body that never starts cannot leak a count), and ended cleanly on
+    /// shutdown. It ends when the first producer returns; the others run beside it until then.
+    static func eventStreamResponse(
+        openStreams: Locked<[String: Int]>, workspace: String, ping: Duration, pingFrame: String,
+        producers: [@Sendable (AsyncStream<String>.Continuation) async throws -> Void]
+    ) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
-        let hub = self.hub, ping = options.pingInterval, openStreams = self.openStreams
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
                 openStreams.withLock { $0[workspace, default: 0] += 1 }
                 defer { openStreams.withLock { $0[workspace, default: 0] -= 1 } }
                 let (frames, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(100_000))
-                let preview = Locked(Preview.closed)
                 // On shutdown the stream ends cleanly instead of holding the server open.
                 try await withGracefulShutdownHandler {
                     try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            do {
-                                for try await event in hub.events(session, after: start) {
-                                    preview.withLock { $0 = $0.after(event.kind) }
-                                    continuation.yield(Self.frame(event: event.type, id: event.id, data: event.json))
-                                }
-                            } catch is CancellationError {
-                            } catch {
-                                let failure = APIError(
-                                    .serviceUnavailable, "api_error", "the event stream broke: \(error). Fix: reconnect with Last-Event-ID")
-                                continuation.yield(Self.frame(event: "error", id: nil, data: failure.json().compactJSON))
+                        for (index, produce) in producers.enumerated() {
+                            group.addTask {
+                                try await produce(continuation)
+                                if index == 0 { continuation.finish() }
                             }
-                            continuation.finish()
                         }
                         group.addTask {
                             while true {
                                 try await Task.sleep(for: ping)
-                                continuation.yield(Self.frame(event: "ping", id: nil, data: "{\"type\":\"ping\"}"))
+                                continuation.yield(pingFrame)
                             }
-                        }
-                        if deltas.contains(.agentMessage) {
-                            group.addTask { try await Self.followDeltas(hub.deltas(session), preview: preview, into: continuation) }
                         }
                         for await frame in frames {
                             try await writer.write(ByteBuffer(string: frame))

@@ -6,9 +6,10 @@ import Glibc
 
 /// A plain blocking client socket, for speaking HTTP/1.1 by hand to a server on loopback or a
 /// unix socket: the egress proxy's tests send it hostile bytes, and its benchmark times requests
-/// on one kept-alive connection. Reads give up after 30 s. One caller at a time; from async code,
+/// on one kept-alive connection. Reads give up after 120 s. One caller at a time; from async code,
 /// through `offPool`.
 public final class BlockingSocket: @unchecked Sendable {
+    static let readTimeoutSeconds = 120
     public let descriptor: Int32
     private var buffer: [UInt8] = []
     private var isOpen = true
@@ -48,7 +49,11 @@ public final class BlockingSocket: @unchecked Sendable {
             isOpen = false
             throw Failure(description: "cannot connect to \(name): \(reason)")
         }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        // Generous: on a cgroup v1 host the whole machine can stop creating processes and
+        // threads for tens of seconds while a cgroup join waits for an RCU grace period (the
+        // sandbox start-timeout test provokes one), and a 30 s timeout failed proxy tests that
+        // were merely waiting it out.
+        var timeout = timeval(tv_sec: Self.readTimeoutSeconds, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -97,7 +102,9 @@ public final class BlockingSocket: @unchecked Sendable {
         var chunk = [UInt8](repeating: 0, count: 16384)
         let n = read(descriptor, &chunk, chunk.count)
         // Told apart, since a stall and a close have different causes.
-        if n < 0, errno == EAGAIN || errno == EWOULDBLOCK { throw Failure(description: "no answer within the 30 s read timeout") }
+        if n < 0, errno == EAGAIN || errno == EWOULDBLOCK {
+            throw Failure(description: "no answer within the \(Self.readTimeoutSeconds) s read timeout")
+        }
         guard n > 0 else { throw Failure(description: n == 0 ? "the connection closed mid-response" : "read failed: errno \(errno)") }
         buffer += chunk[0..<n]
     }

@@ -40,6 +40,19 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 30) -
     raise RuntimeError(f"{url} did not come up:\n{log.read_text()}")
 
 
+def terminate(*procs: subprocess.Popen) -> None:
+    """SIGTERM to each that still runs, and SIGKILL to one that has not exited 60 s later."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 def stop(serve: subprocess.Popen, stub: subprocess.Popen):
     """SIGTERM to `drover serve` (killed after 30 s) and to the model stub; serve's exit code, or "killed"."""
     serve.send_signal(signal.SIGTERM)

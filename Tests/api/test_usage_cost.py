@@ -3,7 +3,6 @@ runtime rate, and counts right before any recorder has run, from the events stil
 
 import json
 import os
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from conftest import DROVER, free_port, wait_for
+from conftest import DROVER, free_port, terminate, wait_for
 from test_redis_outage import start_redis
 from test_webhooks import wait_until
 
@@ -55,12 +54,7 @@ def unrecorded():
             wait_for(base + "/health", api, api_log)
             yield anthropic.Anthropic(base_url=base, api_key="local", max_retries=0), env, tmp
         finally:
-            for proc in (api, worker):
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            terminate(api, worker)
             redis.kill()
             redis.wait(timeout=30)
 

@@ -17,7 +17,7 @@ import anthropic
 import httpx2 as httpx
 import pytest
 
-from conftest import BASH_PLAYBOOK, DROVER, free_port, sandboxed_server, wait_for
+from conftest import BASH_PLAYBOOK, DROVER, free_port, sandboxed_server, terminate, wait_for
 from test_redis_outage import start_redis
 
 standardwebhooks = pytest.importorskip("standardwebhooks")
@@ -257,12 +257,6 @@ def test_a_delivery_survives_kill_9_of_its_deliverer_mid_request():
             assert len(receiver.attempts(of("agent.created", agent.id))[headers["webhook-id"]]) == count
         finally:
             receiver.close()
-            for serve in serves:
-                if serve.poll() is None:
-                    serve.send_signal(signal.SIGTERM)
-                    try:
-                        serve.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        serve.kill()
+            terminate(*serves)
             redis.kill()
             redis.wait(timeout=30)

@@ -57,17 +57,10 @@ struct ConsoleAccess: RouterMiddleware {
     private func admit(_ request: Request, _ context: inout Context) async throws -> Response? {
         let path = request.uri.path
         let isPublic = path == "/console/login" || path.hasPrefix("/console/assets/")
-        if try await store.activeKeyCount() == 0 {
-            guard APIServer.isLoopbackAuthority(request.head.authority) else {
-                throw APIError(
-                    .forbidden, "permission_error",
-                    "in local mode the console answers only requests to localhost, 127.0.0.1 or [::1]. Fix: open it by one of those names, or create an API key (`drover keys create`) to use it from elsewhere"
-                )
-            }
-            context.workspace = localWorkspaceID
-        } else if let key = request.cookies[Self.cookieName]?.value, !key.isEmpty, let workspace = try await store.workspace(forKey: key) {
-            context.workspace = workspace
-            context.consoleKey = key
+        let caller = CallerWorkspace(store: store, localWorkspaceID: localWorkspaceID)
+        if let resolved = try await caller.resolve(key: request.cookies[Self.cookieName]?.value, authority: request.head.authority) {
+            context.workspace = resolved.workspace
+            context.consoleKey = resolved.key
         } else if !isPublic {
             if request.method == .get || request.method == .head {
                 return ConsoleResponse.redirect("/console/login?next=" + Self.percentEncoded(request.uri.description))

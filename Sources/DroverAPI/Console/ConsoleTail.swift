@@ -3,8 +3,6 @@ import DroverCore
 import DroverSessionLog
 import Foundation
 import Hummingbird
-import NIOCore
-import ServiceLifecycle
 
 /// The session page's live tail: Server-Sent Events whose `entry` frames carry each new event
 /// already drawn by the page's own template (`{"seq", "html", "status"}`), so the page's script
@@ -18,11 +16,7 @@ struct ConsoleTail: Sendable {
     let maxStreamsPerWorkspace: Int
 
     func stream(_ session: SessionID, workspace: String, request: Request) async throws -> Response {
-        guard openStreams.value[workspace, default: 0] < maxStreamsPerWorkspace else {
-            throw APIError(
-                .tooManyRequests, "rate_limit_error",
-                "this workspace has \(maxStreamsPerWorkspace) event streams open. Fix: close tabs that follow sessions, then reload")
-        }
+        try EventController.checkStreamLimit(openStreams, workspace: workspace, limit: maxStreamsPerWorkspace)
         let asked = request.headers[.init("last-event-id")!] ?? request.uri.queryParameters["after"].map(String.init) ?? "0"
         guard let after = Int64(asked), after >= 0 else {
             throw APIError.invalid("after", "'\(asked.prefix(40))' is not a sequence number", fix: "reload the session page")
@@ -35,54 +29,29 @@ struct ConsoleTail: Sendable {
                 if event.seq <= after { _ = builder.add(event) }
             }
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream"
-        headers[.cacheControl] = "no-cache"
-        let hub = self.hub, ping = pingInterval, openStreams = self.openStreams
+        let hub = self.hub
         let initial = builder
-        return Response(
-            status: .ok, headers: headers,
-            body: ResponseBody { writer in
-                openStreams.withLock { $0[workspace, default: 0] += 1 }
-                defer { openStreams.withLock { $0[workspace, default: 0] -= 1 } }
-                let (frames, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(100_000))
-                try await withGracefulShutdownHandler {
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            var builder = initial
-                            do {
-                                for try await event in hub.events(session, after: after) {
-                                    let entry = builder.add(event)
-                                    var data: [String: JSONValue] = [
-                                        "seq": .number(Double(event.seq)), "html": .string(ConsolePages.html(TimelineEntryView(entry))),
-                                    ]
-                                    if event.type.hasPrefix("session.status_") {
-                                        data["status"] = .string(String(event.type.dropFirst("session.status_".count)))
-                                    }
-                                    continuation.yield(
-                                        EventController.frame(event: "entry", id: String(event.seq), data: JSONValue.object(data).compactJSON))
-                                }
-                            } catch is CancellationError {
-                            } catch {
-                                continuation.yield(EventController.frame(event: "broken", id: nil, data: "{}"))
+        return EventController.eventStreamResponse(
+            openStreams: openStreams, workspace: workspace, ping: pingInterval, pingFrame: ": ping\n\n",
+            producers: [
+                { continuation in
+                    var builder = initial
+                    do {
+                        for try await event in hub.events(session, after: after) {
+                            let entry = builder.add(event)
+                            var data: [String: JSONValue] = [
+                                "seq": .number(Double(event.seq)), "html": .string(ConsolePages.html(TimelineEntryView(entry))),
+                            ]
+                            if event.type.hasPrefix("session.status_") {
+                                data["status"] = .string(String(event.type.dropFirst("session.status_".count)))
                             }
-                            continuation.finish()
+                            continuation.yield(EventController.frame(event: "entry", id: String(event.seq), data: JSONValue.object(data).compactJSON))
                         }
-                        group.addTask {
-                            while true {
-                                try await Task.sleep(for: ping)
-                                continuation.yield(": ping\n\n")
-                            }
-                        }
-                        for await frame in frames {
-                            try await writer.write(ByteBuffer(string: frame))
-                        }
-                        group.cancelAll()
+                    } catch is CancellationError {
+                    } catch {
+                        continuation.yield(EventController.frame(event: "broken", id: nil, data: "{}"))
                     }
-                } onGracefulShutdown: {
-                    continuation.finish()
                 }
-                try await writer.finish(nil)
-            })
+            ])
     }
 }

@@ -23,7 +23,8 @@ enum ConsoleTemplates {
     }
 
     static let sources: [(String, String)] = [
-        ("entry", entry), ("layout", layout), ("batches", batches), ("batch", batch), ("sessions", sessions), ("session", session),
+        ("entry", entry), ("summary", summary), ("layout", layout), ("batches", batches), ("batch", batch), ("sessions", sessions),
+        ("session", session),
         ("deployments", deployments), ("deployment", deployment), ("queues", queues), ("webhooks", webhooks), ("login", login), ("message", message),
         ("export", TimelinePage.html),
     ]
@@ -33,6 +34,17 @@ enum ConsoleTemplates {
         <span class="at">{{offset}}</span><a class="seq" href="#seq-{{seq}}">#{{seq}}</a><span class="kind">{{kind}}</span><span class="title">{{title}}{{#took}} <span class="took">({{took}})</span>{{/took}}</span>
         {{#body}}{{#folded}}<details><summary>{{lineCount}} lines: <code>{{preview}}</code> …</summary><pre>{{text}}</pre></details>{{/folded}}{{^folded}}<pre>{{text}}</pre>{{/folded}}{{/body}}
         </li>
+
+        """
+
+    /// A timeline's totals, inside `<dl class="summary">`.
+    static let summary = """
+        <dt>Started</dt><dd>{{started}}</dd>
+        <dt>Duration</dt><dd>{{duration}}</dd>
+        <dt>Events</dt><dd>{{eventCount}}</dd>
+        <dt>Model requests</dt><dd>{{modelRequests}}</dd>
+        <dt>Tokens</dt><dd>in {{inputTokens}} / out {{outputTokens}}</dd>
+        <dt>Tool calls</dt><dd>{{toolCalls}}</dd>
 
         """
 
@@ -151,14 +163,7 @@ enum ConsoleTemplates {
         <dt>Status</dt><dd><span class="status status-{{status}}" id="session-status">{{status}}</span> <span id="live" hidden>following live</span></dd>
         <dt>Agent</dt><dd>{{agent}}</dd>
         {{/session}}
-        {{#summary}}
-        <dt>Started</dt><dd>{{started}}</dd>
-        <dt>Duration</dt><dd>{{duration}}</dd>
-        <dt>Events</dt><dd>{{eventCount}}</dd>
-        <dt>Model requests</dt><dd>{{modelRequests}}</dd>
-        <dt>Tokens</dt><dd>in {{inputTokens}} / out {{outputTokens}}</dd>
-        <dt>Tool calls</dt><dd>{{toolCalls}}</dd>
-        {{/summary}}
+        {{#summary}}{{> summary}}{{/summary}}
         </dl>
         <p>{{#session}}<a href="/console/sessions/{{id}}/export.html">Download as one HTML file</a> · <a href="/console/sessions/{{id}}/export.jsonl">JSONL</a>{{/session}}</p>
         {{#omitted}}<p class="notice">The {{.}} oldest events are left out here; the download has them all.</p>{{/omitted}}

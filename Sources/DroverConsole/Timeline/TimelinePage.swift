@@ -42,14 +42,7 @@ public enum TimelinePage {
         <h1>Session <code>{{session}}</code></h1>
         <dl class="summary">
         <dt>Status</dt><dd class="status">{{status}}</dd>
-        {{#summary}}
-        <dt>Started</dt><dd>{{started}}</dd>
-        <dt>Duration</dt><dd>{{duration}}</dd>
-        <dt>Events</dt><dd>{{eventCount}}</dd>
-        <dt>Model requests</dt><dd>{{modelRequests}}</dd>
-        <dt>Tokens</dt><dd>in {{inputTokens}} / out {{outputTokens}}</dd>
-        <dt>Tool calls</dt><dd>{{toolCalls}}</dd>
-        {{/summary}}
+        {{#summary}}{{> summary}}{{/summary}}
         </dl>
         </header>
         <ol class="timeline">
