@@ -127,9 +127,11 @@ public actor Sandbox {
     private var busy = false
     public private(set) var lastUsed = ContinuousClock.now
 
+    /// `cgroup: false` gives the sandbox rlimits instead of a cgroup, as on a host without
+    /// cgroups (a test that kills shells mid-start uses it: see `SandboxDeathTests`).
     public init(
         workspace: URL, limits: SandboxLimits = SandboxLimits(), shellState: URL? = nil, packages: URL? = nil, volume: LoopVolume? = nil,
-        egress: SandboxEgress? = nil, proxiesLoopback: Bool = false
+        egress: SandboxEgress? = nil, proxiesLoopback: Bool = false, cgroup: Bool = true
     ) throws {
         self.proxiesLoopback = proxiesLoopback
         self.volume = volume
@@ -143,7 +145,7 @@ public actor Sandbox {
             ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("drover-shell-\(Identifier.make(prefix: "s").suffix(12))")).standardizedFileURL
         try Self.prepareDirectories(self.workspace, self.shellState)
-        cgroup = SandboxCgroup.make(limits: limits)
+        self.cgroup = cgroup ? SandboxCgroup.make(limits: limits) : nil
     }
 
     static func prepareDirectories(_ directories: URL...) throws {
