@@ -34,22 +34,24 @@ public struct WebhookDeliverer: Service {
     public func run() async throws {
         let consumer = queue.consumer(WebhookOutbox.queueName, workerId: Identifier.make(prefix: "webhooks"))
         defer { consumer.close() }
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                let leases: [TaskLease]
-                do {
-                    leases = try await consumer.next(max: concurrency, leaseTTL: leaseTTL, wait: .seconds(5))
-                } catch is CancellationError {
-                    return
-                } catch {
-                    // Redis away: the deliveries wait there, so wait for it too.
-                    logger.warning("webhooks: cannot claim deliveries: \(error)")
-                    try await Task.sleep(for: .seconds(1))
-                    continue
-                }
-                await withTaskGroup(of: Void.self) { group in
-                    for lease in leases { group.addTask { await deliver(lease) } }
-                }
+        // A shutdown ends the loop wherever it waits; it is never an error of the deliverer's.
+        await cancelWhenGracefulShutdown { await deliverUntilCancelled(consumer) }
+    }
+
+    private func deliverUntilCancelled(_ consumer: QueueConsumer) async {
+        while !Task.isCancelled {
+            let leases: [TaskLease]
+            do {
+                leases = try await consumer.next(max: concurrency, leaseTTL: leaseTTL, wait: .seconds(5))
+            } catch {
+                if Task.isCancelled { return }
+                // Redis away: the deliveries wait there, so wait for it too.
+                logger.warning("webhooks: cannot claim deliveries: \(error)")
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            await withTaskGroup(of: Void.self) { group in
+                for lease in leases { group.addTask { await deliver(lease) } }
             }
         }
     }
