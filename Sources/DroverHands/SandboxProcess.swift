@@ -9,6 +9,11 @@ import Glibc
 /// (writing to a dead shell fails with EPIPE rather than a SIGPIPE: MSG_NOSIGNAL), combined
 /// output out, and call statuses out on fd 3. The host ends are non-blocking and close-on-exec,
 /// so no other child Drover spawns holds them open.
+///
+/// Killing the process shuts its channels down; they are closed only when this object goes.
+/// Closed at the kill, their numbers were reused by the next sandbox's channels while a call
+/// still held this object, and its last read took another sandbox's output (or blocked on its
+/// command channel), and a write could have reached another session's shell.
 final class SandboxProcess: @unchecked Sendable {
     let pid: pid_t
     private let commands: Int32
@@ -16,7 +21,7 @@ final class SandboxProcess: @unchecked Sendable {
     private let statuses: Int32
     private let lock = NSLock()
     private var status: Int32?
-    private var closed = false
+    private var shutDown = false
 
     struct SpawnError: Error, CustomStringConvertible {
         let step: String
@@ -65,7 +70,8 @@ final class SandboxProcess: @unchecked Sendable {
 
     deinit {
         if isRunning { Glibc.kill(pid, SIGKILL) }
-        closeChannels()
+        // Nothing can use these numbers any more: only now may they go back to the system.
+        [commands, output, statuses].forEach { _ = Glibc.close($0) }
     }
 
     var isRunning: Bool {
@@ -99,7 +105,10 @@ final class SandboxProcess: @unchecked Sendable {
         return true
     }
 
-    enum Read { case data(Int), empty, closed }
+    enum Read: Equatable { case data(Int), empty, closed }
+
+    /// The host ends, for the test that they are never another sandbox's.
+    var descriptors: [Int32] { [commands, output, statuses] }
 
     /// Appends what the output pipe holds now (at most `limit` bytes) to `buffer`.
     func readOutput(into buffer: inout [UInt8], limit: Int = 1 << 16) -> Read {
@@ -126,14 +135,15 @@ final class SandboxProcess: @unchecked Sendable {
     func kill() async {
         if isRunning { Glibc.kill(pid, SIGKILL) }
         while isRunning { try? await Task.sleep(for: .milliseconds(1)) }
-        closeChannels()
+        shutDownChannels()
     }
 
-    private func closeChannels() {
+    /// Reads then see the end, and writes fail: the descriptors stay this object's.
+    private func shutDownChannels() {
         lock.withLock {
-            guard !closed else { return }
-            closed = true
-            [commands, output, statuses].forEach { _ = Glibc.close($0) }
+            guard !shutDown else { return }
+            shutDown = true
+            [commands, output, statuses].forEach { _ = Glibc.shutdown($0, Int32(SHUT_RDWR)) }
         }
     }
 }

@@ -313,3 +313,33 @@ struct SandboxBoundaryTests {
         await sandbox.close()
     }
 }
+
+/// A call can still hold a sandbox's process after the process was killed (a call that timed
+/// out reads its output once more). Its channels were closed at the kill, and the next sandbox's
+/// took the same descriptor numbers: that last read took another sandbox's output, or blocked
+/// for good on its command channel (a CI run hung there), and a write would have reached
+/// another session's shell.
+@Suite("Sandbox process channels")
+struct SandboxProcessChannelTests {
+    @Test("a killed shell's channels stay its own: a later read or write reaches no other sandbox's shell")
+    func channelsOutliveTheKill() async throws {
+        let stale = try SandboxProcess(executable: "/bin/sh", arguments: ["-c", "sleep 600"])
+        await stale.kill()
+        let next = try SandboxProcess(executable: "/bin/sh", arguments: ["-c", #"read line; echo "next got: $line"; sleep 600"#])
+        try #require(
+            Set(next.descriptors).isDisjoint(with: stale.descriptors),
+            "the next process got the killed one's descriptors: \(next.descriptors) and \(stale.descriptors)")
+        #expect(!stale.send("injected\n"), "a write to a killed shell went somewhere")
+        var stolen: [UInt8] = []
+        #expect(stale.readOutput(into: &stolen) == .closed && stolen.isEmpty)
+        #expect(next.send("its own\n"))
+        var output: [UInt8] = []
+        #expect(
+            try await eventually {
+                _ = next.readOutput(into: &output)
+                return String(decoding: output, as: UTF8.self).hasSuffix("\n")
+            })
+        #expect(String(decoding: output, as: UTF8.self) == "next got: its own\n")
+        await next.kill()
+    }
+}
