@@ -77,11 +77,30 @@ public final class MirrorDatabase: Sendable {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try DatabaseSchema.migrator.migrate(pool)
+            pool = try Self.alone(path: path) {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                try DatabaseSchema.migrator.migrate(pool)
+                return pool
+            }
         } catch {
             throw DatabaseError("cannot open \(path): \(error)")
         }
+    }
+
+    /// Opens and migrates under an exclusive lock on `<path>.migrating`. Two processes opening a
+    /// new file at once (`drover api` and `drover worker` started together) raced: both switched
+    /// it to WAL ("database is locked"), and the migrator reads which migrations ran and then runs
+    /// the others, so both ran the first ("table already exists"). The lock is the kernel's, so
+    /// a process that dies holding it frees it.
+    static func alone<T>(path: String, _ body: () throws -> T) throws -> T {
+        let lock = open(path + ".migrating", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw DatabaseError("cannot open \(path).migrating: \(String(cString: strerror(errno)))") }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw DatabaseError("cannot lock \(path).migrating: \(String(cString: strerror(errno)))") }
+        }
+        defer { flock(lock, LOCK_UN) }
+        return try body()
     }
 
     /// One event as the recorder received it from a mirror stream.

@@ -2,6 +2,7 @@ import DroverCore
 import DroverTesting
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 @testable import DroverDatabase
@@ -197,6 +198,25 @@ struct SchemaTests {
         let queue = try DatabaseQueue(path: path)
         return try queue.read { db in
             (try SchemaShape(db), try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier"))
+        }
+    }
+
+    /// `drover api` and `drover worker` started together on a new data directory: both migrated
+    /// the new file at once, and one failed with "table ... already exists".
+    @Test("openers of a new database file at once all open it: the migrations run once, one opener at a time")
+    func concurrentOpeners() throws {
+        for round in 0..<4 {
+            let path = try scratch("race-\(round)")
+            let failures = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 6) { _ in
+                do {
+                    _ = try MirrorDatabase(path: path)
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }
+            #expect(failures.withLock { $0 }.isEmpty, "round \(round): \(failures.withLock { $0 })")
+            #expect(try shape(path).1.count == DatabaseSchema.migrator.migrations.count)
         }
     }
 

@@ -56,6 +56,7 @@ def unrecorded():
         finally:
             terminate(api, worker)
             redis.kill()
+            print(api_log.read_text(), worker_log.read_text())
             redis.wait(timeout=30)
 
 
