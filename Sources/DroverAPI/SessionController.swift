@@ -104,13 +104,14 @@ struct SessionController: Sendable {
             for row in rows.prefix(paging.limit) { sessions.append(try await sessionJSON(row)) }
             return (sessions, paging.next(fetched: rows.count))
         }
-        var matching: [JSONValue] = []
-        for row in rows {
-            let session = try await sessionJSON(row)
-            if query.statuses.contains(session.objectValue?["status"]?.stringValue ?? "") { matching.append(session) }
-        }
+        // Each row's status alone (one read) to filter; the whole resource (its usage read from
+        // the log) only for the rows of the page.
+        var matching: [ControlPlaneStore.Row] = []
+        for row in rows where query.statuses.contains(try await sessionStatus(row.id)) { matching.append(row) }
         let rest = matching.dropFirst(paging.offset)
-        return (Array(rest.prefix(paging.limit)), paging.next(fetched: rest.count))
+        var sessions: [JSONValue] = []
+        for row in rest.prefix(paging.limit) { sessions.append(try await sessionJSON(row)) }
+        return (sessions, paging.next(fetched: rest.count))
     }
 
     @Sendable func retrieve(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -108,14 +108,20 @@ extension MirrorDatabase {
     public func batches(workspace: String, includeUnowned: Bool, offset: Int = 0, limit: Int = 100) async throws -> [BatchRow] {
         try await pool.read { db in
             try BatchRow.fetchAll(
-                db,
-                sql: """
-                    SELECT * FROM batches WHERE workspace_id = ? OR (? AND workspace_id IS NULL)
-                    ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?
-                    """,
+                db, sql: "SELECT * FROM batches WHERE \(Self.ownedBy) ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
                 arguments: [workspace, includeUnowned, limit, offset])
         }
     }
+
+    /// One batch of the workspace's (as `batches(workspace:includeUnowned:)` counts them), or nil.
+    public func batch(_ id: String, workspace: String, includeUnowned: Bool) async throws -> BatchRow? {
+        try await pool.read { db in
+            try BatchRow.fetchOne(db, sql: "SELECT * FROM batches WHERE id = ? AND (\(Self.ownedBy))", arguments: [id, workspace, includeUnowned])
+        }
+    }
+
+    /// The batches a workspace sees; arguments: the workspace, and whether it owns the unowned.
+    private static let ownedBy = "(workspace_id = ? OR (? AND workspace_id IS NULL))"
 
     public func saveBatchItem(_ item: BatchItemRow) async throws {
         try await pool.write { db in

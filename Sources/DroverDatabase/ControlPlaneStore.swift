@@ -108,11 +108,14 @@ public struct ControlPlaneStore: Sendable {
 
     // MARK: Workspaces and keys
 
+    /// The id of the workspace named `name`, whether or not it exists yet.
+    public static func workspaceID(named name: String) -> String { "wrkspc_\(name)" }
+
     /// The workspace's id, creating it on first use. Ids are `wrkspc_<name>` so that they read well
     /// in logs; names are validated by the caller.
     @discardableResult
     public func workspace(named name: String) async throws -> String {
-        let id = "wrkspc_\(name)"
+        let id = Self.workspaceID(named: name)
         try await database.pool.write { db in
             try db.execute(
                 sql: "INSERT OR IGNORE INTO workspaces (id, name, created_at) VALUES (?, ?, ?)",

@@ -45,9 +45,9 @@ public struct MeteredSession: Sendable, Codable, Equatable {
 extension MirrorDatabase {
     /// Usage per session from the mirrored log, plus `unmirrored` events (still in Redis's mirror
     /// streams, `Recorder.unmirrored`) past what SQLite has of their session, so that the figures
-    /// are right whether or not a recorder has caught up. `models` names the model of sessions
-    /// SQLite has no snapshot of yet (read from Redis by the caller).
-    public func sessionUsage(unmirrored: [StoredEvent] = [], models: [String: String] = [:]) async throws -> [MeteredSession] {
+    /// are right whether or not a recorder has caught up. A session SQLite has no snapshot of
+    /// yet has no `model`; the caller can read it from Redis.
+    public func sessionUsage(unmirrored: [StoredEvent] = []) async throws -> [MeteredSession] {
         var (usage, meter) = try await pool.read { db -> ([String: MeteredSession], UsageMeter) in
             var usage: [String: MeteredSession] = [:]
             let sessions = try Row.fetchAll(
@@ -91,7 +91,6 @@ extension MirrorDatabase {
             usage[event.session]?.unmirroredEvents += 1
             meter.add(session: event.session, type: event.type, processedAt: event.processedAt, payload: event.json, to: &usage)
         }
-        for (session, model) in models where usage[session]?.model == nil { usage[session]?.model = model }
         return usage.values.sorted { $0.session < $1.session }
     }
 }
@@ -99,9 +98,8 @@ extension MirrorDatabase {
 /// Turns a session's events, in order, into its usage: tokens from each model request's end,
 /// active time from running to the next idle, rescheduled or terminated status.
 struct UsageMeter {
-    static let statuses: Set<String> = [
-        SessionEventType.sessionStatusRunning, .sessionStatusIdle, .sessionStatusRescheduled, .sessionStatusTerminated,
-    ].map(\.rawValue).reduce(into: []) { $0.insert($1) }
+    static let statuses = Set(
+        [SessionEventType.sessionStatusRunning, .sessionStatusIdle, .sessionStatusRescheduled, .sessionStatusTerminated].map(\.rawValue))
     var runningSince: [String: Date] = [:]
     var mirroredThrough: [String: Int64] = [:]
 

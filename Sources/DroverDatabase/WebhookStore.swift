@@ -39,7 +39,7 @@ extension MirrorDatabase {
         let key = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
         let endpoint = WebhookEndpoint(
             id: Identifier.make(prefix: "whep"), workspace: workspace, url: url, events: events,
-            secret: "whsec_" + key.base64EncodedString(), createdAt: Self.timestamp())
+            secret: "whsec_" + key.base64EncodedString(), createdAt: ControlPlaneStore.timestamp())
         try await pool.write { db in
             try db.execute(
                 sql: "INSERT INTO webhook_endpoints (id, workspace_id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -77,7 +77,8 @@ extension MirrorDatabase {
     public func removeWebhookEndpoint(id: String) async throws -> Bool {
         try await pool.write { db in
             try db.execute(
-                sql: "UPDATE webhook_endpoints SET removed_at = ? WHERE id = ? AND removed_at IS NULL", arguments: [Self.timestamp(), id])
+                sql: "UPDATE webhook_endpoints SET removed_at = ? WHERE id = ? AND removed_at IS NULL",
+                arguments: [ControlPlaneStore.timestamp(), id])
             return db.changesCount > 0
         }
     }
@@ -88,12 +89,6 @@ extension MirrorDatabase {
             try String.fetchOne(db, sql: "SELECT workspace_id FROM api_sessions WHERE id = ?", arguments: [session])
                 ?? String.fetchOne(db, sql: "SELECT workspace_id FROM session_origins WHERE session_id = ?", arguments: [session])
         }
-    }
-
-    static func timestamp() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
     }
 }
 

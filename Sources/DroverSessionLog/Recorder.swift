@@ -197,23 +197,15 @@ public final class Recorder: Sendable {
                 guard let parts = entry.array, parts.count == 2, let entryId = parts[0].string else { continue }
                 entryIds[key, default: []].append(entryId)
                 guard let fields = parts[1].array else { continue }  // deleted entry: ack only
-                var values: [String: String] = [:]
-                var index = 0
-                while index + 1 < fields.count {
-                    values[fields[index].string ?? ""] = fields[index + 1].string ?? ""
-                    index += 2
-                }
-                guard let session = values["s"], let seq = values["q"].flatMap({ Int64($0) }), let json = values["e"] else {
+                guard let (event, epoch) = Self.mirrorEntry(fields) else {
                     logger.warning("skipping malformed mirror entry", metadata: ["stream": "\(key)", "entry": "\(entryId)"])
                     continue
                 }
-                let event = StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json)
                 stored.append(event)
                 batch.append(
                     .init(
-                        session: session, seq: seq, type: event.type, epoch: values["f"].flatMap { Int64($0) } ?? 0,
-                        json: json, processedAt: event.processedAt, id: event.id
-                    ))
+                        session: event.session, seq: event.seq, type: event.type, epoch: epoch, json: event.json,
+                        processedAt: event.processedAt, id: event.id))
                 if let appendedMs = Double(entryId.prefix { $0 != "-" }) {
                     lags.append(max(0, now - appendedMs))
                 }
@@ -255,6 +247,19 @@ public final class Recorder: Sendable {
         return count
     }
 
+    /// A mirror stream entry's fields (`s` session, `q` seq, `t` type, `e` JSON, `f` fence
+    /// epoch) as the event and its epoch; nil for a malformed entry.
+    static func mirrorEntry(_ fields: [RedisValue]) -> (event: StoredEvent, epoch: Int64)? {
+        var values: [String: String] = [:]
+        var index = 0
+        while index + 1 < fields.count {
+            values[fields[index].string ?? ""] = fields[index + 1].string ?? ""
+            index += 2
+        }
+        guard let session = values["s"], let seq = values["q"].flatMap({ Int64($0) }), let json = values["e"] else { return nil }
+        return (StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json), values["f"].flatMap { Int64($0) } ?? 0)
+    }
+
     static func statsKey(_ consumer: String) -> String { "drover:recorder:\(consumer)" }
 
     /// Events appended but not mirrored yet: what is still in the mirror streams, oldest first
@@ -271,15 +276,7 @@ public final class Recorder: Sendable {
                 for entry in entries {
                     guard let parts = entry.array, parts.count == 2, let entryId = parts[0].string else { continue }
                     start = "(" + entryId
-                    guard let fields = parts[1].array else { continue }
-                    var values: [String: String] = [:]
-                    var index = 0
-                    while index + 1 < fields.count {
-                        values[fields[index].string ?? ""] = fields[index + 1].string ?? ""
-                        index += 2
-                    }
-                    guard let session = values["s"], let seq = values["q"].flatMap({ Int64($0) }), let json = values["e"] else { continue }
-                    events.append(StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json))
+                    if let fields = parts[1].array, let (event, _) = mirrorEntry(fields) { events.append(event) }
                 }
                 if entries.count < 5000 { break }
             }

@@ -1,4 +1,3 @@
-import Crypto
 import DroverCore
 import DroverDatabase
 import DroverQueue
@@ -73,7 +72,8 @@ public struct WebhookOutbox: Sendable {
             guard !types.isEmpty, let workspace = try await database.sessionWorkspace(event.session) else { continue }
             for type in types {
                 try await emit(
-                    type, objectID: event.session, workspace: workspace, source: event.id, at: Self.date(event.processedAt), to: endpoints)
+                    type, objectID: event.session, workspace: workspace, source: event.id, at: MirrorDatabase.timestamp(event.processedAt) ?? Date(),
+                    to: endpoints)
             }
         }
     }
@@ -83,14 +83,9 @@ public struct WebhookOutbox: Sendable {
         { [self] events in try await emit(logEvents: events) }
     }
 
+    /// The first 26 hex digits of the text's SHA-256: an id part that repeats with its source.
     static func digest(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).prefix(13).map { String(format: "%02x", $0) }.joined()
-    }
-
-    static func date(_ stamp: String) -> Date {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: String(stamp.prefix(23)) + "Z") ?? Date()
+        String(ControlPlaneStore.hash(key: text).prefix(26))
     }
 }
 

@@ -16,17 +16,22 @@ struct KeysCommand: AsyncParsableCommand {
         return ControlPlaneStore(database: try MirrorDatabase(path: configuration.databasePath.path))
     }
 
+    /// `--workspace NAME`: what `ControlPlaneStore.workspace(named:)` makes an id of.
+    static func checkWorkspaceName(_ name: String) throws {
+        let allowed = name.utf8.allSatisfy {
+            ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45
+        }
+        guard !name.isEmpty, name.count <= 64, allowed else {
+            throw ValidationError("--workspace: use 1 to 64 letters, digits, '-' or '_'")
+        }
+    }
+
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a key and print it once (it cannot be shown again).")
         @Option(help: "The workspace (created on first use): letters, digits, '-' and '_'.") var workspace: String
 
         func validate() throws {
-            let allowed = workspace.utf8.allSatisfy {
-                ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45
-            }
-            guard !workspace.isEmpty, workspace.count <= 64, allowed else {
-                throw ValidationError("--workspace: use 1 to 64 letters, digits, '-' or '_'")
-            }
+            try KeysCommand.checkWorkspaceName(workspace)
         }
 
         func run() async throws {

@@ -51,12 +51,10 @@ struct ReportCommand: AsyncParsableCommand {
                 let unmirrored = try await Recorder.unmirrored(runtime.redis)
                 var sessions = try await database.sessionUsage(unmirrored: unmirrored)
                 // A session no recorder has seen has its agent snapshot in Redis only.
-                var models: [String: String] = [:]
-                for usage in sessions where usage.model == nil {
-                    guard let id = try? SessionID(usage.session), let agent = try? await runtime.sessionLog.agentJSON(id) else { continue }
-                    if let model = JSONValue.decode(agent).objectValue?["model"]?.stringValue { models[usage.session] = model }
+                for index in sessions.indices where sessions[index].model == nil {
+                    guard let id = try? SessionID(sessions[index].session), let agent = try? await runtime.sessionLog.agentJSON(id) else { continue }
+                    sessions[index].model = JSONValue.decode(agent).objectValue?["model"]?.stringValue
                 }
-                if !models.isEmpty { sessions = try await database.sessionUsage(unmirrored: unmirrored, models: models) }
                 let groups = UsageGroups(sessions: sessions, rates: rates)
                 if json {
                     var out: [String: JSONValue] = ["total": groups.total.json]

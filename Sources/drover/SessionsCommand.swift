@@ -50,16 +50,14 @@ struct SessionsCommand: AsyncParsableCommand {
             guard let date = full.date(from: text) ?? day.date(from: text) else {
                 throw ValidationError("\(option): '\(text)' is not an instant; use 2026-12-05T09:00:00Z or 2026-12-05")
             }
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            return formatter.string(from: date)
+            return ControlPlaneStore.timestamp(date)
         }
 
         func run() async throws {
             try await withRuntime { runtime in
                 var filter = MirrorDatabase.SessionFilter()
                 (filter.status, filter.agent, filter.batch, filter.deployment) = (status, agent, batch, deployment)
-                filter.workspace = workspace.map { "wrkspc_\($0)" }
+                filter.workspace = workspace.map(ControlPlaneStore.workspaceID(named:))
                 filter.createdSince = try Self.instant(since, "--since")
                 filter.createdUntil = try Self.instant(until, "--until")
                 let rows = try await runtime.database().sessions(filter, limit: limit, offset: offset)

@@ -38,9 +38,7 @@ struct WebhooksCommand: AsyncParsableCommand {
             } catch {
                 throw ValidationError("\(error)")
             }
-            guard !workspace.isEmpty, workspace.count <= 64,
-                workspace.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 })
-            else { throw ValidationError("--workspace: use 1 to 64 letters, digits, '-' or '_'") }
+            try KeysCommand.checkWorkspaceName(workspace)
         }
 
         func run() async throws {
@@ -72,7 +70,7 @@ struct WebhooksCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let store = try KeysCommand.store()
-                let endpoints = try await store.database.webhookEndpoints(workspace: workspace.map { "wrkspc_\($0)" })
+                let endpoints = try await store.database.webhookEndpoints(workspace: workspace.map(ControlPlaneStore.workspaceID(named:)))
                 if endpoints.isEmpty {
                     print("no webhook endpoints (add one with `drover webhooks add URL --events ...`)")
                     return

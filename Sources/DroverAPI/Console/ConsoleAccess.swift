@@ -108,9 +108,8 @@ struct ConsoleAccess: RouterMiddleware {
                 "this request came from another site (Sec-Fetch-Site: \(site)); the console takes forms from its own pages only")
         }
         if let origin = request.headers[.origin], origin != "null" {
-            let host = URLComponents(string: origin)?.host.map { host in
-                URLComponents(string: origin)?.port.map { "\(host):\($0)" } ?? host
-            }
+            let parts = URLComponents(string: origin)
+            let host = parts?.host.map { host in parts?.port.map { "\(host):\($0)" } ?? host }
             guard let host, let authority = request.head.authority, host.lowercased() == authority.lowercased() else {
                 throw APIError(
                     .forbidden, "permission_error", "this request came from \(origin.prefix(100)); the console takes forms from its own pages only")

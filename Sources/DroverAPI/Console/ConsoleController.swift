@@ -108,8 +108,7 @@ struct ConsoleController: Sendable {
 
     @Sendable func batch(_ request: Request, context: APIRequestContext) async throws -> Response {
         let id = try context.parameters.require("batch_id")
-        guard let row = try await store.database.batch(id),
-            row.workspaceId == context.workspace || (row.workspaceId == nil && context.workspace == localWorkspaceID)
+        guard let row = try await store.database.batch(id, workspace: context.workspace, includeUnowned: context.workspace == localWorkspaceID)
         else { throw APIError.notFound("batch", String(id.prefix(100))) }
         let items = try await store.database.batchItems(row.id).map { ($0, JSONValue.decode($0.result ?? "{}").objectValue ?? [:]) }
         // A job's columns are the union of what its items reported, in name order.
@@ -176,12 +175,8 @@ struct ConsoleController: Sendable {
 
     @Sendable func session(_ request: Request, context: APIRequestContext) async throws -> Response {
         let row = try await sessions.lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
-        let json = try await sessions.sessionJSON(row)
-        let id = try SessionID(row.id)
-        var events: [StoredEvent] = []
-        try await sessionLogCall { try await log.replay(id, afterSeq: 0) { events.append($0) } }
-        let session = Self.sessionView(json)
-        let timeline = SessionTimeline(session: row.id, status: session.status, events: events)
+        let session = Self.sessionView(try await sessions.sessionJSON(row))
+        let timeline = SessionTimeline(session: row.id, status: session.status, events: try await events(of: row))
         let page = SessionPage(
             frame: frame(request, context, "Session \(row.id)", section: "sessions"), session: session, timeline: timeline,
             shown: Self.timelineEntries)
@@ -190,15 +185,21 @@ struct ConsoleController: Sendable {
 
     func export(_ context: APIRequestContext, html: Bool) async throws -> Response {
         let row = try await sessions.lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
-        let id = try SessionID(row.id)
-        var events: [StoredEvent] = []
-        try await sessionLogCall { try await log.replay(id, afterSeq: 0) { events.append($0) } }
+        let events = try await events(of: row)
         let jsonl = events.map { $0.json + "\n" }.joined()
         let status = try await sessions.sessionStatus(row.id)
         let body = html ? TimelinePage.render(SessionTimeline(session: row.id, status: status, events: events), jsonl: jsonl) : jsonl
         var response = ConsoleResponse.asset(body, type: html ? "text/html; charset=utf-8" : "application/x-ndjson")
         response.headers[.contentDisposition] = "attachment; filename=\"\(row.id).\(html ? "html" : "jsonl")\""
         return response
+    }
+
+    /// Every event of the session, from SQLite where Redis no longer has them.
+    func events(of row: ControlPlaneStore.Row) async throws -> [StoredEvent] {
+        let id = try SessionID(row.id)
+        var events: [StoredEvent] = []
+        try await sessionLogCall { try await log.replay(id, afterSeq: 0) { events.append($0) } }
+        return events
     }
 
     static func sessionView(_ json: JSONValue) -> ConsoleSession {
