@@ -91,14 +91,14 @@ struct SessionController: Sendable {
         var conditions: [(path: String, value: String)] = []
         if let agent = query.agentID { conditions.append(("$.agent.id", agent)) }
         if let version = query.agentVersion { conditions.append(("$.agent.version", String(version))) }
-        let origin = query.deploymentID.map { (kind: "deployment", id: $0) } ?? query.batchID.map { (kind: "batch", id: $0) }
+        let origins = [query.deploymentID.map { (kind: "deployment", id: $0) }, query.batchID.map { (kind: "batch", id: $0) }].compactMap { $0 }
         let paging = query.paging
         // A status filter needs each session's live status, so it filters after the query.
         let window = query.statuses.isEmpty ? (paging.offset, paging.fetch) : (0, 10_000)
         let rows = try await store.list(
             .sessions, workspace: workspace, includeArchived: query.includeArchived,
             offset: window.0, limit: window.1, ascending: query.ascending,
-            createdAfter: query.createdAfter, createdBefore: query.createdBefore, where: conditions, origin: origin)
+            createdAfter: query.createdAfter, createdBefore: query.createdBefore, where: conditions, origins: origins)
         if query.statuses.isEmpty {
             var sessions: [JSONValue] = []
             for row in rows.prefix(paging.limit) { sessions.append(try await sessionJSON(row)) }

@@ -237,11 +237,12 @@ public struct ControlPlaneStore: Sendable {
 
     /// A page of a workspace's rows, newest first (`ascending` for oldest first). For agents, the
     /// latest version of each. `where` adds `json_extract(resource, path) = value` conditions;
-    /// `origin`, for sessions, keeps those a batch or a deployment started (`session_origins`).
+    /// `origins`, for sessions, keeps those each named batch or deployment started
+    /// (`session_origins`): naming both a batch and a deployment matches nothing.
     public func list(
         _ table: Table, workspace: String, includeArchived: Bool, offset: Int, limit: Int,
         ascending: Bool = false, createdAfter: String? = nil, createdBefore: String? = nil,
-        where conditions: [(path: String, value: String)] = [], origin: (kind: String, id: String)? = nil
+        where conditions: [(path: String, value: String)] = [], origins: [(kind: String, id: String)] = []
     ) async throws -> [Row] {
         try await database.pool.read { db in
             var sql =
@@ -262,7 +263,7 @@ public struct ControlPlaneStore: Sendable {
                 sql += " AND CAST(json_extract(resource, ?) AS TEXT) = ?"
                 arguments += [condition.path, condition.value]
             }
-            if let origin {
+            for origin in origins {
                 sql += " AND id IN (SELECT session_id FROM session_origins WHERE kind = ? AND origin_id = ?)"
                 arguments += [origin.kind, origin.id]
             }

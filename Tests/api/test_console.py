@@ -199,7 +199,7 @@ def test_pause_and_unpause_a_deployment_through_the_ui(console, browser):
 
 
 def test_sessions_filter_and_queues_page(console, browser):
-    server, _ = console
+    server, deployment = console
     sign_in(browser, server, "default")
     browser.get(server.base_url + "/console/sessions?batch=batch_console_check&status=idle")
     rows = browser.find_elements(By.CSS_SELECTOR, "table.sessions tbody tr")
@@ -208,6 +208,12 @@ def test_sessions_filter_and_queues_page(console, browser):
     assert {r.get_attribute("data-session") for r in rows} == listed and len(listed) == 3
     browser.get(server.base_url + "/console/sessions?status=running&batch=batch_console_check")
     assert not browser.find_elements(By.CSS_SELECTOR, "table.sessions tbody tr")
+    # A batch's sessions and a deployment's are never the same: both filters match nothing (the
+    # deployment's run-now session exists from the test before; one filter used to be dropped).
+    browser.get(server.base_url + f"/console/sessions?deployment={deployment.id}")
+    ran = [r.get_attribute("data-session") for r in browser.find_elements(By.CSS_SELECTOR, "table.sessions tbody tr")]
+    browser.get(server.base_url + f"/console/sessions?batch=batch_console_check&deployment={deployment.id}")
+    assert not browser.find_elements(By.CSS_SELECTOR, "table.sessions tbody tr"), ran
     browser.get(server.base_url + "/console/queues")
     section = browser.find_element(By.CSS_SELECTOR, "section.queue")
     assert section.find_element(By.CSS_SELECTOR, "td.leased").text.isdigit()
