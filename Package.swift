@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "DroverCore", targets: ["DroverCore"]),
         .library(name: "DroverRedis", targets: ["DroverRedis"]),
         .library(name: "DroverQueue", targets: ["DroverQueue"]),
+        .library(name: "DroverSelfHosted", targets: ["DroverSelfHosted"]),
         .library(name: "DroverSessionLog", targets: ["DroverSessionLog"]),
         .library(name: "DroverDatabase", targets: ["DroverDatabase"]),
         .library(name: "DroverBrain", targets: ["DroverBrain"]),
@@ -78,6 +79,10 @@ let package = Package(
             dependencies: ["DroverCore", "DroverMetrics", "DroverRedis"]
         ),
         .target(
+            name: "DroverSelfHosted",
+            dependencies: ["DroverCore", "DroverRedis"]
+        ),
+        .target(
             name: "DroverDatabase",
             dependencies: [
                 "DroverCore",
@@ -111,6 +116,7 @@ let package = Package(
                 "DroverMetrics",
                 "DroverQueue",
                 "DroverRedis",
+                "DroverSelfHosted",
                 "DroverSessionLog",
                 "DroverTools",
                 .product(name: "Logging", package: "swift-log"),
@@ -219,6 +225,7 @@ let package = Package(
                 "DroverQueue",
                 "DroverRedis",
                 "DroverSchedule",
+                "DroverSelfHosted",
                 "DroverSessionLog",
                 "DroverTools",
                 "DroverWebhooks",

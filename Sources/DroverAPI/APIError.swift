@@ -14,13 +14,19 @@ public struct APIError: HTTPResponseError, Sendable {
     public let errorCode: String?
     /// Sent as `retry-after` (the SDK honours it on 429).
     public let retryAfterSeconds: Int?
+    /// The typed error's other `details` fields (a refused heartbeat's `current_state`).
+    public let details: [String: JSONValue]
 
-    public init(_ status: HTTPResponse.Status, _ type: String, _ message: String, errorCode: String? = nil, retryAfterSeconds: Int? = nil) {
+    public init(
+        _ status: HTTPResponse.Status, _ type: String, _ message: String, errorCode: String? = nil, retryAfterSeconds: Int? = nil,
+        details: [String: JSONValue] = [:]
+    ) {
         self.status = status
         self.type = type
         self.message = message
         self.errorCode = errorCode
         self.retryAfterSeconds = retryAfterSeconds
+        self.details = details
     }
 
     /// 400 naming the field and the fix; `errorCode` selects the SDK's typed error class.
@@ -51,7 +57,7 @@ public struct APIError: HTTPResponseError, Sendable {
         var error: [String: JSONValue] = ["type": .string(type), "message": .string(message)]
         if let errorCode {
             error["error_code"] = .string(errorCode)
-            error["details"] = .object(["error_code": .string(errorCode)])
+            error["details"] = .object(details.merging(["error_code": .string(errorCode)]) { _, code in code })
         }
         return .object(["type": .string("error"), "error": .object(error), "request_id": .string(requestID)])
     }

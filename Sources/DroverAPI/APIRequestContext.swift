@@ -8,6 +8,9 @@ public struct APIRequestContext: RequestContext {
     public var workspace = "" {
         didSet { caller.workspace = workspace }
     }
+    /// The environment whose worker key made the request (`EnvironmentKeyScope`); nil for an
+    /// API key or local mode.
+    var environmentGrant: String?
     /// The console's signed-in key (nil in local mode), for its CSRF token.
     var consoleKey: String?
     /// A console POST's form fields, read once by `ConsoleAccess` to check its CSRF token.

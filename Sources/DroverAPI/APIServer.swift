@@ -6,6 +6,7 @@ import DroverMetrics
 import DroverQueue
 import DroverRedis
 import DroverSchedule
+import DroverSelfHosted
 import DroverSessionLog
 import DroverWebhooks
 import Foundation
@@ -47,6 +48,8 @@ public final class APIServer: Sendable {
         public var metrics: MetricsExposition?
         /// Where the API queues the webhooks of the changes it makes; nil queues none.
         public var webhooks: WebhookOutbox?
+        /// The leases of self-hosted environments' work items.
+        public var work = WorkQueue.Options()
         /// Where the one line per request goes.
         public var requestLogger = Logger(label: "drover.api.requests")
         public init() {}
@@ -56,6 +59,8 @@ public final class APIServer: Sendable {
     let store: ControlPlaneStore
     let queue: TaskQueue
     var inbox: SessionInbox { SessionInbox(log: log, queue: queue) }
+    /// Self-hosted environments' work queues.
+    let work: WorkQueue
     let redis: RedisClient
     public let options: Options
     let localWorkspaceID: String
@@ -75,6 +80,7 @@ public final class APIServer: Sendable {
         self.options = options
         self.localWorkspaceID = localWorkspaceID
         hub = SessionEventHub(log: log, redis: redis)
+        work = WorkQueue(redis: redis, options: options.work)
         limiter = options.rateLimit.map { RequestRateLimiter(requestsPerSecond: $0.requestsPerSecond, burst: $0.burst) }
     }
 
@@ -128,12 +134,13 @@ public final class APIServer: Sendable {
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
         let files = UploadedFiles(store: store, options: options)
         let webhooks = WebhookNotifier(outbox: options.webhooks)
-        let sessions = SessionController(store: store, log: log, inbox: inbox, files: files, webhooks: webhooks)
+        let sessions = SessionController(store: store, log: log, inbox: inbox, files: files, webhooks: webhooks, work: work)
         let deployments = DeploymentController(store: store, log: log, queue: queue, launchBatch: options.launchBatch, webhooks: webhooks)
         AgentController(store: store, webhooks: webhooks).addRoutes(to: router.group("/v1/agents"))
         EnvironmentController(store: store, queue: queue, webhooks: webhooks).addRoutes(to: router.group("/v1/environments"))
+        WorkController(store: store, queue: queue, work: work).addRoutes(to: router.group("/v1/environments/:environment_id/work"))
         sessions.addRoutes(to: router.group("/v1/sessions"))
-        EventController(store: store, log: log, inbox: inbox, hub: hub, openStreams: openStreams, options: options)
+        EventController(store: store, log: log, inbox: inbox, hub: hub, openStreams: openStreams, options: options, work: work)
             .addRoutes(to: router.group("/v1/sessions/:session_id/events"))
         SessionResourceController(files: files).addRoutes(to: router.group("/v1/sessions/:session_id/resources"))
         deployments.addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))

@@ -18,9 +18,19 @@ struct AuthenticationMiddleware: RouterMiddleware {
         let path = request.uri.path
         guard path.hasPrefix("/v1/"), path != "/v1/openapi.json" else { return try await next(request, context) }
         var context = context
-        let caller = CallerWorkspace(store: store, localWorkspaceID: localWorkspaceID)
-        guard let resolved = try await caller.resolve(key: Self.key(request), authority: request.head.authority) else { throw APIError.unauthorized }
-        context.workspace = resolved.workspace
+        if let key = Self.key(request), key.hasPrefix(ControlPlaneStore.environmentKeyPrefix) {
+            // Whatever the mode: an environment key is never more than its scope.
+            guard let grant = try await store.environmentKey(secret: key) else { throw APIError.unauthorized }
+            context.workspace = grant.workspace
+            context.environmentGrant = grant.environmentID
+            try await EnvironmentKeyScope(store: store).check(request, key: grant)
+        } else {
+            let caller = CallerWorkspace(store: store, localWorkspaceID: localWorkspaceID)
+            guard let resolved = try await caller.resolve(key: Self.key(request), authority: request.head.authority) else {
+                throw APIError.unauthorized
+            }
+            context.workspace = resolved.workspace
+        }
         if let asked = request.headers[.init("anthropic-workspace-id")!], !asked.isEmpty, asked != context.workspace {
             throw APIError(
                 .forbidden, "permission_error",

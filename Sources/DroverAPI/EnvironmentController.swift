@@ -6,8 +6,8 @@ import DroverWebhooks
 import Foundation
 import Hummingbird
 
-/// `/v1/environments`: create, retrieve, update, list, archive, delete, and the work queue's
-/// stats.
+/// `/v1/environments`: create, retrieve, update, list, archive, delete, and the worker keys of
+/// self-hosted environments (`WorkController` serves their work).
 struct EnvironmentController: Sendable {
     let store: ControlPlaneStore
     let queue: TaskQueue
@@ -20,7 +20,9 @@ struct EnvironmentController: Sendable {
             .get(":environment_id", use: retrieve)
             .post(":environment_id", use: update)
             .post(":environment_id/archive", use: archive)
-            .get(":environment_id/work/stats", use: workStats)
+            .post(":environment_id/keys", use: createKey)
+            .get(":environment_id/keys", use: listKeys)
+            .delete(":environment_id/keys/:key_id", use: revokeKey)
             .delete(":environment_id", use: delete)
     }
 
@@ -70,17 +72,41 @@ struct EnvironmentController: Sendable {
         return jsonResponse(.object(archived))
     }
 
-    /// The local sandbox pool has one turn queue for every environment; this reports it.
-    @Sendable func workStats(_ request: Request, context: APIRequestContext) async throws -> Response {
-        _ = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
-        let stats = try await queue.stats(TurnQueue.defaultName)
-        let oldest =
-            stats.oldestReadyAgeMs.map { JSONValue.string(ControlPlaneStore.timestamp(Date().addingTimeInterval(-Double($0) / 1000))) } ?? .null
-        return jsonResponse(
-            .object([
-                "type": "work_queue_stats", "depth": .number(Double(stats.ready + stats.delayed)),
-                "pending": .number(Double(stats.leased)), "oldest_queued_at": oldest, "workers_polling": .null,
-            ]))
+    /// Creates a worker key for a self-hosted environment (a Drover extension: the SDK's
+    /// `environment_key` comes from here). The key is in this answer only.
+    @Sendable func createKey(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let environment = try await lookup.liveEnvironment(context.parameters.require("environment_id"), workspace: context.workspace)
+        guard environment.json["config"]?.objectValue?["type"]?.stringValue == "self_hosted" else {
+            throw APIError.invalid(
+                "environment_id", "environment \(environment.id) is a cloud environment; only a self_hosted environment has worker keys",
+                fix: "create an environment with config {\"type\": \"self_hosted\"}")
+        }
+        let (key, secret) = try await store.createEnvironmentKey(environment: environment.id, workspace: context.workspace)
+        var json = Self.json(key)
+        json["key"] = .string(secret)
+        return jsonResponse(.object(json))
+    }
+
+    @Sendable func listKeys(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let environment = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
+        let keys = try await store.environmentKeys(environment: environment.id)
+        return jsonResponse(.object(["data": .array(keys.map { .object(Self.json($0)) }), "next_page": .null]))
+    }
+
+    @Sendable func revokeKey(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let environment = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
+        let id = try context.parameters.require("key_id")
+        guard try await store.revokeEnvironmentKey(id: id, environment: environment.id) else {
+            throw APIError.notFound("environment key", id)
+        }
+        return jsonResponse(.object(["id": .string(id), "type": "environment_key_revoked"]))
+    }
+
+    static func json(_ key: ControlPlaneStore.EnvironmentKey) -> [String: JSONValue] {
+        [
+            "type": "environment_key", "id": .string(key.id), "environment_id": .string(key.environmentID),
+            "created_at": .string(key.createdAt), "revoked_at": key.revokedAt.map(JSONValue.string) ?? .null,
+        ]
     }
 
     @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -33,10 +33,18 @@ enum EnvironmentResource {
         case .object(let object)?: fields = object
         case let other?: throw APIError.invalid("config", "must be an object, got \(other.kindName)")
         }
-        guard fields["type"]?.stringValue == "cloud" else {
+        switch fields["type"]?.stringValue {
+        case "cloud":
+            break
+        case "self_hosted":
+            // Its sessions' sandbox tools run on the user's own workers, which bring their own
+            // packages and network: there is nothing else to configure.
+            try fields.rejectUnknown(["type"], prefix: "config")
+            return .object(["type": "self_hosted"])
+        case let other:
             throw APIError.invalid(
-                "config.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported",
-                fix: "use {\"type\": \"cloud\"} (self_hosted is not built yet)")
+                "config.type", "'\(other ?? "missing")' is not an environment type",
+                fix: "use {\"type\": \"cloud\"} for Drover's sandboxes, or {\"type\": \"self_hosted\"} for workers on your own machines")
         }
         try fields.rejectUnknown(["type", "networking", "packages"])
         var packages: [String: JSONValue] = ["type": "packages"]

@@ -1,7 +1,9 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverSelfHosted
 import DroverSessionLog
+import DroverTools
 import Foundation
 import Hummingbird
 
@@ -16,6 +18,8 @@ struct EventController: Sendable {
     /// Event streams open now per workspace, for the 429 limit, `/health` and the leak test.
     let openStreams: Locked<[String: Int]>
     let options: APIServer.Options
+    /// Self-hosted environments' work queues: an interrupt reaches a session's worker through them.
+    let work: WorkQueue
     var lookup: ResourceLookup { ResourceLookup(store: store) }
 
     func addRoutes(to group: RouterGroup<APIRequestContext>) {
@@ -38,9 +42,24 @@ struct EventController: Sendable {
         let buffer = try await request.body.collect(upTo: APIServer.maximumBodyBytes)
         let events = try parseClientEvents(try RequestInput.utf8Text(buffer))
         let id = try SessionID(row.id)
-        try await checkToolAnswers(events, session: id)
+        if context.environmentGrant != nil {
+            for (index, event) in events.enumerated() where event.type != .userToolResult && event.type != .userCustomToolResult {
+                throw APIError(
+                    .forbidden, "permission_error",
+                    "events[\(index)].type: an environment key sends only user.tool_result and user.custom_tool_result, not \(event.type.rawValue). Fix: send it with an API key"
+                )
+            }
+        }
+        let environment = try await sessionEnvironment(id)
+        try await checkToolAnswers(events, session: id, environment: environment)
         let clientKey = request.headers[.init("idempotency-key")!]
         let result = try await sessionLogCall { try await inbox.send(events, to: id, clientKey: clientKey).appended }
+        if let remote = environment.selfHostedEnvironment, events.contains(where: { $0.type == .userInterrupt }) {
+            // No turn runs while a worker has the calls: one is queued to close them, and the
+            // worker reads `stopping` at its next heartbeat.
+            _ = try await workCall { try await work.stopSession(environment: remote, session: id) }
+            try await sessionLogCall { _ = try await TurnQueue.enqueue(inbox.queue, session: id, name: inbox.turnQueue) }
+        }
         let stored = try await sessionLogCall {
             try await log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
         }
@@ -55,7 +74,7 @@ struct EventController: Sendable {
     /// A `user.custom_tool_result` or `user.tool_confirmation` must answer a tool use that is
     /// waiting for it. Appending one that does not would put a tool result with no tool use into
     /// the model's context, and every later turn of the session would fail on it.
-    func checkToolAnswers(_ events: [NewEvent], session: SessionID) async throws {
+    func checkToolAnswers(_ events: [NewEvent], session: SessionID, environment: EnvironmentConfig) async throws {
         let answers = events.enumerated().compactMap { index, event -> (index: Int, isResult: Bool, id: String)? in
             switch event.payload {
             case .userCustomToolResult(let result): (index, true, result.customToolUseId)
@@ -63,8 +82,15 @@ struct EventController: Sendable {
             default: nil
             }
         }
-        guard !answers.isEmpty else { return }
+        let remoteResults = events.enumerated().compactMap { index, event -> (index: Int, id: String)? in
+            if case .userToolResult(let result) = event.payload { return (index, result.toolUseId) }
+            return nil
+        }
+        guard !answers.isEmpty || !remoteResults.isEmpty else { return }
         let events = try await sessionLogCall { try await log.wake(session).events }
+        if !remoteResults.isEmpty {
+            try Self.checkRemoteResults(remoteResults, events: events, session: session, environment: environment)
+        }
         var waitingForResult = Set(ContextBuilder.pendingCustomToolUses(in: events).map(\.id))
         var waitingForConfirmation = Set(ContextBuilder.awaitingConfirmation(in: events).map(\.id))
         let known = Dictionary(events.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })
@@ -82,6 +108,46 @@ struct EventController: Sendable {
                 }
             throw APIError.unprocessable(
                 field, why, fix: "answer only the ids in the session's stop_reason.event_ids while it is idle with requires_action")
+        }
+    }
+
+    /// A `user.tool_result` answers a call that a self-hosted worker runs now: open, not held
+    /// for a confirmation, and answered once (the log refuses a second result even when two
+    /// race past this check).
+    static func checkRemoteResults(
+        _ results: [(index: Int, id: String)], events: [StoredEvent], session: SessionID, environment: EnvironmentConfig
+    ) throws {
+        guard let running = TurnRunner.remoteCallsRunning(events, environment) else {
+            throw APIError.invalid(
+                "events[\(results[0].index)].type",
+                "user.tool_result answers the agent toolset calls of a self_hosted environment's worker, and session \(session.rawValue) runs in a cloud environment",
+                fix: "answer agent.custom_tool_use events with user.custom_tool_result")
+        }
+        var open = Set(running.map(\.id))
+        let known = Dictionary(events.map { ($0.id, $0.type) }, uniquingKeysWith: { first, _ in first })
+        for result in results where open.remove(result.id) == nil {
+            let why: String =
+                switch known[result.id] {
+                case nil: "session \(session.rawValue) has no event \(result.id)"
+                case SessionEventType.agentToolUse.rawValue?: "\(result.id) was already answered, or waits for a user.tool_confirmation"
+                case let type?: "\(result.id) is the session's \(type) event, not an agent.tool_use its worker runs"
+                }
+            throw APIError.unprocessable(
+                "events[\(result.index)].tool_use_id", why, fix: "answer each agent.tool_use of the session once, after any confirmation it needs")
+        }
+    }
+
+    /// The environment config the session was created with (`.none` for one without).
+    func sessionEnvironment(_ session: SessionID) async throws -> EnvironmentConfig {
+        guard let text = try await sessionLogCall({ try await log.environmentJSON(session) }) else { return .none }
+        return (try? EnvironmentConfig.parse(try JSONValue.parse(text))) ?? .none
+    }
+
+    private func workCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as WorkQueueError {
+            throw APIError(.serviceUnavailable, "api_error", error.description)
         }
     }
 

@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverSelfHosted
 import DroverSessionLog
 import DroverWebhooks
 import Foundation
@@ -14,6 +15,8 @@ struct SessionController: Sendable {
     let inbox: SessionInbox
     let files: UploadedFiles
     let webhooks: WebhookNotifier
+    /// Archiving a self-hosted session stops its work item, so its worker lets go.
+    var work: WorkQueue?
     var lookup: ResourceLookup { ResourceLookup(store: store) }
     var options: APIServer.Options { files.options }
 
@@ -32,6 +35,20 @@ struct SessionController: Sendable {
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
         try await lookup.liveVaults(params.vaultIDs, workspace: context.workspace)
         let now = ControlPlaneStore.timestamp()
+        var config = environment.json["config"]
+        if case .object(var fields)? = config, fields["type"]?.stringValue == "self_hosted" {
+            // Files and repositories are mounted into Drover's sandboxes; a self-hosted worker's
+            // directory is the user's own.
+            if !params.resources.isEmpty {
+                throw APIError.invalid(
+                    "resources",
+                    "environment \(environment.id) is self_hosted: its tools run in your worker's directory, where Drover mounts nothing",
+                    fix: "put the files in the worker's workdir, or use a cloud environment")
+            }
+            // The brain routes the session's sandbox tools to this environment's workers.
+            fields["environment_id"] = .string(environment.id)
+            config = .object(fields)
+        }
         let resources = try await files.resources(params.resources, workspace: context.workspace, now: now)
         let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(agentRow.json))
         let id = SessionID.make()
@@ -52,7 +69,7 @@ struct SessionController: Sendable {
             id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)
         try await store.insert(.sessions, row)
         _ = try await sessionLogCall {
-            try await log.create(id, agent: snapshot, environment: environment.json["config"])
+            try await log.create(id, agent: snapshot, environment: config)
         }
         // Who started the session, for `drover report usage` per workspace.
         try await log.database?.saveSessionOrigin(
@@ -144,6 +161,10 @@ struct SessionController: Sendable {
         let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
         if current.archivedAt == nil { await webhooks(.sessionArchived, current.id, workspace: context.workspace) }
+        if let work, case .string(let environment)? = current.json["environment_id"] {
+            // Harmless for a cloud environment's session: it has no work queue.
+            _ = try? await work.stopSession(environment: environment, session: try SessionID(current.id))
+        }
         return jsonResponse(
             try await sessionJSON(
                 .init(

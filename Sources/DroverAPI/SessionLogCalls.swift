@@ -29,6 +29,8 @@ extension APIError {
         case .eventTooLarge: self = APIError(.contentTooLarge, "invalid_request_error", error.description)
         case .sessionNotFound(let id): self = APIError.notFound("session", id)
         case .sessionTerminated: self = APIError(.conflict, "invalid_request_error", error.description)
+        // 422, not 409: the SDK retries a 409, and sending the result again cannot succeed.
+        case .alreadyAnswered: self = APIError(.unprocessableContent, "invalid_request_error", error.description)
         case .sessionBusy, .staleFence: self = APIError(.conflict, "invalid_request_error", error.description)
         case .redis, .database, .unexpectedReply: self = APIError(.serviceUnavailable, "api_error", error.description)
         }

@@ -10,7 +10,6 @@ enum UnbuiltRoutes {
         ("/v1/tunnels", "tunnels"),
         ("/v1/user_profiles", "user profiles"),
         ("/v1/sessions/:session_id/threads", "session threads"),
-        ("/v1/environments/:environment_id/work", "self-hosted environment work"),
     ]
 
     static func add(_ router: Router<APIRequestContext>) {

@@ -25,6 +25,7 @@ enum DatabaseSchema {
         VaultTables.self,
         SessionRepositoryTables.self,
         WebhookTables.self,
+        EnvironmentKeyTables.self,
     ]
 
     static var migrator: DatabaseMigrator {

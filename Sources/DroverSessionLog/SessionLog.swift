@@ -76,6 +76,12 @@ public final class SessionLog: Sendable {
         throw .sessionNotFound(session.rawValue)
     }
 
+    /// Ends `task`'s hold on the session (see `takeFence(_:task:)`) though the session is still
+    /// running: its turn is over, and the next may start as soon as its input arrives.
+    public func releaseTurn(_ session: SessionID, task: String) async throws(SessionLogError) {
+        _ = try await run(SessionLogScripts.releaseTurn, keys: [SessionKeys(session).meta], [task])
+    }
+
     /// The id the log gives the event at `seq`.
     public static func eventID(_ session: SessionID, seq: Int64) -> String {
         "sevt_\(session.idPart)_\(String(format: "%06lld", seq))"
@@ -120,6 +126,9 @@ public final class SessionLog: Sendable {
             arguments.append(event.type.rawValue)
             arguments.append(event.json)
         }
+        let answers = events.compactMap(\.payload.answeredToolUse)
+        arguments.append(String(answers.count))
+        arguments += answers
         for _ in 0..<2 {
             let reply = try await run(SessionLogScripts.append, keys: [keys.log, keys.meta, keys.idempotency, keys.mirror], arguments)
             guard let fields = reply.array, let status = fields.first?.string else { throw .unexpectedReply("\(reply)") }
@@ -134,6 +143,8 @@ public final class SessionLog: Sendable {
                 throw .staleFence(session: session.rawValue, fence: fence?.epoch ?? -1, current: fields[1].int ?? -1)
             case "terminated":
                 throw .sessionTerminated(session.rawValue)
+            case "answered":
+                throw .alreadyAnswered(session: session.rawValue, toolUse: fields.count > 1 ? fields[1].string ?? "" : "")
             case "cold":
                 try await warmUp(session)
             default:

@@ -7,32 +7,11 @@ import DroverRedis
 /// `trimmed_through` (events up to here were trimmed from Redis and live only in SQLite) and
 /// `last_at`. A session with no `meta` is *cold*: it must be created, or restored from SQLite.
 enum SessionLogScripts {
-    private static let preamble = #"""
-        local function now_parts()
-          local t = redis.call('TIME')
-          return tonumber(t[1]), tonumber(t[2])
-        end
-        -- RFC 3339 with microseconds, from Unix seconds (civil-from-days, H. Hinnant).
-        local function iso8601(sec, usec)
-          local days = math.floor(sec / 86400)
-          local rem = sec - days * 86400
-          local z = days + 719468
-          local era = math.floor(z / 146097)
-          local doe = z - era * 146097
-          local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-          local y = yoe + era * 400
-          local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-          local mp = math.floor((5 * doy + 2) / 153)
-          local d = doy - math.floor((153 * mp + 2) / 5) + 1
-          local m = mp + 3
-          if mp >= 10 then m = mp - 9 end
-          if m <= 2 then y = y + 1 end
-          return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d,
-            math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, usec)
-        end
-        local function event_id(sid, seq) return 'sevt_' .. sid .. '_' .. string.format('%06d', seq) end
+    private static let preamble =
+        RedisScript.clockFunctions + #"""
+            local function event_id(sid, seq) return 'sevt_' .. sid .. '_' .. string.format('%06d', seq) end
 
-        """#
+            """#
 
     private static func script(_ name: String, idempotent: Bool, _ body: String) -> RedisScript {
         RedisScript(name: name, idempotent: idempotent, source: preamble + body)
@@ -79,6 +58,17 @@ enum SessionLogScripts {
         return {1, redis.call('HINCRBY', KEYS[1], 'epoch', 1)}
         """#)
 
+    /// Lets go of a session taken for `task` whose turn ended while the session stays running (its
+    /// calls are with a self-hosted worker), so that the turn their results queue may take it.
+    /// KEYS: meta   ARGV: taskId   Returns 1 released, 0 not this task's.
+    static let releaseTurn = script(
+        "session_release_turn", idempotent: true,
+        #"""
+        if redis.call('HGET', KEYS[1], 'turn_task') ~= ARGV[1] then return 0 end
+        redis.call('HDEL', KEYS[1], 'turn_task')
+        return 1
+        """#)
+
     /// KEYS: log meta idem mirror
     /// ARGV: sessionId idPart fence(-1 unfenced) clientKey nonce count, then per event: type json
     /// (a JSON object without id and processed_at, starting with '{').
@@ -107,6 +97,12 @@ enum SessionLogScripts {
         end
         if fence >= 0 and fence ~= tonumber(meta[2]) then return {'stale', tonumber(meta[2])} end
         if meta[3] == 'terminated' then return {'terminated'} end
+        -- A tool use takes one result, whoever sends it: a hands worker, a lease expiry, an interrupt.
+        local answers = tonumber(ARGV[7 + count * 2] or '0')
+        for i = 1, answers do
+          local use = ARGV[7 + count * 2 + i]
+          if redis.call('HEXISTS', KEYS[2], 'ans:' .. use) == 1 then return {'answered', use} end
+        end
         local sec, usec = now_parts()
         local at = iso8601(sec, usec)
         local seq = tonumber(meta[1])
@@ -125,6 +121,9 @@ enum SessionLogScripts {
           elseif etype == 'session.status_idle' then status = 'idle'
           elseif etype == 'session.status_rescheduled' then status = 'rescheduling'
           elseif etype == 'session.status_terminated' then status = 'terminated' end
+        end
+        for i = 1, answers do
+          redis.call('HSET', KEYS[2], 'ans:' .. ARGV[7 + count * 2 + i], first)
         end
         local record = first .. ':' .. seq .. ':' .. at .. '|' .. nonce
         if inMeta then

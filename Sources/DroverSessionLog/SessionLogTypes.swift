@@ -147,6 +147,8 @@ public enum SessionLogError: ActionableError, Equatable {
     case staleFence(session: String, fence: Int64, current: Int64)
     case sessionNotFound(String)
     case sessionTerminated(String)
+    /// The tool use has its result already; a second one is refused (I2).
+    case alreadyAnswered(session: String, toolUse: String)
     /// Another turn task is running the session.
     case sessionBusy(session: String, task: String)
     case redis(RedisError)
@@ -166,6 +168,7 @@ public enum SessionLogError: ActionableError, Equatable {
         case .invalidInput(_, _, let fix): fix
         case .eventTooLarge: "keep each event under the limit; put large content in a file and refer to it"
         case .sessionTerminated: "create a new session"
+        case .alreadyAnswered: "send nothing more for this tool use: its result is in the session's events"
         case .redis(let error): error.fix
         default: nil
         }
@@ -181,6 +184,7 @@ public enum SessionLogError: ActionableError, Equatable {
         case .sessionNotFound(let id): "session \(id) does not exist"
         case .sessionBusy(let id, let task): "session \(id) is running a turn for task \(task)"
         case .sessionTerminated(let id): "session \(id) is terminated and accepts no events. Fix: \(fix!)"
+        case .alreadyAnswered(let id, let use): "tool use \(use) of session \(id) was already answered. Fix: \(fix!)"
         case .redis(let error): error.description
         case .database(let message): "SQLite: \(message)"
         case .unexpectedReply(let text): "unexpected reply from a session-log script: \(text)"

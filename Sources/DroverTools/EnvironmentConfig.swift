@@ -8,6 +8,18 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
     public var pip: [String] = []
     /// Where its sandboxes may connect, through the worker's egress proxy.
     public var network: NetworkPolicy = .offline
+    /// For a `self_hosted` environment, its id: the sandbox tools of its sessions run on the
+    /// workers that poll it, not in Drover's sandboxes.
+    public var selfHostedEnvironment: String?
+
+    /// The toolset tools a self-hosted environment's worker runs (the SDK's
+    /// `beta_agent_toolset_20260401`); `web_fetch` and `web_search` stay with Drover.
+    public static let selfHostedTools: Set<String> = ["bash", "read", "write", "edit", "glob", "grep"]
+
+    /// Whether a worker of the session's self-hosted environment runs the toolset tool `name`.
+    public func runsRemotely(_ name: String) -> Bool {
+        selfHostedEnvironment != nil && Self.selfHostedTools.contains(name)
+    }
 
     public init(pip: [String] = [], network: NetworkPolicy = .offline) {
         self.pip = pip.sorted()
@@ -54,7 +66,12 @@ public struct EnvironmentConfig: Sendable, Equatable, Hashable {
         }
         switch fields["type"]?.stringValue {
         case "self_hosted":
-            return .none
+            guard let id = fields["environment_id"]?.stringValue, !id.isEmpty else {
+                throw Invalid(field: "config.environment_id", message: "a self_hosted session's config must name its environment")
+            }
+            var config = EnvironmentConfig.none
+            config.selfHostedEnvironment = id
+            return config
         case "cloud", nil:
             break
         case let other:

@@ -26,6 +26,11 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Tries of one webhook delivery before it goes to the dead letters (18, from 10 s: about a day).")
     var webhookAttempts = 18
     @Option(help: "Seconds one webhook delivery may take before it counts as failed.") var webhookTimeoutSeconds: Double = 10
+    @Option(
+        help:
+            "Seconds a self-hosted worker's lease on a work item lasts without a heartbeat (the SDK's worker renews it at half that). When it lapses, the calls it ran get error results."
+    )
+    var workLeaseSeconds = 60
 
     /// How this process delivers webhooks.
     func webhookPolicy() throws -> WebhookRetryPolicy {
@@ -116,6 +121,8 @@ struct APIOptions: ParsableArguments {
         }
         guard requestBurst > 0 else { throw ValidationError("--request-burst: must be positive") }
         options.rateLimit = requestsPerSecond > 0 ? (requestsPerSecond, requestBurst) : nil
+        guard (2...600).contains(workLeaseSeconds) else { throw ValidationError("--work-lease-seconds: must be 2 to 600") }
+        options.work.leaseTTL = .seconds(workLeaseSeconds)
         options.filesDirectory = runtime.configuration.dataDirectory.appendingPathComponent("files")
         // Session file resources are copied where this host's sandboxes will find them.
         options.handsRoot = try runtime.handsRoot()
@@ -212,7 +219,7 @@ struct ServeCommand: AsyncParsableCommand {
             let recorder = Recorder(redis: runtime.redis, database: database, options: recording)
             var services: [any Service] = [
                 NamedService("the recorder", RecorderService(recorder: recorder)), NamedService("the worker", WorkerService(worker: worker)),
-                try api.webhookDeliverer(runtime: runtime),
+                NamedService("the remote hands sweeper", try RemoteHandsService(runtime: runtime)), try api.webhookDeliverer(runtime: runtime),
             ]
             if scheduler {
                 let store = DeploymentStore(database: database)

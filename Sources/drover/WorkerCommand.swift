@@ -1,7 +1,9 @@
 import ArgumentParser
 import DroverBrain
 import DroverHands
+import DroverQueue
 import DroverRuntime
+import DroverSelfHosted
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -37,7 +39,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 "drover worker \(worker.options.workerId): \(self.worker.concurrency) slots, \(self.worker.hands) hands"
             )
             let group = ServiceGroup(
-                services: [WorkerService(worker: worker)] + [observability.metricsService(observed, role: "worker")].compactMap { $0 },
+                services: [WorkerService(worker: worker), try RemoteHandsService(runtime: runtime)]
+                    + [observability.metricsService(observed, role: "worker")].compactMap { $0 },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "drover.worker")
             )
@@ -48,6 +51,21 @@ struct WorkerCommand: AsyncParsableCommand {
             await model.scripted?.stop()
             note("drover worker: drained")
         }
+    }
+}
+
+/// Answers the calls of self-hosted workers whose leases lapsed (`RemoteHandsSweeper`), in every
+/// process that runs a worker: any of them may, and each call is answered once.
+struct RemoteHandsService: Service {
+    let sweeper: RemoteHandsSweeper
+
+    init(runtime: RuntimeEnvironment) throws {
+        let inbox = SessionInbox(log: try runtime.sessionLog, queue: TaskQueue(redis: runtime.redis))
+        sweeper = RemoteHandsSweeper(inbox: inbox, work: WorkQueue(redis: runtime.redis))
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await sweeper.run() }
     }
 }
 

@@ -96,11 +96,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def sandboxed_server(prefix: str, script: str, *options: str, env_extra: dict | None = None):
+def sandboxed_server(prefix: str, script: str, *options: str, env_extra: dict | None = None, hands: str = "sandbox"):
     """A `drover serve` with real bubblewrap sandboxes (skipped where there is none), driven by the
     scripted model `script` (YAML text), with keys for workspaces alpha and beta. `env_extra` adds
-    variables to the server's environment."""
-    if subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode != 0:
+    variables to the server's environment; `hands="in-process"` runs no sandbox at all."""
+    if hands == "sandbox" and subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode != 0:
         pytest.skip("bubblewrap is not installed")
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         tmp = Path(tmp)
@@ -120,7 +120,7 @@ def sandboxed_server(prefix: str, script: str, *options: str, env_extra: dict | 
         keys = {w: subprocess.run([str(DROVER), "keys", "create", "--workspace", w], env=env, check=True, capture_output=True,
                                   text=True, timeout=30).stdout.strip() for w in ("alpha", "beta")}
         env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{stub_port}"
-        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", "sandbox", "--no-scheduler", *options],
+        serve = subprocess.Popen([str(DROVER), "serve", "--address", f"127.0.0.1:{api_port}", "--hands", hands, "--no-scheduler", *options],
                                  stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
         try:
             wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)

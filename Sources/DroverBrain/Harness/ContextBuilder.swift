@@ -29,7 +29,7 @@ public enum ContextBuilder {
         static let modelVisible: Set<String> = Set(
             [
                 SessionEventType.userMessage, .agentMessage, .agentToolUse, .agentMcpToolUse, .agentCustomToolUse, .agentToolResult,
-                .agentMcpToolResult, .userCustomToolResult,
+                .agentMcpToolResult, .userCustomToolResult, .userToolResult,
             ].map(\.rawValue))
 
         public mutating func add(_ event: StoredEvent) {
@@ -52,6 +52,8 @@ public enum ContextBuilder {
                 close(result.mcpToolUseId, result.content, isError: result.isError)
             case .userCustomToolResult(let result):
                 close(result.customToolUseId, result.content, isError: result.isError)
+            case .userToolResult(let result):
+                close(result.toolUseId, result.content, isError: result.isError)
             default:
                 return
             }
@@ -135,7 +137,7 @@ public enum ContextBuilder {
             case .agentToolUse, .agentMcpToolUse, .agentCustomToolUse:
                 open[event.id] = event
                 order.append(event.id)
-            case .agentToolResult, .agentMcpToolResult, .userCustomToolResult:
+            case .agentToolResult, .agentMcpToolResult, .userCustomToolResult, .userToolResult:
                 if let useId = event.payload?.answeredToolUse { open.removeValue(forKey: useId) }
             default:
                 break

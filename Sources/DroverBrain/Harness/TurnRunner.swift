@@ -1,5 +1,6 @@
 import DroverCore
 import DroverMetrics
+import DroverSelfHosted
 import DroverSessionLog
 import DroverTools
 import Foundation
@@ -17,6 +18,9 @@ public struct TurnOutcome: Sendable, Equatable {
         case terminated(Unreadable)
         /// The log held no pending input.
         case nothingToDo
+        /// Tool calls are with a self-hosted environment's worker. The session stays running and
+        /// holds no worker: their `user.tool_result` events queue the next turn.
+        case awaitingHands
 
         public var description: String {
             switch self {
@@ -24,6 +28,7 @@ public struct TurnOutcome: Sendable, Equatable {
             case .interrupted: "interrupted"
             case .terminated(let unreadable): "\(unreadable.rawValue)_unreadable"
             case .nothingToDo: "nothing_to_do"
+            case .awaitingHands: "awaiting_hands"
             }
         }
     }
@@ -62,6 +67,8 @@ public final class TurnRunner: Sendable {
     public let eagerHands: Bool
     /// Called when a turn's first text delta arrives, for measuring time to first token.
     public let onFirstToken: (@Sendable (SessionID) -> Void)?
+    /// The work queues of self-hosted environments, for sessions whose hands are elsewhere.
+    let work: WorkQueue
     private let logger = Logger(label: "drover.turn")
 
     public static let crashInterruption = "interrupted by a worker crash or shutdown; the sandbox may hold partial effects"
@@ -79,6 +86,7 @@ public final class TurnRunner: Sendable {
         self.defaultAgent = defaultAgent
         self.eagerHands = eagerHands
         self.onFirstToken = onFirstToken
+        self.work = WorkQueue(redis: log.redis)
     }
 
     public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
@@ -126,17 +134,23 @@ public final class TurnRunner: Sendable {
             try await append(session, fence, state, [Self.unreadableEnvironment(error), .sessionStatusTerminated])
             return TurnOutcome(.terminated(.environment), modelRequests: 0)
         }
-        // Lazy hands: provisioning starts now and runs beside the first model request.
-        if eagerHands {
-            await hand.prepare(session: session, environment: environment)
-        } else {
-            Task { await hand.prepare(session: session, environment: environment) }
+        // Lazy hands: provisioning starts now and runs beside the first model request. A
+        // self-hosted environment's hands are its workers, asked for once the turn needs them.
+        if environment.selfHostedEnvironment == nil {
+            if eagerHands {
+                await hand.prepare(session: session, environment: environment)
+            } else {
+                Task { await hand.prepare(session: session, environment: environment) }
+            }
         }
 
         let state = TurnState(events: snapshot.events, environment: environment)
         // A crash can leave a model call and tool uses open: close each exactly once (I2, docs/ARCHITECTURE.md).
+        // Calls with a self-hosted worker are not cut off by a crash here: the worker answers them,
+        // or its lease lapses and the sweeper does (RemoteHandsSweeper).
         var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map { Self.failedModelRequestEnd(start: $0.id) }
-        repairs += ContextBuilder.danglingToolUses(in: snapshot.events).map { Self.toolResult(for: $0, text: Self.crashInterruption) }
+        repairs += ContextBuilder.danglingToolUses(in: snapshot.events).filter { !Self.runsRemotely($0, environment) }
+            .map { Self.toolResult(for: $0, text: Self.crashInterruption) }
         if !repairs.isEmpty {
             try await append(session, fence, state, repairs)
         }
@@ -149,6 +163,18 @@ public final class TurnRunner: Sendable {
             let reason = StopReason.requiresAction(eventIds: pending.map(\.id))
             try await append(session, fence, state, [.sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
             return TurnOutcome(.idle(reason), modelRequests: 0)
+        }
+        if let remote = environment.selfHostedEnvironment {
+            // The interrupt of a session whose calls are with a worker: no turn is running to see it.
+            if let interrupt = state.events.last(where: { $0.kind == .userInterrupt }),
+                let waiting = Self.remoteCallsRunning(state.events, environment), waiting.contains(where: { $0.seq < interrupt.seq })
+            {
+                try await closeRemoteCalls(session, fence, state, text: Self.userInterruption)
+                try await append(session, fence, state, [.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn))])
+                try await work.stopSession(environment: remote, session: session)
+                return TurnOutcome(.interrupted, modelRequests: 0)
+            }
+            try await work.ensure(environment: remote, session: session)
         }
         if state.events.last(where: { $0.kind?.isSessionStatus == true })?.kind != .sessionStatusRunning {
             try await append(session, fence, state, [.sessionStatusRunning])
@@ -170,12 +196,24 @@ public final class TurnRunner: Sendable {
             default: continue
             }
             guard let answer = answers[use.id] else { continue }
+            // A confirmed call of a self-hosted worker's tool is its to run; a denied one is closed here.
+            if Self.runsRemotely(use, environment) {
+                if answer.result != .allow {
+                    try await appendRemoteResult(
+                        session, fence, state, use.id,
+                        .text("the user denied this tool call" + (answer.denyMessage.map { ": \($0)" } ?? ""), isError: true))
+                }
+                continue
+            }
             let result: ToolResult =
                 answer.result == .allow
                 ? try await execute(
                     hands, name, .object(input), session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
                 : .text("the user denied this tool call" + (answer.denyMessage.map { ": \($0)" } ?? ""), isError: true)
             try await append(session, fence, state, [Self.toolResult(answering: use, result)])
+        }
+        if Self.remoteCallsRunning(state.events, environment)?.isEmpty == false {
+            return TurnOutcome(.awaitingHands, modelRequests: 0)
         }
         let watchFrom = state.lastSeq
         let sink = deltas.sink(for: session)
@@ -200,7 +238,12 @@ public final class TurnRunner: Sendable {
             return outcome
         case .interrupted:
             try await state.refresh(log, session)
-            var closing = ContextBuilder.danglingToolUses(in: state.events).map { Self.toolResult(for: $0, text: Self.userInterruption) }
+            if let remote = environment.selfHostedEnvironment {
+                try await closeRemoteCalls(session, fence, state, text: Self.userInterruption)
+                try await work.stopSession(environment: remote, session: session)
+            }
+            var closing = ContextBuilder.danglingToolUses(in: state.events).filter { !Self.runsRemotely($0, environment) }
+                .map { Self.toolResult(for: $0, text: Self.userInterruption) }
             if let open = state.openModelRequest {
                 closing.append(Self.failedModelRequestEnd(start: open))
             }
@@ -317,6 +360,7 @@ public final class TurnRunner: Sendable {
                 return try await finish(session, fence, state, started, response.stopReason == "refusal" ? .refusal : .endTurn)
             }
             var waitingOnClient: [String] = []
+            var waitingOnHands = false
             for (offset, use) in toolUses.enumerated() {
                 let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
                 let route = hands.route(use.name)
@@ -330,6 +374,10 @@ public final class TurnRunner: Sendable {
                         [Self.toolResult(useId: useId, mcp: route.isMCP, .text("the tool \(use.name) is not enabled for this agent", isError: true))])
                     continue
                 }
+                if !route.isMCP, state.environment.runsRemotely(use.name) {
+                    waitingOnHands = true
+                    continue
+                }
                 let result = try await execute(
                     hands, use.name, use.input, session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
                 try await append(session, fence, state, [Self.toolResult(useId: useId, mcp: route.isMCP, result)])
@@ -337,7 +385,52 @@ public final class TurnRunner: Sendable {
             if !waitingOnClient.isEmpty {
                 return try await finish(session, fence, state, started, .requiresAction(eventIds: waitingOnClient))
             }
+            if waitingOnHands, let remote = state.environment.selfHostedEnvironment {
+                try await work.ensure(environment: remote, session: session)
+                return TurnOutcome(.awaitingHands, modelRequests: state.modelRequests)
+            }
         }
+    }
+
+    // MARK: Remote hands
+
+    /// Whether `use` is a call a self-hosted environment's worker runs.
+    public static func runsRemotely(_ use: StoredEvent, _ environment: EnvironmentConfig) -> Bool {
+        guard use.kind == .agentToolUse, case .agentToolUse(let tool)? = use.payload else { return false }
+        return environment.runsRemotely(tool.name)
+    }
+
+    /// The calls a self-hosted worker runs, or may be running, now: open, and not held for a
+    /// confirmation. Nil for a session whose hands are Drover's.
+    public static func remoteCallsRunning(_ events: [StoredEvent], _ environment: EnvironmentConfig) -> [StoredEvent]? {
+        guard environment.selfHostedEnvironment != nil else { return nil }
+        let held = Set(ContextBuilder.awaitingConfirmation(in: events).map(\.id))
+        return ContextBuilder.openToolUses(in: events).filter { runsRemotely($0, environment) && !held.contains($0.id) }
+    }
+
+    /// Closes every open call of the session's worker with an error, each at most once: a result
+    /// that the worker sent first wins.
+    private func closeRemoteCalls(_ session: SessionID, _ fence: SessionFence, _ state: TurnState, text: String) async throws {
+        let open = ContextBuilder.openToolUses(in: state.events).filter { Self.runsRemotely($0, state.environment) }
+        for use in open {
+            try await appendRemoteResult(session, fence, state, use.id, .text(text, isError: true))
+        }
+    }
+
+    /// A result for a worker's call, written by Drover: a `user.tool_result`, as the worker's
+    /// own would be, so that the SDK's runner counts the call answered and never runs it again.
+    private func appendRemoteResult(
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ useId: String, _ result: ToolResult
+    ) async throws {
+        do {
+            try await append(session, fence, state, [Self.remoteResult(useId: useId, result)])
+        } catch SessionLogError.alreadyAnswered {
+            try await state.refresh(log, session)
+        }
+    }
+
+    public static func remoteResult(useId: String, _ result: ToolResult) -> SessionEventPayload {
+        .userToolResult(UserToolResult(toolUseId: useId, content: result.content, isError: result.isError))
     }
 
     static func countTokens(_ usage: ModelUsage, model: String) {

@@ -127,6 +127,10 @@ public final class Worker: Sendable {
         }
         switch ending {
         case .success(.turn(let outcome)):
+            if outcome.ending == .awaitingHands {
+                // The session stays running with no turn: the results' turn must not find it busy.
+                try? await runner.log.releaseTurn(session, task: lease.taskId)
+            }
             logger.debug(
                 "turn done",
                 metadata: ["session": "\(session)", "outcome": "\(outcome.ending)", "model_requests": "\(outcome.modelRequests)"])

@@ -90,6 +90,7 @@ public struct SessionTimeline: Sendable {
             case .agentToolResult(let result): return toolResult(result.toolUseId, result.content, result.isError)
             case .agentMCPToolResult(let result): return toolResult(result.mcpToolUseId, result.content, result.isError)
             case .userCustomToolResult(let result): return toolResult(result.customToolUseId, result.content, result.isError)
+            case .userToolResult(let result): return toolResult(result.toolUseId, result.content, result.isError)
             case .spanModelRequestStart:
                 modelRequests += 1
                 if let at { modelStarts[event.id] = at }

@@ -64,7 +64,7 @@ public struct IncomingSessionEvent: Sendable, Hashable {
 
     private static func serverOnlyFields(_ type: SessionEventType) -> [String] {
         switch type {
-        case .userToolConfirmation, .userCustomToolResult: ["session_thread_id"]
+        case .userToolConfirmation, .userCustomToolResult, .userToolResult: ["session_thread_id"]
         default: []
         }
     }
@@ -78,6 +78,9 @@ public struct IncomingSessionEvent: Sendable, Hashable {
             blocks = message.content
             allowed = ["text", "image", "document", "redacted"]
         case .userCustomToolResult(let result):
+            blocks = result.content ?? []
+            allowed = ["text", "image", "document", "search_result"]
+        case .userToolResult(let result):
             blocks = result.content ?? []
             allowed = ["text", "image", "document", "search_result"]
         default:

@@ -5,6 +5,7 @@ public enum SessionEventPayload: Sendable, Hashable {
     case userInterrupt(UserInterrupt)
     case userToolConfirmation(UserToolConfirmation)
     case userCustomToolResult(UserCustomToolResult)
+    case userToolResult(UserToolResult)
     case agentMessage(AgentMessage)
     case agentThinking
     case agentToolUse(AgentToolUse)
@@ -30,6 +31,7 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .userInterrupt: .userInterrupt
         case .userToolConfirmation: .userToolConfirmation
         case .userCustomToolResult: .userCustomToolResult
+        case .userToolResult: .userToolResult
         case .agentMessage: .agentMessage
         case .agentThinking: .agentThinking
         case .agentToolUse: .agentToolUse
@@ -53,7 +55,7 @@ public enum SessionEventPayload: Sendable, Hashable {
     /// Whether `type` has its own case; `false` means it decodes as `.other`.
     public static func isTyped(_ type: SessionEventType) -> Bool {
         switch type {
-        case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult,
+        case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult,
             .agentMessage, .agentThinking, .agentToolUse, .agentToolResult, .agentMcpToolUse,
             .agentMcpToolResult, .agentCustomToolUse, .sessionStatusRunning, .sessionStatusIdle,
             .sessionStatusRescheduled, .sessionStatusTerminated, .sessionError, .sessionUsage,
@@ -71,6 +73,7 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .userInterrupt: .userInterrupt(try UserInterrupt(reading: &reader))
         case .userToolConfirmation: .userToolConfirmation(try UserToolConfirmation(reading: &reader))
         case .userCustomToolResult: .userCustomToolResult(try UserCustomToolResult(reading: &reader))
+        case .userToolResult: .userToolResult(try UserToolResult(reading: &reader))
         case .agentMessage: .agentMessage(try AgentMessage(reading: &reader))
         case .agentThinking: .agentThinking
         case .agentToolUse: .agentToolUse(try AgentToolUse(reading: &reader))
@@ -97,6 +100,7 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .userInterrupt(let fields): fields.write(to: &writer)
         case .userToolConfirmation(let fields): fields.write(to: &writer)
         case .userCustomToolResult(let fields): fields.write(to: &writer)
+        case .userToolResult(let fields): fields.write(to: &writer)
         case .agentMessage(let fields): fields.write(to: &writer)
         case .agentToolUse(let fields): fields.write(to: &writer)
         case .agentToolResult(let fields): fields.write(to: &writer)
@@ -118,12 +122,13 @@ public enum SessionEventPayload: Sendable, Hashable {
 extension SessionEventPayload {
     /// The id of the tool use this result answers: `agent.tool_result`'s `tool_use_id`,
     /// `agent.mcp_tool_result`'s `mcp_tool_use_id` or `user.custom_tool_result`'s
-    /// `custom_tool_use_id`. Nil for every other event.
+    /// `custom_tool_use_id`, or `user.tool_result`'s `tool_use_id`. Nil for every other event.
     public var answeredToolUse: String? {
         switch self {
         case .agentToolResult(let result): result.toolUseId
         case .agentMCPToolResult(let result): result.mcpToolUseId
         case .userCustomToolResult(let result): result.customToolUseId
+        case .userToolResult(let result): result.toolUseId
         default: nil
         }
     }

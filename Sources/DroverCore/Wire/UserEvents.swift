@@ -69,6 +69,37 @@ public struct UserToolConfirmation: EventFields {
     }
 }
 
+/// `user.tool_result`: a self-hosted environment's worker answers an `agent.tool_use` it ran.
+public struct UserToolResult: EventFields {
+    /// The `agent.tool_use` event this answers.
+    public var toolUseId: String
+    public var content: [ContentBlock]?
+    public var isError: Bool?
+    /// Set by the server when routed to a subagent thread.
+    public var sessionThreadId: String?
+
+    public init(toolUseId: String, content: [ContentBlock]? = nil, isError: Bool? = nil, sessionThreadId: String? = nil) {
+        self.toolUseId = toolUseId
+        self.content = content
+        self.isError = isError
+        self.sessionThreadId = sessionThreadId
+    }
+
+    init(reading reader: inout WireReader) throws(WireDecodingError) {
+        toolUseId = try reader.required("tool_use_id", .string)
+        content = try reader.optional("content", .contentBlocks)
+        isError = try reader.optional("is_error", .bool)
+        sessionThreadId = try reader.optional("session_thread_id", .string)
+    }
+
+    func write(to writer: inout WireWriter) {
+        writer.set("tool_use_id", toolUseId)
+        writer.set("content", content)
+        writer.set("is_error", isError)
+        writer.set("session_thread_id", sessionThreadId)
+    }
+}
+
 /// `user.custom_tool_result`
 public struct UserCustomToolResult: EventFields {
     /// The `agent.custom_tool_use` event this answers.
