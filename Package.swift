@@ -418,7 +418,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverQueueTests",
-            dependencies: ["DroverCore", "DroverQueue", "DroverTesting"]
+            dependencies: ["DroverCore", "DroverQueue", "DroverSelfHosted", "DroverTesting"]
         ),
         .testTarget(
             name: "DroverRedisTests",

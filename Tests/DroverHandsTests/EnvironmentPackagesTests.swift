@@ -162,7 +162,10 @@ struct EnvironmentPackagesTests {
             }
         }
         #expect(try EnvironmentConfig.parse(cloudConfig(pip: ["b", "a"])) == EnvironmentConfig(pip: ["a", "b"]))
-        #expect(try EnvironmentConfig.parse(.object(["type": .string("self_hosted")])) == .none)
+        // A self-hosted session's config names its environment, whose workers run its toolset.
+        let selfHosted = try EnvironmentConfig.parse(.object(["type": .string("self_hosted"), "environment_id": .string("env_1")]))
+        #expect(selfHosted.selfHostedEnvironment == "env_1" && selfHosted.runsRemotely("bash") && !selfHosted.runsRemotely("web_fetch"))
+        #expect(throws: EnvironmentConfig.Invalid.self) { try EnvironmentConfig.parse(.object(["type": .string("self_hosted")])) }
         #expect(try EnvironmentConfig.parse(cloudConfig(pip: ["a"])).key != EnvironmentConfig.none.key)
 
         // The hands take only a parsed `EnvironmentConfig`, so a config they cannot honour never

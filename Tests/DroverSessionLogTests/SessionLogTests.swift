@@ -145,6 +145,46 @@ struct SessionLogTests {
         }
     }
 
+    @Test("a tool use takes one result: racing answers from a worker, a lease sweeper and a turn land once")
+    func oneResultPerToolUse() async throws {
+        try await withLog { log, _, _, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            let use = try await log.append(session, [NewEvent(.agentToolUse(AgentToolUse(name: "bash", input: ["command": .string("ls")])))])
+            let useId = SessionLog.eventID(session, seq: use.firstSeq)
+            // Before this rule, each of these would have landed, and the model been sent two
+            // results for one call (which it refuses), or a worker's late result after the error.
+            let answers: [SessionEventPayload] = [
+                .userToolResult(UserToolResult(toolUseId: useId, content: [.text("from the worker")], isError: false)),
+                .userToolResult(UserToolResult(toolUseId: useId, content: [.text("lease lapsed")], isError: true)),
+                .agentToolResult(AgentToolResult(toolUseId: useId, content: [.text("interrupted")], isError: true)),
+            ]
+            let landed = await withTaskGroup(of: Bool.self) { group in
+                for answer in answers {
+                    group.addTask {
+                        do {
+                            try await log.append(session, [answer])
+                            return true
+                        } catch SessionLogError.alreadyAnswered(_, let toolUse) {
+                            return toolUse != useId
+                        } catch {
+                            return true
+                        }
+                    }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(landed == 1)
+            let results = try await log.read(session).filter { $0.payload?.answeredToolUse == useId }
+            #expect(results.count == 1)
+            // A batch that answers an answered call writes nothing at all, not even its other events.
+            await #expect(throws: SessionLogError.alreadyAnswered(session: session.rawValue, toolUse: useId)) {
+                try await log.append(session, [message("kept?"), NewEvent(answers[1])])
+            }
+            #expect(try await log.read(session).count == 2)
+        }
+    }
+
     @Test("a retried append with the same client key writes nothing and returns the first result")
     func idempotentAppend() async throws {
         try await withLog { log, _, _, _ in
