@@ -437,8 +437,11 @@ struct CustomToolTests {
                 )
             }
             _ = try await brain.log.append(session, try result(uses[0], "9"))
-            // Two clients racing past the API's check: a second answer, and one for no tool use.
-            _ = try await brain.log.append(session, try result(uses[0], "9 again"))
+            // Two clients racing past the API's check: the log refuses a second answer outright;
+            // one for no tool use lands, and the brain leaves it out of the model's context.
+            await #expect(throws: SessionLogError.alreadyAnswered(session: session.rawValue, toolUse: uses[0].id)) {
+                _ = try await brain.log.append(session, try result(uses[0], "9 again"))
+            }
             _ = try await brain.log.append(
                 session,
                 try NewEvent.parseClientEvents(

@@ -234,6 +234,7 @@ struct SchemaTests {
                 "vaults: vaults and sealed credentials",
                 "sessions: sealed repository tokens",
                 "webhooks: endpoints",
+                "environments: worker keys",
             ])
         #expect(NumberedSchema.migrator.migrations == DatabaseSchema.numberedIdentifiers)
     }
@@ -245,7 +246,7 @@ struct SchemaTests {
         let fresh = try scratch("fresh")
         _ = try MirrorDatabase(path: fresh)
         let (expected, expectedNames) = try shape(fresh)
-        #expect(expectedNames.count == 9)
+        #expect(expectedNames.count == 10)
 
         let old = try scratch("numbered-\(applied)")
         let queue = try DatabaseQueue(path: old)
