@@ -34,7 +34,7 @@ struct AgentController: Sendable {
         let paging = try PageQuery(input)
         let rows = try await store.list(
             .agents, workspace: context.workspace, includeArchived: try input.bool("include_archived"), offset: paging.offset, limit: paging.fetch,
-            createdAfter: input.string("created_at[gte]"), createdBefore: input.string("created_at[lte]"))
+            created: try input.createdAtRange())
         return jsonResponse(paging.page(rows) { .object($0.json) })
     }
 

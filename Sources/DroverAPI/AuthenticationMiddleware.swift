@@ -40,7 +40,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
             .map { $0.trimmingCharacters(in: .whitespaces) }
         // The SDK's files calls send no beta header of their own (or `files-api-2025-04-14`).
         let isFiles = path == "/v1/files" || path.hasPrefix("/v1/files/")
-        guard isFiles || betas.contains(Self.betaHeader) else {
+        guard isFiles || betas.contains(Self.betaHeader) || UnbuiltRoutes.matches(path) else {
             throw APIError.invalid(
                 "anthropic-beta", "the header must include \(Self.betaHeader)",
                 fix: "send `anthropic-beta: \(Self.betaHeader)` (the anthropic SDK does this for client.beta.* calls)")

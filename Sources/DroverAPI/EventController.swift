@@ -196,8 +196,7 @@ struct EventQuery {
     let ascending: Bool
     let cursor: Int64?
     let types: Set<String>
-    let createdAfter: (String, inclusive: Bool)?
-    let createdBefore: (String, inclusive: Bool)?
+    let created: CreatedAtRange
 
     init(_ input: RequestInput) throws {
         limit = try input.int("limit", default: 20, range: 1...1000)
@@ -219,26 +218,15 @@ struct EventQuery {
         for type in types where SessionEventType(rawValue: type) == nil {
             throw APIError.invalid("types", "'\(type)' is not an event type")
         }
-        createdAfter = input.string("created_at[gt]").map { ($0, false) } ?? input.string("created_at[gte]").map { ($0, true) }
-        createdBefore = input.string("created_at[lt]").map { ($0, false) } ?? input.string("created_at[lte]").map { ($0, true) }
-        for (name, value) in [("created_at", createdAfter?.0), ("created_at", createdBefore?.0)] {
-            if let value, ISO8601DateFormatter.withFractions.date(from: value) == nil, ISO8601DateFormatter().date(from: value) == nil {
-                throw APIError.invalid(name, "'\(value)' is not an RFC 3339 time", fix: "use for example 2026-01-31T12:00:00Z")
-            }
-        }
+        created = try input.createdAtRange()
     }
 
     func matches(_ event: StoredEvent) -> Bool {
         if !types.isEmpty, !types.contains(event.type) { return false }
-        if createdAfter != nil || createdBefore != nil {
-            guard let at = Self.date(event.processedAt) else { return false }
-            if let (bound, inclusive) = createdAfter, let limit = Self.date(bound), inclusive ? at < limit : at <= limit { return false }
-            if let (bound, inclusive) = createdBefore, let limit = Self.date(bound), inclusive ? at > limit : at >= limit { return false }
+        if created != CreatedAtRange() {
+            guard let at = CreatedAtRange.instant(event.processedAt) else { return false }
+            return created.contains(at)
         }
         return true
-    }
-
-    static func date(_ text: String) -> Date? {
-        ISO8601DateFormatter.withFractions.date(from: text) ?? ISO8601DateFormatter().date(from: text)
     }
 }

@@ -149,20 +149,23 @@ extension EventController {
         }
     }
 
-    /// Turns the brain's delta messages into `event_start`/`event_delta` previews. The preview id
-    /// is Drover's own (`sevt_preview_...`): the final event's id is only known once it is appended.
+    /// Turns the brain's delta messages into `event_start`/`event_delta` previews. The preview's id
+    /// is the one the brain expects the final `agent.message` to get, so a client reconciles the
+    /// two by id, as the SDK documents. An event appended by someone else while the message
+    /// streams (a `user.interrupt`) takes that id's place; a brain too old to say uses a
+    /// `sevt_preview_` id.
     static func followDeltas(
         _ deltas: AsyncThrowingStream<String, Error>, preview: Locked<Preview>, into continuation: AsyncStream<String>.Continuation
     ) async throws {
         for try await payload in deltas {
             switch MessageDelta(json: payload) {
-            case .text(let index, let text):
+            case .text(let index, let text, let eventId):
                 let next = preview.withLock { state -> (id: String, started: Bool)? in
                     switch state {
                     case .closed: return nil
                     case .open(let id?): return (id, false)
                     case .open(nil):
-                        let fresh = Identifier.make(prefix: "sevt_preview")
+                        let fresh = eventId ?? Identifier.make(prefix: "sevt_preview")
                         state = .open(fresh)
                         return (fresh, true)
                     }

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverDatabase
 import Foundation
 import Hummingbird
 import NIOCore
@@ -58,6 +59,36 @@ struct RequestInput {
         case "false", "0": return false
         default: throw APIError.invalid(name, "'\(text)' is not true or false")
         }
+    }
+
+    /// `created_at[gt]`, `[gte]`, `[lt]` and `[lte]` as instants: `gt` and `lt` exclude the bound,
+    /// and any offset (`Z`, `+05:30`) means the instant it names.
+    func createdAtRange() throws -> CreatedAtRange {
+        func bound(_ exclusive: String, _ inclusive: String) throws -> (Date, inclusive: Bool)? {
+            if string(exclusive) != nil, string(inclusive) != nil {
+                throw APIError.invalid(exclusive, "is given with \(inclusive)", fix: "send one of \(exclusive) and \(inclusive)")
+            }
+            for (name, isInclusive) in [(exclusive, false), (inclusive, true)] {
+                guard let text = string(name) else { continue }
+                guard let date = CreatedAtRange.instant(text) else {
+                    throw APIError.invalid(
+                        name, "'\(text.prefix(40))' is not an RFC 3339 time", fix: "use for example 2026-01-31T12:00:00Z or 2026-01-31T17:30:00+05:30"
+                    )
+                }
+                return (date, isInclusive)
+            }
+            return nil
+        }
+        var range = CreatedAtRange()
+        if let (date, inclusive) = try bound("created_at[gt]", "created_at[gte]") {
+            range.after = date
+            range.afterInclusive = inclusive
+        }
+        if let (date, inclusive) = try bound("created_at[lt]", "created_at[lte]") {
+            range.before = date
+            range.beforeInclusive = inclusive
+        }
+        return range
     }
 
     /// `asc` or `desc`.

@@ -1,3 +1,4 @@
+import DroverBrain
 import DroverCore
 import DroverDatabase
 import Foundation
@@ -33,6 +34,38 @@ struct ResourceLookup: Sendable {
                 .badRequest, "invalid_request_error", "environment_id: environment \(environment.id) is archived", errorCode: "environment_archived")
         }
         return environment
+    }
+
+    /// A session's agent: a live agent, and for `{"type": "agent_with_overrides", ...}` the
+    /// agent's resource with the overrides applied, checked as an update of it would be. The
+    /// agent itself is unchanged.
+    func sessionAgent(reference value: JSONValue?, workspace: String) async throws -> (row: ControlPlaneStore.Row, overridden: [String: JSONValue]?) {
+        guard case .object(var fields)? = value, fields["type"]?.stringValue == "agent_with_overrides" else {
+            return (try await liveAgent(reference: value, workspace: workspace), nil)
+        }
+        try fields.rejectUnknown(["type", "id", "version", "mcp_servers", "model", "skills", "system", "tools"], prefix: "agent")
+        var reference: [String: JSONValue] = ["type": "agent", "id": fields["id"] ?? .null]
+        if let version = fields["version"] { reference["version"] = version }
+        let row = try await liveAgent(reference: .object(reference), workspace: workspace)
+        for key in ["type", "id", "version"] { fields.removeValue(forKey: key) }
+        return (row, try Self.applying(fields, to: row.json))
+    }
+
+    /// The agent with the overrides, or a 400 naming the override's field under `agent`.
+    private static func applying(_ overrides: [String: JSONValue], to agent: [String: JSONValue]) throws -> [String: JSONValue] {
+        let changes: AgentParams
+        do throws(FieldError) {
+            changes = try AgentParams(overrides)
+        } catch {
+            throw APIError.invalid("agent." + (error.field ?? "overrides"), error.message, fix: error.fix)
+        }
+        var changed = agent
+        do throws(FieldError) {
+            try changes.apply(to: &changed)
+        } catch {
+            throw APIError.invalid("agent." + (error.field ?? "overrides"), error.message, fix: error.fix)
+        }
+        return changed
     }
 
     /// An agent new work may run: not archived.
@@ -74,7 +107,7 @@ struct ResourceLookup: Sendable {
             guard fields["type"]?.stringValue == "agent" else {
                 throw APIError.invalid(
                     "agent.type", "'\(fields["type"]?.stringValue ?? "missing")' is not supported",
-                    fix: "use {\"type\": \"agent\", \"id\": ..., \"version\": ...} (agent_with_overrides is not built yet)")
+                    fix: "use {\"type\": \"agent\", \"id\": ..., \"version\": ...}, or agent_with_overrides for a session")
             }
             try fields.rejectUnknown(["type", "id", "version"])
             guard let id = fields["id"]?.stringValue else { throw APIError.invalid("agent.id", "the field is required") }

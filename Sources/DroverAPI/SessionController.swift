@@ -31,7 +31,7 @@ struct SessionController: Sendable {
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
         let params = try await RequestInput.decode(CreateSessionRequest.self, from: request, context: context)
-        let agentRow = try await lookup.liveAgent(reference: params.agent, workspace: context.workspace)
+        let (agentRow, overridden) = try await lookup.sessionAgent(reference: params.agent, workspace: context.workspace)
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
         try await lookup.liveVaults(params.vaultIDs, workspace: context.workspace)
         let now = ControlPlaneStore.timestamp()
@@ -50,7 +50,9 @@ struct SessionController: Sendable {
             config = .object(fields)
         }
         let resources = try await files.resources(params.resources, workspace: context.workspace, now: now)
-        let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(agentRow.json))
+        // With overrides, the session keeps (and shows) the agent it runs; without, the version it names.
+        let agentShown = overridden.map(ControlPlaneStore.sessionAgent) ?? ControlPlaneStore.agentReference(agentRow)
+        let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(overridden ?? agentRow.json))
         let id = SessionID.make()
         // Before the session exists, so that its first turn always finds its files and tokens.
         try files.copyMounts(resources.files, session: id.rawValue, workspace: context.workspace)
@@ -58,7 +60,7 @@ struct SessionController: Sendable {
             try await store.saveRepositoryToken(repository, session: id.rawValue, workspace: context.workspace, keyring: options.vaultKeyring)
         }
         let session: [String: JSONValue] = [
-            "type": "session", "id": .string(id.rawValue), "agent": ControlPlaneStore.agentReference(agentRow),
+            "type": "session", "id": .string(id.rawValue), "agent": agentShown,
             "environment_id": .string(environment.id),
             "metadata": params.metadata, "title": params.title.map(JSONValue.string) ?? .null,
             "created_at": .string(now), "updated_at": .string(now), "resources": .array(resources.shown),
@@ -94,8 +96,7 @@ struct SessionController: Sendable {
         for status in query.statuses where !SessionQuery.knownStatuses.contains(status) {
             throw APIError.invalid("statuses", "'\(status)' is not rescheduling, running, idle or terminated")
         }
-        query.createdAfter = input.string("created_at[gte]") ?? input.string("created_at[gt]")
-        query.createdBefore = input.string("created_at[lte]") ?? input.string("created_at[lt]")
+        query.created = try input.createdAtRange()
         query.includeArchived = try input.bool("include_archived")
         query.ascending = try input.ascending(default: false)
         let page = try await sessions(query, workspace: context.workspace)
@@ -115,7 +116,7 @@ struct SessionController: Sendable {
         let rows = try await store.list(
             .sessions, workspace: workspace, includeArchived: query.includeArchived,
             offset: window.0, limit: window.1, ascending: query.ascending,
-            createdAfter: query.createdAfter, createdBefore: query.createdBefore, where: conditions, origins: origins)
+            created: query.created, where: conditions, origins: origins)
         if query.statuses.isEmpty {
             var sessions: [JSONValue] = []
             for row in rows.prefix(paging.limit) { sessions.append(try await sessionJSON(row)) }
@@ -230,8 +231,7 @@ struct SessionQuery {
     /// Only the console asks for this one; the SDK has no batches.
     var batchID: String?
     var statuses: [String] = []
-    var createdAfter: String?
-    var createdBefore: String?
+    var created = CreatedAtRange()
     var includeArchived = false
     var ascending = false
 }

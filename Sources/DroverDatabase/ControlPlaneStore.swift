@@ -241,7 +241,7 @@ public struct ControlPlaneStore: Sendable {
     /// (`session_origins`): naming both a batch and a deployment matches nothing.
     public func list(
         _ table: Table, workspace: String, includeArchived: Bool, offset: Int, limit: Int,
-        ascending: Bool = false, createdAfter: String? = nil, createdBefore: String? = nil,
+        ascending: Bool = false, created: CreatedAtRange = CreatedAtRange(),
         where conditions: [(path: String, value: String)] = [], origins: [(kind: String, id: String)] = []
     ) async throws -> [Row] {
         try await database.pool.read { db in
@@ -251,13 +251,9 @@ public struct ControlPlaneStore: Sendable {
                 : "SELECT * FROM \(table.rawValue) WHERE workspace_id = ?"
             var arguments: StatementArguments = [workspace]
             if !includeArchived { sql += " AND archived_at IS NULL" }
-            if let createdAfter {
-                sql += " AND created_at >= ?"
-                arguments += [createdAfter]
-            }
-            if let createdBefore {
-                sql += " AND created_at <= ?"
-                arguments += [createdBefore]
+            for condition in created.conditions {
+                sql += " AND \(condition.sql)"
+                arguments += [condition.argument]
             }
             for condition in conditions {
                 sql += " AND CAST(json_extract(resource, ?) AS TEXT) = ?"

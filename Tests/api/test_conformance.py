@@ -1,11 +1,14 @@
 """The SDK's view of Drover: resources round-trip through the anthropic SDK's own models."""
 import asyncio
+import datetime
+import urllib.parse
 import os
 import json
 import re
 import subprocess
 import time
 
+import anthropic
 import pytest
 from anthropic.lib.tools import beta_async_tool
 from anthropic.types.beta import BetaEnvironment, BetaEnvironmentDeleteResponse, BetaManagedAgentsAgent, BetaManagedAgentsSession
@@ -66,6 +69,11 @@ def test_user_message_streams_until_idle_with_previews(server, agent_env):
     texts = [block.text for e in events if e.type == "agent.message" for block in e.content]
     assert any("sunny" in t for t in texts), texts
     assert "event_start" in types and "event_delta" in types, types
+    # A preview carries the id of the agent.message that ends it, as the SDK documents.
+    previews = [e.event.id for e in events if e.type == "event_start"]
+    messages = [e.id for e in events if e.type == "agent.message"]
+    assert previews and all(id in messages for id in previews), (previews, messages)
+    assert all(e.event_id in previews for e in events if e.type == "event_delta")
     validate(BetaManagedAgentsSendSessionEvents, sent[0].model_dump(mode="json", exclude_unset=True))
     retrieved = server.raw("GET", f"/v1/sessions/{session.id}").json()
     parsed = validate(BetaManagedAgentsSession, retrieved)
@@ -165,7 +173,10 @@ def test_environment_update_and_list(server):
 def test_session_list_filters(server, agent_env):
     client = server.client()
     agent, environment = agent_env
-    sessions = [client.beta.sessions.create(agent=agent.id, environment_id=environment.id) for _ in range(3)]
+    sessions = []
+    for _ in range(3):
+        sessions.append(client.beta.sessions.create(agent=agent.id, environment_id=environment.id))
+        time.sleep(0.005)  # distinct created_at milliseconds, for the bounds below
     by_agent = server.raw("GET", f"/v1/sessions?agent_id={agent.id}&limit=2").json()
     assert len(by_agent["data"]) == 2 and by_agent["next_page"]
     for s in by_agent["data"]:
@@ -177,6 +188,39 @@ def test_session_list_filters(server, agent_env):
     assert len(idle) == 3 and not client.beta.sessions.list(agent_id=agent.id, statuses=["terminated"]).data
     updated = client.beta.sessions.update(sessions[0].id, title="renamed", metadata={"a": "1"})
     assert updated.title == "renamed" and updated.metadata == {"a": "1"}
+    # created_at bounds are instants: gt and lt exclude the bound, and an offset means what it says.
+    middle = sessions[1].created_at
+    after = [s.id for s in client.beta.sessions.list(agent_id=agent.id, order="asc", created_at_gt=middle)]
+    from_ = [s.id for s in client.beta.sessions.list(agent_id=agent.id, order="asc", created_at_gte=middle)]
+    before = [s.id for s in client.beta.sessions.list(agent_id=agent.id, order="asc", created_at_lt=middle)]
+    assert after == [sessions[2].id] and from_ == [s.id for s in sessions[1:]] and before == [sessions[0].id]
+    in_india = middle.astimezone(datetime.timezone(datetime.timedelta(hours=5, minutes=30)))
+    assert in_india.isoformat().endswith("+05:30")
+    assert [s.id for s in client.beta.sessions.list(agent_id=agent.id, order="asc", created_at_gte=in_india)] == from_
+    assert [s.id for s in client.beta.sessions.list(agent_id=agent.id, order="asc", created_at_gt=in_india)] == after
+    late = server.raw("GET", f"/v1/agents?created_at[gt]={urllib.parse.quote(agent.created_at.isoformat())}&limit=100").json()["data"]
+    assert agent.id not in [a["id"] for a in late]
+    early = server.raw("GET", f"/v1/agents?created_at[gte]={urllib.parse.quote(agent.created_at.isoformat())}&limit=100").json()["data"]
+    assert agent.id in [a["id"] for a in early]
+    bad = server.raw("GET", "/v1/sessions?created_at[gt]=yesterday")
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("created_at[gt]:")
+
+
+def test_agent_with_overrides_runs_a_changed_agent_and_leaves_the_agent_alone(server, agent_env):
+    client = server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(
+        agent={"type": "agent_with_overrides", "id": agent.id, "system": "Answer in French.", "tools": []}, environment_id=environment.id)
+    assert session.agent.id == agent.id and session.agent.system == "Answer in French." and session.agent.tools == []
+    assert client.beta.sessions.retrieve(session.id).agent.system == "Answer in French."
+    unchanged = client.beta.agents.retrieve(agent.id)
+    assert unchanged.version == agent.version and unchanged.system == agent.system and unchanged.tools
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.sessions.create(agent={"type": "agent_with_overrides", "id": agent.id, "name": "x"}, environment_id=environment.id)
+    assert "agent.name" in refused.value.message
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.sessions.create(agent={"type": "agent_with_overrides", "id": agent.id, "model": 7}, environment_id=environment.id)
+    assert "agent.model" in refused.value.message
 
 
 def test_custom_tool_round_trip_with_session_tool_runner(server, agent_env):

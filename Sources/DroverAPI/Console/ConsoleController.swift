@@ -164,8 +164,8 @@ struct ConsoleController: Sendable {
         query.agentID = filters.agent.isEmpty ? nil : filters.agent
         query.batchID = filters.batch.isEmpty ? nil : filters.batch
         query.deploymentID = filters.deployment.isEmpty ? nil : filters.deployment
-        query.createdAfter = try Self.instant(filters.after, field: "after")
-        query.createdBefore = try Self.instant(filters.before, field: "before", endOfMinute: true)
+        query.created = CreatedAtRange(
+            after: try Self.instant(filters.after, field: "after"), before: try Self.instant(filters.before, field: "before", endOfMinute: true))
         let page = try await sessions.sessions(query, workspace: context.workspace)
         let view = SessionListPage(
             frame: frame(request, context, "Sessions", section: "sessions"), filters: filters, sessions: page.sessions.map(Self.sessionView),
@@ -216,7 +216,7 @@ struct ConsoleController: Sendable {
 
     /// A `datetime-local` value (the browser's minutes, read as UTC) or an RFC 3339 instant, as
     /// the text the store compares `created_at` with.
-    static func instant(_ text: String, field: String, endOfMinute: Bool = false) throws -> String? {
+    static func instant(_ text: String, field: String, endOfMinute: Bool = false) throws -> Date? {
         guard !text.isEmpty else { return nil }
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
@@ -225,7 +225,7 @@ struct ConsoleController: Sendable {
             throw APIError.invalid(field, "'\(text.prefix(40))' is not a date and time", fix: "use the form's picker, or 2026-12-05T09:30")
         }
         if endOfMinute, text.count == 16 { date += 59.999 }
-        return ControlPlaneStore.timestamp(date)
+        return date
     }
 
     // MARK: Deployments

@@ -279,6 +279,9 @@ public final class TurnRunner: Sendable {
             let requestStarted = ContinuousClock.now
             var attemptStarted = requestStarted
             var awaitingFirstToken = true
+            // Where the response's agent.message will land: after the request's start, and after
+            // agent.thinking if the model thought first (its deltas come before any text).
+            var thought = false
             do {
                 for try await event in model.stream(request) {
                     switch event {
@@ -292,18 +295,21 @@ public final class TurnRunner: Sendable {
                         break
                     }
                     switch event {
+                    case .thinkingDelta:
+                        thought = true
                     case .textDelta(let index, let text):
                         if firstToken {
                             firstToken = false
                             onFirstToken?(session)
                         }
-                        sink.send(.text(index: index, text: text))
+                        sink.send(.text(index: index, text: text, eventId: SessionLog.eventID(session, seq: state.lastSeq + (thought ? 2 : 1))))
                     case .retrying(let attempt, let delay, let reason):
                         DroverMetrics.modelRetries.increment()
                         attemptStarted = ContinuousClock.now + delay
                         awaitingFirstToken = true
                         logger.info("model request retrying", metadata: ["session": "\(session)", "attempt": "\(attempt)", "reason": "\(reason)"])
                         sink.send(.reset)
+                        thought = false
                         try await append(session, fence, state, [.sessionStatusRescheduled])
                         rescheduled = true
                         _ = delay
