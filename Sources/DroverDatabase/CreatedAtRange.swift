@@ -47,12 +47,14 @@ public struct CreatedAtRange: Sendable, Equatable {
         return true
     }
 
-    /// An RFC 3339 instant with any offset (`Z`, `+05:30`), with or without fractional seconds.
+    /// An RFC 3339 instant with any offset (`Z`, `+05:30`), with or without fractional seconds,
+    /// to the microsecond (Foundation's parser keeps only milliseconds).
     public static func instant(_ text: String) -> Date? {
+        guard let match = text.wholeMatch(of: /(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})/) else { return nil }
         let plain = ISO8601DateFormatter()
         plain.formatOptions = [.withInternetDateTime]
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return fractional.date(from: text) ?? plain.date(from: text)
+        guard let whole = plain.date(from: String(match.output.1 + match.output.3)) else { return nil }
+        let fraction = match.output.2.flatMap { Double("0" + $0) } ?? 0
+        return whole + fraction
     }
 }
