@@ -296,6 +296,7 @@ let package = Package(
                 "DroverQueue",
                 "DroverRedis",
                 "DroverRuntime",
+                "DroverSelfHosted",
                 "DroverSessionLog",
                 "DroverTesting",
                 "DroverTools",
