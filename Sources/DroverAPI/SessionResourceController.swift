@@ -1,11 +1,13 @@
 import DroverCore
 import DroverDatabase
+import DroverHands
 import Foundation
 import Hummingbird
 
-/// `/v1/sessions/{id}/resources`: list and retrieve a session's resources; add a git repository
-/// to a live session, rotate a repository's token, and remove a resource. A worker reads the
-/// session's repositories at each tool call, so a change counts from the next call.
+/// `/v1/sessions/{id}/resources`: list and retrieve a session's resources; add a file or a git
+/// repository to a live session, rotate a repository's token, and remove a resource. A worker
+/// reads the session's repositories, and puts its added files in place (`IncomingFiles`), at
+/// each tool call, so a change counts from the next call.
 struct SessionResourceController: Sendable {
     let files: UploadedFiles
     var store: ControlPlaneStore { files.store }
@@ -30,20 +32,41 @@ struct SessionResourceController: Sendable {
         return jsonResponse(.object(resource))
     }
 
-    /// Adds a `github_repository`. Files are given at create only: a file copied into a live
-    /// session's workspace would be a host-side write where its sandbox writes.
+    /// Adds a `github_repository` or a `file`. A file is staged where only the host writes; the
+    /// session's sandbox moves it into /workspace at its next tool call, so the host never writes
+    /// by path where an agent does.
     @Sendable func add(_ request: Request, context: APIRequestContext) async throws -> Response {
         let session = try await liveSession(context)
         let body = try await RequestInput.decode(ResourceBody.self, from: request, context: context).fields
-        if body["type"]?.stringValue == "file" {
-            throw APIError.notBuilt("adding a file to an existing session (give files to sessions.create)")
+        guard ["github_repository", "file"].contains(body["type"]?.stringValue) else {
+            throw APIError.invalid(
+                "type", "must be file or github_repository",
+                fix: "send {\"type\": \"file\", \"file_id\": ...} or {\"type\": \"github_repository\", \"url\": ...}")
         }
-        guard body["type"]?.stringValue == "github_repository" else {
-            throw APIError.invalid("type", "must be github_repository", fix: "send {\"type\": \"github_repository\", \"url\": ...}")
+        if let environment = session.json["environment_id"]?.stringValue,
+            try await store.find(.environments, id: environment, workspace: context.workspace)?.json["config"]?.objectValue?["type"]?
+                .stringValue == "self_hosted"
+        {
+            throw APIError.invalid(
+                "type",
+                "session \(session.id) runs in a self_hosted environment: its tools run in your worker's directory, where Drover mounts nothing",
+                fix: "put the file in the worker's workdir")
         }
         var resources = session.json["resources"]?.arrayValue ?? []
         let existing = resources.compactMap { $0.objectValue?["mount_path"]?.stringValue?.dropFirst("/workspace/".count) }.map(String.init)
         let checked = try await files.resources([.object(body)], workspace: context.workspace, now: ControlPlaneStore.timestamp(), existing: existing)
+        if let file = checked.files.first {
+            guard let handsRoot = files.options.handsRoot else {
+                throw APIError.notBuilt("session file resources without a hands root (Options.handsRoot)")
+            }
+            let id = file.resource.objectValue?["id"]?.stringValue ?? ""
+            try IncomingFiles(layout: HandsLayout(root: handsRoot)).stage(
+                try files.blobs().url(workspace: context.workspace, id: file.fileID), relativePath: file.relativePath, resourceID: id,
+                session: session.id)
+            resources.append(file.resource)
+            try await save(session, resources: resources)
+            return jsonResponse(file.resource)
+        }
         // The field names of a single resource are its own, not `resources[0].…`.
         guard let repository = checked.repositories.first else { throw APIError.invalid("type", "must be github_repository") }
         try await store.saveRepositoryToken(repository, session: session.id, workspace: context.workspace, keyring: files.options.vaultKeyring)
@@ -82,6 +105,9 @@ struct SessionResourceController: Sendable {
         try await save(session, resources: resources)
         let id = resource["id"]?.stringValue ?? ""
         try await store.deleteRepositoryTokens(session: session.id, resource: id)
+        if resource["type"]?.stringValue == "file", let handsRoot = files.options.handsRoot {
+            IncomingFiles(layout: HandsLayout(root: handsRoot)).discard(resourceID: id, session: session.id)
+        }
         return jsonResponse(.object(["id": .string(id), "type": "session_resource_deleted"]))
     }
 

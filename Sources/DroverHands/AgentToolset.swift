@@ -110,6 +110,11 @@ public final class AgentToolset: Hand {
             sandbox = try await pool.checkout(context.session, environment: context.environment)
             try await configureEgress(context, sandbox)
             if let failure = try await cloneRepositories(context.session, sandbox) { return .text(failure, isError: true) }
+            let undelivered = await IncomingFiles(layout: pool.layout).deliver(context.session, into: sandbox)
+            if !undelivered.isEmpty {
+                return .text(
+                    "files added to the session could not be put in place, and were dropped: " + undelivered.joined(separator: "; "), isError: true)
+            }
         } catch let error as CancellationError {
             throw error
         } catch {

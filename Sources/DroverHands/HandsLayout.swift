@@ -11,6 +11,7 @@ import Foundation
 ///         workspace/             the sandbox's /workspace
 ///         shell/                 the sandbox's /run/shell: its saved directory and exports
 ///     staged/                    files put there before the session's first sandbox (host-only)
+///     incoming/ID/               files added to a live session, for its next tool call (host-only; IncomingFiles)
 /// layers/fs/pip-KEY/             package layers, on a volume of their own
 /// ```
 public struct HandsLayout: Sendable {

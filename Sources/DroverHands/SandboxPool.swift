@@ -178,8 +178,14 @@ public actor SandboxPool {
         let target = layout.volume(session.rawValue).directory
         // Files put there before the first turn (a job's per-item files) go into the sandbox's.
         try layout.moveStagedFiles(of: session.rawValue, into: layout.workspace(entry.name))
+        // Files added to the session since (IncomingFiles) wait for its sandbox: kept aside, not
+        // removed with the directory the warm volume replaces.
+        let incoming = IncomingFiles(layout: layout).directory(session.rawValue)
+        let aside = target.deletingLastPathComponent().appendingPathComponent(".incoming-\(session.rawValue)")
+        let keptAside = (try? manager.moveItem(at: incoming, to: aside)) != nil
         if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
         try manager.moveItem(at: from, to: target)
+        if keptAside { try manager.moveItem(at: aside, to: incoming) }
         await entry.sandbox.adopt(workspace: workspace(session), shellState: shellState(session), volume: layout.volume(session.rawValue))
     }
 

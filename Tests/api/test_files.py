@@ -90,8 +90,9 @@ def test_session_file_resource_is_readable_in_the_sandbox(files_server, agent_en
     assert {r.file_id for r in listed.data} == {uploaded.id, default.id}
     one = client.beta.sessions.resources.retrieve(mounts[uploaded.id]["id"], session_id=session.id)
     assert one.mount_path == "/workspace/data/notes.txt"
-    added = files_server.raw("POST", f"/v1/sessions/{session.id}/resources", body={"type": "file", "file_id": uploaded.id})
-    assert added.status_code == 501
+    clash = files_server.raw("POST", f"/v1/sessions/{session.id}/resources",
+                             body={"type": "file", "file_id": uploaded.id, "mount_path": "data/notes.txt/inner"})
+    assert clash.status_code == 400 and "collides" in clash.json()["error"]["message"]
 
     client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/data/notes.txt"}]}])
     answer = final_answer(client, session.id)
@@ -160,3 +161,37 @@ def test_bad_resources_and_uploads_are_clear(files_server, agent_env):
         client.beta.files.upload(file=("a.txt", b"a"), expires_in_seconds=5)
     expiring = client.beta.files.upload(file=("a.txt", b"a"), expires_in_seconds=3600)
     assert expiring.expires_at is not None and (expiring.expires_at - expiring.created_at).total_seconds() == pytest.approx(3600, abs=1)
+
+
+def test_a_file_added_to_a_live_session_arrives_at_the_next_call_and_no_planted_link_redirects_it(files_server, agent_env, tmp_path):
+    client = files_server.client()
+    agent, environment = agent_env
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    # A host directory the agent cannot see, but names: a host-side copy by path would follow its link there.
+    outside = tmp_path / "host-directory"
+    outside.mkdir()
+    outside.chmod(0o777)
+    tmp_path.chmod(0o755)
+    plant = f"/dev/null'; ln -s {outside} /workspace/data; echo 'planted"
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": plant}]}])
+    final_answer(client, session.id)
+
+    through_link = client.beta.files.upload(file=("a.txt", b"must not leave the sandbox\n"))
+    added = client.beta.sessions.resources.add(session.id, type="file", file_id=through_link.id, mount_path="data/a.txt")
+    assert added.type == "file" and added.mount_path == "/workspace/data/a.txt"
+    validate(BetaManagedAgentsFileResource, files_server.raw("GET", f"/v1/sessions/{session.id}/resources/{added.id}").json())
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/data/a.txt"}]}])
+    answer = final_answer(client, session.id)
+    # In the sandbox the link leads nowhere it can write, so the file is refused, and says why; on the host nothing moved.
+    assert "could not be put in place" in answer and "/workspace/data/a.txt" in answer, answer
+    assert list(outside.iterdir()) == []
+
+    fresh = client.beta.files.upload(file=("b.txt", b"added while the session lives\n"))
+    client.beta.sessions.resources.add(session.id, type="file", file_id=fresh.id, mount_path="later/b.txt")
+    removed = client.beta.sessions.resources.add(session.id, type="file", file_id=fresh.id, mount_path="gone/b.txt")
+    client.beta.sessions.resources.delete(removed.id, session_id=session.id)
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/later/b.txt"}]}])
+    assert final_answer(client, session.id).endswith("CONTENT<added while the session lives\n>")
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/gone/b.txt"}]}])
+    assert "No such file" in final_answer(client, session.id), "a file removed before its delivery is never delivered"
+    assert list(outside.iterdir()) == []
