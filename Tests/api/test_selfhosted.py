@@ -302,3 +302,47 @@ def test_self_hosted_sessions_refuse_what_needs_drover_s_sandboxes(server):
     with pytest.raises(anthropic.BadRequestError) as refused:
         client.beta.environments.create(name="bad", config={"type": "self_hosted", "packages": {"pip": ["x"]}})
     assert "config.packages" in refused.value.message
+
+
+def test_always_ask_holds_the_call_until_the_user_confirms_then_the_worker_runs_it(server):
+    client, environment, _, key = self_hosted(server)
+    asking = client.beta.agents.create(name="asks", model="claude-sonnet-4-5", tools=[
+        {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}])
+    with tempfile.TemporaryDirectory(prefix="drover-worker-") as tmp:
+        workdir = Path(tmp) / "work"
+        worker = Worker(server, environment.id, key, workdir, Path(tmp) / "worker.log")
+        try:
+            for verdict in ("allow", "deny"):
+                session = client.beta.sessions.create(agent=asking.id, environment_id=environment.id)
+                client.beta.sessions.events.send(session.id, events=[
+                    {"type": "user.message", "content": [{"type": "text", "text": f"touch {verdict}-ran"}]}])
+                idle = wait_until(lambda: [e for e in client.beta.sessions.events.list(session.id, limit=1000)
+                                           if e.type == "session.status_idle"], "the call to wait for a confirmation")
+                assert idle[-1].stop_reason.type == "requires_action"
+                use = [e for e in client.beta.sessions.events.list(session.id, limit=1000) if e.type == "agent.tool_use"][0]
+                assert use.evaluated_permission == "ask" and idle[-1].stop_reason.event_ids == [use.id]
+                # The worker holds the call: nothing runs before the verdict.
+                time.sleep(1)
+                assert not (workdir / f"{verdict}-ran").exists()
+                client.beta.sessions.events.send(session.id, events=[
+                    {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": verdict}])
+                events = wait_idle(client, session.id)
+                results = [e for e in events if e.type == "user.tool_result" and e.tool_use_id == use.id]
+                assert len(results) == 1
+                if verdict == "allow":
+                    assert not results[0].is_error and (workdir / "allow-ran").exists()
+                else:
+                    assert results[0].is_error and "denied" in text_of(results[0]) and not (workdir / "deny-ran").exists()
+        finally:
+            worker.stop()
+
+
+def test_archiving_a_session_stops_its_work_item(server):
+    client, environment, agent, _ = self_hosted(server)
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "echo hi"}]}])
+    item = wait_until(lambda: [w for w in client.beta.environments.work.list(environment.id).data if w.data.id == session.id],
+                      "the session's work item")[0]
+    assert item.state == "queued"
+    client.beta.sessions.archive(session.id)
+    assert client.beta.environments.work.retrieve(item.id, environment_id=environment.id).state == "stopped"
