@@ -21,6 +21,8 @@ enum OpenAPIDocument {
             case ("post", "/v1/environments/{environment_id}"): "EnvironmentUpdate"
             case ("post", "/v1/sessions"): "SessionCreate"
             case ("post", "/v1/sessions/{session_id}"): "SessionUpdate"
+            case ("post", "/v1/environments/{environment_id}/work/{work_id}"): "WorkUpdate"
+            case ("post", "/v1/environments/{environment_id}/work/{work_id}/stop"): "WorkStop"
             case ("post", "/v1/sessions/{session_id}/events"): "EventsSend"
             case ("post", "/v1/sessions/{session_id}/resources"): "SessionResourceCreate"
             case ("post", "/v1/sessions/{session_id}/resources/{resource_id}"): "SessionResourceUpdate"
@@ -63,6 +65,9 @@ enum OpenAPIDocument {
               "EnvironmentCreate": {"type": "object", "required": ["name"], "properties": {
                 "name": {"type": "string"}, "config": {"$ref": "#/components/schemas/EnvironmentConfig"}, "description": {"type": ["string", "null"]},
                 "metadata": {"$ref": "#/components/schemas/Metadata"}}},
+              "WorkUpdate": {"type": "object", "required": ["metadata"], "properties": {
+                "metadata": {"type": "object", "additionalProperties": {"type": ["string", "null"]}}}},
+              "WorkStop": {"type": "object", "properties": {"force": {"type": "boolean"}}},
               "EnvironmentUpdate": {"type": "object", "properties": {
                 "name": {"type": "string"}, "config": {"$ref": "#/components/schemas/EnvironmentConfig"}, "description": {"type": ["string", "null"]},
                 "metadata": {"$ref": "#/components/schemas/Metadata"}}},
@@ -129,6 +134,8 @@ enum OpenAPIDocument {
         case "deployment_run_id": "^drun_[0-9A-Z]{26}$"
         case "file_id": "^file_[0-9A-Z]{26}$"
         case "resource_id": "^sesrsc_[0-9A-Z]{26}$"
+        case "work_id": "^work_[0-9A-Z]{26}$"
+        case "key_id": "^envkey_[0-9A-Z]{26}$"
         default: nil
         }
     }
@@ -137,7 +144,7 @@ enum OpenAPIDocument {
         .init(method: "post", path: "/v1/agents", summary: "Create an agent", model: "BetaManagedAgentsAgent"),
         .init(
             method: "get", path: "/v1/agents", summary: "List agents", model: "SyncPageCursor[BetaManagedAgentsAgent]",
-            query: ["limit", "page", "include_archived", "created_at[gte]", "created_at[lte]"]),
+            query: ["limit", "page", "include_archived", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
         .init(method: "get", path: "/v1/agents/{agent_id}", summary: "Retrieve an agent", model: "BetaManagedAgentsAgent", query: ["version"]),
         .init(
             method: "post", path: "/v1/agents/{agent_id}", summary: "Update an agent (a new version; `version` checks for 409)",
@@ -156,7 +163,36 @@ enum OpenAPIDocument {
         .init(method: "delete", path: "/v1/environments/{environment_id}", summary: "Delete an environment", model: "BetaEnvironmentDeleteResponse"),
         .init(
             method: "get", path: "/v1/environments/{environment_id}/work/stats",
-            summary: "The turn queue's depth and leases (one queue serves every environment)", model: "BetaSelfHostedWorkQueueStats"),
+            summary: "A self-hosted environment's work queue; for a cloud one, the turn queue its sessions share",
+            model: "BetaSelfHostedWorkQueueStats"),
+        .init(
+            method: "get", path: "/v1/environments/{environment_id}/work/poll",
+            summary: "Claim the oldest queued work item (a self-hosted environment; JSON null when none)", model: "BetaSelfHostedWork",
+            query: ["block_ms", "reclaim_older_than_ms"]),
+        .init(
+            method: "get", path: "/v1/environments/{environment_id}/work", summary: "List work items, newest first",
+            model: "BetaSelfHostedWorkListResponse", query: ["limit", "page"]),
+        .init(method: "get", path: "/v1/environments/{environment_id}/work/{work_id}", summary: "Retrieve a work item", model: "BetaSelfHostedWork"),
+        .init(
+            method: "post", path: "/v1/environments/{environment_id}/work/{work_id}", summary: "Update a work item's metadata",
+            model: "BetaSelfHostedWork"),
+        .init(
+            method: "post", path: "/v1/environments/{environment_id}/work/{work_id}/ack", summary: "Acknowledge a polled work item",
+            model: "BetaSelfHostedWork"),
+        .init(
+            method: "post", path: "/v1/environments/{environment_id}/work/{work_id}/heartbeat",
+            summary: "Renew a work item's lease (412 heartbeat_precondition_failed once it is lost)", model: "BetaSelfHostedWorkHeartbeatResponse",
+            query: ["expected_last_heartbeat", "desired_ttl_seconds"]),
+        .init(
+            method: "post", path: "/v1/environments/{environment_id}/work/{work_id}/stop",
+            summary: "Stop a work item (force: at once; else the worker finishes)", model: "BetaSelfHostedWork"),
+        .init(
+            method: "post", path: "/v1/environments/{environment_id}/keys",
+            summary: "Create a worker key for a self-hosted environment (Drover's own; shown once)", model: "EnvironmentKey"),
+        .init(method: "get", path: "/v1/environments/{environment_id}/keys", summary: "List an environment's worker keys", model: "EnvironmentKey"),
+        .init(
+            method: "delete", path: "/v1/environments/{environment_id}/keys/{key_id}", summary: "Revoke an environment's worker key",
+            model: "EnvironmentKey"),
         .init(method: "post", path: "/v1/sessions", summary: "Create a session (snapshots the agent)", model: "BetaManagedAgentsSession"),
         .init(
             method: "get", path: "/v1/sessions", summary: "List sessions", model: "SyncPageCursor[BetaManagedAgentsSession]",
