@@ -51,16 +51,7 @@ struct APIBench: AsyncParsableCommand {
             let server = APIServer(
                 log: SessionLog(redis: redis, database: database), store: store, queue: TaskQueue(redis: redis),
                 redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
-            var logger = Logger(label: "drover.bench.api")
-            logger.logLevel = .critical
-            let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
-            let app = server.application(logger: logger) { port in
-                readyContinuation.yield(port)
-                readyContinuation.finish()
-            }
-            let serving = Task { try await app.run() }
-            var port = 0
-            for await bound in ready { port = bound }
+            let (port, serving) = await serveInProcess(server, label: "drover.bench.api")
             let client = BenchClient(base: "http://127.0.0.1:\(port)")
             defer { serving.cancel() }
             do {
@@ -185,6 +176,22 @@ private struct BenchClient {
         }
         return seq
     }
+}
+
+/// Runs `server` on a free loopback port, logging nothing below critical; returns the port and
+/// the task that serves (cancel it to stop).
+func serveInProcess(_ server: APIServer, label: String) async -> (port: Int, serving: Task<Void, Error>) {
+    var logger = Logger(label: label)
+    logger.logLevel = .critical
+    let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
+    let app = server.application(logger: logger) { port in
+        readyContinuation.yield(port)
+        readyContinuation.finish()
+    }
+    let serving = Task { try await app.run() }
+    var port = 0
+    for await bound in ready { port = bound }
+    return (port, serving)
 }
 
 private extension Duration {

@@ -57,16 +57,7 @@ struct SelfHostedBench: AsyncParsableCommand {
             options.requestLogger.logLevel = .critical
             let server = APIServer(
                 log: log, store: store, queue: queue, redis: redis, options: options, localWorkspaceID: try await store.workspace(named: "default"))
-            var logger = Logger(label: "drover.bench.selfhosted")
-            logger.logLevel = .critical
-            let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
-            let app = server.application(logger: logger) { port in
-                readyContinuation.yield(port)
-                readyContinuation.finish()
-            }
-            let serving = Task { try await app.run() }
-            var port = 0
-            for await bound in ready { port = bound }
+            let (port, serving) = await serveInProcess(server, label: "drover.bench.selfhosted")
             let model = try await ScriptedModelServer.start(
                 script: try ModelScript.parse(yaml: "playbook:\n  steps:\n    - tool: bash\n      input: {command: \"true\"}\n  final: \"done\"\n"))
             let toolset = AgentToolset(root: directory.appendingPathComponent("hands"))

@@ -40,6 +40,17 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 30) -
     raise RuntimeError(f"{url} did not come up:\n{log.read_text()}")
 
 
+def wait_until(condition, what: str, seconds: float = 60):
+    """The condition's first truthy value, checked every 0.1 s; fails the test, naming `what`, after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
 def terminate(*procs: subprocess.Popen) -> None:
     """SIGTERM to each that still runs, and SIGKILL to one that has not exited 60 s later."""
     for proc in procs:

@@ -7,6 +7,7 @@ no worker while the calls are out, and answers a dead worker's calls with errors
 """
 
 import os
+import contextlib
 import json
 import time
 import signal
@@ -20,7 +21,7 @@ import pytest
 import anthropic
 from anthropic import Anthropic
 
-from conftest import BETA, sandboxed_server, terminate
+from conftest import BETA, sandboxed_server, wait_until
 
 # Files when the message names one; a bash call always; the results back in the final message.
 SCRIPT = """
@@ -85,6 +86,22 @@ class Worker:
         print(self.log.read_text())
 
 
+@contextlib.contextmanager
+def worker_for(server, environment_id: str, key: str, name: str = "worker"):
+    """The SDK's worker for the environment, in a fresh workdir; yields the workdir and the worker."""
+    with tempfile.TemporaryDirectory(prefix="drover-worker-") as tmp:
+        workdir = Path(tmp) / "work"
+        worker = Worker(server, environment_id, key, workdir, Path(tmp) / f"{name}.log")
+        try:
+            yield workdir, worker
+        finally:
+            worker.stop()
+
+
+def say(client, session_id: str, text: str):
+    client.beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}])
+
+
 def wait_idle(client, session_id: str, seconds: float = 120):
     """The session's events once it is idle with end_turn, waiting on its status, not on time."""
     deadline = time.monotonic() + seconds
@@ -101,15 +118,6 @@ def wait_idle(client, session_id: str, seconds: float = 120):
     pytest.fail(f"session {session_id} did not go idle in {seconds}s: {[e.type for e in client.beta.sessions.events.list(session_id, limit=1000)]}")
 
 
-def wait_until(condition, what: str, seconds: float = 60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
 
 def text_of(event) -> str:
     return "".join(block.text for block in (event.content or []) if block.type == "text")
@@ -117,34 +125,28 @@ def text_of(event) -> str:
 
 def test_the_sdk_worker_runs_the_tools_in_its_own_directory(server):
     client, environment, agent, key = self_hosted(server)
-    with tempfile.TemporaryDirectory(prefix="drover-worker-") as tmp:
-        workdir = Path(tmp) / "work"
-        worker = Worker(server, environment.id, key, workdir, Path(tmp) / "worker.log")
-        try:
-            session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-            client.beta.sessions.events.send(
-                session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "cat notes.txt; wc -l < notes.txt"}]}])
-            events = wait_idle(client, session.id)
-            # The file is in the worker's directory: Drover has no sandbox for this session.
-            assert (workdir / "notes.txt").read_text() == "first line\ncat notes.txt; wc -l < notes.txt\nlast line\n"
-            assert not (server.data_dir.parent / "hands" / "workspaces" / session.id).exists()
-            uses = [e for e in events if e.type == "agent.tool_use"]
-            results = [e for e in events if e.type == "user.tool_result"]
-            assert [u.name for u in uses] == ["write", "bash", "grep"]
-            assert sorted(r.tool_use_id for r in results) == sorted(u.id for u in uses)
-            assert not [e for e in events if e.type == "agent.tool_result"], "a toolset call ran in Drover"
-            by_use = {r.tool_use_id: r for r in results}
-            bash = by_use[uses[1].id]
-            assert not bash.is_error and text_of(bash).split() == ["first", "line", "cat", "notes.txt;", "wc", "-l", "<", "notes.txt", "last", "line", "3"]
-            assert "notes.txt" in text_of(by_use[uses[2].id])
-            final = [e for e in events if e.type == "agent.message"][-1]
-            assert "DONE<" in text_of(final) and "last line" in text_of(final)
-            # The worker lets go once the session stays idle; its item ends stopped, by the worker.
-            work = wait_until(lambda: [w for w in client.beta.environments.work.list(environment.id).data if w.state == "stopped"],
-                              "the worker to stop its item")
-            assert work[0].data.id == session.id and work[0].acknowledged_at and work[0].latest_heartbeat_at
-        finally:
-            worker.stop()
+    with worker_for(server, environment.id, key) as (workdir, worker):
+        session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+        say(client, session.id, "cat notes.txt; wc -l < notes.txt")
+        events = wait_idle(client, session.id)
+        # The file is in the worker's directory: Drover has no sandbox for this session.
+        assert (workdir / "notes.txt").read_text() == "first line\ncat notes.txt; wc -l < notes.txt\nlast line\n"
+        assert not (server.data_dir.parent / "hands" / "workspaces" / session.id).exists()
+        uses = [e for e in events if e.type == "agent.tool_use"]
+        results = [e for e in events if e.type == "user.tool_result"]
+        assert [u.name for u in uses] == ["write", "bash", "grep"]
+        assert sorted(r.tool_use_id for r in results) == sorted(u.id for u in uses)
+        assert not [e for e in events if e.type == "agent.tool_result"], "a toolset call ran in Drover"
+        by_use = {r.tool_use_id: r for r in results}
+        bash = by_use[uses[1].id]
+        assert not bash.is_error and text_of(bash).split() == ["first", "line", "cat", "notes.txt;", "wc", "-l", "<", "notes.txt", "last", "line", "3"]
+        assert "notes.txt" in text_of(by_use[uses[2].id])
+        final = [e for e in events if e.type == "agent.message"][-1]
+        assert "DONE<" in text_of(final) and "last line" in text_of(final)
+        # The worker lets go once the session stays idle; its item ends stopped, by the worker.
+        work = wait_until(lambda: [w for w in client.beta.environments.work.list(environment.id).data if w.state == "stopped"],
+                          "the worker to stop its item")
+        assert work[0].data.id == session.id and work[0].acknowledged_at and work[0].latest_heartbeat_at
 
 
 def test_a_killed_worker_s_call_gets_one_error_and_a_second_worker_goes_on(server):
@@ -155,8 +157,7 @@ def test_a_killed_worker_s_call_gets_one_error_and_a_second_worker_goes_on(serve
         second = None
         try:
             session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-            client.beta.sessions.events.send(
-                session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "touch started && sleep 120"}]}])
+            say(client, session.id, "touch started && sleep 120")
             wait_until(lambda: (workdir / "started").exists(), "the worker to start the call")
             first.kill()
             # The lease lapses; the call gets its error result and the turn goes on without it.
@@ -167,8 +168,7 @@ def test_a_killed_worker_s_call_gets_one_error_and_a_second_worker_goes_on(serve
             assert "stopped renewing its lease" in text_of(results[0])
             # A second worker takes the session's next work.
             second = Worker(server, environment.id, key, workdir, Path(tmp) / "second.log")
-            client.beta.sessions.events.send(
-                session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "echo second-worker"}]}])
+            say(client, session.id, "echo second-worker")
 
             def answered_twice():
                 events = list(client.beta.sessions.events.list(session.id, limit=1000))
@@ -191,25 +191,19 @@ def test_a_killed_worker_s_call_gets_one_error_and_a_second_worker_goes_on(serve
 
 def test_an_interrupt_reaches_the_worker_through_its_lease(server):
     client, environment, agent, key = self_hosted(server)
-    with tempfile.TemporaryDirectory(prefix="drover-worker-") as tmp:
-        workdir = Path(tmp) / "work"
-        worker = Worker(server, environment.id, key, workdir, Path(tmp) / "worker.log")
-        try:
-            session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-            client.beta.sessions.events.send(
-                session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "touch started && sleep 120"}]}])
-            wait_until(lambda: (workdir / "started").exists(), "the worker to start the call")
-            client.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
-            events = wait_idle(client, session.id)
-            use = [e for e in events if e.type == "agent.tool_use"][0]
-            results = [e for e in events if e.type == "user.tool_result" and e.tool_use_id == use.id]
-            assert len(results) == 1 and "user.interrupt" in text_of(results[0])
-            # The worker reads `stopping` at its next heartbeat, and stops the item.
-            work = wait_until(lambda: [w for w in client.beta.environments.work.list(environment.id).data if w.data.id == session.id
-                                       and w.state == "stopped"], "the worker to stop on the interrupt")
-            assert work[0].stop_requested_at
-        finally:
-            worker.stop()
+    with worker_for(server, environment.id, key) as (workdir, worker):
+        session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+        say(client, session.id, "touch started && sleep 120")
+        wait_until(lambda: (workdir / "started").exists(), "the worker to start the call")
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
+        events = wait_idle(client, session.id)
+        use = [e for e in events if e.type == "agent.tool_use"][0]
+        results = [e for e in events if e.type == "user.tool_result" and e.tool_use_id == use.id]
+        assert len(results) == 1 and "user.interrupt" in text_of(results[0])
+        # The worker reads `stopping` at its next heartbeat, and stops the item.
+        work = wait_until(lambda: [w for w in client.beta.environments.work.list(environment.id).data if w.data.id == session.id
+                                   and w.state == "stopped"], "the worker to stop on the interrupt")
+        assert work[0].stop_requested_at
 
 
 def test_the_work_endpoints_in_the_sdk_s_shapes(server):
@@ -219,7 +213,7 @@ def test_the_work_endpoints_in_the_sdk_s_shapes(server):
     work = worker.beta.environments.work
     assert work.poll(environment.id, block_ms=50) is None
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "echo hi"}]}])
+    say(client, session.id, "echo hi")
     item = wait_until(lambda: work.poll(environment.id, block_ms=500, anthropic_worker_id="test-worker"), "a work item")
     assert item.type == "work" and item.data.type == "session" and item.data.id == session.id and item.state == "starting"
     stats = work.stats(environment.id)
@@ -308,39 +302,34 @@ def test_always_ask_holds_the_call_until_the_user_confirms_then_the_worker_runs_
     client, environment, _, key = self_hosted(server)
     asking = client.beta.agents.create(name="asks", model="claude-sonnet-4-5", tools=[
         {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}])
-    with tempfile.TemporaryDirectory(prefix="drover-worker-") as tmp:
-        workdir = Path(tmp) / "work"
-        worker = Worker(server, environment.id, key, workdir, Path(tmp) / "worker.log")
-        try:
-            for verdict in ("allow", "deny"):
-                session = client.beta.sessions.create(agent=asking.id, environment_id=environment.id)
-                client.beta.sessions.events.send(session.id, events=[
-                    {"type": "user.message", "content": [{"type": "text", "text": f"touch {verdict}-ran"}]}])
-                idle = wait_until(lambda: [e for e in client.beta.sessions.events.list(session.id, limit=1000)
-                                           if e.type == "session.status_idle"], "the call to wait for a confirmation")
-                assert idle[-1].stop_reason.type == "requires_action"
-                use = [e for e in client.beta.sessions.events.list(session.id, limit=1000) if e.type == "agent.tool_use"][0]
-                assert use.evaluated_permission == "ask" and idle[-1].stop_reason.event_ids == [use.id]
-                # The worker holds the call: nothing runs before the verdict.
-                time.sleep(1)
-                assert not (workdir / f"{verdict}-ran").exists()
-                client.beta.sessions.events.send(session.id, events=[
-                    {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": verdict}])
-                events = wait_idle(client, session.id)
-                results = [e for e in events if e.type == "user.tool_result" and e.tool_use_id == use.id]
-                assert len(results) == 1
-                if verdict == "allow":
-                    assert not results[0].is_error and (workdir / "allow-ran").exists()
-                else:
-                    assert results[0].is_error and "denied" in text_of(results[0]) and not (workdir / "deny-ran").exists()
-        finally:
-            worker.stop()
+    with worker_for(server, environment.id, key) as (workdir, worker):
+        for verdict in ("allow", "deny"):
+            session = client.beta.sessions.create(agent=asking.id, environment_id=environment.id)
+            client.beta.sessions.events.send(session.id, events=[
+                {"type": "user.message", "content": [{"type": "text", "text": f"touch {verdict}-ran"}]}])
+            idle = wait_until(lambda: [e for e in client.beta.sessions.events.list(session.id, limit=1000)
+                                       if e.type == "session.status_idle"], "the call to wait for a confirmation")
+            assert idle[-1].stop_reason.type == "requires_action"
+            use = [e for e in client.beta.sessions.events.list(session.id, limit=1000) if e.type == "agent.tool_use"][0]
+            assert use.evaluated_permission == "ask" and idle[-1].stop_reason.event_ids == [use.id]
+            # The worker holds the call: nothing runs before the verdict.
+            time.sleep(1)
+            assert not (workdir / f"{verdict}-ran").exists()
+            client.beta.sessions.events.send(session.id, events=[
+                {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": verdict}])
+            events = wait_idle(client, session.id)
+            results = [e for e in events if e.type == "user.tool_result" and e.tool_use_id == use.id]
+            assert len(results) == 1
+            if verdict == "allow":
+                assert not results[0].is_error and (workdir / "allow-ran").exists()
+            else:
+                assert results[0].is_error and "denied" in text_of(results[0]) and not (workdir / "deny-ran").exists()
 
 
 def test_archiving_a_session_stops_its_work_item(server):
     client, environment, agent, _ = self_hosted(server)
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "echo hi"}]}])
+    say(client, session.id, "echo hi")
     item = wait_until(lambda: [w for w in client.beta.environments.work.list(environment.id).data if w.data.id == session.id],
                       "the session's work item")[0]
     assert item.state == "queued"

@@ -17,7 +17,7 @@ import anthropic
 import httpx2 as httpx
 import pytest
 
-from conftest import BASH_PLAYBOOK, DROVER, free_port, sandboxed_server, terminate, wait_for
+from conftest import BASH_PLAYBOOK, DROVER, free_port, sandboxed_server, terminate, wait_for, wait_until
 from test_redis_outage import start_redis
 
 standardwebhooks = pytest.importorskip("standardwebhooks")
@@ -75,15 +75,6 @@ class Receiver:
         self.release.set()
         self.server.shutdown()
 
-
-def wait_until(condition, what: str, seconds: float = 60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def of(type_: str, object_id: str | None = None):
