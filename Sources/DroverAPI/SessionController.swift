@@ -35,19 +35,14 @@ struct SessionController: Sendable {
         let environment = try await lookup.liveEnvironment(params.environmentID, workspace: context.workspace)
         try await lookup.liveVaults(params.vaultIDs, workspace: context.workspace)
         let now = ControlPlaneStore.timestamp()
-        var config = environment.json["config"]
-        if case .object(var fields)? = config, fields["type"]?.stringValue == "self_hosted" {
-            // Files and repositories are mounted into Drover's sandboxes; a self-hosted worker's
-            // directory is the user's own.
-            if !params.resources.isEmpty {
-                throw APIError.invalid(
-                    "resources",
-                    "environment \(environment.id) is self_hosted: its tools run in your worker's directory, where Drover mounts nothing",
-                    fix: "put the files in the worker's workdir, or use a cloud environment")
-            }
-            // The brain routes the session's sandbox tools to this environment's workers.
-            fields["environment_id"] = .string(environment.id)
-            config = .object(fields)
+        // The brain routes a self-hosted session's sandbox tools to its environment's workers.
+        let config = ControlPlaneStore.sessionEnvironmentConfig(environment)
+        // Files and repositories are mounted into Drover's sandboxes; a self-hosted worker's
+        // directory is the user's own.
+        if config?.objectValue?["type"]?.stringValue == "self_hosted", !params.resources.isEmpty {
+            throw APIError.invalid(
+                "resources", "environment \(environment.id) is self_hosted: its tools run in your worker's directory, where Drover mounts nothing",
+                fix: "put the files in the worker's workdir, or use a cloud environment")
         }
         let resources = try await files.resources(params.resources, workspace: context.workspace, now: now)
         // With overrides, the session keeps (and shows) the agent it runs; without, the version it names.

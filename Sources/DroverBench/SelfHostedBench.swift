@@ -131,6 +131,8 @@ struct SelfHostedBench: AsyncParsableCommand {
             sdkWorker = nil
             await toolset.pool.shutdown()
             await model.stop()
+            redis.close()
+            await redisServer.stop(force: true)
         }
     }
 

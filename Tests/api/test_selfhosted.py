@@ -335,3 +335,15 @@ def test_archiving_a_session_stops_its_work_item(server):
     assert item.state == "queued"
     client.beta.sessions.archive(session.id)
     assert client.beta.environments.work.retrieve(item.id, environment_id=environment.id).state == "stopped"
+
+
+def test_a_deployment_s_run_in_a_self_hosted_environment_uses_its_worker(server):
+    client, environment, agent, key = self_hosted(server)
+    deployment = client.beta.deployments.create(
+        name="on-my-machine", agent=agent.id, environment_id=environment.id,
+        initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "echo from-a-deployment > ran.txt"}]}])
+    with worker_for(server, environment.id, key) as (workdir, _):
+        run = client.beta.deployments.run(deployment.id)
+        assert run.session_id
+        wait_idle(client, run.session_id)
+        assert (workdir / "ran.txt").read_text() == "from-a-deployment\n"

@@ -271,12 +271,12 @@ public struct DeploymentFirer: Sendable {
                     type: "environment_archived_error",
                     message: "environment \(id) was archived. Fix: point the deployment at another environment, then unpause it")
             }
-            return (try? JSONValue.parse(found.resource))?.objectValue?["config"]
+            return ControlPlaneStore.sessionEnvironmentConfig(found)
         }
         guard let name = fields["name"]?.stringValue,
             let found = try await store.database.environment(workspace: workspace, name: name)
         else { return nil }
-        return (try? JSONValue.parse(found.resource))?.objectValue?["config"]
+        return ControlPlaneStore.sessionEnvironmentConfig(id: found.id, resource: found.resource)
     }
 
     /// 26 lowercase hex digits (104 bits) of SHA-256.
