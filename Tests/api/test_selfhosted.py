@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 import pytest
 import anthropic
 from anthropic import Anthropic
