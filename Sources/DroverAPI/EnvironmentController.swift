@@ -76,7 +76,7 @@ struct EnvironmentController: Sendable {
     /// `environment_key` comes from here). The key is in this answer only.
     @Sendable func createKey(_ request: Request, context: APIRequestContext) async throws -> Response {
         let environment = try await lookup.liveEnvironment(context.parameters.require("environment_id"), workspace: context.workspace)
-        guard environment.json["config"]?.objectValue?["type"]?.stringValue == "self_hosted" else {
+        guard environment.isSelfHostedEnvironment else {
             throw APIError.invalid(
                 "environment_id", "environment \(environment.id) is a cloud environment; only a self_hosted environment has worker keys",
                 fix: "create an environment with config {\"type\": \"self_hosted\"}")

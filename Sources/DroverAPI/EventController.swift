@@ -50,14 +50,22 @@ struct EventController: Sendable {
                 )
             }
         }
-        let environment = try await sessionEnvironment(id)
+        let environment: EnvironmentConfig
+        do {
+            environment = try await log.environmentConfig(id)
+        } catch let error as SessionLogError {
+            throw APIError(sessionLogError: error)
+        } catch {
+            // A config that no longer parses has no hands elsewhere: its next turn ends the session.
+            environment = .none
+        }
         try await checkToolAnswers(events, session: id, environment: environment)
         let clientKey = request.headers[.init("idempotency-key")!]
         let result = try await sessionLogCall { try await inbox.send(events, to: id, clientKey: clientKey).appended }
         if let remote = environment.selfHostedEnvironment, events.contains(where: { $0.type == .userInterrupt }) {
             // No turn runs while a worker has the calls: one is queued to close them, and the
             // worker reads `stopping` at its next heartbeat.
-            _ = try await workCall { try await work.stopSession(environment: remote, session: id) }
+            _ = try await workQueueCall { try await work.stopSession(environment: remote, session: id) }
             try await sessionLogCall { _ = try await TurnQueue.enqueue(inbox.queue, session: id, name: inbox.turnQueue) }
         }
         let stored = try await sessionLogCall {
@@ -134,20 +142,6 @@ struct EventController: Sendable {
                 }
             throw APIError.unprocessable(
                 "events[\(result.index)].tool_use_id", why, fix: "answer each agent.tool_use of the session once, after any confirmation it needs")
-        }
-    }
-
-    /// The environment config the session was created with (`.none` for one without).
-    func sessionEnvironment(_ session: SessionID) async throws -> EnvironmentConfig {
-        guard let text = try await sessionLogCall({ try await log.environmentJSON(session) }) else { return .none }
-        return (try? EnvironmentConfig.parse(try JSONValue.parse(text))) ?? .none
-    }
-
-    private func workCall<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as WorkQueueError {
-            throw APIError(.serviceUnavailable, "api_error", error.description)
         }
     }
 

@@ -53,15 +53,9 @@ struct ResourceLookup: Sendable {
 
     /// The agent with the overrides, or a 400 naming the override's field under `agent`.
     private static func applying(_ overrides: [String: JSONValue], to agent: [String: JSONValue]) throws -> [String: JSONValue] {
-        let changes: AgentParams
-        do throws(FieldError) {
-            changes = try AgentParams(overrides)
-        } catch {
-            throw APIError.invalid("agent." + (error.field ?? "overrides"), error.message, fix: error.fix)
-        }
         var changed = agent
         do throws(FieldError) {
-            try changes.apply(to: &changed)
+            try AgentParams(overrides).apply(to: &changed)
         } catch {
             throw APIError.invalid("agent." + (error.field ?? "overrides"), error.message, fix: error.fix)
         }
@@ -133,6 +127,9 @@ enum ResourceID {
 }
 
 extension ControlPlaneStore.Row {
+    /// For an environment's row: whether its sessions' toolsets run on the user's own workers.
+    var isSelfHostedEnvironment: Bool { json["config"]?.objectValue?["type"]?.stringValue == "self_hosted" }
+
     /// The stored JSON with the archive time the row holds.
     var json: [String: JSONValue] { shownResource(resource, archivedAt: archivedAt) }
 }

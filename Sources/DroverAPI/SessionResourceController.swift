@@ -44,8 +44,7 @@ struct SessionResourceController: Sendable {
                 fix: "send {\"type\": \"file\", \"file_id\": ...} or {\"type\": \"github_repository\", \"url\": ...}")
         }
         if let environment = session.json["environment_id"]?.stringValue,
-            try await store.find(.environments, id: environment, workspace: context.workspace)?.json["config"]?.objectValue?["type"]?
-                .stringValue == "self_hosted"
+            try await store.find(.environments, id: environment, workspace: context.workspace)?.isSelfHostedEnvironment == true
         {
             throw APIError.invalid(
                 "type",

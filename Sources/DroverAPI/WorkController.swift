@@ -32,7 +32,7 @@ struct WorkController: Sendable {
     /// run in Drover's sandboxes and have no work items.
     private func selfHosted(_ context: APIRequestContext) async throws -> String {
         let row = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
-        guard row.json["config"]?.objectValue?["type"]?.stringValue == "self_hosted" else {
+        guard row.isSelfHostedEnvironment else {
             throw APIError.invalid(
                 "environment_id", "environment \(row.id) is a cloud environment: its sessions run in Drover's sandboxes, and it has no work items",
                 fix: "create an environment with config {\"type\": \"self_hosted\"} for workers on your own machines")
@@ -53,7 +53,7 @@ struct WorkController: Sendable {
         guard worker.utf8.count <= 256 else {
             throw APIError.invalid("Anthropic-Worker-ID", "is \(worker.utf8.count) bytes", fix: "send an id of at most 256 bytes")
         }
-        let item = try await workCall {
+        let item = try await workQueueCall {
             try await work.poll(
                 environment: environment, worker: worker, wait: .milliseconds(block), claimTTL: reclaim.map { .milliseconds($0) })
         }
@@ -64,7 +64,7 @@ struct WorkController: Sendable {
     @Sendable func ack(_ request: Request, context: APIRequestContext) async throws -> Response {
         let environment = try await selfHosted(context)
         let id = try workID(context)
-        switch try await workCall({ try await work.acknowledge(environment: environment, id: id) }) {
+        switch try await workQueueCall({ try await work.acknowledge(environment: environment, id: id) }) {
         case .done: return jsonResponse(try await item(environment, id))
         case .conflict(let state):
             throw APIError(
@@ -80,7 +80,7 @@ struct WorkController: Sendable {
         let input = RequestInput(request)
         let desired = input.string("desired_ttl_seconds") == nil ? nil : try input.int("desired_ttl_seconds", default: 60, range: 1...86_400)
         let expected = input.string("expected_last_heartbeat")
-        let outcome = try await workCall {
+        let outcome = try await workQueueCall {
             try await work.heartbeat(environment: environment, id: id, expected: expected, desiredTTLSeconds: desired)
         }
         switch outcome {
@@ -88,17 +88,17 @@ struct WorkController: Sendable {
             return jsonResponse(
                 .object([
                     "type": "work_heartbeat", "last_heartbeat": .string(lease.lastHeartbeat), "lease_extended": .bool(lease.extended),
-                    "state": .string(Self.wireState(lease.state)), "ttl_seconds": .number(Double(lease.ttlSeconds)),
+                    "state": .string(lease.state.wire), "ttl_seconds": .number(Double(lease.ttlSeconds)),
                 ]))
         case .preconditionFailed(let lease):
             throw APIError(
                 .preconditionFailed, "invalid_request_error",
-                "work \(id): expected_last_heartbeat does not match the server's, or the lease is no longer held (state \(Self.wireState(lease.state))); another worker may hold it. Fix: stop serving this session",
+                "work \(id): expected_last_heartbeat does not match the server's, or the lease is no longer held (state \(lease.state.wire)); another worker may hold it. Fix: stop serving this session",
                 errorCode: "heartbeat_precondition_failed",
                 details: [
                     "current_state": .object([
                         "last_heartbeat": lease.lastHeartbeat.isEmpty ? .null : .string(lease.lastHeartbeat), "lease_extended": .bool(false),
-                        "state": .string(Self.wireState(lease.state)), "ttl_seconds": .number(Double(lease.ttlSeconds)),
+                        "state": .string(lease.state.wire), "ttl_seconds": .number(Double(lease.ttlSeconds)),
                     ])
                 ])
         case .notFound:
@@ -117,7 +117,7 @@ struct WorkController: Sendable {
             try fields.rejectUnknown(["force"])
             force = try JSONValue.bool(fields["force"], path: "force") ?? false
         }
-        switch try await workCall({ try await work.stop(environment: environment, id: id, force: force) }) {
+        switch try await workQueueCall({ try await work.stop(environment: environment, id: id, force: force) }) {
         case .done: return jsonResponse(try await item(environment, id))
         case .conflict: throw APIError(.conflict, "invalid_request_error", "work \(id) is already stopped")
         case .notFound: throw APIError.notFound("work", id)
@@ -149,7 +149,7 @@ struct WorkController: Sendable {
             default: throw APIError.invalid("metadata.\(key)", "must be a string of at most 512 bytes, or null to delete it")
             }
         }
-        guard try await workCall({ try await work.updateMetadata(environment: environment, id: id, patch: changes) }) else {
+        guard try await workQueueCall({ try await work.updateMetadata(environment: environment, id: id, patch: changes) }) else {
             throw APIError.notFound("work", id)
         }
         let updated = try await item(environment, id)
@@ -170,7 +170,7 @@ struct WorkController: Sendable {
             }
             offset = value
         }
-        let items = try await workCall { try await work.items(environment: environment, offset: offset, limit: limit + 1) }
+        let items = try await workQueueCall { try await work.items(environment: environment, offset: offset, limit: limit + 1) }
         let next: JSONValue = items.count > limit ? .string("o_\(offset + limit)") : .null
         return jsonResponse(.object(["data": .array(items.prefix(limit).map(Self.json)), "next_page": next]))
     }
@@ -179,8 +179,8 @@ struct WorkController: Sendable {
     /// sessions share in this deployment.
     @Sendable func stats(_ request: Request, context: APIRequestContext) async throws -> Response {
         let row = try await lookup.environment(context.parameters.require("environment_id"), workspace: context.workspace)
-        if row.json["config"]?.objectValue?["type"]?.stringValue == "self_hosted" {
-            let stats = try await workCall { try await work.stats(environment: row.id) }
+        if row.isSelfHostedEnvironment {
+            let stats = try await workQueueCall { try await work.stats(environment: row.id) }
             return jsonResponse(
                 .object([
                     "type": "work_queue_stats", "depth": .number(Double(stats.depth)), "pending": .number(Double(stats.pending)),
@@ -199,13 +199,11 @@ struct WorkController: Sendable {
     }
 
     private func item(_ environment: String, _ id: String) async throws -> JSONValue {
-        guard let item = try await workCall({ try await work.item(environment: environment, id: id) }) else {
+        guard let item = try await workQueueCall({ try await work.item(environment: environment, id: id) }) else {
             throw APIError.notFound("work", id)
         }
         return Self.json(item)
     }
-
-    static func wireState(_ state: WorkItem.State) -> String { state == .lapsed ? WorkItem.State.queued.rawValue : state.rawValue }
 
     /// The SDK's `BetaSelfHostedWork`. `secret` stays null: the worker's environment key is its
     /// credential for the item's calls.
@@ -213,21 +211,23 @@ struct WorkController: Sendable {
         func time(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
         return .object([
             "type": "work", "id": .string(item.id), "environment_id": .string(item.environmentID),
-            "data": .object(["type": "session", "id": .string(item.sessionID)]), "state": .string(item.wireState),
+            "data": .object(["type": "session", "id": .string(item.sessionID)]), "state": .string(item.state.wire),
             "created_at": .string(item.createdAt), "acknowledged_at": time(item.acknowledgedAt), "started_at": time(item.startedAt),
             "latest_heartbeat_at": time(item.latestHeartbeatAt), "stop_requested_at": time(item.stopRequestedAt),
             "stopped_at": time(item.stoppedAt), "metadata": .object(item.metadata.mapValues(JSONValue.string)), "secret": .null,
         ])
     }
 
-    /// A Redis outage is a 503 the SDK retries, as for every other call.
-    private func workCall<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as WorkQueueError {
-            throw APIError(.serviceUnavailable, "api_error", error.description)
-        } catch let error as RedisError {
-            throw APIError(.serviceUnavailable, "api_error", error.description)
-        }
+}
+
+/// Runs a work-queue call, turning its errors into API errors: a Redis outage is a 503 the SDK
+/// retries, as for every other call.
+func workQueueCall<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as WorkQueueError {
+        throw APIError(.serviceUnavailable, "api_error", error.description)
+    } catch let error as RedisError {
+        throw APIError(.serviceUnavailable, "api_error", error.description)
     }
 }

@@ -142,7 +142,8 @@ struct APIBench: AsyncParsableCommand {
 }
 
 /// The few API calls the benchmark makes, over libcurl.
-private struct BenchClient {
+/// JSON over loopback with curl, as the benches' in-process API (local mode, no key) takes it.
+struct BenchClient {
     let base: String
 
     func request(_ path: String, method: String, body: String? = nil, readTimeout: Duration = .seconds(30)) -> HTTPRequest {
@@ -155,6 +156,14 @@ private struct BenchClient {
         let response = try await CurlHTTPClient.shared.send(request(path, method: "POST", body: body))
         let json = (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self)))?.objectValue ?? [:]
         guard response.status == 200 else { throw ValidationError("POST \(path): \(response.status) \(json)") }
+        return json
+    }
+
+    /// A GET's JSON body; anything but 200 throws.
+    func get(_ path: String) async throws -> JSONValue {
+        let response = try await CurlHTTPClient.shared.send(request(path, method: "GET"))
+        let json = (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))) ?? .null
+        guard response.status == 200 else { throw ValidationError("GET \(path): \(response.status) \(json.compactJSON)") }
         return json
     }
 

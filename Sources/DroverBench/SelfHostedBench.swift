@@ -75,12 +75,12 @@ struct SelfHostedBench: AsyncParsableCommand {
                 working.cancel()
             }
             let api = "http://127.0.0.1:\(port)"
-            let client = SelfHostedBenchClient(base: api)
-            let agent = try await client.post(
+            let client = BenchClient(base: api)
+            let agent = try await client.call(
                 "/v1/agents", #"{"name": "bench", "model": "claude-sonnet-4-5", "tools": [{"type": "agent_toolset_20260401"}]}"#)["id"]!
-            let cloud = try await client.post("/v1/environments", #"{"name": "cloud"}"#)["id"]!.stringValue!
-            let selfHosted = try await client.post("/v1/environments", #"{"name": "laptop", "config": {"type": "self_hosted"}}"#)["id"]!.stringValue!
-            let key = try await client.post("/v1/environments/\(selfHosted)/keys", "{}")["key"]!.stringValue!
+            let cloud = try await client.call("/v1/environments", #"{"name": "cloud"}"#)["id"]!.stringValue!
+            let selfHosted = try await client.call("/v1/environments", #"{"name": "laptop", "config": {"type": "self_hosted"}}"#)["id"]!.stringValue!
+            let key = try await client.call("/v1/environments/\(selfHosted)/keys", "{}")["key"]!.stringValue!
             let script = directory.appendingPathComponent("worker.py")
             try Self.workerScript.write(to: script, atomically: true, encoding: .utf8)
             let workdir = directory.appendingPathComponent("work")
@@ -93,9 +93,9 @@ struct SelfHostedBench: AsyncParsableCommand {
             defer { if let sdkWorker { Task { await sdkWorker.kill() } } }
 
             let sessions = [
-                "sandbox": try await client.post("/v1/sessions", #"{"agent": \#(agent.compactJSON), "environment_id": "\#(cloud)"}"#)["id"]!
+                "sandbox": try await client.call("/v1/sessions", #"{"agent": \#(agent.compactJSON), "environment_id": "\#(cloud)"}"#)["id"]!
                     .stringValue!,
-                "self_hosted": try await client.post("/v1/sessions", #"{"agent": \#(agent.compactJSON), "environment_id": "\#(selfHosted)"}"#)[
+                "self_hosted": try await client.call("/v1/sessions", #"{"agent": \#(agent.compactJSON), "environment_id": "\#(selfHosted)"}"#)[
                     "id"]!.stringValue!,
             ]
             var callMs: [String: [Double]] = [:]
@@ -137,9 +137,9 @@ struct SelfHostedBench: AsyncParsableCommand {
     }
 
     /// Sends one message and waits for the turn to end; returns call_ms and resume_ms of its call.
-    private func measureCall(_ session: SessionID, client: SelfHostedBenchClient, log: SessionLog) async throws -> (Double, Double) {
+    private func measureCall(_ session: SessionID, client: BenchClient, log: SessionLog) async throws -> (Double, Double) {
         let from = try await log.lastSeq(session)
-        _ = try await client.post(
+        _ = try await client.call(
             "/v1/sessions/\(session.rawValue)/events", #"{"events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]}"#)
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {
@@ -159,7 +159,7 @@ struct SelfHostedBench: AsyncParsableCommand {
     }
 
     /// A long poll on an empty queue, answered by an item queued while it waits.
-    private func measurePickup(client: SelfHostedBenchClient, work: WorkQueue, environment: String) async throws -> [Double] {
+    private func measurePickup(client: BenchClient, work: WorkQueue, environment: String) async throws -> [Double] {
         var samples: [Double] = []
         for _ in 0..<polls {
             // Drain what the sessions left queued, so the poll below finds the queue empty.
@@ -191,27 +191,4 @@ struct SelfHostedBench: AsyncParsableCommand {
 
         asyncio.run(main())
         """
-}
-
-/// JSON over loopback with curl, in local mode (no key).
-private struct SelfHostedBenchClient {
-    let base: String
-
-    private func send(_ path: String, method: String, body: String?) async throws -> JSONValue {
-        let request = HTTPRequest(
-            url: base + path, method: method, headers: [("anthropic-beta", "managed-agents-2026-04-01"), ("content-type", "application/json")],
-            body: Array((body ?? "").utf8), readTimeout: .seconds(30))
-        let response = try await CurlHTTPClient.shared.send(request)
-        let json = (try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))) ?? .null
-        guard response.status == 200 else { throw ValidationError("\(method) \(path): \(response.status) \(json.compactJSON)") }
-        return json
-    }
-
-    func post(_ path: String, _ body: String) async throws -> [String: JSONValue] {
-        try await send(path, method: "POST", body: body).objectValue ?? [:]
-    }
-
-    func get(_ path: String) async throws -> JSONValue {
-        try await send(path, method: "GET", body: nil)
-    }
 }

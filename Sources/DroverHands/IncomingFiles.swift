@@ -50,13 +50,15 @@ public struct IncomingFiles: Sendable {
     func waiting(_ session: String) -> [String] {
         let root = directory(session)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return names.filter { !$0.hasPrefix(".") }.sorted {
-            let a =
-                (try? FileManager.default.attributesOfItem(atPath: root.appendingPathComponent($0).path)[.modificationDate] as? Date) ?? .distantPast
-            let b =
-                (try? FileManager.default.attributesOfItem(atPath: root.appendingPathComponent($1).path)[.modificationDate] as? Date) ?? .distantPast
-            return a < b
+        // Each entry's time read once, not at every comparison.
+        let staged = names.filter { !$0.hasPrefix(".") }.map { name in
+            (
+                name,
+                (try? FileManager.default.attributesOfItem(atPath: root.appendingPathComponent(name).path)[.modificationDate] as? Date)
+                    ?? .distantPast
+            )
         }
+        return staged.sorted { $0.1 < $1.1 }.map(\.0)
     }
 
     /// Puts every waiting file in place through `sandbox`, which must be the session's, started.

@@ -309,12 +309,8 @@ public struct TaskQueue: Sendable {
         } catch {
             throw .redis(error)
         }
-        guard let values = reply.array, !values.isEmpty else { return nil }
-        var fields: [String: String] = [:]
-        for i in stride(from: 0, to: values.count - 1, by: 2) {
-            fields[values[i].string ?? ""] = values[i + 1].string ?? ""
-        }
-        return fields
+        let fields = reply.hashFields
+        return fields.isEmpty ? nil : fields
     }
 
     /// A consumer that waits for work without polling. Give each worker loop its own: it holds a

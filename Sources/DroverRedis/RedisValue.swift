@@ -31,6 +31,16 @@ public enum RedisValue: Sendable, Equatable {
 
     public var isNull: Bool { self == .null }
 
+    /// An `HGETALL` reply (field, value, field, value, ...) as a dictionary; empty for anything else.
+    public var hashFields: [String: String] {
+        let values = array ?? []
+        var fields: [String: String] = [:]
+        for index in stride(from: 0, to: values.count - 1, by: 2) {
+            fields[values[index].string ?? ""] = values[index + 1].string ?? ""
+        }
+        return fields
+    }
+
     /// A Redis error reply as a thrown error; other replies pass through.
     public func throwingErrorReply() throws(RedisError) -> RedisValue {
         if case .error(let message) = self { throw RedisError.server(message) }

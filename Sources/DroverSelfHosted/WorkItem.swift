@@ -9,6 +9,9 @@ public struct WorkItem: Sendable, Equatable {
         /// The lease ran out while a worker held it; the calls it was running are being
         /// answered with errors before the item goes back in line. Shown as `queued`.
         case lapsed
+
+        /// The state as the SDK knows it.
+        public var wire: String { self == .lapsed ? State.queued.rawValue : rawValue }
     }
 
     public let id: String
@@ -47,9 +50,6 @@ public struct WorkItem: Sendable, Equatable {
         self.metadata = metadata
         self.reclaims = Int(fields["reclaims"] ?? "") ?? 0
     }
-
-    /// The state as the SDK knows it.
-    public var wireState: String { state == .lapsed ? State.queued.rawValue : state.rawValue }
 }
 
 /// The server's view of a lease, returned by a heartbeat.

@@ -80,12 +80,12 @@ public struct WorkQueue: Sendable {
     /// long the poller has to acknowledge it (the SDK's `reclaim_older_than_ms`).
     public func poll(environment: String, worker: String, wait: Duration, claimTTL: Duration? = nil) async throws -> WorkItem? {
         let keys = Keys(environment)
-        let ttl = Self.milliseconds(claimTTL ?? options.claimTTL)
+        let ttl = (claimTTL ?? options.claimTTL).milliseconds
         let clock = ContinuousClock()
         let deadline = clock.now + wait
         while true {
             let reply = try await run(WorkQueueScripts.poll, keys: [keys.queued], [keys.prefix, worker, String(ttl)])
-            if let item = WorkItem(fields: Self.hash(reply)) { return item }
+            if let item = WorkItem(fields: reply.hashFields) { return item }
             let remaining = deadline - clock.now
             if remaining <= .milliseconds(1) { return nil }
             try await waiters.wait(on: keys.marker, for: remaining)
@@ -95,7 +95,7 @@ public struct WorkQueue: Sendable {
     public func acknowledge(environment: String, id: String) async throws(WorkQueueError) -> WorkTransition {
         let keys = Keys(environment)
         return try Self.transition(
-            try await run(WorkQueueScripts.ack, keys: [keys.item(id)], [keys.prefix, id, String(Self.milliseconds(options.leaseTTL))]))
+            try await run(WorkQueueScripts.ack, keys: [keys.item(id)], [keys.prefix, id, String(options.leaseTTL.milliseconds)]))
     }
 
     /// Extends the lease if `expected` is the heartbeat the server holds (`NO_HEARTBEAT` before
@@ -105,7 +105,7 @@ public struct WorkQueue: Sendable {
     ) async throws(WorkQueueError) -> HeartbeatOutcome {
         let keys = Keys(environment)
         let seconds = desiredTTLSeconds.map { min(max($0, options.leaseRange.lowerBound), options.leaseRange.upperBound) }
-        let ttl = seconds.map { $0 * 1000 } ?? Self.milliseconds(options.leaseTTL)
+        let ttl = seconds.map { $0 * 1000 } ?? Int(options.leaseTTL.milliseconds)
         let reply = try await run(WorkQueueScripts.heartbeat, keys: [keys.item(id)], [keys.prefix, id, expected ?? "", String(ttl)])
         guard let fields = reply.array, let status = fields.first?.string else { throw .unexpectedReply("\(reply)") }
         func lease(extended: Bool, ttlField: Int) -> WorkLease? {
@@ -142,7 +142,7 @@ public struct WorkQueue: Sendable {
     // MARK: Reading
 
     public func item(environment: String, id: String) async throws(WorkQueueError) -> WorkItem? {
-        WorkItem(fields: Self.hash(try await send(["HGETALL", Keys(environment).item(id)])))
+        WorkItem(fields: try await send(["HGETALL", Keys(environment).item(id)]).hashFields)
     }
 
     /// Items newest first, `limit` of them after skipping `offset`.
@@ -156,7 +156,7 @@ public struct WorkQueue: Sendable {
         } catch {
             throw .redis(error)
         }
-        return replies.compactMap { WorkItem(fields: Self.hash($0)) }
+        return replies.compactMap { WorkItem(fields: $0.hashFields) }
     }
 
     public func stats(environment: String) async throws(WorkQueueError) -> WorkQueueStats {
@@ -191,19 +191,6 @@ public struct WorkQueue: Sendable {
     }
 
     // MARK: Plumbing
-
-    static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-    }
-
-    private static func hash(_ reply: RedisValue) -> [String: String] {
-        let values = reply.array ?? []
-        var fields: [String: String] = [:]
-        for index in stride(from: 0, to: values.count - 1, by: 2) {
-            fields[values[index].string ?? ""] = values[index + 1].string ?? ""
-        }
-        return fields
-    }
 
     private static func transition(_ reply: RedisValue) throws(WorkQueueError) -> WorkTransition {
         guard let fields = reply.array, let status = fields.first?.string else { throw .unexpectedReply("\(reply)") }

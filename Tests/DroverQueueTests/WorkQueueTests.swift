@@ -84,7 +84,7 @@ struct WorkQueueTests {
             }
             // ...and nobody may claim it until its open calls are answered.
             #expect(try await work.poll(environment: environment, worker: "w3", wait: .milliseconds(50)) == nil)
-            #expect(try await work.item(environment: environment, id: again.id)?.wireState == "queued")
+            #expect(try await work.item(environment: environment, id: again.id)?.state.wire == "queued")
             try await work.settle(environment: environment, id: again.id)
             #expect(try await work.poll(environment: environment, worker: "w3", wait: .zero)?.id == again.id)
             #expect(try await work.environments().contains(environment))

@@ -61,8 +61,7 @@ public struct RemoteHandsSweeper: Sendable {
         } catch SessionLogError.sessionNotFound {
             return 0
         }
-        guard let config = try? await inbox.log.environmentJSON(session).map({ try EnvironmentConfig.parse(try JSONValue.parse($0)) }),
-            let running = TurnRunner.remoteCallsRunning(events, config)
+        guard let config = try? await inbox.log.environmentConfig(session), let running = TurnRunner.remoteCallsRunning(events, config)
         else { return 0 }
         var answered = 0
         for call in running {

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverSessionLog
+import DroverTools
 import Foundation
 
 /// What a session runs, frozen into its log when it is created: the log is the one place a
@@ -11,6 +12,12 @@ extension SessionLog {
     @discardableResult
     public func create(_ session: SessionID, agent: AgentSnapshot, environment: JSONValue? = nil) async throws(SessionLogError) -> Bool {
         try await create(session, agentJSON: agent.json, environmentJSON: environment.flatMap { $0 == .null ? nil : $0.compactJSON })
+    }
+
+    /// The environment the session was created with, typed (`.none` for one without). A stored
+    /// config that no longer parses throws: the caller decides what a session without it does.
+    public func environmentConfig(_ session: SessionID) async throws -> EnvironmentConfig {
+        try await environmentJSON(session).map { try EnvironmentConfig.parse(try JSONValue.parse($0)) } ?? .none
     }
 
     /// The agent the session was created with; nil for a session created without one. A stored

@@ -125,7 +125,7 @@ public final class TurnRunner: Sendable {
         // environment without the packages the session was created with: it ends instead.
         let environment: EnvironmentConfig
         do {
-            environment = try await log.environmentJSON(session).map { try EnvironmentConfig.parse(try JSONValue.parse($0)) } ?? .none
+            environment = try await log.environmentConfig(session)
         } catch let error as SessionLogError {
             throw error
         } catch {
@@ -149,8 +149,7 @@ public final class TurnRunner: Sendable {
         // Calls with a self-hosted worker are not cut off by a crash here: the worker answers them,
         // or its lease lapses and the sweeper does (RemoteHandsSweeper).
         var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map { Self.failedModelRequestEnd(start: $0.id) }
-        repairs += ContextBuilder.danglingToolUses(in: snapshot.events).filter { !Self.runsRemotely($0, environment) }
-            .map { Self.toolResult(for: $0, text: Self.crashInterruption) }
+        repairs += Self.danglingLocalCalls(snapshot.events, environment).map { Self.toolResult(for: $0, text: Self.crashInterruption) }
         if !repairs.isEmpty {
             try await append(session, fence, state, repairs)
         }
@@ -199,9 +198,7 @@ public final class TurnRunner: Sendable {
             // A confirmed call of a self-hosted worker's tool is its to run; a denied one is closed here.
             if Self.runsRemotely(use, environment) {
                 if answer.result != .allow {
-                    try await appendRemoteResult(
-                        session, fence, state, use.id,
-                        .text("the user denied this tool call" + (answer.denyMessage.map { ": \($0)" } ?? ""), isError: true))
+                    try await appendRemoteResult(session, fence, state, use.id, Self.denial(answer))
                 }
                 continue
             }
@@ -209,7 +206,7 @@ public final class TurnRunner: Sendable {
                 answer.result == .allow
                 ? try await execute(
                     hands, name, .object(input), session: session, fence: fence, timeout: agent.toolTimeoutSeconds, environment: state.environment)
-                : .text("the user denied this tool call" + (answer.denyMessage.map { ": \($0)" } ?? ""), isError: true)
+                : Self.denial(answer)
             try await append(session, fence, state, [Self.toolResult(answering: use, result)])
         }
         if Self.remoteCallsRunning(state.events, environment)?.isEmpty == false {
@@ -242,8 +239,7 @@ public final class TurnRunner: Sendable {
                 try await closeRemoteCalls(session, fence, state, text: Self.userInterruption)
                 try await work.stopSession(environment: remote, session: session)
             }
-            var closing = ContextBuilder.danglingToolUses(in: state.events).filter { !Self.runsRemotely($0, environment) }
-                .map { Self.toolResult(for: $0, text: Self.userInterruption) }
+            var closing = Self.danglingLocalCalls(state.events, environment).map { Self.toolResult(for: $0, text: Self.userInterruption) }
             if let open = state.openModelRequest {
                 closing.append(Self.failedModelRequestEnd(start: open))
             }
@@ -404,6 +400,16 @@ public final class TurnRunner: Sendable {
     public static func runsRemotely(_ use: StoredEvent, _ environment: EnvironmentConfig) -> Bool {
         guard use.kind == .agentToolUse, case .agentToolUse(let tool)? = use.payload else { return false }
         return environment.runsRemotely(tool.name)
+    }
+
+    /// Calls Drover runs itself that a crash or an interrupt cut off; a worker's are its own to answer.
+    static func danglingLocalCalls(_ events: [StoredEvent], _ environment: EnvironmentConfig) -> [StoredEvent] {
+        ContextBuilder.danglingToolUses(in: events).filter { !runsRemotely($0, environment) }
+    }
+
+    /// The result of a call the user denied.
+    static func denial(_ answer: UserToolConfirmation) -> ToolResult {
+        .text("the user denied this tool call" + (answer.denyMessage.map { ": \($0)" } ?? ""), isError: true)
     }
 
     /// The calls a self-hosted worker runs, or may be running, now: open, and not held for a
