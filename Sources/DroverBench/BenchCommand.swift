@@ -25,10 +25,14 @@ struct QueueBench: AsyncParsableCommand {
         abstract: "Measure enqueue/s, claim+ack/s and the idle claim latency of the task queue.",
         discussion: """
             Phases, in one run against the same server:
+              redis_set   redis-benchmark -c --workers -t set: one round trip per operation, the
+                          ceiling claim_ack is compared with (redis_set_ratio);
               enqueue     --workers producers queue --tasks tasks, each enqueue one round trip;
-              claim_ack   --workers workers claim up to --batch at a time and ack each task;
+              claim_ack   --workers workers claim up to --batch at a time and ack them in one call;
               idle_claim  --workers consumers wait (BZPOPMIN) on an empty queue; one task at a
                           time is queued and the time from enqueue to claim is recorded.
+            enqueue and claim_ack report the Redis commands and server CPU they cost per task, from
+            INFO commandstats and INFO cpu before and after.
             With DROVER_REDIS_URL unset it uses a fresh embedded redis-server (AOF everysec, unix
             socket) in a temporary directory, so it leaves nothing behind.
             """
@@ -78,7 +82,7 @@ struct QueueBench: AsyncParsableCommand {
             defer { scraper?.cancel() }
             do {
                 let report = try await measure(
-                    redis: redis, target: embedded == nil ? url.description : "embedded redis-server, unix socket, AOF everysec")
+                    redis: redis, url: url, target: embedded == nil ? url.description : "embedded redis-server, unix socket, AOF everysec")
                 print(try encodeJSON(report))
             } catch {
                 await embedded?.stop(force: true)
@@ -97,14 +101,19 @@ struct QueueBench: AsyncParsableCommand {
         let tasks: Int
         let workers: Int
         let batch: Int
+        let redisSet: RedisSetBaseline.Result
         let enqueue: Throughput
         let claimAck: Throughput
+        /// claim_ack per second over redis_set per second, measured in this run.
+        let redisSetRatio: Double?
         let idleClaimLatencyMs: Latency
 
         enum CodingKeys: String, CodingKey {
             case benchmark, redis, cores, tasks, workers, batch, enqueue
             case redisVersion = "redis_version"
+            case redisSet = "redis_set"
             case claimAck = "claim_ack"
+            case redisSetRatio = "redis_set_ratio"
             case idleClaimLatencyMs = "idle_claim_latency_ms"
         }
     }
@@ -113,10 +122,12 @@ struct QueueBench: AsyncParsableCommand {
         let operations: Int
         let seconds: Double
         let perSecond: Double
+        let redisWork: RedisWork
 
         enum CodingKeys: String, CodingKey {
             case operations, seconds
             case perSecond = "per_second"
+            case redisWork = "redis_work"
         }
     }
 
@@ -128,15 +139,20 @@ struct QueueBench: AsyncParsableCommand {
         let max: Double
     }
 
-    private func measure(redis: RedisClient, target: String) async throws -> Report {
+    private func measure(redis: RedisClient, url: RedisURL, target: String) async throws -> Report {
         let queue = TaskQueue(redis: redis)
         let name = try QueueName("bench-\(Identifier.make(prefix: "b").suffix(8).lowercased())")
         let info = try await redis.send(["INFO", "server"], idempotent: true).string ?? ""
         let version = info.split(separator: "\r\n").first { $0.hasPrefix("redis_version:") }.map { String($0.dropFirst(14)) } ?? "unknown"
         let clock = ContinuousClock()
         let (tasks, workers, batch) = (self.tasks, self.workers, self.batch)
+        let meter = RedisWorkMeter(redis: redis)
+
+        let redisSet = await RedisSetBaseline.measure(url: url, clients: workers, requests: max(tasks, 50_000))
+        try await redis.send(["DEL", RedisSetBaseline.key])
 
         // Enqueue.
+        let beforeEnqueue = try await meter.read()
         let enqueueStart = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for producer in 0..<workers {
@@ -149,8 +165,10 @@ struct QueueBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let enqueueSeconds = (clock.now - enqueueStart).seconds
+        let enqueueWork = RedisWorkMeter.work(from: beforeEnqueue, to: try await meter.read(), tasks: tasks)
 
         // Claim and ack.
+        let beforeClaim = try await meter.read()
         let claimStart = clock.now
         let acked = try await withThrowingTaskGroup(of: Int.self) { group in
             for worker in 0..<workers {
@@ -159,13 +177,14 @@ struct QueueBench: AsyncParsableCommand {
                     while true {
                         let leases = try await queue.claim(name, workerId: "bench-\(worker)", leaseTTL: .seconds(60), max: batch).leases
                         if leases.isEmpty { return done }
-                        for lease in leases where try await queue.ack(lease) == .ok { done += 1 }
+                        done += try await queue.ack(leases).filter(\.isOK).count
                     }
                 }
             }
             return try await group.reduce(0, +)
         }
         let claimSeconds = (clock.now - claimStart).seconds
+        let claimWork = RedisWorkMeter.work(from: beforeClaim, to: try await meter.read(), tasks: tasks)
         guard acked == tasks else {
             throw ValidationError("only \(acked) of \(tasks) tasks were acked; the queue is inconsistent")
         }
@@ -174,11 +193,13 @@ struct QueueBench: AsyncParsableCommand {
         let latencies = try await idleLatencies(queue: queue, name: name)
 
         try await deleteQueue(redis: redis, name: name)
+        let claimAck = Throughput(operations: tasks, seconds: claimSeconds, perSecond: Double(tasks) / claimSeconds, redisWork: claimWork)
         return Report(
             redis: target, redisVersion: version, cores: ProcessInfo.processInfo.activeProcessorCount,
-            tasks: tasks, workers: workers, batch: batch,
-            enqueue: Throughput(operations: tasks, seconds: enqueueSeconds, perSecond: Double(tasks) / enqueueSeconds),
-            claimAck: Throughput(operations: tasks, seconds: claimSeconds, perSecond: Double(tasks) / claimSeconds),
+            tasks: tasks, workers: workers, batch: batch, redisSet: redisSet,
+            enqueue: Throughput(operations: tasks, seconds: enqueueSeconds, perSecond: Double(tasks) / enqueueSeconds, redisWork: enqueueWork),
+            claimAck: claimAck,
+            redisSetRatio: redisSet.perSecond.map { round3(claimAck.perSecond / $0) },
             idleClaimLatencyMs: latencies
         )
     }

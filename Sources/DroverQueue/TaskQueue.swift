@@ -133,15 +133,33 @@ public struct TaskQueue: Sendable {
 
     /// Marks the task done. Refused for a lease that is no longer held.
     public func ack(_ lease: TaskLease) async throws(TaskQueueError) -> LeaseVerdict {
-        let keys = QueueKeys(lease.queue)
-        let reply = try await run(
-            TaskQueueScripts.ack, keys: [keys.leased, keys.meta],
-            [
-                keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(options.completedRetention.milliseconds),
-            ])
-        let verdict = try Self.verdict(reply)
-        (verdict.isOK ? DroverMetrics.queueAcks : DroverMetrics.queueLeasesLost)(lease.queue.rawValue).increment()
-        return verdict
+        try await ack([lease])[0]
+    }
+
+    /// Acks many leases with one script call per queue, and returns one verdict per lease, in
+    /// order: a worker that finishes tasks in bursts pays Redis once per burst, not per task.
+    public func ack(_ leases: [TaskLease]) async throws(TaskQueueError) -> [LeaseVerdict] {
+        var verdicts = [LeaseVerdict](repeating: .ok, count: leases.count)
+        let byQueue = Dictionary(grouping: leases.indices) { leases[$0].queue }
+        for (queue, indices) in byQueue {
+            let keys = QueueKeys(queue)
+            var arguments = [keys.taskPrefix, String(options.completedRetention.milliseconds)]
+            arguments.reserveCapacity(2 + indices.count * 2)
+            for index in indices { arguments += [leases[index].taskId, String(leases[index].epoch)] }
+            let reply = try await run(TaskQueueScripts.ack, keys: [keys.leased, keys.meta], arguments)
+            guard let fields = reply.array, fields.count == indices.count else { throw .unexpectedReply("\(reply)") }
+            var lost = 0
+            for (index, field) in zip(indices, fields) {
+                guard let text = field.string else { throw .unexpectedReply("\(reply)") }
+                if text != "ok" {
+                    verdicts[index] = .lost(LeaseProblem(rawValue: text) ?? .gone)
+                    lost += 1
+                }
+            }
+            if indices.count > lost { DroverMetrics.queueAcks(queue.rawValue).increment(by: indices.count - lost) }
+            if lost > 0 { DroverMetrics.queueLeasesLost(queue.rawValue).increment(by: lost) }
+        }
+        return verdicts
     }
 
     /// Gives the task back. A retryable failure with attempts left comes back after an exponential

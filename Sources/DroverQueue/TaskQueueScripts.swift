@@ -2,34 +2,37 @@ import DroverCore
 import DroverRedis
 
 /// The queue's Lua scripts. Each operation is one script, so it is atomic; every time comes from
-/// Redis' `TIME`, never from a worker's clock.
+/// Redis' `TIME`, once per call, never from a worker's clock.
 ///
 /// A task is a hash `drover:{q:NAME}:task:ID` whose `state` is one of `ready`, `delayed`,
 /// `leased`, `done` or `dead`, and which sits in the matching sorted set. `epoch` goes up by one at
 /// every claim, so a lease is the pair (task, epoch): an older lease can never heartbeat, ack or
 /// fail once the task was claimed again.
 enum TaskQueueScripts {
-    private static let preamble = #"""
-        local function now_ms()
-          local t = redis.call('TIME')
-          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        end
-        -- Lua prints numbers with 14 significant digits; scores need all of theirs.
-        local function fmt(n) return string.format('%.0f', n) end
-        -- Higher priority first, then enqueue order. 1000 - priority fits in 10 bits, seq in 40.
-        local function ready_score(priority, seq)
-          return fmt((1000 - tonumber(priority)) * 1099511627776 + tonumber(seq))
-        end
-        -- Why a lease is no longer good, or nil if it is.
-        local function lease_problem(fields, epoch, now)
-          if not fields[1] then return 'gone' end
-          if tonumber(fields[2]) ~= epoch then return 'superseded' end
-          if fields[1] ~= 'leased' then return 'released' end
-          if tonumber(fields[3]) <= now then return 'expired' end
-          return nil
-        end
+    private static let preamble =
+        RedisScript.clockFunctions + #"""
+            -- Higher priority first, then enqueue order. 1000 - priority fits in 10 bits, seq in 40.
+            local function ready_score(priority, seq)
+              return fmt((1000 - tonumber(priority)) * 1099511627776 + tonumber(seq))
+            end
+            -- Why a lease is no longer good, or nil if it is.
+            local function lease_problem(fields, epoch, now)
+              if not fields[1] then return 'gone' end
+              if tonumber(fields[2]) ~= epoch then return 'superseded' end
+              if fields[1] ~= 'leased' then return 'released' end
+              if tonumber(fields[3]) <= now then return 'expired' end
+              return nil
+            end
+            -- One command for many members, however many tasks a call handles: unpack is bounded
+            -- by Lua's C stack, so a long list goes in slices.
+            local function zadd_all(key, flat)
+              for i = 1, #flat, 2000 do redis.call('ZADD', key, unpack(flat, i, math.min(i + 1999, #flat))) end
+            end
+            local function zrem_all(key, members)
+              for i = 1, #members, 1000 do redis.call('ZREM', key, unpack(members, i, math.min(i + 999, #members))) end
+            end
 
-        """#
+            """#
 
     private static func script(_ name: String, idempotent: Bool, _ body: String) -> RedisScript {
         RedisScript(name: name, idempotent: idempotent, source: preamble + body)
@@ -37,6 +40,7 @@ enum TaskQueueScripts {
 
     /// KEYS: ready delayed meta dedupe marker since
     /// ARGV: taskKeyPrefix id payload priority delayMs dedupeKey maxAttempts maxStalls
+    /// `seq` in meta goes up by one per task queued, so it is also the count of tasks queued.
     static let enqueue = script(
         "enqueue", idempotent: true,
         #"""
@@ -68,57 +72,72 @@ enum TaskQueueScripts {
           redis.call('ZADD', KEYS[6], fmt(now), id)
         end
         redis.call('ZADD', KEYS[5], 0, '0')
-        redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
         return {'enqueued', id, state}
         """#)
 
     /// KEYS: ready delayed leased meta marker since dedupe
     /// ARGV: taskKeyPrefix workerId leaseMs max
-    /// Returns {now, hint, id, epoch, deadline, attempt, payload, ...}; hint is the ms until the
-    /// next delayed task is due, -1 for none, -2 when the queue is paused.
+    /// Returns {now, hint, id, epoch, deadline, attempt, payload, ...}. When nothing was claimed,
+    /// hint is the ms until the next delayed task is due, or -1 for none; -2 when the queue is
+    /// paused. Per task it costs two commands (HMGET, HSET); the sorted sets change once per call.
     static let claim = script(
         "claim", idempotent: false,
         #"""
         local now = now_ms()
-        local prefix, worker = ARGV[1], ARGV[2]
+        local prefix, worker, max = ARGV[1], ARGV[2], tonumber(ARGV[4])
         if redis.call('HGET', KEYS[4], 'paused') == '1' then return {now, -2} end
-        local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-        for _, id in ipairs(due) do
-          local f = redis.call('HMGET', prefix .. id, 'priority', 'seq', 'enqueued_at')
-          redis.call('ZREM', KEYS[2], id)
-          if f[1] then
-            redis.call('HSET', prefix .. id, 'state', 'ready')
-            redis.call('ZADD', KEYS[1], ready_score(f[1], f[2]), id)
-            redis.call('ZADD', KEYS[6], fmt(now), id)
+        local first_due = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+        if first_due[2] and tonumber(first_due[2]) <= now then
+          local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+          local ready, since = {}, {}
+          for _, id in ipairs(due) do
+            local f = redis.call('HMGET', prefix .. id, 'priority', 'seq')
+            if f[1] then
+              redis.call('HSET', prefix .. id, 'state', 'ready')
+              ready[#ready + 1] = ready_score(f[1], f[2])
+              ready[#ready + 1] = id
+              since[#since + 1] = fmt(now)
+              since[#since + 1] = id
+            end
           end
+          zrem_all(KEYS[2], due)
+          zadd_all(KEYS[1], ready)
+          zadd_all(KEYS[6], since)
+          first_due = nil
         end
         local out = {now, -1}
         local deadline = now + tonumber(ARGV[3])
-        local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[4]))
+        local popped = redis.call('ZPOPMIN', KEYS[1], max)
+        local leased, claimed = {}, {}
         for i = 1, #popped, 2 do
           local id = popped[i]
           local key = prefix .. id
-          redis.call('ZREM', KEYS[6], id)
-          local payload = redis.call('HGET', key, 'payload')
-          if payload then
-            local epoch = redis.call('HINCRBY', key, 'epoch', 1)
-            local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-            redis.call('HSET', key, 'state', 'leased', 'owner', worker, 'deadline', fmt(deadline), 'release', '')
-            redis.call('ZADD', KEYS[3], fmt(deadline), id)
-            local dedupe = redis.call('HGET', key, 'dedupe')
-            if dedupe and dedupe ~= '' and redis.call('HGET', KEYS[7], dedupe) == id then
-              redis.call('HDEL', KEYS[7], dedupe)
-            end
-            table.insert(out, id)
-            table.insert(out, epoch)
-            table.insert(out, deadline)
-            table.insert(out, attempt)
-            table.insert(out, payload)
+          claimed[#claimed + 1] = id
+          local f = redis.call('HMGET', key, 'payload', 'epoch', 'attempts', 'dedupe')
+          if f[1] then
+            local epoch = tonumber(f[2] or 0) + 1
+            local attempt = tonumber(f[3] or 0) + 1
+            redis.call('HSET', key, 'state', 'leased', 'owner', worker, 'deadline', fmt(deadline), 'release', '',
+              'epoch', epoch, 'attempts', attempt)
+            if f[4] and f[4] ~= '' and redis.call('HGET', KEYS[7], f[4]) == id then redis.call('HDEL', KEYS[7], f[4]) end
+            leased[#leased + 1] = fmt(deadline)
+            leased[#leased + 1] = id
+            out[#out + 1] = id
+            out[#out + 1] = epoch
+            out[#out + 1] = deadline
+            out[#out + 1] = attempt
+            out[#out + 1] = f[1]
           end
         end
-        if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('ZADD', KEYS[5], 0, '0') end
-        local nextDue = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-        if nextDue[2] then out[2] = math.max(0, tonumber(nextDue[2]) - now) end
+        zrem_all(KEYS[6], claimed)
+        zadd_all(KEYS[3], leased)
+        -- A full claim may have left tasks behind: wake the next waiting consumer. An empty one
+        -- reports when the next delayed task is due, so the consumer waits no longer than that.
+        if #popped == 2 * max then redis.call('ZADD', KEYS[5], 0, '0') end
+        if #out == 2 then
+          first_due = first_due or redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+          if first_due[2] then out[2] = math.max(0, tonumber(first_due[2]) - now) end
+        end
         return out
         """#)
 
@@ -136,22 +155,38 @@ enum TaskQueueScripts {
         return {1, deadline}
         """#)
 
-    /// KEYS: leased meta   ARGV: taskKey id epoch retentionMs   Returns {1} or {0, problem}.
+    /// Acks any number of leases of one queue in one call.
+    /// KEYS: leased meta   ARGV: taskKeyPrefix retentionMs id epoch id epoch ...
+    /// Returns one verdict per lease: 'ok' (acked now, or by an earlier call under the same
+    /// epoch: a retried ack) or the problem with the lease.
     static let ack = script(
         "ack", idempotent: true,
         #"""
         local now = now_ms()
-        local key, id, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
-        local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release')
-        if f[1] == 'done' and tonumber(f[2]) == epoch and f[4] == 'ack' then return {1} end
-        local problem = lease_problem(f, epoch, now)
-        if problem then return {0, problem} end
-        redis.call('ZREM', KEYS[1], id)
-        redis.call('HSET', key, 'state', 'done', 'release', 'ack', 'owner', '', 'finished_at', fmt(now))
-        local retention = tonumber(ARGV[4])
-        if retention > 0 then redis.call('PEXPIRE', key, retention) else redis.call('DEL', key) end
-        redis.call('HINCRBY', KEYS[2], 'acked', 1)
-        return {1}
+        local prefix, retention = ARGV[1], tonumber(ARGV[2])
+        local out, removed = {}, {}
+        for i = 3, #ARGV - 1, 2 do
+          local id, epoch = ARGV[i], tonumber(ARGV[i + 1])
+          local key = prefix .. id
+          local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release')
+          local verdict = 'ok'
+          if not (f[1] == 'done' and tonumber(f[2]) == epoch and f[4] == 'ack') then
+            verdict = lease_problem(f, epoch, now) or 'ok'
+            if verdict == 'ok' then
+              removed[#removed + 1] = id
+              if retention > 0 then
+                redis.call('HSET', key, 'state', 'done', 'release', 'ack', 'owner', '', 'finished_at', fmt(now))
+                redis.call('PEXPIRE', key, retention)
+              else
+                redis.call('DEL', key)
+              end
+            end
+          end
+          out[#out + 1] = verdict
+        end
+        zrem_all(KEYS[1], removed)
+        if #removed > 0 then redis.call('HINCRBY', KEYS[2], 'acked', #removed) end
+        return out
         """#)
 
     /// KEYS: leased delayed dead meta marker
@@ -312,7 +347,7 @@ enum TaskQueueScripts {
         local oldest = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
         local age = -1
         if oldest[2] then age = now - tonumber(oldest[2]) end
-        local m = redis.call('HMGET', KEYS[5], 'paused', 'enqueued', 'acked', 'retried', 'dead', 'stalled')
+        local m = redis.call('HMGET', KEYS[5], 'paused', 'seq', 'acked', 'retried', 'dead', 'stalled')
         return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
           redis.call('ZCARD', KEYS[4]), age, m[1] == '1' and 1 or 0,
           tonumber(m[2] or 0), tonumber(m[3] or 0), tonumber(m[4] or 0), tonumber(m[5] or 0), tonumber(m[6] or 0)}

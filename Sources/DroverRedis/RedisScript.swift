@@ -22,12 +22,19 @@ public struct RedisScript: Sendable {
 
 extension RedisScript {
     /// Lua for scripts that stamp times from Redis' clock: `now_parts()` gives `TIME` as
-    /// (seconds, microseconds), `iso8601(sec, usec)` the RFC 3339 text with microseconds.
+    /// (seconds, microseconds), `now_ms()` as milliseconds, `iso8601(sec, usec)` the RFC 3339
+    /// text with microseconds, and `fmt(n)` a number as all its digits.
     public static let clockFunctions = #"""
         local function now_parts()
           local t = redis.call('TIME')
           return tonumber(t[1]), tonumber(t[2])
         end
+        local function now_ms()
+          local sec, usec = now_parts()
+          return sec * 1000 + math.floor(usec / 1000)
+        end
+        -- Lua prints numbers with 14 significant digits; scores and deadlines need all of theirs.
+        local function fmt(n) return string.format('%.0f', n) end
         -- RFC 3339 with microseconds, from Unix seconds (civil-from-days, H. Hinnant).
         local function iso8601(sec, usec)
           local days = math.floor(sec / 86400)

@@ -13,11 +13,6 @@ import DroverRedis
 enum WorkQueueScripts {
     private static let preamble =
         RedisScript.clockFunctions + #"""
-            local function now_ms()
-              local sec, usec = now_parts()
-              return sec * 1000 + math.floor(usec / 1000)
-            end
-            local function fmt(n) return string.format('%.0f', n) end
             -- Puts an item back in line at its first place, as nobody's.
             local function requeue(p, id, key)
               redis.call('HSET', key, 'state', 'queued', 'worker', '', 'last_heartbeat', '', 'deadline', 0)

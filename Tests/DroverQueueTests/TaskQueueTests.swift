@@ -500,4 +500,83 @@ struct TaskQueueTests {
             #expect(try await queue.claim(name, workerId: "w", leaseTTL: held, max: 10).leases.map(\.taskId) == [kept])
         }
     }
+
+    @Test("one ack call takes leases of several queues and answers each in order: acked, retried, superseded, gone")
+    func batchAck() async throws {
+        try await withQueue { queue, name, _ in
+            let other = try QueueName(uniqueQueueName("other"))
+            for n in 0..<3 { _ = try await queue.enqueue(name, payload: #"{"n":\#(n)}"#) }
+            _ = try await queue.enqueue(other, payload: "{}")
+            let leases = try await queue.claim(name, workerId: "w", leaseTTL: held, max: 3).leases
+            #expect(leases.count == 3)
+            let elsewhere = try #require(try await queue.claim(other, workerId: "w", leaseTTL: held).leases.first)
+
+            // leases[1] is acked first, so acking it again is a retried ack; leases[2] is
+            // superseded: its lease is given back and claimed again under a newer epoch.
+            #expect(try await queue.ack(leases[1]) == .ok)
+            #expect(try await queue.release(leases[2]) == .ok)
+            let again = try #require(try await queue.claim(name, workerId: "w2", leaseTTL: held).leases.first)
+            #expect(again.taskId == leases[2].taskId && again.epoch == leases[2].epoch + 1)
+            // A lease whose task was deleted under it.
+            let purged = try QueueName(uniqueQueueName("purged"))
+            _ = try await queue.enqueue(purged, payload: "{}")
+            let gone = try #require(try await queue.claim(purged, workerId: "w", leaseTTL: held).leases.first)
+            _ = try await queue.purge(purged, includeLeased: true)
+
+            let verdicts = try await queue.ack([leases[0], elsewhere, leases[1], leases[2], gone])
+            #expect(verdicts == [.ok, .ok, .ok, .lost(.superseded), .lost(.gone)])
+            #expect(try await queue.ack([]) == [])
+            #expect(try await queue.stats(name).totals.acked == 2)
+            #expect(try await queue.stats(name).leased == 1, "the newer lease of the superseded task is still held")
+            #expect(try await queue.stats(other).totals.acked == 1)
+        }
+    }
+
+    @Test("claims and acks of thousands of tasks in one call each: more members than Lua can unpack at once")
+    func largeClaimAndAck() async throws {
+        try await withQueue { queue, name, _ in
+            let count = 2_500
+            for n in 0..<count { _ = try await queue.enqueue(name, payload: #"{"n":\#(n)}"#) }
+            let leases = try await queue.claim(name, workerId: "w", leaseTTL: held, max: 10_000).leases
+            #expect(leases.count == count)
+            #expect(Set(leases.map(\.taskId)).count == count)
+            var stats = try await queue.stats(name)
+            #expect(stats.leased == count && stats.ready == 0 && stats.oldestReadyAgeMs == nil)
+            let verdicts = try await queue.ack(leases)
+            #expect(verdicts.filter(\.isOK).count == count)
+            stats = try await queue.stats(name)
+            #expect(stats.leased == 0 && stats.totals.acked == count && stats.totals.enqueued == count)
+        }
+    }
+
+    /// Redis' single core is what every worker host shares, so its work per task caps a whole
+    /// deployment. Counted as `INFO commandstats` counts: the `EVALSHA` and each command it runs.
+    @Test("claiming in batches of 8 and acking each batch in one call costs Redis at most 8 commands per task")
+    func commandsPerTask() async throws {
+        try await withQueue { queue, name, _ in
+            let tasks = 64
+            for n in 0..<tasks { _ = try await queue.enqueue(name, payload: #"{"n":\#(n)}"#) }
+            try await queue.redis.send(["CONFIG", "RESETSTAT"])
+            var done = 0
+            while done < tasks {
+                let leases = try await queue.claim(name, workerId: "w", leaseTTL: held, max: 8).leases
+                try #require(!leases.isEmpty, "\(tasks - done) tasks were never claimed")
+                #expect(try await queue.ack(leases).filter(\.isOK).count == leases.count)
+                done += leases.count
+            }
+            let stats = try await queue.redis.send(["INFO", "commandstats"], idempotent: true).string ?? ""
+            var commands = 0
+            var byCommand: [String] = []
+            for line in stats.split(separator: "\r\n") where line.hasPrefix("cmdstat_") {
+                let name = line.dropFirst("cmdstat_".count).prefix { $0 != ":" }
+                guard name != "info", name != "config",
+                    let calls = line.split(separator: "calls=").last?.prefix(while: \.isNumber).description, let count = Int(calls)
+                else { continue }
+                commands += count
+                byCommand.append("\(name)=\(count)")
+            }
+            let perTask = Double(commands) / Double(tasks)
+            #expect(perTask <= 8, "\(perTask) commands per task: \(byCommand.sorted().joined(separator: " "))")
+        }
+    }
 }
