@@ -76,6 +76,15 @@ enum RedisSetBaseline {
             case clients, requests, skipped
             case perSecond = "per_second"
         }
+
+        /// Both keys always, null when empty, so a reader finds them in every report.
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(clients, forKey: .clients)
+            try container.encode(requests, forKey: .requests)
+            try container.encode(perSecond, forKey: .perSecond)
+            try container.encode(skipped, forKey: .skipped)
+        }
     }
 
     /// The one key redis-benchmark's SET test writes.
@@ -106,9 +115,10 @@ enum RedisSetBaseline {
         } catch {
             return skipped("redis-benchmark did not start: \(error)")
         }
-        // --csv prints a header, then "SET","<requests per second>",...
+        // --csv prints a header, then "SET","<requests per second>",...; progress lines before it
+        // end in a carriage return, not a newline.
         let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-        for line in text.split(separator: "\n") where line.hasPrefix("\"SET\"") {
+        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) where line.hasPrefix("\"SET\"") {
             let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             if fields.count > 1, let rate = Double(fields[1]) { return Result(clients: clients, requests: requests, perSecond: rate, skipped: nil) }
         }

@@ -10,7 +10,8 @@ public struct TaskQueue: Sendable {
         /// First retry delay after `fail(retryable: true)`; doubles per attempt, with jitter.
         public var backoffBase: Duration = .seconds(1)
         public var backoffCap: Duration = .seconds(300)
-        /// How long an acked task's hash stays readable, so that a retried ack is recognised.
+        /// How long an acked task's hash stays readable, so that a retried ack is recognised and
+        /// a retried enqueue of it is not queued again. Deleted by the next ack or sweep after that.
         public var completedRetention: Duration = .seconds(3600)
         public var maximumPayloadBytes = 1 << 20
         public init() {}
@@ -81,7 +82,11 @@ public struct TaskQueue: Sendable {
     // MARK: Consuming
 
     /// Claims up to `max` ready tasks at once, without waiting. `QueueConsumer` waits for work.
-    public func claim(_ queue: QueueName, workerId: String, leaseTTL: Duration, max: Int = 1) async throws(TaskQueueError) -> ClaimResult {
+    /// Leases in `acking` are acked first in the same round trip (those of other queues in one
+    /// more), as a worker that finished them and wants more does; `acked` has their verdicts.
+    public func claim(
+        _ queue: QueueName, workerId: String, leaseTTL: Duration, max: Int = 1, acking finished: [TaskLease] = []
+    ) async throws(TaskQueueError) -> ClaimResult {
         guard leaseTTL >= .milliseconds(10) else {
             throw .invalidArgument(
                 field: "lease_ttl", message: "a lease of \(leaseTTL) is too short", fix: "use at least 10 ms; workers heartbeat at a third of it")
@@ -89,18 +94,37 @@ public struct TaskQueue: Sendable {
         guard (1...10_000).contains(max) else {
             throw .invalidArgument(field: "max", message: "\(max) tasks per claim is out of range", fix: "use 1 to 10000")
         }
+        var acked = [LeaseVerdict](repeating: .ok, count: finished.count)
+        let elsewhere = finished.indices.filter { finished[$0].queue != queue }
+        if !elsewhere.isEmpty {
+            for (index, verdict) in zip(elsewhere, try await ack(elsewhere.map { finished[$0] })) { acked[index] = verdict }
+        }
+        let here = finished.indices.filter { finished[$0].queue == queue }
         let keys = QueueKeys(queue)
-        let reply = try await run(
-            TaskQueueScripts.claim, keys: [keys.ready, keys.delayed, keys.leased, keys.meta, keys.marker, keys.since, keys.dedupe],
-            [
-                keys.taskPrefix, workerId, String(leaseTTL.milliseconds), String(max),
-            ])
-        guard let fields = reply.array, fields.count >= 2, let now = fields[0].int, let hint = fields[1].int,
-            (fields.count - 2) % 5 == 0
-        else { throw .unexpectedReply("\(reply)") }
-        var leases: [TaskLease] = []
-        leases.reserveCapacity((fields.count - 2) / 5)
+        let claimKeys = [keys.ready, keys.delayed, keys.leased, keys.meta, keys.marker, keys.since, keys.dedupe]
+        let claimArguments = [keys.taskPrefix, workerId, String(leaseTTL.milliseconds), String(max)]
+        let reply: RedisValue
+        if here.isEmpty {
+            reply = try await run(TaskQueueScripts.claim, keys: claimKeys, claimArguments)
+        } else {
+            var arguments = claimArguments + [String(options.completedRetention.milliseconds)]
+            arguments.reserveCapacity(arguments.count + here.count * 2)
+            for index in here { arguments += [finished[index].taskId, String(finished[index].epoch)] }
+            reply = try await run(TaskQueueScripts.ackAndClaim, keys: claimKeys + [keys.done], arguments)
+        }
+        guard let fields = reply.array, fields.count >= 2, let now = fields[0].int, let hint = fields[1].int else {
+            throw .unexpectedReply("\(reply)")
+        }
         var index = 2
+        if !here.isEmpty {
+            guard fields.count >= 3 + here.count, fields[2].int == Int64(here.count) else { throw .unexpectedReply("\(reply)") }
+            let verdicts = try Self.verdicts(fields[3..<(3 + here.count)], queue: queue)
+            for (position, verdict) in zip(here, verdicts) { acked[position] = verdict }
+            index = 3 + here.count
+        }
+        guard (fields.count - index) % 5 == 0 else { throw .unexpectedReply("\(reply)") }
+        var leases: [TaskLease] = []
+        leases.reserveCapacity((fields.count - index) / 5)
         while index < fields.count {
             guard let id = fields[index].string, let epoch = fields[index + 1].int, let deadline = fields[index + 2].int,
                 let attempt = fields[index + 3].int, let payload = fields[index + 4].string
@@ -113,7 +137,8 @@ public struct TaskQueue: Sendable {
             leases: leases,
             now: now,
             nextDueIn: hint >= 0 ? .milliseconds(hint) : nil,
-            paused: hint == -2
+            paused: hint == -2,
+            acked: acked
         )
     }
 
@@ -146,19 +171,24 @@ public struct TaskQueue: Sendable {
             var arguments = [keys.taskPrefix, String(options.completedRetention.milliseconds)]
             arguments.reserveCapacity(2 + indices.count * 2)
             for index in indices { arguments += [leases[index].taskId, String(leases[index].epoch)] }
-            let reply = try await run(TaskQueueScripts.ack, keys: [keys.leased, keys.meta], arguments)
+            let reply = try await run(TaskQueueScripts.ack, keys: [keys.leased, keys.meta, keys.done], arguments)
             guard let fields = reply.array, fields.count == indices.count else { throw .unexpectedReply("\(reply)") }
-            var lost = 0
-            for (index, field) in zip(indices, fields) {
-                guard let text = field.string else { throw .unexpectedReply("\(reply)") }
-                if text != "ok" {
-                    verdicts[index] = .lost(LeaseProblem(rawValue: text) ?? .gone)
-                    lost += 1
-                }
-            }
-            if indices.count > lost { DroverMetrics.queueAcks(queue.rawValue).increment(by: indices.count - lost) }
-            if lost > 0 { DroverMetrics.queueLeasesLost(queue.rawValue).increment(by: lost) }
+            for (index, verdict) in zip(indices, try Self.verdicts(fields[...], queue: queue)) { verdicts[index] = verdict }
         }
+        return verdicts
+    }
+
+    /// The ack script's answers ('ok' or a lease problem), counted in the metrics.
+    private static func verdicts(_ fields: ArraySlice<RedisValue>, queue: QueueName) throws(TaskQueueError) -> [LeaseVerdict] {
+        var verdicts: [LeaseVerdict] = []
+        verdicts.reserveCapacity(fields.count)
+        for field in fields {
+            guard let text = field.string else { throw .unexpectedReply("\(field)") }
+            verdicts.append(text == "ok" ? .ok : .lost(LeaseProblem(rawValue: text) ?? .gone))
+        }
+        let lost = verdicts.count(where: { !$0.isOK })
+        if verdicts.count > lost { DroverMetrics.queueAcks(queue.rawValue).increment(by: verdicts.count - lost) }
+        if lost > 0 { DroverMetrics.queueLeasesLost(queue.rawValue).increment(by: lost) }
         return verdicts
     }
 
@@ -210,9 +240,10 @@ public struct TaskQueue: Sendable {
     public func sweep(_ queue: QueueName, interval: Duration, limit: Int = 1000) async throws(TaskQueueError) -> SweepResult {
         let keys = QueueKeys(queue)
         let reply = try await run(
-            TaskQueueScripts.sweep, keys: [keys.leased, keys.ready, keys.dead, keys.meta, keys.marker, keys.since, keys.sweepLock],
+            TaskQueueScripts.sweep, keys: [keys.leased, keys.ready, keys.dead, keys.meta, keys.marker, keys.since, keys.sweepLock, keys.done],
             [
                 keys.taskPrefix, String(interval.milliseconds), Identifier.make(prefix: "sweep"), String(limit),
+                String(options.completedRetention.milliseconds),
             ])
         guard let fields = reply.array, fields.count == 3, let ran = fields[0].int, let requeued = fields[1].int, let dead = fields[2].int
         else { throw .unexpectedReply("\(reply)") }
@@ -377,16 +408,22 @@ public final class QueueConsumer: Sendable {
 
     /// Claims up to `max` tasks, waiting up to `wait` for the first. Returns an empty array when
     /// the wait ran out. Cancelling the calling task ends the wait at once.
-    public func next(max: Int = 1, leaseTTL: Duration, wait: Duration) async throws -> [TaskLease] {
+    ///
+    /// Leases in `acking` are acked in the first claim's round trip; lost ones are counted in
+    /// the queue's metrics. If this throws, whether they were acked is unknown: ack them again
+    /// (a repeated ack is recognised).
+    public func next(max: Int = 1, leaseTTL: Duration, wait: Duration, acking finished: [TaskLease] = []) async throws -> [TaskLease] {
         let clock = ContinuousClock()
         let deadline = clock.now + wait
+        var finished = finished
         while true {
             try Task.checkCancellation()
             if clock.now - lastSweep.value >= sweepInterval {
                 lastSweep.withLock { $0 = clock.now }
                 _ = try await queue.sweep(name, interval: sweepInterval)
             }
-            let claimed = try await queue.claim(name, workerId: workerId, leaseTTL: leaseTTL, max: max)
+            let claimed = try await queue.claim(name, workerId: workerId, leaseTTL: leaseTTL, max: max, acking: finished)
+            finished = []
             if !claimed.leases.isEmpty { return claimed.leases }
             let remaining = deadline - clock.now
             if remaining <= .zero { return [] }

@@ -31,6 +31,19 @@ enum TaskQueueScripts {
             local function zrem_all(key, members)
               for i = 1, #members, 1000 do redis.call('ZREM', key, unpack(members, i, math.min(i + 999, #members))) end
             end
+            -- Deletes up to `limit` acked tasks that finished before `before`. Acked tasks wait in
+            -- the `done` set, as BullMQ's completed set, so that retention costs one command per
+            -- call instead of an expiry per task. Only ack puts a task there and nothing moves a
+            -- done task on, so every id in it is a done task's.
+            local function trim_done(done, prefix, before, limit)
+              local old = redis.call('ZRANGEBYSCORE', done, '-inf', fmt(before), 'LIMIT', 0, limit)
+              if #old == 0 then return 0 end
+              local keys = {}
+              for i, id in ipairs(old) do keys[i] = prefix .. id end
+              for i = 1, #keys, 1000 do redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys))) end
+              zrem_all(done, old)
+              return #old
+            end
 
             """#
 
@@ -62,83 +75,19 @@ enum TaskQueueScripts {
         local delay = tonumber(ARGV[5])
         local state = 'ready'
         if delay > 0 then state = 'delayed' end
+        -- Numbers handed to redis.call are formatted with a printf each; constants go as text.
+        local now_text = fmt(now)
         redis.call('HSET', key, 'payload', ARGV[3], 'priority', ARGV[4], 'seq', seq, 'state', state,
-          'attempts', 0, 'max_attempts', ARGV[7], 'stalls', 0, 'max_stalls', ARGV[8], 'epoch', 0,
-          'enqueued_at', fmt(now), 'dedupe', dedupe, 'release', '')
+          'attempts', '0', 'max_attempts', ARGV[7], 'stalls', '0', 'max_stalls', ARGV[8], 'epoch', '0',
+          'enqueued_at', now_text, 'dedupe', dedupe, 'release', '')
         if delay > 0 then
           redis.call('ZADD', KEYS[2], fmt(now + delay), id)
         else
           redis.call('ZADD', KEYS[1], ready_score(ARGV[4], seq), id)
-          redis.call('ZADD', KEYS[6], fmt(now), id)
+          redis.call('ZADD', KEYS[6], now_text, id)
         end
-        redis.call('ZADD', KEYS[5], 0, '0')
+        redis.call('ZADD', KEYS[5], '0', '0')
         return {'enqueued', id, state}
-        """#)
-
-    /// KEYS: ready delayed leased meta marker since dedupe
-    /// ARGV: taskKeyPrefix workerId leaseMs max
-    /// Returns {now, hint, id, epoch, deadline, attempt, payload, ...}. When nothing was claimed,
-    /// hint is the ms until the next delayed task is due, or -1 for none; -2 when the queue is
-    /// paused. Per task it costs two commands (HMGET, HSET); the sorted sets change once per call.
-    static let claim = script(
-        "claim", idempotent: false,
-        #"""
-        local now = now_ms()
-        local prefix, worker, max = ARGV[1], ARGV[2], tonumber(ARGV[4])
-        if redis.call('HGET', KEYS[4], 'paused') == '1' then return {now, -2} end
-        local first_due = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-        if first_due[2] and tonumber(first_due[2]) <= now then
-          local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-          local ready, since = {}, {}
-          for _, id in ipairs(due) do
-            local f = redis.call('HMGET', prefix .. id, 'priority', 'seq')
-            if f[1] then
-              redis.call('HSET', prefix .. id, 'state', 'ready')
-              ready[#ready + 1] = ready_score(f[1], f[2])
-              ready[#ready + 1] = id
-              since[#since + 1] = fmt(now)
-              since[#since + 1] = id
-            end
-          end
-          zrem_all(KEYS[2], due)
-          zadd_all(KEYS[1], ready)
-          zadd_all(KEYS[6], since)
-          first_due = nil
-        end
-        local out = {now, -1}
-        local deadline = now + tonumber(ARGV[3])
-        local popped = redis.call('ZPOPMIN', KEYS[1], max)
-        local leased, claimed = {}, {}
-        for i = 1, #popped, 2 do
-          local id = popped[i]
-          local key = prefix .. id
-          claimed[#claimed + 1] = id
-          local f = redis.call('HMGET', key, 'payload', 'epoch', 'attempts', 'dedupe')
-          if f[1] then
-            local epoch = tonumber(f[2] or 0) + 1
-            local attempt = tonumber(f[3] or 0) + 1
-            redis.call('HSET', key, 'state', 'leased', 'owner', worker, 'deadline', fmt(deadline), 'release', '',
-              'epoch', epoch, 'attempts', attempt)
-            if f[4] and f[4] ~= '' and redis.call('HGET', KEYS[7], f[4]) == id then redis.call('HDEL', KEYS[7], f[4]) end
-            leased[#leased + 1] = fmt(deadline)
-            leased[#leased + 1] = id
-            out[#out + 1] = id
-            out[#out + 1] = epoch
-            out[#out + 1] = deadline
-            out[#out + 1] = attempt
-            out[#out + 1] = f[1]
-          end
-        end
-        zrem_all(KEYS[6], claimed)
-        zadd_all(KEYS[3], leased)
-        -- A full claim may have left tasks behind: wake the next waiting consumer. An empty one
-        -- reports when the next delayed task is due, so the consumer waits no longer than that.
-        if #popped == 2 * max then redis.call('ZADD', KEYS[5], 0, '0') end
-        if #out == 2 then
-          first_due = first_due or redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-          if first_due[2] then out[2] = math.max(0, tonumber(first_due[2]) - now) end
-        end
-        return out
         """#)
 
     /// KEYS: leased   ARGV: taskKey id epoch leaseMs   Returns {1, deadline} or {0, problem}.
@@ -155,39 +104,146 @@ enum TaskQueueScripts {
         return {1, deadline}
         """#)
 
-    /// Acks any number of leases of one queue in one call.
-    /// KEYS: leased meta   ARGV: taskKeyPrefix retentionMs id epoch id epoch ...
-    /// Returns one verdict per lease: 'ok' (acked now, or by an earlier call under the same
-    /// epoch: a retried ack) or the problem with the lease.
-    static let ack = script(
-        "ack", idempotent: true,
-        #"""
-        local now = now_ms()
-        local prefix, retention = ARGV[1], tonumber(ARGV[2])
-        local out, removed = {}, {}
-        for i = 3, #ARGV - 1, 2 do
-          local id, epoch = ARGV[i], tonumber(ARGV[i + 1])
-          local key = prefix .. id
-          local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release')
-          local verdict = 'ok'
-          if not (f[1] == 'done' and tonumber(f[2]) == epoch and f[4] == 'ack') then
-            verdict = lease_problem(f, epoch, now) or 'ok'
-            if verdict == 'ok' then
-              removed[#removed + 1] = id
-              if retention > 0 then
-                redis.call('HSET', key, 'state', 'done', 'release', 'ack', 'owner', '', 'finished_at', fmt(now))
-                redis.call('PEXPIRE', key, retention)
-              else
-                redis.call('DEL', key)
+    /// Claims up to `max` ready tasks, first moving due delayed tasks to ready. Returns {now,
+    /// hint, id, epoch, deadline, attempt, payload, ...}. When nothing was claimed, hint is the
+    /// ms until the next delayed task is due, or -1 for none; -2 when the queue is paused. Per
+    /// task it costs two commands (HMGET, HSET); the sorted sets change once per call.
+    private static let claimFunction = #"""
+        local function claim_tasks(ready, delayed, leased_set, meta, marker, since, dedupe_map, prefix, worker, lease_ms, max, now)
+          if redis.call('HGET', meta, 'paused') == '1' then return {now, -2} end
+          local first_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+          if first_due[2] and tonumber(first_due[2]) <= now then
+            local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+            local promoted, ready_since = {}, {}
+            for _, id in ipairs(due) do
+              local f = redis.call('HMGET', prefix .. id, 'priority', 'seq')
+              if f[1] then
+                redis.call('HSET', prefix .. id, 'state', 'ready')
+                promoted[#promoted + 1] = ready_score(f[1], f[2])
+                promoted[#promoted + 1] = id
+                ready_since[#ready_since + 1] = fmt(now)
+                ready_since[#ready_since + 1] = id
               end
             end
+            zrem_all(delayed, due)
+            zadd_all(ready, promoted)
+            zadd_all(since, ready_since)
+            first_due = nil
           end
-          out[#out + 1] = verdict
+          local out = {now, -1}
+          local deadline = now + lease_ms
+          -- Formatting a number costs a printf; once per call, not per task.
+          local deadline_text = fmt(deadline)
+          local popped = redis.call('ZPOPMIN', ready, max)
+          local leased, claimed = {}, {}
+          for i = 1, #popped, 2 do
+            local id = popped[i]
+            local key = prefix .. id
+            claimed[#claimed + 1] = id
+            local f = redis.call('HMGET', key, 'payload', 'epoch', 'attempts', 'dedupe')
+            if f[1] then
+              local epoch = tonumber(f[2] or 0) + 1
+              local attempt = tonumber(f[3] or 0) + 1
+              redis.call('HSET', key, 'state', 'leased', 'owner', worker, 'deadline', deadline_text, 'release', '',
+                'epoch', epoch, 'attempts', attempt)
+              if f[4] and f[4] ~= '' and redis.call('HGET', dedupe_map, f[4]) == id then redis.call('HDEL', dedupe_map, f[4]) end
+              leased[#leased + 1] = deadline_text
+              leased[#leased + 1] = id
+              out[#out + 1] = id
+              out[#out + 1] = epoch
+              out[#out + 1] = deadline
+              out[#out + 1] = attempt
+              out[#out + 1] = f[1]
+            end
+          end
+          zrem_all(since, claimed)
+          zadd_all(leased_set, leased)
+          -- A full claim may have left tasks behind: wake the next waiting consumer. An empty one
+          -- reports when the next delayed task is due, so the consumer waits no longer than that.
+          if #popped == 2 * max then redis.call('ZADD', marker, '0', '0') end
+          if #out == 2 then
+            first_due = first_due or redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+            if first_due[2] then out[2] = math.max(0, tonumber(first_due[2]) - now) end
+          end
+          return out
         end
-        zrem_all(KEYS[1], removed)
-        if #removed > 0 then redis.call('HINCRBY', KEYS[2], 'acked', #removed) end
-        return out
-        """#)
+
+        """#
+
+    /// Acks the leases given in ARGV from index `first` on as pairs (id, epoch), and returns one
+    /// verdict per lease: 'ok' (acked now, or by an earlier call under the same epoch: a retried
+    /// ack) or the problem with the lease. An acked task stays readable for `retention` ms in the
+    /// done set (0: deleted at once), then a later ack or sweep deletes it.
+    private static let ackFunction = #"""
+        local function ack_leases(leased_set, meta, done, prefix, retention, now, first)
+          local now_text = fmt(now)
+          local out, removed, finished = {}, {}, {}
+          for i = first, #ARGV - 1, 2 do
+            local id, epoch = ARGV[i], tonumber(ARGV[i + 1])
+            local key = prefix .. id
+            local f = redis.call('HMGET', key, 'state', 'epoch', 'deadline', 'release')
+            local verdict = 'ok'
+            if not (f[1] == 'done' and tonumber(f[2]) == epoch and f[4] == 'ack') then
+              verdict = lease_problem(f, epoch, now) or 'ok'
+              if verdict == 'ok' then
+                removed[#removed + 1] = id
+                if retention > 0 then
+                  redis.call('HSET', key, 'state', 'done', 'release', 'ack', 'finished_at', now_text)
+                  finished[#finished + 1] = now_text
+                  finished[#finished + 1] = id
+                else
+                  redis.call('DEL', key)
+                end
+              end
+            end
+            out[#out + 1] = verdict
+          end
+          if #removed > 0 then
+            zrem_all(leased_set, removed)
+            zadd_all(done, finished)
+            redis.call('HINCRBY', meta, 'acked', #removed)
+          end
+          -- Twice what this call added, so the set shrinks whenever acks outpace retention.
+          if retention > 0 then trim_done(done, prefix, now - retention, 2 * #finished + 16) end
+          return out
+        end
+
+        """#
+
+    /// KEYS: ready delayed leased meta marker since dedupe
+    /// ARGV: taskKeyPrefix workerId leaseMs max   Returns what `claim_tasks` returns.
+    static let claim = script(
+        "claim", idempotent: false,
+        claimFunction + #"""
+            return claim_tasks(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
+              ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now_ms())
+            """#)
+
+    /// Acks any number of leases of one queue in one call.
+    /// KEYS: leased meta done   ARGV: taskKeyPrefix retentionMs id epoch id epoch ...
+    /// Returns one verdict per lease.
+    static let ack = script(
+        "ack", idempotent: true,
+        ackFunction + #"""
+            return ack_leases(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), now_ms(), 3)
+            """#)
+
+    /// A worker's finished leases acked and its next tasks claimed, in one round trip.
+    /// KEYS: ready delayed leased meta marker since dedupe done
+    /// ARGV: taskKeyPrefix workerId leaseMs max retentionMs id epoch id epoch ...
+    /// Returns {now, hint, verdictCount, verdict..., id, epoch, deadline, attempt, payload, ...}.
+    static let ackAndClaim = script(
+        "ack_claim", idempotent: false,
+        ackFunction + claimFunction + #"""
+            local now = now_ms()
+            local verdicts = ack_leases(KEYS[3], KEYS[4], KEYS[8], ARGV[1], tonumber(ARGV[5]), now, 6)
+            local claimed = claim_tasks(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
+              ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now)
+            local out = {claimed[1], claimed[2], #verdicts}
+            for _, verdict in ipairs(verdicts) do out[#out + 1] = verdict end
+            for i = 3, #claimed do out[#out + 1] = claimed[i] end
+            return out
+            """#)
 
     /// KEYS: leased delayed dead meta marker
     /// ARGV: taskKey id epoch error retryable(0|1) backoffMs
@@ -300,9 +356,10 @@ enum TaskQueueScripts {
         return {drop(KEYS[1]), drop(KEYS[2]), drop(KEYS[3]), leased}
         """#)
 
-    /// KEYS: leased ready dead meta marker since lock
-    /// ARGV: taskKeyPrefix intervalMs token limit
-    /// Returns {ran(0|1), requeued, dead}.
+    /// KEYS: leased ready dead meta marker since lock done
+    /// ARGV: taskKeyPrefix intervalMs token limit retentionMs
+    /// Returns {ran(0|1), requeued, dead}. Also deletes acked tasks past their retention, so a
+    /// queue that stopped acking frees them too.
     static let sweep = script(
         "sweep", idempotent: true,
         #"""
@@ -336,6 +393,7 @@ enum TaskQueueScripts {
           end
         end
         if requeued > 0 then redis.call('ZADD', KEYS[5], 0, '0') end
+        if tonumber(ARGV[5]) > 0 then trim_done(KEYS[8], prefix, now - tonumber(ARGV[5]), tonumber(ARGV[4])) end
         return {1, requeued, dead}
         """#)
 

@@ -26,7 +26,7 @@ public struct QueueName: Sendable, Hashable, CustomStringConvertible {
 /// The Redis keys of one queue. All share the hash tag `{q:NAME}`, so a queue lives in one
 /// Redis Cluster slot and every script touches a single slot.
 struct QueueKeys: Sendable {
-    let ready, delayed, leased, dead, meta, dedupe, marker, since, sweepLock, taskPrefix: String
+    let ready, delayed, leased, dead, done, meta, dedupe, marker, since, sweepLock, taskPrefix: String
 
     init(_ name: QueueName) {
         let base = "drover:{q:\(name.rawValue)}:"
@@ -34,6 +34,7 @@ struct QueueKeys: Sendable {
         delayed = base + "delayed"
         leased = base + "leased"
         dead = base + "dead"
+        done = base + "done"
         meta = base + "meta"
         dedupe = base + "dedupe"
         marker = base + "marker"
@@ -78,6 +79,8 @@ public struct ClaimResult: Sendable {
     /// How long until the next delayed task is due, if any is waiting.
     public let nextDueIn: Duration?
     public let paused: Bool
+    /// One verdict per lease passed as `acking`, in order.
+    public let acked: [LeaseVerdict]
 }
 
 /// Why a lease can no longer be used.

@@ -55,20 +55,31 @@ public final class Worker: Sendable {
         let consumer = queue.consumer(options.queue, workerId: "\(options.workerId)/\(slot)")
         defer { consumer.close() }
         var outage = RedisOutage("worker slot \(slot)")
-        while drainDeadline.value == nil {
+        // A finished turn's lease is acked in the round trip that claims the next task. Kept
+        // until a claim succeeds: after a failed one its ack is sent again, and a repeated ack
+        // is recognised.
+        var finished: [TaskLease] = []
+        claiming: while drainDeadline.value == nil {
             let leases: [TaskLease]
             do {
-                leases = try await consumer.next(max: 1, leaseTTL: options.leaseTTL, wait: .seconds(1))
+                leases = try await consumer.next(max: 1, leaseTTL: options.leaseTTL, wait: .seconds(1), acking: finished)
+                finished = []
                 outage.recovered(logger: logger)
             } catch is CancellationError {
-                return
+                break claiming
             } catch  where RedisOutage.isOutage(error) {
-                do { try await outage.wait(after: error, logger: logger) } catch { return }
+                do { try await outage.wait(after: error, logger: logger) } catch { break claiming }
                 continue
             }
-            for lease in leases {
-                await handle(lease)
+            for lease in leases where await handle(lease) {
+                finished.append(lease)
             }
+        }
+        if !finished.isEmpty {
+            // In a task of its own, not cancelled with this slot: a turn that ended must not run
+            // again for want of its ack.
+            let (queue, leases) = (self.queue, finished)
+            _ = await Task { try? await queue.ack(leases) }.value
         }
     }
 
@@ -78,23 +89,25 @@ public final class Worker: Sendable {
         case drained
     }
 
-    func handle(_ lease: TaskLease) async {
+    /// Runs the lease's turn. True when the turn ended and the lease is to be acked; every other
+    /// ending (failed, released, lost) is settled here.
+    func handle(_ lease: TaskLease) async -> Bool {
         guard let session = TurnQueue.session(from: lease.payload) else {
             _ = try? await queue.fail(lease, error: "payload has no valid session id: \(lease.payload.prefix(200))", retryable: false)
-            return
+            return false
         }
         let fence: SessionFence
         do {
             fence = try await runner.log.takeFence(session, task: lease.taskId)
         } catch SessionLogError.sessionBusy {
             _ = try? await queue.release(lease, delay: .milliseconds(500))
-            return
+            return false
         } catch SessionLogError.sessionNotFound {
             _ = try? await queue.fail(lease, error: "session \(session) does not exist", retryable: false)
-            return
+            return false
         } catch {
             _ = try? await queue.fail(lease, error: "cannot take the session: \(error)", retryable: true)
-            return
+            return false
         }
         let ending: Result<Ending, Error> = await withTaskGroup(of: Result<Ending, Error>?.self) { group in
             group.addTask {
@@ -134,7 +147,7 @@ public final class Worker: Sendable {
             logger.debug(
                 "turn done",
                 metadata: ["session": "\(session)", "outcome": "\(outcome.ending)", "model_requests": "\(outcome.modelRequests)"])
-            _ = try? await queue.ack(lease)
+            return true
         case .success(.leaseLost(let problem)):
             logger.warning("lease lost; turn abandoned", metadata: ["session": "\(session)", "problem": "\(problem.rawValue)"])
         case .success(.drained):
@@ -158,5 +171,6 @@ public final class Worker: Sendable {
             logger.error("turn failed", metadata: ["session": "\(session)", "error": "\(error)"])
             _ = try? await queue.fail(lease, error: "\(error)", retryable: true)
         }
+        return false
     }
 }
