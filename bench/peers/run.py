@@ -35,8 +35,8 @@ ROOT = HERE.parent.parent
 SEMANTICS = {
     "drover": "lease with a deadline and a fence epoch, at least once; dedupe, retries, dead letters",
     "huey": "pop is delete: at most once, a worker that dies loses its task",
-    "dramatiq": "per-worker ack set, at least once once a dead worker's heartbeat lapses",
-    "arq": "jobs with an in-progress key, at least once on retry; workers poll (10 ms here)",
+    "dramatiq": "per-worker ack set; at least once, a dead worker's messages come back when its heartbeat lapses",
+    "arq": "jobs with an in-progress key, at least once on retry; workers poll, every 10 ms here",
     "celery": "acks_late, at least once; visibility timeout of an hour by default",
     "rq": "a fork per job, job hashes and registries; a dead worker's jobs go to a failed registry",
 }
@@ -98,10 +98,14 @@ class Peer:
         self.server = server
         self.workers = workers
         os.environ["PEERS_REDIS_URL"] = server.url
-        sys.path.insert(0, str(HERE))
-        import peer_tasks
+        if str(HERE) not in sys.path:
+            sys.path.insert(0, str(HERE))
+        import importlib
 
-        self.tasks = peer_tasks
+        import peer_common
+
+        self.common = peer_common
+        self.module = importlib.import_module(f"peer_{name}")
         if name == "rq":
             from rq import Queue
 
@@ -112,35 +116,34 @@ class Peer:
             from arq import create_pool
 
             self.loop = asyncio.new_event_loop()
-            self.arq_pool = self.loop.run_until_complete(create_pool(peer_tasks.ArqWorker.redis_settings))
+            self.arq_pool = self.loop.run_until_complete(create_pool(self.module.Worker.redis_settings))
 
     def enqueue(self, sent=None):
-        t = self.tasks
         if self.name == "huey":
-            t.huey_noop(sent)
+            self.module.noop(sent)
         elif self.name == "rq":
-            self.rq_queue.enqueue(t.rq_noop, sent)
+            self.rq_queue.enqueue(self.module.noop, sent)
         elif self.name == "arq":
-            self.loop.run_until_complete(self.arq_pool.enqueue_job("arq_noop", sent))
+            self.loop.run_until_complete(self.arq_pool.enqueue_job("noop", sent))
         elif self.name == "dramatiq":
-            t.dramatiq_noop.send(sent)
+            self.module.noop.send(sent)
         elif self.name == "celery":
-            t.celery_noop.delay(sent)
+            self.module.noop.delay(sent)
 
     def worker_commands(self):
         python = sys.executable
         w = str(self.workers)
         url = self.server.url
         if self.name == "huey":
-            return [[python, "-m", "huey.bin.huey_consumer", "peer_tasks.huey", "-w", w, "-k", "process", "-q"]]
+            return [[python, "-m", "huey.bin.huey_consumer", "peer_huey.huey", "-w", w, "-k", "process", "-q"]]
         if self.name == "rq":
             return [[python, "-m", "rq.cli", "worker", "-u", url, "-q", "peers"] for _ in range(self.workers)]
         if self.name == "arq":
-            return [[python, "-m", "arq", "peer_tasks.ArqWorker"] for _ in range(self.workers)]
+            return [[python, "-m", "arq", "peer_arq.Worker"] for _ in range(self.workers)]
         if self.name == "dramatiq":
-            return [[python, "-m", "dramatiq", "peer_tasks", "-p", w, "-t", "1", "-Q", "peers"]]
+            return [[python, "-m", "dramatiq", "peer_dramatiq", "-p", w, "-t", "1", "-Q", "peers"]]
         if self.name == "celery":
-            return [[python, "-m", "celery", "-A", "peer_tasks:celery_app", "worker", "-c", w, "-P", "prefork",
+            return [[python, "-m", "celery", "-A", "peer_celery:app", "worker", "-c", w, "-P", "prefork",
                      "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"]]
         raise ValueError(self.name)
 
@@ -182,9 +185,9 @@ def run_peer(name, server, tasks, workers, idle_samples, logfile):
         polls = 0
         processes = start_workers(peer.worker_commands(), logfile)
         try:
-            deadline = time.monotonic() + max(120, tasks / 50)
+            deadline = time.monotonic() + max(120, tasks / 20)
             while True:
-                done = int(client.get(peer.tasks.DONE) or 0)
+                done = int(client.get(peer.common.DONE) or 0)
                 polls += 1
                 now = time.monotonic()
                 if before is None and done > 0:
@@ -202,10 +205,10 @@ def run_peer(name, server, tasks, workers, idle_samples, logfile):
             cpu_us = (after[2][1] - before[2][1]) * 1e6
             # Idle pickup: the workers wait on an empty queue; one task at a time.
             latencies = []
-            client.delete(peer.tasks.LATENCY)
+            client.delete(peer.common.LATENCY)
             for _ in range(idle_samples):
                 peer.enqueue(time.time())
-                got = client.blpop(peer.tasks.LATENCY, timeout=10)
+                got = client.blpop(peer.common.LATENCY, timeout=10)
                 if got is None:
                     raise RuntimeError(f"{name}: an idle task was not picked up in 10 s")
                 latencies.append(float(got[1]))
