@@ -161,7 +161,7 @@ struct QueueBench: AsyncParsableCommand {
         let queue = TaskQueue(redis: redis)
         let name = try QueueName("bench-\(Identifier.make(prefix: "b").suffix(8).lowercased())")
         let info = try await redis.send(["INFO", "server"], idempotent: true).string ?? ""
-        let version = info.split(separator: "\r\n").first { $0.hasPrefix("redis_version:") }.map { String($0.dropFirst(14)) } ?? "unknown"
+        let version = RedisInfo.fields(info)["redis_version"] ?? "unknown"
         let clock = ContinuousClock()
         let (tasks, workers, batch) = (self.tasks, self.workers, self.batch)
         let meter = RedisWorkMeter(redis: redis)

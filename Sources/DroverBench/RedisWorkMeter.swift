@@ -32,21 +32,10 @@ struct RedisWorkMeter {
 
     func read() async throws -> Reading {
         let replies = try await redis.pipeline([["INFO", "commandstats"], ["INFO", "cpu"]], idempotent: true)
-        let commandStats = replies.first?.string ?? ""
-        let cpu = replies.count > 1 ? replies[1].string ?? "" : ""
-        var commands = 0
-        for line in commandStats.split(separator: "\r\n") where line.hasPrefix("cmdstat_") && !line.hasPrefix("cmdstat_info:") {
-            guard let callsField = line.split(separator: ",").first, let equals = callsField.lastIndex(of: "="),
-                let calls = Int(callsField[callsField.index(after: equals)...])
-            else { continue }
-            commands += calls
-        }
-        var cpuSeconds = 0.0
-        for line in cpu.split(separator: "\r\n") {
-            let parts = line.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2, parts[0] == "used_cpu_sys" || parts[0] == "used_cpu_user", let value = Double(parts[1]) else { continue }
-            cpuSeconds += value
-        }
+        let calls = RedisInfo.commandCalls(replies.first?.string ?? "")
+        let cpu = RedisInfo.fields(replies.count > 1 ? replies[1].string ?? "" : "")
+        let commands = calls.filter { $0.key != "info" }.values.reduce(0, +)
+        let cpuSeconds = ["used_cpu_sys", "used_cpu_user"].compactMap { cpu[$0].flatMap(Double.init) }.reduce(0, +)
         return Reading(commands: commands, cpuSeconds: cpuSeconds)
     }
 

@@ -114,14 +114,14 @@ enum TaskQueueScripts {
           local first_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
           if first_due[2] and tonumber(first_due[2]) <= now then
             local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
-            local promoted, ready_since = {}, {}
+            local promoted, ready_since, now_text = {}, {}, fmt(now)
             for _, id in ipairs(due) do
               local f = redis.call('HMGET', prefix .. id, 'priority', 'seq')
               if f[1] then
                 redis.call('HSET', prefix .. id, 'state', 'ready')
                 promoted[#promoted + 1] = ready_score(f[1], f[2])
                 promoted[#promoted + 1] = id
-                ready_since[#ready_since + 1] = fmt(now)
+                ready_since[#ready_since + 1] = now_text
                 ready_since[#ready_since + 1] = id
               end
             end
@@ -393,7 +393,8 @@ enum TaskQueueScripts {
           end
         end
         if requeued > 0 then redis.call('ZADD', KEYS[5], 0, '0') end
-        if tonumber(ARGV[5]) > 0 then trim_done(KEYS[8], prefix, now - tonumber(ARGV[5]), tonumber(ARGV[4])) end
+        local retention = tonumber(ARGV[5])
+        if retention > 0 then trim_done(KEYS[8], prefix, now - retention, tonumber(ARGV[4])) end
         return {1, requeued, dead}
         """#)
 

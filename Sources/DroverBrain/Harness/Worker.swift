@@ -71,8 +71,8 @@ public final class Worker: Sendable {
                 do { try await outage.wait(after: error, logger: logger) } catch { break claiming }
                 continue
             }
-            for lease in leases where await handle(lease) {
-                finished.append(lease)
+            for lease in leases {
+                if await handle(lease) { finished.append(lease) }
             }
         }
         if !finished.isEmpty {
