@@ -14,6 +14,9 @@ public struct HTTPRequest: Sendable {
     /// `host:port:address` entries (curl's `CURLOPT_RESOLVE`): the connection goes to the address
     /// a caller already checked, whatever the name resolves to by then.
     public var resolve: [String] = []
+    /// Called once, on the transfer's thread, when the whole request has been written to the
+    /// connection: from then on only the peer's answer is awaited (a model's time to first token).
+    public var onSent: (@Sendable () -> Void)?
 
     public init(
         url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
@@ -64,7 +67,7 @@ public final class CurlHTTPClient: Sendable {
 
     public func stream(_ request: HTTPRequest) -> AsyncThrowingStream<HTTPStreamPart, Error> {
         let (stream, continuation) = AsyncThrowingStream<HTTPStreamPart, Error>.makeStream()
-        let transfer = Transfer(continuation: continuation)
+        let transfer = Transfer(continuation: continuation, onSent: request.onSent)
         continuation.onTermination = { _ in transfer.cancel() }
         let thread = Thread { transfer.perform(request) }
         thread.name = "drover-curl"
@@ -98,9 +101,19 @@ private final class Transfer: @unchecked Sendable {
     var handle: UnsafeMutableRawPointer?
     var headers: [String: String] = [:]
     var headSent = false
+    private var onSent: (@Sendable () -> Void)?
 
-    init(continuation: AsyncThrowingStream<HTTPStreamPart, Error>.Continuation) {
+    init(continuation: AsyncThrowingStream<HTTPStreamPart, Error>.Continuation, onSent: (@Sendable () -> Void)?) {
         self.continuation = continuation
+        self.onSent = onSent
+    }
+
+    /// The request is out once every byte of its body is, or (a request without one) once the
+    /// answer begins. Only the transfer's thread calls this.
+    func reportSentIfDone(uploaded: Int64, of total: Int64) {
+        guard let report = onSent, headSent || (total > 0 && uploaded >= total) else { return }
+        onSent = nil
+        report()
     }
 
     func cancel() { cancelled.store(true, ordering: .relaxed) }
@@ -109,6 +122,7 @@ private final class Transfer: @unchecked Sendable {
     func sendHeadIfNeeded() {
         guard !headSent, let handle else { return }
         headSent = true
+        reportSentIfDone(uploaded: 0, of: 0)
         continuation.yield(.head(status: drover_curl_response_code(handle), headers: headers))
     }
 
@@ -178,8 +192,10 @@ private final class Transfer: @unchecked Sendable {
         }
         _ = drover_curl_setopt_long(curl, CURLOPT_NOPROGRESS, 0)
         _ = drover_curl_setopt_pointer(curl, CURLOPT_XFERINFODATA, pointer)
-        _ = drover_curl_setopt_progress_callback(curl) { context, _, _, _, _ in
-            Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().isCancelled ? 1 : 0
+        _ = drover_curl_setopt_progress_callback(curl) { context, _, _, uploadTotal, uploaded in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            transfer.reportSentIfDone(uploaded: Int64(uploaded), of: Int64(uploadTotal))
+            return transfer.isCancelled ? 1 : 0
         }
 
         let code = curl_easy_perform(curl)

@@ -6,13 +6,7 @@ import Foundation
 /// It stands in until the sandbox hands exist, so that the brain's loop, crash handling and
 /// interrupts can be exercised for real. It runs no user code.
 public final class InProcessHand: Hand {
-    /// How long `prepare` takes, to model slow sandbox provisioning in benchmarks.
-    public let provisioningDelay: Duration
-    private let prepared = Locked(Set<String>())
-
-    public init(provisioningDelay: Duration = .zero) {
-        self.provisioningDelay = provisioningDelay
-    }
+    public init() {}
 
     public var tools: [ModelToolDefinition] {
         [
@@ -33,14 +27,10 @@ public final class InProcessHand: Hand {
         ]
     }
 
-    public func prepare(session: SessionID) async {
-        guard provisioningDelay > .zero, !prepared.value.contains(session.rawValue) else { return }
-        try? await Task.sleep(for: provisioningDelay)
-        prepared.withLock { _ = $0.insert(session.rawValue) }
-    }
+    /// Nothing to provision: its tools run in the worker.
+    public func prepare(session: SessionID) async {}
 
     public func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult {
-        await prepare(session: context.session)
         let fields = input.objectValue ?? [:]
         switch name {
         case "echo":

@@ -134,17 +134,18 @@ public final class TurnRunner: Sendable {
             try await append(session, fence, state, [Self.unreadableEnvironment(error), .sessionStatusTerminated])
             return TurnOutcome(.terminated(.environment), modelRequests: 0)
         }
-        // Lazy hands: provisioning starts now and runs beside the first model request. A
-        // self-hosted environment's hands are its workers, asked for once the turn needs them.
+        // Eager hands are ready before the first model request; lazy ones start once it is on
+        // the wire, so that provisioning overlaps the model's time to first token and takes no
+        // CPU from sending the request. Only a tool call waits for them. A self-hosted
+        // environment's hands are its workers, asked for once the turn needs them.
+        let state = TurnState(events: snapshot.events, environment: environment)
         if environment.selfHostedEnvironment == nil {
             if eagerHands {
                 await hand.prepare(session: session, environment: environment)
             } else {
-                Task { await hand.prepare(session: session, environment: environment) }
+                state.handsAwaited = true
             }
         }
-
-        let state = TurnState(events: snapshot.events, environment: environment)
         // A crash can leave a model call and tool uses open: close each exactly once (I2, docs/ARCHITECTURE.md).
         // Calls with a self-hosted worker are not cut off by a crash here: the worker answers them,
         // or its lease lapses and the sweeper does (RemoteHandsSweeper).
@@ -291,6 +292,10 @@ public final class TurnRunner: Sendable {
                         break
                     }
                     switch event {
+                    case .sent:
+                        if state.takeAwaitedHands() {
+                            Task { [hand] in await hand.prepare(session: session, environment: state.environment) }
+                        }
                     case .thinkingDelta:
                         thought = true
                     case .textDelta(let index, let text):
@@ -606,6 +611,7 @@ final class TurnState: @unchecked Sendable {
     private var _conversation = ContextBuilder.Conversation()
     private var _openModelRequest: String?
     private var _modelRequests = 0
+    private var _handsAwaited = false
 
     /// The session's environment `config`, handed to the tools.
     let environment: EnvironmentConfig
@@ -614,6 +620,20 @@ final class TurnState: @unchecked Sendable {
         _events = events
         _conversation.add(contentsOf: events)
         self.environment = environment
+    }
+
+    /// Whether the session's hands are to be provisioned lazily, when the first model request is out.
+    var handsAwaited: Bool {
+        get { lock.withLock { _handsAwaited } }
+        set { lock.withLock { _handsAwaited = newValue } }
+    }
+
+    /// True once, for the request that provisions the awaited hands.
+    func takeAwaitedHands() -> Bool {
+        lock.withLock {
+            defer { _handsAwaited = false }
+            return _handsAwaited
+        }
     }
 
     var events: [StoredEvent] { lock.withLock { _events } }

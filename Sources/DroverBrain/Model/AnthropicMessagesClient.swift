@@ -59,13 +59,14 @@ public final class AnthropicMessagesClient: ModelClient {
         if configuration.namesSessions, let session = request.session {
             requestHeaders.append((ScriptedItemFields.sessionHeader, session.rawValue))
         }
-        let http = HTTPRequest(
+        var http = HTTPRequest(
             url: configuration.baseURL + "/v1/messages",
             headers: requestHeaders,
             body: Array(body),
             connectTimeout: configuration.connectTimeout,
             readTimeout: configuration.readTimeout
         )
+        http.onSent = { continuation.yield(.sent) }
         var parser = SSEParser()
         var accumulator = MessageStreamAccumulator()
         var status = 0

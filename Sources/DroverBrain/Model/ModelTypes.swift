@@ -43,6 +43,8 @@ public struct ModelResponse: Sendable, Equatable {
 
 /// What a model client reports while it streams one request.
 public enum ModelStreamEvent: Sendable, Equatable {
+    /// The request is on the wire, whole: what follows is the model's time. Once per attempt.
+    case sent
     case started(id: String, model: String)
     case textDelta(index: Int, text: String)
     case thinkingDelta(index: Int, text: String)

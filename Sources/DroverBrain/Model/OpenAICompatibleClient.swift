@@ -44,11 +44,12 @@ public final class OpenAICompatibleClient: ModelClient {
     private func attempt(_ request: ModelRequest, _ continuation: AsyncThrowingStream<ModelStreamEvent, Error>.Continuation) async throws {
         var headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
         if let key = configuration.apiKey { headers.append(("authorization", "Bearer \(key)")) }
-        let http = HTTPRequest(
+        var http = HTTPRequest(
             url: configuration.baseURL + "/v1/chat/completions", headers: headers,
             body: Array(try JSONEncoder().encode(Self.body(for: request))),
             connectTimeout: configuration.connectTimeout, readTimeout: configuration.readTimeout
         )
+        http.onSent = { continuation.yield(.sent) }
         var parser = SSEParser()
         var status = 0
         var headersIn: [String: String] = [:]
