@@ -68,9 +68,11 @@ struct EventController: Sendable {
             _ = try await workQueueCall { try await work.stopSession(environment: remote, session: id) }
             try await sessionLogCall { _ = try await TurnQueue.enqueue(inbox.queue, session: id, name: inbox.turnQueue) }
         }
-        let stored = try await sessionLogCall {
-            try await log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
-        }
+        // The reply carries what was stored; a retry under another call's key reads that call's.
+        let stored =
+            result.events.isEmpty
+            ? try await sessionLogCall { try await log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1)) }
+            : result.events
         return jsonResponse(.object(["data": .array(stored.map(\.value))]))
     }
 
@@ -95,7 +97,15 @@ struct EventController: Sendable {
             return nil
         }
         guard !answers.isEmpty || !remoteResults.isEmpty else { return }
-        let events = try await sessionLogCall { try await log.wake(session).events }
+        // An answer can only answer a tool use at or before it, and an event's id carries its
+        // sequence number: the log is read from the earliest use named, not from its start. An
+        // id that is not one of this session's names no event, and its answer is refused below.
+        let named = (answers.map(\.id) + remoteResults.map(\.id)).compactMap { SessionLog.seq(ofEventID: $0, in: session) }
+        let events = try await sessionLogCall {
+            var tail: [StoredEvent] = []
+            if let earliest = named.min() { try await log.replay(session, afterSeq: earliest - 1) { tail.append($0) } }
+            return tail
+        }
         if !remoteResults.isEmpty {
             try Self.checkRemoteResults(remoteResults, events: events, session: session, environment: environment)
         }

@@ -87,6 +87,17 @@ public final class SessionLog: Sendable {
         "sevt_\(session.idPart)_\(String(format: "%06lld", seq))"
     }
 
+    /// The sequence number in `id` when it names an event of `session` (see `eventID`), else nil.
+    public static func seq(ofEventID id: String, in session: SessionID) -> Int64? {
+        let prefix = "sevt_\(session.idPart)_"
+        guard id.hasPrefix(prefix) else { return nil }
+        let digits = id.dropFirst(prefix.count)
+        guard (6...18).contains(digits.count), digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            let seq = Int64(digits), seq > 0
+        else { return nil }
+        return seq
+    }
+
     /// Appends events atomically and in order, assigning `seq`, `id` and `processed_at`.
     ///
     /// - `fence`: a worker's fence; refused once a newer one was taken (I1, docs/ARCHITECTURE.md). `nil` for events
@@ -138,7 +149,10 @@ public final class SessionLog: Sendable {
                     throw .unexpectedReply("\(reply)")
                 }
                 let own = fields.count > 4 && fields[4].string == nonce
-                return AppendResult(firstSeq: first, lastSeq: last, processedAt: at, duplicate: status == "duplicate" && !own)
+                let written = status == "ok" || own
+                return AppendResult(
+                    firstSeq: first, lastSeq: last, processedAt: at, duplicate: !written,
+                    events: written && last - first + 1 == Int64(events.count) ? Self.stored(events, of: session, from: first, at: at) : [])
             case "stale":
                 throw .staleFence(session: session.rawValue, fence: fence?.epoch ?? -1, current: fields[1].int ?? -1)
             case "terminated":
@@ -152,6 +166,17 @@ public final class SessionLog: Sendable {
             }
         }
         throw .sessionNotFound(session.rawValue)
+    }
+
+    /// What the append script writes for `events` from `first` on: `id` and `processed_at` put
+    /// before the event's own fields.
+    static func stored(_ events: [NewEvent], of session: SessionID, from first: Int64, at: String) -> [StoredEvent] {
+        events.enumerated().map { offset, event in
+            let seq = first + Int64(offset)
+            let head = #"{"id":""# + eventID(session, seq: seq) + #"","processed_at":""# + at + "\""
+            let json = event.json == "{}" ? head + "}" : head + "," + event.json.dropFirst()
+            return StoredEvent(session: session.rawValue, seq: seq, type: event.type.rawValue, json: json)
+        }
     }
 
     /// Brings a session whose Redis keys are gone back from SQLite.

@@ -123,6 +123,17 @@ public struct AppendResult: Sendable, Equatable {
     public let processedAt: String
     /// True when the client key had been seen: nothing new was written.
     public let duplicate: Bool
+    /// The events as the log stored them (seq, id, processed_at), made from the reply rather
+    /// than read back; empty for a duplicate of another call's append, whose events may differ.
+    public let events: [StoredEvent]
+
+    public init(firstSeq: Int64, lastSeq: Int64, processedAt: String, duplicate: Bool, events: [StoredEvent] = []) {
+        self.firstSeq = firstSeq
+        self.lastSeq = lastSeq
+        self.processedAt = processedAt
+        self.duplicate = duplicate
+        self.events = events
+    }
 }
 
 /// What the brain needs to resume a session.

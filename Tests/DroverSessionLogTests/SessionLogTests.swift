@@ -100,6 +100,9 @@ struct SessionLogTests {
                 proxy.dropNextReply()
                 let result = try await flaky.append(session, [message(label), message("\(label) 2")], fence: fence, clientKey: key)
                 #expect(!result.duplicate, "\(label): the caller's own append is not a duplicate of anything")
+                // Its events, as the first attempt stored them, come back with the retry's reply.
+                let stored = try await log.read(session, afterSeq: result.firstSeq - 1, limit: 2)
+                #expect(result.events == stored && stored.count == 2, "\(label): \(result.events) against \(stored)")
             }
             #expect(proxy.dropped == 3)
             let texts = try await log.read(session).map(\.json).map { json in cases.map(\.0).filter { json.contains("\"\($0)\"") } }
@@ -185,6 +188,22 @@ struct SessionLogTests {
         }
     }
 
+    @Test("an event id gives its sequence number back only for its own session, and hostile ids give none")
+    func seqFromEventID() {
+        let session = SessionID.make()
+        for seq: Int64 in [1, 42, 999_999, 1_000_000, 123_456_789_012] {
+            #expect(SessionLog.seq(ofEventID: SessionLog.eventID(session, seq: seq), in: session) == seq)
+        }
+        let other = SessionID.make()
+        let prefix = "sevt_\(session.idPart)_"
+        for hostile in [
+            SessionLog.eventID(other, seq: 7), prefix, prefix + "12345", prefix + "000000", prefix + "-00001", prefix + "00001x",
+            prefix + "٠٠٠٠٠٣", prefix + String(repeating: "9", count: 40), prefix + "+00001", "sevt_" + session.idPart + "-000001", "",
+        ] {
+            #expect(SessionLog.seq(ofEventID: hostile, in: session) == nil, "\(hostile)")
+        }
+    }
+
     @Test("a retried append with the same client key writes nothing and returns the first result")
     func idempotentAppend() async throws {
         try await withLog { log, _, _, _ in
@@ -195,6 +214,10 @@ struct SessionLogTests {
             #expect(retry.duplicate)
             #expect(retry.firstSeq == first.firstSeq && retry.lastSeq == first.lastSeq && retry.processedAt == first.processedAt)
             #expect(try await log.read(session).count == 2)
+            // The first reply carries the events as stored; a duplicate's cannot vouch for them.
+            #expect(first.events == (try await log.read(session)) && first.events.map(\.seq) == [1, 2])
+            #expect(first.events.allSatisfy { $0.event != nil })
+            #expect(retry.events.isEmpty)
         }
     }
 

@@ -518,7 +518,8 @@ public final class TurnRunner: Sendable {
         -> AppendResult
     {
         let result = try await log.append(session, events, fence: fence)
-        try await state.refresh(log, session)
+        // The log's reply says what it stored: read back only when someone else appended since.
+        if !state.extend(with: result.events) { try await state.refresh(log, session) }
         return result
     }
 
@@ -647,6 +648,16 @@ final class TurnState: @unchecked Sendable {
     var modelRequests: Int {
         get { lock.withLock { _modelRequests } }
         set { lock.withLock { _modelRequests = newValue } }
+    }
+
+    /// Adds `stored` when it follows the last event held; false (nothing added) otherwise.
+    func extend(with stored: [StoredEvent]) -> Bool {
+        lock.withLock {
+            guard let first = stored.first, first.seq == (_events.last?.seq ?? 0) + 1 else { return false }
+            _events += stored
+            _conversation.add(contentsOf: stored)
+            return true
+        }
     }
 
     func refresh(_ log: SessionLog, _ session: SessionID) async throws {
