@@ -73,11 +73,16 @@ struct BatchBench: AsyncParsableCommand {
             options.queue = queueName
             options.scriptedItems = model.items
             let runnerOptions = options
+            let meter = RedisWorkMeter(redis: runtime.redis)
+            let redisBefore = try await meter.read()
+            let cpuBefore = Self.processCPUSeconds()
             let started = ContinuousClock.now
             let outcomes = try await engine.run { log, queue, database in
                 try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { _ in }.run(plan)
             }
             let seconds = (ContinuousClock.now - started).seconds
+            let cpuSeconds = Self.processCPUSeconds() - cpuBefore
+            let redisWork = RedisWorkMeter.work(from: redisBefore, to: try await meter.read(), tasks: items)
             let succeeded = outcomes.filter { $0.status == .succeeded }.count
             // One model request per item, so each item's floor is one model delay.
             let overheads = outcomes.compactMap(\.durationSeconds).map { $0 * 1000 - Double(modelDelayMs) }.sorted()
@@ -99,9 +104,21 @@ struct BatchBench: AsyncParsableCommand {
                 "overhead_ms_per_item": .object(["p50": .number(percentile(0.5)), "p95": .number(percentile(0.95)), "p99": .number(percentile(0.99))]
                 ),
                 "peak_rss_mb": .number((Double(usage.ru_maxrss) / 1024 * 10).rounded() / 10),
+                // The whole process (workers, recorder, runner, the scripted model server) over
+                // the run, user and system time.
+                "cpu_ms_per_item": .number(round3(cpuSeconds * 1000 / Double(items))),
+                "redis_commands_per_item": .number(redisWork.commandsPerTask),
+                "redis_cpu_us_per_item": .number(redisWork.cpuUsPerTask),
                 "model": .string("scripted (in process)"),
             ])
         }
         print(try encodeJSON(result))
+    }
+
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 }
