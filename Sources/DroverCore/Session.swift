@@ -105,11 +105,29 @@ public struct StoredEvent: Sendable, Equatable, Codable {
     }
 
     /// The log writes `id` and `processed_at` first, so they can be read without parsing.
-    private static func field(_ name: String, in json: String) -> String? {
-        guard let range = json.range(of: "\"\(name)\":\"") else { return nil }
-        let tail = json[range.upperBound...]
-        guard let end = tail.firstIndex(of: "\"") else { return nil }
-        return String(tail[..<end])
+    /// Bytes, not characters: the recorder reads both for every event it mirrors.
+    private static func field(_ name: StaticString, in json: String) -> String? {
+        var json = json
+        return json.withUTF8 { bytes in
+            name.withUTF8Buffer { key in
+                // `"name":"` at `start`, the value up to the next quote.
+                let quote = UInt8(ascii: "\"")
+                let width = key.count + 4
+                guard bytes.count > width else { return nil }
+                var start = 0
+                while start + width <= bytes.count {
+                    if bytes[start] == quote, bytes[start + key.count + 1] == quote, bytes[start + key.count + 2] == UInt8(ascii: ":"),
+                        bytes[start + key.count + 3] == quote, zip(key.indices, key).allSatisfy({ bytes[start + 1 + $0] == $1 })
+                    {
+                        let from = start + width
+                        guard let end = bytes[from...].firstIndex(of: quote) else { return nil }
+                        return String(decoding: UnsafeBufferPointer(rebasing: bytes[from..<end]), as: UTF8.self)
+                    }
+                    start += 1
+                }
+                return nil
+            }
+        }
     }
 }
 

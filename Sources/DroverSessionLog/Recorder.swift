@@ -79,6 +79,12 @@ public final class Recorder: Sendable {
         var lastClaim = clock.now
         var lastRetention = clock.now
         var outage = RedisOutage("the recorder")
+        // The next batch is read while this one is written to SQLite. Entries a read delivered
+        // and nobody recorded (a failure, a shutdown) stay pending for this consumer: the next
+        // start, or the end of an outage, records them (`drainPending`).
+        var reading: Task<RedisValue, Error>?
+        defer { reading?.cancel() }
+        let next = { [options] in Task { try await connection.send(Self.readGroup(options, from: ">", block: options.block)) } }
         while !Task.isCancelled {
             do {
                 if outage.isDown {
@@ -87,7 +93,8 @@ public final class Recorder: Sendable {
                     try await createGroups()
                     _ = try await drainPending()
                 }
-                let reply = try await connection.send(readGroup(from: ">", block: options.block))
+                let reply = try await (reading ?? next()).value
+                reading = next()
                 try await record(reply)
                 outage.recovered(logger: logger)
                 if clock.now - lastClaim >= options.claimIdle {
@@ -103,6 +110,8 @@ public final class Recorder: Sendable {
                 // restarted a moment ago) is not a failure of the recorder.
                 return
             } catch  where RedisOutage.isOutage(error) {
+                reading?.cancel()
+                reading = nil
                 try await outage.wait(after: error, logger: logger)
             }
         }
@@ -135,9 +144,13 @@ public final class Recorder: Sendable {
 
     /// XREADGROUP over every mirror shard, from the same position in each.
     private func readGroup(from position: String, block: Duration?) -> [String] {
+        Self.readGroup(options, from: position, block: block)
+    }
+
+    private static func readGroup(_ options: Options, from position: String, block: Duration?) -> [String] {
         var command = ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize)]
         if let block { command += ["BLOCK", String(block.milliseconds)] }
-        return command + ["STREAMS"] + Self.streams + Array(repeating: position, count: mirrorShardCount)
+        return command + ["STREAMS"] + streams + Array(repeating: position, count: mirrorShardCount)
     }
 
     /// Takes over entries that another recorder read and then died holding.

@@ -84,7 +84,10 @@ public final class SessionLog: Sendable {
 
     /// The id the log gives the event at `seq`.
     public static func eventID(_ session: SessionID, seq: Int64) -> String {
-        "sevt_\(session.idPart)_\(String(format: "%06lld", seq))"
+        // Zero-padded to six digits as the append script's string.format('%06d') pads, without
+        // a printf per event.
+        let digits = String(seq)
+        return "sevt_\(session.idPart)_" + (digits.utf8.count < 6 ? String(repeating: "0", count: 6 - digits.utf8.count) + digits : digits)
     }
 
     /// The sequence number in `id` when it names an event of `session` (see `eventID`), else nil.
@@ -150,9 +153,7 @@ public final class SessionLog: Sendable {
                 }
                 let own = fields.count > 4 && fields[4].string == nonce
                 let written = status == "ok" || own
-                return AppendResult(
-                    firstSeq: first, lastSeq: last, processedAt: at, duplicate: !written,
-                    events: written && last - first + 1 == Int64(events.count) ? Self.stored(events, of: session, from: first, at: at) : [])
+                return AppendResult(firstSeq: first, lastSeq: last, processedAt: at, duplicate: !written, written: written ? (session, events) : nil)
             case "stale":
                 throw .staleFence(session: session.rawValue, fence: fence?.epoch ?? -1, current: fields[1].int ?? -1)
             case "terminated":

@@ -123,16 +123,28 @@ public struct AppendResult: Sendable, Equatable {
     public let processedAt: String
     /// True when the client key had been seen: nothing new was written.
     public let duplicate: Bool
-    /// The events as the log stored them (seq, id, processed_at), made from the reply rather
-    /// than read back; empty for a duplicate of another call's append, whose events may differ.
-    public let events: [StoredEvent]
+    /// What this call wrote, when it wrote (or its own earlier attempt did).
+    private let written: (session: SessionID, events: [NewEvent])?
 
-    public init(firstSeq: Int64, lastSeq: Int64, processedAt: String, duplicate: Bool, events: [StoredEvent] = []) {
+    public init(firstSeq: Int64, lastSeq: Int64, processedAt: String, duplicate: Bool, written: (session: SessionID, events: [NewEvent])? = nil) {
         self.firstSeq = firstSeq
         self.lastSeq = lastSeq
         self.processedAt = processedAt
         self.duplicate = duplicate
-        self.events = events
+        self.written = written
+    }
+
+    /// The events as the log stored them (seq, id, processed_at), made from the reply rather
+    /// than read back, and only when asked for; empty for a duplicate of another call's append,
+    /// whose events may differ.
+    public var events: [StoredEvent] {
+        guard let written, lastSeq - firstSeq + 1 == Int64(written.events.count) else { return [] }
+        return SessionLog.stored(written.events, of: written.session, from: firstSeq, at: processedAt)
+    }
+
+    public static func == (lhs: AppendResult, rhs: AppendResult) -> Bool {
+        lhs.firstSeq == rhs.firstSeq && lhs.lastSeq == rhs.lastSeq && lhs.processedAt == rhs.processedAt && lhs.duplicate == rhs.duplicate
+            && lhs.written?.session == rhs.written?.session && lhs.written?.events == rhs.written?.events
     }
 }
 
