@@ -69,10 +69,12 @@ struct EventController: Sendable {
             try await sessionLogCall { _ = try await TurnQueue.enqueue(inbox.queue, session: id, name: inbox.turnQueue) }
         }
         // The reply carries what was stored; a retry under another call's key reads that call's.
-        let stored =
-            result.events.isEmpty
-            ? try await sessionLogCall { try await log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1)) }
-            : result.events
+        var stored = result.events
+        if stored.isEmpty {
+            stored = try await sessionLogCall {
+                try await log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
+            }
+        }
         return jsonResponse(.object(["data": .array(stored.map(\.value))]))
     }
 

@@ -66,6 +66,7 @@ struct TTFTBench: AsyncParsableCommand {
             let handsDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-ttft-hands-\(getpid())")
             var redis: RedisClient?
             var model: ScriptedModelServer?
+            var failure: Error?
             defer {
                 try? FileManager.default.removeItem(at: directory)
                 try? FileManager.default.removeItem(at: handsDirectory)
@@ -102,7 +103,7 @@ struct TTFTBench: AsyncParsableCommand {
                             return Self.packageEnvironment(version: nextPackage)
                         }
                         let run = BenchRun(
-                            benchCase: benchCase, eager: eager, wave: wave, environments: environments, modelTtftMs: modelTtftMs,
+                            benchCase: benchCase, eager: eager, wave: wave, environments: environments,
                             root: handsDirectory.appendingPathComponent("\(benchCase.rawValue)-\(eager ? "eager" : "lazy")"),
                             pipOptions: ["--no-index", "--find-links", wheels.path])
                         modes[eager ? "eager" : "lazy"] = try await run.measure(redis: client, database: database, model: server)
@@ -122,14 +123,12 @@ struct TTFTBench: AsyncParsableCommand {
                 report["lazy_orchestration_overhead_p50_ms"] = .number(round3(percentile(lazyOverheads.sorted(), 50)))
                 print(try encodeJSON(JSONValue.object(report)))
             } catch {
-                await model?.stop()
-                redis?.close()
-                await redisServer.stop(force: true)
-                throw error
+                failure = error
             }
             await model?.stop()
             redis?.close()
             await redisServer.stop(force: true)
+            if let failure { throw failure }
         }
     }
 
@@ -185,7 +184,6 @@ private struct BenchRun {
     let wave: Int
     /// One per session: its environment config as JSON, or nil for none.
     let environments: [String?]
-    let modelTtftMs: Int
     let root: URL
     let pipOptions: [String]
 
@@ -215,6 +213,7 @@ private struct BenchRun {
         defer { working.cancel() }
         if benchCase == .warm { await pool.prewarm() }
         var latencies: [Double] = []
+        var failure: Error?
         do {
             for first in stride(from: 0, to: environments.count, by: wave) {
                 let batch = environments[first..<min(first + wave, environments.count)]
@@ -244,14 +243,12 @@ private struct BenchRun {
                 }
             }
         } catch {
-            worker.drain()
-            await pool.shutdown()
-            await pool.layout.unmountAll()
-            throw error
+            failure = error
         }
         worker.drain()
         await pool.shutdown()
         await pool.layout.unmountAll()
+        if let failure { throw failure }
         return latencies.sorted()
     }
 

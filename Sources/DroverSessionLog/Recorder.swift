@@ -263,12 +263,7 @@ public final class Recorder: Sendable {
     /// A mirror stream entry's fields (`s` session, `q` seq, `t` type, `e` JSON, `f` fence
     /// epoch) as the event and its epoch; nil for a malformed entry.
     static func mirrorEntry(_ fields: [RedisValue]) -> (event: StoredEvent, epoch: Int64)? {
-        var values: [String: String] = [:]
-        var index = 0
-        while index + 1 < fields.count {
-            values[fields[index].string ?? ""] = fields[index + 1].string ?? ""
-            index += 2
-        }
+        let values = RedisValue.array(fields).hashFields
         guard let session = values["s"], let seq = values["q"].flatMap({ Int64($0) }), let json = values["e"] else { return nil }
         return (StoredEvent(session: session, seq: seq, type: values["t"] ?? "", json: json), values["f"].flatMap { Int64($0) } ?? 0)
     }
@@ -306,12 +301,7 @@ public final class Recorder: Sendable {
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
             cursor = next
             for key in (parts[1].array ?? []).compactMap(\.string) {
-                let values = try await redis.send(["HGETALL", key], idempotent: true).array ?? []
-                var fields: [String: String] = [:]
-                for index in stride(from: 0, to: values.count - 1, by: 2) {
-                    fields[values[index].string ?? ""] = values[index + 1].string ?? ""
-                }
-                result[String(key.dropFirst("drover:recorder:".count))] = fields
+                result[String(key.dropFirst("drover:recorder:".count))] = try await redis.send(["HGETALL", key], idempotent: true).hashFields
             }
         } while cursor != "0"
         return result

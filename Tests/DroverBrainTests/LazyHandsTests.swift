@@ -42,10 +42,7 @@ struct LazyHandsTests {
         ) { brain in
             for eager in [false, true] {
                 let hand = RecordingHand(log: brain.log)
-                let runner = TurnRunner(
-                    log: brain.log,
-                    model: AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: brain.model.baseURL, apiKey: "scripted")),
-                    hand: hand, deltas: DeltaPublisher(redis: brain.client), defaultAgent: AgentSnapshot(model: "claude-test"), eagerHands: eager)
+                let runner = brain.runner(hand: hand, eagerHands: eager)
                 let session = try await brain.newSession(saying: "Grade submission 7")
                 let outcome = try await runner.run(session: session, fence: try await brain.log.takeFence(session))
                 #expect(outcome == TurnOutcome(.idle(.endTurn), modelRequests: 2))

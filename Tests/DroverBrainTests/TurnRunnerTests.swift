@@ -18,14 +18,14 @@ struct BrainFixture {
     let database: MirrorDatabase
     let model: ScriptedModelServer
 
-    func runner(maxAttempts: Int = 4, hand: any Hand = InProcessHand()) -> TurnRunner {
+    func runner(maxAttempts: Int = 4, hand: any Hand = InProcessHand(), eagerHands: Bool = false) -> TurnRunner {
         var configuration = AnthropicConfiguration(baseURL: model.baseURL, apiKey: "scripted")
         configuration.retry.maxAttempts = maxAttempts
         configuration.retry.baseDelay = .milliseconds(10)
         configuration.retry.maxDelay = .milliseconds(50)
         return TurnRunner(
             log: log, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
-            deltas: DeltaPublisher(redis: client), defaultAgent: AgentSnapshot(model: "claude-test")
+            deltas: DeltaPublisher(redis: client), defaultAgent: AgentSnapshot(model: "claude-test"), eagerHands: eagerHands
         )
     }
 

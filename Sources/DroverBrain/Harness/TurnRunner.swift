@@ -143,7 +143,7 @@ public final class TurnRunner: Sendable {
             if eagerHands {
                 await hand.prepare(session: session, environment: environment)
             } else {
-                state.handsAwaited = true
+                state.awaitHands()
             }
         }
         // A crash can leave a model call and tool uses open: close each exactly once (I2, docs/ARCHITECTURE.md).
@@ -623,11 +623,8 @@ final class TurnState: @unchecked Sendable {
         self.environment = environment
     }
 
-    /// Whether the session's hands are to be provisioned lazily, when the first model request is out.
-    var handsAwaited: Bool {
-        get { lock.withLock { _handsAwaited } }
-        set { lock.withLock { _handsAwaited = newValue } }
-    }
+    /// The session's hands are to be provisioned lazily, when the first model request is out.
+    func awaitHands() { lock.withLock { _handsAwaited = true } }
 
     /// True once, for the request that provisions the awaited hands.
     func takeAwaitedHands() -> Bool {
