@@ -145,6 +145,10 @@ struct SessionLogTests {
             }
             #expect(try await database.eventCount() == total)
             #expect(recorder.stats.eventsRecorded == total)
+            // What `drover recorder status` shows: the figures this recorder published in Redis.
+            let published = try #require(try await Recorder.published(client)[recorder.options.consumer])
+            #expect(published["events_recorded"] == String(total))
+            #expect(published["batches"] == String(recorder.stats.batches))
         }
     }
 
