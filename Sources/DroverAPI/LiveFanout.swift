@@ -25,6 +25,11 @@ final class LiveFanout<Item: Sendable>: Sendable {
     private let bufferSize: Int
     private let feeds = Locked<[String: Feed]>([:])
     private let nextID = Locked<UInt64>(0)
+    /// Held while items are yielded, so that each subscriber gets them in order; `feeds` never
+    /// is. A yield may wait for its consumer task's status lock, and a task cancelled under that
+    /// lock runs its stream's `onTermination`, which leaves and takes `feeds`: yielding under
+    /// `feeds` deadlocked the two, and with them every cooperative thread of the server.
+    private let delivery = Locked(())
 
     /// `isSticky`: items a subscriber that comes later must still see (a feed's start marker).
     /// A subscriber more than `bufferSize` items behind is let go rather than silently missing
@@ -46,12 +51,15 @@ final class LiveFanout<Item: Sendable>: Sendable {
             value += 1
             return value
         }
-        let isNew = feeds.withLock { feeds -> Bool in
-            var feed = feeds[key] ?? Feed(generation: id)
-            feed.subscribers[id] = continuation
-            for item in feed.sticky { continuation.yield(.item(item)) }
-            feeds[key] = feed
-            return feed.generation == id
+        let isNew = delivery.withLock { _ -> Bool in
+            let (sticky, isNew) = feeds.withLock { feeds -> ([Item], Bool) in
+                var feed = feeds[key] ?? Feed(generation: id)
+                feed.subscribers[id] = continuation
+                feeds[key] = feed
+                return (feed.sticky, feed.generation == id)
+            }
+            for item in sticky { continuation.yield(.item(item)) }
+            return isNew
         }
         if isNew {
             let task = Task { await self.run(key, generation: id) }
@@ -103,11 +111,14 @@ final class LiveFanout<Item: Sendable>: Sendable {
     }
 
     private func broadcast(_ key: String, _ generation: UInt64, _ item: Item) {
-        let behind = feeds.withLock { feeds -> [UInt64] in
-            guard let feed = feeds[key], feed.generation == generation else { return [] }
-            if isSticky(item) { feeds[key]?.sticky.append(item) }
+        let behind = delivery.withLock { _ -> [UInt64] in
+            let subscribers = feeds.withLock { feeds -> [UInt64: AsyncStream<Delivery>.Continuation] in
+                guard let feed = feeds[key], feed.generation == generation else { return [:] }
+                if isSticky(item) { feeds[key]?.sticky.append(item) }
+                return feed.subscribers
+            }
             var behind: [UInt64] = []
-            for (id, subscriber) in feed.subscribers {
+            for (id, subscriber) in subscribers {
                 if case .dropped = subscriber.yield(.item(item)) { behind.append(id) }
             }
             return behind
