@@ -17,6 +17,9 @@ struct LogBench: AsyncParsableCommand {
                       mirrors them into SQLite; mirror lag is append (Redis time) to SQLite commit.
               wake    a session of --wake-events events is woken --wake-runs times from Redis, then
                       trimmed from Redis and woken from SQLite alone.
+              stream  a session of --stream-wake-events events is woken once streaming, from Redis
+                      and then from SQLite alone, and once whole into memory, each with the peak
+                      of this process's resident memory over that wake alone.
             With DROVER_REDIS_URL unset it uses a fresh embedded redis-server and a temporary SQLite file.
             """
     )
@@ -28,6 +31,7 @@ struct LogBench: AsyncParsableCommand {
     @Option(help: "Target events/s across appenders; 0 appends as fast as possible.") var rate = 30_000
     @Option(help: "Events in the session that is woken.") var wakeEvents = 10_000
     @Option(help: "Wake repetitions per source.") var wakeRuns = 7
+    @Option(help: "Events in the session that is woken streaming (0 skips that phase).") var streamWakeEvents = 1_000_000
 
     func run() async throws {
         try await reportingErrors {
@@ -114,7 +118,26 @@ struct LogBench: AsyncParsableCommand {
                 throw ValidationError("wake from Redis returned \(snapshot.events.count) events from \(snapshot.source)")
             }
         }
-        while recorder.stats.eventsRecorded < appended + wakeEvents {
+        // A very long session, woken streaming and whole, each wake's memory peak on its own.
+        let huge = SessionID.make()
+        var streamed: [String: JSONValue] = [:]
+        if streamWakeEvents > 0 {
+            try await log.create(huge)
+            let (total, perCall) = (streamWakeEvents, 100)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for appender in 0..<appenders {
+                    group.addTask {
+                        for first in stride(from: appender * perCall, to: total, by: perCall * appenders) {
+                            _ = try await log.append(huge, Array(repeating: body, count: min(perCall, total - first)))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            streamed["redis_streaming"] = try await measuredWake(log, huge, streaming: true, expecting: .redis)
+            streamed["redis_whole"] = try await measuredWake(log, huge, streaming: false, expecting: .redis)
+        }
+        while recorder.stats.eventsRecorded < appended + wakeEvents + streamWakeEvents {
             try await Task.sleep(for: .milliseconds(10))
         }
         recording.cancel()
@@ -130,6 +153,12 @@ struct LogBench: AsyncParsableCommand {
             guard snapshot.events.count == wakeEvents, snapshot.source == .sqlite else {
                 throw ValidationError("wake from SQLite returned \(snapshot.events.count) events from \(snapshot.source)")
             }
+        }
+
+        if streamWakeEvents > 0 {
+            streamed["sqlite_streaming"] = try await measuredWake(log, huge, streaming: true, expecting: .sqlite)
+            streamed["events"] = .number(Double(streamWakeEvents))
+            streamed["peak_is_per_wake"] = .bool(ResidentMemory.resetPeak())
         }
 
         let lag = lags.value.sorted()
@@ -154,8 +183,52 @@ struct LogBench: AsyncParsableCommand {
                 "redis_median": .number(round3(percentile(fromRedis.sorted(), 50))),
                 "sqlite_median": .number(round3(percentile(fromSQLite.sorted(), 50))),
             ]),
+            "stream_wake": streamed.isEmpty ? .null : .object(streamed),
         ])
     }
+}
+
+/// Wakes `session` once, streaming or whole, and checks that every event came, in order and
+/// without a gap. Memory is the peak of this process's resident set over this wake alone.
+private func measuredWake(
+    _ log: SessionLog, _ session: SessionID, streaming: Bool, expecting source: SessionSnapshot.Source
+) async throws
+    -> JSONValue
+{
+    let before = ResidentMemory.currentMB
+    ResidentMemory.resetPeak()
+    let clock = ContinuousClock()
+    let started = clock.now
+    var next: Int64 = 1
+    var bytes = 0
+    let check = { (events: [StoredEvent]) throws in
+        for event in events {
+            guard event.seq == next else { throw ValidationError("wake handed over seq \(event.seq) where \(next) was due") }
+            next += 1
+            bytes += event.json.utf8.count
+        }
+    }
+    let woken: (lastSeq: Int64, source: SessionSnapshot.Source)
+    if streaming {
+        let summary = try await log.wake(session, check)
+        woken = (summary.lastSeq, summary.source)
+    } else {
+        let snapshot = try await log.wake(session)
+        try check(snapshot.events)
+        woken = (snapshot.lastSeq, snapshot.source)
+    }
+    let seconds = (clock.now - started).seconds
+    let peak = ResidentMemory.peakMB
+    guard next - 1 == woken.lastSeq, woken.source == source else {
+        throw ValidationError("wake returned \(next - 1) of \(woken.lastSeq) events from \(woken.source), expected all from \(source)")
+    }
+    return .object([
+        "seconds": .number(round3(seconds)),
+        "events_per_second": .number(round3(Double(next - 1) / seconds)),
+        "event_megabytes": .number(round3(Double(bytes) / 1_048_576)),
+        "peak_rss_growth_mb": .number(round3(peak - before)),
+        "peak_rss_mb": .number(round3(peak)),
+    ])
 }
 
 func percentile(_ sorted: [Double], _ p: Double) -> Double {

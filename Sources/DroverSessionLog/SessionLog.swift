@@ -268,36 +268,77 @@ public final class SessionLog: Sendable {
         return events
     }
 
-    /// Everything the brain needs to rebuild a session's context: its state and its whole log.
+    /// Everything the brain needs to rebuild a session's context: its state and its whole log,
+    /// in memory. For a log of any length, use `wake(_:chunkSize:_:)`, which streams it.
     public func wake(_ session: SessionID) async throws(SessionLogError) -> SessionSnapshot {
-        let chunk = 20_000
         var events: [StoredEvent] = []
+        let woken: WokenSession
+        do {
+            woken = try await wake(session) { events += $0 }
+        } catch let error as SessionLogError {
+            throw error
+        } catch {
+            // The body above cannot throw, so every error is the log's own.
+            throw .unexpectedReply("\(error)")
+        }
+        return SessionSnapshot(
+            session: session, status: woken.status, lastSeq: woken.lastSeq, epoch: woken.epoch, events: events, source: woken.source)
+    }
+
+    /// The session's state, with its whole log handed to `body` a chunk of at most `chunkSize`
+    /// events at a time, oldest first and without a gap: a session of any length wakes in
+    /// memory bounded by one chunk. Events trimmed from Redis come from SQLite, including those
+    /// retention trims while the wake is under way (the trim only drops mirrored events).
+    public func wake(
+        _ session: SessionID, chunkSize: Int = 5_000, _ body: ([StoredEvent]) async throws -> Void
+    ) async throws -> WokenSession {
+        let chunk = max(1, chunkSize)
         var sources = Set<SessionSnapshot.Source>()
         var meta = try await self.meta(session)
-        if meta == nil, let row = try await mirrored { try await database?.session(session.rawValue) } {
+        if meta == nil, let row = try await mirrored({ try await database?.session(session.rawValue) }) {
             try await restore(session, from: row)
             meta = try await self.meta(session)
         }
-        guard let meta else { throw .sessionNotFound(session.rawValue) }
-        // The trimmed prefix lives in SQLite only; the rest is in the Redis stream.
-        if meta.trimmedThrough > 0, let database {
-            while let after = Optional(events.last?.seq ?? 0), after < meta.trimmedThrough {
-                let next = try await mirrored { try await database.events(session: session.rawValue, afterSeq: after, limit: chunk) }
+        guard let meta else { throw SessionLogError.sessionNotFound(session.rawValue) }
+        var after: Int64 = 0
+        // Hands over SQLite's events after `after`, up to `end`.
+        func fromSQLite(through end: Int64) async throws {
+            guard let database else { return }
+            while after < end {
+                let limit = Int(min(Int64(chunk), end - after))
+                let next = try await mirrored { try await database.events(session: session.rawValue, afterSeq: after, limit: limit) }
+                guard let last = next.last else { return }
                 sources.insert(.sqlite)
-                events += next
-                if next.count < chunk { break }
+                try await body(next)
+                after = last.seq
+                if next.count < limit { return }
             }
         }
+        // The trimmed prefix lives in SQLite only; the rest is in the Redis stream.
+        try await fromSQLite(through: meta.trimmedThrough)
+        let log = SessionKeys(session).log
         while true {
-            let after = events.last?.seq ?? 0
-            let reply = try await send(["XRANGE", SessionKeys(session).log, "\(after + 1)-0", "+", "COUNT", String(chunk)])
-            let next = try Self.events(session, reply)
-            if !next.isEmpty || sources.isEmpty { sources.insert(.redis) }
-            events += next
+            let next = try Self.events(session, try await send(["XRANGE", log, "\(after + 1)-0", "+", "COUNT", String(chunk)]))
+            // A stream that starts later than asked, or ends before the seq read at the start,
+            // was trimmed since: the missing events are mirrored, so SQLite has them.
+            let gapEnd = next.first.map { $0.seq - 1 } ?? meta.lastSeq
+            if gapEnd > after {
+                try await fromSQLite(through: gapEnd)
+                if after < gapEnd {
+                    Self.logger.error(
+                        "events are in neither Redis nor SQLite; the wake skips them",
+                        metadata: ["session": "\(session.rawValue)", "from": "\(after + 1)", "through": "\(gapEnd)"])
+                    after = gapEnd
+                }
+            }
+            guard let last = next.last else { break }
+            sources.insert(.redis)
+            try await body(next)
+            after = last.seq
             if next.count < chunk { break }
         }
         let source: SessionSnapshot.Source = sources.count > 1 ? .both : (sources.first ?? .redis)
-        return SessionSnapshot(session: session, status: meta.status, lastSeq: meta.lastSeq, epoch: meta.epoch, events: events, source: source)
+        return WokenSession(session: session, status: meta.status, lastSeq: meta.lastSeq, epoch: meta.epoch, source: source)
     }
 
     /// Follows the log: first every event after `afterSeq` (from SQLite where needed), then new

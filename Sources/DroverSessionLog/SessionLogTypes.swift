@@ -163,6 +163,15 @@ public struct SessionSnapshot: Sendable {
     }
 }
 
+/// What a streaming wake reports once it has handed over every event.
+public struct WokenSession: Sendable {
+    public let session: SessionID
+    public let status: String
+    public let lastSeq: Int64
+    public let epoch: Int64
+    public let source: SessionSnapshot.Source
+}
+
 public enum SessionLogError: ActionableError, Equatable {
     case invalidInput(field: String, message: String, fix: String)
     case eventTooLarge(index: Int, bytes: Int, limit: Int)

@@ -151,18 +151,65 @@ struct SessionsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withRuntime { runtime in
-                let snapshot = try await runtime.sessionLog.wake(try SessionID(session))
-                let jsonl = snapshot.events.map { $0.json + "\n" }.joined()
-                let text =
-                    format == "html"
-                    ? TimelinePage.render(SessionTimeline(session: session, status: "\(snapshot.status)", events: snapshot.events), jsonl: jsonl)
-                    : jsonl
-                if let output {
-                    try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
-                    note("wrote \(snapshot.events.count) events of \(session) to \(output)")
-                } else {
-                    FileHandle.standardOutput.write(Data(text.utf8))
+                let id = try SessionID(session)
+                guard format == "jsonl" else {
+                    // The timeline page is built whole; JSONL streams, for a log of any length.
+                    let snapshot = try await runtime.sessionLog.wake(id)
+                    let jsonl = snapshot.events.map { $0.json + "\n" }.joined()
+                    let timeline = SessionTimeline(session: session, status: "\(snapshot.status)", events: snapshot.events)
+                    try write(Data(TimelinePage.render(timeline, jsonl: jsonl).utf8), count: snapshot.events.count)
+                    return
                 }
+                guard let output else {
+                    _ = try await runtime.sessionLog.wake(id) { events in
+                        try FileHandle.standardOutput.write(contentsOf: Self.jsonl(events))
+                    }
+                    return
+                }
+                // Written beside the target and renamed into place: a reader never sees half a log.
+                let target = URL(fileURLWithPath: output)
+                let partial = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).\(getpid()).partial")
+                let descriptor = open(partial.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                guard descriptor >= 0 else {
+                    throw ValidationError(
+                        "--output: cannot create \(partial.path): \(String(cString: strerror(errno))); check that the directory exists and is writable"
+                    )
+                }
+                do {
+                    let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+                    var count = 0
+                    _ = try await runtime.sessionLog.wake(id) { events in
+                        try file.write(contentsOf: Self.jsonl(events))
+                        count += events.count
+                    }
+                    try file.close()
+                    guard rename(partial.path, target.path) == 0 else {
+                        throw ValidationError("--output: cannot write \(output): \(String(cString: strerror(errno)))")
+                    }
+                    note("wrote \(count) events of \(session) to \(output)")
+                } catch {
+                    try? FileManager.default.removeItem(at: partial)
+                    throw error
+                }
+            }
+        }
+
+        private static func jsonl(_ events: [StoredEvent]) -> Data {
+            var data = Data()
+            data.reserveCapacity(events.reduce(0) { $0 + $1.json.utf8.count + 1 })
+            for event in events {
+                data.append(contentsOf: event.json.utf8)
+                data.append(0x0A)
+            }
+            return data
+        }
+
+        private func write(_ data: Data, count: Int) throws {
+            if let output {
+                try data.write(to: URL(fileURLWithPath: output), options: .atomic)
+                note("wrote \(count) events of \(session) to \(output)")
+            } else {
+                try FileHandle.standardOutput.write(contentsOf: data)
             }
         }
     }

@@ -278,6 +278,32 @@ struct SessionLogTests {
         }
     }
 
+    @Test("a streaming wake hands the log over a chunk at a time, with no gap even when retention trims Redis mid-wake")
+    func wakeStreamsThroughATrim() async throws {
+        try await withLog { log, database, client, _ in
+            let session = SessionID.make()
+            try await log.create(session)
+            for n in 0..<25 { _ = try await log.append(session, [message("m\(n)")]) }
+            var options = Recorder.Options()
+            options.retentionIdle = .zero
+            let recorder = Recorder(redis: client, database: database, options: options)
+            try await recorder.runOnce()
+            var chunks: [[Int64]] = []
+            let woken = try await log.wake(session, chunkSize: 10) { events in
+                chunks.append(events.map(\.seq))
+                // Retention drops the Redis copy after the first chunk was read from it.
+                if chunks.count == 1 {
+                    let trimmed = try await recorder.applyRetention()
+                    #expect(trimmed == 1)
+                }
+            }
+            #expect(chunks.flatMap { $0 } == Array(1...25))
+            #expect(chunks.allSatisfy { $0.count <= 10 })
+            #expect(woken.lastSeq == 25)
+            #expect(woken.source == .both)
+        }
+    }
+
     @Test("tail replays what is there, then follows new appends")
     func tail() async throws {
         try await withLog { log, _, _, _ in

@@ -101,6 +101,18 @@ def test_html_export_is_one_self_contained_file_with_the_timeline_and_the_raw_ev
     assert base64.b64decode(download[0].split(",", 1)[1]).decode() == jsonl
 
 
+def test_a_jsonl_export_to_a_file_streams_the_same_log_and_replaces_the_file_whole(finished, tmp_path: Path):
+    server, session = finished
+    jsonl = server.drover("sessions", "export", session)
+    assert jsonl.endswith("\n") and jsonl.count("\n") >= 5
+    target = tmp_path / "session.jsonl"
+    target.write_text("an older export\n")
+    server.drover("sessions", "export", session, "--output", str(target))
+    assert target.read_text() == jsonl
+    # Written beside the target and renamed: nothing partial is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.jsonl"]
+
+
 def test_an_unknown_export_format_is_refused_naming_the_flag(finished):
     server, session = finished
     result = subprocess.run([str(DROVER), "sessions", "export", session, "--format", "pdf"], capture_output=True, text=True, timeout=30,
