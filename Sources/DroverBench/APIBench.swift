@@ -36,9 +36,7 @@ struct APIBench: AsyncParsableCommand {
             let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-api-\(getpid())")
             defer { try? FileManager.default.removeItem(at: directory) }
             let redisServer = try await EmbeddedRedis.start(EmbeddedRedis.Options(dataDirectory: directory.appendingPathComponent("redis")))
-            var redisOptions = RedisClientOptions()
-            redisOptions.poolSize = 16
-            let redis = try await RedisClient.connect(redisServer.url, options: redisOptions)
+            let redis = try await RedisClient.connect(redisServer.url)
             let (exposition, scraper) = metrics.start(redis: redis)
             defer { scraper?.cancel() }
             let database = try MirrorDatabase(path: directory.appendingPathComponent("drover.db").path)

@@ -59,7 +59,7 @@ struct BatchBench: AsyncParsableCommand {
         environment.removeValue(forKey: "ANTHROPIC_API_KEY")
         let model = try await JobModel.resolve(for: spec, environment: environment)
 
-        let result: JSONValue = try await withRuntime(poolSize: concurrency * 2 + 8, announce: false) { runtime in
+        let result: JSONValue = try await withRuntime(announce: false) { runtime in
             let agentJSON = JSONValue.object(["model": .string("claude-sonnet-4-5")]).compactJSON
             let jobItems = try JobItems.expand(spec, agentJSON: agentJSON)
             let plan = BatchPlan(

@@ -46,9 +46,7 @@ struct LogBench: AsyncParsableCommand {
                 embedded = try await EmbeddedRedis.start(EmbeddedRedis.Options(dataDirectory: directory.appendingPathComponent("redis")))
                 url = embedded!.url
             }
-            var options = RedisClientOptions()
-            options.poolSize = appenders + 4
-            let redis = try await RedisClient.connect(url, options: options)
+            let redis = try await RedisClient.connect(url)
             defer { redis.close() }
             let database = try MirrorDatabase(path: directory.appendingPathComponent("drover.db").path)
             do {

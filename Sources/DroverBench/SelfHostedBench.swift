@@ -45,9 +45,7 @@ struct SelfHostedBench: AsyncParsableCommand {
             defer { try? FileManager.default.removeItem(at: directory) }
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let redisServer = try await EmbeddedRedis.start(EmbeddedRedis.Options(dataDirectory: directory.appendingPathComponent("redis")))
-            var redisOptions = RedisClientOptions()
-            redisOptions.poolSize = 24
-            let redis = try await RedisClient.connect(redisServer.url, options: redisOptions)
+            let redis = try await RedisClient.connect(redisServer.url)
             let database = try MirrorDatabase(path: directory.appendingPathComponent("drover.db").path)
             let store = ControlPlaneStore(database: database)
             let log = SessionLog(redis: redis, database: database)

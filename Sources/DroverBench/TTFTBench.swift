@@ -72,9 +72,7 @@ struct TTFTBench: AsyncParsableCommand {
                 try? FileManager.default.removeItem(at: handsDirectory)
             }
             do {
-                var options = RedisClientOptions()
-                options.poolSize = max(concurrency, packageConcurrency) * 2 + 8
-                let client = try await RedisClient.connect(redisServer.url, options: options)
+                let client = try await RedisClient.connect(redisServer.url)
                 redis = client
                 let server = try await ScriptedModelServer.start(
                     script: ModelScript(turns: [

@@ -11,14 +11,15 @@ public struct DroverConfiguration: Sendable {
     public var dataDirectoryOrigin = DataDirectoryOrigin.environment
     /// `DROVER_DB`, default `<dataDirectory>/drover.db`.
     public var databasePath: URL
-    /// `DROVER_REDIS_POOL`, default 8: pooled connections per process (blocking reads use their own).
+    /// `DROVER_REDIS_POOL`, default 2: connections per process that ordinary commands share, each
+    /// pipelining its concurrent callers (blocking reads use connections of their own).
     public var redisPoolSize: Int
 
     public init(
         redisURL: String? = nil,
         dataDirectory: URL = URL(fileURLWithPath: ".drover"),
         databasePath: URL? = nil,
-        redisPoolSize: Int = 8
+        redisPoolSize: Int = 2
     ) {
         self.redisURL = redisURL
         self.dataDirectory = dataDirectory.standardizedFileURL
@@ -50,13 +51,13 @@ public struct DroverConfiguration: Sendable {
         }
         let (dataDirectory, origin) =
             nonEmpty("DROVER_DATA_DIR").map { (URL(fileURLWithPath: $0), DataDirectoryOrigin.environment) } ?? locateDataDirectory()
-        var poolSize = 8
+        var poolSize = 2
         if let raw = nonEmpty("DROVER_REDIS_POOL") {
             guard let value = Int(raw), (1...256).contains(value) else {
                 throw FieldError(
                     field: "DROVER_REDIS_POOL",
                     message: "'\(raw)' is not a connection count",
-                    fix: "set it to a whole number from 1 to 256, or unset it for the default of 8"
+                    fix: "set it to a whole number from 1 to 256, or unset it for the default of 2"
                 )
             }
             poolSize = value

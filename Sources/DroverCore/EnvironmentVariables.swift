@@ -18,7 +18,7 @@ public enum EnvironmentVariables {
             meaning: "redis://[:password@]host:port/db or unix:///path?db=N. Unset: a private redis-server (AOF on) in DROVER_DATA_DIR"),
         Variable(name: "DROVER_DATA_DIR", meaning: "where embedded state lives (default: the nearest .drover here or above, else ./.drover)"),
         Variable(name: "DROVER_DB", meaning: "the SQLite file (default $DROVER_DATA_DIR/drover.db)"),
-        Variable(name: "DROVER_REDIS_POOL", meaning: "pooled Redis connections per process (default 8)"),
+        Variable(name: "DROVER_REDIS_POOL", meaning: "Redis connections per process that commands share, pipelined (default 2)"),
         Variable(name: "DROVER_API_ADDR", meaning: "where `drover api` and `drover serve` listen (default 127.0.0.1:8787)"),
         Variable(name: "DROVER_HANDS_DIR", meaning: "sandbox workspaces (default $DROVER_DATA_DIR/hands; as root /var/tmp/drover-hands/<hash>)"),
         Variable(name: "DROVER_SANDBOX_MEMORY", meaning: "memory per sandbox, its /tmp included (default 2GiB)"),

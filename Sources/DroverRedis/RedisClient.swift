@@ -2,58 +2,45 @@ import DroverCore
 import Foundation
 import Synchronization
 
-/// An async Redis client over hiredis: a small pool of connections, each on its own thread.
+/// An async Redis client over hiredis: a few connections, each on its own thread, that every
+/// caller shares. Concurrent commands are pipelined (`RedisSharedConnection`); blocking reads get
+/// a connection of their own (`blockingConnection`).
 public final class RedisClient: Sendable {
     public let url: RedisURL
     public let options: RedisClientOptions
-    private let pool: Mutex<PoolState>
-    private let namePrefix: String
-
-    private struct PoolState: ~Copyable {
-        var idle: [RedisConnectionSlot] = []
-        var created = 0
-        var waiters: [CheckedContinuation<RedisConnectionSlot?, Never>] = []
-        var closed = false
-        var all: [RedisConnectionSlot] = []
-    }
+    private let connections: [RedisSharedConnection]
+    private let namePrefix = "drover-redis"
 
     private init(url: RedisURL, options: RedisClientOptions) {
         self.url = url
         self.options = options
-        self.pool = Mutex(PoolState())
-        self.namePrefix = "drover-redis"
+        self.connections = (1...max(1, options.poolSize)).map {
+            RedisSharedConnection(url: url, options: options, name: "drover-redis-\($0)")
+        }
     }
 
     /// Connects once, so that a wrong address or password fails now, with a clear error.
     public static func connect(_ url: RedisURL, options: RedisClientOptions = RedisClientOptions()) async throws(RedisError) -> RedisClient {
-        let client = RedisClient(url: url, options: options)
-        let slot = try await client.acquire()
-        do {
-            try await slot.connectOnce()
-        } catch {
-            client.release(slot)
-            client.close()
-            throw error
+        let opened: Result<Void, RedisError> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    returning: Result { () throws(RedisError) in
+                        try RedisConnection.open(url, connectTimeout: options.connectTimeout, commandTimeout: options.commandTimeout).close()
+                    })
+            }
         }
-        client.release(slot)
-        return client
+        try opened.get()
+        return RedisClient(url: url, options: options)
     }
 
     public static func connect(_ text: String, options: RedisClientOptions = RedisClientOptions()) async throws(RedisError) -> RedisClient {
         try await connect(RedisURL(parsing: text), options: options)
     }
 
-    /// Closes every pooled connection. Commands after this throw `.closed`.
+    /// Closes every connection once what is queued on it is answered. Commands after this
+    /// throw `.closed`.
     public func close() {
-        let (slots, waiters) = pool.withLock { state -> ([RedisConnectionSlot], [CheckedContinuation<RedisConnectionSlot?, Never>]) in
-            state.closed = true
-            let result = (state.all, state.waiters)
-            state.waiters = []
-            state.idle = []
-            return result
-        }
-        for waiter in waiters { waiter.resume(returning: nil) }
-        for slot in slots { slot.close() }
+        for connection in connections { connection.close() }
     }
 
     // MARK: Commands
@@ -62,11 +49,7 @@ public final class RedisClient: Sendable {
     /// connection (reads, and writes whose repetition is harmless).
     @discardableResult
     public func send(_ arguments: [String], idempotent: Bool = false) async throws(RedisError) -> RedisValue {
-        try await withSlot { slot throws(RedisError) in
-            try await slot.perform(idempotent: idempotent) { connection throws(RedisError) in
-                try connection.command(arguments).throwingErrorReply()
-            }
-        }
+        try await leastLoaded.perform([arguments], idempotent: idempotent, retriesUnready: true)[0].throwingErrorReply()
     }
 
     @discardableResult
@@ -77,41 +60,34 @@ public final class RedisClient: Sendable {
     /// Sends all commands in one round trip. Error replies are returned as `.error` values.
     public func pipeline(_ commands: [[String]], idempotent: Bool = false) async throws(RedisError) -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
-        return try await withSlot { slot throws(RedisError) in
-            try await slot.perform(idempotent: idempotent) { connection throws(RedisError) in
-                try connection.pipeline(commands)
-            }
-        }
+        return try await leastLoaded.perform(commands, idempotent: idempotent, retriesUnready: false)
     }
 
     /// Runs a script by its SHA-1, loading it when the server does not know it (a fresh or
     /// restarted server, or `SCRIPT FLUSH`).
     public func eval(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisValue {
-        try await withSlot { slot throws(RedisError) in
-            try await slot.perform(idempotent: script.isIdempotent) { connection throws(RedisError) in
-                try RedisClient.evalOn(connection, script, keys: keys, arguments: arguments)
-            }
-        }
+        let call = ["EVALSHA", script.sha1, String(keys.count)] + keys + arguments
+        return try await leastLoaded.perform([call], script: script, idempotent: script.isIdempotent, retriesUnready: true)[0]
+            .throwingErrorReply()
     }
 
-    static func evalOn(_ connection: RedisConnection, _ script: RedisScript, keys: [String], arguments: [String]) throws(RedisError) -> RedisValue {
-        let call = ["EVALSHA", script.sha1, String(keys.count)] + keys + arguments
-        let reply = try connection.command(call)
-        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-            let loaded = try connection.command(["SCRIPT", "LOAD", script.source])
-            if case .error(let loadError) = loaded {
-                throw .serverError(code: "ERR", message: "cannot load script \(script.name): \(loadError)")
-            }
-            return try connection.command(call).throwingErrorReply()
+    /// The connection with the fewest requests in flight: a large reply on one holds up only
+    /// the callers that share it.
+    private var leastLoaded: RedisSharedConnection {
+        var best = connections[0]
+        var bestLoad = best.load
+        for connection in connections.dropFirst() where bestLoad > 0 {
+            let load = connection.load
+            if load < bestLoad { (best, bestLoad) = (connection, load) }
         }
-        return try reply.throwingErrorReply()
+        return best
     }
 
     /// A connection outside the pool, for blocking reads such as `BZPOPMIN` and `XREAD BLOCK`,
     /// which would otherwise hold a pooled connection hostage.
     public func blockingConnection(name: String = "blocking") -> RedisBlockingConnection {
         RedisBlockingConnection(
-            slot: RedisConnectionSlot(url: url, options: options, blocking: true, name: "\(namePrefix)-\(name)")
+            slot: RedisConnectionSlot(url: url, options: options, name: "\(namePrefix)-\(name)")
         )
     }
 
@@ -125,55 +101,6 @@ public final class RedisClient: Sendable {
                 continuation.resume(returning: RedisConnection.answersPing(url, connectTimeout: timeout, commandTimeout: timeout))
             }
         }
-    }
-
-    // MARK: Pool
-
-    private func withSlot<T: Sendable>(_ body: (RedisConnectionSlot) async throws(RedisError) -> T) async throws(RedisError) -> T {
-        let slot = try await acquire()
-        defer { release(slot) }
-        return try await body(slot)
-    }
-
-    private func acquire() async throws(RedisError) -> RedisConnectionSlot {
-        enum Next { case ready(RedisConnectionSlot), wait, closed }
-        let next: Next = pool.withLock { state in
-            if state.closed { return .closed }
-            if let slot = state.idle.popLast() { return .ready(slot) }
-            if state.created < max(1, options.poolSize) {
-                state.created += 1
-                let slot = RedisConnectionSlot(url: url, options: options, blocking: false, name: "\(namePrefix)-\(state.created)")
-                state.all.append(slot)
-                return .ready(slot)
-            }
-            return .wait
-        }
-        switch next {
-        case .ready(let slot): return slot
-        case .closed: throw .closed
-        case .wait:
-            let slot: RedisConnectionSlot? = await withCheckedContinuation { continuation in
-                let immediate: RedisConnectionSlot?? = pool.withLock { state in
-                    if state.closed { return .some(nil) }
-                    if let slot = state.idle.popLast() { return .some(slot) }
-                    state.waiters.append(continuation)
-                    return .none
-                }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-            guard let slot else { throw .closed }
-            return slot
-        }
-    }
-
-    private func release(_ slot: RedisConnectionSlot) {
-        let waiter: CheckedContinuation<RedisConnectionSlot?, Never>? = pool.withLock { state in
-            if state.closed { return nil }
-            if !state.waiters.isEmpty { return state.waiters.removeFirst() }
-            state.idle.append(slot)
-            return nil
-        }
-        waiter?.resume(returning: slot)
     }
 }
 

@@ -124,6 +124,19 @@ final class RedisConnection {
     /// Sends every command, then reads every reply. Error replies come back as `.error` values;
     /// a broken connection throws and closes this connection.
     func pipeline(_ commands: [[String]]) throws(RedisError) -> [RedisValue] {
+        try queue(commands)
+        var replies: [RedisValue] = []
+        replies.reserveCapacity(commands.count)
+        let sent = ContinuousClock.now
+        for arguments in commands {
+            replies.append(try reply(to: arguments, sentAt: sent))
+        }
+        return replies
+    }
+
+    /// Puts commands in the output buffer. They go out with the next `reply(to:sentAt:)`, which
+    /// writes the whole buffer before it reads.
+    func queue(_ commands: [[String]]) throws(RedisError) {
         guard let context else { throw .closed }
         for arguments in commands {
             let status = Self.withArgv(arguments) { argc, argv, lengths in
@@ -135,28 +148,26 @@ final class RedisConnection {
                 throw .connectionLost(endpoint: url.description, reason: reason)
             }
         }
-        var replies: [RedisValue] = []
-        replies.reserveCapacity(commands.count)
-        let sent = ContinuousClock.now
-        for arguments in commands {
-            var raw: UnsafeMutableRawPointer?
-            if redisGetReply(context, &raw) != REDIS_OK || raw == nil {
-                // Which command and how long it waited tell a server that stalled (a timeout after
-                // the full command timeout) from a socket that failed at once.
-                let waited = ContinuousClock.now - sent
-                // A reply missing for the whole timeout says which side held it: still unread by
-                // the server, or read by a process that is not the server at all.
-                let socket = waited > .seconds(5) ? SocketState(of: fileDescriptor).map { "; socket: \($0)" } ?? "" : ""
-                let reason =
-                    "\(contextError) (waiting \(waited.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) for the reply to \(arguments.first ?? "?")\(socket))"
-                close()
-                throw .connectionLost(endpoint: url.description, reason: reason)
-            }
-            let reply = raw!.assumingMemoryBound(to: redisReply.self)
-            replies.append(Self.convert(reply))
-            freeReplyObject(raw)
+    }
+
+    /// The reply to the oldest queued command, `arguments`, sent at `sent` (both for the error).
+    func reply(to arguments: [String], sentAt sent: ContinuousClock.Instant) throws(RedisError) -> RedisValue {
+        guard let context else { throw .closed }
+        var raw: UnsafeMutableRawPointer?
+        if redisGetReply(context, &raw) != REDIS_OK || raw == nil {
+            // Which command and how long it waited tell a server that stalled (a timeout after
+            // the full command timeout) from a socket that failed at once.
+            let waited = ContinuousClock.now - sent
+            // A reply missing for the whole timeout says which side held it: still unread by
+            // the server, or read by a process that is not the server at all.
+            let socket = waited > .seconds(5) ? SocketState(of: fileDescriptor).map { "; socket: \($0)" } ?? "" : ""
+            let reason =
+                "\(contextError) (waiting \(waited.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) for the reply to \(arguments.first ?? "?")\(socket))"
+            close()
+            throw .connectionLost(endpoint: url.description, reason: reason)
         }
-        return replies
+        defer { freeReplyObject(raw) }
+        return Self.convert(raw!.assumingMemoryBound(to: redisReply.self))
     }
 
     /// Reads one reply without sending anything: the next message of a subscription.

@@ -11,16 +11,19 @@ public struct RedisClientOptions: Sendable {
     public var reconnectWindow: Duration = .seconds(15)
     public var initialBackoff: Duration = .milliseconds(20)
     public var maximumBackoff: Duration = .seconds(1)
-    public var poolSize: Int = 8
+    /// Connections that ordinary commands share. Each pipelines any number of concurrent
+    /// callers, so a few suffice; more spread reply parsing over more threads, and keep a large
+    /// reply from holding up everyone.
+    public var poolSize: Int = 2
 
     public init() {}
 }
 
-/// A connection and the one thread allowed to touch it. Reconnects lazily, with backoff.
+/// A connection for blocking commands and the one thread allowed to touch it. Reconnects lazily,
+/// with backoff. Its reads wait as long as the command blocks, with no socket timeout.
 final class RedisConnectionSlot: @unchecked Sendable {
     let url: RedisURL
     let options: RedisClientOptions
-    private let blocking: Bool
     private let thread: DedicatedThread
     /// Only touched on `thread`.
     private var connection: RedisConnection?
@@ -39,10 +42,9 @@ final class RedisConnectionSlot: @unchecked Sendable {
         var shutDown = false
     }
 
-    init(url: RedisURL, options: RedisClientOptions, blocking: Bool, name: String) {
+    init(url: RedisURL, options: RedisClientOptions, name: String) {
         self.url = url
         self.options = options
-        self.blocking = blocking
         self.thread = DedicatedThread(name: name)
     }
 
@@ -146,7 +148,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
         let fresh = try RedisConnection.open(
             url,
             connectTimeout: options.connectTimeout,
-            commandTimeout: blocking ? nil : options.commandTimeout
+            commandTimeout: nil
         )
         connection = fresh
         interruption.withLock { $0.socket = fresh.fileDescriptor }

@@ -207,7 +207,7 @@ struct ServeCommand: AsyncParsableCommand {
         // The first line says which model answers, so that scripted answers are never taken for a real model's.
         note("drover serve: model: \(model.label)")
         try Self.refuseLoop(model, apiAddress: api.listenAddress)
-        try await withRuntime(poolSize: worker.poolSize + 8, exitOnSignal: false) { runtime in
+        try await withRuntime(exitOnSignal: false) { runtime in
             let server = try await api.makeServer(runtime: runtime, model: model.health, metrics: observed.metrics)
             let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration, apiAddress: api.address)
             await toolset?.pool.prewarm()

@@ -132,7 +132,7 @@ struct JobRun {
 
         // Signals are this command's own: the first drains the run, the second ends it (below).
         let expanded = checkedItems
-        return try await withRuntime(poolSize: spec.concurrency * 3 + 8, announce: false, exitOnSignal: false) { runtime in
+        return try await withRuntime(announce: false, exitOnSignal: false) { runtime in
             let database = try runtime.database()
             // The file's own JSON keys the items (so keys stay what they were); the sessions
             // get the agent decoded from it here, once.

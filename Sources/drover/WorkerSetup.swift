@@ -30,9 +30,6 @@ struct WorkerOptions: ParsableArguments {
         }
     }
 
-    /// Redis connections the worker needs: three per slot, and a few for the rest.
-    var poolSize: Int { concurrency * 3 + 4 }
-
     /// The model sessions call: `--model-script` or, with no ANTHROPIC_API_KEY, the built-in
     /// script, both on the scripted model in this process; otherwise the Messages API at
     /// ANTHROPIC_BASE_URL. Stop its `scripted` server when the worker has drained.

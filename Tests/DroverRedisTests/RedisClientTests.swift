@@ -132,6 +132,40 @@ struct RedisClientTests {
         }
     }
 
+    @Test("callers sharing one connection are pipelined together, and each gets its own replies, through a SCRIPT FLUSH")
+    func sharedConnectionPipelines() async throws {
+        try await withRedisClient(poolSize: 1) { client, _ in
+            let script = RedisScript(name: "echo-key", idempotent: true, source: "return KEYS[1] .. '=' .. ARGV[1]")
+            func stats() async throws -> (commands: Int64, reads: Int64) {
+                let text = try await client.send("INFO", "stats").string ?? ""
+                func field(_ name: String) -> Int64 {
+                    text.split(separator: "\r\n").first { $0.hasPrefix(name + ":") }.flatMap { Int64($0.dropFirst(name.count + 1)) } ?? -1
+                }
+                return (field("total_commands_processed"), field("total_reads_processed"))
+            }
+            let before = try await stats()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for caller in 0..<300 {
+                    group.addTask {
+                        if caller == 150 { try await client.send("SCRIPT", "FLUSH") }
+                        try await client.send("SET", "k\(caller)", "v\(caller)")
+                        let replies = try await client.pipeline([["GET", "k\(caller)"], ["STRLEN", "k\(caller)"], ["HGET", "k\(caller)", "x"]])
+                        #expect(replies[0].string == "v\(caller)")
+                        #expect(replies[1] == .integer(Int64("v\(caller)".utf8.count)))
+                        #expect(replies[2].isNull == false, "an error reply stays in its place: \(replies[2])")
+                        #expect(try await client.eval(script, keys: ["k\(caller)"], arguments: ["\(caller)"]).string == "k\(caller)=\(caller)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let after = try await stats()
+            // Each caller makes three requests (a SET, a pipeline, a script): with a read for each,
+            // every request went out alone, as it did before connections were shared.
+            let reads = after.reads - before.reads
+            #expect(reads > 0 && reads < 300 * 3, "reads \(reads), commands \(after.commands - before.commands)")
+        }
+    }
+
     @Test("scripts run by SHA and are loaded again after SCRIPT FLUSH")
     func scriptsReloadOnNoScript() async throws {
         try await withRedisClient { client, _ in
