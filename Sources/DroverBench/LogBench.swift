@@ -26,7 +26,7 @@ struct LogBench: AsyncParsableCommand {
 
     @Option(help: "Events to append in the append phase.") var events = 200_000
     @Option(help: "Sessions they are spread over.") var sessions = 200
-    @Option(help: "Concurrent appenders.") var appenders = 8
+    @Option(help: "Concurrent appenders (a fleet's turns in flight).") var appenders = 16
     @Option(help: "Events per append call.") var perAppend = 4
     @Option(help: "Target events/s across appenders; 0 appends as fast as possible.") var rate = 30_000
     @Option(help: "Events in the session that is woken.") var wakeEvents = 10_000
