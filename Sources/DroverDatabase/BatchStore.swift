@@ -125,14 +125,16 @@ extension MirrorDatabase {
 
     public func saveBatchItem(_ item: BatchItemRow) async throws {
         try await pool.write { db in
-            try db.execute(
+            // Prepared once per connection: a batch saves each item several times.
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO batch_items (batch_id, item_key, item_id, position, session_id, status, result, updated_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, \(Self.now))
                     ON CONFLICT(batch_id, item_key) DO UPDATE SET item_id = excluded.item_id, position = excluded.position,
                       session_id = excluded.session_id, status = excluded.status, result = excluded.result,
                       updated_at = excluded.updated_at
-                    """, arguments: [item.batchId, item.itemKey, item.itemId, item.position, item.sessionId, item.status, item.result])
+                    """
+            ).execute(arguments: [item.batchId, item.itemKey, item.itemId, item.position, item.sessionId, item.status, item.result])
         }
     }
 
@@ -155,11 +157,12 @@ extension MirrorDatabase {
     /// Records who started a session (`batch`, `deployment`, `api`), for `drover report usage`.
     public func saveSessionOrigin(session: String, kind: String, originId: String, workspaceId: String?) async throws {
         try await pool.write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO session_origins (session_id, kind, origin_id, workspace_id, created_at)
                     VALUES (?, ?, ?, ?, \(Self.now)) ON CONFLICT(session_id) DO NOTHING
-                    """, arguments: [session, kind, originId, workspaceId])
+                    """
+            ).execute(arguments: [session, kind, originId, workspaceId])
         }
     }
 

@@ -97,9 +97,7 @@ public struct ControlPlaneStore: Sendable {
     }
 
     public static func timestamp(_ date: Date = Date()) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        UTCTimestamp.format(date, fractionDigits: 3)
     }
 
     public static func hash(key: String) -> String {

@@ -205,12 +205,13 @@ public final class MirrorDatabase: Sendable {
     public func saveSessionResource(_ id: String, resource: String?, environment: String?) async throws(DatabaseError) {
         do {
             try await pool.write { db in
-                try db.execute(
+                try db.cachedStatement(
                     sql: """
                         INSERT INTO sessions (id, resource, environment, created_at) VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
                         ON CONFLICT(id) DO UPDATE SET resource = COALESCE(excluded.resource, resource),
                             environment = COALESCE(excluded.environment, environment)
-                        """, arguments: [id, resource, environment])
+                        """
+                ).execute(arguments: [id, resource, environment])
             }
         } catch {
             throw DatabaseError("\(error)")
@@ -220,7 +221,8 @@ public final class MirrorDatabase: Sendable {
     public func session(_ id: String) async throws(DatabaseError) -> SessionRow? {
         do {
             return try await pool.read { db in
-                try SessionRow.fetchOne(db, sql: "SELECT * FROM sessions WHERE id = ?", arguments: [id])
+                // Every session create and wake asks: prepared once per reader connection.
+                try SessionRow.fetchOne(try db.cachedStatement(sql: "SELECT * FROM sessions WHERE id = ?"), arguments: [id])
             }
         } catch {
             throw DatabaseError("\(error)")

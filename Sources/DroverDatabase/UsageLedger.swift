@@ -126,6 +126,7 @@ extension MirrorDatabase {
     /// `2026-11-25T10:38:05.486888Z`: the log writes microseconds, more than ISO8601DateFormatter reads.
     public static func timestamp(_ text: String?) -> Date? {
         guard var text else { return nil }
+        if let date = UTCTimestamp.parse(text) { return date }
         var fraction = 0.0
         if let dot = text.firstIndex(of: "."), let zone = text[dot...].firstIndex(where: { $0 == "Z" || $0 == "+" || $0 == "-" }) {
             fraction = Double("0" + text[dot..<zone]) ?? 0

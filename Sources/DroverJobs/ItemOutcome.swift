@@ -99,8 +99,6 @@ public struct ItemOutcome: Sendable, Codable, Equatable {
 /// Timestamps as the session log writes them.
 enum Timestamp {
     static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
+        UTCTimestamp.format(Date(), fractionDigits: 3)
     }
 }
