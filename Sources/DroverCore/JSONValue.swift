@@ -45,6 +45,9 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// Parses `text` as one JSON document, or throws a `JSONParseError` that says where it broke.
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+        if let value = JSONValueParser.parse(text) { return value }
+        // Refused: Foundation's parsers say where it broke (and read what the fast one leaves
+        // to them, such as a byte-order mark).
         try validate(text)
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
@@ -56,7 +59,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     /// Parses JSON that Drover itself wrote and checked on the way in (a stored event): one pass,
     /// without the strict check `parse` runs first for the sake of its error messages.
     public static func parseStored(_ text: String) -> JSONValue? {
-        try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        JSONValueParser.parse(text) ?? (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)))
     }
 
     /// Checks that `text` is one JSON document without building it.
