@@ -24,17 +24,32 @@ struct BatchBench: AsyncParsableCommand {
     )
 
     @Option(help: "Items in the batch.") var items = 1000
-    @Option(help: "Items in flight at once (the job's concurrency).") var concurrency = 64
+    @Option(
+        help: "Items in flight at once (the job's concurrency). A comma-separated list, such as 16,64,256, runs each in turn and prints the curve.")
+    var concurrency = ConcurrencyList(values: [64])
     @Option(help: "Scripted model delay before each answer, in milliseconds.") var modelDelayMs = 200
 
     func validate() throws {
         guard (1...1_000_000).contains(items) else { throw ValidationError("--items: use 1 to 1000000") }
-        guard (1...512).contains(concurrency) else { throw ValidationError("--concurrency: use 1 to 512") }
+        guard concurrency.values.allSatisfy({ (1...512).contains($0) }) else {
+            throw ValidationError("--concurrency: use 1 to 512 (or a comma-separated list of such, like 16,64,256)")
+        }
         guard (0...60_000).contains(modelDelayMs) else { throw ValidationError("--model-delay-ms: use 0 to 60000") }
     }
 
     func run() async throws {
-        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-batch-\(getpid())")
+        guard concurrency.values.count > 1 else {
+            print(try encodeJSON(try await measure(concurrency: concurrency.values[0])))
+            return
+        }
+        var points: [JSONValue] = []
+        for value in concurrency.values { points.append(try await measure(concurrency: value)) }
+        print(try encodeJSON(JSONValue.object(["benchmark": .string("batch"), "sweep": .array(points)])))
+    }
+
+    /// One run at `concurrency`, in a data directory (and embedded Redis) of its own.
+    private func measure(concurrency: Int) async throws -> JSONValue {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-bench-batch-\(getpid())-\(concurrency)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         setenv("DROVER_DATA_DIR", directory.path, 1)
@@ -59,7 +74,9 @@ struct BatchBench: AsyncParsableCommand {
         environment.removeValue(forKey: "ANTHROPIC_API_KEY")
         let model = try await JobModel.resolve(for: spec, environment: environment)
 
-        let result: JSONValue = try await withRuntime(announce: false) { runtime in
+        // This run's own peak: the kernel's high-water mark, reset now.
+        let peakIsThisRun = ResidentMemory.resetPeak()
+        return try await withRuntime(announce: false) { runtime in
             let agentJSON = JSONValue.object(["model": .string("claude-sonnet-4-5")]).compactJSON
             let jobItems = try JobItems.expand(spec, agentJSON: agentJSON)
             let plan = BatchPlan(
@@ -90,8 +107,6 @@ struct BatchBench: AsyncParsableCommand {
                 guard !overheads.isEmpty else { return 0 }
                 return (overheads[min(overheads.count - 1, Int(Double(overheads.count - 1) * p))] * 10).rounded() / 10
             }
-            var usage = rusage()
-            getrusage(RUSAGE_SELF.rawValue, &usage)
             let ideal = Double(concurrency) * 1000 / Double(max(modelDelayMs, 1))
             return .object([
                 "items": .number(Double(items)),
@@ -103,7 +118,8 @@ struct BatchBench: AsyncParsableCommand {
                 "ideal_items_per_second": .number((min(ideal, 1e9) * 10).rounded() / 10),
                 "overhead_ms_per_item": .object(["p50": .number(percentile(0.5)), "p95": .number(percentile(0.95)), "p99": .number(percentile(0.99))]
                 ),
-                "peak_rss_mb": .number((Double(usage.ru_maxrss) / 1024 * 10).rounded() / 10),
+                "peak_rss_mb": .number((ResidentMemory.peakMB * 10).rounded() / 10),
+                "peak_rss_is_this_run": .bool(peakIsThisRun),
                 // The whole process (workers, recorder, runner, the scripted model server) over
                 // the run, user and system time.
                 "cpu_ms_per_item": .number(round3(cpuSeconds * 1000 / Double(items))),
@@ -112,7 +128,6 @@ struct BatchBench: AsyncParsableCommand {
                 "model": .string("scripted (in process)"),
             ])
         }
-        print(try encodeJSON(result))
     }
 
     static func processCPUSeconds() -> Double {
@@ -121,4 +136,21 @@ struct BatchBench: AsyncParsableCommand {
         func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
+}
+
+/// `--concurrency 16,64,256`.
+struct ConcurrencyList: ExpressibleByArgument {
+    let values: [Int]
+
+    init(values: [Int]) {
+        self.values = values
+    }
+
+    init?(argument: String) {
+        let values = argument.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { return nil }
+        self.values = values.compactMap { $0 }
+    }
+
+    var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
 }
