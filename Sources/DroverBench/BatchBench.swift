@@ -12,9 +12,11 @@ struct BatchBench: AsyncParsableCommand {
         abstract: "Measure batch orchestration: items/s, overhead per item, peak memory.",
         discussion: """
             Runs a job of --items items through the whole path `drover run` takes: a session per
-            item, the task queue, in-process workers, the recorder, and the scripted model (every
-            answer delayed by --model-delay-ms, a model's think time). Tools are not called, so it
-            measures orchestration, not sandboxes (`drover bench hands` measures those).
+            item, the task queue, in-process workers, the recorder, and the scripted model in a
+            process of its own (`drover model-stub`, every answer delayed by --model-delay-ms, a
+            model's think time). Tools are not called, so it measures orchestration, not sandboxes
+            (`drover bench hands` measures those). cpu_ms_per_item is this process's CPU;
+            model_cpu_ms_per_item is the scripted model's, which a real model spends elsewhere.
 
             overhead_ms per item = the item's time from start to result minus the model delay: the
             cost of creating the session, seeding it, queueing, claiming, rebuilding the context,
@@ -70,8 +72,25 @@ struct BatchBench: AsyncParsableCommand {
             """.utf8
         ).write(to: jobFile)
         let spec = try JobFileParser.load(path: jobFile.path)
+        // The scripted model runs as a process of its own, as a real model is elsewhere: the CPU
+        // per item is then Drover's alone, and the model's is reported beside it.
+        let modelScript = directory.appendingPathComponent("model.yaml")
+        try Data("playbook:\n  ttft_ms: \(modelDelayMs)\n  final: '{\"ok\": true}'\n".utf8).write(to: modelScript)
+        let stub = try await ScriptedModelProcess.start(script: modelScript, directory: directory)
+        do {
+            let result = try await measure(concurrency: concurrency, spec: spec, stub: stub)
+            await stub.process.terminate(grace: .seconds(5))
+            return result
+        } catch {
+            await stub.process.terminate(grace: .seconds(5))
+            throw error
+        }
+    }
+
+    private func measure(concurrency: Int, spec: JobSpec, stub: ScriptedModelProcess) async throws -> JSONValue {
         var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "ANTHROPIC_API_KEY")
+        environment["ANTHROPIC_API_KEY"] = "scripted"
+        environment["ANTHROPIC_BASE_URL"] = stub.baseURL
         let model = try await JobModel.resolve(for: spec, environment: environment)
 
         // This run's own peak: the kernel's high-water mark, reset now.
@@ -93,12 +112,14 @@ struct BatchBench: AsyncParsableCommand {
             let meter = RedisWorkMeter(redis: runtime.redis)
             let redisBefore = try await meter.read()
             let cpuBefore = Self.processCPUSeconds()
+            let modelCPUBefore = stub.cpuSeconds
             let started = ContinuousClock.now
             let outcomes = try await engine.run { log, queue, database in
                 try await BatchRunner(log: log, queue: queue, database: database, options: runnerOptions) { _ in }.run(plan)
             }
             let seconds = (ContinuousClock.now - started).seconds
             let cpuSeconds = Self.processCPUSeconds() - cpuBefore
+            let modelCPUSeconds = stub.cpuSeconds - modelCPUBefore
             let redisWork = RedisWorkMeter.work(from: redisBefore, to: try await meter.read(), tasks: items)
             let succeeded = outcomes.filter { $0.status == .succeeded }.count
             // One model request per item, so each item's floor is one model delay.
@@ -120,12 +141,12 @@ struct BatchBench: AsyncParsableCommand {
                 ),
                 "peak_rss_mb": .number((ResidentMemory.peakMB * 10).rounded() / 10),
                 "peak_rss_is_this_run": .bool(peakIsThisRun),
-                // The whole process (workers, recorder, runner, the scripted model server) over
-                // the run, user and system time.
+                // This process (workers, recorder, runner) over the run, user and system time.
                 "cpu_ms_per_item": .number(round3(cpuSeconds * 1000 / Double(items))),
+                "model_cpu_ms_per_item": .number(round3(modelCPUSeconds * 1000 / Double(items))),
                 "redis_commands_per_item": .number(redisWork.commandsPerTask),
                 "redis_cpu_us_per_item": .number(redisWork.cpuUsPerTask),
-                "model": .string("scripted (in process)"),
+                "model": .string("scripted (drover model-stub, a process of its own)"),
             ])
         }
     }
@@ -153,4 +174,42 @@ struct ConcurrencyList: ExpressibleByArgument {
     }
 
     var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
+}
+
+/// `drover model-stub` as a child process: the scripted model, on loopback, out of the measured
+/// process.
+struct ScriptedModelProcess {
+    let process: ChildProcess
+    let baseURL: String
+
+    static func start(script: URL, directory: URL) async throws -> ScriptedModelProcess {
+        let output = directory.appendingPathComponent("model-stub.out")
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let process = try ChildProcess(
+            executable: executable, arguments: ["model-stub", "--script", script.path, "--port", "0"], outputPath: output.path)
+        // It prints its address once it listens.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("http://") }), let url = line.split(separator: " ").first {
+                return ScriptedModelProcess(process: process, baseURL: String(url))
+            }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await process.terminate(grace: .seconds(1))
+        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        throw ValidationError("drover model-stub did not start: \(text)")
+    }
+
+    /// User and system time the model has used, from /proc.
+    var cpuSeconds: Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        // After the command name: state is field 3, utime 14 and stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
 }
