@@ -393,7 +393,10 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverJobsTests",
-            dependencies: ["DroverBrain", "DroverCore", "DroverDatabase", "DroverJobs", "DroverModelStub", "DroverTesting", "DroverTools"]
+            dependencies: [
+                "DroverBrain", "DroverCore", "DroverDatabase", "DroverJobs", "DroverModelStub", "DroverRedis", "DroverSessionLog", "DroverTesting",
+                "DroverTools",
+            ]
         ),
         .testTarget(
             name: "DroverScheduleTests",

@@ -1,8 +1,10 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverRedis
 import DroverSessionLog
 import Foundation
+import Logging
 
 /// Waits for a session's turn to end by reading its log: the batch runner never talks to the
 /// worker that runs the turn, only to the log (so any worker, in any process, can run it).
@@ -52,9 +54,13 @@ struct TurnWatcher {
     }
 }
 
-/// Watches every session a batch is waiting on with one pipelined status read per tick, and
-/// wakes a waiter when its session is idle or terminated past the seq it has read. A hint, not
-/// a verdict: the waiter reads the log to see whether the turn really ended.
+/// Wakes a waiter when its session may have settled (gone idle or terminated past the seq it
+/// has read). A hint, not a verdict: the waiter reads the log to see whether the turn ended.
+///
+/// The append script publishes every settle on `SessionLog.settledChannel`; one subscription
+/// hears them all. Pub/sub delivers at most once (a reconnect loses what was sent meanwhile), so
+/// a waiter's session is also read once when it starts waiting and then once a second with all
+/// the others, in one pipelined read: a lost message costs at most a second.
 actor SessionSettleNotifier {
     private struct Waiter {
         let session: SessionID
@@ -64,13 +70,14 @@ actor SessionSettleNotifier {
     }
 
     private let log: SessionLog
-    private let tick: Duration
+    private let safetyPoll: Duration
     private var waiters: [UUID: Waiter] = [:]
-    private var loop: Task<Void, Never>?
+    private var polling: Task<Void, Never>?
+    private var listening: Task<Void, Never>?
 
-    init(log: SessionLog, tick: Duration = .milliseconds(10)) {
+    init(log: SessionLog, safetyPoll: Duration = .seconds(1)) {
         self.log = log
-        self.tick = tick
+        self.safetyPoll = safetyPoll
     }
 
     /// Returns when the session has settled past `pastSeq`, or after `within` seconds.
@@ -79,7 +86,10 @@ actor SessionSettleNotifier {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 waiters[id] = Waiter(session: session, pastSeq: pastSeq, continuation: continuation, deadline: .now + .seconds(seconds))
-                if loop == nil { loop = Task { await self.run() } }
+                if listening == nil { listening = Task { await self.listen() } }
+                if polling == nil { polling = Task { await self.poll() } }
+                // It may have settled before the waiter was in place to hear it.
+                Task { await self.check([id]) }
             }
         } onCancel: {
             Task { await self.resume(id) }
@@ -90,19 +100,69 @@ actor SessionSettleNotifier {
         waiters.removeValue(forKey: id)?.continuation.resume()
     }
 
-    private func run() async {
-        while !waiters.isEmpty {
-            try? await Task.sleep(for: tick)
-            let pending = Array(waiters)
-            let metas = (try? await log.metas(pending.map { $0.value.session })) ?? Array(repeating: nil, count: pending.count)
+    private func heard(_ session: String) {
+        for (id, waiter) in waiters where waiter.session.rawValue == session { resume(id) }
+    }
+
+    /// Reads the named waiters' sessions in one round trip and wakes those settled (or gone).
+    private func check(_ ids: [UUID]) async {
+        let pending = ids.compactMap { id in waiters[id].map { (id, $0) } }
+        guard !pending.isEmpty else { return }
+        let metas = (try? await log.metas(pending.map { $0.1.session })) ?? Array(repeating: nil, count: pending.count)
+        let now = ContinuousClock.now
+        for ((id, waiter), meta) in zip(pending, metas) {
+            let settled = meta.map { ($0.status == "idle" || $0.status == "terminated") && $0.lastSeq > waiter.pastSeq } ?? true
+            if settled || now >= waiter.deadline { resume(id) }
+        }
+    }
+
+    /// The safety net, and the deadlines. Ends (and ends the subscription) once nobody has
+    /// waited for a while, so that a runner between items does not subscribe again each time.
+    private func poll() async {
+        var idleSince: ContinuousClock.Instant?
+        while true {
             let now = ContinuousClock.now
-            for ((id, waiter), meta) in zip(pending, metas) {
-                let settled = meta.map { ($0.status == "idle" || $0.status == "terminated") && $0.lastSeq > waiter.pastSeq } ?? true
-                if settled || now >= waiter.deadline { resume(id) }
+            if waiters.isEmpty {
+                if let since = idleSince, now - since >= safetyPoll * 3 { break }
+                idleSince = idleSince ?? now
+            } else {
+                idleSince = nil
+            }
+            let earliest = waiters.values.map(\.deadline).min() ?? now + safetyPoll
+            let wait = max(.milliseconds(1), min(safetyPoll, earliest - now))
+            try? await Task.sleep(for: wait)
+            await check(Array(waiters.keys))
+        }
+        polling = nil
+        listening?.cancel()
+        listening = nil
+    }
+
+    private func listen() async {
+        let connection = log.redis.blockingConnection(name: "settled")
+        defer { connection.close() }
+        var subscribed = false
+        var outage = RedisOutage("the batch's settle subscription")
+        while !Task.isCancelled {
+            do {
+                if !subscribed {
+                    try await connection.send(["SUBSCRIBE", SessionLog.settledChannel])
+                    subscribed = true
+                }
+                let message = try await connection.receive()
+                outage.recovered(logger: Self.logger)
+                guard let parts = message.array, parts.count == 3, parts[0].string == "message", let session = parts[2].string else { continue }
+                heard(session)
+            } catch {
+                // Whatever broke the subscription, the poll keeps waiters moving meanwhile.
+                subscribed = false
+                guard !Task.isCancelled else { return }
+                try? await outage.wait(after: error, logger: Self.logger)
             }
         }
-        loop = nil
     }
+
+    private static let logger = Logger(label: "drover.batch")
 }
 
 /// Usage and the final message, read from a session's events. Tokens come from every model

@@ -9,6 +9,8 @@ import Logging
 public final class SessionLog: Sendable {
     static let logger = Logger(label: "drover.session-log")
     public static let defaultMaximumEventBytes = 1 << 20
+    /// The append script publishes a session's id here when it goes idle or is terminated.
+    public static let settledChannel = "drover:settled"
 
     public let redis: RedisClient
     public let database: MirrorDatabase?

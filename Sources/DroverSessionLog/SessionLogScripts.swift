@@ -109,6 +109,7 @@ enum SessionLogScripts {
         local first = seq + 1
         local status = meta[3]
         local epoch = meta[2]
+        local settled = false
         for i = 0, count - 1 do
           local etype, body = ARGV[7 + i * 2], ARGV[8 + i * 2]
           seq = seq + 1
@@ -118,9 +119,9 @@ enum SessionLogScripts {
           redis.call('XADD', KEYS[1], seq .. '-0', 't', etype, 'e', json)
           redis.call('XADD', KEYS[4], '*', 's', sid, 'q', seq, 't', etype, 'e', json, 'f', epoch)
           if etype == 'session.status_running' then status = 'running'
-          elseif etype == 'session.status_idle' then status = 'idle'
+          elseif etype == 'session.status_idle' then status = 'idle'; settled = true
           elseif etype == 'session.status_rescheduled' then status = 'rescheduling'
-          elseif etype == 'session.status_terminated' then status = 'terminated' end
+          elseif etype == 'session.status_terminated' then status = 'terminated'; settled = true end
         end
         for i = 1, answers do
           redis.call('HSET', KEYS[2], 'ans:' .. ARGV[7 + count * 2 + i], first)
@@ -133,6 +134,8 @@ enum SessionLogScripts {
           redis.call('HSET', KEYS[3], key, record)
           redis.call('EXPIRE', KEYS[3], 86400)
         end
+        -- Whoever waits for turns to end hears it here (a hint: pub/sub may drop it).
+        if settled then redis.call('PUBLISH', '\#(SessionLog.settledChannel)', sid) end
         return {'ok', first, seq, at}
         """#)
 
