@@ -112,8 +112,6 @@ extension JSONValue {
     /// One line of JSON with sorted keys and unescaped slashes: stable across runs, for storage,
     /// the wire and comparisons.
     public var compactJSON: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        JSONValueWriter.write(self) ?? "null"
     }
 }

@@ -57,6 +57,44 @@ struct JSONValueParserTests {
         }
     }
 
+    @Test("compactJSON writes what JSONEncoder writes with sorted keys, byte for byte")
+    func writerMatchesTheEncoder() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        func encoded(_ value: JSONValue) -> String { (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null" }
+        var generator = SystemRandomNumberGenerator()
+        let pieces = [
+            "a", "B", "_", "é", "ß", "🐑", "\"", "\\", "/", "\n", "\r", "\t", "\u{8}", "\u{C}", "\u{0}", "\u{1F}", "\u{7F}", "\u{2028}", "日本", "10",
+            "9",
+        ]
+        func randomString() -> String {
+            (0..<Int.random(in: 0...6, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+        }
+        let numbers: [Double] = [
+            0, -0.0, 0.1, -1e-7, 1e21, 1e300, 5e-324, 0.30000000000000004, 100, -42, 9_007_199_254_740_993, 123_456_789.125, 1e16,
+        ]
+        func randomValue(_ depth: Int) -> JSONValue {
+            switch Int.random(in: 0..<(depth > 3 ? 4 : 6), using: &generator) {
+            case 0: return .null
+            case 1: return .bool(Bool.random(using: &generator))
+            case 2: return .number(numbers.randomElement(using: &generator)!)
+            case 3: return .string(randomString())
+            case 4: return .array((0..<Int.random(in: 0...4, using: &generator)).map { _ in randomValue(depth + 1) })
+            default:
+                var members: [String: JSONValue] = [:]
+                for _ in 0..<Int.random(in: 0...5, using: &generator) { members[randomString()] = randomValue(depth + 1) }
+                return .object(members)
+            }
+        }
+        for _ in 0..<1000 {
+            let value = randomValue(0)
+            #expect(value.compactJSON == encoded(value))
+        }
+        for number in numbers { #expect(JSONValue.number(number).compactJSON == encoded(.number(number))) }
+        #expect(JSONValue.array([.number(.infinity)]).compactJSON == "null")
+        #expect(JSONValue.number(.nan).compactJSON == encoded(.number(.nan)))
+    }
+
     @Test("numbers, literals, escapes and whitespace in the forms RFC 8259 allows")
     func acceptsTheGrammar() {
         let cases: [(String, JSONValue)] = [
