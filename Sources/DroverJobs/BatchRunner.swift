@@ -102,6 +102,17 @@ public final class BatchRunner: Sendable {
     var layout: HandsLayout { HandsLayout(root: options.handsRoot) }
 
     public func run(_ plan: BatchPlan) async throws -> [ItemOutcome] {
+        do {
+            let outcomes = try await runItems(plan)
+            await notifier.stop()
+            return outcomes
+        } catch {
+            await notifier.stop()
+            throw error
+        }
+    }
+
+    private func runItems(_ plan: BatchPlan) async throws -> [ItemOutcome] {
         let earlier = Dictionary(
             try await database.batchItems(plan.batchId).compactMap { row in row.result.flatMap(ItemOutcome.decode).map { (row.itemKey, $0) } },
             uniquingKeysWith: { first, _ in first })

@@ -100,6 +100,16 @@ actor SessionSettleNotifier {
         waiters.removeValue(forKey: id)?.continuation.resume()
     }
 
+    /// Ends the subscription and the poll now, rather than a few seconds after the last wait:
+    /// the runner calls it when the batch is over, before the Redis it listens to may go away.
+    func stop() {
+        polling?.cancel()
+        polling = nil
+        listening?.cancel()
+        listening = nil
+        for id in Array(waiters.keys) { resume(id) }
+    }
+
     private func heard(_ session: String) {
         for (id, waiter) in waiters where waiter.session.rawValue == session { resume(id) }
     }
@@ -120,7 +130,7 @@ actor SessionSettleNotifier {
     /// waited for a while, so that a runner between items does not subscribe again each time.
     private func poll() async {
         var idleSince: ContinuousClock.Instant?
-        while true {
+        while !Task.isCancelled {
             let now = ContinuousClock.now
             if waiters.isEmpty {
                 if let since = idleSince, now - since >= safetyPoll * 3 { break }

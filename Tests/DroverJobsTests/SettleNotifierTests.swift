@@ -48,4 +48,22 @@ struct SettleNotifierTests {
             }
         }
     }
+
+    @Test("stop ends the subscription at once, so a finished batch leaves nothing listening to a Redis about to stop")
+    func stopEndsTheSubscription() async throws {
+        try await withRedisClient { client, _ in
+            let log = SessionLog(redis: client, database: nil)
+            let session = SessionID.make()
+            try await log.create(session)
+            let running = try await log.append(session, [Self.status(.sessionStatusRunning)])
+            let notifier = SessionSettleNotifier(log: log, safetyPoll: .seconds(3600))
+            let waiter = Task { await notifier.settled(session, pastSeq: running.lastSeq, within: 3600) }
+            func listeners() async throws -> Int64? { try await client.send(["PUBSUB", "NUMSUB", SessionLog.settledChannel]).array?.last?.int }
+            #expect(try await eventually { try await listeners() == 1 })
+            await notifier.stop()
+            // Its waiter is let go, and the subscription is gone without waiting out any grace.
+            try await finishing(within: .seconds(60)) { await waiter.value }
+            #expect(try await eventually { try await listeners() == 0 })
+        }
+    }
 }
