@@ -232,6 +232,8 @@ public final class Recorder: Sendable {
         let commitCost = committed - now
         lags = lags.map { $0 + commitCost }
         let lastLag = lags.max() ?? 0
+        // Before the stats move: whoever sees this batch counted has seen its lags too.
+        lagObserver?(lags)
         let stats = statsBox.withLock { stats in
             stats.eventsRecorded += batch.count
             stats.batches += 1
@@ -256,7 +258,6 @@ public final class Recorder: Sendable {
         ])
         commands.append(["EXPIRE", statsKey, "300"])
         _ = try await redis.pipeline(commands, idempotent: true)
-        lagObserver?(lags)
         return count
     }
 
