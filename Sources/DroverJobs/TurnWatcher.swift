@@ -143,6 +143,8 @@ actor SessionSettleNotifier {
             try? await Task.sleep(for: wait)
             await check(Array(waiters.keys))
         }
+        // Stopped: `stop()` has cleared both already, and a wait begun since may own new ones.
+        if Task.isCancelled { return }
         polling = nil
         listening?.cancel()
         listening = nil

@@ -123,7 +123,9 @@ final class RedisSharedConnection: @unchecked Sendable {
                         // The rest may or may not have run: only what may run twice goes again.
                         dropConnection()
                         let unanswered = queue[index...]
-                        retry = unanswered.filter(\.idempotent)
+                        // Added to, not replaced: earlier requests of this batch may wait for a retry
+                        // already (a LOADING reply).
+                        retry += unanswered.filter(\.idempotent)
                         for request in unanswered where !request.idempotent { request.completion(.failure(error)) }
                         failure = error
                         break

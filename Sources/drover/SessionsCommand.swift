@@ -155,7 +155,7 @@ struct SessionsCommand: AsyncParsableCommand {
                 guard format == "jsonl" else {
                     // The timeline page is built whole; JSONL streams, for a log of any length.
                     let snapshot = try await runtime.sessionLog.wake(id)
-                    let jsonl = snapshot.events.map { $0.json + "\n" }.joined()
+                    let jsonl = String(decoding: Self.jsonl(snapshot.events), as: UTF8.self)
                     let timeline = SessionTimeline(session: session, status: "\(snapshot.status)", events: snapshot.events)
                     try write(Data(TimelinePage.render(timeline, jsonl: jsonl).utf8), count: snapshot.events.count)
                     return
