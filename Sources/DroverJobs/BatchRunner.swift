@@ -88,7 +88,7 @@ public final class BatchRunner: Sendable {
     public let database: MirrorDatabase
     public let options: Options
     private let progress: @Sendable (Progress) -> Void
-    private let notifier: SessionSettleNotifier
+    private let notifier: SessionSignal
 
     public init(log: SessionLog, queue: TaskQueue, database: MirrorDatabase, options: Options, progress: @escaping @Sendable (Progress) -> Void) {
         self.log = log
@@ -96,7 +96,7 @@ public final class BatchRunner: Sendable {
         self.database = database
         self.options = options
         self.progress = progress
-        notifier = SessionSettleNotifier(log: log)
+        notifier = SessionSignal.settled(log)
     }
 
     var layout: HandsLayout { HandsLayout(root: options.handsRoot) }

@@ -11,6 +11,9 @@ public final class SessionLog: Sendable {
     public static let defaultMaximumEventBytes = 1 << 20
     /// The append script publishes a session's id here when it goes idle or is terminated.
     public static let settledChannel = "drover:settled"
+    /// The append script publishes a session's id here when a `user.interrupt` is appended to it,
+    /// and keeps that event's seq in the session's meta (`interrupt_seq`).
+    public static let interruptedChannel = "drover:interrupted"
 
     public let redis: RedisClient
     public let database: MirrorDatabase?
@@ -238,6 +241,13 @@ public final class SessionLog: Sendable {
         guard !sessions.isEmpty else { return [] }
         let replies = try await pipeline(sessions.map { ["HMGET", SessionKeys($0).meta, "seq", "epoch", "status", "trimmed_through"] })
         return replies.map(Self.meta)
+    }
+
+    /// The seq of each session's latest `user.interrupt`, in one round trip (nil for none).
+    public func interruptSeqs(_ sessions: [SessionID]) async throws(SessionLogError) -> [Int64?] {
+        guard !sessions.isEmpty else { return [] }
+        let replies = try await pipeline(sessions.map { ["HGET", SessionKeys($0).meta, "interrupt_seq"] })
+        return replies.map { $0.string.flatMap { Int64($0) } }
     }
 
     /// Events after `afterSeq`, oldest first, at most `limit`. Events trimmed from Redis, or lost

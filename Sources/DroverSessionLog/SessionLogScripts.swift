@@ -110,6 +110,7 @@ enum SessionLogScripts {
         local status = meta[3]
         local epoch = meta[2]
         local settled = false
+        local interrupted
         for i = 0, count - 1 do
           local etype, body = ARGV[7 + i * 2], ARGV[8 + i * 2]
           seq = seq + 1
@@ -121,7 +122,8 @@ enum SessionLogScripts {
           if etype == 'session.status_running' then status = 'running'
           elseif etype == 'session.status_idle' then status = 'idle'; settled = true
           elseif etype == 'session.status_rescheduled' then status = 'rescheduling'
-          elseif etype == 'session.status_terminated' then status = 'terminated'; settled = true end
+          elseif etype == 'session.status_terminated' then status = 'terminated'; settled = true
+          elseif etype == 'user.interrupt' then interrupted = seq end
         end
         for i = 1, answers do
           redis.call('HSET', KEYS[2], 'ans:' .. ARGV[7 + count * 2 + i], first)
@@ -136,6 +138,11 @@ enum SessionLogScripts {
         end
         -- Whoever waits for turns to end hears it here (a hint: pub/sub may drop it).
         if settled then redis.call('PUBLISH', '\#(SessionLog.settledChannel)', sid) end
+        -- The turn running the session hears it here, and finds the seq in the meta.
+        if interrupted then
+          redis.call('HSET', KEYS[2], 'interrupt_seq', interrupted)
+          redis.call('PUBLISH', '\#(SessionLog.interruptedChannel)', sid)
+        end
         return {'ok', first, seq, at}
         """#)
 

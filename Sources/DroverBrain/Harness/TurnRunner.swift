@@ -69,6 +69,8 @@ public final class TurnRunner: Sendable {
     public let onFirstToken: (@Sendable (SessionID) -> Void)?
     /// The work queues of self-hosted environments, for sessions whose hands are elsewhere.
     let work: WorkQueue
+    /// Hears a `user.interrupt` for any turn this runner runs: one subscription for them all.
+    let interrupts: SessionSignal
     private let logger = Logger(label: "drover.turn")
 
     public static let crashInterruption = "interrupted by a worker crash or shutdown; the sandbox may hold partial effects"
@@ -87,6 +89,7 @@ public final class TurnRunner: Sendable {
         self.eagerHands = eagerHands
         self.onFirstToken = onFirstToken
         self.work = WorkQueue(redis: log.redis)
+        self.interrupts = SessionSignal.interrupted(log)
     }
 
     public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
@@ -221,10 +224,7 @@ public final class TurnRunner: Sendable {
         let end: End = try await withThrowingTaskGroup(of: End.self) { group in
             group.addTask { [hands] in .finished(try await self.loop(session, fence, agent, hands, state, sink, started)) }
             group.addTask {
-                for try await event in self.log.tail(session, afterSeq: watchFrom) where event.kind == .userInterrupt {
-                    return .interrupted
-                }
-                try await Task.sleep(for: .seconds(365 * 86400))
+                try await self.interruption(of: session, after: watchFrom)
                 return .interrupted
             }
             let first = try await group.next()!
@@ -247,6 +247,17 @@ public final class TurnRunner: Sendable {
             closing.append(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))
             try await append(session, fence, state, closing)
             return TurnOutcome(.interrupted, modelRequests: state.modelRequests)
+        }
+    }
+
+    /// Returns once a `user.interrupt` past `seq` is in the session's log.
+    private func interruption(of session: SessionID, after seq: Int64) async throws {
+        while true {
+            await interrupts.wait(session, pastSeq: seq)
+            try Task.checkCancellation()
+            // The signal lets its waiters go when it stops, too: the session's meta says whether
+            // this was an interrupt. Unreadable (Redis is away) is no interrupt; the wait goes on.
+            if let latest = try? await log.interruptSeqs([session]).first, let latest, latest > seq { return }
         }
     }
 

@@ -40,8 +40,16 @@ public final class Worker: Sendable {
             for slot in 0..<options.concurrency {
                 group.addTask { try await self.claimLoop(slot: slot) }
             }
-            try await group.waitForAll()
+            do {
+                try await group.waitForAll()
+            } catch {
+                await runner.interrupts.stop()
+                throw error
+            }
         }
+        // No turn of this worker's is running now: its subscription goes, before the Redis it
+        // listens to may.
+        await runner.interrupts.stop()
     }
 
     /// Stops claiming new tasks. Turns in flight get `timeout` (by default the options'
