@@ -93,7 +93,14 @@ public final class Recorder: Sendable {
                     try await createGroups()
                     _ = try await drainPending()
                 }
-                let reply = try await (reading ?? next()).value
+                // The read is a task of its own, so stopping the recorder must cancel it: else a
+                // stop waits out the read's BLOCK time.
+                let current = reading ?? next()
+                let reply = try await withTaskCancellationHandler {
+                    try await current.value
+                } onCancel: {
+                    current.cancel()
+                }
                 reading = next()
                 try await record(reply)
                 outage.recovered(logger: logger)

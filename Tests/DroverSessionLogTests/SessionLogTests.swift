@@ -152,6 +152,23 @@ struct SessionLogTests {
         }
     }
 
+    @Test("a recorder that is stopped stops at once, not when its blocking read times out")
+    func recorderStopsAtOnce() async throws {
+        try await withLog { log, database, client, _ in
+            var options = Recorder.Options()
+            // A read that would block for an hour: only cancelling it ends the run in time.
+            options.block = .seconds(3600)
+            let recorder = Recorder(redis: client, database: database, options: options)
+            let session = SessionID.make()
+            try await log.create(session)
+            let running = Task { try await recorder.run() }
+            _ = try await log.append(session, [message("recorded while running")])
+            #expect(try await eventually { try await database.events(session: session.rawValue, afterSeq: 0, limit: 10).count == 1 })
+            running.cancel()
+            try await finishing(within: .seconds(60)) { _ = try? await running.value }
+        }
+    }
+
     @Test("a tool use takes one result: racing answers from a worker, a lease sweeper and a turn land once")
     func oneResultPerToolUse() async throws {
         try await withLog { log, _, _, _ in
