@@ -52,8 +52,13 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible {
 }
 
 /// HTTP over libcurl, streaming the response as it arrives. Each request's blocking transfer runs
-/// on a thread of its own, never on Swift's cooperative pool; cancelling the consuming task aborts
-/// the transfer at the next progress callback.
+/// on a thread of the client's (`CurlTransferThreads`), never on Swift's cooperative pool;
+/// cancelling the consuming task aborts the transfer at the next progress callback.
+///
+/// A thread keeps its curl handle between transfers, and with it the connections curl keeps
+/// alive: the next request to the same origin (a model API, most often) reuses one instead of
+/// connecting again. A request with `resolve` pins gets a handle of its own that is thrown away
+/// after it, so a connection made to a checked address never serves another request.
 public final class CurlHTTPClient: Sendable {
     public static let shared = CurlHTTPClient()
 
@@ -61,18 +66,28 @@ public final class CurlHTTPClient: Sendable {
         curl_global_init(Int(CURL_GLOBAL_DEFAULT))
     }()
 
-    public init() {
+    private let threads: CurlTransferThreads
+
+    /// `idleThreads`: how many threads (and their handles and connections) wait for the next
+    /// request once their transfer is done; more are started when more requests run at once.
+    public init(idleThreads: Int = 128) {
         _ = Self.globalInit
+        threads = CurlTransferThreads(idleLimit: idleThreads)
     }
 
     public func stream(_ request: HTTPRequest) -> AsyncThrowingStream<HTTPStreamPart, Error> {
         let (stream, continuation) = AsyncThrowingStream<HTTPStreamPart, Error>.makeStream()
         let transfer = Transfer(continuation: continuation, onSent: request.onSent)
         continuation.onTermination = { _ in transfer.cancel() }
-        let thread = Thread { transfer.perform(request) }
-        thread.name = "drover-curl"
-        thread.stackSize = 512 << 10
-        thread.start()
+        if request.resolve.isEmpty {
+            threads.run { handle in transfer.perform(request, on: handle) }
+        } else {
+            threads.run { _ in
+                let pinned = curl_easy_init()
+                defer { if let pinned { curl_easy_cleanup(pinned) } }
+                return transfer.perform(request, on: pinned)
+            }
+        }
         return stream
     }
 
@@ -126,13 +141,16 @@ private final class Transfer: @unchecked Sendable {
         continuation.yield(.head(status: drover_curl_response_code(handle), headers: headers))
     }
 
-    func perform(_ request: HTTPRequest) {
-        guard let curl = curl_easy_init() else {
-            continuation.finish(throwing: HTTPClientError.transport("curl_easy_init failed"))
-            return
-        }
+    /// Runs the request on `curl`, a handle whose options are reset here and whose connection
+    /// cache is kept (nil when none could be made), and returns what ends the consumer's stream:
+    /// the thread makes itself available for the next request before it runs that, so that a
+    /// caller who sends again at once finds the thread, and its connection, free.
+    func perform(_ request: HTTPRequest, on curl: UnsafeMutableRawPointer?) -> @Sendable () -> Void {
+        let continuation = self.continuation
+        guard let curl else { return { continuation.finish(throwing: HTTPClientError.transport("curl_easy_init failed")) } }
+        curl_easy_reset(curl)
         handle = curl
-        defer { curl_easy_cleanup(curl) }
+        defer { handle = nil }
         var list: UnsafeMutablePointer<curl_slist>?
         for (name, value) in request.headers {
             list = curl_slist_append(list, "\(name): \(value)")
@@ -201,21 +219,16 @@ private final class Transfer: @unchecked Sendable {
         let code = curl_easy_perform(curl)
         if code == CURLE_OK {
             sendHeadIfNeeded()
-            continuation.finish()
-            return
+            return { continuation.finish() }
         }
-        if isCancelled {
-            continuation.finish(throwing: CancellationError())
-            return
-        }
+        if isCancelled { return { continuation.finish(throwing: CancellationError()) } }
         let message = String(cString: curl_easy_strerror(code))
-        switch code {
-        case CURLE_OPERATION_TIMEDOUT:
-            continuation.finish(throwing: HTTPClientError.timedOut(message))
-        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
-            continuation.finish(throwing: HTTPClientError.connectFailed(message))
-        default:
-            continuation.finish(throwing: HTTPClientError.transport(message))
-        }
+        let error: HTTPClientError =
+            switch code {
+            case CURLE_OPERATION_TIMEDOUT: .timedOut(message)
+            case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .connectFailed(message)
+            default: .transport(message)
+            }
+        return { continuation.finish(throwing: error) }
     }
 }

@@ -29,29 +29,35 @@ public final class LoopbackOrigin: Sendable {
     }
     public let channel: any Channel
     private let seen: Locked<[Request]>
+    private let accepted: Locked<Int>
 
     public var port: Int { channel.localAddress?.port ?? 0 }
     public var requests: [HTTPRequestHead] { seen.value.map(\.head) }
     public var received: [Request] { seen.value }
+    /// How many connections it has accepted.
+    public var connections: Int { accepted.value }
 
-    private init(channel: any Channel, seen: Locked<[Request]>) {
+    private init(channel: any Channel, seen: Locked<[Request]>, accepted: Locked<Int>) {
         self.channel = channel
         self.seen = seen
+        self.accepted = accepted
     }
 
     public static func start(tls: NIOSSLContext? = nil, answer: (@Sendable (HTTPRequestHead) -> Answer?)? = nil) async throws -> LoopbackOrigin {
         let seen = Locked<[Request]>([])
+        let accepted = Locked(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { child in
-                child.eventLoop.makeCompletedFuture {
+                accepted.withLock { $0 += 1 }
+                return child.eventLoop.makeCompletedFuture {
                     if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try child.pipeline.syncOperations.configureHTTPServerPipeline()
                     try child.pipeline.syncOperations.addHandler(Responder(seen: seen, answer: answer))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return LoopbackOrigin(channel: channel, seen: seen)
+        return LoopbackOrigin(channel: channel, seen: seen, accepted: accepted)
     }
 
     /// What the origin's answer says of `text`: the hex SHA-256 of its bytes.
