@@ -371,6 +371,11 @@ public final class BatchRunner: Sendable {
 
     /// Output extraction and collection; false (with the error set) when the output is unusable.
     private func accept(_ outcome: inout ItemOutcome, item: JobItem, session: SessionID, plan: BatchPlan) async -> Bool {
+        // Output from the final message and nothing to collect: the workspace is not read, and
+        // not mounted again for it either.
+        if plan.spec.output.source == .finalMessage && plan.spec.collect.isEmpty {
+            return Self.accept(&outcome, item: item, plan: plan, workspace: layout.workspace(session.rawValue))
+        }
         do {
             // The sandbox may have been evicted (its volume unmounted) since the turn ended.
             return try await layout.withWorkspace(session.rawValue) { workspace in

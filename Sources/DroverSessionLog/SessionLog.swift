@@ -43,18 +43,15 @@ public final class SessionLog: Sendable {
         if agent != nil || environment != nil, let database {
             try await mirrored { try await database.saveSessionResource(session.rawValue, resource: agent, environment: environment) }
         }
-        let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? ""])
-        let created = reply.array?.first?.int == 1
-        if created, let environment {
-            _ = try await send(["HSET", SessionKeys(session).meta, "environment", environment])
-        }
-        return created
+        let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? "", environment ?? ""])
+        return reply.array?.first?.int == 1
     }
 
     /// The environment `config` the session was created with, as JSON.
     public func environmentJSON(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "environment"])
-        if let environment = reply.string, !environment.isEmpty { return environment }
+        // '' is a session created with none; no field at all is one restored from SQLite.
+        if let environment = reply.string { return environment.isEmpty ? nil : environment }
         return try await mirrored { try await database?.session(session.rawValue)?.environment }
     }
 

@@ -17,14 +17,16 @@ enum SessionLogScripts {
         RedisScript(name: name, idempotent: idempotent, source: preamble + body)
     }
 
-    /// KEYS: meta   ARGV: agentJSON ('' for none)   Returns {1} created, {0} existed.
+    /// KEYS: meta   ARGV: agentJSON environmentJSON ('' for none)   Returns {1} created, {0} existed.
+    /// A created meta always has `environment`, '' for none; a restored one has none, and its
+    /// readers go to SQLite.
     static let create = script(
         "session_create", idempotent: true,
         #"""
         if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
         local sec = now_parts()
         redis.call('HSET', KEYS[1], 'seq', 0, 'epoch', 0, 'status', 'idle', 'trimmed_through', 0, 'last_at', sec,
-          'agent', ARGV[1], 'turn_task', '')
+          'agent', ARGV[1], 'environment', ARGV[2] or '', 'turn_task', '')
         return {1}
         """#)
 

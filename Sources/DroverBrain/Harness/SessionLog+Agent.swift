@@ -25,6 +25,18 @@ extension SessionLog {
     /// agent in its place.
     public func agentSnapshot(_ session: SessionID) async throws -> AgentSnapshot? {
         guard let json = try await agentJSON(session) else { return nil }
-        return try JSONDecoder().decode(AgentSnapshot.self, from: Data(json.utf8))
+        if let known = Self.decodedAgents.withLock({ $0[json] }) { return known }
+        let agent = try JSONDecoder().decode(AgentSnapshot.self, from: Data(json.utf8))
+        Self.decodedAgents.withLock { cache in
+            if cache.count >= Self.decodedAgentLimit { cache.removeAll(keepingCapacity: true) }
+            cache[json] = agent
+        }
+        return agent
     }
+
+    /// Agents decoded lately, by their stored text: a batch's thousand sessions share one agent,
+    /// and its turns need not decode it a thousand times. The text is the whole key, so an agent
+    /// that changed is decoded afresh.
+    private static let decodedAgents = Locked<[String: AgentSnapshot]>([:])
+    private static let decodedAgentLimit = 64
 }
