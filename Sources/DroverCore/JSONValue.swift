@@ -114,4 +114,13 @@ extension JSONValue {
     public var compactJSON: String {
         JSONValueWriter.write(self) ?? "null"
     }
+
+    /// The compact JSON as bytes, for a request body; throws, as JSONEncoder does, for a number
+    /// JSON cannot hold (not finite).
+    public func jsonBytes() throws -> [UInt8] {
+        guard let bytes = JSONValueWriter.bytes(self) else {
+            throw EncodingError.invalidValue(self, EncodingError.Context(codingPath: [], debugDescription: "a number that is not finite"))
+        }
+        return bytes
+    }
 }

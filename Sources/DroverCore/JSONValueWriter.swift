@@ -5,10 +5,14 @@
 enum JSONValueWriter {
     /// Nil for a number that is not finite, which JSON cannot hold (JSONEncoder throws).
     static func write(_ value: JSONValue) -> String? {
+        bytes(value).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    static func bytes(_ value: JSONValue) -> [UInt8]? {
         var output: [UInt8] = []
         output.reserveCapacity(256)
         guard write(value, into: &output) else { return nil }
-        return String(decoding: output, as: UTF8.self)
+        return output
     }
 
     private static func write(_ value: JSONValue, into output: inout [UInt8]) -> Bool {

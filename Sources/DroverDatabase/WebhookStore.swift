@@ -52,14 +52,15 @@ extension MirrorDatabase {
 
     /// Live endpoints: of one workspace, or of all.
     public func webhookEndpoints(workspace: String? = nil) async throws -> [WebhookEndpoint] {
+        // Prepared once per connection: the recorder asks after every batch it commits.
         try await pool.read { db in
             let rows =
                 if let workspace {
                     try Row.fetchAll(
-                        db, sql: "SELECT * FROM webhook_endpoints WHERE removed_at IS NULL AND workspace_id = ? ORDER BY created_at",
+                        db.cachedStatement(sql: "SELECT * FROM webhook_endpoints WHERE removed_at IS NULL AND workspace_id = ? ORDER BY created_at"),
                         arguments: [workspace])
                 } else {
-                    try Row.fetchAll(db, sql: "SELECT * FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY created_at")
+                    try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY created_at"))
                 }
             return rows.map(WebhookEndpoint.init)
         }

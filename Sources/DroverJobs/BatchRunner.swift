@@ -374,7 +374,7 @@ public final class BatchRunner: Sendable {
         // Output from the final message and nothing to collect: the workspace is not read, and
         // not mounted again for it either.
         if plan.spec.output.source == .finalMessage && plan.spec.collect.isEmpty {
-            return Self.accept(&outcome, item: item, plan: plan, workspace: layout.workspace(session.rawValue))
+            return Self.accept(&outcome, item: item, plan: plan, workspace: nil)
         }
         do {
             // The sandbox may have been evicted (its volume unmounted) since the turn ended.
@@ -387,7 +387,8 @@ public final class BatchRunner: Sendable {
         }
     }
 
-    private static func accept(_ outcome: inout ItemOutcome, item: JobItem, plan: BatchPlan, workspace: URL) -> Bool {
+    /// `workspace` is nil only where nothing reads it: output from the final message, nothing to collect.
+    private static func accept(_ outcome: inout ItemOutcome, item: JobItem, plan: BatchPlan, workspace: URL?) -> Bool {
         switch OutputExtractor.extract(plan.spec.output, finalMessage: outcome.finalMessage, workspace: workspace) {
         case .failure(let failure):
             outcome.error = failure.description
@@ -400,6 +401,7 @@ public final class BatchRunner: Sendable {
             do {
                 let from = try PromptTemplate.render(copy.from, fields: item.fields)
                 let to = try copy.to.map { try PromptTemplate.render($0, fields: item.fields) } ?? "files/\(item.id)/\(from)"
+                guard let workspace else { throw OutputExtractor.Failure(description: "no workspace to collect from") }
                 if try !WorkspaceFiles.collect(from: workspace, path: from, to: plan.spec.reportDirectory, as: to) { missing.append(from) }
             } catch {
                 outcome.error = "collect: \(error)"

@@ -39,7 +39,8 @@ public enum OutputExtractor {
         return .success(object.filter { wanted.contains($0.key) })
     }
 
-    public static func extract(_ output: JobSpec.Output, finalMessage: String?, workspace: URL) -> Result<[String: JSONValue], Failure> {
+    /// `workspace` may be nil for output from the final message, which does not read it.
+    public static func extract(_ output: JobSpec.Output, finalMessage: String?, workspace: URL?) -> Result<[String: JSONValue], Failure> {
         switch output.source {
         case .finalMessage:
             guard let finalMessage, !finalMessage.isEmpty else {
@@ -51,6 +52,7 @@ public enum OutputExtractor {
             }
             return columns(from: object, wanted: output.columns)
         case .file:
+            guard let workspace else { return .failure(Failure(description: "output.file needs the session's workspace, and there is none")) }
             let path = output.file ?? ""
             let url = workspace.appendingPathComponent(path).standardizedFileURL
             guard url.path.hasPrefix(workspace.standardizedFileURL.path + "/") else {

@@ -67,12 +67,16 @@ struct TurnReading {
     init(_ events: [StoredEvent]) {
         var runningSince: Date?
         for event in events {
-            switch event.payload {
-            case .agentMessage(let message)?:
-                finalMessage = message.text
-            case .spanModelRequestEnd(let end)?:
-                inputTokens += end.modelUsage.inputTokens
-                outputTokens += end.modelUsage.outputTokens
+            // By type first: only the events read here are decoded (the prompt, tool calls and
+            // their results are not).
+            switch event.kind {
+            case .agentMessage?:
+                if case .agentMessage(let message)? = event.payload { finalMessage = message.text }
+            case .spanModelRequestEnd?:
+                if case .spanModelRequestEnd(let end)? = event.payload {
+                    inputTokens += end.modelUsage.inputTokens
+                    outputTokens += end.modelUsage.outputTokens
+                }
             case .sessionStatusRunning?:
                 if runningSince == nil { runningSince = MirrorDatabase.timestamp(event.processedAt) }
             case .sessionStatusIdle?, .sessionStatusTerminated?, .sessionStatusRescheduled?:
@@ -80,8 +84,8 @@ struct TurnReading {
                     activeSeconds += max(0, at.timeIntervalSince(since))
                 }
                 runningSince = nil
-            case .sessionError(let error)?:
-                lastError = error.error.message
+            case .sessionError?:
+                if case .sessionError(let error)? = event.payload { lastError = error.error.message }
             default:
                 break
             }

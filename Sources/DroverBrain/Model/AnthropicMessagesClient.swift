@@ -49,7 +49,7 @@ public final class AnthropicMessagesClient: ModelClient {
     }
 
     private func attempt(_ request: ModelRequest, _ continuation: AsyncThrowingStream<ModelStreamEvent, Error>.Continuation) async throws {
-        let body = try JSONEncoder().encode(Self.body(for: request))
+        let body = try Self.body(for: request).jsonBytes()
         var requestHeaders = [
             ("content-type", "application/json"),
             ("accept", "text/event-stream"),
@@ -62,7 +62,7 @@ public final class AnthropicMessagesClient: ModelClient {
         var http = HTTPRequest(
             url: configuration.baseURL + "/v1/messages",
             headers: requestHeaders,
-            body: Array(body),
+            body: body,
             connectTimeout: configuration.connectTimeout,
             readTimeout: configuration.readTimeout
         )

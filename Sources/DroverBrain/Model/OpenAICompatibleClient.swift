@@ -46,7 +46,7 @@ public final class OpenAICompatibleClient: ModelClient {
         if let key = configuration.apiKey { headers.append(("authorization", "Bearer \(key)")) }
         var http = HTTPRequest(
             url: configuration.baseURL + "/v1/chat/completions", headers: headers,
-            body: Array(try JSONEncoder().encode(Self.body(for: request))),
+            body: try Self.body(for: request).jsonBytes(),
             connectTimeout: configuration.connectTimeout, readTimeout: configuration.readTimeout
         )
         http.onSent = { continuation.yield(.sent) }
