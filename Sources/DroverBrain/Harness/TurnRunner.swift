@@ -371,12 +371,16 @@ public final class TurnRunner: Sendable {
                 events.append(Self.toolUse(use.name, input: use.input.objectValue ?? [:], custom: customNames.contains(use.name), hands: hands))
             }
             events.append(.spanModelRequestEnd(SpanModelRequestEnd(modelRequestStartId: startId, modelUsage: response.usage, isError: false)))
+            guard !toolUses.isEmpty else {
+                // The answer and the turn's end in one append: one round trip, and no log that
+                // holds the answer but not the idle.
+                let outcome = try await finish(
+                    session, fence, state, started, response.stopReason == "refusal" ? .refusal : .endTurn, after: events, adding: response.usage)
+                state.openModelRequest = nil
+                return outcome
+            }
             let appended = try await append(session, fence, state, events)
             state.openModelRequest = nil
-
-            guard !toolUses.isEmpty else {
-                return try await finish(session, fence, state, started, response.stopReason == "refusal" ? .refusal : .endTurn)
-            }
             var waitingOnClient: [String] = []
             var waitingOnHands = false
             for (offset, use) in toolUses.enumerated() {
@@ -506,19 +510,21 @@ public final class TurnRunner: Sendable {
         }
     }
 
-    /// Ends the turn: the session's cumulative usage, then idle for `reason`.
+    /// Ends the turn: the session's cumulative usage, then idle for `reason`. `events` not yet
+    /// appended go first, in the same append; `usage` is what they add to the count.
     private func finish(
-        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, _ reason: StopReason
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, _ reason: StopReason,
+        after events: [SessionEventPayload] = [], adding usage: ModelUsage = ModelUsage()
     ) async throws -> TurnOutcome {
-        let tokens = Self.cumulativeUsage(state.events)
+        let tokens = Self.cumulativeUsage(state.events) + usage
         var previous: SessionUsageSnapshot?
         if case .sessionUsage(let last)? = state.events.last(where: { $0.kind == .sessionUsage })?.payload { previous = last.usage }
         let active = (previous?.activeSeconds ?? 0) + (ContinuousClock.now - started).seconds
-        let usage = SessionUsageSnapshot(
+        let snapshot = SessionUsageSnapshot(
             activeSeconds: (active * 1000).rounded() / 1000, cacheReadInputTokens: tokens.cacheReadInputTokens, inputTokens: tokens.inputTokens,
             outputTokens: tokens.outputTokens)
         try await append(
-            session, fence, state, [.sessionUsage(SessionUsage(usage: usage)), .sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
+            session, fence, state, events + [.sessionUsage(SessionUsage(usage: snapshot)), .sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
         return TurnOutcome(.idle(reason), modelRequests: state.modelRequests)
     }
 
