@@ -12,6 +12,8 @@ public struct BatchPlan: Sendable {
     public let items: [JobItem]
     /// The agent each session is created with, decoded once when the run is planned.
     public let agent: AgentSnapshot
+    /// `agent` as stored in each session's log, encoded once for all of them.
+    let agentJSON: String
     public let batchId: String
     /// The environment `config` each session's sandbox gets, or nil for the default.
     public var environment: JSONValue?
@@ -22,6 +24,7 @@ public struct BatchPlan: Sendable {
         self.spec = spec
         self.items = items
         self.agent = agent
+        self.agentJSON = agent.json
         self.batchId = batchId
         self.modelLabel = modelLabel
     }
@@ -97,9 +100,10 @@ public final class BatchRunner: Sendable {
         self.options = options
         self.progress = progress
         notifier = SessionSignal.settled(log)
+        layout = HandsLayout(root: options.handsRoot)
     }
 
-    var layout: HandsLayout { HandsLayout(root: options.handsRoot) }
+    let layout: HandsLayout
 
     public func run(_ plan: BatchPlan) async throws -> [ItemOutcome] {
         do {
@@ -317,9 +321,9 @@ public final class BatchRunner: Sendable {
     /// for the turn. The attempt counts once its session is recorded.
     private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn {
         let session = SessionID.make()
-        try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files)
+        if !item.files.isEmpty { try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files) }
         options.scriptedItems?.bind(session, fields: item.fields)
-        try await log.create(session, agent: plan.agent, environment: plan.environment)
+        try await log.create(session, agentJSON: plan.agentJSON, environment: plan.environment)
         try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
         try await options.registry?.register(session, batchId: plan.batchId, itemId: item.id, jobName: plan.spec.name)
         outcome.attempts += 1

@@ -60,6 +60,8 @@ public enum JobItems {
         var items: [JobItem] = []
         var usedIds: Set<String> = []
         let copies = spec.files.isEmpty ? defaultCopies : spec.files
+        // The job and the agent are the same for every item: hashed once, the state copied per item.
+        let keyPrefix = keyHasher(job: spec.name, agentJSON: agentJSON)
         for (index, row) in rows.enumerated() {
             var fields = row
             fields["index"] = String(index + 1)
@@ -90,7 +92,7 @@ public enum JobItems {
                     }
                     files.append((source, to))
                 }
-                let key = try itemKey(job: spec.name, agentJSON: agentJSON, prompt: prompt, files: files, output: spec.output)
+                let key = try itemKey(after: keyPrefix, prompt: prompt, files: files, output: spec.output)
                 items.append(JobItem(id: id, fields: fields, prompt: prompt, files: files, key: key))
             } catch let error as PromptTemplate.UnknownField {
                 let section = Template.names(in: spec.prompt).contains(error.field) ? "prompt" : "files"
@@ -107,14 +109,22 @@ public enum JobItems {
         return items
     }
 
-    static func itemKey(job: String, agentJSON: String, prompt: String, files: [(URL, String)], output: JobSpec.Output) throws -> String {
+    /// The hash state after the parts of an item's key that every item of a job shares.
+    static func keyHasher(job: String, agentJSON: String) -> SHA256 {
         var hasher = SHA256()
+        hasher.update(data: Data(job.utf8))
+        hasher.update(data: Data([0]))
+        hasher.update(data: Data(agentJSON.utf8))
+        hasher.update(data: Data([0]))
+        return hasher
+    }
+
+    static func itemKey(after prefix: SHA256, prompt: String, files: [(URL, String)], output: JobSpec.Output) throws -> String {
+        var hasher = prefix
         func feed(_ text: String) {
             hasher.update(data: Data(text.utf8))
             hasher.update(data: Data([0]))
         }
-        feed(job)
-        feed(agentJSON)
         feed(prompt)
         feed(output.columns.joined(separator: ","))
         feed(output.file ?? "")
@@ -125,7 +135,14 @@ public enum JobItems {
                 hasher.update(data: try Data(contentsOf: file))
             }
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(64)
+        for byte in hasher.finalize() {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     /// Regular files at or under `url`, sorted, so the key does not depend on directory order.

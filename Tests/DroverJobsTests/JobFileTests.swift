@@ -39,6 +39,17 @@ struct JobFileTests {
         }
     }
 
+    @Test("an item's key is the SHA-256 of its parts, as every earlier version computed it: a rerun must find its items")
+    func itemKeyIsStable() throws {
+        var output = JobSpec.Output()
+        output.columns = ["score", "notes"]
+        let prefix = JobItems.keyHasher(job: "grade", agentJSON: #"{"model":"m"}"#)
+        // sha256(b'grade\0{"model":"m"}\0Grade it\0score,notes\0\0'), computed outside Swift.
+        #expect(
+            try JobItems.itemKey(after: prefix, prompt: "Grade it", files: [], output: output)
+                == "20b5bf4433dc5b28eb85b466beda5ebaa39c59bcebb947ff9244bed0ef5dc976")
+    }
+
     @Test("a valid file parses into the spec, with its items rendered and keyed by content")
     func valid() throws {
         let spec = try parse(Self.valid)

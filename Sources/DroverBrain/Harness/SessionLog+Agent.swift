@@ -11,7 +11,14 @@ extension SessionLog {
     /// it existed already (what it was created with then stays).
     @discardableResult
     public func create(_ session: SessionID, agent: AgentSnapshot, environment: JSONValue? = nil) async throws(SessionLogError) -> Bool {
-        try await create(session, agentJSON: agent.json, environmentJSON: environment.flatMap { $0 == .null ? nil : $0.compactJSON })
+        try await create(session, agentJSON: agent.json, environment: environment)
+    }
+
+    /// As `create(_:agent:environment:)`, with the agent encoded already (`AgentSnapshot.json`):
+    /// for a batch, whose thousand sessions share one.
+    @discardableResult
+    public func create(_ session: SessionID, agentJSON: String, environment: JSONValue?) async throws(SessionLogError) -> Bool {
+        try await create(session, agentJSON: agentJSON, environmentJSON: environment.flatMap { $0 == .null ? nil : $0.compactJSON })
     }
 
     /// The environment the session was created with, typed (`.none` for one without). A stored
