@@ -55,6 +55,20 @@ public final class SessionLog: Sendable {
         return try await mirrored { try await database?.session(session.rawValue)?.environment }
     }
 
+    /// What the session was created with, as stored: its agent and its environment's `config`
+    /// (see `agentJSON(_:)` and `environmentJSON(_:)`), in one round trip when Redis has both.
+    public func createdWith(_ session: SessionID) async throws(SessionLogError) -> (agent: String?, environment: String?) {
+        let reply = try await send(["HMGET", SessionKeys(session).meta, "agent", "environment"])
+        let fields = reply.array ?? []
+        let agent = fields.first?.string
+        let environment = fields.count > 1 ? fields[1].string : nil
+        // As the single reads: an empty agent, or no environment field, is SQLite's to say.
+        guard let agent, !agent.isEmpty, let environment else {
+            return (try await agentJSON(session), try await environmentJSON(session))
+        }
+        return (agent, environment.isEmpty ? nil : environment)
+    }
+
     /// The agent the session was created with, as its stored JSON text (see `agentSnapshot(_:)`).
     public func agentJSON(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "agent"])

@@ -24,14 +24,23 @@ extension SessionLog {
     /// The environment the session was created with, typed (`.none` for one without). A stored
     /// config that no longer parses throws: the caller decides what a session without it does.
     public func environmentConfig(_ session: SessionID) async throws -> EnvironmentConfig {
-        try await environmentJSON(session).map { try EnvironmentConfig.parse(try JSONValue.parse($0)) } ?? .none
+        try Self.environmentConfig(json: try await environmentJSON(session))
+    }
+
+    public static func environmentConfig(json: String?) throws -> EnvironmentConfig {
+        try json.map { try EnvironmentConfig.parse(try JSONValue.parse($0)) } ?? .none
     }
 
     /// The agent the session was created with; nil for a session created without one. A stored
     /// agent that no longer decodes throws `DecodingError`: the caller must never run another
     /// agent in its place.
     public func agentSnapshot(_ session: SessionID) async throws -> AgentSnapshot? {
-        guard let json = try await agentJSON(session) else { return nil }
+        try Self.agentSnapshot(json: try await agentJSON(session))
+    }
+
+    /// The agent stored as `json`; nil for none. Throws `DecodingError` as `agentSnapshot(_:)`.
+    public static func agentSnapshot(json: String?) throws -> AgentSnapshot? {
+        guard let json else { return nil }
         if let known = Self.decodedAgents.withLock({ $0[json] }) { return known }
         let agent = try JSONDecoder().decode(AgentSnapshot.self, from: Data(json.utf8))
         Self.decodedAgents.withLock { cache in

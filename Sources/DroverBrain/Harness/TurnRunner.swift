@@ -113,10 +113,13 @@ public final class TurnRunner: Sendable {
     }
 
     private func runTurn(session: SessionID, fence: SessionFence, started: ContinuousClock.Instant) async throws -> TurnOutcome {
+        // Both reads in flight at once, on the shared connections.
+        async let createdWith = log.createdWith(session)
         let snapshot = try await log.wake(session)
+        let stored = try await createdWith
         let agent: AgentSnapshot
         do {
-            agent = try await log.agentSnapshot(session) ?? defaultAgent
+            agent = try SessionLog.agentSnapshot(json: stored.agent) ?? defaultAgent
         } catch let error as DecodingError {
             // Never another agent in its place: the session ends, saying why.
             guard Self.needsTurn(snapshot.events) else { return TurnOutcome(.nothingToDo, modelRequests: 0) }
@@ -128,7 +131,7 @@ public final class TurnRunner: Sendable {
         // environment without the packages the session was created with: it ends instead.
         let environment: EnvironmentConfig
         do {
-            environment = try await log.environmentConfig(session)
+            environment = try SessionLog.environmentConfig(json: stored.environment)
         } catch let error as SessionLogError {
             throw error
         } catch {
