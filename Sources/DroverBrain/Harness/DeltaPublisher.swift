@@ -13,29 +13,54 @@ public struct DeltaPublisher: Sendable {
 
     public static func channel(_ session: SessionID) -> String { "drover:deltas:\(session.rawValue)" }
 
-    /// A sink for one turn's deltas; `finish` it when the turn ends.
+    /// A sink for one turn's deltas; `finish` it when the turn ends. What arrives while a
+    /// publication is on its way goes out together in the next, in one round trip: a model
+    /// streams faster than one PUBLISH after another.
     public func sink(for session: SessionID) -> DeltaSink {
-        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(4096))
+        let sink = DeltaSink()
         if let redis {
             let channel = Self.channel(session)
             Task {
-                for await message in stream {
-                    _ = try? await redis.send(["PUBLISH", channel, message])
+                for await _ in sink.wakes {
+                    let batch = sink.take()
+                    if !batch.isEmpty { _ = try? await redis.pipeline(batch.map { ["PUBLISH", channel, $0] }, idempotent: false) }
                 }
+                let rest = sink.take()
+                if !rest.isEmpty { _ = try? await redis.pipeline(rest.map { ["PUBLISH", channel, $0] }, idempotent: false) }
             }
         } else {
-            continuation.finish()
+            sink.finish()
         }
-        return DeltaSink(continuation: continuation)
+        return sink
     }
 }
 
-public struct DeltaSink: Sendable {
-    let continuation: AsyncStream<String>.Continuation
+public final class DeltaSink: Sendable {
+    /// At most this many wait; beyond it the oldest go (a preview, not the log).
+    static let limit = 4096
+    private let pending = Locked<[String]>([])
+    let wakes: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
 
-    public func send(_ delta: MessageDelta) {
-        continuation.yield(delta.json)
+    init() {
+        (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    public func finish() { continuation.finish() }
+    public func send(_ delta: MessageDelta) {
+        let json = delta.json
+        pending.withLock { queue in
+            queue.append(json)
+            if queue.count > Self.limit { queue.removeFirst(queue.count - Self.limit) }
+        }
+        wake.yield()
+    }
+
+    func take() -> [String] {
+        pending.withLock { queue in
+            defer { queue = [] }
+            return queue
+        }
+    }
+
+    public func finish() { wake.finish() }
 }
