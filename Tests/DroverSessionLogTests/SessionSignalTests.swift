@@ -8,10 +8,11 @@ import Testing
 
 /// Waiters learn that a turn settled, or that a user interrupted a session, from the append
 /// script's publication, not from a poll or a connection each. The safety poll is set to an hour
-/// here, so only the publication (or the check made when the wait starts) can wake a waiter.
+/// here (but in the test of the poll), so only the publication (or the check made when the wait
+/// starts) can wake a waiter.
 @Suite("Session signals")
 struct SessionSignalTests {
-    /// A running session, and a signal of `kind` that polls once an hour.
+    /// A running session, and a signal of `kind` that polls once an hour unless told otherwise.
     private struct Setup {
         let client: RedisClient
         let log: SessionLog
@@ -44,7 +45,7 @@ struct SessionSignalTests {
 
     private enum Kind { case settled, interrupted }
 
-    private func withRunningSession(_ kind: Kind, _ body: (Setup) async throws -> Void) async throws {
+    private func withRunningSession(_ kind: Kind, safetyPoll: Duration = .seconds(3600), _ body: (Setup) async throws -> Void) async throws {
         try await withRedisClient { client, _ in
             let log = SessionLog(redis: client, database: nil)
             let session = SessionID.make()
@@ -53,8 +54,8 @@ struct SessionSignalTests {
             let signal: SessionSignal
             let channel: String
             switch kind {
-            case .settled: (signal, channel) = (SessionSignal.settled(log, safetyPoll: .seconds(3600)), SessionLog.settledChannel)
-            case .interrupted: (signal, channel) = (SessionSignal.interrupted(log, safetyPoll: .seconds(3600)), SessionLog.interruptedChannel)
+            case .settled: (signal, channel) = (SessionSignal.settled(log, safetyPoll: safetyPoll), SessionLog.settledChannel)
+            case .interrupted: (signal, channel) = (SessionSignal.interrupted(log, safetyPoll: safetyPoll), SessionLog.interruptedChannel)
             }
             let setup = Setup(client: client, log: log, session: session, runningSeq: running.lastSeq, signal: signal, channel: channel)
             do {
@@ -133,19 +134,13 @@ struct SessionSignalTests {
 
     @Test("an interrupt whose publication was lost is found by the safety poll")
     func safetyPollFindsALostPublication() async throws {
-        try await withRedisClient { client, _ in
-            let log = SessionLog(redis: client, database: nil)
-            let session = SessionID.make()
-            try await log.create(session)
-            let running = try await log.append(session, [NewEvent(.sessionStatusRunning)])
-            let signal = SessionSignal.interrupted(log, safetyPoll: .milliseconds(100))
-            let waiter = Task { await signal.wait(session, pastSeq: running.lastSeq) }
-            #expect(try await eventually { try await client.send(["PUBSUB", "NUMSUB", SessionLog.interruptedChannel]).array?.last?.int == 1 })
+        try await withRunningSession(.interrupted, safetyPoll: .milliseconds(100)) { setup in
+            let waiter = setup.waiter()
+            #expect(try await eventually { try await setup.listeners() == 1 })
             // What the append script records, without the publication: as if it went out while
             // the subscription was reconnecting.
-            _ = try await client.send(["HSET", SessionKeys(session).meta, "interrupt_seq", "\(running.lastSeq + 1)"])
+            _ = try await setup.client.send(["HSET", SessionKeys(setup.session).meta, "interrupt_seq", "\(setup.runningSeq + 1)"])
             try await finishing(within: .seconds(60)) { await waiter.value }
-            await signal.stop()
         }
     }
 
