@@ -321,6 +321,7 @@ public final class BatchRunner: Sendable {
     /// for the turn. The attempt counts once its session is recorded.
     private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn {
         let session = SessionID.make()
+        // Nothing to stage is no staging directory: the hands find none and copy nothing.
         if !item.files.isEmpty { try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files) }
         options.scriptedItems?.bind(session, fields: item.fields)
         try await log.create(session, agentJSON: plan.agentJSON, environment: plan.environment)

@@ -135,14 +135,7 @@ public enum JobItems {
                 hasher.update(data: try Data(contentsOf: file))
             }
         }
-        let digits = Array("0123456789abcdef".utf8)
-        var hex: [UInt8] = []
-        hex.reserveCapacity(64)
-        for byte in hasher.finalize() {
-            hex.append(digits[Int(byte >> 4)])
-            hex.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: hex, as: UTF8.self)
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     /// Regular files at or under `url`, sorted, so the key does not depend on directory order.

@@ -10,8 +10,6 @@ enum WorkspaceFiles {
     /// Stages the item's files in `staging` (host-only; see `HandsLayout.staging`): the sandbox
     /// pool copies them into /workspace, owned by the sandbox's user, when the sandbox starts.
     static func seed(_ staging: URL, with files: [(source: URL, destination: String)]) throws {
-        // Nothing to stage is no staging directory: the hands find none and copy nothing.
-        guard !files.isEmpty else { return }
         let manager = FileManager.default
         try manager.createDirectory(at: staging, withIntermediateDirectories: true)
         for (source, destination) in files {

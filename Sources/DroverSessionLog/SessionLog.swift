@@ -50,30 +50,40 @@ public final class SessionLog: Sendable {
     /// The environment `config` the session was created with, as JSON.
     public func environmentJSON(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "environment"])
-        // '' is a session created with none; no field at all is one restored from SQLite.
-        if let environment = reply.string { return environment.isEmpty ? nil : environment }
+        if let known = Self.environmentInMeta(reply) { return known }
         return try await mirrored { try await database?.session(session.rawValue)?.environment }
     }
 
     /// What the session was created with, as stored: its agent and its environment's `config`
     /// (see `agentJSON(_:)` and `environmentJSON(_:)`), in one round trip when Redis has both.
     public func createdWith(_ session: SessionID) async throws(SessionLogError) -> (agent: String?, environment: String?) {
-        let reply = try await send(["HMGET", SessionKeys(session).meta, "agent", "environment"])
-        let fields = reply.array ?? []
-        let agent = fields.first?.string
-        let environment = fields.count > 1 ? fields[1].string : nil
-        // As the single reads: an empty agent, or no environment field, is SQLite's to say.
-        guard let agent, !agent.isEmpty, let environment else {
-            return (try await agentJSON(session), try await environmentJSON(session))
-        }
-        return (agent, environment.isEmpty ? nil : environment)
+        let fields = try await send(["HMGET", SessionKeys(session).meta, "agent", "environment"]).array ?? []
+        let agent = fields.first.flatMap(Self.agentInMeta)
+        let environment = fields.count > 1 ? Self.environmentInMeta(fields[1]) : nil
+        if let agent, let environment { return (agent, environment) }
+        let row = try await mirrored { try await database?.session(session.rawValue) }
+        return (agent ?? row?.resource, environment ?? row?.environment)
     }
 
     /// The agent the session was created with, as its stored JSON text (see `agentSnapshot(_:)`).
     public func agentJSON(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "agent"])
-        if let agent = reply.string, !agent.isEmpty { return agent }
+        if let known = Self.agentInMeta(reply) { return known }
         return try await mirrored { try await database?.session(session.rawValue)?.resource }
+    }
+
+    /// The agent as the meta holds it; nil when the meta cannot say (none there, or ''), and
+    /// SQLite must.
+    private static func agentInMeta(_ field: RedisValue) -> String? {
+        guard let agent = field.string, !agent.isEmpty else { return nil }
+        return agent
+    }
+
+    /// The environment as the meta holds it: '' is a session created with none (`.some(nil)`);
+    /// no field at all is one restored from SQLite, which must say (nil).
+    private static func environmentInMeta(_ field: RedisValue) -> String?? {
+        guard let environment = field.string else { return nil }
+        return .some(environment.isEmpty ? nil : environment)
     }
 
     /// Takes the session for one writer: from now on, appends under any earlier fence are refused.

@@ -52,7 +52,7 @@ public actor SessionSignal {
                 if listening == nil { listening = Task { await self.listen() } }
                 if polling == nil { polling = Task { await self.poll() } }
                 // The signal may have come before the waiter was in place to hear it.
-                check([id])
+                checkSoon([id])
             }
         } onCancel: {
             Task { await self.resume(id) }
@@ -73,16 +73,16 @@ public actor SessionSignal {
         waiters.removeValue(forKey: id)?.continuation.resume()
     }
 
-    /// Checked at once, one publication at a time: waking waiters as the messages come, in
-    /// bursts, without the check measured cheaper per item but slower per batch (the woken
-    /// runners' next items queue up together), in `drover bench batch`.
+    /// A publication's waiters are checked at once, one publication at a time. Waking them as
+    /// the messages come, without the check, measured cheaper per item but slower per batch in
+    /// `drover bench batch`: the woken runners' next items queued up together.
     private func heard(_ session: String) async {
         await checkWaiters(waiters.filter { $0.value.session.rawValue == session }.map(\.key))
     }
 
     /// Checks new waiters soon, with any others waiting for their first check: one round trip
     /// for all.
-    private func check(_ ids: [UUID]) {
+    private func checkSoon(_ ids: [UUID]) {
         unchecked += ids
         if !checkingNew {
             checkingNew = true

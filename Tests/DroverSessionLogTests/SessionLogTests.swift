@@ -254,6 +254,8 @@ struct SessionLogTests {
                 session, [NewEvent(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))], fence: fence)
             let before = try await log.wake(session)
             #expect(before.source == .redis)
+            let hot = try await log.createdWith(session)
+            #expect(hot.agent == #"{"model":"m"}"# && hot.environment == config)
             try await Recorder(redis: client, database: database).runOnce()
 
             try await client.send("FLUSHALL")
@@ -265,6 +267,9 @@ struct SessionLogTests {
             #expect(after.source == .sqlite)
             #expect(try await log.environmentJSON(session) == config, "the environment config survives with the agent")
             #expect(try await log.agentJSON(session) == #"{"model":"m"}"#)
+            // The restored meta holds neither: both come from SQLite's row.
+            let cold = try await log.createdWith(session)
+            #expect(cold.agent == #"{"model":"m"}"# && cold.environment == config)
             // The old writer is fenced out; a new one continues the sequence without a gap.
             await #expect(throws: SessionLogError.self) { try await log.append(session, [message("stale")], fence: fence) }
             let next = try await log.takeFence(session)

@@ -21,12 +21,13 @@ public struct DeltaPublisher: Sendable {
         if let redis {
             let channel = Self.channel(session)
             Task {
-                for await _ in sink.wakes {
+                func publishPending() async {
                     let batch = sink.take()
                     if !batch.isEmpty { _ = try? await redis.pipeline(batch.map { ["PUBLISH", channel, $0] }, idempotent: false) }
                 }
-                let rest = sink.take()
-                if !rest.isEmpty { _ = try? await redis.pipeline(rest.map { ["PUBLISH", channel, $0] }, idempotent: false) }
+                for await _ in sink.wakes { await publishPending() }
+                // What came between the last wake and `finish`.
+                await publishPending()
             }
         } else {
             sink.finish()
