@@ -206,13 +206,15 @@ public final class RuntimeEnvironment: Sendable {
     /// Redis is in use on standard error, so that it never mixes with JSON on standard output.
     /// `exitOnSignal`: Ctrl-C and SIGTERM stop the embedded server and exit. Long-running roles
     /// pass false and shut down through their service group instead.
-    public static func open(poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true) async throws -> RuntimeEnvironment {
+    public static func open(
+        poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true, startup: RedisStartup = .failFast
+    ) async throws -> RuntimeEnvironment {
         let configuration = try DroverConfiguration.fromEnvironment()
         var options = RedisClientOptions()
         options.poolSize = poolSize ?? configuration.redisPoolSize
         if let text = configuration.redisURL {
             let url = try RedisURL(parsing: text)
-            let redis = try await RedisClient.connect(url, options: options)
+            let redis = try await startup.connect(url, options: options)
             return RuntimeEnvironment(configuration: configuration, redis: redis, embedded: nil)
         }
         if configuration.dataDirectoryOrigin == .new, !FileManager.default.fileExists(atPath: configuration.dataDirectory.path) {
@@ -269,11 +271,12 @@ public func note(_ text: String) {
 
 /// Runs `body` against the configured Redis and always closes it.
 public func withRuntime<T>(
-    poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true,
+    poolSize: Int? = nil, announce: Bool = true, exitOnSignal: Bool = true, startup: RedisStartup = .failFast,
     _ body: (RuntimeEnvironment) async throws -> T
 ) async throws -> T {
     try await reportingErrors {
-        let environment = try await RuntimeEnvironment.open(poolSize: poolSize, announce: announce, exitOnSignal: exitOnSignal)
+        let environment = try await RuntimeEnvironment.open(
+            poolSize: poolSize, announce: announce, exitOnSignal: exitOnSignal, startup: startup)
         do {
             let result = try await body(environment)
             await environment.close()

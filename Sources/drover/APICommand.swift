@@ -172,7 +172,7 @@ struct APICommand: AsyncParsableCommand {
         try observability.refuseMetricsAddress(role: "api")
         let observed = try observability.bootstrap()
         try api.checkAddressIsFree(command: "api")
-        try await withRuntime(exitOnSignal: false) { runtime in
+        try await withRuntime(exitOnSignal: false, startup: .waitForRedis(role: "drover api")) { runtime in
             let server = try await api.makeServer(runtime: runtime, metrics: observed.metrics)
             let group = ServiceGroup(
                 services: [try api.webhookDeliverer(runtime: runtime), apiService(server, role: "api", logs: observed.logs)],
@@ -207,7 +207,7 @@ struct ServeCommand: AsyncParsableCommand {
         // The first line says which model answers, so that scripted answers are never taken for a real model's.
         note("drover serve: model: \(model.label)")
         try Self.refuseLoop(model, apiAddress: api.listenAddress)
-        try await withRuntime(exitOnSignal: false) { runtime in
+        try await withRuntime(exitOnSignal: false, startup: .waitForRedis(role: "drover serve")) { runtime in
             let server = try await api.makeServer(runtime: runtime, model: model.health, metrics: observed.metrics)
             let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration, apiAddress: api.address)
             await toolset?.pool.prewarm()

@@ -40,7 +40,7 @@ struct RecorderCommand: AsyncParsableCommand {
 
         func run() async throws {
             let observed = try observability.bootstrap()
-            try await withRuntime(exitOnSignal: once) { runtime in
+            try await withRuntime(exitOnSignal: once, startup: once ? .failFast : .waitForRedis(role: "drover recorder")) { runtime in
                 observed.metrics?.sampleRecorder(runtime.redis)
                 var options = Recorder.Options()
                 options.batchSize = batchSize

@@ -220,7 +220,7 @@ struct SchedulerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let observed = try observability.bootstrap()
-        try await withRuntime(exitOnSignal: false) { runtime in
+        try await withRuntime(exitOnSignal: false, startup: .waitForRedis(role: "drover scheduler")) { runtime in
             let database = try runtime.database()
             let store = DeploymentStore(database: database)
             var firer = DeploymentFirer(

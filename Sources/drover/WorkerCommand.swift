@@ -29,7 +29,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let observed = try observability.bootstrap()
         let model = try await worker.resolveModel()
         note("drover worker: model: \(model.label)")
-        try await withRuntime(exitOnSignal: false) { runtime in
+        try await withRuntime(exitOnSignal: false, startup: .waitForRedis(role: "drover worker")) { runtime in
             let (worker, mcp, toolset) = try self.worker.makeWorker(runtime: runtime, model: model.configuration)
             // Warm sandboxes for sessions without an environment, ready before the first turn.
             await toolset?.pool.prewarm()
