@@ -204,18 +204,20 @@ public final class MirrorDatabase: Sendable {
     /// recorder has not yet.
     public func saveSessionResource(_ id: String, resource: String?, environment: String?) async throws(DatabaseError) {
         do {
-            try await pool.write { db in
-                try db.cachedStatement(
-                    sql: """
-                        INSERT INTO sessions (id, resource, environment, created_at) VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                        ON CONFLICT(id) DO UPDATE SET resource = COALESCE(excluded.resource, resource),
-                            environment = COALESCE(excluded.environment, environment)
-                        """
-                ).execute(arguments: [id, resource, environment])
-            }
+            try await pool.write { db in try Self.saveSessionResource(id, resource: resource, environment: environment, in: db) }
         } catch {
             throw DatabaseError("\(error)")
         }
+    }
+
+    static func saveSessionResource(_ id: String, resource: String?, environment: String?, in db: Database) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO sessions (id, resource, environment, created_at) VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                ON CONFLICT(id) DO UPDATE SET resource = COALESCE(excluded.resource, resource),
+                    environment = COALESCE(excluded.environment, environment)
+                """
+        ).execute(arguments: [id, resource, environment])
     }
 
     public func session(_ id: String) async throws(DatabaseError) -> SessionRow? {

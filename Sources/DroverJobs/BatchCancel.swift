@@ -49,10 +49,15 @@ public enum BatchCancel {
 extension MirrorDatabase {
     /// Saves one item's outcome as its row of the batch.
     func saveBatchItem(_ outcome: ItemOutcome, batchId: String) async throws {
-        try await saveBatchItem(
-            BatchItemRow(
-                batchId: batchId, itemKey: outcome.key, itemId: outcome.itemId, position: outcome.position,
-                sessionId: outcome.sessionId, status: outcome.status.rawValue, result: outcome.json))
+        try await saveBatchItem(outcome.row(batchId: batchId))
+    }
+}
+
+extension ItemOutcome {
+    /// The item's row of the batch.
+    func row(batchId: String) -> MirrorDatabase.BatchItemRow {
+        MirrorDatabase.BatchItemRow(
+            batchId: batchId, itemKey: key, itemId: itemId, position: position, sessionId: sessionId, status: status.rawValue, result: json)
     }
 }
 

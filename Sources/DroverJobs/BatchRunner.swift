@@ -16,7 +16,11 @@ public struct BatchPlan: Sendable {
     let agentJSON: String
     public let batchId: String
     /// The environment `config` each session's sandbox gets, or nil for the default.
-    public var environment: JSONValue?
+    public var environment: JSONValue? {
+        didSet { environmentJSON = environment.flatMap { $0 == .null ? nil : $0.compactJSON } }
+    }
+    /// `environment` as stored with each session, encoded once.
+    private(set) var environmentJSON: String?
     /// Shown in the report: which model produced the messages (`scripted (playbook)` offline).
     public let modelLabel: String
 
@@ -324,13 +328,17 @@ public final class BatchRunner: Sendable {
         // Nothing to stage is no staging directory: the hands find none and copy nothing.
         if !item.files.isEmpty { try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files) }
         options.scriptedItems?.bind(session, fields: item.fields)
-        try await log.create(session, agentJSON: plan.agentJSON, environment: plan.environment)
-        try await database.saveSessionOrigin(session: session.rawValue, kind: "batch", originId: plan.batchId, workspaceId: options.workspaceId)
-        try await options.registry?.register(session, batchId: plan.batchId, itemId: item.id, jobName: plan.spec.name)
+        // Redis first: a run that dies before the transaction below leaves a log with no
+        // prompt, which nothing wakes, and an item that still reads pending.
+        try await log.createMinted(session, agentJSON: plan.agentJSON, environmentJSON: plan.environmentJSON)
         outcome.attempts += 1
         outcome.sessions.append(session.rawValue)
         outcome.status = .running
-        try await save(plan, outcome)
+        guard !options.interruption.isAbandoned else { throw CancellationError() }
+        try await database.saveBatchAttempt(
+            outcome.row(batchId: plan.batchId), session: session.rawValue, resource: plan.agentJSON, environment: plan.environmentJSON,
+            workspaceId: options.workspaceId)
+        try await options.registry?.register(session, batchId: plan.batchId, itemId: item.id, jobName: plan.spec.name)
         progress(.itemStarted(itemId: item.id, attempt: outcome.attempts, session: session.rawValue, resumed: false))
         return try await prompt(session, item: item, outcome: outcome, plan: plan)
     }

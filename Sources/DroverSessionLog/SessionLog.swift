@@ -47,6 +47,15 @@ public final class SessionLog: Sendable {
         return reply.array?.first?.int == 1
     }
 
+    /// Creates the log of a session the caller has just minted (`SessionID.make()`), in Redis
+    /// alone: a new id has no earlier life in SQLite to look up, and the caller saves its
+    /// SQLite row (`MirrorDatabase.saveSessionResource`) in a transaction of its own, with its
+    /// own bookkeeping, before anything can run in the session. Until then a worker finds the
+    /// agent and environment in Redis, where this puts them.
+    public func createMinted(_ session: SessionID, agentJSON agent: String?, environmentJSON environment: String?) async throws(SessionLogError) {
+        _ = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? "", environment ?? ""])
+    }
+
     /// The environment `config` the session was created with, as JSON.
     public func environmentJSON(_ session: SessionID) async throws(SessionLogError) -> String? {
         let reply = try await send(["HGET", SessionKeys(session).meta, "environment"])
