@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <spawn.h>
+#include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 #include "drover_spawn.h"
 
@@ -70,4 +72,11 @@ int drover_socket_state(int fd, int *peer_pid, int *unread_by_peer, int *unread_
     if (ioctl(fd, SIOCOUTQ, unread_by_peer) != 0) return -1;
     if (ioctl(fd, SIOCINQ, unread_here) != 0) return -1;
     return 0;
+}
+
+int drover_name_current_thread(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof truncated - 1);
+    truncated[sizeof truncated - 1] = '\0';
+    return pthread_setname_np(pthread_self(), truncated);
 }

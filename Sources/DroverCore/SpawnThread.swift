@@ -14,7 +14,10 @@ final class SpawnThread: @unchecked Sendable {
     private var jobs: [() -> Void] = []
 
     private init() {
-        let thread = Thread { [self] in serve() }
+        let thread = Thread { [self] in
+            nameCurrentThread("drover-spawn")
+            serve()
+        }
         thread.name = "drover-spawn"
         thread.stackSize = 1 << 20
         thread.start()

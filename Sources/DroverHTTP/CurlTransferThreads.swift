@@ -1,4 +1,5 @@
 import CCurl
+import DroverCore
 import Foundation
 import Synchronization
 
@@ -56,7 +57,10 @@ private final class CurlTransferThread: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { self.loop() }
+        let thread = Thread {
+            nameCurrentThread("drover-curl")
+            self.loop()
+        }
         thread.name = "drover-curl"
         thread.stackSize = 512 << 10
         thread.start()

@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 
 /// One OS thread that runs submitted jobs in order. Blocking hiredis calls run here, never on
@@ -9,7 +10,10 @@ final class DedicatedThread: @unchecked Sendable {
     private var stopping = false
 
     init(name: String) {
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [self] in
+            nameCurrentThread(name)
+            run()
+        }
         thread.name = name
         thread.stackSize = 1 << 20
         thread.start()

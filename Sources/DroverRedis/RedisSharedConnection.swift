@@ -36,7 +36,10 @@ final class RedisSharedConnection: @unchecked Sendable {
     init(url: RedisURL, options: RedisClientOptions, name: String) {
         self.url = url
         self.options = options
-        let thread = Thread { [self] in serveUntilClosed() }
+        let thread = Thread { [self] in
+            nameCurrentThread(name)
+            serveUntilClosed()
+        }
         thread.name = name
         thread.stackSize = 1 << 20
         thread.start()

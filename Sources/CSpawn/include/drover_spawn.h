@@ -31,3 +31,10 @@ int drover_open_beneath(int dirfd, const char *path, int flags);
 /// Returns 0, or -1 with errno set. ioctl is variadic, which Swift cannot call.
 int drover_socket_state(int fd, int *peer_pid, int *unread_by_peer, int *unread_here);
 #endif
+
+#ifndef DROVER_THREAD_NAME_H
+#define DROVER_THREAD_NAME_H
+/// Names the calling thread (at most 15 bytes are kept). pthread_setname_np needs _GNU_SOURCE,
+/// which Swift's Glibc module does not define.
+int drover_name_current_thread(const char *name);
+#endif

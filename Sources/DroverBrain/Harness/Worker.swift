@@ -4,6 +4,7 @@ import DroverRedis
 import DroverSessionLog
 import Foundation
 import Logging
+import Synchronization
 
 /// Claims turn tasks and runs them: many sessions at once, nothing kept between turns.
 ///
@@ -34,18 +35,35 @@ public final class Worker: Sendable {
         self.options = options
     }
 
-    /// Runs `concurrency` claim loops until drained or cancelled.
+    /// Claims and runs turns, up to `concurrency` at once, until drained or cancelled.
+    ///
+    /// One claim loop serves every slot: it claims as many tasks as slots are free in one round
+    /// trip, and only it waits on the queue. A loop per slot cost a Redis connection and a thread
+    /// each (256 of both at `--concurrency 256`), and each enqueue woke two of them, one of which
+    /// then claimed nothing.
     public func run() async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for slot in 0..<options.concurrency {
-                group.addTask { try await self.claimLoop(slot: slot) }
+        let slots = FreeSlots(options.concurrency)
+        // Leases of turns that ended, to be acked in the next claim's round trip.
+        let finished = Locked<[TaskLease]>([])
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await claimLoop(slots: slots, finished: finished) { lease in
+                    group.addTask {
+                        if await self.handle(lease) { finished.withLock { $0.append(lease) } }
+                        slots.release()
+                    }
+                }
             }
-            do {
-                try await group.waitForAll()
-            } catch {
-                await runner.interrupts.stop()
-                throw error
-            }
+        } catch {
+            await runner.interrupts.stop()
+            throw error
+        }
+        let unacked = finished.withLock { $0 }
+        if !unacked.isEmpty {
+            // In a task of its own, not cancelled with the worker: a turn that ended must not run
+            // again for want of its ack.
+            let queue = self.queue
+            _ = await Task { try? await queue.ack(unacked) }.value
         }
         // No turn of this worker's is running now: its subscription goes, before the Redis it
         // listens to may.
@@ -59,35 +77,38 @@ public final class Worker: Sendable {
         drainDeadline.withLock { if $0 == nil { $0 = deadline } }
     }
 
-    private func claimLoop(slot: Int) async throws {
-        let consumer = queue.consumer(options.queue, workerId: "\(options.workerId)/\(slot)")
+    /// Claims while a slot is free and the worker is not draining, and hands each lease to `start`.
+    ///
+    /// A finished turn's lease is acked in the round trip that claims the next tasks. While the
+    /// queue is empty that waits for the next enqueue or the claim's wait (a second) to end, well
+    /// inside the lease. Kept until a claim succeeds: after a failed one its ack is sent again,
+    /// and a repeated ack is recognised.
+    private func claimLoop(slots: FreeSlots, finished: Locked<[TaskLease]>, start: (TaskLease) -> Void) async throws {
+        // The owner keeps the `WORKER/` form: a batch run hands back every lease of its queue
+        // whose owner does not start with its own worker id and a slash.
+        let consumer = queue.consumer(options.queue, workerId: "\(options.workerId)/claims")
         defer { consumer.close() }
-        var outage = RedisOutage("worker slot \(slot)")
-        // A finished turn's lease is acked in the round trip that claims the next task. Kept
-        // until a claim succeeds: after a failed one its ack is sent again, and a repeated ack
-        // is recognised.
-        var finished: [TaskLease] = []
-        claiming: while drainDeadline.value == nil {
+        var outage = RedisOutage("the worker's claims")
+        while drainDeadline.value == nil {
+            let free = await slots.waitForFree()
+            guard drainDeadline.value == nil, !Task.isCancelled else { return }
+            let acking = finished.withLock { leases in
+                defer { leases = [] }
+                return leases
+            }
             let leases: [TaskLease]
             do {
-                leases = try await consumer.next(max: 1, leaseTTL: options.leaseTTL, wait: .seconds(1), acking: finished)
-                finished = []
+                leases = try await consumer.next(max: free, leaseTTL: options.leaseTTL, wait: .seconds(1), acking: acking)
                 outage.recovered(logger: logger)
-            } catch is CancellationError {
-                break claiming
-            } catch  where RedisOutage.isOutage(error) {
-                do { try await outage.wait(after: error, logger: logger) } catch { break claiming }
+            } catch {
+                finished.withLock { $0 = acking + $0 }
+                if error is CancellationError { return }
+                guard RedisOutage.isOutage(error) else { throw error }
+                do { try await outage.wait(after: error, logger: logger) } catch { return }
                 continue
             }
-            for lease in leases {
-                if await handle(lease) { finished.append(lease) }
-            }
-        }
-        if !finished.isEmpty {
-            // In a task of its own, not cancelled with this slot: a turn that ended must not run
-            // again for want of its ack.
-            let (queue, leases) = (self.queue, finished)
-            _ = await Task { try? await queue.ack(leases) }.value
+            slots.take(leases.count)
+            for lease in leases { start(lease) }
         }
     }
 
@@ -180,5 +201,51 @@ public final class Worker: Sendable {
             _ = try? await queue.fail(lease, error: "\(error)", retryable: true)
         }
         return false
+    }
+}
+
+/// The worker's free slots, and the claim loop's wait for one.
+private final class FreeSlots: Sendable {
+    private struct State {
+        var free: Int
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state: Mutex<State>
+
+    init(_ count: Int) {
+        state = Mutex(State(free: max(1, count)))
+    }
+
+    /// How many slots are free, once at least one is; at once if the task is cancelled.
+    func waitForFree() async -> Int {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state in
+                    guard state.free == 0, !Task.isCancelled else { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { state in
+                defer { state.waiter = nil }
+                return state.waiter
+            }?.resume()
+        }
+        return state.withLock { $0.free }
+    }
+
+    func take(_ count: Int) {
+        state.withLock { $0.free -= count }
+    }
+
+    func release() {
+        state.withLock { state in
+            state.free += 1
+            defer { state.waiter = nil }
+            return state.waiter
+        }?.resume()
     }
 }

@@ -1,0 +1,61 @@
+import DroverBrain
+import DroverCore
+import DroverQueue
+import DroverTesting
+import Foundation
+import Testing
+
+@Suite("A worker's claims")
+struct WorkerClaimTests {
+    @Test("one claim loop serves every slot: eight slots wait on the queue with one connection, run a burst, and ack it while the queue is quiet")
+    func oneClaimLoop() async throws {
+        try await withBrain(script: "turns:\n  - text: \"Graded.\"\n    ttft_ms: 200\n") { brain in
+            var options = Worker.Options()
+            options.concurrency = 8
+            options.workerId = "claims-test"
+            let queue = TaskQueue(redis: brain.client)
+            let worker = Worker(queue: queue, runner: brain.runner(), options: options)
+            let running = Task { try await worker.run() }
+            defer { running.cancel() }
+            // Clients blocked on the queue's marker: before, one per slot.
+            func waiting() async throws -> Int {
+                let list = try await brain.client.send(["CLIENT", "LIST"]).string ?? ""
+                return list.split(separator: "\n").filter { $0.contains("cmd=bzpopmin") }.count
+            }
+            try await waitUntil("the worker to wait on the queue") { (try? await waiting()) ?? 0 >= 1 }
+            // The slots' waits would have started by now; check a few times that no second has.
+            // (None, for a moment, when the one wait ends and is sent again.)
+            for _ in 0..<5 {
+                #expect(try await waiting() <= 1)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+
+            var sessions: [SessionID] = []
+            for index in 1...6 { sessions.append(try await brain.newSession(saying: "Grade submission \(index)")) }
+            for session in sessions { try await TurnQueue.enqueue(queue, session: session) }
+            for session in sessions {
+                try await waitUntil("\(session) to go idle") { ((try? await brain.types(session)) ?? []).last == "session.status_idle" }
+            }
+            // Nothing more is enqueued: the last leases are acked when the claim's wait ends.
+            try await waitUntil("every lease to be acked") {
+                (try? await queue.stats(TurnQueue.defaultName))?.totals.acked == sessions.count
+            }
+            let stats = try await queue.stats(TurnQueue.defaultName)
+            #expect(stats.leased == 0 && stats.ready == 0, "\(stats)")
+
+            worker.drain()
+            try await running.value
+        }
+    }
+
+    private func waitUntil(_ what: String, _ condition: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while await !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
