@@ -17,6 +17,11 @@ public final class Recorder: Sendable {
         public var consumer = "recorder"
         public var batchSize = 1000
         public var block: Duration = .milliseconds(500)
+        /// After a batch smaller than `batchSize`, how long the next read waits to gather more.
+        /// Under a steady trickle, reading again at once made a batch (an XREADGROUP, a SQLite
+        /// commit, an ack pipeline) of one or two events, one and a half per batch item; the
+        /// linger adds at most this to the mirror's lag and none while it keeps up with a flood.
+        public var linger: Duration = .milliseconds(10)
         /// Entries another consumer has held this long are taken over.
         public var claimIdle: Duration = .seconds(30)
         /// Sessions quiet this long, and fully mirrored, have their Redis streams trimmed.
@@ -79,7 +84,8 @@ public final class Recorder: Sendable {
         var lastClaim = clock.now
         var lastRetention = clock.now
         var outage = RedisOutage("the recorder")
-        // The next batch is read while this one is written to SQLite. Entries a read delivered
+        // After a full batch, the next is read while this one is written to SQLite; after a
+        // smaller one, once the linger is over. Entries a read delivered
         // and nobody recorded (a failure, a shutdown) stay pending for this consumer: the next
         // start, or the end of an outage, records them (`drainPending`).
         var reading: Task<RedisValue, Error>?
@@ -101,9 +107,15 @@ public final class Recorder: Sendable {
                 } onCancel: {
                     current.cancel()
                 }
-                reading = next()
+                let arrived = clock.now
+                let full = Self.entryCount(reply) >= options.batchSize
+                // A full batch means more is waiting: read it while this one is written.
+                reading = full ? next() : nil
                 try await record(reply)
                 outage.recovered(logger: logger)
+                if !full, options.linger > .zero {
+                    try await Task.sleep(until: arrived + options.linger, clock: clock)
+                }
                 if clock.now - lastClaim >= options.claimIdle {
                     lastClaim = clock.now
                     _ = try await claimAbandoned()
@@ -200,6 +212,11 @@ public final class Recorder: Sendable {
                 guard case .serverError(let code, _) = error, code == "BUSYGROUP" else { throw error }
             }
         }
+    }
+
+    /// How many entries an XREADGROUP-shaped reply holds, over all its streams.
+    static func entryCount(_ reply: RedisValue) -> Int {
+        (reply.array ?? []).reduce(0) { total, stream in total + (stream.array?.last?.array?.count ?? 0) }
     }
 
     /// Parses an XREADGROUP-shaped reply, commits it to SQLite, then acks and deletes it.

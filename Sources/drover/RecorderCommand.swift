@@ -30,6 +30,12 @@ struct RecorderCommand: AsyncParsableCommand {
         @Option(help: "Events per SQLite transaction.")
         var batchSize = 1000
 
+        @Option(
+            help:
+                "Milliseconds to wait after a batch smaller than --batch-size before reading the next, to gather more into one SQLite transaction (0: read again at once)."
+        )
+        var lingerMs = 10
+
         @Option(help: "Seconds a session must be quiet before its Redis stream is trimmed.")
         var retentionIdleSeconds = 600
 
@@ -44,6 +50,7 @@ struct RecorderCommand: AsyncParsableCommand {
                 observed.metrics?.sampleRecorder(runtime.redis)
                 var options = Recorder.Options()
                 options.batchSize = batchSize
+                options.linger = .milliseconds(max(0, lingerMs))
                 options.retentionIdle = .seconds(retentionIdleSeconds)
                 options.consumer = consumer
                 options.afterCommit = WebhookOutbox(database: try runtime.database(), queue: TaskQueue(redis: runtime.redis)).recorderHook

@@ -169,6 +169,27 @@ struct SessionLogTests {
         }
     }
 
+    @Test("events that trickle in while the recorder lingers after a small batch go into one batch, not one each")
+    func recorderLingers() async throws {
+        try await withLog { log, database, client, _ in
+            var options = Recorder.Options()
+            // Long enough that the appends below land inside it on any machine.
+            options.linger = .seconds(5)
+            let recorder = Recorder(redis: client, database: database, options: options)
+            let session = SessionID.make()
+            try await log.create(session)
+            let running = Task { try await recorder.run() }
+            _ = try await log.append(session, [message("the first")])
+            #expect(try await eventually { recorder.stats.eventsRecorded == 1 })
+            for index in 1...5 { _ = try await log.append(session, [message("one of five, \(index)")]) }
+            #expect(try await eventually { recorder.stats.eventsRecorded == 6 })
+            #expect(recorder.stats.batches == 2, "\(recorder.stats)")
+            #expect(try await database.events(session: session.rawValue, afterSeq: 0, limit: 10).count == 6)
+            running.cancel()
+            try await finishing(within: .seconds(60)) { _ = try? await running.value }
+        }
+    }
+
     @Test("a tool use takes one result: racing answers from a worker, a lease sweeper and a turn land once")
     func oneResultPerToolUse() async throws {
         try await withLog { log, _, _, _ in
