@@ -182,8 +182,19 @@ public final class TurnRunner: Sendable {
             }
             try await work.ensure(environment: remote, session: session)
         }
+        // The running status goes out with the first model request's start, in one append,
+        // unless something that may take a while comes first: MCP servers to list, confirmed
+        // tools to run, a self-hosted worker's calls. Then it goes out now, as before.
+        var announcing: [SessionEventPayload] = []
         if state.events.last(where: { $0.kind?.isSessionStatus == true })?.kind != .sessionStatusRunning {
-            try await append(session, fence, state, [.sessionStatusRunning])
+            announcing = [.sessionStatusRunning]
+            let slowFirst =
+                !agent.mcpServers.isEmpty || environment.selfHostedEnvironment != nil
+                || !ContextBuilder.openToolUses(in: state.events).isEmpty
+            if slowFirst {
+                try await append(session, fence, state, announcing)
+                announcing = []
+            }
         }
         var hands = TurnHands(builtIn: hand, mcp: mcp, agent: agent)
         await hands.listMCPTools(session: session)
@@ -225,7 +236,9 @@ public final class TurnRunner: Sendable {
 
         enum End: Sendable { case finished(TurnOutcome), interrupted }
         let end: End = try await withThrowingTaskGroup(of: End.self) { group in
-            group.addTask { [hands] in .finished(try await self.loop(session, fence, agent, hands, state, sink, started)) }
+            group.addTask { [hands, announcing] in
+                .finished(try await self.loop(session, fence, agent, hands, state, sink, started, announcing: announcing))
+            }
             group.addTask {
                 try await self.interruption(of: session, after: watchFrom)
                 return .interrupted
@@ -248,6 +261,11 @@ public final class TurnRunner: Sendable {
                 closing.append(Self.failedModelRequestEnd(start: open))
             }
             closing.append(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))
+            // Interrupted before the running status went out with the first request: every turn
+            // shows one, for whoever waits for it.
+            if state.events.last(where: { $0.kind?.isSessionStatus == true })?.kind != .sessionStatusRunning {
+                closing.insert(.sessionStatusRunning, at: 0)
+            }
             try await append(session, fence, state, closing)
             return TurnOutcome(.interrupted, modelRequests: state.modelRequests)
         }
@@ -266,14 +284,18 @@ public final class TurnRunner: Sendable {
 
     private func loop(
         _ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ hands: TurnHands, _ state: TurnState, _ sink: DeltaSink,
-        _ started: ContinuousClock.Instant
+        _ started: ContinuousClock.Instant, announcing: [SessionEventPayload]
     ) async throws -> TurnOutcome {
+        // Events that go out with the first request's start (the running status).
+        var announcing = announcing
         while true {
             if state.modelRequests >= agent.maxModelRequestsPerTurn {
+                if !announcing.isEmpty { try await append(session, fence, state, announcing) }
                 return try await finish(session, fence, state, started, .budgetReached)
             }
             state.modelRequests += 1
-            let startSeq = try await append(session, fence, state, [.spanModelRequestStart]).firstSeq
+            let startSeq = try await append(session, fence, state, announcing + [.spanModelRequestStart]).lastSeq
+            announcing = []
             let startId = SessionLog.eventID(session, seq: startSeq)
             state.openModelRequest = startId
             var request = ModelRequest(
