@@ -34,6 +34,12 @@ struct TurnWatcher {
         var events: [StoredEvent] = []
         var cursor = afterSeq
         var interval = 0.02
+        // A turn queued a moment ago has not ended yet: the first read waits for the notifier,
+        // whose first check finds a turn that has, instead of finding nothing.
+        if let notifier {
+            let remaining = (deadline - ContinuousClock.now).seconds
+            if remaining > 0 { await notifier.wait(session, pastSeq: cursor, within: .seconds(min(remaining, 5))) }
+        }
         while true {
             // A cancelled waiter must not spin: the notifier returns at once for it.
             try Task.checkCancellation()
