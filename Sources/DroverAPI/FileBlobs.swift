@@ -1,3 +1,4 @@
+import DroverCore
 import Foundation
 
 #if canImport(Glibc)
@@ -41,6 +42,6 @@ struct FileBlobs: Sendable {
             && text.utf8.allSatisfy {
                 ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 || $0 == 46
             }
-        return safe ? text : "x" + text.utf8.map { String(format: "%02x", $0) }.joined()
+        return safe ? text : "x" + text.utf8.lowercaseHex
     }
 }

@@ -101,7 +101,7 @@ public struct ControlPlaneStore: Sendable {
     }
 
     public static func hash(key: String) -> String {
-        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(key.utf8)).lowercaseHex
     }
 
     // MARK: Workspaces and keys
@@ -128,7 +128,7 @@ public struct ControlPlaneStore: Sendable {
         var bytes = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
         for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255, using: &rng) }
-        let key = "drv-" + bytes.map { String(format: "%02x", $0) }.joined()
+        let key = "drv-" + bytes.lowercaseHex
         let id = Identifier.make(prefix: "apikey")
         try await database.pool.write { db in
             try db.execute(

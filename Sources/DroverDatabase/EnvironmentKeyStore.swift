@@ -36,7 +36,7 @@ extension ControlPlaneStore {
         var bytes = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
         for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255, using: &rng) }
-        let secret = Self.environmentKeyPrefix + bytes.map { String(format: "%02x", $0) }.joined()
+        let secret = Self.environmentKeyPrefix + bytes.lowercaseHex
         let key = EnvironmentKey(
             id: Identifier.make(prefix: "envkey"), environmentID: environment, workspace: workspace, createdAt: Self.timestamp(), revokedAt: nil)
         try await database.pool.write { db in

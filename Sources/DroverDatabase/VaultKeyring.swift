@@ -21,7 +21,7 @@ public struct VaultKeyring: Sendable {
 
         init(bytes: Data) {
             self.bytes = bytes
-            id = SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined()
+            id = SHA256.hash(data: bytes).prefix(8).lowercaseHex
         }
     }
 

@@ -44,7 +44,7 @@ public struct BatchSessionRegistry: Sendable {
     }
 
     static func digest(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).prefix(10).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(text.utf8)).prefix(10).lowercaseHex
     }
 
     private static func agent(

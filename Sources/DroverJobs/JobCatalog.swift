@@ -52,7 +52,7 @@ public enum JobCatalog {
                 // The items too, as `drover run` checks them before it starts: globs, CSVs and
                 // placeholders (with a stored agent, that waits for the run).
                 if case .inline(let agent) = spec.agent { _ = try JobItems.expand(spec, agentJSON: agent.compactJSON) }
-                let hash = SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+                let hash = SHA256.hash(data: Data(text.utf8)).lowercaseHex
                 specs.append((spec, relative, hash))
             } catch {
                 errors.append("\(error)")

@@ -135,7 +135,7 @@ public enum JobItems {
                 hasher.update(data: try Data(contentsOf: file))
             }
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return hasher.finalize().lowercaseHex
     }
 
     /// Regular files at or under `url`, sorted, so the key does not depend on directory order.

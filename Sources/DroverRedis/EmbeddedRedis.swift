@@ -330,7 +330,7 @@ public final class EmbeddedRedis: Sendable {
     static func socketPath(for directory: URL) throws -> String {
         let preferred = directory.appendingPathComponent("redis.sock").path
         if preferred.utf8.count <= 100 { return preferred }
-        let digest = Insecure.SHA1.hash(data: Array(directory.path.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        let digest = Insecure.SHA1.hash(data: Array(directory.path.utf8)).prefix(8).lowercaseHex
         let fallback = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-\(digest)")
         try FileManager.default.createDirectory(at: fallback, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         return fallback.appendingPathComponent("redis.sock").path

@@ -58,7 +58,7 @@ public final class RuntimeEnvironment: Sendable {
             try FileManager.default.createDirectory(at: hands, withIntermediateDirectories: true)
             return hands
         }
-        let digest = SHA256.hash(data: Data(data.path.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data(data.path.utf8)).prefix(6).lowercaseHex
         let base = URL(fileURLWithPath: "/var/tmp/drover-hands")
         let hands = base.appendingPathComponent(digest)
         try FileManager.default.createDirectory(at: hands, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])

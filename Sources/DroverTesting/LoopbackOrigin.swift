@@ -64,7 +64,7 @@ public final class LoopbackOrigin: Sendable {
     public static func digest(_ text: String) -> String { digest(Array(text.utf8)) }
 
     static func digest(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: bytes).lowercaseHex
     }
 
     public func stop() async {

@@ -134,7 +134,7 @@ public actor MCPConnections: MCPHand {
         } catch {
             throw MCPConnectError("the session's vault credential for \(server.name) could not be read: \(error)")
         }
-        let digest = token.map { SHA256.hash(data: Data($0.utf8)).map { String(format: "%02x", $0) }.joined() }
+        let digest = token.map { SHA256.hash(data: Data($0.utf8)).lowercaseHex }
         return (Key(server: server, token: digest), token)
     }
 

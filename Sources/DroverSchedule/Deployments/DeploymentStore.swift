@@ -266,7 +266,7 @@ public final class DeploymentStore: Sendable {
         ]
         // Only when set, so that the hashes of session schedules stay what they were.
         if let job = file.job { parts["job"] = .object(["file": .string(job.file), "overlap": .string(job.overlap.rawValue)]) }
-        return SHA256.hash(data: Data(JSONValue.object(parts).compactJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+        return SHA256.hash(data: Data(JSONValue.object(parts).compactJSON.utf8)).lowercaseHex
     }
 }
 

@@ -281,7 +281,7 @@ public struct DeploymentFirer: Sendable {
 
     /// 26 lowercase hex digits (104 bits) of SHA-256.
     static func digest(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).prefix(13).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(text.utf8)).prefix(13).lowercaseHex
     }
 }
 
