@@ -21,7 +21,7 @@ public func runProgramSeparately(
     timeout: Duration = .seconds(120),
     mergeErrors: Bool = false
 ) async throws -> (status: Int32, stdout: String, stderr: String) {
-    let base = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-run-\(Identifier.make(prefix: "p").suffix(12))").path
+    let base = scratchDirectory("run").path
     let log = base + ".out"
     let errors = base + ".err"
     defer {

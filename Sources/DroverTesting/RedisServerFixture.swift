@@ -150,9 +150,7 @@ public func withRedisClient<T>(
     }
 }
 
-/// A fresh SQLite file in a temporary directory.
+/// A fresh SQLite file in a directory of its own.
 public func temporaryDatabasePath() -> String {
-    URL(fileURLWithPath: NSTemporaryDirectory())
-        .appendingPathComponent("drover-db-\(Identifier.make(prefix: "d").suffix(12))")
-        .appendingPathComponent("drover.db").path
+    scratchDirectory("db").appendingPathComponent("drover.db").path
 }

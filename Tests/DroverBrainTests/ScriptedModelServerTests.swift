@@ -162,7 +162,7 @@ struct ScriptedModelServerTests {
 
     @Test("a script's unknown placeholder is refused at load with the file, the line and what exists")
     func unknownPlaceholder() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("script-\(UUID().uuidString)")
+        let directory = scratchDirectory("script")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("script.yaml").path

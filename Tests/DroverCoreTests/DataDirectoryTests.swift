@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTesting
 import Foundation
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
 struct DataDirectoryTests {
     @Test("the nearest .drover here or above is the store, as git finds .git; none found means ./.drover; DROVER_DATA_DIR wins")
     func located() throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-datadir-\(Identifier.make(prefix: "d").suffix(10))")
+        let root = scratchDirectory("datadir")
         defer { try? FileManager.default.removeItem(at: root) }
         let project = root.appendingPathComponent("course")
         let jobs = project.appendingPathComponent("Jobs/data")

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTesting
 import Foundation
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
 /// sandbox wrote. A link planted there once turned a host file into report columns or copies.
 @Suite("Reading what a sandbox wrote")
 struct SandboxWrittenFilesTests {
-    let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-written-\(Identifier.make(prefix: "w").suffix(10))")
+    let root = scratchDirectory("written")
     var workspace: URL { root.appendingPathComponent("ws") }
     var secret: URL { root.appendingPathComponent("host-secret.json") }
 

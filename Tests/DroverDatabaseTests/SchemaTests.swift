@@ -188,8 +188,7 @@ struct SchemaShape: Equatable, CustomStringConvertible {
 @Suite("Database schema")
 struct SchemaTests {
     func scratch(_ label: String) throws -> String {
-        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
-            "drover-schema-\(Identifier.make(prefix: "s").suffix(10))")
+        let directory = scratchDirectory("schema")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return directory.appendingPathComponent("\(label).db").path
     }

@@ -7,8 +7,7 @@ import Testing
 @Suite("Vault keyring")
 struct VaultKeyringTests {
     private func scratch() throws -> URL {
-        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
-            "drover-keyring-\(Identifier.make(prefix: "k").suffix(10))")
+        let directory = scratchDirectory("keyring")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return directory
     }

@@ -13,7 +13,7 @@ private struct ToolsetFixture {
     let session = SessionID.make()
 
     init() {
-        root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-toolset-\(Identifier.make(prefix: "t").suffix(10))")
+        root = scratchDirectory("toolset")
         var limits = SandboxLimits()
         // Generous: a test about timeouts sets its own `timeout_ms`.
         limits.wallClock = .seconds(300)

@@ -10,7 +10,7 @@ import Testing
 @testable import DroverHands
 
 func egressRoot() -> URL {
-    URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-egresstest-\(Identifier.make(prefix: "e").suffix(10))")
+    scratchDirectory("egresstest")
 }
 
 func egressPool(_ root: URL, gate: EgressGate = EgressGate(), authority: EgressAuthority? = nil) -> SandboxPool {
@@ -241,7 +241,7 @@ struct EgressProxyInputTests {
 extension EgressProxyInputTests {
     @Test("a closed tunnel gives its connection slot back: with a cap of one, tunnels can be opened one after another")
     func tunnelSlots() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-egresstest-\(Identifier.make(prefix: "t").suffix(10))")
+        let root = scratchDirectory("egresstest")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
         let origin = try await LoopbackOrigin.start()

@@ -78,7 +78,7 @@ struct PipRequirementTests {
 struct EnvironmentPackagesTests {
     @Test("pip packages are installed once per config into a read-only layer that every sandbox of that config imports")
     func pipLayer() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pkgs-\(Identifier.make(prefix: "k").suffix(10))")
+        let root = scratchDirectory("pkgs")
         defer { Task { await removeHandsRoot(root) } }
         try await makeTinyWheel(in: root.appendingPathComponent("wheels"))
         var settings = SandboxPoolSettings()
@@ -179,7 +179,7 @@ struct EnvironmentPackagesTests {
 
     @Test("a pip install that fails says which packages and what pip said")
     func installFailure() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pipfail-\(Identifier.make(prefix: "f").suffix(10))")
+        let root = scratchDirectory("pipfail")
         defer { Task { await removeHandsRoot(root) } }
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let layers = PackageLayers(directory: root.appendingPathComponent("layers"), pipOptions: ["--no-index", "--find-links", root.path])
@@ -196,7 +196,7 @@ struct EnvironmentPackagesTests {
         "pip installs reach the network only through the egress proxy: the operator's index by name, nothing else on the host",
         .enabled(if: !PackageLayers.operatorProxy, "the operator's proxy variables keep installs on the host's network"))
     func installEgress() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pipnet-\(Identifier.make(prefix: "n").suffix(10))")
+        let root = scratchDirectory("pipnet")
         defer { Task { await removeHandsRoot(root) } }
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let origin = try await LoopbackOrigin.start()
@@ -220,7 +220,7 @@ struct EnvironmentPackagesTests {
         "a real package from PyPI (six) installs and imports",
         .enabled(if: ProcessInfo.processInfo.environment["DROVER_SKIP_PYPI"] == nil, "DROVER_SKIP_PYPI is set"))
     func realPyPI() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pypi-\(Identifier.make(prefix: "y").suffix(10))")
+        let root = scratchDirectory("pypi")
         defer { Task { await removeHandsRoot(root) } }
         var settings = SandboxPoolSettings()
         settings.warmPerConfiguration = 0

@@ -15,7 +15,7 @@ struct SandboxCgroupTests {
         let limits: SandboxLimits
 
         init(_ adjust: (inout SandboxLimits) -> Void = { _ in }) throws {
-            root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cgroup-\(Identifier.make(prefix: "c").suffix(10))")
+            root = scratchDirectory("cgroup")
             var limits = SandboxLimits()
             limits.wallClock = .seconds(60)
             adjust(&limits)
@@ -149,7 +149,7 @@ struct SandboxCgroupTests {
 
     @Test("where no cgroup can be made, Drover says why and falls back to rlimits")
     func fallback() throws {
-        let empty = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-nocgroup-\(Identifier.make(prefix: "n").suffix(8))")
+        let empty = scratchDirectory("nocgroup")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: empty) }
         #expect(CgroupSupport.detect(root: empty, membership: "0::/\n", environment: [:]) == .unavailable(reason: "no pids cgroup is mounted"))

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 private func poolRoot() -> URL {
-    URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-pool-\(Identifier.make(prefix: "p").suffix(10))")
+    scratchDirectory("pool")
 }
 
 private func settings(warm: Int = 1, capacity: Int = 8, ttl: Duration = .seconds(600)) -> SandboxPoolSettings {

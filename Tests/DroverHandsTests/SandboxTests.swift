@@ -20,7 +20,7 @@ private struct HostileFixture {
     // about the limit itself pass a short one.
     init(wallClock: Duration = .seconds(300)) throws {
         setenv("DROVER_TEST_SECRET", secret, 1)
-        root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-hostile-\(Identifier.make(prefix: "h").suffix(10))")
+        root = scratchDirectory("hostile")
         otherWorkspace = root.appendingPathComponent("other-session")
         try FileManager.default.createDirectory(at: otherWorkspace, withIntermediateDirectories: true)
         try secret.write(to: otherWorkspace.appendingPathComponent("secret.txt"), atomically: true, encoding: .utf8)
@@ -174,7 +174,7 @@ struct SandboxTests {
 struct SandboxDeathTests {
     @Test("the sandbox killed mid-call gives an error result; the workspace survives and the next call works")
     func killedMidCall() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-death-\(Identifier.make(prefix: "d").suffix(10))")
+        let root = scratchDirectory("death")
         defer { try? FileManager.default.removeItem(at: root) }
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
         let call = Task { try await sandbox.runInShell("echo before > kept.txt; sleep 30") }
@@ -198,7 +198,7 @@ struct SandboxDeathTests {
 
     @Test("a start that does not answer in time is killed and tried once more; the error says where its processes waited")
     func startTimeout() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-start-\(Identifier.make(prefix: "d").suffix(10))")
+        let root = scratchDirectory("start")
         defer { try? FileManager.default.removeItem(at: root) }
         // No cgroup: a shell killed while it joins one (on cgroup v1, waiting for an RCU grace
         // period under the kernel's cgroup locks) stopped process and thread creation on the whole
@@ -227,7 +227,7 @@ struct SandboxBoundaryTests {
     func descriptors() async throws {
         let leaked = try LeakySockets()
         defer { leaked.close() }
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-fds-\(Identifier.make(prefix: "f").suffix(10))")
+        let root = scratchDirectory("fds")
         defer { try? FileManager.default.removeItem(at: root) }
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
         // While a command runs, its stdin is /dev/null and bash keeps its own stdin (the command
@@ -246,7 +246,7 @@ struct SandboxBoundaryTests {
 
     @Test("a symlink planted in /run/shell never makes the host write, chown or delete through it")
     func shellStateSymlinks() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-call-\(Identifier.make(prefix: "c").suffix(10))")
+        let root = scratchDirectory("call")
         defer { try? FileManager.default.removeItem(at: root) }
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let canary = root.appendingPathComponent("host-canary")
@@ -284,7 +284,7 @@ struct SandboxBoundaryTests {
 
     @Test("commands travel intact: quotes, newlines, UTF-8, a megabyte, and NUL refused")
     func commandsIntact() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cmd-\(Identifier.make(prefix: "c").suffix(10))")
+        let root = scratchDirectory("cmd")
         defer { try? FileManager.default.removeItem(at: root) }
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
         let tricky = "printf '%s|' \"a b\" 'c\"d' $'e\\nf' \"é✓\"\necho done"
@@ -301,7 +301,7 @@ struct SandboxBoundaryTests {
 
     @Test("no nested user namespaces, and /tmp is a small tmpfs rather than half the host's memory")
     func namespacesAndTmp() async throws {
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-ns-\(Identifier.make(prefix: "n").suffix(10))")
+        let root = scratchDirectory("ns")
         defer { try? FileManager.default.removeItem(at: root) }
         let sandbox = try Sandbox(workspace: root.appendingPathComponent("ws"))
         let nested = try await sandbox.run("unshare -Ur id 2>&1; echo status=$?")

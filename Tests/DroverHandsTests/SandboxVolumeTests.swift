@@ -1,10 +1,11 @@
 import DroverCore
 import DroverHands
+import DroverTesting
 import Foundation
 import Testing
 
 private func volumeRoot() -> URL {
-    URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-volume-\(Identifier.make(prefix: "v").suffix(10))")
+    scratchDirectory("volume")
 }
 
 private func settings(disk: Int) -> SandboxPoolSettings {

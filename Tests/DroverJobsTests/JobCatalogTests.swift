@@ -7,7 +7,7 @@ import Testing
 
 @Suite("drover apply Jobs/")
 struct JobCatalogTests {
-    let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-catalog-\(Identifier.make(prefix: "c").suffix(10))")
+    let directory = scratchDirectory("catalog")
 
     func write(_ name: String, _ text: String) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

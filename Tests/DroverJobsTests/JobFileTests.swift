@@ -1,4 +1,5 @@
 import DroverCore
+import DroverTesting
 import Foundation
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
 
 @Suite("Job files")
 struct JobFileTests {
-    let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-jobfile-\(Identifier.make(prefix: "j").suffix(10))")
+    let directory = scratchDirectory("jobfile")
 
     static let valid = """
         name: demo

@@ -9,7 +9,7 @@ import Testing
 struct JobRunTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-jobrun-\(Identifier.make(prefix: "r").suffix(10))")
+    let directory = scratchDirectory("jobrun")
 
     func environment(_ extra: [String: String] = [:]) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment

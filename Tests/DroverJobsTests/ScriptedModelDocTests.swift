@@ -120,7 +120,7 @@ struct ScriptedModelDocTests {
 
     @Test("job: drover run with no key fills the item's fields into the step and the final message, with real results")
     func job() async throws {
-        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-doc-\(Identifier.make(prefix: "d").suffix(10))")
+        let directory = scratchDirectory("doc")
         defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let job = directory.appendingPathComponent("word-count.yaml")

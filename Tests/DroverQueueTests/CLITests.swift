@@ -29,7 +29,7 @@ struct CLI {
 @Suite("drover CLI")
 struct CLITests {
     let cli = CLI(
-        dataDirectory: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-cli-\(Identifier.make(prefix: "c").suffix(10))"))
+        dataDirectory: scratchDirectory("cli"))
 
     @Test("drover --help and the README name every environment variable the sources and scripts read")
     func environmentVariablesDocumented() async throws {

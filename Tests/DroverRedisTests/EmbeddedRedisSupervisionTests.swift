@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 private func dataDirectory() -> URL {
-    URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("drover-supervise-\(Identifier.make(prefix: "s").suffix(10))")
+    scratchDirectory("supervise")
 }
 
 private func options(_ directory: URL) -> EmbeddedRedis.Options {

@@ -147,7 +147,7 @@ struct CronOracleTests {
             cases.append(Case(expression: expression, timezone: zone, start: start, count: 6))
         }
 
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("drover-cron-\(UUID().uuidString)")
+        let directory = scratchDirectory("cron")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let input = directory.appendingPathComponent("cases.json")

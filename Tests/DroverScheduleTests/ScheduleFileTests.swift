@@ -1,4 +1,5 @@
 import DroverSchedule
+import DroverTesting
 import Foundation
 import Testing
 
@@ -60,7 +61,7 @@ struct ScheduleFileTests {
         #expect(byName.job?.file == byPath.job?.file && byName.job?.overlap == .skip)
         #expect(byPath.agent.objectValue?["name"] == .string("wiki-drafter"))
         // A job's unnamed agent takes the job's name: the deployment's agent resource needs one.
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("drover-jobschedule-\(UUID().uuidString.prefix(8))")
+        let folder = scratchDirectory("jobschedule")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         try Data("name: tiny\nagent: {model: claude-sonnet-4-5}\nitems: {list: [a]}\nprompt: hi\n".utf8).write(
@@ -156,7 +157,7 @@ struct ScheduleFileTests {
 
     @Test("two files with one name are refused")
     func duplicateNames() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("drover-sched-\(UUID().uuidString)")
+        let directory = scratchDirectory("sched")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         try Self.good.write(to: directory.appendingPathComponent("a.yaml"), atomically: true, encoding: .utf8)
