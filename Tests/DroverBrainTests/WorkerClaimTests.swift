@@ -36,7 +36,7 @@ struct WorkerClaimTests {
             for session in sessions {
                 try await waitUntil("\(session) to go idle") { ((try? await brain.types(session)) ?? []).last == "session.status_idle" }
             }
-            // Nothing more is enqueued: the last leases are acked when the claim's wait ends.
+            // Nothing more is enqueued: the turns ack their own leases while the claim waits.
             try await waitUntil("every lease to be acked") {
                 (try? await queue.stats(TurnQueue.defaultName))?.totals.acked == sessions.count
             }

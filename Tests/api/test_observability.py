@@ -61,13 +61,16 @@ def test_metrics_move_as_sessions_run_and_every_request_is_logged_once_with_its_
         before = scrape(server)
         run_sessions(server, 3)
 
-        # The recorder mirrors asynchronously: wait until it has caught up, however slow the machine.
+        # The recorder mirrors, and the worker acks a turn's task, after the session goes idle:
+        # wait until both have happened, however slow the machine.
         deadline = time.monotonic() + 120
+        acks_before = value(before, "drover_queue_acks_total", queue="turns")
         while True:
             after = scrape(server)
-            if value(after, "drover_recorder_backlog_events") == 0 and value(after, "drover_recorder_events_total") > 0:
+            if (value(after, "drover_recorder_backlog_events") == 0 and value(after, "drover_recorder_events_total") > 0
+                    and value(after, "drover_queue_acks_total", queue="turns") - acks_before >= 3):
                 break
-            assert time.monotonic() < deadline, "the recorder did not catch up"
+            assert time.monotonic() < deadline, "the recorder did not catch up, or the turns were not acked"
             time.sleep(0.2)
 
         def moved(name, **labels):

@@ -43,14 +43,14 @@ public final class Worker: Sendable {
     /// then claimed nothing.
     public func run() async throws {
         let slots = FreeSlots(options.concurrency)
-        // Leases of turns that ended, to be acked in the next claim's round trip.
-        let finished = Locked<[TaskLease]>([])
+        let finished = FinishedLeases()
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 try await claimLoop(slots: slots, finished: finished) { lease in
                     group.addTask {
-                        if await self.handle(lease) { finished.withLock { $0.append(lease) } }
+                        let ended = await self.handle(lease)
                         slots.release()
+                        if ended, finished.add(lease) { await finished.flush(to: self.queue) }
                     }
                 }
             }
@@ -58,7 +58,7 @@ public final class Worker: Sendable {
             await runner.interrupts.stop()
             throw error
         }
-        let unacked = finished.withLock { $0 }
+        let unacked = finished.takeAll()
         if !unacked.isEmpty {
             // In a task of its own, not cancelled with the worker: a turn that ended must not run
             // again for want of its ack.
@@ -79,11 +79,10 @@ public final class Worker: Sendable {
 
     /// Claims while a slot is free and the worker is not draining, and hands each lease to `start`.
     ///
-    /// A finished turn's lease is acked in the round trip that claims the next tasks. While the
-    /// queue is empty that waits for the next enqueue or the claim's wait (a second) to end, well
-    /// inside the lease. Kept until a claim succeeds: after a failed one its ack is sent again,
-    /// and a repeated ack is recognised.
-    private func claimLoop(slots: FreeSlots, finished: Locked<[TaskLease]>, start: (TaskLease) -> Void) async throws {
+    /// Finished turns' leases are acked in the round trip that claims the next tasks, or, while
+    /// a claim waits on a quiet queue, by the turns themselves (`FinishedLeases`). Kept until an
+    /// ack succeeds: after a failed claim they are sent again, and a repeated ack is recognised.
+    private func claimLoop(slots: FreeSlots, finished: FinishedLeases, start: (TaskLease) -> Void) async throws {
         // The owner keeps the `WORKER/` form: a batch run hands back every lease of its queue
         // whose owner does not start with its own worker id and a slash.
         let consumer = queue.consumer(options.queue, workerId: "\(options.workerId)/claims")
@@ -92,16 +91,14 @@ public final class Worker: Sendable {
         while drainDeadline.value == nil {
             let free = await slots.waitForFree()
             guard drainDeadline.value == nil, !Task.isCancelled else { return }
-            let acking = finished.withLock { leases in
-                defer { leases = [] }
-                return leases
-            }
+            let acking = finished.startClaim()
             let leases: [TaskLease]
             do {
                 leases = try await consumer.next(max: free, leaseTTL: options.leaseTTL, wait: .seconds(1), acking: acking)
+                finished.endClaim()
                 outage.recovered(logger: logger)
             } catch {
-                finished.withLock { $0 = acking + $0 }
+                finished.endClaim(unacked: acking)
                 if error is CancellationError { return }
                 guard RedisOutage.isOutage(error) else { throw error }
                 do { try await outage.wait(after: error, logger: logger) } catch { return }
@@ -247,5 +244,76 @@ private final class FreeSlots: Sendable {
             defer { state.waiter = nil }
             return state.waiter
         }?.resume()
+    }
+}
+
+/// Leases of turns that ended, on their way to be acked: with the next claim when the claim loop
+/// is about to send one (it waits for a free slot, which the ending turn has just given back),
+/// or at once, by the turns that ended, while a claim is out waiting on a quiet queue. Left to
+/// the next claim, those waited out the claim's wait, a second in which the queue still counted
+/// them as running.
+private final class FinishedLeases: Sendable {
+    private struct State {
+        var leases: [TaskLease] = []
+        var claiming = false
+        var flushing = false
+    }
+
+    private let state = Mutex(State())
+
+    /// For the claim loop: the leases to ack with this claim. The claim is out until `endClaim`.
+    func startClaim() -> [TaskLease] {
+        state.withLock { state in
+            state.claiming = true
+            defer { state.leases = [] }
+            return state.leases
+        }
+    }
+
+    /// The claim is back; `unacked` are its leases when it failed, to go with the next.
+    func endClaim(unacked: [TaskLease] = []) {
+        state.withLock { state in
+            state.claiming = false
+            state.leases = unacked + state.leases
+        }
+    }
+
+    /// A turn ended. True when its task is to `flush`: a claim is out, and nobody flushes yet.
+    func add(_ lease: TaskLease) -> Bool {
+        state.withLock { state in
+            state.leases.append(lease)
+            guard state.claiming, !state.flushing else { return false }
+            state.flushing = true
+            return true
+        }
+    }
+
+    /// Acks what has gathered, until nothing has; turns that end meanwhile go in the next round.
+    /// A failed ack leaves its leases for the next claim.
+    func flush(to queue: TaskQueue) async {
+        while true {
+            let batch = state.withLock { state in
+                if state.leases.isEmpty { state.flushing = false }
+                defer { state.leases = [] }
+                return state.leases
+            }
+            guard !batch.isEmpty else { return }
+            do {
+                try await queue.ack(batch)
+            } catch {
+                state.withLock { state in
+                    state.leases = batch + state.leases
+                    state.flushing = false
+                }
+                return
+            }
+        }
+    }
+
+    func takeAll() -> [TaskLease] {
+        state.withLock { state in
+            defer { state.leases = [] }
+            return state.leases
+        }
     }
 }
