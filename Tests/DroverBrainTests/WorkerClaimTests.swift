@@ -22,7 +22,7 @@ struct WorkerClaimTests {
                 let list = try await brain.client.send(["CLIENT", "LIST"]).string ?? ""
                 return list.split(separator: "\n").filter { $0.contains("cmd=bzpopmin") }.count
             }
-            try await waitUntil("the worker to wait on the queue") { (try? await waiting()) ?? 0 >= 1 }
+            try #require(try await eventually { (try? await waiting()) ?? 0 >= 1 }, "the worker never waited on the queue")
             // The slots' waits would have started by now; check a few times that no second has.
             // (None, for a moment, when the one wait ends and is sent again.)
             for _ in 0..<5 {
@@ -34,28 +34,18 @@ struct WorkerClaimTests {
             for index in 1...6 { sessions.append(try await brain.newSession(saying: "Grade submission \(index)")) }
             for session in sessions { try await TurnQueue.enqueue(queue, session: session) }
             for session in sessions {
-                try await waitUntil("\(session) to go idle") { ((try? await brain.types(session)) ?? []).last == "session.status_idle" }
+                try #require(
+                    try await eventually { ((try? await brain.types(session)) ?? []).last == "session.status_idle" }, "\(session) never went idle")
             }
             // Nothing more is enqueued: the turns ack their own leases while the claim waits.
-            try await waitUntil("every lease to be acked") {
-                (try? await queue.stats(TurnQueue.defaultName))?.totals.acked == sessions.count
-            }
+            try #require(
+                try await eventually { (try? await queue.stats(TurnQueue.defaultName))?.totals.acked == sessions.count },
+                "not every lease was acked")
             let stats = try await queue.stats(TurnQueue.defaultName)
             #expect(stats.leased == 0 && stats.ready == 0, "\(stats)")
 
             worker.drain()
             try await running.value
-        }
-    }
-
-    private func waitUntil(_ what: String, _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while await !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting for \(what)")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(50))
         }
     }
 }

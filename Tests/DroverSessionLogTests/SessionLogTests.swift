@@ -154,37 +154,42 @@ struct SessionLogTests {
 
     @Test("a recorder that is stopped stops at once, not when its blocking read times out")
     func recorderStopsAtOnce() async throws {
-        try await withLog { log, database, client, _ in
-            var options = Recorder.Options()
-            // A read that would block for an hour: only cancelling it ends the run in time.
-            options.block = .seconds(3600)
-            let recorder = Recorder(redis: client, database: database, options: options)
-            let session = SessionID.make()
-            try await log.create(session)
-            let running = Task { try await recorder.run() }
+        var options = Recorder.Options()
+        // A read that would block for an hour: only cancelling it ends the run in time.
+        options.block = .seconds(3600)
+        try await withRunningRecorder(options) { log, database, _, session in
             _ = try await log.append(session, [message("recorded while running")])
             #expect(try await eventually { try await database.events(session: session.rawValue, afterSeq: 0, limit: 10).count == 1 })
-            running.cancel()
-            try await finishing(within: .seconds(60)) { _ = try? await running.value }
         }
     }
 
     @Test("events that trickle in while the recorder lingers after a small batch go into one batch, not one each")
     func recorderLingers() async throws {
-        try await withLog { log, database, client, _ in
-            var options = Recorder.Options()
-            // Long enough that the appends below land inside it on any machine.
-            options.linger = .seconds(5)
-            let recorder = Recorder(redis: client, database: database, options: options)
-            let session = SessionID.make()
-            try await log.create(session)
-            let running = Task { try await recorder.run() }
+        var options = Recorder.Options()
+        // Long enough that the appends below land inside it on any machine.
+        options.linger = .seconds(5)
+        try await withRunningRecorder(options) { log, database, recorder, session in
             _ = try await log.append(session, [message("the first")])
             #expect(try await eventually { recorder.stats.eventsRecorded == 1 })
             for index in 1...5 { _ = try await log.append(session, [message("one of five, \(index)")]) }
             #expect(try await eventually { recorder.stats.eventsRecorded == 6 })
             #expect(recorder.stats.batches == 2, "\(recorder.stats)")
             #expect(try await database.events(session: session.rawValue, afterSeq: 0, limit: 10).count == 6)
+        }
+    }
+
+    /// A recorder with `options` running over a fresh session's log; stopped after `body`, which
+    /// it must do within a minute.
+    private func withRunningRecorder(
+        _ options: Recorder.Options, _ body: (SessionLog, MirrorDatabase, Recorder, SessionID) async throws -> Void
+    ) async throws {
+        try await withLog { log, database, client, _ in
+            let recorder = Recorder(redis: client, database: database, options: options)
+            let session = SessionID.make()
+            try await log.create(session)
+            let running = Task { try await recorder.run() }
+            defer { running.cancel() }
+            try await body(log, database, recorder, session)
             running.cancel()
             try await finishing(within: .seconds(60)) { _ = try? await running.value }
         }

@@ -20,7 +20,7 @@ from conftest import BASH_PLAYBOOK, DROVER, ROOT, free_port, sandboxed_server, w
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("DROVER_TEST_ARTIFACTS", ROOT / ".build" / "test-artifacts")) / "console"
@@ -43,6 +43,10 @@ playbook:
 EVENTS = [{"type": "user.message", "content": [{"type": "text", "text": "Write the digest."}]}]
 
 
+# What chromedriver says, instead of a stale element, when the page went away mid-command.
+PAGE_REPLACED = ("does not belong to the document", "Cannot find context with specified id")
+
+
 def wait_until(condition, what: str, seconds: float = 30):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -50,6 +54,12 @@ def wait_until(condition, what: str, seconds: float = 30):
             value = condition()
         except (StaleElementReferenceException, NoSuchElementException):
             value = None  # the page was being replaced under the read: look again
+        except WebDriverException as error:
+            # The same, as chromedriver sometimes words it when the element it found belonged to
+            # the page that a form's answer has just replaced.
+            if not any(sign in str(error) for sign in PAGE_REPLACED):
+                raise
+            value = None
         if value:
             return value
         time.sleep(0.1)
