@@ -14,13 +14,7 @@ final class SpawnThread: @unchecked Sendable {
     private var jobs: [() -> Void] = []
 
     private init() {
-        let thread = Thread { [self] in
-            nameCurrentThread("drover-spawn")
-            serve()
-        }
-        thread.name = "drover-spawn"
-        thread.stackSize = 1 << 20
-        thread.start()
+        startNamedThread("drover-spawn", stackSize: 1 << 20) { [self] in serve() }
     }
 
     /// Runs `body` on the spawn thread and waits for it: a spawn takes about a millisecond, so

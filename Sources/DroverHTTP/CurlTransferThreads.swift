@@ -57,13 +57,7 @@ private final class CurlTransferThread: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread {
-            nameCurrentThread("drover-curl")
-            self.loop()
-        }
-        thread.name = "drover-curl"
-        thread.stackSize = 512 << 10
-        thread.start()
+        startNamedThread("drover-curl", stackSize: 512 << 10) { self.loop() }
     }
 
     func hand(_ job: @escaping CurlTransferThreads.Job) {

@@ -10,13 +10,7 @@ final class DedicatedThread: @unchecked Sendable {
     private var stopping = false
 
     init(name: String) {
-        let thread = Thread { [self] in
-            nameCurrentThread(name)
-            run()
-        }
-        thread.name = name
-        thread.stackSize = 1 << 20
-        thread.start()
+        startNamedThread(name, stackSize: 1 << 20) { [self] in run() }
     }
 
     func submit(_ job: @escaping @Sendable () -> Void) {

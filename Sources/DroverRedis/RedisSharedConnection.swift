@@ -36,13 +36,7 @@ final class RedisSharedConnection: @unchecked Sendable {
     init(url: RedisURL, options: RedisClientOptions, name: String) {
         self.url = url
         self.options = options
-        let thread = Thread { [self] in
-            nameCurrentThread(name)
-            serveUntilClosed()
-        }
-        thread.name = name
-        thread.stackSize = 1 << 20
-        thread.start()
+        startNamedThread(name, stackSize: 1 << 20) { [self] in serveUntilClosed() }
     }
 
     var load: Int { outstanding.load(ordering: .relaxed) }
