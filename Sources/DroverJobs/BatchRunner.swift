@@ -17,7 +17,7 @@ public struct BatchPlan: Sendable {
     public let batchId: String
     /// The environment `config` each session's sandbox gets, or nil for the default.
     public var environment: JSONValue? {
-        didSet { environmentJSON = environment.flatMap { $0 == .null ? nil : $0.compactJSON } }
+        didSet { environmentJSON = SessionLog.storedEnvironment(environment) }
     }
     /// `environment` as stored with each session, encoded once.
     private(set) var environmentJSON: String?

@@ -43,17 +43,20 @@ public final class SessionLog: Sendable {
         if agent != nil || environment != nil, let database {
             try await mirrored { try await database.saveSessionResource(session.rawValue, resource: agent, environment: environment) }
         }
-        let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? "", environment ?? ""])
-        return reply.array?.first?.int == 1
+        return try await createMinted(session, agentJSON: agent, environmentJSON: environment)
     }
 
     /// Creates the log of a session the caller has just minted (`SessionID.make()`), in Redis
     /// alone: a new id has no earlier life in SQLite to look up, and the caller saves its
     /// SQLite row (`MirrorDatabase.saveSessionResource`) in a transaction of its own, with its
     /// own bookkeeping, before anything can run in the session. Until then a worker finds the
-    /// agent and environment in Redis, where this puts them.
-    public func createMinted(_ session: SessionID, agentJSON agent: String?, environmentJSON environment: String?) async throws(SessionLogError) {
-        _ = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? "", environment ?? ""])
+    /// agent and environment in Redis, where this puts them. False if Redis had the log already.
+    @discardableResult
+    public func createMinted(
+        _ session: SessionID, agentJSON agent: String?, environmentJSON environment: String?
+    ) async throws(SessionLogError) -> Bool {
+        let reply = try await run(SessionLogScripts.create, keys: [SessionKeys(session).meta], [agent ?? "", environment ?? ""])
+        return reply.array?.first?.int == 1
     }
 
     /// The environment `config` the session was created with, as JSON.

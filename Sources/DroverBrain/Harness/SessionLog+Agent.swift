@@ -11,14 +11,12 @@ extension SessionLog {
     /// it existed already (what it was created with then stays).
     @discardableResult
     public func create(_ session: SessionID, agent: AgentSnapshot, environment: JSONValue? = nil) async throws(SessionLogError) -> Bool {
-        try await create(session, agentJSON: agent.json, environment: environment)
+        try await create(session, agentJSON: agent.json, environmentJSON: Self.storedEnvironment(environment))
     }
 
-    /// As `create(_:agent:environment:)`, with the agent encoded already (`AgentSnapshot.json`):
-    /// for a batch, whose thousand sessions share one.
-    @discardableResult
-    public func create(_ session: SessionID, agentJSON: String, environment: JSONValue?) async throws(SessionLogError) -> Bool {
-        try await create(session, agentJSON: agentJSON, environmentJSON: environment.flatMap { $0 == .null ? nil : $0.compactJSON })
+    /// An environment `config` as a session stores it: nil for none (or null).
+    public static func storedEnvironment(_ config: JSONValue?) -> String? {
+        config.flatMap { $0 == .null ? nil : $0.compactJSON }
     }
 
     /// The environment the session was created with, typed (`.none` for one without). A stored
