@@ -34,12 +34,13 @@ struct TurnWatcher {
         var events: [StoredEvent] = []
         var cursor = afterSeq
         var interval = 0.02
+        /// Hears from the notifier, for at most five seconds and never past the deadline.
+        func hear(_ notifier: SessionSignal, remaining: Double) async {
+            await notifier.wait(session, pastSeq: cursor, within: .seconds(min(remaining, 5)))
+        }
         // A turn queued a moment ago has not ended yet: the first read waits for the notifier,
         // whose first check finds a turn that has, instead of finding nothing.
-        if let notifier {
-            let remaining = (deadline - ContinuousClock.now).seconds
-            if remaining > 0 { await notifier.wait(session, pastSeq: cursor, within: .seconds(min(remaining, 5))) }
-        }
+        if let notifier, deadline > .now { await hear(notifier, remaining: (deadline - .now).seconds) }
         while true {
             // A cancelled waiter must not spin: the notifier returns at once for it.
             try Task.checkCancellation()
@@ -51,7 +52,7 @@ struct TurnWatcher {
             let remaining = (deadline - ContinuousClock.now).seconds
             if remaining <= 0 { return (.timedOut, events) }
             if let notifier {
-                await notifier.wait(session, pastSeq: cursor, within: .seconds(min(remaining, 5)))
+                await hear(notifier, remaining: remaining)
             } else {
                 try await Task.sleep(for: .seconds(min(interval, remaining)))
                 interval = min(interval * 1.5, 0.25)

@@ -28,6 +28,8 @@ public enum RedisStartup: Sendable {
         let logger = Logger(label: "drover.startup")
         var outage = RedisOutage(role)
         while true {
+            // Caught into a Result first: a `catch where` straight on the typed-throws call
+            // crashes Swift 6.3's SIL ownership checker.
             let attempt: Result<RedisClient, RedisError>
             do throws(RedisError) {
                 attempt = .success(try await RedisClient.connect(url, options: options))

@@ -186,7 +186,7 @@ public final class TurnRunner: Sendable {
         // unless something that may take a while comes first: MCP servers to list, confirmed
         // tools to run, a self-hosted worker's calls. Then it goes out now, as before.
         var announcing: [SessionEventPayload] = []
-        if state.events.last(where: { $0.kind?.isSessionStatus == true })?.kind != .sessionStatusRunning {
+        if !state.showsRunning {
             announcing = [.sessionStatusRunning]
             let slowFirst =
                 !agent.mcpServers.isEmpty || environment.selfHostedEnvironment != nil
@@ -263,7 +263,7 @@ public final class TurnRunner: Sendable {
             closing.append(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))
             // Interrupted before the running status went out with the first request: every turn
             // shows one, for whoever waits for it.
-            if state.events.last(where: { $0.kind?.isSessionStatus == true })?.kind != .sessionStatusRunning {
+            if !state.showsRunning {
                 closing.insert(.sessionStatusRunning, at: 0)
             }
             try await append(session, fence, state, closing)
@@ -680,6 +680,8 @@ final class TurnState: @unchecked Sendable {
     /// The model's view of the log, kept current with it.
     var messages: [ModelMessage] { lock.withLock { _conversation.messages } }
     var lastSeq: Int64 { lock.withLock { _events.last?.seq ?? 0 } }
+    /// Whether the session's latest status is running.
+    var showsRunning: Bool { events.last(where: { $0.kind?.isSessionStatus == true })?.kind == .sessionStatusRunning }
     var openModelRequest: String? {
         get { lock.withLock { _openModelRequest } }
         set { lock.withLock { _openModelRequest = newValue } }

@@ -257,6 +257,11 @@ private final class FinishedLeases: Sendable {
         var leases: [TaskLease] = []
         var claiming = false
         var flushing = false
+
+        mutating func takeLeases() -> [TaskLease] {
+            defer { leases = [] }
+            return leases
+        }
     }
 
     private let state = Mutex(State())
@@ -265,8 +270,7 @@ private final class FinishedLeases: Sendable {
     func startClaim() -> [TaskLease] {
         state.withLock { state in
             state.claiming = true
-            defer { state.leases = [] }
-            return state.leases
+            return state.takeLeases()
         }
     }
 
@@ -294,8 +298,7 @@ private final class FinishedLeases: Sendable {
         while true {
             let batch = state.withLock { state in
                 if state.leases.isEmpty { state.flushing = false }
-                defer { state.leases = [] }
-                return state.leases
+                return state.takeLeases()
             }
             guard !batch.isEmpty else { return }
             do {
@@ -311,9 +314,6 @@ private final class FinishedLeases: Sendable {
     }
 
     func takeAll() -> [TaskLease] {
-        state.withLock { state in
-            defer { state.leases = [] }
-            return state.leases
-        }
+        state.withLock { $0.takeLeases() }
     }
 }
