@@ -336,7 +336,7 @@ public final class EmbeddedRedis: Sendable {
         return fallback.appendingPathComponent("redis.sock").path
     }
 
-    static func findExecutable(_ name: String) -> URL? {
+    public static func findExecutable(_ name: String) -> URL? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         for directory in path.split(separator: ":") {
             let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent(name)

@@ -17,6 +17,12 @@ public enum RedisError: ActionableError, Equatable {
     case closed
     /// The awaiting task was cancelled before the reply came; the command may or may not have run.
     case cancelled
+    /// A script or multi-key command whose keys hash to different Redis Cluster slots. Refused on
+    /// a single server too, so that a key layout that cannot run on a cluster fails in every test.
+    case crossSlot(command: String, keys: [String])
+    /// A `redis+cluster://` URL whose nodes are not a cluster: none answers, or one answers
+    /// with cluster support disabled.
+    case clusterUnavailable(endpoint: String, reason: String)
 
     static func server(_ message: String) -> RedisError {
         let code = message.prefix { $0 != " " }
@@ -25,7 +31,7 @@ public enum RedisError: ActionableError, Equatable {
 
     public var field: String? {
         switch self {
-        case .invalidURL, .authenticationFailed: "DROVER_REDIS_URL"
+        case .invalidURL, .authenticationFailed, .clusterUnavailable: "DROVER_REDIS_URL"
         default: nil
         }
     }
@@ -37,6 +43,10 @@ public enum RedisError: ActionableError, Equatable {
             "check that redis-server is running and reachable, or unset DROVER_REDIS_URL to use Drover's embedded server"
         case .authenticationFailed:
             "put the right password in DROVER_REDIS_URL, as redis://:PASSWORD@host:port/db"
+        case .crossSlot:
+            "give every key of one script or command the same hash tag ({...}), so that they share a slot"
+        case .clusterUnavailable:
+            "list nodes of a running cluster whose 16384 slots are all served (redis-cli --cluster check HOST:PORT), or use redis://host:port for a single server"
         default: nil
         }
     }
@@ -45,7 +55,8 @@ public enum RedisError: ActionableError, Equatable {
     var isTransient: Bool {
         switch self {
         case .connectionFailed, .connectionLost: true
-        case .serverError(let code, _): code == "LOADING" || code == "BUSY" || code == "MASTERDOWN" || code == "TRYAGAIN"
+        case .serverError(let code, _):
+            code == "LOADING" || code == "BUSY" || code == "MASTERDOWN" || code == "TRYAGAIN" || code == "CLUSTERDOWN"
         default: false
         }
     }
@@ -68,6 +79,10 @@ public enum RedisError: ActionableError, Equatable {
             "the Redis client is closed"
         case .cancelled:
             "the Redis command was cancelled before its reply came"
+        case .crossSlot(let command, let keys):
+            "\(command) would touch keys in different Redis Cluster slots (\(keys.prefix(4).joined(separator: ", "))\(keys.count > 4 ? ", ..." : "")). Fix: \(fix!)"
+        case .clusterUnavailable(let endpoint, let reason):
+            "the Redis Cluster at \(endpoint) cannot serve: \(reason). Fix: \(fix!)"
         }
     }
 }
