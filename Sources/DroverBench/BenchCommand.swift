@@ -265,13 +265,10 @@ struct QueueBench: AsyncParsableCommand {
     }
 
     private func deleteQueue(redis: RedisClient, name: QueueName) async throws {
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:{q:\(name.rawValue)}:*", "COUNT", "5000"], idempotent: true)
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { return }
-            cursor = next
-            let keys = (parts[1].array ?? []).compactMap(\.string)
-            if !keys.isEmpty { try await redis.send(["UNLINK"] + keys) }
-        } while cursor != "0"
+        // One tag, so one slot: the keys can go in one UNLINK on a cluster too.
+        let keys = try await redis.scanKeys(matching: "drover:{q:\(name.rawValue)}:*", count: 5000)
+        for chunk in stride(from: 0, to: keys.count, by: 1000) {
+            try await redis.send(["UNLINK"] + keys[chunk..<min(chunk + 1000, keys.count)])
+        }
     }
 }

@@ -313,17 +313,11 @@ public struct TaskQueue: Sendable {
 
     /// Every queue that has tasks or settings in Redis, by name.
     public func queueNames() async throws -> [QueueName] {
-        var cursor = "0"
         var names = Set<String>()
-        repeat {
-            let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:{q:*}:meta", "COUNT", "1000"], idempotent: true)
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
-            cursor = next
-            for key in parts[1].array ?? [] {
-                guard let key = key.string, let open = key.range(of: "{q:"), let close = key.range(of: "}:meta") else { continue }
-                names.insert(String(key[open.upperBound..<close.lowerBound]))
-            }
-        } while cursor != "0"
+        for key in try await redis.scanKeys(matching: "drover:{q:*}:meta") {
+            guard let open = key.range(of: "{q:"), let close = key.range(of: "}:meta") else { continue }
+            names.insert(String(key[open.upperBound..<close.lowerBound]))
+        }
         return names.sorted().compactMap { try? QueueName($0) }
     }
 

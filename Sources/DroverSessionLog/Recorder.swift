@@ -80,6 +80,21 @@ public final class Recorder: Sendable {
         _ = try await drainPending()
         let connection = redis.blockingConnection(name: "recorder")
         defer { connection.close() }
+        // On a cluster, a reader per shard; on one server, one read over every shard.
+        let shardReads = redis.isCluster ? ShardReads() : nil
+        let readers = shardReads.map { reads in
+            Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for (shard, stream) in Self.streams.enumerated() {
+                        group.addTask { await self.readShard(stream, number: shard, into: reads) }
+                    }
+                }
+            }
+        }
+        defer {
+            readers?.cancel()
+            shardReads?.close()
+        }
         let clock = ContinuousClock()
         var lastClaim = clock.now
         var lastRetention = clock.now
@@ -90,7 +105,12 @@ public final class Recorder: Sendable {
         // start, or the end of an outage, records them (`drainPending`).
         var reading: Task<RedisValue, Error>?
         defer { reading?.cancel() }
-        let next = { [options] in Task { try await connection.send(Self.readGroup(options, from: ">", block: options.block)) } }
+        let next = { [options] in
+            Task {
+                if let shardReads { return try await shardReads.take() }
+                return try await connection.send(Self.readGroup(options, streams: Self.streams, from: ">", block: options.block))
+            }
+        }
         while !Task.isCancelled {
             do {
                 if outage.isDown {
@@ -155,21 +175,57 @@ public final class Recorder: Sendable {
     private func recordUntilEmpty(from position: String) async throws -> Int {
         var total = 0
         while true {
-            let count = try await record(try await redis.send(readGroup(from: position, block: nil)))
+            let count = try await record(try await readEveryShard(from: position))
             total += count
             if count == 0 { return total }
         }
     }
 
-    /// XREADGROUP over every mirror shard, from the same position in each.
-    private func readGroup(from position: String, block: Duration?) -> [String] {
-        Self.readGroup(options, from: position, block: block)
+    /// One XREADGROUP over every mirror shard, without blocking; on a cluster, where a command
+    /// may not span slots, one per shard in one pipeline (one round trip per master).
+    private func readEveryShard(from position: String) async throws -> RedisValue {
+        guard redis.isCluster else {
+            return try await redis.send(Self.readGroup(options, streams: Self.streams, from: position, block: nil))
+        }
+        let replies = try await redis.pipeline(Self.streams.map { Self.readGroup(options, streams: [$0], from: position, block: nil) })
+        var streams: [RedisValue] = []
+        for reply in replies {
+            streams += try reply.throwingErrorReply().array ?? []
+        }
+        return .array(streams)
     }
 
-    private static func readGroup(_ options: Options, from position: String, block: Duration?) -> [String] {
+    /// XREADGROUP over `streams`, from the same position in each.
+    private static func readGroup(_ options: Options, streams: [String], from position: String, block: Duration?) -> [String] {
         var command = ["XREADGROUP", "GROUP", options.group, options.consumer, "COUNT", String(options.batchSize)]
         if let block { command += ["BLOCK", String(block.milliseconds)] }
-        return command + ["STREAMS"] + streams + Array(repeating: position, count: mirrorShardCount)
+        return command + ["STREAMS"] + streams + Array(repeating: position, count: streams.count)
+    }
+
+    /// On a cluster: blocks on one shard's stream and hands what it reads to the recorder's loop,
+    /// until cancelled. An outage (a master failing over) is waited out here; the loop goes on
+    /// recording the other shards meanwhile.
+    private func readShard(_ stream: String, number: Int, into reads: ShardReads) async {
+        let connection = redis.blockingConnection(name: "rec-\(number)")
+        defer { connection.close() }
+        var outage = RedisOutage("the recorder's reader of \(stream)")
+        while !Task.isCancelled {
+            do {
+                let reply = try await connection.send(Self.readGroup(options, streams: [stream], from: ">", block: options.block))
+                outage.recovered(logger: logger)
+                if Self.entryCount(reply) > 0 { await reads.deliver(reply) }
+            } catch  where Task.isCancelled {
+                return
+            } catch {
+                // A master that came back without its data lost the group with it: make it again.
+                if case .serverError("NOGROUP", _) = error as? RedisError {
+                    try? await createGroup(stream)
+                } else if !RedisOutage.isOutage(error) {
+                    logger.warning("recorder read failed", metadata: ["stream": "\(stream)", "error": "\(error)"])
+                }
+                do { try await outage.wait(after: error, logger: logger) } catch { return }
+            }
+        }
     }
 
     /// Takes over entries that another recorder read and then died holding.
@@ -204,13 +260,15 @@ public final class Recorder: Sendable {
     }
 
     private func createGroups() async throws {
-        for stream in Self.streams {
-            do {
-                try await redis.send(["XGROUP", "CREATE", stream, options.group, "0", "MKSTREAM"])
-            } catch {
-                // send throws RedisError only; BUSYGROUP means the group exists already.
-                guard case .serverError(let code, _) = error, code == "BUSYGROUP" else { throw error }
-            }
+        for stream in Self.streams { try await createGroup(stream) }
+    }
+
+    private func createGroup(_ stream: String) async throws {
+        do {
+            try await redis.send(["XGROUP", "CREATE", stream, options.group, "0", "MKSTREAM"])
+        } catch {
+            // send throws RedisError only; BUSYGROUP means the group exists already.
+            guard case .serverError(let code, _) = error, code == "BUSYGROUP" else { throw error }
         }
     }
 
@@ -320,15 +378,9 @@ public final class Recorder: Sendable {
     /// What each live recorder last published: consumer name to its fields.
     public static func published(_ redis: RedisClient) async throws -> [String: [String: String]] {
         var result: [String: [String: String]] = [:]
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send(["SCAN", cursor, "MATCH", "drover:recorder:*", "COUNT", "100"], idempotent: true)
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
-            cursor = next
-            for key in (parts[1].array ?? []).compactMap(\.string) {
-                result[String(key.dropFirst("drover:recorder:".count))] = try await redis.send(["HGETALL", key], idempotent: true).hashFields
-            }
-        } while cursor != "0"
+        for key in try await redis.scanKeys(matching: "drover:recorder:*", count: 100) {
+            result[String(key.dropFirst("drover:recorder:".count))] = try await redis.send(["HGETALL", key], idempotent: true).hashFields
+        }
         return result
     }
 

@@ -1,0 +1,68 @@
+import DroverCore
+import DroverQueue
+import DroverRedis
+import DroverTesting
+import Foundation
+import Testing
+
+/// The task queue on a real Redis Cluster: each queue's keys share one hash tag, so every script
+/// runs on the one master that owns the queue, and queues spread over the masters.
+@Suite("Task queue on a real Redis Cluster", .serialized)
+struct ClusterQueueTests {
+    @Test("queues on different masters: enqueue, claim by waiting consumers, ack; each task once; SCAN finds every queue")
+    func queuesOnEveryMaster() async throws {
+        try await withRedisCluster { cluster in
+            let client = try await cluster.client(poolSize: 4)
+            defer { client.close() }
+            let queue = TaskQueue(redis: client)
+            // Names chosen so the queues' slots fall on all three masters.
+            var names: [QueueName] = []
+            var masters = Set<Int>()
+            var index = 0
+            while masters.count < 3 || names.count < 6 {
+                let name = try QueueName("cluster-\(index)")
+                index += 1
+                let slot = RedisHashSlot.of("drover:{q:\(name.rawValue)}:ready")
+                let master = try #require(try await cluster.masterPort(ofSlot: slot))
+                if masters.insert(master).inserted || names.count < 6 { names.append(name) }
+            }
+            let queues = names
+            let total = names.count * 20
+            let claimed = Locked<[String: Int]>([:])
+            let consumers = queues.map { queue.consumer($0, workerId: "w-\($0.rawValue)") }
+            defer { for consumer in consumers { consumer.close() } }
+            // Consumers wait on their queue's marker (BZPOPMIN on its master) before anything is queued.
+            let workers = Task {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for consumer in consumers {
+                        group.addTask {
+                            var finished: [TaskLease] = []
+                            while claimed.withLock({ $0.values.reduce(0, +) }) < total {
+                                let leases = try await consumer.next(max: 4, leaseTTL: .seconds(30), wait: .seconds(2), acking: finished)
+                                for lease in leases { claimed.withLock { $0[lease.payload, default: 0] += 1 } }
+                                finished = leases
+                            }
+                            if !finished.isEmpty { _ = try await queue.ack(finished) }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            for name in names {
+                for task in 0..<20 { _ = try await queue.enqueue(name, payload: #"{"task":"\#(name.rawValue)/\#(task)"}"#) }
+            }
+            try await finishing(within: .seconds(120)) { try await workers.value }
+            let counts = claimed.withLock { $0 }
+            #expect(counts.count == names.count * 20)
+            #expect(counts.values.allSatisfy { $0 == 1 }, "a task was claimed twice")
+            #expect(
+                try await eventually {
+                    var acked = 0
+                    for name in names { acked += try await queue.stats(name).totals.acked }
+                    return acked == names.count * 20
+                })
+            let listed = Set(try await queue.queueNames())
+            #expect(Set(names).isSubset(of: listed), "queueNames missed one: \(listed)")
+        }
+    }
+}
