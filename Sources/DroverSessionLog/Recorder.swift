@@ -208,11 +208,17 @@ public final class Recorder: Sendable {
     private func readShard(_ stream: String, number: Int, into reads: ShardReads) async {
         let connection = redis.blockingConnection(name: "rec-\(number)")
         defer { connection.close() }
+        // The readers share one pair of log lines per outage (`ShardReads.readerDown`), not one each.
+        var quiet = logger
+        quiet.logLevel = .critical
         var outage = RedisOutage("the recorder's reader of \(stream)")
         while !Task.isCancelled {
             do {
                 let reply = try await connection.send(Self.readGroup(options, streams: [stream], from: ">", block: options.block))
-                outage.recovered(logger: logger)
+                if outage.isDown {
+                    outage.recovered(logger: quiet)
+                    if reads.readerUp(number) { logger.notice("Redis is back; the recorder's shard readers resumed") }
+                }
                 if Self.entryCount(reply) > 0 { await reads.deliver(reply) }
             } catch  where Task.isCancelled {
                 return
@@ -222,8 +228,11 @@ public final class Recorder: Sendable {
                     try? await createGroup(stream)
                 } else if !RedisOutage.isOutage(error) {
                     logger.warning("recorder read failed", metadata: ["stream": "\(stream)", "error": "\(error)"])
+                } else if !outage.isDown, reads.readerDown(number) {
+                    logger.warning(
+                        "Redis is unreachable; the recorder's shard readers keep retrying until it is back", metadata: ["error": "\(error)"])
                 }
-                do { try await outage.wait(after: error, logger: logger) } catch { return }
+                do { try await outage.wait(after: error, logger: quiet) } catch { return }
             }
         }
     }

@@ -17,6 +17,8 @@ final class ShardReads: Sendable {
         var deliverers: [CheckedContinuation<Void, Never>] = []
         var taker: CheckedContinuation<[RedisValue], Error>?
         var closed = false
+        /// Shards whose reader is waiting out an outage.
+        var down: Set<Int> = []
     }
 
     private let state = Locked(State())
@@ -65,6 +67,23 @@ final class ShardReads: Sendable {
             }?.resume(throwing: CancellationError())
         }
         return .array(replies.flatMap { $0.array ?? [] })
+    }
+
+    /// Notes that a shard's reader lost Redis; true for the first of an outage, which alone is
+    /// worth a log line (a failover takes out every reader on that master at once).
+    func readerDown(_ shard: Int) -> Bool {
+        state.withLock { state in
+            state.down.insert(shard)
+            return state.down.count == 1
+        }
+    }
+
+    /// Notes that a shard's reader reads again; true when it was the last one down.
+    func readerUp(_ shard: Int) -> Bool {
+        state.withLock { state in
+            guard state.down.remove(shard) != nil else { return false }
+            return state.down.isEmpty
+        }
     }
 
     /// Ends the reads: waiting readers go on (and find their task cancelled).
