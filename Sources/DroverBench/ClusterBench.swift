@@ -243,7 +243,7 @@ struct ClusterBench: AsyncParsableCommand {
         await cluster.kill(port: master)
         // Writes go on until the replica has taken over, then a little longer.
         guard try await cluster.waitUntilServing(slot: RedisHashSlot.of("{loss}")) else {
-            throw ValidationError("no replica took over the killed master within 90 s; see the logs under \(directory.path)")
+            throw ValidationError("no replica took over the killed master within 90 s; see the logs under \(cluster.directory.path)")
         }
         try await Task.sleep(for: .milliseconds(300))
         stop.withLock { $0 = true }
