@@ -394,8 +394,8 @@ let package = Package(
         .testTarget(
             name: "DroverJobsTests",
             dependencies: [
-                "DroverBrain", "DroverCore", "DroverDatabase", "DroverJobs", "DroverModelStub", "DroverRedis", "DroverSessionLog", "DroverTesting",
-                "DroverTools",
+                "DroverBrain", "DroverCore", "DroverDatabase", "DroverJobs", "DroverModelStub", "DroverQueue", "DroverRedis", "DroverSessionLog",
+                "DroverTesting", "DroverTools",
             ]
         ),
         .testTarget(

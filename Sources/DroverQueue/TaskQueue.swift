@@ -65,7 +65,11 @@ public struct TaskQueue: Sendable {
         guard (0...1000).contains(maxStalls) else {
             throw .invalidArgument(field: "max_stalls", message: "\(maxStalls) is out of range", fix: "use 0 to 1000")
         }
-        let keys = QueueKeys(queue)
+        // A partitioned queue takes the task into the partition its dedupe key (or id) hashes to,
+        // so that a dedupe key always meets its earlier task.
+        let partitions = queue.partition == nil ? try await partitions(queue) : 1
+        let target = partitions > 1 ? queue.partition(Int(FNV1a.hash(dedupeKey ?? id) % UInt64(partitions))) : queue
+        let keys = QueueKeys(target)
         let reply = try await run(
             TaskQueueScripts.enqueue, keys: [keys.ready, keys.delayed, keys.meta, keys.dedupe, keys.marker, keys.since],
             [
@@ -76,6 +80,9 @@ public struct TaskQueue: Sendable {
             let outcome = fields[0].string.flatMap(EnqueueOutcome.init(rawValue:)),
             let taskId = fields[1].string, let state = fields[2].string
         else { throw .unexpectedReply("\(reply)") }
+        // Consumers of a partitioned queue wait on one marker for all its partitions, which live
+        // in other slots than the task: woken after the task is in place, never before.
+        if partitions > 1, outcome == .enqueued { try await wake(queue) }
         return EnqueueResult(taskId: taskId, outcome: outcome, state: state)
     }
 
@@ -220,7 +227,10 @@ public struct TaskQueue: Sendable {
             [
                 keys.task(lease.taskId), lease.taskId, String(lease.epoch), String(max(0, delay.milliseconds)),
             ])
-        return try Self.verdict(reply)
+        let verdict = try Self.verdict(reply)
+        // Handed back ready now: a partitioned queue's consumers wait on the queue's marker.
+        if verdict.isOK, delay <= .zero, try await partitions(lease.queue.whole) > 1 { try await wake(lease.queue) }
+        return verdict
     }
 
     /// Full-jitter exponential backoff: a random delay in the upper half of base * 2^(attempt-1),
@@ -258,11 +268,17 @@ public struct TaskQueue: Sendable {
     /// claim raises the epoch, and the session's fence stops the old holder's writes).
     @discardableResult
     public func reclaimLeases(_ queue: QueueName, keepingOwnerPrefix: String) async throws(TaskQueueError) -> Int {
-        let keys = QueueKeys(queue)
-        let reply = try await run(
-            TaskQueueScripts.reclaim, keys: [keys.leased, keys.ready, keys.meta, keys.marker, keys.since], [keys.taskPrefix, keepingOwnerPrefix])
-        guard let count = reply.int else { throw .unexpectedReply("\(reply)") }
-        return Int(count)
+        var total = 0
+        for partition in try await partitionNames(queue) {
+            let keys = QueueKeys(partition)
+            let reply = try await run(
+                TaskQueueScripts.reclaim, keys: [keys.leased, keys.ready, keys.meta, keys.marker, keys.since],
+                [keys.taskPrefix, keepingOwnerPrefix])
+            guard let count = reply.int else { throw .unexpectedReply("\(reply)") }
+            total += Int(count)
+        }
+        if total > 0, try await partitions(queue) > 1 { try await wake(queue) }
+        return total
     }
 
     public struct PurgeResult: Sendable, Equatable, Codable {
@@ -279,6 +295,17 @@ public struct TaskQueue: Sendable {
     /// Deletes every task waiting in `queue` (ready, delayed, dead), and with `includeLeased`
     /// the ones workers hold: only for a queue nothing runs from (their acks then find nothing).
     public func purge(_ queue: QueueName, includeLeased: Bool = false) async throws(TaskQueueError) -> PurgeResult {
+        var total = PurgeResult(ready: 0, delayed: 0, dead: 0, leased: 0)
+        for partition in try await partitionNames(queue) {
+            let part = try await purgePartition(partition, includeLeased: includeLeased)
+            total = PurgeResult(
+                ready: total.ready + part.ready, delayed: total.delayed + part.delayed, dead: total.dead + part.dead,
+                leased: total.leased + part.leased)
+        }
+        return total
+    }
+
+    private func purgePartition(_ queue: QueueName, includeLeased: Bool) async throws(TaskQueueError) -> PurgeResult {
         let keys = QueueKeys(queue)
         let reply = try await run(
             TaskQueueScripts.purge, keys: [keys.ready, keys.delayed, keys.dead, keys.leased, keys.since, keys.dedupe],
@@ -289,16 +316,35 @@ public struct TaskQueue: Sendable {
 
     /// A paused queue keeps accepting tasks but hands none out.
     public func pause(_ queue: QueueName) async throws(TaskQueueError) {
-        let keys = QueueKeys(queue)
-        _ = try await run(TaskQueueScripts.setPaused, keys: [keys.meta, keys.marker], ["1"])
+        for partition in try await partitionNames(queue) { try await setPaused(partition, true) }
     }
 
     public func resume(_ queue: QueueName) async throws(TaskQueueError) {
-        let keys = QueueKeys(queue)
-        _ = try await run(TaskQueueScripts.setPaused, keys: [keys.meta, keys.marker], ["0"])
+        for partition in try await partitionNames(queue) { try await setPaused(partition, false) }
+        if try await partitions(queue) > 1 { try await wake(queue) }
     }
 
+    private func setPaused(_ queue: QueueName, _ paused: Bool) async throws(TaskQueueError) {
+        let keys = QueueKeys(queue)
+        _ = try await run(TaskQueueScripts.setPaused, keys: [keys.meta, keys.marker], [paused ? "1" : "0"])
+    }
+
+    /// The queue's counts; for a partitioned queue, summed over its partitions (paused if any is,
+    /// the oldest ready task of all).
     public func stats(_ queue: QueueName) async throws(TaskQueueError) -> QueueStats {
+        var parts: [QueueStats] = []
+        for partition in try await partitionNames(queue) { parts.append(try await partitionStats(partition)) }
+        guard parts.count > 1 else { return parts[0] }
+        func sum(_ field: (QueueStats) -> Int) -> Int { parts.reduce(0) { $0 + field($1) } }
+        return QueueStats(
+            queue: queue.rawValue, ready: sum(\.ready), delayed: sum(\.delayed), leased: sum(\.leased), dead: sum(\.dead),
+            oldestReadyAgeMs: parts.compactMap(\.oldestReadyAgeMs).max(), paused: parts.contains(where: \.paused),
+            totals: .init(
+                enqueued: sum(\.totals.enqueued), acked: sum(\.totals.acked), retried: sum(\.totals.retried), dead: sum(\.totals.dead),
+                stalled: sum(\.totals.stalled)))
+    }
+
+    private func partitionStats(_ queue: QueueName) async throws(TaskQueueError) -> QueueStats {
         let keys = QueueKeys(queue)
         let reply = try await run(TaskQueueScripts.stats, keys: [keys.ready, keys.delayed, keys.leased, keys.dead, keys.meta, keys.since], [])
         guard let f = reply.array?.compactMap(\.int), f.count == 11 else { throw .unexpectedReply("\(reply)") }
@@ -316,13 +362,20 @@ public struct TaskQueue: Sendable {
         var names = Set<String>()
         for key in try await redis.scanKeys(matching: "drover:{q:*}:meta") {
             guard let open = key.range(of: "{q:"), let close = key.range(of: "}:meta") else { continue }
-            names.insert(String(key[open.upperBound..<close.lowerBound]))
+            // A partition's keys carry NAME/K: the queue is NAME.
+            names.insert(String(key[open.upperBound..<close.lowerBound].prefix { $0 != "/" }))
         }
         return names.sorted().compactMap { try? QueueName($0) }
     }
 
     /// The newest dead tasks first, with their last error.
     public func deadTasks(_ queue: QueueName, limit: Int = 20) async throws(TaskQueueError) -> [DeadTask] {
+        var dead: [DeadTask] = []
+        for partition in try await partitionNames(queue) { dead += try await partitionDeadTasks(partition, limit: limit) }
+        return Array(dead.sorted { $0.diedAtMs > $1.diedAtMs }.prefix(limit))
+    }
+
+    private func partitionDeadTasks(_ queue: QueueName, limit: Int) async throws(TaskQueueError) -> [DeadTask] {
         let keys = QueueKeys(queue)
         let reply = try await run(TaskQueueScripts.peekDead, keys: [keys.dead], [keys.taskPrefix, String(max(1, limit))])
         guard let f = reply.array, f.count % 5 == 0 else { throw .unexpectedReply("\(reply)") }
@@ -337,6 +390,19 @@ public struct TaskQueue: Sendable {
     /// Puts a dead task back in the ready set with its attempts reset. Returns false, with the
     /// task's state, if it is not dead.
     public func requeue(_ queue: QueueName, taskId: String) async throws(TaskQueueError) -> (requeued: Bool, state: String) {
+        var answer: (requeued: Bool, state: String) = (false, "gone")
+        for partition in try await partitionNames(queue) {
+            answer = try await requeuePartition(partition, taskId: taskId)
+            if answer.requeued {
+                if try await partitions(queue.whole) > 1 { try await wake(queue) }
+                return answer
+            }
+            if answer.state != "gone" { return answer }
+        }
+        return answer
+    }
+
+    private func requeuePartition(_ queue: QueueName, taskId: String) async throws(TaskQueueError) -> (requeued: Bool, state: String) {
         let keys = QueueKeys(queue)
         let reply = try await run(
             TaskQueueScripts.requeue, keys: [keys.dead, keys.ready, keys.meta, keys.marker, keys.since], [keys.task(taskId), taskId])
@@ -364,6 +430,75 @@ public struct TaskQueue: Sendable {
 
     func markerKey(_ queue: QueueName) -> String { QueueKeys(queue).marker }
 
+    // MARK: Partitions
+
+    /// Where each partitioned queue's partition count is kept (field: queue name).
+    static let partitionsKey = "drover:queues:partitions"
+
+    /// How many partitions `queue` has, 1 for an unsplit queue. Read from Redis at most every
+    /// two seconds per process, so a change reaches producers and consumers within that.
+    public func partitions(_ queue: QueueName, fresh: Bool = false) async throws(TaskQueueError) -> Int {
+        let cacheKey = "\(redis.url)|\(queue.rawValue)"
+        let now = ContinuousClock.now
+        if !fresh, let cached = PartitionCounts.shared.withLock({ $0[cacheKey] }), now - cached.readAt < .seconds(2) {
+            return cached.count
+        }
+        let reply: RedisValue
+        do {
+            reply = try await redis.send(["HGET", Self.partitionsKey, queue.rawValue], idempotent: true)
+        } catch {
+            throw .redis(error)
+        }
+        let count = max(1, Int(reply.int ?? 1))
+        PartitionCounts.shared.withLock { $0[cacheKey] = (count, now) }
+        return count
+    }
+
+    /// Splits `queue` into `count` partitions, each with a hash tag of its own (`{q:NAME/K}`), so
+    /// that on a Redis Cluster its tasks spread over masters. Partitions only grow: a task in a
+    /// partition that went away would never be claimed.
+    public func setPartitions(_ queue: QueueName, _ count: Int) async throws(TaskQueueError) {
+        guard (1...256).contains(count) else {
+            throw .invalidArgument(field: "partitions", message: "\(count) partitions is out of range", fix: "use 1 to 256")
+        }
+        let current = try await partitions(queue.whole, fresh: true)
+        guard count >= current else {
+            throw .invalidArgument(
+                field: "partitions", message: "\(queue.rawValue) has \(current) partitions, and partitions can only grow",
+                fix: "use \(current) or more; to have fewer, drain the queue and delete it (drover queue purge) first")
+        }
+        guard count > current else { return }
+        // New partitions start paused if the queue is.
+        let paused = try await partitionStats(queue.whole).paused
+        if paused {
+            for index in current..<count { try await setPaused(queue.partition(index), true) }
+        }
+        do {
+            try await redis.send(["HSET", Self.partitionsKey, queue.rawValue, String(count)])
+        } catch {
+            throw .redis(error)
+        }
+        PartitionCounts.shared.withLock { $0["\(redis.url)|\(queue.rawValue)"] = (count, .now) }
+    }
+
+    /// Every partition of `queue`, partition 0 first; `queue` alone when it names one partition.
+    public func partitionNames(_ queue: QueueName) async throws(TaskQueueError) -> [QueueName] {
+        guard queue.partition == nil else { return [queue] }
+        return (0..<(try await partitions(queue))).map(queue.partition)
+    }
+
+    /// The marker every consumer of a partitioned queue waits on, in a slot of its own.
+    func wakeKey(_ queue: QueueName) -> String { "drover:{qw:\(queue.rawValue)}:wake" }
+
+    /// Wakes one waiting consumer of a partitioned queue.
+    func wake(_ queue: QueueName) async throws(TaskQueueError) {
+        do {
+            try await redis.send(["ZADD", wakeKey(queue), "0", "0"])
+        } catch {
+            throw .redis(error)
+        }
+    }
+
     // MARK: Plumbing
 
     private func run(_ script: RedisScript, keys: [String], _ arguments: [String]) async throws(TaskQueueError) -> RedisValue {
@@ -381,6 +516,12 @@ public struct TaskQueue: Sendable {
     }
 }
 
+/// Partition counts read lately, per Redis and queue, for every `TaskQueue` of the process: the
+/// API makes a `TaskQueue` per request, and must not read the count each time.
+private enum PartitionCounts {
+    static let shared = Locked<[String: (count: Int, readAt: ContinuousClock.Instant)]>([:])
+}
+
 /// Waits for tasks on one queue without busy-polling: when nothing is ready it blocks in
 /// `BZPOPMIN` on the queue's marker key, which every enqueue, retry and requeue touches. Between
 /// waits it runs the lock-guarded sweep, so expired leases come back even on a quiet queue.
@@ -391,6 +532,8 @@ public final class QueueConsumer: Sendable {
     private let connection: RedisBlockingConnection
     private let sweepInterval: Duration
     private let lastSweep = Locked(ContinuousClock.now - .seconds(3600))
+    /// The partition the next claim starts at, so that consumers do not all drain partition 0 first.
+    private let nextPartition = Locked(Int.random(in: 0..<1024))
 
     init(queue: TaskQueue, name: QueueName, workerId: String, sweepInterval: Duration) {
         self.queue = queue
@@ -412,20 +555,54 @@ public final class QueueConsumer: Sendable {
         var finished = finished
         while true {
             try Task.checkCancellation()
+            let partitions = name.partition == nil ? try await queue.partitions(name) : 1
             if clock.now - lastSweep.value >= sweepInterval {
                 lastSweep.withLock { $0 = clock.now }
-                _ = try await queue.sweep(name, interval: sweepInterval)
+                for partition in 0..<partitions { _ = try await queue.sweep(name.partition(partition), interval: sweepInterval) }
             }
-            let claimed = try await queue.claim(name, workerId: workerId, leaseTTL: leaseTTL, max: max, acking: finished)
+            let claimed = try await claim(max: max, leaseTTL: leaseTTL, acking: finished, partitions: partitions)
             finished = []
             if !claimed.leases.isEmpty { return claimed.leases }
             let remaining = deadline - clock.now
             if remaining <= .zero { return [] }
             var block = min(remaining, sweepInterval)
-            if let due = claimed.nextDueIn, !claimed.paused { block = min(block, due) }
+            if let due = claimed.nextDueIn { block = min(block, due) }
             block = Swift.max(block, .milliseconds(1))
-            try await connection.send(["BZPOPMIN", queue.markerKey(name), String(format: "%.3f", block.seconds)])
+            let marker = partitions > 1 ? queue.wakeKey(name) : queue.markerKey(name)
+            try await connection.send(["BZPOPMIN", marker, String(format: "%.3f", block.seconds)])
         }
+    }
+
+    /// One claim of up to `max` tasks; on a partitioned queue, from one partition after another,
+    /// starting one further along each time, until `max` are claimed or every partition was asked.
+    /// Priority orders tasks within a partition, not across partitions.
+    private func claim(
+        max: Int, leaseTTL: Duration, acking finished: [TaskLease], partitions: Int
+    ) async throws -> (
+        leases: [TaskLease], nextDueIn: Duration?
+    ) {
+        guard partitions > 1 else {
+            let claimed = try await queue.claim(name, workerId: workerId, leaseTTL: leaseTTL, max: max, acking: finished)
+            return (claimed.leases, claimed.paused ? nil : claimed.nextDueIn)
+        }
+        let start = nextPartition.withLock { next in
+            defer { next += 1 }
+            return next
+        }
+        var leases: [TaskLease] = []
+        var due: Duration?
+        var acking = finished
+        for offset in 0..<partitions where leases.count < max {
+            let partition = name.partition((start + offset) % partitions)
+            let claimed = try await queue.claim(partition, workerId: workerId, leaseTTL: leaseTTL, max: max - leases.count, acking: acking)
+            acking = []
+            leases += claimed.leases
+            if let next = claimed.nextDueIn, !claimed.paused { due = due.map { Swift.min($0, next) } ?? next }
+        }
+        // More may be waiting: pass the wake-up on to another consumer, as a full claim of one
+        // partition does through that partition's own marker.
+        if leases.count == max { try await queue.wake(name) }
+        return (leases, due)
     }
 
     public func close() {

@@ -2,8 +2,15 @@ import DroverCore
 import DroverRedis
 
 /// A validated queue name. It becomes part of a Redis hash tag, so it is kept to a safe alphabet.
+///
+/// A queue split into partitions (`TaskQueue.setPartitions`) has one set of keys per partition:
+/// partition 0 is the queue's own keys, partition K its keys under the tag `{q:NAME/K}`. A lease
+/// names the partition its task came from, so acks and heartbeats go to the right keys.
 public struct QueueName: Sendable, Hashable, CustomStringConvertible {
+    /// The queue's name, the same for all its partitions (and the metrics' label).
     public let rawValue: String
+    /// The partition, 1 or more; nil for partition 0, the queue's own keys.
+    public private(set) var partition: Int?
 
     public init(_ rawValue: String) throws(TaskQueueError) {
         let allowed = rawValue.utf8.allSatisfy { byte in
@@ -20,7 +27,17 @@ public struct QueueName: Sendable, Hashable, CustomStringConvertible {
         self.rawValue = rawValue
     }
 
-    public var description: String { rawValue }
+    /// Partition `index` of this queue (0 is the queue itself).
+    public func partition(_ index: Int) -> QueueName {
+        var name = self
+        name.partition = index > 0 ? index : nil
+        return name
+    }
+
+    /// The queue as a whole, whichever partition this names.
+    public var whole: QueueName { partition(0) }
+
+    public var description: String { partition.map { "\(rawValue)/\($0)" } ?? rawValue }
 }
 
 /// The Redis keys of one queue. All share the hash tag `{q:NAME}`, so a queue lives in one
@@ -29,7 +46,7 @@ struct QueueKeys: Sendable {
     let ready, delayed, leased, dead, done, meta, dedupe, marker, since, sweepLock, taskPrefix: String
 
     init(_ name: QueueName) {
-        let base = "drover:{q:\(name.rawValue)}:"
+        let base = "drover:{q:\(name)}:"
         ready = base + "ready"
         delayed = base + "delayed"
         leased = base + "leased"

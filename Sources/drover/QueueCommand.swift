@@ -10,7 +10,7 @@ struct QueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queue",
         abstract: "Inspect and operate task queues.",
-        subcommands: [Stats.self, Enqueue.self, Dead.self, Requeue.self, Pause.self, Resume.self, Purge.self]
+        subcommands: [Stats.self, Enqueue.self, Dead.self, Requeue.self, Pause.self, Resume.self, Purge.self, Partition.self]
     )
 
     struct Stats: AsyncParsableCommand {
@@ -194,6 +194,30 @@ struct QueueCommand: AsyncParsableCommand {
             try await withRuntime { runtime in
                 try await TaskQueue(redis: runtime.redis).resume(try QueueName(queue))
                 print("resumed \(queue)")
+            }
+        }
+    }
+
+    struct Partition: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Split a queue into partitions, so that on a Redis Cluster its tasks spread over masters.",
+            discussion: """
+                Each partition has a hash tag of its own ({q:NAME/K}; partition 0 keeps the queue's
+                keys), so a cluster puts partitions on different masters. Producers put a task in
+                the partition its dedupe key (or id) hashes to; workers claim from every partition,
+                and wait on one marker while all are empty. Priority orders tasks within a
+                partition, not across partitions. Partitions only grow. With no --partitions, prints
+                how many the queue has.
+                """)
+        @Argument(help: "The queue.") var queue: String
+        @Option(help: "How many partitions the queue should have (1 to 256, no fewer than now).") var partitions: Int?
+
+        func run() async throws {
+            try await withRuntime { runtime in
+                let taskQueue = TaskQueue(redis: runtime.redis)
+                let name = try QueueName(queue)
+                if let partitions { try await taskQueue.setPartitions(name, partitions) }
+                print("\(queue): \(try await taskQueue.partitions(name, fresh: true)) partitions")
             }
         }
     }

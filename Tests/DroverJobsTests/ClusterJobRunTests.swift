@@ -1,5 +1,6 @@
 import DroverCore
 import DroverDatabase
+import DroverQueue
 import DroverRedis
 import DroverSessionLog
 import DroverTesting
@@ -59,7 +60,9 @@ struct ClusterJobRunTests {
         }
     }
 
-    @Test("a master killed with SIGKILL mid-batch: the batch finishes, no turn runs twice under one epoch, no tool runs twice, SQLite matches Redis")
+    @Test(
+        "a master killed with SIGKILL mid-batch on a partitioned queue: the batch finishes, no turn runs twice under one epoch, no tool runs twice, SQLite matches Redis"
+    )
     func batchThroughAFailover() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         try await withRedisCluster { cluster in
@@ -83,11 +86,17 @@ struct ClusterJobRunTests {
                   final: '{"ok": true}'
                 """.utf8
             ).write(to: job)
+            // The job's queue in three partitions, so its turns spread over the masters and the
+            // killed one takes a partition with it.
+            let environment = self.environment(cluster)
+            let said = try await splitQueue(environment)
+            let split = said.contains("jobs.through-failover: 3 partitions")
+            #expect(split, "\(said)")
             let reportDirectory = directory.appendingPathComponent("report")
             let output = directory.appendingPathComponent("run.out").path
             let child = try ChildProcess(
                 executable: droverBinary.path, arguments: ["run", job.path, "--report-dir", reportDirectory.path],
-                environment: environment(cluster), outputPath: output)
+                environment: environment, outputPath: output)
             defer { Task { await child.kill() } }
             // Kill the master of the batch's turn queue once a few items are through.
             // `drover run` names a job's queue jobs.NAME.
@@ -114,6 +123,12 @@ struct ClusterJobRunTests {
             // The log, in Redis and in SQLite, holds each turn once per epoch and each tool once.
             let client = try await cluster.client()
             defer { client.close() }
+            // Every partition of the job's queue carried some of its turns.
+            let queue = try QueueName("jobs.through-failover")
+            for partition in 0..<3 {
+                let enqueued = try await TaskQueue(redis: client).stats(queue.partition(partition)).totals.enqueued
+                #expect(enqueued > 0, "partition \(partition) took no turn")
+            }
             let database = try MirrorDatabase(path: directory.appendingPathComponent("data/drover.db").path)
             let log = SessionLog(redis: client, database: database)
             for item in report.items {
@@ -147,5 +162,12 @@ struct ClusterJobRunTests {
                 }
             }
         }
+    }
+
+    /// `drover queue partition` on the job's queue; what it printed, or its error.
+    private func splitQueue(_ environment: [String: String]) async throws -> String {
+        let run = try await runProgramSeparately(
+            droverBinary.path, ["queue", "partition", "jobs.through-failover", "--partitions", "3"], environment: environment)
+        return run.status == 0 ? run.stdout : "exit \(run.status): \(run.stderr)"
     }
 }
