@@ -78,10 +78,19 @@ def stop(serve: subprocess.Popen, stub: subprocess.Popen):
 
 
 class Server:
-    def __init__(self, base_url: str, keys: dict, data_dir: Path):
+    def __init__(self, base_url: str, keys: dict, data_dir: Path, redis_url: str | None = None):
         self.base_url = base_url
         self.keys = keys
         self.data_dir = data_dir
+        self.redis_url = redis_url
+
+    def env(self) -> dict:
+        """The environment a `drover` command needs to reach this server's data and Redis."""
+        env = dict(os.environ, DROVER_DATA_DIR=str(self.data_dir))
+        env.pop("DROVER_REDIS_URL", None)
+        if self.redis_url:
+            env["DROVER_REDIS_URL"] = self.redis_url
+        return env
 
     def client(self, workspace: str = "alpha") -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=self.base_url, api_key=self.keys[workspace], max_retries=0)
@@ -97,13 +106,11 @@ class Server:
         return httpx.request(method, self.base_url + path, json=body, content=content, headers=h, timeout=30, **kw)
 
     def drover(self, *args: str) -> str:
-        env = dict(os.environ, DROVER_DATA_DIR=str(self.data_dir))
-        return subprocess.run([str(DROVER), *args], env=env, check=True, capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run([str(DROVER), *args], env=self.env(), check=True, capture_output=True, text=True, timeout=30).stdout
 
     def drover_stderr(self, *args: str) -> str:
         """What `drover ARGS` says on standard error (its notes), once it succeeded."""
-        env = dict(os.environ, DROVER_DATA_DIR=str(self.data_dir))
-        return subprocess.run([str(DROVER), *args], env=env, check=True, capture_output=True, text=True, timeout=30).stderr
+        return subprocess.run([str(DROVER), *args], env=self.env(), check=True, capture_output=True, text=True, timeout=30).stderr
 
 
 @contextlib.contextmanager
@@ -163,6 +170,12 @@ def server():
         data = tmp / "data"
         env = dict(os.environ, DROVER_DATA_DIR=str(data), ANTHROPIC_API_KEY="scripted")
         env.pop("DROVER_REDIS_URL", None)
+        # DROVER_TEST_REDIS_URL runs the shared server, and the drover commands tests run beside
+        # it (Server.env), on a Redis of your choosing, such as redis+cluster://127.0.0.1:7000
+        # to put the SDK suite on a cluster. Servers of their own keep an embedded Redis.
+        redis_url = os.environ.get("DROVER_TEST_REDIS_URL")
+        if redis_url:
+            env["DROVER_REDIS_URL"] = redis_url
         stub_port, api_port = free_port(), free_port()
         stub_log, serve_log = tmp / "stub.log", tmp / "serve.log"
         stub = subprocess.Popen([str(DROVER), "model-stub", "--script", str(SCRIPT), "--port", str(stub_port)],
@@ -176,7 +189,7 @@ def server():
                                  stdout=serve_log.open("w"), stderr=subprocess.STDOUT, env=env)
         try:
             wait_for(f"http://127.0.0.1:{api_port}/health", serve, serve_log)
-            yield Server(f"http://127.0.0.1:{api_port}", keys, data)
+            yield Server(f"http://127.0.0.1:{api_port}", keys, data, redis_url)
         finally:
             code = stop(serve, stub)
             print(serve_log.read_text())

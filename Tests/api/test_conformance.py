@@ -280,7 +280,7 @@ def test_sessions_tail_follows_live_like_replay(server, agent_env):
     client = server.client()
     agent, environment = agent_env
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-    env = dict(os.environ, DROVER_DATA_DIR=str(server.data_dir))
+    env = server.env()
     tail = subprocess.Popen([str(DROVER), "sessions", "tail", session.id, "--until-idle"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

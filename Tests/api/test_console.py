@@ -74,7 +74,7 @@ def console():
         with tempfile.TemporaryDirectory() as tmp:
             job = Path(tmp) / "job.yaml"
             job.write_text(JOB)
-            env = dict(os.environ, DROVER_DATA_DIR=str(server.data_dir))
+            env = server.env()
             env.pop("ANTHROPIC_API_KEY", None)  # the job's playbook, on the scripted model
             run = subprocess.run([str(DROVER), "run", str(job), "--report-dir", str(Path(tmp) / "report")], env=env,
                                  capture_output=True, text=True, timeout=120)
@@ -351,5 +351,5 @@ def test_sessions_list_on_the_command_line_filters_as_the_console_does(console):
     first, rest = ids("--batch", "batch_console_check", "--limit", "1"), ids("--batch", "batch_console_check", "--offset", "1")
     assert len(first) == 1 and first | rest == listed and not first & rest
     bad = subprocess.run([str(DROVER), "sessions", "list", "--status", "sleeping"], capture_output=True, text=True, timeout=30,
-                         env=dict(os.environ, DROVER_DATA_DIR=str(server.data_dir)))
+                         env=server.env())
     assert bad.returncode != 0 and "--status: 'sleeping' is not running, idle" in bad.stderr

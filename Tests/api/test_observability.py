@@ -119,7 +119,7 @@ def test_metrics_move_as_sessions_run_and_every_request_is_logged_once_with_its_
 def test_a_role_without_an_api_serves_metrics_on_its_own_address():
     with sandboxed_server("drover-metrics-role-", BASH_PLAYBOOK) as server:
         port = free_port()
-        env = dict(os.environ, DROVER_DATA_DIR=str(server.data_dir))
+        env = server.env()
         log = server.data_dir.parent / "scheduler.log"
         # The server runs no scheduler (--no-scheduler): this one leads.
         scheduler = subprocess.Popen([str(DROVER), "scheduler", "--metrics-address", f"127.0.0.1:{port}"], env=env,
