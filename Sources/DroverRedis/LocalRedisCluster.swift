@@ -136,7 +136,9 @@ public final class LocalRedisCluster: Sendable {
                 connected = try? await nodeClient(port)
                 return connected != nil
             }
-            guard let connected else { throw FixtureError("the cluster node on port \(port) did not start; see \(directory.path)/\(port)/redis.log") }
+            guard let connected else {
+                throw LocalRedisClusterError("the cluster node on port \(port) did not start; see \(directory.path)/\(port)/redis.log")
+            }
             clients.append(connected)
         }
         var ids: [String] = []
@@ -160,7 +162,7 @@ public final class LocalRedisCluster: Sendable {
             }
             return true
         }
-        guard everyoneKnown else { throw FixtureError("the cluster nodes did not all meet within 60 s") }
+        guard everyoneKnown else { throw LocalRedisClusterError("the cluster nodes did not all meet within 60 s") }
         for replica in masters..<ports.count {
             let master = (replica - masters) % masters
             try await clients[replica].send(["CLUSTER", "REPLICATE", ids[master]])
@@ -173,7 +175,7 @@ public final class LocalRedisCluster: Sendable {
             }
             return true
         }
-        guard ready else { throw FixtureError("the cluster was not ok within 90 s; see the logs under \(directory.path)") }
+        guard ready else { throw LocalRedisClusterError("the cluster was not ok within 90 s; see the logs under \(directory.path)") }
     }
 
     private func allLiveNodesSayOK() async -> Bool {
@@ -189,7 +191,7 @@ public final class LocalRedisCluster: Sendable {
         let nodeDirectory = directory.appendingPathComponent(String(port))
         try FileManager.default.createDirectory(at: nodeDirectory, withIntermediateDirectories: true)
         guard let executable = EmbeddedRedis.findExecutable("redis-server") else {
-            throw FixtureError("redis-server is not installed. Fix: ./scripts/setup (or apt-get install -y redis-server)")
+            throw LocalRedisClusterError("redis-server is not installed. Fix: ./scripts/setup (or apt-get install -y redis-server)")
         }
         var prefix: [String] = []
         var program = executable.path
@@ -225,7 +227,7 @@ public final class LocalRedisCluster: Sendable {
             let port = Int.random(in: 20000...29999)
             if !taken.contains(port), isFree(port), isFree(port + 10000) { return port }
         }
-        throw FixtureError("no free pair of loopback ports for a cluster node")
+        throw LocalRedisClusterError("no free pair of loopback ports for a cluster node")
     }
 
     private static func isFree(_ port: Int) -> Bool {
@@ -243,7 +245,7 @@ public final class LocalRedisCluster: Sendable {
 }
 
 /// Why a local cluster could not be started.
-public struct FixtureError: Error, CustomStringConvertible {
+public struct LocalRedisClusterError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

@@ -78,10 +78,10 @@ public final class Recorder: Sendable {
     public func run() async throws {
         try await createGroups()
         _ = try await drainPending()
-        let connection = redis.blockingConnection(name: "recorder")
-        defer { connection.close() }
         // On a cluster, a reader per shard; on one server, one read over every shard.
         let shardReads = redis.isCluster ? ShardReads() : nil
+        let connection = shardReads == nil ? redis.blockingConnection(name: "recorder") : nil
+        defer { connection?.close() }
         let readers = shardReads.map { reads in
             Task {
                 await withTaskGroup(of: Void.self) { group in
@@ -107,7 +107,7 @@ public final class Recorder: Sendable {
         defer { reading?.cancel() }
         let next = { [options] in
             Task {
-                if let shardReads { return try await shardReads.take() }
+                guard let connection else { return try await shardReads!.take() }
                 return try await connection.send(Self.readGroup(options, streams: Self.streams, from: ">", block: options.block))
             }
         }

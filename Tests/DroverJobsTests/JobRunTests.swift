@@ -11,6 +11,12 @@ struct JobRunTests {
 
     let directory = scratchDirectory("jobrun")
 
+    /// What the main job's playbook grades each submission, on one server or a cluster.
+    static let expectedScores = [
+        "ada": 100, "ben": 100, "chen": 90, "dara": 90, "eli": 90, "fay": 90, "gus": 90,
+        "hana": 0, "ivan": 0, "jo": 20, "kim": 100, "lee": 80,
+    ]
+
     func environment(_ extra: [String: String] = [:]) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         for key in ["DROVER_REDIS_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DROVER_DB"] { environment.removeValue(forKey: key) }
@@ -62,11 +68,7 @@ struct JobRunTests {
             #expect(item.status == "succeeded", "\(item.item_id)")
             if case .number(let score)? = item.columns["score"] { scores[item.item_id] = Int(score) }
         }
-        #expect(
-            scores == [
-                "ada": 100, "ben": 100, "chen": 90, "dara": 90, "eli": 90, "fay": 90, "gus": 90,
-                "hana": 0, "ivan": 0, "jo": 20, "kim": 100, "lee": 80,
-            ])
+        #expect(scores == Self.expectedScores)
         let byId = Dictionary(uniqueKeysWithValues: report.items.map { ($0.item_id, $0) })
         #expect(byId["jo"]?.columns["verdict"] == .string("timeout"))
         #expect(byId["hana"]?.columns["verdict"] == .string("error"))

@@ -32,22 +32,7 @@ struct ClusterQueueTests {
             let consumers = queues.map { queue.consumer($0, workerId: "w-\($0.rawValue)") }
             defer { for consumer in consumers { consumer.close() } }
             // Consumers wait on their queue's marker (BZPOPMIN on its master) before anything is queued.
-            let workers = Task {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for consumer in consumers {
-                        group.addTask {
-                            var finished: [TaskLease] = []
-                            while claimed.withLock({ $0.values.reduce(0, +) }) < total {
-                                let leases = try await consumer.next(max: 4, leaseTTL: .seconds(30), wait: .seconds(2), acking: finished)
-                                for lease in leases { claimed.withLock { $0[lease.payload, default: 0] += 1 } }
-                                finished = leases
-                            }
-                            if !finished.isEmpty { _ = try await queue.ack(finished) }
-                        }
-                    }
-                    try await group.waitForAll()
-                }
-            }
+            let workers = Task { try await claimAll(total, by: consumers, of: queue, max: 4, into: claimed) }
             for name in names {
                 for task in 0..<20 { _ = try await queue.enqueue(name, payload: #"{"task":"\#(name.rawValue)/\#(task)"}"#) }
             }
@@ -87,22 +72,7 @@ struct ClusterQueueTests {
             let consumers = (0..<3).map { queue.consumer(name, workerId: "w\($0)") }
             defer { for consumer in consumers { consumer.close() } }
             // The consumers wait (on the queue's one marker) before anything is queued.
-            let workers = Task {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for consumer in consumers {
-                        group.addTask {
-                            var finished: [TaskLease] = []
-                            while claimed.withLock({ $0.values.reduce(0, +) }) < total {
-                                let leases = try await consumer.next(max: 3, leaseTTL: .seconds(30), wait: .seconds(2), acking: finished)
-                                for lease in leases { claimed.withLock { $0[lease.payload, default: 0] += 1 } }
-                                finished = leases
-                            }
-                            if !finished.isEmpty { _ = try await queue.ack(finished) }
-                        }
-                    }
-                    try await group.waitForAll()
-                }
-            }
+            let workers = Task { try await claimAll(total, by: consumers, of: queue, max: 3, into: claimed) }
             for task in 0..<total {
                 let result = try await queue.enqueue(name, payload: #"{"n":\#(task)}"#, dedupeKey: "key-\(task)")
                 #expect(result.outcome == .enqueued)
@@ -133,5 +103,24 @@ struct ClusterQueueTests {
             #expect(try await queue.queueNames().contains(name))
             await #expect(throws: TaskQueueError.self) { try await queue.setPartitions(name, 3) }
         }
+    }
+}
+
+/// Runs `consumers` until `total` tasks are claimed, counting each task's claims by payload in
+/// `claimed`; each acks what it claimed with its next claim, and the last batch at the end.
+private func claimAll(_ total: Int, by consumers: [QueueConsumer], of queue: TaskQueue, max: Int, into claimed: Locked<[String: Int]>) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for consumer in consumers {
+            group.addTask {
+                var finished: [TaskLease] = []
+                while claimed.withLock({ $0.values.reduce(0, +) }) < total {
+                    let leases = try await consumer.next(max: max, leaseTTL: .seconds(30), wait: .seconds(2), acking: finished)
+                    for lease in leases { claimed.withLock { $0[lease.payload, default: 0] += 1 } }
+                    finished = leases
+                }
+                if !finished.isEmpty { _ = try await queue.ack(finished) }
+            }
+        }
+        try await group.waitForAll()
     }
 }
