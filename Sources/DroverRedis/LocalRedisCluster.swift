@@ -221,10 +221,13 @@ public final class LocalRedisCluster: Sendable {
         return try await condition()
     }
 
-    /// A free loopback port whose cluster bus port (10000 above it) is free too.
+    /// A free loopback port whose cluster bus port (10000 above it) is free too. Both stay below
+    /// Linux's ephemeral range (from 32768), where the kernel hands out ports to every other
+    /// connection and server on the machine, so none can take one between this check and
+    /// redis-server's bind.
     private static func clusterPort(avoiding taken: [Int]) throws -> Int {
         for _ in 0..<200 {
-            let port = Int.random(in: 20000...29999)
+            let port = Int.random(in: 12000...22000)
             if !taken.contains(port), isFree(port), isFree(port + 10000) { return port }
         }
         throw LocalRedisClusterError("no free pair of loopback ports for a cluster node")

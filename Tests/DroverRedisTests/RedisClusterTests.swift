@@ -84,18 +84,24 @@ struct RedisClusterUnitTests {
 
     @Test("a cluster URL that points at a single server says so and how to fix it")
     func singleServerIsNotACluster() async throws {
-        try await withRedisServer { server in
-            let tcp = try await RedisServerFixture.start(tcpPort: Int.random(in: 40000...49999))
-            defer { Task { await tcp.shutdown() } }
-            guard case .tcp(let host, let port) = tcp.url.endpoint else { return }
-            await #expect {
-                try await RedisClient.connect("redis+cluster://\(host):\(port)")
-            } throws: { error in
-                guard case RedisError.clusterUnavailable = error else { return false }
-                return "\(error)".contains("single server") && "\(error)".contains("Fix:")
-            }
-            _ = server
+        // A TCP port below the kernel's ephemeral range (from 32768), where no other test's
+        // server or connection is handed one; tried again on another should it be taken.
+        var started: RedisServerFixture?
+        for _ in 0..<5 where started == nil {
+            started = try? await RedisServerFixture.start(tcpPort: Int.random(in: 8000...11000))
         }
+        let tcp = try #require(started, "no single server could start on a TCP port")
+        guard case .tcp(let host, let port) = tcp.url.endpoint else {
+            await tcp.shutdown()
+            return
+        }
+        await #expect {
+            try await RedisClient.connect("redis+cluster://\(host):\(port)")
+        } throws: { error in
+            guard case RedisError.clusterUnavailable = error else { return false }
+            return "\(error)".contains("single server") && "\(error)".contains("Fix:")
+        }
+        await tcp.shutdown()
     }
 }
 
