@@ -438,7 +438,7 @@ public struct TaskQueue: Sendable {
     /// How many partitions `queue` has, 1 for an unsplit queue. Read from Redis at most every
     /// two seconds per process, so a change reaches producers and consumers within that.
     public func partitions(_ queue: QueueName, fresh: Bool = false) async throws(TaskQueueError) -> Int {
-        let cacheKey = "\(redis.url)|\(queue.rawValue)"
+        let cacheKey = partitionCountKey(queue)
         let now = ContinuousClock.now
         if !fresh, let cached = PartitionCounts.shared.withLock({ $0[cacheKey] }), now - cached.readAt < .seconds(2) {
             return cached.count
@@ -478,8 +478,11 @@ public struct TaskQueue: Sendable {
         } catch {
             throw .redis(error)
         }
-        PartitionCounts.shared.withLock { $0["\(redis.url)|\(queue.rawValue)"] = (count, .now) }
+        PartitionCounts.shared.withLock { $0[partitionCountKey(queue)] = (count, .now) }
     }
+
+    /// Where `PartitionCounts` keeps this queue's count: per Redis, since a test process talks to many.
+    private func partitionCountKey(_ queue: QueueName) -> String { "\(redis.url)|\(queue.rawValue)" }
 
     /// Every partition of `queue`, partition 0 first; `queue` alone when it names one partition.
     public func partitionNames(_ queue: QueueName) async throws(TaskQueueError) -> [QueueName] {

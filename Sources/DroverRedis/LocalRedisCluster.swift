@@ -1,5 +1,4 @@
 import DroverCore
-import DroverRedis
 import Foundation
 import Synchronization
 
@@ -88,13 +87,11 @@ public final class LocalRedisCluster: Sendable {
         for port in livePorts {
             guard let client = try? await nodeClient(port) else { continue }
             defer { client.close() }
-            guard let reply = try? await client.send(["CLUSTER", "SLOTS"]), let ranges = reply.array else { continue }
-            for range in ranges {
-                guard let parts = range.array, parts.count >= 3, let start = parts[0].int, let end = parts[1].int,
-                    let master = parts[2].array, master.count >= 2, let owner = master[1].int
-                else { continue }
-                if (start...end).contains(Int64(slot)) { return Int(owner) }
-            }
+            let asked = RedisURL.Endpoint.tcp(host: "127.0.0.1", port: port)
+            guard let reply = try? await client.send(["CLUSTER", "SLOTS"]),
+                let topology = try? RedisClusterTopology(clusterSlots: reply, askedNode: asked)
+            else { continue }
+            if case .tcp(_, let owner)? = topology.owner(of: slot) { return owner }
             return nil
         }
         return nil

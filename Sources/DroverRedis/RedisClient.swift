@@ -68,10 +68,7 @@ public final class RedisClient: Sendable {
     /// connection (reads, and writes whose repetition is harmless).
     @discardableResult
     public func send(_ arguments: [String], idempotent: Bool = false) async throws(RedisError) -> RedisValue {
-        if let router {
-            return try await router.perform([arguments], script: nil, idempotent: idempotent, retriesUnready: true)[0].throwingErrorReply()
-        }
-        return try await leastLoaded.perform([arguments], idempotent: idempotent, retriesUnready: true)[0].throwingErrorReply()
+        try await perform([arguments], idempotent: idempotent, retriesUnready: true)[0].throwingErrorReply()
     }
 
     @discardableResult
@@ -82,10 +79,7 @@ public final class RedisClient: Sendable {
     /// Sends all commands in one round trip. Error replies are returned as `.error` values.
     public func pipeline(_ commands: [[String]], idempotent: Bool = false) async throws(RedisError) -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
-        if let router {
-            return try await router.perform(commands, script: nil, idempotent: idempotent, retriesUnready: false)
-        }
-        return try await leastLoaded.perform(commands, idempotent: idempotent, retriesUnready: false)
+        return try await perform(commands, idempotent: idempotent, retriesUnready: false)
     }
 
     /// Runs a script by its SHA-1, loading it when the server does not know it (a fresh or
@@ -96,29 +90,27 @@ public final class RedisClient: Sendable {
     public func eval(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisValue {
         _ = try RedisHashSlot.common(keys, command: "script \(script.name)")
         let call = ["EVALSHA", script.sha1, String(keys.count)] + keys + arguments
+        return try await perform([call], script: script, idempotent: script.isIdempotent, retriesUnready: true)[0].throwingErrorReply()
+    }
+
+    /// The one place that picks the route: the cluster's router, or the least loaded connection.
+    private func perform(
+        _ commands: [[String]], script: RedisScript? = nil, idempotent: Bool, retriesUnready: Bool
+    ) async throws(RedisError) -> [RedisValue] {
         if let router {
-            return try await router.perform([call], script: script, idempotent: script.isIdempotent, retriesUnready: true)[0]
-                .throwingErrorReply()
+            return try await router.perform(commands, script: script, idempotent: idempotent, retriesUnready: retriesUnready)
         }
-        return try await leastLoaded.perform([call], script: script, idempotent: script.isIdempotent, retriesUnready: true)[0]
-            .throwingErrorReply()
+        return try await leastLoaded.perform(commands, script: script, idempotent: idempotent, retriesUnready: retriesUnready)
     }
 
     /// Every key matching `pattern`, from every master of a cluster. Keys written meanwhile may
     /// or may not be listed, as with `SCAN` itself.
     public func scanKeys(matching pattern: String, count: Int = 1000) async throws(RedisError) -> [String] {
         var keys: [String] = []
-        for node in router.map({ $0.masters.map(Optional.some) }) ?? [nil] {
+        for node in nodes {
             var cursor = "0"
             repeat {
-                let command = ["SCAN", cursor, "MATCH", pattern, "COUNT", String(count)]
-                let reply: RedisValue
-                if let router, let node {
-                    reply = try await router.perform([command], script: nil, idempotent: true, retriesUnready: true, node: node)[0]
-                        .throwingErrorReply()
-                } else {
-                    reply = try await send(command, idempotent: true)
-                }
+                let reply = try await send(["SCAN", cursor, "MATCH", pattern, "COUNT", String(count)], to: node)
                 guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let found = parts[1].array else {
                     throw .unexpectedReply("SCAN answered \(reply)")
                 }
@@ -132,13 +124,20 @@ public final class RedisClient: Sendable {
     /// Sends `arguments` to every master of a cluster (to the server, for one server) and returns
     /// each node's reply: for `INFO` and other per-node statistics.
     public func sendToEveryNode(_ arguments: [String]) async throws(RedisError) -> [RedisValue] {
-        guard let router else { return [try await send(arguments, idempotent: true)] }
         var replies: [RedisValue] = []
-        for node in router.masters {
-            replies.append(
-                try await router.perform([arguments], script: nil, idempotent: true, retriesUnready: true, node: node)[0].throwingErrorReply())
-        }
+        for node in nodes { replies.append(try await send(arguments, to: node)) }
         return replies
+    }
+
+    /// Each master of a cluster; nil, the one server, otherwise.
+    private var nodes: [RedisURL.Endpoint?] {
+        router.map { $0.masters.map(Optional.some) } ?? [nil]
+    }
+
+    /// Sends a read to `node` (a cluster's master), or to the server when nil.
+    private func send(_ arguments: [String], to node: RedisURL.Endpoint?) async throws(RedisError) -> RedisValue {
+        guard let router, let node else { return try await send(arguments, idempotent: true) }
+        return try await router.perform([arguments], script: nil, idempotent: true, retriesUnready: true, node: node)[0].throwingErrorReply()
     }
 
     /// The connection with the fewest requests in flight: a large reply on one holds up only
@@ -237,8 +236,7 @@ public final class RedisBlockingConnection: Sendable {
     /// when the old one cannot be reached, within the reconnect window.
     private func sendToCluster(_ arguments: [String], router: RedisClusterRouter) async throws -> RedisValue {
         let keySlot = try RedisClusterRouter.slot(of: arguments)
-        let deadline = ContinuousClock.now + router.options.reconnectWindow
-        var backoff = router.options.initialBackoff
+        var backoff = ReconnectBackoff(router.options)
         var redirection: RedisRedirection?
         var redirections = 0
         while true {
@@ -270,9 +268,8 @@ public final class RedisBlockingConnection: Sendable {
             }
             redirection = nil
             await router.refresh(after: seen)
-            guard ContinuousClock.now + backoff < deadline else { throw failure }
-            try await Task.sleep(for: backoff * Double.random(in: 0.5...1.0))
-            backoff = min(backoff * 2, router.options.maximumBackoff)
+            guard let wait = backoff.next() else { throw failure }
+            try await Task.sleep(for: wait)
         }
     }
 

@@ -98,8 +98,7 @@ final class RedisClusterRouter: Sendable {
         for command in commands { slots.append(node == nil ? try Self.slot(of: command) : nil) }
         var replies = [RedisValue?](repeating: nil, count: commands.count)
         var pending = commands.indices.map { Pending(index: $0) }
-        let deadline = ContinuousClock.now + options.reconnectWindow
-        var backoff = options.initialBackoff
+        var backoff = ReconnectBackoff(options)
         var redirections = 0
         while true {
             let seen = generation
@@ -148,12 +147,11 @@ final class RedisClusterRouter: Sendable {
                         }
                     }
                 case .failure(let error):
+                    // Sent again, to whichever master owns the slot once the map is read again:
+                    // what never reached a server, and what may run twice.
                     switch error {
-                    case .connectionFailed:
-                        next += members.map { Pending(index: $0.index) }
-                        failure = error
-                        stale = true
-                    case .connectionLost where idempotent:
+                    case .connectionFailed,
+                        .connectionLost where idempotent:
                         next += members.map { Pending(index: $0.index) }
                         failure = error
                         stale = true
@@ -179,9 +177,8 @@ final class RedisClusterRouter: Sendable {
             }
             if stale { await refresh(after: seen) }
             if let failure {
-                guard ContinuousClock.now + backoff < deadline else { throw failure }
-                try? await Task.sleep(for: backoff * Double.random(in: 0.5...1.0))
-                backoff = min(backoff * 2, options.maximumBackoff)
+                guard let wait = backoff.next() else { throw failure }
+                try? await Task.sleep(for: wait)
             }
         }
     }

@@ -90,8 +90,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
         _ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> T
     ) async throws(RedisError) -> T {
         try await thread.run { [self] () throws(RedisError) -> T in
-            let deadline = ContinuousClock.now + options.reconnectWindow
-            var backoff = options.initialBackoff
+            var backoff = ReconnectBackoff(options)
             while true {
                 do throws(RedisError) {
                     if cancellation?.isRequested == true { throw .cancelled }
@@ -117,10 +116,8 @@ final class RedisConnectionSlot: @unchecked Sendable {
                     default:
                         retry = false
                     }
-                    guard retry, ContinuousClock.now + backoff < deadline else { throw error }
-                    let jittered = backoff * Double.random(in: 0.5...1.0)
-                    Thread.sleep(forTimeInterval: jittered.seconds)
-                    backoff = min(backoff * 2, options.maximumBackoff)
+                    guard retry, let wait = backoff.next() else { throw error }
+                    Thread.sleep(forTimeInterval: wait.seconds)
                 }
             }
         }

@@ -99,8 +99,7 @@ final class RedisSharedConnection: @unchecked Sendable {
     /// within the reconnect window what may be retried.
     private func serve(_ batch: [Request]) {
         var queue = batch
-        let deadline = ContinuousClock.now + options.reconnectWindow
-        var backoff = options.initialBackoff
+        var backoff = ReconnectBackoff(options)
         while !queue.isEmpty {
             var retry: [Request] = []
             var failure: RedisError?
@@ -161,13 +160,11 @@ final class RedisSharedConnection: @unchecked Sendable {
             }
             queue = retry
             guard !queue.isEmpty else { return }
-            guard ContinuousClock.now + backoff < deadline, let failure else {
+            guard failure != nil, let wait = backoff.next() else {
                 for request in queue { request.completion(.failure(failure ?? .closed)) }
                 return
             }
-            let jittered = backoff * Double.random(in: 0.5...1.0)
-            Thread.sleep(forTimeInterval: jittered.seconds)
-            backoff = min(backoff * 2, options.maximumBackoff)
+            Thread.sleep(forTimeInterval: wait.seconds)
         }
     }
 
