@@ -145,10 +145,19 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]
         ),
         .target(
+            name: "DroverFileStore",
+            dependencies: [
+                "DroverCore",
+                "DroverRedis",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
             name: "DroverHands",
             dependencies: [
                 "DroverCore",
                 "DroverEgress",
+                "DroverFileStore",
                 "DroverHTTP",
                 "DroverMetrics",
                 "DroverTools",
@@ -162,6 +171,7 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverDatabase",
+                "DroverFileStore",
                 "DroverHands",
                 "DroverModelStub",
                 "DroverQueue",
@@ -220,6 +230,7 @@ let package = Package(
                 "DroverConsole",
                 "DroverCore",
                 "DroverDatabase",
+                "DroverFileStore",
                 "DroverHands",
                 "DroverMetrics",
                 "DroverQueue",
@@ -266,6 +277,7 @@ let package = Package(
                 "DroverCore",
                 "DroverDatabase",
                 "DroverEgress",
+                "DroverFileStore",
                 "DroverHands",
                 "DroverHTTP",
                 "DroverJobs",
@@ -320,6 +332,7 @@ let package = Package(
                 "DroverCore",
                 "DroverDatabase",
                 "DroverEgress",
+                "DroverFileStore",
                 "DroverHands",
                 "DroverJobs",
                 "DroverMetrics",

@@ -2,6 +2,7 @@ import Crypto
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverFileStore
 import DroverMetrics
 import DroverQueue
 import DroverRedis
@@ -30,9 +31,8 @@ public final class APIServer: Sendable {
         public var filesDirectory: URL?
         /// Uploads over this answer 413.
         public var maxFileBytes = 32 << 20
-        /// The sandboxes' root (`<hands root>/workspaces/SESSION`), where file resources are
-        /// copied before a session's first turn; nil: sessions with file resources answer 501.
-        public var handsRoot: URL?
+        /// What the file store takes (file resources reach workers through it, on any host).
+        public var fileStoreLimits = FileStoreLimits()
         /// The key that seals vault secrets, read at each write so that a rotation
         /// (`drover vaults rotate-key`) takes effect at once; without it, `/v1/vaults` answers 501.
         public var vaultKeyring: (@Sendable () throws -> VaultKeyring)?
@@ -132,7 +132,8 @@ public final class APIServer: Sendable {
         }
         router.get("/metrics") { request, _ in try await self.metrics(request) }
         router.get("/v1/openapi.json") { _, _ in jsonResponse(OpenAPIDocument.document) }
-        let files = UploadedFiles(store: store, options: options)
+        let files = UploadedFiles(
+            store: store, options: options, sessionFiles: SessionFiles(store: FileStore(redis: redis, limits: options.fileStoreLimits)))
         let webhooks = WebhookNotifier(outbox: options.webhooks)
         let sessions = SessionController(store: store, log: log, inbox: inbox, files: files, webhooks: webhooks, work: work)
         let deployments = DeploymentController(store: store, log: log, queue: queue, launchBatch: options.launchBatch, webhooks: webhooks)

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverDatabase
+import DroverFileStore
 import Foundation
 import Hummingbird
 import NIOCore
@@ -124,6 +125,8 @@ struct UploadedFiles: Sendable {
 
     let store: ControlPlaneStore
     let options: APIServer.Options
+    /// Where file resources go for the workers (`SessionFiles`).
+    let sessionFiles: SessionFiles
 
     func blobs() throws -> FileBlobs {
         guard let directory = options.filesDirectory else {

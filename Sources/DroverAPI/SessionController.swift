@@ -50,7 +50,7 @@ struct SessionController: Sendable {
         let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(overridden ?? agentRow.json))
         let id = SessionID.make()
         // Before the session exists, so that its first turn always finds its files and tokens.
-        try files.copyMounts(resources.files, session: id.rawValue, workspace: context.workspace)
+        try await files.storeMounts(resources.files, session: id, workspace: context.workspace)
         for repository in resources.repositories {
             try await store.saveRepositoryToken(repository, session: id.rawValue, workspace: context.workspace, keyring: options.vaultKeyring)
         }

@@ -1,5 +1,5 @@
 import DroverCore
-import DroverHands
+import DroverFileStore
 import Foundation
 import Hummingbird
 
@@ -8,9 +8,9 @@ import Glibc
 #endif
 
 /// A session's `resources`: files and git repositories (`RepositoryResource`), checked at create.
-/// Files are recorded on the session in the SDK's `BetaManagedAgentsFileResource` shape, and staged for the session's workspace before the first
-/// turn is queued (`HandsLayout.staging`: the sandbox pool copies them into /workspace when the
-/// session's sandbox starts).
+/// Files are recorded on the session in the SDK's `BetaManagedAgentsFileResource` shape, and put
+/// in the file store before the first turn is queued (`SessionFiles.seed`: the worker that builds
+/// the session's workspace, on whichever host, writes them into /workspace as its sandbox starts).
 extension UploadedFiles {
     /// Where a file goes without a `mount_path`. The SDK documents `/mnt/session/uploads/<file_id>`;
     /// Drover's sandbox exposes only /workspace, so uploads go under it.
@@ -113,38 +113,28 @@ extension UploadedFiles {
         return parts.joined(separator: "/")
     }
 
-    /// Copies each file into the session's staging directory, which only the host writes;
-    /// directories are still created one by one and checked.
-    func copyMounts(_ mounts: [FileMount], session: String, workspace: String) throws {
+    /// Puts each file in the file store as the session's starting files (`SessionFiles.seed`),
+    /// which the worker that first builds the session's workspace writes in, on any host.
+    func storeMounts(_ mounts: [FileMount], session: SessionID, workspace: String) async throws {
         guard !mounts.isEmpty else { return }
-        guard let handsRoot = options.handsRoot else { throw APIError.notBuilt("session file resources without a hands root (Options.handsRoot)") }
         let blobs = try blobs()
-        let manager = FileManager.default
-        let root = HandsLayout(root: handsRoot).staging(session)
+        let limits = sessionFiles.store.limits
+        var stored: [StoredFile] = []
+        var total = 0
         do {
-            try manager.createDirectory(at: root, withIntermediateDirectories: true)
-            for mount in mounts {
-                var directory = root
-                let parts = mount.relativePath.split(separator: "/").map(String.init)
-                for part in parts.dropLast() {
-                    directory = directory.appendingPathComponent(part)
-                    var status = stat()
-                    if lstat(directory.path, &status) == 0 {
-                        guard (status.st_mode & S_IFMT) == S_IFDIR else {
-                            throw APIError.invalid(
-                                "resources", "/workspace/\(mount.relativePath) needs a directory where another resource put a file",
-                                fix: "give each file its own path")
-                        }
-                    } else {
-                        try manager.createDirectory(at: directory, withIntermediateDirectories: false)
-                    }
+            for (index, mount) in mounts.enumerated() {
+                let data = try blobs.read(workspace: workspace, id: mount.fileID)
+                total += data.count
+                guard total <= limits.maxSessionBytes else { throw FileStoreError.sessionTooLarge(limit: limits.maxSessionBytes) }
+                do {
+                    stored.append(try await sessionFiles.store.put(data, path: mount.relativePath))
+                } catch let error as FileStoreError {
+                    throw APIError.invalid("resources[\(index)].file_id", "\(error)")
                 }
-                let target = directory.appendingPathComponent(parts.last!)
-                try manager.copyItem(at: blobs.url(workspace: workspace, id: mount.fileID), to: target)
             }
-        } catch {
-            try? manager.removeItem(at: root)
-            throw error
+            try await sessionFiles.setSeed(session, stored)
+        } catch let error as FileStoreError {
+            throw APIError.invalid("resources", "\(error)")
         }
     }
 }

@@ -1,13 +1,13 @@
 import DroverCore
 import DroverDatabase
-import DroverHands
+import DroverFileStore
 import Foundation
 import Hummingbird
 
 /// `/v1/sessions/{id}/resources`: list and retrieve a session's resources; add a file or a git
 /// repository to a live session, rotate a repository's token, and remove a resource. A worker
-/// reads the session's repositories, and puts its added files in place (`IncomingFiles`), at
-/// each tool call, so a change counts from the next call.
+/// reads the session's repositories, and puts its added files in place from the file store
+/// (`IncomingFiles`), at each tool call, so a change counts from the next call.
 struct SessionResourceController: Sendable {
     let files: UploadedFiles
     var store: ControlPlaneStore { files.store }
@@ -32,9 +32,9 @@ struct SessionResourceController: Sendable {
         return jsonResponse(.object(resource))
     }
 
-    /// Adds a `github_repository` or a `file`. A file is staged where only the host writes; the
-    /// session's sandbox moves it into /workspace at its next tool call, so the host never writes
-    /// by path where an agent does.
+    /// Adds a `github_repository` or a `file`. A file goes to the file store; the session's
+    /// sandbox moves it into /workspace at its next tool call, so the host never writes by path
+    /// where an agent does.
     @Sendable func add(_ request: Request, context: APIRequestContext) async throws -> Response {
         let session = try await liveSession(context)
         let body = try await RequestInput.decode(ResourceBody.self, from: request, context: context).fields
@@ -55,13 +55,14 @@ struct SessionResourceController: Sendable {
         let existing = resources.compactMap { $0.objectValue?["mount_path"]?.stringValue?.dropFirst("/workspace/".count) }.map(String.init)
         let checked = try await files.resources([.object(body)], workspace: context.workspace, now: ControlPlaneStore.timestamp(), existing: existing)
         if let file = checked.files.first {
-            guard let handsRoot = files.options.handsRoot else {
-                throw APIError.notBuilt("session file resources without a hands root (Options.handsRoot)")
-            }
             let id = file.resource.objectValue?["id"]?.stringValue ?? ""
-            try IncomingFiles(layout: HandsLayout(root: handsRoot)).stage(
-                try files.blobs().url(workspace: context.workspace, id: file.fileID), relativePath: file.relativePath, resourceID: id,
-                session: session.id)
+            let data = try files.blobs().read(workspace: context.workspace, id: file.fileID)
+            do {
+                let stored = try await files.sessionFiles.store.put(data, path: file.relativePath)
+                try await files.sessionFiles.addIncoming(try SessionID(session.id), resourceID: id, file: stored)
+            } catch let error as FileStoreError {
+                throw APIError.invalid("file_id", "\(error)")
+            }
             resources.append(file.resource)
             try await save(session, resources: resources)
             return jsonResponse(file.resource)
@@ -104,8 +105,8 @@ struct SessionResourceController: Sendable {
         try await save(session, resources: resources)
         let id = resource["id"]?.stringValue ?? ""
         try await store.deleteRepositoryTokens(session: session.id, resource: id)
-        if resource["type"]?.stringValue == "file", let handsRoot = files.options.handsRoot {
-            IncomingFiles(layout: HandsLayout(root: handsRoot)).discard(resourceID: id, session: session.id)
+        if resource["type"]?.stringValue == "file" {
+            try await files.sessionFiles.discardIncoming(try SessionID(session.id), resourceID: id)
         }
         return jsonResponse(.object(["id": .string(id), "type": "session_resource_deleted"]))
     }

@@ -105,7 +105,7 @@ struct BatchBench: AsyncParsableCommand {
             let engine = BatchEngine(
                 runtime: runtime, concurrency: concurrency, model: model, hand: InProcessHand(),
                 handsRoot: handsRoot, queueName: queueName)
-            var options = BatchRunner.Options(handsRoot: handsRoot)
+            var options = BatchRunner.Options(files: try runtime.sessionFiles())
             options.queue = queueName
             options.scriptedItems = model.items
             let runnerOptions = options

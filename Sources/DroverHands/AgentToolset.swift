@@ -1,5 +1,6 @@
 import DroverCore
 import DroverEgress
+import DroverFileStore
 import DroverTools
 import Foundation
 
@@ -110,7 +111,10 @@ public final class AgentToolset: Hand {
             sandbox = try await pool.checkout(context.session, environment: context.environment)
             try await configureEgress(context, sandbox)
             if let failure = try await cloneRepositories(context.session, sandbox) { return .text(failure, isError: true) }
-            let undelivered = await IncomingFiles(layout: pool.layout).deliver(context.session, into: sandbox)
+            var undelivered: [String] = []
+            if let files = pool.settings.sessionFiles {
+                undelivered = await IncomingFiles(layout: pool.layout, files: files).deliver(context.session, into: sandbox)
+            }
             if !undelivered.isEmpty {
                 return .text(
                     "files added to the session could not be put in place, and were dropped: " + undelivered.joined(separator: "; "), isError: true)
@@ -198,6 +202,15 @@ public final class AgentToolset: Hand {
     /// its sandbox's route their git requests, so that fetch and push work from the sandbox when
     /// it has a network. A failed clone is this call's error result, once: the agent learns why,
     /// and its next calls go ahead without the repository.
+    public func turnEnding(session: SessionID) async {
+        guard let files = pool.settings.sessionFiles else { return }
+        guard let wanted = try? await files.wanted(session), !wanted.isEmpty else { return }
+        let exports = await WorkspaceExports(layout: pool.layout, store: files.store).export(wanted, of: session)
+        // Unrecorded, the job reads no output and says the agent wrote none; the append of the
+        // idle status that follows fails on the same outage and the turn is run again.
+        try? await files.setExports(session, exports)
+    }
+
     private func cloneRepositories(_ session: SessionID, _ sandbox: Sandbox) async throws -> String? {
         guard let repositories else { return nil }
         let listed = try await repositories(session)

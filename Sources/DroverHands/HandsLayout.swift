@@ -10,9 +10,9 @@ import Foundation
 ///     fs/                        the volume's mount point
 ///         workspace/             the sandbox's /workspace
 ///         shell/                 the sandbox's /run/shell: its saved directory and exports
-///     staged/                    files put there before the session's first sandbox (host-only)
-///     incoming/ID/               files added to a live session, for its next tool call (host-only; IncomingFiles)
+///     staged/                    the session's starting files, from the file store, on their way in (host-only)
 /// layers/fs/pip-KEY/             package layers, on a volume of their own
+/// exports/                       files a turn sends back to the file store, on their way out (host-only)
 /// ```
 public struct HandsLayout: Sendable {
     public let root: URL
@@ -40,8 +40,9 @@ public struct HandsLayout: Sendable {
     /// Holds the package layers' volume (see `PackageLayers`).
     public var layersDirectory: URL { root.appendingPathComponent("layers") }
 
-    /// Files for a session's workspace, written before it has a sandbox (a job's per-item files,
-    /// the API's file resources). Host-only: the pool copies them in when the sandbox starts.
+    /// The session's starting files (a job's per-item files, the API's file resources), written
+    /// from the file store as its workspace is built on this host. Host-only: the pool copies
+    /// them in when the sandbox starts.
     public func staging(_ session: String) -> URL {
         root.appendingPathComponent("workspaces").appendingPathComponent(session).appendingPathComponent("staged")
     }

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverEgress
+import DroverFileStore
 import DroverMetrics
 import DroverTools
 import Foundation
@@ -22,6 +23,9 @@ public struct SandboxPoolSettings: Sendable {
     /// so that its placeholder can be replaced (see `EgressAuthority`); without, credentials of
     /// type environment_variable cannot be used, and every HTTPS connection is a tunnel.
     public var egressAuthority: EgressAuthority?
+    /// Where a session's starting files and added files come from (the file store in Redis, which
+    /// every host reaches); nil for a pool whose sessions have none.
+    public var sessionFiles: SessionFiles?
 
     public init() {}
 }
@@ -151,6 +155,12 @@ public actor SandboxPool {
         try layout.migrateLegacyDirectories(of: session.rawValue)
         // A session whose volume exists has had a sandbox: its files and shell state are there.
         let returning = layout.volume(session.rawValue).exists
+        // A workspace built fresh, on this host, starts with the session's files from the store:
+        // written where only the host writes, then copied in as the sandbox starts.
+        if !returning, let files = settings.sessionFiles {
+            let seed = try await files.seed(session)
+            if !seed.isEmpty { try await files.store.write(seed, under: layout.staging(session.rawValue)) }
+        }
         if !returning, var list = warm[key], !list.isEmpty {
             let entry = list.removeFirst()
             warm[key] = list
@@ -178,14 +188,8 @@ public actor SandboxPool {
         let target = layout.volume(session.rawValue).directory
         // Files put there before the first turn (a job's per-item files) go into the sandbox's.
         try layout.moveStagedFiles(of: session.rawValue, into: layout.workspace(entry.name))
-        // Files added to the session since (IncomingFiles) wait for its sandbox: kept aside, not
-        // removed with the directory the warm volume replaces.
-        let incoming = IncomingFiles(layout: layout).directory(session.rawValue)
-        let aside = target.deletingLastPathComponent().appendingPathComponent(".incoming-\(session.rawValue)")
-        let keptAside = (try? manager.moveItem(at: incoming, to: aside)) != nil
         if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
         try manager.moveItem(at: from, to: target)
-        if keptAside { try manager.moveItem(at: aside, to: incoming) }
         await entry.sandbox.adopt(workspace: workspace(session), shellState: shellState(session), volume: layout.volume(session.rawValue))
     }
 

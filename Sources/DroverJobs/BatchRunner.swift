@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverFileStore
 import DroverHands
 import DroverQueue
 import DroverSessionLog
@@ -59,8 +60,9 @@ public struct BatchPlan: Sendable {
 public final class BatchRunner: Sendable {
     public struct Options: Sendable {
         public var queue: QueueName = TurnQueue.defaultName
-        /// `<hands root>`: workspaces are `<root>/workspaces/SESSION`.
-        public var handsRoot: URL
+        /// Where each session's starting files go, and its outputs come back from: the file
+        /// store, so the workers may be on any host.
+        public var files: SessionFiles
         public var workspaceId: String?
         /// Also redo items that finished as failed or timed out, with their attempts reset.
         public var retryFailed = false
@@ -75,7 +77,7 @@ public final class BatchRunner: Sendable {
         /// Where the scripted model finds each session's item fields (`{{field}}` in a
         /// playbook); nil with a real model.
         public var scriptedItems: ScriptedItemFields?
-        public init(handsRoot: URL) { self.handsRoot = handsRoot }
+        public init(files: SessionFiles) { self.files = files }
     }
 
     public enum Progress: Sendable {
@@ -104,10 +106,7 @@ public final class BatchRunner: Sendable {
         self.options = options
         self.progress = progress
         notifier = SessionSignal.settled(log)
-        layout = HandsLayout(root: options.handsRoot)
     }
-
-    let layout: HandsLayout
 
     public func run(_ plan: BatchPlan) async throws -> [ItemOutcome] {
         do {
@@ -325,8 +324,10 @@ public final class BatchRunner: Sendable {
     /// for the turn. The attempt counts once its session is recorded.
     private func attempt(_ item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn {
         let session = SessionID.make()
-        // Nothing to stage is no staging directory: the hands find none and copy nothing.
-        if !item.files.isEmpty { try WorkspaceFiles.seed(layout.staging(session.rawValue), with: item.files) }
+        // In the file store before the session exists: whichever worker builds its workspace,
+        // on whichever host, finds them.
+        if !item.files.isEmpty { try await options.files.setSeed(session, try await options.files.store.upload(item.files.map { ($0.source, $0.destination) })) }
+        try await options.files.setWanted(session, paths: WorkspaceFiles.wanted(by: plan.spec, item: item))
         options.scriptedItems?.bind(session, fields: item.fields)
         // Redis first: a run that dies before the transaction below leaves a log with no
         // prompt, which nothing wakes, and an item that still reads pending.
@@ -384,20 +385,34 @@ public final class BatchRunner: Sendable {
 
     /// Output extraction and collection; false (with the error set) when the output is unusable.
     private func accept(_ outcome: inout ItemOutcome, item: JobItem, session: SessionID, plan: BatchPlan) async -> Bool {
-        // Output from the final message and nothing to collect: the workspace is not read, and
-        // not mounted again for it either.
+        // Output from the final message and nothing to collect: no file is read.
         if plan.spec.output.source == .finalMessage && plan.spec.collect.isEmpty {
             return Self.accept(&outcome, item: item, plan: plan, workspace: nil)
         }
+        // The files the worker that ended the turn sent back, on whatever host it ran, written
+        // into a directory of this host's that only it writes; extraction and `collect` read
+        // that as they would the workspace.
+        let received = FileManager.default.temporaryDirectory.appendingPathComponent("drover-outputs-\(session.rawValue)-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: received) }
         do {
-            // The sandbox may have been evicted (its volume unmounted) since the turn ended.
-            return try await layout.withWorkspace(session.rawValue) { workspace in
-                Self.accept(&outcome, item: item, plan: plan, workspace: workspace)
+            try FileManager.default.createDirectory(at: received, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            guard let exports = try await options.files.exports(session) else {
+                outcome.error = "no files came back from the session's workspace: the worker that ended its turn sent none"
+                return false
+            }
+            for export in exports {
+                if let refused = export.refused {
+                    let isOutput = plan.spec.output.source == .file && export.path == WorkspaceFiles.normalized(plan.spec.output.file ?? "")
+                    outcome.error = isOutput ? "output.file \(export.path): \(refused)" : "collect: \(export.path): \(refused)"
+                    return false
+                }
+                try await options.files.store.write(export.files, under: received)
             }
         } catch {
-            outcome.error = "reading the session's workspace: \(error)"
+            outcome.error = "reading the session's files back: \(error)"
             return false
         }
+        return Self.accept(&outcome, item: item, plan: plan, workspace: received)
     }
 
     /// `workspace` is nil only where nothing reads it: output from the final message, nothing to collect.

@@ -1,24 +1,27 @@
 import DroverCore
+import DroverFileStore
 import Foundation
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Copies files for a session's workspace before its first turn, and out of it afterwards.
+/// Which workspace files a job wants back, and copying them out into the report folder.
 enum WorkspaceFiles {
-    /// Stages the item's files in `staging` (host-only; see `HandsLayout.staging`): the sandbox
-    /// pool copies them into /workspace, owned by the sandbox's user, when the sandbox starts.
-    static func seed(_ staging: URL, with files: [(source: URL, destination: String)]) throws {
-        let manager = FileManager.default
-        try manager.createDirectory(at: staging, withIntermediateDirectories: true)
-        for (source, destination) in files {
-            let target = staging.appendingPathComponent(destination).standardizedFileURL
-            try manager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            if manager.fileExists(atPath: target.path) { try manager.removeItem(at: target) }
-            try manager.copyItem(at: source, to: target)
+    /// The paths, relative to /workspace, an item's session sends back when its turn ends: the
+    /// output file and each `collect.from`. A path whose placeholder does not render is left
+    /// out here; collecting it reports that.
+    static func wanted(by spec: JobSpec, item: JobItem) -> [String] {
+        var paths: [String] = []
+        if spec.output.source == .file, let file = spec.output.file { paths.append(normalized(file)) }
+        for copy in spec.collect {
+            if let from = try? PromptTemplate.render(copy.from, fields: item.fields) { paths.append(normalized(from)) }
         }
+        var seen = Set<String>()
+        return paths.filter { !$0.isEmpty && seen.insert($0).inserted }
     }
+
+    static func normalized(_ path: String) -> String { WorkspacePath.normalized(path) }
 
     /// Copies `from` (relative to the workspace) to `to` (relative to `destinationRoot`).
     /// Returns false when the agent did not produce the file. The workspace is the sandbox's, so

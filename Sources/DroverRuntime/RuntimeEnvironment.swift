@@ -2,6 +2,7 @@ import Crypto
 import DroverCore
 import DroverDatabase
 import DroverEgress
+import DroverFileStore
 import DroverHands
 import DroverRedis
 import DroverSessionLog
@@ -139,7 +140,14 @@ public final class RuntimeEnvironment: Sendable {
         var settings = SandboxPoolSettings()
         settings.egressGate = gate
         settings.egressAuthority = try egressAuthority()
+        settings.sessionFiles = try sessionFiles()
         return settings
+    }
+
+    /// Sessions' files in the file store (blobs in this runtime's Redis), under the limits of
+    /// `DROVER_FILE_STORE_*`: how file resources, job files and job outputs cross hosts.
+    public func sessionFiles() throws -> SessionFiles {
+        SessionFiles(store: FileStore(redis: redis, limits: try FileStoreLimits.fromEnvironment()))
     }
 
     /// A session's `environment_variable` credentials, opened from its vaults for the egress

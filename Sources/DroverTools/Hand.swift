@@ -53,9 +53,16 @@ public protocol Hand: Sendable {
     /// Runs one tool. Errors the model should see come back as `ToolResult(isError: true)`;
     /// a thrown error means the hand itself failed.
     func execute(name: String, input: JSONValue, context: ToolContext) async throws -> ToolResult
+
+    /// The session's turn is about to go idle: send back the files the session asked for (a
+    /// job's output file and `collect` paths), before whoever waits for the idle status reads
+    /// them. A failure is recorded with the files, not thrown: the turn itself went well.
+    func turnEnding(session: SessionID) async
 }
 
 extension Hand {
+    public func turnEnding(session: SessionID) async {}
+
     public func prepare(session: SessionID, environment: EnvironmentConfig) async {
         await prepare(session: session)
     }

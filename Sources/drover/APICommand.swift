@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverAPI
 import DroverCore
+import DroverFileStore
 import DroverDatabase
 import DroverMetrics
 import DroverQueue
@@ -125,7 +126,7 @@ struct APIOptions: ParsableArguments {
         options.work.leaseTTL = .seconds(workLeaseSeconds)
         options.filesDirectory = runtime.configuration.dataDirectory.appendingPathComponent("files")
         // Session file resources are copied where this host's sandboxes will find them.
-        options.handsRoot = try runtime.handsRoot()
+        options.fileStoreLimits = try FileStoreLimits.fromEnvironment()
         // Loaded once now, so that a bad key stops the server at start rather than at a write.
         _ = try runtime.vaultKeyring()
         options.vaultKeyring = runtime.vaultKeyring

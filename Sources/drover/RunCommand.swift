@@ -208,7 +208,7 @@ struct JobRun {
                 runtime: runtime, concurrency: spec.concurrency, model: model,
                 hand: toolset, handsRoot: handsRoot, queueName: queueName)
             let display = ProgressDisplay(columns: spec.output.columns)
-            var options = BatchRunner.Options(handsRoot: handsRoot)
+            var options = BatchRunner.Options(files: try runtime.sessionFiles())
             options.retryFailed = retryFailed
             options.scriptedItems = model.items
             options.queue = queueName

@@ -261,6 +261,7 @@ public final class TurnRunner: Sendable {
                 closing.append(Self.failedModelRequestEnd(start: open))
             }
             closing.append(.sessionStatusIdle(SessionStatusIdle(stopReason: .endTurn)))
+            await hand.turnEnding(session: session)
             // Interrupted before the running status went out with the first request: every turn
             // shows one, for whoever waits for it.
             if !state.showsRunning {
@@ -548,6 +549,7 @@ public final class TurnRunner: Sendable {
         let snapshot = SessionUsageSnapshot(
             activeSeconds: (active * 1000).rounded() / 1000, cacheReadInputTokens: tokens.cacheReadInputTokens, inputTokens: tokens.inputTokens,
             outputTokens: tokens.outputTokens)
+        await hand.turnEnding(session: session)
         try await append(
             session, fence, state, events + [.sessionUsage(SessionUsage(usage: snapshot)), .sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
         return TurnOutcome(.idle(reason), modelRequests: state.modelRequests)
