@@ -84,16 +84,19 @@ public struct BatchEngine {
         options.drainTimeout = .seconds(2)
         // The caller holds the batch's lock, so a lease on its queue held by another worker is
         // one a run that died left: handed back now, its turn resumes at once rather than after
-        // the lease runs out.
-        try await queue.reclaimLeases(queueName, keepingOwnerPrefix: options.workerId + "/")
+        // the lease runs out. With no workers here, the batch's turns are other hosts' workers'
+        // (`drover worker --queue`), whose leases are theirs to keep.
+        if concurrency > 0 { try await queue.reclaimLeases(queueName, keepingOwnerPrefix: options.workerId + "/") }
         let worker = Worker(queue: queue, runner: runner, options: options)
         var recording = Recorder.Options()
         recording.afterCommit = WebhookOutbox(database: database, queue: queue).recorderHook
         let recorder = Recorder(redis: runtime.redis, database: database, options: recording)
         let result = try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await worker.run()
-                return nil
+            if concurrency > 0 {
+                group.addTask {
+                    try await worker.run()
+                    return nil
+                }
             }
             group.addTask {
                 do { try await recorder.run() } catch is CancellationError {}

@@ -55,6 +55,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Run only this item (its id, as in the report), starting it over if it finished; repeat for more.")
     var item: [String] = []
 
+    @Option(
+        help: ArgumentHelp(
+            "Sessions this process runs at once (default: the job's concurrency). 0 leaves every item to `drover worker --queue jobs.NAME` on other hosts.",
+            valueName: "n"))
+    var workers: Int?
+
     func run() async throws {
         if let batchId, batchId.wholeMatch(of: /batch_[a-z0-9_]{1,120}/) == nil {
             note("drover: error: --batch-id: '\(batchId)' is not a batch id. Fix: use batch_ followed by lowercase letters, digits and _")
@@ -64,9 +70,13 @@ struct RunCommand: AsyncParsableCommand {
             note("drover: error: --drain-seconds: \(drainSeconds) is out of range. Fix: use 0 to 3600")
             throw ExitCode(2)
         }
+        if let workers, !(0...512).contains(workers) {
+            note("drover: error: --workers: \(workers) is out of range. Fix: use 0 (workers on other hosts only) to 512")
+            throw ExitCode(2)
+        }
         let code = try await JobRun(
             jobPath: job, retryFailed: retryFailed, concurrency: concurrency, reportDir: reportDir, drainSeconds: drainSeconds,
-            batchId: batchId, only: item.isEmpty ? nil : Set(item)
+            batchId: batchId, only: item.isEmpty ? nil : Set(item), workers: workers
         ).execute()
         if code != 0 { throw ExitCode(code) }
     }
@@ -81,6 +91,8 @@ struct JobRun {
     var drainSeconds = 30
     var batchId: String?
     var only: Set<String>?
+    /// Sessions this process runs; nil: the job's concurrency; 0: other hosts' workers only.
+    var workers: Int?
 
     /// The process exit code: 0 all succeeded, 1 some did not, 2 the job file is bad.
     func execute() async throws -> Int32 {
@@ -99,7 +111,8 @@ struct JobRun {
             spec.concurrency = concurrency
         }
         if let reportDir { spec.reportDirectory = URL(fileURLWithPath: reportDir).standardizedFileURL }
-        guard let bubblewrap = Sandbox.bubblewrap else {
+        // With no workers here, the sandboxes are other hosts'.
+        guard let bubblewrap = Sandbox.bubblewrap ?? (workers == 0 ? "" : nil) else {
             note(
                 "drover: error: jobs run their tools in bubblewrap sandboxes, and bwrap is not installed. Fix: ./scripts/setup (or apt-get install -y bubblewrap)"
             )
@@ -205,7 +218,7 @@ struct JobRun {
                 root: handsRoot, limits: try SandboxLimits.fromEnvironment(), pool: try runtime.sandboxPoolSettings(gate: try runtime.egressGate()),
                 egressRecorder: runtime.egressRecorder())
             let engine = BatchEngine(
-                runtime: runtime, concurrency: spec.concurrency, model: model,
+                runtime: runtime, concurrency: workers ?? spec.concurrency, model: model,
                 hand: toolset, handsRoot: handsRoot, queueName: queueName)
             let display = ProgressDisplay(columns: spec.output.columns)
             var options = BatchRunner.Options(files: try runtime.sessionFiles())

@@ -17,6 +17,11 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Model for sessions created without an agent snapshot.") var model = "claude-sonnet-4-5"
     @Option(
         help: ArgumentHelp(
+            "The queue to claim turns from: \(TurnQueue.defaultName.rawValue) (the API's sessions) or a job's, jobs.NAME, to help a `drover run` from another host.",
+            valueName: "name"))
+    var queue = TurnQueue.defaultName.rawValue
+    @Option(
+        help: ArgumentHelp(
             "Answer from this scripted-model file (docs/scripted-model.md) instead of a model, even with ANTHROPIC_API_KEY set.",
             valueName: "file"))
     var modelScript: String?
@@ -24,6 +29,11 @@ struct WorkerOptions: ParsableArguments {
     var hands = Sandbox.bubblewrap == nil ? "in-process" : "sandbox"
 
     func validate() throws {
+        do {
+            _ = try QueueName(queue)
+        } catch {
+            throw ValidationError("--queue: \(error)")
+        }
         guard hands == "sandbox" || hands == "in-process" else { throw ValidationError("--hands: use sandbox or in-process") }
         if hands == "sandbox" && Sandbox.bubblewrap == nil {
             throw ValidationError("--hands sandbox needs bubblewrap: apt-get install -y bubblewrap")
@@ -88,6 +98,7 @@ struct WorkerOptions: ParsableArguments {
         options.concurrency = concurrency
         options.leaseTTL = .seconds(leaseSeconds)
         options.drainTimeout = .seconds(drainSeconds)
+        options.queue = try QueueName(queue)
         return (Worker(queue: TaskQueue(redis: runtime.redis), runner: runner, options: options), mcp, toolset)
     }
 }
