@@ -177,6 +177,8 @@ struct SessionController: Sendable {
         }
         let deleted = try await store.delete(.sessions, id: current.id, workspace: context.workspace)
         try await store.deleteRepositoryTokens(session: current.id)
+        // Its files' manifests go with it; blobs other sessions share stay until they expire.
+        try await files.sessionFiles.remove(try SessionID(current.id))
         if deleted { await webhooks(.sessionDeleted, current.id, workspace: context.workspace) }
         return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
     }

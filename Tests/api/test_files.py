@@ -1,13 +1,18 @@
 """The Files API and session resources of type file, through the SDK, against a `drover serve`
 with real bubblewrap sandboxes: the scripted model `cat`s the mount path it is given, so the
 session's events prove the uploaded bytes arrived in /workspace."""
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
 import anthropic
 import pytest
 from anthropic.types.beta import BetaFileMetadata, BetaManagedAgentsSession
 from anthropic.types.beta.beta_deleted_file import BetaDeletedFile
 from anthropic.types.beta.sessions.beta_managed_agents_file_resource import BetaManagedAgentsFileResource
 
-from conftest import final_answer, sandboxed_server, validate
+from conftest import DROVER, Server, final_answer, free_port, sandboxed_server, stop, validate, wait_for
 
 # The first user message is the path to read; the final answer quotes what `cat` printed.
 PLAYBOOK = """
@@ -195,3 +200,67 @@ def test_a_file_added_to_a_live_session_arrives_at_the_next_call_and_no_planted_
     client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/gone/b.txt"}]}])
     assert "No such file" in final_answer(client, session.id), "a file removed before its delivery is never delivered"
     assert list(outside.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def two_hosts():
+    """Two hosts simulated on one machine, sharing only a Redis: `drover api` on host a and
+    `drover worker` on host b, each with its own data directory and hands root, so a file
+    resource can reach b's sandbox only through the file store. Yields the API and the root."""
+    if subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode != 0:
+        pytest.skip("bubblewrap is not installed")
+    with tempfile.TemporaryDirectory(prefix="drover-two-hosts-") as tmp:
+        tmp = Path(tmp)
+        tmp.chmod(0o711)
+        redis_port, api_port = free_port(), free_port()
+        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                  "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        script = tmp / "script.yaml"
+        script.write_text(PLAYBOOK)
+
+        def env(host: str) -> dict:
+            (tmp / host).mkdir(exist_ok=True)
+            (tmp / host).chmod(0o711)
+            variables = dict(os.environ, DROVER_DATA_DIR=str(tmp / host / "data"), DROVER_HANDS_DIR=str(tmp / host / "hands"),
+                             DROVER_REDIS_URL=f"redis://127.0.0.1:{redis_port}", DROVER_API_ADDR=f"127.0.0.1:{api_port}")
+            for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DROVER_DB"):
+                variables.pop(name, None)
+            return variables
+
+        keys = {"alpha": subprocess.run([str(DROVER), "keys", "create", "--workspace", "alpha"], env=env("a"), check=True, capture_output=True,
+                                        text=True, timeout=30).stdout.strip()}
+        api_log, worker_log = tmp / "api.log", tmp / "worker.log"
+        api = subprocess.Popen([str(DROVER), "api"], stdout=api_log.open("w"), stderr=subprocess.STDOUT, env=env("a"))
+        worker = subprocess.Popen([str(DROVER), "worker", "--hands", "sandbox", "--model-script", str(script), "--concurrency", "2"],
+                                  stdout=worker_log.open("w"), stderr=subprocess.STDOUT, env=env("b"))
+        try:
+            wait_for(f"http://127.0.0.1:{api_port}/health", api, api_log)
+            yield Server(f"http://127.0.0.1:{api_port}", keys, tmp / "a" / "data"), tmp
+        finally:
+            code = stop(worker, api)
+            redis.terminate()
+            redis.wait(timeout=10)
+            print(api_log.read_text(), worker_log.read_text())
+            assert code == 0, f"drover worker did not drain cleanly on SIGTERM ({code})"
+
+
+def test_on_two_hosts_a_file_resource_and_an_added_file_reach_a_worker_that_shares_no_disk_with_the_api(two_hosts):
+    server, root = two_hosts
+    client = server.client()
+    agent = client.beta.agents.create(name="reader", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}])
+    environment = client.beta.environments.create(name="two-hosts")
+    first = client.beta.files.upload(file=("notes.txt", b"written on host a, read on host b\n"))
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id,
+                                          resources=[{"type": "file", "file_id": first.id, "mount_path": "data/notes.txt"}])
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/data/notes.txt"}]}])
+    assert final_answer(client, session.id) == "[scripted] CONTENT<written on host a, read on host b\n>"
+
+    later = client.beta.files.upload(file=("later.txt", b"added while the session lives\n"))
+    client.beta.sessions.resources.add(session.id, type="file", file_id=later.id, mount_path="later/b.txt")
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/workspace/later/b.txt"}]}])
+    assert final_answer(client, session.id) == "[scripted] CONTENT<added while the session lives\n>"
+
+    # The workspace is b's alone; the uploaded bytes are a's alone.
+    workspaces = lambda host: sorted(p.name for p in (root / host / "hands" / "workspaces").glob("sesn_*"))
+    assert workspaces("a") == [] and workspaces("b") == [session.id]
+    assert not (root / "b" / "data" / "files").exists() and (root / "a" / "data" / "files").exists()
