@@ -21,6 +21,11 @@ public enum EnvironmentVariables {
         Variable(name: "DROVER_REDIS_POOL", meaning: "Redis connections per process that commands share, pipelined (default 2)"),
         Variable(name: "DROVER_API_ADDR", meaning: "where `drover api` and `drover serve` listen (default 127.0.0.1:8787)"),
         Variable(name: "DROVER_HANDS_DIR", meaning: "sandbox workspaces (default $DROVER_DATA_DIR/hands; as root /var/tmp/drover-hands/<hash>)"),
+        Variable(
+            name: "DROVER_FILE_STORE_MAX_BYTES",
+            meaning: "the largest file that reaches a sandbox or comes back from one, through the file store in Redis (default 64MiB)"),
+        Variable(name: "DROVER_FILE_STORE_SESSION_BYTES", meaning: "the most one session's files take in the file store together (default 256MiB)"),
+        Variable(name: "DROVER_FILE_STORE_DAYS", meaning: "days the file store keeps a file after it was last used (default 30)"),
         Variable(name: "DROVER_SANDBOX_MEMORY", meaning: "memory per sandbox, its /tmp included (default 2GiB)"),
         Variable(name: "DROVER_SANDBOX_PIDS", meaning: "processes and threads per sandbox (default 256)"),
         Variable(name: "DROVER_SANDBOX_CPUS", meaning: "CPU cores' worth of time per sandbox (default 1)"),

@@ -34,7 +34,10 @@ public struct FileStoreLimits: Sendable, Equatable {
         func read(_ name: String, _ range: ClosedRange<Int>, unit: String) throws -> Int? {
             guard let text = environment[name], !text.isEmpty else { return nil }
             guard let value = Int(text), range.contains(value) else {
-                throw Invalid(description: "\(name)=\(text.prefix(40)) is not a whole number of \(unit) from \(range.lowerBound) to \(range.upperBound). Fix: set it in that range, or unset it for the default")
+                throw Invalid(
+                    description:
+                        "\(name)=\(text.prefix(40)) is not a whole number of \(unit) from \(range.lowerBound) to \(range.upperBound). Fix: set it in that range, or unset it for the default"
+                )
             }
             return value
         }

@@ -65,7 +65,9 @@ public struct SessionFiles: Sendable {
     /// The files waiting, oldest first.
     public func incoming(_ session: SessionID) async throws -> [Incoming] {
         let fields = try await redis.send(["HGETALL", Self.key(session, "incoming")], idempotent: true).throwingErrorReply().hashFields
-        return try fields.values.map { try Self.decode(Incoming.self, $0, what: "incoming") }.sorted { ($0.addedAt, $0.resourceID) < ($1.addedAt, $1.resourceID) }
+        return try fields.values.map { try Self.decode(Incoming.self, $0, what: "incoming") }.sorted {
+            ($0.addedAt, $0.resourceID) < ($1.addedAt, $1.resourceID)
+        }
     }
 
     // MARK: Exports

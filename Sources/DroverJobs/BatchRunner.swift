@@ -326,7 +326,9 @@ public final class BatchRunner: Sendable {
         let session = SessionID.make()
         // In the file store before the session exists: whichever worker builds its workspace,
         // on whichever host, finds them.
-        if !item.files.isEmpty { try await options.files.setSeed(session, try await options.files.store.upload(item.files.map { ($0.source, $0.destination) })) }
+        if !item.files.isEmpty {
+            try await options.files.setSeed(session, try await options.files.store.upload(item.files.map { ($0.source, $0.destination) }))
+        }
         try await options.files.setWanted(session, paths: WorkspaceFiles.wanted(by: plan.spec, item: item))
         options.scriptedItems?.bind(session, fields: item.fields)
         // Redis first: a run that dies before the transaction below leaves a log with no
@@ -392,7 +394,8 @@ public final class BatchRunner: Sendable {
         // The files the worker that ended the turn sent back, on whatever host it ran, written
         // into a directory of this host's that only it writes; extraction and `collect` read
         // that as they would the workspace.
-        let received = FileManager.default.temporaryDirectory.appendingPathComponent("drover-outputs-\(session.rawValue)-\(UInt32.random(in: 0...UInt32.max))")
+        let received = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "drover-outputs-\(session.rawValue)-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(at: received) }
         do {
             try FileManager.default.createDirectory(at: received, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])

@@ -1,8 +1,8 @@
 import ArgumentParser
 import DroverAPI
 import DroverCore
-import DroverFileStore
 import DroverDatabase
+import DroverFileStore
 import DroverMetrics
 import DroverQueue
 import DroverRuntime

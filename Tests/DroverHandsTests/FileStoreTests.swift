@@ -64,7 +64,9 @@ struct FileStoreTests {
             }
             // Nothing was sent before the sizes were checked.
             #expect(try await redis.scanKeys(matching: "drover:blob:*").isEmpty)
-            #expect(throws: FileStoreLimits.Invalid.self) { try FileStoreLimits.fromEnvironment(["DROVER_FILE_STORE_MAX_BYTES": "99999999999999999999"]) }
+            #expect(throws: FileStoreLimits.Invalid.self) {
+                try FileStoreLimits.fromEnvironment(["DROVER_FILE_STORE_MAX_BYTES": "99999999999999999999"])
+            }
             #expect(throws: FileStoreLimits.Invalid.self) { try FileStoreLimits.fromEnvironment(["DROVER_FILE_STORE_DAYS": "-1"]) }
             #expect(try FileStoreLimits.fromEnvironment(["DROVER_FILE_STORE_DAYS": "2"]).retentionSeconds == 172_800)
         }
@@ -140,7 +142,12 @@ struct SandboxFileStoreTests {
             var settings = SandboxPoolSettings()
             settings.sessionFiles = files
             let toolset = AgentToolset(root: root, pool: settings)
-            defer { Task { await toolset.pool.shutdown(); await removeHandsRoot(root) } }
+            defer {
+                Task {
+                    await toolset.pool.shutdown()
+                    await removeHandsRoot(root)
+                }
+            }
             let session = SessionID.make()
             let script = try await files.store.put(Data("#!/bin/sh\necho ran\n".utf8), path: "tools/run.sh", executable: true)
             try await files.setSeed(session, [script])
@@ -150,7 +157,9 @@ struct SandboxFileStoreTests {
                     name: "bash", input: .object(["command": .string(command)]),
                     context: ToolContext(session: session, fence: SessionFence(session: session, epoch: 1), deadline: .now + .seconds(120)))
             }
-            let ran = try await bash("/workspace/tools/run.sh && mkdir -p /workspace/out && echo result > /workspace/out/result.txt && ln -s /etc/passwd /workspace/leak.txt && ln -s /etc/passwd /workspace/out/passwd")
+            let ran = try await bash(
+                "/workspace/tools/run.sh && mkdir -p /workspace/out && echo result > /workspace/out/result.txt && ln -s /etc/passwd /workspace/leak.txt && ln -s /etc/passwd /workspace/out/passwd"
+            )
             #expect(!ran.isError && ran.content.compactMap(\.text).joined().contains("ran"), "\(ran)")
 
             await toolset.turnEnding(session: session)
