@@ -187,6 +187,7 @@ let package = Package(
                 "DroverBrain",
                 "DroverCore",
                 "DroverDatabase",
+                "DroverFileStore",
                 "DroverHands",
                 "DroverJobs",
                 "DroverMetrics",

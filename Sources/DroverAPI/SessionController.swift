@@ -1,6 +1,7 @@
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverFileStore
 import DroverSelfHosted
 import DroverSessionLog
 import DroverWebhooks
@@ -65,6 +66,7 @@ struct SessionController: Sendable {
         let row = ControlPlaneStore.Row(
             id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)
         try await store.insert(.sessions, row)
+        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(id, resource: session)
         _ = try await sessionLogCall {
             try await log.create(id, agent: snapshot, environment: config)
         }
@@ -144,6 +146,7 @@ struct SessionController: Sendable {
         session["updated_at"] = .string(ControlPlaneStore.timestamp())
         let resource = JSONValue.object(session).compactJSON
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)
+        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(try SessionID(current.id), resource: session)
         await webhooks(.sessionUpdated, current.id, workspace: context.workspace)
         return jsonResponse(
             try await sessionJSON(
@@ -179,6 +182,7 @@ struct SessionController: Sendable {
         try await store.deleteRepositoryTokens(session: current.id)
         // Its files' manifests go with it; blobs other sessions share stay until they expire.
         try await files.sessionFiles.remove(try SessionID(current.id))
+        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(try SessionID(current.id), [])
         if deleted { await webhooks(.sessionDeleted, current.id, workspace: context.workspace) }
         return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
     }

@@ -138,6 +138,7 @@ struct SessionResourceController: Sendable {
         json["updated_at"] = .string(ControlPlaneStore.timestamp())
         try await store.update(
             .sessions, id: session.id, workspace: session.workspace, resource: JSONValue.object(json).compactJSON, archivedAt: session.archivedAt)
+        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(try SessionID(session.id), resource: json)
     }
 }
 

@@ -21,6 +21,13 @@ public struct VariableCredential: Sendable, CustomStringConvertible {
 extension ControlPlaneStore {
     /// The live credentials of the live vaults a session's `vault_ids` name, in its workspace,
     /// oldest first, each with its `auth`. A session the API never made has none.
+    /// Whether this control plane holds the session (a worker on another host's does not).
+    public func knowsSession(_ session: String) async throws -> Bool {
+        try await database.pool.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM api_sessions WHERE id = ?)", arguments: [session]) ?? false
+        }
+    }
+
     private func sessionCredentials(session: String) async throws -> [(row: CredentialRow, auth: [String: JSONValue])] {
         let found = try await database.pool.read { db in
             try GRDB.Row.fetchOne(db, sql: "SELECT workspace_id, resource FROM api_sessions WHERE id = ?", arguments: [session])

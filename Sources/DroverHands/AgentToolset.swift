@@ -198,10 +198,6 @@ public final class AgentToolset: Hand {
         await sandbox.use(credentialVariables: Dictionary(secrets.map { ($0.variable, $0.placeholder) }, uniquingKeysWith: { first, _ in first }))
     }
 
-    /// Clones the session's repositories not yet tried (with their current tokens), and gives
-    /// its sandbox's route their git requests, so that fetch and push work from the sandbox when
-    /// it has a network. A failed clone is this call's error result, once: the agent learns why,
-    /// and its next calls go ahead without the repository.
     public func turnEnding(session: SessionID) async {
         guard let files = pool.settings.sessionFiles else { return }
         guard let wanted = try? await files.wanted(session), !wanted.isEmpty else { return }
@@ -211,6 +207,10 @@ public final class AgentToolset: Hand {
         try? await files.setExports(session, exports)
     }
 
+    /// Clones the session's repositories not yet tried (with their current tokens), and gives
+    /// its sandbox's route their git requests, so that fetch and push work from the sandbox when
+    /// it has a network. A failed clone is this call's error result, once: the agent learns why,
+    /// and its next calls go ahead without the repository.
     private func cloneRepositories(_ session: SessionID, _ sandbox: Sandbox) async throws -> String? {
         guard let repositories else { return nil }
         let listed = try await repositories(session)

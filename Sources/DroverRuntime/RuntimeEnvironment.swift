@@ -155,9 +155,11 @@ public final class RuntimeEnvironment: Sendable {
     public func credentialSource() -> @Sendable (SessionID) async throws -> [EgressSecret] {
         let keyring = vaultKeyring
         let database = Result { try self.database() }
+        let uses = ControlPlaneUses(redis: redis)
         return { session in
             let store = ControlPlaneStore(database: try database.get())
             let opened = try await store.variableCredentials(session: session.rawValue, keyring: keyring)
+            if opened.isEmpty { try await uses.check(session, .vaults, known: try await store.knowsSession(session.rawValue)) }
             return try opened.map { credential in
                 EgressSecret(
                     credentialID: credential.id, vaultID: credential.vault, variable: credential.variable, value: credential.secret,
@@ -172,9 +174,12 @@ public final class RuntimeEnvironment: Sendable {
     public func repositorySource() -> @Sendable (SessionID) async throws -> [SandboxRepository] {
         let keyring = vaultKeyring
         let database = Result { try self.database() }
+        let uses = ControlPlaneUses(redis: redis)
         return { session in
-            try await ControlPlaneStore(database: try database.get()).sessionRepositories(session: session.rawValue, keyring: keyring)
-                .map { SandboxRepository(id: $0.id, url: $0.url, branch: $0.branch, commit: $0.commit, path: $0.path, token: $0.token) }
+            let store = ControlPlaneStore(database: try database.get())
+            let listed = try await store.sessionRepositories(session: session.rawValue, keyring: keyring)
+            if listed.isEmpty { try await uses.check(session, .repositories, known: try await store.knowsSession(session.rawValue)) }
+            return listed.map { SandboxRepository(id: $0.id, url: $0.url, branch: $0.branch, commit: $0.commit, path: $0.path, token: $0.token) }
         }
     }
 
@@ -182,8 +187,14 @@ public final class RuntimeEnvironment: Sendable {
     /// `static_bearer` or `mcp_oauth` credentials of its vaults, refreshed when due at token
     /// endpoints `gate` allows. One per process, so that a credential is refreshed once.
     public func serverTokens(gate: EgressGate) throws -> @Sendable (SessionID, String) async throws -> String? {
-        let tokens = ServerTokens(store: ControlPlaneStore(database: try database()), keyring: vaultKeyring, gate: gate)
-        return { session, url in try await tokens.token(session: session, serverURL: url) }
+        let store = ControlPlaneStore(database: try database())
+        let tokens = ServerTokens(store: store, keyring: vaultKeyring, gate: gate)
+        let uses = ControlPlaneUses(redis: redis)
+        return { session, url in
+            let token = try await tokens.token(session: session, serverURL: url)
+            if token == nil { try await uses.check(session, .vaults, known: try await store.knowsSession(session.rawValue)) }
+            return token
+        }
     }
 
     /// Writes what a sandbox asked of the egress proxy into the session's counts in SQLite

@@ -264,3 +264,23 @@ def test_on_two_hosts_a_file_resource_and_an_added_file_reach_a_worker_that_shar
     workspaces = lambda host: sorted(p.name for p in (root / host / "hands" / "workspaces").glob("sesn_*"))
     assert workspaces("a") == [] and workspaces("b") == [session.id]
     assert not (root / "b" / "data" / "files").exists() and (root / "a" / "data" / "files").exists()
+
+
+def test_on_two_hosts_a_session_with_vaults_is_refused_with_the_reason_rather_than_run_without_its_credentials(two_hosts):
+    server, _ = two_hosts
+    client = server.client()
+    vault = client.beta.vaults.create(display_name="course api")
+    client.beta.vaults.credentials.create(vault.id, auth={"type": "environment_variable", "secret_name": "COURSE_TOKEN",
+                                                           "secret_value": "s3cret-never-on-host-b",
+                                                           "networking": {"type": "limited", "allowed_hosts": ["127.0.0.1"]}})
+    agent = client.beta.agents.create(name="reader", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}])
+    environment = client.beta.environments.create(
+        name="networked", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["127.0.0.1"]}})
+    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[vault.id])
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/etc/hostname"}]}])
+    answer = final_answer(client, session.id)
+    assert "uses vault credentials" in answer and "DROVER_DB" in answer, answer
+    # Without vaults the same environment runs on host b.
+    plain = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    client.beta.sessions.events.send(plain.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/etc/hostname"}]}])
+    assert final_answer(client, plain.id).startswith("[scripted] CONTENT<"), "a session without vaults runs"

@@ -2,6 +2,7 @@ import Crypto
 import DroverBrain
 import DroverCore
 import DroverDatabase
+import DroverFileStore
 import DroverJobs
 import DroverQueue
 import DroverSessionLog
@@ -252,6 +253,7 @@ public struct DeploymentFirer: Sendable {
         ])
         try await control.insert(
             .sessions, .init(id: session.rawValue, workspace: row.workspaceID, createdAt: createdAt, resource: resource.compactJSON))
+        try await ControlPlaneUses(redis: queue.redis).record(session, resource: resource.objectValue ?? [:])
     }
 
     /// The environment's `config` for the sandboxes: written inline in the schedule, the stored
