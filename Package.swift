@@ -145,6 +145,10 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]
         ),
         .target(
+            name: "DroverControlPlane",
+            dependencies: ["DroverCore", "DroverDatabase", "DroverRedis"]
+        ),
+        .target(
             name: "DroverFileStore",
             dependencies: [
                 "DroverCore",
@@ -185,9 +189,9 @@ let package = Package(
             name: "DroverSchedule",
             dependencies: [
                 "DroverBrain",
+                "DroverControlPlane",
                 "DroverCore",
                 "DroverDatabase",
-                "DroverFileStore",
                 "DroverHands",
                 "DroverJobs",
                 "DroverMetrics",
@@ -229,6 +233,7 @@ let package = Package(
             dependencies: [
                 "DroverBrain",
                 "DroverConsole",
+                "DroverControlPlane",
                 "DroverCore",
                 "DroverDatabase",
                 "DroverFileStore",
@@ -275,6 +280,7 @@ let package = Package(
             name: "DroverRuntime",
             dependencies: [
                 "DroverBrain",
+                "DroverControlPlane",
                 "DroverCore",
                 "DroverDatabase",
                 "DroverEgress",
@@ -330,6 +336,7 @@ let package = Package(
                 "DroverBench",
                 "DroverBrain",
                 "DroverConsole",
+                "DroverControlPlane",
                 "DroverCore",
                 "DroverDatabase",
                 "DroverEgress",
@@ -357,6 +364,7 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 "DroverAPI",
                 "DroverBrain",
+                "DroverControlPlane",
                 "DroverCore",
                 "DroverDatabase",
                 "DroverHTTP",

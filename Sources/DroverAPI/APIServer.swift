@@ -1,5 +1,6 @@
 import Crypto
 import DroverBrain
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
 import DroverFileStore
@@ -147,7 +148,7 @@ public final class APIServer: Sendable {
         deployments.addRoutes(deployments: router.group("/v1/deployments"), runs: router.group("/v1/deployment_runs"))
         FileController(files: files).addRoutes(to: router.group("/v1/files"))
         if let keyring = options.vaultKeyring {
-            VaultController(store: store, keyring: keyring).addRoutes(to: router.group("/v1/vaults"))
+            VaultController(store: store, keyring: keyring, replica: ControlPlaneReplica(redis: redis)).addRoutes(to: router.group("/v1/vaults"))
         } else {
             for pattern in ["/v1/vaults", "/v1/vaults/**"] {
                 for method in [HTTPRequest.Method.get, .post, .delete] {

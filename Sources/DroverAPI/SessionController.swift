@@ -1,4 +1,5 @@
 import DroverBrain
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
 import DroverFileStore
@@ -66,7 +67,7 @@ struct SessionController: Sendable {
         let row = ControlPlaneStore.Row(
             id: id.rawValue, workspace: context.workspace, createdAt: now, resource: JSONValue.object(session).compactJSON)
         try await store.insert(.sessions, row)
-        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(id, resource: session)
+        try await ControlPlaneReplica(redis: files.sessionFiles.redis).publish(session: id.rawValue, from: store)
         _ = try await sessionLogCall {
             try await log.create(id, agent: snapshot, environment: config)
         }
@@ -146,7 +147,7 @@ struct SessionController: Sendable {
         session["updated_at"] = .string(ControlPlaneStore.timestamp())
         let resource = JSONValue.object(session).compactJSON
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: resource, archivedAt: current.archivedAt)
-        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(try SessionID(current.id), resource: session)
+        try await ControlPlaneReplica(redis: files.sessionFiles.redis).publish(session: current.id, from: store)
         await webhooks(.sessionUpdated, current.id, workspace: context.workspace)
         return jsonResponse(
             try await sessionJSON(
@@ -182,7 +183,7 @@ struct SessionController: Sendable {
         try await store.deleteRepositoryTokens(session: current.id)
         // Its files' manifests go with it; blobs other sessions share stay until they expire.
         try await files.sessionFiles.remove(try SessionID(current.id))
-        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(try SessionID(current.id), [])
+        try await ControlPlaneReplica(redis: files.sessionFiles.redis).remove(session: current.id)
         if deleted { await webhooks(.sessionDeleted, current.id, workspace: context.workspace) }
         return jsonResponse(.object(["id": .string(current.id), "type": "session_deleted"]))
     }

@@ -1,3 +1,4 @@
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
 import DroverFileStore
@@ -138,7 +139,7 @@ struct SessionResourceController: Sendable {
         json["updated_at"] = .string(ControlPlaneStore.timestamp())
         try await store.update(
             .sessions, id: session.id, workspace: session.workspace, resource: JSONValue.object(json).compactJSON, archivedAt: session.archivedAt)
-        try await ControlPlaneUses(redis: files.sessionFiles.redis).record(try SessionID(session.id), resource: json)
+        try await ControlPlaneReplica(redis: files.sessionFiles.redis).publish(session: session.id, from: store)
     }
 }
 

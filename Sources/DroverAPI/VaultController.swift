@@ -1,3 +1,4 @@
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
 import Foundation
@@ -9,6 +10,8 @@ import Hummingbird
 struct VaultController: Sendable {
     let store: ControlPlaneStore
     let keyring: @Sendable () throws -> VaultKeyring
+    /// Every change to a vault or its credentials is published for workers on other hosts.
+    let replica: ControlPlaneReplica
     var lookup: ResourceLookup { ResourceLookup(store: store) }
 
     func addRoutes(to group: RouterGroup<APIRequestContext>) {
@@ -67,12 +70,15 @@ struct VaultController: Sendable {
 
     @Sendable func archive(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await vault(context)
-        return jsonResponse(.object(try await store.archive(.vaults, current, workspace: context.workspace)))
+        let archived = try await store.archive(.vaults, current, workspace: context.workspace)
+        try await replica.publish(vault: current.id, from: store)
+        return jsonResponse(.object(archived))
     }
 
     @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await vault(context)
         _ = try await store.deleteVault(current.id, workspace: context.workspace)
+        try await replica.publish(vault: current.id, from: store)
         return jsonResponse(.object(["id": .string(current.id), "type": "vault_deleted"]))
     }
 
@@ -113,6 +119,7 @@ struct VaultController: Sendable {
             .init(
                 id: id, vault: vault.id, workspace: context.workspace, createdAt: now, resource: JSONValue.object(credential).compactJSON,
                 sealed: sealed, keyID: keyID))
+        try await replica.publish(vault: vault.id, from: store)
         return jsonResponse(.object(credential))
     }
 
@@ -154,6 +161,7 @@ struct VaultController: Sendable {
         credential["updated_at"] = .string(ControlPlaneStore.timestamp())
         try await store.updateCredential(
             current.id, workspace: context.workspace, resource: JSONValue.object(credential).compactJSON, sealed: sealed, archivedAt: nil)
+        try await replica.publish(vault: current.vault, from: store)
         return jsonResponse(.object(credential))
     }
 
@@ -161,6 +169,7 @@ struct VaultController: Sendable {
         let current = try await credential(context)
         let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
         try await store.updateCredential(current.id, workspace: context.workspace, resource: nil, sealed: nil, archivedAt: archivedAt)
+        try await replica.publish(vault: current.vault, from: store)
         var credential = current.json
         credential["archived_at"] = .string(archivedAt)
         return jsonResponse(.object(credential))
@@ -169,6 +178,7 @@ struct VaultController: Sendable {
     @Sendable func deleteCredential(_ request: Request, context: APIRequestContext) async throws -> Response {
         let current = try await credential(context)
         _ = try await store.deleteCredential(current.id, vault: current.vault, workspace: context.workspace)
+        try await replica.publish(vault: current.vault, from: store)
         return jsonResponse(.object(["id": .string(current.id), "type": "vault_credential_deleted"]))
     }
 

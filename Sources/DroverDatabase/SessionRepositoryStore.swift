@@ -65,9 +65,20 @@ extension ControlPlaneStore {
                 db, sql: "SELECT resource_id, sealed, key_id FROM session_repository_tokens WHERE session_id = ?", arguments: [session])
             return (resource, tokens)
         }
+        var sealed: [String: SealedSecret] = [:]
+        for row in tokens { sealed[row["resource_id"]] = SealedSecret(sealed: row["sealed"], keyID: row["key_id"]) }
+        return try Self.repositories(session: resource, tokens: sealed, keyring: keyring)
+    }
+
+    /// The `github_repository` resources of `session` (a session's resource, as stored), each
+    /// with its token from `tokens` (by resource id) unsealed by `keyring` (asked for only when a
+    /// token is there to open).
+    public static func repositories(
+        session resource: String?, tokens sealed: [String: SealedSecret], keyring: () throws -> VaultKeyring
+    ) throws
+        -> [SessionRepository]
+    {
         guard let resource, let resources = (try? JSONValue.parse(resource))?.objectValue?["resources"]?.arrayValue else { return [] }
-        var sealed: [String: (Data, String)] = [:]
-        for row in tokens { sealed[row["resource_id"]] = (row["sealed"], row["key_id"]) }
         var ring: VaultKeyring?
         var repositories: [SessionRepository] = []
         for item in resources {
@@ -75,9 +86,9 @@ extension ControlPlaneStore {
                 let url = fields["url"]?.stringValue, let mount = fields["mount_path"]?.stringValue, mount.hasPrefix("/workspace/")
             else { continue }
             var token: String?
-            if let (data, keyID) = sealed[id] {
+            if let secret = sealed[id] {
                 if ring == nil { ring = try keyring() }
-                token = String(decoding: try ring!.open(data, keyID: keyID, binding: id), as: UTF8.self)
+                token = String(decoding: try ring!.open(secret.sealed, keyID: secret.keyID, binding: id), as: UTF8.self)
             }
             let checkout = fields["checkout"]?.objectValue
             repositories.append(

@@ -26,7 +26,7 @@ enum VaultTables: TableGroup {
 
 extension ControlPlaneStore {
     /// A credential as stored: its public resource, and its secret fields sealed.
-    public struct CredentialRow: Sendable, Equatable {
+    public struct CredentialRow: Sendable, Equatable, Codable {
         public let id: String
         public let vault: String
         public let workspace: String

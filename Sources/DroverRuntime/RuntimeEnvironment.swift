@@ -1,4 +1,5 @@
 import Crypto
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
 import DroverEgress
@@ -150,17 +151,18 @@ public final class RuntimeEnvironment: Sendable {
         SessionFiles(store: FileStore(redis: redis, limits: try FileStoreLimits.fromEnvironment()))
     }
 
+    /// Where this process's workers read sessions' credentials and repositories: this host's
+    /// SQLite file for the sessions it holds, the control plane's copy in Redis for the others.
+    public func workerControlPlane() throws -> WorkerControlPlane {
+        WorkerControlPlane(store: ControlPlaneStore(database: try database()), replica: ControlPlaneReplica(redis: redis), keyring: vaultKeyring)
+    }
+
     /// A session's `environment_variable` credentials, opened from its vaults for the egress
     /// proxy (`AgentToolset.credentials`). The vault key is read only when there is one to open.
     public func credentialSource() -> @Sendable (SessionID) async throws -> [EgressSecret] {
-        let keyring = vaultKeyring
-        let database = Result { try self.database() }
-        let uses = ControlPlaneUses(redis: redis)
+        let control = Result { try self.workerControlPlane() }
         return { session in
-            let store = ControlPlaneStore(database: try database.get())
-            let opened = try await store.variableCredentials(session: session.rawValue, keyring: keyring)
-            if opened.isEmpty { try await uses.check(session, .vaults, known: try await store.knowsSession(session.rawValue)) }
-            return try opened.map { credential in
+            try await control.get().variableCredentials(session: session).map { credential in
                 EgressSecret(
                     credentialID: credential.id, vaultID: credential.vault, variable: credential.variable, value: credential.secret,
                     hosts: try credential.hosts.map { try $0.map { try HostPattern($0) } }, inHeaders: credential.inHeaders,
@@ -172,14 +174,11 @@ public final class RuntimeEnvironment: Sendable {
     /// A session's git repositories (`github_repository` resources), with their tokens opened
     /// for the egress proxy (`AgentToolset.repositories`).
     public func repositorySource() -> @Sendable (SessionID) async throws -> [SandboxRepository] {
-        let keyring = vaultKeyring
-        let database = Result { try self.database() }
-        let uses = ControlPlaneUses(redis: redis)
+        let control = Result { try self.workerControlPlane() }
         return { session in
-            let store = ControlPlaneStore(database: try database.get())
-            let listed = try await store.sessionRepositories(session: session.rawValue, keyring: keyring)
-            if listed.isEmpty { try await uses.check(session, .repositories, known: try await store.knowsSession(session.rawValue)) }
-            return listed.map { SandboxRepository(id: $0.id, url: $0.url, branch: $0.branch, commit: $0.commit, path: $0.path, token: $0.token) }
+            try await control.get().repositories(session: session).map {
+                SandboxRepository(id: $0.id, url: $0.url, branch: $0.branch, commit: $0.commit, path: $0.path, token: $0.token)
+            }
         }
     }
 
@@ -187,14 +186,8 @@ public final class RuntimeEnvironment: Sendable {
     /// `static_bearer` or `mcp_oauth` credentials of its vaults, refreshed when due at token
     /// endpoints `gate` allows. One per process, so that a credential is refreshed once.
     public func serverTokens(gate: EgressGate) throws -> @Sendable (SessionID, String) async throws -> String? {
-        let store = ControlPlaneStore(database: try database())
-        let tokens = ServerTokens(store: store, keyring: vaultKeyring, gate: gate)
-        let uses = ControlPlaneUses(redis: redis)
-        return { session, url in
-            let token = try await tokens.token(session: session, serverURL: url)
-            if token == nil { try await uses.check(session, .vaults, known: try await store.knowsSession(session.rawValue)) }
-            return token
-        }
+        let tokens = ServerTokens(control: try workerControlPlane(), gate: gate)
+        return { session, url in try await tokens.token(session: session, serverURL: url) }
     }
 
     /// Writes what a sandbox asked of the egress proxy into the session's counts in SQLite

@@ -1,3 +1,4 @@
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
 import DroverEgress
@@ -10,17 +11,16 @@ import Foundation
 /// endpoint when it is about to expire, and kept sealed again. One refresh per credential runs
 /// at a time in this process; sessions that need it meanwhile wait for it.
 public actor ServerTokens {
-    let store: ControlPlaneStore
-    let keyring: @Sendable () throws -> VaultKeyring
+    let control: WorkerControlPlane
+    var store: ControlPlaneStore { control.store }
     let gate: EgressGate
     let http: CurlHTTPClient
     private var refreshing: [String: Task<String, Error>] = [:]
     /// A token this close to its expiry is refreshed first.
     static let margin: TimeInterval = 60
 
-    public init(store: ControlPlaneStore, keyring: @escaping @Sendable () throws -> VaultKeyring, gate: EgressGate, http: CurlHTTPClient = .shared) {
-        self.store = store
-        self.keyring = keyring
+    public init(control: WorkerControlPlane, gate: EgressGate, http: CurlHTTPClient = .shared) {
+        self.control = control
         self.gate = gate
         self.http = http
     }
@@ -30,11 +30,20 @@ public actor ServerTokens {
     }
 
     public func token(session: SessionID, serverURL: String) async throws -> String? {
-        switch try await store.serverCredential(session: session.rawValue, serverURL: serverURL, keyring: keyring) {
+        let (found, fromCopy) = try await control.serverCredential(session: session, serverURL: serverURL)
+        switch found {
         case nil: return nil
         case .bearer(let token): return token
         case .oauth(let credential):
             guard let expiry = credential.expiresAt, expiry.timeIntervalSinceNow < Self.margin else { return credential.accessToken }
+            // A refreshed token must be kept where the credential lives, and a provider may
+            // retire the refresh token it replaces: only a host with the SQLite file refreshes.
+            guard !fromCopy else {
+                throw Failure(
+                    description:
+                        "the mcp_oauth credential \(credential.id) expires at \(ControlPlaneStore.timestamp(expiry)), and only a worker that shares the API's SQLite file (DROVER_DB) refreshes it. Fix: run a worker on the API's host, or update the credential's access_token and expires_at"
+                )
+            }
             guard let refresh = credential.refresh else {
                 throw Failure(
                     description:
@@ -97,7 +106,9 @@ public actor ServerTokens {
         let expiresAt = body["expires_in"]?.intValue.map { Date().addingTimeInterval(TimeInterval($0)) }
         try await store.saveRefreshedTokens(
             credential: credential.id, accessToken: access, refreshToken: body["refresh_token"]?.stringValue, expiresAt: expiresAt,
-            keyring: try keyring())
+            keyring: try control.keyring())
+        // Workers on other hosts read the credential from the copy: it carries the new token too.
+        if let vault = try await store.vaultOfCredential(credential.id) { try await control.replica.publish(vault: vault, from: store) }
         return access
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverAPI
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
 import DroverFileStore
@@ -109,6 +110,9 @@ struct APIOptions: ParsableArguments {
                 "drover api: single-user local mode: no API key is configured, every caller is in workspace 'default', loopback only (create keys with `drover keys create --workspace NAME`)"
             )
         }
+        // Workers on other hosts read credentials and repositories from the copy in Redis: mend
+        // whatever a crash left unpublished between a SQLite write and its publication.
+        try await ControlPlaneReplica(redis: runtime.redis).publishEverything(from: store)
         var options = APIServer.Options()
         options.host = host
         options.port = port

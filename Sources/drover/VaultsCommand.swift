@@ -1,6 +1,8 @@
 import ArgumentParser
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
+import DroverRedis
 import DroverRuntime
 import Foundation
 
@@ -27,6 +29,17 @@ struct VaultsCommand: AsyncParsableCommand {
         return (ControlPlaneStore(database: try MirrorDatabase(path: configuration.databasePath.path)), configuration)
     }
 
+    /// Publishes the secrets sealed anew to the control plane's copy in Redis, for workers on
+    /// other hosts. Only a shared Redis (DROVER_REDIS_URL) has such workers; the embedded one
+    /// is this host's alone, and the API publishes everything again when it starts.
+    static func publish(_ store: ControlPlaneStore) async throws {
+        guard let url = ProcessInfo.processInfo.environment["DROVER_REDIS_URL"], !url.isEmpty else { return }
+        let redis = try await RedisClient.connect(url)
+        defer { redis.close() }
+        let (sessions, vaults) = try await ControlPlaneReplica(redis: redis).publishEverything(from: store)
+        note("drover vaults: published \(vaults) vault(s) and \(sessions) session(s) to the control plane's copy in Redis")
+    }
+
     struct Rekey: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Seal every credential again under the current key.")
 
@@ -36,6 +49,7 @@ struct VaultsCommand: AsyncParsableCommand {
                 let keyring = try VaultKeyring.load(dataDirectory: configuration.dataDirectory)
                 let changed = try await store.resealCredentials(with: keyring)
                 note("drover vaults: sealed \(changed) credential(s) again under key \(keyring.current.id) (\(keyring.source))")
+                try await VaultsCommand.publish(store)
             }
         }
     }
@@ -70,6 +84,7 @@ struct VaultsCommand: AsyncParsableCommand {
                 let changed = try await store.resealCredentials(with: keyring)
                 try FileManager.default.removeItem(at: previous)
                 note("drover vaults: new key \(keyring.current.id) in \(file.path); sealed \(changed) credential(s) again under it")
+                try await VaultsCommand.publish(store)
             }
         }
     }

@@ -1,9 +1,11 @@
 """The Files API and session resources of type file, through the SDK, against a `drover serve`
 with real bubblewrap sandboxes: the scripted model `cat`s the mount path it is given, so the
 session's events prove the uploaded bytes arrived in /workspace."""
+import http.server
 import os
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import anthropic
@@ -202,6 +204,34 @@ def test_a_file_added_to_a_live_session_arrives_at_the_next_call_and_no_planted_
     assert list(outside.iterdir()) == []
 
 
+VAULT_KEY = os.urandom(32).hex()
+
+
+class RecordingOrigin:
+    """A plain HTTP server on loopback that keeps the Authorization header of each request."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.headers.get("Authorization", ""))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def two_hosts():
     """Two hosts simulated on one machine, sharing only a Redis: `drover api` on host a and
@@ -221,8 +251,10 @@ def two_hosts():
         def env(host: str) -> dict:
             (tmp / host).mkdir(exist_ok=True)
             (tmp / host).chmod(0o711)
+            # Every host holds the installation's vault key: workers open the secrets they read from Redis.
             variables = dict(os.environ, DROVER_DATA_DIR=str(tmp / host / "data"), DROVER_HANDS_DIR=str(tmp / host / "hands"),
-                             DROVER_REDIS_URL=f"redis://127.0.0.1:{redis_port}", DROVER_API_ADDR=f"127.0.0.1:{api_port}")
+                             DROVER_REDIS_URL=f"redis://127.0.0.1:{redis_port}", DROVER_API_ADDR=f"127.0.0.1:{api_port}",
+                             DROVER_VAULT_KEY=VAULT_KEY)
             for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DROVER_DB"):
                 variables.pop(name, None)
             return variables
@@ -266,21 +298,37 @@ def test_on_two_hosts_a_file_resource_and_an_added_file_reach_a_worker_that_shar
     assert not (root / "b" / "data" / "files").exists() and (root / "a" / "data" / "files").exists()
 
 
-def test_on_two_hosts_a_session_with_vaults_is_refused_with_the_reason_rather_than_run_without_its_credentials(two_hosts):
-    server, _ = two_hosts
+def test_on_two_hosts_a_vault_credential_reaches_the_other_hosts_egress_proxy_and_never_its_sandbox(two_hosts):
+    server, root = two_hosts
     client = server.client()
-    vault = client.beta.vaults.create(display_name="course api")
-    client.beta.vaults.credentials.create(vault.id, auth={"type": "environment_variable", "secret_name": "COURSE_TOKEN",
-                                                           "secret_value": "s3cret-never-on-host-b",
-                                                           "networking": {"type": "limited", "allowed_hosts": ["127.0.0.1"]}})
-    agent = client.beta.agents.create(name="reader", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}])
-    environment = client.beta.environments.create(
-        name="networked", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["127.0.0.1"]}})
-    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[vault.id])
-    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/etc/hostname"}]}])
-    answer = final_answer(client, session.id)
-    assert "uses vault credentials" in answer and "DROVER_DB" in answer, answer
-    # Without vaults the same environment runs on host b.
-    plain = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-    client.beta.sessions.events.send(plain.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "/etc/hostname"}]}])
-    assert final_answer(client, plain.id).startswith("[scripted] CONTENT<"), "a session without vaults runs"
+    origin = RecordingOrigin()
+    try:
+        secret = f"s3cret-{os.urandom(8).hex()}"
+        vault = client.beta.vaults.create(display_name="course api")
+        credential = client.beta.vaults.credentials.create(
+            vault.id, auth={"type": "environment_variable", "secret_name": "COURSE_TOKEN", "secret_value": secret,
+                            "networking": {"type": "limited", "allowed_hosts": ["127.0.0.1"]}})
+        agent = client.beta.agents.create(name="reader", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}])
+        environment = client.beta.environments.create(
+            name="networked", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["127.0.0.1"]}})
+        session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[vault.id])
+        # The playbook cats the message; the quote ends that and runs the request on host b.
+        request = (f"/dev/null'; echo token=$COURSE_TOKEN; curl -sS --noproxy '' --max-time 20 "
+                   f"-H \"Authorization: Bearer $COURSE_TOKEN\" http://127.0.0.1:{origin.port}/grades; echo '")
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": request}]}])
+        answer = final_answer(client, session.id)
+        assert f"token=drover_placeholder_{credential.id.lower()}" in answer and answer.rstrip(">\n").endswith("ok"), answer
+        assert origin.seen == [f"Bearer {secret}"], "the proxy on host b put the secret in, read from the copy in Redis"
+        assert secret not in answer
+
+        # Archived, the credential is gone from host b's proxy at the next call.
+        client.beta.vaults.credentials.archive(credential.id, vault_id=vault.id)
+        client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": request}]}])
+        answer = final_answer(client, session.id)
+        assert answer.rstrip(">\n").endswith("ok") and len(origin.seen) == 2 and secret not in origin.seen[-1], (answer, origin.seen)
+        # Host b's disk holds no secret: not its data directory, not its hands root.
+        for path in (root / "b").rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert secret.encode() not in path.read_bytes(), path
+    finally:
+        origin.stop()

@@ -1,8 +1,8 @@
 import Crypto
 import DroverBrain
+import DroverControlPlane
 import DroverCore
 import DroverDatabase
-import DroverFileStore
 import DroverJobs
 import DroverQueue
 import DroverSessionLog
@@ -253,7 +253,7 @@ public struct DeploymentFirer: Sendable {
         ])
         try await control.insert(
             .sessions, .init(id: session.rawValue, workspace: row.workspaceID, createdAt: createdAt, resource: resource.compactJSON))
-        try await ControlPlaneUses(redis: queue.redis).record(session, resource: resource.objectValue ?? [:])
+        try await ControlPlaneReplica(redis: queue.redis).publish(session: session.rawValue, from: control)
     }
 
     /// The environment's `config` for the sandboxes: written inline in the schedule, the stored
