@@ -369,6 +369,9 @@ public final class BatchRunner: Sendable {
     private func resume(_ session: SessionID, item: JobItem, outcome: inout ItemOutcome, plan: BatchPlan) async throws -> Turn? {
         guard try await log.meta(session) != nil else { return nil }
         options.scriptedItems?.bind(session, fields: item.fields)
+        // Again, for a session an earlier version started or whose note has expired: the turn
+        // that ends next sends these back.
+        try await options.files.setWanted(session, paths: WorkspaceFiles.wanted(by: plan.spec, item: item))
         var events: [StoredEvent] = []
         let cursor = try await log.replay(session, afterSeq: 0) { events.append($0) }
         outcome.status = .running
