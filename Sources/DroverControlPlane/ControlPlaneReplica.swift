@@ -62,9 +62,9 @@ public struct ControlPlaneReplica: Sendable {
         return try Self.decode(SessionControlCopy.self, text)
     }
 
-    /// The live credentials the session draws on, sealed, oldest first.
-    public func credentialRows(session: SessionID) async throws -> [ControlPlaneStore.CredentialRow] {
-        guard let copy = try await self.session(session), !copy.vaultIDs.isEmpty else { return [] }
+    /// The live credentials a session's copy draws on, sealed, oldest first.
+    public func credentialRows(of copy: SessionControlCopy) async throws -> [ControlPlaneStore.CredentialRow] {
+        guard !copy.vaultIDs.isEmpty else { return [] }
         let replies = try await redis.pipeline(copy.vaultIDs.map { ["GET", Self.vaultKey($0)] }, idempotent: true)
         var vaults: [String: VaultControlCopy] = [:]
         for (id, reply) in zip(copy.vaultIDs, replies) {

@@ -3,8 +3,9 @@ import DroverDatabase
 import Foundation
 
 /// Where a worker reads a session's credentials and repositories: this host's SQLite file when
-/// it holds the session (the API's host), else the control plane's copy in Redis. Secrets are
-/// opened here, with this host's vault key, for one call at a time.
+/// it holds the session (the API's host), else the control plane's copy in Redis. Both give the
+/// same `SessionControlCopy`, read once per call, and the same openers turn it into secrets, with
+/// this host's vault key, for one call at a time.
 public struct WorkerControlPlane: Sendable {
     public let store: ControlPlaneStore
     public let replica: ControlPlaneReplica
@@ -16,10 +17,18 @@ public struct WorkerControlPlane: Sendable {
         self.keyring = keyring
     }
 
+    /// The session's copy, and whether it came from Redis; nil when neither place has one (a
+    /// session with no vault and no repository, on a host without the SQLite file).
+    func copy(of session: SessionID) async throws -> (copy: SessionControlCopy, fromRedis: Bool)? {
+        if let local = try await store.sessionControlCopy(session: session.rawValue) { return (local, false) }
+        return try await replica.session(session).map { ($0, true) }
+    }
+
     /// The session's live credentials, sealed, and whether they came from the copy in Redis.
     public func credentialRows(session: SessionID) async throws -> (rows: [ControlPlaneStore.CredentialRow], fromCopy: Bool) {
-        if try await store.knowsSession(session.rawValue) { return (try await store.sessionCredentialRows(session: session.rawValue), false) }
-        return (try await replica.credentialRows(session: session), true)
+        guard let (copy, fromRedis) = try await copy(of: session) else { return ([], true) }
+        if fromRedis { return (try await replica.credentialRows(of: copy), true) }
+        return (try await store.liveCredentials(vaults: copy.vaultIDs, workspace: copy.workspace), false)
     }
 
     public func variableCredentials(session: SessionID) async throws -> [VariableCredential] {
@@ -34,9 +43,8 @@ public struct WorkerControlPlane: Sendable {
     }
 
     public func repositories(session: SessionID) async throws -> [SessionRepository] {
-        if try await store.knowsSession(session.rawValue) { return try await store.sessionRepositories(session: session.rawValue, keyring: keyring) }
-        guard let copy = try await replica.session(session) else { return [] }
-        return try opening(true) { try ControlPlaneStore.repositories(session: copy.resource, tokens: copy.repositoryTokens, keyring: keyring) }
+        guard let (copy, fromRedis) = try await copy(of: session) else { return [] }
+        return try opening(fromRedis) { try ControlPlaneStore.repositories(session: copy.resource, tokens: copy.repositoryTokens, keyring: keyring) }
     }
 
     /// A secret from the copy that does not open says which key the worker lacks.

@@ -19,26 +19,6 @@ public struct VariableCredential: Sendable, CustomStringConvertible {
 }
 
 extension ControlPlaneStore {
-    /// Whether this control plane holds the session (a worker on another host's does not).
-    public func knowsSession(_ session: String) async throws -> Bool {
-        try await database.pool.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM api_sessions WHERE id = ?)", arguments: [session]) ?? false
-        }
-    }
-
-    /// The live credentials of the live vaults a session's `vault_ids` name, in its workspace,
-    /// oldest first. A session the API never made has none.
-    public func sessionCredentialRows(session: String) async throws -> [CredentialRow] {
-        let found = try await database.pool.read { db in
-            try GRDB.Row.fetchOne(db, sql: "SELECT workspace_id, resource FROM api_sessions WHERE id = ?", arguments: [session])
-        }
-        guard let found else { return [] }
-        let workspace: String = found["workspace_id"]
-        let resource: String = found["resource"]
-        let vaults = (try? JSONValue.parse(resource))?.objectValue?["vault_ids"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        return try await liveCredentials(vaults: vaults, workspace: workspace)
-    }
-
     /// Each row with its `auth`; a row without one is skipped.
     static func withAuth(_ rows: [CredentialRow]) -> [(row: CredentialRow, auth: [String: JSONValue])] {
         rows.compactMap { row in
@@ -55,14 +35,9 @@ extension ControlPlaneStore {
         return secret
     }
 
-    /// The `environment_variable` credentials a session may use now, unsealed with `keyring`
-    /// (asked for only when there is something to open).
-    public func variableCredentials(session: String, keyring: () throws -> VaultKeyring) async throws -> [VariableCredential] {
-        try Self.variableCredentials(try await sessionCredentialRows(session: session), keyring: keyring)
-    }
-
     /// The `environment_variable` credentials among `rows` (a session's live credentials, as
-    /// stored here or in the control plane's copy in Redis), unsealed.
+    /// stored here or in the control plane's copy in Redis), unsealed with `keyring` (asked for
+    /// only when there is something to open).
     public static func variableCredentials(_ rows: [CredentialRow], keyring: () throws -> VaultKeyring) throws -> [VariableCredential] {
         var opened: [VariableCredential] = []
         var ring: VaultKeyring?
@@ -81,13 +56,8 @@ extension ControlPlaneStore {
         return opened
     }
 
-    /// The session's oldest live `static_bearer` or `mcp_oauth` credential for the server at
+    /// The oldest live `static_bearer` or `mcp_oauth` credential among `rows` for the server at
     /// `serverURL` (compared without a trailing slash), unsealed; nil when none names it.
-    public func serverCredential(session: String, serverURL: String, keyring: () throws -> VaultKeyring) async throws -> ServerCredential? {
-        try Self.serverCredential(try await sessionCredentialRows(session: session), serverURL: serverURL, keyring: keyring)
-    }
-
-    /// `serverCredential(session:serverURL:keyring:)` among `rows`.
     public static func serverCredential(_ rows: [CredentialRow], serverURL: String, keyring: () throws -> VaultKeyring) throws -> ServerCredential? {
         func normalized(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
         let wanted = normalized(serverURL)

@@ -56,21 +56,8 @@ extension ControlPlaneStore {
         }
     }
 
-    /// The session's `github_repository` resources, in the order it lists them, each with its
-    /// token unsealed by `keyring` (asked for only when a token is there to open).
-    public func sessionRepositories(session: String, keyring: () throws -> VaultKeyring) async throws -> [SessionRepository] {
-        let (resource, tokens) = try await database.pool.read { db in
-            let resource = try String.fetchOne(db, sql: "SELECT resource FROM api_sessions WHERE id = ?", arguments: [session])
-            let tokens = try GRDB.Row.fetchAll(
-                db, sql: "SELECT resource_id, sealed, key_id FROM session_repository_tokens WHERE session_id = ?", arguments: [session])
-            return (resource, tokens)
-        }
-        var sealed: [String: SealedSecret] = [:]
-        for row in tokens { sealed[row["resource_id"]] = SealedSecret(sealed: row["sealed"], keyID: row["key_id"]) }
-        return try Self.repositories(session: resource, tokens: sealed, keyring: keyring)
-    }
-
-    /// The `github_repository` resources of `session` (a session's resource, as stored), each
+    /// The `github_repository` resources of `session` (a session's resource, as stored), in the
+    /// order it lists them, each
     /// with its token from `tokens` (by resource id) unsealed by `keyring` (asked for only when a
     /// token is there to open).
     public static func repositories(

@@ -93,16 +93,17 @@ public struct FileStore: Sendable {
     }
 
     /// Regular files at or under `url` with their paths relative to it (empty for `url` itself),
-    /// sorted. Links are not followed: a job's folder is the operator's, but a link in it to
+    /// sorted, so that what depends on them (a job item's key) does not depend on directory
+    /// order. Links are not followed: a job's folder is the operator's, but a link in it to
     /// elsewhere on the host must not send that file to a sandbox.
-    static func regularFiles(at url: URL) throws -> [(URL, String)] {
+    public static func regularFiles(at url: URL) throws -> [(url: URL, relative: String)] {
         var status = stat()
         guard lstat(url.path, &status) == 0 else { throw FileStoreError.cannotRead(path: url.path, reason: String(cString: strerror(errno))) }
         if (status.st_mode & S_IFMT) == S_IFREG { return [(url, "")] }
         guard (status.st_mode & S_IFMT) == S_IFDIR else {
             throw FileStoreError.cannotRead(path: url.path, reason: "not a regular file or a directory")
         }
-        var found: [(URL, String)] = []
+        var found: [(url: URL, relative: String)] = []
         let base = url.standardizedFileURL.path
         let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey])
         while let next = enumerator?.nextObject() as? URL {
@@ -112,7 +113,7 @@ public struct FileStore: Sendable {
             guard path.hasPrefix(base + "/") else { continue }
             found.append((next, String(path.dropFirst(base.count + 1))))
         }
-        return found.sorted { $0.1 < $1.1 }
+        return found.sorted { $0.relative < $1.relative }
     }
 }
 

@@ -49,9 +49,8 @@ public struct IncomingFiles: Sendable {
                     _ = try? await sandbox.run("rm -f -- \(AgentToolset.quote(name))")
                     failures.append("/workspace/\(target): \(run.output.trimmingCharacters(in: .whitespacesAndNewlines))")
                 }
-            } catch let error as CancellationError {
+            } catch is CancellationError {
                 // Left waiting: the call that delivers it next is not this cancelled one.
-                _ = error
                 return failures
             } catch {
                 failures.append("/workspace/\(target): \(error)")

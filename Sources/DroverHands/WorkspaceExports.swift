@@ -19,27 +19,28 @@ struct WorkspaceExports {
         let directory = scratch.appendingPathComponent(".\(session.rawValue)-\(UInt64.random(in: 0...UInt64.max))")
         defer { try? FileManager.default.removeItem(at: directory) }
         let limits = store.limits
-        // Copied under the volume's lock (no unmount meanwhile); stored after, outside it.
-        let copied: [(String, Result<Bool, Error>)]
+        // Copied under the volume's lock (no unmount meanwhile); stored after, outside it. Each
+        // copy is named by its position, never by the agent's path.
+        let copied: [(path: String, local: URL, found: Result<Bool, Error>)]
         do {
             copied = try await layout.withWorkspace(session.rawValue) { workspace in
-                guard FileManager.default.fileExists(atPath: workspace.path) else { return wanted.map { ($0, .success(false)) } }
+                let exists = FileManager.default.fileExists(atPath: workspace.path)
                 let reader = SandboxWrittenFiles(root: workspace, maxBytes: limits.maxSessionBytes)
-                return wanted.map { path in
-                    (path, Result { try reader.copy(path, to: directory.appendingPathComponent("\(Self.index(path, in: wanted))")) })
+                return wanted.enumerated().map { index, path in
+                    let local = directory.appendingPathComponent("\(index)")
+                    return (path, local, exists ? Result { try reader.copy(path, to: local) } : .success(false))
                 }
             }
         } catch {
             return wanted.map { SessionFiles.Export(path: $0, files: [], refused: "the workspace could not be read: \(error)") }
         }
         var exports: [SessionFiles.Export] = []
-        for (path, result) in copied {
-            switch result {
+        for (path, local, found) in copied {
+            switch found {
             case .success(false):
                 exports.append(SessionFiles.Export(path: path, files: []))
             case .success(true):
                 do {
-                    let local = directory.appendingPathComponent("\(Self.index(path, in: wanted))")
                     exports.append(SessionFiles.Export(path: path, files: try await store.upload([(local, path)])))
                 } catch {
                     exports.append(SessionFiles.Export(path: path, files: [], refused: "\(error)"))
@@ -49,10 +50,5 @@ struct WorkspaceExports {
             }
         }
         return exports
-    }
-
-    /// Copies are named by position, never by the agent's path.
-    static func index(_ path: String, in wanted: [String]) -> Int {
-        wanted.firstIndex(of: path) ?? 0
     }
 }

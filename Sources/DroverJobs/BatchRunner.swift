@@ -408,7 +408,7 @@ public final class BatchRunner: Sendable {
             }
             for export in exports {
                 if let refused = export.refused {
-                    let isOutput = plan.spec.output.source == .file && export.path == WorkspaceFiles.normalized(plan.spec.output.file ?? "")
+                    let isOutput = plan.spec.output.source == .file && export.path == WorkspacePath.normalized(plan.spec.output.file ?? "")
                     outcome.error = isOutput ? "output.file \(export.path): \(refused)" : "collect: \(export.path): \(refused)"
                     return false
                 }

@@ -1,5 +1,6 @@
 import Crypto
 import DroverCore
+import DroverFileStore
 import Foundation
 
 #if canImport(Glibc)
@@ -130,25 +131,14 @@ public enum JobItems {
         feed(output.file ?? "")
         for (source, destination) in files {
             feed(destination)
-            for file in try filesUnder(source) {
-                feed(relativePath(file, to: source))
+            // The files the item's sessions get, as the file store sends them: an edit to one
+            // is a new item, and a link the store leaves behind changes nothing.
+            for (file, relative) in try FileStore.regularFiles(at: source) {
+                feed(relative.isEmpty ? "." : relative)
                 hasher.update(data: try Data(contentsOf: file))
             }
         }
         return hasher.finalize().lowercaseHex
-    }
-
-    /// Regular files at or under `url`, sorted, so the key does not depend on directory order.
-    static func filesUnder(_ url: URL) throws -> [URL] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return [] }
-        guard isDirectory.boolValue else { return [url] }
-        let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey])
-        var files: [URL] = []
-        while let next = enumerator?.nextObject() as? URL {
-            if (try? next.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true { files.append(next) }
-        }
-        return files.sorted { $0.path < $1.path }
     }
 
     static func glob(_ pattern: String, in directory: URL) throws -> [URL] {

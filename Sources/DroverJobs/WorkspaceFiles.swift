@@ -13,15 +13,13 @@ enum WorkspaceFiles {
     /// out here; collecting it reports that.
     static func wanted(by spec: JobSpec, item: JobItem) -> [String] {
         var paths: [String] = []
-        if spec.output.source == .file, let file = spec.output.file { paths.append(normalized(file)) }
+        if spec.output.source == .file, let file = spec.output.file { paths.append(WorkspacePath.normalized(file)) }
         for copy in spec.collect {
-            if let from = try? PromptTemplate.render(copy.from, fields: item.fields) { paths.append(normalized(from)) }
+            if let from = try? PromptTemplate.render(copy.from, fields: item.fields) { paths.append(WorkspacePath.normalized(from)) }
         }
         var seen = Set<String>()
         return paths.filter { !$0.isEmpty && seen.insert($0).inserted }
     }
-
-    static func normalized(_ path: String) -> String { WorkspacePath.normalized(path) }
 
     /// Copies `from` (relative to the workspace) to `to` (relative to `destinationRoot`).
     /// Returns false when the agent did not produce the file. The workspace is the sandbox's, so
