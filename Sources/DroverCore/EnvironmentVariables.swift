@@ -26,6 +26,14 @@ public enum EnvironmentVariables {
             meaning: "the largest file that reaches a sandbox or comes back from one, through the file store in Redis (default 64MiB)"),
         Variable(name: "DROVER_FILE_STORE_SESSION_BYTES", meaning: "the most one session's files take in the file store together (default 256MiB)"),
         Variable(name: "DROVER_FILE_STORE_DAYS", meaning: "days the file store keeps a file after it was last used (default 30)"),
+        Variable(
+            name: "DROVER_CONTEXT_WINDOW",
+            meaning: "model context windows in tokens: 200000 for all, or MODEL=TOKENS,...,*=TOKENS (default 200000; docs/compaction.md)"),
+        Variable(name: "DROVER_COMPACTION_MARGIN", meaning: "percent of the window kept free: compaction starts past the rest (default 10)"),
+        Variable(
+            name: "DROVER_COMPACTION_LIMIT",
+            meaning: "compactions in a row, with no model message or tool call between, that stop a turn (default 3)"),
+        Variable(name: "DROVER_COMPACTION", meaning: "off sends every request whole, never compacting (default on)"),
         Variable(name: "DROVER_SANDBOX_MEMORY", meaning: "memory per sandbox, its /tmp included (default 2GiB)"),
         Variable(name: "DROVER_SANDBOX_PIDS", meaning: "processes and threads per sandbox (default 256)"),
         Variable(name: "DROVER_SANDBOX_CPUS", meaning: "CPU cores' worth of time per sandbox (default 1)"),

@@ -30,6 +30,7 @@ public enum DroverMetrics {
     public static let modelTimeToFirstToken = Timer(label: "drover_model_time_to_first_token_seconds")
     public static let modelRetries = Counter(label: "drover_model_retries_total")
     public static let modelErrors = Counter(label: "drover_model_errors_total")
+    public static let compactions = Counter(label: "drover_context_compactions_total")
 
     // MARK: Tools
     public static let toolCallDuration = TimerFamily("drover_tool_call_duration_seconds", "tool")

@@ -65,10 +65,22 @@ public struct ModelScript: Sendable, Equatable {
     public var turns: [Turn]
     /// Turns in a playbook's place: tool calls derived from the conversation.
     public var playbook: Playbook?
+    /// How the model counts a request's input tokens: its body's bytes over this, rounded up.
+    public var bytesPerToken = 4
+    /// The most input tokens a request may carry; one with more is refused with a 400, as the
+    /// Messages API refuses a prompt that is too long. Nil: no limit.
+    public var contextWindow: Int?
+    /// Milliseconds before the answer to a compaction request (`ContextCompaction.prompt`) starts.
+    public var compactionTTFTMilliseconds = 0
 
     public init(turns: [Turn] = [], playbook: Playbook? = nil) {
         self.turns = turns
         self.playbook = playbook
+    }
+
+    /// The input tokens of a request body of `bytes` bytes, as this model counts them.
+    public func inputTokens(bytes: Int) -> Int {
+        max(1, (bytes + bytesPerToken - 1) / bytesPerToken)
     }
 
     public struct ScriptError: Error, CustomStringConvertible, Sendable {
@@ -107,10 +119,29 @@ public struct ModelScript: Sendable, Equatable {
         guard let top = root as? [String: Any] else {
             throw ScriptError(path: file, message: "the top level must be a mapping with `turns:` or `playbook:`")
         }
-        for key in top.keys where key != "turns" && key != "playbook" {
-            throw ScriptError(path: "\(file): \(key)", message: "unknown key; use `turns` or `playbook`")
+        let topKeys = ["turns", "playbook", "bytes_per_token", "context_window", "compaction"]
+        for key in top.keys where !topKeys.contains(key) {
+            throw ScriptError(path: "\(file): \(key)", message: "unknown key; a script takes \(topKeys.joined(separator: ", "))")
         }
         var script = ModelScript()
+        if let raw = top["bytes_per_token"] {
+            guard let value = raw as? Int, (1...64).contains(value) else {
+                throw ScriptError(path: "\(file): bytes_per_token", message: "must be a whole number from 1 to 64 (default 4)")
+            }
+            script.bytesPerToken = value
+        }
+        if let raw = top["context_window"] {
+            guard let value = raw as? Int, value >= 100 else {
+                throw ScriptError(path: "\(file): context_window", message: "must be a whole number of tokens, 100 or more")
+            }
+            script.contextWindow = value
+        }
+        if let raw = top["compaction"] {
+            guard let map = raw as? [String: Any], map.keys.allSatisfy({ $0 == "ttft_ms" }), let ttft = map["ttft_ms"] as? Int, ttft >= 0 else {
+                throw ScriptError(path: "\(file): compaction", message: "takes `ttft_ms`: milliseconds before a summary starts, 0 or more")
+            }
+            script.compactionTTFTMilliseconds = ttft
+        }
         if let playbook = top["playbook"] {
             script.playbook = try Playbook.parse(playbook, path: "\(file): playbook")
         }

@@ -17,16 +17,23 @@ public final class ScriptedModelServer: Sendable {
     private let task: Task<Void, Error>
     private let group: ServiceGroup
     private let faults: FaultCounter
+    private let ledger: RequestLedger
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     public static let label = "[scripted] "
 
-    private init(script: ModelScript, port: Int, task: Task<Void, Error>, group: ServiceGroup, faults: FaultCounter) {
+    private init(script: ModelScript, port: Int, task: Task<Void, Error>, group: ServiceGroup, faults: FaultCounter, ledger: RequestLedger) {
         self.script = script
         self.port = port
         self.task = task
         self.group = group
         self.faults = faults
+        self.ledger = ledger
+    }
+
+    /// Every Messages request answered so far, in order of arrival.
+    public func requests() async -> [ScriptedRequest] {
+        await ledger.all
     }
 
     /// Starts on 127.0.0.1 at `port` (0 picks a free one) and returns once it accepts connections.
@@ -37,12 +44,13 @@ public final class ScriptedModelServer: Sendable {
         -> ScriptedModelServer
     {
         let faults = FaultCounter()
+        let ledger = RequestLedger()
         let router = Router()
         router.get("/health") { _, _ in "ok" }
         router.post("/v1/messages") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 32 << 20)
             let session = request.headers[sessionHeader]
-            return await respond(script: script, faults: faults, items: items, session: session, body: String(buffer: body))
+            return await respond(script: script, faults: faults, items: items, session: session, body: String(buffer: body), ledger: ledger)
         }
         router.post("/v1/chat/completions") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 32 << 20)
@@ -70,7 +78,7 @@ public final class ScriptedModelServer: Sendable {
             task.cancel()
             throw ModelScript.ScriptError(path: "127.0.0.1:\(port)", message: "the scripted model server did not start")
         }
-        return ScriptedModelServer(script: script, port: bound, task: task, group: group, faults: faults)
+        return ScriptedModelServer(script: script, port: bound, task: task, group: group, faults: faults, ledger: ledger)
     }
 
     public func stop() async {
@@ -80,7 +88,9 @@ public final class ScriptedModelServer: Sendable {
 
     // MARK: Answering
 
-    static func respond(script: ModelScript, faults: FaultCounter, items: ScriptedItemFields, session: String?, body: String) async -> Response {
+    static func respond(
+        script: ModelScript, faults: FaultCounter, items: ScriptedItemFields, session: String?, body: String, ledger: RequestLedger? = nil
+    ) async -> Response {
         guard let request = (try? JSONValue.parse(body))?.objectValue else {
             return error(400, "invalid_request_error", "the body is not a JSON object")
         }
@@ -94,8 +104,17 @@ public final class ScriptedModelServer: Sendable {
             return error(400, "invalid_request_error", "max_tokens: required, a number")
         }
         let conversation = Conversation(messages: messages)
-        let turn: ModelScript.Turn
-        if let playbook = script.playbook, script.turns.isEmpty {
+        let inputTokens = script.inputTokens(bytes: body.utf8.count)
+        if let window = script.contextWindow, inputTokens > window {
+            await ledger?.record(ScriptedRequest(inputTokens: inputTokens, compaction: conversation.compactionRequested, refused: true))
+            return error(400, "invalid_request_error", "prompt is too long: \(inputTokens) tokens > \(window) maximum")
+        }
+        await ledger?.record(ScriptedRequest(inputTokens: inputTokens, compaction: conversation.compactionRequested, refused: false))
+        var turn: ModelScript.Turn
+        if conversation.compactionRequested {
+            turn = ModelScript.Turn(text: conversation.summary())
+            turn.ttftMilliseconds = script.compactionTTFTMilliseconds
+        } else if let playbook = script.playbook, script.turns.isEmpty {
             turn = conversation.playbookTurn(playbook, fields: session.map(items.fields(of:)) ?? [:])
         } else if conversation.step < script.turns.count {
             turn = script.turns[conversation.step]
@@ -113,7 +132,6 @@ public final class ScriptedModelServer: Sendable {
                 return response
             }
         }
-        let inputTokens = max(1, body.utf8.count / 4)
         let message = MessagePlan(turn: turn, model: "scripted/\(model)", inputTokens: inputTokens)
         if request["stream"] == .bool(true) {
             var headers = HTTPFields()
@@ -171,6 +189,21 @@ public final class ScriptedModelServer: Sendable {
     }
 }
 
+/// What the scripted model saw of one Messages request.
+public struct ScriptedRequest: Sendable, Equatable {
+    /// As the model counts them (`bytes_per_token`) and reports them in `usage`.
+    public let inputTokens: Int
+    /// The request asked for a summary (`ContextCompaction.prompt`).
+    public let compaction: Bool
+    /// Refused for being past `context_window`.
+    public let refused: Bool
+}
+
+actor RequestLedger {
+    private(set) var all: [ScriptedRequest] = []
+    func record(_ request: ScriptedRequest) { all.append(request) }
+}
+
 /// Counts requests per conversation turn, for faults that happen N times.
 actor FaultCounter {
     private var counts: [String: Int] = [:]
@@ -190,6 +223,8 @@ struct Conversation {
     let userText: String
     /// The tool calls answered since that message, each with its result.
     let results: [(call: String, text: String)]
+    /// The last user text is `ContextCompaction.prompt`: the request wants a summary of the rest.
+    let compactionRequested: Bool
 
     init(messages: [JSONValue]) {
         var assistants = 0
@@ -197,6 +232,7 @@ struct Conversation {
         var results: [(call: String, text: String)] = []
         var calls: [String: String] = [:]
         var afterText = false
+        var compactionRequested = false
         for message in messages {
             let fields = message.objectValue ?? [:]
             let role = fields["role"]?.stringValue
@@ -213,6 +249,20 @@ struct Conversation {
                 case ("user", "text"):
                     // A user message starts a new request: its text blocks are read as one.
                     let text = b["text"]?.stringValue ?? ""
+                    compactionRequested = false
+                    if text.hasPrefix(ContextCompaction.promptOpening) {
+                        compactionRequested = true
+                        continue
+                    }
+                    // A compacted context that starts at this model's own summary carries on
+                    // where the summary says; any other summary is read as the user's words.
+                    if let summary = Summary(continuation: text) {
+                        userText = summary.task
+                        results = summary.results
+                        assistants += summary.modelTurns
+                        afterText = false
+                        continue
+                    }
                     if afterText {
                         userText += "\n" + text
                     } else {
@@ -237,13 +287,72 @@ struct Conversation {
                     results.append((calls[b["tool_use_id"]?.stringValue ?? ""] ?? "tool", text))
                 default:
                     afterText = false
+                    compactionRequested = false
                 }
             }
         }
         self.step = assistants
         self.userText = userText
         self.results = results
+        self.compactionRequested = compactionRequested
         self.key = String(FNV1a.hash(userText), radix: 16)
+    }
+
+    /// The scripted model's summary of the conversation: what it needs to carry on, and no more.
+    func summary() -> String {
+        Summary(task: userText, modelTurns: step, results: results).text
+    }
+
+    /// A summary the scripted model writes and reads back, one fact a line.
+    struct Summary {
+        var task: String
+        var modelTurns: Int
+        var results: [(call: String, text: String)]
+
+        static let heading = "Summary by the scripted model, which lists what happened and does not think."
+        static let summarised = "(summarised)"
+        /// The last result is kept, cut to this many bytes; the others are counted.
+        static let lastResultBytes = 300
+
+        init(task: String, modelTurns: Int, results: [(call: String, text: String)]) {
+            self.task = task
+            self.modelTurns = modelTurns
+            self.results = results
+        }
+
+        var text: String {
+            var lines = [Self.heading, "Task: " + JSONValue.string(task).compactJSON, "Model turns: \(modelTurns)", "Tool results: \(results.count)"]
+            if let last = results.last {
+                let cut = String(decoding: last.text.utf8.prefix(Self.lastResultBytes), as: UTF8.self)
+                lines.append("Last result (\(last.call)): " + JSONValue.string(cut).compactJSON)
+            }
+            return lines.joined(separator: "\n")
+        }
+
+        /// Reads a compacted context's opening text back, when this model wrote the summary.
+        init?(continuation text: String) {
+            guard text.hasPrefix(ContextCompaction.continuationOpening), text.contains(Self.heading) else { return nil }
+            var task: String?
+            var turns: Int?
+            var count: Int?
+            var last: (call: String, text: String)?
+            for line in text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) {
+                if line.hasPrefix("Task: ") {
+                    task = (try? JSONValue.parse(String(line.dropFirst(6))))?.stringValue
+                } else if line.hasPrefix("Model turns: ") {
+                    turns = Int(line.dropFirst(13))
+                } else if line.hasPrefix("Tool results: ") {
+                    count = Int(line.dropFirst(14))
+                } else if line.hasPrefix("Last result ("), let close = line.range(of: "): ") {
+                    let call = String(line[line.index(line.startIndex, offsetBy: 13)..<close.lowerBound])
+                    last = (call, (try? JSONValue.parse(String(line[close.upperBound...])))?.stringValue ?? "")
+                }
+            }
+            guard let task, let turns, let count, count >= 0 else { return nil }
+            var results = Array(repeating: (call: Self.summarised, text: Self.summarised), count: count)
+            if let last, count > 0 { results[count - 1] = last }
+            self.init(task: task, modelTurns: turns, results: results)
+        }
     }
 
     /// How the brain closes a tool call a crash or shutdown cut off (`TurnRunner.crashInterruption`).

@@ -76,7 +76,7 @@ public struct BatchEngine {
         let queue = TaskQueue(redis: runtime.redis)
         let runner = TurnRunner(
             log: log, model: model.client, hand: hand, deltas: DeltaPublisher(redis: runtime.redis),
-            defaultAgent: AgentSnapshot(model: "claude-sonnet-4-5"))
+            defaultAgent: AgentSnapshot(model: "claude-sonnet-4-5"), context: try ContextPolicy.fromEnvironment())
         var options = Worker.Options()
         options.concurrency = concurrency
         options.queue = queueName

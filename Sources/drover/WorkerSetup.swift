@@ -92,7 +92,7 @@ struct WorkerOptions: ParsableArguments {
         let runner = TurnRunner(
             log: try runtime.sessionLog, model: AnthropicMessagesClient(configuration: configuration), hand: hand,
             deltas: DeltaPublisher(redis: runtime.redis), defaultAgent: AgentSnapshot(model: model),
-            mcp: mcp
+            mcp: mcp, context: try ContextPolicy.fromEnvironment()
         )
         var options = Worker.Options()
         options.concurrency = concurrency

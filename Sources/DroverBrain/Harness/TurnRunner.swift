@@ -71,6 +71,8 @@ public final class TurnRunner: Sendable {
     let work: WorkQueue
     /// Hears a `user.interrupt` for any turn this runner runs: one subscription for them all.
     let interrupts: SessionSignal
+    /// When a thread's context is compacted (docs/compaction.md).
+    public let context: ContextPolicy
     private let logger = Logger(label: "drover.turn")
 
     public static let crashInterruption = "interrupted by a worker crash or shutdown; the sandbox may hold partial effects"
@@ -78,9 +80,11 @@ public final class TurnRunner: Sendable {
 
     public init(
         log: SessionLog, model: any ModelClient, hand: any Hand, deltas: DeltaPublisher, defaultAgent: AgentSnapshot,
-        eagerHands: Bool = false, onFirstToken: (@Sendable (SessionID) -> Void)? = nil, mcp: (any MCPHand)? = nil
+        eagerHands: Bool = false, onFirstToken: (@Sendable (SessionID) -> Void)? = nil, mcp: (any MCPHand)? = nil,
+        context: ContextPolicy = ContextPolicy()
     ) {
         self.mcp = mcp
+        self.context = context
         self.log = log
         self.model = model
         self.hand = hand
@@ -289,22 +293,33 @@ public final class TurnRunner: Sendable {
     ) async throws -> TurnOutcome {
         // Events that go out with the first request's start (the running status).
         var announcing = announcing
+        let tools =
+            hands.definitions
+            + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) }
+        let compactor = ContextCompactor(policy: context, agent: agent, tools: tools)
         while true {
             if state.modelRequests >= agent.maxModelRequestsPerTurn {
                 if !announcing.isEmpty { try await append(session, fence, state, announcing) }
                 return try await finish(session, fence, state, started, .budgetReached)
+            }
+            while compactor.needsCompaction(state.conversation, scale: state.scale) {
+                if Self.compactionsInARow(state.events) >= context.limit {
+                    if !announcing.isEmpty { try await append(session, fence, state, announcing) }
+                    return try await finish(session, fence, state, started, .retriesExhausted, after: [Self.compactionLimitReached(context.limit)])
+                }
+                if let ended = try await compact(session, fence, agent, tools, compactor, state, started, announcing: announcing) {
+                    return ended
+                }
+                announcing = []
             }
             state.modelRequests += 1
             let startSeq = try await append(session, fence, state, announcing + [.spanModelRequestStart]).lastSeq
             announcing = []
             let startId = SessionLog.eventID(session, seq: startSeq)
             state.openModelRequest = startId
+            let conversation = state.conversation
             var request = ModelRequest(
-                model: agent.model, system: agent.system, messages: state.messages,
-                tools: hands.definitions
-                    + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) },
-                maxTokens: agent.maxTokens
-            )
+                model: agent.model, system: agent.system, messages: conversation.messages, tools: tools, maxTokens: agent.maxTokens)
             request.session = session
             let customNames = Set(agent.customTools.map(\.name))
             var response: ModelResponse?
@@ -361,20 +376,12 @@ public final class TurnRunner: Sendable {
                     }
                 }
             } catch let error as ModelError {
-                DroverMetrics.modelErrors.increment()
-                let exhausted: Bool
-                if case .retriesExhausted = error { exhausted = true } else { exhausted = false }
-                state.openModelRequest = nil
-                let failure = SessionErrorObject(
-                    type: error.description.contains("overloaded") ? .modelOverloadedError : .modelRequestFailedError, message: error.description,
-                    retryStatus: exhausted ? .exhausted : .terminal)
-                try await append(
-                    session, fence, state, [Self.failedModelRequestEnd(start: startId), .sessionError(SessionErrorEvent(error: failure))])
-                return try await finish(session, fence, state, started, .retriesExhausted)
+                return try await failModelRequest(session, fence, state, started, startId, error)
             }
             guard let response else { throw ModelError.malformedStream("the stream ended without a message") }
             DroverMetrics.modelRequestDuration.record(since: requestStarted)
             Self.countTokens(response.usage, model: agent.model)
+            state.scale.learn(bytes: compactor.fixedBytes + conversation.size, usage: response.usage)
             if rescheduled {
                 try await append(session, fence, state, [.sessionStatusRunning])
             }
@@ -438,6 +445,115 @@ public final class TurnRunner: Sendable {
                 return TurnOutcome(.awaitingHands, modelRequests: state.modelRequests)
             }
         }
+    }
+
+    /// Ends the turn after a model request failed for good.
+    private func failModelRequest(
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, _ startId: String, _ error: ModelError
+    ) async throws -> TurnOutcome {
+        DroverMetrics.modelErrors.increment()
+        let exhausted: Bool
+        if case .retriesExhausted = error { exhausted = true } else { exhausted = false }
+        state.openModelRequest = nil
+        let failure = SessionErrorObject(
+            type: error.description.contains("overloaded") ? .modelOverloadedError : .modelRequestFailedError, message: error.description,
+            retryStatus: exhausted ? .exhausted : .terminal)
+        try await append(session, fence, state, [Self.failedModelRequestEnd(start: startId), .sessionError(SessionErrorEvent(error: failure))])
+        return try await finish(session, fence, state, started, .retriesExhausted)
+    }
+
+    // MARK: Compaction
+
+    /// Asks the model to summarise the earlier part of the context, then appends its summary as
+    /// `agent.thread_context_compacted` with the request's end, in one append: a crash leaves the
+    /// log as it was (the request's start is closed as cut off, as any other's) or with one whole
+    /// compaction. Returns the turn's outcome when it ended instead.
+    private func compact(
+        _ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ tools: [ModelToolDefinition], _ compactor: ContextCompactor,
+        _ state: TurnState, _ started: ContinuousClock.Instant, announcing: [SessionEventPayload]
+    ) async throws -> TurnOutcome? {
+        let plan = compactor.plan(state.conversation, scale: state.scale)
+        let startSeq = try await append(session, fence, state, announcing + [.spanModelRequestStart]).lastSeq
+        let startId = SessionLog.eventID(session, seq: startSeq)
+        state.openModelRequest = startId
+        // The same tools as every request: the model API wants them wherever tool calls are in
+        // the messages, and the prompt asks for none.
+        var request = ModelRequest(model: agent.model, system: agent.system, messages: plan.messages, tools: tools, maxTokens: agent.maxTokens)
+        request.session = session
+        let requestStarted = ContinuousClock.now
+        var response: ModelResponse?
+        var rescheduled = false
+        do {
+            for try await event in model.stream(request) {
+                switch event {
+                case .retrying(let attempt, _, let reason):
+                    DroverMetrics.modelRetries.increment()
+                    logger.info("compaction request retrying", metadata: ["session": "\(session)", "attempt": "\(attempt)", "reason": "\(reason)"])
+                    try await append(session, fence, state, [.sessionStatusRescheduled])
+                    rescheduled = true
+                case .started where rescheduled:
+                    rescheduled = false
+                    try await append(session, fence, state, [.sessionStatusRunning])
+                case .completed(let message):
+                    response = message
+                default:
+                    break
+                }
+            }
+        } catch let error as ModelError {
+            return try await failModelRequest(session, fence, state, started, startId, error)
+        }
+        guard let response else { throw ModelError.malformedStream("the stream ended without a message") }
+        DroverMetrics.modelRequestDuration.record(since: requestStarted)
+        Self.countTokens(response.usage, model: agent.model)
+        state.scale.learn(bytes: compactor.fixedBytes + plan.bytes, usage: response.usage)
+        let summary = response.content.compactMap { block -> String? in
+            if case .text(let text) = block { return text }
+            return nil
+        }.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !summary.isEmpty else {
+            // Nothing to carry on from: the turn ends, and the context stays as it was.
+            state.openModelRequest = nil
+            let failure = SessionErrorObject(
+                type: .modelRequestFailedError, message: "asked to summarise the context, which is nearly full, the model wrote no text",
+                retryStatus: .exhausted)
+            let end = SpanModelRequestEnd(modelRequestStartId: startId, modelUsage: response.usage, isError: true)
+            try await append(session, fence, state, [.spanModelRequestEnd(end), .sessionError(SessionErrorEvent(error: failure))])
+            return try await finish(session, fence, state, started, .retriesExhausted)
+        }
+        let end = SpanModelRequestEnd(modelRequestStartId: startId, modelUsage: response.usage, isError: false)
+        let compacted = AgentThreadContextCompacted(summary: summary, firstKeptEventId: plan.firstKeptEventId)
+        try await append(session, fence, state, [.spanModelRequestEnd(end), .agentThreadContextCompacted(compacted)])
+        state.openModelRequest = nil
+        DroverMetrics.compactions.increment()
+        logger.info(
+            "context compacted",
+            metadata: ["session": "\(session)", "summary_bytes": "\(summary.utf8.count)", "kept_from": "\(plan.firstKeptEventId ?? "none")"])
+        return nil
+    }
+
+    /// Compactions since the model last wrote a message or called a tool, or the user last wrote.
+    static func compactionsInARow(_ events: [StoredEvent]) -> Int {
+        var count = 0
+        for event in events.reversed() {
+            switch event.kind {
+            case .agentThreadContextCompacted: count += 1
+            case .agentMessage, .agentToolUse, .agentMcpToolUse, .agentCustomToolUse, .userMessage: return count
+            default: continue
+            }
+        }
+        return count
+    }
+
+    static func compactionLimitReached(_ limit: Int) -> SessionEventPayload {
+        .sessionError(
+            SessionErrorEvent(
+                error: SessionErrorObject(
+                    type: .compactionLimitReachedError,
+                    message:
+                        "the context was compacted \(limit) times in a row and still does not fit the model's context window (DROVER_CONTEXT_WINDOW); "
+                        + "the turn stops. A shorter message or smaller tool results let the next one through",
+                    retryStatus: .exhausted)))
     }
 
     // MARK: Remote hands
@@ -681,6 +797,13 @@ final class TurnState: @unchecked Sendable {
     var events: [StoredEvent] { lock.withLock { _events } }
     /// The model's view of the log, kept current with it.
     var messages: [ModelMessage] { lock.withLock { _conversation.messages } }
+    var conversation: ContextBuilder.Conversation { lock.withLock { _conversation } }
+    private var _scale = TokenScale()
+    /// Tokens per byte, as the model counts them.
+    var scale: TokenScale {
+        get { lock.withLock { _scale } }
+        set { lock.withLock { _scale = newValue } }
+    }
     var lastSeq: Int64 { lock.withLock { _events.last?.seq ?? 0 } }
     /// Whether the session's latest status is running.
     var showsRunning: Bool { events.last(where: { $0.kind?.isSessionStatus == true })?.kind == .sessionStatusRunning }

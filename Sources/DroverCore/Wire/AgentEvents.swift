@@ -169,3 +169,29 @@ public struct AgentMCPToolResult: EventFields {
         writer.set("is_error", isError)
     }
 }
+
+/// `agent.thread_context_compacted`: from here on, the thread's model context starts at
+/// `summary`, followed by the events from `first_kept_event_id` on. The SDK's event carries only
+/// its envelope; `summary` and `first_kept_event_id` are Drover's, so that any worker rebuilds
+/// the same context from the log, which keeps every original event.
+public struct AgentThreadContextCompacted: EventFields {
+    /// What the model wrote when asked to summarise the earlier part (ContextCompaction.prompt).
+    public var summary: String
+    /// The first event kept word for word after the summary; nil: none, the summary is all.
+    public var firstKeptEventId: String?
+
+    public init(summary: String, firstKeptEventId: String?) {
+        self.summary = summary
+        self.firstKeptEventId = firstKeptEventId
+    }
+
+    init(reading reader: inout WireReader) throws(WireDecodingError) {
+        summary = try reader.required("summary", .string)
+        firstKeptEventId = try reader.optional("first_kept_event_id", .string)
+    }
+
+    func write(to writer: inout WireWriter) {
+        writer.set("summary", summary)
+        writer.set("first_kept_event_id", firstKeptEventId)
+    }
+}

@@ -13,6 +13,7 @@ public enum SessionEventPayload: Sendable, Hashable {
     case agentMCPToolUse(AgentMCPToolUse)
     case agentMCPToolResult(AgentMCPToolResult)
     case agentCustomToolUse(AgentCustomToolUse)
+    case agentThreadContextCompacted(AgentThreadContextCompacted)
     case sessionStatusRunning
     case sessionStatusIdle(SessionStatusIdle)
     case sessionStatusRescheduled
@@ -39,6 +40,7 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .agentMCPToolUse: .agentMcpToolUse
         case .agentMCPToolResult: .agentMcpToolResult
         case .agentCustomToolUse: .agentCustomToolUse
+        case .agentThreadContextCompacted: .agentThreadContextCompacted
         case .sessionStatusRunning: .sessionStatusRunning
         case .sessionStatusIdle: .sessionStatusIdle
         case .sessionStatusRescheduled: .sessionStatusRescheduled
@@ -57,7 +59,7 @@ public enum SessionEventPayload: Sendable, Hashable {
         switch type {
         case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult,
             .agentMessage, .agentThinking, .agentToolUse, .agentToolResult, .agentMcpToolUse,
-            .agentMcpToolResult, .agentCustomToolUse, .sessionStatusRunning, .sessionStatusIdle,
+            .agentMcpToolResult, .agentCustomToolUse, .agentThreadContextCompacted, .sessionStatusRunning, .sessionStatusIdle,
             .sessionStatusRescheduled, .sessionStatusTerminated, .sessionError, .sessionUsage,
             .sessionUpdated, .spanModelRequestStart, .spanModelRequestEnd:
             true
@@ -81,6 +83,7 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .agentMcpToolUse: .agentMCPToolUse(try AgentMCPToolUse(reading: &reader))
         case .agentMcpToolResult: .agentMCPToolResult(try AgentMCPToolResult(reading: &reader))
         case .agentCustomToolUse: .agentCustomToolUse(try AgentCustomToolUse(reading: &reader))
+        case .agentThreadContextCompacted: .agentThreadContextCompacted(try AgentThreadContextCompacted(reading: &reader))
         case .sessionStatusRunning: .sessionStatusRunning
         case .sessionStatusIdle: .sessionStatusIdle(try SessionStatusIdle(reading: &reader))
         case .sessionStatusRescheduled: .sessionStatusRescheduled
@@ -107,6 +110,7 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .agentMCPToolUse(let fields): fields.write(to: &writer)
         case .agentMCPToolResult(let fields): fields.write(to: &writer)
         case .agentCustomToolUse(let fields): fields.write(to: &writer)
+        case .agentThreadContextCompacted(let fields): fields.write(to: &writer)
         case .sessionStatusIdle(let fields): fields.write(to: &writer)
         case .sessionError(let fields): fields.write(to: &writer)
         case .sessionUsage(let fields): fields.write(to: &writer)

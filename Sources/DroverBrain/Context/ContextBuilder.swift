@@ -12,14 +12,22 @@ public enum ContextBuilder {
 
     /// The conversation built one event at a time: a turn keeps one and adds each event it
     /// appends, so a long session's JSON is parsed once per turn, not once per model request.
+    /// An `agent.thread_context_compacted` replaces what it summarised with its summary.
     public struct Conversation: Sendable {
         public private(set) var messages: [ModelMessage] = []
+        /// The id of the event each message starts at: where a compaction may cut.
+        public private(set) var starts: [String] = []
+        /// Each message's size in bytes as the model API gets it, near enough to count tokens by.
+        public private(set) var sizes: [Int] = []
         /// Tool uses without a result yet. A result for a tool use that is not open (two
-        /// client answers raced past the API's check) is left out: the model API refuses a
-        /// tool_result without its tool_use.
+        /// client answers raced past the API's check, or a compaction summarised its use) is
+        /// left out: the model API refuses a tool_result without its tool_use.
         private var open: Set<String> = []
 
         public init() {}
+
+        /// The bytes of every message together.
+        public var size: Int { sizes.reduce(0, +) }
 
         public mutating func add(contentsOf events: some Sequence<StoredEvent>) {
             for event in events { add(event) }
@@ -29,16 +37,16 @@ public enum ContextBuilder {
         static let modelVisible: Set<String> = Set(
             [
                 SessionEventType.userMessage, .agentMessage, .agentToolUse, .agentMcpToolUse, .agentCustomToolUse, .agentToolResult,
-                .agentMcpToolResult, .userCustomToolResult, .userToolResult,
+                .agentMcpToolResult, .userCustomToolResult, .userToolResult, .agentThreadContextCompacted,
             ].map(\.rawValue))
 
         public mutating func add(_ event: StoredEvent) {
             guard Self.modelVisible.contains(event.type), let payload = event.payload else { return }
             switch payload {
             case .userMessage(let message):
-                append(.user, ContextBuilder.modelBlocks(message.content))
+                append(.user, ContextBuilder.modelBlocks(message.content), at: event.id)
             case .agentMessage(let message):
-                append(.assistant, ContextBuilder.modelBlocks(message.content))
+                append(.assistant, ContextBuilder.modelBlocks(message.content), at: event.id)
             case .agentToolUse(let use):
                 openUse(event.id, name: use.name, input: use.input)
             case .agentMCPToolUse(let use):
@@ -47,37 +55,81 @@ public enum ContextBuilder {
             case .agentCustomToolUse(let use):
                 openUse(event.id, name: use.name, input: use.input)
             case .agentToolResult(let result):
-                close(result.toolUseId, result.content, isError: result.isError)
+                close(result.toolUseId, result.content, isError: result.isError, at: event.id)
             case .agentMCPToolResult(let result):
-                close(result.mcpToolUseId, result.content, isError: result.isError)
+                close(result.mcpToolUseId, result.content, isError: result.isError, at: event.id)
             case .userCustomToolResult(let result):
-                close(result.customToolUseId, result.content, isError: result.isError)
+                close(result.customToolUseId, result.content, isError: result.isError, at: event.id)
             case .userToolResult(let result):
-                close(result.toolUseId, result.content, isError: result.isError)
+                close(result.toolUseId, result.content, isError: result.isError, at: event.id)
+            case .agentThreadContextCompacted(let compacted):
+                compact(compacted, at: event.id)
             default:
                 return
             }
         }
 
+        /// The summary in place of every message before the first kept one.
+        private mutating func compact(_ compacted: AgentThreadContextCompacted, at id: String) {
+            let kept = compacted.firstKeptEventId.flatMap { starts.firstIndex(of: $0) } ?? messages.count
+            for message in messages[..<kept] {
+                for case .toolUse(let useId, _, _) in message.content { open.remove(useId) }
+            }
+            let summary = ModelMessage(role: .user, content: [.text(ContextCompaction.continuation(summary: compacted.summary))])
+            messages = [summary] + messages[kept...]
+            starts = [id] + starts[kept...]
+            sizes = [ContextBuilder.size(of: summary)] + sizes[kept...]
+            // A kept part starts at an assistant message; were it not to, the two user messages join.
+            if messages.count > 1, messages[1].role == .user {
+                messages[0].content += messages[1].content
+                sizes[0] += sizes[1]
+                messages.remove(at: 1)
+                starts.remove(at: 1)
+                sizes.remove(at: 1)
+            }
+        }
+
         private mutating func openUse(_ id: String, name: String, input: [String: JSONValue]) {
-            append(.assistant, [.toolUse(id: id, name: name, input: .object(input))])
+            append(.assistant, [.toolUse(id: id, name: name, input: .object(input))], at: id)
             open.insert(id)
         }
 
-        private mutating func close(_ useId: String, _ content: [ContentBlock]?, isError: Bool?) {
+        private mutating func close(_ useId: String, _ content: [ContentBlock]?, isError: Bool?, at id: String) {
             guard open.remove(useId) != nil else { return }
             var blocks = (content ?? []).compactMap(\.text).map(ContentBlock.text)
             if blocks.isEmpty { blocks = [.text("(no output)")] }
-            append(.user, [.toolResult(toolUseId: useId, content: blocks, isError: isError == true)])
+            append(.user, [.toolResult(toolUseId: useId, content: blocks, isError: isError == true)], at: id)
         }
 
-        private mutating func append(_ role: ModelMessage.Role, _ blocks: [ModelContentBlock]) {
+        private mutating func append(_ role: ModelMessage.Role, _ blocks: [ModelContentBlock], at id: String) {
             guard !blocks.isEmpty else { return }
+            let added = blocks.reduce(0) { $0 + ContextBuilder.size(of: $1) }
             if messages.last?.role == role {
                 messages[messages.count - 1].content += blocks
+                sizes[sizes.count - 1] += added
             } else {
                 messages.append(ModelMessage(role: role, content: blocks))
+                starts.append(id)
+                sizes.append(added + ContextBuilder.messageOverhead)
             }
+        }
+    }
+
+    /// Bytes of JSON a message costs beyond its blocks (`{"role":"assistant","content":[]}`).
+    static let messageOverhead = 36
+
+    public static func size(of message: ModelMessage) -> Int {
+        message.content.reduce(messageOverhead) { $0 + size(of: $1) }
+    }
+
+    /// A block's size as the Messages API's JSON carries it: its text or input and the keys around it.
+    public static func size(of block: ModelContentBlock) -> Int {
+        switch block {
+        case .text(let text): text.utf8.count + 24
+        case .thinking(let text, let signature): text.utf8.count + signature.utf8.count + 48
+        case .toolUse(let id, let name, let input): id.utf8.count + name.utf8.count + input.compactJSON.utf8.count + 48
+        case .toolResult(let id, let content, _):
+            content.reduce(id.utf8.count + 64) { $0 + ($1.text?.utf8.count ?? 0) + 24 }
         }
     }
 
