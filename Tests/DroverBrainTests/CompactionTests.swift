@@ -71,6 +71,14 @@ func expectWholeCompactions(_ events: [StoredEvent], sourceLocation: SourceLocat
 struct CompactionTests {
     static let window = 6000
 
+    @Test("docs/compaction.md quotes the prompt and the continuation as the brain sends them")
+    func documentedWords() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let page = try String(contentsOf: root.appendingPathComponent("docs/compaction.md"), encoding: .utf8)
+        #expect(page.contains("<!-- prompt -->\n> " + ContextCompaction.prompt + "\n"))
+        #expect(page.contains("<!-- continuation -->\n> " + ContextCompaction.continuationOpening + "\n"))
+    }
+
     @Test("a 300-step research run compacts several times, finishes, and no request passes the model's window")
     func longRun() async throws {
         try await withBrain(script: researchScript(steps: 300, window: Self.window)) { brain in

@@ -118,6 +118,32 @@ struct ScriptedModelDocTests {
         #expect(Self.response(answer.events)?.content == [.text("[scripted] This answer arrives word by word, as a real model's would.")])
     }
 
+    @Test("context: a request past context_window is refused as too long; a compaction request gets a summary the playbook carries on from")
+    func context() async throws {
+        let yaml = try Self.example("context")
+        let long = [ModelMessage(role: .user, content: [.text(String(repeating: "word ", count: 2000))])]
+        let refused = try await Self.ask(yaml, long)
+        guard case .api(400, "invalid_request_error", let message, _)? = refused.error else {
+            Issue.record("a request past the window should be refused: \(refused)")
+            return
+        }
+        #expect(message.contains("prompt is too long") && message.contains("> 2000 maximum"), "\(message)")
+
+        let task = ModelMessage(role: .user, content: [.text("Review the abstracts.")])
+        let call = ModelMessage(role: .assistant, content: [.toolUse(id: "toolu_1", name: "echo", input: .object(["text": .string("abstract 1")]))])
+        let result = ModelMessage(
+            role: .user,
+            content: [.toolResult(toolUseId: "toolu_1", content: [.text("abstract 1")], isError: false), .text(ContextCompaction.prompt)])
+        let summarised = try await Self.ask(yaml, [task, call, result])
+        let summary = try #require(Self.response(summarised.events)?.content.first.flatMap { if case .text(let text) = $0 { text } else { nil } })
+        #expect(summary.contains(#"Task: "Review the abstracts.""#) && summary.contains("Model turns: 1") && summary.contains("Tool results: 1"), "\(summary)")
+        #expect(Self.response(summarised.events)?.content.count == 1, "a summary calls no tool")
+
+        let carried = [ModelMessage(role: .user, content: [.text(ContextCompaction.continuation(summary: summary))])]
+        let next = try #require(Self.response(try await Self.ask(yaml, carried).events))
+        #expect(next.content == [.toolUse(id: next.content.first.flatMap { if case .toolUse(let id, _, _) = $0 { id } else { nil } } ?? "", name: "echo", input: .object(["text": .string("abstract 2")]))])
+    }
+
     @Test("job: drover run with no key fills the item's fields into the step and the final message, with real results")
     func job() async throws {
         let directory = scratchDirectory("doc")

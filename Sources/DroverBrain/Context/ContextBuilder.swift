@@ -71,11 +71,12 @@ public enum ContextBuilder {
 
         /// The summary in place of every message before the first kept one.
         private mutating func compact(_ compacted: AgentThreadContextCompacted, at id: String) {
+            guard let summaryText = compacted.summary else { return }
             let kept = compacted.firstKeptEventId.flatMap { starts.firstIndex(of: $0) } ?? messages.count
             for message in messages[..<kept] {
                 for case .toolUse(let useId, _, _) in message.content { open.remove(useId) }
             }
-            let summary = ModelMessage(role: .user, content: [.text(ContextCompaction.continuation(summary: compacted.summary))])
+            let summary = ModelMessage(role: .user, content: [.text(ContextCompaction.continuation(summary: summaryText))])
             messages = [summary] + messages[kept...]
             starts = [id] + starts[kept...]
             sizes = [ContextBuilder.size(of: summary)] + sizes[kept...]

@@ -109,6 +109,8 @@ public struct SessionTimeline: Sendable {
             case .sessionError(let error): return entry(.error, "\(error.error.type)", error.error.message, isError: true)
             case .userInterrupt: return entry(.user, "interrupt")
             case .userToolConfirmation(let confirmation): return entry(.user, "tool confirmation: \(confirmation.result.rawValue)")
+            case .agentThreadContextCompacted(let compacted):
+                return entry(.agent, "context compacted", compacted.summary ?? "(no summary recorded)")
             default: return entry(.other, event.type, JSONValue.object(payload.fields).compactJSON)
             }
         }

@@ -176,17 +176,18 @@ public struct AgentMCPToolResult: EventFields {
 /// the same context from the log, which keeps every original event.
 public struct AgentThreadContextCompacted: EventFields {
     /// What the model wrote when asked to summarise the earlier part (ContextCompaction.prompt).
-    public var summary: String
+    /// Nil in an event Drover did not write: the context is then rebuilt without it.
+    public var summary: String?
     /// The first event kept word for word after the summary; nil: none, the summary is all.
     public var firstKeptEventId: String?
 
-    public init(summary: String, firstKeptEventId: String?) {
+    public init(summary: String?, firstKeptEventId: String?) {
         self.summary = summary
         self.firstKeptEventId = firstKeptEventId
     }
 
     init(reading reader: inout WireReader) throws(WireDecodingError) {
-        summary = try reader.required("summary", .string)
+        summary = try reader.optional("summary", .string)
         firstKeptEventId = try reader.optional("first_kept_event_id", .string)
     }
 
