@@ -313,6 +313,7 @@ struct Conversation {
         static let summarised = "(summarised)"
         /// The last result is kept, cut to this many bytes; the others are counted.
         static let lastResultBytes = 300
+        static let callBytes = 120
 
         init(task: String, modelTurns: Int, results: [(call: String, text: String)]) {
             self.task = task
@@ -324,7 +325,10 @@ struct Conversation {
             var lines = [Self.heading, "Task: " + JSONValue.string(task).compactJSON, "Model turns: \(modelTurns)", "Tool results: \(results.count)"]
             if let last = results.last {
                 let cut = String(decoding: last.text.utf8.prefix(Self.lastResultBytes), as: UTF8.self)
-                lines.append("Last result (\(last.call)): " + JSONValue.string(cut).compactJSON)
+                // The call's label on one line, short: it repeats the call's input.
+                let call = String(decoding: last.call.utf8.prefix(Self.callBytes), as: UTF8.self).replacingOccurrences(of: "\n", with: " ")
+                    .replacingOccurrences(of: "): ", with: ") ")
+                lines.append("Last result (\(call)): " + JSONValue.string(cut).compactJSON)
             }
             return lines.joined(separator: "\n")
         }

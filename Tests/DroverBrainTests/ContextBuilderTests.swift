@@ -66,7 +66,10 @@ struct ContextBuilderTests {
             stored(6, "agent.tool_use", #""name":"read","input":{"file_path":"a.txt"}"#),
             stored(7, "agent.tool_result", #""tool_use_id":"sevt_6","content":[{"type":"text","text":"abstract"}]"#),
             stored(8, "span.model_request_start"),
-            stored(9, "span.model_request_end", #""model_request_start_id":"sevt_8","model_usage":{"input_tokens":1,"output_tokens":1,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}"#),
+            stored(
+                9, "span.model_request_end",
+                #""model_request_start_id":"sevt_8","model_usage":{"input_tokens":1,"output_tokens":1,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}"#
+            ),
             stored(10, "agent.thread_context_compacted", #""summary":"listed the folder","first_kept_event_id":"sevt_5""#),
             // Answers a call the summary took in: the model API would refuse it, so it is left out.
             stored(11, "user.custom_tool_result", #""custom_tool_use_id":"sevt_3","content":[{"type":"text","text":"late"}]"#),
@@ -82,10 +85,11 @@ struct ContextBuilderTests {
         #expect(messages[2].content == [.toolResult(toolUseId: "sevt_6", content: [.text("abstract")], isError: false), .text("and the next?")])
 
         // A compaction that keeps nothing leaves the summary alone, and a second one summarises the first.
-        let again = events[..<9] + [
-            stored(10, "agent.thread_context_compacted", #""summary":"first""#),
-            stored(11, "agent.thread_context_compacted", #""summary":"second""#),
-        ]
+        let again =
+            events[..<9] + [
+                stored(10, "agent.thread_context_compacted", #""summary":"first""#),
+                stored(11, "agent.thread_context_compacted", #""summary":"second""#),
+            ]
         let twice = ContextBuilder.messages(from: Array(again))
         #expect(twice == [ModelMessage(role: .user, content: [.text(ContextCompaction.continuation(summary: "second"))])])
         var conversation = ContextBuilder.Conversation()

@@ -136,12 +136,19 @@ struct ScriptedModelDocTests {
             content: [.toolResult(toolUseId: "toolu_1", content: [.text("abstract 1")], isError: false), .text(ContextCompaction.prompt)])
         let summarised = try await Self.ask(yaml, [task, call, result])
         let summary = try #require(Self.response(summarised.events)?.content.first.flatMap { if case .text(let text) = $0 { text } else { nil } })
-        #expect(summary.contains(#"Task: "Review the abstracts.""#) && summary.contains("Model turns: 1") && summary.contains("Tool results: 1"), "\(summary)")
+        #expect(
+            summary.contains(#"Task: "Review the abstracts.""#) && summary.contains("Model turns: 1") && summary.contains("Tool results: 1"),
+            "\(summary)")
         #expect(Self.response(summarised.events)?.content.count == 1, "a summary calls no tool")
 
         let carried = [ModelMessage(role: .user, content: [.text(ContextCompaction.continuation(summary: summary))])]
         let next = try #require(Self.response(try await Self.ask(yaml, carried).events))
-        #expect(next.content == [.toolUse(id: next.content.first.flatMap { if case .toolUse(let id, _, _) = $0 { id } else { nil } } ?? "", name: "echo", input: .object(["text": .string("abstract 2")]))])
+        #expect(
+            next.content == [
+                .toolUse(
+                    id: next.content.first.flatMap { if case .toolUse(let id, _, _) = $0 { id } else { nil } } ?? "", name: "echo",
+                    input: .object(["text": .string("abstract 2")]))
+            ])
     }
 
     @Test("job: drover run with no key fills the item's fields into the step and the final message, with real results")
