@@ -117,6 +117,29 @@ struct CompactionTests {
         }
     }
 
+    @Test("a model that refuses a prompt as too long teaches the brain its real window: the run compacts to fit and finishes")
+    func learnsFromRefusal() async throws {
+        try await withBrain(script: researchScript(steps: 120, window: Self.window)) { brain in
+            let session = try await brain.newSession(agent: researchAgent, saying: "Review the 120 abstracts in the corpus.")
+            let fence = try await brain.log.takeFence(session)
+            // Configured for a window ten times the model's.
+            let outcome = try await brain.runner(context: ContextPolicy(defaultWindow: Self.window * 10)).run(session: session, fence: fence)
+            #expect(outcome.ending == .idle(.endTurn))
+            let events = try await brain.log.read(session, limit: 100_000)
+            expectWireShapes(events)
+            expectWholeCompactions(events)
+            #expect(!events.contains { $0.type == "session.error" })
+            #expect(echoedAbstracts(events) == (1...120).map { "abstract \($0) of 120" })
+            #expect(events.filter { $0.type == "agent.thread_context_compacted" }.count >= 2)
+            // One refusal taught it; none followed.
+            let requests = await brain.model.requests()
+            #expect(requests.filter(\.refused).count == 1)
+            let failedEnds = events.filter { $0.type == "span.model_request_end" && $0.value.objectValue?["is_error"] == .bool(true) }
+            #expect(failedEnds.count == 1)
+            #expect(outcome.modelRequests == 122, "120 calls, the final answer, and the refused request")
+        }
+    }
+
     @Test("with compaction off, the same run outgrows the window and the model refuses it")
     func withoutCompaction() async throws {
         try await withBrain(script: researchScript(steps: 300, window: Self.window)) { brain in

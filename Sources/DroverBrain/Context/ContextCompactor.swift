@@ -9,10 +9,14 @@ struct ContextCompactor: Sendable {
     let agent: AgentSnapshot
     /// Bytes every request carries besides its messages: the system prompt and tool definitions.
     let fixedBytes: Int
+    /// The model's window in tokens: the configured one, or less where the model said so by
+    /// refusing a prompt as too long.
+    var window: Int
 
     init(policy: ContextPolicy, agent: AgentSnapshot, tools: [ModelToolDefinition]) {
         self.policy = policy
         self.agent = agent
+        window = policy.window(for: agent.model)
         let toolBytes = tools.reduce(0) {
             $0 + $1.name.utf8.count + $1.description.utf8.count + $1.inputSchema.compactJSON.utf8.count + 48
         }
@@ -20,11 +24,28 @@ struct ContextCompactor: Sendable {
     }
 
     /// Input tokens allowed in one request.
-    var budget: Int { policy.inputBudget(model: agent.model, maxTokens: agent.maxTokens) }
+    var budget: Int { window - window * policy.marginPercent / 100 - agent.maxTokens }
 
     /// Tokens a request of `messageBytes` is estimated to carry.
     func tokens(messageBytes: Int, scale: TokenScale) -> Int {
         scale.tokens(bytes: fixedBytes + messageBytes)
+    }
+
+    /// What a refusal of a prompt as too long teaches: the model's own count of the request and
+    /// its window. The Messages API says `prompt is too long: 210000 tokens > 200000 maximum`.
+    static func promptTooLong(_ error: ModelError) -> (tokens: Int, maximum: Int)? {
+        guard case .api(400, _, let message, _) = error, let match = message.firstMatch(of: /(\d+) tokens > (\d+) maximum/),
+            let tokens = Int(match.1), let maximum = Int(match.2), tokens > maximum
+        else { return nil }
+        return (tokens, maximum)
+    }
+
+    /// Learns from a refusal of a request of `bytes` bytes; false when `error` is none.
+    mutating func learn(from error: ModelError, bytes: Int, scale: inout TokenScale) -> Bool {
+        guard let refusal = Self.promptTooLong(error) else { return false }
+        scale.learn(bytes: bytes, usage: ModelUsage(inputTokens: refusal.tokens))
+        window = min(window, refusal.maximum)
+        return true
     }
 
     func needsCompaction(_ conversation: ContextBuilder.Conversation, scale: TokenScale) -> Bool {

@@ -296,7 +296,7 @@ public final class TurnRunner: Sendable {
         let tools =
             hands.definitions
             + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) }
-        let compactor = ContextCompactor(policy: context, agent: agent, tools: tools)
+        var compactor = ContextCompactor(policy: context, agent: agent, tools: tools)
         while true {
             if state.modelRequests >= agent.maxModelRequestsPerTurn {
                 if !announcing.isEmpty { try await append(session, fence, state, announcing) }
@@ -307,7 +307,7 @@ public final class TurnRunner: Sendable {
                     if !announcing.isEmpty { try await append(session, fence, state, announcing) }
                     return try await finish(session, fence, state, started, .retriesExhausted, after: [Self.compactionLimitReached(context.limit)])
                 }
-                if let ended = try await compact(session, fence, agent, tools, compactor, state, started, announcing: announcing) {
+                if let ended = try await compact(session, fence, agent, tools, &compactor, state, started, announcing: announcing) {
                     return ended
                 }
                 announcing = []
@@ -376,6 +376,18 @@ public final class TurnRunner: Sendable {
                     }
                 }
             } catch let error as ModelError {
+                // Refused as too long: the estimate or the configured window was wrong. The
+                // model's own numbers replace them, and the request goes again once compacted.
+                var scale = state.scale
+                if context.enabled, compactor.learn(from: error, bytes: compactor.fixedBytes + conversation.size, scale: &scale) {
+                    state.scale = scale
+                    state.openModelRequest = nil
+                    try await append(session, fence, state, [Self.failedModelRequestEnd(start: startId)])
+                    logger.notice(
+                        "the model refused a request as too long; compacting",
+                        metadata: ["session": "\(session)", "window": "\(compactor.window)", "error": "\(error)"])
+                    continue
+                }
                 return try await failModelRequest(session, fence, state, started, startId, error)
             }
             guard let response else { throw ModelError.malformedStream("the stream ended without a message") }
@@ -469,8 +481,9 @@ public final class TurnRunner: Sendable {
     /// log as it was (the request's start is closed as cut off, as any other's) or with one whole
     /// compaction. Returns the turn's outcome when it ended instead.
     private func compact(
-        _ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ tools: [ModelToolDefinition], _ compactor: ContextCompactor,
-        _ state: TurnState, _ started: ContinuousClock.Instant, announcing: [SessionEventPayload]
+        _ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ tools: [ModelToolDefinition],
+        _ compactor: inout ContextCompactor, _ state: TurnState, _ started: ContinuousClock.Instant, announcing: [SessionEventPayload],
+        refusals: Int = 0
     ) async throws -> TurnOutcome? {
         let plan = compactor.plan(state.conversation, scale: state.scale)
         let startSeq = try await append(session, fence, state, announcing + [.spanModelRequestStart]).lastSeq
@@ -501,6 +514,14 @@ public final class TurnRunner: Sendable {
                 }
             }
         } catch let error as ModelError {
+            // The summary request itself refused as too long: once more, cut to the model's numbers.
+            var scale = state.scale
+            if refusals == 0, compactor.learn(from: error, bytes: compactor.fixedBytes + plan.bytes, scale: &scale) {
+                state.scale = scale
+                state.openModelRequest = nil
+                try await append(session, fence, state, [Self.failedModelRequestEnd(start: startId)])
+                return try await compact(session, fence, agent, tools, &compactor, state, started, announcing: [], refusals: 1)
+            }
             return try await failModelRequest(session, fence, state, started, startId, error)
         }
         guard let response else { throw ModelError.malformedStream("the stream ended without a message") }
