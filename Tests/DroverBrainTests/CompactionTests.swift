@@ -71,6 +71,29 @@ func expectWholeCompactions(_ events: [StoredEvent], sourceLocation: SourceLocat
 struct CompactionTests {
     static let window = 6000
 
+    @Test("the settings: one window or one per model, a margin, a limit, off; bad values name the variable and the fix")
+    func settings() throws {
+        let policy = try ContextPolicy.fromEnvironment([
+            "DROVER_CONTEXT_WINDOW": "claude-opus-4-1=1000000, *=150_000", "DROVER_COMPACTION_MARGIN": "20%", "DROVER_COMPACTION_LIMIT": "5",
+        ])
+        #expect(policy.window(for: "claude-opus-4-1") == 1_000_000 && policy.window(for: "claude-sonnet-4-5") == 150_000)
+        #expect(policy.inputBudget(model: "claude-sonnet-4-5", maxTokens: 4096) == 150_000 - 30_000 - 4096)
+        #expect(policy.limit == 5 && policy.enabled)
+        #expect(try ContextPolicy.fromEnvironment(["DROVER_COMPACTION": "off"]).enabled == false)
+        #expect(try ContextPolicy.fromEnvironment([:]) == ContextPolicy())
+        for (key, value) in [
+            ("DROVER_CONTEXT_WINDOW", "lots"), ("DROVER_CONTEXT_WINDOW", "=5000"), ("DROVER_CONTEXT_WINDOW", "99999999999999999999"),
+            ("DROVER_COMPACTION_MARGIN", "90"), ("DROVER_COMPACTION_LIMIT", "0"), ("DROVER_COMPACTION", "maybe"),
+        ] {
+            #expect(throws: FieldError.self, "\(key)=\(value)") { try ContextPolicy.fromEnvironment([key: value]) }
+            do {
+                _ = try ContextPolicy.fromEnvironment([key: value])
+            } catch {
+                #expect(error.field == key && error.fix?.isEmpty == false, "\(error)")
+            }
+        }
+    }
+
     @Test("docs/compaction.md quotes the prompt and the continuation as the brain sends them")
     func documentedWords() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -71,22 +71,20 @@ public struct ContextPolicy: Sendable, Equatable {
                 }
             }
         }
+        func whole(_ key: String, _ text: String, _ range: ClosedRange<Int>, _ what: String, default fallback: Int) throws(FieldError) -> Int {
+            guard let number = Int(text), range.contains(number) else {
+                throw FieldError(
+                    field: key, message: "'\(text)' is not \(what)",
+                    fix: "use a whole number from \(range.lowerBound) to \(range.upperBound) (default \(fallback))")
+            }
+            return number
+        }
         if let text = value("DROVER_COMPACTION_MARGIN") {
             let digits = text.hasSuffix("%") ? String(text.dropLast()) : text
-            guard let percent = Int(digits), (0...50).contains(percent) else {
-                throw FieldError(
-                    field: "DROVER_COMPACTION_MARGIN", message: "'\(text)' is not a percentage of the window",
-                    fix: "use a whole number from 0 to 50 (default 10)")
-            }
-            policy.marginPercent = percent
+            policy.marginPercent = try whole("DROVER_COMPACTION_MARGIN", digits, 0...50, "a percentage of the window", default: 10)
         }
         if let text = value("DROVER_COMPACTION_LIMIT") {
-            guard let limit = Int(text), (1...100).contains(limit) else {
-                throw FieldError(
-                    field: "DROVER_COMPACTION_LIMIT", message: "'\(text)' is not a number of compactions",
-                    fix: "use a whole number from 1 to 100 (default 3)")
-            }
-            policy.limit = limit
+            policy.limit = try whole("DROVER_COMPACTION_LIMIT", text, 1...100, "a number of compactions", default: 3)
         }
         if let text = value("DROVER_COMPACTION") {
             switch text.lowercased() {

@@ -378,14 +378,9 @@ public final class TurnRunner: Sendable {
             } catch let error as ModelError {
                 // Refused as too long: the estimate or the configured window was wrong. The
                 // model's own numbers replace them, and the request goes again once compacted.
-                var scale = state.scale
-                if context.enabled, compactor.learn(from: error, bytes: compactor.fixedBytes + conversation.size, scale: &scale) {
-                    state.scale = scale
-                    state.openModelRequest = nil
-                    try await append(session, fence, state, [Self.failedModelRequestEnd(start: startId)])
-                    logger.notice(
-                        "the model refused a request as too long; compacting",
-                        metadata: ["session": "\(session)", "window": "\(compactor.window)", "error": "\(error)"])
+                if context.enabled,
+                    try await closeRefused(session, fence, state, startId, error, bytes: compactor.fixedBytes + conversation.size, &compactor)
+                {
                     continue
                 }
                 return try await failModelRequest(session, fence, state, started, startId, error)
@@ -515,11 +510,7 @@ public final class TurnRunner: Sendable {
             }
         } catch let error as ModelError {
             // The summary request itself refused as too long: once more, cut to the model's numbers.
-            var scale = state.scale
-            if refusals == 0, compactor.learn(from: error, bytes: compactor.fixedBytes + plan.bytes, scale: &scale) {
-                state.scale = scale
-                state.openModelRequest = nil
-                try await append(session, fence, state, [Self.failedModelRequestEnd(start: startId)])
+            if refusals == 0, try await closeRefused(session, fence, state, startId, error, bytes: compactor.fixedBytes + plan.bytes, &compactor) {
                 return try await compact(session, fence, agent, tools, &compactor, state, started, announcing: [], refusals: 1)
             }
             return try await failModelRequest(session, fence, state, started, startId, error)
@@ -551,6 +542,23 @@ public final class TurnRunner: Sendable {
             "context compacted",
             metadata: ["session": "\(session)", "summary_bytes": "\(summary.utf8.count)", "kept_from": "\(plan.firstKeptEventId ?? "none")"])
         return nil
+    }
+
+    /// When the model refused the request of `bytes` bytes as too long: learns its count and
+    /// window, and closes the request as failed. False, doing nothing, for any other error.
+    private func closeRefused(
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ startId: String, _ error: ModelError, bytes: Int,
+        _ compactor: inout ContextCompactor
+    ) async throws -> Bool {
+        var scale = state.scale
+        guard compactor.learn(from: error, bytes: bytes, scale: &scale) else { return false }
+        state.scale = scale
+        state.openModelRequest = nil
+        try await append(session, fence, state, [Self.failedModelRequestEnd(start: startId)])
+        logger.notice(
+            "the model refused a request as too long; compacting to its window",
+            metadata: ["session": "\(session)", "window": "\(compactor.window)", "error": "\(error)"])
+        return true
     }
 
     /// Compactions since the model last wrote a message or called a tool, or the user last wrote.
