@@ -314,6 +314,8 @@ struct Conversation {
         /// The last result is kept, cut to this many bytes; the others are counted.
         static let lastResultBytes = 300
         static let callBytes = 120
+        /// More model turns or tool results than any context window holds.
+        static let largestCount = 1_000_000
 
         init(task: String, modelTurns: Int, results: [(call: String, text: String)]) {
             self.task = task
@@ -352,7 +354,11 @@ struct Conversation {
                     last = (call, (try? JSONValue.parse(String(line[close.upperBound...])))?.stringValue ?? "")
                 }
             }
-            guard let task, let turns, let count, count >= 0 else { return nil }
+            // The text may be anyone's words dressed as a summary: counts out of reason make it
+            // plain user text, never an index past the script or an array of a trillion.
+            guard let task, let turns, let count, (0...Self.largestCount).contains(turns), (0...Self.largestCount).contains(count) else {
+                return nil
+            }
             var results = Array(repeating: (call: Self.summarised, text: Self.summarised), count: count)
             if let last, count > 0 { results[count - 1] = last }
             self.init(task: task, modelTurns: turns, results: results)
