@@ -17,12 +17,12 @@ public final class ScriptedModelServer: Sendable {
     private let task: Task<Void, Error>
     private let group: ServiceGroup
     private let faults: FaultCounter
-    private let ledger: RequestLedger
+    private let ledger: RequestLedger?
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     public static let label = "[scripted] "
 
-    private init(script: ModelScript, port: Int, task: Task<Void, Error>, group: ServiceGroup, faults: FaultCounter, ledger: RequestLedger) {
+    private init(script: ModelScript, port: Int, task: Task<Void, Error>, group: ServiceGroup, faults: FaultCounter, ledger: RequestLedger?) {
         self.script = script
         self.port = port
         self.task = task
@@ -31,20 +31,21 @@ public final class ScriptedModelServer: Sendable {
         self.ledger = ledger
     }
 
-    /// Every Messages request answered so far, in order of arrival.
+    /// Every Messages request answered so far, in order of arrival, when started with
+    /// `recordingRequests` (for tests; a long-running server keeps none); else none.
     public func requests() async -> [ScriptedRequest] {
-        await ledger.all
+        await ledger?.all ?? []
     }
 
     /// Starts on 127.0.0.1 at `port` (0 picks a free one) and returns once it accepts connections.
     /// `items`: the fields of the job item each session works on, for `{{field}}` in a playbook.
     public static func start(
-        script: ModelScript, port: Int = 0, items: ScriptedItemFields = ScriptedItemFields()
+        script: ModelScript, port: Int = 0, items: ScriptedItemFields = ScriptedItemFields(), recordingRequests: Bool = false
     ) async throws
         -> ScriptedModelServer
     {
         let faults = FaultCounter()
-        let ledger = RequestLedger()
+        let ledger = recordingRequests ? RequestLedger() : nil
         let router = Router()
         router.get("/health") { _, _ in "ok" }
         router.post("/v1/messages") { request, _ -> Response in

@@ -60,7 +60,7 @@ func withBrain<T>(script yaml: String, appendFsync: String = "everysec", _ body:
         let path = temporaryDatabasePath()
         defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
         let database = try MirrorDatabase(path: path)
-        let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: yaml))
+        let model = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: yaml), recordingRequests: true)
         do {
             let result = try await body(
                 BrainFixture(client: client, server: server, log: SessionLog(redis: client, database: database), database: database, model: model))

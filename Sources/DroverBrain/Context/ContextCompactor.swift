@@ -24,7 +24,7 @@ struct ContextCompactor: Sendable {
     }
 
     /// Input tokens allowed in one request.
-    var budget: Int { window - window * policy.marginPercent / 100 - agent.maxTokens }
+    var budget: Int { policy.inputBudget(window: window, maxTokens: agent.maxTokens) }
 
     /// Tokens a request of `messageBytes` is estimated to carry.
     func tokens(messageBytes: Int, scale: TokenScale) -> Int {

@@ -34,8 +34,12 @@ public struct ContextPolicy: Sendable, Equatable {
 
     /// The most input tokens a request for `model` that asks for `maxTokens` may carry.
     public func inputBudget(model: String, maxTokens: Int) -> Int {
-        let window = window(for: model)
-        return window - window * marginPercent / 100 - maxTokens
+        inputBudget(window: window(for: model), maxTokens: maxTokens)
+    }
+
+    /// The same for a window known otherwise (a model said what its window is).
+    public func inputBudget(window: Int, maxTokens: Int) -> Int {
+        window - window * marginPercent / 100 - maxTokens
     }
 
     /// `DROVER_CONTEXT_WINDOW`: tokens for every model (`200000`), or per model with a default

@@ -825,7 +825,6 @@ final class TurnState: @unchecked Sendable {
 
     var events: [StoredEvent] { lock.withLock { _events } }
     /// The model's view of the log, kept current with it.
-    var messages: [ModelMessage] { lock.withLock { _conversation.messages } }
     var conversation: ContextBuilder.Conversation { lock.withLock { _conversation } }
     private var _scale = TokenScale()
     /// Tokens per byte, as the model counts them.
