@@ -23,7 +23,11 @@ struct AgentController: Sendable {
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
         let params = try await RequestInput.decode(CreateAgentRequest.self, from: request, context: context)
         let now = ControlPlaneStore.timestamp()
-        let agent = try params.agent.resource(id: Identifier.make(prefix: "agent"), now: now)
+        var agent = try params.agent.resource(id: Identifier.make(prefix: "agent"), now: now)
+        if let multiagent = params.agent.multiagent {
+            agent["multiagent"] = try await MultiagentResolution(store: store).resolve(
+                multiagent, stored: nil, owner: agent["id"]?.stringValue ?? "", version: 1, workspace: context.workspace)
+        }
         try await store.insert(.agents, resource: agent, workspace: context.workspace, createdAt: now)
         await webhooks(.agentCreated, agent["id"]?.stringValue ?? "", workspace: context.workspace)
         return jsonResponse(.object(agent))
@@ -60,6 +64,10 @@ struct AgentController: Sendable {
         }
         var agent = current.json
         try params.changes.apply(to: &agent)
+        if let multiagent = params.changes.multiagent {
+            agent["multiagent"] = try await MultiagentResolution(store: store).resolve(
+                multiagent, stored: current.json["multiagent"], owner: current.id, version: current.version + 1, workspace: context.workspace)
+        }
         if agent == current.json { return jsonResponse(.object(agent)) }
         let now = ControlPlaneStore.timestamp()
         agent["version"] = .number(Double(current.version + 1))

@@ -48,8 +48,11 @@ struct SessionController: Sendable {
         }
         let resources = try await files.resources(params.resources, workspace: context.workspace, now: now)
         // With overrides, the session keeps (and shows) the agent it runs; without, the version it names.
-        let agentShown = overridden.map(ControlPlaneStore.sessionAgent) ?? ControlPlaneStore.agentReference(agentRow)
-        let snapshot = try AgentParams.snapshot(ofSessionAgent: ControlPlaneStore.sessionAgent(overridden ?? agentRow.json))
+        // A coordinator runs the versions its roster names, whole (`expandingRoster`).
+        let sessionAgent = try await store.expandingRoster(
+            ControlPlaneStore.sessionAgent(overridden ?? agentRow.json), workspace: context.workspace)
+        let agentShown = overridden != nil ? sessionAgent : ControlPlaneStore.agentReference(agentRow)
+        let snapshot = try AgentParams.snapshot(ofSessionAgent: sessionAgent)
         let id = SessionID.make()
         // Before the session exists, so that its first turn always finds its files and tokens.
         try await files.storeMounts(resources.files, session: id, workspace: context.workspace)

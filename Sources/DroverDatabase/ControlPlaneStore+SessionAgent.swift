@@ -27,7 +27,44 @@ extension ControlPlaneStore {
             let version = fields["version"]?.intValue,
             let row = try await find(.agents, id: id, workspace: workspace, version: version),
             let agent = try? JSONValue.parse(row.resource).objectValue
-        else { return stored ?? .null }
-        return Self.sessionAgent(agent)
+        else { return try await expandingRoster(stored ?? .null, workspace: workspace) }
+        return try await expandingRoster(Self.sessionAgent(agent), workspace: workspace)
+    }
+
+    /// `agent` with its `multiagent` roster's references replaced by the whole definitions of
+    /// those versions (the SDK's `BetaManagedAgentsSessionMultiagent`), as a session shows and
+    /// runs them. Versions never change once written, so this is the same whenever it is read.
+    public func expandingRoster(_ agent: JSONValue, workspace: String) async throws -> JSONValue {
+        guard case .object(var fields) = agent, case .object(var multiagent)? = fields["multiagent"] else { return agent }
+        func expand(_ list: JSONValue?) async throws -> JSONValue? {
+            guard let items = list?.arrayValue else { return list }
+            var expanded: [JSONValue] = []
+            for item in items {
+                guard let reference = item.objectValue, reference["model"] == nil, let id = reference["id"]?.stringValue,
+                    let version = reference["version"]?.intValue,
+                    let row = try await find(.agents, id: id, workspace: workspace, version: version),
+                    let definition = try? JSONValue.parse(row.resource).objectValue
+                else {
+                    expanded.append(item)
+                    continue
+                }
+                expanded.append(.object(definition.filter { Self.sessionAgentFields.contains($0.key) && $0.key != "multiagent" }))
+            }
+            return .array(expanded)
+        }
+        switch multiagent["type"]?.stringValue {
+        case "coordinator":
+            multiagent["agents"] = try await expand(multiagent["agents"])
+        case "multiagent_20261001":
+            for member in ["subagents", "workflows"] {
+                guard case .object(var inner)? = multiagent[member], inner["type"] == "enabled" else { continue }
+                inner["predefined_agents"] = try await expand(inner["predefined_agents"])
+                multiagent[member] = .object(inner)
+            }
+        default:
+            return agent
+        }
+        fields["multiagent"] = .object(multiagent)
+        return .object(fields)
     }
 }

@@ -31,6 +31,9 @@ public struct AgentParams: Sendable {
     /// The tools resolved to the SDK's full shapes.
     public let tools: [JSONValue]?
     public let mcpServers: [JSONValue]?
+    /// `multiagent` as sent: nil when absent, `.some(nil)` to clear. Not applied by `apply`: the
+    /// API checks it against the agent store and writes the resolved form.
+    public let multiagent: JSONValue??
 
     /// Reads a create or update body (without `version`, which only the API's update takes).
     public init(_ params: [String: JSONValue], origin: Origin = .api) throws(FieldError) {
@@ -86,8 +89,17 @@ public struct AgentParams: Sendable {
         } else {
             mcpServers = nil
         }
-        if let multiagent = params["multiagent"], multiagent != .null {
-            throw FieldError(field: "multiagent", message: "multiagent orchestration is not built yet in Drover", fix: "omit multiagent")
+        if let multiagent = params["multiagent"] {
+            // Which agents a roster names needs the agent store: the API checks and resolves it
+            // (`MultiagentParams`, `MultiagentResolution`). A file's agent has no store to name.
+            if origin == .file, multiagent != .null {
+                throw FieldError(
+                    field: "multiagent", message: "a job or schedule file's agent cannot coordinate threads yet",
+                    fix: "create the coordinator and its roster through the API (/v1/agents) and run it there")
+            }
+            self.multiagent = .some(multiagent == .null ? nil : multiagent)
+        } else {
+            self.multiagent = nil
         }
         if let identity = params["execution_identity"], identity != .null,
             identity.objectValue?["type"]?.stringValue != "service_account"

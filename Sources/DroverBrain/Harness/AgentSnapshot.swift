@@ -20,6 +20,10 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
     /// The agent's MCP servers and their `mcp_toolset` policies (AgentSnapshot+MCP.swift).
     public var mcpServers: [MCPServerDefinition] = []
     public var mcpToolsets: [MCPToolsetConfig] = []
+    /// A coordinator's roster: the agents its model may start threads of (Threads/).
+    public var roster: ThreadRoster?
+    /// Set in a child thread's log only: the session and thread its replies go to.
+    public var thread: ThreadOrigin?
 
     public struct ToolsetConfig: Sendable, Codable, Equatable {
         public struct Policy: Sendable, Codable, Equatable {
@@ -117,11 +121,12 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         case toolset
         case mcpServers = "mcp_servers"
         case mcpToolsets = "mcp_toolsets"
+        case roster, thread
     }
 
     /// Keys of the SDK's agent resource (`BetaManagedAgentsAgent`), also accepted when decoding.
     enum ResourceKeys: String, CodingKey {
-        case model, tools
+        case model, tools, multiagent
     }
 
     public init(from decoder: Decoder) throws {
@@ -144,6 +149,12 @@ public struct AgentSnapshot: Sendable, Codable, Equatable {
         customTools = try container.decodeIfPresent([CustomTool].self, forKey: .customTools) ?? []
         toolset = try container.decodeIfPresent(ToolsetConfig.self, forKey: .toolset) ?? ToolsetConfig()
         (mcpServers, mcpToolsets) = try Self.decodeMCP(from: decoder)
+        thread = try container.decodeIfPresent(ThreadOrigin.self, forKey: .thread)
+        if container.contains(.roster) {
+            roster = try container.decodeIfPresent(ThreadRoster.self, forKey: .roster)
+        } else {
+            roster = try ThreadRoster.fromSessionMultiagent(try resource.decodeIfPresent(JSONValue.self, forKey: .multiagent))
+        }
         // The SDK's `tools` list: an `agent_toolset_20260401` entry and `custom` tools.
         if let tools = try resource.decodeIfPresent([JSONValue].self, forKey: .tools) {
             let sdk = Self.fromSDKTools(tools)

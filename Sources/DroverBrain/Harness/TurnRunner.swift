@@ -21,6 +21,9 @@ public struct TurnOutcome: Sendable, Equatable {
         /// Tool calls are with a self-hosted environment's worker. The session stays running and
         /// holds no worker: their `user.tool_result` events queue the next turn.
         case awaitingHands
+        /// A coordinator's threads owe it replies. The session stays running and holds no
+        /// worker: the last reply queues the next turn.
+        case awaitingThreads
 
         public var description: String {
             switch self {
@@ -29,6 +32,7 @@ public struct TurnOutcome: Sendable, Equatable {
             case .terminated(let unreadable): "\(unreadable.rawValue)_unreadable"
             case .nothingToDo: "nothing_to_do"
             case .awaitingHands: "awaiting_hands"
+            case .awaitingThreads: "awaiting_threads"
             }
         }
     }
@@ -96,10 +100,12 @@ public final class TurnRunner: Sendable {
         self.interrupts = SessionSignal.interrupted(log)
     }
 
-    public func run(session: SessionID, fence: SessionFence) async throws -> TurnOutcome {
+    /// Runs the session's turn. `threads` starts and messages a coordinator's threads, and
+    /// carries a thread's replies back: without it, a coordinator's thread tools answer errors.
+    public func run(session: SessionID, fence: SessionFence, threads: ThreadMessenger? = nil) async throws -> TurnOutcome {
         let started = ContinuousClock.now
         do {
-            let outcome = try await runTurn(session: session, fence: fence, started: started)
+            let outcome = try await runTurn(session: session, fence: fence, started: started, threads: threads)
             if outcome.ending != .nothingToDo {
                 let took = ContinuousClock.now - started
                 DroverMetrics.turnDuration.record(duration: took)
@@ -116,7 +122,9 @@ public final class TurnRunner: Sendable {
         }
     }
 
-    private func runTurn(session: SessionID, fence: SessionFence, started: ContinuousClock.Instant) async throws -> TurnOutcome {
+    private func runTurn(
+        session: SessionID, fence: SessionFence, started: ContinuousClock.Instant, threads: ThreadMessenger?
+    ) async throws -> TurnOutcome {
         // Both reads in flight at once, on the shared connections.
         async let createdWith = log.createdWith(session)
         let snapshot = try await log.wake(session)
@@ -149,6 +157,8 @@ public final class TurnRunner: Sendable {
         // CPU from sending the request. Only a tool call waits for them. A self-hosted
         // environment's hands are its workers, asked for once the turn needs them.
         let state = TurnState(events: snapshot.events, environment: environment)
+        state.origin = agent.thread
+        state.threads = threads
         if environment.selfHostedEnvironment == nil {
             if eagerHands {
                 await hand.prepare(session: session, environment: environment)
@@ -160,12 +170,22 @@ public final class TurnRunner: Sendable {
         // Calls with a self-hosted worker are not cut off by a crash here: the worker answers them,
         // or its lease lapses and the sweeper does (RemoteHandsSweeper).
         var repairs = ContextBuilder.danglingModelRequests(in: snapshot.events).map { Self.failedModelRequestEnd(start: $0.id) }
-        repairs += Self.danglingLocalCalls(snapshot.events, environment).map { Self.toolResult(for: $0, text: Self.crashInterruption) }
+        let dangling = Self.danglingLocalCalls(snapshot.events, environment)
+        repairs += dangling.filter { !Self.isThreadCall($0, agent) }.map { Self.toolResult(for: $0, text: Self.crashInterruption) }
         if !repairs.isEmpty {
             try await append(session, fence, state, repairs)
         }
+        // A thread tool call cut off by a crash is run again: it starts and sends nothing twice.
+        for use in dangling where Self.isThreadCall(use, agent) {
+            try await runThreadCall(use, session, fence, agent, state)
+        }
         guard Self.needsTurn(state.events) else {
+            // A reply lost to a crash between the thread's idle and its delivery goes now, once.
+            if let origin = agent.thread { try await redeliverReply(session, origin, state) }
             return TurnOutcome(.nothingToDo, modelRequests: 0)
+        }
+        if agent.roster != nil, let waiting = try await waitForThreads(session, fence, state, started) {
+            return waiting
         }
         // Some answers arrived but not all: idle again with the remainder.
         let pending = ContextBuilder.pendingCustomToolUses(in: state.events) + ContextBuilder.awaitingConfirmation(in: state.events)
@@ -271,7 +291,10 @@ public final class TurnRunner: Sendable {
             if !state.showsRunning {
                 closing.insert(.sessionStatusRunning, at: 0)
             }
-            try await append(session, fence, state, closing)
+            let closed = try await append(session, fence, state, closing)
+            if let origin = agent.thread, let threads {
+                try await threads.reply(from: session, origin: origin, content: nil, stopReason: .endTurn, idleSeq: closed.lastSeq)
+            }
             return TurnOutcome(.interrupted, modelRequests: state.modelRequests)
         }
     }
@@ -296,6 +319,7 @@ public final class TurnRunner: Sendable {
         let tools =
             hands.definitions
             + agent.customTools.map { ModelToolDefinition(name: $0.name, description: $0.description, inputSchema: $0.inputSchema) }
+            + (agent.roster.map(ThreadTools.definitions) ?? [])
         var compactor = ContextCompactor(policy: context, agent: agent, tools: tools)
         while true {
             if state.modelRequests >= agent.maxModelRequestsPerTurn {
@@ -408,9 +432,31 @@ public final class TurnRunner: Sendable {
             }
             let firstToolIndex = events.count
             for use in toolUses {
+                if agent.roster != nil, ThreadTools.names.contains(use.name), !customNames.contains(use.name) {
+                    // The brain's own tools: never a confirmation, never the hands.
+                    events.append(
+                        .agentToolUse(
+                            AgentToolUse(name: use.name, input: use.input.objectValue ?? [:], evaluatedPermission: .allow, evaluation: .alwaysAllow)))
+                    continue
+                }
                 events.append(Self.toolUse(use.name, input: use.input.objectValue ?? [:], custom: customNames.contains(use.name), hands: hands))
             }
             events.append(.spanModelRequestEnd(SpanModelRequestEnd(modelRequestStartId: startId, modelUsage: response.usage, isError: false)))
+            if toolUses.isEmpty, agent.roster != nil {
+                // A coordinator's turn ends only when no thread owes it a reply and nothing
+                // arrived while the model wrote: else it carries on, or waits without a worker.
+                try await state.refresh(log, session)
+                if state.events.contains(where: { $0.seq > startSeq && $0.kind?.isTurnInput == true }) {
+                    try await append(session, fence, state, events)
+                    state.openModelRequest = nil
+                    continue
+                }
+                if !ThreadLedger(state.events).awaited.isEmpty {
+                    try await append(session, fence, state, events)
+                    state.openModelRequest = nil
+                    return TurnOutcome(.awaitingThreads, modelRequests: state.modelRequests)
+                }
+            }
             guard !toolUses.isEmpty else {
                 // The answer and the turn's end in one append: one round trip, and no log that
                 // holds the answer but not the idle.
@@ -425,6 +471,10 @@ public final class TurnRunner: Sendable {
             var waitingOnHands = false
             for (offset, use) in toolUses.enumerated() {
                 let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
+                if agent.roster != nil, ThreadTools.names.contains(use.name), !customNames.contains(use.name) {
+                    try await runThreadCall(useId, use.name, use.input.objectValue ?? [:], session, fence, agent, state)
+                    continue
+                }
                 let route = hands.route(use.name)
                 if customNames.contains(use.name) || hands.asks(route, name: use.name) {
                     waitingOnClient.append(useId)
@@ -683,7 +733,7 @@ public final class TurnRunner: Sendable {
 
     /// Ends the turn: the session's cumulative usage, then idle for `reason`. `events` not yet
     /// appended go first, in the same append; `usage` is what they add to the count.
-    private func finish(
+    func finish(
         _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant, _ reason: StopReason,
         after events: [SessionEventPayload] = [], adding usage: ModelUsage = ModelUsage()
     ) async throws -> TurnOutcome {
@@ -695,13 +745,26 @@ public final class TurnRunner: Sendable {
             activeSeconds: (active * 1000).rounded() / 1000, cacheReadInputTokens: tokens.cacheReadInputTokens, inputTokens: tokens.inputTokens,
             outputTokens: tokens.outputTokens)
         await hand.turnEnding(session: session)
-        try await append(
-            session, fence, state, events + [.sessionUsage(SessionUsage(usage: snapshot)), .sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
+        // A thread's last word goes to its coordinator: in its own log as sent, in the
+        // coordinator's as received, with the idle.
+        var reply: [ContentBlock]?
+        var sent: [SessionEventPayload] = []
+        if let origin = state.origin {
+            let content = Self.replyContent(events, state.events, reason)
+            reply = content
+            sent = [.agentThreadMessageSent(AgentThreadMessageSent(content: content, toSessionThreadId: origin.parentThread, toAgentName: nil))]
+        }
+        let ended = try await append(
+            session, fence, state,
+            events + sent + [.sessionUsage(SessionUsage(usage: snapshot)), .sessionStatusIdle(SessionStatusIdle(stopReason: reason))])
+        if let origin = state.origin, let threads = state.threads {
+            try await threads.reply(from: session, origin: origin, content: reply, stopReason: reason, idleSeq: ended.lastSeq)
+        }
         return TurnOutcome(.idle(reason), modelRequests: state.modelRequests)
     }
 
     @discardableResult
-    private func append(
+    func append(
         _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ events: [SessionEventPayload]
     ) async throws
         -> AppendResult
@@ -805,6 +868,18 @@ final class TurnState: @unchecked Sendable {
 
     /// The session's environment `config`, handed to the tools.
     let environment: EnvironmentConfig
+    /// Set for a child thread: where its replies go.
+    var origin: ThreadOrigin? {
+        get { lock.withLock { _origin } }
+        set { lock.withLock { _origin = newValue } }
+    }
+    private var _origin: ThreadOrigin?
+    /// Starts threads and carries replies; nil when the turn runs without a queue to do it.
+    var threads: ThreadMessenger? {
+        get { lock.withLock { _threads } }
+        set { lock.withLock { _threads = newValue } }
+    }
+    private var _threads: ThreadMessenger?
 
     init(events: [StoredEvent], environment: EnvironmentConfig = .none) {
         _events = events

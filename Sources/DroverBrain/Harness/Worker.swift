@@ -138,7 +138,8 @@ public final class Worker: Sendable {
         let ending: Result<Ending, Error> = await withTaskGroup(of: Result<Ending, Error>?.self) { group in
             group.addTask {
                 do {
-                    return .success(.turn(try await self.runner.run(session: session, fence: fence)))
+                    let threads = ThreadMessenger(inbox: SessionInbox(log: self.runner.log, queue: self.queue, turnQueue: self.options.queue))
+                    return .success(.turn(try await self.runner.run(session: session, fence: fence, threads: threads)))
                 } catch {
                     return .failure(error)
                 }
@@ -166,7 +167,7 @@ public final class Worker: Sendable {
         }
         switch ending {
         case .success(.turn(let outcome)):
-            if outcome.ending == .awaitingHands {
+            if outcome.ending == .awaitingHands || outcome.ending == .awaitingThreads {
                 // The session stays running with no turn: the results' turn must not find it busy.
                 try? await runner.log.releaseTurn(session, task: lease.taskId)
             }

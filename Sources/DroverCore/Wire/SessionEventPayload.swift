@@ -14,6 +14,12 @@ public enum SessionEventPayload: Sendable, Hashable {
     case agentMCPToolResult(AgentMCPToolResult)
     case agentCustomToolUse(AgentCustomToolUse)
     case agentThreadContextCompacted(AgentThreadContextCompacted)
+    case agentThreadMessageSent(AgentThreadMessageSent)
+    case agentThreadMessageReceived(AgentThreadMessageReceived)
+    case sessionThreadCreated(SessionThreadCreated)
+    case sessionThreadStatusRunning(SessionThreadStatus)
+    case sessionThreadStatusIdle(SessionThreadStatus)
+    case sessionThreadStatusTerminated(SessionThreadStatus)
     case sessionStatusRunning
     case sessionStatusIdle(SessionStatusIdle)
     case sessionStatusRescheduled
@@ -41,6 +47,12 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .agentMCPToolResult: .agentMcpToolResult
         case .agentCustomToolUse: .agentCustomToolUse
         case .agentThreadContextCompacted: .agentThreadContextCompacted
+        case .agentThreadMessageSent: .agentThreadMessageSent
+        case .agentThreadMessageReceived: .agentThreadMessageReceived
+        case .sessionThreadCreated: .sessionThreadCreated
+        case .sessionThreadStatusRunning: .sessionThreadStatusRunning
+        case .sessionThreadStatusIdle: .sessionThreadStatusIdle
+        case .sessionThreadStatusTerminated: .sessionThreadStatusTerminated
         case .sessionStatusRunning: .sessionStatusRunning
         case .sessionStatusIdle: .sessionStatusIdle
         case .sessionStatusRescheduled: .sessionStatusRescheduled
@@ -59,7 +71,9 @@ public enum SessionEventPayload: Sendable, Hashable {
         switch type {
         case .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult,
             .agentMessage, .agentThinking, .agentToolUse, .agentToolResult, .agentMcpToolUse,
-            .agentMcpToolResult, .agentCustomToolUse, .agentThreadContextCompacted, .sessionStatusRunning, .sessionStatusIdle,
+            .agentMcpToolResult, .agentCustomToolUse, .agentThreadContextCompacted, .agentThreadMessageSent, .agentThreadMessageReceived,
+            .sessionThreadCreated, .sessionThreadStatusRunning, .sessionThreadStatusIdle, .sessionThreadStatusTerminated,
+            .sessionStatusRunning, .sessionStatusIdle,
             .sessionStatusRescheduled, .sessionStatusTerminated, .sessionError, .sessionUsage,
             .sessionUpdated, .spanModelRequestStart, .spanModelRequestEnd:
             true
@@ -84,6 +98,12 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .agentMcpToolResult: .agentMCPToolResult(try AgentMCPToolResult(reading: &reader))
         case .agentCustomToolUse: .agentCustomToolUse(try AgentCustomToolUse(reading: &reader))
         case .agentThreadContextCompacted: .agentThreadContextCompacted(try AgentThreadContextCompacted(reading: &reader))
+        case .agentThreadMessageSent: .agentThreadMessageSent(try AgentThreadMessageSent(reading: &reader))
+        case .agentThreadMessageReceived: .agentThreadMessageReceived(try AgentThreadMessageReceived(reading: &reader))
+        case .sessionThreadCreated: .sessionThreadCreated(try SessionThreadCreated(reading: &reader))
+        case .sessionThreadStatusRunning: .sessionThreadStatusRunning(try SessionThreadStatus(reading: &reader))
+        case .sessionThreadStatusIdle: .sessionThreadStatusIdle(try SessionThreadStatus(reading: &reader))
+        case .sessionThreadStatusTerminated: .sessionThreadStatusTerminated(try SessionThreadStatus(reading: &reader))
         case .sessionStatusRunning: .sessionStatusRunning
         case .sessionStatusIdle: .sessionStatusIdle(try SessionStatusIdle(reading: &reader))
         case .sessionStatusRescheduled: .sessionStatusRescheduled
@@ -111,6 +131,11 @@ public enum SessionEventPayload: Sendable, Hashable {
         case .agentMCPToolResult(let fields): fields.write(to: &writer)
         case .agentCustomToolUse(let fields): fields.write(to: &writer)
         case .agentThreadContextCompacted(let fields): fields.write(to: &writer)
+        case .agentThreadMessageSent(let fields): fields.write(to: &writer)
+        case .agentThreadMessageReceived(let fields): fields.write(to: &writer)
+        case .sessionThreadCreated(let fields): fields.write(to: &writer)
+        case .sessionThreadStatusRunning(let fields), .sessionThreadStatusIdle(let fields), .sessionThreadStatusTerminated(let fields):
+            fields.write(to: &writer)
         case .sessionStatusIdle(let fields): fields.write(to: &writer)
         case .sessionError(let fields): fields.write(to: &writer)
         case .sessionUsage(let fields): fields.write(to: &writer)

@@ -66,9 +66,10 @@ public enum SessionEventType: String, Sendable, Codable, CaseIterable, Hashable 
         }
     }
 
-    /// A user event that asks for a turn: every `user.*` type but `user.interrupt`.
+    /// An event that asks for a turn: every `user.*` type but `user.interrupt`, and a message
+    /// from another thread of the session.
     public var isTurnInput: Bool {
-        rawValue.hasPrefix("user.") && self != .userInterrupt
+        (rawValue.hasPrefix("user.") && self != .userInterrupt) || self == .agentThreadMessageReceived
     }
 
     /// The types a client may send to `POST /v1/sessions/{id}/events`
