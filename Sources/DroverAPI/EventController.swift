@@ -61,8 +61,19 @@ struct EventController: Sendable {
         }
         try await checkToolAnswers(events, session: id, environment: environment)
         let clientKey = request.headers[.init("idempotency-key")!]
-        let result = try await sessionLogCall { try await inbox.send(events, to: id, clientKey: clientKey).appended }
-        if let remote = environment.selfHostedEnvironment, events.contains(where: { $0.type == .userInterrupt }) {
+        // An interrupt naming one child thread goes to that thread's log alone.
+        let (forThreads, forSession) = try await threadInterrupts(events, session: id)
+        var threadStored: [StoredEvent] = []
+        for (thread, event) in forThreads {
+            let appended = try await sessionLogCall { try await log.append(thread, [event], clientKey: clientKey.map { "\($0):\(thread)" }) }
+            threadStored += appended.events.isEmpty ? (try await sessionLogCall { try await log.read(thread, afterSeq: appended.firstSeq - 1, limit: 1) }) : appended.events
+        }
+        guard !forSession.isEmpty else { return jsonResponse(.object(["data": .array(threadStored.map(\.value))])) }
+        let result = try await sessionLogCall { try await inbox.send(forSession, to: id, clientKey: clientKey).appended }
+        if forSession.contains(where: { $0.type == .userInterrupt }) {
+            try await interruptChildren(of: id)
+        }
+        if let remote = environment.selfHostedEnvironment, forSession.contains(where: { $0.type == .userInterrupt }) {
             // No turn runs while a worker has the calls: one is queued to close them, and the
             // worker reads `stopping` at its next heartbeat.
             _ = try await workQueueCall { try await work.stopSession(environment: remote, session: id) }
@@ -75,7 +86,48 @@ struct EventController: Sendable {
                 try await log.read(id, afterSeq: result.firstSeq - 1, limit: Int(result.lastSeq - result.firstSeq + 1))
             }
         }
-        return jsonResponse(.object(["data": .array(stored.map(\.value))]))
+        return jsonResponse(.object(["data": .array((threadStored + stored).map(\.value))]))
+    }
+
+    /// Splits off the interrupts that name one child thread of `session` (`session_thread_id`),
+    /// each with that thread's log. One naming a thread the session does not have is a 404.
+    func threadInterrupts(_ events: [NewEvent], session: SessionID) async throws -> ([(SessionID, NewEvent)], [NewEvent]) {
+        var forThreads: [(SessionID, NewEvent)] = []
+        var rest: [NewEvent] = []
+        for event in events {
+            guard case .userInterrupt(let interrupt) = event.payload, let named = interrupt.sessionThreadId, named != ThreadIDs.primary(of: session) else {
+                rest.append(event)
+                continue
+            }
+            guard ThreadIDs.isChild(named, of: session), let thread = try? SessionID(named),
+                let origin = try? await log.agentSnapshot(thread)?.thread, origin.session == session
+            else { throw APIError.notFound("session thread", String(named.prefix(80))) }
+            forThreads.append((thread, event))
+        }
+        return (forThreads, rest)
+    }
+
+    /// An interrupt of a session reaches each of its child threads that is still live, and a
+    /// coordinator waiting for their replies gets a turn to stop in.
+    func interruptChildren(of session: SessionID) async throws {
+        var threads: [String] = []
+        _ = try await sessionLogCall {
+            try await log.replay(session, afterSeq: 0) { event in
+                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload { threads.append(created.sessionThreadId) }
+            }
+        }
+        guard !threads.isEmpty else { return }
+        for raw in Set(threads) {
+            guard let thread = try? SessionID(raw) else { continue }
+            do {
+                try await log.append(thread, [.userInterrupt(UserInterrupt())])
+            } catch SessionLogError.sessionTerminated {
+                continue
+            } catch {
+                throw APIError(sessionLogError: error)
+            }
+        }
+        try await sessionLogCall { _ = try await TurnQueue.enqueue(inbox.queue, session: session, name: inbox.turnQueue) }
     }
 
     @Sendable func stream(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -9,7 +9,6 @@ enum UnbuiltRoutes {
         ("/v1/dreams", "dreams"),
         ("/v1/tunnels", "tunnels"),
         ("/v1/user_profiles", "user profiles"),
-        ("/v1/sessions/:session_id/threads", "session threads"),
     ]
 
     /// Whether `path` is one of these routes. Their SDK calls send their own beta headers
