@@ -66,7 +66,9 @@ struct EventController: Sendable {
         var threadStored: [StoredEvent] = []
         for (thread, event) in forThreads {
             let appended = try await sessionLogCall { try await log.append(thread, [event], clientKey: clientKey.map { "\($0):\(thread)" }) }
-            threadStored += appended.events.isEmpty ? (try await sessionLogCall { try await log.read(thread, afterSeq: appended.firstSeq - 1, limit: 1) }) : appended.events
+            threadStored +=
+                appended.events.isEmpty
+                ? (try await sessionLogCall { try await log.read(thread, afterSeq: appended.firstSeq - 1, limit: 1) }) : appended.events
         }
         guard !forSession.isEmpty else { return jsonResponse(.object(["data": .array(threadStored.map(\.value))])) }
         let result = try await sessionLogCall { try await inbox.send(forSession, to: id, clientKey: clientKey).appended }
@@ -95,7 +97,8 @@ struct EventController: Sendable {
         var forThreads: [(SessionID, NewEvent)] = []
         var rest: [NewEvent] = []
         for event in events {
-            guard case .userInterrupt(let interrupt) = event.payload, let named = interrupt.sessionThreadId, named != ThreadIDs.primary(of: session) else {
+            guard case .userInterrupt(let interrupt) = event.payload, let named = interrupt.sessionThreadId, named != ThreadIDs.primary(of: session)
+            else {
                 rest.append(event)
                 continue
             }
@@ -113,7 +116,9 @@ struct EventController: Sendable {
         var threads: [String] = []
         _ = try await sessionLogCall {
             try await log.replay(session, afterSeq: 0) { event in
-                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload { threads.append(created.sessionThreadId) }
+                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload {
+                    threads.append(created.sessionThreadId)
+                }
             }
         }
         guard !threads.isEmpty else { return }

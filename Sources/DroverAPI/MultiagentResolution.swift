@@ -30,9 +30,12 @@ struct MultiagentResolution: Sendable {
                     throw APIError.invalid(field, "names this agent itself", fix: "use {\"type\": \"self\"}")
                 }
                 guard let row = try await store.find(.agents, id: id, workspace: workspace, version: pinned) else {
-                    throw APIError.invalid(field, "no agent \(id)\(pinned.map { " at version \($0)" } ?? "") in this workspace", fix: "create it first")
+                    throw APIError.invalid(
+                        field, "no agent \(id)\(pinned.map { " at version \($0)" } ?? "") in this workspace", fix: "create it first")
                 }
-                guard row.archivedAt == nil else { throw APIError.invalid(field, "agent \(id) is archived", fix: "name an agent that is not archived") }
+                guard row.archivedAt == nil else {
+                    throw APIError.invalid(field, "agent \(id) is archived", fix: "name an agent that is not archived")
+                }
                 if let nested = row.json["multiagent"], nested != .null {
                     throw APIError.invalid(
                         field, "agent \(id) coordinates threads itself; threads go one level deep", fix: "name an agent without multiagent")

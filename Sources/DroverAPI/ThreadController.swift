@@ -47,7 +47,9 @@ struct ThreadController: Sendable {
         var ids: [String] = []
         _ = try await sessionLogCall {
             try await log.replay(session, afterSeq: 0) { event in
-                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload, !ids.contains(created.sessionThreadId) {
+                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload,
+                    !ids.contains(created.sessionThreadId)
+                {
                     ids.append(created.sessionThreadId)
                 }
             }
@@ -65,7 +67,8 @@ struct ThreadController: Sendable {
         let limit = try input.int("limit", default: 1000, range: 1...1000)
         let statuses = Set(input.query["statuses"] ?? [])
         for status in statuses where !SessionQuery.knownStatuses.contains(status) {
-            throw APIError.invalid("statuses", "'\(status.prefix(40))' is not a thread status", fix: "use \(SessionQuery.knownStatuses.joined(separator: ", "))")
+            throw APIError.invalid(
+                "statuses", "'\(status.prefix(40))' is not a thread status", fix: "use \(SessionQuery.knownStatuses.joined(separator: ", "))")
         }
         var offset = 0
         if let page = input.string("page"), !page.isEmpty {
@@ -115,7 +118,11 @@ struct ThreadController: Sendable {
         }
         let owed = try await sessionLogCall {
             var events: [StoredEvent] = []
-            try await log.replay(session, afterSeq: 0) { if $0.kind?.rawValue.hasPrefix("session.thread") == true || $0.kind?.rawValue.hasPrefix("agent.thread_message") == true { events.append($0) } }
+            try await log.replay(session, afterSeq: 0) {
+                if $0.kind?.rawValue.hasPrefix("session.thread") == true || $0.kind?.rawValue.hasPrefix("agent.thread_message") == true {
+                    events.append($0)
+                }
+            }
             return ThreadLedger(events).thread(found.id)
         }
         if let owed, !owed.terminated {
@@ -124,7 +131,8 @@ struct ThreadController: Sendable {
                 notice.append(
                     .agentThreadMessageReceived(
                         AgentThreadMessageReceived(
-                            content: [.text("(the thread was archived before it replied)")], fromSessionThreadId: found.id, fromAgentName: origin.agentName)))
+                            content: [.text("(the thread was archived before it replied)")], fromSessionThreadId: found.id,
+                            fromAgentName: origin.agentName)))
             }
             notice.append(.sessionThreadStatusTerminated(SessionThreadStatus(sessionThreadId: found.id, agentName: origin.agentName)))
             do {
@@ -184,7 +192,8 @@ struct ThreadController: Sendable {
         var usage: JSONValue = .null
         var active: JSONValue = .null
         if case .sessionUsage(let last)? = recent.last(where: { $0.kind == .sessionUsage })?.payload, let fields = last.usage.wireValue.objectValue {
-            usage = .object(fields.filter { ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"].contains($0.key) })
+            usage = .object(
+                fields.filter { ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"].contains($0.key) })
             active = fields["active_seconds"] ?? .null
         }
         let formatter = ISO8601DateFormatter.withFractions

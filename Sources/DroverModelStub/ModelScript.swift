@@ -72,6 +72,25 @@ public struct ModelScript: Sendable, Equatable {
     public var contextWindow: Int?
     /// Milliseconds before the answer to a compaction request (`ContextCompaction.prompt`) starts.
     public var compactionTTFTMilliseconds = 0
+    /// Scripts for particular agents, each chosen when the request's system prompt contains its
+    /// marker (the first that matches): a coordinator and its threads, one server.
+    public var agents: [(marker: String, script: ModelScript)] = []
+
+    public static func == (lhs: ModelScript, rhs: ModelScript) -> Bool {
+        lhs.turns == rhs.turns && lhs.playbook == rhs.playbook && lhs.bytesPerToken == rhs.bytesPerToken && lhs.contextWindow == rhs.contextWindow
+            && lhs.compactionTTFTMilliseconds == rhs.compactionTTFTMilliseconds && lhs.agents.map(\.marker) == rhs.agents.map(\.marker)
+            && lhs.agents.map(\.script) == rhs.agents.map(\.script)
+    }
+
+    /// The script for a request whose system prompt is `system`.
+    public func forSystem(_ system: String?) -> ModelScript {
+        guard let system, let chosen = agents.first(where: { system.contains($0.marker) }) else { return self }
+        var script = chosen.script
+        script.bytesPerToken = bytesPerToken
+        script.contextWindow = contextWindow
+        script.compactionTTFTMilliseconds = compactionTTFTMilliseconds
+        return script
+    }
 
     public init(turns: [Turn] = [], playbook: Playbook? = nil) {
         self.turns = turns
@@ -119,7 +138,7 @@ public struct ModelScript: Sendable, Equatable {
         guard let top = root as? [String: Any] else {
             throw ScriptError(path: file, message: "the top level must be a mapping with `turns:` or `playbook:`")
         }
-        let topKeys = ["turns", "playbook", "bytes_per_token", "context_window", "compaction"]
+        let topKeys = ["turns", "playbook", "bytes_per_token", "context_window", "compaction", "agents"]
         for key in top.keys where !topKeys.contains(key) {
             throw ScriptError(path: "\(file): \(key)", message: "unknown key; a script takes \(topKeys.joined(separator: ", "))")
         }
@@ -149,7 +168,23 @@ public struct ModelScript: Sendable, Equatable {
             guard let list = raw as? [Any] else { throw ScriptError(path: "\(file): turns", message: "must be a list of turns") }
             script.turns = try list.enumerated().map { index, item in try parseTurn(item, path: "\(file): turns[\(index)]") }
         }
-        if script.turns.isEmpty && script.playbook == nil {
+        if let raw = top["agents"] {
+            guard let map = raw as? [String: Any], !map.isEmpty else {
+                throw ScriptError(
+                    path: "\(file): agents", message: "must map a marker in an agent's system prompt to its script (turns: or playbook:)")
+            }
+            for marker in map.keys.sorted() {
+                guard !marker.isEmpty, let body = map[marker] as? [String: Any] else {
+                    throw ScriptError(path: "\(file): agents.\(marker)", message: "must be a mapping with `turns:` or `playbook:`")
+                }
+                for key in body.keys where key != "turns" && key != "playbook" {
+                    throw ScriptError(path: "\(file): agents.\(marker).\(key)", message: "unknown key; an agent's script takes turns and playbook")
+                }
+                let text = try Yams.dump(object: body)
+                script.agents.append((marker, try parse(yaml: text, file: "\(file): agents.\(marker)")))
+            }
+        }
+        if script.turns.isEmpty && script.playbook == nil && script.agents.isEmpty {
             throw ScriptError(path: file, message: "no turns and no playbook. Fix: add `turns:` with at least one turn")
         }
         return script

@@ -105,6 +105,7 @@ public final class ScriptedModelServer: Sendable {
             return error(400, "invalid_request_error", "max_tokens: required, a number")
         }
         let conversation = Conversation(messages: messages)
+        let script = script.forSystem(Self.systemText(request["system"]))
         let inputTokens = script.inputTokens(bytes: body.utf8.count)
         if let window = script.contextWindow, inputTokens > window {
             await ledger?.record(ScriptedRequest(inputTokens: inputTokens, compaction: conversation.compactionRequested, refused: true))
@@ -152,6 +153,15 @@ public final class ScriptedModelServer: Sendable {
     }
 
     /// The OpenAI-style endpoint: streamed chat completions from the same script.
+    /// The system prompt as text: a string, or the text of its blocks.
+    static func systemText(_ value: JSONValue?) -> String? {
+        switch value {
+        case .string(let text)?: return text
+        case .array(let blocks)?: return blocks.compactMap { $0.objectValue?["text"]?.stringValue }.joined(separator: "\n")
+        default: return nil
+        }
+    }
+
     static func respondChat(script: ModelScript, body: String) -> Response {
         guard let request = (try? JSONValue.parse(body))?.objectValue, let model = request["model"]?.stringValue,
             case .array(let messages)? = request["messages"], !messages.isEmpty

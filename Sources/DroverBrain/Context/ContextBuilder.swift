@@ -37,7 +37,7 @@ public enum ContextBuilder {
         static let modelVisible: Set<String> = Set(
             [
                 SessionEventType.userMessage, .agentMessage, .agentToolUse, .agentMcpToolUse, .agentCustomToolUse, .agentToolResult,
-                .agentMcpToolResult, .userCustomToolResult, .userToolResult, .agentThreadContextCompacted,
+                .agentMcpToolResult, .userCustomToolResult, .userToolResult, .agentThreadContextCompacted, .agentThreadMessageReceived,
             ].map(\.rawValue))
 
         public mutating func add(_ event: StoredEvent) {
@@ -64,6 +64,14 @@ public enum ContextBuilder {
                 close(result.toolUseId, result.content, isError: result.isError, at: event.id)
             case .agentThreadContextCompacted(let compacted):
                 compact(compacted, at: event.id)
+            case .agentThreadMessageReceived(let received):
+                // The coordinator's task reads as the thread's own user message; a thread's reply
+                // says which thread it is from, so the coordinator can answer it.
+                var blocks = ContextBuilder.modelBlocks(received.content)
+                if let agent = received.fromAgentName {
+                    blocks.insert(.text("Reply from thread \(received.fromSessionThreadId) (\(agent)):"), at: 0)
+                }
+                append(.user, blocks, at: event.id)
             default:
                 return
             }

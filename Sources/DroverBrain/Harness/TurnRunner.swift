@@ -446,15 +446,13 @@ public final class TurnRunner: Sendable {
                 // A coordinator's turn ends only when no thread owes it a reply and nothing
                 // arrived while the model wrote: else it carries on, or waits without a worker.
                 try await state.refresh(log, session)
-                if state.events.contains(where: { $0.seq > startSeq && $0.kind?.isTurnInput == true }) {
+                let arrived = state.events.filter { $0.seq > startSeq && $0.kind?.isTurnInput == true }
+                let waits = !ThreadLedger(state.events).awaited.isEmpty && arrived.allSatisfy { $0.kind == .agentThreadMessageReceived }
+                if waits || !arrived.isEmpty {
                     try await append(session, fence, state, events)
                     state.openModelRequest = nil
+                    if waits { return TurnOutcome(.awaitingThreads, modelRequests: state.modelRequests) }
                     continue
-                }
-                if !ThreadLedger(state.events).awaited.isEmpty {
-                    try await append(session, fence, state, events)
-                    state.openModelRequest = nil
-                    return TurnOutcome(.awaitingThreads, modelRequests: state.modelRequests)
                 }
             }
             guard !toolUses.isEmpty else {

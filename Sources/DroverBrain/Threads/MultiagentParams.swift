@@ -33,7 +33,8 @@ public struct MultiagentParams: Sendable, Equatable {
     /// replaces the stored list). Errors name the field under `multiagent`.
     public static func parse(_ value: JSONValue, stored: JSONValue? = nil) throws(FieldError) -> MultiagentParams {
         guard case .object(var fields) = value else {
-            throw FieldError(field: "multiagent", message: "must be an object, got \(value.kindName)", fix: "send {\"type\": \"multiagent_20261001\"}")
+            throw FieldError(
+                field: "multiagent", message: "must be an object, got \(value.kindName)", fix: "send {\"type\": \"multiagent_20261001\"}")
         }
         switch fields["type"]?.stringValue {
         case "coordinator":
@@ -72,9 +73,12 @@ public struct MultiagentParams: Sendable, Equatable {
                 throw FieldError(field: "\(path).predefined_agents", message: "must be a list, got \(raw.kindName)", fix: nil)
             }
             guard listed.count <= maximumEntries else {
-                throw FieldError(field: "\(path).predefined_agents", message: "at most \(maximumEntries) agents, not \(listed.count)", fix: "name fewer")
+                throw FieldError(
+                    field: "\(path).predefined_agents", message: "at most \(maximumEntries) agents, not \(listed.count)", fix: "name fewer")
             }
-            let entries = try listed.enumerated().map { (index, item) throws(FieldError) in try entry(item, path: "\(path).predefined_agents[\(index)]") }
+            let entries = try listed.enumerated().map { (index, item) throws(FieldError) in
+                try entry(item, path: "\(path).predefined_agents[\(index)]")
+            }
             try checkDistinct(entries, path: "\(path).predefined_agents")
             if !inline, entries.isEmpty {
                 throw FieldError(
@@ -129,7 +133,8 @@ public struct MultiagentParams: Sendable, Equatable {
                 }
                 return .agent(id: id, version: version)
             case "advisor":
-                throw FieldError(field: "\(path).type", message: "an advisor in the roster is not built yet in Drover", fix: "name saved agents or self")
+                throw FieldError(
+                    field: "\(path).type", message: "an advisor in the roster is not built yet in Drover", fix: "name saved agents or self")
             case let other:
                 throw FieldError(field: "\(path).type", message: "'\(other ?? "missing")' is not a roster entry", fix: "use agent or self")
             }
@@ -148,7 +153,8 @@ public struct MultiagentParams: Sendable, Equatable {
             case .current: key = "self"
             }
             guard seen.insert(key).inserted else {
-                throw FieldError(field: "\(path)[\(index)]", message: "names \(key) again; roster entries must be distinct", fix: "name each agent once")
+                throw FieldError(
+                    field: "\(path)[\(index)]", message: "names \(key) again; roster entries must be distinct", fix: "name each agent once")
             }
         }
     }
@@ -166,7 +172,8 @@ public struct MultiagentParams: Sendable, Equatable {
             case let other: throw FieldError(field: "\(path).type", message: "'\(other ?? "missing")' is not enabled or disabled", fix: nil)
             }
         case let other?:
-            throw FieldError(field: path, message: "must be an object, got \(other.kindName)", fix: "send {\"type\": \"enabled\"} or {\"type\": \"disabled\"}")
+            throw FieldError(
+                field: path, message: "must be an object, got \(other.kindName)", fix: "send {\"type\": \"enabled\"} or {\"type\": \"disabled\"}")
         }
     }
 

@@ -13,6 +13,13 @@ public struct ThreadRoster: Sendable, Codable, Equatable {
         /// The SDK's `BetaManagedAgentsSessionThreadAgent` (or `BetaManagedAgentsInlineAgent`),
         /// as a thread resource shows its `agent`.
         public var resource: JSONValue
+
+        public init(name: String, description: String?, snapshot: AgentSnapshot, resource: JSONValue) {
+            self.name = name
+            self.description = description
+            self.snapshot = snapshot
+            self.resource = resource
+        }
     }
 
     public var members: [Member]

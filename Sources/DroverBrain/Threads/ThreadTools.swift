@@ -160,12 +160,15 @@ public struct ThreadMessenger: Sendable {
     private func create(
         input: [String: JSONValue], useId: String, session: SessionID, agent: AgentSnapshot, roster: ThreadRoster, ledger: ThreadLedger
     ) async -> Result<[SessionEventPayload], ThreadToolError> {
-        guard let message = input["message"]?.stringValue, !message.isEmpty else { return .failure(ThreadToolError("message: give the thread its task")) }
+        guard let message = input["message"]?.stringValue, !message.isEmpty else {
+            return .failure(ThreadToolError("message: give the thread its task"))
+        }
         guard let thread = ThreadIDs.child(startedBy: useId) else { return .failure(ThreadToolError("this call's id names no thread")) }
         let member: ThreadRoster.Member
         if let named = input["agent"]?.stringValue {
             guard let found = roster.member(named: named) else {
-                return .failure(ThreadToolError("agent: no agent \(named) in the roster; use one of \(roster.members.map(\.name).joined(separator: ", "))"))
+                return .failure(
+                    ThreadToolError("agent: no agent \(named) in the roster; use one of \(roster.members.map(\.name).joined(separator: ", "))"))
             }
             member = found
         } else if roster.inlineAgents, let inline = input["inline_agent"]?.objectValue {
@@ -203,15 +206,20 @@ public struct ThreadMessenger: Sendable {
         ])
     }
 
-    private func sendTo(input: [String: JSONValue], useId: String, session: SessionID, ledger: ThreadLedger) async -> Result<
+    private func sendTo(
+        input: [String: JSONValue], useId: String, session: SessionID, ledger: ThreadLedger
+    ) async -> Result<
         [SessionEventPayload], ThreadToolError
     > {
-        guard let message = input["message"]?.stringValue, !message.isEmpty else { return .failure(ThreadToolError("message: give the thread a message")) }
+        guard let message = input["message"]?.stringValue, !message.isEmpty else {
+            return .failure(ThreadToolError("message: give the thread a message"))
+        }
         guard let id = input["session_thread_id"]?.stringValue, let known = ledger.thread(id), let thread = try? SessionID(id) else {
             return .failure(
                 ThreadToolError(
                     "session_thread_id: not a thread of this session; its threads are "
-                        + (ledger.threads.isEmpty ? "none yet (start one with \(ThreadTools.create))" : ledger.threads.map(\.id).joined(separator: ", "))))
+                        + (ledger.threads.isEmpty
+                            ? "none yet (start one with \(ThreadTools.create))" : ledger.threads.map(\.id).joined(separator: ", "))))
         }
         guard !known.terminated else { return .failure(ThreadToolError("thread \(id) was archived or terminated and takes no messages")) }
         do {
@@ -243,7 +251,8 @@ public struct ThreadMessenger: Sendable {
                 .agentThreadMessageReceived(
                     AgentThreadMessageReceived(content: content, fromSessionThreadId: thread.rawValue, fromAgentName: origin.agentName)))
         }
-        events.append(.sessionThreadStatusIdle(SessionThreadStatus(sessionThreadId: thread.rawValue, agentName: origin.agentName, stopReason: stopReason)))
+        events.append(
+            .sessionThreadStatusIdle(SessionThreadStatus(sessionThreadId: thread.rawValue, agentName: origin.agentName, stopReason: stopReason)))
         let key = "thread-reply:\(thread.rawValue):\(idleSeq)"
         do {
             if content != nil {

@@ -24,7 +24,10 @@ extension TurnRunner {
         if let threads = state.threads, let roster = agent.roster {
             events = try await threads.run(name, input: input, useId: useId, session: session, agent: agent, roster: roster, events: state.events)
         } else {
-            events = [Self.toolResult(useId: useId, mcp: false, .text("threads are started by a worker's turns; this turn has no queue to start one", isError: true))]
+            events = [
+                Self.toolResult(
+                    useId: useId, mcp: false, .text("threads are started by a worker's turns; this turn has no queue to start one", isError: true))
+            ]
         }
         do {
             try await log.append(session, events, fence: fence)
@@ -37,7 +40,9 @@ extension TurnRunner {
     /// A coordinator woken while threads still owe it replies, by nothing but replies, waits on
     /// without a model request; an interrupt since its last request ends its turn instead.
     /// Nil: the turn goes on.
-    func waitForThreads(_ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant) async throws
+    func waitForThreads(
+        _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant
+    ) async throws
         -> TurnOutcome?
     {
         let events = state.events
