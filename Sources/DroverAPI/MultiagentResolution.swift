@@ -25,10 +25,10 @@ struct MultiagentResolution: Sendable {
             switch entry {
             case .current:
                 references.append((owner, version))
+            case .agent(let id, _) where id == owner:
+                // The stored form of `self`, kept by an update that merges: the version being written.
+                references.append((owner, version))
             case .agent(let id, let pinned):
-                guard id != owner else {
-                    throw APIError.invalid(field, "names this agent itself", fix: "use {\"type\": \"self\"}")
-                }
                 guard let row = try await store.find(.agents, id: id, workspace: workspace, version: pinned) else {
                     throw APIError.invalid(
                         field, "no agent \(id)\(pinned.map { " at version \($0)" } ?? "") in this workspace", fix: "create it first")

@@ -216,6 +216,12 @@ struct SessionController: Sendable {
                 }
             }
         }
+        // A coordinator's session counts its threads' tokens too.
+        if case .object(let agent) = session["agent"] ?? .null, let multiagent = agent["multiagent"], multiagent != .null {
+            for (key, count) in try await ThreadController.childrenUsage(log, of: id) where count > 0 {
+                usage[key] = .number((usage[key]?.doubleValue ?? 0) + count)
+            }
+        }
         session["usage"] = .object(usage)
         let created = ISO8601DateFormatter.withFractions.date(from: row.createdAt) ?? Date()
         session["stats"] = .object([

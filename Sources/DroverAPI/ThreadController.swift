@@ -44,18 +44,8 @@ struct ThreadController: Sendable {
     /// The session's child threads, in the order they were started (its log's
     /// `session.thread_created` events).
     func children(of session: SessionID) async throws -> [Thread] {
-        var ids: [String] = []
-        _ = try await sessionLogCall {
-            try await log.replay(session, afterSeq: 0) { event in
-                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload,
-                    !ids.contains(created.sessionThreadId)
-                {
-                    ids.append(created.sessionThreadId)
-                }
-            }
-        }
         var threads: [Thread] = []
-        for id in ids {
+        for id in try await Self.childIDs(log, of: session) {
             if let found = try? await thread(id, of: session) { threads.append(found) }
         }
         return threads
@@ -162,6 +152,44 @@ struct ThreadController: Sendable {
         return try await events.eventStream(found.log, workspace: context.workspace, request: request)
     }
 
+    /// The ids of `session`'s child threads, in the order they were started.
+    static func childIDs(_ log: SessionLog, of session: SessionID) async throws -> [String] {
+        var ids: [String] = []
+        _ = try await sessionLogCall {
+            try await log.replay(session, afterSeq: 0) { event in
+                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload,
+                    !ids.contains(created.sessionThreadId)
+                {
+                    ids.append(created.sessionThreadId)
+                }
+            }
+        }
+        return ids
+    }
+
+    /// A log's cumulative usage: its last `session.usage` event's fields (nil before its first idle).
+    static func usage(_ log: SessionLog, of thread: SessionID) async throws -> [String: JSONValue]? {
+        let lastSeq = try await sessionLogCall { try await log.lastSeq(thread) }
+        guard lastSeq > 0 else { return nil }
+        let recent = try await sessionLogCall { try await log.read(thread, afterSeq: max(0, lastSeq - 500), limit: 500) }
+        guard case .sessionUsage(let last)? = recent.last(where: { $0.kind == .sessionUsage })?.payload, let fields = last.usage.wireValue.objectValue
+        else { return nil }
+        return fields.filter { ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"].contains($0.key) }
+    }
+
+    /// The token counts of every child thread of `session`, added up: a session's usage is its
+    /// primary thread's and these.
+    static func childrenUsage(_ log: SessionLog, of session: SessionID) async throws -> [String: Double] {
+        var total: [String: Double] = [:]
+        for raw in try await childIDs(log, of: session) {
+            guard let id = try? SessionID(raw), let usage = try await usage(log, of: id) else { continue }
+            for key in ["input_tokens", "output_tokens", "cache_read_input_tokens"] {
+                if case .number(let value)? = usage[key] { total[key, default: 0] += value }
+            }
+        }
+        return total
+    }
+
     /// The SDK's `BetaManagedAgentsSessionThread`, from the thread's log.
     func threadJSON(_ thread: Thread, session row: ControlPlaneStore.Row) async throws -> JSONValue {
         let meta = try await sessionLogCall { try await log.meta(thread.log) }
@@ -189,13 +217,9 @@ struct ThreadController: Sendable {
             createdAt = row.createdAt
         }
         let updatedAt = recent.last?.processedAt ?? createdAt
-        var usage: JSONValue = .null
-        var active: JSONValue = .null
-        if case .sessionUsage(let last)? = recent.last(where: { $0.kind == .sessionUsage })?.payload, let fields = last.usage.wireValue.objectValue {
-            usage = .object(
-                fields.filter { ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"].contains($0.key) })
-            active = fields["active_seconds"] ?? .null
-        }
+        let counted = try await Self.usage(log, of: thread.log)
+        let usage: JSONValue = counted.map(JSONValue.object) ?? .null
+        let active = counted?["active_seconds"] ?? .null
         let formatter = ISO8601DateFormatter.withFractions
         let start = formatter.date(from: createdAt) ?? Date()
         let end = archivedAt.stringValue.flatMap { formatter.date(from: $0) } ?? Date()
