@@ -33,6 +33,7 @@ public enum EnvironmentVariables {
         Variable(
             name: "DROVER_COMPACTION_LIMIT",
             meaning: "compactions in a row, with no model message or tool call between, that stop a turn (default 3)"),
+        Variable(name: "DROVER_THREAD_LIMIT", meaning: "session threads one coordinator session may start (default 32; docs/threads.md)"),
         Variable(name: "DROVER_COMPACTION", meaning: "off sends every request whole, never compacting (default on)"),
         Variable(name: "DROVER_SANDBOX_MEMORY", meaning: "memory per sandbox, its /tmp included (default 2GiB)"),
         Variable(name: "DROVER_SANDBOX_PIDS", meaning: "processes and threads per sandbox (default 256)"),

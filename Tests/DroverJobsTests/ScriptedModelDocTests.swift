@@ -151,6 +151,29 @@ struct ScriptedModelDocTests {
             ])
     }
 
+    @Test("agents: the system prompt picks an agent's own script; a prompt with no marker gets the top-level one")
+    func agents() async throws {
+        let yaml = try Self.example("agents")
+        func ask(system: String?) async throws -> ModelResponse? {
+            let server = try await ScriptedModelServer.start(script: try ModelScript.parse(yaml: yaml))
+            defer { Task { await server.stop() } }
+            var events: [ModelStreamEvent] = []
+            let request = ModelRequest(model: "m", system: system, messages: [ModelMessage(role: .user, content: [.text("Find papers")])])
+            for try await event in AnthropicMessagesClient(configuration: AnthropicConfiguration(baseURL: server.baseURL, apiKey: "scripted"))
+                .stream(request)
+            {
+                events.append(event)
+            }
+            return Self.response(events)
+        }
+        let coordinator = try #require(try await ask(system: "You coordinate a review."))
+        #expect(coordinator.content.contains { if case .toolUse(_, "create_thread", _) = $0 { true } else { false } })
+        let searcher = try #require(try await ask(system: "You search abstracts."))
+        #expect(searcher.content == [.text("[scripted] Searched: Find papers")])
+        let other = try #require(try await ask(system: "You grade."))
+        #expect(other.content == [.text("[scripted] No agent of mine.")])
+    }
+
     @Test("job: drover run with no key fills the item's fields into the step and the final message, with real results")
     func job() async throws {
         let directory = scratchDirectory("doc")
