@@ -112,6 +112,7 @@ let package = Package(
             name: "DroverBrain",
             dependencies: [
                 "DroverCore",
+                "DroverFileStore",
                 "DroverHTTP",
                 "DroverMetrics",
                 "DroverQueue",

@@ -42,6 +42,7 @@ public enum JobFileParser {
             reportDirectory: workingDirectory.appendingPathComponent("reports").appendingPathComponent(content.name),
             playbook: content.playbook
         )
+        spec.threadPlaybooks = content.threadPlaybooks
         spec.placeholderLines.text = text
         if let dir = content.reportDirectory {
             spec.reportDirectory = URL(fileURLWithPath: dir, relativeTo: workingDirectory).standardizedFileURL
@@ -72,6 +73,7 @@ struct JobFile: Decodable {
     var output: JobSpec.Output
     var reportDirectory: String?
     var playbook: Playbook?
+    var threadPlaybooks: [JobSpec.ThreadPlaybook] = []
 
     init(from decoder: any Decoder) throws {
         let fields = try decoder.container(keyedBy: Keys.self)
@@ -85,6 +87,7 @@ struct JobFile: Decodable {
         }
         description = try fields.decodeIfPresent(String.self, forKey: .description)
         agent = try Self.agent(fields)
+        threadPlaybooks = try Self.threadPlaybooks(agent, under: fields.codingPath + [Keys.agent])
         environment = try Self.environment(fields)
         items = try fields.require(ItemsField.self, .items, fix: "add `items:` with one of `glob:`, `csv:` or `list:`").source
         files = try fields.decodeIfPresent([CopyField].self, forKey: .files)?.map(\.copy) ?? []
@@ -130,6 +133,31 @@ struct JobFile: Decodable {
             throw SourceFileProblem(error, under: fields.codingPath + [Keys.agent])
         }
         return .inline(object)
+    }
+
+    /// The playbooks a coordinator's roster agents carry in the file, read by the scripted
+    /// model's own parser; each is for the agent with that system prompt.
+    private static func threadPlaybooks(_ agent: JobSpec.AgentSource, under path: [any CodingKey]) throws -> [JobSpec.ThreadPlaybook] {
+        guard case .inline(let object) = agent, let roster = object.objectValue?["multiagent"]?.objectValue?["agents"]?.arrayValue else { return [] }
+        var found: [JobSpec.ThreadPlaybook] = []
+        for (index, entry) in roster.enumerated() {
+            guard let fields = entry.objectValue, let raw = fields["playbook"] else { continue }
+            let field = "multiagent.agents[\(index)]"
+            guard let system = fields["system"]?.stringValue, !system.isEmpty else {
+                throw SourceFileProblem(
+                    FieldError(field: "\(field).system", message: "is missing", fix: "the scripted model finds an agent's playbook by its system prompt"),
+                    under: path)
+            }
+            do {
+                // JSON is YAML: the scripted model's parser reads it as written.
+                guard let playbook = try ModelScript.parse(yaml: JSONValue.object(["playbook": raw]).compactJSON, file: "").playbook else { continue }
+                found.append(JobSpec.ThreadPlaybook(system: system, playbook: playbook))
+            } catch let error as ModelScript.ScriptError {
+                let at = error.path.drop { $0 == ":" || $0 == " " }
+                throw SourceFileProblem(FieldError(field: "\(field).\(at)", message: error.message, fix: nil), under: path)
+            }
+        }
+        return found
     }
 
     private static func environment(_ fields: KeyedDecodingContainer<Keys>) throws -> JobSpec.EnvironmentSource? {

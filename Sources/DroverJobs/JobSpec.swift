@@ -67,6 +67,13 @@ public struct JobSpec: Sendable {
     public var reportDirectory: URL
     /// The scripted model's playbook (used when no model key is set).
     public var playbook: Playbook?
+    /// A coordinator's roster agents' playbooks, each for the agent with that system prompt.
+    public var threadPlaybooks: [ThreadPlaybook] = []
+
+    public struct ThreadPlaybook: Sendable, Equatable {
+        public var system: String
+        public var playbook: Playbook
+    }
     /// The line (from 1) of the first use of each placeholder in the prompt, the files and the
     /// playbook, for errors that only the items can tell.
     public var placeholderLines = PlaceholderLines()

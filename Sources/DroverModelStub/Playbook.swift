@@ -24,6 +24,9 @@ public struct Playbook: Sendable, Equatable {
         public var input: JSONValue
         /// A template: the step is taken only when it fills in to something other than blanks.
         public var when: String?
+        /// A coordinator's wait: the model writes this text and ends its turn, and the step's
+        /// result is the threads' replies that wake it (docs/threads.md). `tool` is empty.
+        public var wait: String?
     }
 
     public var steps: [Step]
@@ -52,6 +55,12 @@ public struct Playbook: Sendable, Equatable {
         let rawSteps = map["steps"] as? [Any] ?? []
         let steps = try rawSteps.enumerated().map { index, item -> Step in
             let stepPath = "\(path).steps[\(index)]"
+            if let step = item as? [String: Any], let wait = step["wait"] {
+                guard step.count == 1, let text = wait as? String, !text.isEmpty else {
+                    throw ModelScript.ScriptError(path: "\(stepPath).wait", message: "a wait step is `wait: TEXT` alone: what the coordinator says while its threads work")
+                }
+                return Step(tool: "", input: .object([:]), when: nil, wait: text)
+            }
             guard let step = item as? [String: Any], let tool = step["tool"] as? String, !tool.isEmpty else {
                 throw ModelScript.ScriptError(path: stepPath, message: "needs `tool` (a name) and `input` (a mapping)")
             }
@@ -59,7 +68,7 @@ public struct Playbook: Sendable, Equatable {
                 throw ModelScript.ScriptError(path: "\(stepPath).\(key)", message: "unknown key; a step takes tool, input and when")
             }
             let when = try ModelScript.string(step["when"], "\(stepPath).when")
-            return Step(tool: tool, input: try ModelScript.json(step["input"] ?? [String: Any](), "\(stepPath).input"), when: when)
+            return Step(tool: tool, input: try ModelScript.json(step["input"] ?? [String: Any](), "\(stepPath).input"), when: when, wait: nil)
         }
         var playbook = Playbook(steps: steps, final: final)
         if let ttft = map["ttft_ms"] {

@@ -243,11 +243,15 @@ struct Conversation {
         var results: [(call: String, text: String)] = []
         var calls: [String: String] = [:]
         var afterText = false
+        var afterReply = false
         var compactionRequested = false
         for message in messages {
             let fields = message.objectValue ?? [:]
             let role = fields["role"]?.stringValue
-            if role == "assistant" { assistants += 1 }
+            if role == "assistant" {
+                assistants += 1
+                afterReply = false
+            }
             let blocks: [JSONValue]
             switch fields["content"] {
             case .string(let text)?: blocks = [.object(["type": .string("text"), "text": .string(text)])]
@@ -267,6 +271,21 @@ struct Conversation {
                     }
                     // A compacted context that starts at this model's own summary carries on
                     // where the summary says; any other summary is read as the user's words.
+                    // A thread's reply is a result of the coordinator's work, not a new task: it
+                    // fills the wait step it woke (docs/threads.md).
+                    if text.hasPrefix(Self.threadReplyPrefix) {
+                        let body = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+                        let from = String(body[0].dropFirst(Self.threadReplyPrefix.count)).trimmingCharacters(in: CharacterSet(charactersIn: ": "))
+                        if afterReply, let last = results.indices.last {
+                            // Replies woken together fill one wait step, one after another.
+                            results[last].text += "\n\n" + (body.count > 1 ? String(body[1]) : "")
+                        } else {
+                            results.append(("reply from \(from)", body.count > 1 ? String(body[1]) : ""))
+                        }
+                        afterReply = true
+                        afterText = false
+                        continue
+                    }
                     if let summary = Summary(continuation: text) {
                         userText = summary.task
                         results = summary.results
@@ -376,6 +395,9 @@ struct Conversation {
         }
     }
 
+    /// How the brain shows a thread's reply to its coordinator (`ContextBuilder`).
+    static let threadReplyPrefix = "Reply from thread "
+
     /// How the brain closes a tool call a crash or shutdown cut off (`TurnRunner.crashInterruption`).
     static let crashInterruptionPrefix = "interrupted by a worker crash"
 
@@ -394,7 +416,11 @@ struct Conversation {
         var turn: ModelScript.Turn
         if results.count < steps.count {
             let step = steps[results.count]
-            turn = ModelScript.Turn(toolUses: [(step.tool, Playbook.fill(step.input, context))])
+            if let wait = step.wait {
+                turn = ModelScript.Turn(text: Playbook.fill(wait, context))
+            } else {
+                turn = ModelScript.Turn(toolUses: [(step.tool, Playbook.fill(step.input, context))])
+            }
         } else {
             turn = ModelScript.Turn(text: Playbook.fill(playbook.final, context))
         }

@@ -32,7 +32,10 @@ public struct JobModel: Sendable {
                 fix: "export ANTHROPIC_API_KEY to use a real model, or add `playbook:` (see Jobs/README.md)")
         }
         let items = ScriptedItemFields()
-        let stub = try await ScriptedModelServer.start(script: ModelScript(playbook: playbook), items: items)
+        var script = ModelScript(playbook: playbook)
+        // A coordinator's threads follow their own playbooks, found by their system prompts.
+        script.agents = spec.threadPlaybooks.map { (marker: $0.system, script: ModelScript(playbook: $0.playbook)) }
+        let stub = try await ScriptedModelServer.start(script: script, items: items)
         let client = AnthropicMessagesClient(configuration: stub.clientConfiguration)
         return JobModel(client: client, label: "scripted model (the job's playbook; no ANTHROPIC_API_KEY set)", stub: stub, items: items)
     }

@@ -67,11 +67,12 @@ public enum ContextBuilder {
             case .agentThreadMessageReceived(let received):
                 // The coordinator's task reads as the thread's own user message; a thread's reply
                 // says which thread it is from, so the coordinator can answer it.
-                var blocks = ContextBuilder.modelBlocks(received.content)
                 if let agent = received.fromAgentName {
-                    blocks.insert(.text("Reply from thread \(received.fromSessionThreadId) (\(agent)):"), at: 0)
+                    let text = received.content.compactMap(\.text).joined(separator: "\n")
+                    append(.user, [.text("Reply from thread \(received.fromSessionThreadId) (\(agent)):\n" + text)], at: event.id)
+                } else {
+                    append(.user, ContextBuilder.modelBlocks(received.content), at: event.id)
                 }
-                append(.user, blocks, at: event.id)
             default:
                 return
             }

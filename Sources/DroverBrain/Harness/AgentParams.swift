@@ -93,9 +93,7 @@ public struct AgentParams: Sendable {
             // Which agents a roster names needs the agent store: the API checks and resolves it
             // (`MultiagentParams`, `MultiagentResolution`). A file's agent has no store to name.
             if origin == .file, multiagent != .null {
-                throw FieldError(
-                    field: "multiagent", message: "a job or schedule file's agent cannot coordinate threads yet",
-                    fix: "create the coordinator and its roster through the API (/v1/agents) and run it there")
+                try Self.checkFileRoster(multiagent)
             }
             self.multiagent = .some(multiagent == .null ? nil : multiagent)
         } else {
@@ -105,6 +103,42 @@ public struct AgentParams: Sendable {
             identity.objectValue?["type"]?.stringValue != "service_account"
         {
             throw FieldError(field: "execution_identity", message: "only {\"type\": \"service_account\"} is supported", fix: "omit it")
+        }
+    }
+
+    /// A job or schedule file's coordinator: `{type: coordinator, agents: [...]}` whose agents are
+    /// written in the file (name, model, system, tools; and a `playbook` for the scripted model),
+    /// or `{type: self}`. A file has no agent store for a roster to name.
+    static func checkFileRoster(_ value: JSONValue) throws(FieldError) {
+        guard case .object(let fields) = value, fields["type"] == "coordinator" else {
+            throw FieldError(
+                field: "multiagent", message: "a file's coordinator is {type: coordinator, agents: [...]}",
+                fix: "list the roster's agents under agents:, each with name, model and system")
+        }
+        try at("multiagent") { () throws(FieldError) in try fields.rejectUnknown(["type", "agents"]) }
+        guard let agents = fields["agents"]?.arrayValue, (1...MultiagentParams.maximumEntries).contains(agents.count) else {
+            throw FieldError(field: "multiagent.agents", message: "must list 1 to \(MultiagentParams.maximumEntries) agents", fix: nil)
+        }
+        var names = Set<String>()
+        for (index, entry) in agents.enumerated() {
+            let path = "multiagent.agents[\(index)]"
+            guard case .object(var agent) = entry else {
+                throw FieldError(field: path, message: "must be an agent written out (name, model, system)", fix: "a file has no stored agents to name")
+            }
+            if agent["type"] == "self" {
+                try at(path) { () throws(FieldError) in try agent.rejectUnknown(["type"]) }
+                guard names.insert("self").inserted else { throw FieldError(field: path, message: "names self again", fix: nil) }
+                continue
+            }
+            agent.removeValue(forKey: "playbook")
+            guard let name = agent["name"]?.stringValue, !name.isEmpty else {
+                throw FieldError(field: "\(path).name", message: "is missing", fix: "name the agent: the coordinator's model calls it by its name")
+            }
+            guard names.insert(name).inserted else { throw FieldError(field: "\(path).name", message: "'\(name)' is in the roster twice", fix: nil) }
+            if agent["multiagent"] != nil, agent["multiagent"] != .null {
+                throw FieldError(field: "\(path).multiagent", message: "a roster agent coordinates nothing itself; threads go one level deep", fix: "remove it")
+            }
+            _ = try at(path) { () throws(FieldError) in try creating(agent, origin: .file) }
         }
     }
 

@@ -40,6 +40,30 @@ public struct ThreadRoster: Sendable, Codable, Equatable {
         members.first { $0.name == name }
     }
 
+    /// A roster agent as a thread resource shows it: whole, as the API's are; one written in a
+    /// file has no id, and shows as the SDK's inline agent.
+    static func shown(_ agent: [String: JSONValue]) -> JSONValue {
+        guard agent["id"] == nil else { return .object(agent) }
+        var model = agent["model"] ?? .null
+        if case .string(let id) = model { model = .object(["id": .string(id), "speed": "standard"]) }
+        var tools: [JSONValue] = []
+        for tool in agent["tools"]?.arrayValue ?? [] {
+            guard case .object(var fields) = tool else { continue }
+            if fields["type"] == "agent_toolset_20260401" {
+                if fields["default_config"] == nil {
+                    fields["default_config"] = .object(["enabled": .bool(true), "permission_policy": .object(["type": "always_allow"])])
+                }
+                if fields["configs"] == nil { fields["configs"] = .array([]) }
+            }
+            tools.append(.object(fields))
+        }
+        return .object([
+            "type": "inline", "name": agent["name"] ?? .null, "description": agent["description"] ?? .null, "system": agent["system"] ?? .null,
+            "model": model, "tools": .array(tools), "mcp_servers": .array([]), "skills": .array([]),
+            "execution_identity": .object(["type": "service_account"]),
+        ])
+    }
+
     /// The roster a session's agent resource names in `multiagent` (the SDK's
     /// `BetaManagedAgentsSessionMultiagent`); nil when it names none or spawns no threads.
     static func fromSessionMultiagent(_ value: JSONValue?) throws -> ThreadRoster? {
@@ -57,10 +81,13 @@ public struct ThreadRoster: Sendable, Codable, Equatable {
             return nil
         }
         let members = try definitions.compactMap { definition -> Member? in
-            guard let agent = definition.objectValue, let name = agent["name"]?.stringValue, agent["model"] != nil else { return nil }
-            var snapshot = try AgentSnapshot(decoding: definition)
+            guard var agent = definition.objectValue, let name = agent["name"]?.stringValue, agent["model"] != nil else { return nil }
+            // A job file's roster agent is written out, with a playbook for the scripted model
+            // and no id: it shows as an inline agent.
+            agent.removeValue(forKey: "playbook")
+            var snapshot = try AgentSnapshot(decoding: .object(agent))
             snapshot.roster = nil
-            return Member(name: name, description: agent["description"]?.stringValue, snapshot: snapshot, resource: definition)
+            return Member(name: name, description: agent["description"]?.stringValue, snapshot: snapshot, resource: Self.shown(agent))
         }
         guard !members.isEmpty || inline else { return nil }
         return ThreadRoster(members: members, inlineAgents: inline)

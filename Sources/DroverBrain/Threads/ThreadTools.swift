@@ -1,4 +1,5 @@
 import DroverCore
+import DroverFileStore
 import DroverSessionLog
 import DroverTools
 import Foundation
@@ -192,6 +193,10 @@ public struct ThreadMessenger: Sendable {
         do {
             let environment = try await log.environmentJSON(session)
             try await log.create(thread, agentJSON: snapshot.json, environmentJSON: environment)
+            // The thread's workspace starts with what the session's started with: its file
+            // resources, a job item's files. (Each thread has a sandbox of its own.)
+            let files = SessionFiles(store: FileStore(redis: log.redis))
+            try await files.setSeed(thread, try await files.seed(session))
             try await deliver(message, to: thread, useId: useId, session: session)
         } catch {
             return .failure(ThreadToolError("the thread could not be started: \(error)"))
