@@ -145,7 +145,8 @@ struct JobFile: Decodable {
             let field = "multiagent.agents[\(index)]"
             guard let system = fields["system"]?.stringValue, !system.isEmpty else {
                 throw SourceFileProblem(
-                    FieldError(field: "\(field).system", message: "is missing", fix: "the scripted model finds an agent's playbook by its system prompt"),
+                    FieldError(
+                        field: "\(field).system", message: "is missing", fix: "the scripted model finds an agent's playbook by its system prompt"),
                     under: path)
             }
             do {

@@ -57,7 +57,8 @@ public struct Playbook: Sendable, Equatable {
             let stepPath = "\(path).steps[\(index)]"
             if let step = item as? [String: Any], let wait = step["wait"] {
                 guard step.count == 1, let text = wait as? String, !text.isEmpty else {
-                    throw ModelScript.ScriptError(path: "\(stepPath).wait", message: "a wait step is `wait: TEXT` alone: what the coordinator says while its threads work")
+                    throw ModelScript.ScriptError(
+                        path: "\(stepPath).wait", message: "a wait step is `wait: TEXT` alone: what the coordinator says while its threads work")
                 }
                 return Step(tool: "", input: .object([:]), when: nil, wait: text)
             }

@@ -353,3 +353,40 @@ def test_sessions_list_on_the_command_line_filters_as_the_console_does(console):
     bad = subprocess.run([str(DROVER), "sessions", "list", "--status", "sleeping"], capture_output=True, text=True, timeout=30,
                          env=server.env())
     assert bad.returncode != 0 and "--status: 'sleeping' is not running, idle" in bad.stderr
+
+
+def test_a_coordinators_threads_are_lanes_of_one_timeline(browser):
+    from test_threads import make_coordinator, message, run_until_idle, script
+    with sandboxed_server("drover-console-threads-", script(), hands="in-process") as server:
+        client = server.client()
+        environment = client.beta.environments.create(name="library", config={"type": "cloud"})
+        _, _, coordinator = make_coordinator(client)
+        session = client.beta.sessions.create(agent=coordinator.id, environment_id=environment.id)
+        run_until_idle(client, session.id, message("Review the literature."))
+        threads = list(client.beta.sessions.threads.list(session.id))
+
+        sign_in(browser, server, "alpha")
+        browser.get(f"{server.base_url}/console/sessions/{session.id}")
+        wait_until(lambda: browser.find_elements(By.ID, "lanes"), "the threads' lanes")
+        lanes = browser.find_elements(By.CSS_SELECTOR, "#lanes th.lane")
+        # One lane per thread, the coordinator's first, in the order the API lists them.
+        assert [lane.get_attribute("data-thread") for lane in lanes] == [t.id for t in threads]
+        assert [lane.text.split("\n")[0] for lane in lanes] == ["coordinator", "searcher", "searcher", "extractor"]
+        rows = browser.find_elements(By.CSS_SELECTOR, "#lanes tbody tr")
+        # Every event of every thread is one row, in the lane of its thread.
+        total = sum(len(list(client.beta.sessions.threads.events.list(t.id, session_id=session.id, limit=1000))) for t in threads)
+        assert len(rows) == total
+        column = {}
+        for row in rows:
+            cells = row.find_elements(By.TAG_NAME, "td")[1:]
+            filled = [i for i, cell in enumerate(cells) if cell.find_elements(By.CSS_SELECTOR, ".entry")]
+            assert len(filled) == 1
+            entry = cells[filled[0]].find_element(By.CSS_SELECTOR, ".entry")
+            column.setdefault(entry.get_attribute("data-type"), set()).add(filled[0])
+        # The coordinator starts threads; the searchers run the echo tool; replies come back to lane 0.
+        assert column["session.thread_created"] == {0}
+        assert column["agent.tool_use"] == {0, 1, 2}
+        assert column["agent.thread_message_received"] == {0, 1, 2, 3}
+        assert "thread started: searcher" in browser.find_element(By.ID, "lanes").text
+        browser.execute_script("document.getElementById('lanes').scrollIntoView()")
+        shot(browser, "session-threads")

@@ -1,3 +1,4 @@
+import DroverBrain
 import DroverConsole
 import DroverCore
 import DroverDatabase
@@ -179,7 +180,7 @@ struct ConsoleController: Sendable {
         let timeline = SessionTimeline(session: row.id, status: session.status, events: try await events(of: row))
         let page = SessionPage(
             frame: frame(request, context, "Session \(row.id)", section: "sessions"), session: session, timeline: timeline,
-            shown: Self.timelineEntries)
+            shown: Self.timelineEntries, threadLanes: try await threadLanes(row, primary: timeline))
         return ConsoleResponse.page(ConsolePages.html(page))
     }
 
@@ -192,6 +193,25 @@ struct ConsoleController: Sendable {
         var response = ConsoleResponse.asset(body, type: html ? "text/html; charset=utf-8" : "application/x-ndjson")
         response.headers[.contentDisposition] = "attachment; filename=\"\(row.id).\(html ? "html" : "jsonl")\""
         return response
+    }
+
+    /// A coordinator's session as lanes: its primary thread, then each thread it started.
+    func threadLanes(_ row: ControlPlaneStore.Row, primary: SessionTimeline) async throws -> ThreadLanes? {
+        let session = try SessionID(row.id)
+        let children = try await ThreadController.childIDs(log, of: session)
+        guard !children.isEmpty else { return nil }
+        var lanes: [(lane: ThreadLanes.Lane, timeline: SessionTimeline)] = [
+            (ThreadLanes.Lane(name: "coordinator", id: ThreadIDs.primary(of: session), status: primary.status), primary)
+        ]
+        for raw in children {
+            guard let thread = try? SessionID(raw) else { continue }
+            let name = (try? await log.agentSnapshot(thread))??.thread?.agentName ?? "thread"
+            var events: [StoredEvent] = []
+            try await sessionLogCall { try await log.replay(thread, afterSeq: 0) { events.append($0) } }
+            let status = try await sessionLogCall { try await log.meta(thread)?.status } ?? "idle"
+            lanes.append((ThreadLanes.Lane(name: name, id: raw, status: status), SessionTimeline(session: raw, status: status, events: events)))
+        }
+        return ThreadLanes(lanes, shown: Self.timelineEntries)
     }
 
     /// Every event of the session, from SQLite where Redis no longer has them.

@@ -123,7 +123,8 @@ public struct AgentParams: Sendable {
         for (index, entry) in agents.enumerated() {
             let path = "multiagent.agents[\(index)]"
             guard case .object(var agent) = entry else {
-                throw FieldError(field: path, message: "must be an agent written out (name, model, system)", fix: "a file has no stored agents to name")
+                throw FieldError(
+                    field: path, message: "must be an agent written out (name, model, system)", fix: "a file has no stored agents to name")
             }
             if agent["type"] == "self" {
                 try at(path) { () throws(FieldError) in try agent.rejectUnknown(["type"]) }
@@ -136,7 +137,8 @@ public struct AgentParams: Sendable {
             }
             guard names.insert(name).inserted else { throw FieldError(field: "\(path).name", message: "'\(name)' is in the roster twice", fix: nil) }
             if agent["multiagent"] != nil, agent["multiagent"] != .null {
-                throw FieldError(field: "\(path).multiagent", message: "a roster agent coordinates nothing itself; threads go one level deep", fix: "remove it")
+                throw FieldError(
+                    field: "\(path).multiagent", message: "a roster agent coordinates nothing itself; threads go one level deep", fix: "remove it")
             }
             _ = try at(path) { () throws(FieldError) in try creating(agent, origin: .file) }
         }

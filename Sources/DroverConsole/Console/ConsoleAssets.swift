@@ -12,6 +12,12 @@ public enum ConsoleAssets {
         .at { color: #888; font-variant-numeric: tabular-nums; display: inline-block; width: 6rem; }
         .seq { color: #888; text-decoration: none; display: inline-block; width: 3.5rem; }
         .kind { display: inline-block; width: 7rem; font-weight: 600; }
+        .kind-thread .kind { color: #b35900; }
+        table.lanes { table-layout: fixed; width: 100%; border-collapse: collapse; }
+        table.lanes td, table.lanes th { vertical-align: top; border-left: 1px solid #eee; padding: .2rem .35rem; overflow-wrap: anywhere; font-size: .85rem; }
+        table.lanes th:first-child, table.lanes td.at { width: 4.5rem; border-left: 0; color: #888; }
+        table.lanes .entry .kind { display: inline; width: auto; margin-right: .3rem; } table.lanes .entry .title { display: inline; }
+        table.lanes details, table.lanes pre { margin-left: 0; } table.lanes pre { max-height: 12rem; overflow-y: auto; }
         .kind-user .kind { color: #0b5cad; } .kind-agent .kind { color: #1a7f37; } .kind-tool .kind, .kind-tool-result .kind { color: #8250df; }
         .kind-model .kind, .kind-status .kind { color: #888; font-weight: normal; }
         .error .kind, .error .title { color: #cf222e; }

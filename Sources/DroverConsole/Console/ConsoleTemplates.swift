@@ -170,6 +170,15 @@ enum ConsoleTemplates {
         <ol class="timeline" id="timeline" data-last-seq="{{lastSeq}}"{{#tailURL}} data-tail-url="{{.}}"{{/tailURL}}>
         {{#entries}}{{> entry}}{{/entries}}
         </ol>
+        {{#threadLanes}}
+        <h2>Threads</h2>
+        {{#omitted}}<p class="notice">The {{.}} oldest events of the threads are left out here.</p>{{/omitted}}
+        <table class="lanes" id="lanes"><thead><tr><th>at</th>{{#lanes}}<th class="lane" data-thread="{{id}}">{{name}}<br><code>{{id}}</code> <span class="status status-{{status}}">{{status}}</span></th>{{/lanes}}</tr></thead>
+        <tbody>
+        {{#rows}}<tr><td class="at">{{at}}</td>{{#cells}}<td>{{#entry}}<div class="entry kind-{{kindClass}}{{#isError}} error{{/isError}}" data-type="{{type}}"><span class="kind">{{kind}}</span> <span class="title">{{title}}</span>{{#body}}<details><summary><code>{{preview}}</code></summary><pre>{{text}}</pre></details>{{/body}}</div>{{/entry}}</td>{{/cells}}</tr>
+        {{/rows}}
+        </tbody></table>
+        {{/threadLanes}}
         {{/content}}{{/layout}}
         """
 

@@ -215,8 +215,11 @@ public struct SessionPage: Sendable {
     public let tailURL: String?
     /// Events older than those shown, left out to keep the page small; nil when none are.
     public let omitted: Int?
+    /// A coordinator's session: its threads as lanes of one timeline.
+    public let threadLanes: ThreadLanes?
 
-    public init(frame: ConsoleFrame, session: ConsoleSession, timeline: SessionTimeline, shown: Int) {
+    public init(frame: ConsoleFrame, session: ConsoleSession, timeline: SessionTimeline, shown: Int, threadLanes: ThreadLanes? = nil) {
+        self.threadLanes = threadLanes
         self.frame = frame
         self.session = session
         summary = TimelineSummary(timeline)

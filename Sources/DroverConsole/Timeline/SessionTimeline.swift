@@ -8,7 +8,7 @@ import Foundation
 public struct SessionTimeline: Sendable {
     public struct Entry: Sendable, Equatable {
         public enum Kind: String, Sendable {
-            case user, agent, thinking, tool, toolResult = "tool result", model, status, error, other
+            case user, agent, thinking, tool, toolResult = "tool result", model, status, error, thread, other
         }
         public let seq: Int64
         /// Seconds since the session's first event.
@@ -111,6 +111,18 @@ public struct SessionTimeline: Sendable {
             case .userToolConfirmation(let confirmation): return entry(.user, "tool confirmation: \(confirmation.result.rawValue)")
             case .agentThreadContextCompacted(let compacted):
                 return entry(.agent, "context compacted", compacted.summary ?? "(no summary recorded)")
+            case .sessionThreadCreated(let created):
+                return entry(.thread, "thread started: \(created.agentName)", created.sessionThreadId)
+            case .agentThreadMessageSent(let sent):
+                return entry(.thread, "message to \(sent.toAgentName ?? "the coordinator")", SessionTimeline.text(sent.content))
+            case .agentThreadMessageReceived(let received):
+                return entry(.thread, "message from \(received.fromAgentName ?? "the coordinator")", SessionTimeline.text(received.content))
+            case .sessionThreadStatusRunning(let status):
+                return entry(.status, "thread \(status.agentName) running", status.sessionThreadId)
+            case .sessionThreadStatusIdle(let status):
+                return entry(.status, "thread \(status.agentName) idle (\(status.stopReason?.type ?? "end_turn"))", status.sessionThreadId)
+            case .sessionThreadStatusTerminated(let status):
+                return entry(.status, "thread \(status.agentName) archived", status.sessionThreadId)
             default: return entry(.other, event.type, JSONValue.object(payload.fields).compactJSON)
             }
         }

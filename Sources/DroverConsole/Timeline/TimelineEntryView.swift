@@ -64,3 +64,55 @@ public struct TimelineSummary: Sendable {
         outputTokens = timeline.outputTokens
     }
 }
+
+/// A session's threads side by side: one column per thread, one row per event, in the order
+/// they happened across all of them, so a coordinator's fan-out and the replies read as one
+/// timeline.
+public struct ThreadLanes: Sendable {
+    public struct Lane: Sendable {
+        public let name: String
+        public let id: String
+        public let status: String
+
+        public init(name: String, id: String, status: String) {
+            self.name = name
+            self.id = id
+            self.status = status
+        }
+    }
+
+    public struct Cell: Sendable {
+        public let entry: TimelineEntryView?
+    }
+
+    public struct Row: Sendable {
+        /// Seconds since the first event of any lane.
+        public let at: String
+        public let cells: [Cell]
+    }
+
+    public let lanes: [Lane]
+    public let rows: [Row]
+    /// Rows left out, the oldest, to keep the page small; nil when none are.
+    public let omitted: Int?
+
+    /// `timelines` in lane order: the primary thread's first.
+    public init(_ timelines: [(lane: Lane, timeline: SessionTimeline)], shown: Int) {
+        lanes = timelines.map(\.lane)
+        var all: [(at: Date, lane: Int, entry: SessionTimeline.Entry)] = []
+        for (index, item) in timelines.enumerated() {
+            guard let start = item.timeline.startedAt else { continue }
+            for entry in item.timeline.entries { all.append((start.addingTimeInterval(entry.offset), index, entry)) }
+        }
+        all.sort { ($0.at, $0.lane, $0.entry.seq) < ($1.at, $1.lane, $1.entry.seq) }
+        let first = all.first?.at
+        let kept = all.suffix(max(0, shown))
+        omitted = all.count > kept.count ? all.count - kept.count : nil
+        let width = timelines.count
+        rows = kept.map { item in
+            Row(
+                at: String(format: "%.3fs", first.map { item.at.timeIntervalSince($0) } ?? 0),
+                cells: (0..<width).map { $0 == item.lane ? Cell(entry: TimelineEntryView(item.entry)) : Cell(entry: nil) })
+        }
+    }
+}

@@ -13,7 +13,8 @@ for line in text.splitlines():
         rows.append(dict(zip(["id", "title", "year", "datasets", "speedup", "memory_saved", "results"], cells)))
 datasets = sorted({d for r in rows for d in r["datasets"].split(", ") if d != "-"})
 fast = sorted((r for r in rows if r["speedup"] != "-"), key=lambda r: -float(r["speedup"][:-1]))
-out = [f"# Literature review: {question}", "",
+# A blank first line: whatever a reply puts before the review stays off its heading.
+out = ["", f"# Literature review: {question}", "",
        f"{len(rows)} papers from the corpus, published {min((r['year'] for r in rows), default='-')}"
        f" to {max((r['year'] for r in rows), default='-')}, reporting on {len(datasets)} datasets ({', '.join(datasets) or 'none'}).", "",
        "## Findings", ""]
