@@ -156,6 +156,36 @@ struct JobRunTests {
         #expect(try String(contentsOf: research.appendingPathComponent("river-2025/report.md"), encoding: .utf8).contains("| 2025-12 |"))
     }
 
+    @Test("the literature review: a coordinator's searcher, extractor and synthesiser threads leave a checked review per question")
+    func literatureReview() async throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let folder = directory.appendingPathComponent("review")
+        let run = try await runProgramSeparately(
+            droverBinary.path, ["run", Self.repository.appendingPathComponent("Jobs/literature-review.yaml").path, "--report-dir", folder.path],
+            environment: environment(), timeout: .seconds(180))
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        let items = try report(folder).items
+        #expect(Set(items.map(\.item_id)) == ["long-sequences", "retrieval"])
+        for item in items {
+            #expect(item.status == "succeeded")
+            #expect(item.columns["ok"] == .bool(true), "\(item.columns)")
+            #expect(item.columns["sections"] == .string("Findings, Evidence, Method"))
+        }
+        let long = try #require(items.first { $0.item_id == "long-sequences" })
+        // The searcher's ranking, the extractor's numbers and the synthesiser's review, as the
+        // tools computed them from the shipped abstracts.
+        #expect(long.columns["papers"] == .number(5))
+        #expect(long.columns["fastest"] == .string("L01 3.8x"))
+        let review = try String(contentsOf: folder.appendingPathComponent("long-sequences/review.md"), encoding: .utf8)
+        #expect(review.contains("# Literature review: Which methods make attention cheaper on long sequences"))
+        #expect(
+            review.contains(
+                "| L02 Sliding Windows with Global Tokens for Long Documents | 2020 | Long Range Arena, WikiText-103 | 2.9x | 55.0% accuracy; perplexity 18.9 |"
+            ))
+        let retrieval = try String(contentsOf: folder.appendingPathComponent("retrieval/review.md"), encoding: .utf8)
+        #expect(retrieval.contains("| R01 Retrieval-Augmented Generation for Open-Domain Questions |"))
+    }
+
     @Test("killed halfway, a rerun finishes the job without redoing finished items, and the report is complete")
     func killAndResume() async throws {
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -174,6 +174,22 @@ struct ScriptedModelDocTests {
         #expect(other.content == [.text("[scripted] No agent of mine.")])
     }
 
+    @Test("coordinator: a create_thread step, a wait step's text, then the final message filled in from the thread's reply")
+    func coordinator() async throws {
+        let yaml = try Self.example("coordinator")
+        let task = ModelMessage(role: .user, content: [.text("Find papers on sparse attention")])
+        let first = try #require(Self.response(try await Self.ask(yaml, [task]).events))
+        #expect(first.content.contains { if case .toolUse(_, "create_thread", _) = $0 { true } else { false } })
+        let call = ModelMessage(role: .assistant, content: [.toolUse(id: "u1", name: "create_thread", input: .object([:]))])
+        let started = ModelMessage(role: .user, content: [.toolResult(toolUseId: "u1", content: [.text("Started thread sthr_a_1")], isError: false)])
+        let second = try #require(Self.response(try await Self.ask(yaml, [task, call, started]).events))
+        #expect(second.content == [.text("[scripted] The searcher is reading.")])
+        let reply = ModelMessage(role: .user, content: [.text("Reply from thread sthr_a_1 (searcher):\nL01 and L02")])
+        let waited = ModelMessage(role: .assistant, content: [.text("[scripted] The searcher is reading.")])
+        let third = try #require(Self.response(try await Self.ask(yaml, [task, call, started, waited, reply]).events))
+        #expect(third.content == [.text("[scripted] The searcher says: L01 and L02")])
+    }
+
     @Test("job: drover run with no key fills the item's fields into the step and the final message, with real results")
     func job() async throws {
         let directory = scratchDirectory("doc")

@@ -89,7 +89,7 @@ struct ScheduleFileTests {
     @Test("the shipped Schedules/ files load")
     func shipped() throws {
         let files = try ScheduleFile.loadDirectory(projectRoot.appendingPathComponent("Schedules").path)
-        #expect(files.map(\.name) == ["nightly-research", "weekly-wiki-digest"])
+        #expect(files.map(\.name) == ["nightly-research", "weekly-literature-review", "weekly-wiki-digest"])
         #expect(files.last?.paused == true)
     }
 

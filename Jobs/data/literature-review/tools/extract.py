@@ -20,6 +20,8 @@ for pid in ids:
     memory = max((int(x) for x in re.findall(r"(\d+)% less memory", text)), default=None)
     results = []
     results += [f"{v}% {m}" for v, m in re.findall(r"(\d+(?:\.\d+)?)% (accuracy|exact match)", text)]
+    results += [f"{v}% {m.lower()}" for m, v in re.findall(r"(exact match|accuracy)(?:[^.%]|\.\d)*?\b(?:is|to|of) (\d+(?:\.\d+)?)%", text, re.I)]
+    results = list(dict.fromkeys(results))
     results += [f"perplexity {v}" for v in re.findall(r"perplexity(?:[^.]|\.\d)*?\b(?:to|is|of|at) (\d+\.\d+)", text, re.I)]
     results += [f"{m} {v}" for m, v in re.findall(r"(BLEU|MRR@10|ROUGE)[^.]*?(\d+\.\d+)", text)]
     print("\t".join([pid, papers[pid]["title"], str(papers[pid]["year"]), ", ".join(datasets) or "-",

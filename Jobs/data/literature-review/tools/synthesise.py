@@ -22,6 +22,8 @@ if fast:
     out.append(f"- Fastest reported: {fast[0]['title']} ({fast[0]['id']}), {fast[0]['speedup']} against its baseline.")
 for r in fast[1:4]:
     out.append(f"- {r['title']} ({r['id']}): {r['speedup']} faster; {r['results']}.")
+for r in [r for r in rows if r["speedup"] == "-" and r["results"] != "-"][:4]:
+    out.append(f"- {r['title']} ({r['id']}): {r['results']}.")
 saved = [r for r in rows if r["memory_saved"] != "-"]
 if saved:
     out.append("- Memory: " + "; ".join(f"{r['id']} saves {r['memory_saved']}" for r in saved) + ".")
