@@ -14,7 +14,7 @@ public struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmarks that print JSON. Run them on a release build (`drover bench ...` through the scripts/setup link builds one).",
         subcommands: [
             QueueBench.self, LogBench.self, TTFTBench.self, HandsBench.self, MCPBench.self, APIBench.self, BatchBench.self, ContextBench.self,
-            EgressBench.self, MetricsBench.self, SelfHostedBench.self, ClusterBench.self,
+            EgressBench.self, MetricsBench.self, SelfHostedBench.self, ClusterBench.self, ThreadsBench.self,
         ]
     )
 }
