@@ -136,6 +136,8 @@ enum OpenAPIDocument {
         case "resource_id": "^sesrsc_[0-9A-Z]{26}$"
         case "work_id": "^work_[0-9A-Z]{26}$"
         case "key_id": "^envkey_[0-9A-Z]{26}$"
+        // The primary thread, or a child: the session's id part, then the seq of the call that started it.
+        case "thread_id": "^sthr_[0-9A-Za-z]{26}(_[0-9]{6,18})?$"
         default: nil
         }
     }
@@ -216,6 +218,22 @@ enum OpenAPIDocument {
             method: "get", path: "/v1/sessions/{session_id}/events/stream",
             summary: "Stream events (SSE): replay from Last-Event-ID or after_id, then live", model: "BetaManagedAgentsStreamSessionEvents",
             query: ["event_deltas[]", "after_id"]),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/threads", summary: "List a session's threads: its primary thread, then those it started",
+            model: "SyncPageCursor[BetaManagedAgentsSessionThread]", query: ["limit", "page", "statuses[]"]),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/threads/{thread_id}", summary: "Retrieve a session thread",
+            model: "BetaManagedAgentsSessionThread"),
+        .init(
+            method: "post", path: "/v1/sessions/{session_id}/threads/{thread_id}/archive",
+            summary: "Archive a child thread (it stops, and takes no more messages)", model: "BetaManagedAgentsSessionThread"),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/threads/{thread_id}/events", summary: "List a thread's events",
+            model: "SyncPageCursor[BetaManagedAgentsSessionEvent]",
+            query: ["limit", "page", "order", "types[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
+        .init(
+            method: "get", path: "/v1/sessions/{session_id}/threads/{thread_id}/stream", summary: "Stream a thread's events (SSE)",
+            model: "BetaManagedAgentsStreamSessionThreadEvents", query: ["event_deltas[]", "after_id"]),
         .init(
             method: "post", path: "/v1/deployments", summary: "Create a deployment (cron schedule checked; 400 names the field)",
             model: "BetaManagedAgentsDeployment"),

@@ -164,6 +164,8 @@ struct SessionController: Sendable {
         let archivedAt = current.archivedAt ?? ControlPlaneStore.timestamp()
         try await store.update(.sessions, id: current.id, workspace: context.workspace, resource: nil, archivedAt: archivedAt)
         if current.archivedAt == nil { await webhooks(.sessionArchived, current.id, workspace: context.workspace) }
+        // Its threads end with it.
+        try await ThreadController.endChildren(log, of: try SessionID(current.id))
         if let work, case .string(let environment)? = current.json["environment_id"] {
             // Harmless for a cloud environment's session: it has no work queue.
             _ = try? await work.stopSession(environment: environment, session: try SessionID(current.id))

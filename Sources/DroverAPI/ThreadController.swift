@@ -167,6 +167,21 @@ struct ThreadController: Sendable {
         return ids
     }
 
+    /// Ends every child thread of an archived session: each stops what it runs now and takes
+    /// no more messages.
+    static func endChildren(_ log: SessionLog, of session: SessionID) async throws {
+        for raw in try await childIDs(log, of: session) {
+            guard let thread = try? SessionID(raw) else { continue }
+            do {
+                try await log.append(thread, [.userInterrupt(UserInterrupt()), .sessionStatusTerminated], clientKey: "thread-archive")
+            } catch SessionLogError.sessionTerminated {
+                continue
+            } catch {
+                throw APIError(sessionLogError: error)
+            }
+        }
+    }
+
     /// A log's cumulative usage: its last `session.usage` event's fields (nil before its first idle).
     static func usage(_ log: SessionLog, of thread: SessionID) async throws -> [String: JSONValue]? {
         let lastSeq = try await sessionLogCall { try await log.lastSeq(thread) }

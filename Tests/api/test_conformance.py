@@ -263,7 +263,8 @@ def test_custom_tool_round_trip_with_session_tool_runner(server, agent_env):
 def test_openapi_describes_served_routes(server):
     doc = server.raw("GET", "/v1/openapi.json", workspace=None).json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/v1/agents", "/v1/sessions/{session_id}/events/stream", "/v1/environments/{environment_id}",
+    for path in ("/v1/agents", "/v1/sessions/{session_id}/events/stream", "/v1/sessions/{session_id}/threads/{thread_id}/stream",
+                 "/v1/environments/{environment_id}",
                  "/v1/vaults/{vault_id}/credentials/{credential_id}"):
         assert path in doc["paths"]
     assert "/v1/memory_stores" not in doc["paths"], "unbuilt endpoints are not advertised"

@@ -179,6 +179,10 @@ def test_a_coordinator_runs_threads_and_the_sdk_reads_them():
         with pytest.raises(anthropic.NotFoundError):
             beta.beta.sessions.threads.list(session.id).data
 
+        # Archiving the session ends every thread it started.
+        client.beta.sessions.archive(session.id)
+        assert [t.status for t in client.beta.sessions.threads.list(session.id)][1:] == ["terminated"] * 3
+
 
 def test_an_interrupt_reaches_every_thread():
     with sandboxed_server("drover-thread-interrupt-", script(extract_ms=8000), hands="in-process") as server:
