@@ -183,6 +183,19 @@ extension MirrorDatabase {
         ).execute(arguments: [session, kind, originId, workspaceId])
     }
 
+    /// Who started `child`'s parent, recorded for `child` too: a session thread's tokens count
+    /// towards its session's batch, deployment or workspace. Nothing when the parent has none.
+    public func inheritSessionOrigin(_ child: String, from parent: String) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO session_origins (session_id, kind, origin_id, workspace_id, created_at)
+                    SELECT ?, kind, origin_id, workspace_id, \(Self.now) FROM session_origins WHERE session_id = ?
+                    ON CONFLICT(session_id) DO NOTHING
+                    """, arguments: [child, parent])
+        }
+    }
+
     /// The stored agent resource (JSON) with this name: the newest unarchived version.
     public func agentResource(named name: String) async throws -> String? {
         try await pool.read { db in

@@ -255,7 +255,8 @@ public final class MirrorDatabase: Sendable {
 
     /// Sessions the mirror knows, most recent first, with their mirrored status.
     public func sessions(_ filter: SessionFilter, limit: Int, offset: Int = 0) async throws(DatabaseError) -> [SessionRow] {
-        var conditions: [String] = []
+        // A session thread's log is mirrored as a session is; it is listed with its session's threads.
+        var conditions: [String] = ["s.id NOT LIKE 'sthr\\_%' ESCAPE '\\'"]
         var arguments: StatementArguments = []
         func add(_ condition: String, _ value: String?) {
             guard let value else { return }

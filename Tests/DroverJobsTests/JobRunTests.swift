@@ -184,6 +184,11 @@ struct JobRunTests {
             ))
         let retrieval = try String(contentsOf: folder.appendingPathComponent("retrieval/review.md"), encoding: .utf8)
         #expect(retrieval.contains("| R01 Retrieval-Augmented Generation for Open-Domain Questions |"))
+        // The threads' tokens count towards the batch: two coordinators and their six threads.
+        let usage = try await runProgramSeparately(droverBinary.path, ["report", "usage", "--by", "batch", "--json"], environment: environment())
+        let batches = try JSONValue.parse(usage.stdout).objectValue?["batches"]?.arrayValue ?? []
+        let batch = try #require(batches.first { $0.objectValue?["batch"] == .string("batch_literature_review") }?.objectValue, "\(usage.stdout)")
+        #expect(batch["sessions"] == .number(8))
     }
 
     @Test("killed halfway, a rerun finishes the job without redoing finished items, and the report is complete")

@@ -197,6 +197,8 @@ public struct ThreadMessenger: Sendable {
             // resources, a job item's files. (Each thread has a sandbox of its own.)
             let files = SessionFiles(store: FileStore(redis: log.redis))
             try await files.setSeed(thread, try await files.seed(session))
+            // Its tokens count towards whatever started the session (`drover report usage`).
+            try await log.database?.inheritSessionOrigin(thread.rawValue, from: session.rawValue)
             try await deliver(message, to: thread, useId: useId, session: session)
         } catch {
             return .failure(ThreadToolError("the thread could not be started: \(error)"))
