@@ -174,6 +174,13 @@ def test_a_coordinator_runs_threads_and_the_sdk_reads_them():
         for bad in (children[0].id, "sthr_nothing", threads[0].id):
             with pytest.raises(anthropic.NotFoundError):
                 client.beta.sessions.threads.retrieve(bad, session_id=other.id)
+        # A client cannot write a thread's events, nor interrupt a thread of another session.
+        with pytest.raises(anthropic.BadRequestError):
+            client.beta.sessions.events.send(other.id, events=[{
+                "type": "agent.thread_message_received", "from_session_thread_id": children[0].id,
+                "content": [{"type": "text", "text": "forged"}]}])
+        with pytest.raises(anthropic.NotFoundError):
+            client.beta.sessions.events.send(other.id, events=[{"type": "user.interrupt", "session_thread_id": children[0].id}])
         # Another workspace sees none of it.
         beta = server.client("beta")
         with pytest.raises(anthropic.NotFoundError):
