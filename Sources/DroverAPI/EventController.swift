@@ -113,16 +113,9 @@ struct EventController: Sendable {
     /// An interrupt of a session reaches each of its child threads that is still live, and a
     /// coordinator waiting for their replies gets a turn to stop in.
     func interruptChildren(of session: SessionID) async throws {
-        var threads: [String] = []
-        _ = try await sessionLogCall {
-            try await log.replay(session, afterSeq: 0) { event in
-                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload {
-                    threads.append(created.sessionThreadId)
-                }
-            }
-        }
+        let threads = try await ThreadController.childIDs(log, of: session)
         guard !threads.isEmpty else { return }
-        for raw in Set(threads) {
+        for raw in threads {
             guard let thread = try? SessionID(raw) else { continue }
             do {
                 try await log.append(thread, [.userInterrupt(UserInterrupt())])

@@ -123,6 +123,9 @@ enum OpenAPIDocument {
         return (try? JSONValue.parse(text)) ?? .object([:])
     }()
 
+    /// What an event list takes: a session's, and a thread's.
+    static let eventListQuery = ["limit", "page", "order", "types[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]
+
     /// The format of each id a path names: a prefix, then 26 Crockford base32 characters
     /// (`Identifier`). Session ids of scheduled runs are derived: 26 lowercase hex characters.
     static func idPattern(_ parameter: String) -> String? {
@@ -210,7 +213,7 @@ enum OpenAPIDocument {
         .init(
             method: "get", path: "/v1/sessions/{session_id}/events", summary: "List a session's events",
             model: "SyncPageCursor[BetaManagedAgentsSessionEvent]",
-            query: ["limit", "page", "order", "types[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
+            query: eventListQuery),
         .init(
             method: "post", path: "/v1/sessions/{session_id}/events", summary: "Send events (a user.message enqueues a turn)",
             model: "BetaManagedAgentsSendSessionEvents"),
@@ -230,7 +233,7 @@ enum OpenAPIDocument {
         .init(
             method: "get", path: "/v1/sessions/{session_id}/threads/{thread_id}/events", summary: "List a thread's events",
             model: "SyncPageCursor[BetaManagedAgentsSessionEvent]",
-            query: ["limit", "page", "order", "types[]", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"]),
+            query: eventListQuery),
         .init(
             method: "get", path: "/v1/sessions/{session_id}/threads/{thread_id}/stream", summary: "Stream a thread's events (SSE)",
             model: "BetaManagedAgentsStreamSessionThreadEvents", query: ["event_deltas[]", "after_id"]),

@@ -206,18 +206,7 @@ struct SessionController: Sendable {
         session["agent"] = try await store.sessionAgent(session["agent"], workspace: row.workspace)
         let id = try SessionID(row.id)
         session["status"] = .string(try await sessionStatus(row.id))
-        let lastSeq = try await sessionLogCall { try await log.lastSeq(id) }
-        var usage: [String: JSONValue] = [:]
-        if lastSeq > 0 {
-            let recent = try await sessionLogCall { try await log.read(id, afterSeq: max(0, lastSeq - 500), limit: 500) }
-            if case .sessionUsage(let last)? = recent.last(where: { $0.kind == .sessionUsage })?.payload,
-                let fields = last.usage.wireValue.objectValue
-            {
-                for key in ["input_tokens", "output_tokens", "cache_read_input_tokens", "active_seconds", "cache_creation"] where fields[key] != nil {
-                    usage[key] = fields[key]
-                }
-            }
-        }
+        var usage = try await ThreadController.usage(log, of: id) ?? [:]
         // A coordinator's session counts its threads' tokens too.
         if case .object(let agent) = session["agent"] ?? .null, let multiagent = agent["multiagent"], multiagent != .null {
             for (key, count) in try await ThreadController.childrenUsage(log, of: id) where count > 0 {
