@@ -39,7 +39,9 @@ extension TurnRunner {
 
     /// A coordinator woken while threads still owe it replies, by nothing but replies, waits on
     /// without a model request; an interrupt since its last request ends its turn instead.
-    /// Nil: the turn goes on.
+    /// Woken by nothing new, it waits only if its model has answered all it saw: a turn a crash
+    /// cut off after the thread tools' results goes on, and the model answers them. Nil: the
+    /// turn goes on.
     func waitForThreads(
         _ session: SessionID, _ fence: SessionFence, _ state: TurnState, _ started: ContinuousClock.Instant
     ) async throws
@@ -53,6 +55,7 @@ extension TurnRunner {
             return TurnOutcome(.interrupted, modelRequests: outcome.modelRequests)
         }
         guard !ThreadLedger(events).awaited.isEmpty, arrived.allSatisfy({ $0.kind == .agentThreadMessageReceived }) else { return nil }
+        if arrived.isEmpty, state.conversation.messages.last?.role != .assistant { return nil }
         return TurnOutcome(.awaitingThreads, modelRequests: 0)
     }
 

@@ -55,21 +55,25 @@ public struct AgentThreadMessageReceived: EventFields {
 public struct SessionThreadCreated: EventFields {
     public var sessionThreadId: String
     public var agentName: String
+    /// Set for a thread a workflow run started; Drover's threads are started by tool calls.
+    public var workflowRunId: String?
 
-    public init(sessionThreadId: String, agentName: String) {
+    public init(sessionThreadId: String, agentName: String, workflowRunId: String? = nil) {
         self.sessionThreadId = sessionThreadId
         self.agentName = agentName
+        self.workflowRunId = workflowRunId
     }
 
     init(reading reader: inout WireReader) throws(WireDecodingError) {
         sessionThreadId = try reader.required("session_thread_id", .string)
         agentName = try reader.required("agent_name", .string)
+        workflowRunId = try reader.optional("workflow_run_id", .string)
     }
 
     func write(to writer: inout WireWriter) {
         writer.set("session_thread_id", sessionThreadId)
         writer.set("agent_name", agentName)
-        writer.set("workflow_run_id", JSONValue.null)
+        writer.set("workflow_run_id", workflowRunId)
     }
 }
 
