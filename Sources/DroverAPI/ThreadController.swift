@@ -154,32 +154,12 @@ struct ThreadController: Sendable {
 
     /// The ids of `session`'s child threads, in the order they were started.
     static func childIDs(_ log: SessionLog, of session: SessionID) async throws -> [String] {
-        var ids: [String] = []
-        _ = try await sessionLogCall {
-            try await log.replay(session, afterSeq: 0) { event in
-                if event.kind == .sessionThreadCreated, case .sessionThreadCreated(let created)? = event.payload,
-                    !ids.contains(created.sessionThreadId)
-                {
-                    ids.append(created.sessionThreadId)
-                }
-            }
-        }
-        return ids
+        try await sessionLogCall { try await log.threadIDs(of: session) }.map(\.rawValue)
     }
 
-    /// Ends every child thread of an archived session: each stops what it runs now and takes
-    /// no more messages.
+    /// Ends every child thread of an archived session (`SessionLog.endThreads`).
     static func endChildren(_ log: SessionLog, of session: SessionID) async throws {
-        for raw in try await childIDs(log, of: session) {
-            guard let thread = try? SessionID(raw) else { continue }
-            do {
-                try await log.append(thread, [.userInterrupt(UserInterrupt()), .sessionStatusTerminated], clientKey: "thread-archive")
-            } catch SessionLogError.sessionTerminated {
-                continue
-            } catch {
-                throw APIError(sessionLogError: error)
-            }
-        }
+        try await sessionLogCall { try await log.endThreads(of: session) }
     }
 
     /// A log's cumulative usage: its last `session.usage` event's fields (nil before its first idle).

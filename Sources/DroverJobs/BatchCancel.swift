@@ -66,5 +66,6 @@ extension SessionLog {
     func terminateIfLive(_ session: SessionID) async throws {
         guard let meta = try await meta(session), meta.status != "terminated" else { return }
         _ = try await append(session, [.sessionStatusTerminated])
+        try await endThreads(of: session)
     }
 }

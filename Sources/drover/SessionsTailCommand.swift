@@ -50,6 +50,8 @@ extension SessionsCommand {
                 let id = try SessionID(session)
                 let fence = try await log.takeFence(id)
                 let result = try await log.append(id, [.sessionStatusTerminated], fence: fence)
+                // Its threads end with it.
+                try await log.endThreads(of: id)
                 print("terminated \(id) at seq \(result.lastSeq)")
             }
         }

@@ -84,13 +84,13 @@ def test_missing_beta_header(server):
 
 def test_unbuilt_endpoints_answer_501(server, agent_env):
     _, _ = agent_env
-    for method, path in (("GET", "/v1/memory_stores"), ("GET", "/v1/skills"), ("POST", "/v1/sessions/sesn_1/threads")):
+    for method, path in (("GET", "/v1/memory_stores"), ("GET", "/v1/skills"), ("POST", "/v1/user_profiles")):
         message = error(server.raw(method, path, body={} if method == "POST" else None), 501)
         assert "not built yet" in message, path
     # The SDK's calls for other betas send their own beta header, and still learn what is not built.
     client = server.client()
     for call in (lambda: client.beta.memory_stores.list(), lambda: client.beta.skills.list(),
-                 lambda: client.beta.user_profiles.list(), lambda: client.beta.sessions.threads.list("sesn_1")):
+                 lambda: client.beta.user_profiles.list()):
         with pytest.raises(anthropic.APIStatusError) as unbuilt:
             call()
         assert unbuilt.value.status_code == 501 and "not built yet" in unbuilt.value.message

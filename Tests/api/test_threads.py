@@ -223,6 +223,22 @@ def test_an_interrupt_reaches_every_thread():
         assert events[-1].type in ("session.status_idle", "session.thread_status_idle")
 
 
+def test_terminating_a_session_ends_its_threads():
+    with sandboxed_server("drover-thread-terminate-", script(extract_ms=8000), hands="in-process") as server:
+        client = server.client()
+        environment = client.beta.environments.create(name="library", config={"type": "cloud"})
+        _, _, coordinator = make_coordinator(client)
+        session = client.beta.sessions.create(agent=coordinator.id, environment_id=environment.id)
+        client.beta.sessions.events.send(session.id, events=message("Review."))
+        wait_until(lambda: len(list(client.beta.sessions.threads.list(session.id))) == 4, "the threads to start")
+        assert "terminated" in server.drover("sessions", "terminate", session.id)
+        threads = list(client.beta.sessions.threads.list(session.id))
+        assert [t.status for t in threads] == ["terminated"] * 4
+        # The extractor was mid-turn: its turn stopped, and it takes no more messages.
+        own = [e.type for e in client.beta.sessions.threads.events.list(threads[3].id, session_id=session.id, limit=1000)]
+        assert own[-2:] == ["user.interrupt", "session.status_terminated"], own
+
+
 def test_the_thread_limit_is_enforced():
     with sandboxed_server("drover-thread-limit-", script(), env_extra={"DROVER_THREAD_LIMIT": "2"}, hands="in-process") as server:
         client = server.client()
