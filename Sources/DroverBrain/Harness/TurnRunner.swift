@@ -156,9 +156,7 @@ public final class TurnRunner: Sendable {
         // the wire, so that provisioning overlaps the model's time to first token and takes no
         // CPU from sending the request. Only a tool call waits for them. A self-hosted
         // environment's hands are its workers, asked for once the turn needs them.
-        let state = TurnState(events: snapshot.events, environment: environment)
-        state.origin = agent.thread
-        state.threads = threads
+        let state = TurnState(events: snapshot.events, environment: environment, origin: agent.thread, threads: threads)
         if environment.selfHostedEnvironment == nil {
             if eagerHands {
                 await hand.prepare(session: session, environment: environment)
@@ -432,7 +430,7 @@ public final class TurnRunner: Sendable {
             }
             let firstToolIndex = events.count
             for use in toolUses {
-                if agent.roster != nil, ThreadTools.names.contains(use.name), !customNames.contains(use.name) {
+                if Self.isThreadTool(use.name, agent) {
                     // The brain's own tools: never a confirmation, never the hands.
                     events.append(
                         .agentToolUse(
@@ -469,7 +467,7 @@ public final class TurnRunner: Sendable {
             var waitingOnHands = false
             for (offset, use) in toolUses.enumerated() {
                 let useId = SessionLog.eventID(session, seq: appended.firstSeq + Int64(firstToolIndex + offset))
-                if agent.roster != nil, ThreadTools.names.contains(use.name), !customNames.contains(use.name) {
+                if Self.isThreadTool(use.name, agent) {
                     try await runThreadCall(useId, use.name, use.input.objectValue ?? [:], session, fence, agent, state)
                     continue
                 }
@@ -867,19 +865,13 @@ final class TurnState: @unchecked Sendable {
     /// The session's environment `config`, handed to the tools.
     let environment: EnvironmentConfig
     /// Set for a child thread: where its replies go.
-    var origin: ThreadOrigin? {
-        get { lock.withLock { _origin } }
-        set { lock.withLock { _origin = newValue } }
-    }
-    private var _origin: ThreadOrigin?
+    let origin: ThreadOrigin?
     /// Starts threads and carries replies; nil when the turn runs without a queue to do it.
-    var threads: ThreadMessenger? {
-        get { lock.withLock { _threads } }
-        set { lock.withLock { _threads = newValue } }
-    }
-    private var _threads: ThreadMessenger?
+    let threads: ThreadMessenger?
 
-    init(events: [StoredEvent], environment: EnvironmentConfig = .none) {
+    init(events: [StoredEvent], environment: EnvironmentConfig = .none, origin: ThreadOrigin? = nil, threads: ThreadMessenger? = nil) {
+        self.origin = origin
+        self.threads = threads
         _events = events
         _conversation.add(contentsOf: events)
         self.environment = environment

@@ -25,6 +25,8 @@ public final class Worker: Sendable {
     public let queue: TaskQueue
     public let runner: TurnRunner
     public let options: Options
+    /// Starts and messages threads on this worker's queue; built once, not per turn.
+    private let threads: ThreadMessenger
     /// When draining began plus the drain timeout; nil while not draining.
     private let drainDeadline = Locked<ContinuousClock.Instant?>(nil)
     private let logger = Logger(label: "drover.worker")
@@ -33,6 +35,7 @@ public final class Worker: Sendable {
         self.queue = queue
         self.runner = runner
         self.options = options
+        threads = ThreadMessenger(inbox: SessionInbox(log: runner.log, queue: queue, turnQueue: options.queue))
     }
 
     /// Claims and runs turns, up to `concurrency` at once, until drained or cancelled.
@@ -138,8 +141,7 @@ public final class Worker: Sendable {
         let ending: Result<Ending, Error> = await withTaskGroup(of: Result<Ending, Error>?.self) { group in
             group.addTask {
                 do {
-                    let threads = ThreadMessenger(inbox: SessionInbox(log: self.runner.log, queue: self.queue, turnQueue: self.options.queue))
-                    return .success(.turn(try await self.runner.run(session: session, fence: fence, threads: threads)))
+                    return .success(.turn(try await self.runner.run(session: session, fence: fence, threads: self.threads)))
                 } catch {
                     return .failure(error)
                 }

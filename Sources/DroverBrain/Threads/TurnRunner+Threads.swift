@@ -5,10 +5,16 @@ import DroverTools
 /// The parts of a turn that coordinate threads: a coordinator's thread tool calls and its wait
 /// for replies, and a child thread's replies.
 extension TurnRunner {
-    /// Whether `use` is a coordinator's call of a thread tool (which the brain runs itself).
+    /// Whether `name` is one of a coordinator's thread tools, which the brain runs itself (a
+    /// custom tool of the same name is the client's).
+    static func isThreadTool(_ name: String, _ agent: AgentSnapshot) -> Bool {
+        agent.roster != nil && ThreadTools.names.contains(name) && !agent.customTools.contains { $0.name == name }
+    }
+
+    /// Whether `use` is a coordinator's call of a thread tool.
     static func isThreadCall(_ use: StoredEvent, _ agent: AgentSnapshot) -> Bool {
-        guard agent.roster != nil, use.kind == .agentToolUse, case .agentToolUse(let tool)? = use.payload else { return false }
-        return ThreadTools.names.contains(tool.name) && !agent.customTools.contains { $0.name == tool.name }
+        guard use.kind == .agentToolUse, case .agentToolUse(let tool)? = use.payload else { return false }
+        return isThreadTool(tool.name, agent)
     }
 
     func runThreadCall(_ use: StoredEvent, _ session: SessionID, _ fence: SessionFence, _ agent: AgentSnapshot, _ state: TurnState) async throws {
