@@ -99,13 +99,7 @@ struct ThreadController: Sendable {
             throw APIError.invalid(
                 "thread_id", "\(found.id) is the session's primary thread, which ends with its session", fix: "archive the session instead")
         }
-        do {
-            try await log.append(found.log, [.userInterrupt(UserInterrupt()), .sessionStatusTerminated], clientKey: "thread-archive")
-        } catch SessionLogError.sessionTerminated {
-            // Archived before: the primary thread already knows.
-        } catch {
-            throw APIError(sessionLogError: error)
-        }
+        _ = try await sessionLogCall { try await log.endThread(found.log) }
         let owed = try await sessionLogCall {
             var events: [StoredEvent] = []
             try await log.replay(session, afterSeq: 0) {
@@ -126,11 +120,7 @@ struct ThreadController: Sendable {
             }
             notice.append(.sessionThreadStatusTerminated(SessionThreadStatus(sessionThreadId: found.id, agentName: origin.agentName)))
             do {
-                if owed.owesReply {
-                    try await inbox.send(notice, to: session, clientKey: "thread-archive:\(found.id)")
-                } else {
-                    try await log.append(session, notice, clientKey: "thread-archive:\(found.id)")
-                }
+                try await inbox.send(notice, to: session, clientKey: "thread-archive:\(found.id)")
             } catch SessionLogError.sessionTerminated {
                 // The session ended: nobody waits.
             }

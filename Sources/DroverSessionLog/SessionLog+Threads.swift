@@ -16,12 +16,18 @@ extension SessionLog {
     /// Ends every child thread of a session that ends (archived, terminated, cancelled): each
     /// stops what it runs now and takes no more messages. A thread that ended already is left.
     public func endThreads(of session: SessionID) async throws(SessionLogError) {
-        for thread in try await threadIDs(of: session) {
-            do {
-                try await append(thread, [.userInterrupt(UserInterrupt()), .sessionStatusTerminated], clientKey: "thread-ended")
-            } catch .sessionTerminated {
-                continue
-            }
+        for thread in try await threadIDs(of: session) { try await endThread(thread) }
+    }
+
+    /// Ends one thread: an interrupt stops its running turn, and the termination refuses every
+    /// later message. False when it had ended already.
+    @discardableResult
+    public func endThread(_ thread: SessionID) async throws(SessionLogError) -> Bool {
+        do {
+            try await append(thread, [.userInterrupt(UserInterrupt()), .sessionStatusTerminated], clientKey: "thread-ended")
+            return true
+        } catch .sessionTerminated {
+            return false
         }
     }
 }

@@ -23,8 +23,9 @@ public struct SessionInbox: Sendable {
         public let turn: EnqueueResult?
     }
 
-    /// Appends `events` and queues a turn, unless they are interrupts only: a running turn sees
-    /// an interrupt in the log, and an idle session has nothing to stop.
+    /// Appends `events` and queues a turn, unless none of them asks for one (`isTurnInput`): a
+    /// running turn sees an interrupt in the log, an idle session has nothing to stop, and a
+    /// thread's status cross-posted to its coordinator is a record, not input.
     ///
     /// - `clientKey`: makes a resent call (the same batch item, the same scheduled fire) append
     ///   nothing the second time.
@@ -35,7 +36,7 @@ public struct SessionInbox: Sendable {
         turnID: String = Identifier.make(prefix: "task")
     ) async throws -> Delivery {
         let appended = try await log.append(session, events, clientKey: clientKey)
-        guard events.contains(where: { $0.type != .userInterrupt }) else { return Delivery(appended: appended, turn: nil) }
+        guard events.contains(where: { $0.type.isTurnInput }) else { return Delivery(appended: appended, turn: nil) }
         let turn = try await TurnQueue.enqueue(queue, session: session, name: turnQueue, id: turnID)
         return Delivery(appended: appended, turn: turn)
     }

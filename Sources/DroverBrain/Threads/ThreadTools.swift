@@ -250,7 +250,7 @@ public struct ThreadMessenger: Sendable {
     }
 
     /// A thread's reply into its coordinator's log, with the thread's idle cross-posted, once per
-    /// idle (`idleSeq`), and a turn for the coordinator when the reply is one it waits for.
+    /// idle (`idleSeq`), and a turn for the coordinator when there is a reply to read.
     func reply(from thread: SessionID, origin: ThreadOrigin, content: [ContentBlock]?, stopReason: StopReason, idleSeq: Int64) async throws {
         var events: [SessionEventPayload] = []
         if let content {
@@ -262,11 +262,7 @@ public struct ThreadMessenger: Sendable {
             .sessionThreadStatusIdle(SessionThreadStatus(sessionThreadId: thread.rawValue, agentName: origin.agentName, stopReason: stopReason)))
         let key = "thread-reply:\(thread.rawValue):\(idleSeq)"
         do {
-            if content != nil {
-                try await inbox.send(events, to: origin.session, clientKey: key, turnID: "task_\(thread.idPart)_\(idleSeq)")
-            } else {
-                try await log.append(origin.session, events, clientKey: key)
-            }
+            try await inbox.send(events, to: origin.session, clientKey: key, turnID: "task_\(thread.idPart)_\(idleSeq)")
         } catch SessionLogError.sessionTerminated {
             // The session ended; nobody waits for the reply.
         }
@@ -279,10 +275,9 @@ public struct ThreadMessenger: Sendable {
         snapshot.roster = nil
         snapshot.thread = nil
         snapshot.customTools = []
-        let resource: JSONValue = .object([
-            "type": "inline", "name": .string(name), "description": description.map(JSONValue.string) ?? .null, "system": .string(system),
-            "model": .object(["id": .string(coordinator.model), "speed": "standard"]), "tools": .array([]), "mcp_servers": .array([]),
-            "skills": .array([]), "execution_identity": .object(["type": "service_account"]),
+        let resource = ThreadRoster.shown([
+            "name": .string(name), "description": description.map(JSONValue.string) ?? .null, "system": .string(system),
+            "model": .string(coordinator.model),
         ])
         return ThreadRoster.Member(name: name, description: description, snapshot: snapshot, resource: resource)
     }
