@@ -177,10 +177,11 @@ struct ConsoleController: Sendable {
     @Sendable func session(_ request: Request, context: APIRequestContext) async throws -> Response {
         let row = try await sessions.lookup.session(context.parameters.require("session_id"), workspace: context.workspace)
         let session = Self.sessionView(try await sessions.sessionJSON(row))
-        let timeline = SessionTimeline(session: row.id, status: session.status, events: try await events(of: row))
+        let events = try await events(of: row)
+        let timeline = SessionTimeline(session: row.id, status: session.status, events: events)
         let page = SessionPage(
             frame: frame(request, context, "Session \(row.id)", section: "sessions"), session: session, timeline: timeline,
-            shown: Self.timelineEntries, threadLanes: try await threadLanes(row, primary: timeline))
+            shown: Self.timelineEntries, threadLanes: try await threadLanes(row, events: events, primary: timeline))
         return ConsoleResponse.page(ConsolePages.html(page))
     }
 
@@ -195,21 +196,25 @@ struct ConsoleController: Sendable {
         return response
     }
 
-    /// A coordinator's session as lanes: its primary thread, then each thread it started.
-    func threadLanes(_ row: ControlPlaneStore.Row, primary: SessionTimeline) async throws -> ThreadLanes? {
+    /// A coordinator's session as lanes: its primary thread, then each thread it started (read
+    /// from the session's `events`, which the page has read already).
+    func threadLanes(_ row: ControlPlaneStore.Row, events: [StoredEvent], primary: SessionTimeline) async throws -> ThreadLanes? {
         let session = try SessionID(row.id)
-        let children = try await ThreadController.childIDs(log, of: session)
+        let children = ThreadLedger(events).threads
         guard !children.isEmpty else { return nil }
         var lanes: [(lane: ThreadLanes.Lane, timeline: SessionTimeline)] = [
             (ThreadLanes.Lane(name: "coordinator", id: ThreadIDs.primary(of: session), status: primary.status), primary)
         ]
-        for raw in children {
-            guard let thread = try? SessionID(raw) else { continue }
-            let name = (try? await log.agentSnapshot(thread))??.thread?.agentName ?? "thread"
+        for child in children {
+            guard let thread = try? SessionID(child.id) else { continue }
             var events: [StoredEvent] = []
-            try await sessionLogCall { try await log.replay(thread, afterSeq: 0) { events.append($0) } }
+            _ = try await sessionLogCall { try await log.replay(thread, afterSeq: 0) { events.append($0) } }
             let status = try await sessionLogCall { try await log.meta(thread)?.status } ?? "idle"
-            lanes.append((ThreadLanes.Lane(name: name, id: raw, status: status), SessionTimeline(session: raw, status: status, events: events)))
+            lanes.append(
+                (
+                    ThreadLanes.Lane(name: child.agentName, id: child.id, status: status),
+                    SessionTimeline(session: child.id, status: status, events: events)
+                ))
         }
         return ThreadLanes(lanes, shown: Self.timelineEntries)
     }
